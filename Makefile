@@ -1,0 +1,41 @@
+# The two commands a new user needs: `make demo` and `make test`.
+# Each creates the virtual environment (.venv) when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck check serve worker bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/campaigns demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check campaigns tests bench web.py worker.py
+	$(BIN)/ruff format --check campaigns tests bench web.py worker.py
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+serve: $(STAMP)
+	$(BIN)/flask --app web run
+
+worker: $(STAMP)
+	$(BIN)/python worker.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/segments.py
+
+clean:
+	rm -rf $(VENV) campaigns.db campaigns.db-wal campaigns.db-shm outbox .pytest_cache .hypothesis

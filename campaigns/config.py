@@ -1,0 +1,82 @@
+"""Configuration from environment variables, with the defaults of :mod:`campaigns.defaults`.
+
+One frozen object carries every setting; the CLI, ``web.py`` and ``worker.py`` build it once
+with :func:`load` and pass it on. Bad values raise :class:`ConfigError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from campaigns import defaults
+from campaigns.exceptions import ConfigError
+
+_DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgres")
+_MAIL_SCHEMES = ("file", "smtp", "smtps")
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str
+    redis_url: str | None
+    mail_url: str
+    secret_key: str
+    base_url: str
+    journeys_dir: Path
+    templates_dir: Path
+    secret_is_ephemeral: bool = False
+
+    @property
+    def segments_file(self) -> Path:
+        return self.journeys_dir / defaults.SEGMENTS_FILE
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URL forms people paste (``postgres://``) and pick the psycopg 3 driver."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme not in _DB_SCHEMES:
+        raise ConfigError(
+            f"DATABASE_URL: unsupported scheme {scheme!r}; use sqlite:///file.db or "
+            "postgresql://user@host/db"
+        )
+    if scheme in ("postgres", "postgresql"):
+        return "postgresql+psycopg:" + url.split(":", 1)[1]
+    return url
+
+
+def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {value!r}")
+    return value
+
+
+def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> Config:
+    """Read the settings from ``env`` (default: ``os.environ``)."""
+    env = os.environ if env is None else env
+    root = root or Path.cwd()
+    database_url = normalise_database_url(env.get("DATABASE_URL") or defaults.DATABASE_URL)
+    redis_url = env.get("REDIS_URL") or None
+    if redis_url is not None:
+        _check_url("REDIS_URL", redis_url, ("redis", "rediss", "unix"))
+    mail_url = _check_url("MAIL_URL", env.get("MAIL_URL") or defaults.MAIL_URL, _MAIL_SCHEMES)
+    base_url = _check_url("BASE_URL", env.get("BASE_URL") or defaults.BASE_URL, ("http", "https"))
+    secret = env.get("SECRET_KEY")
+    ephemeral = not secret
+    if secret is not None and secret and len(secret) < 16:
+        raise ConfigError("SECRET_KEY: too short; use at least 16 random characters")
+    return Config(
+        database_url=database_url,
+        redis_url=redis_url,
+        mail_url=mail_url,
+        secret_key=secret or secrets.token_urlsafe(32),
+        base_url=base_url.rstrip("/"),
+        journeys_dir=Path(env.get("CAMPAIGNS_JOURNEYS") or root / defaults.JOURNEYS_DIR),
+        templates_dir=Path(env.get("CAMPAIGNS_TEMPLATES") or root / defaults.TEMPLATES_DIR),
+        secret_is_ephemeral=ephemeral,
+    )

@@ -1,0 +1,31 @@
+"""Named defaults. Every setting in :mod:`campaigns.config` falls back to one of these."""
+
+DATABASE_URL = "sqlite:///campaigns.db"
+"""A SQLite file (WAL mode) in the working folder when ``DATABASE_URL`` is unset."""
+
+MAIL_URL = "file:///./outbox"
+"""An outbox of ``.eml`` files when ``MAIL_URL`` is unset."""
+
+BASE_URL = "http://127.0.0.1:5000"
+"""The public address put into tracking links."""
+
+DEFAULT_LOCALE = "en"
+"""Locale of a contact whose locale is unknown, and of templates without a translation."""
+
+DEFAULT_TIME_ZONE = "UTC"
+"""Time zone of a contact whose time zone is unknown."""
+
+IMPORT_BATCH_SIZE = 2_000
+"""Rows per upsert statement when importing CSV files (memory stays flat on big files)."""
+
+JOURNEYS_DIR = "journeys"
+"""Where journey files and ``segments.yaml`` live, relative to the working folder."""
+
+TEMPLATES_DIR = "templates"
+"""Where MJML and text templates live, relative to the working folder."""
+
+SEGMENTS_FILE = "segments.yaml"
+"""The segment and tier definitions, inside :data:`JOURNEYS_DIR`."""
+
+LOCALES = ("en", "ja")
+"""Locales the shipped templates and pages are written in."""
