@@ -140,9 +140,9 @@ def load_journey(path: Path, **kwargs: Any) -> Journey:
 
 def validate_files(
     paths: Iterable[Path], *, segments: SegmentSet | None = None, templates: Collection[str] | None = None
-) -> tuple[list[Journey], list[Problem]]:
+) -> tuple[list[tuple[Journey, Path]], list[Problem]]:
     """Check many journey files; also that no two files share a journey id."""
-    journeys: list[Journey] = []
+    journeys: list[tuple[Journey, Path]] = []
     problems: list[Problem] = []
     seen: dict[str, str] = {}
     for path in paths:
@@ -155,7 +155,7 @@ def validate_files(
             problems.append(Problem(str(path), 1, 1, f"journey id '{journey.key}' is also used by {seen[journey.key]}", "give each journey its own id"))
             continue
         seen[journey.key] = str(path)
-        journeys.append(journey)
+        journeys.append((journey, path))
     return journeys, problems
 
 
