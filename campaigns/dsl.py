@@ -345,8 +345,8 @@ def _journey(doc: Any, ctx: _Ctx) -> Journey | None:
     )  # fmt: skip
 
 
-def _tiers(ctx: _Ctx) -> tuple[str, ...]:
-    return tuple(t.name for t in ctx.segments.tiers) if ctx.segments else ()
+def _tiers(ctx: _Ctx) -> tuple[str, ...] | None:
+    return tuple(t.name for t in ctx.segments.tiers) if ctx.segments else None
 
 
 def _no_steps(scope: expressions.Scope) -> expressions.Scope:

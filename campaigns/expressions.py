@@ -96,7 +96,7 @@ class Scope:
     steps: Mapping[str, str] = field(default_factory=dict)
     later_steps: frozenset[str] = frozenset()
     account_only: bool = False
-    tiers: tuple[str, ...] = ()
+    tiers: tuple[str, ...] | None = None  # None: not known here, so not checked
 
 
 @dataclass(frozen=True)
@@ -222,8 +222,9 @@ def _check_comparison(left: nodes.Node, op: str, right: nodes.Node, scope: Scope
                 out.append(ExprProblem(f"{ref.name} is a {ref.kind} but is compared with {value!r}", f"compare it with a {ref.kind}, e.g. {example}", ref.name))
             elif ref.name in KNOWN_VALUES and value not in KNOWN_VALUES[ref.name]:
                 out.append(ExprProblem(f"unknown {ref.name} '{value}'", suggest(value, KNOWN_VALUES[ref.name]) or f"one of: {', '.join(KNOWN_VALUES[ref.name])}", value))
-            elif ref.name == "tier" and scope.tiers and value not in scope.tiers:
-                out.append(ExprProblem(f"unknown tier '{value}'", suggest(value, scope.tiers) or f"tiers: {', '.join(scope.tiers)}", value))
+            elif ref.name == "tier" and scope.tiers is not None and value not in scope.tiers:
+                known = f"tiers: {', '.join(scope.tiers)}" if scope.tiers else "no tiers are defined in segments.yaml"
+                out.append(ExprProblem(f"unknown tier '{value}'", suggest(value, scope.tiers) or known, value))
     if op in ("in", "notin") and not isinstance(right, nodes.List | nodes.Tuple | nodes.Getattr | nodes.Name | nodes.Call):
         out.append(ExprProblem("'in' needs a list on its right", "e.g. industry in ['retail', 'logistics']", "in"))
 
