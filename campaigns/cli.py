@@ -1,0 +1,299 @@
+"""The ``campaigns`` command line. A thin edge: it parses arguments, calls the engine and
+prints. Every failure is one clear line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from campaigns import config as settings
+from campaigns import segments as seg
+from campaigns.db import make_engine, make_sessionmaker, migrate
+from campaigns.deploy import deploy as deploy_journey
+from campaigns.exceptions import CampaignsError, ImportRowError, JourneyError, Problem
+from campaigns.journey import Trigger
+from campaigns.models import Account, Contact
+from campaigns.project import Project
+
+EXIT_PROBLEMS = 1  # the input has problems (validation, bad rows under --strict)
+EXIT_ERROR = 2  # the command could not run (config, database, missing file)
+EXIT_INTERNAL = 3  # a bug: reported in one line; CAMPAIGNS_DEBUG=1 shows the traceback
+
+
+class _State:
+    def __init__(self) -> None:
+        self._config: settings.Config | None = None
+        self._engine: Engine | None = None
+
+    @property
+    def config(self) -> settings.Config:
+        if self._config is None:
+            self._config = settings.load()
+        return self._config
+
+    @property
+    def project(self) -> Project:
+        return Project(self.config)
+
+    def sessions(self) -> sessionmaker[Session]:
+        """Open the database, bringing its schema to the newest migration first."""
+        if self._engine is None:
+            self._engine = make_engine(self.config.database_url)
+            migrate(self._engine)
+        return make_sessionmaker(self._engine)
+
+
+pass_state = click.make_pass_decorator(_State, ensure=True)
+
+
+def _err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    for problem in problems:
+        _err(str(problem))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="campaigns")
+def cli() -> None:
+    """Journeys and email for customer-success teams: high, low and tech touch.
+
+    Configuration comes from DATABASE_URL, REDIS_URL, MAIL_URL, SECRET_KEY and BASE_URL;
+    with none set, everything runs on a SQLite file and a file outbox in this folder.
+    """
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@pass_state
+def validate(state: _State, paths: tuple[Path, ...]) -> None:
+    """Check journey files (default: every file in journeys/) and the segments and
+    templates they name. Prints each problem as path:line:col; exits 1 if any."""
+    for path in paths:
+        if not path.exists():
+            raise CampaignsError(f"{path}: no such file or folder")
+    checked = state.project.check(paths)
+    if checked.problems:
+        _print_problems(checked.problems)
+        _err(f"{len(checked.problems)} problem{'s' if len(checked.problems) != 1 else ''} found")
+        sys.exit(EXIT_PROBLEMS)
+    names = ", ".join(j.key for j, _ in checked.journeys) or "no journeys"
+    click.echo(f"ok: {len(checked.journeys)} journey{'s' if len(checked.journeys) != 1 else ''} valid ({names})")
+
+
+@cli.command("import")
+@click.argument("kind", type=click.Choice(["accounts", "contacts"]))
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--strict", is_flag=True, help="All or nothing: import no row if any row is bad.")
+@click.option("--encoding", default="utf-8-sig", show_default=True, help="The file's encoding, e.g. cp932 for Shift_JIS from Excel.")
+@pass_state
+def import_(state: _State, kind: str, file: Path, strict: bool, encoding: str) -> None:
+    """Upsert accounts or contacts from a CSV file. Bad rows are reported as FILE:LINE:
+    reason and skipped; the good rows are kept (unless --strict)."""
+    from campaigns.importer import import_csv
+
+    if not file.is_file():
+        raise ImportRowError(f"{file}: no such file")
+    sessions = state.sessions()
+    size = file.stat().st_size
+    with click.progressbar(length=size, label=f"importing {kind}", file=sys.stderr, show_pos=False) as bar:
+        report = import_csv(kind, file, sessions, strict=strict, encoding=encoding, progress=bar.update)  # type: ignore[arg-type]
+    for warning in report.warnings:
+        _err(f"{warning} (warning)")
+    for error in report.errors:
+        _err(str(error))
+    verb = "imported" if report.committed else "nothing imported (--strict)"
+    click.echo(f"{kind}: {verb}: {report.inserted} new, {report.updated} updated, {report.skipped} skipped")
+    if report.errors and strict:
+        sys.exit(EXIT_PROBLEMS)
+
+
+@cli.command()
+@click.option("--apply", "apply_", is_flag=True, help="Store each account's tier in accounts.tier.")
+@click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="Evaluate date rules as of this day (default: today).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@pass_state
+def segments(state: _State, apply_: bool, on: Any, fmt: str) -> None:
+    """Count the accounts and contacts in every tier and segment."""
+    today = on.date() if on else date.today()
+    segset = state.project.segments()
+    with state.sessions()() as session, session.begin():
+        changed = seg.apply_tiers(session, segset, today) if apply_ else None
+        counts = seg.count(session, segset, today)
+    if fmt == "json":
+        click.echo(json.dumps([c.__dict__ for c in counts], ensure_ascii=False, indent=2))
+    else:
+        _table(
+            ["segment", "kind", "accounts", "contacts", "label"],
+            [[c.name, "tier" if c.is_tier else "segment", c.accounts, c.contacts, c.label] for c in counts],
+        )
+    if changed is not None:
+        click.echo(f"tiers stored: {changed} account{'s' if changed != 1 else ''} changed tier")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@pass_state
+def deploy(state: _State, paths: tuple[Path, ...]) -> None:
+    """Validate journeys and load them as new versions (unchanged files are left as they are)."""
+    checked = state.project.check(paths)
+    if checked.problems:
+        _print_problems(checked.problems)
+        _err("nothing deployed: fix the problems above first")
+        sys.exit(EXIT_PROBLEMS)
+    with state.sessions()() as session, session.begin():
+        for journey, path in checked.journeys:
+            result = deploy_journey(session, journey, path.read_text(encoding="utf-8"), str(path))
+            what = "new version" if result.created else "unchanged"
+            click.echo(f"{result.key}: version {result.version} ({what})")
+
+
+@cli.command()
+@click.option("--accounts", default=60, show_default=True, help="How many sample accounts to create.")
+@click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="Pretend today is this day.")
+@pass_state
+def demo(state: _State, accounts: int, on: Any) -> None:
+    """Seed sample accounts and contacts, tier them, validate and deploy the shipped
+    journeys, and print a summary per tier and journey."""
+    from campaigns.importer import import_csv
+    from campaigns.samples import write_samples
+
+    today = on.date() if on else date.today()
+    cfg = state.config
+    click.echo(f"database: {_safe_url(cfg.database_url)}")
+    sessions = state.sessions()
+    with tempfile.TemporaryDirectory(prefix="campaigns-demo-") as folder:
+        accounts_csv, contacts_csv = write_samples(Path(folder), today, accounts=accounts)
+        for kind, path in (("accounts", accounts_csv), ("contacts", contacts_csv)):
+            report = import_csv(kind, path, sessions)  # type: ignore[arg-type]
+            for error in report.errors:
+                _err(str(error))
+            click.echo(f"imported {kind}: {report.inserted} new, {report.updated} updated, {report.skipped} skipped")
+    checked = state.project.check()
+    if checked.problems:
+        _print_problems(checked.problems)
+        raise CampaignsError("the shipped journeys do not validate")
+    assert checked.segments is not None
+    segset = checked.segments
+    with sessions() as session, session.begin():
+        seg.apply_tiers(session, segset, today)
+        counts = {c.name: c for c in seg.count(session, segset, today)}
+        click.echo("")
+        click.echo(f"Touch tiers on {today.isoformat()}:")
+        _table(
+            ["tier", "accounts", "contacts", "label"],
+            [[t.name, counts[t.name].accounts, counts[t.name].contacts, t.label_for("en")] for t in segset.tiers],
+        )
+        click.echo("")
+        click.echo("Journeys deployed:")
+        rows = []
+        for journey, path in checked.journeys:
+            result = deploy_journey(session, journey, path.read_text(encoding="utf-8"), str(path))
+            eligible = _eligible(session, segset, journey, today)
+            entry = journey.entry.trigger.value
+            if journey.entry.trigger == Trigger.EVENT:
+                entry = f"event {journey.entry.event}"
+            elif journey.entry.trigger == Trigger.DATE:
+                entry = f"{journey.entry.field} {-journey.entry.offset.days} days before" if journey.entry.offset.days < 0 else f"{journey.entry.field} +{journey.entry.offset.days} days"
+            rows.append([journey.key, f"v{result.version}", ",".join(journey.segments), entry, len(journey.steps), eligible])
+        _table(["journey", "version", "segments", "entry", "steps", "eligible contacts"], rows)
+    click.echo("")
+    click.echo("Next: `campaigns segments`, `campaigns validate journeys/`; see README.md.")
+
+
+def _eligible(session: Session, segset: seg.SegmentSet, journey: Any, today: date) -> int:
+    """Contacts in the journey's segments; for a date entry, those whose date is due by now."""
+    query = seg.members(segset, journey.segments, today)
+    if journey.entry.trigger == Trigger.DATE and journey.entry.field in ("renewal_date", "contract_start"):
+        column = getattr(Account, journey.entry.field)
+        # A contact is due once date + offset <= today, i.e. date <= today - offset; an
+        # offset before the date stops counting once the date has passed.
+        query = query.where(column.is_not(None), column <= today - journey.entry.offset)
+        if journey.entry.offset.total_seconds() < 0:
+            query = query.where(column >= today)
+    return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> None:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([_width(h)] + [_width(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: list[str]) -> str:
+        parts = []
+        for value, width, sample in zip(values, widths, rows[0] if rows else values, strict=False):
+            pad = " " * (width - _width(value))
+            parts.append(pad + value if isinstance(sample, int) else value + pad)
+        return "  ".join(parts).rstrip()
+
+    click.echo(line(headers))
+    click.echo("  ".join("-" * w for w in widths))
+    for row in cells:
+        click.echo(line(row))
+
+
+def _width(text: str) -> int:
+    """Display width: East Asian wide characters take two columns."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except JourneyError as exc:
+        _print_problems(exc.problems)
+        sys.exit(EXIT_PROBLEMS)
+    except CampaignsError as exc:
+        _err(f"campaigns: {exc}")
+        sys.exit(EXIT_ERROR)
+    except OperationalError as exc:
+        _err(f"campaigns: database error: {str(exc.orig).splitlines()[0] if exc.orig else exc}")
+        sys.exit(EXIT_ERROR)
+    except SQLAlchemyError as exc:
+        _err(f"campaigns: database error: {str(exc).splitlines()[0]}")
+        sys.exit(EXIT_ERROR)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``campaigns`` console script."""
+    try:
+        with _errors():
+            cli.main(args=argv, prog_name="campaigns", standalone_mode=False)
+    except click.exceptions.Abort:
+        _err("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        if os.environ.get("CAMPAIGNS_DEBUG"):
+            raise
+        _err(f"campaigns: internal error: {type(exc).__name__}: {exc} (set CAMPAIGNS_DEBUG=1 for the traceback)")
+        sys.exit(EXIT_INTERNAL)

@@ -1,0 +1,59 @@
+"""The project on disk: the journeys folder, its segments file and the templates folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from campaigns import defaults
+from campaigns.config import Config
+from campaigns.dsl import validate_files
+from campaigns.exceptions import JourneyError, Problem
+from campaigns.journey import Journey
+from campaigns.segments import SegmentSet, load_segments
+from campaigns.templates import TemplateStore
+
+
+@dataclass
+class Checked:
+    """What validating a set of paths found: the journeys that passed and every problem."""
+
+    journeys: list[tuple[Journey, Path]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    segments: SegmentSet | None = None
+
+
+class Project:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.templates = TemplateStore(config.templates_dir, defaults.DEFAULT_LOCALE)
+
+    def segments(self) -> SegmentSet:
+        return load_segments(self.config.segments_file)
+
+    def journey_files(self, paths: Iterable[Path] = ()) -> list[Path]:
+        """The journey files named, folders expanded; the journeys folder when none is named."""
+        paths = list(paths) or [self.config.journeys_dir]
+        files: list[Path] = []
+        for path in paths:
+            if path.is_dir():
+                files.extend(p for p in sorted(path.glob("*.y*ml")) if p.name != defaults.SEGMENTS_FILE)
+            elif path.name != defaults.SEGMENTS_FILE:
+                files.append(path)
+        return files
+
+    def check(self, paths: Iterable[Path] = ()) -> Checked:
+        """Check the segments file and the journeys in ``paths`` against it and the templates."""
+        checked = Checked()
+        try:
+            checked.segments = self.segments()
+        except JourneyError as exc:
+            checked.problems.extend(exc.problems)
+        checked.journeys, problems = validate_files(
+            self.journey_files(paths),
+            segments=checked.segments,
+            templates=set(self.templates.names()),
+        )
+        checked.problems.extend(problems)
+        return checked
