@@ -59,7 +59,7 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
 def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> Config:
     """Read the settings from ``env`` (default: ``os.environ``)."""
     env = os.environ if env is None else env
-    root = root or Path.cwd()
+    root = root or Path()  # relative: messages show journeys/x.yaml, not a long path
     database_url = normalise_database_url(env.get("DATABASE_URL") or defaults.DATABASE_URL)
     redis_url = env.get("REDIS_URL") or None
     if redis_url is not None:

@@ -1,0 +1,132 @@
+"""The command line as a user meets it: real processes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from campaigns.cli import main
+
+SEGMENTS = "tiers:\n  low_touch: {when: arr >= 1000000}\n  tech_touch: {when: true}\n"
+JOURNEY = textwrap.dedent(
+    """\
+    journey: pause
+    name: A pause
+    segments: [low_touch]
+    entry: {trigger: segment}
+    steps:
+      - {id: rest, wait: 1 day}
+    """
+)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "journeys").mkdir()
+    (tmp_path / "templates" / "en").mkdir(parents=True)
+    (tmp_path / "journeys" / "segments.yaml").write_text(SEGMENTS, encoding="utf-8")
+    (tmp_path / "journeys" / "pause.yaml").write_text(JOURNEY, encoding="utf-8")
+    return tmp_path
+
+
+def run(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY")}
+    environ.update(env)
+    result = subprocess.run([sys.executable, "-m", "campaigns", *args], cwd=workdir, env=environ, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def test_validate_passes_a_good_folder(workdir):
+    result = run(workdir, "validate")
+    assert result.returncode == 0, result.stderr
+    assert "1 journey valid (pause)" in result.stdout
+
+
+def test_validate_prints_every_problem_as_path_line_col_and_exits_1(workdir):
+    bad = workdir / "journeys" / "bad.yaml"
+    bad.write_text(JOURNEY.replace("pause", "bad").replace("1 day", "1 dya").replace("[low_touch]", "[low_tuch]"), encoding="utf-8")
+    result = run(workdir, "validate", "journeys/bad.yaml")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "journeys/bad.yaml:3:12: unknown segment 'low_tuch' (did you mean 'low_touch'?)"
+    assert lines[1].startswith("journeys/bad.yaml:6:22: bad wait: unknown unit 'dya'")
+    assert lines[-1] == "2 problems found"
+
+
+def test_validate_a_missing_path_is_one_line(workdir):
+    result = run(workdir, "validate", "nope.yaml")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "campaigns: nope.yaml: no such file or folder"
+
+
+def test_bad_configuration_values_are_one_line_errors(workdir):
+    result = run(workdir, "segments", DATABASE_URL="mysql://root@localhost/x")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("campaigns: DATABASE_URL: unsupported scheme 'mysql'")
+    result = run(workdir, "segments", SECRET_KEY="short")
+    assert result.returncode == 2 and "SECRET_KEY: too short" in result.stderr
+    result = run(workdir, "segments", MAIL_URL="carrier-pigeon://x")
+    assert result.returncode == 2 and "MAIL_URL" in result.stderr
+
+
+def test_an_unreachable_database_is_one_line(workdir):
+    result = run(workdir, "segments", DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    assert result.returncode == 2
+    assert result.stderr.startswith("campaigns: database error:") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_segments_counts_and_applies_tiers(workdir):
+    result = run(workdir, "segments", "--apply", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert '"name": "low_touch"' in result.stdout
+    assert "tiers stored: 0 accounts changed tier" in result.stdout
+
+
+def test_deploy_makes_a_version_per_changed_text(workdir):
+    first = run(workdir, "deploy")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "pause: version 1 (new version)"
+    assert run(workdir, "deploy").stdout.strip() == "pause: version 1 (unchanged)"
+    (workdir / "journeys" / "pause.yaml").write_text(JOURNEY.replace("1 day", "2 days"), encoding="utf-8")
+    assert run(workdir, "deploy").stdout.strip() == "pause: version 2 (new version)"
+    (workdir / "journeys" / "pause.yaml").write_text(JOURNEY, encoding="utf-8")
+    assert run(workdir, "deploy").stdout.strip() == "pause: version 1 (unchanged)"
+
+
+def test_deploy_refuses_invalid_journeys_and_writes_nothing(workdir):
+    (workdir / "journeys" / "pause.yaml").write_text(JOURNEY.replace("wait: 1 day", "wait: soon"), encoding="utf-8")
+    result = run(workdir, "deploy")
+    assert result.returncode == 1
+    assert "nothing deployed" in result.stderr
+    assert "pause.yaml:6:22: bad wait" in result.stderr
+
+
+ARGS = st.lists(
+    st.one_of(
+        st.sampled_from(["validate", "import", "segments", "deploy", "accounts", "contacts", "--strict", "--apply", "--format", "xml", "--date", "2026-02-30", "--encoding", "nope", "-h", "journeys", "journeys/pause.yaml", "missing.csv", "--accounts", "-5"]),
+        st.text(max_size=10),
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(argv=ARGS)
+def test_garbage_arguments_never_raise(workdir, monkeypatch, capsys, argv):
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{workdir / 'fuzz.db'}")
+    if argv[:1] == ["demo"]:
+        return
+    try:
+        main(argv)
+    except SystemExit as exc:
+        assert exc.code in (None, 0, 1, 2), (argv, exc.code, capsys.readouterr().err)
+    assert "Traceback" not in capsys.readouterr().err
