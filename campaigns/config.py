@@ -51,7 +51,7 @@ def normalise_database_url(url: str) -> str:
 
 def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in schemes:
+    if parts.scheme not in schemes or (parts.scheme in ("http", "https", "redis", "rediss") and not parts.netloc):
         raise ConfigError(f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {value!r}")
     return value
 
@@ -65,6 +65,13 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
     if redis_url is not None:
         _check_url("REDIS_URL", redis_url, ("redis", "rediss", "unix"))
     mail_url = _check_url("MAIL_URL", env.get("MAIL_URL") or defaults.MAIL_URL, _MAIL_SCHEMES)
+    mail = urlsplit(mail_url)
+    if mail.scheme in ("smtp", "smtps") and not mail.hostname:
+        raise ConfigError(f"MAIL_URL: no host in {mail_url!r}; write smtp://user:pass@host:587")
+    try:
+        mail.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ConfigError(f"MAIL_URL: bad port in {mail_url!r}") from None
     base_url = _check_url("BASE_URL", env.get("BASE_URL") or defaults.BASE_URL, ("http", "https"))
     secret = env.get("SECRET_KEY")
     ephemeral = not secret
