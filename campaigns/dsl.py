@@ -318,9 +318,9 @@ def _journey(doc: Any, ctx: _Ctx) -> Journey | None:
         ctx.report(getattr(doc, "pos", Pos(1, 1)), "a journey file is a mapping: journey, name, segments, entry, steps...", "see docs/dsl.md")
         return None
     _keys(ctx, doc, TOP_KEYS, (), "the journey")
-    for key in ("journey", "name", "segments", "entry", "steps"):
-        if key not in doc:
-            ctx.report(Pos(1, 1), f"the journey needs '{key}'", "see docs/dsl.md#top-level-keys")
+    for required in ("journey", "name", "segments", "entry", "steps"):
+        if required not in doc:
+            ctx.report(Pos(1, 1), f"the journey needs '{required}'", "see docs/dsl.md#top-level-keys")
     key = _str(ctx, doc, "journey", pattern=ID_RE, hint=ID_HINT)
     name = _str(ctx, doc, "name")
     description = _str(ctx, doc, "description")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -127,7 +127,7 @@ def parse(source: str) -> nodes.Expr:
     return expr
 
 
-def suggest(word: str, options: Iterator[str] | list[str] | tuple[str, ...] | set[str]) -> str | None:
+def suggest(word: str, options: Iterable[str]) -> str | None:
     """A 'did you mean' hint for ``word`` among ``options``, or None."""
     matches = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f"did you mean '{matches[0]}'?" if matches else None
@@ -237,7 +237,7 @@ def _is_iso_date(text: str) -> bool:
     return bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", text))
 
 
-def _check(node: nodes.Node, scope: Scope, out: list[ExprProblem]) -> None:  # noqa: C901 - one case per node type
+def _check(node: nodes.Node, scope: Scope, out: list[ExprProblem]) -> None:
     if isinstance(node, nodes.Const):
         return
     if isinstance(node, nodes.List | nodes.Tuple):

@@ -293,9 +293,9 @@ class RuleCompiler:
                 return self.tier_case()
             if ref.name in ("days_to_renewal", "days_since_start"):
                 raise ValueError(f"{ref.name} can only be compared with a number")
-            return getattr(Account, ref.name)  # type: ignore[no-any-return]
+            return getattr(Account, ref.name)
         if ref.scope == "contact":
-            return getattr(Contact, ref.name)  # type: ignore[no-any-return]
+            return getattr(Contact, ref.name)
         json_column = Account.attributes if ref.scope == "account_attr" else Contact.attributes
         element = json_column[ref.name]
         if isinstance(sample, bool):
@@ -337,7 +337,7 @@ def _py_compare(a: Any, op: str, b: Any) -> bool:
         return False
 
 
-def _apply(column: ColumnElement[Any], op: str, value: Any) -> ColumnElement[bool]:
+def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     if value is None:
         if op == "eq":
             return column.is_(None)
@@ -397,7 +397,7 @@ def count(session: Session, segset: SegmentSet, today: date, locale: str = "en")
         account_counts = {s.name: int(v) for s, v in zip(account_level, row, strict=True)}
     contact_level = [s for s in every if s.name not in account_counts]
     if contact_level:
-        cols = [func.count(func.distinct(case((compiler.where(s.name), Contact.account_id)))) for s in contact_level]
+        cols = [func.coalesce(func.count(func.distinct(case((compiler.where(s.name), Contact.account_id)))), 0) for s in contact_level]
         row = session.execute(select(*cols).select_from(Contact).outerjoin(Account, Contact.account_id == Account.id)).one()
         account_counts.update({s.name: int(v) for s, v in zip(contact_level, row, strict=True)})
     return [
