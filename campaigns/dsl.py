@@ -665,7 +665,7 @@ def _step(ctx: _Ctx, r: _RawStep, scope: expressions.Scope, order: list[str], in
     if goal in ("opened", "clicked") and not {"email", "survey", "invite"} & set(r.types):
         ctx.report(r.m.at("goal"), f"goal '{goal}' needs a step that sends an email")
     category = _choice(ctx, r.m, "category", CATEGORIES)
-    if len(blocks) != len(r.types):
+    if len(blocks) != len(r.types) or not set(best_of) <= set(blocks):
         return None
     step_type = StepType(best_of[0] if best_of else r.types[0])
     return Step(r.id, step_type, blocks, r.pos.line, best_of, goal, category)
