@@ -1,0 +1,38 @@
+"""The docs keep up with the code: every step type, top-level key, condition field and
+setting is documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from campaigns import dsl
+from campaigns.expressions import ACCOUNT_FIELDS, CONTACT_FIELDS, ENGAGEMENT
+from campaigns.journey import StepType
+
+ROOT = Path(__file__).resolve().parent.parent
+DSL_DOC = (ROOT / "docs" / "dsl.md").read_text(encoding="utf-8")
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_step_type_has_a_section():
+    for step_type in StepType:
+        assert f"### `{step_type.value}`" in DSL_DOC, step_type
+
+
+def test_every_top_level_key_and_step_option_is_documented():
+    for key in (*dsl.TOP_KEYS, *dsl.STEP_COMMON, *dsl.WAIT_SIGNALS, *dsl.STEP_GOALS, *dsl.CATEGORIES, *dsl.TASK_KINDS):
+        assert f"`{key}`" in DSL_DOC or f"{key}:" in DSL_DOC or f"| {key}" in DSL_DOC, key
+
+
+def test_every_condition_field_and_function_is_documented():
+    for name in ACCOUNT_FIELDS:
+        assert f"`{name}`" in DSL_DOC, name
+    for name in CONTACT_FIELDS:
+        assert f"`contact.{name}`" in DSL_DOC, name
+    for name in ENGAGEMENT:
+        assert f"`{name}('step')`" in DSL_DOC, name
+
+
+def test_every_setting_is_in_the_readme():
+    for variable in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY", "BASE_URL"):
+        assert f"`{variable}`" in README, variable
