@@ -112,7 +112,7 @@ def import_(state: _State, kind: str, file: Path, strict: bool, encoding: str) -
     sessions = state.sessions()
     size = file.stat().st_size
     with click.progressbar(length=size, label=f"importing {kind}", file=sys.stderr, show_pos=False) as bar:
-        report = import_csv(kind, file, sessions, strict=strict, encoding=encoding, progress=bar.update)
+        report = import_csv(kind, file, sessions, strict=strict, encoding=encoding, progress=bar.update)  # type: ignore[arg-type]
     for warning in report.warnings:
         _err(f"{warning} (warning)")
     for error in report.errors:
@@ -180,7 +180,7 @@ def demo(state: _State, accounts: int, on: Any) -> None:
     with tempfile.TemporaryDirectory(prefix="campaigns-demo-") as folder:
         accounts_csv, contacts_csv = write_samples(Path(folder), today, accounts=accounts)
         for kind, path in (("accounts", accounts_csv), ("contacts", contacts_csv)):
-            report = import_csv(kind, path, sessions)
+            report = import_csv(kind, path, sessions)  # type: ignore[arg-type]
             for error in report.errors:
                 _err(str(error))
             click.echo(f"imported {kind}: {report.inserted} new, {report.updated} updated, {report.skipped} skipped")

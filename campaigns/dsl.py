@@ -803,8 +803,8 @@ def _branch(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Sco
             ok = False
             continue
         arms.append(Arm(cond, goto))
-    if ok and not arms:
-        ctx.report(pos, f"branch '{r.id}' has no 'when' arm", "add an arm, or use a plain goto with only else")
+    if ok and not arms and otherwise is None:
+        ctx.report(pos, f"branch '{r.id}' has no arm", "add '- when: ...' with a goto, or '- else: <step>' to jump")
         return None
     return BranchStep(tuple(arms), otherwise) if ok else None
 

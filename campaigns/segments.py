@@ -112,6 +112,7 @@ def parse_segments(text: str, path: str = "segments.yaml") -> SegmentSet:
     tier_names = tuple(name for name, _, _, is_tier in raw if is_tier)
     tiers: list[Segment] = []
     segments: list[Segment] = []
+    positions: dict[str, Pos] = {}
     for name, entry, pos, is_tier in raw:
         if not NAME_RE.match(name):
             report(pos, f"bad segment name '{name}'", "use lowercase letters, digits and _, starting with a letter")
@@ -140,7 +141,18 @@ def parse_segments(text: str, path: str = "segments.yaml") -> SegmentSet:
             report(entry.at("label"), "a label is text, or a mapping of locale to text")
             label = None
         segment = Segment(name, rule, expr, is_tier, label, entry.get("description"))
+        positions[name] = entry.at("when")
         (tiers if is_tier else segments).append(segment)
+    if not problems:
+        # The last check: every rule must compile to SQL.
+        segset = SegmentSet(tuple(tiers), tuple(segments), path)
+        compiler = RuleCompiler(segset, date.today())
+        for segment in (*tiers, *segments):
+            try:
+                compiler.where(segment.name)
+            except ValueError as exc:
+                where = positions[segment.name]
+                report(where, f"'{segment.name}' cannot be turned into SQL: {exc}", "compare fields with values, e.g. days_to_renewal <= 90")
     if problems:
         raise SegmentError(sorted(problems, key=lambda p: (p.line, p.col)))
     return SegmentSet(tuple(tiers), tuple(segments), path)
@@ -251,6 +263,8 @@ class RuleCompiler:
         if not isinstance(ref, Ref):
             raise ValueError("a comparison needs a field")
         if right_value is _NOT_CONST:
+            if ref.scope == "account" and ref.name in ("days_to_renewal", "days_since_start"):
+                raise ValueError(f"{ref.name} can only be compared with a number")
             return _apply(self._column(left, None), op, self._column(right, None))
         if ref.scope == "account" and ref.name in ("days_to_renewal", "days_since_start"):
             return self._days(ref.name, op, right_value)
@@ -284,7 +298,7 @@ class RuleCompiler:
         rounding = {"lt": "ceil", "lteq": "floor", "gt": "floor", "gteq": "ceil"}.get(op, "exact")
         return _apply(column, op2, at(value, rounding))
 
-    def _column(self, node: nodes.Node, sample: Any) -> ColumnElement[Any]:
+    def _column(self, node: nodes.Node, sample: Any) -> Any:
         ref = field_ref(node)
         if not isinstance(ref, Ref):
             raise ValueError("not a field")
@@ -292,7 +306,10 @@ class RuleCompiler:
             if ref.name == "tier":
                 return self.tier_case()
             if ref.name in ("days_to_renewal", "days_since_start"):
-                raise ValueError(f"{ref.name} can only be compared with a number")
+                if sample is not None:
+                    raise ValueError(f"{ref.name} can only be compared with a number")
+                # Only `is none` reaches here: the day count is missing when its date is.
+                return Account.renewal_date if ref.name == "days_to_renewal" else Account.contract_start
             return getattr(Account, ref.name)
         if ref.scope == "contact":
             return getattr(Contact, ref.name)

@@ -243,3 +243,11 @@ def test_missing_file_and_non_utf8_file_are_clean_errors(tmp_path):
     bad.write_bytes("name: 日本語\n".encode("cp932"))
     with pytest.raises(JourneyError, match="not UTF-8"):
         load_journey(bad)
+
+
+def test_a_branch_with_only_else_is_a_plain_jump():
+    journey = parse_journey(steps("- id: jump\n  branch: [{else: done}]\n- {id: done, exit: completed}\n"), segments=SEGMENTS)
+    branch = journey.steps[0].config
+    assert isinstance(branch, BranchStep) and branch.arms == () and branch.otherwise == "done"
+    found = problems(steps("- id: jump\n  branch: [{else: done}]\n- {id: skipped, wait: 1 day}\n- {id: done, exit: completed}\n"))
+    assert found == ["9:3: step 'skipped' can never be reached (the step before it ('jump') never continues to it and no goto names it)"]

@@ -237,3 +237,21 @@ def sqlite_db_clear(database) -> None:
     with database.session() as s, s.begin():
         s.query(Contact).delete()
         s.query(Account).delete()
+
+
+def test_day_counts_can_be_tested_for_none(db):
+    segset = seg.parse_segments("segments:\n  new:\n    when: days_since_start is not none and days_since_start <= 30\n  undated:\n    when: days_to_renewal is none\n")
+    with db.session() as s, s.begin():
+        fresh = add_account(s, "fresh", contract_start=TODAY - timedelta(days=30))
+        old = add_account(s, "old", contract_start=TODAY - timedelta(days=31), renewal_date=TODAY)
+        add_contact(s, fresh, "fresh@example.com")
+        add_contact(s, old, "old@example.com")
+    with db.session() as s:
+        counts = {c.name: c.contacts for c in seg.count(s, segset, TODAY)}
+    assert counts == {"new": 1, "undated": 1}
+
+
+def test_a_rule_that_cannot_become_sql_is_reported_at_its_place():
+    with pytest.raises(SegmentError) as info:
+        seg.parse_segments("segments:\n  odd:\n    when: days_to_renewal <= health_score\n")
+    assert str(info.value.problems[0]).startswith("segments.yaml:3:11: 'odd' cannot be turned into SQL: days_to_renewal can only be compared with a number")
