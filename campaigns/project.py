@@ -12,7 +12,7 @@ from campaigns.dsl import validate_files
 from campaigns.exceptions import JourneyError, Problem
 from campaigns.journey import Journey
 from campaigns.segments import SegmentSet, load_segments
-from campaigns.templates import TemplateStore
+from campaigns.templates import TemplateError, TemplateStore
 
 
 @dataclass
@@ -56,4 +56,18 @@ class Project:
             templates=set(self.templates.names()),
         )
         checked.problems.extend(problems)
+        checked.problems.extend(self.check_templates(j for j, _ in checked.journeys))
         return checked
+
+    def check_templates(self, journeys: Iterable[Journey]) -> list[Problem]:
+        """Compile every template the journeys name, in every locale it exists in."""
+        problems: list[Problem] = []
+        names = dict.fromkeys(name for journey in journeys for name in journey.templates())
+        for name in names:
+            for locale in self.templates.locales(name):
+                try:
+                    self.templates.compile(name, locale)
+                except TemplateError as exc:
+                    path = str(exc.path) if exc.path else str(self.config.templates_dir / locale / name)
+                    problems.append(Problem(path, exc.line or 1, 1, exc.reason))
+        return problems

@@ -130,3 +130,12 @@ def test_garbage_arguments_never_raise(workdir, monkeypatch, capsys, argv):
     except SystemExit as exc:
         assert exc.code in (None, 0, 1, 2), (argv, exc.code, capsys.readouterr().err)
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_validate_compiles_the_templates_a_journey_names(workdir):
+    (workdir / "templates" / "en" / "hello.mjml").write_text("<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ contact.name </mj-text></mj-column></mj-section></mj-body></mjml>\n", encoding="utf-8")
+    (workdir / "templates" / "en" / "hello.txt").write_text("Hi\n", encoding="utf-8")
+    (workdir / "journeys" / "pause.yaml").write_text(JOURNEY.replace("- {id: rest, wait: 1 day}", "- {id: hi, email: {template: hello, subject: Hi}}"), encoding="utf-8")
+    result = run(workdir, "validate")
+    assert result.returncode == 1
+    assert result.stderr.startswith("templates/en/hello.mjml:1:1: ")
