@@ -173,7 +173,11 @@ def make_account(number: int, today: date, seed: int = 7) -> SampleAccount:
     status = rng.choices([s for s, _ in statuses], weights=[w for _, w in statuses])[0]
     # 211 is prime to 395: the first 395 accounts renew on 395 different days.
     offset = 1 + (number * 211 + 37) % 395
-    if status == "trial":
+    if tier == "tech_touch" and status == "active" and number % 5 == 0:
+        # New customers, in their first month: what the onboarding journey is for.
+        start = today - timedelta(days=number % 25)
+        renewal = start + timedelta(days=365)
+    elif status == "trial":
         start = today - timedelta(days=number % 14)
         renewal = start + timedelta(days=30)
     elif status == "churned":
