@@ -111,7 +111,8 @@ def import_(state: _State, kind: str, file: Path, strict: bool, encoding: str) -
         raise ImportRowError(f"{file}: no such file")
     sessions = state.sessions()
     size = file.stat().st_size
-    with click.progressbar(length=size, label=f"importing {kind}", file=sys.stderr, show_pos=False) as bar:
+    hidden = not sys.stderr.isatty()
+    with click.progressbar(length=size, label=f"importing {kind}", file=sys.stderr, hidden=hidden) as bar:
         report = import_csv(kind, file, sessions, strict=strict, encoding=encoding, progress=bar.update)  # type: ignore[arg-type]
     for warning in report.warnings:
         _err(f"{warning} (warning)")
