@@ -49,7 +49,7 @@ from campaigns.journey import (
     WebhookStep,
 )
 from campaigns.segments import SegmentSet
-from campaigns.yamlsource import Map, Pos, Seq, YamlProblem, load
+from campaigns.yamlsource import Map, Pos, Seq, YamlProblem, describe, load
 
 ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 EVENT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$")
@@ -180,7 +180,7 @@ def _str(ctx: _Ctx, m: Map, key: str, *, required: bool = False, pattern: re.Pat
         return None
     value = m[key]
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        ctx.report(m.at(key), f"'{key}' must be text, not {_describe(value)}")
+        ctx.report(m.at(key), f"'{key}' must be text, not {describe(value)}")
         return None
     value = str(value)
     if pattern is not None and not pattern.match(value):
@@ -245,7 +245,7 @@ def _text(ctx: _Ctx, m: Map, key: str, *, required: bool = False) -> str | dict[
             if _template_text(ctx, str(item), value.at(locale), key):
                 result[locale] = str(item)
         return result or None
-    ctx.report(m.at(key), f"'{key}' must be text or a mapping of locale to text, not {_describe(value)}")
+    ctx.report(m.at(key), f"'{key}' must be text or a mapping of locale to text, not {describe(value)}")
     return None
 
 
@@ -292,18 +292,6 @@ def _url(ctx: _Ctx, m: Map, key: str, *, required: bool = False) -> str | None:
         ctx.report(m.at(key), f"bad URL '{value}'", "write a full address starting with https://")
         return None
     return value
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, bool):
-        return "true/false"
-    return f"{type(value).__name__} {value!r}"
 
 
 def _event_name(ctx: _Ctx, m: Map, key: str) -> str | None:
@@ -369,7 +357,7 @@ def _segment_list(ctx: _Ctx, doc: Map) -> list[str]:
     names: list[str] = []
     for item, pos in zip(value, positions, strict=True):
         if not isinstance(item, str):
-            ctx.report(pos, f"a segment name must be text, not {_describe(item)}")
+            ctx.report(pos, f"a segment name must be text, not {describe(item)}")
             continue
         if ctx.segments is not None and item not in ctx.segments:
             ctx.report(pos, f"unknown segment '{item}'", expressions.suggest(item, ctx.segments.names) or f"defined: {', '.join(ctx.segments.names)}")

@@ -6,6 +6,8 @@ import re
 import unicodedata
 from datetime import timedelta
 
+from campaigns.yamlsource import describe
+
 _UNITS: dict[str, timedelta] = {}
 for _names, _delta in (
     (("m", "min", "mins", "minute", "minutes", "分", "分間"), timedelta(minutes=1)),
@@ -36,7 +38,7 @@ class DurationError(ValueError):
 def parse_duration(value: object) -> timedelta:
     """Parse ``3 days`` / ``3d`` / ``3日`` into a :class:`timedelta` (positive, at most 3 years)."""
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise DurationError(f"expected a duration, got {_describe(value)}")
+        raise DurationError(f"expected a duration, got {describe(value)}")
     if isinstance(value, int):
         raise DurationError(f"'{value}' has no unit", f"write '{value} days' or '{value} hours'")
     text = unicodedata.normalize("NFKC", value)
@@ -57,7 +59,7 @@ def parse_duration(value: object) -> timedelta:
 def parse_offset(value: object) -> timedelta:
     """Parse ``90 days before`` (negative) or ``7 days after`` (positive)."""
     if not isinstance(value, str):
-        raise DurationError(f"expected an offset, got {_describe(value)}", OFFSET_HINT)
+        raise DurationError(f"expected an offset, got {describe(value)}", OFFSET_HINT)
     text = unicodedata.normalize("NFKC", value)
     match = _OFFSET.match(text) or _OFFSET_JA.match(text)
     if not match:
@@ -77,13 +79,3 @@ def format_duration(delta: timedelta) -> str:
             n = seconds // size
             return f"{n} {unit}{'s' if n != 1 else ''}"
     return f"{seconds} seconds"
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)

@@ -130,3 +130,16 @@ def _convert(node: Node) -> Any:
         return _CONSTRUCTOR.construct_object(node, deep=True)
     except (yaml.YAMLError, ValueError, OverflowError) as exc:
         raise YamlProblem(Pos.of(node), f"bad value {node.value!r}: {exc}") from None
+
+
+def describe(value: object) -> str:
+    """How a value reads in a message: 'a list', 'a mapping', 'true/false', 'int 3'."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true/false"
+    return f"{type(value).__name__} {value!r}"
