@@ -317,7 +317,9 @@ def _journey(doc: Any, ctx: _Ctx) -> Journey | None:
     entry = _entry(ctx, doc["entry"], doc.at("entry")) if "entry" in doc else None
     re_entry = _re_entry(ctx, doc)
     top_scope = expressions.Scope(engagement=True, steps={}, tiers=_tiers(ctx))
-    audience = _condition(ctx, doc["audience"], doc.at("audience"), _no_steps(top_scope), "audience") if "audience" in doc else None
+    # The audience is compiled to SQL with the segment rules at enrolment: fields only.
+    audience_scope = expressions.Scope(engagement=False, tiers=top_scope.tiers)
+    audience = _condition(ctx, doc["audience"], doc.at("audience"), audience_scope, "audience") if "audience" in doc else None
     exit_when = _exit_rules(ctx, doc, top_scope)
     goal = _goal(ctx, doc)
     window = _window(ctx, doc["sending_window"], doc.at("sending_window")) if "sending_window" in doc else None

@@ -282,7 +282,7 @@ def _check(node: nodes.Node, scope: Scope, out: list[ExprProblem]) -> None:
         return
     if isinstance(node, nodes.Filter):
         if not scope.engagement:
-            out.append(ExprProblem(f"filters ('|{node.name}') are not allowed in segment rules", None, node.name))
+            out.append(ExprProblem(f"filters ('|{node.name}') are not allowed in segment rules or audiences", None, node.name))
         elif node.name not in ALLOWED_FILTERS:
             out.append(ExprProblem(f"unknown filter '|{node.name}'", suggest(node.name, ALLOWED_FILTERS) or f"filters: {', '.join(sorted(ALLOWED_FILTERS))}", node.name))
         if node.node is not None:
@@ -290,7 +290,7 @@ def _check(node: nodes.Node, scope: Scope, out: list[ExprProblem]) -> None:
         return
     if isinstance(node, nodes.BinExpr):
         if not scope.engagement:
-            out.append(ExprProblem("arithmetic is not allowed in segment rules", "compare a field with a number, e.g. arr >= 5000000"))
+            out.append(ExprProblem("arithmetic is not allowed in segment rules or audiences", "compare a field with a number, e.g. arr >= 5000000"))
         _check(node.left, scope, out)
         _check(node.right, scope, out)
         return
@@ -307,7 +307,7 @@ def _check_call(node: nodes.Call, scope: Scope, out: list[ExprProblem]) -> None:
     fname = node.node.name
     known = [*ENGAGEMENT, EVENT_FUNCTION]
     if not scope.engagement:
-        out.append(ExprProblem(f"{fname}() cannot be used in a segment rule", "segment rules use account and contact fields only", fname))
+        out.append(ExprProblem(f"{fname}() cannot be used in a segment rule or audience", "these use account and contact fields only", fname))
         return
     if fname not in known:
         out.append(ExprProblem(f"unknown function '{fname}()'", suggest(fname, known) or f"functions: {', '.join(known)}", fname))
