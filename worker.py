@@ -1,12 +1,18 @@
-"""The worker process: ``python worker.py`` runs an RQ worker on the project's queues.
+"""The worker process: ``python worker.py`` runs an RQ worker on the project's queues and,
+beside it, RQ's cron scheduler, which enqueues the scheduler pass (``campaigns.jobs.tick``)
+every minute.
 
-``rq worker -u $REDIS_URL campaigns-high campaigns campaigns-low`` does the same job. The
-worker needs a real Redis server (``REDIS_URL``); the in-process stand-in serves only
-single-process runs.
+Start as many workers as needed; give all but one ``--no-cron`` (a second scheduler does no
+harm: ticks are idempotent, it only wastes a little work). ``rq worker -u $REDIS_URL
+campaigns-high campaigns campaigns-low`` runs a plain worker, and ``rq cron
+campaigns/cron.py`` the scheduler on its own. The worker needs a real Redis (``REDIS_URL``);
+``campaigns run`` serves single-process trials without one.
 """
 
 from __future__ import annotations
 
+import argparse
+import multiprocessing
 import sys
 
 from rq import Worker
@@ -16,7 +22,23 @@ from campaigns.exceptions import ConfigError
 from campaigns.queue import connect, queues
 
 
-def main() -> int:
+def run_cron(redis_url: str) -> None:
+    """The child process that runs RQ's CronScheduler with the project's schedule."""
+    from redis import Redis
+    from rq.cron import CronScheduler
+
+    from campaigns.cron import schedule
+
+    scheduler = CronScheduler(Redis.from_url(redis_url))
+    schedule(scheduler)
+    scheduler.start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-cron", action="store_true", help="do not run the scheduler beside this worker")
+    parser.add_argument("--burst", action="store_true", help="run the queued jobs, then stop")
+    args = parser.parse_args(argv)
     try:
         cfg = settings.load()
     except ConfigError as exc:
@@ -25,8 +47,16 @@ def main() -> int:
     if not cfg.redis_url:
         print("worker: REDIS_URL is unset; set it, e.g. REDIS_URL=redis://127.0.0.1:6379/0", file=sys.stderr)
         return 2
+    cron = None
+    if not args.no_cron and not args.burst:
+        cron = multiprocessing.Process(target=run_cron, args=(cfg.redis_url,), name="campaigns-cron", daemon=True)
+        cron.start()
     connection = connect(cfg)
-    Worker(queues(connection), connection=connection).work(with_scheduler=True)
+    try:
+        Worker(queues(connection), connection=connection).work(burst=args.burst)
+    finally:
+        if cron is not None:
+            cron.terminate()
     return 0
 
 

@@ -165,6 +165,54 @@ def deploy(state: _State, paths: tuple[Path, ...]) -> None:
 
 
 @cli.command()
+@pass_state
+def tick(state: _State) -> None:
+    """One scheduler pass: enrol new entrants, then run every step that is due.
+
+    Runs the steps in this process; the worker's scheduler runs the same pass and hands the
+    batches to the queue instead."""
+    from campaigns.runtime import build_engine
+
+    engine = build_engine(state.config)
+    result = engine.tick()
+    entered = ", ".join(f"{k} +{v}" for k, v in result.entered.items() if v) or "nobody new"
+    click.echo(f"entered: {entered}")
+    click.echo(f"ran {result.claimed} due enrollment{'s' if result.claimed != 1 else ''} in {result.batches} batch{'es' if result.batches != 1 else ''}: {result.sent} sent, {result.deferred} deferred, {result.failed} failed")
+
+
+@cli.command()
+@click.argument("journey")
+@click.option("--days", default=14, show_default=True, type=click.IntRange(1, 400), help="How many days to simulate.")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]), help="When to start (UTC; default: now).")
+@pass_state
+def simulate(state: _State, journey: str, days: int, start: Any) -> None:
+    """Dry-run JOURNEY (a deployed journey's id, or a journey file) day by day: who would
+    get which step, with segment sizes, sending windows and the frequency cap applied.
+    Nothing is sent and nothing is written."""
+    from datetime import UTC, datetime
+
+    from campaigns.simulate import simulate as run_simulation
+
+    began = start.replace(tzinfo=UTC) if start else datetime.now(UTC)
+    state.sessions()  # migrate the real database first, so the copy has the schema
+    report = run_simulation(state.config, journey, days, began)
+    click.echo(f"Simulating {report.journey} for {days} day{'s' if days != 1 else ''} from {began:%Y-%m-%d %H:%M} UTC (nothing is sent or written)")
+    click.echo("segments: " + ", ".join(f"{name} {size} contacts" for name, size in report.segments.items()))
+    rows = []
+    for day in report.days:
+        for label, n in sorted(day.steps.items()):
+            who = day.who.get(label, [])
+            sample = ", ".join(who[:3]) + (f", +{len(who) - 3}" if len(who) > 3 else "")
+            rows.append([day.number, day.date.isoformat(), label, n, sample])
+        if day.deferred:
+            rows.append([day.number, day.date.isoformat(), "(held back: window or frequency cap)", day.deferred, ""])
+    if rows:
+        _table(["day", "date", "step", "contacts", "who"], rows)
+    else:
+        click.echo("nobody would get anything in this period")
+
+
+@cli.command()
 @click.option("--accounts", default=60, show_default=True, help="How many sample accounts to create.")
 @click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="Pretend today is this day.")
 @pass_state

@@ -7,6 +7,7 @@ with :func:`load` and pass it on. Bad values raise :class:`ConfigError` naming t
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ class Config:
     journeys_dir: Path
     templates_dir: Path
     secret_is_ephemeral: bool = False
+    mail_from: str = defaults.MAIL_FROM
+    frequency_cap: int = defaults.FREQUENCY_CAP
+    frequency_days: int = defaults.FREQUENCY_DAYS
 
     @property
     def segments_file(self) -> Path:
@@ -77,6 +81,10 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
     ephemeral = not secret
     if secret is not None and secret and len(secret) < 16:
         raise ConfigError("SECRET_KEY: too short; use at least 16 random characters")
+    mail_from = env.get("MAIL_FROM") or defaults.MAIL_FROM
+    if "@" not in mail_from or "\n" in mail_from:
+        raise ConfigError(f"MAIL_FROM: not an address: {mail_from!r}; e.g. 'Customer Success <cs@example.com>'")
+    cap, days = _frequency(env.get("FREQUENCY_CAP"))
     return Config(
         database_url=database_url,
         redis_url=redis_url,
@@ -86,4 +94,17 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         journeys_dir=Path(env.get("CAMPAIGNS_JOURNEYS") or root / defaults.JOURNEYS_DIR),
         templates_dir=Path(env.get("CAMPAIGNS_TEMPLATES") or root / defaults.TEMPLATES_DIR),
         secret_is_ephemeral=ephemeral,
+        mail_from=mail_from,
+        frequency_cap=cap,
+        frequency_days=days,
     )
+
+
+def _frequency(value: str | None) -> tuple[int, int]:
+    """``FREQUENCY_CAP`` as ``3/7d``: at most 3 marketing emails per contact per 7 days."""
+    if not value:
+        return defaults.FREQUENCY_CAP, defaults.FREQUENCY_DAYS
+    match = re.fullmatch(r"\s*(\d{1,4})\s*/\s*(\d{1,4})\s*d(ays?)?\s*", value)
+    if not match or int(match.group(2)) == 0:
+        raise ConfigError(f"FREQUENCY_CAP: {value!r} is not '<count>/<days>d', e.g. 3/7d (0/7d turns the cap off)")
+    return int(match.group(1)), int(match.group(2))

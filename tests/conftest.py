@@ -119,3 +119,60 @@ def sqlite_db(tmp_path: Path) -> Iterator[Database]:
 @pytest.fixture
 def project_root() -> Path:
     return ROOT
+
+
+# ---------------------------------------------------------------------------- SMTP sink
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SMTPSink:
+    """A real SMTP server (aiosmtpd) on loopback that keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        self.port = free_port()
+        self.refuse: dict[str, str] = {}  # recipient -> SMTP reply, e.g. "550 5.1.1 no such user"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = self.refuse.get(address.lower())
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self._lock:
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
+        return "250 Message accepted"
+
+    def parsed(self):
+        import email
+        from email import policy
+
+        return [email.message_from_bytes(raw, policy=policy.default) for _, _, raw in self.messages]
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}?starttls=off"
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SMTPSink]:
+    from aiosmtpd.controller import Controller
+
+    sink = SMTPSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
+    controller.start()
+    yield sink
+    controller.stop()

@@ -62,7 +62,7 @@ def test_frequency_cap_defers_until_the_oldest_send_leaves_the_period():
     sent = [now - timedelta(days=6), now - timedelta(days=2), now - timedelta(hours=1)]
     assert delivery.cap_release(sent, 3, timedelta(days=7), now) == now - timedelta(days=6) + timedelta(days=7)
     assert delivery.cap_release(sent[1:], 3, timedelta(days=7), now) == now
-    assert delivery.cap_release(sent + [now - timedelta(days=8)], 3, timedelta(days=7), now) == now + timedelta(days=1)
+    assert delivery.cap_release([*sent, now - timedelta(days=8)], 3, timedelta(days=7), now) == now + timedelta(days=1)
     assert delivery.cap_release(sent, 0, timedelta(days=7), now) == now  # 0 turns the cap off
 
 

@@ -1,0 +1,536 @@
+"""The engine: enrol, claim what is due, advance enrollments step by step, deliver.
+
+The database holds every enrollment's state (current step, next_run_at); Redis/RQ only
+carries batches of enrollment ids. A tick enrols new entrants, claims due enrollments in
+batches under a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; one atomic
+``UPDATE ... RETURNING`` on SQLite) and hands each batch to :meth:`Engine.advance`, in an
+RQ job or in-process. A killed worker's lease runs out and the next tick claims the batch
+again; every step is keyed so that running it twice does nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from campaigns import delivery
+from campaigns.clock import Clock
+from campaigns.dsl import parse_journey
+from campaigns.enrol import enrol
+from campaigns.expressions import Condition
+from campaigns.journey import (
+    EmailStep,
+    InviteStep,
+    Journey,
+    Step,
+    SurveyStep,
+    WebhookStep,
+    text_for,
+)
+from campaigns.models import (
+    Account,
+    Channel,
+    Contact,
+    Enrollment,
+    EnrollmentState,
+    Event,
+    EventKind,
+    JourneyStatus,
+    JourneyVersion,
+    Message,
+    MessageStatus,
+    Suppression,
+    SuppressionReason,
+    Task,
+)
+from campaigns.models import (
+    Journey as JourneyRow,
+)
+from campaigns.segments import SegmentSet
+from campaigns.steps import (
+    EXECUTORS,
+    NEXT,
+    Outcome,
+    StepContext,
+    backoff_message,
+    next_step,
+    post_json,
+    sign_webhook,
+    webhook_payload,
+)
+
+log = logging.getLogger("campaigns.engine")
+
+MAX_STEPS_PER_RUN = 64
+"""Steps one enrollment may run in one go (a journey without waits ends well before)."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    batch_size: int = 500
+    lease: timedelta = timedelta(minutes=10)
+    frequency_cap: int = 3
+    frequency_period: timedelta = timedelta(days=7)
+    webhook_secret: str = ""
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+@dataclass
+class TickResult:
+    entered: dict[str, int] = field(default_factory=dict)
+    claimed: int = 0
+    batches: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+
+@dataclass
+class AdvanceResult:
+    advanced: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    finished: int = 0
+
+
+class Engine:
+    """Runs journeys. Every dependency is passed in: the database, a clock, the segments,
+    a renderer and a transport for email, and (optionally) a way to enqueue batches."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        segments: Callable[[], SegmentSet],
+        renderer: Any,
+        transport: Any,
+        settings: EngineSettings | None = None,
+        enqueue: Callable[[list[int]], None] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.segments = segments
+        self.renderer = renderer
+        self.transport = transport
+        self.settings = settings or EngineSettings()
+        self.enqueue = enqueue
+        self._journeys: dict[int, Journey] = {}
+        self.last = AdvanceResult()
+
+    # ------------------------------------------------------------------ journeys
+
+    def journey(self, session: Session, version_id: int) -> Journey:
+        """The parsed journey of a stored version (parsed once per process)."""
+        journey = self._journeys.get(version_id)
+        if journey is None:
+            version = session.get(JourneyVersion, version_id)
+            if version is None:
+                raise LookupError(f"journey version {version_id} is gone")
+            journey = parse_journey(version.source_text, version.source_path)
+            self._journeys[version_id] = journey
+        return journey
+
+    # ------------------------------------------------------------------ tick
+
+    def tick(self) -> TickResult:
+        """One scheduler pass: enrol, then claim due enrollments and run or enqueue them."""
+        result = TickResult()
+        now = self.clock.now()
+        segset = self.segments()
+        with self.sessions() as session:
+            rows = session.execute(
+                select(JourneyRow.id, JourneyRow.current_version_id).where(JourneyRow.status == JourneyStatus.ACTIVE, JourneyRow.current_version_id.is_not(None))
+            ).all()
+            journeys = [(journey_id, version_id, self.journey(session, version_id)) for journey_id, version_id in rows if version_id is not None]
+        for journey_id, version_id, journey in journeys:
+            with self.sessions() as session, session.begin():
+                entered = enrol(session, journey, journey_id, version_id, segset, now)
+            result.entered[journey.key] = entered.entered
+        while True:
+            ids = self.claim(self.settings.batch_size)
+            if not ids:
+                break
+            result.claimed += len(ids)
+            result.batches += 1
+            if self.enqueue is not None:
+                self.enqueue(ids)
+            else:
+                done = self.advance(ids)
+                result.sent += done.sent
+                result.deferred += done.deferred
+                result.failed += done.failed
+            if len(ids) < self.settings.batch_size:
+                break
+        return result
+
+    def claim(self, limit: int) -> list[int]:
+        """Take a lease on up to ``limit`` due enrollments; safe with many workers."""
+        now = self.clock.now()
+        with self.sessions() as session, session.begin():
+            due = (
+                select(Enrollment.id)
+                .where(
+                    Enrollment.state.in_([EnrollmentState.ACTIVE, EnrollmentState.WAITING]),
+                    Enrollment.next_run_at <= now,
+                    or_(Enrollment.claimed_until.is_(None), Enrollment.claimed_until < now),
+                )
+                .order_by(Enrollment.next_run_at)
+                .limit(limit)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True)
+            statement = (
+                update(Enrollment)
+                .where(Enrollment.id.in_(due.scalar_subquery()))
+                .values(claimed_until=now + self.settings.lease, claimed_by=self.settings.worker_id)
+                .returning(Enrollment.id)
+            )
+            return sorted(session.scalars(statement).all())
+
+    # ------------------------------------------------------------------ advance
+
+    def advance(self, ids: Sequence[int]) -> AdvanceResult:
+        """Run the due steps of each enrollment in ``ids``, each in its own transaction."""
+        self.last = AdvanceResult()
+        for enrollment_id in ids:
+            try:
+                self._advance_one(enrollment_id)
+            except Exception as exc:  # one bad enrollment must not stop the batch
+                log.exception("enrollment %s failed", enrollment_id)
+                with self.sessions() as session, session.begin():
+                    session.execute(
+                        update(Enrollment)
+                        .where(Enrollment.id == enrollment_id)
+                        .values(state=EnrollmentState.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], claimed_until=None, finished_at=self.clock.now())
+                    )
+                self.last.failed += 1
+        return self.last
+
+    def _advance_one(self, enrollment_id: int) -> None:
+        with self.sessions() as session:
+            enrollment = session.get(Enrollment, enrollment_id)
+            now = self.clock.now()
+            if enrollment is None or enrollment.state not in (EnrollmentState.ACTIVE, EnrollmentState.WAITING):
+                return
+            if enrollment.next_run_at is None or enrollment.next_run_at > now:
+                self._release(session, enrollment)
+                return
+            contact = session.get(Contact, enrollment.contact_id)
+            assert contact is not None
+            account = session.get(Account, contact.account_id) if contact.account_id else None
+            journey = self.journey(session, enrollment.journey_version_id)
+            ctx = StepContext(self, session, enrollment, contact, account, journey, now)
+            self.last.advanced += 1
+            for _ in range(MAX_STEPS_PER_RUN):
+                reason = self._ended(ctx)
+                if reason is not None:
+                    self._finish(ctx, *reason)
+                    break
+                if enrollment.current_step is None:
+                    self._finish(ctx, EnrollmentState.COMPLETED, "completed")
+                    break
+                try:
+                    step = journey.step(enrollment.current_step)
+                except KeyError:
+                    # The version was edited under a running enrollment; it stays on its own
+                    # version, so this means a stored version lost a step: end it visibly.
+                    self._finish(ctx, EnrollmentState.FAILED, f"step {enrollment.current_step} not in version")
+                    break
+                outcome = EXECUTORS[step.type](ctx, step)
+                if not self._apply(ctx, step, outcome):
+                    break
+            else:
+                enrollment.next_run_at = now
+            self._release(session, enrollment)
+
+    def _apply(self, ctx: StepContext, step: Step, outcome: Outcome) -> bool:
+        """Record an outcome; True when the next step should run now."""
+        enrollment = ctx.enrollment
+        if outcome.finish is not None:
+            self._finish(ctx, EnrollmentState.COMPLETED, outcome.finish)
+            return False
+        target = outcome.goto if outcome.goto is not None else next_step(ctx.journey, step.id)
+        if outcome.wait_until is not None and outcome.wait_until > ctx.now:
+            enrollment.current_step = target
+            enrollment.next_run_at = outcome.wait_until
+            enrollment.state = EnrollmentState.WAITING if outcome.waiting else EnrollmentState.ACTIVE
+            return False  # committed with the release of the claim
+        # Not committed yet: the next step's first write commits this move with it.
+        enrollment.state = EnrollmentState.ACTIVE
+        enrollment.current_step = target
+        if target is None:
+            self._finish(ctx, EnrollmentState.COMPLETED, "completed")
+            return False
+        return True
+
+    def _ended(self, ctx: StepContext) -> tuple[EnrollmentState, str] | None:
+        """The goal or an exit condition holds: how the enrollment ends."""
+        journey = ctx.journey
+        if journey.goal is not None:
+            within = journey.goal.within
+            if (within is None or ctx.now <= ctx.enrollment.entered_at + within) and ctx.event_since_entry(journey.goal.event):
+                return (EnrollmentState.GOAL, f"goal: {journey.goal.event}")
+        for rule in journey.exit_when:
+            if rule.event and ctx.event_since_entry(rule.event):
+                return (EnrollmentState.EXITED, f"event: {rule.event}")
+            if rule.condition and Condition(rule.condition)(ctx.values(), ctx.functions()):
+                return (EnrollmentState.EXITED, f"condition: {rule.condition}"[:255])
+            if rule.unsubscribed and not ctx.contact.subscribed:
+                return (EnrollmentState.EXITED, "unsubscribed")
+        return None
+
+    def _finish(self, ctx: StepContext, state: EnrollmentState, reason: str) -> None:
+        ctx.enrollment.state = state
+        ctx.enrollment.exit_reason = reason[:255]
+        ctx.enrollment.finished_at = ctx.now
+        ctx.enrollment.next_run_at = None
+        self.last.finished += 1
+
+    def _release(self, session: Session, enrollment: Enrollment) -> None:
+        enrollment.claimed_until = None
+        enrollment.claimed_by = None
+        session.commit()
+
+    # ------------------------------------------------------------------ channels
+
+    def choose_channel(self, ctx: StepContext, step: Step) -> str:
+        """A ``best_of`` step's channel for this contact: an even, stable split until the
+        tuner has measured which channel works for the segment."""
+        from campaigns.steps import pick
+
+        return pick(step.best_of, ctx.journey.key, step.id, ctx.contact.id)
+
+    def deliver_step_email(self, ctx: StepContext, step: Step, config: Any) -> Outcome:
+        """Send the email of an email, survey or invite step, exactly once."""
+        assert isinstance(config, EmailStep | SurveyStep | InviteStep)
+        locale = ctx.contact.locale.split("-")[0]
+        template, subject, preheader, variant = config.template, config.subject, getattr(config, "preheader", None), None
+        if isinstance(config, EmailStep) and config.variants:
+            from campaigns.steps import pick
+
+            variant_id = pick(tuple(v.id for v in config.variants), ctx.journey.key, step.id, ctx.contact.id)
+            chosen = next(v for v in config.variants if v.id == variant_id)
+            variant = chosen.id
+            template = chosen.template or template
+            subject = chosen.subject or subject
+            preheader = chosen.preheader or preheader
+        survey = invite = None
+        if isinstance(config, SurveyStep):
+            from campaigns.render import SurveySpec
+
+            survey = SurveySpec(config.scale, ctx.text(config.question) or None)
+        if isinstance(config, InviteStep):
+            from campaigns.render import InviteSpec
+
+            invite = InviteSpec(ctx.text(config.event_name), config.starts_at, config.duration, config.url, ctx.contact.time_zone)
+        return self._send(
+            ctx,
+            step_id=step.id,
+            attempt_key="1",
+            to=ctx.contact.email,
+            to_name=ctx.contact.name,
+            template=template,
+            locale=locale,
+            subject=text_for(subject, locale, ctx.journey.locale) or "",
+            preheader=text_for(preheader, locale, ctx.journey.locale),
+            category=step.category or ("survey" if survey else "event" if invite else "marketing"),
+            variant=variant,
+            survey=survey,
+            invite=invite,
+            marketing=True,
+        )
+
+    def notify_owner(self, ctx: StepContext, step: Step, task: Task) -> None:
+        """Tell the task's owner by email (transactional: no cap, no window)."""
+        if not task.owner_email or self.renderer is None:
+            return
+        store = getattr(self.renderer, "store", None)
+        if store is not None and not store.exists("owner_task_notification"):
+            return
+        self._send(
+            ctx,
+            step_id=step.id,
+            attempt_key="owner",
+            to=task.owner_email,
+            to_name=None,
+            template="owner_task_notification",
+            locale=ctx.journey.locale,
+            subject=f"[Task] {task.title}",
+            preheader=None,
+            category="transactional",
+            variant=None,
+            extra={"task": {"title": task.title, "kind": task.kind, "notes": task.notes, "due": task.due_at.date().isoformat() if task.due_at else ""}},
+            marketing=False,
+        )
+
+    def _message(self, ctx: StepContext, step_id: str, attempt_key: str, **fields: Any) -> Message:
+        """The message row of this attempt, written if it is not there yet.
+
+        ``INSERT ... ON CONFLICT DO NOTHING`` on the unique (enrollment, step, attempt key):
+        if another worker wrote it first, theirs is used and nothing else is undone.
+        """
+        session = ctx.session
+        key = (Message.enrollment_id == ctx.enrollment.id, Message.step_id == step_id, Message.attempt_key == attempt_key)
+        message = session.scalar(select(Message).where(*key))
+        if message is None:
+            dialect = session.get_bind().dialect.name
+            insert = sqlite_insert if dialect == "sqlite" else pg_insert
+            values = dict(enrollment_id=ctx.enrollment.id, contact_id=ctx.contact.id, journey_id=ctx.enrollment.journey_id, step_id=step_id, attempt_key=attempt_key, created_at=ctx.now, status=MessageStatus.PENDING, tries=0, links=[], **fields)
+            session.execute(insert(Message).values(**values).on_conflict_do_nothing(index_elements=["enrollment_id", "step_id", "attempt_key"]))
+            message = session.scalars(select(Message).where(*key)).one()
+        return message
+
+    def _send(self, ctx: StepContext, *, step_id: str, attempt_key: str, to: str, to_name: str | None, template: str, locale: str, subject: str, preheader: str | None, category: str, variant: str | None, marketing: bool, survey: Any = None, invite: Any = None, extra: dict[str, Any] | None = None) -> Outcome:
+        from campaigns.channels.email import PermanentFailure, TemporaryFailure
+
+        now = ctx.now
+        message = self._message(ctx, step_id, attempt_key, channel=Channel.EMAIL, category=category, variant=variant, template=template, locale=locale, to_address=to)
+        if message.status in (MessageStatus.SENT, MessageStatus.BOUNCED, MessageStatus.SUPPRESSED, MessageStatus.FAILED):
+            return NEXT
+        if message.status == MessageStatus.DEFERRED and message.not_before and message.not_before > now:
+            return Outcome(goto=step_id, wait_until=message.not_before)
+        # Delivery controls, engine-wide.
+        if self._suppressed(ctx.session, to) or (marketing and not ctx.contact.subscribed):
+            message.status = MessageStatus.SUPPRESSED
+            ctx.session.commit()
+            return NEXT
+        if marketing:
+            opening = delivery.next_opening(ctx.journey.sending_window, now, ctx.contact.time_zone)
+            released = delivery.cap_release(self._recent_sends(ctx.session, ctx.contact.id, now), self.settings.frequency_cap, self.settings.frequency_period, now)
+            when = max(opening, released)
+            if when > now:
+                if released > opening:
+                    when = delivery.next_opening(ctx.journey.sending_window, released, ctx.contact.time_zone)
+                message.status, message.not_before = MessageStatus.DEFERRED, when
+                message.error = "frequency cap" if released > now else "sending window"
+                ctx.session.commit()
+                self.last.deferred += 1
+                return Outcome(goto=step_id, wait_until=when)
+        context = {**ctx.values(), **(extra or {}), "links": {}}
+        rendered = self.renderer.render(
+            message=message.id, message_id=message.message_id, to=to, to_name=to_name, template=template, locale=locale,
+            subject=ctx.render(subject), preheader=ctx.render(preheader) if preheader else None, context=context,
+            survey=survey, invite=invite, now=now,
+        )  # fmt: skip
+        # Written before the transport is called: a crash from here on leaves the message
+        # "sending" with its Message-ID, and the re-run sends it again under the same id.
+        message.message_id = rendered.message_id
+        message.subject = rendered.subject
+        message.links = list(rendered.links)
+        message.status = MessageStatus.SENDING
+        message.tries += 1
+        ctx.session.commit()
+        try:
+            self.transport.send(rendered)
+        except PermanentFailure as exc:
+            message.status = MessageStatus.BOUNCED
+            message.error = str(exc)[:2000]
+            self._suppress(ctx.session, to, SuppressionReason.HARD_BOUNCE, f"bounce {getattr(exc, 'code', '')}")
+            ctx.session.commit()
+            self.last.failed += 1
+            return NEXT
+        except TemporaryFailure as exc:
+            wait = delivery.backoff(message.tries)
+            backoff_message(ctx.session, message, str(exc), now, wait)
+            ctx.session.commit()
+            if wait is None:
+                self.last.failed += 1
+                return NEXT
+            self.last.deferred += 1
+            return Outcome(goto=step_id, wait_until=now + wait)
+        message.status = MessageStatus.SENT
+        message.sent_at = now
+        message.error = None
+        ctx.session.commit()
+        self.last.sent += 1
+        return NEXT
+
+    def deliver_webhook(self, ctx: StepContext, step: Step, config: WebhookStep) -> Outcome:
+        now = ctx.now
+        message = self._message(ctx, step.id, "1", channel=Channel.WEBHOOK, to_address=config.url[:320])
+        if message.status in (MessageStatus.SENT, MessageStatus.FAILED):
+            return NEXT
+        if message.status == MessageStatus.DEFERRED and message.not_before and message.not_before > now:
+            return Outcome(goto=step.id, wait_until=message.not_before)
+        body = webhook_payload(ctx, step, config)
+        message.status, message.tries = MessageStatus.SENDING, message.tries + 1
+        ctx.session.commit()
+        status = post_json(ctx.render(config.url), body, sign_webhook(self.settings.webhook_secret, body, int(time.time())))
+        if 200 <= status < 300:
+            message.status, message.sent_at, message.error = MessageStatus.SENT, now, None
+        elif status and 400 <= status < 500 and status not in (408, 429):
+            message.status, message.error = MessageStatus.FAILED, f"HTTP {status}"
+        else:
+            wait = delivery.backoff(message.tries)
+            backoff_message(ctx.session, message, f"HTTP {status}" if status else "unreachable", now, wait)
+            ctx.session.commit()
+            return NEXT if wait is None else Outcome(goto=step.id, wait_until=now + wait)
+        ctx.session.commit()
+        return NEXT
+
+    # ------------------------------------------------------------------ controls
+
+    def _suppressed(self, session: Session, address: str) -> bool:
+        return session.scalar(select(Suppression.id).where(Suppression.email == address.lower()).limit(1)) is not None
+
+    def _suppress(self, session: Session, address: str, reason: SuppressionReason, source: str) -> None:
+        if not self._suppressed(session, address):
+            session.add(Suppression(email=address.lower(), reason=reason, source=source, created_at=self.clock.now()))
+
+    def _recent_sends(self, session: Session, contact_id: int, now: datetime) -> list[datetime]:
+        rows = session.scalars(
+            select(Message.sent_at).where(
+                Message.contact_id == contact_id,
+                Message.channel == Channel.EMAIL,
+                Message.status == MessageStatus.SENT,
+                Message.category.is_distinct_from("transactional"),
+                Message.sent_at > now - self.settings.frequency_period,
+            )
+        ).all()
+        return [t for t in rows if t is not None]
+
+    # ------------------------------------------------------------------ events
+
+    def record_event(self, session: Session, *, kind: EventKind, contact_id: int | None = None, account_id: int | None = None, name: str | None = None, value: str | None = None, enrollment_id: int | None = None, step_id: str | None = None, message_id: int | None = None) -> Event:
+        """Store an event and wake the enrollments that wait for one."""
+        now = self.clock.now()
+        event = Event(kind=kind, name=name, value=value, contact_id=contact_id, account_id=account_id, enrollment_id=enrollment_id, step_id=step_id, message_id=message_id, occurred_at=now, recorded_at=now)
+        session.add(event)
+        who = [Enrollment.contact_id == contact_id] if contact_id else []
+        if account_id and not contact_id:
+            who = [Enrollment.contact_id.in_(select(Contact.id).where(Contact.account_id == account_id))]
+        if who:
+            # Waiting enrollments check their signal; for a product event, running ones too
+            # check their goal and exits at once. Waking early never cuts a wait short.
+            states = [EnrollmentState.WAITING] + ([EnrollmentState.ACTIVE] if kind == EventKind.CUSTOM else [])
+            session.execute(
+                update(Enrollment)
+                .where(Enrollment.state.in_(states), Enrollment.next_run_at > now, *who)
+                .values(next_run_at=now)
+            )
+        return event
+
+
+def message_domain(address: str) -> str:
+    return address.rsplit("@", 1)[-1].lower()
+
+
+def stable_hash(*parts: object) -> int:
+    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+def count_due(session: Session, now: datetime) -> int:
+    return int(session.scalar(select(func.count()).select_from(Enrollment).where(Enrollment.state.in_([EnrollmentState.ACTIVE, EnrollmentState.WAITING]), Enrollment.next_run_at <= now)) or 0)

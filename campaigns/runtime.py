@@ -1,0 +1,52 @@
+"""Wiring: build an :class:`~campaigns.engine.Engine` from the configuration.
+
+The CLI, ``worker.py`` and the RQ jobs call :func:`build_engine`; tests build engines by
+hand with their own clock, transport and database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from email.utils import parseaddr
+
+from campaigns import config as settings
+from campaigns.channels.email import transport_from_url
+from campaigns.clock import Clock, SystemClock
+from campaigns.db import make_engine, make_sessionmaker, migrate
+from campaigns.engine import Engine, EngineSettings
+from campaigns.project import Project
+from campaigns.render import Renderer, Sender
+from campaigns.tokens import Tokens
+
+
+def sender(cfg: settings.Config) -> Sender:
+    name, address = parseaddr(cfg.mail_from)
+    return Sender(address=address, name=name or None)
+
+
+def build_engine(
+    cfg: settings.Config,
+    *,
+    clock: Clock | None = None,
+    enqueue: Callable[[list[int]], None] | None = None,
+    transport: object | None = None,
+) -> Engine:
+    database = make_engine(cfg.database_url)
+    migrate(database)
+    project = Project(cfg)
+    tokens = Tokens(cfg.secret_key, cfg.base_url)
+    renderer = Renderer(project.templates, tokens, sender(cfg), domain=sender(cfg).address.rsplit("@", 1)[-1])
+    return Engine(
+        make_sessionmaker(database),
+        clock or SystemClock(),
+        project.segments,
+        renderer,
+        transport or transport_from_url(cfg.mail_url),
+        EngineSettings(
+            frequency_cap=cfg.frequency_cap,
+            frequency_period=timedelta(days=cfg.frequency_days),
+            webhook_secret=cfg.secret_key,
+        ),
+        enqueue,
+    )
