@@ -23,6 +23,7 @@ from campaigns import config as settings
 from campaigns import segments as seg
 from campaigns.db import make_engine, make_sessionmaker, migrate
 from campaigns.deploy import deploy as deploy_journey
+from campaigns.enrol import DATE_GRACE
 from campaigns.exceptions import CampaignsError, ImportRowError, JourneyError, Problem
 from campaigns.journey import Trigger
 from campaigns.models import Account
@@ -262,11 +263,39 @@ def demo(state: _State, accounts: int, on: Any) -> None:
             rows.append([journey.key, f"v{result.version}", ",".join(journey.segments), entry, len(journey.steps), eligible])
         _table(["journey", "version", "segments", "entry", "steps", "eligible contacts"], rows)
     click.echo("")
-    click.echo("Next: `campaigns segments`, `campaigns validate journeys/`; see README.md.")
+    _demo_run(state, on)
+    click.echo("")
+    click.echo("Next: `campaigns simulate low_touch_nps --days 14`, `campaigns run`; see README.md.")
+
+
+def _demo_run(state: _State, on: Any) -> None:
+    """One scheduler pass over the deployed playbooks: their first steps go out."""
+    from datetime import UTC, datetime, time
+
+    from campaigns.clock import FakeClock, SystemClock
+    from campaigns.models import InAppMessage, MessageStatus, Task
+    from campaigns.models import Message as MessageRow
+    from campaigns.runtime import build_engine
+
+    # With --date, the pass runs at 10:00 in Tokyo that day (01:00 UTC), so that runs of
+    # the demo on different days print the same thing; otherwise now.
+    clock = FakeClock(datetime.combine(on.date(), time(1, 0), UTC)) if on else SystemClock()
+    engine = build_engine(state.config, clock=clock)
+    result = engine.tick()
+    engine.transport.close()
+    with state.sessions()() as session:
+        counts = dict(session.execute(select(MessageRow.status, func.count()).group_by(MessageRow.status)).all())
+        tasks = session.scalar(select(func.count()).select_from(Task)) or 0
+        in_app = session.scalar(select(func.count()).select_from(InAppMessage)) or 0
+    click.echo(f"First steps run at {clock.now():%Y-%m-%d %H:%M} UTC: {result.claimed} enrollments advanced")
+    click.echo(f"  emails sent: {counts.get(MessageStatus.SENT, 0)} (to {state.config.mail_url})")
+    click.echo(f"  held for sending windows or the frequency cap: {counts.get(MessageStatus.DEFERRED, 0)}")
+    click.echo(f"  not sent (unsubscribed or suppressed): {counts.get(MessageStatus.SUPPRESSED, 0)}")
+    click.echo(f"  tasks for account owners: {tasks}; in-app messages: {in_app}")
 
 
 def _eligible(session: Session, segset: seg.SegmentSet, journey: Any, today: date) -> int:
-    """Contacts in the journey's segments; for a date entry, those whose date is due by now."""
+    """Contacts in the journey's segments; for a date entry, those enrolment would take now."""
     query = seg.members(segset, journey.segments, today)
     if journey.entry.trigger == Trigger.DATE and journey.entry.field in ("renewal_date", "contract_start"):
         column = getattr(Account, journey.entry.field)
@@ -275,6 +304,8 @@ def _eligible(session: Session, segset: seg.SegmentSet, journey: Any, today: dat
         query = query.where(column.is_not(None), column <= today - journey.entry.offset)
         if journey.entry.offset.total_seconds() < 0:
             query = query.where(column >= today)
+        else:
+            query = query.where(column >= today - journey.entry.offset - DATE_GRACE)
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 

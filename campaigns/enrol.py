@@ -6,9 +6,11 @@ second tick, or two ticks at once, harmless):
 
 - ``segment``: members of the journey's segments (and audience) enter once; with
   ``re_entry: after N days`` once per N-day period.
-- ``date``: contacts whose account date plus the offset has come (within a grace period, so
-  deploying a journey does not enrol everyone whose renewal passed years ago); the key is
-  the date itself when re-entry is allowed, so each renewal starts a new enrollment.
+- ``date``: contacts whose account date plus the offset has come. For an offset *before*
+  the date, anyone whose date is still ahead (a renewal journey deployed today reaches the
+  renewals 60 days out); for an offset *after* it, only within a grace period (deploying a
+  CSAT "45 days after contract_start" must not survey every customer ever). The key is the
+  date itself when re-entry is allowed, so each renewal starts a new enrollment.
 - ``event``: contacts (or every contact of an account) with a matching product event
   recorded in the last grace period; the key is the event when re-entry is allowed.
 
@@ -83,10 +85,14 @@ def enrol(session: Session, journey: Journey, journey_id: int, version_id: int, 
         offset = journey.entry.offset
         # enter once date + offset <= today, i.e. date <= today - offset ...
         due = column <= today - offset
-        # ... but not long after: date + offset >= today - grace
-        fresh = column >= today - offset - DATE_GRACE
         if offset < timedelta(0):
-            fresh = and_(fresh, column >= today)  # "before" entries stop once the date passed
+            # "90 days before": anyone whose date is still ahead and within the offset, so a
+            # journey deployed today still reaches the renewals 60 days out.
+            fresh = column >= today
+        else:
+            # "45 days after": only recent ones (within the grace period); deploying a
+            # journey must not reach every customer whose date passed years ago.
+            fresh = column >= today - offset - DATE_GRACE
         key = literal("date") if journey.re_entry.policy == "never" else literal("date:") + cast(column, String)
         source = base.where(column.is_not(None), due, fresh).add_columns(key.label("entry_key"))
     else:
