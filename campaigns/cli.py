@@ -214,6 +214,59 @@ def simulate(state: _State, journey: str, days: int, start: Any) -> None:
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--interval", default=30, show_default=True, type=click.IntRange(1, 3600), help="Seconds between scheduler passes.")
+@pass_state
+def run(state: _State, host: str, port: int, interval: int) -> None:
+    """Everything on one machine: the web app, a worker and the scheduler, in one process.
+
+    Uses REDIS_URL and DATABASE_URL when set; otherwise a SQLite file and an in-process
+    stand-in for Redis. For production, run web.py under gunicorn and worker.py instead."""
+    import threading
+    import time as clock_time
+
+    from rq import Queue, SimpleWorker
+    from werkzeug.serving import make_server
+
+    from campaigns import jobs
+    from campaigns.queue import QUEUE_NAMES, connect
+    from campaigns.runtime import build_engine
+    from campaigns.web import create_app
+
+    cfg = state.config
+    state.sessions()
+    connection = connect(cfg)
+    queue = Queue(QUEUE_NAMES[1], connection=connection)
+
+    def enqueue(ids: list[int]) -> None:
+        queue.enqueue(jobs.advance, ids, job_timeout=600, result_ttl=600)
+
+    engine = build_engine(cfg, enqueue=enqueue)
+    try:
+        server = make_server(host, port, create_app(), threaded=True)
+    except OSError as exc:
+        raise CampaignsError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    threading.Thread(target=server.serve_forever, name="web", daemon=True).start()
+    worker = SimpleWorker([queue], connection=connection)
+    redis_note = "Redis at REDIS_URL" if cfg.redis_url else "in-process Redis stand-in"
+    click.echo(f"campaigns running: web on http://{host}:{port}, worker and scheduler every {interval}s ({redis_note}, {_safe_url(cfg.database_url)}, mail to {cfg.mail_url}); Ctrl-C stops")
+    try:
+        while True:
+            result = engine.tick()
+            worker.work(burst=True, logging_level="WARNING")
+            if result.claimed or any(result.entered.values()):
+                entered = sum(result.entered.values())
+                click.echo(f"tick: {entered} entered, {result.claimed} enrollments advanced")
+            clock_time.sleep(interval)
+    except KeyboardInterrupt:
+        click.echo("stopping")
+    finally:
+        server.shutdown()
+        engine.transport.close()
+
+
+@cli.command()
 @click.option("--accounts", default=60, show_default=True, help="How many sample accounts to create.")
 @click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="Pretend today is this day.")
 @pass_state

@@ -438,7 +438,8 @@ class Engine:
         except PermanentFailure as exc:
             message.status = MessageStatus.BOUNCED
             message.error = str(exc)[:2000]
-            self._suppress(ctx.session, to, SuppressionReason.HARD_BOUNCE, f"bounce {getattr(exc, 'code', '')}")
+            if exc.bad_address:  # a 5xx about the content or the sender says nothing of the address
+                self._suppress(ctx.session, to, SuppressionReason.HARD_BOUNCE, f"bounce {exc.code or ''} {exc.enhanced or ''}".strip())
             ctx.session.commit()
             self.last.failed += 1
             return NEXT

@@ -143,6 +143,7 @@ class SMTPSink:
         self._lock = threading.Lock()
         self.port = free_port()
         self.refuse: dict[str, str] = {}  # recipient -> SMTP reply, e.g. "550 5.1.1 no such user"
+        self.data_replies: list[str] = []  # replies to the next DATA commands ("451 ...", "drop"), then 250
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.refuse.get(address.lower())
@@ -152,6 +153,12 @@ class SMTPSink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.data_replies:
+            reply = self.data_replies.pop(0)
+            if reply == "drop":  # the connection dies in the middle of DATA
+                server.transport.close()
+                return "421 closing"
+            return reply
         with self._lock:
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
         return "250 Message accepted"

@@ -1,0 +1,137 @@
+"""Signed tokens for the links in an email: open pixel, clicks, answers, unsubscribe.
+
+Every URL the tracking endpoints serve carries a token signed with ``SECRET_KEY`` (HMAC-SHA256
+through itsdangerous, with a separate salt per purpose), so a forged, altered, truncated or
+re-purposed token decodes to nothing and records nothing. Payloads hold row ids and short
+values under one-letter keys, never personal data: a token in a proxy's or a scanner's log
+tells nobody who the recipient is.
+
+==========  ==================  ==============================
+purpose     payload             URL
+==========  ==================  ==============================
+``open``    ``{"m": 7}``        ``{base}/t/o/{token}.gif``
+``click``   ``{"m": 7, "l": 2}``  ``{base}/t/c/{token}``
+``answer``  ``{"m": 7, "v": 9}``  ``{base}/t/a/{token}``
+``unsub``   ``{"m": 7}``        ``{base}/t/u/{token}``
+``prefs``   ``{"m": 7}``        ``{base}/t/p/{token}``
+==========  ==================  ==============================
+
+``m`` is the Message row id, ``l`` the index into the links stored on that row (so a click
+can only lead to a link that was in the message) and ``v`` the answer: a score or ``"yes"`` /
+``"no"``. Tokens do not expire: an unsubscribe link must keep working for as long as the email
+sits in someone's inbox.
+
+Signing is on the hot path (an NPS email carries 15 or so tokens), so :meth:`Tokens.dumps`
+signs with a prepared HMAC instead of going through itsdangerous for every token (~5 µs
+instead of ~40). The bytes are exactly what ``URLSafeSerializer.dumps`` produces for the same
+payload, and :meth:`Tokens.loads` verifies with itsdangerous itself; the tests hold the two to
+each other.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from itsdangerous import BadData, URLSafeSerializer
+
+PURPOSES = ("open", "click", "answer", "unsub", "prefs")
+"""What a token may be for; each signs with its own salt, so one cannot stand in for another."""
+
+MAX_TOKEN_LENGTH = 2_048
+"""Longer strings are not tokens this module made: refused before any work is done."""
+
+_SALT_PREFIX = "campaigns.tokens."
+
+
+class Tokens:
+    """Signs and verifies tokens, and builds the tracking URLs under ``base_url``."""
+
+    def __init__(self, secret: str, base_url: str) -> None:
+        if not secret:
+            raise ValueError("Tokens needs a non-empty secret")
+        self.base_url = base_url.rstrip("/")
+        self._serializers: dict[str, URLSafeSerializer] = {}
+        self._macs: dict[str, hmac.HMAC] = {}
+        for purpose in PURPOSES:
+            serializer = URLSafeSerializer(
+                secret,
+                salt=_SALT_PREFIX + purpose,
+                signer_kwargs={"digest_method": hashlib.sha256},
+            )
+            self._serializers[purpose] = serializer
+            # The key itsdangerous derives from (secret, salt), computed once per purpose.
+            key = serializer.make_signer().derive_key()
+            self._macs[purpose] = hmac.new(key, digestmod=hashlib.sha256)
+
+    # -- signing and verifying ------------------------------------------------------
+
+    def dumps(self, purpose: str, payload: dict[str, Any]) -> str:
+        """``payload`` (JSON-able) signed for ``purpose``."""
+        return self._sign(purpose, json.dumps(payload, separators=(",", ":")))
+
+    def loads(self, purpose: str, token: str) -> dict[str, Any] | None:
+        """The payload ``token`` was signed with for ``purpose``; None if it was not.
+
+        Never raises: anything that arrives in a URL is either one of our tokens, intact
+        and for this purpose, or nothing at all.
+        """
+        serializer = self._serializers.get(purpose)
+        if serializer is None or not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+            return None
+        try:
+            payload = serializer.loads(token)
+        except (BadData, ValueError, TypeError):  # UnicodeError is a ValueError
+            return None
+        return payload if isinstance(payload, dict) else None
+
+    def _sign(self, purpose: str, payload_json: str) -> str:
+        mac = self._macs.get(purpose)
+        if mac is None:
+            raise ValueError(f"unknown token purpose {purpose!r}; one of {', '.join(PURPOSES)}")
+        body = base64.urlsafe_b64encode(payload_json.encode()).rstrip(b"=")
+        mac = mac.copy()
+        mac.update(body)
+        signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=")
+        return (body + b"." + signature).decode("ascii")
+
+    # -- the tracking URLs -----------------------------------------------------------
+    # Built with the JSON written out: the payloads are fixed shapes of integers, and
+    # json.dumps would cost as much as the signing.
+
+    def open_url(self, message: int) -> str:
+        """The open pixel of a message."""
+        return f"{self.base_url}/t/o/{self._sign('open', _ids(message))}.gif"
+
+    def click_url(self, message: int, link: int) -> str:
+        """A tracked link: ``link`` is its index in the links stored on the message."""
+        payload = f'{{"m":{_int(message)},"l":{_int(link)}}}'
+        return f"{self.base_url}/t/c/{self._sign('click', payload)}"
+
+    def answer_url(self, message: int, value: int | str) -> str:
+        """A one-click answer: an NPS/CSAT score, or ``"yes"``/``"no"`` to an invite."""
+        answer = str(_int(value)) if isinstance(value, int) else json.dumps(value)
+        payload = f'{{"m":{_int(message)},"v":{answer}}}'
+        return f"{self.base_url}/t/a/{self._sign('answer', payload)}"
+
+    def unsubscribe_url(self, message: int) -> str:
+        """The unsubscribe page, which also takes the RFC 8058 one-click POST."""
+        return f"{self.base_url}/t/u/{self._sign('unsub', _ids(message))}"
+
+    def preferences_url(self, message: int) -> str:
+        """The page where a recipient picks the categories of email they want."""
+        return f"{self.base_url}/t/p/{self._sign('prefs', _ids(message))}"
+
+
+def _int(value: int) -> int:
+    """``value`` if it is a plain integer (not a bool, not a str of digits)."""
+    if type(value) is not int:
+        raise TypeError(f"expected an integer id or score, got {value!r}")
+    return value
+
+
+def _ids(message: int) -> str:
+    return f'{{"m":{_int(message)}}}'
