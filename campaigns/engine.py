@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -386,10 +387,8 @@ class Engine:
         key = (Message.enrollment_id == ctx.enrollment.id, Message.step_id == step_id, Message.attempt_key == attempt_key)
         message = session.scalar(select(Message).where(*key))
         if message is None:
-            dialect = session.get_bind().dialect.name
-            insert = sqlite_insert if dialect == "sqlite" else pg_insert
             values = dict(enrollment_id=ctx.enrollment.id, contact_id=ctx.contact.id, journey_id=ctx.enrollment.journey_id, step_id=step_id, attempt_key=attempt_key, created_at=ctx.now, status=MessageStatus.PENDING, tries=0, links=[], **fields)
-            session.execute(insert(Message).values(**values).on_conflict_do_nothing(index_elements=["enrollment_id", "step_id", "attempt_key"]))
+            session.execute(_insert_message(session.get_bind().dialect.name, tuple(sorted(values))), values)
             message = session.scalars(select(Message).where(*key)).one()
         return message
 
@@ -523,6 +522,14 @@ class Engine:
                 .values(next_run_at=now)
             )
         return event
+
+
+@lru_cache(maxsize=16)
+def _insert_message(dialect: str, columns: tuple[str, ...]) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for a message row, built once per column set so
+    that SQLAlchemy compiles it once (values go as parameters)."""
+    insert = sqlite_insert if dialect == "sqlite" else pg_insert
+    return insert(Message).on_conflict_do_nothing(index_elements=["enrollment_id", "step_id", "attempt_key"])
 
 
 def message_domain(address: str) -> str:

@@ -16,8 +16,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -55,6 +57,12 @@ if TYPE_CHECKING:
     from campaigns.engine import Engine
 
 _TEXT_ENV = SandboxedEnvironment(autoescape=False)
+
+
+@lru_cache(maxsize=2048)
+def _compiled(text: str) -> Template:
+    """Journey texts (subjects, titles) are compiled once per process, not per recipient."""
+    return _TEXT_ENV.from_string(text)
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,7 @@ class StepContext:
     def render(self, text: str | None) -> str:
         if not text:
             return ""
-        return _TEXT_ENV.from_string(text).render(**self.values(), **self.functions())
+        return _compiled(text).render(**self.values(), **self.functions())
 
     def text(self, value: Any) -> str:
         return self.render(text_for(value, self.contact.locale.split("-")[0], self.journey.locale))
