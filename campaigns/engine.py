@@ -120,6 +120,7 @@ class Engine:
         transport: Any,
         settings: EngineSettings | None = None,
         enqueue: Callable[[list[int]], None] | None = None,
+        links: dict[str, str] | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -128,6 +129,7 @@ class Engine:
         self.transport = transport
         self.settings = settings or EngineSettings()
         self.enqueue = enqueue
+        self.links = links or {}
         self._journeys: dict[int, Journey] = {}
         self.last = AdvanceResult()
 
@@ -418,7 +420,7 @@ class Engine:
                 ctx.session.commit()
                 self.last.deferred += 1
                 return Outcome(goto=step_id, wait_until=when)
-        context = {**ctx.values(), **(extra or {}), "links": {}}
+        context = {**ctx.values(), **(extra or {}), "links": {name: ctx.render(url) for name, url in self.links.items()}}
         rendered = self.renderer.render(
             message=message.id, message_id=message.message_id, to=to, to_name=to_name, template=template, locale=locale,
             subject=ctx.render(subject), preheader=ctx.render(preheader) if preheader else None, context=context,

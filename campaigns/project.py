@@ -9,10 +9,11 @@ from pathlib import Path
 from campaigns import defaults
 from campaigns.config import Config
 from campaigns.dsl import validate_files
-from campaigns.exceptions import JourneyError, Problem
+from campaigns.exceptions import CampaignsError, JourneyError, Problem
 from campaigns.journey import Journey
 from campaigns.segments import SegmentSet, load_segments
 from campaigns.templates import TemplateError, TemplateStore
+from campaigns.yamlsource import YamlProblem, load
 
 
 @dataclass
@@ -31,6 +32,19 @@ class Project:
 
     def segments(self) -> SegmentSet:
         return load_segments(self.config.segments_file)
+
+    def links(self) -> dict[str, str]:
+        """The named link destinations of ``templates/links.yaml`` (Jinja allowed)."""
+        path = self.config.templates_dir / "links.yaml"
+        if not path.exists():
+            return {}
+        try:
+            data = load(path.read_text(encoding="utf-8"))
+        except (YamlProblem, OSError, UnicodeDecodeError) as exc:
+            raise CampaignsError(f"{path}: cannot read the links: {exc}") from None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise CampaignsError(f"{path}: write one 'name: https://...' per line")
+        return {str(k): v for k, v in data.items()}
 
     def journey_files(self, paths: Iterable[Path] = ()) -> list[Path]:
         """The journey files named, folders expanded; the journeys folder when none is named."""
@@ -57,6 +71,10 @@ class Project:
         )
         checked.problems.extend(problems)
         checked.problems.extend(self.check_templates(j for j, _ in checked.journeys))
+        try:
+            self.links()
+        except CampaignsError as exc:
+            checked.problems.append(Problem(str(self.config.templates_dir / "links.yaml"), 1, 1, str(exc).split(": ", 1)[-1]))
         return checked
 
     def check_templates(self, journeys: Iterable[Journey]) -> list[Problem]:

@@ -49,4 +49,5 @@ def build_engine(
             webhook_secret=cfg.secret_key,
         ),
         enqueue,
+        project.links(),
     )

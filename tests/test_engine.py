@@ -74,10 +74,10 @@ def build():
     """Engines wired to the database, the SMTP sink and a fake clock; closed afterwards."""
     made: list[Engine] = []
 
-    def make(db, sink, clock, *, cap: int = 10) -> Engine:
+    def make(db, sink, clock, *, cap: int = 10, links: dict[str, str] | None = None) -> Engine:
         store = TemplateStore(ROOT / "templates")
         renderer = Renderer(store, Tokens("test-secret-key-0123456789", "https://cs.example.com"), Sender("cs@example.com", "Customer Success"), domain="example.com")
-        engine = Engine(db.sessions, clock, lambda: SEGMENTS, renderer, transport_from_url(sink.url), EngineSettings(frequency_cap=cap, batch_size=200))
+        engine = Engine(db.sessions, clock, lambda: SEGMENTS, renderer, transport_from_url(sink.url), EngineSettings(frequency_cap=cap, batch_size=200), links=links)
         made.append(engine)
         return engine
 
@@ -221,3 +221,15 @@ def test_a_goal_event_ends_the_enrollment_at_once(db, smtp_sink, build):
         reasons = set(s.scalars(select(Enrollment.exit_reason)))
         assert reasons == {"goal: renewed"}
         assert set(s.scalars(select(Enrollment.state))) == {EnrollmentState.GOAL}
+
+
+def test_named_links_are_personalised_and_tracked(db, smtp_sink, build):
+    populate(db, 1)  # c0 reads Japanese
+    deploy_journey(db)
+    engine = build(db, smtp_sink, FakeClock(START), links={"app": "https://app.example.com/{{ account.external_id }}", "docs": "https://docs.example.com/{{ contact.locale }}/start"})
+    engine.tick()
+    with db.session() as s:
+        links = s.scalars(select(Message.links).where(Message.to_address == "c0@example.com")).one()
+    assert "https://app.example.com/LOW" in links and "https://docs.example.com/ja/start" in links
+    html = smtp_sink.parsed()[0].get_body(("html",)).get_content()
+    assert "https://cs.example.com/t/c/" in html and "https://docs.example.com" not in html
