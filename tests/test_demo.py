@@ -36,3 +36,68 @@ def test_demo_seeds_tiers_and_deploys_every_playbook_and_can_run_again(tmp_path)
     assert re.search(r"imported accounts: 0 new, \d+ updated, 0 skipped", second.stdout)
     for key in journeys:
         assert re.search(rf"^{key}\s+v1\s", second.stdout, re.M)
+
+
+def campaigns(db: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "SECRET_KEY")}
+    environ.update(DATABASE_URL=f"sqlite:///{db}", MAIL_URL=f"file://{db.parent / 'outbox'}", **env)
+    return subprocess.run([sys.executable, "-m", "campaigns", *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=300)
+
+
+def message_count(db: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+
+def test_demo_delivers_first_steps_then_simulate_writes_nothing_and_tick_runs(tmp_path):
+    db = tmp_path / "demo.db"
+    result = campaigns(db, "demo", "--date", "2026-11-24")
+    assert result.returncode == 0, result.stderr
+    sent = int(re.search(r"emails sent: (\d+)", result.stdout).group(1))
+    assert sent > 0 and len(list((tmp_path / "outbox").glob("*.eml"))) == sent
+    before = message_count(db)
+
+    simulated = campaigns(db, "simulate", "low_touch_nps", "--days", "3", "--start", "2026-11-24T00:00")
+    assert simulated.returncode == 0, simulated.stderr
+    assert "nothing is sent or written" in simulated.stdout
+    assert re.search(r"ask_nps \(email\)\s+\d+", simulated.stdout) or "nobody would get anything" in simulated.stdout
+    assert message_count(db) == before
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == sent
+
+    unknown = campaigns(db, "simulate", "low_touch_nsp")
+    assert unknown.returncode == 2 and "did you mean 'low_touch_nps'?" in unknown.stderr
+
+    ticked = campaigns(db, "tick")
+    assert ticked.returncode == 0, ticked.stderr
+    assert re.search(r"ran \d+ due enrollments? in \d+ batch", ticked.stdout)
+
+
+def test_run_serves_the_web_app_and_stops_on_ctrl_c(tmp_path):
+    import signal
+    import time
+    import urllib.request
+
+    from conftest import free_port
+
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "SECRET_KEY")}
+    environ.update(DATABASE_URL=f"sqlite:///{tmp_path / 'run.db'}", MAIL_URL=f"file://{tmp_path / 'outbox'}")
+    process = subprocess.Popen([sys.executable, "-m", "campaigns", "run", "--port", str(port), "--interval", "1"], cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        body = ""
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                    body = response.read().decode()
+                    break
+            except OSError:
+                time.sleep(0.1)
+        assert '"status":"ok"' in body.replace(" ", "")
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "web on http://127.0.0.1:" in out and "stopping" in out
+    assert "Traceback" not in err
