@@ -1,0 +1,214 @@
+"""Every step type executes: in_app, update, webhook (signed, retried), exit rules, wait_until
+on an answer, with real HTTP on loopback and a real database."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import textwrap
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from campaigns.channels.email import transport_from_url
+from campaigns.clock import FakeClock
+from campaigns.deploy import deploy
+from campaigns.dsl import parse_journey
+from campaigns.engine import Engine, EngineSettings
+from campaigns.models import (
+    Account,
+    Contact,
+    Enrollment,
+    EnrollmentState,
+    EventKind,
+    InAppMessage,
+    Message,
+    MessageStatus,
+)
+from campaigns.render import Renderer, Sender
+from campaigns.segments import parse_segments
+from campaigns.templates import TemplateStore
+from campaigns.tokens import Tokens
+
+ROOT = Path(__file__).resolve().parent.parent
+SEGMENTS = parse_segments("tiers:\n  everyone: {when: true}\n")
+START = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
+SECRET = "steps-secret-0123456789"
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: list[tuple[dict, str]] = []
+    statuses: list[int] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        status = self.statuses.pop(0) if self.statuses else 200
+        if status == 200:
+            Hook.received.append((json.loads(body), self.headers["X-Campaigns-Signature"]))
+            Hook.raw = body
+        self.send_response(status)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def hook_server():
+    Hook.received, Hook.statuses = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+def setup(db, text: str) -> None:
+    with db.session() as s, s.begin():
+        account = Account(external_id="ACME", name="株式会社アクメ", arr=Decimal(1), health_score=30, owner_email="csm@example.com")
+        s.add(account)
+        s.flush()
+        s.add(Contact(account_id=account.id, email="taro@example.com", name="山田 太郎", locale="ja", tags=["trial"]))
+        deploy(s, parse_journey(text, "j.yaml"), text, "j.yaml")
+
+
+def engine_for(db, sink, clock) -> Engine:
+    renderer = Renderer(TemplateStore(ROOT / "templates"), Tokens(SECRET, "https://cs.example.com"), Sender("cs@example.com"))
+    return Engine(db.sessions, clock, lambda: SEGMENTS, renderer, transport_from_url(sink.url), EngineSettings(webhook_secret=SECRET))
+
+
+def test_in_app_update_and_a_signed_webhook_run_in_order(db, smtp_sink, hook_server):
+    setup(
+        db,
+        textwrap.dedent(
+            f"""\
+            journey: nudge
+            name: Nudge
+            segments: [everyone]
+            entry: {{trigger: segment}}
+            steps:
+              - id: tip
+                in_app: {{title: {{en: Try reports, ja: レポートをお試しください}}, body: "{{{{ account.name }}}}様へ", url: "https://app.example.com/r", expires: 14 days}}
+              - id: mark
+                update: {{set: {{attributes.nudged: "yes", contact.attributes.last: "{{{{ journey.key }}}}", health_score: 45}}, add_tags: [nudged], remove_tags: [trial]}}
+              - id: tell_crm
+                webhook: {{url: "{hook_server}", payload: {{account: "{{{{ account.external_id }}}}", score: 5}}}}
+            """
+        ),
+    )
+    clock = FakeClock(START)
+    engine = engine_for(db, smtp_sink, clock)
+    try:
+        Hook.statuses = [503]  # the first POST fails: retried after the backoff
+        engine.tick()
+        assert Hook.received == []
+        clock.advance(timedelta(minutes=1))
+        engine.tick()
+    finally:
+        engine.transport.close()
+    with db.session() as s:
+        item = s.scalars(select(InAppMessage)).one()
+        assert (item.title, item.body, item.expires_at) == ("レポートをお試しください", "株式会社アクメ様へ", START + timedelta(days=14))
+        contact = s.scalars(select(Contact)).one()
+        assert contact.tags == ["nudged"] and contact.attributes == {"last": "nudge"}
+        account = s.scalars(select(Account)).one()
+        assert account.attributes == {"nudged": "yes"} and account.health_score == 45
+        hook = s.scalars(select(Message).where(Message.channel == "webhook")).one()
+        assert hook.status == MessageStatus.SENT and hook.tries == 2
+        assert s.scalars(select(Enrollment.state)).one() == EnrollmentState.COMPLETED
+    [(document, signature)] = Hook.received
+    assert document["data"] == {"account": "ACME", "score": 5} and document["journey"] == "nudge"
+    stamp, mac = (part.split("=", 1)[1] for part in signature.split(","))
+    assert hmac.compare_digest(mac, hmac.new(SECRET.encode(), f"{stamp}.".encode() + Hook.raw, hashlib.sha256).hexdigest())
+
+
+def test_wait_until_answered_wakes_on_the_answer_and_branches_on_its_value(db, smtp_sink):
+    setup(
+        db,
+        textwrap.dedent(
+            """\
+            journey: nps
+            name: NPS
+            segments: [everyone]
+            entry: {trigger: segment}
+            exit_when:
+              - event: churned
+            steps:
+              - id: ask
+                survey: {scale: nps, template: nps_survey, subject: {en: Q, ja: 質問}}
+              - id: wait
+                wait_until: {answered: ask, timeout: 7 days}
+              - id: route
+                branch:
+                  - when: answer('ask') is not none and answer('ask') <= 6
+                    goto: call
+                  - else: done
+              - id: call
+                task: {title: "Call {{ contact.name }}: {{ answer('ask') }}"}
+              - id: done
+                exit: done
+            """
+        ),
+    )
+    clock = FakeClock(START)
+    engine = engine_for(db, smtp_sink, clock)
+    try:
+        engine.tick()
+        with db.session() as s:
+            enrollment = s.scalars(select(Enrollment)).one()
+            assert enrollment.state == EnrollmentState.WAITING and enrollment.next_run_at == START + timedelta(days=7)
+        clock.advance(timedelta(hours=5))
+        with db.session() as s, s.begin():
+            contact = s.scalars(select(Contact)).one()
+            engine.record_event(s, kind=EventKind.ANSWER, contact_id=contact.id, enrollment_id=enrollment.id, step_id="ask", value="3")
+        engine.tick()
+    finally:
+        engine.transport.close()
+    with db.session() as s:
+        from campaigns.models import Task
+
+        task = s.scalars(select(Task)).one()
+        assert task.title == "Call 山田 太郎: 3" and task.owner_email == "csm@example.com"
+        assert s.scalars(select(Enrollment.state)).one() == EnrollmentState.COMPLETED
+
+
+def test_an_exit_event_ends_a_waiting_enrollment(db, smtp_sink):
+    setup(
+        db,
+        textwrap.dedent(
+            """\
+            journey: slow
+            name: Slow
+            segments: [everyone]
+            entry: {trigger: segment}
+            exit_when:
+              - event: churned
+            steps:
+              - {id: pause, wait: 30 days}
+              - {id: hello, email: {template: onboarding_tips, subject: Hi}}
+            """
+        ),
+    )
+    clock = FakeClock(START)
+    engine = engine_for(db, smtp_sink, clock)
+    try:
+        engine.tick()
+        with db.session() as s, s.begin():
+            account = s.scalars(select(Account)).one()
+            engine.record_event(s, kind=EventKind.CUSTOM, name="churned", account_id=account.id)
+        engine.tick()
+        clock.advance(timedelta(days=31))
+        engine.tick()
+    finally:
+        engine.transport.close()
+    assert smtp_sink.messages == []
+    with db.session() as s:
+        enrollment = s.scalars(select(Enrollment)).one()
+        assert (enrollment.state, enrollment.exit_reason) == (EnrollmentState.EXITED, "event: churned")
