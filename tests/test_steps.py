@@ -212,3 +212,68 @@ def test_an_exit_event_ends_a_waiting_enrollment(db, smtp_sink):
     with db.session() as s:
         enrollment = s.scalars(select(Enrollment)).one()
         assert (enrollment.state, enrollment.exit_reason) == (EnrollmentState.EXITED, "event: churned")
+
+
+def add_people(db, n: int, **account_fields) -> None:
+    with db.session() as s, s.begin():
+        for i in range(n):
+            account = Account(external_id=f"E{i}", name=f"E{i}", arr=Decimal(1), **{k: (v(i) if callable(v) else v) for k, v in account_fields.items()})
+            s.add(account)
+            s.flush()
+            s.add(Contact(account_id=account.id, email=f"e{i}@example.com"))
+
+
+def deploy_text(db, text: str) -> None:
+    with db.session() as s, s.begin():
+        deploy(s, parse_journey(text, "j.yaml"), text, "j.yaml")
+
+
+HEAD = "journey: j\nname: J\nsegments: [everyone]\n"
+STEPS = "steps:\n  - {id: hi, email: {template: onboarding_tips, subject: Hi}}\n"
+
+
+def test_an_event_entry_enrols_whoever_posted_the_event_once(db, smtp_sink):
+    add_people(db, 3)
+    deploy_text(db, HEAD + "entry: {trigger: event, event: usage_dropped}\n" + STEPS)
+    clock = FakeClock(START)
+    engine = engine_for(db, smtp_sink, clock)
+    try:
+        assert engine.tick().entered == {"j": 0}
+        with db.session() as s, s.begin():
+            contact = s.scalars(select(Contact).where(Contact.email == "e1@example.com")).one()
+            engine.record_event(s, kind=EventKind.CUSTOM, name="usage_dropped", contact_id=contact.id)
+            engine.record_event(s, kind=EventKind.CUSTOM, name="usage_dropped", contact_id=contact.id)
+        assert engine.tick().entered == {"j": 1}
+        assert engine.tick().entered == {"j": 0}
+    finally:
+        engine.transport.close()
+    assert [tos for _, tos, _ in smtp_sink.messages] == [["e1@example.com"]]
+
+
+def test_a_date_entry_takes_renewals_inside_the_offset_and_not_beyond(db, smtp_sink):
+    today = START.date()
+    add_people(db, 4, renewal_date=lambda i: today + timedelta(days=[10, 90, 91, -1][i]))
+    deploy_text(db, HEAD + "entry: {trigger: date, field: renewal_date, offset: 90 days before}\nre_entry: always\n" + STEPS)
+    engine = engine_for(db, smtp_sink, FakeClock(START))
+    try:
+        assert engine.tick().entered == {"j": 2}
+    finally:
+        engine.transport.close()
+    with db.session() as s:
+        keys = set(s.scalars(select(Enrollment.entry_key)))
+    assert keys == {f"date:{today + timedelta(days=10)}", f"date:{today + timedelta(days=90)}"}
+
+
+def test_a_holdout_share_enters_but_is_sent_nothing(db, smtp_sink):
+    add_people(db, 200)
+    deploy_text(db, HEAD + "entry: {trigger: segment}\nholdout: 20%\n" + STEPS)
+    engine = engine_for(db, smtp_sink, FakeClock(START))
+    try:
+        engine.tick()
+    finally:
+        engine.transport.close()
+    with db.session() as s:
+        held = s.scalars(select(Enrollment).where(Enrollment.holdout.is_(True))).all()
+    assert 20 <= len(held) <= 60  # a stable 20% of ids, give or take
+    assert all(e.state == EnrollmentState.COMPLETED and e.exit_reason == "holdout" for e in held)
+    assert len(smtp_sink.messages) == 200 - len(held)
