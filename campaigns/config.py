@@ -34,6 +34,7 @@ class Config:
     mail_from: str = defaults.MAIL_FROM
     frequency_cap: int = defaults.FREQUENCY_CAP
     frequency_days: int = defaults.FREQUENCY_DAYS
+    domain_rate_limits: str = ""
 
     @property
     def segments_file(self) -> Path:
@@ -97,6 +98,7 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         mail_from=mail_from,
         frequency_cap=cap,
         frequency_days=days,
+        domain_rate_limits=_rate_limits(env.get("DOMAIN_RATE_LIMITS") or ""),
     )
 
 
@@ -108,3 +110,10 @@ def _frequency(value: str | None) -> tuple[int, int]:
     if not match or int(match.group(2)) == 0:
         raise ConfigError(f"FREQUENCY_CAP: {value!r} is not '<count>/<days>d', e.g. 3/7d (0/7d turns the cap off)")
     return int(match.group(1)), int(match.group(2))
+
+
+def _rate_limits(value: str) -> str:
+    from campaigns.ratelimit import parse_limits
+
+    parse_limits(value)  # raises ConfigError naming the variable
+    return value

@@ -121,6 +121,7 @@ class Engine:
         settings: EngineSettings | None = None,
         enqueue: Callable[[list[int]], None] | None = None,
         links: dict[str, str] | None = None,
+        rate_limiter: Any | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -130,6 +131,7 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.enqueue = enqueue
         self.links = links or {}
+        self.rate_limiter = rate_limiter
         self._journeys: dict[int, Journey] = {}
         self.last = AdvanceResult()
 
@@ -420,6 +422,13 @@ class Engine:
                 ctx.session.commit()
                 self.last.deferred += 1
                 return Outcome(goto=step_id, wait_until=when)
+        if self.rate_limiter is not None:
+            later = self.rate_limiter.acquire(to, now)
+            if later is not None:
+                message.status, message.not_before, message.error = MessageStatus.DEFERRED, later, "domain rate limit"
+                ctx.session.commit()
+                self.last.deferred += 1
+                return Outcome(goto=step_id, wait_until=later)
         context = {**ctx.values(), **(extra or {}), "links": {name: ctx.render(url) for name, url in self.links.items()}}
         rendered = self.renderer.render(
             message=message.id, message_id=message.message_id, to=to, to_name=to_name, template=template, locale=locale,

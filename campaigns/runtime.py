@@ -16,6 +16,7 @@ from campaigns.clock import Clock, SystemClock
 from campaigns.db import make_engine, make_sessionmaker, migrate
 from campaigns.engine import Engine, EngineSettings
 from campaigns.project import Project
+from campaigns.ratelimit import DomainRateLimiter, parse_limits
 from campaigns.render import Renderer, Sender
 from campaigns.tokens import Tokens
 
@@ -50,4 +51,14 @@ def build_engine(
         ),
         enqueue,
         project.links(),
+        _rate_limiter(cfg),
     )
+
+
+def _rate_limiter(cfg: settings.Config) -> DomainRateLimiter | None:
+    limits = parse_limits(cfg.domain_rate_limits)
+    if not limits:
+        return None
+    from campaigns.queue import connect
+
+    return DomainRateLimiter(limits, connect(cfg) if cfg.redis_url else None)

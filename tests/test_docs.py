@@ -34,5 +34,5 @@ def test_every_condition_field_and_function_is_documented():
 
 
 def test_every_setting_is_in_the_readme():
-    for variable in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY", "BASE_URL", "MAIL_FROM", "FREQUENCY_CAP"):
+    for variable in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY", "BASE_URL", "MAIL_FROM", "FREQUENCY_CAP", "DOMAIN_RATE_LIMITS"):
         assert f"`{variable}`" in README, variable

@@ -277,3 +277,46 @@ def test_a_holdout_share_enters_but_is_sent_nothing(db, smtp_sink):
     assert 20 <= len(held) <= 60  # a stable 20% of ids, give or take
     assert all(e.state == EnrollmentState.COMPLETED and e.exit_reason == "holdout" for e in held)
     assert len(smtp_sink.messages) == 200 - len(held)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_domain_rate_limit_holds_sends_until_the_next_window(db, smtp_sink, shared):
+    import uuid
+
+    from redis import Redis
+
+    from campaigns.ratelimit import DomainRateLimiter, parse_limits
+
+    add_people(db, 5)
+    deploy_text(db, HEAD + "entry: {trigger: segment}\n" + STEPS)
+    redis = Redis.from_url("redis://127.0.0.1:6379/15") if shared else None
+    domain = f"{uuid.uuid4().hex[:8]}.example"  # a fresh domain: the Redis counters are shared
+    with db.session() as s, s.begin():
+        for contact in s.scalars(select(Contact)):
+            contact.email = contact.email.replace("example.com", domain)
+    clock = FakeClock(START)
+    engine = engine_for(db, smtp_sink, clock)
+    engine.rate_limiter = DomainRateLimiter(parse_limits(f"{domain}=2/60s"), redis)
+    try:
+        engine.tick()
+        assert len(smtp_sink.messages) == 2
+        clock.advance(timedelta(seconds=61))
+        engine.tick()
+        assert len(smtp_sink.messages) == 4
+        clock.advance(timedelta(seconds=60))
+        engine.tick()
+    finally:
+        engine.transport.close()
+    assert len(smtp_sink.messages) == 5
+    with db.session() as s:
+        assert set(s.scalars(select(Message.status))) == {MessageStatus.SENT}
+
+
+def test_rate_limit_settings_are_checked():
+    from campaigns.exceptions import ConfigError
+    from campaigns.ratelimit import Limit, parse_limits
+
+    assert parse_limits("gmail.com=600/60s, *=3000/60") == {"gmail.com": Limit(600, 60), "*": Limit(3000, 60)}
+    for bad in ("gmail.com", "gmail.com=fast", "x=1/0s", "=1/1s"):
+        with pytest.raises(ConfigError, match="DOMAIN_RATE_LIMITS"):
+            parse_limits(bad)
