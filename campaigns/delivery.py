@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from campaigns.journey import SendingWindow
@@ -62,7 +62,3 @@ def cap_release(sent_at: Sequence[datetime], cap: int, period: timedelta, now: d
 def backoff(tries: int) -> timedelta | None:
     """The wait before retry number ``tries`` + 1, or None when it is time to give up."""
     return BACKOFF[tries - 1] if 1 <= tries <= len(BACKOFF) else None
-
-
-def local_time(now: datetime, contact_zone: str | None) -> time:
-    return now.astimezone(zone(contact_zone)).time()

@@ -10,7 +10,6 @@ again; every step is keyed so that running it twice does nothing twice.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -21,7 +20,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -541,15 +540,3 @@ def _insert_message(dialect: str, columns: tuple[str, ...]) -> Any:
     that SQLAlchemy compiles it once (values go as parameters)."""
     insert = sqlite_insert if dialect == "sqlite" else pg_insert
     return insert(Message).on_conflict_do_nothing(index_elements=["enrollment_id", "step_id", "attempt_key"])
-
-
-def message_domain(address: str) -> str:
-    return address.rsplit("@", 1)[-1].lower()
-
-
-def stable_hash(*parts: object) -> int:
-    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big")
-
-
-def count_due(session: Session, now: datetime) -> int:
-    return int(session.scalar(select(func.count()).select_from(Enrollment).where(Enrollment.state.in_([EnrollmentState.ACTIVE, EnrollmentState.WAITING]), Enrollment.next_run_at <= now)) or 0)

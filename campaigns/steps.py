@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.expressions import Condition
@@ -430,7 +430,3 @@ def backoff_message(session: Session, message: Message, error: str, now: datetim
     else:
         message.status = MessageStatus.DEFERRED
         message.not_before = now + wait
-
-
-def release(session: Session, enrollment_ids: list[int]) -> None:
-    session.execute(update(Enrollment).where(Enrollment.id.in_(enrollment_ids)).values(claimed_until=None, claimed_by=None))

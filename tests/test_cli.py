@@ -139,3 +139,10 @@ def test_validate_compiles_the_templates_a_journey_names(workdir):
     result = run(workdir, "validate")
     assert result.returncode == 1
     assert result.stderr.startswith("templates/en/hello.mjml:1:1: ")
+
+
+def test_validate_reports_a_broken_links_file(workdir):
+    (workdir / "templates" / "links.yaml").write_text("docs: [not, a, url]\n", encoding="utf-8")
+    result = run(workdir, "validate")
+    assert result.returncode == 1
+    assert result.stderr.startswith("templates/links.yaml:1:1: write one 'name: https://...' per line")
