@@ -2,6 +2,11 @@
 beside it, RQ's cron scheduler, which enqueues the scheduler pass (``campaigns.jobs.tick``)
 every minute.
 
+Jobs run in the worker's own process (RQ's ``SimpleWorker``), so the engine it builds on
+the first job (database pool, compiled templates, one SMTP connection) serves every later
+one; RQ's job timeouts still hold. ``--fork`` runs each job in a forked child instead
+(RQ's default ``Worker``): more isolation, but every job builds its engine again.
+
 Start as many workers as needed; give all but one ``--no-cron`` (a second scheduler does no
 harm: ticks are idempotent, it only wastes a little work). ``rq worker -u $REDIS_URL
 campaigns-high campaigns campaigns-low`` runs a plain worker, and ``rq cron
@@ -15,7 +20,7 @@ import argparse
 import multiprocessing
 import sys
 
-from rq import Worker
+from rq import SimpleWorker, Worker
 
 from campaigns import config as settings
 from campaigns.exceptions import ConfigError
@@ -38,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-cron", action="store_true", help="do not run the scheduler beside this worker")
     parser.add_argument("--burst", action="store_true", help="run the queued jobs, then stop")
+    parser.add_argument("--fork", action="store_true", help="run each job in a forked child (slower: the engine is built per job)")
     args = parser.parse_args(argv)
     try:
         cfg = settings.load()
@@ -53,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         cron.start()
     connection = connect(cfg)
     try:
-        Worker(queues(connection), connection=connection).work(burst=args.burst)
+        worker_class = Worker if args.fork else SimpleWorker
+        worker_class(queues(connection), connection=connection).work(burst=args.burst)
     finally:
         if cron is not None:
             cron.terminate()

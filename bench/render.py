@@ -89,9 +89,7 @@ def per_message(n: int, work: Callable[[int], Any], repeat: int = 3) -> tuple[fl
     return min(times), results
 
 
-def stdlib_message(
-    renderer: Renderer, people: list[dict[str, Any]], parts: list[Personalised], i: int
-) -> bytes:
+def stdlib_message(renderer: Renderer, people: list[dict[str, Any]], parts: list[Personalised], i: int) -> bytes:
     sender = renderer.sender
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = Address(sender.name or "", addr_spec=sender.address)
@@ -106,9 +104,7 @@ def stdlib_message(
     return bytes(message)
 
 
-def mime_message(
-    renderer: Renderer, people: list[dict[str, Any]], parts: list[Personalised], i: int
-) -> bytes:
+def mime_message(renderer: Renderer, people: list[dict[str, Any]], parts: list[Personalised], i: int) -> bytes:
     sender = renderer.sender
     message = MIMEMultipart("alternative")
     message["From"] = formataddr((sender.name, sender.address), charset="utf-8")
@@ -140,9 +136,7 @@ def bench(renderer: Renderer, template: str, locale: str, n: int) -> dict[str, f
         n,
         lambda i: renderer.personalise(message=i, context=people[i]["context"], **common),
     )
-    links, tracked = per_message(
-        n, lambda i: track_links(parts[i].html, parts[i].text, renderer.tokens, i)
-    )
+    links, tracked = per_message(n, lambda i: track_links(parts[i].html, parts[i].text, renderer.tokens, i))
     ids = [make_message_id(i, "bench.example") for i in range(n)]
     mime, raws = per_message(
         n,
@@ -158,9 +152,7 @@ def bench(renderer: Renderer, template: str, locale: str, n: int) -> dict[str, f
             now=NOW,
         ),
     )
-    total, _ = per_message(
-        n, lambda i: renderer.render(message=i, message_id=None, now=NOW, **common, **people[i])
-    )
+    total, _ = per_message(n, lambda i: renderer.render(message=i, message_id=None, now=NOW, **common, **people[i]))
     stdlib_n = max(n // 5, 200)  # the slow way, on fewer messages
     stdlib, _ = per_message(stdlib_n, lambda i: stdlib_message(renderer, people, parts, i), 1)
     email_mime, _ = per_message(stdlib_n, lambda i: mime_message(renderer, people, parts, i), 1)
@@ -176,9 +168,7 @@ def bench(renderer: Renderer, template: str, locale: str, n: int) -> dict[str, f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=5000, help="messages per template and locale")
     parser.add_argument("--template", action="append", help="shipped template name (repeatable)")
     args = parser.parse_args()
@@ -190,10 +180,7 @@ def main() -> None:
         Sender("cs@example.com", "Example カスタマーサクセス", reply_to="support@example.com"),
     )
     print(f"{args.n} messages per row; ms per message (best of 3 runs)\n")
-    header = (
-        f"{'template':<20}{'locale':<7}{'jinja':>7}{'links':>7}{'mime':>7}{'render':>8}"
-        f"{'msg/s':>8}{'EmailMessage':>14}{'email.mime':>12}{'size kB':>9}"
-    )
+    header = f"{'template':<20}{'locale':<7}{'jinja':>7}{'links':>7}{'mime':>7}{'render':>8}{'msg/s':>8}{'EmailMessage':>14}{'email.mime':>12}{'size kB':>9}"
     print(header)
     print("-" * len(header))
     for template in templates:
@@ -204,11 +191,7 @@ def main() -> None:
                 f"{r['render']:>8.3f}{1000 / r['render']:>8.0f}{r['EmailMessage']:>14.3f}"
                 f"{r['email.mime']:>12.3f}{r['kB']:>9.1f}"
             )
-    print(
-        "\njinja includes the signed URLs the context needs; links + mime is the cost beyond "
-        "Jinja;\nEmailMessage / email.mime build the same message from the same bodies (the "
-        "mime column's job)."
-    )
+    print("\njinja includes the signed URLs the context needs; links + mime is the cost beyond Jinja;\nEmailMessage / email.mime build the same message from the same bodies (the mime column's job).")
 
 
 if __name__ == "__main__":

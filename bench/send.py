@@ -7,7 +7,9 @@ In one run:
      enrols them and enqueues the batches on Redis; ``--workers`` worker processes
      (``python worker.py --burst --no-cron``, the production path) deliver them.
 Prints messages/s for both, their ratio (target >= 0.5) and the workers' peak RSS (target
-< 250 MB). The sink runs in its own process (aiosmtpd) and only counts.
+< 250 MB; each worker's VmHWM from /proc, sampled while it runs: ``ru_maxrss`` of children
+would report this script's own size, which a child has at fork, before its exec). The sink
+runs in its own process (aiosmtpd) and only counts.
 
 Usage: python bench/send.py [--recipients 100000] [--workers 2] [--database-url URL]
        (default database: a throw-away PostgreSQL database on the local server)
@@ -18,7 +20,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import resource
 import smtplib
 import socket
 import subprocess
@@ -69,6 +70,28 @@ def run_sink(port: int, counter: multiprocessing.Value) -> None:  # type: ignore
     asyncio.new_event_loop().run_until_complete(asyncio.sleep(10**9))
 
 
+def watch_rss(workers: list[subprocess.Popen[bytes]]) -> dict[int, int]:
+    """Sample each worker's peak RSS (VmHWM, kB) from /proc while it runs, so the figure is
+    the workers' own and not that of any other child of this script (the SMTP sink)."""
+    import threading
+
+    peaks: dict[int, int] = {}
+
+    def sample() -> None:
+        while any(w.poll() is None for w in workers):
+            for w in workers:
+                try:
+                    for line in Path(f"/proc/{w.pid}/status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            peaks[w.pid] = max(peaks.get(w.pid, 0), int(line.split()[1]))
+                except OSError:
+                    pass
+            time.sleep(0.2)
+
+    threading.Thread(target=sample, daemon=True).start()
+    return peaks
+
+
 def wait_for(counter: multiprocessing.Value, target: int, timeout: float) -> float:  # type: ignore[type-arg]
     started = time.perf_counter()
     while counter.value < target and time.perf_counter() - started < timeout:
@@ -113,7 +136,18 @@ def main() -> None:
     renderer = Renderer(store, Tokens("bench-secret-0123456789", "https://cs.example.com"), Sender("cs@example.com"))
     sample = min(n, 20_000)
     prepared = [
-        renderer.render(message=i, message_id=None, to=f"r{i}@example.com", to_name=f"R {i}", template="onboarding_tips", locale="en", subject="Tips", preheader=None, context={"contact": {"name": f"R {i}"}, "links": {}}, now=datetime.now(UTC))
+        renderer.render(
+            message=i,
+            message_id=None,
+            to=f"r{i}@example.com",
+            to_name=f"R {i}",
+            template="onboarding_tips",
+            locale="en",
+            subject="Tips",
+            preheader=None,
+            context={"contact": {"name": f"R {i}"}, "links": {}},
+            now=datetime.now(UTC),
+        )
         for i in range(sample)
     ]
     with smtplib.SMTP("127.0.0.1", port) as smtp:
@@ -144,7 +178,13 @@ def main() -> None:
         s.flush()
         account_id = s.scalar(text("SELECT id FROM accounts"))
         for start in range(0, n, 10_000):
-            s.execute(insert(Contact), [{"account_id": account_id, "email": f"r{i}@example.com", "name": f"R {i}", "locale": "ja" if i % 2 else "en", "time_zone": "UTC", "tags": [], "attributes": {}} for i in range(start, min(n, start + 10_000))])
+            s.execute(
+                insert(Contact),
+                [
+                    {"account_id": account_id, "email": f"r{i}@example.com", "name": f"R {i}", "locale": "ja" if i % 2 else "en", "time_zone": "UTC", "tags": [], "attributes": {}}
+                    for i in range(start, min(n, start + 10_000))
+                ],
+            )
         deploy(s, parse_journey(JOURNEY, "bench.yaml"), JOURNEY, "bench.yaml")
     print(f"seeded {n:,} recipients in {time.perf_counter() - started:.1f} s ({database.dialect.name})")
 
@@ -163,11 +203,21 @@ def main() -> None:
     tick_seconds = time.perf_counter() - started
     print(f"tick: enrolled {sum(tick.entered.values()):,} and enqueued {tick.batches} batches in {tick_seconds:.1f} s")
 
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": args.redis_url, "MAIL_URL": mail_url, "SECRET_KEY": "bench-secret-0123456789", "FREQUENCY_CAP": "0/7d", "CAMPAIGNS_TEMPLATES": str(ROOT / "templates"), "CAMPAIGNS_JOURNEYS": str(ROOT / "journeys")}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": args.redis_url,
+        "MAIL_URL": mail_url,
+        "SECRET_KEY": "bench-secret-0123456789",
+        "FREQUENCY_CAP": "0/7d",
+        "CAMPAIGNS_TEMPLATES": str(ROOT / "templates"),
+        "CAMPAIGNS_JOURNEYS": str(ROOT / "journeys"),
+    }
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         logs = [open(Path(folder) / f"worker{i}.log", "w+b") for i in range(args.workers)]  # noqa: SIM115 - closed below
         workers = [subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--burst", "--no-cron"], cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=log) for log in logs]
+        peaks = watch_rss(workers)
         for worker in workers:
             worker.wait()
         elapsed = wait_for(counter, n, 60) + time.perf_counter() - started
@@ -179,7 +229,7 @@ def main() -> None:
             log.close()
     delivered = counter.value
     rate = delivered / elapsed
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak = max(peaks.values(), default=0) / 1024
     print(f"engine: {delivered:,} of {n:,} delivered by {args.workers} workers in {elapsed:.1f} s = {rate:,.0f} msg/s")
     print(f"ratio engine / raw limit: {rate / raw_rate:.2f} (target >= 0.5)")
     print(f"peak worker RSS: {peak:.0f} MB (target < 250 MB)")

@@ -178,7 +178,9 @@ def tick(state: _State) -> None:
     result = engine.tick()
     entered = ", ".join(f"{k} +{v}" for k, v in result.entered.items() if v) or "nobody new"
     click.echo(f"entered: {entered}")
-    click.echo(f"ran {result.claimed} due enrollment{'s' if result.claimed != 1 else ''} in {result.batches} batch{'es' if result.batches != 1 else ''}: {result.sent} sent, {result.deferred} deferred, {result.failed} failed")
+    click.echo(
+        f"ran {result.claimed} due enrollment{'s' if result.claimed != 1 else ''} in {result.batches} batch{'es' if result.batches != 1 else ''}: {result.sent} sent, {result.deferred} deferred, {result.failed} failed"
+    )
 
 
 @cli.command()
@@ -227,6 +229,7 @@ def run(state: _State, host: str, port: int, interval: int) -> None:
     import time as clock_time
 
     from rq import Queue, SimpleWorker
+    from rq.exceptions import StopRequested
     from werkzeug.serving import make_server
 
     from campaigns import jobs
@@ -259,7 +262,7 @@ def run(state: _State, host: str, port: int, interval: int) -> None:
                 entered = sum(result.entered.values())
                 click.echo(f"tick: {entered} entered, {result.claimed} enrollments advanced")
             clock_time.sleep(interval)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopRequested):  # the RQ worker keeps its signal handlers between bursts
         click.echo("stopping")
     finally:
         server.shutdown()

@@ -35,6 +35,7 @@ class Config:
     frequency_cap: int = defaults.FREQUENCY_CAP
     frequency_days: int = defaults.FREQUENCY_DAYS
     domain_rate_limits: str = ""
+    send_batch: int = defaults.SEND_BATCH
 
     @property
     def segments_file(self) -> Path:
@@ -45,10 +46,7 @@ def normalise_database_url(url: str) -> str:
     """Accept the URL forms people paste (``postgres://``) and pick the psycopg 3 driver."""
     scheme = url.split(":", 1)[0].lower()
     if scheme not in _DB_SCHEMES:
-        raise ConfigError(
-            f"DATABASE_URL: unsupported scheme {scheme!r}; use sqlite:///file.db or "
-            "postgresql://user@host/db"
-        )
+        raise ConfigError(f"DATABASE_URL: unsupported scheme {scheme!r}; use sqlite:///file.db or postgresql://user@host/db")
     if scheme in ("postgres", "postgresql"):
         return "postgresql+psycopg:" + url.split(":", 1)[1]
     return url
@@ -99,7 +97,16 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         frequency_cap=cap,
         frequency_days=days,
         domain_rate_limits=_rate_limits(env.get("DOMAIN_RATE_LIMITS") or ""),
+        send_batch=_send_batch(env.get("SEND_BATCH")),
     )
+
+
+def _send_batch(value: str | None) -> int:
+    if not value:
+        return defaults.SEND_BATCH
+    if not re.fullmatch(r"\s*[0-9]{1,4}\s*", value) or not 1 <= int(value) <= 1000:
+        raise ConfigError(f"SEND_BATCH: {value!r} is not a whole number from 1 to 1000 (messages a worker sends per commit)")
+    return int(value)
 
 
 def _frequency(value: str | None) -> tuple[int, int]:

@@ -37,3 +37,8 @@ FREQUENCY_CAP = 3
 """At most this many marketing emails per contact per :data:`FREQUENCY_DAYS` (``FREQUENCY_CAP=3/7d``)."""
 
 FREQUENCY_DAYS = 7
+
+SEND_BATCH = 100
+"""Enrollments a worker advances together (``SEND_BATCH``): their emails are marked
+"sending" in one commit and sent over one connection, so a crashed worker may resend at
+most this many messages (each under its own Message-ID). 1 sends one at a time."""

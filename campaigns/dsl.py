@@ -138,9 +138,7 @@ def load_journey(path: Path, **kwargs: Any) -> Journey:
     return parse_journey(text, str(path), **kwargs)
 
 
-def validate_files(
-    paths: Iterable[Path], *, segments: SegmentSet | None = None, templates: Collection[str] | None = None
-) -> tuple[list[tuple[Journey, Path]], list[Problem]]:
+def validate_files(paths: Iterable[Path], *, segments: SegmentSet | None = None, templates: Collection[str] | None = None) -> tuple[list[tuple[Journey, Path]], list[Problem]]:
     """Check many journey files; also that no two files share a journey id."""
     journeys: list[tuple[Journey, Path]] = []
     problems: list[Problem] = []
@@ -221,7 +219,7 @@ def _text(ctx: _Ctx, m: Map, key: str, *, required: bool = False) -> str | dict[
     """A text that may be one string or a per-locale mapping; each must be a valid template."""
     if key not in m:
         if required:
-            ctx.report(m.pos, f"missing '{key}'", f"add {key}: \"...\" or {key}: {{en: \"...\", ja: \"...\"}}")
+            ctx.report(m.pos, f"missing '{key}'", f'add {key}: "..." or {key}: {{en: "...", ja: "..."}}')
         return None
     value = m[key]
     if isinstance(value, str | int | float) and not isinstance(value, bool):
@@ -234,7 +232,7 @@ def _text(ctx: _Ctx, m: Map, key: str, *, required: bool = False) -> str | dict[
     if isinstance(value, Map):
         result: dict[str, str] = {}
         if not value:
-            ctx.report(m.at(key), f"'{key}' has no text", "e.g. {en: \"...\", ja: \"...\"}")
+            ctx.report(m.at(key), f"'{key}' has no text", 'e.g. {en: "...", ja: "..."}')
         for locale, item in value.items():
             if not LOCALE_RE.match(locale):
                 ctx.report(value.key_at(locale), f"'{locale}' is not a locale", "use a language code such as en or ja")
@@ -499,7 +497,7 @@ def _window(ctx: _Ctx, value: Any, pos: Pos) -> SendingWindow | None:
         if len(times) != 2 or None in times:
             ctx.report(value.at("hours"), f"bad hours {raw!r}", 'write "HH:MM-HH:MM", e.g. "09:00-18:00" (quoted)')
         elif times[0] >= times[1]:  # type: ignore[operator]
-            ctx.report(value.at("hours"), f"the window {raw!r} ends before it starts", "windows cannot cross midnight; use e.g. \"09:00-18:00\"")
+            ctx.report(value.at("hours"), f"the window {raw!r} ends before it starts", 'windows cannot cross midnight; use e.g. "09:00-18:00"')
         else:
             start, end = times[0], times[1]  # type: ignore[assignment]
     zone = "contact"
@@ -925,7 +923,9 @@ def _update(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Sco
         else:
             for key in block:
                 if not (key in SETTABLE or re.fullmatch(r"(contact\.)?attributes\.[A-Za-z_]\w{0,63}", key)):
-                    ctx.report(block.key_at(key), f"'{key}' cannot be set", expressions.suggest(key, SETTABLE) or "settable: attributes.<name>, contact.attributes.<name>, health_score, contact.locale")
+                    ctx.report(
+                        block.key_at(key), f"'{key}' cannot be set", expressions.suggest(key, SETTABLE) or "settable: attributes.<name>, contact.attributes.<name>, health_score, contact.locale"
+                    )
                     continue
                 if isinstance(block[key], str):
                     _template_text(ctx, block[key], block.at(key), key)

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns import delivery
+from campaigns import defaults, delivery
 from campaigns.clock import Clock
 from campaigns.dsl import parse_journey
 from campaigns.enrol import enrol
@@ -62,6 +62,7 @@ from campaigns.segments import SegmentSet
 from campaigns.steps import (
     EXECUTORS,
     NEXT,
+    PAUSE,
     Outcome,
     StepContext,
     backoff_message,
@@ -80,6 +81,7 @@ MAX_STEPS_PER_RUN = 64
 @dataclass(frozen=True)
 class EngineSettings:
     batch_size: int = 500
+    send_batch: int = defaults.SEND_BATCH
     lease: timedelta = timedelta(minutes=10)
     frequency_cap: int = 3
     frequency_period: timedelta = timedelta(days=7)
@@ -104,6 +106,13 @@ class AdvanceResult:
     deferred: int = 0
     failed: int = 0
     finished: int = 0
+
+    def add(self, other: AdvanceResult) -> None:
+        self.advanced += other.advanced
+        self.sent += other.sent
+        self.deferred += other.deferred
+        self.failed += other.failed
+        self.finished += other.finished
 
 
 class Engine:
@@ -155,9 +164,7 @@ class Engine:
         now = self.clock.now()
         segset = self.segments()
         with self.sessions() as session:
-            rows = session.execute(
-                select(JourneyRow.id, JourneyRow.current_version_id).where(JourneyRow.status == JourneyStatus.ACTIVE, JourneyRow.current_version_id.is_not(None))
-            ).all()
+            rows = session.execute(select(JourneyRow.id, JourneyRow.current_version_id).where(JourneyRow.status == JourneyStatus.ACTIVE, JourneyRow.current_version_id.is_not(None))).all()
             journeys = [(journey_id, version_id, self.journey(session, version_id)) for journey_id, version_id in rows if version_id is not None]
         for journey_id, version_id, journey in journeys:
             with self.sessions() as session, session.begin():
@@ -196,32 +203,54 @@ class Engine:
             )
             if session.get_bind().dialect.name == "postgresql":
                 due = due.with_for_update(skip_locked=True)
-            statement = (
-                update(Enrollment)
-                .where(Enrollment.id.in_(due.scalar_subquery()))
-                .values(claimed_until=now + self.settings.lease, claimed_by=self.settings.worker_id)
-                .returning(Enrollment.id)
-            )
+            statement = update(Enrollment).where(Enrollment.id.in_(due.scalar_subquery())).values(claimed_until=now + self.settings.lease, claimed_by=self.settings.worker_id).returning(Enrollment.id)
             return sorted(session.scalars(statement).all())
 
     # ------------------------------------------------------------------ advance
 
     def advance(self, ids: Sequence[int]) -> AdvanceResult:
-        """Run the due steps of each enrollment in ``ids``, each in its own transaction."""
+        """Run the due steps of each enrollment in ``ids``.
+
+        Enrollments go in send batches of ``settings.send_batch``: each batch is loaded in a
+        few queries, its emails are rendered and marked "sending" in one commit, delivered
+        over the transport's one connection, and their results stored in one more commit.
+        If anything in a batch raises, the batch is run again one enrollment at a time (in
+        a transaction each), so one bad enrollment fails alone and loses nothing.
+        """
         self.last = AdvanceResult()
-        for enrollment_id in ids:
+        size = max(1, self.settings.send_batch)
+        for start in range(0, len(ids), size):
+            chunk = list(ids[start : start + size])
+            if size == 1:
+                self._advance_isolated(chunk[0])
+                continue
+            batch = None
             try:
-                self._advance_one(enrollment_id)
-            except Exception as exc:  # one bad enrollment must not stop the batch
-                log.exception("enrollment %s failed", enrollment_id)
-                with self.sessions() as session, session.begin():
-                    session.execute(
-                        update(Enrollment)
-                        .where(Enrollment.id == enrollment_id)
-                        .values(state=EnrollmentState.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], claimed_until=None, finished_at=self.clock.now())
-                    )
-                self.last.failed += 1
+                with self.sessions() as session:
+                    batch = SendBatch(self, session, self.clock.now())
+                    batch.run(chunk)
+                self.last.add(batch.counts)
+            except Exception:
+                log.warning("send batch of %d failed; running it one enrollment at a time", len(chunk), exc_info=True)
+                if batch is not None:  # what reached the transport happened: count it
+                    self.last.sent += batch.counts.sent
+                    self.last.failed += batch.counts.failed
+                for enrollment_id in chunk:
+                    self._advance_isolated(enrollment_id)
         return self.last
+
+    def _advance_isolated(self, enrollment_id: int) -> None:
+        try:
+            self._advance_one(enrollment_id)
+        except Exception as exc:  # one bad enrollment must not stop the batch
+            log.exception("enrollment %s failed", enrollment_id)
+            with self.sessions() as session, session.begin():
+                session.execute(
+                    update(Enrollment)
+                    .where(Enrollment.id == enrollment_id)
+                    .values(state=EnrollmentState.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], claimed_until=None, finished_at=self.clock.now())
+                )
+            self.last.failed += 1
 
     def _advance_one(self, enrollment_id: int) -> None:
         with self.sessions() as session:
@@ -236,29 +265,36 @@ class Engine:
             assert contact is not None
             account = session.get(Account, contact.account_id) if contact.account_id else None
             journey = self.journey(session, enrollment.journey_version_id)
-            ctx = StepContext(self, session, enrollment, contact, account, journey, now)
             self.last.advanced += 1
-            for _ in range(MAX_STEPS_PER_RUN):
-                reason = self._ended(ctx)
-                if reason is not None:
-                    self._finish(ctx, *reason)
-                    break
-                if enrollment.current_step is None:
-                    self._finish(ctx, EnrollmentState.COMPLETED, "completed")
-                    break
-                try:
-                    step = journey.step(enrollment.current_step)
-                except KeyError:
-                    # The version was edited under a running enrollment; it stays on its own
-                    # version, so this means a stored version lost a step: end it visibly.
-                    self._finish(ctx, EnrollmentState.FAILED, f"step {enrollment.current_step} not in version")
-                    break
-                outcome = EXECUTORS[step.type](ctx, step)
-                if not self._apply(ctx, step, outcome):
-                    break
-            else:
-                enrollment.next_run_at = now
+            self.run_steps(StepContext(self, session, enrollment, contact, account, journey, now))
             self._release(session, enrollment)
+
+    def run_steps(self, ctx: StepContext) -> bool:
+        """Run an enrollment's steps until it waits, ends, or (in a send batch) pauses on a
+        queued message; True when it paused and must run again after the delivery."""
+        enrollment, journey = ctx.enrollment, ctx.journey
+        for _ in range(MAX_STEPS_PER_RUN):
+            reason = self._ended(ctx)
+            if reason is not None:
+                self._finish(ctx, *reason)
+                return False
+            if enrollment.current_step is None:
+                self._finish(ctx, EnrollmentState.COMPLETED, "completed")
+                return False
+            try:
+                step = journey.step(enrollment.current_step)
+            except KeyError:
+                # The version was edited under a running enrollment; it stays on its own
+                # version, so this means a stored version lost a step: end it visibly.
+                self._finish(ctx, EnrollmentState.FAILED, f"step {enrollment.current_step} not in version")
+                return False
+            outcome = EXECUTORS[step.type](ctx, step)
+            if outcome.paused:
+                return True
+            if not self._apply(ctx, step, outcome):
+                return False
+        enrollment.next_run_at = ctx.now
+        return False
 
     def _apply(self, ctx: StepContext, step: Step, outcome: Outcome) -> bool:
         """Record an outcome; True when the next step should run now."""
@@ -301,7 +337,10 @@ class Engine:
         ctx.enrollment.exit_reason = reason[:255]
         ctx.enrollment.finished_at = ctx.now
         ctx.enrollment.next_run_at = None
-        self.last.finished += 1
+        self._counts(ctx).finished += 1
+
+    def _counts(self, ctx: StepContext) -> AdvanceResult:
+        return ctx.batch.counts if ctx.batch is not None else self.last
 
     def _release(self, session: Session, enrollment: Enrollment) -> None:
         enrollment.claimed_until = None
@@ -357,14 +396,14 @@ class Engine:
             marketing=True,
         )
 
-    def notify_owner(self, ctx: StepContext, step: Step, task: Task) -> None:
+    def notify_owner(self, ctx: StepContext, step: Step, task: Task) -> Outcome:
         """Tell the task's owner by email (transactional: no cap, no window)."""
         if not task.owner_email or self.renderer is None:
-            return
+            return NEXT
         store = getattr(self.renderer, "store", None)
         if store is not None and not store.exists("owner_task_notification"):
-            return
-        self._send(
+            return NEXT
+        return self._send(
             ctx,
             step_id=step.id,
             attempt_key="owner",
@@ -383,89 +422,136 @@ class Engine:
     def _message(self, ctx: StepContext, step_id: str, attempt_key: str, **fields: Any) -> Message:
         """The message row of this attempt, written if it is not there yet.
 
-        ``INSERT ... ON CONFLICT DO NOTHING`` on the unique (enrollment, step, attempt key):
-        if another worker wrote it first, theirs is used and nothing else is undone.
+        Alone: ``INSERT ... ON CONFLICT DO NOTHING`` on the unique (enrollment, step, attempt
+        key); if another worker wrote it first, theirs is used and nothing else is undone.
+        In a send batch the batch's messages were loaded at once and a new row is inserted
+        with the batch's next flush; a conflict there fails the batch, which then runs again
+        one enrollment at a time.
         """
         session = ctx.session
+        values = dict(
+            enrollment_id=ctx.enrollment.id,
+            contact_id=ctx.contact.id,
+            journey_id=ctx.enrollment.journey_id,
+            step_id=step_id,
+            attempt_key=attempt_key,
+            created_at=ctx.now,
+            status=MessageStatus.PENDING,
+            tries=0,
+            links=[],
+            **fields,
+        )
+        if ctx.batch is not None:
+            return ctx.batch.message(values)
         key = (Message.enrollment_id == ctx.enrollment.id, Message.step_id == step_id, Message.attempt_key == attempt_key)
         message = session.scalar(select(Message).where(*key))
         if message is None:
-            values = dict(enrollment_id=ctx.enrollment.id, contact_id=ctx.contact.id, journey_id=ctx.enrollment.journey_id, step_id=step_id, attempt_key=attempt_key, created_at=ctx.now, status=MessageStatus.PENDING, tries=0, links=[], **fields)
             session.execute(_insert_message(session.get_bind().dialect.name, tuple(sorted(values))), values)
             message = session.scalars(select(Message).where(*key)).one()
         return message
 
-    def _send(self, ctx: StepContext, *, step_id: str, attempt_key: str, to: str, to_name: str | None, template: str, locale: str, subject: str, preheader: str | None, category: str, variant: str | None, marketing: bool, survey: Any = None, invite: Any = None, extra: dict[str, Any] | None = None) -> Outcome:
-        from campaigns.channels.email import PermanentFailure, TemporaryFailure
-
+    def _send(
+        self,
+        ctx: StepContext,
+        *,
+        step_id: str,
+        attempt_key: str,
+        to: str,
+        to_name: str | None,
+        template: str,
+        locale: str,
+        subject: str,
+        preheader: str | None,
+        category: str,
+        variant: str | None,
+        marketing: bool,
+        survey: Any = None,
+        invite: Any = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Outcome:
+        """Send one message of a step exactly once: alone, or queued in the send batch."""
         now = ctx.now
+        counts = self._counts(ctx)
         message = self._message(ctx, step_id, attempt_key, channel=Channel.EMAIL, category=category, variant=variant, template=template, locale=locale, to_address=to)
         if message.status in (MessageStatus.SENT, MessageStatus.BOUNCED, MessageStatus.SUPPRESSED, MessageStatus.FAILED):
             return NEXT
         if message.status == MessageStatus.DEFERRED and message.not_before and message.not_before > now:
             return Outcome(goto=step_id, wait_until=message.not_before)
         # Delivery controls, engine-wide.
-        if self._suppressed(ctx.session, to) or (marketing and not ctx.contact.subscribed):
+        if self._suppressed(ctx, to) or (marketing and not ctx.contact.subscribed):
             message.status = MessageStatus.SUPPRESSED
-            ctx.session.commit()
+            if ctx.batch is None:
+                ctx.session.commit()
             return NEXT
         if marketing:
             opening = delivery.next_opening(ctx.journey.sending_window, now, ctx.contact.time_zone)
-            released = delivery.cap_release(self._recent_sends(ctx.session, ctx.contact.id, now), self.settings.frequency_cap, self.settings.frequency_period, now)
+            released = delivery.cap_release(self._recent_sends(ctx, now), self.settings.frequency_cap, self.settings.frequency_period, now)
             when = max(opening, released)
             if when > now:
                 if released > opening:
                     when = delivery.next_opening(ctx.journey.sending_window, released, ctx.contact.time_zone)
                 message.status, message.not_before = MessageStatus.DEFERRED, when
                 message.error = "frequency cap" if released > now else "sending window"
-                ctx.session.commit()
-                self.last.deferred += 1
+                if ctx.batch is None:
+                    ctx.session.commit()
+                counts.deferred += 1
                 return Outcome(goto=step_id, wait_until=when)
         if self.rate_limiter is not None:
             later = self.rate_limiter.acquire(to, now)
             if later is not None:
                 message.status, message.not_before, message.error = MessageStatus.DEFERRED, later, "domain rate limit"
-                ctx.session.commit()
-                self.last.deferred += 1
+                if ctx.batch is None:
+                    ctx.session.commit()
+                counts.deferred += 1
                 return Outcome(goto=step_id, wait_until=later)
-        context = {**ctx.values(), **(extra or {}), "links": {name: ctx.render(url) for name, url in self.links.items()}}
-        rendered = self.renderer.render(
-            message=message.id, message_id=message.message_id, to=to, to_name=to_name, template=template, locale=locale,
-            subject=ctx.render(subject), preheader=ctx.render(preheader) if preheader else None, context=context,
-            survey=survey, invite=invite, now=now,
-        )  # fmt: skip
+
+        def render() -> Any:
+            context = {**ctx.values(), **(extra or {}), "links": {name: ctx.render(url) for name, url in self.links.items()}}
+            return self.renderer.render(
+                message=message.id, message_id=message.message_id, to=to, to_name=to_name, template=template, locale=locale,
+                subject=ctx.render(subject), preheader=ctx.render(preheader) if preheader else None, context=context,
+                survey=survey, invite=invite, now=now,
+            )  # fmt: skip
+
+        outgoing = Outgoing(message, render, marketing, ctx.contact.id)
+        if ctx.batch is not None:
+            ctx.batch.queue(outgoing)
+            return PAUSE
+        outgoing.prepare()
         # Written before the transport is called: a crash from here on leaves the message
         # "sending" with its Message-ID, and the re-run sends it again under the same id.
-        message.message_id = rendered.message_id
-        message.subject = rendered.subject
-        message.links = list(rendered.links)
-        message.status = MessageStatus.SENDING
-        message.tries += 1
         ctx.session.commit()
+        outcome = self.deliver(ctx.session, outgoing, now, counts)
+        ctx.session.commit()
+        return outcome
+
+    def deliver(self, session: Session, outgoing: Outgoing, now: datetime, counts: AdvanceResult) -> Outcome:
+        """Hand a prepared ("sending") message to the transport and record what happened;
+        the caller commits. The outcome is what the step does next."""
+        from campaigns.channels.email import PermanentFailure, TemporaryFailure
+
+        message = outgoing.message
         try:
-            self.transport.send(rendered)
+            self.transport.send(outgoing.rendered)
         except PermanentFailure as exc:
             message.status = MessageStatus.BOUNCED
             message.error = str(exc)[:2000]
             if exc.bad_address:  # a 5xx about the content or the sender says nothing of the address
-                self._suppress(ctx.session, to, SuppressionReason.HARD_BOUNCE, f"bounce {exc.code or ''} {exc.enhanced or ''}".strip())
-            ctx.session.commit()
-            self.last.failed += 1
+                self._suppress(session, outgoing.rendered.to, SuppressionReason.HARD_BOUNCE, f"bounce {exc.code or ''} {exc.enhanced or ''}".strip())
+            counts.failed += 1
             return NEXT
         except TemporaryFailure as exc:
             wait = delivery.backoff(message.tries)
-            backoff_message(ctx.session, message, str(exc), now, wait)
-            ctx.session.commit()
+            backoff_message(session, message, str(exc), now, wait)
             if wait is None:
-                self.last.failed += 1
+                counts.failed += 1
                 return NEXT
-            self.last.deferred += 1
-            return Outcome(goto=step_id, wait_until=now + wait)
+            counts.deferred += 1
+            return Outcome(goto=message.step_id, wait_until=now + wait)
         message.status = MessageStatus.SENT
         message.sent_at = now
         message.error = None
-        ctx.session.commit()
-        self.last.sent += 1
+        counts.sent += 1
         return NEXT
 
     def deliver_webhook(self, ctx: StepContext, step: Step, config: WebhookStep) -> Outcome:
@@ -493,31 +579,53 @@ class Engine:
 
     # ------------------------------------------------------------------ controls
 
-    def _suppressed(self, session: Session, address: str) -> bool:
-        return session.scalar(select(Suppression.id).where(Suppression.email == address.lower()).limit(1)) is not None
+    def _suppressed(self, ctx: StepContext, address: str) -> bool:
+        if ctx.batch is not None:
+            return bool(ctx.batch.suppressed(address))
+        return is_suppressed(ctx.session, address)
 
     def _suppress(self, session: Session, address: str, reason: SuppressionReason, source: str) -> None:
-        if not self._suppressed(session, address):
+        if not is_suppressed(session, address):
             session.add(Suppression(email=address.lower(), reason=reason, source=source, created_at=self.clock.now()))
 
-    def _recent_sends(self, session: Session, contact_id: int, now: datetime) -> list[datetime]:
-        rows = session.scalars(
-            select(Message.sent_at).where(
-                Message.contact_id == contact_id,
-                Message.channel == Channel.EMAIL,
-                Message.status == MessageStatus.SENT,
-                Message.category.is_distinct_from("transactional"),
-                Message.sent_at > now - self.settings.frequency_period,
-            )
-        ).all()
-        return [t for t in rows if t is not None]
+    def _recent_sends(self, ctx: StepContext, now: datetime) -> list[datetime]:
+        if self.settings.frequency_cap <= 0:
+            return []
+        if ctx.batch is not None:
+            return list(ctx.batch.recent_sends(ctx.contact.id))
+        return [t for _, t in ctx.session.execute(self.recent_sends_query([ctx.contact.id], now)).all() if t is not None]
+
+    def recent_sends_query(self, contact_ids: Sequence[int], now: datetime) -> Any:
+        """(contact id, sent at) of the marketing email sent to these contacts within the
+        frequency cap's period."""
+        return select(Message.contact_id, Message.sent_at).where(
+            Message.contact_id.in_(contact_ids),
+            Message.channel == Channel.EMAIL,
+            Message.status == MessageStatus.SENT,
+            Message.category.is_distinct_from("transactional"),
+            Message.sent_at > now - self.settings.frequency_period,
+        )
 
     # ------------------------------------------------------------------ events
 
-    def record_event(self, session: Session, *, kind: EventKind, contact_id: int | None = None, account_id: int | None = None, name: str | None = None, value: str | None = None, enrollment_id: int | None = None, step_id: str | None = None, message_id: int | None = None) -> Event:
+    def record_event(
+        self,
+        session: Session,
+        *,
+        kind: EventKind,
+        contact_id: int | None = None,
+        account_id: int | None = None,
+        name: str | None = None,
+        value: str | None = None,
+        enrollment_id: int | None = None,
+        step_id: str | None = None,
+        message_id: int | None = None,
+    ) -> Event:
         """Store an event and wake the enrollments that wait for one."""
         now = self.clock.now()
-        event = Event(kind=kind, name=name, value=value, contact_id=contact_id, account_id=account_id, enrollment_id=enrollment_id, step_id=step_id, message_id=message_id, occurred_at=now, recorded_at=now)
+        event = Event(
+            kind=kind, name=name, value=value, contact_id=contact_id, account_id=account_id, enrollment_id=enrollment_id, step_id=step_id, message_id=message_id, occurred_at=now, recorded_at=now
+        )
         session.add(event)
         who = [Enrollment.contact_id == contact_id] if contact_id else []
         if account_id and not contact_id:
@@ -526,12 +634,139 @@ class Engine:
             # Waiting enrollments check their signal; for a product event, running ones too
             # check their goal and exits at once. Waking early never cuts a wait short.
             states = [EnrollmentState.WAITING] + ([EnrollmentState.ACTIVE] if kind == EventKind.CUSTOM else [])
-            session.execute(
-                update(Enrollment)
-                .where(Enrollment.state.in_(states), Enrollment.next_run_at > now, *who)
-                .values(next_run_at=now)
-            )
+            session.execute(update(Enrollment).where(Enrollment.state.in_(states), Enrollment.next_run_at > now, *who).values(next_run_at=now))
         return event
+
+
+@dataclass
+class Outgoing:
+    """One email on its way: its row, how to render it, and (once prepared) the MIME."""
+
+    message: Message
+    render: Callable[[], Any]
+    marketing: bool
+    contact_id: int
+    rendered: Any = None
+
+    def prepare(self) -> None:
+        """Render, and mark the row "sending" with its Message-ID (the caller commits)."""
+        rendered = self.render()
+        message = self.message
+        message.message_id = rendered.message_id
+        message.subject = rendered.subject
+        message.links = list(rendered.links)
+        message.status = MessageStatus.SENDING
+        message.tries += 1
+        self.rendered = rendered
+
+
+class SendBatch:
+    """Enrollments advanced together in one session, with their emails sent in rounds.
+
+    Loading takes a few queries for the whole batch (enrollments, contacts, accounts, their
+    messages, suppressions, recent sends). Each enrollment runs until it waits, ends, or
+    queues an email; then the round's emails are rendered and marked "sending" in one
+    commit, handed to the transport one after another over its connection, and their
+    results stored in one commit. Enrollments that queued an email run again from that
+    step, which now sees its message's result, until none queues another.
+    """
+
+    def __init__(self, engine: Engine, session: Session, now: datetime) -> None:
+        self.engine, self.session, self.now = engine, session, now
+        self.counts = AdvanceResult()
+        self.outbox: list[Outgoing] = []
+        self._messages: dict[tuple[int, str, str], Message] = {}
+        self._known: set[str] = set()
+        self._suppressed: set[str] = set()
+        self._recent: dict[int, list[datetime]] = {}
+
+    def run(self, ids: Sequence[int]) -> None:
+        session, now, engine = self.session, self.now, self.engine
+        enrollments = session.scalars(select(Enrollment).where(Enrollment.id.in_(ids))).all()
+        due = [e for e in enrollments if e.state in (EnrollmentState.ACTIVE, EnrollmentState.WAITING) and e.next_run_at is not None and e.next_run_at <= now]
+        contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_({e.contact_id for e in due})))} if due else {}
+        account_ids = {c.account_id for c in contacts.values() if c.account_id}
+        accounts = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))} if account_ids else {}
+        self._load(due, contacts)
+        todo = []
+        for enrollment in due:
+            contact = contacts[enrollment.contact_id]
+            account = accounts.get(contact.account_id) if contact.account_id else None
+            todo.append(StepContext(engine, session, enrollment, contact, account, engine.journey(session, enrollment.journey_version_id), now, batch=self))
+        self.counts.advanced += len(todo)
+        for _ in range(MAX_STEPS_PER_RUN):
+            todo = [ctx for ctx in todo if engine.run_steps(ctx)]
+            self.flush()
+            if not todo:
+                break
+        for enrollment in enrollments:
+            enrollment.claimed_until = None
+            enrollment.claimed_by = None
+        session.commit()
+
+    def _load(self, due: Sequence[Enrollment], contacts: dict[int, Contact]) -> None:
+        if not due:
+            return
+        session = self.session
+        for message in session.scalars(select(Message).where(Message.enrollment_id.in_([e.id for e in due]))):
+            if message.enrollment_id is not None:
+                self._messages[(message.enrollment_id, message.step_id, message.attempt_key)] = message
+        self._known = {c.email.lower() for c in contacts.values()}
+        self._suppressed = set(session.scalars(select(Suppression.email).where(Suppression.email.in_(self._known))))
+        if self.engine.settings.frequency_cap > 0:
+            for contact_id, sent_at in session.execute(self.engine.recent_sends_query(list(contacts), self.now)):
+                if sent_at is not None:
+                    self._recent.setdefault(contact_id, []).append(sent_at)
+
+    # -- what the engine asks of the batch while steps run
+
+    def message(self, values: dict[str, Any]) -> Message:
+        key = (values["enrollment_id"], values["step_id"], values["attempt_key"])
+        message = self._messages.get(key)
+        if message is None:
+            message = Message(**values)
+            self.session.add(message)  # inserted with the round's flush, many rows at once
+            self._messages[key] = message
+        return message
+
+    def suppressed(self, address: str) -> bool:
+        address = address.lower()
+        if address not in self._known:
+            self._known.add(address)
+            if is_suppressed(self.session, address):
+                self._suppressed.add(address)
+        return address in self._suppressed
+
+    def recent_sends(self, contact_id: int) -> list[datetime]:
+        return self._recent.get(contact_id, [])
+
+    def queue(self, outgoing: Outgoing) -> None:
+        self.outbox.append(outgoing)
+        if outgoing.marketing:  # counts against the cap for the rest of the batch
+            self._recent.setdefault(outgoing.contact_id, []).append(self.now)
+
+    # -- a round of delivery
+
+    def flush(self) -> None:
+        outbox, self.outbox = self.outbox, []
+        if not outbox:
+            return
+        session = self.session
+        session.flush()  # new message rows get their ids (tokens carry them)
+        for outgoing in outbox:
+            outgoing.prepare()
+        # Written before the transport is called: a crash from here on leaves these
+        # messages "sending" with their Message-IDs, and a re-run resends them under them.
+        session.commit()
+        for outgoing in outbox:
+            self.engine.deliver(session, outgoing, self.now, self.counts)
+            if outgoing.message.status == MessageStatus.BOUNCED:
+                self._known.discard(str(outgoing.rendered.to).lower())  # look again: it may be suppressed now
+        session.commit()
+
+
+def is_suppressed(session: Session, address: str) -> bool:
+    return session.scalar(select(Suppression.id).where(Suppression.email == address.lower()).limit(1)) is not None
 
 
 @lru_cache(maxsize=16)

@@ -114,20 +114,24 @@ def enrol(session: Session, journey: Journey, journey_id: int, version_id: int, 
         or_(Enrollment.entry_key == entrants.c.entry_key, Enrollment.state.in_([EnrollmentState.ACTIVE, EnrollmentState.WAITING])),
     )
     held = _holdout_on(entrants.c.contact_id, journey_id, journey.holdout)
-    rows = select(
-        literal(journey_id).label("journey_id"),
-        literal(version_id).label("journey_version_id"),
-        entrants.c.contact_id,
-        entrants.c.entry_key,
-        held.label("holdout"),
-        case((held, literal(EnrollmentState.COMPLETED.value)), else_=literal(EnrollmentState.ACTIVE.value)).label("state"),
-        literal(first_step).label("current_step"),
-        case((held, null()), else_=literal(now, type_=UTCDateTime())).label("next_run_at"),
-        literal(now, type_=UTCDateTime()).label("entered_at"),
-        case((held, literal(now, type_=UTCDateTime())), else_=null()).label("finished_at"),
-        case((held, literal("holdout")), else_=null()).label("exit_reason"),
-        literal({}, type_=JSONType).label("context"),
-    ).where(~taken).distinct()
+    rows = (
+        select(
+            literal(journey_id).label("journey_id"),
+            literal(version_id).label("journey_version_id"),
+            entrants.c.contact_id,
+            entrants.c.entry_key,
+            held.label("holdout"),
+            case((held, literal(EnrollmentState.COMPLETED.value)), else_=literal(EnrollmentState.ACTIVE.value)).label("state"),
+            literal(first_step).label("current_step"),
+            case((held, null()), else_=literal(now, type_=UTCDateTime())).label("next_run_at"),
+            literal(now, type_=UTCDateTime()).label("entered_at"),
+            case((held, literal(now, type_=UTCDateTime())), else_=null()).label("finished_at"),
+            case((held, literal("holdout")), else_=null()).label("exit_reason"),
+            literal({}, type_=JSONType).label("context"),
+        )
+        .where(~taken)
+        .distinct()
+    )
     columns = ["journey_id", "journey_version_id", "contact_id", "entry_key", "holdout", "state", "current_step", "next_run_at", "entered_at", "finished_at", "exit_reason", "context"]
     statement = insert(Enrollment).from_select(columns, rows).returning(Enrollment.id)
     return EnrolResult(journey.key, len(session.scalars(statement).all()))

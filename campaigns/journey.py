@@ -143,9 +143,7 @@ class ExitStep:
     reason: str = "completed"
 
 
-StepConfig = (
-    EmailStep | WaitStep | WaitUntilStep | BranchStep | SurveyStep | InviteStep | TaskStep | InAppStep | WebhookStep | UpdateStep | ExitStep
-)
+StepConfig = EmailStep | WaitStep | WaitUntilStep | BranchStep | SurveyStep | InviteStep | TaskStep | InAppStep | WebhookStep | UpdateStep | ExitStep
 
 
 @dataclass(frozen=True)

@@ -213,18 +213,12 @@ class Journey(Base):
     key: Mapped[str] = mapped_column(String(128), unique=True)
     name: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default=JourneyStatus.ACTIVE)
-    current_version_id: Mapped[int | None] = mapped_column(
-        ForeignKey("journey_versions.id", use_alter=True)
-    )
+    current_version_id: Mapped[int | None] = mapped_column(ForeignKey("journey_versions.id", use_alter=True))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    versions: Mapped[list[JourneyVersion]] = relationship(
-        back_populates="journey", foreign_keys="JourneyVersion.journey_id", order_by="JourneyVersion.number"
-    )
-    current_version: Mapped[JourneyVersion | None] = relationship(
-        foreign_keys=[current_version_id], post_update=True
-    )
+    versions: Mapped[list[JourneyVersion]] = relationship(back_populates="journey", foreign_keys="JourneyVersion.journey_id", order_by="JourneyVersion.number")
+    current_version: Mapped[JourneyVersion | None] = relationship(foreign_keys=[current_version_id], post_update=True)
 
 
 class JourneyVersion(Base):

@@ -159,9 +159,7 @@ def _finalize(value: Any) -> Any:
 
 
 def _environment(*, autoescape: bool) -> _Environment:
-    return _Environment(
-        autoescape=autoescape, undefined=ChainableUndefined, finalize=_finalize, cache_size=0
-    )
+    return _Environment(autoescape=autoescape, undefined=ChainableUndefined, finalize=_finalize, cache_size=0)
 
 
 class _LRU:
@@ -260,9 +258,7 @@ class Renderer:
             survey=survey,
             invite=invite,
         )
-        html, text, links = track_links(
-            parts.html, parts.text, self.tokens, message, skip=self._track_prefix
-        )
+        html, text, links = track_links(parts.html, parts.text, self.tokens, message, skip=self._track_prefix)
         message_id = _check_message_id(message_id) if message_id else None
         message_id = message_id or make_message_id(message, self.domain)
         raw = self.assemble(
@@ -497,17 +493,11 @@ def format_starts_at(starts_at: datetime, time_zone: str, locale: str) -> str:
     local = starts_at.astimezone(_zone(time_zone))
     label = local.tzname() or "UTC"
     if _language(locale) == "ja":
-        text = (
-            f"{local.year}年{local.month}月{local.day}日"
-            f"({_WEEKDAYS_JA[local.weekday()]}) {local.hour:02d}:{local.minute:02d}"
-        )
+        text = f"{local.year}年{local.month}月{local.day}日({_WEEKDAYS_JA[local.weekday()]}) {local.hour:02d}:{local.minute:02d}"
         return text if label == "JST" else f"{text} ({label})"
     hour = local.hour % 12 or 12
     noon = "AM" if local.hour < 12 else "PM"
-    return (
-        f"{_WEEKDAYS_EN[local.weekday()]}, {_MONTHS_EN[local.month - 1]} {local.day}, "
-        f"{local.year} at {hour}:{local.minute:02d} {noon} ({label})"
-    )
+    return f"{_WEEKDAYS_EN[local.weekday()]}, {_MONTHS_EN[local.month - 1]} {local.day}, {local.year} at {hour}:{local.minute:02d} {noon} ({label})"
 
 
 def format_duration(duration: timedelta | None, locale: str) -> str:
@@ -535,9 +525,7 @@ _TEXT_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _TRAILING = ".,;:!?)]'"
 
 
-def track_links(
-    html: str, text: str, tokens: Tokens, message: int, *, skip: str | None = None
-) -> tuple[str, str, tuple[str, ...]]:
+def track_links(html: str, text: str, tokens: Tokens, message: int, *, skip: str | None = None) -> tuple[str, str, tuple[str, ...]]:
     """Stage 2: click URLs for every ``http(s)`` link, and the open pixel.
 
     Returns the new HTML and text and the destinations, de-duplicated, in order of first
@@ -560,9 +548,7 @@ def track_links(
         return f'{match.group(1)}"{htmllib.escape(clicks[position])}"'
 
     html = _HREF.sub(rewrite, html)
-    pixel = (
-        f'<img src="{tokens.open_url(message)}" width="1" height="1" alt="" style="display:none" />'
-    )
+    pixel = f'<img src="{tokens.open_url(message)}" width="1" height="1" alt="" style="display:none" />'
     end = html.rfind("</body>")
     html = html[:end] + pixel + html[end:] if end >= 0 else html + pixel
     if index:
@@ -591,9 +577,7 @@ def _text_click(found: str, index: Mapping[str, int], clicks: list[str]) -> str:
 
 _ASCII_BYTES = bytes(range(128))
 _B64_LINE = re.compile(rb".{1,76}", re.DOTALL)
-_DOMAIN = re.compile(
-    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
-)
+_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
 _MESSAGE_ID = re.compile(r"<[!-=?-~]+@[!-=?-~]+>")  # printable ASCII, no '>' inside
 

@@ -48,6 +48,7 @@ def build_engine(
             frequency_cap=cfg.frequency_cap,
             frequency_period=timedelta(days=cfg.frequency_days),
             webhook_secret=cfg.secret_key,
+            send_batch=cfg.send_batch,
         ),
         enqueue,
         project.links(),

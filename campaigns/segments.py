@@ -417,10 +417,7 @@ def count(session: Session, segset: SegmentSet, today: date, locale: str = "en")
         cols = [func.coalesce(func.count(func.distinct(case((compiler.where(s.name), Contact.account_id)))), 0) for s in contact_level]
         row = session.execute(select(*cols).select_from(Contact).outerjoin(Account, Contact.account_id == Account.id)).one()
         account_counts.update({s.name: int(v) for s, v in zip(contact_level, row, strict=True)})
-    return [
-        SegmentCount(s.name, s.is_tier, s.label_for(locale), account_counts[s.name], int(n))
-        for s, n in zip(every, contact_row, strict=True)
-    ]
+    return [SegmentCount(s.name, s.is_tier, s.label_for(locale), account_counts[s.name], int(n)) for s, n in zip(every, contact_row, strict=True)]
 
 
 def _refs(segment: Segment, segset: SegmentSet) -> list[Ref]:

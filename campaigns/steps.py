@@ -73,9 +73,11 @@ class Outcome:
     wait_until: datetime | None = None
     waiting: bool = False  # a wait_until: woken early by a signal
     finish: str | None = None  # a reason: the enrollment ends
+    paused: bool = False  # the step's message is queued in the batch: run the step again after delivery
 
 
 NEXT = Outcome()
+PAUSE = Outcome(paused=True)
 
 
 @dataclass
@@ -87,6 +89,7 @@ class StepContext:
     account: Account | None
     journey: Journey
     now: datetime
+    batch: Any = None  # the engine's send batch, or None: send at once
     _values: dict[str, Any] | None = field(default=None, repr=False)
 
     # -- data for conditions and templates
@@ -299,8 +302,8 @@ def run_task(ctx: StepContext, step: Step, config: TaskStep) -> Outcome:
         )
         ctx.session.add(task)
         ctx.session.flush()
-    if owner:
-        ctx.engine.notify_owner(ctx, step, task)
+    if owner and ctx.engine.notify_owner(ctx, step, task).paused:
+        return PAUSE  # the notice is queued in the send batch: come back once it went
     return NEXT
 
 

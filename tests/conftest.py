@@ -22,9 +22,7 @@ from campaigns.db import make_engine, make_sessionmaker, migrate
 from campaigns.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_URL = os.environ.get(
-    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite"] + ([] if os.environ.get("CAMPAIGNS_SKIP_POSTGRES") else ["postgresql"])
 
 
@@ -59,12 +57,9 @@ def _postgres_database() -> Iterator[str]:
     name = f"campaigns_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0'))
+            conn.execute(text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
     except Exception as exc:  # pragma: no cover - a machine without the server
-        pytest.fail(
-            f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); start it (see .ci/run) "
-            "or set CAMPAIGNS_SKIP_POSTGRES=1"
-        )
+        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); start it (see .ci/run) or set CAMPAIGNS_SKIP_POSTGRES=1")
     try:
         yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     finally:

@@ -111,7 +111,30 @@ def test_deploy_refuses_invalid_journeys_and_writes_nothing(workdir):
 
 ARGS = st.lists(
     st.one_of(
-        st.sampled_from(["validate", "import", "segments", "deploy", "accounts", "contacts", "--strict", "--apply", "--format", "xml", "--date", "2026-02-30", "--encoding", "nope", "-h", "journeys", "journeys/pause.yaml", "missing.csv", "--accounts", "-5"]),
+        st.sampled_from(
+            [
+                "validate",
+                "import",
+                "segments",
+                "deploy",
+                "accounts",
+                "contacts",
+                "--strict",
+                "--apply",
+                "--format",
+                "xml",
+                "--date",
+                "2026-02-30",
+                "--encoding",
+                "nope",
+                "-h",
+                "journeys",
+                "journeys/pause.yaml",
+                "missing.csv",
+                "--accounts",
+                "-5",
+            ]
+        ),
         st.text(max_size=10),
     ),
     max_size=5,
@@ -133,7 +156,9 @@ def test_garbage_arguments_never_raise(workdir, monkeypatch, capsys, argv):
 
 
 def test_validate_compiles_the_templates_a_journey_names(workdir):
-    (workdir / "templates" / "en" / "hello.mjml").write_text("<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ contact.name </mj-text></mj-column></mj-section></mj-body></mjml>\n", encoding="utf-8")
+    (workdir / "templates" / "en" / "hello.mjml").write_text(
+        "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ contact.name </mj-text></mj-column></mj-section></mj-body></mjml>\n", encoding="utf-8"
+    )
     (workdir / "templates" / "en" / "hello.txt").write_text("Hi\n", encoding="utf-8")
     (workdir / "journeys" / "pause.yaml").write_text(JOURNEY.replace("- {id: rest, wait: 1 day}", "- {id: hi, email: {template: hello, subject: Hi}}"), encoding="utf-8")
     result = run(workdir, "validate")

@@ -17,6 +17,8 @@ def test_defaults_are_the_embedded_ones():
     assert cfg.mail_url.startswith("file://")
     assert cfg.secret_is_ephemeral and len(cfg.secret_key) >= 32
     assert str(cfg.segments_file) == "journeys/segments.yaml"
+    assert cfg.send_batch == 100
+    assert config.load({"SEND_BATCH": " 1 "}).send_batch == 1
 
 
 def test_postgres_urls_get_the_psycopg_driver():
@@ -34,6 +36,9 @@ def test_postgres_urls_get_the_psycopg_driver():
         ({"MAIL_URL": "pigeon://x"}, "MAIL_URL: expected a URL"),
         ({"BASE_URL": "example.com"}, "BASE_URL: expected a URL starting with http://"),
         ({"SECRET_KEY": "abc"}, "SECRET_KEY: too short"),
+        ({"SEND_BATCH": "0"}, "SEND_BATCH: '0' is not a whole number from 1 to 1000"),
+        ({"SEND_BATCH": "1e3"}, "SEND_BATCH: '1e3' is not a whole number"),
+        ({"SEND_BATCH": "１０"}, "SEND_BATCH: '１０' is not a whole number"),
     ],
 )
 def test_bad_values_name_the_variable(env, message):
@@ -44,7 +49,7 @@ def test_bad_values_name_the_variable(env, message):
         config.load(env)
 
 
-@given(st.dictionaries(st.sampled_from(["DATABASE_URL", "REDIS_URL", "MAIL_URL", "BASE_URL", "SECRET_KEY"]), st.text(max_size=40)))
+@given(st.dictionaries(st.sampled_from(["DATABASE_URL", "REDIS_URL", "MAIL_URL", "BASE_URL", "SECRET_KEY", "SEND_BATCH"]), st.text(max_size=40)))
 def test_any_environment_gives_a_config_or_a_config_error(env):
     try:
         cfg = config.load(env)

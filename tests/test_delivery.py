@@ -49,7 +49,10 @@ def test_no_window_means_now():
     assert delivery.next_opening(None, now, "Asia/Tokyo") == now
 
 
-@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)), st.sampled_from(["Asia/Tokyo", "UTC", "America/Los_Angeles", "Australia/Lord_Howe", "Europe/London"]))
+@given(
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)),
+    st.sampled_from(["Asia/Tokyo", "UTC", "America/Los_Angeles", "Australia/Lord_Howe", "Europe/London"]),
+)
 def test_the_opening_is_never_earlier_and_always_inside_the_window(now, zone):
     opening = delivery.next_opening(WEEKDAYS_9_TO_6, now, zone)
     assert opening >= now and opening - now < timedelta(days=8)

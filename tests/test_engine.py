@@ -136,7 +136,9 @@ def test_journey_runs_for_1000_contacts_and_every_message_arrives_once(db, smtp_
 
     # Half the contacts click the welcome email (human clicks), then the wait ends.
     with db.session() as s, s.begin():
-        clicked = s.execute(select(Message.enrollment_id, Message.contact_id).where(Message.step_id == "welcome", Message.status == MessageStatus.SENT, Message.to_address.like("c%0@example.com"))).all()
+        clicked = s.execute(
+            select(Message.enrollment_id, Message.contact_id).where(Message.step_id == "welcome", Message.status == MessageStatus.SENT, Message.to_address.like("c%0@example.com"))
+        ).all()
         for enrollment_id, contact_id in clicked:
             engine.record_event(s, kind=EventKind.CLICK, contact_id=contact_id, enrollment_id=enrollment_id, step_id="welcome")
     clock.advance(timedelta(days=1, minutes=1))

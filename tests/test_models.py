@@ -26,9 +26,7 @@ def _journey(session) -> tuple[Journey, JourneyVersion]:
     journey = Journey(key="j", name="J")
     session.add(journey)
     session.flush()
-    version = JourneyVersion(
-        journey_id=journey.id, number=1, source_path="j.yaml", source_text="x", source_hash="h", definition={}
-    )
+    version = JourneyVersion(journey_id=journey.id, number=1, source_path="j.yaml", source_text="x", source_hash="h", definition={})
     session.add(version)
     session.flush()
     journey.current_version_id = version.id

@@ -53,3 +53,26 @@ def test_worker_refuses_to_start_without_redis_url(project_root):
     result = subprocess.run([sys.executable, "worker.py"], cwd=project_root, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "REDIS_URL is unset" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_worker_py_runs_every_job_in_its_own_process_so_the_engine_is_built_once(project_root):
+    """``python worker.py`` uses RQ's SimpleWorker: jobs share the process (and its engine,
+    pool and SMTP connection); ``--fork`` gives each job a child process of its own."""
+    from campaigns.queue import QUEUE_NAMES
+
+    url = REDIS_URL.rsplit("/", 1)[0] + "/13"
+    conn = Redis.from_url(url)
+    env = {**os.environ, "REDIS_URL": url}
+    try:
+        for flags, same in (([], True), (["--fork"], False)):
+            conn.flushdb()
+            queue = Queue(QUEUE_NAMES[1], connection=conn)
+            jobs = [queue.enqueue(os.getpid) for _ in range(2)]
+            worker = subprocess.Popen([sys.executable, "worker.py", "--burst", "--no-cron", *flags], cwd=project_root, env=env, stderr=subprocess.PIPE, text=True)
+            _, err = worker.communicate(timeout=120)
+            assert worker.returncode == 0, err
+            pids = {job.fetch(job.id, connection=conn).return_value() for job in jobs}
+            assert (pids == {worker.pid}) is same, (pids, worker.pid)
+    finally:
+        conn.flushdb()
+        conn.close()

@@ -53,9 +53,7 @@ LINKS = {
     "webinar": "https://webinar.example.com/recordings",
 }
 LONG_JA_SUBJECT = (
-    "【ご案内】{{ account.name }}様 ご契約更新のお知らせ：更新日（2027年3月31日）までに"
-    "ご確認いただきたいプランとご利用人数、請求先の変更手続き、および今期リリースされた"
-    "新機能のご紹介について"
+    "【ご案内】{{ account.name }}様 ご契約更新のお知らせ：更新日（2027年3月31日）までにご確認いただきたいプランとご利用人数、請求先の変更手続き、および今期リリースされた新機能のご紹介について"
 )
 
 
@@ -125,9 +123,7 @@ def token_of(url: str) -> str:
 
 
 @pytest.mark.parametrize("locale", ["en", "ja"])
-def test_message_is_multipart_alternative_text_first_then_html_in_utf8(
-    renderer: Renderer, locale: str
-) -> None:
+def test_message_is_multipart_alternative_text_first_then_html_in_utf8(renderer: Renderer, locale: str) -> None:
     mail = render(renderer, locale=locale)
     message = parse(mail.raw)
     assert message.get_content_type() == "multipart/alternative"
@@ -279,9 +275,7 @@ def test_date_is_the_clock_passed_in(renderer: Renderer) -> None:
     assert message["Date"].endswith("+0900")
 
 
-def test_list_unsubscribe_is_the_signed_https_url_with_one_click_post(
-    renderer: Renderer, tokens: Tokens
-) -> None:
+def test_list_unsubscribe_is_the_signed_https_url_with_one_click_post(renderer: Renderer, tokens: Tokens) -> None:
     mail = render(renderer)
     message = parse(mail.raw)
     header = message["List-Unsubscribe"]
@@ -310,9 +304,7 @@ def test_international_domain_is_punycoded(renderer: Renderer) -> None:
 
 
 @pytest.mark.parametrize("locale", ["en", "ja"])
-def test_html_autoescapes_contact_data_and_text_keeps_it_verbatim(
-    renderer: Renderer, locale: str
-) -> None:
+def test_html_autoescapes_contact_data_and_text_keeps_it_verbatim(renderer: Renderer, locale: str) -> None:
     nasty = "<script>alert(1)</script>\"&'"
     mail = render(renderer, locale=locale, context=context(contact={"name": nasty}))
     _, text, html = parts(mail.raw)
@@ -357,9 +349,7 @@ def test_subject_and_preheader_can_use_the_invite(renderer: Renderer) -> None:
     assert "<title>ご招待：第1四半期 製品ウェビナー</title>" in html
 
 
-def test_jinja_compiles_once_per_template_version(
-    tokens: Tokens, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_jinja_compiles_once_per_template_version(tokens: Tokens, monkeypatch: pytest.MonkeyPatch) -> None:
     renderer = Renderer(TemplateStore(ROOT / "templates"), tokens, Sender("cs@example.com"))
     compiled: list[str] = []
     for env in (renderer._html_env, renderer._text_env):
@@ -375,15 +365,11 @@ def test_jinja_compiles_once_per_template_version(
     assert len(compiled) == 4
 
 
-def test_an_edited_template_is_picked_up_after_the_recheck_interval(
-    tokens: Tokens, tmp_path: Path
-) -> None:
+def test_an_edited_template_is_picked_up_after_the_recheck_interval(tokens: Tokens, tmp_path: Path) -> None:
     import shutil
 
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
-    renderer = Renderer(
-        TemplateStore(tmp_path / "templates"), tokens, Sender("cs@x.jp"), recheck_seconds=0
-    )
+    renderer = Renderer(TemplateStore(tmp_path / "templates"), tokens, Sender("cs@x.jp"), recheck_seconds=0)
     before = parts(render(renderer, locale="en").raw)[1]
     path = tmp_path / "templates" / "en" / "renewal_reminder.txt"
     path.write_text(path.read_text(encoding="utf-8").replace("Hi ", "Hello "), encoding="utf-8")
@@ -399,12 +385,8 @@ def test_an_edited_template_is_picked_up_after_the_recheck_interval(
     ("template", "scale", "values"),
     [("nps_survey", "nps", list(range(11))), ("csat_survey", "csat", [1, 2, 3, 4, 5])],
 )
-def test_survey_has_one_signed_answer_link_per_score(
-    renderer: Renderer, tokens: Tokens, locale: str, template: str, scale: str, values: list[int]
-) -> None:
-    mail = render(
-        renderer, template=template, locale=locale, survey=SurveySpec(scale, question=None)
-    )
+def test_survey_has_one_signed_answer_link_per_score(renderer: Renderer, tokens: Tokens, locale: str, template: str, scale: str, values: list[int]) -> None:
+    mail = render(renderer, template=template, locale=locale, survey=SurveySpec(scale, question=None))
     _, text, html = parts(mail.raw)
     answers = re.findall(r'href="(https://t\.example\.com/t/a/[^"]+)"', html)
     assert len(answers) == len(values)
@@ -439,9 +421,7 @@ def invite(**changes: Any) -> InviteSpec:
 
 
 @pytest.mark.parametrize("template", ["qbr_invite", "webinar_invite", "webinar_reminder"])
-def test_invite_has_yes_and_no_rsvp_links_and_a_tracked_join_link(
-    renderer: Renderer, tokens: Tokens, template: str
-) -> None:
+def test_invite_has_yes_and_no_rsvp_links_and_a_tracked_join_link(renderer: Renderer, tokens: Tokens, template: str) -> None:
     mail = render(renderer, template=template, invite=invite())
     _, text, html = parts(mail.raw)
     answers = re.findall(r'href="(https://t\.example\.com/t/a/[^"]+)"', html)
@@ -466,15 +446,9 @@ def test_invite_time_is_shown_in_the_recipients_zone_and_words() -> None:
     start = datetime(2027, 1, 20, 7, 0, tzinfo=UTC)
     assert format_starts_at(start, "Asia/Tokyo", "ja") == "2027年1月20日(水) 16:00"
     assert format_starts_at(start, "Europe/Berlin", "ja") == "2027年1月20日(水) 08:00 (CET)"
-    assert format_starts_at(start, "America/New_York", "en") == (
-        "Wednesday, January 20, 2027 at 2:00 AM (EST)"
-    )
-    assert format_starts_at(start, "Asia/Tokyo", "en-GB") == (
-        "Wednesday, January 20, 2027 at 4:00 PM (JST)"
-    )
-    assert format_starts_at(start, "Not/AZone", "en") == (
-        "Wednesday, January 20, 2027 at 7:00 AM (UTC)"
-    )
+    assert format_starts_at(start, "America/New_York", "en") == ("Wednesday, January 20, 2027 at 2:00 AM (EST)")
+    assert format_starts_at(start, "Asia/Tokyo", "en-GB") == ("Wednesday, January 20, 2027 at 4:00 PM (JST)")
+    assert format_starts_at(start, "Not/AZone", "en") == ("Wednesday, January 20, 2027 at 7:00 AM (UTC)")
     with pytest.raises(ValueError):
         format_starts_at(datetime(2027, 1, 20, 7, 0), "UTC", "en")
 
@@ -499,13 +473,9 @@ def test_durations_read_naturally(minutes: int, ja: str, en: str) -> None:
 # -- links ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "template", ["onboarding_welcome", "usage_drop_nudge", "renewal_reminder", "webinar_followup"]
-)
+@pytest.mark.parametrize("template", ["onboarding_welcome", "usage_drop_nudge", "renewal_reminder", "webinar_followup"])
 @pytest.mark.parametrize("locale", ["en", "ja"])
-def test_every_http_link_in_the_html_is_a_click_url_pointing_into_links(
-    renderer: Renderer, tokens: Tokens, template: str, locale: str
-) -> None:
+def test_every_http_link_in_the_html_is_a_click_url_pointing_into_links(renderer: Renderer, tokens: Tokens, template: str, locale: str) -> None:
     mail = render(renderer, template=template, locale=locale)
     _, _, html = parts(mail.raw)
     hrefs = re.findall(r'href="([^"]*)"', html)
@@ -533,13 +503,9 @@ def test_text_part_uses_the_same_click_urls_as_the_html(renderer: Renderer, loca
         assert url not in text
 
 
-def test_open_pixel_sits_just_before_the_end_of_the_body(
-    renderer: Renderer, tokens: Tokens
-) -> None:
+def test_open_pixel_sits_just_before_the_end_of_the_body(renderer: Renderer, tokens: Tokens) -> None:
     _, _, html = parts(render(renderer).raw)
-    pixel = re.search(
-        r'<img src="([^"]+)" width="1" height="1" alt="" style="display:none" />', html
-    )
+    pixel = re.search(r'<img src="([^"]+)" width="1" height="1" alt="" style="display:none" />', html)
     assert pixel is not None
     assert html[pixel.end() :].strip() == "</body></html>"
     assert pixel.group(1).endswith(".gif")
@@ -592,9 +558,7 @@ def test_each_url_carries_a_token_for_its_own_purpose(tokens: Tokens) -> None:
 
 
 def test_tokens_are_exactly_itsdangerous_tokens(tokens: Tokens) -> None:
-    serializer = URLSafeSerializer(
-        SECRET, salt="campaigns.tokens.click", signer_kwargs={"digest_method": hashlib.sha256}
-    )
+    serializer = URLSafeSerializer(SECRET, salt="campaigns.tokens.click", signer_kwargs={"digest_method": hashlib.sha256})
     token = token_of(tokens.click_url(123, 4))
     assert serializer.loads(token) == {"m": 123, "l": 4}
     assert token == serializer.dumps({"m": 123, "l": 4})
@@ -662,9 +626,7 @@ _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.="
         max_size=4,
     ),
 )
-def test_a_mutated_token_never_decodes_to_a_different_payload(
-    message: int, value: int | str, edits: list[tuple[str, int, str]]
-) -> None:
+def test_a_mutated_token_never_decodes_to_a_different_payload(message: int, value: int | str, edits: list[tuple[str, int, str]]) -> None:
     tokens = Tokens(SECRET, BASE)
     token = token_of(tokens.answer_url(message, value))
     mutated = list(token)
@@ -702,9 +664,7 @@ def test_quoted_printable_round_trips_with_short_lines(text: str) -> None:
     text=st.text(max_size=400),
     html=st.one_of(st.text(max_size=400), st.text(alphabet="<>a =é\n", max_size=400)),
 )
-def test_any_body_reads_back_through_the_email_parser(
-    renderer: Renderer, text: str, html: str
-) -> None:
+def test_any_body_reads_back_through_the_email_parser(renderer: Renderer, text: str, html: str) -> None:
     raw = renderer.assemble(
         message=1,
         message_id="<m1.x@example.com>",
