@@ -36,6 +36,7 @@ class Config:
     frequency_days: int = defaults.FREQUENCY_DAYS
     domain_rate_limits: str = ""
     send_batch: int = defaults.SEND_BATCH
+    api_keys: tuple[str, ...] = ()
 
     @property
     def segments_file(self) -> Path:
@@ -98,7 +99,17 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         frequency_days=days,
         domain_rate_limits=_rate_limits(env.get("DOMAIN_RATE_LIMITS") or ""),
         send_batch=_send_batch(env.get("SEND_BATCH")),
+        api_keys=_api_keys(env.get("API_KEYS") or ""),
     )
+
+
+def _api_keys(value: str) -> tuple[str, ...]:
+    """``API_KEYS``: comma-separated keys for the product API (``Authorization: Bearer KEY``)."""
+    keys = tuple(k.strip() for k in value.split(",") if k.strip())
+    for key in keys:
+        if len(key) < 16 or not re.fullmatch(r"[A-Za-z0-9_.~+/=-]+", key):
+            raise ConfigError("API_KEYS: each key must be 16+ characters of letters, digits and - _ . ~ + / =, separated by commas")
+    return keys
 
 
 def _send_batch(value: str | None) -> int:

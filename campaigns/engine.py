@@ -29,6 +29,7 @@ from campaigns import defaults, delivery
 from campaigns.clock import Clock
 from campaigns.dsl import parse_journey
 from campaigns.enrol import enrol
+from campaigns.events import record_event
 from campaigns.expressions import Condition
 from campaigns.journey import (
     EmailStep,
@@ -608,34 +609,9 @@ class Engine:
 
     # ------------------------------------------------------------------ events
 
-    def record_event(
-        self,
-        session: Session,
-        *,
-        kind: EventKind,
-        contact_id: int | None = None,
-        account_id: int | None = None,
-        name: str | None = None,
-        value: str | None = None,
-        enrollment_id: int | None = None,
-        step_id: str | None = None,
-        message_id: int | None = None,
-    ) -> Event:
-        """Store an event and wake the enrollments that wait for one."""
-        now = self.clock.now()
-        event = Event(
-            kind=kind, name=name, value=value, contact_id=contact_id, account_id=account_id, enrollment_id=enrollment_id, step_id=step_id, message_id=message_id, occurred_at=now, recorded_at=now
-        )
-        session.add(event)
-        who = [Enrollment.contact_id == contact_id] if contact_id else []
-        if account_id and not contact_id:
-            who = [Enrollment.contact_id.in_(select(Contact.id).where(Contact.account_id == account_id))]
-        if who:
-            # Waiting enrollments check their signal; for a product event, running ones too
-            # check their goal and exits at once. Waking early never cuts a wait short.
-            states = [EnrollmentState.WAITING] + ([EnrollmentState.ACTIVE] if kind == EventKind.CUSTOM else [])
-            session.execute(update(Enrollment).where(Enrollment.state.in_(states), Enrollment.next_run_at > now, *who).values(next_run_at=now))
-        return event
+    def record_event(self, session: Session, *, kind: EventKind, contact_id: int | None = None, account_id: int | None = None, name: str | None = None, value: str | None = None, enrollment_id: int | None = None, step_id: str | None = None, message_id: int | None = None) -> Event:
+        """Store an event and wake the enrollments that wait for one (see :mod:`campaigns.events`)."""
+        return record_event(session, self.clock.now(), kind=kind, contact_id=contact_id, account_id=account_id, name=name, value=value, enrollment_id=enrollment_id, step_id=step_id, message_id=message_id)
 
 
 @dataclass

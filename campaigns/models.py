@@ -196,6 +196,8 @@ class Contact(Base):
     locale: Mapped[str] = mapped_column(String(16), default="en")
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+    opt_out: Mapped[list[str]] = mapped_column(default=list)  # message categories they chose not to get
+    paused_until: Mapped[datetime | None] = mapped_column()  # no marketing email before this
     tags: Mapped[list[str]] = mapped_column(default=list)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -12,6 +12,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from campaigns import config as settings
+from campaigns.clock import SystemClock
 from campaigns.db import make_engine, make_sessionmaker, migrate
 
 
@@ -25,6 +26,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     engine = make_engine(app.config["DATABASE_URL"])
     migrate(engine)
     app.extensions["campaigns.sessions"] = make_sessionmaker(engine)
+    app.extensions["campaigns.clock"] = app.config.get("CLOCK") or SystemClock()
 
     from campaigns.web.health import bp as health
 
