@@ -1,6 +1,7 @@
 """The worker process: ``python worker.py`` runs an RQ worker on the project's queues and,
 beside it, RQ's cron scheduler, which enqueues the scheduler pass (``campaigns.jobs.tick``)
-every minute.
+every minute, and the flusher, which writes tracking hits from Redis to the database in
+batches (``campaigns flush --follow`` runs it on its own).
 
 Jobs run in the worker's own process (RQ's ``SimpleWorker``), so the engine it builds on
 the first job (database pool, compiled templates, one SMTP connection) serves every later
@@ -39,10 +40,23 @@ def run_cron(redis_url: str) -> None:
     scheduler.start()
 
 
+def run_flusher(redis_url: str) -> None:
+    """The child process that writes tracking hits from Redis to the database in batches."""
+    from redis import Redis
+
+    from campaigns.db import make_engine, make_sessionmaker
+    from campaigns.hits import RedisHitLog
+    from campaigns.hits import run_flusher as flush_forever
+
+    cfg = settings.load()
+    flush_forever(RedisHitLog(Redis.from_url(redis_url)), make_sessionmaker(make_engine(cfg.database_url)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-cron", action="store_true", help="do not run the scheduler beside this worker")
     parser.add_argument("--burst", action="store_true", help="run the queued jobs, then stop")
+    parser.add_argument("--no-flusher", action="store_true", help="do not run the tracking-hit flusher beside this worker")
     parser.add_argument("--fork", action="store_true", help="run each job in a forked child (slower: the engine is built per job)")
     args = parser.parse_args(argv)
     try:
@@ -53,17 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     if not cfg.redis_url:
         print("worker: REDIS_URL is unset; set it, e.g. REDIS_URL=redis://127.0.0.1:6379/0", file=sys.stderr)
         return 2
-    cron = None
+    children = []
     if not args.no_cron and not args.burst:
-        cron = multiprocessing.Process(target=run_cron, args=(cfg.redis_url,), name="campaigns-cron", daemon=True)
-        cron.start()
+        children.append(multiprocessing.Process(target=run_cron, args=(cfg.redis_url,), name="campaigns-cron", daemon=True))
+    if not args.no_flusher and not args.burst:
+        children.append(multiprocessing.Process(target=run_flusher, args=(cfg.redis_url,), name="campaigns-flusher", daemon=True))
+    for child in children:
+        child.start()
     connection = connect(cfg)
     try:
         worker_class = Worker if args.fork else SimpleWorker
         worker_class(queues(connection), connection=connection).work(burst=args.burst)
     finally:
-        if cron is not None:
-            cron.terminate()
+        for child in children:
+            child.terminate()
     return 0
 
 

@@ -184,6 +184,32 @@ def tick(state: _State) -> None:
 
 
 @cli.command()
+@click.option("--follow", is_flag=True, help="Keep flushing as hits arrive (the flusher process); Ctrl-C stops.")
+@pass_state
+def flush(state: _State, follow: bool) -> None:
+    """Write the tracking hits waiting in Redis (opens, clicks, answers, unsubscribes) to
+    the database, classified as human, machine or unknown."""
+    from campaigns.hits import RedisHitLog, run_flusher
+    from campaigns.queue import connect
+
+    if not state.config.redis_url:
+        click.echo("REDIS_URL is unset: hits are written as they arrive; nothing to flush")
+        return
+    hits = RedisHitLog(connect(state.config))
+    sessions = state.sessions()
+    if follow:
+        click.echo(f"flushing hits from Redis ({hits.pending()} waiting); Ctrl-C stops")
+        try:
+            run_flusher(hits, sessions)
+        except KeyboardInterrupt:
+            click.echo("stopping")
+        return
+    result = hits.flush(sessions)
+    classes = ", ".join(f"{count} {name}" for name, count in sorted(result.by_class.items())) or "none"
+    click.echo(f"flushed {result.written} hits ({classes}); {result.duplicates} duplicates skipped, {result.dropped} dropped, {result.reclassified} earlier hits reclassified")
+
+
+@cli.command()
 @click.argument("journey")
 @click.option("--days", default=14, show_default=True, type=click.IntRange(1, 400), help="How many days to simulate.")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]), help="When to start (UTC; default: now).")
@@ -246,6 +272,11 @@ def run(state: _State, host: str, port: int, interval: int) -> None:
         queue.enqueue(jobs.advance, ids, job_timeout=600, result_ttl=600)
 
     engine = build_engine(cfg, enqueue=enqueue)
+    hits = None
+    if cfg.redis_url:  # the web app appends hits to Redis; without it, it writes them itself
+        from campaigns.hits import RedisHitLog
+
+        hits = RedisHitLog(connection)
     try:
         server = make_server(host, port, create_app(), threaded=True)
     except OSError as exc:
@@ -256,6 +287,8 @@ def run(state: _State, host: str, port: int, interval: int) -> None:
     click.echo(f"campaigns running: web on http://{host}:{port}, worker and scheduler every {interval}s ({redis_note}, {_safe_url(cfg.database_url)}, mail to {cfg.mail_url}); Ctrl-C stops")
     try:
         while True:
+            if hits is not None:
+                hits.flush(engine.sessions)
             result = engine.tick()
             worker.work(burst=True, logging_level="WARNING")
             if result.claimed or any(result.entered.values()):

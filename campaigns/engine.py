@@ -479,8 +479,9 @@ class Engine:
         if message.status == MessageStatus.DEFERRED and message.not_before and message.not_before > now:
             return Outcome(goto=step_id, wait_until=message.not_before)
         # Delivery controls, engine-wide.
-        if self._suppressed(ctx, to) or (marketing and not ctx.contact.subscribed):
-            message.status = MessageStatus.SUPPRESSED
+        skip = self._declined(ctx, to, category, marketing)
+        if skip is not None:
+            message.status, message.error = MessageStatus.SUPPRESSED, skip
             if ctx.batch is None:
                 ctx.session.commit()
             return NEXT
@@ -579,6 +580,22 @@ class Engine:
         return NEXT
 
     # ------------------------------------------------------------------ controls
+
+    def _declined(self, ctx: StepContext, address: str, category: str, marketing: bool) -> str | None:
+        """Why this email must not go (suppressed address, unsubscribed, the contact's
+        preferences), or None. Preferences and unsubscribing bind marketing email only."""
+        if self._suppressed(ctx, address):
+            return "address suppressed"
+        contact = ctx.contact
+        if not marketing:
+            return None
+        if not contact.subscribed:
+            return "unsubscribed"
+        if category in (contact.opt_out or []):
+            return f"opted out of {category}"
+        if contact.paused_until is not None and contact.paused_until > ctx.now:
+            return f"paused until {contact.paused_until.date().isoformat()}"
+        return None
 
     def _suppressed(self, ctx: StepContext, address: str) -> bool:
         if ctx.batch is not None:

@@ -128,6 +128,7 @@ class EventKind(enum.StrEnum):
     CLICK = "click"
     ANSWER = "answer"  # survey score
     RSVP = "rsvp"  # invite yes/no
+    COMMENT = "comment"  # the free text left on a survey's thank-you page
     UNSUBSCRIBE = "unsubscribe"
     BOUNCE = "bounce"
     COMPLAINT = "complaint"

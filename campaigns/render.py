@@ -14,7 +14,9 @@ recipient and packs the result into a message ready for any transport:
    redirect). Our own signed URLs (unsubscribe, preferences, answers) are left alone: each is
    tracked by its own endpoint. The same destinations are rewritten in the text part too, so
    a click from a text-only reader counts the same as one from the HTML; a URL only the text
-   part has stays as written. An open pixel goes just before ``</body>``.
+   part has stays as written. An open pixel goes just before ``</body>``, with a hidden trap
+   link (no text, ``display:none``, ``aria-hidden``): no person can click it, link scanners
+   follow it, and the classifier marks what clicked it as a machine.
 3. **MIME**, assembled from a skeleton prepared once per sender rather than with the
    ``email`` package's object model (2.5-4 ms a message, more than everything else here put
    together): ``multipart/alternative`` with the text part first and the HTML part second,
@@ -49,7 +51,7 @@ from jinja2 import ChainableUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from campaigns.templates import CompiledTemplate, TemplateStore
-from campaigns.tokens import Tokens
+from campaigns.tokens import TRAP_LINK, Tokens
 
 SCALES = {"nps": range(11), "csat": range(1, 6)}
 """The answer values of each survey scale, in the order the buttons appear."""
@@ -548,7 +550,8 @@ def track_links(html: str, text: str, tokens: Tokens, message: int, *, skip: str
         return f'{match.group(1)}"{htmllib.escape(clicks[position])}"'
 
     html = _HREF.sub(rewrite, html)
-    pixel = f'<img src="{tokens.open_url(message)}" width="1" height="1" alt="" style="display:none" />'
+    trap = f'<a href="{tokens.click_url(message, TRAP_LINK)}" style="display:none;font-size:0;line-height:0" aria-hidden="true" tabindex="-1"></a>'
+    pixel = trap + f'<img src="{tokens.open_url(message)}" width="1" height="1" alt="" style="display:none" />'
     end = html.rfind("</body>")
     html = html[:end] + pixel + html[end:] if end >= 0 else html + pixel
     if index:

@@ -134,7 +134,7 @@ class StepContext:
     def answer(self, step: str) -> Any:
         value = self.session.scalar(
             select(Event.value)
-            .where(Event.enrollment_id == self.enrollment.id, Event.step_id == step, Event.kind.in_([EventKind.ANSWER, EventKind.RSVP]))
+            .where(Event.enrollment_id == self.enrollment.id, Event.step_id == step, Event.kind.in_([EventKind.ANSWER, EventKind.RSVP]), Event.classification != Classification.MACHINE)
             .order_by(Event.occurred_at.desc(), Event.id.desc())
             .limit(1)
         )

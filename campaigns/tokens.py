@@ -17,7 +17,7 @@ purpose     payload             URL
 ==========  ==================  ==============================
 
 ``m`` is the Message row id, ``l`` the index into the links stored on that row (so a click
-can only lead to a link that was in the message) and ``v`` the answer: a score or ``"yes"`` /
+can only lead to a link that was in the message; :data:`TRAP_LINK` for the hidden trap link) and ``v`` the answer: a score or ``"yes"`` /
 ``"no"``. Tokens do not expire: an unsubscribe link must keep working for as long as the email
 sits in someone's inbox.
 
@@ -40,6 +40,9 @@ from itsdangerous import BadData, URLSafeSerializer
 
 PURPOSES = ("open", "click", "answer", "unsub", "prefs")
 """What a token may be for; each signs with its own salt, so one cannot stand in for another."""
+
+TRAP_LINK = -1
+"""The link index of the hidden trap link in every email: a click on it is a machine's."""
 
 MAX_TOKEN_LENGTH = 2_048
 """Longer strings are not tokens this module made: refused before any work is done."""

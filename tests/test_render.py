@@ -37,7 +37,7 @@ from campaigns.render import (
     track_links,
 )
 from campaigns.templates import TemplateStore
-from campaigns.tokens import PURPOSES, Tokens
+from campaigns.tokens import PURPOSES, TRAP_LINK, Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = "https://t.example.com"
@@ -484,7 +484,8 @@ def test_every_http_link_in_the_html_is_a_click_url_pointing_into_links(renderer
     assert clicks and all(h.startswith("https://t.example.com/t/c/") for h in clicks)
     decoded = [tokens.loads("click", token_of(h)) for h in clicks]
     assert all(d is not None and d["m"] == 4711 for d in decoded)
-    destinations = [mail.links[d["l"]] for d in decoded if d is not None]
+    assert [d["l"] for d in decoded if d is not None].count(TRAP_LINK) == 1  # the hidden trap link, once
+    destinations = [mail.links[d["l"]] for d in decoded if d is not None and d["l"] != TRAP_LINK]
     assert set(destinations) == set(mail.links) <= set(LINKS.values())
     assert len(mail.links) == len(set(mail.links))  # de-duplicated
     # Autoescaped in the template (&amp;), stored exactly as given.
@@ -497,6 +498,7 @@ def test_text_part_uses_the_same_click_urls_as_the_html(renderer: Renderer, loca
     mail = render(renderer, template="onboarding_welcome", locale=locale)
     _, text, html = parts(mail.raw)
     html_clicks = set(re.findall(r'href="(https://t\.example\.com/t/c/[^"]+)"', html))
+    html_clicks = {u for u in html_clicks if (renderer.tokens.loads("click", token_of(u)) or {}).get("l") != TRAP_LINK}
     text_clicks = set(re.findall(r"https://t\.example\.com/t/c/[A-Za-z0-9_.-]+", text))
     assert text_clicks == html_clicks
     for url in LINKS.values():
@@ -685,3 +687,12 @@ def test_any_body_reads_back_through_the_email_parser(renderer: Renderer, text: 
         return body if body.endswith("\n") else body + "\n"
 
     assert [normal(g) for g in got] == [normal(text), normal(html)]
+
+
+def test_every_email_has_one_hidden_trap_link_no_person_can_click(renderer: Renderer) -> None:
+    mail = render(renderer, template="onboarding_welcome", locale="ja")
+    _, text, html = parts(mail.raw)
+    traps = [m for m in re.finditer(r'<a href="([^"]+)"([^>]*)></a>', html) if (renderer.tokens.loads("click", token_of(m.group(1))) or {}).get("l") == TRAP_LINK]
+    assert len(traps) == 1
+    assert "display:none" in traps[0].group(2) and 'aria-hidden="true"' in traps[0].group(2)
+    assert traps[0].group(1) not in text  # not in the text part either

@@ -20,17 +20,29 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings from the environment, then ``test_config`` on top."""
     cfg = settings.load()
     app = Flask(__name__)
+    app.url_map.merge_slashes = False  # "/t/c//evil.example.com" is a 404, not a redirect
     app.config.from_mapping(SECRET_KEY=cfg.secret_key, DATABASE_URL=cfg.database_url, CAMPAIGNS=cfg)
     if test_config:
         app.config.from_mapping(test_config)
     engine = make_engine(app.config["DATABASE_URL"])
     migrate(engine)
+    app.extensions["campaigns.engine"] = engine  # tests dispose of its pool
     app.extensions["campaigns.sessions"] = make_sessionmaker(engine)
     app.extensions["campaigns.clock"] = app.config.get("CLOCK") or SystemClock()
+    app.config.setdefault("MAX_CONTENT_LENGTH", 1 << 20)
+    app.extensions["campaigns.tracking"] = _tracking(app)
+
+    from campaigns.web.track import bp as track
+
+    app.register_blueprint(track)
 
     from campaigns.web.health import bp as health
 
     app.register_blueprint(health)
+
+    from campaigns.web.api import bp as api
+
+    app.register_blueprint(api)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
@@ -42,3 +54,23 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         return jsonify(error={"code": 500, "message": "internal error"}), 500
 
     return app
+
+
+def _tracking(app: Flask) -> Any:
+    """Tokens and the hit log: hits go to the Redis stream when REDIS_URL is set, else each
+    is written at once (single-machine use); ``HITS`` in the test config replaces the log."""
+    from campaigns.hits import DirectHitLog, RedisHitLog
+    from campaigns.tokens import Tokens
+    from campaigns.web.track import Tracking
+
+    cfg = app.config["CAMPAIGNS"]
+    sessions = app.extensions["campaigns.sessions"]
+    hits = app.config.get("HITS")
+    if hits is None:
+        if cfg.redis_url:
+            from redis import Redis
+
+            hits = RedisHitLog(Redis.from_url(cfg.redis_url))
+        else:
+            hits = DirectHitLog(sessions, now=app.extensions["campaigns.clock"].now)
+    return Tracking(Tokens(cfg.secret_key, cfg.base_url), cfg.secret_key, hits, sessions)

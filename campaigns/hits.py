@@ -1,0 +1,342 @@
+"""Recording what recipients do, at the speed of the request path.
+
+A tracking request (open pixel, click, answer, unsubscribe) only verifies its token and
+appends a :class:`Hit` to a log; it never opens a database transaction. The log is a Redis
+stream (``XADD``: the hit is in Redis before the response goes out). A flusher reads the
+stream as a consumer group in batches, classifies the hits (human, machine or unknown; see
+:mod:`campaigns.classify`), writes them as events in one transaction, wakes the journeys
+waiting on them, and only then acknowledges and deletes the entries.
+
+Nothing is lost when a process restarts: an entry that a flusher read but did not
+acknowledge stays pending in the group, and the next flusher claims it (``XAUTOCLAIM``)
+after :data:`CLAIM_IDLE`. Nothing counts twice: every event written from a hit carries
+``dedupe_key = "hit:<stream entry id>"`` (unique in the database), so re-flushing an entry
+whose transaction committed just before a crash inserts nothing.
+
+Without Redis (``campaigns run`` on one machine, tests) :class:`DirectHitLog` flushes each
+hit at once, in its own transaction: the same code, one hit per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from campaigns.classify import HitView, Verdict, classify_hits
+from campaigns.events import wake
+from campaigns.models import Classification, Contact, Event, EventKind, Message
+
+log = logging.getLogger("campaigns.hits")
+
+STREAM = "campaigns:hits"
+"""The Redis stream of hits not yet written to the database."""
+
+GROUP = "flusher"
+"""The consumer group the flushers read the stream in."""
+
+BATCH = 2_000
+"""Hits a flusher reads and writes per transaction."""
+
+CLAIM_IDLE = timedelta(seconds=30)
+"""A hit read by a flusher that has not acknowledged it for this long is taken over."""
+
+LOOKBACK = timedelta(minutes=2)
+"""Earlier hits on the same message considered when classifying new ones (bursts and trap
+clicks happen within seconds)."""
+
+KINDS = ("open", "click", "trap", "answer", "unsubscribe", "comment")
+
+_EVENT_KIND = {"open": EventKind.OPEN, "click": EventKind.CLICK, "trap": EventKind.CLICK, "unsubscribe": EventKind.UNSUBSCRIBE, "comment": EventKind.COMMENT}
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One request on a tracking URL, as the request path saw it."""
+
+    kind: str  # one of KINDS
+    message: int  # Message row id, from the verified token
+    at: float  # unix time the request arrived
+    method: str = "GET"
+    user_agent: str = ""
+    ip: str = ""
+    link: int | None = None  # clicks: index into the message's links
+    value: str | None = None  # answers: the score or yes/no; comments: the text
+
+    def fields(self) -> dict[str, str]:
+        """The stream entry: short keys, strings only."""
+        entry = {"k": self.kind, "m": str(self.message), "t": f"{self.at:.3f}", "h": self.method, "u": self.user_agent[:512], "i": self.ip[:64]}
+        if self.link is not None:
+            entry["l"] = str(self.link)
+        if self.value is not None:
+            entry["v"] = self.value
+        return entry
+
+    @classmethod
+    def from_fields(cls, entry: dict[bytes, bytes] | dict[str, str]) -> Hit | None:
+        """The hit in a stream entry; None for an entry this version cannot read."""
+        data = {(k.decode() if isinstance(k, bytes) else k): (v.decode("utf-8", "replace") if isinstance(v, bytes) else v) for k, v in entry.items()}
+        try:
+            kind = data["k"]
+            if kind not in KINDS:
+                return None
+            return cls(
+                kind=kind, message=int(data["m"]), at=float(data["t"]), method=data.get("h", "GET"), user_agent=data.get("u", ""),
+                ip=data.get("i", ""), link=int(data["l"]) if "l" in data else None, value=data.get("v"),
+            )  # fmt: skip
+        except (KeyError, ValueError):
+            return None
+
+
+class HitLog(Protocol):
+    def record(self, hit: Hit) -> None: ...
+
+
+@dataclass
+class FlushResult:
+    read: int = 0
+    written: int = 0
+    duplicates: int = 0
+    dropped: int = 0  # unreadable entries, or hits on messages that no longer exist
+    reclassified: int = 0
+    by_class: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, other: FlushResult) -> None:
+        self.read += other.read
+        self.written += other.written
+        self.duplicates += other.duplicates
+        self.dropped += other.dropped
+        self.reclassified += other.reclassified
+        for key, count in other.by_class.items():
+            self.by_class[key] += count
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime) -> FlushResult:
+    """Classify ``hits`` (each with its unique id) and store them as events; the caller
+    commits. Earlier hits on the same messages are classified again with the new ones."""
+    result = FlushResult(read=len(hits))
+    if not hits:
+        return result
+    message_ids = sorted({hit.message for _, hit in hits})
+    messages = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(message_ids)))}
+    account_of = dict(session.execute(select(Contact.id, Contact.account_id).where(Contact.id.in_({m.contact_id for m in messages.values()}))).all()) if messages else {}
+    earliest = min(datetime.fromtimestamp(hit.at, UTC) for _, hit in hits) - LOOKBACK
+    prior: dict[int, list[Event]] = defaultdict(list)
+    if messages:
+        for event in session.scalars(
+            select(Event).where(Event.message_id.in_(list(messages)), Event.kind.in_([EventKind.OPEN, EventKind.CLICK]), Event.occurred_at >= earliest, Event.dedupe_key.is_not(None))
+        ):
+            prior[event.message_id or 0].append(event)
+    fresh: dict[int, list[tuple[str, Hit]]] = defaultdict(list)
+    for hit_id, hit in hits:
+        if hit.message not in messages or (hit.kind == "click" and not _valid_link(messages[hit.message], hit.link)):
+            result.dropped += 1
+            continue
+        fresh[hit.message].append((hit_id, hit))
+    rows: list[dict[str, Any]] = []
+    woken: set[int] = set()
+    unsubscribed: set[int] = set()
+    for message_id, new in fresh.items():
+        message = messages[message_id]
+        old = prior.get(message_id, [])
+        views = [_view_of_event(e) for e in old] + [_view_of_hit(h) for _, h in new]
+        verdicts = classify_hits(views, sent_at=message.sent_at)
+        for event, verdict in zip(old, verdicts[: len(old)], strict=True):
+            if (event.classification, event.reason) != (verdict.classification, verdict.reason[:255]):
+                event.classification, event.reason = verdict.classification, verdict.reason[:255]
+                result.reclassified += 1
+        for (hit_id, hit), verdict in zip(new, verdicts[len(old) :], strict=True):
+            rows.append(_event_row(hit_id, hit, verdict, message, account_of.get(message.contact_id), now))
+            if hit.kind == "unsubscribe":
+                # Always honoured: the one-click POST (RFC 8058) often comes from the mailbox
+                # provider's servers on the person's behalf, and scanners do not POST.
+                unsubscribed.add(message.contact_id)
+            if verdict.classification != Classification.MACHINE:
+                woken.add(message.contact_id)
+    if rows:
+        inserted = _insert_events(session, rows)
+        result.written += inserted
+        result.duplicates += len(rows) - inserted
+        for row in rows:
+            result.by_class[row["classification"]] += 1
+    if unsubscribed:
+        session.execute(update(Contact).where(Contact.id.in_(unsubscribed)).values(subscribed=False))
+    if woken:
+        wake(session, now, kind=EventKind.CLICK, contact_ids=sorted(woken))
+    return result
+
+
+def _valid_link(message: Message, link: int | None) -> bool:
+    return link is not None and 0 <= link < len(message.links or [])
+
+
+def _view_of_hit(hit: Hit) -> HitView:
+    return HitView(kind="answer" if hit.kind == "comment" else hit.kind, at=datetime.fromtimestamp(hit.at, UTC), method=hit.method, user_agent=hit.user_agent, ip=hit.ip, link=hit.link)
+
+
+def _view_of_event(event: Event) -> HitView:
+    data = event.data or {}
+    kind = "trap" if data.get("trap") else event.kind
+    return HitView(kind=str(kind), at=event.occurred_at, method=str(data.get("method", "GET")), user_agent=event.user_agent or "", ip=str(data.get("ip", "")), link=data.get("link"))
+
+
+def _event_row(hit_id: str, hit: Hit, verdict: Verdict, message: Message, account_id: int | None, now: datetime) -> dict[str, Any]:
+    kind: str = _EVENT_KIND.get(hit.kind, EventKind.ANSWER)
+    value = hit.value
+    if hit.kind == "answer":
+        kind = EventKind.RSVP if value in ("yes", "no") else EventKind.ANSWER
+    data: dict[str, Any] = {"method": hit.method, "ip": _network(hit.ip)}
+    if hit.link is not None:
+        data["link"] = hit.link
+    if hit.kind == "trap":
+        data["trap"] = True
+    return {
+        "kind": kind, "name": None, "message_id": message.id, "contact_id": message.contact_id, "account_id": account_id,
+        "enrollment_id": message.enrollment_id, "journey_id": message.journey_id, "step_id": message.step_id,
+        "value": value[:2048] if value else None, "classification": verdict.classification, "reason": verdict.reason[:255],
+        "user_agent": hit.user_agent[:512] or None, "dedupe_key": f"hit:{hit_id}", "data": data,
+        "occurred_at": datetime.fromtimestamp(hit.at, UTC), "recorded_at": now,
+    }  # fmt: skip
+
+
+def _network(ip: str) -> str:
+    """The requester's network, not the address: /24 for IPv4, /48 for IPv6 (enough to tell a
+    proxy's or a scanner's network, without keeping a person's address)."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return ""
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def _insert_events(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert, skipping rows whose dedupe key is already stored; returns how many went in."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(Event).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Event.id)
+    return sum(len(session.execute(statement, rows[start : start + 1_000]).all()) for start in range(0, len(rows), 1_000))
+
+
+# ---------------------------------------------------------------------------- the logs
+
+
+class DirectHitLog:
+    """No Redis: each hit is written at once in its own transaction (single-machine use)."""
+
+    def __init__(self, sessions: sessionmaker[Session], now: Any = None) -> None:
+        self.sessions = sessions
+        self._now = now or (lambda: datetime.now(UTC))
+        self._counter = 0
+
+    def record(self, hit: Hit) -> None:
+        self._counter += 1
+        hit_id = f"d{time.time_ns()}-{os.getpid()}-{self._counter}"
+        with self.sessions() as session, session.begin():
+            write_hits(session, [(hit_id, hit)], self._now())
+
+
+class RedisHitLog:
+    """Hits appended to a Redis stream; :meth:`flush` writes them to the database."""
+
+    def __init__(self, redis: Any, stream: str = STREAM, group: str = GROUP, consumer: str | None = None) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}"
+        self._group_ready = False
+
+    def record(self, hit: Hit) -> None:
+        self.redis.xadd(self.stream, hit.fields())
+
+    def record_many(self, hits: Iterable[Hit]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for hit in hits:
+            pipe.xadd(self.stream, hit.fields())
+        pipe.execute()
+
+    def pending(self) -> int:
+        """Hits in the stream not yet written (read or not)."""
+        return int(self.redis.xlen(self.stream))
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except Exception as exc:  # BUSYGROUP: it exists
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def flush(self, sessions: sessionmaker[Session], now: Any = None, *, batch: int = BATCH, block_ms: int | None = None, claim_idle: timedelta = CLAIM_IDLE) -> FlushResult:
+        """Write everything in the stream (or up to one batch when blocking); returns counts."""
+        clock = now or (lambda: datetime.now(UTC))
+        self._ensure_group()
+        total = FlushResult()
+        # Hits a dead flusher read but never acknowledged come first.
+        claimed = self.redis.xautoclaim(self.stream, self.group, self.consumer, min_idle_time=int(claim_idle.total_seconds() * 1000), start_id="0-0", count=batch)
+        entries = claimed[1] if claimed else []
+        if entries:
+            total.add(self._write(sessions, entries, clock()))
+        # Then this consumer's own pending entries (a restart under the same name), then new ones.
+        for start in ("0", ">"):
+            while True:
+                response = self.redis.xreadgroup(self.group, self.consumer, {self.stream: start}, count=batch, block=block_ms if start == ">" else None)
+                entries = response[0][1] if response else []
+                entries = [(entry_id, fields) for entry_id, fields in entries if fields]
+                if not entries:
+                    break
+                total.add(self._write(sessions, entries, clock()))
+                if block_ms is not None:
+                    return total
+        return total
+
+    def _write(self, sessions: sessionmaker[Session], entries: list[tuple[Any, Any]], now: datetime) -> FlushResult:
+        hits: list[tuple[str, Hit]] = []
+        ids = []
+        unreadable = 0
+        for entry_id, fields in entries:
+            key = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            ids.append(entry_id)
+            hit = Hit.from_fields(fields) if fields else None
+            if hit is None:
+                unreadable += 1
+                continue
+            hits.append((key, hit))
+        with sessions() as session, session.begin():
+            result = write_hits(session, hits, now)
+        result.read += unreadable
+        result.dropped += unreadable
+        # Only after the commit: acknowledged entries are gone for good.
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xack(self.stream, self.group, *ids)
+        pipe.xdel(self.stream, *ids)
+        pipe.execute()
+        return result
+
+
+def run_flusher(log_: RedisHitLog, sessions: sessionmaker[Session], *, block_ms: int = 1_000, stop: Any = None) -> None:
+    """Flush forever (until ``stop()`` is true): the flusher process beside the worker."""
+    while stop is None or not stop():
+        try:
+            log_.flush(sessions, block_ms=block_ms)
+        except Exception:  # the database or Redis went away: nothing is acknowledged, try again
+            log.exception("flushing hits failed; retrying")
+            time.sleep(1.0)
