@@ -127,7 +127,7 @@ class StepContext:
             Event.enrollment_id == self.enrollment.id,
             Event.step_id == step,
             Event.kind.in_([kind, EventKind.CLICK] if kind == EventKind.OPEN else [kind]),
-            Event.classification != Classification.MACHINE,
+            Event.classification == Classification.HUMAN,  # human signals only: not machines, not unknowns
         )
         return self.session.scalar(query.limit(1)) is not None
 

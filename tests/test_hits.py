@@ -123,3 +123,66 @@ def test_hits_round_trip_through_stream_fields():
 def _group(log: RedisHitLog) -> bool:
     log._ensure_group()
     return True
+
+
+def test_branches_see_human_clicks_only(db, smtp_sink):
+    """A scanner's clicks on one contact's email, a person's click on another's: only the
+    person takes the ``clicked()`` branch."""
+    import textwrap
+    from pathlib import Path
+
+    from campaigns.channels.email import transport_from_url
+    from campaigns.clock import FakeClock
+    from campaigns.deploy import deploy
+    from campaigns.dsl import parse_journey
+    from campaigns.engine import Engine, EngineSettings
+    from campaigns.models import Enrollment
+    from campaigns.render import Renderer, Sender
+    from campaigns.segments import parse_segments
+    from campaigns.templates import TemplateStore
+    from campaigns.tokens import Tokens
+
+    text = textwrap.dedent(
+        """\
+        journey: clicks
+        name: Clicks
+        segments: [everyone]
+        entry: {trigger: segment}
+        steps:
+          - {id: hello, email: {template: onboarding_tips, subject: Tips}}
+          - {id: pause, wait: 1 day}
+          - id: route
+            branch:
+              - when: clicked('hello')
+                goto: engaged
+              - else: quiet
+          - {id: engaged, exit: engaged}
+          - {id: quiet, exit: quiet}
+        """
+    )
+    with db.session() as s, s.begin():
+        account = Account(external_id="A", name="A")
+        s.add(account)
+        s.flush()
+        s.add_all([Contact(account_id=account.id, email="scanned@example.com", name="S"), Contact(account_id=account.id, email="person@example.com", name="P")])
+        deploy(s, parse_journey(text, "clicks.yaml"), text, "clicks.yaml")
+    clock = FakeClock(datetime(2026, 11, 24, 1, 0, tzinfo=UTC))
+    renderer = Renderer(TemplateStore(Path(__file__).resolve().parent.parent / "templates"), Tokens("hits-secret-0123456789", "https://cs.example.com"), Sender("cs@example.com"))
+    engine = Engine(db.sessions, clock, lambda: parse_segments("tiers:\n  everyone: {when: true}\n"), renderer, transport_from_url(smtp_sink.url), EngineSettings(), links={"docs": "https://docs.example.com/", "help": "https://help.example.com/"})
+    try:
+        engine.tick()
+        with db.session() as s:
+            sent = dict(s.execute(select(Message.to_address, Message.id)).all())
+        later = clock.now().timestamp() + 3600
+        chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+        hits = [("s1", Hit("click", sent["scanned@example.com"], later, user_agent=chrome, link=0)), ("s2", Hit("click", sent["scanned@example.com"], later + 0.4, user_agent=chrome, link=1))]
+        hits.append(("p1", Hit("click", sent["person@example.com"], later + 30, user_agent=chrome, link=0)))
+        with db.session() as s, s.begin():
+            write_hits(s, hits, clock.now())
+        clock.advance(timedelta(days=1, minutes=1))
+        engine.tick()
+    finally:
+        engine.transport.close()
+    with db.session() as s:
+        reasons = dict(s.execute(select(Contact.email, Enrollment.exit_reason).join(Enrollment, Enrollment.contact_id == Contact.id)).all())
+    assert reasons == {"scanned@example.com": "quiet", "person@example.com": "engaged"}
