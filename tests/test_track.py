@@ -136,7 +136,7 @@ def test_forged_and_mutated_tokens_record_nothing(client, db, tokens, message):
             case 3:  # purpose swapped: an open token on the click endpoint
                 prefix, token, suffix = "/t/c", path(good[0]).rsplit("/", 1)[1].removesuffix(".gif"), ""
             case 4:  # payload swapped under the same signature
-                body, signature = token.split(".", 1)
+                _, signature = token.split(".", 1)
                 other_body = path(tokens.open_url(message + 1)).rsplit("/", 1)[1].removesuffix(".gif").split(".")[0]
                 token = f"{other_body}.{signature}"
         for method in ("GET", "POST"):
