@@ -626,9 +626,23 @@ class Engine:
 
     # ------------------------------------------------------------------ events
 
-    def record_event(self, session: Session, *, kind: EventKind, contact_id: int | None = None, account_id: int | None = None, name: str | None = None, value: str | None = None, enrollment_id: int | None = None, step_id: str | None = None, message_id: int | None = None) -> Event:
+    def record_event(
+        self,
+        session: Session,
+        *,
+        kind: EventKind,
+        contact_id: int | None = None,
+        account_id: int | None = None,
+        name: str | None = None,
+        value: str | None = None,
+        enrollment_id: int | None = None,
+        step_id: str | None = None,
+        message_id: int | None = None,
+    ) -> Event:
         """Store an event and wake the enrollments that wait for one (see :mod:`campaigns.events`)."""
-        return record_event(session, self.clock.now(), kind=kind, contact_id=contact_id, account_id=account_id, name=name, value=value, enrollment_id=enrollment_id, step_id=step_id, message_id=message_id)
+        return record_event(
+            session, self.clock.now(), kind=kind, contact_id=contact_id, account_id=account_id, name=name, value=value, enrollment_id=enrollment_id, step_id=step_id, message_id=message_id
+        )
 
 
 @dataclass

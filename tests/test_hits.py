@@ -168,7 +168,15 @@ def test_branches_see_human_clicks_only(db, smtp_sink):
         deploy(s, parse_journey(text, "clicks.yaml"), text, "clicks.yaml")
     clock = FakeClock(datetime(2026, 11, 24, 1, 0, tzinfo=UTC))
     renderer = Renderer(TemplateStore(Path(__file__).resolve().parent.parent / "templates"), Tokens("hits-secret-0123456789", "https://cs.example.com"), Sender("cs@example.com"))
-    engine = Engine(db.sessions, clock, lambda: parse_segments("tiers:\n  everyone: {when: true}\n"), renderer, transport_from_url(smtp_sink.url), EngineSettings(), links={"docs": "https://docs.example.com/", "help": "https://help.example.com/"})
+    engine = Engine(
+        db.sessions,
+        clock,
+        lambda: parse_segments("tiers:\n  everyone: {when: true}\n"),
+        renderer,
+        transport_from_url(smtp_sink.url),
+        EngineSettings(),
+        links={"docs": "https://docs.example.com/", "help": "https://help.example.com/"},
+    )
     try:
         engine.tick()
         with db.session() as s:

@@ -96,7 +96,9 @@ def test_a_click_redirects_only_to_a_link_of_its_own_message(client, db, tokens,
     assert (event.kind, event.data["link"]) == (EventKind.CLICK, 1)
 
 
-@pytest.mark.parametrize("attempt", ["/t/c/https://evil.example.com", "/t/c/?url=https://evil.example.com", "/t/c//evil.example.com", "/t/c/%2F%2Fevil.example.com", "/t/c/x?next=https://evil.example.com"])
+@pytest.mark.parametrize(
+    "attempt", ["/t/c/https://evil.example.com", "/t/c/?url=https://evil.example.com", "/t/c//evil.example.com", "/t/c/%2F%2Fevil.example.com", "/t/c/x?next=https://evil.example.com"]
+)
 def test_open_redirect_attempts_fail(client, db, message, attempt):
     response = client.get(attempt)
     assert 400 <= response.status_code < 500

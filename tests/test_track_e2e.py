@@ -121,7 +121,15 @@ def test_a_recipient_opens_clicks_and_answers_and_the_journey_follows(db, smtp_s
     clock = FakeClock(datetime.now(UTC) - timedelta(hours=1))
     renderer = Renderer(TemplateStore(ROOT / "templates"), Tokens(SECRET, base), Sender("cs@example.com"), domain="example.com")
     segments = parse_segments("tiers:\n  everyone: {when: true}\n")
-    engine = Engine(db.sessions, clock, lambda: segments, renderer, transport_from_url(smtp_sink.url), EngineSettings(), links={"docs": "https://docs.example.com/{{ contact.locale }}/start", "help": "https://help.example.com/"})
+    engine = Engine(
+        db.sessions,
+        clock,
+        lambda: segments,
+        renderer,
+        transport_from_url(smtp_sink.url),
+        EngineSettings(),
+        links={"docs": "https://docs.example.com/{{ contact.locale }}/start", "help": "https://help.example.com/"},
+    )
     try:
         engine.tick()
         tips, survey = smtp_sink.parsed()  # sent in the order of the steps

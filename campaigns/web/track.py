@@ -155,7 +155,15 @@ def tracking() -> Tracking:
 
 def _hit(kind: str, message: int, **extra: Any) -> None:
     tracking().hits.record(
-        Hit(kind=kind, message=message, at=current_app.extensions["campaigns.clock"].now().timestamp(), method=request.method, user_agent=request.headers.get("User-Agent", "")[:512], ip=request.remote_addr or "", **extra)
+        Hit(
+            kind=kind,
+            message=message,
+            at=current_app.extensions["campaigns.clock"].now().timestamp(),
+            method=request.method,
+            user_agent=request.headers.get("User-Agent", "")[:512],
+            ip=request.remote_addr or "",
+            **extra,
+        )
     )
 
 
@@ -340,7 +348,17 @@ def preferences(token: str) -> Response:
         row.paused_until = now + timedelta(days=pause) if pause else None
         if everything_off and row.subscribed:
             row.subscribed = False
-            record_event(session, now, kind=EventKind.UNSUBSCRIBE, contact_id=row.id, message_id=message.id, enrollment_id=message.enrollment_id, journey_id=message.journey_id, step_id=message.step_id, reason="preference page")
+            record_event(
+                session,
+                now,
+                kind=EventKind.UNSUBSCRIBE,
+                contact_id=row.id,
+                message_id=message.id,
+                enrollment_id=message.enrollment_id,
+                journey_id=message.journey_id,
+                step_id=message.step_id,
+                reason="preference page",
+            )
         elif not everything_off and not row.subscribed and wanted:
             row.subscribed = True  # choosing categories again is opting back in
     return _page("message", contact, key="unsubscribed" if everything_off else "saved", email=_masked(contact.email))
