@@ -8,10 +8,11 @@ never cuts a wait short: a woken step that is not satisfied waits again until it
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.models import Classification, Contact, Enrollment, EnrollmentState, Event, EventKind
@@ -63,3 +64,24 @@ def wake(session: Session, now: datetime, *, kind: EventKind | str, contact_id: 
     states = [EnrollmentState.WAITING] + ([EnrollmentState.ACTIVE] if kind == EventKind.CUSTOM else [])
     result = session.execute(update(Enrollment).where(Enrollment.state.in_(states), Enrollment.next_run_at > now, *who).values(next_run_at=now))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def contacts_by_email(session: Session, emails: Iterable[str]) -> dict[str, Contact]:
+    """Contacts by lowercased address (give lowercased addresses); the exact match uses the
+    index, the rest ignores case."""
+    wanted = set(emails)
+    if not wanted:
+        return {}
+    found = {c.email.lower(): c for c in session.scalars(select(Contact).where(Contact.email.in_(wanted)))}
+    missing = wanted - found.keys()
+    if missing:
+        for contact in session.scalars(select(Contact).where(func.lower(Contact.email).in_(missing))):
+            found.setdefault(contact.email.lower(), contact)
+    return found
+
+
+def stored_keys(session: Session, keys: set[str]) -> set[str]:
+    """The event dedupe keys among ``keys`` that are already stored."""
+    if not keys:
+        return set()
+    return {k for k in session.scalars(select(Event.dedupe_key).where(Event.dedupe_key.in_(keys))) if k}

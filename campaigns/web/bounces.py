@@ -1,0 +1,115 @@
+"""Reading the bounce and complaint notifications the mail relay posts to the API.
+
+Two formats: our own plain JSON (:func:`generic`), and Amazon SES notifications
+(:func:`ses`), which arrive wrapped in Amazon SNS envelopes that the route unwraps. Each
+becomes one :class:`~campaigns.bounces.Notice` per recipient, with a dedupe key when the
+notification can be told apart from a repeat; what is wrong is added to the request's
+problems. ``campaigns.bounces`` stores the notices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from email.utils import parseaddr
+from typing import Any
+
+from campaigns.bounces import Notice
+from campaigns.models import EventKind
+from campaigns.web import api_input
+from campaigns.web.api_input import Problems
+
+GENERIC_FIELDS = {"type", "email", "message_id", "bounce_type", "diagnostic"}
+
+
+def generic(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list[Notice]:
+    """Our own format, one recipient per object: ``{"type": "bounce", "email": ..., "bounce_type": "hard", ...}``;
+    no notice when the object has a problem."""
+    before = len(problems.items)
+    api_input.object_(obj, where, GENERIC_FIELDS, {"type", "email"}, problems, index)
+    kind = obj.get("type")
+    if "type" in obj and kind not in ("bounce", "complaint"):
+        problems.add(index, api_input.join(where, "type"), f"expected 'bounce' or 'complaint', got {str(kind)[:20]!r}")
+    email = api_input.address(obj.get("email"), api_input.join(where, "email"), problems, index) if "email" in obj else None
+    message_id = api_input.text(obj, "message_id", where, problems, index, max_len=255)
+    bounce_type = obj.get("bounce_type")
+    if kind == "bounce" and bounce_type not in ("hard", "soft"):
+        problems.add(index, api_input.join(where, "bounce_type"), f"expected 'hard' or 'soft' for a bounce, got {str(bounce_type)[:20]!r}")
+    if kind == "complaint" and "bounce_type" in obj:
+        problems.add(index, api_input.join(where, "bounce_type"), "only for bounces")
+    diagnostic = api_input.text(obj, "diagnostic", where, problems, index, max_len=2000)
+    if len(problems.items) > before or email is None:
+        return []
+    event_kind = EventKind.BOUNCE if kind == "bounce" else EventKind.COMPLAINT
+    key = f"webhook:{_digest(event_kind, str(bounce_type), email, message_id.strip().strip('<>'))}" if message_id else None
+    detail = {"source": "webhook", "bounce_type": bounce_type, "diagnostic": diagnostic} if kind == "bounce" else {"source": "webhook"}
+    return [Notice(index, event_kind, email, bounce_type == "hard", (message_id,) if message_id else (), diagnostic, "webhook", key, None, detail)]
+
+
+def ses(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list[Notice] | None:
+    """An Amazon SES notification (``notificationType``, or ``eventType`` from event publishing);
+    None for the kinds that are not bounces or complaints (Delivery, Send, ...)."""
+    kind = obj.get("notificationType", obj.get("eventType"))
+    if kind not in ("Bounce", "Complaint"):
+        return None
+    mail = obj.get("mail", {})
+    if not isinstance(mail, dict):
+        problems.add(index, api_input.join(where, "mail"), f"expected an object, got {api_input.kind(mail)}")
+        return []
+    ids = _ses_message_ids(mail)
+    part = obj.get(kind.lower())
+    place = api_input.join(where, kind.lower())
+    if not isinstance(part, dict):
+        problems.add(index, place, f"expected an object, got {api_input.kind(part)}")
+        return []
+    list_name = "bouncedRecipients" if kind == "Bounce" else "complainedRecipients"
+    recipients = part.get(list_name)
+    if not isinstance(recipients, list) or not recipients:
+        problems.add(index, api_input.join(place, list_name), f"expected a non-empty array, got {api_input.kind(recipients)}")
+        return []
+    feedback_id = part.get("feedbackId") if isinstance(part.get("feedbackId"), str) else None
+    when = api_input.timestamp(part.get("timestamp"), "timestamp", Problems(), index)  # a bad one is no reason to lose the bounce
+    bounce_type = part.get("bounceType")
+    if kind == "Bounce" and not isinstance(bounce_type, str):
+        problems.add(index, api_input.join(place, "bounceType"), f"expected Permanent, Transient or Undetermined, got {api_input.kind(bounce_type)}")
+    feedback_type = part.get("complaintFeedbackType") if isinstance(part.get("complaintFeedbackType"), str) else None
+    if feedback_type == "not-spam":
+        return None  # the recipient said it is not spam: nothing to act on
+    notices = []
+    for i, recipient in enumerate(recipients):
+        spot = f"{api_input.join(place, list_name)}[{i}]"
+        if not isinstance(recipient, dict):
+            problems.add(index, spot, f"expected an object, got {api_input.kind(recipient)}")
+            continue
+        raw = recipient.get("emailAddress")
+        email = api_input.address(parseaddr(raw)[1] if isinstance(raw, str) and "<" in raw else raw, api_input.join(spot, "emailAddress"), problems, index)
+        diagnostic = recipient.get("diagnosticCode") if isinstance(recipient.get("diagnosticCode"), str) else None
+        if email is None:
+            continue
+        if kind == "Bounce":
+            detail = {"source": "ses", "bounce_type": bounce_type, "bounce_subtype": part.get("bounceSubType"), "diagnostic": diagnostic, "feedback_id": feedback_id}
+            notice = Notice(index, EventKind.BOUNCE, email, bounce_type == "Permanent", ids, diagnostic, "ses", None, when, detail)
+        else:
+            detail = {"source": "ses", "feedback_type": feedback_type, "feedback_id": feedback_id}
+            notice = Notice(index, EventKind.COMPLAINT, email, False, ids, feedback_type, "ses", None, when, detail)
+        notice.key = f"ses:{_digest(feedback_id, email)}" if feedback_id else (f"ses:{_digest(kind, str(bounce_type), email, *ids)}" if ids else None)
+        notices.append(notice)
+    return notices
+
+
+def _ses_message_ids(mail: dict[str, Any]) -> tuple[str, ...]:
+    """Our Message-ID header as SES reports it (it sends under an id of its own, ``mail.messageId``)."""
+    ids = []
+    common = mail.get("commonHeaders")
+    if isinstance(common, dict) and isinstance(common.get("messageId"), str):
+        ids.append(common["messageId"])
+    headers = mail.get("headers")
+    if isinstance(headers, list):
+        ids += [h["value"] for h in headers if isinstance(h, dict) and str(h.get("name", "")).lower() == "message-id" and isinstance(h.get("value"), str)]
+    if isinstance(mail.get("messageId"), str):
+        ids.append(mail["messageId"])
+    return tuple(dict.fromkeys(i for i in ids if i.strip() and len(i) <= 255))
+
+
+def _digest(*parts: str | None) -> str:
+    """A short hash of the parts that tell a notice from another, for its dedupe key."""
+    return hashlib.sha256("\n".join(p or "" for p in parts).encode()).hexdigest()[:40]
