@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns import defaults, delivery
+from campaigns import defaults, delivery, stats
 from campaigns.clock import Clock
 from campaigns.dsl import parse_journey
 from campaigns.enrol import enrol
@@ -186,6 +186,8 @@ class Engine:
                 result.failed += done.failed
             if len(ids) < self.settings.batch_size:
                 break
+        with self.sessions() as session, session.begin():  # what happened, into the report counts
+            stats.rollup(session, self.clock.now())
         return result
 
     def claim(self, limit: int) -> list[int]:

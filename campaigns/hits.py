@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from campaigns import stats
 from campaigns.classify import HitView, Verdict, classify_hits
 from campaigns.events import wake
 from campaigns.models import Classification, Contact, Event, EventKind, Message
@@ -148,6 +149,7 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
             continue
         fresh[hit.message].append((hit_id, hit))
     rows: list[dict[str, Any]] = []
+    reclassified: list[tuple[Event, str]] = []
     woken: set[int] = set()
     unsubscribed: set[int] = set()
     for message_id, new in fresh.items():
@@ -157,6 +159,8 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
         verdicts = classify_hits(views, sent_at=message.sent_at)
         for event, verdict in zip(old, verdicts[: len(old)], strict=True):
             if (event.classification, event.reason) != (verdict.classification, verdict.reason[:255]):
+                if event.classification != verdict.classification:
+                    reclassified.append((event, event.classification))
                 event.classification, event.reason = verdict.classification, verdict.reason[:255]
                 result.reclassified += 1
         for (hit_id, hit), verdict in zip(new, verdicts[len(old) :], strict=True):
@@ -167,12 +171,16 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
                 unsubscribed.add(message.contact_id)
             if verdict.classification != Classification.MACHINE:
                 woken.add(message.contact_id)
+    inserted: list[dict[str, Any]] = []
     if rows:
-        inserted = _insert_events(session, rows)
-        result.written += inserted
-        result.duplicates += len(rows) - inserted
-        for row in rows:
+        keys = _insert_events(session, rows)
+        inserted = [row for row in rows if row["dedupe_key"] in keys]
+        result.written += len(inserted)
+        result.duplicates += len(rows) - len(inserted)
+        for row in inserted:
             result.by_class[row["classification"]] += 1
+    if inserted or reclassified:
+        stats.add(session, stats.count_hits(session, inserted, reclassified, messages, now))
     if unsubscribed:
         session.execute(update(Contact).where(Contact.id.in_(unsubscribed)).values(subscribed=False))
     if woken:
@@ -226,12 +234,15 @@ def _network(ip: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
-def _insert_events(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert, skipping rows whose dedupe key is already stored; returns how many went in."""
+def _insert_events(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert, skipping rows whose dedupe key is already stored; the keys that went in."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(Event).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Event.id)
-    return sum(len(session.execute(statement, rows[start : start + 1_000]).all()) for start in range(0, len(rows), 1_000))
+    statement = insert(Event).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Event.dedupe_key)
+    keys: set[str] = set()
+    for start in range(0, len(rows), 1_000):
+        keys.update(k for k in session.execute(statement, rows[start : start + 1_000]).scalars() if k)
+    return keys
 
 
 # ---------------------------------------------------------------------------- the logs

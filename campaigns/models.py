@@ -23,9 +23,12 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -257,6 +260,7 @@ class Enrollment(Base):
     __table_args__ = (
         UniqueConstraint("journey_id", "contact_id", "entry_key", name="uq_enrollments_entry"),
         Index("ix_enrollments_due", "state", "next_run_at"),
+        Index("ix_enrollments_uncounted", "id", sqlite_where=text("counted < 3"), postgresql_where=text("counted < 3")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -277,6 +281,7 @@ class Enrollment(Base):
     entered_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
     exit_reason: Mapped[str | None] = mapped_column(String(255))
+    counted: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")  # stats: 1 entry counted, 2 end counted
 
     contact: Mapped[Contact] = relationship()
     version: Mapped[JourneyVersion] = relationship()
@@ -294,6 +299,7 @@ class Message(Base):
         UniqueConstraint("enrollment_id", "step_id", "attempt_key", name="uq_messages_attempt"),
         Index("ix_messages_contact_created", "contact_id", "created_at"),
         Index("ix_messages_status", "status"),
+        Index("ix_messages_uncounted", "id", sqlite_where=text("counted = 0"), postgresql_where=text("NOT counted")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -317,6 +323,11 @@ class Message(Base):
     not_before: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column()
+    # The first human open, click and answer: rates count each message once (unique).
+    opened_at: Mapped[datetime | None] = mapped_column()
+    clicked_at: Mapped[datetime | None] = mapped_column()
+    answered_at: Mapped[datetime | None] = mapped_column()
+    counted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # in the stats
 
 
 class Event(Base):
@@ -376,6 +387,7 @@ class Task(Base):
     due_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column()
+    counted: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")  # stats: 1 creation counted, 2 completion counted
 
 
 class InAppMessage(Base):
@@ -411,3 +423,23 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(String(32))
     source: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Stat(Base):
+    """A pre-aggregated count: how many times ``metric`` happened for a journey's step,
+    channel, variant, segment and tier on a day (UTC). Reports sum these rows instead of
+    scanning raw events; see :mod:`campaigns.stats`. Empty strings stand for "none"."""
+
+    __tablename__ = "stats"
+    __table_args__ = (UniqueConstraint("journey_id", "step_id", "channel", "variant", "segment", "tier", "day", "metric", name="uq_stats_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    journey_id: Mapped[int] = mapped_column(Integer, default=0)
+    step_id: Mapped[str] = mapped_column(String(128), default="")
+    channel: Mapped[str] = mapped_column(String(16), default="")
+    variant: Mapped[str] = mapped_column(String(64), default="")
+    segment: Mapped[str] = mapped_column(String(64), default="")
+    tier: Mapped[str] = mapped_column(String(64), default="")
+    day: Mapped[date] = mapped_column(Date)
+    metric: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)

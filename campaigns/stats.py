@@ -1,0 +1,233 @@
+"""Pre-aggregated counts for reports: a report sums a few ``stats`` rows instead of scanning
+raw events, so it stays fast at tens of millions of events.
+
+A row counts one ``metric`` for a (journey, step, channel, variant, segment, tier, day)
+key; empty strings stand for "none" (a journey-level metric has no step). Counts come from
+two places, both exact:
+
+- **Hits**, when the flusher writes them (:func:`count_hits`, called by
+  :func:`campaigns.hits.write_hits` in the same transaction): only rows actually inserted are
+  counted (a replayed hit is not), and unique opens, clicks and answers are decided by
+  setting the message's ``opened_at`` / ``clicked_at`` / ``answered_at`` with ``UPDATE ...
+  WHERE ... IS NULL RETURNING``, which two flushers cannot both win. A human hit later
+  reclassified as a machine's moves from the human metric to the machine one.
+- **Everything else** (entries, sends, bounces, tasks, goals and exits) by :func:`rollup`,
+  run with every scheduler pass: it takes rows not yet counted (a ``counted`` marker on
+  enrollments, messages and tasks, with a partial index over the uncounted ones), adds them
+  up, marks them, and adds the sums, in one transaction.
+
+Metrics: ``enrolled``, ``holdout`` (enrolled into the holdout group), ``goal``,
+``holdout_goal``, ``exited``, ``completed``, ``failed_enrollment``; per step ``sent``,
+``bounced``, ``failed``, ``suppressed``; from hits ``opened``, ``clicked``, ``answered``
+(unique, human), ``rsvp_yes``, ``rsvp_no``, ``unsubscribed``, ``complained``,
+``commented``, and the raw machine and unknown counts beside them (``opened_machine``,
+``opened_unknown``, ``clicked_machine``, ``clicked_unknown``, ``answered_machine``);
+tasks ``task_created``, ``task_done``, ``owner_notified`` (the notice email to its owner).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from campaigns.models import Classification, Enrollment, EnrollmentState, Event, EventKind, Message, MessageStatus, Stat, Task, TaskStatus
+
+Key = tuple[int, str, str, str, str, str, date, str]
+"""journey id, step, channel, variant, segment, tier, day, metric"""
+
+BATCH = 20_000
+"""Rows of each kind counted per rollup transaction."""
+
+_MESSAGE_METRIC = {MessageStatus.SENT: "sent", MessageStatus.BOUNCED: "bounced", MessageStatus.FAILED: "failed", MessageStatus.SUPPRESSED: "suppressed"}
+_END_METRIC = {EnrollmentState.GOAL: "goal", EnrollmentState.EXITED: "exited", EnrollmentState.COMPLETED: "completed", EnrollmentState.FAILED: "failed_enrollment"}
+
+
+def add(session: Session, counts: Counter[Key]) -> None:
+    """Add ``counts`` to the stats rows (negative counts subtract)."""
+    rows = [dict(zip(("journey_id", "step_id", "channel", "variant", "segment", "tier", "day", "metric"), key, strict=True), count=n) for key, n in sorted(counts.items()) if n]
+    if not rows:
+        return
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(Stat)
+    statement = statement.on_conflict_do_update(
+        index_elements=["journey_id", "step_id", "channel", "variant", "segment", "tier", "day", "metric"], set_={"count": Stat.count + statement.excluded.count}
+    )
+    for start in range(0, len(rows), 1_000):
+        session.execute(statement, rows[start : start + 1_000])
+
+
+def _key(journey_id: int | None, step: str | None, channel: str | None, variant: str | None, segment: str | None, tier: str | None, when: datetime | date, metric: str) -> Key:
+    day = when.date() if isinstance(when, datetime) else when
+    return (journey_id or 0, step or "", channel or "", variant or "", segment or "", tier or "", day, metric)
+
+
+# ---------------------------------------------------------------------------- rollup
+
+
+def rollup(session: Session, now: datetime, batch: int = BATCH) -> Counter[str]:
+    """Count what was not counted yet; the caller commits. Returns rows counted per source."""
+    done: Counter[str] = Counter()
+    counts: Counter[Key] = Counter()
+    lock = session.get_bind().dialect.name == "postgresql"
+
+    # Entries, and the ends of finished enrollments.
+    entries = select(Enrollment).where(Enrollment.counted < 3).order_by(Enrollment.id).limit(batch)
+    for enrollment in session.scalars(entries.with_for_update(skip_locked=True) if lock else entries):
+        flags = enrollment.counted
+        if not flags & 1:
+            counts[_key(enrollment.journey_id, None, None, None, enrollment.segment, enrollment.tier, enrollment.entered_at, "holdout" if enrollment.holdout else "enrolled")] += 1
+            flags |= 1
+            done["entries"] += 1
+        ended = _END_METRIC.get(EnrollmentState(enrollment.state)) if enrollment.state in _END_METRIC else None
+        if ended and not flags & 2:
+            metric = "holdout_goal" if enrollment.holdout and ended == "goal" else ended
+            counts[_key(enrollment.journey_id, None, None, None, enrollment.segment, enrollment.tier, enrollment.finished_at or now, metric)] += 1
+            flags |= 2
+            done["ends"] += 1
+        elif ended is None and enrollment.state not in (EnrollmentState.ACTIVE, EnrollmentState.WAITING):
+            flags |= 2
+        if flags != enrollment.counted:
+            enrollment.counted = flags
+
+    # Messages in a final state.
+    final = list(_MESSAGE_METRIC)
+    sends = select(Message).where(Message.counted.is_(False), Message.status.in_(final)).order_by(Message.id).limit(batch)
+    messages = list(session.scalars(sends.with_for_update(skip_locked=True) if lock else sends))
+    where = _segments(session, {m.enrollment_id for m in messages if m.enrollment_id})
+    for message in messages:
+        segment, tier = where.get(message.enrollment_id or 0, ("", ""))
+        when = message.sent_at or message.created_at
+        message.counted = True
+        done["messages"] += 1
+        if message.attempt_key == "owner":  # a task's notice to its owner, not the journey's email
+            if message.sent_at is not None:
+                counts[_key(message.journey_id, message.step_id, "task", None, segment, tier, when, "owner_notified")] += 1
+            continue
+        if message.sent_at is not None:  # handed to the relay (even if it bounced later)
+            counts[_key(message.journey_id, message.step_id, message.channel, message.variant, segment, tier, when, "sent")] += 1
+        if message.status != MessageStatus.SENT:
+            counts[_key(message.journey_id, message.step_id, message.channel, message.variant, segment, tier, when, _MESSAGE_METRIC[MessageStatus(message.status)])] += 1
+
+    # Tasks created, and done.
+    todo = select(Task).where(Task.counted < 3).order_by(Task.id).limit(batch)
+    tasks = list(session.scalars(todo.with_for_update(skip_locked=True) if lock else todo))
+    where = _segments(session, {t.enrollment_id for t in tasks if t.enrollment_id})
+    for task in tasks:
+        segment, tier = where.get(task.enrollment_id or 0, ("", ""))
+        flags = task.counted
+        if not flags & 1:
+            counts[_key(task.journey_id, task.step_id, "task", None, segment, tier, task.created_at, "task_created")] += 1
+            flags |= 1
+            done["tasks"] += 1
+        if task.status == TaskStatus.DONE and not flags & 2:
+            counts[_key(task.journey_id, task.step_id, "task", None, segment, tier, task.completed_at or now, "task_done")] += 1
+            flags |= 2
+        elif task.status == TaskStatus.CANCELLED:
+            flags |= 2  # nothing more to count
+        if flags != task.counted:
+            task.counted = flags
+    session.flush()
+    add(session, counts)
+    return done
+
+
+def _segments(session: Session, enrollment_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    ids = sorted(set(enrollment_ids))
+    found: dict[int, tuple[str, str]] = {}
+    for start in range(0, len(ids), 5_000):
+        for enrollment_id, segment, tier in session.execute(select(Enrollment.id, Enrollment.segment, Enrollment.tier).where(Enrollment.id.in_(ids[start : start + 5_000]))):
+            found[enrollment_id] = (segment or "", tier or "")
+    return found
+
+
+# ---------------------------------------------------------------------------- hits
+
+_FIRST = {EventKind.OPEN: "opened_at", EventKind.CLICK: "clicked_at", EventKind.ANSWER: "answered_at", EventKind.RSVP: "answered_at"}
+_RAW_METRIC = {EventKind.OPEN: "opened", EventKind.CLICK: "clicked", EventKind.ANSWER: "answered", EventKind.RSVP: "answered"}
+
+
+def count_hits(session: Session, inserted: Sequence[dict[str, Any]], reclassified: Sequence[tuple[Event, str]], messages: dict[int, Message], now: datetime) -> Counter[Key]:
+    """Count the hit events just inserted (``inserted``: their rows) and move the ones whose
+    classification changed (``reclassified``: event, old classification). The caller commits."""
+    counts: Counter[Key] = Counter()
+    where = _segments(session, {m.enrollment_id for m in messages.values() if m.enrollment_id})
+
+    def key(message: Message, when: datetime, metric: str) -> Key:
+        segment, tier = where.get(message.enrollment_id or 0, ("", ""))
+        return _key(message.journey_id, message.step_id, message.channel, message.variant, segment, tier, when, metric)
+
+    # Unique human signals: the first per message and kind wins the UPDATE ... IS NULL.
+    wanted: dict[str, dict[int, datetime]] = {"opened_at": {}, "clicked_at": {}, "answered_at": {}}
+    for row in inserted:
+        if row["kind"] not in _FIRST or not _human(row["kind"], row["classification"]):
+            continue
+        wanted[_FIRST[row["kind"]]].setdefault(row["message_id"], row["occurred_at"])
+        if row["kind"] == EventKind.CLICK:  # a click is an open too (images may be off)
+            wanted["opened_at"].setdefault(row["message_id"], row["occurred_at"])
+    won = {column: _claim(session, column, set(first), now) for column, first in wanted.items()}
+    for column, ids in won.items():
+        metric = {"opened_at": "opened", "clicked_at": "clicked", "answered_at": "answered"}[column]
+        for message_id in ids:
+            counts[key(messages[message_id], wanted[column][message_id], metric)] += 1
+    answered = set(won["answered_at"])
+    for row in inserted:
+        message = messages[row["message_id"]]
+        kind, verdict, when = row["kind"], row["classification"], row["occurred_at"]
+        if kind == EventKind.RSVP and verdict != Classification.MACHINE and row["message_id"] in answered and row["value"] in ("yes", "no"):
+            counts[key(message, when, f"rsvp_{row['value']}")] += 1
+            answered.discard(row["message_id"])  # the first answer counts
+        elif kind in _RAW_METRIC and not _human(kind, verdict):
+            counts[key(message, when, f"{_RAW_METRIC[kind]}_{verdict}")] += 1
+        elif kind == EventKind.UNSUBSCRIBE:
+            counts[key(message, when, "unsubscribed")] += 1
+        elif kind == EventKind.COMMENT:
+            counts[key(message, when, "commented")] += 1
+    session.flush()  # the new classifications, for the checks below
+    for event, old in reclassified:
+        hit_message = messages.get(event.message_id or 0)
+        if hit_message is None or event.kind not in _RAW_METRIC or old == event.classification:
+            continue
+        raw = _RAW_METRIC[EventKind(event.kind)]
+        if not _human(event.kind, old):
+            counts[key(hit_message, event.occurred_at, f"{raw}_{old}")] -= 1
+        if not _human(event.kind, event.classification):
+            counts[key(hit_message, event.occurred_at, f"{raw}_{event.classification}")] += 1
+        if _human(event.kind, old) and not _human(event.kind, event.classification):
+            # If no human hit that makes it so is left on the message, its unique count goes
+            # (a click was an open too).
+            columns = ["clicked_at", "opened_at"] if event.kind == EventKind.CLICK else [_FIRST[EventKind(event.kind)]]
+            for column in columns:
+                kinds = [EventKind.OPEN, EventKind.CLICK] if column == "opened_at" else [EventKind(event.kind)]
+                left = session.scalar(select(Event.id).where(Event.message_id == hit_message.id, Event.kind.in_(kinds), Event.classification == Classification.HUMAN).limit(1))
+                if left is None and getattr(hit_message, column) is not None:
+                    setattr(hit_message, column, None)
+                    counts[key(hit_message, event.occurred_at, {"opened_at": "opened", "clicked_at": "clicked", "answered_at": "answered"}[column])] -= 1
+    return counts
+
+
+def _human(kind: str, classification: str) -> bool:
+    """Whether a hit counts as a person's: opens and clicks only when classified human;
+    answers unless a machine's (a POSTed answer is a person's intent)."""
+    if kind in (EventKind.ANSWER, EventKind.RSVP, EventKind.COMMENT, EventKind.UNSUBSCRIBE):
+        return classification != Classification.MACHINE
+    return classification == Classification.HUMAN
+
+
+def _claim(session: Session, column: str, ids: set[int], now: datetime) -> set[int]:
+    """Set ``column`` to ``now`` on the messages among ``ids`` that have none yet: the ones
+    that were set (one statement; concurrent flushers cannot both set one)."""
+    if not ids:
+        return set()
+    statement = update(Message).where(Message.id.in_(sorted(ids)), getattr(Message, column).is_(None)).values({column: now}).returning(Message.id)
+    won = set(session.execute(statement.execution_options(synchronize_session=False)).scalars())
+    for message in session.identity_map.values():
+        if isinstance(message, Message) and message.id in won:
+            session.expire(message, [column])
+    return won
