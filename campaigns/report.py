@@ -133,8 +133,13 @@ def _ordered(session: Session, journey: Journey, groups: dict[str, Row], by: str
     from campaigns.dsl import parse_journey
     from campaigns.models import JourneyVersion
 
+    from campaigns.exceptions import JourneyError
+
     version = session.get(JourneyVersion, journey.current_version_id)
-    order = {step.id: i for i, step in enumerate(parse_journey(version.source_text, version.source_path).steps)} if version else {}
+    try:
+        order = {step.id: i for i, step in enumerate(parse_journey(version.source_text, version.source_path).steps)} if version else {}
+    except JourneyError:  # a version stored by an older release that no longer parses: by name
+        order = {}
     return sorted(groups.values(), key=lambda r: (order.get(r.key, len(order)), r.key))
 
 

@@ -56,7 +56,7 @@ def _blueprint_rules() -> list[Any]:
 
 
 RULES = _blueprint_rules()
-SAMPLE_ARGS = {"email": "taro@example.co.jp", "in_app_id": 1}
+SAMPLE_ARGS = {"email": "taro@example.co.jp", "in_app_id": 1, "journey": "onboarding"}
 PRIVATE = [r for r in RULES if r.endpoint not in api._NO_AUTH]
 
 
@@ -759,3 +759,35 @@ def test_every_endpoint_is_in_the_api_guide():
         assert f"{_method(rule)} {_openapi_path(rule)}" in guide, rule.rule
     for limit in (f"{api.MAX_ITEMS}", "1 MB", "16 KB", "API_KEYS"):
         assert limit in guide, limit
+
+
+# ---------------------------------------------------------------------------- GET /reports
+
+
+def test_reports_give_the_same_numbers_as_the_stats(client: Any, db: Any, world: World) -> None:
+    from collections import Counter
+
+    from campaigns import stats
+
+    day = NOW.date()
+    with db.session() as s, s.begin():
+        stats.add(
+            s,
+            Counter(
+                {
+                    (world.journey, "welcome", "email", "", "", "", day, "sent"): 7,
+                    (world.journey, "welcome", "email", "", "", "", day, "opened"): 3,
+                    (world.journey, "", "", "", "", "", day, "enrolled"): 8,
+                }
+            ),
+        )
+    document = client.get("/api/v1/reports/onboarding", headers=AUTH).get_json()
+    assert document["name"] == "オンボーディング"
+    [welcome] = document["rows"]
+    assert welcome["key"] == "welcome" and welcome["rates"]["open_rate"] == {"value": 0.4286, "hits": 3, "n": 7, "low": 0.1582, "high": 0.7495}  # Wilson 3/7
+    assert document["totals"]["counts"] == {"enrolled": 8, "opened": 3, "sent": 7}
+    assert client.get("/api/v1/reports/onboarding?since=2026-04-02", headers=AUTH).get_json()["rows"] == []
+    assert client.get("/api/v1/reports", headers=AUTH).get_json()["journeys"][0]["counts"]["sent"] == 7
+    assert error_of(client.get("/api/v1/reports/onboarding?by=colour", headers=AUTH), 400)["message"].startswith("by: one of step")
+    assert error_of(client.get("/api/v1/reports/onboarding?since=yesterday", headers=AUTH), 400)["message"] == "since: expected a date YYYY-MM-DD"
+    assert error_of(client.get("/api/v1/reports/nope", headers=AUTH), 404)["message"] == "no journey 'nope'"

@@ -22,7 +22,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from importlib import resources
 from typing import Any, TypeVar
@@ -340,6 +340,53 @@ def contact(email: str) -> ResponseReturnValue:
             account={"external_id": account.external_id, "name": account.name} if account else None,
             answers=[{"kind": kind, "step_id": step, "journey": journey, "value": value, "occurred_at": _iso(at)} for kind, step, journey, value, at in answers],
         )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- GET /reports
+
+
+@bp.get("/reports")
+def reports_overview() -> ResponseReturnValue:
+    """Every journey's headline counts and rates (the same numbers as ``campaigns report``)."""
+    from campaigns import report
+
+    _only_params(set())
+    with _sessions()() as session:
+        return jsonify(journeys=report.overview(session))
+
+
+@bp.get("/reports/<journey>")
+def journey_report(journey: str) -> ResponseReturnValue:
+    """One journey's funnel, or its rows ``by`` segment, tier, channel, variant or day."""
+    from campaigns import report
+
+    _only_params({"by", "since", "until"})
+    by = request.args.get("by", "step")
+    if by not in report.BREAKDOWNS:
+        raise ApiError(400, f"by: one of {', '.join(report.BREAKDOWNS)}")
+    since, until = (_day(name) for name in ("since", "until"))
+    with _sessions()() as session:
+        try:
+            result = report.journey_report(session, journey, by=by, since=since, until=until)
+        except LookupError:
+            raise ApiError(404, f"no journey {journey!r}") from None
+        return jsonify(result.as_dict())
+
+
+def _only_params(allowed: set[str]) -> None:
+    unknown = sorted(set(request.args) - allowed)
+    if unknown:
+        raise ApiError(400, f"unknown query parameter {unknown[0]!r}" + (f"; expected {', '.join(sorted(allowed))}" if allowed else ""))
+
+
+def _day(name: str) -> date | None:
+    value = request.args.get(name)
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(400, f"{name}: expected a date YYYY-MM-DD") from None
 
 
 # ---------------------------------------------------------------------------- POST /webhooks/bounces
