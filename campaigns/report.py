@@ -131,9 +131,8 @@ def _ordered(session: Session, journey: Journey, groups: dict[str, Row], by: str
     if by != "step" or journey.current_version_id is None:
         return [groups[k] for k in sorted(groups)]
     from campaigns.dsl import parse_journey
-    from campaigns.models import JourneyVersion
-
     from campaigns.exceptions import JourneyError
+    from campaigns.models import JourneyVersion
 
     version = session.get(JourneyVersion, journey.current_version_id)
     try:
