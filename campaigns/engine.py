@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns import defaults, delivery, stats
+from campaigns import defaults, delivery, stats, tuning
 from campaigns.clock import Clock
 from campaigns.dsl import parse_journey
 from campaigns.enrol import enrol
@@ -131,6 +131,7 @@ class Engine:
         enqueue: Callable[[list[int]], None] | None = None,
         links: dict[str, str] | None = None,
         rate_limiter: Any | None = None,
+        tuner: tuning.Tuner | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -141,6 +142,7 @@ class Engine:
         self.enqueue = enqueue
         self.links = links or {}
         self.rate_limiter = rate_limiter
+        self.tuner = tuner or tuning.Tuner()
         self._journeys: dict[int, Journey] = {}
         self.last = AdvanceResult()
 
@@ -353,11 +355,17 @@ class Engine:
     # ------------------------------------------------------------------ channels
 
     def choose_channel(self, ctx: StepContext, step: Step) -> str:
-        """A ``best_of`` step's channel for this contact: an even, stable split until the
-        tuner has measured which channel works for the segment."""
-        from campaigns.steps import pick
-
-        return pick(step.best_of, ctx.journey.key, step.id, ctx.contact.id)
+        """A ``best_of`` step's channel for this contact, drawn by the tuner for the
+        contact's segment (see :mod:`campaigns.tuning`) and kept in the enrollment's context
+        so that a re-run takes the same channel."""
+        chosen = dict(ctx.enrollment.context.get("arms", {}))
+        if chosen.get(step.id) not in step.best_of:
+            goal = step.goal or tuning.default_goal(step.best_of[0])
+            chosen[step.id] = self.tuner.choose(
+                ctx.session, journey_id=ctx.enrollment.journey_id, step_id=step.id, segment=ctx.enrollment.segment, arms=step.best_of, dimension="channel", goal=goal, now=ctx.now
+            )
+            ctx.enrollment.context = {**ctx.enrollment.context, "arms": chosen}
+        return str(chosen[step.id])
 
     def deliver_step_email(self, ctx: StepContext, step: Step, config: Any) -> Outcome:
         """Send the email of an email, survey or invite step, exactly once."""
@@ -365,11 +373,12 @@ class Engine:
         locale = ctx.contact.locale.split("-")[0]
         template, subject, preheader, variant = config.template, config.subject, getattr(config, "preheader", None), None
         if isinstance(config, EmailStep) and config.variants:
-            from campaigns.steps import pick
-
-            variant_id = pick(tuple(v.id for v in config.variants), ctx.journey.key, step.id, ctx.contact.id)
-            chosen = next(v for v in config.variants if v.id == variant_id)
-            variant = chosen.id
+            names = tuple(v.id for v in config.variants)
+            variant = self._sent_variant(ctx, step.id)  # a re-run keeps the variant it drew
+            if variant not in names:
+                goal = step.goal or tuning.default_goal(step.type.value)
+                variant = self.tuner.choose(ctx.session, journey_id=ctx.enrollment.journey_id, step_id=step.id, segment=ctx.enrollment.segment, arms=names, dimension="variant", goal=goal, now=ctx.now)
+            chosen = next(v for v in config.variants if v.id == variant)
             template = chosen.template or template
             subject = chosen.subject or subject
             preheader = chosen.preheader or preheader
@@ -421,6 +430,12 @@ class Engine:
             extra={"task": {"title": task.title, "kind": task.kind, "notes": task.notes, "due": task.due_at.date().isoformat() if task.due_at else ""}},
             marketing=False,
         )
+
+    def _sent_variant(self, ctx: StepContext, step_id: str) -> str | None:
+        """The variant of this step's message if it was written already."""
+        if ctx.batch is not None:
+            return ctx.batch.variant(ctx.enrollment.id, step_id)
+        return ctx.session.scalar(select(Message.variant).where(Message.enrollment_id == ctx.enrollment.id, Message.step_id == step_id, Message.attempt_key == "1"))
 
     def _message(self, ctx: StepContext, step_id: str, attempt_key: str, **fields: Any) -> Message:
         """The message row of this attempt, written if it is not there yet.
@@ -737,6 +752,10 @@ class SendBatch:
             self.session.add(message)  # inserted with the round's flush, many rows at once
             self._messages[key] = message
         return message
+
+    def variant(self, enrollment_id: int, step_id: str) -> str | None:
+        message = self._messages.get((enrollment_id, step_id, "1"))
+        return message.variant if message is not None else None
 
     def suppressed(self, address: str) -> bool:
         address = address.lower()

@@ -73,7 +73,10 @@ def enrol(session: Session, journey: Journey, journey_id: int, version_id: int, 
         audience = and_(audience, compiler.compile(parse(journey.audience)))
     first_step = journey.steps[0].id
     trigger = journey.entry.trigger
-    base = select(Contact.id.label("contact_id")).select_from(Contact).outerjoin(Account, Contact.account_id == Account.id).where(audience)
+    # The first of the journey's segments the contact is in, and the account's tier: the
+    # enrollment keeps them, and reports and the tuner break their numbers down by them.
+    segment = case(*[(compiler.where(name), literal(name)) for name in journey.segments], else_=null()) if journey.segments else null()
+    base = select(Contact.id.label("contact_id"), segment.label("segment"), Account.tier.label("tier")).select_from(Contact).outerjoin(Account, Contact.account_id == Account.id).where(audience)
     if trigger == Trigger.SEGMENT:
         key: Any = literal("segment")
         if journey.re_entry.policy == "after" and journey.re_entry.after:
@@ -120,6 +123,8 @@ def enrol(session: Session, journey: Journey, journey_id: int, version_id: int, 
             literal(version_id).label("journey_version_id"),
             entrants.c.contact_id,
             entrants.c.entry_key,
+            entrants.c.segment,
+            entrants.c.tier,
             held.label("holdout"),
             case((held, literal(EnrollmentState.COMPLETED.value)), else_=literal(EnrollmentState.ACTIVE.value)).label("state"),
             literal(first_step).label("current_step"),
@@ -132,7 +137,22 @@ def enrol(session: Session, journey: Journey, journey_id: int, version_id: int, 
         .where(~taken)
         .distinct()
     )
-    columns = ["journey_id", "journey_version_id", "contact_id", "entry_key", "holdout", "state", "current_step", "next_run_at", "entered_at", "finished_at", "exit_reason", "context"]
+    columns = [
+        "journey_id",
+        "journey_version_id",
+        "contact_id",
+        "entry_key",
+        "segment",
+        "tier",
+        "holdout",
+        "state",
+        "current_step",
+        "next_run_at",
+        "entered_at",
+        "finished_at",
+        "exit_reason",
+        "context",
+    ]
     statement = insert(Enrollment).from_select(columns, rows).returning(Enrollment.id)
     return EnrolResult(journey.key, len(session.scalars(statement).all()))
 

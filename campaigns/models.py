@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -423,6 +424,27 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(String(32))
     source: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Allocation(Base):
+    """How the tuner split a step's new sends among its arms (variants or channels) for a
+    segment from ``at`` on, and why: each arm's trials, successes and probability of being
+    best. One row per arm per refresh; see :mod:`campaigns.tuning`."""
+
+    __tablename__ = "allocations"
+    __table_args__ = (Index("ix_allocations_step", "journey_id", "step_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    journey_id: Mapped[int] = mapped_column(Integer)
+    step_id: Mapped[str] = mapped_column(String(128))
+    segment: Mapped[str] = mapped_column(String(64), default="")
+    dimension: Mapped[str] = mapped_column(String(16))  # variant | channel
+    arm: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column()
+    trials: Mapped[int] = mapped_column(Integer, default=0)
+    successes: Mapped[int] = mapped_column(Integer, default=0)
+    share: Mapped[float] = mapped_column(Float, default=0.0)
+    p_best: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class Stat(Base):

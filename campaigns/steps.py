@@ -204,12 +204,6 @@ def executor(step_type: StepType) -> Callable[[Executor], Executor]:
     return register
 
 
-def pick(options: tuple[str, ...], *keys: object) -> str:
-    """A stable, even split: the same contact gets the same option at the same step."""
-    digest = hashlib.sha256("|".join(str(k) for k in keys).encode()).digest()
-    return options[int.from_bytes(digest[:8], "big") % len(options)]
-
-
 @executor(StepType.EMAIL)
 @executor(StepType.SURVEY)
 @executor(StepType.INVITE)

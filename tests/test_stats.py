@@ -129,6 +129,8 @@ def test_counts_and_rates_match_the_hand_count(db, ran):
     assert (open_rate.hits, open_rate.n) == (3, 7) and open_rate.interval == pytest.approx(wilson(3, 7))
     assert steps["ask"].rate("answer_rate").value == pytest.approx(3 / 7)
     with db.session() as s:
+        [segment] = journey_report(s, "counted", by="segment").rows  # entered through the 'everyone' tier
+        assert (segment.key, segment.counts["enrolled"], segment.counts["sent"]) == ("everyone", 10, 14)
         assert s.scalar(select(func.count()).select_from(Message).where(Message.opened_at.is_not(None))) == 3
         [listed] = [j for j in overview(s) if j["journey"] == "counted"]
         assert listed["counts"]["sent"] == 14 and listed["name"] == "計測ジャーニー"

@@ -1,4 +1,4 @@
-"""stats: pre-aggregated counts for reports; first human open/click/answer per message;
+"""stats: pre-aggregated counts for reports; the tuner's allocations; first human open/click/answer per message;
 "counted" markers on the rows the stats roll up
 
 Revision ID: 0003
@@ -35,6 +35,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_stats")),
         sa.UniqueConstraint("journey_id", "step_id", "channel", "variant", "segment", "tier", "day", "metric", name="uq_stats_key"),
     )
+    op.create_table(
+        "allocations",
+        sa.Column("id", big, nullable=False),
+        sa.Column("journey_id", sa.Integer(), nullable=False),
+        sa.Column("step_id", sa.String(length=128), nullable=False),
+        sa.Column("segment", sa.String(length=64), nullable=False),
+        sa.Column("dimension", sa.String(length=16), nullable=False),
+        sa.Column("arm", sa.String(length=64), nullable=False),
+        sa.Column("at", campaigns.models.UTCDateTime(), nullable=False),
+        sa.Column("trials", sa.Integer(), nullable=False),
+        sa.Column("successes", sa.Integer(), nullable=False),
+        sa.Column("share", sa.Float(), nullable=False),
+        sa.Column("p_best", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_allocations")),
+    )
+    op.create_index("ix_allocations_step", "allocations", ["journey_id", "step_id", "at"])
     with op.batch_alter_table("messages") as batch:
         batch.add_column(sa.Column("opened_at", campaigns.models.UTCDateTime(), nullable=True))
         batch.add_column(sa.Column("clicked_at", campaigns.models.UTCDateTime(), nullable=True))
@@ -57,4 +73,6 @@ def downgrade() -> None:
     with op.batch_alter_table("messages") as batch:
         for column in ("counted", "answered_at", "clicked_at", "opened_at"):
             batch.drop_column(column)
+    op.drop_index("ix_allocations_step", "allocations")
+    op.drop_table("allocations")
     op.drop_table("stats")
