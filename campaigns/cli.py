@@ -445,6 +445,65 @@ def demo(state: _State, accounts: int, on: Any) -> None:
     click.echo("Next: `campaigns simulate low_touch_nps --days 14`, `campaigns run`; see README.md.")
 
 
+@cli.group()
+def user() -> None:
+    """Dashboard users: add them, list them, set a password."""
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@user.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="The name shown in the dashboard.")
+@click.option("--role", type=click.Choice(["admin", "csm"]), default="csm", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input (for scripts) instead of asking.")
+@pass_state
+def user_add(state: _State, email: str, name: str, role: str, password_stdin: bool) -> None:
+    """Add a user who can sign in to the dashboard as EMAIL."""
+    from campaigns.users import add_user, check_password
+
+    password = _read_password(password_stdin)
+    check_password(password)  # before opening the database: a typo costs nothing
+    with state.sessions()() as session, session.begin():
+        added = add_user(session, email, password, _now(), name=name, role=role)
+        click.echo(f"added {added.role} {added.email}")
+
+
+@user.command("password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input instead of asking.")
+@pass_state
+def user_password(state: _State, email: str, password_stdin: bool) -> None:
+    """Set a new password for EMAIL (their dashboard sessions end)."""
+    from campaigns.users import check_password, set_password
+
+    password = _read_password(password_stdin)
+    check_password(password)
+    with state.sessions()() as session, session.begin():
+        changed = set_password(session, email, password)
+        click.echo(f"new password set for {changed.email}")
+
+
+@user.command("list")
+@pass_state
+def user_list(state: _State) -> None:
+    """Every dashboard user: email, name, role, when added and last signed in (UTC)."""
+    from campaigns.users import list_users
+
+    with state.sessions()() as session:
+        users = list_users(session)
+    if not users:
+        click.echo("no users; add one with `campaigns user add EMAIL --role admin`")
+        return
+    stamp = "%Y-%m-%d %H:%M"
+    rows = [[u.email, u.name, u.role, u.created_at.strftime(stamp), u.last_login_at.strftime(stamp) if u.last_login_at else "never"] for u in users]
+    _table(["email", "name", "role", "added", "last sign-in"], rows)
+
+
 def _demo_run(state: _State, on: Any) -> None:
     """One scheduler pass over the deployed playbooks: their first steps go out."""
     from datetime import UTC, datetime, time

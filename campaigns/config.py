@@ -37,6 +37,7 @@ class Config:
     domain_rate_limits: str = ""
     send_batch: int = defaults.SEND_BATCH
     api_keys: tuple[str, ...] = ()
+    trusted_proxies: int = 0
 
     @property
     def segments_file(self) -> Path:
@@ -100,7 +101,18 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         domain_rate_limits=_rate_limits(env.get("DOMAIN_RATE_LIMITS") or ""),
         send_batch=_send_batch(env.get("SEND_BATCH")),
         api_keys=_api_keys(env.get("API_KEYS") or ""),
+        trusted_proxies=_trusted_proxies(env.get("TRUSTED_PROXIES")),
     )
+
+
+def _trusted_proxies(value: str | None) -> int:
+    """``TRUSTED_PROXIES``: how many proxies (load balancers) in front of the web app add an
+    X-Forwarded-For hop; 0 (the default) trusts none and uses the connection's address."""
+    if not value:
+        return 0
+    if not re.fullmatch(r"\s*[0-9]\s*", value):
+        raise ConfigError(f"TRUSTED_PROXIES: {value!r} is not a number of proxies from 0 to 9")
+    return int(value)
 
 
 def _api_keys(value: str) -> tuple[str, ...]:

@@ -465,3 +465,25 @@ class Stat(Base):
     day: Mapped[date] = mapped_column(Date)
     metric: Mapped[str] = mapped_column(String(32))
     count: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
+
+
+class UserRole(enum.StrEnum):
+    """What a dashboard user may do: ``admin`` manages users, ``csm`` reads the reports."""
+
+    ADMIN = "admin"
+    CSM = "csm"
+
+
+class User(Base):
+    """A person who signs in to the dashboard. The email is stored lower-cased (unique);
+    the password only as a salted scrypt hash (:mod:`campaigns.users`)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=UserRole.CSM)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column()

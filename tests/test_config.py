@@ -36,6 +36,7 @@ def test_postgres_urls_get_the_psycopg_driver():
         ({"MAIL_URL": "pigeon://x"}, "MAIL_URL: expected a URL"),
         ({"BASE_URL": "example.com"}, "BASE_URL: expected a URL starting with http://"),
         ({"SECRET_KEY": "abc"}, "SECRET_KEY: too short"),
+        ({"TRUSTED_PROXIES": "many"}, "TRUSTED_PROXIES: 'many' is not a number of proxies"),
         ({"SEND_BATCH": "0"}, "SEND_BATCH: '0' is not a whole number from 1 to 1000"),
         ({"SEND_BATCH": "1e3"}, "SEND_BATCH: '1e3' is not a whole number"),
         ({"SEND_BATCH": "１０"}, "SEND_BATCH: '１０' is not a whole number"),

@@ -34,7 +34,7 @@ def _journey(session) -> tuple[Journey, JourneyVersion]:
 
 
 def test_schema_is_at_the_newest_migration(db):
-    assert current_revision(db.engine) == "0003"
+    assert current_revision(db.engine) == "0004"
 
 
 def test_the_migrations_build_exactly_the_models(db):

@@ -248,3 +248,16 @@ def test_garbage_never_gets_a_500_and_records_nothing(client, db, message, url, 
     assert response.status_code < 500
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Event)) == 0
+
+
+@pytest.mark.parametrize(("hops", "network"), [(0, "127.0.0.0/24"), (1, "203.0.113.0/24")])
+def test_behind_a_load_balancer_the_client_address_comes_from_x_forwarded_for(db, tokens, message, hops, network):
+    cfg = dataclasses.replace(settings_module.load({}), secret_key=SECRET, base_url=BASE, redis_url=None, trusted_proxies=hops)
+    application = create_app({"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": FakeClock(NOW + timedelta(minutes=5))})
+    try:
+        response = application.test_client().get(path(tokens.open_url(message)), headers={"User-Agent": BROWSER, "X-Forwarded-For": "203.0.113.50"})
+        assert response.status_code == 200 and "Set-Cookie" not in response.headers
+    finally:
+        application.extensions["campaigns.engine"].dispose()
+    [event] = events(db)
+    assert event.data["ip"] == network

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, jsonify
@@ -22,8 +23,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.url_map.merge_slashes = False  # "/t/c//evil.example.com" is a 404, not a redirect
     app.config.from_mapping(SECRET_KEY=cfg.secret_key, DATABASE_URL=cfg.database_url, CAMPAIGNS=cfg)
+    app.config.from_mapping(  # the dashboard's sign-in cookie
+        SESSION_COOKIE_NAME="campaigns_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+    )
     if test_config:
         app.config.from_mapping(test_config)
+    if "SESSION_COOKIE_SECURE" not in (test_config or {}):
+        app.config["SESSION_COOKIE_SECURE"] = app.config["CAMPAIGNS"].base_url.startswith("https://")
     engine = make_engine(app.config["DATABASE_URL"])
     migrate(engine)
     app.extensions["campaigns.engine"] = engine  # tests dispose of its pool
@@ -44,6 +53,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(api)
 
+    from campaigns.web.dashboard import bp as dashboard
+
+    app.register_blueprint(dashboard)
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         return jsonify(error={"code": exc.code, "message": exc.description}), exc.code
@@ -53,6 +66,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.logger.exception("unhandled error")
         return jsonify(error={"code": 500, "message": "internal error"}), 500
 
+    # The pixel and clicks skip Flask's request cycle (see fastpath.py); behind a load
+    # balancer, TRUSTED_PROXIES hops of X-Forwarded-For give the client's address.
+    from campaigns.web.fastpath import TrackingFastPath
+
+    wsgi: Any = TrackingFastPath(app.wsgi_app, app.extensions["campaigns.tracking"], app.extensions["campaigns.clock"].now)
+    hops = app.config["CAMPAIGNS"].trusted_proxies
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        wsgi = ProxyFix(wsgi, x_for=hops, x_proto=hops, x_host=hops)
+    app.wsgi_app = wsgi  # type: ignore[method-assign]
     return app
 
 

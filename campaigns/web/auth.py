@@ -1,0 +1,167 @@
+"""Signing in to the dashboard: the session, CSRF tokens, safe ``next`` addresses and a
+brake on password guessing.
+
+The session is Flask's signed cookie (``HttpOnly``, ``SameSite=Lax``, ``Secure`` behind
+https; set in :func:`campaigns.web.create_app`). It holds the user's id and a fingerprint
+of their password hash, so a new password ends every session signed in with the old one,
+and a per-session CSRF token that every POST form must send back (:func:`csrf_ok`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+import string
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from flask import current_app, request, session
+from sqlalchemy.orm import Session
+
+from campaigns.models import User
+
+CSRF_FIELD = "csrf"
+"""The name of the hidden form field (and session key) carrying the CSRF token."""
+
+MAX_FAILURES = 5
+"""Failed sign-ins for one email before it is locked for :data:`LOCKOUT`."""
+
+LOCKOUT = timedelta(minutes=15)
+"""How long a lock lasts; failures older than this are forgotten."""
+
+MAX_TRACKED = 10_000
+"""Keys the throttle remembers at most (the oldest are forgotten first)."""
+
+_NEXT_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%")
+
+
+# ---------------------------------------------------------------------------- CSRF
+
+
+def csrf_token() -> str:
+    """This session's CSRF token (made on first use)."""
+    token = session.get(CSRF_FIELD)
+    if not isinstance(token, str) or not token:
+        token = secrets.token_urlsafe(32)
+        session[CSRF_FIELD] = token
+    return token
+
+
+def csrf_ok() -> bool:
+    """Whether the posted form carries this session's CSRF token."""
+    expected = session.get(CSRF_FIELD)
+    sent = request.form.get(CSRF_FIELD, "")
+    if not isinstance(expected, str) or not expected or not sent:
+        return False
+    return hmac.compare_digest(expected.encode(), sent.encode("utf-8", "surrogateescape"))
+
+
+# ---------------------------------------------------------------------------- the signed-in user
+
+
+def _fingerprint(user: User) -> str:
+    """Changes when the password does: a session outlives no password change."""
+    key = current_app.config["SECRET_KEY"]
+    return hmac.new(key.encode() if isinstance(key, str) else key, user.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def sign_in(user: User) -> None:
+    """Start a fresh session for ``user`` (a new CSRF token too)."""
+    session.clear()
+    session.permanent = True
+    session["user"] = user.id
+    session["auth"] = _fingerprint(user)
+    csrf_token()
+
+
+def sign_out() -> None:
+    session.clear()
+
+
+def current_user(db: Session) -> User | None:
+    """The signed-in user, or None (no session, a deleted user or a changed password)."""
+    user_id, fingerprint = session.get("user"), session.get("auth")
+    if type(user_id) is not int or not isinstance(fingerprint, str):
+        return None
+    user = db.get(User, user_id)
+    if user is None or not hmac.compare_digest(_fingerprint(user), fingerprint):
+        return None
+    return user
+
+
+# ---------------------------------------------------------------------------- redirects
+
+
+def safe_next(value: str | None) -> str | None:
+    """``value`` if it is a path on this site (``/journeys?x=1``), else None.
+
+    Refused: other sites (``https://evil``, ``//evil``), backslashes (``/\\evil``, which
+    browsers read as ``//evil``), and spaces or control characters (browsers drop tabs and
+    newlines, so ``/\\t/evil`` would become ``//evil``); only printable URL characters pass.
+    """
+    if not value or len(value) > 2048 or not value.startswith("/") or value.startswith("//"):
+        return None
+    if not set(value) <= _NEXT_CHARS:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return None
+    return value
+
+
+# ---------------------------------------------------------------------------- throttle
+
+
+@dataclass
+class _Failures:
+    count: int
+    first: datetime
+
+
+class Throttle:
+    """Counts failed sign-ins per key (the email tried) in this process.
+
+    After ``limit`` failures within :data:`LOCKOUT` the key is locked until that window ends;
+    a success clears the count. Keys are emails, not client addresses: behind a load balancer
+    every client has the balancer's address, and one guesser would lock everyone out. Each
+    process keeps its own counts (with several workers a guesser gets a few more tries); the
+    scrypt hash already makes every try slow.
+    """
+
+    def __init__(self, window: timedelta = LOCKOUT, max_keys: int = MAX_TRACKED) -> None:
+        self.window = window
+        self.max_keys = max_keys
+        self._failures: OrderedDict[str, _Failures] = OrderedDict()
+        self._lock = threading.Lock()  # web servers may run requests in threads
+
+    def wait(self, key: str, limit: int, now: datetime) -> int:
+        """Seconds until ``key`` may try again (0: now)."""
+        with self._lock:
+            entry = self._failures.get(key)
+            if entry is None:
+                return 0
+            left = (entry.first + self.window - now).total_seconds()
+            if left <= 0:
+                del self._failures[key]
+                return 0
+            return math.ceil(left) if entry.count >= limit else 0
+
+    def failed(self, key: str, now: datetime) -> None:
+        with self._lock:
+            entry = self._failures.get(key)
+            if entry is None or entry.first + self.window <= now:
+                self._failures.pop(key, None)
+                self._failures[key] = _Failures(1, now)
+                while len(self._failures) > self.max_keys:
+                    self._failures.popitem(last=False)
+            else:
+                entry.count += 1
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._failures.pop(key, None)

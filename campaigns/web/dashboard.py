@@ -1,0 +1,226 @@
+"""The dashboard: server-rendered pages for the customer-success team, behind a sign-in.
+
+``/journeys`` lists every journey with its headline rates; ``/journeys/<key>`` shows one
+journey's funnel as an inline SVG chart (:mod:`campaigns.web.charts`) and its rates by
+step, segment, tier, channel and variant, for a range of days. The numbers are
+:func:`campaigns.report.journey_report`'s, the same as ``campaigns report`` and the API's:
+human signals only, each rate with its n and 95% Wilson interval, machine opens and clicks
+beside them.
+
+Every page but ``/login`` needs a signed-in user (checked once, before every request of the
+blueprint, so a new page cannot forget it); every POST needs the session's CSRF token
+(:mod:`campaigns.web.auth`). Pages work without JavaScript and are sent with a strict
+Content-Security-Policy: no script at all, styles only from the page itself.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+from urllib.parse import quote
+
+from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+
+from campaigns.models import Journey, JourneyVersion
+from campaigns.rates import Rate
+from campaigns.report import JourneyReport, Row, journey_report, overview
+from campaigns.users import authenticate, normalise_email
+from campaigns.web.auth import MAX_FAILURES, Throttle, csrf_ok, csrf_token, current_user, safe_next, sign_in, sign_out
+from campaigns.web.charts import FunnelStep, funnel
+
+bp = Blueprint("dashboard", __name__, template_folder="templates")
+
+PUBLIC = frozenset({"dashboard.login"})
+"""Endpoints open without signing in."""
+
+BREAKDOWNS: tuple[tuple[str, str], ...] = (("segment", "By segment"), ("tier", "By tier"), ("channel", "By channel"), ("variant", "By variant"))
+"""The tables under a journey's funnel: (``journey_report``'s ``by``, heading)."""
+
+BAD_LOGIN = "Wrong email or password."
+"""The one message for an unknown email and a wrong password alike."""
+
+BAD_FORM = "This form has expired or did not come from this site. Go back, reload the page and try again."
+
+CSP = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+# ---------------------------------------------------------------------------- plumbing
+
+
+def _sessions() -> Any:
+    return current_app.extensions["campaigns.sessions"]
+
+
+def _throttle() -> Throttle:
+    return current_app.extensions.setdefault("campaigns.login_throttle", Throttle())
+
+
+def format_rate(rate: Rate) -> str:
+    """``42.9% [15.8–75.0] n=7``: the rate, its 95% Wilson interval and its n; ``—`` for n=0."""
+    if not rate.n or rate.value is None or rate.interval is None:
+        return "—"
+    low, high = rate.interval
+    return f"{rate.value * 100:.1f}% [{low * 100:.1f}–{high * 100:.1f}] n={rate.n:,}"
+
+
+def _page(name: str, status: int = 200, **values: Any) -> Response:
+    body = render_template(f"dashboard/{name}", csrf=csrf_token(), rate=format_rate, user=g.get("user"), **values)
+    return Response(body, status=status, mimetype="text/html")
+
+
+def _here() -> str | None:
+    """This request's path and query, if it may be a ``next`` after signing in."""
+    path = quote(request.path, safe="/:@!$&'()*+,;=-._~")
+    query = request.query_string.decode("latin-1")
+    return safe_next(f"{path}?{query}" if query else path)
+
+
+@bp.before_request
+def _guard() -> ResponseReturnValue | None:
+    """CSRF on every POST, then a signed-in user on every page but the public ones."""
+    if request.method == "POST" and not csrf_ok():
+        abort(400, BAD_FORM)
+    if request.endpoint in PUBLIC:
+        return None
+    with _sessions()() as session:
+        g.user = current_user(session)
+    if g.user is None:
+        return redirect(url_for("dashboard.login", next=_here() if request.method == "GET" else None))
+    return None
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.errorhandler(HTTPException)
+def _error(exc: HTTPException) -> ResponseReturnValue:
+    return _page("error.html", status=exc.code or 500, code=exc.code, title=exc.name, message=exc.description)
+
+
+# ---------------------------------------------------------------------------- signing in and out
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    target = safe_next(request.values.get("next"))
+    if request.method == "GET":
+        return _page("login.html", next=target, email="", error=None, ephemeral=current_app.config["CAMPAIGNS"].secret_is_ephemeral)
+    email = request.form.get("email", "")[:320]
+    password = request.form.get("password", "")
+    key = normalise_email(email)
+    now = current_app.extensions["campaigns.clock"].now()
+    wait = _throttle().wait(key, MAX_FAILURES, now)
+    if wait:
+        minutes = -(-wait // 60)
+        response = _page("login.html", status=429, next=target, email=email, error=f"Too many failed sign-ins for this email. Try again in {minutes} minute{'s' if minutes != 1 else ''}.")
+        response.headers["Retry-After"] = str(wait)
+        return response
+    with _sessions()() as session, session.begin():
+        user = authenticate(session, email, password, now)
+        if user is not None:
+            sign_in(user)
+    if user is None:
+        _throttle().failed(key, now)
+        return _page("login.html", next=target, email=email, error=BAD_LOGIN)
+    _throttle().clear(key)
+    return redirect(target or url_for("dashboard.journeys"))
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    sign_out()
+    return redirect(url_for("dashboard.login"))
+
+
+# ---------------------------------------------------------------------------- pages
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    return redirect(url_for("dashboard.journeys"))
+
+
+def _journey_info(session: Session, key: str | None = None) -> dict[str, tuple[str, int | None]]:
+    """Each journey's (status, current version number), by key."""
+    query = select(Journey.key, Journey.status, JourneyVersion.number).outerjoin(JourneyVersion, JourneyVersion.id == Journey.current_version_id)
+    if key is not None:
+        query = query.where(Journey.key == key)
+    return {k: (status, number) for k, status, number in session.execute(query)}
+
+
+@bp.get("/journeys")
+def journeys() -> ResponseReturnValue:
+    with _sessions()() as session:
+        items = overview(session)
+        info = _journey_info(session)
+    rows = [
+        {
+            "key": item["journey"],
+            "name": item["name"],
+            "status": info.get(item["journey"], ("", None))[0],
+            "version": info.get(item["journey"], ("", None))[1],
+            "row": Row(item["journey"], item["counts"]),
+        }
+        for item in items
+    ]
+    return _page("journeys.html", journeys=rows)
+
+
+def _day(name: str) -> date | None:
+    value = request.args.get(name, "").strip()
+    if not value:
+        return None
+    if not _DAY.fullmatch(value):
+        abort(400, f"{name}: expected a date like 2026-11-24 (YYYY-MM-DD).")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        abort(400, f"{name}: {value} is not a date.")
+
+
+@bp.get("/journeys/<key>")
+def journey(key: str) -> ResponseReturnValue:
+    if not _KEY.fullmatch(key):
+        abort(404, "No such journey.")
+    since, until = _day("since"), _day("until")
+    if since and until and since > until:
+        abort(400, "since: the first day comes after the last (until).")
+    with _sessions()() as session:
+        try:
+            reports: dict[str, JourneyReport] = {by: journey_report(session, key, by=by, since=since, until=until) for by in ("step", *(b for b, _ in BREAKDOWNS))}
+        except LookupError:
+            abort(404, f"No journey {key!r}.")
+        status, version = _journey_info(session, key).get(key, ("", None))
+    steps = reports["step"]
+    chart = funnel(
+        [
+            FunnelStep(
+                row.key or "(journey)",
+                sent=row.count("sent"),
+                opened=row.count("opened"),
+                clicked=row.count("clicked"),
+                answered=row.count("answered"),
+                opened_machine=row.count("opened_machine"),
+                clicked_machine=row.count("clicked_machine"),
+            )
+            for row in steps.rows
+        ],
+        title=f"{steps.name}: sent, opened, clicked and answered per step",
+    )
+    tables = [("step", "By step", steps), *((by, heading, reports[by]) for by, heading in BREAKDOWNS)]
+    return _page("journey.html", report=steps, journey_status=status, version=version, chart=chart, tables=tables, since=since, until=until)
