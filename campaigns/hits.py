@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -272,9 +273,25 @@ class RedisHitLog:
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}"
         self._group_ready = False
+        self._local = threading.local()
 
     def record(self, hit: Hit) -> None:
-        self.redis.xadd(self.stream, hit.fields())
+        """``XADD`` the hit and wait for Redis to confirm it. Each thread keeps one connection
+        of the pool for itself (no pool round trip per hit: this is the pixel's hot path)."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        args = ["XADD", self.stream, "*", *[item for pair in hit.fields().items() for item in pair]]
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self.redis.connection_pool.get_connection()
+        try:
+            connection.send_command(*args)
+            connection.read_response()
+        except (RedisConnectionError, RedisTimeoutError):
+            connection.disconnect()  # one retry on a fresh socket (Redis restarted, idle timeout)
+            connection.send_command(*args)
+            connection.read_response()
 
     def record_many(self, hits: Iterable[Hit]) -> None:
         pipe = self.redis.pipeline(transaction=False)

@@ -568,6 +568,24 @@ def test_tokens_are_exactly_itsdangerous_tokens(tokens: Tokens) -> None:
     assert tokens.loads("click", tokens.dumps("click", {"m": 1, "l": 0})) == {"m": 1, "l": 0}
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    purpose=st.sampled_from(list(PURPOSES)),
+    payload=st.dictionaries(st.sampled_from(["m", "l", "v"]), st.integers(-5, 10**12) | st.text(max_size=8)),
+    edit=st.integers(0, 200),
+    char=st.characters(codec="ascii"),
+)
+def test_fast_verification_agrees_with_itsdangerous_on_good_and_mutated_tokens(purpose: str, payload: dict, edit: int, char: str) -> None:
+    tokens = Tokens(SECRET, "https://t.example.com")
+    token = tokens.dumps(purpose, payload)
+    assert tokens.loads(purpose, token) == tokens.loads_slowly(purpose, token) == payload
+    mutated = token[: edit % len(token)] + char + token[edit % len(token) + 1 :]
+    assert tokens.loads(purpose, mutated) == tokens.loads_slowly(purpose, mutated)
+    for other in PURPOSES:
+        if other != purpose:
+            assert tokens.loads(other, token) is None
+
+
 def test_tokens_carry_no_personal_data(renderer: Renderer, tokens: Tokens) -> None:
     mail = render(renderer, template="nps_survey", survey=SurveySpec("nps", None))
     raw_tokens = re.findall(rb"/t/[ocaup]/([\w.-]+)", mail.raw)

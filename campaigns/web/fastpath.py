@@ -15,8 +15,6 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from werkzeug.urls import iri_to_uri
-
 from campaigns.hits import Hit
 from campaigns.tokens import TRAP_LINK
 from campaigns.web.track import GIF, NO_CACHE, Tracking
@@ -68,7 +66,7 @@ class TrackingFastPath:
         if links is None or not 0 <= link < len(links):
             return _not_found(start_response)
         self._record(environ, "click", payload["m"], method, link)
-        start_response("302 Found", [("Location", iri_to_uri(links[link])), ("Content-Length", "0"), *_COMMON])
+        start_response("302 Found", [("Location", links[link]), ("Content-Length", "0"), *_COMMON])
         return []
 
     def _record(self, environ: dict[str, Any], kind: str, message: int, method: str, link: int | None = None) -> None:

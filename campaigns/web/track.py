@@ -28,6 +28,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request
 from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import select
+from werkzeug.urls import iri_to_uri
 
 from campaigns.events import record_event
 from campaigns.hits import Hit
@@ -136,7 +137,7 @@ class Tracking:
         """A sent message's links never change, so they are read once per process."""
         with self.sessions() as session:
             links = session.scalar(select(Message.links).where(Message.id == message_id))
-        return None if links is None else tuple(links)
+        return None if links is None else tuple(iri_to_uri(link) for link in links)  # ready for a Location header
 
     def form_token(self, message_id: int, form: str) -> str:
         return self.forms.dumps({"m": message_id, "f": form})
