@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -137,12 +137,7 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
     messages = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(message_ids)))}
     account_of = dict(session.execute(select(Contact.id, Contact.account_id).where(Contact.id.in_({m.contact_id for m in messages.values()}))).all()) if messages else {}
     earliest = min(datetime.fromtimestamp(hit.at, UTC) for _, hit in hits) - LOOKBACK
-    prior: dict[int, list[Event]] = defaultdict(list)
-    if messages:
-        for event in session.scalars(
-            select(Event).where(Event.message_id.in_(list(messages)), Event.kind.in_([EventKind.OPEN, EventKind.CLICK]), Event.occurred_at >= earliest, Event.dedupe_key.is_not(None))
-        ):
-            prior[event.message_id or 0].append(event)
+    prior = _prior_hits(session, hits, list(messages), earliest) if messages else {}
     fresh: dict[int, list[tuple[str, Hit]]] = defaultdict(list)
     for hit_id, hit in hits:
         if hit.message not in messages or (hit.kind == "click" and not _valid_link(messages[hit.message], hit.link)):
@@ -150,7 +145,8 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
             continue
         fresh[hit.message].append((hit_id, hit))
     rows: list[dict[str, Any]] = []
-    reclassified: list[tuple[Event, str]] = []
+    reclassified: list[tuple[PriorHit, str]] = []
+    changed: list[dict[str, Any]] = []
     woken: set[int] = set()
     unsubscribed: set[int] = set()
     for message_id, new in fresh.items():
@@ -163,6 +159,7 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
                 if event.classification != verdict.classification:
                     reclassified.append((event, event.classification))
                 event.classification, event.reason = verdict.classification, verdict.reason[:255]
+                changed.append({"id": event.id, "classification": event.classification, "reason": event.reason})
                 result.reclassified += 1
         for (hit_id, hit), verdict in zip(new, verdicts[len(old) :], strict=True):
             rows.append(_event_row(hit_id, hit, verdict, message, account_of.get(message.contact_id), now))
@@ -172,6 +169,8 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
                 unsubscribed.add(message.contact_id)
             if verdict.classification != Classification.MACHINE:
                 woken.add(message.contact_id)
+    if changed:
+        session.execute(update(Event), changed)  # ORM bulk UPDATE by primary key: one executemany
     inserted: list[dict[str, Any]] = []
     if rows:
         keys = _insert_events(session, rows)
@@ -197,10 +196,40 @@ def _view_of_hit(hit: Hit) -> HitView:
     return HitView(kind="answer" if hit.kind == "comment" else hit.kind, at=datetime.fromtimestamp(hit.at, UTC), method=hit.method, user_agent=hit.user_agent, ip=hit.ip, link=hit.link)
 
 
-def _view_of_event(event: Event) -> HitView:
-    data = event.data or {}
+@dataclass
+class PriorHit:
+    """An earlier hit of a message, as stored: what classification needs, and what may change."""
+
+    id: int
+    message_id: int
+    kind: str
+    occurred_at: datetime
+    user_agent: str
+    data: dict[str, Any]
+    classification: str
+    reason: str | None
+
+
+def _prior_hits(session: Session, hits: Sequence[tuple[str, Hit]], message_ids: list[int], earliest: datetime) -> dict[int, list[PriorHit]]:
+    """The stored hits of these messages within the lookback, read as plain rows. Opens are
+    needed only for messages with new clicks (a click burst or a trap may turn them into a
+    machine's); new opens are judged against earlier clicks alone."""
+    clicked = sorted({hit.message for _, hit in hits if hit.kind in ("click", "trap")} & set(message_ids))
+    kinds = Event.kind == EventKind.CLICK
+    if clicked:
+        kinds = or_(kinds, and_(Event.kind == EventKind.OPEN, Event.message_id.in_(clicked)))
+    columns = (Event.id, Event.message_id, Event.kind, Event.occurred_at, Event.user_agent, Event.data, Event.classification, Event.reason)
+    prior: dict[int, list[PriorHit]] = defaultdict(list)
+    query = select(*columns).where(Event.message_id.in_(message_ids), kinds, Event.occurred_at >= earliest, Event.dedupe_key.is_not(None)).order_by(Event.id)
+    for row in session.execute(query):
+        prior[row.message_id].append(PriorHit(row.id, row.message_id, row.kind, row.occurred_at, row.user_agent or "", row.data or {}, row.classification, row.reason))
+    return prior
+
+
+def _view_of_event(event: PriorHit) -> HitView:
+    data = event.data
     kind = "trap" if data.get("trap") else event.kind
-    return HitView(kind=str(kind), at=event.occurred_at, method=str(data.get("method", "GET")), user_agent=event.user_agent or "", ip=str(data.get("ip", "")), link=data.get("link"))
+    return HitView(kind=str(kind), at=event.occurred_at, method=str(data.get("method", "GET")), user_agent=event.user_agent, ip=str(data.get("ip", "")), link=data.get("link"))
 
 
 def _event_row(hit_id: str, hit: Hit, verdict: Verdict, message: Message, account_id: int | None, now: datetime) -> dict[str, Any]:
@@ -274,6 +303,8 @@ class RedisHitLog:
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}"
         self._group_ready = False
         self._local = threading.local()
+        stream_name = stream.encode()
+        self._xadd = b"$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n" % (len(stream_name), stream_name)
 
     def record(self, hit: Hit) -> None:
         """``XADD`` the hit and wait for Redis to confirm it. Each thread keeps one connection
@@ -281,16 +312,16 @@ class RedisHitLog:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        args = ["XADD", self.stream, "*", *[item for pair in hit.fields().items() for item in pair]]
+        command = _resp(self._xadd, hit.fields())
         connection = getattr(self._local, "connection", None)
         if connection is None:
             connection = self._local.connection = self.redis.connection_pool.get_connection()
         try:
-            connection.send_command(*args)
+            connection.send_packed_command([command])
             connection.read_response()
         except (RedisConnectionError, RedisTimeoutError):
             connection.disconnect()  # one retry on a fresh socket (Redis restarted, idle timeout)
-            connection.send_command(*args)
+            connection.send_packed_command([command])
             connection.read_response()
 
     def record_many(self, hits: Iterable[Hit]) -> None:
@@ -358,6 +389,18 @@ class RedisHitLog:
         pipe.xdel(self.stream, *ids)
         pipe.execute()
         return result
+
+
+def _resp(head: bytes, fields: dict[str, str]) -> bytes:
+    """``XADD stream * k v ...`` in Redis's wire format (RESP), ``head`` holding the first three
+    arguments already encoded: the one command the request path sends, packed without the
+    general-purpose machinery."""
+    parts = [b"*%d\r\n" % (3 + 2 * len(fields)), head]
+    for key, value in fields.items():
+        for item in (key, value):
+            data = item.encode("utf-8", "surrogatepass")
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 def run_flusher(log_: RedisHitLog, sessions: sessionmaker[Session], *, block_ms: int = 1_000, stop: Any = None) -> None:

@@ -153,7 +153,7 @@ _FIRST = {EventKind.OPEN: "opened_at", EventKind.CLICK: "clicked_at", EventKind.
 _RAW_METRIC = {EventKind.OPEN: "opened", EventKind.CLICK: "clicked", EventKind.ANSWER: "answered", EventKind.RSVP: "answered"}
 
 
-def count_hits(session: Session, inserted: Sequence[dict[str, Any]], reclassified: Sequence[tuple[Event, str]], messages: dict[int, Message], now: datetime) -> Counter[Key]:
+def count_hits(session: Session, inserted: Sequence[dict[str, Any]], reclassified: Sequence[tuple[Any, str]], messages: dict[int, Message], now: datetime) -> Counter[Key]:
     """Count the hit events just inserted (``inserted``: their rows) and move the ones whose
     classification changed (``reclassified``: event, old classification). The caller commits."""
     counts: Counter[Key] = Counter()
