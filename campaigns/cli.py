@@ -442,7 +442,27 @@ def demo(state: _State, accounts: int, on: Any) -> None:
     click.echo("")
     _demo_run(state, on)
     click.echo("")
-    click.echo("Next: `campaigns simulate low_touch_nps --days 14`, `campaigns run`; see README.md.")
+    _demo_report(state)
+    click.echo("")
+    click.echo(f"Dashboard: {state.config.base_url}/journeys once `campaigns run` serves it (create a sign-in first: `campaigns user add you@example.com`).")
+    click.echo("Next: `campaigns simulate low_touch_nps --days 14`, `campaigns report low_touch_nps`, `campaigns run`; see README.md.")
+
+
+def _demo_report(state: _State) -> None:
+    """The report after the demo's scheduler pass: what each journey has sent so far."""
+    from campaigns import report as reports
+    from campaigns import stats
+
+    sessions = state.sessions()
+    with sessions() as session, session.begin():
+        stats.rollup(session, _now())
+    with sessions() as session:
+        rows = [reports.Row(item["journey"], item["counts"]) for item in reports.overview(session)]
+    click.echo("Report (campaigns report): opens, clicks and answers arrive as recipients act")
+    _table(
+        ["journey", "enrolled", "sent", "not sent", "tasks", "open rate", "answer rate"],
+        [[r.key, r.count("enrolled"), r.count("sent"), r.count("suppressed"), r.count("task_created"), _pct(r.rate("open_rate")), _pct(r.rate("answer_rate"))] for r in rows],
+    )
 
 
 @cli.group()

@@ -57,6 +57,11 @@ def test_demo_delivers_first_steps_then_simulate_writes_nothing_and_tick_runs(tm
     assert result.returncode == 0, result.stderr
     sent = int(re.search(r"emails sent: (\d+)", result.stdout).group(1))
     assert sent > 0 and len(list((tmp_path / "outbox").glob("*.eml"))) == sent
+    # It ends with the report (the emails just sent, summed over the journeys) and the dashboard.
+    reported = [int(m.group(1)) for m in re.finditer(r"^(?:high|low|tech)_touch_\w+\s+\d+\s+(\d+)\s", result.stdout, re.M)]
+    notices = int(re.search(r"tasks for account owners: (\d+)", result.stdout).group(1))  # each with an email to its owner
+    assert len(reported) == 7 and sum(reported) == sent - notices, result.stdout
+    assert "Dashboard: http://127.0.0.1:5000/journeys" in result.stdout
     before = message_count(db)
 
     simulated = campaigns(db, "simulate", "low_touch_nps", "--days", "3", "--start", "2026-11-24T00:00")
