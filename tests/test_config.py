@@ -19,6 +19,8 @@ def test_defaults_are_the_embedded_ones():
     assert str(cfg.segments_file) == "journeys/segments.yaml"
     assert cfg.send_batch == 100
     assert config.load({"SEND_BATCH": " 1 "}).send_batch == 1
+    assert config.load({"API_KEYS": " key-one-0123456789abc, key-two-0123456789abc "}).api_keys == ("key-one-0123456789abc", "key-two-0123456789abc")
+    assert config.load({"TRUSTED_PROXIES": "2"}).trusted_proxies == 2
 
 
 def test_postgres_urls_get_the_psycopg_driver():
@@ -36,6 +38,8 @@ def test_postgres_urls_get_the_psycopg_driver():
         ({"MAIL_URL": "pigeon://x"}, "MAIL_URL: expected a URL"),
         ({"BASE_URL": "example.com"}, "BASE_URL: expected a URL starting with http://"),
         ({"SECRET_KEY": "abc"}, "SECRET_KEY: too short"),
+        ({"API_KEYS": "short"}, "API_KEYS: each key must be 16"),
+        ({"API_KEYS": "good-key-0123456789,bad key with spaces!"}, "API_KEYS: each key must be 16"),
         ({"TRUSTED_PROXIES": "many"}, "TRUSTED_PROXIES: 'many' is not a number of proxies"),
         ({"SEND_BATCH": "0"}, "SEND_BATCH: '0' is not a whole number from 1 to 1000"),
         ({"SEND_BATCH": "1e3"}, "SEND_BATCH: '1e3' is not a whole number"),
@@ -50,7 +54,7 @@ def test_bad_values_name_the_variable(env, message):
         config.load(env)
 
 
-@given(st.dictionaries(st.sampled_from(["DATABASE_URL", "REDIS_URL", "MAIL_URL", "BASE_URL", "SECRET_KEY", "SEND_BATCH"]), st.text(max_size=40)))
+@given(st.dictionaries(st.sampled_from(["DATABASE_URL", "REDIS_URL", "MAIL_URL", "BASE_URL", "SECRET_KEY", "SEND_BATCH", "API_KEYS", "TRUSTED_PROXIES"]), st.text(max_size=40)))
 def test_any_environment_gives_a_config_or_a_config_error(env):
     try:
         cfg = config.load(env)

@@ -79,6 +79,15 @@ def engine_for(db, sink, seed: int) -> Engine:
     )  # fmt: skip
 
 
+def tick(db, sink, seed: int) -> None:
+    """One scheduler pass with a seeded tuner."""
+    engine = engine_for(db, sink, seed)
+    try:
+        engine.tick()
+    finally:
+        engine.transport.close()
+
+
 def seed(db, journey_id: int, step: str, column: str, arms: dict[str, tuple[int, int]], trials_metric: str = "sent", goal: str = "clicked") -> None:
     counts: Counter = Counter()
     for arm, (successes, trials) in arms.items():
@@ -92,11 +101,7 @@ def seed(db, journey_id: int, step: str, column: str, arms: dict[str, tuple[int,
 def test_a_better_variant_gets_most_new_sends_and_the_allocation_is_stored(db, smtp_sink):
     journey_id = setup(db, VARIANTS, 300, "tuned")
     seed(db, journey_id, "hello", "variant", {"plain": (4, 200), "urgent": (40, 200)})  # 2% vs 20% clicked
-    engine = engine_for(db, smtp_sink, seed=7)
-    try:
-        engine.tick()
-    finally:
-        engine.transport.close()
+    tick(db, smtp_sink, seed=7)
     with db.session() as s:
         split = Counter(s.scalars(select(Message.variant)))
         # P(urgent is best) ~ 1, so it gets 0.1/2 + 0.9 = 95% of draws: ~285 of 300.
@@ -109,11 +114,7 @@ def test_a_better_variant_gets_most_new_sends_and_the_allocation_is_stored(db, s
 def test_before_the_minimum_sample_the_split_is_even(db, smtp_sink):
     journey_id = setup(db, VARIANTS, 300, "tuned")
     seed(db, journey_id, "hello", "variant", {"plain": (0, 50), "urgent": (25, 50)})  # under 100 trials each: no leaning yet
-    engine = engine_for(db, smtp_sink, seed=11)
-    try:
-        engine.tick()
-    finally:
-        engine.transport.close()
+    tick(db, smtp_sink, seed=11)
     with db.session() as s:
         split = Counter(s.scalars(select(Message.variant)))
     assert 110 <= split["urgent"] <= 190 and split["plain"] + split["urgent"] == 300, split  # 150 +- 4.6 sd
@@ -122,11 +123,7 @@ def test_before_the_minimum_sample_the_split_is_even(db, smtp_sink):
 def test_best_of_routes_to_the_channel_that_gets_answers_and_keeps_it(db, smtp_sink):
     journey_id = setup(db, CHANNELS, 100, "routed")
     seed(db, journey_id, "reach", "channel", {"email": (5, 500), "task": (60, 120)})  # 1% vs 50%
-    engine = engine_for(db, smtp_sink, seed=3)
-    try:
-        engine.tick()
-    finally:
-        engine.transport.close()
+    tick(db, smtp_sink, seed=3)
     with db.session() as s:
         tasks = len(s.scalars(select(Task)).all())
         emails = len(s.scalars(select(Message).where(Message.step_id == "reach", Message.attempt_key == "1")).all())
