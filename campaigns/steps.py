@@ -427,3 +427,34 @@ def backoff_message(session: Session, message: Message, error: str, now: datetim
     else:
         message.status = MessageStatus.DEFERRED
         message.not_before = now + wait
+
+
+@dataclass(frozen=True)
+class EmailParts:
+    """What an email, survey or invite step sends one contact: the template, subject and
+    preheader (Jinja strings in the contact's language) and the survey or invite blocks."""
+
+    template: str
+    locale: str
+    subject: str
+    preheader: str | None
+    survey: Any = None  # render.SurveySpec
+    invite: Any = None  # render.InviteSpec
+
+
+def email_parts(ctx: StepContext, config: Any, variant: str | None = None) -> EmailParts:
+    """The parts of ``config``'s email for ``ctx``'s contact, with ``variant`` (one of the
+    step's variant ids) applied; the engine sends these, the dashboard previews them."""
+    from campaigns.journey import EmailStep, InviteStep, SurveyStep
+    from campaigns.render import InviteSpec, SurveySpec
+
+    locale = ctx.contact.locale.split("-")[0]
+    template, subject, preheader = config.template, config.subject, getattr(config, "preheader", None)
+    if isinstance(config, EmailStep) and variant is not None:
+        chosen = next(v for v in config.variants if v.id == variant)
+        template = chosen.template or template
+        subject = chosen.subject or subject
+        preheader = chosen.preheader or preheader
+    survey = SurveySpec(config.scale, ctx.text(config.question) or None) if isinstance(config, SurveyStep) else None
+    invite = InviteSpec(ctx.text(config.event_name), config.starts_at, config.duration, config.url, ctx.contact.time_zone) if isinstance(config, InviteStep) else None
+    return EmailParts(template, locale, text_for(subject, locale, ctx.journey.locale) or "", text_for(preheader, locale, ctx.journey.locale), survey, invite)

@@ -22,6 +22,7 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from werkzeug.routing import IntegerConverter
 
 from campaigns import config as settings_module
 from campaigns import stats
@@ -173,7 +174,8 @@ def _rules() -> list[tuple[str, str, str]]:
     for rule in probe.url_map.iter_rules():
         if rule.endpoint.startswith("dashboard.") and rule.endpoint not in PUBLIC:
             for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-                found.append((rule.endpoint, method, adapter.build(rule.endpoint, dict.fromkeys(rule.arguments, "counted"))))
+                values = {name: 1 if isinstance(rule._converters[name], IntegerConverter) else "counted" for name in rule.arguments}
+                found.append((rule.endpoint, method, adapter.build(rule.endpoint, values)))
     return found
 
 

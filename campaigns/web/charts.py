@@ -146,3 +146,83 @@ def _width(value: int, scale: int) -> float:
     if value <= 0:
         return 0
     return round(max(value / scale * BAR_MAX, 1.5), 1)
+
+
+# ---------------------------------------------------------------------------- lines over time
+
+PALETTE = ("#2563eb", "#059669", "#d97706", "#7c3aed", "#dc2626", "#0891b2", "#4b5563", "#db2777")
+"""Colours of the lines, in order."""
+
+PLOT_LEFT = 48
+PLOT_TOP = 34
+PLOT_HEIGHT = 200
+PLOT_BOTTOM = 40
+"""Room under the plot for the period labels."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line: a value (or None: no data) per x position."""
+
+    label: str
+    values: tuple[float | None, ...]
+
+
+def lines(x_labels: Sequence[str], series: Sequence[Series], *, title: str, description: str, low: float, high: float, unit: str = "", chart_id: str = "lines", zero: bool = False) -> Markup:
+    """A line chart of ``series`` over ``x_labels`` (evenly spaced), the y axis from ``low``
+    to ``high``; each line a ``<g class="series">`` with a ``<polyline>`` and a dot per point
+    (whose ``<title>`` gives the value); a gap where a value is None. ``zero`` draws the
+    zero line (NPS)."""
+    ident = re.sub(r"[^A-Za-z0-9_-]", "", chart_id) or "chart"
+    legend_rows = -(-len(series) // 4) if series else 0
+    top = PLOT_TOP + max(legend_rows - 1, 0) * 18
+    height = top + PLOT_HEIGHT + PLOT_BOTTOM
+    width = WIDTH - PLOT_LEFT - 20
+    span = (high - low) or 1.0
+    count = len(x_labels)
+
+    def x(i: int) -> float:
+        return round(PLOT_LEFT + (width * (i + 0.5) / count if count else 0), 1)
+
+    def y(value: float) -> float:
+        return round(top + PLOT_HEIGHT * (1 - (min(max(value, low), high) - low) / span), 1)
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{ident}" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" aria-labelledby="{ident}-title {ident}-desc" font-family="{FONT}" font-size="12">',
+        f'<title id="{ident}-title">{text(title)}</title>',
+        f'<desc id="{ident}-desc">{text(description)}</desc>',
+    ]
+    for index, item in enumerate(series):
+        lx, ly = (index % 4) * 180, 6 + (index // 4) * 18
+        out.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{PALETTE[index % len(PALETTE)]}"/><text x="{lx + 18}" y="{ly + 10}">{text(item.label, 24)}</text>')
+    for fraction in (0.0, 0.25, 0.5, 0.75, 1.0):
+        value = low + span * fraction
+        gy = y(value)
+        out.append(f'<line x1="{PLOT_LEFT}" x2="{PLOT_LEFT + width}" y1="{gy}" y2="{gy}" stroke="#e4e7eb"/>')
+        out.append(f'<text x="{PLOT_LEFT - 6}" y="{gy + 4}" text-anchor="end" fill="#616e7c">{value:g}{text(unit)}</text>')
+    if zero and low < 0 < high:
+        out.append(f'<line class="zero" x1="{PLOT_LEFT}" x2="{PLOT_LEFT + width}" y1="{y(0)}" y2="{y(0)}" stroke="#9aa5b1" stroke-dasharray="4 3"/>')
+    step = max(1, -(-count // 12))  # at most about 12 labels
+    for i, label in enumerate(x_labels):
+        if i % step == 0:
+            out.append(f'<text x="{x(i)}" y="{top + PLOT_HEIGHT + 16}" text-anchor="middle" fill="#616e7c">{text(label, 12)}</text>')
+    if not count or not series:
+        out.append(f'<text x="{PLOT_LEFT + 10}" y="{top + PLOT_HEIGHT / 2}" fill="#616e7c">No data yet.</text>')
+    for index, item in enumerate(series):
+        colour = PALETTE[index % len(PALETTE)]
+        parts = [f'<g class="series" data-series="{text(item.label)}">']
+        run: list[str] = []
+        for i, value in enumerate(item.values[:count]):
+            if value is None:
+                if len(run) > 1:
+                    parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(run)}"/>')
+                run = []
+                continue
+            run.append(f"{x(i)},{y(value)}")
+            parts.append(f'<circle class="point" cx="{x(i)}" cy="{y(value)}" r="3" fill="{colour}"><title>{text(item.label)} {text(x_labels[i])}: {value:.1f}{text(unit)}</title></circle>')
+        if len(run) > 1:
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(run)}"/>')
+        parts.append("</g>")
+        out.append("".join(parts))
+    out.append("</svg>")
+    return Markup("\n".join(out))

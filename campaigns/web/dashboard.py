@@ -29,9 +29,10 @@ from werkzeug.exceptions import HTTPException
 from campaigns.models import Journey, JourneyVersion
 from campaigns.rates import Rate
 from campaigns.report import JourneyReport, Row, journey_report, overview
+from campaigns.report import journeys as report_journeys
 from campaigns.users import authenticate, normalise_email
 from campaigns.web.auth import MAX_FAILURES, Throttle, csrf_ok, csrf_token, current_user, safe_next, sign_in, sign_out
-from campaigns.web.charts import FunnelStep, funnel
+from campaigns.web.charts import FunnelStep, Series, funnel, lines
 
 bp = Blueprint("dashboard", __name__, template_folder="templates")
 
@@ -99,9 +100,9 @@ def _guard() -> ResponseReturnValue | None:
 
 @bp.after_request
 def _headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CSP
+    response.headers.setdefault("Content-Security-Policy", CSP)  # a page may set its own (the preview)
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["X-Frame-Options"] = "DENY"
+    response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -206,6 +207,8 @@ def journey(key: str) -> ResponseReturnValue:
         except LookupError:
             abort(404, f"No journey {key!r}.")
         status, version = _journey_info(session, key).get(key, ("", None))
+        journey_id = session.scalar(select(Journey.id).where(Journey.key == key))
+        allocations = _allocation_charts(session, journey_id) if journey_id is not None else []
     steps = reports["step"]
     chart = funnel(
         [
@@ -223,4 +226,60 @@ def journey(key: str) -> ResponseReturnValue:
         title=f"{steps.name}: sent, opened, clicked and answered per step",
     )
     tables = [("step", "By step", steps), *((by, heading, reports[by]) for by, heading in BREAKDOWNS)]
-    return _page("journey.html", report=steps, journey_status=status, version=version, chart=chart, tables=tables, since=since, until=until)
+    return _page("journey.html", report=steps, journey_status=status, version=version, chart=chart, tables=tables, since=since, until=until, allocations=allocations)
+
+
+def _allocation_charts(session: Session, journey_id: int) -> list[dict[str, Any]]:
+    """Per tuned step and segment: the arms' shares over time as a line chart, and the
+    latest allocation with each arm's trials, rate and probability of being best."""
+    from campaigns.tuning import history
+
+    groups: dict[tuple[str, str, str], list[Any]] = {}
+    for row in history(session, journey_id):
+        groups.setdefault((row.step_id, row.segment, row.dimension), []).append(row)
+    charts = []
+    for (step, segment, dimension), rows in sorted(groups.items()):
+        times = sorted({r.at for r in rows})
+        arms = sorted({r.arm for r in rows})
+        share = {(r.at, r.arm): r.share for r in rows}
+        labels = [t.strftime("%m-%d %H:%M") for t in times]
+        series = [Series(arm, tuple((share[(t, arm)] * 100 if (t, arm) in share else None) for t in times)) for arm in arms]
+        latest = [r for r in rows if r.at == times[-1]]
+        chart = lines(
+            labels, series, title=f"{step} ({segment or 'all segments'}): share of new sends per {dimension}",
+            description=f"How the bandit split new sends between the {dimension}s of step {step} over time; the better an arm's human response, the larger its share (never below the exploration floor).",
+            low=0, high=100, unit="%", chart_id=f"alloc-{step}-{segment}-{dimension}",
+        )  # fmt: skip
+        charts.append({"step": step, "segment": segment, "dimension": dimension, "chart": chart, "latest": sorted(latest, key=lambda r: -r.share), "at": times[-1]})
+    return charts
+
+
+@bp.get("/nps")
+def nps() -> ResponseReturnValue:
+    from campaigns.nps import BUCKETS, summary
+
+    key = request.args.get("journey", "").strip() or None
+    if key is not None and not _KEY.fullmatch(key):
+        abort(404, "No such journey.")
+    bucket = request.args.get("bucket", "week")
+    if bucket not in BUCKETS:
+        abort(400, f"bucket: expected one of {', '.join(BUCKETS)}.")
+    since, until = _day("since"), _day("until")
+    if since and until and since > until:
+        abort(400, "since: the first day comes after the last (until).")
+    with _sessions()() as session:
+        try:
+            result = summary(session, key, since=since, until=until, bucket=bucket)
+        except LookupError:
+            abort(404, f"No journey {key!r}.")
+        names = [(k, name) for _, k, name in report_journeys(session)]
+    chart = lines(
+        [p.key for p in result.over_time], [Series("NPS", tuple(p.score for p in result.over_time))],
+        title=f"NPS per {bucket}", description="Net Promoter Score (% promoters minus % detractors) of the answers in each period.",
+        low=-100, high=100, chart_id="nps-over-time", zero=True,
+    )  # fmt: skip
+    return _page("nps.html", result=result, chart=chart, journeys=names, journey=key, bucket=bucket, since=since, until=until)
+
+
+# The pages for people who talk to customers and the template preview, on this blueprint.
+from campaigns.web import crm, previews  # noqa: E402,F401

@@ -1,0 +1,180 @@
+"""The dashboard's pages for people who talk to customers: the tasks inbox and the contact
+timeline (routes on the dashboard blueprint, behind its sign-in and CSRF checks).
+
+``/tasks`` is an account owner's inbox: their open tasks, oldest due first, overdue ones
+marked, filtered by owner (``me`` by default for a CSM, everyone's for an admin), status and
+due date; each open task has a form to mark it done with an outcome note (a ``task_done``
+event: the journey waiting on it goes on) or to cancel it. ``/contacts`` finds a person by
+address, name or account; ``/contacts/<id>`` is their timeline (:mod:`campaigns.timeline`),
+their open tasks and the journeys they are in.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import abort, flash, g, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import func, or_, select
+
+from campaigns.models import Account, Contact, Enrollment, Journey, TaskStatus, UserRole
+from campaigns.tasks import Due, TaskError, cancel_task, complete_task, list_tasks, open_counts, owners
+from campaigns.timeline import LIMIT, contact_timeline
+from campaigns.web.dashboard import _page, _sessions, bp
+
+PAGE = 50
+"""Tasks per page of the inbox."""
+
+STATUSES = ("open", "done", "cancelled", "all")
+
+
+def _now() -> datetime:
+    from flask import current_app
+
+    return current_app.extensions["campaigns.clock"].now()
+
+
+def _choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = request.args.get(name, default)
+    if value not in allowed:
+        abort(400, f"{name}: expected one of {', '.join(allowed)}.")
+    return value
+
+
+def _text(name: str, limit: int) -> str:
+    """A free-text parameter, trimmed, without control characters (PostgreSQL refuses NUL)."""
+    return "".join(ch for ch in request.args.get(name, "") if ch >= " " and ch != "\x7f").strip()[:limit]
+
+
+def _page_number() -> int:
+    raw = request.args.get("page", "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        abort(400, "page: expected a whole number from 1.")
+    return int(raw)
+
+
+# ---------------------------------------------------------------------------- tasks
+
+
+@bp.get("/tasks")
+def tasks() -> ResponseReturnValue:
+    user = g.user
+    status = _choice("status", STATUSES, "open")
+    due = _choice("due", ("", *(d.value for d in Due)), "")
+    default_owner = "all" if user.role == UserRole.ADMIN else "me"
+    owner_choice = _text("owner", 320) or default_owner
+    owner = None if owner_choice == "all" else user.email if owner_choice == "me" else owner_choice
+    page = _page_number()
+    now = _now()
+    with _sessions()() as session:
+        items, total = list_tasks(session, now, owner=owner, status=status, due=due or None, limit=PAGE, offset=(page - 1) * PAGE)
+        counts = open_counts(session, now, owner)
+        everyone = owners(session)
+    return _page(
+        "tasks.html", items=items, total=total, counts=counts, status=status, due=due, owner=owner_choice, owners=everyone,
+        page=page, pages=max(1, -(-total // PAGE)), now=now,
+    )  # fmt: skip
+
+
+def _back_to_tasks() -> ResponseReturnValue:
+    """Back where the form was (the inbox or a contact's page), never anywhere else."""
+    back = request.form.get("back", "")
+    if back.startswith("/contacts/") and back[10:].isdigit():
+        return redirect(back)
+    return redirect(url_for("dashboard.tasks"))
+
+
+@bp.post("/tasks/<int(max=2147483647):task_id>/complete")
+def complete(task_id: int) -> ResponseReturnValue:
+    outcome = request.form.get("outcome", "")
+    with _sessions()() as session, session.begin():
+        try:
+            task = complete_task(session, task_id, _now(), by=g.user.email, outcome=outcome)
+            title = task.title
+        except TaskError as exc:
+            flash(str(exc), "error")
+            return _back_to_tasks()
+    flash(f"Done: {title}", "ok")
+    return _back_to_tasks()
+
+
+@bp.post("/tasks/<int(max=2147483647):task_id>/cancel")
+def cancel(task_id: int) -> ResponseReturnValue:
+    with _sessions()() as session, session.begin():
+        try:
+            task = cancel_task(session, task_id, _now(), by=g.user.email, reason=request.form.get("reason", ""))
+            title = task.title
+        except TaskError as exc:
+            flash(str(exc), "error")
+            return _back_to_tasks()
+    flash(f"Cancelled: {title}", "ok")
+    return _back_to_tasks()
+
+
+# ---------------------------------------------------------------------------- contacts
+
+
+@bp.get("/contacts")
+def contacts() -> ResponseReturnValue:
+    query = _text("q", 200)
+    found: list[Any] = []
+    if query:
+        pattern = "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with _sessions()() as session:
+            statement = (
+                select(Contact, Account.name)
+                .outerjoin(Account, Account.id == Contact.account_id)
+                .where(or_(func.lower(Contact.email).like(pattern, escape="\\"), func.lower(Contact.name).like(pattern, escape="\\"), func.lower(Account.name).like(pattern, escape="\\")))
+                .order_by(Contact.email)
+                .limit(100)
+            )
+            found = [{"id": c.id, "email": c.email, "name": c.name, "account": account, "subscribed": c.subscribed} for c, account in session.execute(statement)]
+    return _page("contacts.html", q=query, found=found)
+
+
+def _before() -> datetime | None:
+    raw = request.args.get("before", "").strip()
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        abort(400, "before: expected a time like 2026-11-24T09:30:00+00:00.")
+    if value.tzinfo is None:
+        abort(400, "before: give the time zone, e.g. +00:00.")
+    return value
+
+
+@bp.get("/contacts/<int(max=2147483647):contact_id>")
+def contact(contact_id: int) -> ResponseReturnValue:
+    before = _before()
+    now = _now()
+    with _sessions()() as session:
+        person = session.get(Contact, contact_id)
+        if person is None:
+            abort(404, "No such contact.")
+        account = person.account
+        entries = contact_timeline(session, contact_id, before=before)
+        open_tasks, _ = list_tasks(session, now, status=TaskStatus.OPEN, contact_id=contact_id, limit=50)
+        journeys = session.execute(
+            select(Journey.key, Journey.name, Enrollment.state, Enrollment.current_step, Enrollment.entered_at, Enrollment.segment)
+            .join(Journey, Journey.id == Enrollment.journey_id)
+            .where(Enrollment.contact_id == contact_id)
+            .order_by(Enrollment.entered_at.desc())
+            .limit(50)
+        ).all()
+        view = {
+            "id": person.id, "email": person.email, "name": person.name, "role": person.role, "locale": person.locale,
+            "time_zone": person.time_zone, "subscribed": person.subscribed, "opt_out": list(person.opt_out or []),
+            "paused_until": person.paused_until, "tags": list(person.tags or []),
+        }  # fmt: skip
+        company = None
+        if account is not None:
+            company = {
+                "name": account.name, "tier": account.tier, "plan": account.plan, "arr": account.arr, "currency": account.currency,
+                "renewal_date": account.renewal_date, "owner_email": account.owner_email, "health_score": account.health_score,
+                "contract_status": account.contract_status,
+            }  # fmt: skip
+    older = entries[-1].at.isoformat() if len(entries) >= LIMIT else None
+    return _page("contact.html", person=view, company=company, entries=entries, open_tasks=open_tasks, journeys=journeys, older=older, before=before, now=now)

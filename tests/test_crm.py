@@ -1,0 +1,310 @@
+"""The tasks inbox and the contact timeline, on SQLite and PostgreSQL: a journey makes a task,
+the owner marks it done in the dashboard (a real form with its CSRF token), the journey that
+waits on it goes on at the next tick and the report counts it; the timeline shows what the
+contact did and what machines did apart; filters and garbage parameters get 4xx, never 500."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import textwrap
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from campaigns import config as settings_module
+from campaigns import stats
+from campaigns.channels.email import transport_from_url
+from campaigns.clock import FakeClock
+from campaigns.deploy import deploy
+from campaigns.dsl import parse_journey
+from campaigns.engine import Engine, EngineSettings
+from campaigns.models import Account, Classification, Contact, Enrollment, EnrollmentState, Event, EventKind, Message, MessageStatus, Task, TaskStatus
+from campaigns.render import Renderer, Sender
+from campaigns.report import journey_report
+from campaigns.segments import parse_segments
+from campaigns.tasks import Due, TaskError, cancel_task, complete_task, list_tasks, open_counts
+from campaigns.templates import TemplateStore
+from campaigns.timeline import contact_timeline
+from campaigns.tokens import Tokens
+from campaigns.users import add_user
+from campaigns.web import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "crm-secret-0123456789"
+START = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
+OWNER = "suzuki@example.com"
+PASSWORD = "correct horse battery"
+SEGMENTS = parse_segments("tiers:\n  everyone: {when: true}\n")
+JOURNEY = textwrap.dedent(
+    """\
+    journey: kickoff
+    name: キックオフ
+    segments: [everyone]
+    entry: {trigger: segment}
+    steps:
+      - id: call
+        task: {kind: call, title: "Call {{ account.name }}", due: 2 days}
+      - id: wait_call
+        wait_until: {task_done: call, timeout: 14 days}
+      - id: after
+        email: {template: onboarding_tips, subject: {en: Thanks for the call, ja: お電話ありがとうございました}}
+    """
+)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
+
+
+@pytest.fixture
+def setup(db):
+    with db.session() as s, s.begin():
+        account = Account(external_id="ACME", name="株式会社アクメ", arr=Decimal(1_200_000), owner_email=OWNER, tier="high_touch", health_score=62)
+        s.add(account)
+        s.flush()
+        s.add(Contact(account_id=account.id, email="taro@example.com", name="山田 太郎", locale="ja", time_zone="Asia/Tokyo"))
+        deploy(s, parse_journey(JOURNEY, "kickoff.yaml"), JOURNEY, "kickoff.yaml")
+        add_user(s, OWNER, PASSWORD, START, name="鈴木 一郎", role="csm")
+        add_user(s, "admin@example.com", PASSWORD, START, role="admin")
+
+
+@pytest.fixture
+def engine(db, clock, smtp_sink, setup):
+    renderer = Renderer(TemplateStore(ROOT / "templates"), Tokens(SECRET, "https://cs.example.com"), Sender("cs@example.com"))
+    made = Engine(db.sessions, clock, lambda: SEGMENTS, renderer, transport_from_url(smtp_sink.url), EngineSettings(webhook_secret=SECRET))
+    yield made
+    made.transport.close()
+
+
+@pytest.fixture
+def app(db, clock, setup):
+    cfg = dataclasses.replace(settings_module.load({}), secret_key=SECRET, base_url="https://cs.example.com", redis_url=None)
+    application = create_app({"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": clock, "SECRET_KEY": SECRET})
+    yield application
+    application.extensions["campaigns.engine"].dispose()
+
+
+def csrf_of(client, path: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', client.get(path).get_data(as_text=True))
+    assert match
+    return match.group(1)
+
+
+def signed_in(app, email: str = OWNER):
+    client = app.test_client()
+    response = client.post("/login", data={"csrf": csrf_of(client, "/login"), "email": email, "password": PASSWORD})
+    assert response.status_code == 302
+    return client
+
+
+def the_task(db) -> Task:
+    with db.session() as s:
+        return s.scalars(select(Task)).one()
+
+
+# ---------------------------------------------------------------------------- the domain
+
+
+def test_completing_a_task_records_the_event_and_wakes_the_waiting_journey(db, engine, clock, smtp_sink):
+    engine.tick()
+    task = the_task(db)
+    assert (task.title, task.owner_email, task.status, task.due_at) == ("Call 株式会社アクメ", OWNER, TaskStatus.OPEN, START + timedelta(days=2))
+    with db.session() as s:
+        assert s.scalars(select(Enrollment.state)).one() == EnrollmentState.WAITING
+    clock.advance(timedelta(hours=3))
+    with db.session() as s, s.begin():
+        complete_task(s, task.id, clock.now(), by=OWNER, outcome="話しました。来月に再訪。")
+    with db.session() as s:
+        event = s.scalars(select(Event).where(Event.kind == EventKind.TASK_DONE)).one()
+        assert (event.value, event.step_id, event.data) == ("話しました。来月に再訪。", "call", {"task": task.id, "by": OWNER})
+        assert s.scalars(select(Enrollment.next_run_at)).one() == clock.now()  # woken: due now, not in 14 days
+    engine.tick()
+    with db.session() as s:
+        sent = s.scalars(select(Message).where(Message.step_id == "after")).one()
+        assert sent.status == MessageStatus.SENT
+        assert s.scalars(select(Enrollment.state)).one() == EnrollmentState.COMPLETED
+        report = journey_report(s, "kickoff")
+    assert report.totals.count("task_created") == 1 and report.totals.count("task_done") == 1
+    assert [str(m["Subject"]) for m in smtp_sink.parsed() if m["To"] == "山田 太郎 <taro@example.com>"] == ["お電話ありがとうございました"]
+
+
+def test_a_task_is_done_once_and_a_cancelled_one_wakes_nobody(db, engine, clock):
+    engine.tick()
+    task = the_task(db)
+    with db.session() as s, s.begin():
+        complete_task(s, task.id, clock.now(), outcome="ok")
+    with db.session() as s, s.begin(), pytest.raises(TaskError, match="already done"):
+        complete_task(s, task.id, clock.now(), outcome="again")
+    with db.session() as s, s.begin(), pytest.raises(TaskError, match="no task"):
+        complete_task(s, 999_999, clock.now())
+    with db.session() as s:
+        assert len(s.scalars(select(Event).where(Event.kind == EventKind.TASK_DONE)).all()) == 1
+    # A second contact's task, cancelled: its journey keeps waiting.
+    with db.session() as s, s.begin():
+        account_id = s.scalars(select(Account.id)).one()
+        s.add(Contact(account_id=account_id, email="hanako@example.com", name="佐藤 花子"))
+    engine.tick()
+    with db.session() as s, s.begin():
+        other = s.scalars(select(Task).where(Task.status == TaskStatus.OPEN)).one()
+        cancel_task(s, other.id, clock.now(), reason="担当者退職")
+        waiting = s.scalars(select(Enrollment.next_run_at).where(Enrollment.contact_id == other.contact_id)).one()
+    assert waiting > clock.now()
+    with db.session() as s:
+        assert {t.status for t in s.scalars(select(Task))} == {TaskStatus.DONE, TaskStatus.CANCELLED}
+
+
+def test_the_inbox_filters_by_owner_status_and_due_date(db, clock):
+    now = START
+    with db.session() as s, s.begin():
+        rows = [
+            Task(title="overdue", owner_email=OWNER, due_at=now - timedelta(days=1), status=TaskStatus.OPEN, created_at=now),
+            Task(title="today", owner_email="Suzuki@Example.com", due_at=now + timedelta(hours=5), status=TaskStatus.OPEN, created_at=now),
+            Task(title="in five days", owner_email=OWNER, due_at=now + timedelta(days=5), status=TaskStatus.OPEN, created_at=now),
+            Task(title="next month", owner_email=OWNER, due_at=now + timedelta(days=30), status=TaskStatus.OPEN, created_at=now),
+            Task(title="undated", owner_email=OWNER, status=TaskStatus.OPEN, created_at=now),
+            Task(title="someone else's", owner_email="other@example.com", due_at=now, status=TaskStatus.OPEN, created_at=now),
+            Task(title="done", owner_email=OWNER, status=TaskStatus.DONE, created_at=now, completed_at=now),
+        ]
+        s.add_all(rows)
+    with db.session() as s:
+        titles = lambda **kw: [i.task.title for i in list_tasks(s, now, **kw)[0]]  # noqa: E731
+        assert titles(owner=OWNER) == ["overdue", "today", "in five days", "next month", "undated"]  # oldest due first, undated last
+        assert titles(owner=OWNER, due=Due.OVERDUE) == ["overdue"]
+        assert titles(owner=OWNER, due="today") == ["overdue", "today"]
+        assert titles(owner=OWNER, due="week") == ["overdue", "today", "in five days"]
+        assert titles(owner=OWNER, status="done") == ["done"]
+        assert len(titles(status="all")) == 7
+        assert list_tasks(s, now, owner=OWNER, limit=2)[1] == 5
+        assert open_counts(s, now, OWNER) == {"open": 5, "overdue": 1, "due_today": 2}
+        with pytest.raises(ValueError, match="status"):
+            list_tasks(s, now, status="finished")
+
+
+# ---------------------------------------------------------------------------- the pages
+
+
+def test_the_owner_marks_a_task_done_in_the_inbox(app, db, engine, clock):
+    engine.tick()
+    task = the_task(db)
+    client = signed_in(app)
+    html = client.get("/tasks").get_data(as_text=True)
+    row = re.search(rf'<tr data-task-id="{task.id}".*?</tr>', html, re.S)
+    assert row, html
+    assert "Call 株式会社アクメ" in row.group(0) and "山田 太郎" in row.group(0) and f'action="/tasks/{task.id}/complete"' in row.group(0)
+    assert "1 open" in html
+    token = re.search(r'name="csrf" value="([^"]+)"', row.group(0)).group(1)
+    assert client.post(f"/tasks/{task.id}/complete", data={"outcome": "done"}).status_code == 400  # no CSRF token: refused
+    assert the_task(db).status == TaskStatus.OPEN
+    response = client.post(f"/tasks/{task.id}/complete", data={"csrf": token, "outcome": "更新の意向あり"})
+    assert response.status_code == 302 and response.headers["Location"] == "/tasks"
+    after = client.get("/tasks").get_data(as_text=True)
+    assert "Done: Call 株式会社アクメ" in after and f'data-task-id="{task.id}"' not in after
+    done = client.get("/tasks?status=done").get_data(as_text=True)
+    assert f'data-task-id="{task.id}"' in done and "更新の意向あり" in done
+    assert (the_task(db).status, the_task(db).outcome) == (TaskStatus.DONE, "更新の意向あり")
+    # Pressing the button again says so, and records nothing more.
+    again = client.post(f"/tasks/{task.id}/complete", data={"csrf": token}, follow_redirects=True).get_data(as_text=True)
+    assert "already done" in again
+    with db.session() as s:
+        assert len(s.scalars(select(Event).where(Event.kind == EventKind.TASK_DONE)).all()) == 1
+
+
+def test_a_csm_sees_their_own_tasks_and_an_admin_everyones(app, db):
+    with db.session() as s, s.begin():
+        s.add_all([Task(title="mine", owner_email=OWNER, created_at=START), Task(title="theirs", owner_email="other@example.com", created_at=START)])
+    mine = signed_in(app).get("/tasks").get_data(as_text=True)
+    assert "mine" in mine and "theirs" not in mine
+    everyone = signed_in(app, "admin@example.com").get("/tasks").get_data(as_text=True)
+    assert "mine" in everyone and "theirs" in everyone
+    assert "theirs" in signed_in(app).get("/tasks?owner=all").get_data(as_text=True)
+    only = signed_in(app).get("/tasks?owner=other@example.com").get_data(as_text=True)
+    assert "theirs" in only and ">mine<" not in only
+
+
+def test_the_timeline_shows_what_the_person_did_and_machines_apart(app, db, engine, clock):
+    engine.tick()
+    with db.session() as s, s.begin():
+        contact = s.scalars(select(Contact)).one()
+        message = Message(
+            contact_id=contact.id, journey_id=None, step_id="hello", channel="email", status=MessageStatus.SENT, subject="ようこそ", created_at=START, sent_at=START, links=["https://example.com/"]
+        )
+        s.add(message)
+        s.flush()
+        s.add_all(
+            [
+                Event(
+                    kind=EventKind.OPEN,
+                    message_id=message.id,
+                    contact_id=contact.id,
+                    classification=Classification.MACHINE,
+                    reason="Apple Mail Privacy Protection",
+                    occurred_at=START + timedelta(seconds=3),
+                ),
+                Event(
+                    kind=EventKind.CLICK, message_id=message.id, contact_id=contact.id, classification=Classification.HUMAN, reason="browser", data={"link": 0}, occurred_at=START + timedelta(hours=2)
+                ),
+                Event(kind=EventKind.ANSWER, message_id=message.id, contact_id=contact.id, value="9", occurred_at=START + timedelta(hours=3)),
+                Event(kind=EventKind.CUSTOM, name="usage_dropped", contact_id=contact.id, value="-40%", occurred_at=START + timedelta(hours=4)),
+            ]
+        )
+        contact_id = contact.id
+    with db.session() as s:
+        entries = contact_timeline(s, contact_id)
+    kinds = [e.kind for e in entries]
+    assert kinds[:4] == ["event", "answer", "click", "open"]  # newest first
+    assert entries[3].machine and entries[3].reason == "Apple Mail Privacy Protection" and not entries[2].machine
+    assert {"message", "task", "entered"} <= set(kinds)
+    html = signed_in(app).get(f"/contacts/{contact_id}").get_data(as_text=True)
+    assert "山田 太郎" in html and "株式会社アクメ" in html and "1,200,000 JPY" in html
+    assert "Product event: usage_dropped" in html and "Answered 9" in html and 'class="open machine"' in html
+    assert "Call 株式会社アクメ" in html and "Mark done" in html  # the open task, with its form
+    found = signed_in(app).get("/contacts?q=アクメ").get_data(as_text=True)
+    assert f'href="/contacts/{contact_id}"' in found
+    assert "Nobody matches" in signed_in(app).get("/contacts?q=%25").get_data(as_text=True)  # % is a character, not a wildcard
+
+
+def test_marking_done_from_the_contact_page_goes_back_there(app, db, engine):
+    engine.tick()
+    task = the_task(db)
+    client = signed_in(app)
+    token = csrf_of(client, "/tasks")
+    response = client.post(f"/tasks/{task.id}/complete", data={"csrf": token, "back": f"/contacts/{task.contact_id}"})
+    assert response.headers["Location"] == f"/contacts/{task.contact_id}"
+    other = client.post(f"/tasks/{task.id}/cancel", data={"csrf": token, "back": "https://evil.example.com/"})
+    assert other.headers["Location"] == "/tasks"  # never anywhere else
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/tasks?status=finished", "/tasks?due=tomorrow", "/tasks?page=0", "/tasks?page=x", "/contacts/2147483648", "/contacts/1?before=yesterday", "/contacts/1?before=2026-11-24T00:00"],
+)
+def test_bad_parameters_get_a_4xx(app, url):
+    response = signed_in(app).get(url)
+    assert 400 <= response.status_code < 500, (url, response.status_code)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["status", "due", "owner", "page", "q", "before"]), value=st.text(max_size=60))
+def test_garbage_in_any_parameter_never_gets_a_500(app, name, value):
+    client = signed_in(app)
+    for path in ("/tasks", "/contacts", "/contacts/1"):
+        response = client.get(path, query_string={name: value})
+        assert response.status_code < 500, (path, name, value, response.status_code)
+
+
+def test_the_rollup_counts_tasks_done_from_the_inbox(db, engine, clock):
+    engine.tick()
+    task = the_task(db)
+    with db.session() as s, s.begin():
+        complete_task(s, task.id, clock.now())
+    with db.session() as s, s.begin():
+        stats.rollup(s, clock.now())
+    with db.session() as s:
+        assert journey_report(s, "kickoff").totals.count("task_done") == 1
