@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.journey import EmailStep, InviteStep, Journey, SurveyStep
 from campaigns.models import Account, Contact
-from campaigns.render import OutgoingEmail, Renderer, make_message_id
+from campaigns.render import OutgoingEmail, Renderer, _check_address, make_message_id
 from campaigns.steps import StepContext, email_parts
 
 TEST_PREFIX = "[Test] "
@@ -92,6 +92,7 @@ def render_preview(
 
 def send_test(renderer: Renderer, transport: Any, preview: Preview, to: str, now: datetime) -> str:
     """Send ``preview`` to ``to`` (``[Test]`` before the subject); the Message-ID."""
+    to = _check_address(to)  # raises InvalidAddress: no header injection through the form
     message_id = make_message_id(0, renderer.domain)
     subject = TEST_PREFIX + preview.subject
     raw = renderer.assemble(
