@@ -56,7 +56,7 @@ def _blueprint_rules() -> list[Any]:
 
 
 RULES = _blueprint_rules()
-SAMPLE_ARGS = {"email": "taro@example.co.jp", "in_app_id": 1, "journey": "onboarding"}
+SAMPLE_ARGS = {"email": "taro@example.co.jp", "in_app_id": 1, "journey": "onboarding", "task_id": 1}
 PRIVATE = [r for r in RULES if r.endpoint not in api._NO_AUTH]
 
 

@@ -308,3 +308,43 @@ def test_the_rollup_counts_tasks_done_from_the_inbox(db, engine, clock):
         stats.rollup(s, clock.now())
     with db.session() as s:
         assert journey_report(s, "kickoff").totals.count("task_done") == 1
+
+
+# ---------------------------------------------------------------------------- the API
+
+KEY = "crm-api-key-0123456789abcdef"
+
+
+@pytest.fixture
+def api(db, clock, setup):
+    cfg = dataclasses.replace(settings_module.load({}), secret_key=SECRET, base_url="https://cs.example.com", redis_url=None, api_keys=(KEY,))
+    application = create_app({"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": clock, "SECRET_KEY": SECRET})
+    yield application.test_client()
+    application.extensions["campaigns.engine"].dispose()
+
+
+def test_tasks_through_the_api(api, db, engine, clock):
+    auth = {"Authorization": f"Bearer {KEY}"}
+    engine.tick()
+    listed = api.get("/api/v1/tasks?owner=suzuki@example.com", headers=auth).get_json()
+    [task] = listed["tasks"]
+    assert listed["total"] == 1 and task["title"] == "Call 株式会社アクメ" and task["contact"]["name"] == "山田 太郎" and task["journey"] == "kickoff"
+    assert api.post(f"/api/v1/tasks/{task['id']}/complete", json={"outcome": "x"}).status_code == 401  # no key
+    done = api.post(f"/api/v1/tasks/{task['id']}/complete", json={"outcome": "更新します", "by": "suzuki@example.com"}, headers=auth)
+    assert done.status_code == 200 and done.get_json()["status"] == "done"
+    assert api.post(f"/api/v1/tasks/{task['id']}/complete", json={}, headers=auth).status_code == 409
+    assert api.post("/api/v1/tasks/999999/complete", headers=auth).status_code == 404
+    assert api.post(f"/api/v1/tasks/{task['id']}/complete", json={"outcome": 5}, headers=auth).status_code == 400
+    assert api.post(f"/api/v1/tasks/{task['id']}/complete", json={"when": "now"}, headers=auth).status_code == 400
+    assert api.get("/api/v1/tasks?status=done", headers=auth).get_json()["total"] == 1
+    for bad in ("status=finished", "due=tomorrow", "limit=0", "limit=x", "owner=not-an-address", "colour=red"):
+        assert api.get(f"/api/v1/tasks?{bad}", headers=auth).status_code == 400, bad
+    clock.advance(timedelta(minutes=1))
+    engine.tick()
+    timeline = api.get("/api/v1/contacts/taro@example.com/timeline", headers=auth).get_json()
+    kinds = [e["kind"] for e in timeline["entries"]]
+    assert kinds[0] == "message" and "task_done" in kinds and "entered" in kinds
+    assert api.get("/api/v1/contacts/taro@example.com/timeline?before=yesterday", headers=auth).status_code == 400
+    assert api.get("/api/v1/contacts/nobody@example.com/timeline", headers=auth).status_code == 404
+    assert api.get("/api/v1/nps", headers=auth).get_json()["total"]["n"] == 0
+    assert api.get("/api/v1/nps?bucket=year", headers=auth).status_code == 400

@@ -445,3 +445,7 @@ def openapi() -> ResponseReturnValue:
     """The API's OpenAPI document (no key needed), with this installation's address as its server."""
     document = {**openapi_document(), "servers": [{"url": current_app.config["CAMPAIGNS"].base_url}]}
     return current_app.response_class(json.dumps(document, ensure_ascii=False, indent=1), mimetype="application/json")
+
+
+# Tasks, timelines and NPS: routes on this blueprint, kept in their own module.
+from campaigns.web import api_crm  # noqa: E402,F401
