@@ -465,6 +465,51 @@ def _demo_report(state: _State) -> None:
     )
 
 
+@cli.group(invoke_without_command=True)
+@click.option("--owner", help="Only this owner's tasks (an email address).")
+@click.option("--status", type=click.Choice(["open", "done", "cancelled", "all"]), default="open", show_default=True)
+@click.option("--due", type=click.Choice(["overdue", "today", "week"]), help="Only open tasks due before now, by the end of today (UTC), or within 7 days.")
+@click.pass_context
+def tasks(ctx: click.Context, owner: str | None, status: str, due: str | None) -> None:
+    """Account owners' tasks (open ones, oldest due first); `campaigns tasks done ID` marks one done."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from campaigns.tasks import list_tasks
+
+    state: _State = ctx.ensure_object(_State)
+    now = _now()
+    with state.sessions()() as session:
+        items, total = list_tasks(session, now, owner=owner, status=status, due=due, limit=500)
+        rows = [
+            [i.task.id, i.task.due_at.strftime("%Y-%m-%d") if i.task.due_at else "-", ("! " if i.overdue(now) else "") + i.task.title, i.account or "-", i.task.owner_email or "-", i.task.status]
+            for i in items
+        ]
+    if not rows:
+        click.echo(f"no {status if status != 'all' else ''} tasks".replace("  ", " "))
+        return
+    _table(["id", "due", "task", "account", "owner", "status"], rows)
+    if total > len(rows):
+        click.echo(f"... and {total - len(rows)} more")
+
+
+@tasks.command("done")
+@click.argument("task_id", type=click.IntRange(1, 2**31 - 1))
+@click.option("--outcome", default="", help="What came of it (kept with the task, shown on the contact's timeline).")
+@click.option("--by", default=None, help="Who did it (an email address).")
+@pass_state
+def tasks_done(state: _State, task_id: int, outcome: str, by: str | None) -> None:
+    """Mark task TASK_ID done: the journey waiting on it goes on at its next run."""
+    from campaigns.tasks import TaskError, complete_task
+
+    with state.sessions()() as session, session.begin():
+        try:
+            task = complete_task(session, task_id, _now(), by=by, outcome=outcome)
+        except TaskError as exc:
+            _err(str(exc))
+            raise SystemExit(1) from None
+        click.echo(f"done: {task.title}")
+
+
 @cli.group()
 def user() -> None:
     """Dashboard users: add them, list them, set a password."""

@@ -348,3 +348,32 @@ def test_tasks_through_the_api(api, db, engine, clock):
     assert api.get("/api/v1/contacts/nobody@example.com/timeline", headers=auth).status_code == 404
     assert api.get("/api/v1/nps", headers=auth).get_json()["total"]["n"] == 0
     assert api.get("/api/v1/nps?bucket=year", headers=auth).status_code == 400
+
+
+# ---------------------------------------------------------------------------- the command line
+
+
+def run(db, tmp_path, *args: str):
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY")}
+    environ["DATABASE_URL"] = db.url
+    result = subprocess.run([sys.executable, "-m", "campaigns", *args], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def test_tasks_on_the_command_line(db, engine, tmp_path):
+    engine.tick()
+    task = the_task(db)
+    listed = run(db, tmp_path, "tasks", "--owner", OWNER)
+    assert listed.returncode == 0 and "Call 株式会社アクメ" in listed.stdout and str(task.id) in listed.stdout
+    done = run(db, tmp_path, "tasks", "done", str(task.id), "--outcome", "電話済み")
+    assert done.returncode == 0 and done.stdout.strip() == "done: Call 株式会社アクメ"
+    again = run(db, tmp_path, "tasks", "done", str(task.id))
+    assert again.returncode == 1 and "already done" in again.stderr
+    assert "no open tasks" in run(db, tmp_path, "tasks").stdout
+    assert "電話済み" not in run(db, tmp_path, "tasks", "--status", "done").stdout and "Call 株式会社アクメ" in run(db, tmp_path, "tasks", "--status", "done").stdout
+    assert run(db, tmp_path, "tasks", "--due", "someday").returncode == 2
