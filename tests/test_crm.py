@@ -194,7 +194,9 @@ def test_the_owner_marks_a_task_done_in_the_inbox(app, db, engine, clock):
     engine.tick()
     task = the_task(db)
     client = signed_in(app)
-    html = client.get("/tasks").get_data(as_text=True)
+    inbox = client.get("/tasks")
+    assert inbox.status_code == 200 and client.get("/tasks?status=done").status_code == 200
+    html = inbox.get_data(as_text=True)
     row = re.search(rf'<tr data-task-id="{task.id}".*?</tr>', html, re.S)
     assert row, html
     assert "Call 株式会社アクメ" in row.group(0) and "山田 太郎" in row.group(0) and f'action="/tasks/{task.id}/complete"' in row.group(0)

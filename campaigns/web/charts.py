@@ -196,10 +196,10 @@ def lines(x_labels: Sequence[str], series: Sequence[Series], *, title: str, desc
         lx, ly = (index % 4) * 180, 6 + (index // 4) * 18
         out.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{PALETTE[index % len(PALETTE)]}"/><text x="{lx + 18}" y="{ly + 10}">{text(item.label, 24)}</text>')
     for fraction in (0.0, 0.25, 0.5, 0.75, 1.0):
-        value = low + span * fraction
-        gy = y(value)
+        level = low + span * fraction
+        gy = y(level)
         out.append(f'<line x1="{PLOT_LEFT}" x2="{PLOT_LEFT + width}" y1="{gy}" y2="{gy}" stroke="#e4e7eb"/>')
-        out.append(f'<text x="{PLOT_LEFT - 6}" y="{gy + 4}" text-anchor="end" fill="#616e7c">{value:g}{text(unit)}</text>')
+        out.append(f'<text x="{PLOT_LEFT - 6}" y="{gy + 4}" text-anchor="end" fill="#616e7c">{level:g}{text(unit)}</text>')
     if zero and low < 0 < high:
         out.append(f'<line class="zero" x1="{PLOT_LEFT}" x2="{PLOT_LEFT + width}" y1="{y(0)}" y2="{y(0)}" stroke="#9aa5b1" stroke-dasharray="4 3"/>')
     step = max(1, -(-count // 12))  # at most about 12 labels

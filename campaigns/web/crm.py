@@ -72,7 +72,7 @@ def tasks() -> ResponseReturnValue:
         counts = open_counts(session, now, owner)
         everyone = owners(session)
     return _page(
-        "tasks.html", items=items, total=total, counts=counts, status=status, due=due, owner=owner_choice, owners=everyone,
+        "tasks.html", items=items, total=total, counts=counts, shown=status, due=due, owner=owner_choice, owners=everyone,
         page=page, pages=max(1, -(-total // PAGE)), now=now,
     )  # fmt: skip
 

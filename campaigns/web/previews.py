@@ -126,7 +126,8 @@ def preview_email() -> ResponseReturnValue:
 @bp.post("/preview/send")
 def preview_send() -> ResponseReturnValue:
     to = (request.form.get("to", "") or g.user.email).strip()[:320]
-    back = url_for("dashboard.preview", **{k: request.form.get(k, "") for k in ("journey", "step", "variant", "contact")})
+    fields: dict[str, Any] = {k: request.form.get(k, "") for k in ("journey", "step", "variant", "contact")}
+    back = url_for("dashboard.preview", **fields)
     with _sessions()() as session:
         _, shown, problem = _build(session, request.form)
     if shown is None:
