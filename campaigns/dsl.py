@@ -60,10 +60,11 @@ TOP_KEYS = (
     "journey", "name", "description", "segments", "audience", "entry", "re_entry",
     "exit_when", "goal", "sending_window", "holdout", "locale", "steps",
 )  # fmt: skip
-STEP_COMMON = ("id", "channel", "goal", "category")
+STEP_COMMON = ("id", "channel", "goal", "category", "send_time")
 STEP_TYPES = tuple(t.value for t in StepType)
 CHANNELS = ("email", "task", "in_app")
 STEP_GOALS = ("opened", "clicked", "answered", "rsvp_yes")
+SEND_TIMES = ("now", "best_hour")
 CATEGORIES = ("newsletter", "product", "renewal", "survey", "event", "onboarding", "transactional")
 TASK_KINDS = ("call", "meeting", "email", "review")
 WAIT_SIGNALS = ("answered", "opened", "clicked", "task_done", "event")
@@ -653,10 +654,25 @@ def _step(ctx: _Ctx, r: _RawStep, scope: expressions.Scope, order: list[str], in
     if goal in ("opened", "clicked") and not {"email", "survey", "invite"} & set(r.types):
         ctx.report(r.m.at("goal"), f"goal '{goal}' needs a step that sends an email")
     category = _choice(ctx, r.m, "category", CATEGORIES)
+    send_time = _send_time(ctx, r)
     if len(blocks) != len(r.types) or not set(best_of) <= set(blocks):
         return None
     step_type = StepType(best_of[0] if best_of else r.types[0])
-    return Step(r.id, step_type, blocks, r.pos.line, best_of, goal, category)
+    return Step(r.id, step_type, blocks, r.pos.line, best_of, goal, category, send_time)
+
+
+def _send_time(ctx: _Ctx, r: _RawStep) -> str | None:
+    """``send_time: best_hour`` (or ``now``, the default) on a step that sends an email."""
+    if "send_time" not in r.m:
+        return None
+    if r.m["send_time"] is None:
+        ctx.report(r.m.at("send_time"), "'send_time' is empty", "write send_time: best_hour, or leave it out to send as soon as the window allows")
+        return None
+    chosen = _choice(ctx, r.m, "send_time", SEND_TIMES)
+    if chosen == "best_hour" and not {"email", "survey", "invite"} & set(r.types):
+        ctx.report(r.m.at("send_time"), "send_time 'best_hour' needs a step that sends an email", "it times email, survey and invite steps; remove it here")
+        return None
+    return None if chosen == "now" else chosen
 
 
 def _block(ctx: _Ctx, value: Any, pos: Pos, name: str, step_id: str) -> Map | None:

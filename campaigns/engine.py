@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns import defaults, delivery, stats, tuning
+from campaigns import defaults, delivery, sendtime, stats, tuning
 from campaigns.clock import Clock
 from campaigns.dsl import parse_journey
 from campaigns.enrol import enrol
@@ -132,6 +132,7 @@ class Engine:
         links: dict[str, str] | None = None,
         rate_limiter: Any | None = None,
         tuner: tuning.Tuner | None = None,
+        send_times: sendtime.SendTimes | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -143,6 +144,7 @@ class Engine:
         self.links = links or {}
         self.rate_limiter = rate_limiter
         self.tuner = tuner or tuning.Tuner()
+        self.send_times = send_times or sendtime.SendTimes()
         self._journeys: dict[int, Journey] = {}
         self.last = AdvanceResult()
 
@@ -506,11 +508,15 @@ class Engine:
             opening = delivery.next_opening(ctx.journey.sending_window, now, ctx.contact.time_zone)
             released = delivery.cap_release(self._recent_sends(ctx, now), self.settings.frequency_cap, self.settings.frequency_period, now)
             when = max(opening, released)
+            if released > opening:  # (so released > now) the cap ends: the window's next opening after it
+                when = delivery.next_opening(ctx.journey.sending_window, released, ctx.contact.time_zone)
+            reason = "frequency cap" if released > now else "sending window"
+            timing = self._timing(ctx, step_id, when) if attempt_key == "1" else None
+            if timing is not None and timing.at > when:
+                when, reason = timing.at, f"send time: {timing.hour:02d}:00 {ctx.contact.time_zone or 'UTC'}"
             if when > now:
-                if released > opening:
-                    when = delivery.next_opening(ctx.journey.sending_window, released, ctx.contact.time_zone)
                 message.status, message.not_before = MessageStatus.DEFERRED, when
-                message.error = "frequency cap" if released > now else "sending window"
+                message.error = reason
                 if ctx.batch is None:
                     ctx.session.commit()
                 counts.deferred += 1
@@ -543,6 +549,24 @@ class Engine:
         outcome = self.deliver(ctx.session, outgoing, now, counts)
         ctx.session.commit()
         return outcome
+
+    def _timing(self, ctx: StepContext, step_id: str, base: datetime) -> sendtime.Timing | None:
+        """For a ``send_time: best_hour`` step, when its message should go, given that it may
+        go at ``base`` (see :mod:`campaigns.sendtime`). Decided once per enrollment and step
+        and kept, with why, in the enrollment's context; a re-run of the step (once the wait
+        is over) finds the decision there and does not wait again."""
+        step = ctx.journey.step(step_id)
+        decided: dict[str, Any] = dict(ctx.enrollment.context.get("send_time", {}))
+        if step.send_time != sendtime.BEST_HOUR or step_id in decided:
+            return None
+        segment = ctx.enrollment.segment or ""
+        timing = self.send_times.choose(
+            ctx.session, journey_id=ctx.enrollment.journey_id, step_id=step_id, segment=segment, goal=step.goal or tuning.default_goal(step.type.value),
+            base=base, window=ctx.journey.sending_window, time_zone=ctx.contact.time_zone, now=ctx.now,
+        )  # fmt: skip
+        decided[step_id] = timing.record(segment, ctx.contact.time_zone)
+        ctx.enrollment.context = {**ctx.enrollment.context, "send_time": decided}
+        return timing
 
     def deliver(self, session: Session, outgoing: Outgoing, now: datetime, counts: AdvanceResult) -> Outcome:
         """Hand a prepared ("sending") message to the transport and record what happened;

@@ -158,6 +158,7 @@ class Step:
     best_of: tuple[str, ...] = ()
     goal: str | None = None
     category: str | None = None
+    send_time: str | None = None  # "best_hour": sent at the segment's learned hour (campaigns.sendtime)
 
     @property
     def config(self) -> StepConfig:

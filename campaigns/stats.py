@@ -23,6 +23,12 @@ Metrics: ``enrolled``, ``holdout`` (enrolled into the holdout group), ``goal``,
 ``commented``, and the raw machine and unknown counts beside them (``opened_machine``,
 ``opened_unknown``, ``clicked_machine``, ``clicked_unknown``, ``answered_machine``);
 tasks ``task_created``, ``task_done``, ``owner_notified`` (the notice email to its owner).
+
+For a step with ``send_time: best_hour`` (:mod:`campaigns.sendtime`), ``sent`` and the unique
+human ``opened``, ``clicked``, ``answered`` and ``rsvp_yes`` are counted a second time under
+the recipient-local hour the message was sent at, as ``sent@10``, ``clicked@10``... (the
+hour of ``sent_at`` in the contact's time zone), in the same statements as the plain ones,
+so they are as exact; a reclassified click takes its hour's count with it.
 """
 
 from __future__ import annotations
@@ -30,14 +36,29 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from campaigns.models import Classification, Enrollment, EnrollmentState, Event, EventKind, Message, MessageStatus, Stat, Task, TaskStatus
+from campaigns.models import (
+    Channel,
+    Classification,
+    Contact,
+    Enrollment,
+    EnrollmentState,
+    Event,
+    EventKind,
+    JourneyVersion,
+    Message,
+    MessageStatus,
+    Stat,
+    Task,
+    TaskStatus,
+)
+from campaigns.sendtime import HOUR_METRICS, hour_metric, local_hour, timed_steps
 
 Key = tuple[int, str, str, str, str, str, date, str]
 """journey id, step, channel, variant, segment, tier, day, metric"""
@@ -100,9 +121,10 @@ def rollup(session: Session, now: datetime, batch: int = BATCH) -> Counter[str]:
     final = list(_MESSAGE_METRIC)
     sends = select(Message).where(Message.counted.is_(False), Message.status.in_(final)).order_by(Message.id).limit(batch)
     messages = list(session.scalars(sends.with_for_update(skip_locked=True) if lock else sends))
-    where = _segments(session, {m.enrollment_id for m in messages if m.enrollment_id})
+    where = _places(session, {m.enrollment_id for m in messages if m.enrollment_id})
     for message in messages:
-        segment, tier = where.get(message.enrollment_id or 0, ("", ""))
+        place = where.get(message.enrollment_id or 0, NOWHERE)
+        segment, tier = place.segment, place.tier
         when = message.sent_at or message.created_at
         message.counted = True
         done["messages"] += 1
@@ -111,16 +133,17 @@ def rollup(session: Session, now: datetime, batch: int = BATCH) -> Counter[str]:
                 counts[_key(message.journey_id, message.step_id, "task", None, segment, tier, when, "owner_notified")] += 1
             continue
         if message.sent_at is not None:  # handed to the relay (even if it bounced later)
-            counts[_key(message.journey_id, message.step_id, message.channel, message.variant, segment, tier, when, "sent")] += 1
+            for metric in _hourly(message, place, "sent"):
+                counts[_key(message.journey_id, message.step_id, message.channel, message.variant, segment, tier, when, metric)] += 1
         if message.status != MessageStatus.SENT:
             counts[_key(message.journey_id, message.step_id, message.channel, message.variant, segment, tier, when, _MESSAGE_METRIC[MessageStatus(message.status)])] += 1
 
     # Tasks created, and done.
     todo = select(Task).where(Task.counted < 3).order_by(Task.id).limit(batch)
     tasks = list(session.scalars(todo.with_for_update(skip_locked=True) if lock else todo))
-    where = _segments(session, {t.enrollment_id for t in tasks if t.enrollment_id})
+    where = _places(session, {t.enrollment_id for t in tasks if t.enrollment_id})
     for task in tasks:
-        segment, tier = where.get(task.enrollment_id or 0, ("", ""))
+        segment, tier = where.get(task.enrollment_id or 0, NOWHERE)[:2]
         flags = task.counted
         if not flags & 1:
             counts[_key(task.journey_id, task.step_id, "task", None, segment, tier, task.created_at, "task_created")] += 1
@@ -138,13 +161,40 @@ def rollup(session: Session, now: datetime, batch: int = BATCH) -> Counter[str]:
     return done
 
 
-def _segments(session: Session, enrollment_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+class Place(NamedTuple):
+    """Where an enrollment's counts are filed, and what its send-time counts need."""
+
+    segment: str
+    tier: str
+    time_zone: str | None  # the contact's: send-time counts are by the recipient's hour
+    timed: frozenset[str]  # its version's steps with send_time: best_hour
+
+
+NOWHERE = Place("", "", None, frozenset())
+
+
+def _places(session: Session, enrollment_ids: Iterable[int]) -> dict[int, Place]:
+    """The segment, tier, time zone and timed steps of each enrollment (one query per 5,000)."""
     ids = sorted(set(enrollment_ids))
-    found: dict[int, tuple[str, str]] = {}
+    rows: list[Any] = []
     for start in range(0, len(ids), 5_000):
-        for enrollment_id, segment, tier in session.execute(select(Enrollment.id, Enrollment.segment, Enrollment.tier).where(Enrollment.id.in_(ids[start : start + 5_000]))):
-            found[enrollment_id] = (segment or "", tier or "")
-    return found
+        query = (
+            select(Enrollment.id, Enrollment.segment, Enrollment.tier, Contact.time_zone, JourneyVersion.source_hash)
+            .join(Contact, Contact.id == Enrollment.contact_id)
+            .join(JourneyVersion, JourneyVersion.id == Enrollment.journey_version_id)
+            .where(Enrollment.id.in_(ids[start : start + 5_000]))
+        )
+        rows.extend(session.execute(query))
+    timed = timed_steps(session, {row[4] for row in rows})
+    return {enrollment_id: Place(segment or "", tier or "", zone, timed.get(digest, frozenset())) for enrollment_id, segment, tier, zone, digest in rows}
+
+
+def _hourly(message: Message, place: Place, metric: str) -> list[str]:
+    """``metric``, and its hour of sending (``clicked@10``) when the message's step learns its
+    send time (:mod:`campaigns.sendtime`): the hour its ``sent_at`` was for the recipient."""
+    if metric in HOUR_METRICS and message.step_id in place.timed and message.sent_at is not None and message.channel == Channel.EMAIL and message.attempt_key == "1":
+        return [metric, hour_metric(metric, local_hour(message.sent_at, place.time_zone))]
+    return [metric]
 
 
 # ---------------------------------------------------------------------------- hits
@@ -157,11 +207,16 @@ def count_hits(session: Session, inserted: Sequence[dict[str, Any]], reclassifie
     """Count the hit events just inserted (``inserted``: their rows) and move the ones whose
     classification changed (``reclassified``: event, old classification). The caller commits."""
     counts: Counter[Key] = Counter()
-    where = _segments(session, {m.enrollment_id for m in messages.values() if m.enrollment_id})
+    where = _places(session, {m.enrollment_id for m in messages.values() if m.enrollment_id})
 
     def key(message: Message, when: datetime, metric: str) -> Key:
-        segment, tier = where.get(message.enrollment_id or 0, ("", ""))
+        segment, tier = where.get(message.enrollment_id or 0, NOWHERE)[:2]
         return _key(message.journey_id, message.step_id, message.channel, message.variant, segment, tier, when, metric)
+
+    def bump(message: Message, when: datetime, metric: str, n: int = 1) -> None:
+        """Count a unique human response, and by the hour its message was sent if its step learns that."""
+        for name in _hourly(message, where.get(message.enrollment_id or 0, NOWHERE), metric):
+            counts[key(message, when, name)] += n
 
     # Unique human signals: the first per message and kind wins the UPDATE ... IS NULL.
     wanted: dict[str, dict[int, datetime]] = {"opened_at": {}, "clicked_at": {}, "answered_at": {}}
@@ -175,13 +230,13 @@ def count_hits(session: Session, inserted: Sequence[dict[str, Any]], reclassifie
     for column, ids in won.items():
         metric = {"opened_at": "opened", "clicked_at": "clicked", "answered_at": "answered"}[column]
         for message_id in ids:
-            counts[key(messages[message_id], wanted[column][message_id], metric)] += 1
+            bump(messages[message_id], wanted[column][message_id], metric)
     answered = set(won["answered_at"])
     for row in inserted:
         message = messages[row["message_id"]]
         kind, verdict, when = row["kind"], row["classification"], row["occurred_at"]
         if kind == EventKind.RSVP and verdict != Classification.MACHINE and row["message_id"] in answered and row["value"] in ("yes", "no"):
-            counts[key(message, when, f"rsvp_{row['value']}")] += 1
+            bump(message, when, f"rsvp_{row['value']}")
             answered.discard(row["message_id"])  # the first answer counts
         elif kind in _RAW_METRIC and not _human(kind, verdict):
             counts[key(message, when, f"{_RAW_METRIC[kind]}_{verdict}")] += 1
@@ -208,7 +263,7 @@ def count_hits(session: Session, inserted: Sequence[dict[str, Any]], reclassifie
                 left = session.scalar(select(Event.id).where(Event.message_id == hit_message.id, Event.kind.in_(kinds), Event.classification == Classification.HUMAN).limit(1))
                 if left is None and getattr(hit_message, column) is not None:
                     setattr(hit_message, column, None)
-                    counts[key(hit_message, event.occurred_at, {"opened_at": "opened", "clicked_at": "clicked", "answered_at": "answered"}[column])] -= 1
+                    bump(hit_message, event.occurred_at, {"opened_at": "opened", "clicked_at": "clicked", "answered_at": "answered"}[column], -1)
     return counts
 
 

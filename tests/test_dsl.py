@@ -228,6 +228,22 @@ def test_a_valid_journey_builds_typed_steps():
         pytest.param(steps("- id: a\n  goal: answered\n  email: {template: welcome, subject: Hi}\n"), "8:9: goal 'answered' needs a survey or invite step", id="goal-answered-on-email"),
         pytest.param(steps("- id: a\n  category: spam\n  email: {template: welcome, subject: Hi}\n"), "8:13: unknown category 'spam'", id="bad-category"),
         pytest.param(steps("- id: a\n  exit: {reason: done}\n"), "8:9: exit takes a short reason", id="bad-exit"),
+        pytest.param(
+            steps("- id: a\n  send_time: best_houre\n  email: {template: welcome, subject: Hi}\n"),
+            "8:14: unknown send_time 'best_houre' (did you mean 'best_hour'?)",
+            id="send-time-typo",
+        ),
+        pytest.param(steps("- id: a\n  send_time: '10:00'\n  email: {template: welcome, subject: Hi}\n"), "8:14: unknown send_time '10:00' (one of: now, best_hour)", id="send-time-clock"),
+        pytest.param(steps("- id: a\n  send_time: {hour: 10}\n  email: {template: welcome, subject: Hi}\n"), "8:14: 'send_time' must be text, not a mapping", id="send-time-mapping"),
+        pytest.param(steps("- id: a\n  send_time:\n  email: {template: welcome, subject: Hi}\n"), "8:13: 'send_time' is empty", id="send-time-empty"),
+        pytest.param(
+            steps("- id: a\n  send_time: best_hour\n  task: {title: Call}\n"),
+            "8:14: send_time 'best_hour' needs a step that sends an email (it times email, survey and invite steps; remove it here)",
+            id="send-time-on-task",
+        ),
+        pytest.param(
+            steps("- id: a\n  sendtime: best_hour\n  email: {template: welcome, subject: Hi}\n"), "8:3: unknown key 'sendtime' in step 'a' (did you mean 'send_time'?)", id="send-time-key-typo"
+        ),
     ],
 )
 def test_each_rule_reports_its_place(text, expected):
@@ -319,3 +335,30 @@ def test_a_branch_with_only_else_is_a_plain_jump():
     assert isinstance(branch, BranchStep) and branch.arms == () and branch.otherwise == "done"
     found = problems(steps("- id: jump\n  branch: [{else: done}]\n- {id: skipped, wait: 1 day}\n- {id: done, exit: completed}\n"))
     assert found == ["9:3: step 'skipped' can never be reached (the step before it ('jump') never continues to it and no goto names it)"]
+
+
+def test_send_time_best_hour_is_kept_on_email_survey_invite_and_best_of_steps():
+    journey = parse_journey(
+        steps(
+            """\
+            - id: hello
+              send_time: best_hour
+              email: {template: welcome, subject: {en: Hi, ja: こんにちは}}
+            - id: ask
+              send_time: best_hour
+              survey: {scale: nps, template: nps_survey, subject: Q}
+            - id: reach
+              channel: best_of [email, in_app]
+              send_time: best_hour
+              email: {template: welcome, subject: Hi}
+              in_app: {title: やあ, body: お知らせ}
+            - id: plain
+              send_time: now
+              email: {template: welcome, subject: Hi}
+            """
+        ),
+        segments=SEGMENTS,
+        templates=TEMPLATES,
+    )
+    assert [s.send_time for s in journey.steps] == ["best_hour", "best_hour", "best_hour", None]
+    assert journey.to_json()["steps"][0]["send_time"] == "best_hour"  # stored with the version: the stats read it there
