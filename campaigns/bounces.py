@@ -4,6 +4,12 @@ A :class:`Notice` is one recipient's bounce or complaint, whatever format it cam
 webhook parses both: ``campaigns.web.bounces``). :func:`store_notices` acts on them: it
 suppresses the address of a hard bounce or a complaint, marks the message bounced, unsubscribes
 a complainer and records each as an event, skipping the repeats it can recognise.
+
+It also counts them into the report's ``stats`` (:mod:`campaigns.stats`), in the same
+transaction and once per message, whatever the relay repeats: a hard bounce of a message that
+was sent counts ``bounced`` and ``bounced_after_send`` (its ``sent`` stays: it was handed to
+the relay, and the report's bounce rate takes the two apart), filed under the day the message
+was sent; a complaint about a message counts ``complained`` on the day of the complaint.
 """
 
 from __future__ import annotations
@@ -12,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from campaigns import stats
 from campaigns.events import contacts_by_email, record_event, stored_keys
-from campaigns.models import Classification, Contact, EventKind, Message, MessageStatus, Suppression, SuppressionReason
+from campaigns.models import Classification, Contact, Event, EventKind, Message, MessageStatus, Suppression, SuppressionReason
 
 
 @dataclass
@@ -51,6 +58,7 @@ def store_notices(session: Session, notices: list[Notice], now: datetime) -> tup
     messages = {m.message_id: m for m in session.scalars(select(Message).where(Message.message_id.in_(wanted)))} if wanted else {}
     suppressed = {s.email: s for s in session.scalars(select(Suppression).where(Suppression.email.in_(emails)))}
     stored = stored_keys(session, {n.key for n in notices if n.key})
+    complained: set[int] = set()  # messages whose complaint this request counted
     processed = duplicates = 0
     with session.no_autoflush:
         for n in notices:
@@ -70,9 +78,12 @@ def store_notices(session: Session, notices: list[Notice], now: datetime) -> tup
                 suppressed[n.email] = Suppression(email=n.email, reason=reason, source=label[:255], created_at=now)
                 session.add(suppressed[n.email])
             if n.hard and message is not None:
-                message.status, message.error = MessageStatus.BOUNCED, (n.diagnostic or "hard bounce")[:2000]
+                _bounce(session, message, (n.diagnostic or "hard bounce")[:2000])
             if n.kind == EventKind.COMPLAINT and contact is not None:
                 contact.subscribed = False
+            if n.kind == EventKind.COMPLAINT and message is not None and message.id not in complained and _first_complaint(session, message):
+                complained.add(message.id)
+                stats.count_message(session, message, ("complained",), n.occurred_at or now)
             bounce = n.kind == EventKind.BOUNCE
             record_event(
                 session, now, kind=n.kind, contact_id=contact.id if contact else None, account_id=contact.account_id if contact else None,
@@ -85,6 +96,27 @@ def store_notices(session: Session, notices: list[Notice], now: datetime) -> tup
             )  # fmt: skip
             processed += 1
     return processed, duplicates
+
+
+def _bounce(session: Session, message: Message, error: str) -> None:
+    """Mark ``message`` bounced and, if it had been sent, count the bounce. One conditional
+    ``UPDATE ... RETURNING``: of two notices about one message, repeated or concurrent, one
+    changes it and counts. A message bounced while still in flight (no ``sent_at``) is
+    counted by the rollup, as a bounce at sending is."""
+    statement = update(Message).where(Message.id == message.id, Message.status != MessageStatus.BOUNCED).values(status=MessageStatus.BOUNCED, error=error).returning(Message.sent_at)
+    changed = session.execute(statement.execution_options(synchronize_session=False)).first()
+    session.expire(message, ["status", "error"])
+    if changed is not None and changed.sent_at is not None:
+        stats.count_message(session, message, ("bounced", "bounced_after_send"), changed.sent_at)
+
+
+def _first_complaint(session: Session, message: Message) -> bool:
+    """Whether no complaint about ``message`` is stored yet. A no-op ``UPDATE`` of the message
+    first takes its row lock (PostgreSQL) or the write lock (SQLite) until the commit, so two
+    requests about one message check, and count, in turn."""
+    session.execute(update(Message).where(Message.id == message.id).values(status=Message.status).execution_options(synchronize_session=False))
+    earlier = select(Event.id).where(Event.message_id == message.id, Event.kind == EventKind.COMPLAINT).limit(1)
+    return session.scalar(earlier) is None
 
 
 def _bracketed(message_id: str) -> tuple[str, str]:

@@ -11,18 +11,28 @@ two places, both exact:
   setting the message's ``opened_at`` / ``clicked_at`` / ``answered_at`` with ``UPDATE ...
   WHERE ... IS NULL RETURNING``, which two flushers cannot both win. A human hit later
   reclassified as a machine's moves from the human metric to the machine one.
-- **Everything else** (entries, sends, bounces, tasks, goals and exits) by :func:`rollup`,
-  run with every scheduler pass: it takes rows not yet counted (a ``counted`` marker on
-  enrollments, messages and tasks, with a partial index over the uncounted ones), adds them
-  up, marks them, and adds the sums, in one transaction.
+- **Everything else** (entries, sends, bounces at sending, tasks, goals and exits) by
+  :func:`rollup`, run with every scheduler pass: it takes rows not yet counted (a
+  ``counted`` marker on enrollments, messages and tasks, with a partial index over the
+  uncounted ones), adds them up, marks them, and adds the sums, in one transaction.
+- **Bounces and complaints the relay reports later** by :func:`campaigns.bounces.store_notices`
+  in the webhook's transaction (:func:`count_message`), once per message: the hard bounce
+  is counted by the ``UPDATE ... WHERE status <> 'bounced'`` that marks the message, so a
+  repeated or concurrent notice counts nothing. A message that was sent (and counted
+  ``sent``) and bounces later **keeps its** ``sent`` and adds ``bounced`` and
+  ``bounced_after_send``, both on the day it was sent: it did reach the relay, and the
+  report's bounce rate (bounced of sent + bounced − bounced_after_send) counts it once.
+  The rollup leaves such a message's bounce alone; it counts ``bounced`` only for what the
+  relay refused at sending (no ``sent_at``).
 
 Metrics: ``enrolled``, ``holdout`` (enrolled into the holdout group), ``goal``,
 ``holdout_goal``, ``exited``, ``completed``, ``failed_enrollment``; per step ``sent``,
-``bounced``, ``failed``, ``suppressed``; from hits ``opened``, ``clicked``, ``answered``
-(unique, human), ``rsvp_yes``, ``rsvp_no``, ``unsubscribed``, ``complained``,
-``commented``, and the raw machine and unknown counts beside them (``opened_machine``,
-``opened_unknown``, ``clicked_machine``, ``clicked_unknown``, ``answered_machine``);
-tasks ``task_created``, ``task_done``, ``owner_notified`` (the notice email to its owner).
+``bounced``, ``bounced_after_send``, ``failed``, ``suppressed``, ``complained``; from hits
+``opened``, ``clicked``, ``answered`` (unique, human), ``rsvp_yes``, ``rsvp_no``,
+``unsubscribed``, ``commented``, and the raw machine and unknown counts beside them
+(``opened_machine``, ``opened_unknown``, ``clicked_machine``, ``clicked_unknown``,
+``answered_machine``); tasks ``task_created``, ``task_done``, ``owner_notified`` (the notice
+email to its owner).
 
 For a step with ``send_time: best_hour`` (:mod:`campaigns.sendtime`), ``sent`` and the unique
 human ``opened``, ``clicked``, ``answered`` and ``rsvp_yes`` are counted a second time under
@@ -135,6 +145,8 @@ def rollup(session: Session, now: datetime, batch: int = BATCH) -> Counter[str]:
         if message.sent_at is not None:  # handed to the relay (even if it bounced later)
             for metric in _hourly(message, place, "sent"):
                 counts[_key(message.journey_id, message.step_id, message.channel, message.variant, segment, tier, when, metric)] += 1
+            if message.status == MessageStatus.BOUNCED:
+                continue  # bounced after it was sent: counted when the relay reported it (campaigns.bounces)
         if message.status != MessageStatus.SENT:
             counts[_key(message.journey_id, message.step_id, message.channel, message.variant, segment, tier, when, _MESSAGE_METRIC[MessageStatus(message.status)])] += 1
 
@@ -286,3 +298,14 @@ def _claim(session: Session, column: str, ids: set[int], now: datetime) -> set[i
         if isinstance(message, Message) and message.id in won:
             session.expire(message, [column])
     return won
+
+
+# ---------------------------------------------------------------------------- reported later
+
+
+def count_message(session: Session, message: Message, metrics: Iterable[str], when: datetime | date) -> None:
+    """Count one of each of ``metrics`` for ``message`` (its journey, step, channel, variant,
+    segment and tier) on ``when``'s day. The caller makes sure it is the first time (see
+    :func:`campaigns.bounces.store_notices`) and commits."""
+    place = _places(session, [message.enrollment_id] if message.enrollment_id else []).get(message.enrollment_id or 0, NOWHERE)
+    add(session, Counter({_key(message.journey_id, message.step_id, message.channel, message.variant, place.segment, place.tier, when, metric): 1 for metric in metrics}))
