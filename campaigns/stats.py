@@ -24,6 +24,11 @@ two places, both exact:
   report's bounce rate (bounced of sent + bounced − bounced_after_send) counts it once.
   The rollup leaves such a message's bounce alone; it counts ``bounced`` only for what the
   relay refused at sending (no ``sent_at``).
+- **In-app messages**: ``in_app_created`` as they are inserted (an ``after_flush`` hook
+  in the inserting transaction; unique per enrollment and step), ``in_app_seen`` and
+  ``in_app_clicked`` by the API that records the first acknowledgement (:func:`count_in_app`,
+  after the ``UPDATE ... IS NULL`` that sets it). A ``best_of`` step's in-app arm is tuned
+  on them (:mod:`campaigns.tuning`).
 
 Metrics: ``enrolled``, ``holdout`` (enrolled into the holdout group), ``goal``,
 ``holdout_goal``, ``exited``, ``completed``, ``failed_enrollment``; per step ``sent``,
@@ -32,7 +37,7 @@ Metrics: ``enrolled``, ``holdout`` (enrolled into the holdout group), ``goal``,
 ``unsubscribed``, ``commented``, and the raw machine and unknown counts beside them
 (``opened_machine``, ``opened_unknown``, ``clicked_machine``, ``clicked_unknown``,
 ``answered_machine``); tasks ``task_created``, ``task_done``, ``owner_notified`` (the notice
-email to its owner).
+email to its owner); in-app ``in_app_created``, ``in_app_seen``, ``in_app_clicked``.
 
 For a step with ``send_time: best_hour`` (:mod:`campaigns.sendtime`), ``sent`` and the unique
 human ``opened``, ``clicked``, ``answered`` and ``rsvp_yes`` are counted a second time under
@@ -45,9 +50,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
+from sqlalchemy import event as orm_events
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -61,6 +67,7 @@ from campaigns.models import (
     EnrollmentState,
     Event,
     EventKind,
+    InAppMessage,
     JourneyVersion,
     Message,
     MessageStatus,
@@ -309,3 +316,34 @@ def count_message(session: Session, message: Message, metrics: Iterable[str], wh
     :func:`campaigns.bounces.store_notices`) and commits."""
     place = _places(session, [message.enrollment_id] if message.enrollment_id else []).get(message.enrollment_id or 0, NOWHERE)
     add(session, Counter({_key(message.journey_id, message.step_id, message.channel, message.variant, place.segment, place.tier, when, metric): 1 for metric in metrics}))
+
+
+# ---------------------------------------------------------------------------- in-app messages
+
+IN_APP_METRICS = {"seen_at": "in_app_seen", "clicked_at": "in_app_clicked"}
+"""The metric of each first acknowledgement of an in-app message."""
+
+
+def count_in_app(session: Session, item: InAppMessage, metric: str, when: datetime) -> None:
+    """Count ``metric`` (``in_app_seen``, ``in_app_clicked``) for an in-app message; the caller
+    counts the first acknowledgement only (the one whose ``UPDATE ... IS NULL`` set it) and commits."""
+    if item.journey_id is None:
+        return
+    place = _places(session, [item.enrollment_id] if item.enrollment_id else []).get(item.enrollment_id or 0, NOWHERE)
+    add(session, Counter({_key(item.journey_id, item.step_id, Channel.IN_APP, None, place.segment, place.tier, when, metric): 1}))
+
+
+@orm_events.listens_for(Session, "after_flush")
+def _count_created_in_app(session: Session, _flush: Any) -> None:
+    """Count ``in_app_created`` for the journeys' in-app messages a flush has just inserted,
+    in the flush's transaction: a row is inserted once (unique per enrollment and step), and
+    its count commits or rolls back with it."""
+    created = [item for item in session.new if isinstance(item, InAppMessage) and item.journey_id is not None]
+    if not created:
+        return
+    where = _places(session, {item.enrollment_id for item in created if item.enrollment_id})
+    counts: Counter[Key] = Counter()
+    for item in created:
+        place = where.get(item.enrollment_id or 0, NOWHERE)
+        counts[_key(item.journey_id, item.step_id, Channel.IN_APP, None, place.segment, place.tier, item.created_at or datetime.now(UTC), "in_app_created")] += 1
+    add(session, counts)

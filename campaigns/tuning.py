@@ -2,9 +2,12 @@
 gets, per segment, from what worked so far.
 
 A step with ``variants`` or ``channel: best_of [...]`` is a multi-armed bandit per
-(journey, step, segment). An arm's trials are its sends (emails sent, tasks created) and its
-successes the step's goal (``goal:``; by default answered for surveys, a yes for invites,
-clicked for other emails), human signals only, read from the pre-aggregated ``stats``.
+(journey, step, segment). An arm's trials are its sends (emails sent, tasks created, in-app
+messages created) and its successes the step's goal (``goal:``; by default answered for
+surveys, a yes for invites, clicked for other emails), human signals only, read from the
+pre-aggregated ``stats``. An in-app arm's goal is its own acknowledgement (:data:`SUCCESSES`):
+``clicked`` counts the in-app messages followed (``in_app_clicked``), ``opened`` the ones
+shown (``in_app_seen``), each once per message.
 Each send draws with Thompson sampling (:func:`campaigns.rates.choose`): an even random
 split until every arm has :data:`~campaigns.rates.MIN_TRIALS` trials, then mostly the arm
 whose Beta posterior draw is highest, with an exploration floor. A contact keeps the arm
@@ -35,6 +38,14 @@ REFRESH = 60.0
 
 TRIALS = {"email": "sent", "task": "task_created", "in_app": "in_app_created", "survey": "sent", "invite": "sent"}
 """The metric that counts an arm's trials, per channel."""
+
+SUCCESSES = {"in_app": {"clicked": "in_app_clicked", "opened": "in_app_seen"}}
+"""A step goal's metric on a channel whose responses are counted apart from email's."""
+
+
+def success_metric(channel: str, goal: str) -> str:
+    """The metric that counts ``goal`` for an arm on ``channel``."""
+    return SUCCESSES.get(channel, {}).get(goal, goal)
 
 
 def default_goal(step_type: str) -> str:
@@ -77,7 +88,7 @@ class Tuner:
 def counts(session: Session, journey_id: int, step_id: str, segment: str, arms: Sequence[str], dimension: str, goal: str) -> list[rates.Arm]:
     """Each arm's trials and successes so far, for this segment."""
     column = Stat.variant if dimension == "variant" else Stat.channel
-    metrics = {goal, *TRIALS.values()}
+    metrics = {goal, *TRIALS.values(), *(success_metric(arm, goal) for arm in arms)}
     found: dict[tuple[str, str], int] = {}
     query = (
         select(column, Stat.metric, func.sum(Stat.count))
@@ -89,8 +100,9 @@ def counts(session: Session, journey_id: int, step_id: str, segment: str, arms: 
     result = []
     for arm in arms:
         trials_metric = "sent" if dimension == "variant" else TRIALS.get(arm, "sent")
+        goal_metric = goal if dimension == "variant" else success_metric(arm, goal)
         trials = found.get((arm, trials_metric), 0)
-        result.append(rates.Arm(arm, min(found.get((arm, goal), 0), trials), trials))
+        result.append(rates.Arm(arm, min(found.get((arm, goal_metric), 0), trials), trials))
     return result
 
 

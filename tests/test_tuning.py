@@ -4,6 +4,7 @@ stored; a contact keeps the arm drawn."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import textwrap
 from collections import Counter
@@ -11,19 +12,21 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+import campaigns.config
 from campaigns import stats, tuning
 from campaigns.channels.email import transport_from_url
 from campaigns.clock import FakeClock
 from campaigns.deploy import deploy
 from campaigns.dsl import parse_journey
 from campaigns.engine import Engine, EngineSettings
-from campaigns.models import Account, Allocation, Contact, Enrollment, Journey, Message, Task
+from campaigns.models import Account, Allocation, Contact, Enrollment, InAppMessage, Journey, Message, Stat, Task
 from campaigns.render import Renderer, Sender
 from campaigns.segments import parse_segments
 from campaigns.templates import TemplateStore
 from campaigns.tokens import Tokens
+from campaigns.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
@@ -61,12 +64,30 @@ CHANNELS = textwrap.dedent(
 )
 
 
-def setup(db, text: str, n: int, key: str) -> int:
+IN_APP = textwrap.dedent(
+    """\
+    journey: nudged
+    name: 機能のご案内
+    segments: [everyone]
+    entry: {trigger: segment}
+    steps:
+      - id: nudge
+        channel: best_of [email, in_app]
+        goal: clicked
+        email: {template: onboarding_tips, subject: {en: Tips, ja: 活用のヒント}}
+        in_app: {title: {en: Try reports, ja: レポートを使ってみましょう}, body: {en: Faster now, ja: 速くなりました}, url: "https://app.example.com/reports"}
+    """
+)
+
+
+def setup(db, text: str, n: int, key: str, start: int = 0) -> int:
     with db.session() as s, s.begin():
-        account = Account(external_id="A", name="A", arr=Decimal(1), owner_email="csm@example.com")
-        s.add(account)
-        s.flush()
-        s.add_all([Contact(account_id=account.id, email=f"t{i}@example.com", name=f"T {i}") for i in range(n)])
+        account = s.scalar(select(Account).where(Account.external_id == "A"))
+        if account is None:
+            account = Account(external_id="A", name="A", arr=Decimal(1), owner_email="csm@example.com")
+            s.add(account)
+            s.flush()
+        s.add_all([Contact(account_id=account.id, email=f"t{i}@example.com", name=f"T {i}") for i in range(start, start + n)])
         deploy(s, parse_journey(text, f"{key}.yaml"), text, f"{key}.yaml")
         return s.scalar(select(Journey.id).where(Journey.key == key))
 
@@ -132,3 +153,56 @@ def test_best_of_routes_to_the_channel_that_gets_answers_and_keeps_it(db, smtp_s
         tasked = set(s.scalars(select(Task.enrollment_id)))
         for enrollment in s.scalars(select(Enrollment)):
             assert (enrollment.context["arms"]["reach"] == "task") == (enrollment.id in tasked)
+
+
+def in_app_counts(db) -> dict[tuple[str, str, str], int]:
+    with db.session() as s:
+        rows = s.execute(select(Stat.channel, Stat.segment, Stat.metric, func.sum(Stat.count)).where(Stat.metric.like("in_app_%")).group_by(Stat.channel, Stat.segment, Stat.metric))
+        return {(channel, segment, metric): int(n) for channel, segment, metric, n in rows}
+
+
+def test_in_app_messages_created_and_clicked_are_the_in_app_arms_trials_and_successes(db, smtp_sink):
+    journey_id = setup(db, IN_APP, 260, "nudged")
+    tick(db, smtp_sink, seed=4)  # nothing measured yet: an even split
+    with db.session() as s:
+        in_app = s.scalars(select(InAppMessage.id).order_by(InAppMessage.id)).all()
+        emails = s.scalar(select(func.count()).select_from(Message).where(Message.step_id == "nudge")) or 0
+    assert len(in_app) + emails == 260 and len(in_app) >= 100 and emails >= 100, (len(in_app), emails)
+    assert in_app_counts(db) == {("in_app", "everyone", "in_app_created"): len(in_app)}
+    tick(db, smtp_sink, seed=4)  # nothing new: nothing counted again
+    assert in_app_counts(db) == {("in_app", "everyone", "in_app_created"): len(in_app)}
+
+    # The product shows every in-app message and 60% are followed; some acknowledgements repeat.
+    cfg = dataclasses.replace(campaigns.config.load({}), api_keys=("tuning-key-0123456789",))
+    app = create_app({"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": FakeClock(START)})
+    client, auth = app.test_client(), {"Authorization": "Bearer tuning-key-0123456789"}
+    followed = in_app[: len(in_app) * 6 // 10]
+    try:
+        for n, item in enumerate(in_app):
+            assert client.post(f"/api/v1/in-app/{item}/seen", headers=auth).status_code == 200
+            for _ in range(2 if item in followed else 0):
+                assert client.post(f"/api/v1/in-app/{item}/clicked", headers=auth).status_code == 200
+            if n % 7 == 0:
+                client.post(f"/api/v1/in-app/{item}/seen", headers=auth)
+    finally:
+        app.extensions["campaigns.sessions"].kw["bind"].dispose()
+    assert in_app_counts(db) == {
+        ("in_app", "everyone", "in_app_created"): len(in_app), ("in_app", "everyone", "in_app_seen"): len(in_app), ("in_app", "everyone", "in_app_clicked"): len(followed),
+    }  # fmt: skip
+    with db.session() as s:
+        arms = {arm.name: arm for arm in tuning.counts(s, journey_id, "nudge", "everyone", ["email", "in_app"], "channel", "clicked")}
+        shown = {arm.name: arm for arm in tuning.counts(s, journey_id, "nudge", "everyone", ["email", "in_app"], "channel", "opened")}
+    assert (arms["in_app"].successes, arms["in_app"].trials) == (len(followed), len(in_app))
+    assert (arms["email"].successes, arms["email"].trials) == (0, emails)  # nobody clicked an email
+    assert shown["in_app"].successes == len(in_app)
+
+    # Newcomers now go to the in-app arm: P(in_app is best) ~ 1, so ~95% of them.
+    setup(db, IN_APP, 100, "nudged", start=260)
+    tick(db, smtp_sink, seed=4)
+    with db.session() as s:
+        newcomers = s.scalars(select(Enrollment).where(Enrollment.contact_id.in_(select(Contact.id).where(Contact.email.in_([f"t{i}@example.com" for i in range(260, 360)]))))).all()
+        split = Counter(e.context["arms"]["nudge"] for e in newcomers)
+        allocation = s.scalars(select(Allocation).where(Allocation.arm == "in_app").order_by(Allocation.id.desc())).first()
+    assert split["in_app"] > 85 and split["in_app"] + split["email"] == 100, split
+    assert allocation is not None and allocation.trials == len(in_app) and allocation.successes == len(followed) and allocation.p_best > 0.99
+    assert in_app_counts(db)[("in_app", "everyone", "in_app_created")] == len(in_app) + split["in_app"]

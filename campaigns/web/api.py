@@ -34,6 +34,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns import stats
 from campaigns.bounces import store_notices
 from campaigns.events import contacts_by_email, record_event, stored_keys
 from campaigns.models import Account, Classification, Contact, Event, EventKind, InAppMessage, Journey
@@ -310,6 +311,7 @@ def _acknowledge(in_app_id: int, *, clicked: bool) -> ResponseReturnValue:
                     session, now, kind=EventKind.CUSTOM, name=name, contact_id=item.contact_id, enrollment_id=item.enrollment_id,
                     journey_id=item.journey_id, step_id=item.step_id, data={"in_app_id": item.id},
                 )  # fmt: skip
+                stats.count_in_app(session, item, stats.IN_APP_METRICS[column], now)  # the first time only: the tuner's in-app responses
         session.flush()
         session.refresh(item)
         return _in_app(item)
