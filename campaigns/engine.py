@@ -556,8 +556,10 @@ class Engine:
         and kept, with why, in the enrollment's context; a re-run of the step (once the wait
         is over) finds the decision there and does not wait again."""
         step = ctx.journey.step(step_id)
+        if step.send_time != sendtime.BEST_HOUR:
+            return None  # the common case costs one attribute check
         decided: dict[str, Any] = dict(ctx.enrollment.context.get("send_time", {}))
-        if step.send_time != sendtime.BEST_HOUR or step_id in decided:
+        if step_id in decided:
             return None
         segment = ctx.enrollment.segment or ""
         timing = self.send_times.choose(
