@@ -38,7 +38,6 @@ from campaigns.journey import (
     Step,
     SurveyStep,
     WebhookStep,
-    text_for,
 )
 from campaigns.models import (
     Account,
@@ -67,6 +66,7 @@ from campaigns.steps import (
     Outcome,
     StepContext,
     backoff_message,
+    email_parts,
     next_step,
     post_json,
     sign_webhook,
@@ -372,41 +372,28 @@ class Engine:
     def deliver_step_email(self, ctx: StepContext, step: Step, config: Any) -> Outcome:
         """Send the email of an email, survey or invite step, exactly once."""
         assert isinstance(config, EmailStep | SurveyStep | InviteStep)
-        locale = ctx.contact.locale.split("-")[0]
-        template, subject, preheader, variant = config.template, config.subject, getattr(config, "preheader", None), None
+        variant = None
         if isinstance(config, EmailStep) and config.variants:
             names = tuple(v.id for v in config.variants)
             variant = self._sent_variant(ctx, step.id)  # a re-run keeps the variant it drew
             if variant not in names:
                 goal = step.goal or tuning.default_goal(step.type.value)
                 variant = self.tuner.choose(ctx.session, journey_id=ctx.enrollment.journey_id, step_id=step.id, segment=ctx.enrollment.segment, arms=names, dimension="variant", goal=goal, now=ctx.now)
-            chosen = next(v for v in config.variants if v.id == variant)
-            template = chosen.template or template
-            subject = chosen.subject or subject
-            preheader = chosen.preheader or preheader
-        survey = invite = None
-        if isinstance(config, SurveyStep):
-            from campaigns.render import SurveySpec
-
-            survey = SurveySpec(config.scale, ctx.text(config.question) or None)
-        if isinstance(config, InviteStep):
-            from campaigns.render import InviteSpec
-
-            invite = InviteSpec(ctx.text(config.event_name), config.starts_at, config.duration, config.url, ctx.contact.time_zone)
+        parts = email_parts(ctx, config, variant)  # the dashboard's preview renders the same parts
         return self._send(
             ctx,
             step_id=step.id,
             attempt_key="1",
             to=ctx.contact.email,
             to_name=ctx.contact.name,
-            template=template,
-            locale=locale,
-            subject=text_for(subject, locale, ctx.journey.locale) or "",
-            preheader=text_for(preheader, locale, ctx.journey.locale),
-            category=step.category or ("survey" if survey else "event" if invite else "marketing"),
+            template=parts.template,
+            locale=parts.locale,
+            subject=parts.subject,
+            preheader=parts.preheader,
+            category=step.category or ("survey" if parts.survey else "event" if parts.invite else "marketing"),
             variant=variant,
-            survey=survey,
-            invite=invite,
+            survey=parts.survey,
+            invite=parts.invite,
             marketing=True,
         )
 

@@ -32,6 +32,7 @@ RATES: tuple[tuple[str, str, str], ...] = (
     ("unsubscribe_rate", "unsubscribed", "sent"),
     ("bounce_rate", "bounced", "attempted"),
     ("task_done_rate", "task_done", "task_created"),
+    ("in_app_click_rate", "in_app_clicked", "in_app_created"),
 )
 """(rate, numerator metric, denominator metric); ``attempted`` is sent + bounced."""
 
@@ -57,7 +58,12 @@ class Row:
 
     def as_dict(self) -> dict[str, Any]:
         rates = {name: rate_dict(self.rate(name)) for name, _, _ in RATES if self.rate(name).n}
-        return {"key": self.key, "counts": dict(sorted(self.counts.items())), "rates": rates}
+        counts = {m: n for m, n in sorted(self.counts.items()) if "@" not in m}
+        result: dict[str, Any] = {"key": self.key, "counts": counts, "rates": rates}
+        hours = {m: n for m, n in sorted(self.counts.items()) if "@" in m}
+        if hours:  # send-time steps: sent@10, clicked@10... by the recipient-local hour of sending
+            result["by_hour"] = hours
+        return result
 
 
 def rate_dict(rate: Rate) -> dict[str, Any]:

@@ -34,7 +34,8 @@ Metrics: ``enrolled``, ``holdout`` (enrolled into the holdout group), ``goal``,
 ``holdout_goal``, ``exited``, ``completed``, ``failed_enrollment``; per step ``sent``,
 ``bounced``, ``bounced_after_send``, ``failed``, ``suppressed``, ``complained``; from hits
 ``opened``, ``clicked``, ``answered`` (unique, human), ``rsvp_yes``, ``rsvp_no``,
-``unsubscribed``, ``commented``, and the raw machine and unknown counts beside them
+``unsubscribed``, ``commented``, ``score_0`` ... ``score_10`` (the first answer to a survey
+email, by its score: NPS and CSAT, see :mod:`campaigns.nps`), and the raw machine and unknown counts beside them
 (``opened_machine``, ``opened_unknown``, ``clicked_machine``, ``clicked_unknown``,
 ``answered_machine``); tasks ``task_created``, ``task_done``, ``owner_notified`` (the notice
 email to its owner); in-app ``in_app_created``, ``in_app_seen``, ``in_app_clicked``.
@@ -257,6 +258,9 @@ def count_hits(session: Session, inserted: Sequence[dict[str, Any]], reclassifie
         if kind == EventKind.RSVP and verdict != Classification.MACHINE and row["message_id"] in answered and row["value"] in ("yes", "no"):
             bump(message, when, f"rsvp_{row['value']}")
             answered.discard(row["message_id"])  # the first answer counts
+        elif kind == EventKind.ANSWER and verdict != Classification.MACHINE and row["message_id"] in answered and _score(row["value"]) is not None:
+            counts[key(message, when, f"score_{_score(row['value'])}")] += 1  # NPS and CSAT (campaigns.nps)
+            answered.discard(row["message_id"])  # the first answer counts
         elif kind in _RAW_METRIC and not _human(kind, verdict):
             counts[key(message, when, f"{_RAW_METRIC[kind]}_{verdict}")] += 1
         elif kind == EventKind.UNSUBSCRIBE:
@@ -284,6 +288,11 @@ def count_hits(session: Session, inserted: Sequence[dict[str, Any]], reclassifie
                     setattr(hit_message, column, None)
                     bump(hit_message, event.occurred_at, {"opened_at": "opened", "clicked_at": "clicked", "answered_at": "answered"}[column], -1)
     return counts
+
+
+def _score(value: str | None) -> int | None:
+    """A survey answer's score (0 to 10), or None for anything else."""
+    return int(value) if value is not None and value.isdigit() and len(value) <= 2 and int(value) <= 10 else None
 
 
 def _human(kind: str, classification: str) -> bool:

@@ -27,6 +27,7 @@ from campaigns.hits import Hit, write_hits
 from campaigns.models import Account, Contact, Message, Stat, Suppression, SuppressionReason
 from campaigns.rates import wilson
 from campaigns.render import Renderer, Sender
+from campaigns.nps import summary
 from campaigns.report import journey_report, overview
 from campaigns.segments import parse_segments
 from campaigns.templates import TemplateStore
@@ -123,6 +124,11 @@ def test_counts_and_rates_match_the_hand_count(db, ran):
     assert (h["opened"], h["clicked"], h["opened_machine"], h["clicked_machine"]) == (3, 1, 1, 2)  # c3, c4, c6 opened; c6 clicked
     a = steps["ask"].counts
     assert (a["sent"], a["answered"], a["unsubscribed"]) == (7, 3, 1)
+    # The first answer of each survey email by its score: c3 9, c4 3 (not 4), c8 10.
+    assert {m: n for m, n in a.items() if m.startswith("score_")} == {"score_9": 1, "score_3": 1, "score_10": 1}
+    with db.session() as s:
+        nps = summary(s, "counted").total
+    assert (nps.promoters, nps.passives, nps.detractors, round(nps.score or 0, 1)) == (2, 0, 1, 33.3)
     assert steps["call"].counts == {"task_created": 10, "owner_notified": 10}
     assert report.totals.counts["enrolled"] == 10
     open_rate = steps["hello"].rate("open_rate")
