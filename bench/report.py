@@ -6,8 +6,10 @@ In one run, on a throw-away PostgreSQL database:
   2. build the pre-aggregated ``stats`` from them with one GROUP BY (the same counts the
      flusher keeps as hits arrive; printed, as a one-off cost);
   3. time the journey report (``campaigns.report.journey_report``, by step and by segment),
-     the journeys overview and the dashboard's journey page (signed in, over Flask's test
-     client), each the median of several runs (target: report < 2 s);
+     the journeys overview and the dashboard's pages (signed in, over Flask's test client):
+     the journey page, the journeys list, the NPS page, a contact's timeline (about 50 of
+     the 10M events are theirs) and the tasks inbox, each the median of several runs
+     (target: report < 2 s);
   4. for comparison, the same funnel computed by scanning the raw events.
 
 Usage: python bench/report.py [--events 10000000] [--messages 1000000] [--database-url URL]
@@ -112,11 +114,11 @@ def main() -> None:
             conn.execute(
                 text(
                     "INSERT INTO events (kind, message_id, contact_id, journey_id, step_id, value, classification, reason, dedupe_key, data, occurred_at, recorded_at) "
-                    "SELECT (ARRAY['open','open','open','click','answer'])[1 + g % 5], 1 + (g::bigint * 7919) % :m, NULL, :j, NULL, CASE WHEN g % 5 = 4 THEN ((g / 5) % 11)::text END, "
+                    "SELECT (ARRAY['open','open','open','click','answer'])[1 + g % 5], 1 + (g::bigint * 7919) % :m, 1 + ((1 + (g::bigint * 7919) % :m) % :c), :j, NULL, CASE WHEN g % 5 = 4 THEN ((g / 5) % 11)::text END, "
                     "(ARRAY['human','human','machine','unknown'])[1 + (g / 3) % 4], 'bench', 'b:' || g, '{}', :t + (g % 30) * interval '1 day', :t + (g % 30) * interval '1 day' "
                     "FROM generate_series(1, :n) g"
                 ),
-                {"j": journey_id, "m": args.messages, "n": args.events, "t": now - timedelta(days=30)},
+                {"j": journey_id, "m": args.messages, "c": args.contacts, "n": args.events, "t": now - timedelta(days=30)},
             )
         generated = time.perf_counter() - started
         with engine.connect() as conn:
@@ -158,6 +160,14 @@ def main() -> None:
                     "FROM enrollments GROUP BY 1, 5, 6, 7, 8"
                 )
             )
+            conn.execute(
+                text(
+                    "INSERT INTO stats (journey_id, step_id, channel, variant, segment, tier, day, metric, count) "
+                    "SELECT m.journey_id, m.step_id, m.channel, '', coalesce(n.segment, ''), coalesce(n.tier, ''), a.occurred_at::date, 'score_' || a.value, count(*) FROM ("
+                    "  SELECT DISTINCT ON (message_id) message_id, value, occurred_at FROM events WHERE kind = 'answer' AND classification <> 'machine' ORDER BY message_id, occurred_at, id) a "
+                    "JOIN messages m ON m.id = a.message_id JOIN enrollments n ON n.id = m.enrollment_id GROUP BY 1, 2, 3, 5, 6, 7, 8"
+                )
+            )
             rows = conn.execute(text("SELECT count(*) FROM stats")).scalar_one()
         print(f"stats built from the raw rows in {time.perf_counter() - started:.1f} s: {rows:,} rows (kept up to date by the flusher and the rollup in production)")
 
@@ -182,6 +192,13 @@ def main() -> None:
         assert response.status_code == 200  # type: ignore[attr-defined]
         list_time, _ = timed(lambda: client.get("/journeys"))
         print(f"dashboard journey page:    {page_time * 1000:7.1f} ms   journeys list: {list_time * 1000:.1f} ms")
+        nps_time, response = timed(lambda: client.get("/nps?bucket=week"))
+        assert response.status_code == 200  # type: ignore[attr-defined]
+        contact_time, response = timed(lambda: client.get("/contacts/4242"))
+        assert response.status_code == 200 and "Timeline" in response.get_data(as_text=True)  # type: ignore[attr-defined]
+        tasks_time, response = timed(lambda: client.get("/tasks?owner=all"))
+        assert response.status_code == 200  # type: ignore[attr-defined]
+        print(f"dashboard NPS page:        {nps_time * 1000:7.1f} ms   contact timeline: {contact_time * 1000:.1f} ms   tasks inbox: {tasks_time * 1000:.1f} ms")
         app.extensions["campaigns.engine"].dispose()
 
         with engine.connect() as conn:

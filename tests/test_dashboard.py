@@ -29,7 +29,7 @@ from campaigns import stats
 from campaigns.clock import FakeClock
 from campaigns.deploy import deploy
 from campaigns.dsl import parse_journey
-from campaigns.models import Journey, JourneyStatus, User
+from campaigns.models import Allocation, Journey, JourneyStatus, User
 from campaigns.rates import Rate, wilson
 from campaigns.users import UserError, add_user, set_password
 from campaigns.web import create_app
@@ -510,3 +510,39 @@ def test_bad_users_are_refused(db):
 def test_the_sign_in_page_warns_when_secret_key_is_unset(client, app):
     assert app.config["CAMPAIGNS"].secret_is_ephemeral  # load({}): no SECRET_KEY in the environment
     assert "SECRET_KEY is not set" in client.get("/login").get_data(as_text=True)
+
+
+def test_the_journey_page_shows_how_the_bandit_split_sends_over_time(signed_in, db, journey):
+    rows = [
+        # (hours after NOW, arm, share, p_best, trials, successes)
+        (0, "plain", 0.5, 0.5, 0, 0),
+        (0, "tips", 0.5, 0.5, 0, 0),
+        (24, "plain", 0.2, 0.03, 400, 20),
+        (24, "tips", 0.8, 0.97, 400, 60),
+    ]
+    with db.session() as s, s.begin():
+        for hours, arm, share, p_best, trials, successes in rows:
+            s.add(
+                Allocation(
+                    journey_id=journey,
+                    step_id="hello",
+                    segment="エンタープライズ",
+                    dimension="variant",
+                    arm=arm,
+                    at=NOW + timedelta(hours=hours),
+                    trials=trials,
+                    successes=successes,
+                    share=share,
+                    p_best=p_best,
+                )
+            )
+    html = page(signed_in, "/journeys/counted")
+    section = re.search(r'<section class="card allocation" data-step="hello" data-segment="エンタープライズ".*?</section>', html, re.S)
+    assert section, html[-3000:]
+    svg = ET.fromstring(re.search(r"<svg\b.*?</svg>", section.group(0), re.S).group(0))
+    series = {g.get("data-series"): g for g in svg.iter(f"{SVG}g") if g.get("class") == "series"}
+    assert set(series) == {"plain", "tips"}
+    assert [c.find(f"{SVG}title").text for c in series["tips"].iter(f"{SVG}circle")] == ["tips 11-24 01:00: 50.0%", "tips 11-25 01:00: 80.0%"]
+    table = section.group(0)
+    assert re.search(r"<td>tips</td><td class=\"num\">80%</td><td class=\"num\">0.97</td><td class=\"num\">60</td><td class=\"num\">400</td><td class=\"num\">15.0%</td>", table), table
+    assert "tips is very likely the best (97%)" in table

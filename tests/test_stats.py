@@ -25,9 +25,9 @@ from campaigns.dsl import parse_journey
 from campaigns.engine import Engine, EngineSettings
 from campaigns.hits import Hit, write_hits
 from campaigns.models import Account, Contact, Message, Stat, Suppression, SuppressionReason
+from campaigns.nps import summary
 from campaigns.rates import wilson
 from campaigns.render import Renderer, Sender
-from campaigns.nps import summary
 from campaigns.report import journey_report, overview
 from campaigns.segments import parse_segments
 from campaigns.templates import TemplateStore
