@@ -11,6 +11,7 @@ their open tasks and the journeys they are in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from flask import abort, flash, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, or_, select
 
-from campaigns.models import Account, Contact, Enrollment, Journey, TaskStatus, UserRole
+from campaigns.models import Account, Contact, Enrollment, Journey, Task, TaskStatus, UserRole
 from campaigns.tasks import Due, TaskError, cancel_task, complete_task, list_tasks, open_counts, owners
 from campaigns.timeline import LIMIT, contact_timeline
 from campaigns.web.dashboard import _page, _sessions, bp
@@ -85,31 +86,26 @@ def _back_to_tasks() -> ResponseReturnValue:
     return redirect(url_for("dashboard.tasks"))
 
 
-@bp.post("/tasks/<int(max=2147483647):task_id>/complete")
-def complete(task_id: int) -> ResponseReturnValue:
-    outcome = request.form.get("outcome", "")
+def _close(task_id: int, action: Callable[..., Task], note: str, said: str) -> ResponseReturnValue:
+    """Mark the task done or cancelled (``action``) with the form's ``note`` field; say so."""
     with _sessions()() as session, session.begin():
         try:
-            task = complete_task(session, task_id, _now(), by=g.user.email, outcome=outcome)
-            title = task.title
+            title = action(session, task_id, _now(), g.user.email, request.form.get(note, "")).title
         except TaskError as exc:
             flash(str(exc), "error")
             return _back_to_tasks()
-    flash(f"Done: {title}", "ok")
+    flash(f"{said}: {title}", "ok")
     return _back_to_tasks()
+
+
+@bp.post("/tasks/<int(max=2147483647):task_id>/complete")
+def complete(task_id: int) -> ResponseReturnValue:
+    return _close(task_id, lambda s, i, now, by, text: complete_task(s, i, now, by=by, outcome=text), "outcome", "Done")
 
 
 @bp.post("/tasks/<int(max=2147483647):task_id>/cancel")
 def cancel(task_id: int) -> ResponseReturnValue:
-    with _sessions()() as session, session.begin():
-        try:
-            task = cancel_task(session, task_id, _now(), by=g.user.email, reason=request.form.get("reason", ""))
-            title = task.title
-        except TaskError as exc:
-            flash(str(exc), "error")
-            return _back_to_tasks()
-    flash(f"Cancelled: {title}", "ok")
-    return _back_to_tasks()
+    return _close(task_id, lambda s, i, now, by, text: cancel_task(s, i, now, by=by, reason=text), "reason", "Cancelled")
 
 
 # ---------------------------------------------------------------------------- contacts
