@@ -25,7 +25,7 @@ real/usual (target >= 2) and the real app's p99 (target < 20 ms); then runs the 
 exactly the hits sent to the real app as open/click events, and the usual approach's table
 exactly its hits; and the peak RSS (VmHWM) of the real app's gunicorn workers.
 
-Usage: python bench/track.py [--seconds 3 | --requests 20000] [--rounds 2] [--processes 2] [--connections 4]
+Usage: python bench/track.py [--seconds 3 | --requests 20000] [--rounds 4] [--processes 2] [--connections 4]
        [--messages 1000] [--warmup 500] [--database-url URL] [--redis-url redis://127.0.0.1:6379/14]
        (default database: a throw-away PostgreSQL database on the local server; the Redis
        database is flushed first)
@@ -427,7 +427,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each measurement (default 3)")
     parser.add_argument("--requests", type=int, default=None, help="a fixed number of requests per measurement instead of --seconds")
-    parser.add_argument("--rounds", type=int, default=2, help="measurements of each endpoint on each app, interleaved (default 2)")
+    parser.add_argument("--rounds", type=int, default=4, help="measurements of each endpoint on each app, interleaved (default 4: the ratios of shorter runs scatter by about ±0.05 on this 2-core machine)")
     parser.add_argument("--processes", type=int, default=2, help="load processes (default 2)")
     parser.add_argument("--connections", type=int, default=4, help="keep-alive connections per load process (default 4)")
     parser.add_argument("--messages", type=int, default=1_000, help="sent messages the requests rotate over (default 1000)")
