@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flask import abort, flash, g, redirect, request, url_for
+from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, or_, select
 
@@ -31,8 +31,6 @@ STATUSES = ("open", "done", "cancelled", "all")
 
 
 def _now() -> datetime:
-    from flask import current_app
-
     return current_app.extensions["campaigns.clock"].now()
 
 

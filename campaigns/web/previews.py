@@ -9,13 +9,19 @@ signed-in user (or another address) through the configured transport.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from flask import Response, abort, current_app, flash, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from campaigns.models import Contact, Journey, JourneyStatus, JourneyVersion
+from campaigns.dsl import parse_journey
+from campaigns.events import contacts_by_email
+from campaigns.exceptions import JourneyError
+from campaigns.journey import Journey
+from campaigns.models import Contact, JourneyStatus, JourneyVersion
+from campaigns.models import Journey as JourneyRow
 from campaigns.preview import Preview, PreviewError, email_steps, render_preview, send_test
 from campaigns.render import InvalidAddress
 from campaigns.web.dashboard import CSP, _page, _sessions, bp
@@ -43,31 +49,34 @@ def _services() -> dict[str, Any]:
     return services
 
 
+@lru_cache(maxsize=128)
+def _parsed(source: str, path: str) -> Journey | None:
+    """A stored version's journey, parsed once per process (None if it no longer parses)."""
+    try:
+        return parse_journey(source, path)
+    except JourneyError:
+        return None
+
+
 def _choices(session: Any) -> list[dict[str, Any]]:
     """Every journey with a deployed version, with its email steps."""
-    from campaigns.dsl import parse_journey
-    from campaigns.exceptions import JourneyError
-
     found = []
     query = (
-        select(Journey.key, Journey.name, Journey.status, JourneyVersion.source_text, JourneyVersion.source_path)
-        .join(JourneyVersion, JourneyVersion.id == Journey.current_version_id)
-        .order_by(Journey.key)
+        select(JourneyRow.key, JourneyRow.name, JourneyRow.status, JourneyVersion.source_text, JourneyVersion.source_path)
+        .join(JourneyVersion, JourneyVersion.id == JourneyRow.current_version_id)
+        .order_by(JourneyRow.key)
     )
     for key, name, status, source, path in session.execute(query):
-        try:
-            journey = parse_journey(source, path)
-        except JourneyError:
+        journey = _parsed(source, path)
+        if journey is None:
             continue
         found.append({"key": key, "name": name, "status": status, "journey": journey, "steps": email_steps(journey)})
     return found
 
 
 def _contact(session: Any, wanted: str) -> Contact | None:
-    wanted = wanted.strip()
-    if not wanted:
-        return None
-    return session.scalar(select(Contact).where(func.lower(Contact.email) == wanted.lower()).limit(1))
+    address = wanted.strip().lower()
+    return contacts_by_email(session, [address]).get(address) if address else None
 
 
 def _build(session: Any, args: Any) -> tuple[list[dict[str, Any]], Preview | None, str | None]:
