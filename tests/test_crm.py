@@ -40,6 +40,7 @@ SECRET = "crm-secret-0123456789"
 START = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
 OWNER = "suzuki@example.com"
 PASSWORD = "correct horse battery"
+KEY = "crm-api-key-0123456789abcdef"
 SEGMENTS = parse_segments("tiers:\n  everyone: {when: true}\n")
 JOURNEY = textwrap.dedent(
     """\
@@ -301,6 +302,26 @@ def test_garbage_in_any_parameter_never_gets_a_500(app, name, value):
         assert response.status_code < 500, (path, name, value, response.status_code)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["journey", "step", "variant", "contact", "bucket", "since", "until"]), value=st.text(max_size=60))
+def test_garbage_on_the_nps_and_preview_pages_never_gets_a_500(app, name, value):
+    client = signed_in(app)
+    for path in ("/nps", "/preview", "/preview/email"):
+        response = client.get(path, query_string={name: value, **({} if name == "contact" else {"contact": "taro@example.com", "journey": "kickoff", "step": "after"})})
+        assert response.status_code < 500, (path, name, value, response.status_code)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["owner", "status", "due", "limit", "offset", "before", "journey", "bucket", "since"]), value=st.text(max_size=60))
+def test_garbage_on_the_task_timeline_and_nps_api_never_gets_a_500(api, name, value):
+    auth = {"Authorization": f"Bearer {KEY}"}
+    for path in ("/api/v1/tasks", "/api/v1/contacts/taro@example.com/timeline", "/api/v1/nps"):
+        response = api.get(path, query_string={name: value}, headers=auth)
+        assert response.status_code < 500, (path, name, value, response.status_code)
+    response = api.post("/api/v1/tasks/1/complete", data=value.encode("utf-8", "surrogatepass"), headers={**auth, "Content-Type": "application/json"})
+    assert response.status_code < 500, (value, response.status_code)
+
+
 def test_the_rollup_counts_tasks_done_from_the_inbox(db, engine, clock):
     engine.tick()
     task = the_task(db)
@@ -313,8 +334,6 @@ def test_the_rollup_counts_tasks_done_from_the_inbox(db, engine, clock):
 
 
 # ---------------------------------------------------------------------------- the API
-
-KEY = "crm-api-key-0123456789abcdef"
 
 
 @pytest.fixture
