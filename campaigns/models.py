@@ -277,6 +277,8 @@ class Enrollment(Base):
     next_run_at: Mapped[datetime | None] = mapped_column()
     claimed_until: Mapped[datetime | None] = mapped_column()
     claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_token: Mapped[int | None] = mapped_column(BigInteger)  # fencing token of the current claim
+    claims: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")  # claims in a row not released by their holder
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     entered_at: Mapped[datetime] = mapped_column(default=utcnow)
