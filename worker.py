@@ -18,14 +18,54 @@ campaigns/cron.py`` the scheduler on its own. The worker needs a real Redis (``R
 from __future__ import annotations
 
 import argparse
+import logging
 import multiprocessing
 import sys
+import time
+from collections.abc import Callable
 
 from rq import SimpleWorker, Worker
 
 from campaigns import config as settings
 from campaigns.exceptions import ConfigError
+from campaigns.outages import Backoff, is_outage
 from campaigns.queue import connect, queues
+
+log = logging.getLogger("campaigns.worker")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def keep_running(name: str, run: Callable[[], bool]) -> None:
+    """Run ``run`` again whenever it ends on an outage of Redis (or the database), after a
+    growing wait, logging one line per outage; return when ``run`` returns True (asked to stop)."""
+    backoff = Backoff()
+    while True:
+        backoff.started()
+        try:
+            if run():
+                return
+            reason = "stopped on its own"
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            reason = _first_line(exc)
+        delay = backoff.next_delay()
+        log.warning("%s: lost Redis (%s); reconnecting in %.0f s", name, reason, delay)
+        time.sleep(delay)
+
+
+class _QuietOutages(logging.Filter):
+    """RQ logs a lost Redis connection with a traceback; the supervisor says it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and is_outage(record.exc_info[1]):
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def run_cron(redis_url: str) -> None:
@@ -35,9 +75,13 @@ def run_cron(redis_url: str) -> None:
 
     from campaigns.cron import schedule
 
-    scheduler = CronScheduler(Redis.from_url(redis_url))
-    schedule(scheduler)
-    scheduler.start()
+    def run() -> bool:
+        scheduler = CronScheduler(Redis.from_url(redis_url))
+        schedule(scheduler)
+        scheduler.start()  # returns when asked to stop (SIGTERM from the worker)
+        return True
+
+    keep_running("cron", run)
 
 
 def run_flusher(redis_url: str) -> None:
@@ -50,6 +94,25 @@ def run_flusher(redis_url: str) -> None:
 
     cfg = settings.load()
     flush_forever(RedisHitLog(Redis.from_url(redis_url)), make_sessionmaker(make_engine(cfg.database_url)))
+
+
+def serve(cfg: settings.Config, *, burst: bool, fork: bool) -> None:
+    """Run the RQ worker; after a Redis restart (RQ's worker quits when Redis goes away
+    mid-job), connect again and go on. Returns when asked to stop (SIGTERM, Ctrl-C) or, with
+    ``burst``, when the queues are empty."""
+    worker_class = Worker if fork else SimpleWorker
+
+    def run() -> bool:
+        connection = connect(cfg)
+        connection.ping()
+        worker = worker_class(queues(connection), connection=connection)
+        # The scheduler process runs the retries RQ schedules (an advance job that failed
+        # on an outage is tried again after a wait).
+        worker.work(burst=burst, with_scheduler=not burst)
+        return burst or bool(getattr(worker, "_stop_requested", False))
+
+    logging.getLogger("rq.worker").addFilter(_QuietOutages())
+    keep_running("worker", run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,10 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         children.append(multiprocessing.Process(target=run_flusher, args=(cfg.redis_url,), name="campaigns-flusher", daemon=True))
     for child in children:
         child.start()
-    connection = connect(cfg)
     try:
-        worker_class = Worker if args.fork else SimpleWorker
-        worker_class(queues(connection), connection=connection).work(burst=args.burst)
+        serve(cfg, burst=args.burst, fork=args.fork)
     finally:
         for child in children:
             child.terminate()

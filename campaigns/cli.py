@@ -342,48 +342,37 @@ def run(state: _State, host: str, port: int, interval: int) -> None:
     import threading
     import time as clock_time
 
-    from rq import Queue, SimpleWorker
-    from rq.exceptions import StopRequested
     from werkzeug.serving import make_server
 
-    from campaigns import jobs
-    from campaigns.queue import QUEUE_NAMES, connect
+    from campaigns.queue import connect
     from campaigns.runtime import build_engine
     from campaigns.web import create_app
 
     cfg = state.config
     state.sessions()
-    connection = connect(cfg)
-    queue = Queue(QUEUE_NAMES[1], connection=connection)
-
-    def enqueue(ids: list[int]) -> None:
-        queue.enqueue(jobs.advance, ids, job_timeout=600, result_ttl=600)
-
-    engine = build_engine(cfg, enqueue=enqueue)
+    engine = build_engine(cfg)  # no dispatch: each pass does the due work itself
     hits = None
     if cfg.redis_url:  # the web app appends hits to Redis; without it, it writes them itself
         from campaigns.hits import RedisHitLog
 
-        hits = RedisHitLog(connection)
+        hits = RedisHitLog(connect(cfg))
     try:
         server = make_server(host, port, create_app(), threaded=True)
     except OSError as exc:
         raise CampaignsError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     threading.Thread(target=server.serve_forever, name="web", daemon=True).start()
-    worker = SimpleWorker([queue], connection=connection)
-    redis_note = "Redis at REDIS_URL" if cfg.redis_url else "in-process Redis stand-in"
+    redis_note = "Redis at REDIS_URL" if cfg.redis_url else "no REDIS_URL: all in this process"
     click.echo(f"campaigns running: web on http://{host}:{port}, worker and scheduler every {interval}s ({redis_note}, {_safe_url(cfg.database_url)}, mail to {cfg.mail_url}); Ctrl-C stops")
     try:
         while True:
             if hits is not None:
                 hits.flush(engine.sessions)
             result = engine.tick()
-            worker.work(burst=True, logging_level="WARNING")
             if result.claimed or any(result.entered.values()):
                 entered = sum(result.entered.values())
                 click.echo(f"tick: {entered} entered, {result.claimed} enrollments advanced")
             clock_time.sleep(interval)
-    except (KeyboardInterrupt, StopRequested):  # the RQ worker keeps its signal handlers between bursts
+    except KeyboardInterrupt:
         click.echo("stopping")
     finally:
         server.shutdown()

@@ -36,6 +36,8 @@ class Config:
     frequency_days: int = defaults.FREQUENCY_DAYS
     domain_rate_limits: str = ""
     send_batch: int = defaults.SEND_BATCH
+    lease_seconds: int = defaults.LEASE_SECONDS
+    job_timeout: int = defaults.JOB_TIMEOUT
     api_keys: tuple[str, ...] = ()
     trusted_proxies: int = 0
 
@@ -100,6 +102,8 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         frequency_days=days,
         domain_rate_limits=_rate_limits(env.get("DOMAIN_RATE_LIMITS") or ""),
         send_batch=_send_batch(env.get("SEND_BATCH")),
+        lease_seconds=_seconds("LEASE_SECONDS", env.get("LEASE_SECONDS"), defaults.LEASE_SECONDS, 2, 3600),
+        job_timeout=_seconds("JOB_TIMEOUT", env.get("JOB_TIMEOUT"), defaults.JOB_TIMEOUT, 4, 86_400),
         api_keys=_api_keys(env.get("API_KEYS") or ""),
         trusted_proxies=_trusted_proxies(env.get("TRUSTED_PROXIES")),
     )
@@ -129,6 +133,15 @@ def _send_batch(value: str | None) -> int:
         return defaults.SEND_BATCH
     if not re.fullmatch(r"\s*[0-9]{1,4}\s*", value) or not 1 <= int(value) <= 1000:
         raise ConfigError(f"SEND_BATCH: {value!r} is not a whole number from 1 to 1000 (messages a worker sends per commit)")
+    return int(value)
+
+
+def _seconds(name: str, value: str | None, default: int, low: int, high: int) -> int:
+    """A whole number of seconds from ``low`` to ``high``."""
+    if not value:
+        return default
+    if not re.fullmatch(r"\s*[0-9]{1,6}\s*", value) or not low <= int(value) <= high:
+        raise ConfigError(f"{name}: {value!r} is not a whole number of seconds from {low} to {high}")
     return int(value)
 
 

@@ -7,16 +7,19 @@ from typing import Any
 
 from rq import cron
 
-from campaigns import jobs
+from campaigns import defaults, jobs
 from campaigns.queue import QUEUE_NAMES
 
 TICK_SECONDS = 60
 """How often the scheduler pass runs. Waits are minutes to days long; a minute is plenty."""
 
 TICK = {"queue_name": QUEUE_NAMES[0], "interval": TICK_SECONDS, "job_timeout": 900, "name": "campaigns-tick"}
+DISPATCH = {"queue_name": QUEUE_NAMES[0], "interval": defaults.DISPATCH_SECONDS, "job_timeout": 60, "result_ttl": 60, "name": "campaigns-dispatch"}
 
 cron.register(jobs.tick, **TICK)  # type: ignore[arg-type]
+cron.register(jobs.dispatch, **DISPATCH)  # type: ignore[arg-type]
 
 
 def schedule(scheduler: Any) -> None:
     scheduler.register(jobs.tick, **TICK)
+    scheduler.register(jobs.dispatch, **DISPATCH)

@@ -42,3 +42,25 @@ SEND_BATCH = 100
 """Enrollments a worker advances together (``SEND_BATCH``): their emails are marked
 "sending" in one commit and sent over one connection, so a crashed worker may resend at
 most this many messages (each under its own Message-ID). 1 sends one at a time."""
+
+LEASE_SECONDS = 30
+"""How long a worker's claim on a send batch holds without renewal (``LEASE_SECONDS``). The
+worker renews it every quarter of that while it works, so only a dead, hung or cut-off
+worker loses it; its enrollments are taken over about this long after it stopped."""
+
+MAX_UNFINISHED_RUNS = 3
+"""An enrollment whose run did not finish this many times in a row (each time its worker
+died, hung or lost its lease while running it) is marked failed instead of run again."""
+
+JOB_TIMEOUT = 600
+"""RQ's hard limit on one job, in seconds (``JOB_TIMEOUT``). It only fires on a hang: an
+advance job stops taking new sends after :data:`JOB_BUDGET_SECONDS` (at most half of this)
+and hands what is left to a fresh job."""
+
+JOB_BUDGET_SECONDS = 60
+"""How long an advance job works before it hands over to a fresh one: short, so the
+scheduler's jobs and a warm shutdown never wait long behind it."""
+
+DISPATCH_SECONDS = 10
+"""How often the scheduler checks for due work that no job is queued for (a worker that
+died, a flushed Redis); cheap: one count and a few Redis calls."""

@@ -1,31 +1,34 @@
 """The engine: enrol, claim what is due, advance enrollments step by step, deliver.
 
 The database holds every enrollment's state (current step, next_run_at); Redis/RQ only
-carries batches of enrollment ids. A tick enrols new entrants, claims due enrollments in
-batches under a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; one atomic
-``UPDATE ... RETURNING`` on SQLite) and hands each batch to :meth:`Engine.advance`, in an
-RQ job or in-process. A killed worker's lease runs out and the next tick claims the batch
-again; every step is keyed so that running it twice does nothing twice.
+carries work. :meth:`Engine.work` claims due enrollments a send batch at a time under a
+lease (:mod:`campaigns.leases`: a fencing token checked at every commit, renewed by a
+heartbeat while the batch runs) and advances them; in a worker it runs inside an RQ job
+(``campaigns.jobs.advance``) with a time budget, and hands what is left to a fresh job. A
+tick enrols new entrants and, when jobs carry the work, asks for enough of those jobs.
+
+Every step is keyed so that running it twice does nothing twice, and every email is written
+"sending" with its Message-ID before the transport is called: a worker that dies leaves at
+most its in-flight batch in doubt, and the next run sends those under the same Message-IDs.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns import defaults, delivery, sendtime, stats, tuning
+from campaigns import defaults, delivery, leases, sendtime, stats, tuning
 from campaigns.clock import Clock
 from campaigns.dsl import parse_journey
 from campaigns.enrol import enrol
@@ -39,6 +42,7 @@ from campaigns.journey import (
     SurveyStep,
     WebhookStep,
 )
+from campaigns.leases import Lease, is_abort
 from campaigns.models import (
     Account,
     Channel,
@@ -78,12 +82,20 @@ log = logging.getLogger("campaigns.engine")
 MAX_STEPS_PER_RUN = 64
 """Steps one enrollment may run in one go (a journey without waits ends well before)."""
 
+RESULTS_COMMIT_SECONDS = 1.0
+"""While a batch is being delivered, its results so far are committed at least this often,
+so that a crash in the middle of a slow delivery leaves about a second of sends in doubt."""
+
+DUE_COUNT_CAP = 100_000
+"""A tick counts due enrollments up to this many to decide how many jobs to ask for."""
+
 
 @dataclass(frozen=True)
 class EngineSettings:
-    batch_size: int = 500
     send_batch: int = defaults.SEND_BATCH
-    lease: timedelta = timedelta(minutes=10)
+    lease: timedelta = timedelta(seconds=defaults.LEASE_SECONDS)
+    max_unfinished_runs: int = defaults.MAX_UNFINISHED_RUNS
+    heartbeat: bool = True  # off where time is fake and sessions share one connection (simulate)
     frequency_cap: int = 3
     frequency_period: timedelta = timedelta(days=7)
     webhook_secret: str = ""
@@ -98,6 +110,7 @@ class TickResult:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+    due: int = 0  # when jobs carry the work: the due enrollments counted for them
 
 
 @dataclass
@@ -107,6 +120,10 @@ class AdvanceResult:
     deferred: int = 0
     failed: int = 0
     finished: int = 0
+    claimed: int = 0  # enrollments claimed (by :meth:`Engine.work`)
+    claims: int = 0  # leases taken
+    stopped: bool = False  # a batch stopped before its end: the time budget ran out, or the lease did
+    more: bool = False  # :meth:`Engine.work` left due work for the next job
 
     def add(self, other: AdvanceResult) -> None:
         self.advanced += other.advanced
@@ -114,11 +131,17 @@ class AdvanceResult:
         self.deferred += other.deferred
         self.failed += other.failed
         self.finished += other.finished
+        self.claimed += other.claimed
+        self.claims += other.claims
+        self.stopped = self.stopped or other.stopped
 
 
 class Engine:
     """Runs journeys. Every dependency is passed in: the database, a clock, the segments,
-    a renderer and a transport for email, and (optionally) a way to enqueue batches."""
+    a renderer and a transport for email, and (optionally) ``dispatch``, which asks for jobs
+    to do the due work: given how many send batches are due, it enqueues up to that many
+    ``campaigns.jobs.advance`` jobs and returns how many it enqueued. Without it, a tick
+    does the work itself."""
 
     def __init__(
         self,
@@ -128,7 +151,7 @@ class Engine:
         renderer: Any,
         transport: Any,
         settings: EngineSettings | None = None,
-        enqueue: Callable[[list[int]], None] | None = None,
+        dispatch: Callable[[int], int] | None = None,
         links: dict[str, str] | None = None,
         rate_limiter: Any | None = None,
         tuner: tuning.Tuner | None = None,
@@ -140,13 +163,14 @@ class Engine:
         self.renderer = renderer
         self.transport = transport
         self.settings = settings or EngineSettings()
-        self.enqueue = enqueue
+        self.dispatch = dispatch
         self.links = links or {}
         self.rate_limiter = rate_limiter
         self.tuner = tuner or tuning.Tuner()
         self.send_times = send_times or sendtime.SendTimes()
         self._journeys: dict[int, Journey] = {}
-        self.last = AdvanceResult()
+        self.send_seconds: deque[float] = deque(maxlen=32)
+        """How long the transport took for the last sends: what the next one is expected to take."""
 
     # ------------------------------------------------------------------ journeys
 
@@ -164,7 +188,7 @@ class Engine:
     # ------------------------------------------------------------------ tick
 
     def tick(self) -> TickResult:
-        """One scheduler pass: enrol, then claim due enrollments and run or enqueue them."""
+        """One scheduler pass: enrol, then do the due work, or ask for jobs to do it."""
         result = TickResult()
         now = self.clock.now()
         segset = self.segments()
@@ -175,106 +199,126 @@ class Engine:
             with self.sessions() as session, session.begin():
                 entered = enrol(session, journey, journey_id, version_id, segset, now)
             result.entered[journey.key] = entered.entered
-        while True:
-            ids = self.claim(self.settings.batch_size)
-            if not ids:
-                break
-            result.claimed += len(ids)
-            result.batches += 1
-            if self.enqueue is not None:
-                self.enqueue(ids)
-            else:
-                done = self.advance(ids)
-                result.sent += done.sent
-                result.deferred += done.deferred
-                result.failed += done.failed
-            if len(ids) < self.settings.batch_size:
-                break
+        if self.dispatch is None:
+            done = self.work()
+            result.claimed, result.batches = done.claimed, done.claims
+            result.sent, result.deferred, result.failed = done.sent, done.deferred, done.failed
+        else:
+            result.due, result.batches = self.dispatch_due()
         with self.sessions() as session, session.begin():  # what happened, into the report counts
             stats.rollup(session, self.clock.now())
         return result
 
-    def claim(self, limit: int) -> list[int]:
-        """Take a lease on up to ``limit`` due enrollments; safe with many workers."""
-        now = self.clock.now()
-        with self.sessions() as session, session.begin():
-            due = (
-                select(Enrollment.id)
-                .where(
-                    Enrollment.state.in_([EnrollmentState.ACTIVE, EnrollmentState.WAITING]),
-                    Enrollment.next_run_at <= now,
-                    or_(Enrollment.claimed_until.is_(None), Enrollment.claimed_until < now),
-                )
-                .order_by(Enrollment.next_run_at)
-                .limit(limit)
-            )
-            if session.get_bind().dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True)
-            statement = update(Enrollment).where(Enrollment.id.in_(due.scalar_subquery())).values(claimed_until=now + self.settings.lease, claimed_by=self.settings.worker_id).returning(Enrollment.id)
-            return sorted(session.scalars(statement).all())
+    def dispatch_due(self) -> tuple[int, int]:
+        """Count the due enrollments and ask ``dispatch`` for jobs to run them: (due, jobs asked for)."""
+        assert self.dispatch is not None
+        due = leases.count_due(self.sessions, self.clock.now(), DUE_COUNT_CAP)
+        return due, self.dispatch(math.ceil(due / max(1, self.settings.send_batch))) if due else 0
+
+    def claim(self) -> Lease | None:
+        """Take a lease on the next send batch of due enrollments (see :func:`campaigns.leases.claim`)."""
+        return leases.claim(
+            self.sessions, self.clock, self.settings.worker_id, limit=max(1, self.settings.send_batch), duration=self.settings.lease, max_runs=self.settings.max_unfinished_runs
+        )
+
+    def work(self, deadline: float | None = None) -> AdvanceResult:
+        """Claim due enrollments and advance them, a send batch at a time, until none is due
+        or ``deadline`` (a :func:`time.monotonic` time) comes; ``more`` says work was left.
+
+        The lease is renewed by a heartbeat while each batch runs, and a batch stops before a
+        send that would not end by the deadline, so a job never runs into its timeout."""
+        total = AdvanceResult()
+        while deadline is None or time.monotonic() < deadline:
+            lease = self.claim()
+            if lease is None:
+                return total
+            total.claims += 1
+            total.claimed += len(lease.ids)
+            if self.settings.heartbeat:
+                with lease.heartbeat():
+                    total.add(self.advance(lease, deadline))
+            else:
+                total.add(self.advance(lease, deadline))
+            if total.stopped:
+                break
+        total.more = True
+        return total
 
     # ------------------------------------------------------------------ advance
 
-    def advance(self, ids: Sequence[int]) -> AdvanceResult:
-        """Run the due steps of each enrollment in ``ids``.
+    def advance(self, lease: Lease, deadline: float | None = None) -> AdvanceResult:
+        """Run the due steps of the enrollments under ``lease``, as one send batch.
 
-        Enrollments go in send batches of ``settings.send_batch``: each batch is loaded in a
-        few queries, its emails are rendered and marked "sending" in one commit, delivered
-        over the transport's one connection, and their results stored in one more commit.
-        If anything in a batch raises, the batch is run again one enrollment at a time (in
-        a transaction each), so one bad enrollment fails alone and loses nothing.
+        The batch is loaded in a few queries, its emails are rendered and marked "sending"
+        in one commit, delivered over the transport's one connection, and their results
+        stored (every second, and at the end). If anything in the batch raises, it is run
+        again one enrollment at a time, so one bad enrollment fails alone and loses nothing.
+        An abort (a lost lease, a job timeout, the database or Redis going away) is never
+        caught here: the job stops, and what the transport accepted is recorded if it can be.
         """
-        self.last = AdvanceResult()
-        size = max(1, self.settings.send_batch)
-        for start in range(0, len(ids), size):
-            chunk = list(ids[start : start + size])
-            if size == 1:
-                self._advance_isolated(chunk[0])
-                continue
-            batch = None
-            try:
-                with self.sessions() as session:
-                    batch = SendBatch(self, session, self.clock.now())
-                    batch.run(chunk)
-                self.last.add(batch.counts)
-            except Exception:
-                log.warning("send batch of %d failed; running it one enrollment at a time", len(chunk), exc_info=True)
-                if batch is not None:  # what reached the transport happened: count it
-                    self.last.sent += batch.counts.sent
-                    self.last.failed += batch.counts.failed
-                for enrollment_id in chunk:
-                    self._advance_isolated(enrollment_id)
-        return self.last
-
-    def _advance_isolated(self, enrollment_id: int) -> None:
+        counts = AdvanceResult()
+        if len(lease.ids) == 1:  # alone already (SEND_BATCH=1, or a row whose last run did not finish)
+            self._advance_alone(lease, lease.ids[0], deadline, counts)
+            return counts
+        batch = None
         try:
-            self._advance_one(enrollment_id)
-        except Exception as exc:  # one bad enrollment must not stop the batch
-            log.exception("enrollment %s failed", enrollment_id)
-            with self.sessions() as session, session.begin():
-                session.execute(
-                    update(Enrollment)
-                    .where(Enrollment.id == enrollment_id)
-                    .values(state=EnrollmentState.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], claimed_until=None, finished_at=self.clock.now())
-                )
-            self.last.failed += 1
+            with self.sessions() as session, lease.fence(session):
+                batch = SendBatch(self, session, self.clock.now(), lease, deadline)
+                batch.run(lease.ids)
+            return batch.counts
+        except Exception as exc:
+            if batch is not None:  # what reached the transport happened: count it
+                counts.sent += batch.counts.sent
+                counts.failed += batch.counts.failed
+            if is_abort(exc):
+                self._abort(lease, batch)
+                raise
+            log.warning("send batch of %d failed; running it one enrollment at a time", len(lease.ids), exc_info=True)
+        for enrollment_id in sorted(lease.held()):
+            if counts.stopped:
+                break
+            self._advance_alone(lease, enrollment_id, deadline, counts)
+        self._release_rest(lease)
+        return counts
 
-    def _advance_one(self, enrollment_id: int) -> None:
-        with self.sessions() as session:
-            enrollment = session.get(Enrollment, enrollment_id)
-            now = self.clock.now()
-            if enrollment is None or enrollment.state not in (EnrollmentState.ACTIVE, EnrollmentState.WAITING):
-                return
-            if enrollment.next_run_at is None or enrollment.next_run_at > now:
-                self._release(session, enrollment)
-                return
-            contact = session.get(Contact, enrollment.contact_id)
-            assert contact is not None
-            account = session.get(Account, contact.account_id) if contact.account_id else None
-            journey = self.journey(session, enrollment.journey_version_id)
-            self.last.advanced += 1
-            self.run_steps(StepContext(self, session, enrollment, contact, account, journey, now))
-            self._release(session, enrollment)
+    def _advance_alone(self, lease: Lease, enrollment_id: int, deadline: float | None, counts: AdvanceResult) -> None:
+        batch = None
+        try:
+            with self.sessions() as session, lease.fence(session):
+                batch = SendBatch(self, session, self.clock.now(), lease, deadline)
+                batch.run([enrollment_id])
+            counts.add(batch.counts)
+            return
+        except Exception as exc:
+            if batch is not None:
+                counts.sent += batch.counts.sent
+                counts.failed += batch.counts.failed
+            if is_abort(exc):
+                self._abort(lease, batch)
+                raise
+            log.exception("enrollment %s failed", enrollment_id)
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+        with self.sessions() as session, lease.fence(session):
+            session.execute(update(Enrollment).where(Enrollment.id == enrollment_id).values(state=EnrollmentState.FAILED, error=error, finished_at=self.clock.now(), next_run_at=None).execution_options(synchronize_session=False))
+            lease.release([enrollment_id])
+            session.commit()
+        counts.failed += 1
+
+    def _release_rest(self, lease: Lease) -> None:
+        """Release what a stopped run left claimed, so the next job takes it at once."""
+        rest = lease.held()
+        if rest:
+            with self.sessions() as session, lease.fence(session):
+                lease.release(rest)
+                session.commit()
+
+    def _abort(self, lease: Lease, batch: SendBatch | None) -> None:
+        """After an abort: record what the transport accepted, hand the rows back, and drop
+        the transport's connection, which may be in the middle of a message."""
+        lease.abandon(batch.unrecorded if batch is not None else [])
+        abort = getattr(self.transport, "abort", None)
+        if abort is not None:
+            abort()
 
     def run_steps(self, ctx: StepContext) -> bool:
         """Run an enrollment's steps until it waits, ends, or (in a send batch) pauses on a
@@ -347,12 +391,7 @@ class Engine:
         self._counts(ctx).finished += 1
 
     def _counts(self, ctx: StepContext) -> AdvanceResult:
-        return ctx.batch.counts if ctx.batch is not None else self.last
-
-    def _release(self, session: Session, enrollment: Enrollment) -> None:
-        enrollment.claimed_until = None
-        enrollment.claimed_by = None
-        session.commit()
+        return ctx.batch.counts
 
     # ------------------------------------------------------------------ channels
 
@@ -422,20 +461,15 @@ class Engine:
 
     def _sent_variant(self, ctx: StepContext, step_id: str) -> str | None:
         """The variant of this step's message if it was written already."""
-        if ctx.batch is not None:
-            return ctx.batch.variant(ctx.enrollment.id, step_id)
-        return ctx.session.scalar(select(Message.variant).where(Message.enrollment_id == ctx.enrollment.id, Message.step_id == step_id, Message.attempt_key == "1"))
+        return ctx.batch.variant(ctx.enrollment.id, step_id)
 
     def _message(self, ctx: StepContext, step_id: str, attempt_key: str, **fields: Any) -> Message:
         """The message row of this attempt, written if it is not there yet.
 
-        Alone: ``INSERT ... ON CONFLICT DO NOTHING`` on the unique (enrollment, step, attempt
-        key); if another worker wrote it first, theirs is used and nothing else is undone.
-        In a send batch the batch's messages were loaded at once and a new row is inserted
-        with the batch's next flush; a conflict there fails the batch, which then runs again
-        one enrollment at a time.
+        The batch loaded its enrollments' messages at once; a new row is inserted with the
+        batch's next flush. The unique (enrollment, step, attempt key) cannot be taken by
+        another worker meanwhile: the lease fences every commit.
         """
-        session = ctx.session
         values = dict(
             enrollment_id=ctx.enrollment.id,
             contact_id=ctx.contact.id,
@@ -448,14 +482,7 @@ class Engine:
             links=[],
             **fields,
         )
-        if ctx.batch is not None:
-            return ctx.batch.message(values)
-        key = (Message.enrollment_id == ctx.enrollment.id, Message.step_id == step_id, Message.attempt_key == attempt_key)
-        message = session.scalar(select(Message).where(*key))
-        if message is None:
-            session.execute(_insert_message(session.get_bind().dialect.name, tuple(sorted(values))), values)
-            message = session.scalars(select(Message).where(*key)).one()
-        return message
+        return ctx.batch.message(values)
 
     def _send(
         self,
@@ -476,7 +503,8 @@ class Engine:
         invite: Any = None,
         extra: dict[str, Any] | None = None,
     ) -> Outcome:
-        """Send one message of a step exactly once: alone, or queued in the send batch."""
+        """Send one message of a step exactly once: queued in the send batch, which marks it
+        "sending" and hands it to the transport (the step runs again to see the result)."""
         now = ctx.now
         counts = self._counts(ctx)
         message = self._message(ctx, step_id, attempt_key, channel=Channel.EMAIL, category=category, variant=variant, template=template, locale=locale, to_address=to)
@@ -488,8 +516,6 @@ class Engine:
         skip = self._declined(ctx, to, category, marketing)
         if skip is not None:
             message.status, message.error = MessageStatus.SUPPRESSED, skip
-            if ctx.batch is None:
-                ctx.session.commit()
             return NEXT
         if marketing:
             opening = delivery.next_opening(ctx.journey.sending_window, now, ctx.contact.time_zone)
@@ -504,16 +530,12 @@ class Engine:
             if when > now:
                 message.status, message.not_before = MessageStatus.DEFERRED, when
                 message.error = reason
-                if ctx.batch is None:
-                    ctx.session.commit()
                 counts.deferred += 1
                 return Outcome(goto=step_id, wait_until=when)
         if self.rate_limiter is not None:
             later = self.rate_limiter.acquire(to, now)
             if later is not None:
                 message.status, message.not_before, message.error = MessageStatus.DEFERRED, later, "domain rate limit"
-                if ctx.batch is None:
-                    ctx.session.commit()
                 counts.deferred += 1
                 return Outcome(goto=step_id, wait_until=later)
 
@@ -525,17 +547,8 @@ class Engine:
                 survey=survey, invite=invite, now=now,
             )  # fmt: skip
 
-        outgoing = Outgoing(message, render, marketing, ctx.contact.id)
-        if ctx.batch is not None:
-            ctx.batch.queue(outgoing)
-            return PAUSE
-        outgoing.prepare()
-        # Written before the transport is called: a crash from here on leaves the message
-        # "sending" with its Message-ID, and the re-run sends it again under the same id.
-        ctx.session.commit()
-        outcome = self.deliver(ctx.session, outgoing, now, counts)
-        ctx.session.commit()
-        return outcome
+        ctx.batch.queue(Outgoing(message, render, marketing, ctx.contact.id))
+        return PAUSE
 
     def _timing(self, ctx: StepContext, step_id: str, base: datetime) -> sendtime.Timing | None:
         """For a ``send_time: best_hour`` step, when its message should go, given that it may
@@ -563,6 +576,7 @@ class Engine:
         from campaigns.channels.email import PermanentFailure, TemporaryFailure
 
         message = outgoing.message
+        started = time.monotonic()
         try:
             self.transport.send(outgoing.rendered)
         except PermanentFailure as exc:
@@ -580,6 +594,8 @@ class Engine:
                 return NEXT
             counts.deferred += 1
             return Outcome(goto=message.step_id, wait_until=now + wait)
+        finally:
+            self.send_seconds.append(time.monotonic() - started)
         message.status = MessageStatus.SENT
         message.sent_at = now
         message.error = None
@@ -593,9 +609,11 @@ class Engine:
             return NEXT
         if message.status == MessageStatus.DEFERRED and message.not_before and message.not_before > now:
             return Outcome(goto=step.id, wait_until=message.not_before)
+        if not ctx.batch.may_send():
+            return PAUSE  # the batch stops here (time budget or lease): the next run posts it
         body = webhook_payload(ctx, step, config)
         message.status, message.tries = MessageStatus.SENDING, message.tries + 1
-        ctx.session.commit()
+        ctx.session.commit()  # fenced by the lease, as every commit of the batch
         status = post_json(ctx.render(config.url), body, sign_webhook(self.settings.webhook_secret, body, int(time.time())))
         if 200 <= status < 300:
             message.status, message.sent_at, message.error = MessageStatus.SENT, now, None
@@ -628,9 +646,7 @@ class Engine:
         return None
 
     def _suppressed(self, ctx: StepContext, address: str) -> bool:
-        if ctx.batch is not None:
-            return bool(ctx.batch.suppressed(address))
-        return is_suppressed(ctx.session, address)
+        return bool(ctx.batch.suppressed(address))
 
     def _suppress(self, session: Session, address: str, reason: SuppressionReason, source: str) -> None:
         if not is_suppressed(session, address):
@@ -639,9 +655,7 @@ class Engine:
     def _recent_sends(self, ctx: StepContext, now: datetime) -> list[datetime]:
         if self.settings.frequency_cap <= 0:
             return []
-        if ctx.batch is not None:
-            return list(ctx.batch.recent_sends(ctx.contact.id))
-        return [t for _, t in ctx.session.execute(self.recent_sends_query([ctx.contact.id], now)).all() if t is not None]
+        return list(ctx.batch.recent_sends(ctx.contact.id))
 
     def recent_sends_query(self, contact_ids: Sequence[int], now: datetime) -> Any:
         """(contact id, sent at) of the marketing email sent to these contacts within the
@@ -696,22 +710,39 @@ class Outgoing:
         message.tries += 1
         self.rendered = rendered
 
+    def unprepare(self) -> None:
+        """Never handed to the transport (the batch stopped first): pending again, keeping
+        its Message-ID for the next run."""
+        self.message.status = MessageStatus.PENDING
+        self.message.tries -= 1
+
 
 class SendBatch:
-    """Enrollments advanced together in one session, with their emails sent in rounds.
+    """Enrollments advanced together in one session, under one lease, with their emails sent
+    in rounds.
 
     Loading takes a few queries for the whole batch (enrollments, contacts, accounts, their
     messages, suppressions, recent sends). Each enrollment runs until it waits, ends, or
     queues an email; then the round's emails are rendered and marked "sending" in one
     commit, handed to the transport one after another over its connection, and their
-    results stored in one commit. Enrollments that queued an email run again from that
-    step, which now sees its message's result, until none queues another.
+    results stored (at least every :data:`RESULTS_COMMIT_SECONDS`, and at the end).
+    Enrollments that queued an email run again from that step, which now sees its message's
+    result, until none queues another.
+
+    Every commit of the session is fenced by the lease (:meth:`Lease.fence`). Before each
+    send the batch checks that its lease is still good and that the send can end before the
+    job's ``deadline``; if not, it stops: what was not handed to the transport goes back to
+    pending, and the enrollments are released for the next job.
     """
 
-    def __init__(self, engine: Engine, session: Session, now: datetime) -> None:
+    def __init__(self, engine: Engine, session: Session, now: datetime, lease: Lease, deadline: float | None = None) -> None:
         self.engine, self.session, self.now = engine, session, now
+        self.lease, self.deadline = lease, deadline
         self.counts = AdvanceResult()
         self.outbox: list[Outgoing] = []
+        self.unrecorded: list[int] = []
+        """Messages the transport accepted whose "sent" is not committed yet."""
+        self.stopped: str | None = None
         self._messages: dict[tuple[int, str, str], Message] = {}
         self._known: set[str] = set()
         self._suppressed: set[str] = set()
@@ -720,7 +751,7 @@ class SendBatch:
     def run(self, ids: Sequence[int]) -> None:
         session, now, engine = self.session, self.now, self.engine
         enrollments = session.scalars(select(Enrollment).where(Enrollment.id.in_(ids))).all()
-        due = [e for e in enrollments if e.state in (EnrollmentState.ACTIVE, EnrollmentState.WAITING) and e.next_run_at is not None and e.next_run_at <= now]
+        due = [e for e in enrollments if e.state in leases.RUNNABLE and e.next_run_at is not None and e.next_run_at <= now]
         contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_({e.contact_id for e in due})))} if due else {}
         account_ids = {c.account_id for c in contacts.values() if c.account_id}
         accounts = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))} if account_ids else {}
@@ -734,11 +765,10 @@ class SendBatch:
         for _ in range(MAX_STEPS_PER_RUN):
             todo = [ctx for ctx in todo if engine.run_steps(ctx)]
             self.flush()
-            if not todo:
+            if not todo or self.stopped:
                 break
-        for enrollment in enrollments:
-            enrollment.claimed_until = None
-            enrollment.claimed_by = None
+        self.counts.stopped = self.stopped is not None
+        self.lease.release(ids)
         session.commit()
 
     def _load(self, due: Sequence[Enrollment], contacts: dict[int, Contact]) -> None:
@@ -786,6 +816,17 @@ class SendBatch:
         if outgoing.marketing:  # counts against the cap for the rest of the batch
             self._recent.setdefault(outgoing.contact_id, []).append(self.now)
 
+    def may_send(self) -> bool:
+        """Whether the next send may start: the lease still holds, and the send is expected
+        to end before the deadline (twice the slowest of the recent sends). Once False, the
+        batch stops."""
+        if self.stopped is None:
+            if not self.lease.valid():
+                self.stopped = "lease"
+            elif self.deadline is not None and time.monotonic() + 2 * max(self.engine.send_seconds, default=0.0) >= self.deadline:
+                self.stopped = "time budget"
+        return self.stopped is None
+
     # -- a round of delivery
 
     def flush(self) -> None:
@@ -799,20 +840,25 @@ class SendBatch:
         # Written before the transport is called: a crash from here on leaves these
         # messages "sending" with their Message-IDs, and a re-run resends them under them.
         session.commit()
-        for outgoing in outbox:
-            self.engine.deliver(session, outgoing, self.now, self.counts)
-            if outgoing.message.status == MessageStatus.BOUNCED:
-                self._known.discard(str(outgoing.rendered.to).lower())  # look again: it may be suppressed now
+        committed = time.monotonic()
+        with session.no_autoflush:  # no write transaction stays open while the relay is slow
+            for index, outgoing in enumerate(outbox):
+                if not self.may_send():
+                    for rest in outbox[index:]:
+                        rest.unprepare()
+                    break
+                self.engine.deliver(session, outgoing, self.now, self.counts)
+                if outgoing.message.status == MessageStatus.SENT:
+                    self.unrecorded.append(outgoing.message.id)
+                elif outgoing.message.status == MessageStatus.BOUNCED:
+                    self._known.discard(str(outgoing.rendered.to).lower())  # look again: it may be suppressed now
+                if time.monotonic() - committed >= RESULTS_COMMIT_SECONDS:
+                    session.commit()
+                    self.unrecorded.clear()
+                    committed = time.monotonic()
         session.commit()
+        self.unrecorded.clear()
 
 
 def is_suppressed(session: Session, address: str) -> bool:
     return session.scalar(select(Suppression.id).where(Suppression.email == address.lower()).limit(1)) is not None
-
-
-@lru_cache(maxsize=16)
-def _insert_message(dialect: str, columns: tuple[str, ...]) -> Any:
-    """``INSERT ... ON CONFLICT DO NOTHING`` for a message row, built once per column set so
-    that SQLAlchemy compiles it once (values go as parameters)."""
-    insert = sqlite_insert if dialect == "sqlite" else pg_insert
-    return insert(Message).on_conflict_do_nothing(index_elements=["enrollment_id", "step_id", "attempt_key"])

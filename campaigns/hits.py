@@ -433,10 +433,33 @@ def _resp(head: bytes, fields: dict[str, str]) -> bytes:
 
 
 def run_flusher(log_: RedisHitLog, sessions: sessionmaker[Session], *, block_ms: int = 1_000, stop: Any = None) -> None:
-    """Flush forever (until ``stop()`` is true): the flusher process beside the worker."""
+    """Flush forever (until ``stop()`` is true): the flusher process beside the worker.
+
+    A failed flush acknowledges nothing, so its hits are read again. An outage (the database
+    or Redis away) is logged in one line when it starts and when it ends; anything else with
+    its traceback."""
+    from campaigns.outages import Backoff, is_outage
+
+    backoff = Backoff()
+    down = False
     while stop is None or not stop():
+        backoff.started()
         try:
             log_.flush(sessions, block_ms=block_ms)
-        except Exception:  # the database or Redis went away: nothing is acknowledged, try again
-            log.exception("flushing hits failed; retrying")
-            time.sleep(1.0)
+        except Exception as exc:
+            if not is_outage(exc):
+                log.exception("flushing hits failed; trying again")
+            elif not down:
+                log.warning("flushing hits: %s unreachable (%s); trying again with growing waits", "Redis" if "redis" in type(exc).__module__ else "the database", _first_line(exc))
+            down = True
+            time.sleep(backoff.next_delay())
+            continue
+        if down:
+            log.warning("flushing hits again")
+            down = False
+            backoff.succeeded()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

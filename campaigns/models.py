@@ -253,8 +253,10 @@ class Enrollment(Base):
     """One contact's passage through one journey version.
 
     ``entry_key`` tells entries apart for the re-entry policy (``segment``, an event id, a
-    renewal date); a contact enters a journey at most once per key. ``claimed_until`` is the
-    lease a tick takes on a due row, so a killed worker's batch is re-claimed on its own.
+    renewal date); a contact enters a journey at most once per key. ``claimed_by``,
+    ``lease_token`` and ``claimed_until`` are the lease a worker holds while it runs the row
+    (see :mod:`campaigns.leases`): every write checks the token, and a dead worker's rows are
+    claimed again once the lease runs out.
     """
 
     __tablename__ = "enrollments"
@@ -278,7 +280,7 @@ class Enrollment(Base):
     claimed_until: Mapped[datetime | None] = mapped_column()
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     lease_token: Mapped[int | None] = mapped_column(BigInteger)  # fencing token of the current claim
-    claims: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")  # claims in a row not released by their holder
+    unfinished_runs: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")  # runs in a row whose holder died, hung or lost its lease
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     entered_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -30,7 +30,7 @@ def build_engine(
     cfg: settings.Config,
     *,
     clock: Clock | None = None,
-    enqueue: Callable[[list[int]], None] | None = None,
+    dispatch: Callable[[int], int] | None = None,
     transport: object | None = None,
 ) -> Engine:
     database = make_engine(cfg.database_url)
@@ -49,8 +49,9 @@ def build_engine(
             frequency_period=timedelta(days=cfg.frequency_days),
             webhook_secret=cfg.secret_key,
             send_batch=cfg.send_batch,
+            lease=timedelta(seconds=cfg.lease_seconds),
         ),
-        enqueue,
+        dispatch,
         project.links(),
         _rate_limiter(cfg),
     )

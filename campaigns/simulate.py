@@ -105,7 +105,7 @@ def simulate(cfg: settings.Config, journey_ref: str, days: int, start: datetime,
         clock = FakeClock(start)
         transport = RecordingTransport()
         renderer = Renderer(project.templates, Tokens(cfg.secret_key, cfg.base_url), sender(cfg))
-        engine = Engine(sessions, clock, lambda: segset, renderer, transport, EngineSettings(frequency_cap=cfg.frequency_cap, frequency_period=timedelta(days=cfg.frequency_days)))
+        engine = Engine(sessions, clock, lambda: segset, renderer, transport, EngineSettings(frequency_cap=cfg.frequency_cap, frequency_period=timedelta(days=cfg.frequency_days), heartbeat=False))
         with sessions() as session, session.begin():
             # Only this journey runs in the dry run.
             for row in session.scalars(select(JourneyRow)):

@@ -69,7 +69,7 @@ def setup(db, n: int, *, without_plan: tuple[int, ...] = ()) -> None:
 
 def engine_for(db, sink, send_batch: int) -> Engine:
     renderer = Renderer(TemplateStore(ROOT / "templates"), Tokens("batch-secret-0123456789", "https://cs.example.com"), Sender("cs@example.com"), domain="example.com")
-    return Engine(db.sessions, FakeClock(START), lambda: SEGMENTS, renderer, transport_from_url(sink.url), EngineSettings(frequency_cap=10, batch_size=50, send_batch=send_batch))
+    return Engine(db.sessions, FakeClock(START), lambda: SEGMENTS, renderer, transport_from_url(sink.url), EngineSettings(frequency_cap=10, send_batch=send_batch))
 
 
 def received(sink) -> Counter[str]:

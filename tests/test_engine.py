@@ -77,7 +77,7 @@ def build():
     def make(db, sink, clock, *, cap: int = 10, links: dict[str, str] | None = None) -> Engine:
         store = TemplateStore(ROOT / "templates")
         renderer = Renderer(store, Tokens("test-secret-key-0123456789", "https://cs.example.com"), Sender("cs@example.com", "Customer Success"), domain="example.com")
-        engine = Engine(db.sessions, clock, lambda: SEGMENTS, renderer, transport_from_url(sink.url), EngineSettings(frequency_cap=cap, batch_size=200), links=links)
+        engine = Engine(db.sessions, clock, lambda: SEGMENTS, renderer, transport_from_url(sink.url), EngineSettings(frequency_cap=cap), links=links)
         made.append(engine)
         return engine
 

@@ -95,6 +95,8 @@ class Transport(Protocol):
 
     def close(self) -> None: ...
 
+    def abort(self) -> None: ...
+
 
 # -- the file outbox -----------------------------------------------------------------------
 
@@ -132,6 +134,9 @@ class FileTransport:
                 with suppress(OSError):
                     os.unlink(temporary)
             raise TemporaryFailure(f"cannot write {path}: {exc}", stage="write") from exc
+
+    def abort(self) -> None:
+        """Nothing to drop: each send writes a file of its own (an interrupted one leaves at most a hidden ``.tmp``)."""
 
     def close(self) -> None:
         """Nothing to release: each send opens and closes its own file."""
@@ -334,6 +339,12 @@ class SMTPTransport:
 
     def _where(self) -> str:
         return f"SMTP {self.host}:{self.port}"
+
+    def abort(self) -> None:
+        """Drop the connection without a goodbye: a send was interrupted (a job timeout) and
+        the conversation is in an unknown state. The next send opens a new one."""
+        connection, self._connection = self._connection, None
+        _close(connection)
 
     def close(self) -> None:
         """Say QUIT and close the connection, if one is open."""
