@@ -42,3 +42,12 @@ SEND_BATCH = 100
 """Enrollments a worker advances together (``SEND_BATCH``): their emails are marked
 "sending" in one commit and sent over one connection, so a crashed worker may resend at
 most this many messages (each under its own Message-ID). 1 sends one at a time."""
+
+MAX_SOURCE_BYTES = 1_048_576
+"""The largest journey, segments or links file read (1 MiB; the shipped journeys are 2 to 6 KB).
+A larger file is refused at its line 1 before it is read whole, so a wrong path or a
+generated monster costs no memory."""
+
+MAX_SOURCE_DEPTH = 64
+"""The deepest nesting of lists and mappings in those files (a journey needs under ten):
+deeper is refused where it starts, which keeps parsing free of deep recursion."""
