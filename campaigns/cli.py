@@ -23,6 +23,7 @@ from campaigns import config as settings
 from campaigns import segments as seg
 from campaigns.db import make_engine, make_sessionmaker, migrate
 from campaigns.deploy import deploy as deploy_journey
+from campaigns.dsl import read_source
 from campaigns.enrol import DATE_GRACE
 from campaigns.exceptions import CampaignsError, ImportRowError, JourneyError, Problem
 from campaigns.journey import Trigger
@@ -160,7 +161,7 @@ def deploy(state: _State, paths: tuple[Path, ...]) -> None:
         sys.exit(EXIT_PROBLEMS)
     with state.sessions()() as session, session.begin():
         for journey, path in checked.journeys:
-            result = deploy_journey(session, journey, path.read_text(encoding="utf-8"), str(path))
+            result = deploy_journey(session, journey, read_source(path), str(path))
             what = "new version" if result.created else "unchanged"
             click.echo(f"{result.key}: version {result.version} ({what})")
 
@@ -419,7 +420,7 @@ def demo(state: _State, accounts: int, on: Any) -> None:
         click.echo("Journeys deployed:")
         rows = []
         for journey, path in checked.journeys:
-            result = deploy_journey(session, journey, path.read_text(encoding="utf-8"), str(path))
+            result = deploy_journey(session, journey, read_source(path), str(path))
             eligible = _eligible(session, segset, journey, today)
             entry = journey.entry.trigger.value
             if journey.entry.trigger == Trigger.EVENT:

@@ -64,3 +64,12 @@ scheduler's jobs and a warm shutdown never wait long behind it."""
 DISPATCH_SECONDS = 10
 """How often the scheduler checks for due work that no job is queued for (a worker that
 died, a flushed Redis); cheap: one count and a few Redis calls."""
+
+MAX_SOURCE_BYTES = 1_048_576
+"""The largest journey, segments or links file read (1 MiB; the shipped journeys are 2 to 6 KB).
+A larger file is refused at its line 1 before it is read whole, so a wrong path or a
+generated monster costs no memory."""
+
+MAX_SOURCE_DEPTH = 64
+"""The deepest nesting of lists and mappings in those files (a journey needs under ten):
+deeper is refused where it starts, which keeps parsing free of deep recursion."""

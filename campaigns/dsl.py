@@ -49,7 +49,7 @@ from campaigns.journey import (
     WebhookStep,
 )
 from campaigns.segments import SegmentSet
-from campaigns.yamlsource import Map, Pos, Seq, YamlProblem, describe, load
+from campaigns.yamlsource import Map, Pos, Seq, YamlProblem, describe, load, read
 
 ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 EVENT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$")
@@ -128,15 +128,22 @@ def parse_journey(
 
 def load_journey(path: Path, **kwargs: Any) -> Journey:
     """Read and check the journey file at ``path`` (see :func:`parse_journey`)."""
+    return parse_journey(read_source(path), str(path), **kwargs)
+
+
+def read_source(path: Path) -> str:
+    """The text of the journey file at ``path`` (at most
+    :data:`~campaigns.defaults.MAX_SOURCE_BYTES`), or :class:`JourneyError` saying why not."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return read(path)
+    except YamlProblem as exc:
+        raise JourneyError([Problem(str(path), exc.pos.line, exc.pos.col, exc.message, exc.hint)]) from None
     except FileNotFoundError:
         raise JourneyError([Problem(str(path), 1, 1, "file not found")]) from None
     except UnicodeDecodeError as exc:
         raise JourneyError([Problem(str(path), 1, 1, f"not UTF-8 text (byte {exc.start})", "save the file as UTF-8")]) from None
     except OSError as exc:
         raise JourneyError([Problem(str(path), 1, 1, f"cannot read the file: {exc.strerror}")]) from None
-    return parse_journey(text, str(path), **kwargs)
 
 
 def validate_files(paths: Iterable[Path], *, segments: SegmentSet | None = None, templates: Collection[str] | None = None) -> tuple[list[tuple[Journey, Path]], list[Problem]]:

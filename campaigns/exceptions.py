@@ -32,7 +32,7 @@ class Problem:
 
 
 class JourneyError(CampaignsError):
-    """A journey or segments file has problems; carries every one of them."""
+    """A journey, segments or links file has problems; carries every one of them."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems

@@ -13,7 +13,7 @@ from campaigns.exceptions import CampaignsError, JourneyError, Problem
 from campaigns.journey import Journey
 from campaigns.segments import SegmentSet, load_segments
 from campaigns.templates import TemplateError, TemplateStore
-from campaigns.yamlsource import YamlProblem, load
+from campaigns.yamlsource import YamlProblem, load, read
 
 
 @dataclass
@@ -34,16 +34,21 @@ class Project:
         return load_segments(self.config.segments_file)
 
     def links(self) -> dict[str, str]:
-        """The named link destinations of ``templates/links.yaml`` (Jinja allowed)."""
+        """The named link destinations of ``templates/links.yaml`` (Jinja allowed).
+
+        Raises :class:`JourneyError` with the problem's place when the file is not a list of
+        links, :class:`CampaignsError` when it cannot be read at all."""
         path = self.config.templates_dir / "links.yaml"
         if not path.exists():
             return {}
         try:
-            data = load(path.read_text(encoding="utf-8"))
-        except (YamlProblem, OSError, UnicodeDecodeError) as exc:
+            data = load(read(path))
+        except YamlProblem as exc:
+            raise JourneyError([Problem(str(path), exc.pos.line, exc.pos.col, exc.message, exc.hint)]) from None
+        except (OSError, UnicodeDecodeError) as exc:
             raise CampaignsError(f"{path}: cannot read the links: {exc}") from None
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-            raise CampaignsError(f"{path}: write one 'name: https://...' per line")
+            raise JourneyError([Problem(str(path), 1, 1, "write one 'name: https://...' per line")])
         return {str(k): v for k, v in data.items()}
 
     def journey_files(self, paths: Iterable[Path] = ()) -> list[Path]:
@@ -73,6 +78,8 @@ class Project:
         checked.problems.extend(self.check_templates(j for j, _ in checked.journeys))
         try:
             self.links()
+        except JourneyError as exc:
+            checked.problems.extend(exc.problems)
         except CampaignsError as exc:
             checked.problems.append(Problem(str(self.config.templates_dir / "links.yaml"), 1, 1, str(exc).split(": ", 1)[-1]))
         return checked

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from campaigns.exceptions import Problem, SegmentError
 from campaigns.expressions import ExprProblem, Ref, Scope, check, field_ref, locate, parse, suggest
 from campaigns.models import Account, Contact
-from campaigns.yamlsource import Map, Pos, YamlProblem, load
+from campaigns.yamlsource import Map, Pos, YamlProblem, load, read
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SECTION_KEYS = ("tiers", "segments")
@@ -75,7 +75,9 @@ class SegmentSet:
 def load_segments(path: Path) -> SegmentSet:
     """Read and check a segments file; raise :class:`SegmentError` with every problem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read(path)
+    except YamlProblem as exc:
+        raise SegmentError([Problem(str(path), exc.pos.line, exc.pos.col, exc.message, exc.hint)]) from None
     except FileNotFoundError:
         raise SegmentError([Problem(str(path), 1, 1, "segments file not found", "create journeys/segments.yaml (see docs/dsl.md)")]) from None
     except (UnicodeDecodeError, OSError) as exc:

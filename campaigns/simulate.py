@@ -28,6 +28,7 @@ from campaigns import config as settings
 from campaigns.clock import FakeClock
 from campaigns.db import make_engine, make_sessionmaker, migrate
 from campaigns.deploy import deploy
+from campaigns.dsl import read_source
 from campaigns.engine import Engine, EngineSettings
 from campaigns.exceptions import UnknownJourney
 from campaigns.models import InAppMessage, JourneyStatus, Message, MessageStatus, Task
@@ -155,7 +156,7 @@ def _journey_key(project: Project, sessions: sessionmaker[Session], ref: str) ->
             raise JourneyError(checked.problems)
         journey, _ = checked.journeys[0]
         with sessions() as session, session.begin():
-            deploy(session, journey, path.read_text(encoding="utf-8"), str(path))
+            deploy(session, journey, read_source(path), str(path))
         return journey.key
     with sessions() as session:
         keys = list(session.scalars(select(JourneyRow.key)))

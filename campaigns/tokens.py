@@ -24,8 +24,16 @@ sits in someone's inbox.
 Signing is on the hot path (an NPS email carries 15 or so tokens), so :meth:`Tokens.dumps`
 signs with a prepared HMAC instead of going through itsdangerous for every token (~5 µs
 instead of ~40), and :meth:`Tokens.loads` verifies the same way (every pixel and click). The
-bytes are exactly what ``URLSafeSerializer`` produces and accepts; the tests hold the two to
-each other, for forged and mutated tokens too.
+bytes are exactly what ``URLSafeSerializer`` produces; the tests hold the two to each other,
+for forged and mutated tokens too.
+
+Each token has one spelling. Base64 decoders are lenient: they drop ``=`` padding, skip
+characters outside the alphabet and ignore the low bits of the last character that carry
+no data (``...hats``, ``...hatt``, ``...hatu`` and ``...hatv`` decode alike), so itsdangerous
+alone accepts ``token=``, ``token==`` and three spellings of every signature. Each would be
+a URL of its own recording the same hit, a way past caches and dedupe keyed on the URL.
+:meth:`Tokens.loads` accepts only the exact text :meth:`Tokens.dumps` writes, and
+:func:`canonical` is the same rule for any itsdangerous token (the forms' CSRF tokens).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from typing import Any
 
 from itsdangerous import BadData, URLSafeSerializer
@@ -48,6 +57,31 @@ MAX_TOKEN_LENGTH = 2_048
 """Longer strings are not tokens this module made: refused before any work is done."""
 
 _SALT_PREFIX = "campaigns.tokens."
+
+_SIGNATURE_LENGTH = 43
+"""Characters of an unpadded base64url SHA-256 digest (32 bytes)."""
+
+_BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_PART = re.compile(r"[A-Za-z0-9_-]+")
+_UNUSED_BITS = {0: 0, 2: 4, 3: 2}
+"""Low bits of the last character that carry no data, by the part's length mod 4 (1 is
+never a length base64 writes)."""
+
+
+def canonical(token: str) -> bool:
+    """Whether every dot-separated part of ``token`` is unpadded base64url exactly as an
+    encoder writes it: only the 64 characters, a length base64 produces, and zero in the bits
+    of the last character that carry no data.
+
+    Checked on the characters, without decoding: the reference for :meth:`Tokens.loads`
+    (which checks the same by re-encoding) and the check for tokens only itsdangerous reads.
+    """
+    for part in token.split("."):
+        if not _PART.fullmatch(part) or len(part) % 4 == 1:
+            return False
+        if _BASE64URL.index(part[-1]) & ((1 << _UNUSED_BITS[len(part) % 4]) - 1):
+            return False
+    return True
 
 
 class Tokens:
@@ -79,33 +113,42 @@ class Tokens:
     def loads(self, purpose: str, token: str) -> dict[str, Any] | None:
         """The payload ``token`` was signed with for ``purpose``; None if it was not.
 
-        Never raises: anything that arrives in a URL is either one of our tokens, intact
-        and for this purpose, or nothing at all. Verifies the HMAC with the prepared key
-        (constant-time compare) before decoding anything; the same check as
-        ``URLSafeSerializer.loads``, which the tests hold it to, at a fraction of the cost
-        (this runs on every pixel and click).
+        Never raises: anything that arrives in a URL is either one of our tokens, intact,
+        for this purpose and spelt exactly as :meth:`dumps` spells it, or nothing at all.
+        Verifies the HMAC with the prepared key (constant-time compare) before decoding
+        anything; the same check as ``URLSafeSerializer.loads`` plus :func:`canonical`,
+        which the tests hold it to, at a fraction of the cost (this runs on every pixel and
+        click).
         """
         mac = self._macs.get(purpose)
         if mac is None or not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
             return None
         body, dot, signature = token.rpartition(".")
-        if not dot or not body or not signature or not token.isascii():
+        if not dot or not body or len(signature) != _SIGNATURE_LENGTH or not token.isascii():
             return None
+        written = body.encode("ascii")
         expected = mac.copy()
-        expected.update(body.encode("ascii"))
+        expected.update(written)
+        # The signature we would write, compared as text: padding, a stray character or a
+        # last character that differs only in bits base64 drops cannot match it.
+        if not hmac.compare_digest(signature.encode("ascii"), _encode(expected.digest())):
+            return None
         try:
-            given = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
-            if not hmac.compare_digest(given, expected.digest()):
+            data = base64.urlsafe_b64decode(written + b"=" * (-len(written) % 4))
+            # The body is signed as written, so only one we wrote gets here; re-encoding keeps
+            # "one spelling" a rule of this function, not of how every token was ever signed.
+            if _encode(data) != written:
                 return None
-            payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+            payload = json.loads(data)
         except (ValueError, TypeError):  # binascii.Error and UnicodeError are ValueErrors
             return None
         return payload if isinstance(payload, dict) else None
 
     def loads_slowly(self, purpose: str, token: str) -> dict[str, Any] | None:
-        """:meth:`loads` through itsdangerous itself (for tests that hold the two together)."""
+        """:meth:`loads` through itsdangerous itself and :func:`canonical` (for tests that hold
+        the two together)."""
         serializer = self._serializers.get(purpose)
-        if serializer is None or not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+        if serializer is None or not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not canonical(token):
             return None
         try:
             payload = serializer.loads(token)
@@ -117,11 +160,10 @@ class Tokens:
         mac = self._macs.get(purpose)
         if mac is None:
             raise ValueError(f"unknown token purpose {purpose!r}; one of {', '.join(PURPOSES)}")
-        body = base64.urlsafe_b64encode(payload_json.encode()).rstrip(b"=")
+        body = _encode(payload_json.encode())
         mac = mac.copy()
         mac.update(body)
-        signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=")
-        return (body + b"." + signature).decode("ascii")
+        return (body + b"." + _encode(mac.digest())).decode("ascii")
 
     # -- the tracking URLs -----------------------------------------------------------
     # Built with the JSON written out: the payloads are fixed shapes of integers, and
@@ -149,6 +191,11 @@ class Tokens:
     def preferences_url(self, message: int) -> str:
         """The page where a recipient picks the categories of email they want."""
         return f"{self.base_url}/t/p/{self._sign('prefs', _ids(message))}"
+
+
+def _encode(data: bytes) -> bytes:
+    """Unpadded base64url: the one spelling of ``data`` in a token."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def _int(value: int) -> int:

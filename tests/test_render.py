@@ -6,6 +6,7 @@ proof that the hand-assembled MIME is what it claims to be.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import email
 import hashlib
@@ -37,7 +38,7 @@ from campaigns.render import (
     track_links,
 )
 from campaigns.templates import TemplateStore
-from campaigns.tokens import PURPOSES, TRAP_LINK, Tokens
+from campaigns.tokens import PURPOSES, TRAP_LINK, Tokens, canonical
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = "https://t.example.com"
@@ -658,10 +659,100 @@ def test_a_mutated_token_never_decodes_to_a_different_payload(message: int, valu
             mutated[position % len(mutated)] = char
         elif mutated:
             del mutated[position % len(mutated)]
-    result = tokens.loads("answer", "".join(mutated))
-    # A change that leaves the token's bytes meaning the same (base64's unused low bits)
-    # may still verify, but it can only ever give back the payload that was signed.
-    assert result is None or result == {"m": message, "v": value}
+    mutated_token = "".join(mutated)
+    result = tokens.loads("answer", mutated_token)
+    # Even a change that leaves the bytes meaning the same (base64's unused low bits) is refused.
+    assert result is None if mutated_token != token else result == {"m": message, "v": value}
+
+
+# -- one spelling per token --------------------------------------------------------------------
+
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+WHITESPACE = [" ", "\t", "\n", "\r", "\x0b", "\x0c", "\x85", "\u00a0", "\u2028", "\u3000", "\ufeff"]
+
+
+def unpadded_decode(part: str) -> bytes:
+    """What a lenient decoder (the stdlib's, itsdangerous') makes of a token part."""
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def equivalents(part: str) -> list[str]:
+    """``part`` with its last character replaced by each other one that decodes to the same bytes."""
+    return [part[:-1] + c for c in B64 if c != part[-1] and unpadded_decode(part[:-1] + c) == unpadded_decode(part)]
+
+
+@st.composite
+def respelt(draw: st.DrawFn, token: str) -> str:
+    """``token`` padded, extended, with a last character swapped for an equivalent one, a
+    letter's case changed or whitespace put in: the spellings a lenient decoder accepts."""
+    body, signature = token.split(".")
+    kind = draw(st.sampled_from(["pad", "append", "prepend", "equivalent", "case", "whitespace", "pad_body"]))
+    if kind == "pad":
+        return token + "=" * draw(st.integers(1, 3)) + draw(st.sampled_from(["", "x", "==", ".", "\n"]))
+    if kind == "append":
+        return token + draw(st.characters())
+    if kind == "prepend":
+        return draw(st.characters()) + token
+    if kind == "equivalent":
+        part = draw(st.sampled_from(["body", "signature"]))
+        options = equivalents(body if part == "body" else signature)
+        if not options:  # a body whose length leaves no unused bits
+            return token
+        swapped = draw(st.sampled_from(options))
+        return f"{swapped}.{signature}" if part == "body" else f"{body}.{swapped}"
+    if kind == "case":
+        at = draw(st.integers(0, len(token) - 1))
+        return token[:at] + token[at].swapcase() + token[at + 1 :]
+    if kind == "whitespace":
+        at = draw(st.integers(0, len(token)))
+        return token[:at] + draw(st.sampled_from(WHITESPACE)) + token[at:]
+    return body + "=" * draw(st.integers(1, 2)) + "." + signature
+
+
+def test_padding_stray_bytes_and_equivalent_last_characters_are_refused(tokens: Tokens) -> None:
+    token = token_of(tokens.click_url(7, 1))
+    body, signature = token.split(".")
+    assert len(signature) == 43 and len(equivalents(signature)) == 3  # 2 bits of its last character carry nothing
+    lenient = [token + "=", token + "==", token + "=x", token + "\n", f"{body}=.{signature}", *(f"{body}.{s}" for s in equivalents(signature))]
+    for spelling in lenient:
+        # A naive check (decode, then compare the bytes) would take each of these ...
+        assert unpadded_decode(spelling.split(".")[1].strip()) == unpadded_decode(signature) or spelling.startswith(f"{body}=")
+        # ... and neither verification does.
+        assert tokens.loads("click", spelling) is None, spelling
+        assert tokens.loads_slowly("click", spelling) is None, spelling
+        assert not canonical(spelling)
+    assert tokens.loads("click", token) == tokens.loads_slowly("click", token) == {"m": 7, "l": 1}
+    assert canonical(token)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    purpose=st.sampled_from(list(PURPOSES)),
+    payload=st.dictionaries(st.sampled_from(["m", "l", "v"]), st.integers(-5, 10**12) | st.text(max_size=8)),
+    data=st.data(),
+)
+def test_every_other_spelling_of_a_token_is_refused_by_both_verifications(purpose: str, payload: dict, data: st.DataObject) -> None:
+    tokens = Tokens(SECRET, BASE)
+    token = tokens.dumps(purpose, payload)
+    spelling = data.draw(respelt(token))
+    if spelling == token:  # a case change of a digit, '-' or '_'
+        assert tokens.loads(purpose, spelling) == tokens.loads_slowly(purpose, spelling) == payload
+    else:
+        assert tokens.loads(purpose, spelling) is None
+        assert tokens.loads_slowly(purpose, spelling) is None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=B64 + ".=" + "".join(WHITESPACE), max_size=60))
+def test_canonical_agrees_with_decoding_and_re_encoding(text: str) -> None:
+    def by_re_encoding(part: str) -> bool:
+        try:
+            data = base64.b64decode(part.translate(str.maketrans("-_", "+/")) + "=" * (-len(part) % 4), validate=True)
+        except ValueError:  # binascii.Error, and non-ASCII text
+            return False
+        return bool(part) and base64.urlsafe_b64encode(data).rstrip(b"=").decode() == part
+
+    assert canonical(text) == all(by_re_encoding(part) for part in text.split("."))
 
 
 # -- MIME bodies -------------------------------------------------------------------------------

@@ -4,10 +4,11 @@ RFC 8058 one-click), preferences; forged tokens record nothing; garbage never ge
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -145,6 +146,50 @@ def test_forged_and_mutated_tokens_record_nothing(client, db, tokens, message):
             statuses.append(client.open(f"{prefix}/{token}{suffix}", method=method, data={"List-Unsubscribe": "One-Click"}).status_code)
     assert all(400 <= s < 500 for s in statuses), sorted(set(statuses))
     assert events(db) == []
+
+
+def other_spellings(token: str) -> list[str]:
+    """Spellings of ``token`` that a lenient base64 decoder reads as the same bytes, and so
+    that itsdangerous alone would verify: padded, with a stray byte or whitespace after it,
+    the signature's last character swapped for one differing only in the bits it does not
+    carry; and a letter's case changed."""
+    body, signature = token.split(".")
+    decoded = base64.urlsafe_b64decode(signature + "=")
+    same = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" if c != signature[-1] and base64.urlsafe_b64decode(signature[:-1] + c + "=") == decoded]
+    assert len(same) == 3
+    letter = next(i for i, c in enumerate(signature) if c.isalpha())
+    swapped = signature[:letter] + signature[letter].swapcase() + signature[letter + 1 :]
+    return [token + "=", token + "==", token + "=x", token + "\n", token + " ", f"{body}=.{signature}", *(f"{body}.{signature[:-1]}{c}" for c in same), f"{body}.{swapped}"]
+
+
+def test_only_the_one_spelling_of_a_pixel_or_click_token_records_a_hit(client, db, tokens, message):
+    pixel, click, unsubscribe = (token_of_url(u) for u in (tokens.open_url(message), tokens.click_url(message, 0), tokens.unsubscribe_url(message)))
+    for spelling in other_spellings(pixel):
+        for method in ("GET", "HEAD"):
+            assert client.open(f"/t/o/{quote(spelling, safe='')}.gif", method=method, headers={"User-Agent": BROWSER}).status_code == 404, spelling
+    for spelling in other_spellings(click):
+        response = client.get(f"/t/c/{quote(spelling, safe='')}", headers={"User-Agent": BROWSER})
+        assert response.status_code == 404 and "Location" not in response.headers, spelling
+    for spelling in other_spellings(unsubscribe):  # through Flask, not the fast path
+        assert client.post(f"/t/u/{quote(spelling, safe='')}", data={"List-Unsubscribe": "One-Click"}).status_code == 404, spelling
+    assert events(db) == []
+    assert client.get(f"/t/o/{pixel}.gif", headers={"User-Agent": BROWSER}).status_code == 200
+    assert client.get(f"/t/c/{click}", headers={"User-Agent": BROWSER}).status_code == 302
+    assert [e.kind for e in events(db)] == [EventKind.OPEN, EventKind.CLICK]
+
+
+def test_a_form_token_in_another_spelling_is_refused(client, db, tokens, message):
+    url = path(tokens.answer_url(message, 9))
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get(url).get_data(as_text=True)).group(1)
+    for spelling in (csrf + "=", csrf + "==", csrf + " ", csrf.swapcase()):
+        assert client.post(url, data={"csrf": spelling}, headers={"User-Agent": BROWSER}).status_code == 400, spelling
+    assert events(db) == []
+    assert client.post(url, data={"csrf": csrf}, headers={"User-Agent": BROWSER}).status_code == 200
+    assert [e.kind for e in events(db)] == [EventKind.ANSWER]
+
+
+def token_of_url(url: str) -> str:
+    return path(url).rsplit("/", 1)[1].removesuffix(".gif")
 
 
 def test_a_scanners_get_on_an_answer_link_is_not_an_answer(client, db, tokens, message):

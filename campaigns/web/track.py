@@ -33,7 +33,7 @@ from werkzeug.urls import iri_to_uri
 from campaigns.events import record_event
 from campaigns.hits import Hit
 from campaigns.models import Contact, EventKind, Message
-from campaigns.tokens import TRAP_LINK, Tokens
+from campaigns.tokens import TRAP_LINK, Tokens, canonical
 
 bp = Blueprint("track", __name__, url_prefix="/t", template_folder="templates")
 
@@ -143,8 +143,11 @@ class Tracking:
         return self.forms.dumps({"m": message_id, "f": form})
 
     def form_ok(self, message_id: int, form: str) -> bool:
+        token = request.form.get("csrf", "")
+        if not canonical(token):  # itsdangerous would take it padded or with a stray byte too
+            return False
         try:
-            data = self.forms.loads(request.form.get("csrf", ""), max_age=int(FORM_MAX_AGE.total_seconds()))
+            data = self.forms.loads(token, max_age=int(FORM_MAX_AGE.total_seconds()))
         except (BadData, ValueError, TypeError):
             return False
         return isinstance(data, dict) and data.get("m") == message_id and data.get("f") == form
