@@ -33,6 +33,7 @@ from campaigns.clock import Clock
 from campaigns.dsl import parse_journey
 from campaigns.enrol import enrol
 from campaigns.events import record_event
+from campaigns.exceptions import JourneyError
 from campaigns.expressions import Condition
 from campaigns.journey import (
     EmailStep,
@@ -171,6 +172,7 @@ class Engine:
         self._journeys: dict[int, Journey] = {}
         self.send_seconds: deque[float] = deque(maxlen=32)
         """How long the transport took for the last sends: what the next one is expected to take."""
+        self.sends_this_run = 0
 
     # ------------------------------------------------------------------ journeys
 
@@ -192,9 +194,16 @@ class Engine:
         result = TickResult()
         now = self.clock.now()
         segset = self.segments()
+        journeys: list[tuple[int, int, Journey]] = []
         with self.sessions() as session:
             rows = session.execute(select(JourneyRow.id, JourneyRow.current_version_id).where(JourneyRow.status == JourneyStatus.ACTIVE, JourneyRow.current_version_id.is_not(None))).all()
-            journeys = [(journey_id, version_id, self.journey(session, version_id)) for journey_id, version_id in rows if version_id is not None]
+            for journey_id, version_id in rows:
+                if version_id is None:
+                    continue
+                try:
+                    journeys.append((journey_id, version_id, self.journey(session, version_id)))
+                except JourneyError as exc:  # stored by a release with laxer rules: the others go on
+                    log.error("journey %s: its current version %s no longer parses (%s); fix and deploy it again", journey_id, version_id, exc)
         for journey_id, version_id, journey in journeys:
             with self.sessions() as session, session.begin():
                 entered = enrol(session, journey, journey_id, version_id, segset, now)
@@ -228,6 +237,7 @@ class Engine:
         The lease is renewed by a heartbeat while each batch runs, and a batch stops before a
         send that would not end by the deadline, so a job never runs into its timeout."""
         total = AdvanceResult()
+        self.sends_this_run = 0
         while deadline is None or time.monotonic() < deadline:
             lease = self.claim()
             if lease is None:
@@ -596,6 +606,7 @@ class Engine:
             return Outcome(goto=message.step_id, wait_until=now + wait)
         finally:
             self.send_seconds.append(time.monotonic() - started)
+            self.sends_this_run += 1
         message.status = MessageStatus.SENT
         message.sent_at = now
         message.error = None
@@ -823,8 +834,8 @@ class SendBatch:
         if self.stopped is None:
             if not self.lease.valid():
                 self.stopped = "lease"
-            elif self.deadline is not None and time.monotonic() + 2 * max(self.engine.send_seconds, default=0.0) >= self.deadline:
-                self.stopped = "time budget"
+            elif self.deadline is not None and self.engine.sends_this_run and time.monotonic() + 2 * max(self.engine.send_seconds, default=0.0) >= self.deadline:
+                self.stopped = "time budget"  # (a run's first send always goes: every job gets something done)
         return self.stopped is None
 
     # -- a round of delivery

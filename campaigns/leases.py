@@ -226,7 +226,7 @@ class Lease:
                     session.scalars(
                         update(_enrollments)
                         .where(_enrollments.c.id.in_(sorted(ids)), _enrollments.c.lease_token == self.token)
-                        .values(claimed_until=now)
+                        .values(claimed_until=now - timedelta(seconds=1))  # run out: claimable at once
                         .returning(_enrollments.c.id)
                     )
                 )

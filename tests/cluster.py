@@ -8,6 +8,7 @@ are real ``python worker.py`` processes with the settings a test gives them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -153,10 +154,8 @@ class PrivatePostgres:
         self.start()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -260,10 +259,8 @@ class Workers:
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         """SIGKILL the worker and its children (cron, RQ's scheduler): a machine gone at once."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait(timeout=30)
 
     def alive(self) -> list[subprocess.Popen[bytes]]:

@@ -139,6 +139,7 @@ class SMTPSink:
         self.port = free_port()
         self.refuse: dict[str, str] = {}  # recipient -> SMTP reply, e.g. "550 5.1.1 no such user"
         self.data_replies: list[str] = []  # replies to the next DATA commands ("451 ...", "drop"), then 250
+        self.delay = 0.0  # seconds each DATA takes, as a throttled relay's
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.refuse.get(address.lower())
@@ -148,6 +149,10 @@ class SMTPSink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            import asyncio
+
+            await asyncio.sleep(self.delay)
         if self.data_replies:
             reply = self.data_replies.pop(0)
             if reply == "drop":  # the connection dies in the middle of DATA
