@@ -1,15 +1,15 @@
-"""Signing in to the dashboard: the session, CSRF tokens, safe ``next`` addresses and a
-brake on password guessing.
+"""Signing in to the dashboard: the session, CSRF tokens and safe ``next`` addresses.
 
 The session is Flask's signed cookie (``HttpOnly``, ``SameSite=Lax``, ``Secure`` behind
-https; set in :func:`campaigns.web.create_app`). It holds the user's id and a fingerprint
-of their password hash, so a new password ends every session signed in with the old one,
-and a per-session CSRF token that every POST form must send back (:func:`csrf_ok`).
+https; set in :func:`campaigns.web.create_app`). It holds the user's id, their session
+version at sign-in (compared with the database on every request, so signing out or a new
+password ends every session of theirs at once, copies of the cookie included) and a
+per-session CSRF token that every POST form must send back (:func:`csrf_ok`). The brake on
+password guessing is :class:`Throttle`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import math
 import secrets
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from flask import current_app, request, session
+from flask import request, session
 from sqlalchemy.orm import Session
 
 from campaigns.models import User
@@ -64,32 +64,30 @@ def csrf_ok() -> bool:
 # ---------------------------------------------------------------------------- the signed-in user
 
 
-def _fingerprint(user: User) -> str:
-    """Changes when the password does: a session outlives no password change."""
-    key = current_app.config["SECRET_KEY"]
-    return hmac.new(key.encode() if isinstance(key, str) else key, user.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
-
-
 def sign_in(user: User) -> None:
     """Start a fresh session for ``user`` (a new CSRF token too)."""
     session.clear()
     session.permanent = True
     session["user"] = user.id
-    session["auth"] = _fingerprint(user)
+    session["version"] = user.session_version
     csrf_token()
 
 
 def sign_out() -> None:
+    """Forget this browser's session. The caller ends the user's sessions in the database
+    (:func:`campaigns.users.end_sessions`): clearing the cookie alone leaves copies valid."""
     session.clear()
 
 
 def current_user(db: Session) -> User | None:
-    """The signed-in user, or None (no session, a deleted user or a changed password)."""
-    user_id, fingerprint = session.get("user"), session.get("auth")
-    if type(user_id) is not int or not isinstance(fingerprint, str):
+    """The signed-in user, or None (no session, a deleted user, or a session ended since:
+    signed out somewhere, or a new password)."""
+    user_id, version = session.get("user"), session.get("version")
+    if type(user_id) is not int or type(version) is not int:
         return None
     user = db.get(User, user_id)
-    if user is None or not hmac.compare_digest(_fingerprint(user), fingerprint):
+    # A plain comparison: the version is no secret, the cookie's signature is what cannot be forged.
+    if user is None or user.session_version != version:
         return None
     return user
 

@@ -30,7 +30,7 @@ from campaigns.models import Journey, JourneyVersion
 from campaigns.rates import Rate
 from campaigns.report import JourneyReport, Row, journey_report, overview
 from campaigns.report import journeys as report_journeys
-from campaigns.users import authenticate, normalise_email
+from campaigns.users import authenticate, end_sessions, normalise_email
 from campaigns.web.auth import MAX_FAILURES, Throttle, csrf_ok, csrf_token, current_user, safe_next, sign_in, sign_out
 from campaigns.web.charts import FunnelStep, Series, funnel, lines
 
@@ -144,6 +144,10 @@ def login() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
+    """Sign out: every session of this user ends, here and on every other device, so a
+    copy of the cookie (kept by a shared computer, a proxy's log) is worth nothing after."""
+    with _sessions()() as session, session.begin():
+        end_sessions(session, g.user.id)
     sign_out()
     return redirect(url_for("dashboard.login"))
 
