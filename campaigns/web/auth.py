@@ -5,19 +5,14 @@ https; set in :func:`campaigns.web.create_app`). It holds the user's id, their s
 version at sign-in (compared with the database on every request, so signing out or a new
 password ends every session of theirs at once, copies of the cookie included) and a
 per-session CSRF token that every POST form must send back (:func:`csrf_ok`). The brake on
-password guessing is :class:`Throttle`.
+password guessing is :mod:`campaigns.throttle`.
 """
 
 from __future__ import annotations
 
 import hmac
-import math
 import secrets
 import string
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import request, session
@@ -27,15 +22,6 @@ from campaigns.models import User
 
 CSRF_FIELD = "csrf"
 """The name of the hidden form field (and session key) carrying the CSRF token."""
-
-MAX_FAILURES = 5
-"""Failed sign-ins for one email before it is locked for :data:`LOCKOUT`."""
-
-LOCKOUT = timedelta(minutes=15)
-"""How long a lock lasts; failures older than this are forgotten."""
-
-MAX_TRACKED = 10_000
-"""Keys the throttle remembers at most (the oldest are forgotten first)."""
 
 _NEXT_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%")
 
@@ -110,56 +96,3 @@ def safe_next(value: str | None) -> str | None:
     if parts.scheme or parts.netloc:
         return None
     return value
-
-
-# ---------------------------------------------------------------------------- throttle
-
-
-@dataclass
-class _Failures:
-    count: int
-    first: datetime
-
-
-class Throttle:
-    """Counts failed sign-ins per key (the email tried) in this process.
-
-    After ``limit`` failures within :data:`LOCKOUT` the key is locked until that window ends;
-    a success clears the count. Keys are emails, not client addresses: behind a load balancer
-    every client has the balancer's address, and one guesser would lock everyone out. Each
-    process keeps its own counts (with several workers a guesser gets a few more tries); the
-    scrypt hash already makes every try slow.
-    """
-
-    def __init__(self, window: timedelta = LOCKOUT, max_keys: int = MAX_TRACKED) -> None:
-        self.window = window
-        self.max_keys = max_keys
-        self._failures: OrderedDict[str, _Failures] = OrderedDict()
-        self._lock = threading.Lock()  # web servers may run requests in threads
-
-    def wait(self, key: str, limit: int, now: datetime) -> int:
-        """Seconds until ``key`` may try again (0: now)."""
-        with self._lock:
-            entry = self._failures.get(key)
-            if entry is None:
-                return 0
-            left = (entry.first + self.window - now).total_seconds()
-            if left <= 0:
-                del self._failures[key]
-                return 0
-            return math.ceil(left) if entry.count >= limit else 0
-
-    def failed(self, key: str, now: datetime) -> None:
-        with self._lock:
-            entry = self._failures.get(key)
-            if entry is None or entry.first + self.window <= now:
-                self._failures.pop(key, None)
-                self._failures[key] = _Failures(1, now)
-                while len(self._failures) > self.max_keys:
-                    self._failures.popitem(last=False)
-            else:
-                entry.count += 1
-
-    def clear(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
