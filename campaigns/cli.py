@@ -540,7 +540,7 @@ def user_password(state: _State, email: str, password_stdin: bool) -> None:
     check_password(password)
     with state.sessions()() as session, session.begin():
         changed = set_password(session, email, password)
-        click.echo(f"new password set for {changed.email}")
+        click.echo(f"new password set for {changed.email}; their dashboard sessions have ended")
 
 
 @user.command("list")

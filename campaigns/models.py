@@ -491,3 +491,19 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default=UserRole.CSM)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column()
+    # Copied into the signed session cookie at sign-in and compared on every request: adding
+    # one (sign-out, a new password) ends every session of this user at once, on every worker.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class SignInAttempts(Base):
+    """How many password checks a throttle key had lately (:mod:`campaigns.throttle`): a
+    client address with an email tried, or a client address alone. Used when ``REDIS_URL``
+    is unset, so that every web process shares the counts; rows are forgotten a day after
+    their last attempt."""
+
+    __tablename__ = "sign_in_attempts"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime] = mapped_column(index=True)

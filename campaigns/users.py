@@ -2,8 +2,11 @@
 
 Passwords are kept only as salted scrypt hashes (``werkzeug.security``). Checking an unknown
 email costs the same as checking a wrong password (a dummy hash is checked), so timing does
-not tell which addresses have accounts. The web side (:mod:`campaigns.web.auth`) and the CLI
-(``campaigns user``) both call in here; nothing here knows about Flask or click.
+not tell which addresses have accounts. Each user has a session version that every dashboard
+session carries; :func:`end_sessions` (on signing out) and :func:`set_password` add one to
+it, which ends all of that user's sessions at their next request. The web side
+(:mod:`campaigns.web.auth`) and the CLI (``campaigns user``) both call in here; nothing here
+knows about Flask or click.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import re
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -65,14 +68,22 @@ def add_user(session: Session, email: str, password: str, now: datetime, *, name
 
 
 def set_password(session: Session, email: str, password: str) -> User:
-    """Give an existing user a new password (every dashboard session of theirs ends)."""
+    """Give an existing user a new password; every dashboard session of theirs ends (someone
+    who learnt the old password may be signed in with it). The caller commits."""
     user = find_user(session, email)
     if user is None:
         raise UserError(f"no user with email {normalise_email(email)}")
     check_password(password)
     user.password_hash = generate_password_hash(password, method=HASH_METHOD)
     session.flush()
+    end_sessions(session, user.id)
     return user
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """End every dashboard session of this user, on every device and web process, copies of
+    the cookie included; the caller commits. Done in SQL (``+ 1``) so that two at once both count."""
+    session.execute(update(User).where(User.id == user_id).values(session_version=User.session_version + 1))
 
 
 def find_user(session: Session, email: str) -> User | None:

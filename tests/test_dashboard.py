@@ -33,7 +33,7 @@ from campaigns.models import Allocation, Journey, JourneyStatus, User
 from campaigns.rates import Rate, wilson
 from campaigns.users import UserError, add_user, set_password
 from campaigns.web import create_app
-from campaigns.web.auth import LOCKOUT, MAX_FAILURES, Throttle, safe_next
+from campaigns.web.auth import safe_next
 from campaigns.web.charts import FunnelStep, funnel
 from campaigns.web.dashboard import BAD_LOGIN, PUBLIC, format_rate
 from campaigns.web.dashboard import bp as dashboard_bp
@@ -280,31 +280,6 @@ def test_a_new_password_ends_every_session_signed_in_with_the_old_one(signed_in,
     with db.session() as s, s.begin():
         set_password(s, EMAIL, "a brand new passphrase")
     assert signed_in.get("/journeys").status_code == 302
-
-
-def test_failed_sign_ins_lock_the_email_for_a_while(client, user, clock):
-    for _ in range(MAX_FAILURES):
-        assert BAD_LOGIN in sign_in(client, password="guess guess guess").get_data(as_text=True)
-    locked = sign_in(client)  # even the right password, while locked
-    assert locked.status_code == 429 and "Too many failed sign-ins" in locked.get_data(as_text=True)
-    assert 0 < int(locked.headers["Retry-After"]) <= LOCKOUT.total_seconds()
-    for _ in range(MAX_FAILURES):  # an unknown email locks the same way: nothing tells them apart
-        sign_in(client, email="nobody@example.com", password="guess guess guess")
-    assert sign_in(client, email="nobody@example.com", password="guess").status_code == 429
-    clock.advance(LOCKOUT + timedelta(seconds=1))
-    assert sign_in(client).status_code == 302
-
-
-def test_the_throttle_forgets_old_failures_and_stays_small():
-    throttle = Throttle(window=timedelta(minutes=1), max_keys=3)
-    for second in range(3):
-        throttle.failed("a", NOW + timedelta(seconds=second))
-    assert throttle.wait("a", 3, NOW + timedelta(seconds=2)) == 58
-    assert throttle.wait("a", 4, NOW + timedelta(seconds=2)) == 0
-    assert throttle.wait("a", 3, NOW + timedelta(minutes=1)) == 0
-    for key in "bcde":
-        throttle.failed(key, NOW)
-    assert len(throttle._failures) == 3
 
 
 def test_the_session_cookie_is_httponly_lax_and_secure_behind_https(client, user):

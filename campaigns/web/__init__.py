@@ -39,7 +39,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["campaigns.sessions"] = make_sessionmaker(engine)
     app.extensions["campaigns.clock"] = app.config.get("CLOCK") or SystemClock()
     app.config.setdefault("MAX_CONTENT_LENGTH", 1 << 20)
-    app.extensions["campaigns.tracking"] = _tracking(app)
+    redis = _redis(app)
+    app.extensions["campaigns.tracking"] = _tracking(app, redis)
+    app.extensions["campaigns.signin"] = _signin_throttle(app, redis)
 
     from campaigns.web.track import bp as track
 
@@ -80,7 +82,28 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def _tracking(app: Flask) -> Any:
+def _redis(app: Flask) -> Any:
+    """One Redis client (and connection pool) for the web process, or None without REDIS_URL."""
+    url = app.config["CAMPAIGNS"].redis_url
+    if not url:
+        return None
+    from redis import Redis
+
+    return Redis.from_url(url)
+
+
+def _signin_throttle(app: Flask, redis: Any) -> Any:
+    """The brake on password guessing, shared by every web process: counts in Redis when
+    REDIS_URL is set, else in the database; ``SIGNIN_ATTEMPTS`` in the test config replaces the store."""
+    from campaigns.throttle import DatabaseAttempts, RedisAttempts, SignInThrottle
+
+    store = app.config.get("SIGNIN_ATTEMPTS")
+    if store is None:
+        store = RedisAttempts(redis) if redis is not None else DatabaseAttempts(app.extensions["campaigns.sessions"])
+    return SignInThrottle(store)
+
+
+def _tracking(app: Flask, redis: Any) -> Any:
     """Tokens and the hit log: hits go to the Redis stream when REDIS_URL is set, else each
     is written at once (single-machine use); ``HITS`` in the test config replaces the log."""
     from campaigns.hits import DirectHitLog, RedisHitLog
@@ -91,10 +114,5 @@ def _tracking(app: Flask) -> Any:
     sessions = app.extensions["campaigns.sessions"]
     hits = app.config.get("HITS")
     if hits is None:
-        if cfg.redis_url:
-            from redis import Redis
-
-            hits = RedisHitLog(Redis.from_url(cfg.redis_url))
-        else:
-            hits = DirectHitLog(sessions, now=app.extensions["campaigns.clock"].now)
+        hits = RedisHitLog(redis) if redis is not None else DirectHitLog(sessions, now=app.extensions["campaigns.clock"].now)
     return Tracking(Tokens(cfg.secret_key, cfg.base_url), cfg.secret_key, hits, sessions)

@@ -1,41 +1,27 @@
-"""Signing in to the dashboard: the session, CSRF tokens, safe ``next`` addresses and a
-brake on password guessing.
+"""Signing in to the dashboard: the session, CSRF tokens and safe ``next`` addresses.
 
 The session is Flask's signed cookie (``HttpOnly``, ``SameSite=Lax``, ``Secure`` behind
-https; set in :func:`campaigns.web.create_app`). It holds the user's id and a fingerprint
-of their password hash, so a new password ends every session signed in with the old one,
-and a per-session CSRF token that every POST form must send back (:func:`csrf_ok`).
+https; set in :func:`campaigns.web.create_app`). It holds the user's id, their session
+version at sign-in (compared with the database on every request, so signing out or a new
+password ends every session of theirs at once, copies of the cookie included) and a
+per-session CSRF token that every POST form must send back (:func:`csrf_ok`). The brake on
+password guessing is :mod:`campaigns.throttle`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import math
 import secrets
 import string
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from flask import current_app, request, session
+from flask import request, session
 from sqlalchemy.orm import Session
 
 from campaigns.models import User
 
 CSRF_FIELD = "csrf"
 """The name of the hidden form field (and session key) carrying the CSRF token."""
-
-MAX_FAILURES = 5
-"""Failed sign-ins for one email before it is locked for :data:`LOCKOUT`."""
-
-LOCKOUT = timedelta(minutes=15)
-"""How long a lock lasts; failures older than this are forgotten."""
-
-MAX_TRACKED = 10_000
-"""Keys the throttle remembers at most (the oldest are forgotten first)."""
 
 _NEXT_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%")
 
@@ -64,32 +50,30 @@ def csrf_ok() -> bool:
 # ---------------------------------------------------------------------------- the signed-in user
 
 
-def _fingerprint(user: User) -> str:
-    """Changes when the password does: a session outlives no password change."""
-    key = current_app.config["SECRET_KEY"]
-    return hmac.new(key.encode() if isinstance(key, str) else key, user.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
-
-
 def sign_in(user: User) -> None:
     """Start a fresh session for ``user`` (a new CSRF token too)."""
     session.clear()
     session.permanent = True
     session["user"] = user.id
-    session["auth"] = _fingerprint(user)
+    session["version"] = user.session_version
     csrf_token()
 
 
 def sign_out() -> None:
+    """Forget this browser's session. The caller ends the user's sessions in the database
+    (:func:`campaigns.users.end_sessions`): clearing the cookie alone leaves copies valid."""
     session.clear()
 
 
 def current_user(db: Session) -> User | None:
-    """The signed-in user, or None (no session, a deleted user or a changed password)."""
-    user_id, fingerprint = session.get("user"), session.get("auth")
-    if type(user_id) is not int or not isinstance(fingerprint, str):
+    """The signed-in user, or None (no session, a deleted user, or a session ended since:
+    signed out somewhere, or a new password)."""
+    user_id, version = session.get("user"), session.get("version")
+    if type(user_id) is not int or type(version) is not int:
         return None
     user = db.get(User, user_id)
-    if user is None or not hmac.compare_digest(_fingerprint(user), fingerprint):
+    # A plain comparison: the version is no secret, the cookie's signature is what cannot be forged.
+    if user is None or user.session_version != version:
         return None
     return user
 
@@ -112,56 +96,3 @@ def safe_next(value: str | None) -> str | None:
     if parts.scheme or parts.netloc:
         return None
     return value
-
-
-# ---------------------------------------------------------------------------- throttle
-
-
-@dataclass
-class _Failures:
-    count: int
-    first: datetime
-
-
-class Throttle:
-    """Counts failed sign-ins per key (the email tried) in this process.
-
-    After ``limit`` failures within :data:`LOCKOUT` the key is locked until that window ends;
-    a success clears the count. Keys are emails, not client addresses: behind a load balancer
-    every client has the balancer's address, and one guesser would lock everyone out. Each
-    process keeps its own counts (with several workers a guesser gets a few more tries); the
-    scrypt hash already makes every try slow.
-    """
-
-    def __init__(self, window: timedelta = LOCKOUT, max_keys: int = MAX_TRACKED) -> None:
-        self.window = window
-        self.max_keys = max_keys
-        self._failures: OrderedDict[str, _Failures] = OrderedDict()
-        self._lock = threading.Lock()  # web servers may run requests in threads
-
-    def wait(self, key: str, limit: int, now: datetime) -> int:
-        """Seconds until ``key`` may try again (0: now)."""
-        with self._lock:
-            entry = self._failures.get(key)
-            if entry is None:
-                return 0
-            left = (entry.first + self.window - now).total_seconds()
-            if left <= 0:
-                del self._failures[key]
-                return 0
-            return math.ceil(left) if entry.count >= limit else 0
-
-    def failed(self, key: str, now: datetime) -> None:
-        with self._lock:
-            entry = self._failures.get(key)
-            if entry is None or entry.first + self.window <= now:
-                self._failures.pop(key, None)
-                self._failures[key] = _Failures(1, now)
-                while len(self._failures) > self.max_keys:
-                    self._failures.popitem(last=False)
-            else:
-                entry.count += 1
-
-    def clear(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)

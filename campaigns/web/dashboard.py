@@ -15,6 +15,7 @@ Content-Security-Policy: no script at all, styles only from the page itself.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date
 from typing import Any
@@ -30,8 +31,9 @@ from campaigns.models import Journey, JourneyVersion
 from campaigns.rates import Rate
 from campaigns.report import JourneyReport, Row, journey_report, overview
 from campaigns.report import journeys as report_journeys
-from campaigns.users import authenticate, normalise_email
-from campaigns.web.auth import MAX_FAILURES, Throttle, csrf_ok, csrf_token, current_user, safe_next, sign_in, sign_out
+from campaigns.throttle import SignInThrottle, ThrottleUnavailable, client_key
+from campaigns.users import authenticate, end_sessions, normalise_email
+from campaigns.web.auth import csrf_ok, csrf_token, current_user, safe_next, sign_in, sign_out
 from campaigns.web.charts import FunnelStep, Series, funnel, lines
 
 bp = Blueprint("dashboard", __name__, template_folder="templates")
@@ -44,6 +46,8 @@ BREAKDOWNS: tuple[tuple[str, str], ...] = (("segment", "By segment"), ("tier", "
 
 BAD_LOGIN = "Wrong email or password."
 """The one message for an unknown email and a wrong password alike."""
+
+UNAVAILABLE = "Signing in is not possible for a moment. Try again in a minute."
 
 BAD_FORM = "This form has expired or did not come from this site. Go back, reload the page and try again."
 
@@ -60,8 +64,17 @@ def _sessions() -> Any:
     return current_app.extensions["campaigns.sessions"]
 
 
-def _throttle() -> Throttle:
-    return current_app.extensions.setdefault("campaigns.login_throttle", Throttle())
+def _throttle() -> SignInThrottle:
+    throttle: SignInThrottle = current_app.extensions["campaigns.signin"]
+    return throttle
+
+
+def _in_words(seconds: int) -> str:
+    """``1 second``, ``40 seconds``, ``2 minutes``: how long to wait, as the page says it."""
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = -(-seconds // 60)
+    return f"{minutes} minutes"
 
 
 def format_rate(rate: Rate) -> str:
@@ -124,26 +137,41 @@ def login() -> ResponseReturnValue:
     email = request.form.get("email", "")[:320]
     password = request.form.get("password", "")
     key = normalise_email(email)
+    client = client_key(request.remote_addr)  # behind TRUSTED_PROXIES load balancers, the client's own (ProxyFix)
     now = current_app.extensions["campaigns.clock"].now()
-    wait = _throttle().wait(key, MAX_FAILURES, now)
+    try:
+        wait = _throttle().attempt(client, key, now)
+    except ThrottleUnavailable:
+        current_app.logger.exception("sign-in refused: the throttle's store is unavailable")
+        response = _page("login.html", status=503, next=target, email=email, error=UNAVAILABLE)
+        response.headers["Retry-After"] = "30"
+        return response
     if wait:
-        minutes = -(-wait // 60)
-        response = _page("login.html", status=429, next=target, email=email, error=f"Too many failed sign-ins for this email. Try again in {minutes} minute{'s' if minutes != 1 else ''}.")
-        response.headers["Retry-After"] = str(wait)
+        seconds = max(math.ceil(wait), 1)
+        current_app.logger.warning("sign-in throttled for %s s: client %s", seconds, client)
+        response = _page("login.html", status=429, next=target, email=email, error=f"Too many failed sign-ins. Wait {_in_words(seconds)}, then try again.")
+        response.headers["Retry-After"] = str(seconds)
         return response
     with _sessions()() as session, session.begin():
         user = authenticate(session, email, password, now)
         if user is not None:
             sign_in(user)
     if user is None:
-        _throttle().failed(key, now)
+        current_app.logger.warning("sign-in failed: client %s", client)  # not the email: it may be a mistyped password
         return _page("login.html", next=target, email=email, error=BAD_LOGIN)
-    _throttle().clear(key)
+    try:
+        _throttle().succeeded(client, key)
+    except ThrottleUnavailable:  # signed in all the same: the count it leaves only errs on the safe side
+        current_app.logger.exception("the sign-in throttle's store is unavailable")
     return redirect(target or url_for("dashboard.journeys"))
 
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
+    """Sign out: every session of this user ends, here and on every other device, so a
+    copy of the cookie (kept by a shared computer, a proxy's log) is worth nothing after."""
+    with _sessions()() as session, session.begin():
+        end_sessions(session, g.user.id)
     sign_out()
     return redirect(url_for("dashboard.login"))
 
