@@ -27,6 +27,7 @@ from campaigns.enrol import DATE_GRACE
 from campaigns.exceptions import CampaignsError, ImportRowError, JourneyError, Problem
 from campaigns.journey import Trigger
 from campaigns.models import Account
+from campaigns.preflight import check_redis
 from campaigns.project import Project
 
 EXIT_PROBLEMS = 1  # the input has problems (validation, bad rows under --strict)
@@ -283,6 +284,7 @@ def flush(state: _State, follow: bool) -> None:
     if not state.config.redis_url:
         click.echo("REDIS_URL is unset: hits are written as they arrive; nothing to flush")
         return
+    check_redis(state.config.redis_url)
     hits = RedisHitLog(connect(state.config))
     sessions = state.sessions()
     if follow:
@@ -352,6 +354,8 @@ def run(state: _State, host: str, port: int, interval: int) -> None:
     from campaigns.web import create_app
 
     cfg = state.config
+    if cfg.redis_url:  # before anything starts: a dead Redis is one line, not a thread's traceback
+        check_redis(cfg.redis_url)
     state.sessions()
     connection = connect(cfg)
     queue = Queue(QUEUE_NAMES[1], connection=connection)
