@@ -27,8 +27,9 @@ from collections.abc import Callable
 from rq import SimpleWorker, Worker
 
 from campaigns import config as settings
-from campaigns.exceptions import ConfigError
+from campaigns.exceptions import ConfigError, ServiceUnavailable
 from campaigns.outages import Backoff, is_outage
+from campaigns.preflight import check_redis
 from campaigns.queue import connect, queues
 
 log = logging.getLogger("campaigns.worker")
@@ -129,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not cfg.redis_url:
         print("worker: REDIS_URL is unset; set it, e.g. REDIS_URL=redis://127.0.0.1:6379/0", file=sys.stderr)
+        return 2
+    try:  # before the scheduler and flusher fork: each would print a traceback of its own
+        check_redis(cfg.redis_url)
+    except ServiceUnavailable as exc:
+        print(f"worker: {exc}", file=sys.stderr)
         return 2
     children = []
     if not args.no_cron and not args.burst:

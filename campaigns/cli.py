@@ -28,6 +28,7 @@ from campaigns.enrol import DATE_GRACE
 from campaigns.exceptions import CampaignsError, ImportRowError, JourneyError, Problem
 from campaigns.journey import Trigger
 from campaigns.models import Account
+from campaigns.preflight import check_redis
 from campaigns.project import Project
 
 EXIT_PROBLEMS = 1  # the input has problems (validation, bad rows under --strict)
@@ -284,6 +285,7 @@ def flush(state: _State, follow: bool) -> None:
     if not state.config.redis_url:
         click.echo("REDIS_URL is unset: hits are written as they arrive; nothing to flush")
         return
+    check_redis(state.config.redis_url)
     hits = RedisHitLog(connect(state.config))
     sessions = state.sessions()
     if follow:
@@ -350,6 +352,8 @@ def run(state: _State, host: str, port: int, interval: int) -> None:
     from campaigns.web import create_app
 
     cfg = state.config
+    if cfg.redis_url:  # before anything starts: a dead Redis is one line, not a thread's traceback
+        check_redis(cfg.redis_url)
     state.sessions()
     engine = build_engine(cfg)  # no dispatch: each pass does the due work itself
     hits = None

@@ -1,7 +1,11 @@
 """Configuration from environment variables, with the defaults of :mod:`campaigns.defaults`.
 
 One frozen object carries every setting; the CLI, ``web.py`` and ``worker.py`` build it once
-with :func:`load` and pass it on. Bad values raise :class:`ConfigError` naming the variable.
+with :func:`load` and pass it on. Bad values raise :class:`ConfigError` naming the variable,
+in one line, whatever the text: a value accepted here is one the rest of the code can use as
+it is (an address that makes exactly one From header, a database URL that names a
+database). Whether the services answer is checked by :mod:`campaigns.preflight` when a
+process starts.
 """
 
 from __future__ import annotations
@@ -9,9 +13,13 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.errors import ObsoleteHeaderDefect
+from email.headerregistry import AddressHeader, HeaderRegistry
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit
 
 from campaigns import defaults
@@ -19,6 +27,218 @@ from campaigns.exceptions import ConfigError
 
 _DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgres")
 _MAIL_SCHEMES = ("file", "smtp", "smtps")
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """``MAIL_FROM`` parsed: ``address`` is ASCII (an IDN domain in its ``xn--`` form) and
+    goes into the From header and the SMTP envelope as it is; ``name`` is the display name."""
+
+    address: str
+    name: str | None = None
+
+
+# -- MAIL_FROM -----------------------------------------------------------------------------
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# Bidi embeddings, overrides, isolates and marks make a display name read differently from
+# what it is ("moc.elpmaxe"); the other format characters (ZWJ, ZWNJ) are real writing.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# The obsolete phrase syntax of RFC 5322 4.1, "Acme Inc. <cs@acme.com>": the parser reports it,
+# and it is harmless, as the From header is rebuilt from the parsed name (then quoted).
+_PHRASE_DEFECTS = ("period in 'phrase'", "comment found without atom")
+_SINGLE_LABEL_DOMAINS = ("localhost",)  # a development SMTP sink; nothing else routes without a dot
+
+
+def _bad_character(value: str) -> str | None:
+    """The first character that must not reach a header: controls (CR, LF, NUL, DEL, C1),
+    line and paragraph separators, undecodable bytes (surrogates) and bidi controls."""
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS:
+            return ch
+    return None
+
+
+def parse_mail_from(value: str) -> Mailbox:
+    """``MAIL_FROM`` as exactly one mailbox, ``Name <local@domain>`` or ``local@domain``.
+
+    Parsed by the email package's header parser, strictly: any defect it reports refuses the
+    value (save a period in an unquoted name, as in ``Acme Inc. <cs@acme.com>``, which is
+    common and harmless), and so do control characters anywhere, groups, lists, quoted or non-ASCII local parts, domain
+    literals, and a domain that is not a dot-separated host name (``localhost`` aside).
+    """
+    example = "e.g. 'Customer Success <cs@example.com>'"
+    bad = _bad_character(value)
+    if bad is not None:
+        raise ConfigError(f"MAIL_FROM: contains the control character {bad!r}; write one line, {example}")
+    if len(value) > 998:  # the longest line a message may carry
+        raise ConfigError("MAIL_FROM: longer than 998 characters")
+    try:
+        header = HeaderRegistry()("From", value)
+        groups, found = cast(AddressHeader, header).groups, header.defects
+    except Exception:  # on hostile text the parser raises IndexError, AttributeError, TypeError, ValueError...
+        raise ConfigError(f"MAIL_FROM: not an address: {value!r}; {example}") from None
+    defects = tuple(d for d in found if not (isinstance(d, ObsoleteHeaderDefect) and str(d) in _PHRASE_DEFECTS))
+    if defects or not groups or not groups[0].addresses:
+        raise ConfigError(f"MAIL_FROM: not an address: {value!r}; {example}")
+    if len(groups) > 1 or groups[0].display_name is not None or len(groups[0].addresses) > 1:
+        raise ConfigError(f"MAIL_FROM: one sender only, got {value!r}; {example}")
+    mailbox = groups[0].addresses[0]
+    bad = _bad_character(mailbox.display_name)  # an encoded word (=?utf-8?q?=0D?=) may hide one
+    if bad is not None:
+        raise ConfigError(f"MAIL_FROM: the name contains the control character {bad!r}")
+    name = " ".join(mailbox.display_name.split())
+    local = mailbox.username
+    if not local or len(local) > 64 or not _DOT_ATOM.fullmatch(local):
+        raise ConfigError(f"MAIL_FROM: {value!r} has no usable local part (ASCII letters, digits and !#$%&'*+/=?^_`{{|}}~- between dots, 64 at most); {example}")
+    domain = _mail_domain(mailbox.domain)
+    if domain is None:
+        raise ConfigError(f"MAIL_FROM: {mailbox.domain!r} is not a domain name; use a host name with a dot, e.g. cs@example.com (or localhost)")
+    return Mailbox(address=f"{local}@{domain}", name=name or None)
+
+
+def _mail_domain(domain: str) -> str | None:
+    """``domain`` in ASCII (IDNA, as :mod:`campaigns.render` encodes recipients), or None if
+    it is not a host name: empty, a literal (``[1.2.3.4]``), an IP address, one label."""
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+        ascii_domain.encode("ascii").decode("idna")  # an xn-- label must decode, too
+    except UnicodeError:
+        return None
+    labels = ascii_domain.split(".")
+    if len(ascii_domain) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return None
+    if len(labels) == 1:
+        return ascii_domain if ascii_domain.lower() in _SINGLE_LABEL_DOMAINS else None
+    if labels[-1].isdigit():  # 192.168.0.1: an address, and no TLD is numeric
+        return None
+    return ascii_domain
+
+
+# -- SECRET_KEY ----------------------------------------------------------------------------
+
+SECRET_MIN_LENGTH = 16
+SECRET_MIN_DISTINCT = 8
+
+
+def _secret_key(value: str | None) -> tuple[str, bool]:
+    """``SECRET_KEY`` and whether it was made up for this process (unset or empty).
+
+    The rule, simple on purpose: 16 characters or more, no whitespace at either end (a stray
+    newline from a paste would sign links no other process can check), no control characters,
+    and at least 8 different characters, which refuses ``aaaaaaaaaaaaaaaa`` and ``1212...``.
+    ``python -c 'import secrets; print(secrets.token_urlsafe(32))'`` makes a good one.
+    """
+    if not value:
+        return secrets.token_urlsafe(32), True
+    advice = "use 16+ random characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if not value.strip():
+        raise ConfigError(f"SECRET_KEY: only whitespace; {advice}")
+    if value != value.strip():
+        raise ConfigError("SECRET_KEY: starts or ends with whitespace (a stray space or newline?); remove it")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise ConfigError(f"SECRET_KEY: contains control characters or bytes that are not UTF-8; {advice}")
+    if len(value) < SECRET_MIN_LENGTH:
+        raise ConfigError(f"SECRET_KEY: too short ({len(value)} characters); {advice}")
+    if len(set(value)) < SECRET_MIN_DISTINCT:
+        raise ConfigError(f"SECRET_KEY: only {len(set(value))} different characters, too easy to guess; {advice}")
+    return value, False
+
+
+# -- URLs ----------------------------------------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs. Up to the last
+    ``@``: a password pasted unescaped (``p@ss/word``) must not show in part."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:).*@", r"\1***@", url, flags=re.DOTALL)
+
+
+def _no_controls(name: str, value: str) -> None:
+    bad = _bad_character(value)
+    if bad is not None:
+        raise ConfigError(f"{name}: contains the control character {bad!r}")
+
+
+def normalise_database_url(url: str) -> str:
+    """``DATABASE_URL`` checked and with the psycopg 3 driver picked for PostgreSQL.
+
+    Accepts the forms people paste (``postgres://``). PostgreSQL needs a host (in the URL, or
+    ``?host=/socket/folder``) and a database: without them psycopg silently falls back to the
+    client's defaults (the local socket, a database named after the OS user). SQLite needs a
+    file: an in-memory database (``sqlite://``, ``:memory:``, ``mode=memory``) is one per
+    connection, so the web app, the worker and the CLI would each see a different, empty one.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    hint = "use sqlite:///file.db or postgresql://user@host/db"
+    _no_controls("DATABASE_URL", url)
+    scheme = url.split(":", 1)[0].lower()
+    if scheme not in _DB_SCHEMES:
+        raise ConfigError(f"DATABASE_URL: unsupported scheme {scheme!r}; {hint}")
+    try:
+        parsed = make_url(url)
+        port = parsed.port
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"DATABASE_URL: cannot parse {redact_url(url)!r}; {hint}") from None
+    if scheme == "sqlite":
+        if parsed.host:  # sqlite://db.file reads as a host named db.file and an in-memory database
+            raise ConfigError(f"DATABASE_URL: SQLite takes a file, not a host: write sqlite:///relative.db or sqlite:////absolute/path.db, got {redact_url(url)!r}")
+        memory = not parsed.database or parsed.database in (":memory:", "file::memory:") or parsed.query.get("mode") == "memory"
+        if memory:
+            raise ConfigError("DATABASE_URL: an in-memory SQLite database is not shared between processes; name a file, e.g. sqlite:///campaigns.db")
+        return url
+    if not (parsed.host or parsed.query.get("host")):
+        raise ConfigError(f"DATABASE_URL: no host in {redact_url(url)!r}; write postgresql://user@host/db")
+    if not parsed.database:
+        raise ConfigError(f"DATABASE_URL: no database name in {redact_url(url)!r}; write postgresql://user@host/db")
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"DATABASE_URL: port {port} out of range in {redact_url(url)!r}")
+    if scheme in ("postgres", "postgresql"):
+        return "postgresql+psycopg:" + url.split(":", 1)[1]
+    return url
+
+
+def _redis_url(url: str) -> str:
+    """``REDIS_URL`` as redis-py reads it, refusing what it would quietly ignore (a
+    database that is not a number: ``redis://host/x`` would be database 0)."""
+    from redis.connection import parse_url
+
+    _no_controls("REDIS_URL", url)
+    _check_url("REDIS_URL", url, ("redis", "rediss", "unix"))
+    parts = urlsplit(url)
+    try:
+        options = parse_url(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL: {exc} in {redact_url(url)!r}") from None
+    if port == 0:  # redis-py would quietly take the default port instead
+        raise ConfigError(f"REDIS_URL: port 0 in {redact_url(url)!r}")
+    if parts.scheme == "unix":
+        if not options.get("path"):
+            raise ConfigError(f"REDIS_URL: no socket path in {redact_url(url)!r}; write unix:///run/redis.sock")
+    elif not parts.hostname:
+        raise ConfigError(f"REDIS_URL: no host in {redact_url(url)!r}; write redis://host:6379/0")
+    elif not re.fullmatch(r"/?[0-9]{0,5}", parts.path):
+        raise ConfigError(f"REDIS_URL: the database in {redact_url(url)!r} is not a number; write redis://host:6379/0")
+    return url
+
+
+def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    _no_controls(name, value)  # urlsplit drops CR and LF, and the value would carry them on
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # "redis://[oops": a bracketed host that is not an IPv6 address
+        raise ConfigError(f"{name}: not a URL ({exc}): {redact_url(value)!r}") from None
+    if parts.scheme not in schemes or (parts.scheme in ("http", "https", "redis", "rediss") and not parts.netloc):
+        raise ConfigError(f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {redact_url(value)!r}")
+    return value
+
+
+_DEFAULT_MAIL_FROM = parse_mail_from(defaults.MAIL_FROM)
 
 
 @dataclass(frozen=True)
@@ -31,7 +251,7 @@ class Config:
     journeys_dir: Path
     templates_dir: Path
     secret_is_ephemeral: bool = False
-    mail_from: str = defaults.MAIL_FROM
+    mail_from: Mailbox = _DEFAULT_MAIL_FROM
     frequency_cap: int = defaults.FREQUENCY_CAP
     frequency_days: int = defaults.FREQUENCY_DAYS
     domain_rate_limits: str = ""
@@ -46,53 +266,29 @@ class Config:
         return self.journeys_dir / defaults.SEGMENTS_FILE
 
 
-def normalise_database_url(url: str) -> str:
-    """Accept the URL forms people paste (``postgres://``) and pick the psycopg 3 driver."""
-    scheme = url.split(":", 1)[0].lower()
-    if scheme not in _DB_SCHEMES:
-        raise ConfigError(f"DATABASE_URL: unsupported scheme {scheme!r}; use sqlite:///file.db or postgresql://user@host/db")
-    if scheme in ("postgres", "postgresql"):
-        return "postgresql+psycopg:" + url.split(":", 1)[1]
-    return url
-
-
-def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or (parts.scheme in ("http", "https", "redis", "rediss") and not parts.netloc):
-        raise ConfigError(f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {value!r}")
-    return value
-
-
 def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> Config:
     """Read the settings from ``env`` (default: ``os.environ``)."""
     env = os.environ if env is None else env
     root = root or Path()  # relative: messages show journeys/x.yaml, not a long path
     database_url = normalise_database_url(env.get("DATABASE_URL") or defaults.DATABASE_URL)
-    redis_url = env.get("REDIS_URL") or None
-    if redis_url is not None:
-        _check_url("REDIS_URL", redis_url, ("redis", "rediss", "unix"))
+    redis_url = _redis_url(env["REDIS_URL"]) if env.get("REDIS_URL") else None
     mail_url = _check_url("MAIL_URL", env.get("MAIL_URL") or defaults.MAIL_URL, _MAIL_SCHEMES)
     mail = urlsplit(mail_url)
     if mail.scheme in ("smtp", "smtps") and not mail.hostname:
-        raise ConfigError(f"MAIL_URL: no host in {mail_url!r}; write smtp://user:pass@host:587")
+        raise ConfigError(f"MAIL_URL: no host in {redact_url(mail_url)!r}; write smtp://user:pass@host:587")
     try:
         mail.port  # noqa: B018 - parsing the port is the check
     except ValueError:
-        raise ConfigError(f"MAIL_URL: bad port in {mail_url!r}") from None
+        raise ConfigError(f"MAIL_URL: bad port in {redact_url(mail_url)!r}") from None
     base_url = _check_url("BASE_URL", env.get("BASE_URL") or defaults.BASE_URL, ("http", "https"))
-    secret = env.get("SECRET_KEY")
-    ephemeral = not secret
-    if secret is not None and secret and len(secret) < 16:
-        raise ConfigError("SECRET_KEY: too short; use at least 16 random characters")
-    mail_from = env.get("MAIL_FROM") or defaults.MAIL_FROM
-    if "@" not in mail_from or "\n" in mail_from:
-        raise ConfigError(f"MAIL_FROM: not an address: {mail_from!r}; e.g. 'Customer Success <cs@example.com>'")
+    secret, ephemeral = _secret_key(env.get("SECRET_KEY"))
+    mail_from = parse_mail_from(env.get("MAIL_FROM") or defaults.MAIL_FROM)
     cap, days = _frequency(env.get("FREQUENCY_CAP"))
     return Config(
         database_url=database_url,
         redis_url=redis_url,
         mail_url=mail_url,
-        secret_key=secret or secrets.token_urlsafe(32),
+        secret_key=secret,
         base_url=base_url.rstrip("/"),
         journeys_dir=Path(env.get("CAMPAIGNS_JOURNEYS") or root / defaults.JOURNEYS_DIR),
         templates_dir=Path(env.get("CAMPAIGNS_TEMPLATES") or root / defaults.TEMPLATES_DIR),

@@ -16,6 +16,10 @@ class ConfigError(CampaignsError):
     """A configuration value (environment variable) is missing or malformed."""
 
 
+class ServiceUnavailable(CampaignsError):
+    """A service the configuration names (Redis at ``REDIS_URL``) does not answer at start."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One problem in a file, at a place, with an optional hint a marketer can act on."""

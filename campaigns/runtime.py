@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from email.utils import parseaddr
 
 from campaigns import config as settings
 from campaigns.channels.email import transport_from_url
@@ -22,8 +21,8 @@ from campaigns.tokens import Tokens
 
 
 def sender(cfg: settings.Config) -> Sender:
-    name, address = parseaddr(cfg.mail_from)
-    return Sender(address=address, name=name or None)
+    """The sender of journey emails: ``MAIL_FROM``, parsed and checked by :mod:`campaigns.config`."""
+    return Sender(address=cfg.mail_from.address, name=cfg.mail_from.name)
 
 
 def build_engine(

@@ -37,7 +37,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def run(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY")}
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY", "MAIL_FROM")}
     environ.update(env)
     result = subprocess.run([sys.executable, "-m", "campaigns", *args], cwd=workdir, env=environ, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in result.stderr, result.stderr
@@ -75,6 +75,39 @@ def test_bad_configuration_values_are_one_line_errors(workdir):
     assert result.returncode == 2 and "SECRET_KEY: too short" in result.stderr
     result = run(workdir, "segments", MAIL_URL="carrier-pigeon://x")
     assert result.returncode == 2 and "MAIL_URL" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("MAIL_FROM", "Customer \rBcc: v@x.org <cs@example.com>", "MAIL_FROM: contains the control character '\\r'"),
+        ("MAIL_FROM", "@", "MAIL_FROM: not an address: '@'"),
+        ("MAIL_FROM", "cs@localhost.", "MAIL_FROM: not an address"),
+        ("SECRET_KEY", " " * 20, "SECRET_KEY: only whitespace"),
+        ("SECRET_KEY", "x" * 32, "SECRET_KEY: only 1 different characters"),
+        ("DATABASE_URL", "postgresql://", "DATABASE_URL: no host in 'postgresql://'"),
+        ("DATABASE_URL", "postgresql://db.internal", "DATABASE_URL: no database name"),
+        ("DATABASE_URL", "sqlite://", "DATABASE_URL: an in-memory SQLite database is not shared"),
+        ("DATABASE_URL", "postgresql://u:hunter2@h:port/db", "DATABASE_URL: cannot parse 'postgresql://u:***@h:port/db'"),
+        ("REDIS_URL", "redis://127.0.0.1:notaport/0", "REDIS_URL: Port could not be cast to integer"),
+    ],
+)
+def test_campaigns_tick_with_a_bad_setting_is_one_line_and_exit_2(workdir, variable, value, message):
+    result = run(workdir, "tick", **{variable: value})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("campaigns: " + message), result.stderr
+    assert "hunter2" not in result.stderr and "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["run", "--port", "1"], ["flush"]])
+def test_commands_that_need_redis_stop_in_one_line_when_it_does_not_answer(workdir, command):
+    from conftest import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"  # a loopback port nothing listens on
+    result = run(workdir, *command, REDIS_URL=url)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"campaigns: REDIS_URL: no answer from {url} (Connection refused); is Redis running?\n"
+    assert not (workdir / "campaigns.db").exists()  # checked before anything starts
 
 
 def test_an_unreachable_database_is_one_line(workdir):

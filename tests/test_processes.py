@@ -8,6 +8,7 @@ import sys
 import uuid
 
 import pytest
+from conftest import free_port
 from redis import Redis
 from rq import Queue, SimpleWorker
 
@@ -53,6 +54,67 @@ def test_worker_refuses_to_start_without_redis_url(project_root):
     result = subprocess.run([sys.executable, "worker.py"], cwd=project_root, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "REDIS_URL is unset" in result.stderr and "Traceback" not in result.stderr
+
+
+def _environ(**env: str) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY", "MAIL_FROM")}
+    return {**environ, **env}
+
+
+def _dead_redis_url() -> str:
+    return f"redis://127.0.0.1:{free_port()}/0"  # a loopback port nothing listens on
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({}, "REDIS_URL: no answer from {url}/0 (Connection refused); is Redis running?"),
+        ({"REDIS_URL": "redis://127.0.0.1:notaport/0"}, "REDIS_URL: Port could not be cast to integer value as 'notaport'"),
+        ({"REDIS_URL": "{url}/zero"}, "REDIS_URL: the database in '{url}/zero' is not a number"),
+        ({"REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL: expected a URL starting with redis://"),
+        ({"MAIL_FROM": "@"}, "MAIL_FROM: not an address: '@'"),
+        ({"SECRET_KEY": " " * 20}, "SECRET_KEY: only whitespace"),
+        ({"DATABASE_URL": "postgresql://"}, "DATABASE_URL: no host in 'postgresql://'"),
+    ],
+)
+def test_worker_py_with_a_bad_setting_is_one_line_and_exit_2(project_root, tmp_path, setting, message):
+    # REDIS_URL points at a port nothing listens on, and all but the first case run --burst
+    # (no scheduler or flusher children): should a check regress, the worker fails or stops
+    # at once instead of serving, and no child outlives the test.
+    url = _dead_redis_url().removesuffix("/0")
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}", "REDIS_URL": f"{url}/0", **{k: v.format(url=url) for k, v in setting.items()}}
+    flags = ["--burst"] if setting else []
+    result = subprocess.run([sys.executable, "worker.py", *flags], cwd=project_root, env=_environ(**env), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("worker: " + message.format(url=url)), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_web_py_under_flask_with_a_bad_setting_is_one_line_and_exit_2(project_root, tmp_path):
+    env = _environ(MAIL_FROM="Customer \rBcc: v@x.org <cs@example.com>", DATABASE_URL=f"sqlite:///{tmp_path / 'web.db'}")
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "web", "run", "--port", str(free_port())], cwd=project_root, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "web: MAIL_FROM: contains the control character '\\r'; write one line, e.g. 'Customer Success <cs@example.com>'\n"
+
+
+def test_web_py_under_flask_with_an_unreachable_database_is_one_line(project_root):
+    env = _environ(DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "web", "run", "--port", str(free_port())], cwd=project_root, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("web: database error: "), result.stderr
+
+
+def test_web_py_under_gunicorn_without_redis_stops_the_server_in_one_line(project_root, tmp_path):
+    """A worker that cannot start exits 4, gunicorn's "App failed to load": the master stops
+    (any other status and it would start the worker again, forever); no traceback."""
+    url = _dead_redis_url()
+    env = _environ(REDIS_URL=url, DATABASE_URL=f"sqlite:///{tmp_path / 'web.db'}")
+    command = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:0", "--no-control-socket", "web:app"]
+    result = subprocess.run(command, cwd=project_root, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 4, result.stderr
+    ours = [line for line in result.stderr.splitlines() if line.startswith("web: ")]
+    assert ours == [f"web: REDIS_URL: no answer from {url} (Connection refused); is Redis running?"]
+    assert "Traceback" not in result.stderr and "App failed to load" in result.stderr
 
 
 def test_worker_py_runs_every_job_in_its_own_process_so_the_engine_is_built_once(project_root):

@@ -18,7 +18,11 @@ from campaigns.db import make_engine, make_sessionmaker, migrate
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: settings from the environment, then ``test_config`` on top."""
+    """Build the app: settings from the environment, then ``test_config`` on top.
+
+    Raises :class:`~campaigns.exceptions.ConfigError` for a bad setting and
+    :class:`~campaigns.exceptions.ServiceUnavailable` when ``REDIS_URL`` does not answer;
+    ``web.py`` turns them into one line on stderr."""
     cfg = settings.load()
     app = Flask(__name__)
     app.url_map.merge_slashes = False  # "/t/c//evil.example.com" is a 404, not a redirect
@@ -89,6 +93,10 @@ def _redis(app: Flask) -> Any:
         return None
     from redis import Redis
 
+    if app.config.get("HITS") is None:  # (a test's own hit log needs no server)
+        from campaigns.preflight import check_redis
+
+        check_redis(url)  # started without it, the app would fail every tracking hit and sign-in
     return Redis.from_url(url)
 
 
