@@ -85,6 +85,24 @@ def run_cron(redis_url: str) -> None:
     keep_running("cron", run)
 
 
+def run_scheduler(redis_url: str) -> None:
+    """The child process that runs RQ's scheduler: it enqueues the retries RQ schedules (an
+    advance job that failed on an outage is tried again after a wait). RQ can fork one from
+    its worker, but that one dies with a traceback when Redis restarts; this one reconnects."""
+    from redis import Redis
+    from rq.scheduler import RQScheduler
+
+    from campaigns.queue import QUEUE_NAMES
+
+    def run() -> bool:
+        scheduler = RQScheduler(list(QUEUE_NAMES), connection=Redis.from_url(redis_url))
+        scheduler.acquire_locks()  # another worker's scheduler may hold them: it retries as it goes
+        scheduler.work()  # returns when asked to stop (SIGTERM from the worker)
+        return True
+
+    keep_running("scheduler", run)
+
+
 def run_flusher(redis_url: str) -> None:
     """The child process that writes tracking hits from Redis to the database in batches."""
     from redis import Redis
@@ -107,12 +125,11 @@ def serve(cfg: settings.Config, *, burst: bool, fork: bool) -> None:
         connection = connect(cfg)
         connection.ping()
         worker = worker_class(queues(connection), connection=connection)
-        # The scheduler process runs the retries RQ schedules (an advance job that failed
-        # on an outage is tried again after a wait).
-        worker.work(burst=burst, with_scheduler=not burst)
-        return burst or bool(getattr(worker, "_stop_requested", False))
+        worker.work(burst=burst)
+        # SIGTERM or Ctrl-C: RQ notes when (an idle worker stops at once, a busy one after
+        # its job); anything else that ended the loop was Redis going away.
+        return burst or getattr(worker, "_shutdown_requested_date", None) is not None or bool(getattr(worker, "_stop_requested", False))
 
-    logging.getLogger("rq.worker").addFilter(_QuietOutages())
     keep_running("worker", run)
 
 
@@ -136,7 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceUnavailable as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
+    # One format for our lines and RQ's (RQ adds no handler of its own when one is set).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for name in ("rq.worker", "rq.scheduler", "rq.cron"):
+        logging.getLogger(name).addFilter(_QuietOutages())
     children = []
+    if not args.burst:
+        children.append(multiprocessing.Process(target=run_scheduler, args=(cfg.redis_url,), name="campaigns-scheduler", daemon=True))
     if not args.no_cron and not args.burst:
         children.append(multiprocessing.Process(target=run_cron, args=(cfg.redis_url,), name="campaigns-cron", daemon=True))
     if not args.no_flusher and not args.burst:

@@ -141,7 +141,10 @@ class PrivatePostgres:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
+        # fsync=off: the machine does not crash in a test, only the server does, and the
+        # kernel keeps what was written. (synchronous_commit stays on: a commit acknowledged
+        # must survive the server's crash, which is what the test is about.)
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run([_pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"), "-w", "-t", "60", "start"])
 
     def stop(self) -> None:

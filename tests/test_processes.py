@@ -122,7 +122,7 @@ def test_worker_py_runs_every_job_in_its_own_process_so_the_engine_is_built_once
     pool and SMTP connection); ``--fork`` gives each job a child process of its own."""
     from campaigns.queue import QUEUE_NAMES
 
-    url = REDIS_URL.rsplit("/", 1)[0] + "/13"
+    url = REDIS_URL  # the tests' own database: flushed here
     conn = Redis.from_url(url)
     env = {**os.environ, "REDIS_URL": url}
     try:
