@@ -530,6 +530,23 @@ def test_a_bad_notification_is_a_422_naming_its_field_and_nothing_is_stored(clie
     assert stored(db) == (0, 0, 0, 0, 0, 0)
 
 
+# ---------------------------------------------------------------------------- HTTP edges
+
+
+@pytest.mark.parametrize("method", ["TRACE", "QUERY", "PUT", "PATCH", "DELETE", "GET"])
+def test_a_method_a_path_does_not_take_is_a_405_whose_allow_lists_the_ones_it_does(client, method):
+    response = client.open("/api/v1/events", method=method, headers=AUTH)
+    error_of(response, 405)
+    assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+    assert error_of(client.open("/api/v1/contacts/taro@example.co.jp", method="POST", headers=AUTH), 405)
+
+
+def test_a_url_longer_than_4000_bytes_is_a_414_in_the_one_error_shape(client, world):
+    assert client.get("/api/v1/nps?journey=" + "x" * 3950, headers=AUTH).status_code == 404  # long, but under the limit
+    assert "longer than 4000 bytes" in error_of(client.get("/api/v1/nps?journey=" + "x" * 4000, headers=AUTH), 414)["message"]
+    error_of(client.get("/api/v1/contacts/" + "x" * 4000 + "@example.co.jp"), 414)  # before the key is even looked at
+
+
 # ---------------------------------------------------------------------------- API keys
 
 
