@@ -522,12 +522,74 @@ def test_deliveries_subscription_confirmations_and_not_spam_are_ignored(client, 
         ([{"type": "complaint", "email": "hanako@example.co.jp"}, {"type": "complaint"}], "[1].email"),
         ({"notificationType": "Bounce", "bounce": {"bounceType": "Permanent", "bouncedRecipients": []}, "mail": {}}, "bounce.bouncedRecipients"),
         ({"Type": "Notification", "Message": "{not json"}, "Message"),
+        ({"notificationType": {}, "bounce": {"bounceType": "Permanent", "bouncedRecipients": [{"emailAddress": "taro@example.co.jp"}]}}, "notificationType"),
+        ([{"eventType": 7}], "[0].eventType"),
     ],
 )
 def test_a_bad_notification_is_a_422_naming_its_field_and_nothing_is_stored(client, db, world, body, field):
     error = error_of(client.post("/api/v1/webhooks/bounces", json=body, headers=AUTH), 422)
     assert field in [p["field"] for p in error["items"]], error
     assert stored(db) == (0, 0, 0, 0, 0, 0)
+
+
+def test_an_ses_recipient_is_a_plain_address_or_a_name_with_one_in_angle_brackets(client, db, world):
+    """A plain address may itself hold "<" (the document's pattern allows it); only what is not
+    one is read as a display name."""
+    both = ses_bounce("Taro Yamada <taro@example.co.jp>")
+    both["bounce"]["bouncedRecipients"].append({"emailAddress": "o<dd@example.org"})
+    assert client.post("/api/v1/webhooks/bounces", json=both, headers=AUTH).get_json() == {"processed": 2, "duplicates": 0, "ignored": 0}
+    assert suppression(db, "taro@example.co.jp") is not None and suppression(db, "o<dd@example.org") is not None
+
+
+# ---------------------------------------------------------------------------- HTTP edges
+
+
+@pytest.mark.parametrize("method", ["TRACE", "QUERY", "PUT", "PATCH", "DELETE", "GET"])
+def test_a_method_a_path_does_not_take_is_a_405_whose_allow_lists_the_ones_it_does(client, method):
+    response = client.open("/api/v1/events", method=method, headers=AUTH)
+    error_of(response, 405)
+    assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+    assert error_of(client.open("/api/v1/contacts/taro@example.co.jp", method="POST", headers=AUTH), 405)
+
+
+def test_a_url_longer_than_4000_bytes_is_a_414_in_the_one_error_shape(client, world):
+    assert client.get("/api/v1/nps?journey=" + "x" * 3950, headers=AUTH).status_code == 404  # long, but under the limit
+    assert "longer than 4000 bytes" in error_of(client.get("/api/v1/nps?journey=" + "x" * 4000, headers=AUTH), 414)["message"]
+    error_of(client.get("/api/v1/contacts/" + "x" * 4000 + "@example.co.jp"), 414)  # before the key is even looked at
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/tasks?due=",  # the enum has no empty value; absent is no filter
+        "/api/v1/tasks?limit=%C2%B2",  # "²" is a digit to str.isdigit, not to int()
+        "/api/v1/tasks?offset=1000000001",
+        "/api/v1/contacts/taro@example.co.jp/in-app?all=",
+        "/api/v1/contacts/taro@example.co.jp/in-app?all=TRUE",
+        "/api/v1/reports/onboarding?since=20260401",  # ISO 8601's basic form is not format: date
+        "/api/v1/nps?until=2026-W14-3",
+        "/api/v1/contacts/taro@example.co.jp/timeline?before=2026-04-01%2009:00:00%2B00:00",  # RFC 3339 wants the T
+        "/api/v1/contacts/taro@example.co.jp/timeline?before=2026-04-01T09:00",
+        "/api/v1/contacts/%20taro@example.co.jp",
+    ],
+)
+def test_a_parameter_the_document_does_not_allow_is_a_400(client, world, url):
+    error_of(client.get(url, headers=AUTH), 400)
+
+
+def test_times_are_rfc_3339_with_an_offset_lowercase_and_leap_seconds_included(client, db, world):
+    batch = {"events": [{"name": "login", "account": {"external_id": "ACME-1"}, "occurred_at": at} for at in ("2026-03-31t23:59:60z", "2026-03-31T09:00:00.5+09:00")]}
+    assert client.post("/api/v1/events", json=batch, headers=AUTH).status_code == 202
+    assert [e.occurred_at for e in events(db)] == [NOW, datetime(2026, 3, 31, 0, 0, 0, 500000, tzinfo=UTC)]
+    for at, words in (("2026-03-31T09:00:00", "no UTC offset"), ("2026-03-31 09:00:00Z", "ISO 8601"), ("20260331T090000Z", "ISO 8601")):
+        error = error_of(client.post("/api/v1/events", json={**batch["events"][0], "occurred_at": at}, headers=AUTH), 422)
+        assert words in error["items"][0]["message"], (at, error)
+
+
+def test_a_null_optional_field_is_the_field_left_out(client, db, world):
+    assert client.post("/api/v1/events", json={"name": "login", "account": {"external_id": "ACME-1"}, "occurred_at": None, "properties": None}, headers=AUTH).status_code == 202
+    [event] = events(db)
+    assert (event.occurred_at, event.data) == (NOW, {})
 
 
 # ---------------------------------------------------------------------------- API keys

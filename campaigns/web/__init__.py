@@ -9,12 +9,15 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestURITooLarge
 
 from campaigns import config as settings
 from campaigns.clock import SystemClock
 from campaigns.db import make_engine, make_sessionmaker, migrate
+
+MAX_URL = 4000
+"""Bytes of a request's path and query, percent-encoded, beyond which it is refused with 414."""
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -47,6 +50,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["campaigns.tracking"] = _tracking(app, redis)
     app.extensions["campaigns.signin"] = _signin_throttle(app, redis)
 
+    @app.before_request
+    def url_not_too_long() -> None:
+        # Servers refuse long request lines themselves, each in its own words (gunicorn past 4094
+        # bytes, as plain text); below that, a URL too long for us is a 414 in our one error shape.
+        # RAW_URI is the request target as sent (gunicorn, Werkzeug); full_path is decoded, a bit shorter.
+        target = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.full_path
+        if len(target) > MAX_URL:
+            raise RequestURITooLarge(f"the URL is longer than {MAX_URL} bytes; send long values in a request body")
+
     from campaigns.web.track import bp as track
 
     app.register_blueprint(track)
@@ -65,7 +77,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
-        return jsonify(error={"code": exc.code, "message": exc.description}), exc.code
+        response = jsonify(error={"code": exc.code, "message": exc.description})
+        response.status_code = exc.code or 500
+        # Keep the headers Werkzeug's exception carries: a 405 must list the methods the URL takes
+        # in Allow (RFC 9110), whatever the method asked (TRACE and QUERY too), on every path.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers.add(name, value)
+        return response
 
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> Any:

@@ -386,7 +386,7 @@ def _day(name: str) -> date | None:
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
+        return api_input.parse_day(value)
     except ValueError:
         raise ApiError(400, f"{name}: expected a date YYYY-MM-DD") from None
 

@@ -13,7 +13,7 @@ import json
 import math
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flask import request
@@ -34,7 +34,29 @@ MAX_REPORTED = 100
 FUTURE_SLACK = timedelta(days=1)
 """How far ahead of our clock an ``occurred_at`` may be: clocks differ, a week ahead is a bug."""
 
-_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")
+_SPACES = r"\x09-\x0d\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_ADDRESS_CHAR = r"[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+
+# The rules below are also the OpenAPI document's patterns (tests/test_api.py holds the two equal),
+# spelt out character by character: Python's \s and JavaScript's (which JSON Schema uses) differ
+# on U+0085 and U+FEFF, and a client validating against the document must get our answer.
+EMAIL_PATTERN = f"^{_ADDRESS_CHAR}+@{_ADDRESS_CHAR}+$"
+"""An email address as the API takes it: one @, no spaces or control characters, at most 320 characters."""
+
+NOT_BLANK_PATTERN = f"[^{_SPACES}]"
+"""A text field holds at least one character that is not white space."""
+
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+"""A day, ``YYYY-MM-DD`` (what JSON Schema's ``format: date`` is)."""
+
+DATE_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$"
+"""A time with its offset as RFC 3339 writes it (``format: date-time``); Python alone would also take
+``2026-04-01 09:30`` or ``20260401T0930+09``, which the document's readers would not expect to work."""
+
+_EMAIL = re.compile(EMAIL_PATTERN)
+_NOT_BLANK = re.compile(NOT_BLANK_PATTERN)
+_DATE = re.compile(DATE_PATTERN, re.ASCII)
+_DATE_TIME = re.compile(DATE_TIME_PATTERN, re.ASCII)
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # PostgreSQL stores neither NUL nor lone surrogates
 _EMPTY = object()  # no body at all, as opposed to the JSON document null
 
@@ -169,7 +191,7 @@ def text(obj: dict[str, Any], key: str, where: str, problems: Problems, index: i
     if not isinstance(value, str):
         problems.add(index, place, f"expected a string, got {kind(value)}")
         return None
-    if not value.strip():
+    if not _NOT_BLANK.search(value):
         problems.add(index, place, "empty")
         return None
     if len(value) > max_len:
@@ -183,11 +205,15 @@ def address(value: Any, place: str, problems: Problems, index: int) -> str | Non
     if not isinstance(value, str):
         problems.add(index, place, f"expected an email address, got {kind(value)}")
         return None
-    lowered = value.strip().lower()
-    if len(lowered) > 320 or not _EMAIL.fullmatch(lowered) or _UNSTORABLE.search(lowered):
+    if not is_address(value) or _UNSTORABLE.search(value):
         problems.add(index, place, f"not an email address: {value[:80]!r}")
         return None
-    return lowered
+    return value.lower()
+
+
+def is_address(value: str) -> bool:
+    """Whether ``value`` is an email address as :data:`EMAIL_PATTERN` has it."""
+    return len(value) <= 320 and _EMAIL.fullmatch(value) is not None
 
 
 def timestamp(value: Any, place: str, problems: Problems, index: int, now: datetime | None = None) -> datetime | None:
@@ -197,18 +223,38 @@ def timestamp(value: Any, place: str, problems: Problems, index: int, now: datet
         problems.add(index, place, f"{hint}, got {kind(value)}")
         return None
     try:
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            problems.add(index, place, f"no UTC offset in {value!r}; add Z or +09:00")
-            return None
-        parsed = parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
+        parsed = parse_time(value).astimezone(UTC)
+    except ValueError as exc:  # says what is wrong: the offset missing, or not a time at all
+        problems.add(index, place, str(exc))
+        return None
+    except OverflowError:  # a time near year 1 or 9999 moved out of range by its offset
         problems.add(index, place, f"{hint}, got {value[:64]!r}")
         return None
     if now is not None and parsed > now + FUTURE_SLACK:
         problems.add(index, place, f"{value!r} is more than a day in the future")
         return None
     return parsed
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 time (``2026-04-01T09:30:00+09:00``, ``...Z``) with its offset; ValueError otherwise.
+
+    A leap second (``23:59:60``) is read as the next second: Python's datetime has no second 60."""
+    if not _DATE_TIME.fullmatch(value):
+        if _DATE_TIME.fullmatch(value + "Z"):
+            raise ValueError(f"no UTC offset in {value[:64]!r}; add Z or +09:00")
+        raise ValueError(f"expected an ISO 8601 time with a UTC offset, e.g. 2026-04-01T09:30:00+09:00, got {value[:64]!r}")
+    text = value.upper().replace("Z", "+00:00")
+    leap = text[17:19] == "60"
+    parsed = datetime.fromisoformat(text[:17] + "59" + text[19:] if leap else text)
+    return parsed + timedelta(seconds=1) if leap else parsed
+
+
+def parse_day(value: str) -> date:
+    """A day written ``YYYY-MM-DD``; ValueError otherwise (``20260401`` and ``2026-W14`` included)."""
+    if not _DATE.fullmatch(value):
+        raise ValueError(f"expected a date YYYY-MM-DD, got {value[:20]!r}")
+    return date.fromisoformat(value)
 
 
 def path_email(value: str) -> str:
@@ -228,9 +274,10 @@ def no_body() -> None:
 
 
 def flag(name: str) -> bool:
-    """The query parameter ``name`` as a yes/no (absent is no); anything else is a 400."""
-    value = request.args.get(name, "").strip().lower()
-    if value in ("", "0", "false", "no"):
+    """The query parameter ``name`` as a yes/no (absent is no): exactly one of the document's
+    values (``1 0 true false yes no``); anything else, an empty value included, is a 400."""
+    value = request.args.get(name)
+    if value is None or value in ("0", "false", "no"):
         return False
     if value in ("1", "true", "yes"):
         return True

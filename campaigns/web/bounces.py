@@ -48,6 +48,11 @@ def generic(obj: dict[str, Any], index: int, where: str, problems: Problems) -> 
 def ses(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list[Notice] | None:
     """An Amazon SES notification (``notificationType``, or ``eventType`` from event publishing);
     None for the kinds that are not bounces or complaints (Delivery, Send, ...)."""
+    for key in ("notificationType", "eventType"):
+        if key in obj and not isinstance(obj[key], str):
+            # A kind we do not know is ignored (SES adds kinds), but one that is not even a name is a broken sender.
+            problems.add(index, api_input.join(where, key), f"expected a string such as 'Bounce', got {api_input.kind(obj[key])}")
+            return []
     kind = obj.get("notificationType", obj.get("eventType"))
     if kind not in ("Bounce", "Complaint"):
         return None
@@ -81,7 +86,9 @@ def ses(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list
             problems.add(index, spot, f"expected an object, got {api_input.kind(recipient)}")
             continue
         raw = recipient.get("emailAddress")
-        email = api_input.address(parseaddr(raw)[1] if isinstance(raw, str) and "<" in raw else raw, api_input.join(spot, "emailAddress"), problems, index)
+        if isinstance(raw, str) and "<" in raw and not api_input.is_address(raw):
+            raw = parseaddr(raw)[1]  # "Taro <taro@example.co.jp>"; a plain address may hold a "<" itself
+        email = api_input.address(raw, api_input.join(spot, "emailAddress"), problems, index)
         diagnostic = recipient.get("diagnosticCode") if isinstance(recipient.get("diagnosticCode"), str) else None
         if email is None:
             continue
