@@ -1,18 +1,23 @@
 """The worker process: ``python worker.py`` runs an RQ worker on the project's queues and,
-beside it, RQ's cron scheduler, which enqueues the scheduler pass (``campaigns.jobs.tick``)
-every minute, and the flusher, which writes tracking hits from Redis to the database in
-batches (``campaigns flush --follow`` runs it on its own).
+beside it, three children: RQ's cron scheduler, which enqueues the scheduler pass
+(``campaigns.jobs.tick``) every minute and the dispatcher (``campaigns.jobs.dispatch``)
+every 10 s; RQ's scheduler, which enqueues the delayed retries of failed jobs; and the
+flusher, which writes tracking hits from Redis to the database in batches (``campaigns
+flush --follow`` runs it on its own).
 
 Jobs run in the worker's own process (RQ's ``SimpleWorker``), so the engine it builds on
 the first job (database pool, compiled templates, one SMTP connection) serves every later
 one; RQ's job timeouts still hold. ``--fork`` runs each job in a forked child instead
 (RQ's default ``Worker``): more isolation, but every job builds its engine again.
 
+The worker and its children outlive a Redis restart or a database blip: each reconnects
+with growing waits and logs one line. They do not outlive being killed: run the worker
+under a supervisor that restarts it (docs/operations.md, "What to supervise"). SIGTERM
+stops it after the job in hand.
+
 Start as many workers as needed; give all but one ``--no-cron`` (a second scheduler does no
-harm: ticks are idempotent, it only wastes a little work). ``rq worker -u $REDIS_URL
-campaigns-high campaigns campaigns-low`` runs a plain worker, and ``rq cron
-campaigns/cron.py`` the scheduler on its own. The worker needs a real Redis (``REDIS_URL``);
-``campaigns run`` serves single-process trials without one.
+harm: ticks are idempotent, it only wastes a little work). The worker needs a real Redis
+(``REDIS_URL``); ``campaigns run`` serves single-process trials without one.
 """
 
 from __future__ import annotations

@@ -86,8 +86,8 @@ def in_doubt(sessions, owner: str) -> set[str]:
         return set(s.scalars(query.where(Enrollment.claimed_by == owner, Message.status == MessageStatus.SENDING)))
 
 
-def report_copies(sink: SMTPSink, addresses: list[str]) -> tuple[int, dict[str, list[str]]]:
-    ids = Relay(sink.messages).ids_by_recipient()
+def report_copies(relay: Relay, addresses: list[str]) -> tuple[int, dict[str, list[str]]]:
+    ids = relay.ids_by_recipient()
     lost = sum(1 for address in addresses if address not in ids)
     extra = {address: found for address, found in ids.items() if len(found) > 1}
     return lost, extra
@@ -107,6 +107,7 @@ def run_kills(n: int, kills: int) -> bool:
     sink = Sink(delay=0.004)
     controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
     controller.start()
+    relay = Relay(sink.messages)
     redis = PrivateRedis()
     redis.start()
     workers = Workers(url, redis.url, sink.url)
@@ -137,7 +138,7 @@ def run_kills(n: int, kills: int) -> bool:
 
             threading.Thread(target=watch, daemon=True).start()
             workers.start(1)  # as a supervisor would
-        wait_until(lambda: set(addresses) <= set(Relay(sink.messages).ids_by_recipient()), 900, "every recipient", interval=0.5)
+        wait_until(lambda: set(addresses) <= set(relay.ids_by_recipient()), 900, "every recipient", interval=0.5)
         wait_until(lambda: all(k.recovery is not None for k in log), 300, "every takeover", interval=0.5)
         time.sleep(2.0)
         elapsed = time.monotonic() - started
@@ -145,7 +146,7 @@ def run_kills(n: int, kills: int) -> bool:
         workers.close()
         controller.stop()
         redis.close()
-    lost, extra = report_copies(sink, addresses)
+    lost, extra = report_copies(relay, addresses)
     print(f"delivered to {n - lost:,} of {n:,} in {elapsed:.0f} s; message states: {dict(statuses(sessions))}")
     print("kill   at s  in doubt  resent  taken over after")
     worst = 0
@@ -179,14 +180,17 @@ def run_slow(n: int) -> bool:
     sink = Sink(delay=0.04, every=500, pause=4.0)
     controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
     controller.start()
+    relay = Relay(sink.messages)
     redis = PrivateRedis()
     redis.start()
     workers = Workers(url, redis.url, sink.url, {"LEASE_SECONDS": str(lease), "JOB_TIMEOUT": str(job_timeout), "SEND_BATCH": str(batch)})
-    print(f"run 2: {n:,} recipients, 4 workers, a relay slower than the lease: 40 ms a message (a batch of {batch} takes 4 s), every 500th 4 s; LEASE_SECONDS={lease}, JOB_TIMEOUT={job_timeout}, postgresql")
+    print(
+        f"run 2: {n:,} recipients, 4 workers, a relay slower than the lease: 40 ms a message (a batch of {batch} takes 4 s), every 500th 4 s; LEASE_SECONDS={lease}, JOB_TIMEOUT={job_timeout}, postgresql"
+    )
     started = time.monotonic()
     try:
         workers.start(4)
-        wait_until(lambda: set(addresses) <= set(Relay(sink.messages).ids_by_recipient()), 1800, "every recipient", interval=0.5)
+        wait_until(lambda: set(addresses) <= set(relay.ids_by_recipient()), 1800, "every recipient", interval=0.5)
         time.sleep(3.0)
         elapsed = time.monotonic() - started
         log = workers.log()
@@ -194,7 +198,7 @@ def run_slow(n: int) -> bool:
         workers.close()
         controller.stop()
         redis.close()
-    lost, extra = report_copies(sink, addresses)
+    lost, extra = report_copies(relay, addresses)
     with sessions() as s:
         failed = s.scalar(select(func.count()).select_from(Enrollment).where(Enrollment.state == "failed")) or 0
     timeouts = log.count("exceeded maximum timeout")

@@ -4,8 +4,9 @@ In one run:
   1. the raw limit: the same messages, pre-rendered, over one smtplib connection into the
      same sink (what SMTP itself costs here);
   2. the engine: a fresh database with the recipients and a one-email journey; one tick
-     enrols them and enqueues the batches on Redis; ``--workers`` worker processes
-     (``python worker.py --burst --no-cron``, the production path) deliver them.
+     enrols them and enqueues one advance job per worker on Redis; ``--workers`` worker
+     processes (``python worker.py --burst --no-cron``, the production path) claim send
+     batches under their leases and deliver them.
 Prints messages/s for both, their ratio (target >= 0.5) and the workers' peak RSS (target
 < 250 MB; each worker's VmHWM from /proc, sampled while it runs: ``ru_maxrss`` of children
 would report this script's own size, which a child has at fork, before its exec). The sink
@@ -118,7 +119,6 @@ def main() -> None:
     from campaigns.dsl import parse_journey
     from campaigns.engine import Engine, EngineSettings
     from campaigns.models import Account, Contact
-    from campaigns.queue import QUEUE_NAMES
     from campaigns.render import Renderer, Sender
     from campaigns.segments import parse_segments
     from campaigns.templates import TemplateStore
@@ -194,14 +194,22 @@ def main() -> None:
 
     from campaigns import jobs
 
-    queue = Queue(QUEUE_NAMES[1], connection=redis)
+    queue = Queue(jobs.ADVANCE_QUEUE, connection=redis)
     segments = parse_segments("tiers:\n  everyone: {when: true}\n")
-    engine = Engine(sessions, FakeClock(datetime.now(UTC)), lambda: segments, renderer, transport_from_url(mail_url), EngineSettings(batch_size=500))
-    engine.enqueue = lambda ids: queue.enqueue(jobs.advance, ids, job_timeout=3600)  # type: ignore[assignment,func-returns-value]
+
+    def dispatch(wanted: int) -> int:
+        """As the worker's dispatcher would with this many workers: one advance job each
+        (each claims batches until nothing is due, handing over to a fresh job every minute)."""
+        count = min(wanted, args.workers)
+        for _ in range(count):
+            queue.enqueue(jobs.advance, job_timeout=600)
+        return count
+
+    engine = Engine(sessions, FakeClock(datetime.now(UTC)), lambda: segments, renderer, transport_from_url(mail_url), EngineSettings(), dispatch)
     started = time.perf_counter()
     tick = engine.tick()
     tick_seconds = time.perf_counter() - started
-    print(f"tick: enrolled {sum(tick.entered.values()):,} and enqueued {tick.batches} batches in {tick_seconds:.1f} s")
+    print(f"tick: enrolled {sum(tick.entered.values()):,}, counted {tick.due:,} due and enqueued {tick.batches} advance jobs in {tick_seconds:.1f} s")
 
     env = {
         **os.environ,

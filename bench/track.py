@@ -427,7 +427,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each measurement (default 3)")
     parser.add_argument("--requests", type=int, default=None, help="a fixed number of requests per measurement instead of --seconds")
-    parser.add_argument("--rounds", type=int, default=4, help="measurements of each endpoint on each app, interleaved (default 4: the ratios of shorter runs scatter by about ±0.05 on this 2-core machine)")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="measurements of each endpoint on each app, interleaved (default 4: the ratios of shorter runs scatter by about ±0.05 on this 2-core machine)"
+    )
     parser.add_argument("--processes", type=int, default=2, help="load processes (default 2)")
     parser.add_argument("--connections", type=int, default=4, help="keep-alive connections per load process (default 4)")
     parser.add_argument("--messages", type=int, default=1_000, help="sent messages the requests rotate over (default 1000)")

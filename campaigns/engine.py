@@ -83,9 +83,10 @@ log = logging.getLogger("campaigns.engine")
 MAX_STEPS_PER_RUN = 64
 """Steps one enrollment may run in one go (a journey without waits ends well before)."""
 
-RESULTS_COMMIT_SECONDS = 1.0
+RESULTS_COMMIT_SECONDS = 0.2
 """While a batch is being delivered, its results so far are committed at least this often,
-so that a crash in the middle of a slow delivery leaves about a second of sends in doubt."""
+so that a crash in the middle of a delivery leaves about this much of its sends in doubt
+(a few commits a second per worker: nothing beside the sends)."""
 
 DUE_COUNT_CAP = 100_000
 """A tick counts due enrollments up to this many to decide how many jobs to ask for."""
@@ -226,9 +227,7 @@ class Engine:
 
     def claim(self) -> Lease | None:
         """Take a lease on the next send batch of due enrollments (see :func:`campaigns.leases.claim`)."""
-        return leases.claim(
-            self.sessions, self.clock, self.settings.worker_id, limit=max(1, self.settings.send_batch), duration=self.settings.lease, max_runs=self.settings.max_unfinished_runs
-        )
+        return leases.claim(self.sessions, self.clock, self.settings.worker_id, limit=max(1, self.settings.send_batch), duration=self.settings.lease)
 
     def work(self, deadline: float | None = None) -> AdvanceResult:
         """Claim due enrollments and advance them, a send batch at a time, until none is due
@@ -267,8 +266,12 @@ class Engine:
         caught here: the job stops, and what the transport accepted is recorded if it can be.
         """
         counts = AdvanceResult()
-        if len(lease.ids) == 1:  # alone already (SEND_BATCH=1, or a row whose last run did not finish)
-            self._advance_alone(lease, lease.ids[0], deadline, counts)
+        if lease.suspect or len(lease.ids) == 1:  # rows whose last run did not finish; or SEND_BATCH=1
+            for enrollment_id in lease.ids:
+                if counts.stopped:
+                    break
+                self._advance_alone(lease, enrollment_id, deadline, counts)
+            self._release_rest(lease)
             return counts
         batch = None
         try:
@@ -295,6 +298,9 @@ class Engine:
         batch = None
         try:
             with self.sessions() as session, lease.fence(session):
+                if lease.suspect and not lease.begin_alone(session, enrollment_id, self.settings.max_unfinished_runs):
+                    counts.failed += 1
+                    return
                 batch = SendBatch(self, session, self.clock.now(), lease, deadline)
                 batch.run([enrollment_id])
             counts.add(batch.counts)
@@ -309,7 +315,12 @@ class Engine:
             log.exception("enrollment %s failed", enrollment_id)
             error = f"{type(exc).__name__}: {exc}"[:2000]
         with self.sessions() as session, lease.fence(session):
-            session.execute(update(Enrollment).where(Enrollment.id == enrollment_id).values(state=EnrollmentState.FAILED, error=error, finished_at=self.clock.now(), next_run_at=None).execution_options(synchronize_session=False))
+            session.execute(
+                update(Enrollment)
+                .where(Enrollment.id == enrollment_id)
+                .values(state=EnrollmentState.FAILED, error=error, finished_at=self.clock.now(), next_run_at=None)
+                .execution_options(synchronize_session=False)
+            )
             lease.release([enrollment_id])
             session.commit()
         counts.failed += 1

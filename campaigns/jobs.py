@@ -62,9 +62,7 @@ def enqueue_advance(connection: Redis, cfg: settings.Config, wanted: int) -> int
     missing = min(wanted, workers) - queue.count
     if missing <= 0:
         return 0
-    queue.enqueue_many(
-        [Queue.prepare_data(advance, timeout=cfg.job_timeout, retry=RETRY, result_ttl=600, failure_ttl=7 * 86_400, description="campaigns advance") for _ in range(missing)]
-    )
+    queue.enqueue_many([Queue.prepare_data(advance, timeout=cfg.job_timeout, retry=RETRY, result_ttl=600, failure_ttl=7 * 86_400, description="campaigns advance") for _ in range(missing)])
     return missing
 
 

@@ -21,10 +21,11 @@ fencing token (``lease_token``) and an expiry (``claimed_until``), and counts th
   rows lose their claim and ``unfinished_runs`` goes back to 0.
 
 A lease that simply runs out means its holder died, hung, or lost the database: the row's
-run did not finish. Such rows are claimed again **one at a time**, so that a re-run resends
-at most one enrollment's in-doubt message per commit, and so that an enrollment that kills
-every worker running it (a poison enrollment) is found: after ``max_runs`` unfinished runs in
-a row it is marked failed instead of being claimed again.
+run did not finish. Such rows are claimed first, as soon as their lease has run out, and
+then **run one at a time**, each counted on its own: a second crash leaves at most one
+enrollment's message in doubt, and an enrollment that kills every worker running it (a
+poison enrollment) is found: after ``max_runs`` unfinished runs in a row it is marked
+failed instead of being run again.
 """
 
 from __future__ import annotations
@@ -202,6 +203,42 @@ class Lease:
         with self._lock:
             self._releasing |= set(ids) & self._held
 
+    def begin_alone(self, session: Session, enrollment_id: int, max_runs: int) -> bool:
+        """Start running one row of a suspect lease on its own: count the run (committed
+        before anything can crash), or, if its runs did not finish ``max_runs`` times in a
+        row, mark it failed instead and release it. True when it may run. Only the row being
+        run is counted, so the rows waiting behind an enrollment that kills its worker are
+        not blamed for it."""
+        c = _enrollments.c
+        runs = session.scalar(
+            update(_enrollments)
+            .where(c.id == enrollment_id, c.lease_token == self.token)
+            .values(unfinished_runs=c.unfinished_runs + 1)
+            .returning(c.unfinished_runs)
+            .execution_options(synchronize_session=False)
+        )
+        if runs is None:
+            self.lost = True
+            raise LeaseLost(f"lease {self.token} of {self.owner} lost on enrollment {enrollment_id}")
+        if runs <= max_runs:
+            session.commit()
+            return True
+        log.error("enrollment %s: %d runs in a row did not finish; marked failed", enrollment_id, max_runs)
+        session.execute(
+            update(_enrollments)
+            .where(c.id == enrollment_id)
+            .values(
+                state=EnrollmentState.FAILED,
+                error=f"stopped after {max_runs} runs in a row that did not finish (the worker died, timed out or lost its lease each time; see the worker's log)",
+                finished_at=self.clock.now(),
+                next_run_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        self.release([enrollment_id])
+        session.commit()
+        return False
+
     def _release_in(self, session: Session) -> None:
         session.execute(
             update(_enrollments)
@@ -250,11 +287,12 @@ def claim(
     *,
     limit: int,
     duration: timedelta,
-    max_runs: int,
 ) -> Lease | None:
-    """Take a lease on due enrollments: first one whose last run did not finish (alone),
-    else up to ``limit`` that are free. Safe with many workers (``FOR UPDATE SKIP LOCKED`` on
-    PostgreSQL, one atomic ``UPDATE ... RETURNING`` on SQLite)."""
+    """Take a lease on up to ``limit`` due enrollments: first those whose last run did not
+    finish (a *suspect* lease: its rows are run one at a time, see :meth:`Lease.begin_alone`),
+    else free ones, whose run starts now (counted in ``unfinished_runs``). Safe with many
+    workers (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, one atomic ``UPDATE ... RETURNING``
+    on SQLite)."""
     now = clock.now()
     until = now + duration
     token = secrets.randbits(62) + 1
@@ -262,45 +300,17 @@ def claim(
     due = and_(c.state.in_(RUNNABLE), c.next_run_at <= now)
     unfinished = and_(c.claimed_until < now, c.unfinished_runs > 0)
     free = or_(c.claimed_until.is_(None), and_(c.claimed_until < now, c.unfinished_runs == 0))
+    stamp = {"claimed_until": until, "claimed_by": owner[:128], "lease_token": token}
     with sessions() as session, session.begin():
         postgres = session.get_bind().dialect.name == "postgresql"
-        suspect = False
-        for condition, size in ((unfinished, 1), (free, limit)):
-            query = select(c.id).where(due, condition).order_by(c.next_run_at).limit(size)
+        for condition, values, suspect in ((unfinished, stamp, True), (free, {**stamp, "unfinished_runs": c.unfinished_runs + 1}, False)):
+            query = select(c.id).where(due, condition).order_by(c.next_run_at).limit(limit)
             if postgres:
                 query = query.with_for_update(skip_locked=True)
-            rows = session.execute(
-                update(_enrollments)
-                .where(c.id.in_(query.scalar_subquery()))
-                .values(claimed_until=until, claimed_by=owner[:128], lease_token=token, unfinished_runs=c.unfinished_runs + 1)
-                .returning(c.id, c.unfinished_runs)
-            ).all()
-            if rows:
-                suspect = condition is unfinished
-                break
-        else:
-            return None
-        poisoned = sorted(row_id for row_id, runs in rows if runs > max_runs)
-        if poisoned:
-            log.error("enrollments %s: %d runs in a row did not finish; marked failed", poisoned, max_runs)
-            session.execute(
-                update(_enrollments)
-                .where(c.id.in_(poisoned))
-                .values(
-                    state=EnrollmentState.FAILED,
-                    error=f"stopped after {max_runs} runs in a row that did not finish (the worker died, timed out or lost its lease each time; see the worker's log)",
-                    finished_at=now,
-                    next_run_at=None,
-                    claimed_until=None,
-                    claimed_by=None,
-                    lease_token=None,
-                    unfinished_runs=0,
-                )
-            )
-    ids = sorted(row_id for row_id, _ in rows if row_id not in set(poisoned))
-    if not ids:
-        return claim(sessions, clock, owner, limit=limit, duration=duration, max_runs=max_runs)
-    return Lease(sessions, clock, owner, token, duration, ids, until, suspect=suspect)
+            ids = sorted(session.scalars(update(_enrollments).where(c.id.in_(query.scalar_subquery())).values(**values).returning(c.id)))
+            if ids:
+                return Lease(sessions, clock, owner, token, duration, ids, until, suspect=suspect)
+    return None
 
 
 def count_due(sessions: sessionmaker[Session], now: datetime, cap: int) -> int:
@@ -310,4 +320,3 @@ def count_due(sessions: sessionmaker[Session], now: datetime, cap: int) -> int:
     inner = select(c.id).where(c.state.in_(RUNNABLE), c.next_run_at <= now, claimable).limit(cap).subquery()
     with sessions() as session:
         return int(session.scalar(select(text("count(*)")).select_from(inner)) or 0)
-

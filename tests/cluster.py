@@ -166,18 +166,21 @@ class PrivatePostgres:
 
 
 class Relay:
-    """What an SMTP relay received, by recipient and Message-ID (fed by the test's sink)."""
+    """What an SMTP relay received, by recipient and Message-ID (fed by the test's sink).
+    Each message is parsed once, however often it is asked."""
 
     def __init__(self, messages: list[tuple[str, list[str], bytes]]) -> None:
         self.messages = messages
+        self._seen: dict[str, list[str]] = defaultdict(list)
+        self._parsed = 0
 
     def ids_by_recipient(self) -> dict[str, list[str]]:
-        seen: dict[str, list[str]] = defaultdict(list)
-        for _, recipients, raw in list(self.messages):
+        for _, recipients, raw in self.messages[self._parsed :]:
             message_id = str(message_from_bytes(raw, policy=policy.default)["Message-ID"])
             for to in recipients:
-                seen[to].append(message_id)
-        return seen
+                self._seen[to].append(message_id)
+            self._parsed += 1
+        return self._seen
 
     def copies(self) -> Counter[str]:
         return Counter({to: len(ids) for to, ids in self.ids_by_recipient().items()})

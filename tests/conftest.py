@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,6 +23,10 @@ from campaigns.db import make_engine, make_sessionmaker, migrate
 from campaigns.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Tests write nothing into the checkout: no example database for hypothesis (.hypothesis/).
+hypothesis_settings.register_profile("campaigns", database=None)
+hypothesis_settings.load_profile("campaigns")
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite"] + ([] if os.environ.get("CAMPAIGNS_SKIP_POSTGRES") else ["postgresql"])
 

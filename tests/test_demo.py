@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def demo(db: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MAIL_URL", "SECRET_KEY")}
     env["DATABASE_URL"] = f"sqlite:///{db}"
+    env["MAIL_URL"] = f"file://{db.parent / 'outbox'}"  # the default outbox is in the working folder: not the checkout's
     return subprocess.run([sys.executable, "-m", "campaigns", "demo", "--date", "2026-11-23"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -82,8 +82,8 @@ def count(db, *where) -> int:
 def test_a_claim_stamps_owner_token_and_expiry_and_a_second_claim_takes_other_rows(db):
     clock = FakeClock(START)
     engine = enrolled(db, 5, clock)
-    first = leases.claim(db.sessions, clock, "w1", limit=3, duration=timedelta(seconds=30), max_runs=3)
-    second = leases.claim(db.sessions, clock, "w2", limit=3, duration=timedelta(seconds=30), max_runs=3)
+    first = leases.claim(db.sessions, clock, "w1", limit=3, duration=timedelta(seconds=30))
+    second = leases.claim(db.sessions, clock, "w2", limit=3, duration=timedelta(seconds=30))
     assert first is not None and second is not None
     assert len(first.ids) == 3 and len(second.ids) == 2 and not set(first.ids) & set(second.ids)
     assert first.token != second.token
@@ -92,17 +92,17 @@ def test_a_claim_stamps_owner_token_and_expiry_and_a_second_claim_takes_other_ro
     assert {rows[i].claimed_by for i in first.ids} == {"w1"} and {rows[i].lease_token for i in first.ids} == {first.token}
     assert {rows[i].claimed_until for i in second.ids} == {START + timedelta(seconds=30)}
     assert {rows[i].unfinished_runs for i in rows} == {1}
-    assert leases.claim(db.sessions, clock, "w3", limit=3, duration=timedelta(seconds=30), max_runs=3) is None
+    assert leases.claim(db.sessions, clock, "w3", limit=3, duration=timedelta(seconds=30)) is None
     assert engine.claim() is None
 
 
 def test_a_commit_after_the_lease_was_taken_over_is_refused_and_writes_nothing(db):
     clock = FakeClock(START)
     enrolled(db, 2, clock)
-    stale = leases.claim(db.sessions, clock, "slow", limit=10, duration=timedelta(seconds=30), max_runs=3)
+    stale = leases.claim(db.sessions, clock, "slow", limit=10, duration=timedelta(seconds=30))
     assert stale is not None
     clock.advance(timedelta(seconds=31))  # the lease ran out while its holder was away
-    fresh = leases.claim(db.sessions, clock, "other", limit=10, duration=timedelta(seconds=30), max_runs=3)
+    fresh = leases.claim(db.sessions, clock, "other", limit=10, duration=timedelta(seconds=30))
     assert fresh is not None and set(fresh.ids) <= set(stale.ids)
     with db.session() as session, stale.fence(session):
         row = session.get(Enrollment, stale.ids[0])
@@ -119,7 +119,7 @@ def test_a_commit_after_the_lease_was_taken_over_is_refused_and_writes_nothing(d
 def test_an_expired_lease_nobody_took_writes_nothing_either(db):
     clock = FakeClock(START)
     enrolled(db, 1, clock)
-    lease = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30), max_runs=3)
+    lease = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30))
     assert lease is not None
     clock.advance(timedelta(seconds=30))
     with db.session() as session, lease.fence(session):
@@ -131,7 +131,7 @@ def test_an_expired_lease_nobody_took_writes_nothing_either(db):
 def test_each_commit_renews_the_lease_and_a_release_ends_the_run(db):
     clock = FakeClock(START)
     enrolled(db, 2, clock)
-    lease = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30), max_runs=3)
+    lease = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30))
     assert lease is not None
     clock.advance(timedelta(seconds=20))
     with db.session() as session, lease.fence(session):
@@ -183,7 +183,7 @@ def test_a_takeover_between_sends_stops_the_old_holder_at_its_next_commit(db, sm
     def taken_over(call: int, mail) -> None:
         if call == 2:
             clock.advance(timedelta(seconds=31))
-            lease = leases.claim(db.sessions, clock, "thief", limit=10, duration=timedelta(seconds=30), max_runs=3)
+            lease = leases.claim(db.sessions, clock, "thief", limit=10, duration=timedelta(seconds=30))
             assert lease is not None
             taken.append(lease)
 
@@ -226,7 +226,7 @@ def test_a_job_timeout_is_not_caught_and_only_the_message_in_flight_is_resent(db
     again = make_engine(db, transport_from_url(smtp_sink.url), clock)
     result = again.work()
     again.transport.close()
-    assert result.claims == 5  # the batch's five, whose run did not finish, one at a time
+    assert result.claims == 1 and result.advanced == 5  # the five whose run did not finish: taken over at once, run one at a time
     counts = copies(smtp_sink)
     assert set(counts) == {f"r{i}@example.com" for i in range(5)}
     assert [to for to, n in counts.items() if n > 1] == interrupted
@@ -262,7 +262,7 @@ def test_the_heartbeat_holds_the_lease_through_a_send_slower_than_the_lease(db, 
 
     def slow(call: int, mail) -> None:
         time.sleep(1.5)
-        lease = leases.claim(db.sessions, clock, "rival", limit=10, duration=timedelta(seconds=1), max_runs=3)
+        lease = leases.claim(db.sessions, clock, "rival", limit=10, duration=timedelta(seconds=1))
         rival_claims.append(len(lease.ids) if lease else 0)
 
     engine.transport = Hooked(transport_from_url(smtp_sink.url), slow)
@@ -291,9 +291,9 @@ def test_a_batch_stops_before_a_send_that_would_pass_the_jobs_deadline(db, smtp_
 
 
 def test_an_enrollment_that_kills_its_worker_every_time_is_failed_after_three_runs(db, smtp_sink):
-    """Each run dies without releasing (as a worker killed by it would): the row is claimed
+    """Each run dies without releasing (as a worker killed by it would): the row is run
     alone after its lease runs out, and after three unfinished runs it is failed, not run
-    again. The batch-mates it took down with it go on."""
+    again. The others go on."""
     clock = FakeClock(START)
     enrolled(db, 3, clock)
     with db.session() as s, s.begin():
@@ -309,24 +309,40 @@ def test_an_enrollment_that_kills_its_worker_every_time_is_failed_after_three_ru
     assert sorted(copies(smtp_sink)) == ["r1@example.com", "r2@example.com"]
 
 
-def test_rows_whose_run_did_not_finish_are_claimed_one_at_a_time_first(db):
+def test_rows_whose_run_did_not_finish_are_taken_over_first_and_run_one_at_a_time(db, smtp_sink):
+    """A dead worker's rows are claimed as soon as their lease ran out, before free rows, and
+    run one at a time: each run counted on its own, each released when it finished."""
     clock = FakeClock(START)
     enrolled(db, 4, clock)
     with db.session() as s, s.begin():
         ids = list(s.scalars(select(Enrollment.id).order_by(Enrollment.id)))
         s.execute(update(Enrollment).where(Enrollment.id.in_(ids[2:])).values(unfinished_runs=1, claimed_until=START - timedelta(seconds=1), lease_token=7, claimed_by="dead"))
-    first = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30), max_runs=3)
-    second = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30), max_runs=3)
-    third = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30), max_runs=3)
-    assert first and second and third
-    assert (first.suspect, second.suspect, third.suspect) == (True, True, False)
-    assert sorted([*first.ids, *second.ids]) == ids[2:] and third.ids == ids[:2]
+    first = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30))
+    second = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30))
+    assert first and second
+    assert (first.suspect, first.ids) == (True, ids[2:])
+    assert (second.suspect, second.ids) == (False, ids[:2])
+    with db.session() as s:
+        assert [s.get(Enrollment, i).unfinished_runs for i in ids] == [1, 1, 1, 1]  # a suspect claim counts no run yet
+    engine = make_engine(db, transport_from_url(smtp_sink.url), clock)
+    seen: list[list[int]] = []
+
+    def runs_of_the_others(call: int, mail) -> None:  # while one runs alone, the other's count is untouched
+        with db.session() as s:
+            seen.append(sorted(s.get(Enrollment, i).unfinished_runs for i in ids[2:]))
+
+    engine.transport = Hooked(engine.transport, runs_of_the_others)
+    result = engine.advance(first)
+    engine.transport.close()
+    assert result.sent == 2 and seen == [[1, 2], [0, 2]]  # the one running alone is at 2; the other waits at 1, or is done (0)
+    with db.session() as s:
+        assert [(s.get(Enrollment, i).unfinished_runs, s.get(Enrollment, i).claimed_by) for i in ids[2:]] == [(0, None), (0, None)]
 
 
 def test_the_heartbeat_notices_a_takeover_and_the_batch_sends_nothing_more(db):
     clock = FakeClock(START)
     enrolled(db, 1, clock)
-    lease = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30), max_runs=3)
+    lease = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30))
     assert lease is not None
     assert lease.renew() and lease.valid()
     with db.session() as s, s.begin():
@@ -340,7 +356,7 @@ def test_a_renewal_racing_the_batchs_release_is_not_mistaken_for_a_lost_lease(db
     batch released meanwhile are not missed."""
     clock = FakeClock(START)
     enrolled(db, 40, clock)
-    lease = leases.claim(db.sessions, clock, "w", limit=40, duration=timedelta(seconds=30), max_runs=3)
+    lease = leases.claim(db.sessions, clock, "w", limit=40, duration=timedelta(seconds=30))
     assert lease is not None
     stop = threading.Event()
     results: list[bool] = []
