@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from redis.exceptions import RedisError
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -649,6 +650,10 @@ def _errors() -> Iterator[None]:
         sys.exit(EXIT_ERROR)
     except SQLAlchemyError as exc:
         _err(f"campaigns: database error: {str(exc).splitlines()[0]}")
+        sys.exit(EXIT_ERROR)
+    except RedisError as exc:  # e.g. the domain rate limits' counts, when Redis went away
+        lines = str(exc).strip().splitlines()
+        _err(f"campaigns: Redis error: {lines[0] if lines else type(exc).__name__}")
         sys.exit(EXIT_ERROR)
 
 

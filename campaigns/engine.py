@@ -83,10 +83,14 @@ log = logging.getLogger("campaigns.engine")
 MAX_STEPS_PER_RUN = 64
 """Steps one enrollment may run in one go (a journey without waits ends well before)."""
 
-RESULTS_COMMIT_SECONDS = 0.2
+RESULTS_COMMIT_SECONDS = 0.5
 """While a batch is being delivered, its results so far are committed at least this often,
 so that a crash in the middle of a delivery leaves about this much of its sends in doubt
-(a few commits a second per worker: nothing beside the sends)."""
+(two commits a second per worker while a relay is slow; none when a batch is quick)."""
+
+SUSPECT_PROBE_SECONDS = 1.0
+"""How often a worker looks for rows whose run did not finish (a dead worker's), when the
+last look found none: a statement per second instead of one per batch."""
 
 DUE_COUNT_CAP = 100_000
 """A tick counts due enrollments up to this many to decide how many jobs to ask for."""
@@ -174,6 +178,7 @@ class Engine:
         self.send_seconds: deque[float] = deque(maxlen=32)
         """How long the transport took for the last sends: what the next one is expected to take."""
         self.sends_this_run = 0
+        self._next_probe = 0.0  # when to look again for a dead worker's rows
 
     # ------------------------------------------------------------------ journeys
 
@@ -227,7 +232,13 @@ class Engine:
 
     def claim(self) -> Lease | None:
         """Take a lease on the next send batch of due enrollments (see :func:`campaigns.leases.claim`)."""
-        return leases.claim(self.sessions, self.clock, self.settings.worker_id, limit=max(1, self.settings.send_batch), duration=self.settings.lease)
+        probe = time.monotonic() >= self._next_probe
+        lease = leases.claim(self.sessions, self.clock, self.settings.worker_id, limit=max(1, self.settings.send_batch), duration=self.settings.lease, suspects=probe)
+        if probe and not (lease is not None and lease.suspect):
+            self._next_probe = time.monotonic() + SUSPECT_PROBE_SECONDS
+        if lease is None and not probe:  # nothing free: look for a dead worker's rows before giving up
+            lease = leases.claim(self.sessions, self.clock, self.settings.worker_id, limit=max(1, self.settings.send_batch), duration=self.settings.lease)
+        return lease
 
     def work(self, deadline: float | None = None) -> AdvanceResult:
         """Claim due enrollments and advance them, a send batch at a time, until none is due
@@ -791,7 +802,7 @@ class SendBatch:
                 break
         self.counts.stopped = self.stopped is not None
         self.lease.release(ids)
-        session.commit()
+        self.commit()
 
     def _load(self, due: Sequence[Enrollment], contacts: dict[int, Contact]) -> None:
         if not due:
@@ -861,7 +872,7 @@ class SendBatch:
             outgoing.prepare()
         # Written before the transport is called: a crash from here on leaves these
         # messages "sending" with their Message-IDs, and a re-run resends them under them.
-        session.commit()
+        self.commit()
         committed = time.monotonic()
         with session.no_autoflush:  # no write transaction stays open while the relay is slow
             for index, outgoing in enumerate(outbox):
@@ -875,10 +886,15 @@ class SendBatch:
                 elif outgoing.message.status == MessageStatus.BOUNCED:
                     self._known.discard(str(outgoing.rendered.to).lower())  # look again: it may be suppressed now
                 if time.monotonic() - committed >= RESULTS_COMMIT_SECONDS:
-                    session.commit()
-                    self.unrecorded.clear()
+                    self.commit()
                     committed = time.monotonic()
-        session.commit()
+        # Recorded now, before the next round runs: a step that raises there makes the batch
+        # run again one enrollment at a time, and must find these sends done.
+        self.commit()
+
+    def commit(self) -> None:
+        """Commit (fenced by the lease): what the transport accepted is recorded."""
+        self.session.commit()
         self.unrecorded.clear()
 
 

@@ -109,30 +109,25 @@ class Lease:
         with self._lock:
             return self._held - self._releasing
 
-    def _renew_in(self, session: Session, *, releasing: bool) -> None:
-        """Extend the lease on every row still held, in ``session``'s transaction; raise
-        :class:`LeaseLost` (and mark the lease lost) if any row no longer matches. The
-        batch's own commit also checks the rows it is about to release (``releasing``); the
-        heartbeat leaves those to it."""
+    def _renew_in(self, session: Session) -> None:
+        """Extend the lease on every row still held (but those the batch is releasing), in
+        ``session``'s transaction; raise :class:`LeaseLost` (and mark the lease lost) if any
+        row no longer matches."""
         ids = self._expected()
-        staged = set(self._releasing) if releasing else set()
-        if not ids and not staged:
+        if not ids:
             return
         now = self.clock.now()
         until = now + self.duration
-        renewed = set(
-            session.scalars(
-                update(_enrollments)
-                .where(_enrollments.c.id.in_(sorted(ids | staged)), _enrollments.c.lease_token == self.token, _enrollments.c.claimed_until > now)
-                .values(claimed_until=until)
-                .returning(_enrollments.c.id)
-            )
-        )
-        missing = ((ids & self._expected()) | staged) - renewed  # rows the batch released meanwhile are not missed
+        c = _enrollments.c
+        renewed = set(session.scalars(update(_enrollments).where(c.id.in_(sorted(ids)), c.lease_token == self.token, c.claimed_until > now).values(claimed_until=until).returning(c.id)))
+        missing = (ids & self._expected()) - renewed  # rows the batch released meanwhile are not missed
         if missing:
-            self.lost = True
-            raise LeaseLost(f"lease {self.token} of {self.owner} lost on {len(missing)} enrollment(s)")
+            self._lose(len(missing))
         self.until = until
+
+    def _lose(self, rows: int) -> None:
+        self.lost = True
+        raise LeaseLost(f"lease {self.token} of {self.owner} lost on {rows} enrollment(s)")
 
     def renew(self) -> bool:
         """One heartbeat: renew in a transaction of its own. False when the lease is lost;
@@ -144,7 +139,7 @@ class Lease:
                     # The batch's own transaction may hold some of these rows; give way to it
                     # rather than wait (and never deadlock with it).
                     session.execute(text("SET LOCAL lock_timeout = '200ms'"))
-                self._renew_in(session, releasing=False)
+                self._renew_in(session)
         except LeaseLost:
             log.warning("lease %s of %s lost: the batch stops before its next send", self.token, self.owner)
             return False
@@ -181,9 +176,9 @@ class Lease:
 
         def before_commit(s: Session) -> None:
             with s.no_autoflush:
-                self._renew_in(s, releasing=True)
+                self._renew_in(s)
                 if self._releasing:
-                    self._release_in(s)
+                    self._release_in(s)  # checks those rows itself
 
         def after_commit(s: Session) -> None:
             with self._lock:
@@ -240,11 +235,20 @@ class Lease:
         return False
 
     def _release_in(self, session: Session) -> None:
-        session.execute(
-            update(_enrollments)
-            .where(_enrollments.c.id.in_(sorted(self._releasing)), _enrollments.c.lease_token == self.token)
-            .values(claimed_until=None, claimed_by=None, lease_token=None, unfinished_runs=0)
+        """End the run of the staged rows, if they are still under this unexpired lease (the
+        release is their fence: one statement instead of a renewal and a release)."""
+        c = _enrollments.c
+        staged = set(self._releasing)
+        released = set(
+            session.scalars(
+                update(_enrollments)
+                .where(c.id.in_(sorted(staged)), c.lease_token == self.token, c.claimed_until > self.clock.now())
+                .values(claimed_until=None, claimed_by=None, lease_token=None, unfinished_runs=0)
+                .returning(c.id)
+            )
         )
+        if released != staged:
+            self._lose(len(staged - released))
 
     # -- after an abort
 
@@ -287,12 +291,13 @@ def claim(
     *,
     limit: int,
     duration: timedelta,
+    suspects: bool = True,
 ) -> Lease | None:
     """Take a lease on up to ``limit`` due enrollments: first those whose last run did not
     finish (a *suspect* lease: its rows are run one at a time, see :meth:`Lease.begin_alone`),
     else free ones, whose run starts now (counted in ``unfinished_runs``). Safe with many
     workers (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, one atomic ``UPDATE ... RETURNING``
-    on SQLite)."""
+    on SQLite). ``suspects=False`` skips the look for unfinished rows (it costs a statement)."""
     now = clock.now()
     until = now + duration
     token = secrets.randbits(62) + 1
@@ -304,6 +309,8 @@ def claim(
     with sessions() as session, session.begin():
         postgres = session.get_bind().dialect.name == "postgresql"
         for condition, values, suspect in ((unfinished, stamp, True), (free, {**stamp, "unfinished_runs": c.unfinished_runs + 1}, False)):
+            if suspect and not suspects:
+                continue
             query = select(c.id).where(due, condition).order_by(c.next_run_at).limit(limit)
             if postgres:
                 query = query.with_for_update(skip_locked=True)

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Tests write nothing into the checkout: no example database for hypothesis (.hypothesis/).
 hypothesis_settings.register_profile("campaigns", database=None)
 hypothesis_settings.load_profile("campaigns")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+"""The one Redis database the tests may use (and flush); the server is shared."""
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite"] + ([] if os.environ.get("CAMPAIGNS_SKIP_POSTGRES") else ["postgresql"])
 
@@ -114,6 +116,20 @@ def sqlite_db(tmp_path: Path) -> Iterator[Database]:
     migrate(engine)
     yield Database(url, engine, make_sessionmaker(engine))
     engine.dispose()
+
+
+@pytest.fixture
+def redis_conn():
+    """A connection to the tests' Redis database (``TEST_REDIS_URL``)."""
+    from redis import Redis
+
+    conn = Redis.from_url(REDIS_URL)
+    try:
+        conn.ping()
+    except Exception as exc:  # pragma: no cover - a machine without the server
+        pytest.fail(f"Redis at {REDIS_URL} is not reachable ({exc}); start it (see .ci/run)")
+    yield conn
+    conn.close()
 
 
 @pytest.fixture

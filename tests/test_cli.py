@@ -204,3 +204,38 @@ def test_validate_reports_a_broken_links_file(workdir):
     result = run(workdir, "validate")
     assert result.returncode == 1
     assert result.stderr.startswith("templates/links.yaml:1:1: write one 'name: https://...' per line")
+
+
+def test_tick_with_redis_gone_says_so_in_one_line_and_fails_no_enrollment(tmp_path):
+    """The domain rate limits count in Redis; with Redis away a tick stops in one line, and
+    the enrollments it had claimed stay as they were for the next tick."""
+    from sqlalchemy import select
+
+    from campaigns.db import make_engine, make_sessionmaker, migrate
+    from campaigns.models import Enrollment, EnrollmentState, Message, MessageStatus
+    from tests.cluster import SEGMENTS as EVERYONE
+    from tests.cluster import free_port, seed
+
+    (tmp_path / "journeys").mkdir()
+    (tmp_path / "journeys" / "segments.yaml").write_text(EVERYONE, encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    database = make_engine(url)
+    migrate(database)
+    seed(make_sessionmaker(database), 3)
+    result = run(
+        tmp_path,
+        "tick",
+        DATABASE_URL=url,
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        DOMAIN_RATE_LIMITS="*=100/60s",
+        MAIL_URL=f"file://{tmp_path / 'outbox'}",
+        CAMPAIGNS_TEMPLATES=str(Path(__file__).resolve().parent.parent / "templates"),
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("campaigns: Redis error:") and "Traceback" not in result.stderr
+    with make_sessionmaker(database)() as s:
+        assert set(s.scalars(select(Enrollment.state))) == {EnrollmentState.ACTIVE}
+        assert MessageStatus.SENT not in set(s.scalars(select(Message.status)))
+    assert not list((tmp_path / "outbox").glob("*.eml"))
+    database.dispose()

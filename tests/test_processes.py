@@ -17,17 +17,6 @@ from campaigns.queue import ping
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
-@pytest.fixture
-def redis_conn():
-    conn = Redis.from_url(REDIS_URL)
-    try:
-        conn.ping()
-    except Exception as exc:  # pragma: no cover - a machine without the server
-        pytest.fail(f"Redis at {REDIS_URL} is not reachable ({exc}); start it (see .ci/run)")
-    yield conn
-    conn.close()
-
-
 def test_healthz_reports_the_database(monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'web.db'}")
     from campaigns.web import create_app

@@ -55,17 +55,6 @@ def clock() -> FakeClock:
     return FakeClock(NOW)
 
 
-@pytest.fixture
-def redis_conn():
-    conn = Redis.from_url(REDIS_URL)
-    try:
-        conn.ping()
-    except Exception as exc:  # pragma: no cover - a machine without the server
-        pytest.fail(f"Redis at {REDIS_URL} is not reachable ({exc}); start it (see .ci/run)")
-    yield conn
-    conn.close()
-
-
 @pytest.fixture(params=["database", "redis"])
 def store(request, db):
     """The throttle's counts in the database (SQLite, PostgreSQL) or in Redis under a prefix
