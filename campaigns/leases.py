@@ -5,14 +5,15 @@ the due rows it takes with the claimant (``claimed_by``, e.g. ``host:pid``), a f
 fencing token (``lease_token``) and an expiry (``claimed_until``), and counts the run in
 ``unfinished_runs``. From then on:
 
-- **The holder renews the lease while it works**: a heartbeat thread every third of the
-  lease, and every commit of the batch's session.
-- **Every commit is fenced.** Before the batch's session commits, one ``UPDATE`` extends the
-  lease on exactly the rows the holder believes it holds, matching its token and an
-  unexpired lease. If any row does not match, the commit is refused with
+- **The holder renews the lease while it works**: a heartbeat thread every quarter of the
+  lease (and, on SQLite, every commit of the batch's session).
+- **Every commit is fenced.** Before the batch's session commits, one statement checks
+  exactly the rows the holder believes it holds for its token and an unexpired lease
+  (``SELECT ... FOR UPDATE`` on PostgreSQL, which locks them until the commit so no claim
+  can slip in between; an ``UPDATE`` extending the lease on SQLite, which takes its one
+  writer's lock). If any row does not match, the commit is refused with
   :class:`LeaseLost` and the batch stops: a holder whose lease ran out, or was taken over,
-  can write nothing. On PostgreSQL that ``UPDATE`` locks the rows until the commit, so no
-  claim can slip in between; SQLite has one writer at a time.
+  can write nothing.
 - **Before every send the holder asks** :meth:`Lease.valid`: whether its last renewal still
   covers a third of the lease. A holder cut off from the database stops sending well before
   anyone else may claim its rows, so a slow relay or a database blip never makes two workers
@@ -109,21 +110,30 @@ class Lease:
         with self._lock:
             return self._held - self._releasing
 
-    def _renew_in(self, session: Session) -> None:
-        """Extend the lease on every row still held (but those the batch is releasing), in
-        ``session``'s transaction; raise :class:`LeaseLost` (and mark the lease lost) if any
-        row no longer matches."""
+    def _renew_in(self, session: Session, *, fence: bool = False) -> None:
+        """Check the rows still held (but those the batch is releasing) in ``session``'s
+        transaction, and extend their lease; raise :class:`LeaseLost` (and mark the lease
+        lost) if any row no longer matches.
+
+        As a commit's fence on PostgreSQL (``fence``) it only checks, with ``SELECT ... FOR
+        UPDATE``: the rows stay locked until the commit, so no claim can slip in, and no new
+        row versions are written (the heartbeat renews). Elsewhere it is an ``UPDATE``, which
+        on SQLite also takes the write lock at once."""
         ids = self._expected()
         if not ids:
             return
         now = self.clock.now()
         until = now + self.duration
         c = _enrollments.c
-        renewed = set(session.scalars(update(_enrollments).where(c.id.in_(sorted(ids)), c.lease_token == self.token, c.claimed_until > now).values(claimed_until=until).returning(c.id)))
+        mine = (c.id.in_(sorted(ids)), c.lease_token == self.token, c.claimed_until > now)
+        if fence and session.get_bind().dialect.name == "postgresql":
+            renewed = set(session.scalars(select(c.id).where(*mine).with_for_update()))
+        else:
+            renewed = set(session.scalars(update(_enrollments).where(*mine).values(claimed_until=until).returning(c.id)))
+            self.until = until
         missing = (ids & self._expected()) - renewed  # rows the batch released meanwhile are not missed
         if missing:
             self._lose(len(missing))
-        self.until = until
 
     def _lose(self, rows: int) -> None:
         self.lost = True
@@ -171,12 +181,12 @@ class Lease:
 
     @contextmanager
     def fence(self, session: Session) -> Iterator[Session]:
-        """Fence every commit of ``session``: renew first (refusing the commit if the lease
-        is lost), then write the releases staged with :meth:`release`."""
+        """Fence every commit of ``session``: check the lease first (refusing the commit if
+        it is lost), then write the releases staged with :meth:`release`."""
 
         def before_commit(s: Session) -> None:
             with s.no_autoflush:
-                self._renew_in(s)
+                self._renew_in(s, fence=True)
                 if self._releasing:
                     self._release_in(s)  # checks those rows itself
 

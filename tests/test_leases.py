@@ -128,15 +128,15 @@ def test_an_expired_lease_nobody_took_writes_nothing_either(db):
             session.commit()
 
 
-def test_each_commit_renews_the_lease_and_a_release_ends_the_run(db):
+def test_a_commit_checks_the_lease_a_beat_renews_it_and_a_release_ends_the_run(db):
     clock = FakeClock(START)
     enrolled(db, 2, clock)
     lease = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30))
     assert lease is not None
     clock.advance(timedelta(seconds=20))
     with db.session() as session, lease.fence(session):
-        session.commit()
-        assert lease.until == START + timedelta(seconds=50)
+        session.commit()  # checked (and on SQLite renewed) in the commit
+        assert lease.renew() and lease.until == START + timedelta(seconds=50)
         lease.release(lease.ids[:1])
         session.commit()
     assert lease.held() == set(lease.ids[1:])
