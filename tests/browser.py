@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -141,9 +142,9 @@ def console_errors(driver: WebDriver) -> list[str]:
 
 
 def artifacts_dir() -> Path:
-    """Where test artefacts go: ``$ARTIFACTS_DIR``, else ``test-artifacts/`` at the repository
-    root (ignored by git); made if missing."""
-    folder = Path(os.environ.get("ARTIFACTS_DIR") or ROOT / "test-artifacts")
+    """Where test artefacts go: ``$ARTIFACTS_DIR``, else ``campaigns-test-artifacts/`` in the
+    system's temporary folder (tests write nothing into the checkout); made if missing."""
+    folder = Path(os.environ.get("ARTIFACTS_DIR") or Path(tempfile.gettempdir()) / "campaigns-test-artifacts")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

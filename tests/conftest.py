@@ -8,12 +8,17 @@ SQLite on a machine without PostgreSQL; CI never sets it.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# Hypothesis keeps caches (and its example database) in .hypothesis/ of the working folder;
+# tests write nothing into the checkout, so they go to the temporary folder.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "campaigns-hypothesis"))
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
@@ -24,7 +29,7 @@ from campaigns.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Tests write nothing into the checkout: no example database for hypothesis (.hypothesis/).
+# No example database either: a failure found once should be found again by the seed.
 hypothesis_settings.register_profile("campaigns", database=None)
 hypothesis_settings.load_profile("campaigns")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -4,7 +4,7 @@ PostgreSQL. A person signs in through the form, opens a journey and sees its fun
 and its table by segment, marks a task done from the tasks inbox; every page leaves the
 console without errors (a refused Content-Security-Policy would show there) and renders
 with the browser cut off from every other host. The journey page's screenshot is kept as a
-test artefact ($ARTIFACTS_DIR, else test-artifacts/).
+test artefact ($ARTIFACTS_DIR, else campaigns-test-artifacts/ in the temporary folder).
 
 Needs ``chromium`` and ``chromium-driver`` (Debian); without them every test here fails and
 says how to install them. Deselect locally with ``-m "not browser"``."""
@@ -12,6 +12,7 @@ says how to install them. Deselect locally with ``-m "not browser"``."""
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import textwrap
 from collections import Counter
 from collections.abc import Iterator
@@ -363,4 +364,4 @@ def test_screenshots_go_to_the_artifacts_dir(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("ARTIFACTS_DIR", str(tmp_path / "shots"))
     assert artifacts_dir() == tmp_path / "shots" and artifacts_dir().is_dir()
     monkeypatch.delenv("ARTIFACTS_DIR")
-    assert artifacts_dir() == Path(__file__).resolve().parent.parent / "test-artifacts"
+    assert artifacts_dir() == Path(tempfile.gettempdir()) / "campaigns-test-artifacts"

@@ -408,9 +408,23 @@ def test_file_names_stay_inside_the_outbox(tmp_path: Path, renderer: Renderer) -
 
 def test_a_file_outbox_that_cannot_be_written_is_temporary(tmp_path: Path, renderer: Renderer) -> None:
     outbox = FileTransport(tmp_path / "outbox")
-    (tmp_path / "outbox").rmdir()
+    (tmp_path / "outbox").write_text("a file where the folder should be")
     with pytest.raises(TemporaryFailure):
         outbox.send(mail(renderer, 1))
+
+
+def test_a_file_outbox_is_made_on_the_first_send_not_before(tmp_path: Path, renderer: Renderer) -> None:
+    """A dashboard page that could send a test builds a transport: nothing may appear then."""
+    outbox = FileTransport(tmp_path / "deep" / "outbox")
+    assert not (tmp_path / "deep").exists()
+    outbox.send(mail(renderer, 1))
+    assert len(list((tmp_path / "deep" / "outbox").glob("*.eml"))) == 1
+
+
+def test_a_file_outbox_under_a_file_is_refused_at_once(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(ConfigError, match="cannot create the outbox"):
+        transport_from_url(f"file://{tmp_path}/plain/outbox")
 
 
 # -- MAIL_URL --------------------------------------------------------------------------------
@@ -420,7 +434,6 @@ def test_relative_file_urls_resolve_against_the_working_folder(tmp_path: Path, m
     monkeypatch.chdir(tmp_path)
     default = transport_from_url("file:///./outbox")
     assert isinstance(default, FileTransport) and default.directory == tmp_path / "outbox"
-    assert default.directory.is_dir()
     other = transport_from_url("file://./mail/out%20box")
     assert isinstance(other, FileTransport) and other.directory == tmp_path / "mail" / "out box"
     absolute = transport_from_url(f"file://{tmp_path}/abs")

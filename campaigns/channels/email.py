@@ -110,7 +110,12 @@ class FileTransport:
 
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Checked now, made on the first send: building a transport (a dashboard page that
+        # may send a test) must not leave an empty folder behind.
+        existing = next((p for p in (self.directory, *self.directory.parents) if p.exists()), None)
+        if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise OSError(f"{existing or self.directory} is not a folder this process may write in")
+        self._made = False
 
     def path_for(self, mail: OutgoingEmail) -> Path:
         """Where ``mail`` is written: its Message-ID, made safe as a file name."""
@@ -125,6 +130,9 @@ class FileTransport:
         path = self.path_for(mail)
         temporary = None
         try:
+            if not self._made:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._made = True
             descriptor, temporary = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")
             with os.fdopen(descriptor, "wb") as file:
                 file.write(mail.raw)
