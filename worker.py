@@ -33,16 +33,11 @@ from rq import SimpleWorker, Worker
 
 from campaigns import config as settings
 from campaigns.exceptions import ConfigError, ServiceUnavailable
-from campaigns.outages import Backoff, is_outage
+from campaigns.outages import Backoff, first_line, is_outage
 from campaigns.preflight import check_redis
 from campaigns.queue import connect, queues
 
 log = logging.getLogger("campaigns.worker")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 def keep_running(name: str, run: Callable[[], bool]) -> None:
@@ -58,7 +53,7 @@ def keep_running(name: str, run: Callable[[], bool]) -> None:
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            reason = _first_line(exc)
+            reason = first_line(exc)
         delay = backoff.next_delay()
         log.warning("%s: lost Redis (%s); reconnecting in %.0f s", name, reason, delay)
         time.sleep(delay)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import defaults, delivery, leases, sendtime, stats, tuning
@@ -278,12 +278,7 @@ class Engine:
         """
         counts = AdvanceResult()
         if lease.suspect or len(lease.ids) == 1:  # rows whose last run did not finish; or SEND_BATCH=1
-            for enrollment_id in lease.ids:
-                if counts.stopped:
-                    break
-                self._advance_alone(lease, enrollment_id, deadline, counts)
-            self._release_rest(lease)
-            return counts
+            return self._advance_each(lease, lease.ids, deadline, counts)
         batch = None
         try:
             with self.sessions() as session, lease.fence(session):
@@ -298,7 +293,12 @@ class Engine:
                 self._abort(lease, batch)
                 raise
             log.warning("send batch of %d failed; running it one enrollment at a time", len(lease.ids), exc_info=True)
-        for enrollment_id in sorted(lease.held()):
+        return self._advance_each(lease, sorted(lease.held()), deadline, counts)
+
+    def _advance_each(self, lease: Lease, ids: Sequence[int], deadline: float | None, counts: AdvanceResult) -> AdvanceResult:
+        """Run ``ids`` one enrollment at a time under ``lease``, until one stops (its time
+        budget, its lease); release whatever is left."""
+        for enrollment_id in ids:
             if counts.stopped:
                 break
             self._advance_alone(lease, enrollment_id, deadline, counts)
@@ -326,13 +326,7 @@ class Engine:
             log.exception("enrollment %s failed", enrollment_id)
             error = f"{type(exc).__name__}: {exc}"[:2000]
         with self.sessions() as session, lease.fence(session):
-            session.execute(
-                update(Enrollment)
-                .where(Enrollment.id == enrollment_id)
-                .values(state=EnrollmentState.FAILED, error=error, finished_at=self.clock.now(), next_run_at=None)
-                .execution_options(synchronize_session=False)
-            )
-            lease.release([enrollment_id])
+            lease.fail(session, enrollment_id, error)
             session.commit()
         counts.failed += 1
 
@@ -348,9 +342,7 @@ class Engine:
         """After an abort: record what the transport accepted, hand the rows back, and drop
         the transport's connection, which may be in the middle of a message."""
         lease.abandon(batch.unrecorded if batch is not None else [])
-        abort = getattr(self.transport, "abort", None)
-        if abort is not None:
-            abort()
+        self.transport.abort()
 
     def run_steps(self, ctx: StepContext) -> bool:
         """Run an enrollment's steps until it waits, ends, or (in a send batch) pauses on a

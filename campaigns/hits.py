@@ -438,7 +438,7 @@ def run_flusher(log_: RedisHitLog, sessions: sessionmaker[Session], *, block_ms:
     A failed flush acknowledges nothing, so its hits are read again. An outage (the database
     or Redis away) is logged in one line when it starts and when it ends; anything else with
     its traceback."""
-    from campaigns.outages import Backoff, is_outage
+    from campaigns.outages import Backoff, first_line, is_outage
 
     backoff = Backoff()
     down = False
@@ -450,7 +450,7 @@ def run_flusher(log_: RedisHitLog, sessions: sessionmaker[Session], *, block_ms:
             if not is_outage(exc):
                 log.exception("flushing hits failed; trying again")
             elif not down:
-                log.warning("flushing hits: %s unreachable (%s); trying again with growing waits", "Redis" if "redis" in type(exc).__module__ else "the database", _first_line(exc))
+                log.warning("flushing hits: %s unreachable (%s); trying again with growing waits", "Redis" if "redis" in type(exc).__module__ else "the database", first_line(exc))
             down = True
             time.sleep(backoff.next_delay())
             continue
@@ -458,8 +458,3 @@ def run_flusher(log_: RedisHitLog, sessions: sessionmaker[Session], *, block_ms:
             log.warning("flushing hits again")
             down = False
             backoff.succeeded()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -84,7 +84,7 @@ class Lease:
     duration: timedelta
     ids: list[int]
     until: datetime
-    suspect: bool = False  # re-claimed after an unfinished run: one enrollment alone
+    suspect: bool = False  # rows whose last run did not finish: run one at a time
     lost: bool = False
     _held: set[int] = field(default_factory=set, repr=False)
     _releasing: set[int] = field(default_factory=set, repr=False)
@@ -229,20 +229,15 @@ class Lease:
             session.commit()
             return True
         log.error("enrollment %s: %d runs in a row did not finish; marked failed", enrollment_id, max_runs)
-        session.execute(
-            update(_enrollments)
-            .where(c.id == enrollment_id)
-            .values(
-                state=EnrollmentState.FAILED,
-                error=f"stopped after {max_runs} runs in a row that did not finish (the worker died, timed out or lost its lease each time; see the worker's log)",
-                finished_at=self.clock.now(),
-                next_run_at=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        self.release([enrollment_id])
+        self.fail(session, enrollment_id, f"stopped after {max_runs} runs in a row that did not finish (the worker died, timed out or lost its lease each time; see the worker's log)")
         session.commit()
         return False
+
+    def fail(self, session: Session, enrollment_id: int, error: str) -> None:
+        """Mark a held enrollment failed for good, with ``error``, and stage its release
+        (the fenced session's next commit writes both)."""
+        session.execute(update(_enrollments).where(_enrollments.c.id == enrollment_id).values(state=EnrollmentState.FAILED, error=error[:2000], finished_at=self.clock.now(), next_run_at=None))
+        self.release([enrollment_id])
 
     def _release_in(self, session: Session) -> None:
         """End the run of the staged rows, if they are still under this unexpired lease (the

@@ -28,6 +28,12 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
+def first_line(exc: BaseException) -> str:
+    """An outage's message in one line, for the one log line it gets."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
 @dataclass
 class Backoff:
     """Growing waits between tries; a run that went well for ``healthy`` seconds starts the

@@ -49,6 +49,9 @@ class RecordingTransport:
     def send(self, mail: Any) -> None:
         self.sent.append(mail)
 
+    def abort(self) -> None:
+        """Nothing is in flight: every send is a list append."""
+
     def close(self) -> None:
         self.sent.clear()
 
