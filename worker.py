@@ -1,6 +1,6 @@
 """The worker process: ``python worker.py`` runs an RQ worker on the project's queues and,
 beside it, three children: RQ's cron scheduler, which enqueues the scheduler pass
-(``campaigns.jobs.tick``) every minute and the dispatcher (``campaigns.jobs.dispatch``)
+(``campaigns.engine.jobs.tick``) every minute and the dispatcher (``campaigns.engine.jobs.dispatch``)
 every 10 s; RQ's scheduler, which enqueues the delayed retries of failed jobs; and the
 flusher, which writes tracking hits from Redis to the database in batches (``campaigns
 flush --follow`` runs it on its own).
@@ -74,7 +74,7 @@ def run_cron(redis_url: str) -> None:
     from redis import Redis
     from rq.cron import CronScheduler
 
-    from campaigns.cron import schedule
+    from campaigns.engine.cron import schedule
 
     def run() -> bool:
         scheduler = CronScheduler(Redis.from_url(redis_url))
@@ -107,9 +107,9 @@ def run_flusher(redis_url: str) -> None:
     """The child process that writes tracking hits from Redis to the database in batches."""
     from redis import Redis
 
-    from campaigns.db import make_engine, make_sessionmaker
-    from campaigns.hits import RedisHitLog
-    from campaigns.hits import run_flusher as flush_forever
+    from campaigns.store.db import make_engine, make_sessionmaker
+    from campaigns.tracking.hits import RedisHitLog
+    from campaigns.tracking.hits import run_flusher as flush_forever
 
     cfg = settings.load()
     flush_forever(RedisHitLog(Redis.from_url(redis_url)), make_sessionmaker(make_engine(cfg.database_url)))

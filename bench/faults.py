@@ -36,8 +36,8 @@ from aiosmtpd.controller import Controller  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
 from campaigns import defaults  # noqa: E402
-from campaigns.db import make_engine, make_sessionmaker, migrate  # noqa: E402
-from campaigns.models import Enrollment, Message, MessageStatus  # noqa: E402
+from campaigns.store.db import make_engine, make_sessionmaker, migrate  # noqa: E402
+from campaigns.store.models import Enrollment, Message, MessageStatus  # noqa: E402
 from tests.cluster import PrivateRedis, Relay, Workers, claimed_by, seed, statuses, wait_until  # noqa: E402
 from tests.conftest import SMTPSink  # noqa: E402
 

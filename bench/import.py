@@ -2,7 +2,7 @@
 
 Writes the sample accounts and contacts as CSV files (UTF-8 with BOM, as Excel saves them)
 into a temporary folder, imports them into a fresh SQLite database (WAL) with
-``campaigns.importer.import_csv``, then imports the contacts again (every row an update),
+``campaigns.imports.importer.import_csv``, then imports the contacts again (every row an update),
 and prints rows per second and memory: the peak RSS of the process, how much the imports
 added to it, and (with ``--tracemalloc``) the peak of Python allocations during the import.
 
@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from campaigns import defaults  # noqa: E402
-from campaigns.db import make_engine, make_sessionmaker, migrate  # noqa: E402
-from campaigns.importer import ImportReport, import_csv  # noqa: E402
-from campaigns.samples import generate_accounts_csv, generate_contacts_csv  # noqa: E402
+from campaigns.imports.importer import ImportReport, import_csv  # noqa: E402
+from campaigns.imports.samples import generate_accounts_csv, generate_contacts_csv  # noqa: E402
+from campaigns.store.db import make_engine, make_sessionmaker, migrate  # noqa: E402
 
 
 def rss_mb() -> float:

@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from campaigns.render import (  # noqa: E402
+from campaigns.content.render import (  # noqa: E402
     Personalised,
     Renderer,
     Sender,
@@ -41,8 +41,8 @@ from campaigns.render import (  # noqa: E402
     make_message_id,
     track_links,
 )
-from campaigns.templates import TemplateStore  # noqa: E402
-from campaigns.tokens import Tokens  # noqa: E402
+from campaigns.content.templates import TemplateStore  # noqa: E402
+from campaigns.tracking.tokens import Tokens  # noqa: E402
 
 NOW = datetime(2027, 1, 12, 1, 30, tzinfo=UTC)
 SUBJECTS = {

@@ -5,7 +5,7 @@ In one run, on a throw-away PostgreSQL database:
      answers; human and machine) for the shipped ``low_touch_nps`` journey, set-based in SQL;
   2. build the pre-aggregated ``stats`` from them with one GROUP BY (the same counts the
      flusher keeps as hits arrive; printed, as a one-off cost);
-  3. time the journey report (``campaigns.report.journey_report``, by step and by segment),
+  3. time the journey report (``campaigns.insight.report.journey_report``, by step and by segment),
      the journeys overview and the dashboard's pages (signed in, over Flask's test client):
      the journey page, the journeys list, the NPS page, a contact's timeline (about 50 of
      the 10M events are theirs) and the tasks inbox, each the median of several runs
@@ -52,11 +52,11 @@ def main() -> None:
     from sqlalchemy import text
 
     from campaigns import config as settings
-    from campaigns.db import make_engine, make_sessionmaker, migrate
-    from campaigns.deploy import deploy
-    from campaigns.dsl import load_journey
-    from campaigns.report import journey_report, overview
-    from campaigns.users import add_user
+    from campaigns.engine.deploy import deploy
+    from campaigns.insight.report import journey_report, overview
+    from campaigns.journeys.dsl import load_journey
+    from campaigns.store.db import make_engine, make_sessionmaker, migrate
+    from campaigns.store.users import add_user
     from campaigns.web import create_app
 
     admin = None

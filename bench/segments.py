@@ -28,10 +28,10 @@ from sqlalchemy import insert, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from campaigns import segments as seg  # noqa: E402
-from campaigns.db import make_engine, make_sessionmaker, migrate  # noqa: E402
-from campaigns.expressions import Condition  # noqa: E402
-from campaigns.models import Account, Contact  # noqa: E402
+from campaigns.journeys import segments as seg  # noqa: E402
+from campaigns.journeys.expressions import Condition  # noqa: E402
+from campaigns.store.db import make_engine, make_sessionmaker, migrate  # noqa: E402
+from campaigns.store.models import Account, Contact  # noqa: E402
 
 PLANS = ["starter", "growth", "business", "enterprise"]
 INDUSTRIES = ["manufacturing", "retail", "software", "finance", "healthcare", "logistics"]

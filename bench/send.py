@@ -114,15 +114,15 @@ def main() -> None:
 
     from campaigns.channels.email import transport_from_url
     from campaigns.clock import FakeClock
-    from campaigns.db import make_engine, make_sessionmaker, migrate
-    from campaigns.deploy import deploy
-    from campaigns.dsl import parse_journey
-    from campaigns.engine import Engine, EngineSettings
-    from campaigns.models import Account, Contact
-    from campaigns.render import Renderer, Sender
-    from campaigns.segments import parse_segments
-    from campaigns.templates import TemplateStore
-    from campaigns.tokens import Tokens
+    from campaigns.content.render import Renderer, Sender
+    from campaigns.content.templates import TemplateStore
+    from campaigns.engine.core import Engine, EngineSettings
+    from campaigns.engine.deploy import deploy
+    from campaigns.journeys.dsl import parse_journey
+    from campaigns.journeys.segments import parse_segments
+    from campaigns.store.db import make_engine, make_sessionmaker, migrate
+    from campaigns.store.models import Account, Contact
+    from campaigns.tracking.tokens import Tokens
 
     port = free_port()
     counter = multiprocessing.Value("q", 0)
@@ -192,7 +192,7 @@ def main() -> None:
     redis.flushdb()
     from rq import Queue
 
-    from campaigns import jobs
+    from campaigns.engine import jobs
 
     queue = Queue(jobs.ADVANCE_QUEUE, connection=redis)
     segments = parse_segments("tiers:\n  everyone: {when: true}\n")

@@ -404,7 +404,7 @@ def seed(sessions: Any, n: int) -> list[int]:
 
     from sqlalchemy import insert, select
 
-    from campaigns.models import Account, Contact, Message, MessageStatus
+    from campaigns.store.models import Account, Contact, Message, MessageStatus
 
     sent_at = datetime.now(UTC) - timedelta(hours=1)
     with sessions() as s, s.begin():
@@ -444,10 +444,10 @@ def main() -> None:
     from sqlalchemy import func, select, text
 
     from bench.track_apps import CREATE_HITS_TABLE, HITS_TABLE
-    from campaigns.db import make_engine, make_sessionmaker, migrate
-    from campaigns.hits import STREAM, RedisHitLog
-    from campaigns.models import Event, EventKind
-    from campaigns.tokens import Tokens
+    from campaigns.store.db import make_engine, make_sessionmaker, migrate
+    from campaigns.store.models import Event, EventKind
+    from campaigns.tracking.hits import STREAM, RedisHitLog
+    from campaigns.tracking.tokens import Tokens
 
     admin = None
     database_url = args.database_url

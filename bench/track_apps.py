@@ -66,9 +66,9 @@ def usual() -> Any:
     from sqlalchemy.orm import sessionmaker
 
     from campaigns.config import normalise_database_url
-    from campaigns.db import make_engine
-    from campaigns.models import Message
-    from campaigns.tokens import Tokens
+    from campaigns.store.db import make_engine
+    from campaigns.store.models import Message
+    from campaigns.tracking.tokens import Tokens
 
     engine = make_engine(normalise_database_url(os.environ["DATABASE_URL"]))
     hits = Table(HITS_TABLE, MetaData(), autoload_with=engine)

@@ -100,7 +100,7 @@ def parse_mail_from(value: str) -> Mailbox:
 
 
 def _mail_domain(domain: str) -> str | None:
-    """``domain`` in ASCII (IDNA, as :mod:`campaigns.render` encodes recipients), or None if
+    """``domain`` in ASCII (IDNA, as :mod:`campaigns.content.render` encodes recipients), or None if
     it is not a host name: empty, a literal (``[1.2.3.4]``), an IP address, one label."""
     try:
         ascii_domain = domain.encode("idna").decode("ascii")
@@ -352,7 +352,7 @@ def _frequency(value: str | None) -> tuple[int, int]:
 
 
 def _rate_limits(value: str) -> str:
-    from campaigns.ratelimit import parse_limits
+    from campaigns.engine.ratelimit import parse_limits
 
     parse_limits(value)  # raises ConfigError naming the variable
     return value

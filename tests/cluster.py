@@ -194,9 +194,9 @@ def seed(sessions, n: int, *, prefix: str = "r") -> list[str]:
     deployed; returns their addresses."""
     from sqlalchemy import insert, select
 
-    from campaigns.deploy import deploy
-    from campaigns.dsl import parse_journey
-    from campaigns.models import Account, Contact
+    from campaigns.engine.deploy import deploy
+    from campaigns.journeys.dsl import parse_journey
+    from campaigns.store.models import Account, Contact
 
     addresses = [f"{prefix}{i}@example.com" for i in range(n)]
     with sessions() as s, s.begin():
@@ -290,7 +290,7 @@ def claimed_by(sessions, owner: str) -> int:
     """How many enrollments still carry ``owner``'s claim."""
     from sqlalchemy import func, select
 
-    from campaigns.models import Enrollment
+    from campaigns.store.models import Enrollment
 
     with sessions() as s:
         return int(s.scalar(select(func.count()).select_from(Enrollment).where(Enrollment.claimed_by == owner)) or 0)
@@ -299,7 +299,7 @@ def claimed_by(sessions, owner: str) -> int:
 def statuses(sessions) -> Counter[str]:
     from sqlalchemy import func, select
 
-    from campaigns.models import Message
+    from campaigns.store.models import Message
 
     with sessions() as s:
         return Counter({str(status): int(n) for status, n in s.execute(select(Message.status, func.count()).group_by(Message.status))})

@@ -24,8 +24,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from campaigns.db import make_engine, make_sessionmaker, migrate
-from campaigns.models import Base
+from campaigns.store.db import make_engine, make_sessionmaker, migrate
+from campaigns.store.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 

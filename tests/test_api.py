@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 import campaigns.config
 from campaigns.clock import FakeClock
-from campaigns.models import (
+from campaigns.store.models import (
     Account,
     Classification,
     Contact,
@@ -829,7 +829,7 @@ def test_every_endpoint_is_in_the_api_guide():
 def test_reports_give_the_same_numbers_as_the_stats(client: Any, db: Any, world: World) -> None:
     from collections import Counter
 
-    from campaigns import stats
+    from campaigns.insight import stats
 
     day = NOW.date()
     with db.session() as s, s.begin():

@@ -22,19 +22,19 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 import campaigns.config
-from campaigns import stats, tuning
-from campaigns.bounces import Notice, store_notices
 from campaigns.channels.email import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.deploy import deploy
-from campaigns.dsl import parse_journey
-from campaigns.engine import Engine, EngineSettings
-from campaigns.models import Account, Contact, Enrollment, EventKind, Journey, Message, MessageStatus, Stat, Suppression, SuppressionReason
-from campaigns.render import Renderer, Sender
-from campaigns.report import journey_report
-from campaigns.segments import parse_segments
-from campaigns.templates import TemplateStore
-from campaigns.tokens import Tokens
+from campaigns.content.render import Renderer, Sender
+from campaigns.content.templates import TemplateStore
+from campaigns.engine.core import Engine, EngineSettings
+from campaigns.engine.deploy import deploy
+from campaigns.insight import stats, tuning
+from campaigns.insight.report import journey_report
+from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.segments import parse_segments
+from campaigns.store.models import Account, Contact, Enrollment, EventKind, Journey, Message, MessageStatus, Stat, Suppression, SuppressionReason
+from campaigns.tracking.bounces import Notice, store_notices
+from campaigns.tracking.tokens import Tokens
 from campaigns.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -33,12 +33,12 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 
 from campaigns import config as settings_module
-from campaigns import stats
-from campaigns.db import make_engine, make_sessionmaker, migrate
-from campaigns.deploy import deploy
-from campaigns.dsl import parse_journey
-from campaigns.models import Account, Contact, Journey, Task, TaskStatus
-from campaigns.users import add_user
+from campaigns.engine.deploy import deploy
+from campaigns.insight import stats
+from campaigns.journeys.dsl import parse_journey
+from campaigns.store.db import make_engine, make_sessionmaker, migrate
+from campaigns.store.models import Account, Contact, Journey, Task, TaskStatus
+from campaigns.store.users import add_user
 from campaigns.web import create_app
 
 pytestmark = pytest.mark.browser

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from campaigns import classify
-from campaigns.classify import HitView, Verdict, classify_hits, classify_one
-from campaigns.models import Classification
+from campaigns.store.models import Classification
+from campaigns.tracking import classify
+from campaigns.tracking.classify import HitView, Verdict, classify_hits, classify_one
 
 HUMAN, MACHINE, UNKNOWN = Classification.HUMAN, Classification.MACHINE, Classification.UNKNOWN
 

@@ -11,11 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaigns import config, runtime
+from campaigns import config
+from campaigns import services as runtime
+from campaigns.content.render import Renderer
+from campaigns.content.templates import TemplateStore
 from campaigns.exceptions import ConfigError
-from campaigns.render import Renderer
-from campaigns.templates import TemplateStore
-from campaigns.tokens import Tokens
+from campaigns.tracking.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,21 +18,21 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from campaigns import config as settings_module
-from campaigns import stats
 from campaigns.channels.email import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.deploy import deploy
-from campaigns.dsl import parse_journey
-from campaigns.engine import Engine, EngineSettings
-from campaigns.models import Account, Classification, Contact, Enrollment, EnrollmentState, Event, EventKind, Message, MessageStatus, Task, TaskStatus
-from campaigns.render import Renderer, Sender
-from campaigns.report import journey_report
-from campaigns.segments import parse_segments
-from campaigns.tasks import Due, TaskError, cancel_task, complete_task, list_tasks, open_counts
-from campaigns.templates import TemplateStore
-from campaigns.timeline import contact_timeline
-from campaigns.tokens import Tokens
-from campaigns.users import add_user
+from campaigns.content.render import Renderer, Sender
+from campaigns.content.templates import TemplateStore
+from campaigns.engine.core import Engine, EngineSettings
+from campaigns.engine.deploy import deploy
+from campaigns.engine.tasks import Due, TaskError, cancel_task, complete_task, list_tasks, open_counts
+from campaigns.insight import stats
+from campaigns.insight.report import journey_report
+from campaigns.insight.timeline import contact_timeline
+from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.segments import parse_segments
+from campaigns.store.models import Account, Classification, Contact, Enrollment, EnrollmentState, Event, EventKind, Message, MessageStatus, Task, TaskStatus
+from campaigns.store.users import add_user
+from campaigns.tracking.tokens import Tokens
 from campaigns.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,13 +25,13 @@ from sqlalchemy import select
 from werkzeug.routing import IntegerConverter
 
 from campaigns import config as settings_module
-from campaigns import stats
 from campaigns.clock import FakeClock
-from campaigns.deploy import deploy
-from campaigns.dsl import parse_journey
-from campaigns.models import Allocation, Journey, JourneyStatus, User
-from campaigns.rates import Rate, wilson
-from campaigns.users import UserError, add_user, set_password
+from campaigns.engine.deploy import deploy
+from campaigns.insight import stats
+from campaigns.insight.rates import Rate, wilson
+from campaigns.journeys.dsl import parse_journey
+from campaigns.store.models import Allocation, Journey, JourneyStatus, User
+from campaigns.store.users import UserError, add_user, set_password
 from campaigns.web import create_app
 from campaigns.web.auth import safe_next
 from campaigns.web.charts import FunnelStep, funnel

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, time, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from campaigns import delivery
-from campaigns.journey import SendingWindow
+from campaigns.engine import delivery
+from campaigns.journeys.model import SendingWindow
 
 WEEKDAYS_9_TO_6 = SendingWindow(days=(0, 1, 2, 3, 4), start=time(9), end=time(18), time_zone="contact")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from campaigns import dsl
-from campaigns.expressions import ACCOUNT_FIELDS, CONTACT_FIELDS, ENGAGEMENT
-from campaigns.journey import StepType
+from campaigns.journeys import dsl
+from campaigns.journeys.expressions import ACCOUNT_FIELDS, CONTACT_FIELDS, ENGAGEMENT
+from campaigns.journeys.model import StepType
 
 ROOT = Path(__file__).resolve().parent.parent
 DSL_DOC = (ROOT / "docs" / "dsl.md").read_text(encoding="utf-8")

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from campaigns.dsl import parse_journey, validate_files
 from campaigns.exceptions import JourneyError
-from campaigns.journey import BranchStep, EmailStep, StepType, Trigger, WaitUntilStep
-from campaigns.segments import parse_segments
+from campaigns.journeys.dsl import parse_journey, validate_files
+from campaigns.journeys.model import BranchStep, EmailStep, StepType, Trigger, WaitUntilStep
+from campaigns.journeys.segments import parse_segments
 
 SEGMENTS = parse_segments(
     textwrap.dedent(
@@ -319,7 +319,7 @@ def test_best_of_step_keeps_a_block_per_channel():
 
 
 def test_missing_file_and_non_utf8_file_are_clean_errors(tmp_path):
-    from campaigns.dsl import load_journey
+    from campaigns.journeys.dsl import load_journey
 
     with pytest.raises(JourneyError, match="file not found"):
         load_journey(tmp_path / "nope.yaml")

@@ -6,9 +6,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaigns.dsl import parse_journey
 from campaigns.exceptions import JourneyError
-from campaigns.segments import parse_segments
+from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.segments import parse_segments
 
 SEGMENTS = parse_segments("tiers:\n  low_touch: {when: arr >= 1000000}\n  tech_touch: {when: true}\n")
 TEMPLATES = {"welcome", "nps_survey"}

@@ -15,10 +15,13 @@ from sqlalchemy import func, select
 
 from campaigns.channels.email import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.deploy import deploy
-from campaigns.dsl import parse_journey
-from campaigns.engine import Engine, EngineSettings
-from campaigns.models import (
+from campaigns.content.render import Renderer, Sender
+from campaigns.content.templates import TemplateStore
+from campaigns.engine.core import Engine, EngineSettings
+from campaigns.engine.deploy import deploy
+from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.segments import parse_segments
+from campaigns.store.models import (
     Account,
     Contact,
     Enrollment,
@@ -30,10 +33,7 @@ from campaigns.models import (
     SuppressionReason,
     Task,
 )
-from campaigns.render import Renderer, Sender
-from campaigns.segments import parse_segments
-from campaigns.templates import TemplateStore
-from campaigns.tokens import Tokens
+from campaigns.tracking.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 SEGMENTS = parse_segments("tiers:\n  low_touch: {when: arr >= 1000000}\n  tech_touch: {when: true}\n")

@@ -18,12 +18,12 @@ from sqlalchemy import func, select
 
 from campaigns.channels.email import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.engine import Engine, EngineSettings
-from campaigns.models import Enrollment, Message, MessageStatus
-from campaigns.render import Renderer, Sender
-from campaigns.segments import parse_segments
-from campaigns.templates import TemplateStore
-from campaigns.tokens import Tokens
+from campaigns.content.render import Renderer, Sender
+from campaigns.content.templates import TemplateStore
+from campaigns.engine.core import Engine, EngineSettings
+from campaigns.journeys.segments import parse_segments
+from campaigns.store.models import Enrollment, Message, MessageStatus
+from campaigns.tracking.tokens import Tokens
 from tests.cluster import SEGMENTS, PrivatePostgres, PrivateRedis, Relay, Workers, claimed_by, seed, statuses, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,7 +165,7 @@ def test_workers_outlive_a_postgresql_restart_and_resend_at_most_their_in_flight
     """A PostgreSQL cluster of the test's own goes down for 5 s in the middle of the send,
     dropping every connection. Jobs fail and are retried; the workers stay up; each worker's
     in-flight batch is all that may go twice, under the same Message-IDs."""
-    from campaigns.db import make_engine, make_sessionmaker, migrate
+    from campaigns.store.db import make_engine, make_sessionmaker, migrate
 
     batch = 25
     server = PrivatePostgres()

@@ -13,8 +13,8 @@ import pytest
 from redis import Redis
 from sqlalchemy import distinct, func, select
 
-from campaigns.hits import Hit, RedisHitLog, write_hits
-from campaigns.models import Account, Classification, Contact, Event, EventKind, Message, MessageStatus
+from campaigns.store.models import Account, Classification, Contact, Event, EventKind, Message, MessageStatus
+from campaigns.tracking.hits import Hit, RedisHitLog, write_hits
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15"
@@ -133,14 +133,14 @@ def test_branches_see_human_clicks_only(db, smtp_sink):
 
     from campaigns.channels.email import transport_from_url
     from campaigns.clock import FakeClock
-    from campaigns.deploy import deploy
-    from campaigns.dsl import parse_journey
-    from campaigns.engine import Engine, EngineSettings
-    from campaigns.models import Enrollment
-    from campaigns.render import Renderer, Sender
-    from campaigns.segments import parse_segments
-    from campaigns.templates import TemplateStore
-    from campaigns.tokens import Tokens
+    from campaigns.content.render import Renderer, Sender
+    from campaigns.content.templates import TemplateStore
+    from campaigns.engine.core import Engine, EngineSettings
+    from campaigns.engine.deploy import deploy
+    from campaigns.journeys.dsl import parse_journey
+    from campaigns.journeys.segments import parse_segments
+    from campaigns.store.models import Enrollment
+    from campaigns.tracking.tokens import Tokens
 
     text = textwrap.dedent(
         """\

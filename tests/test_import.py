@@ -17,16 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text, update
 
-from campaigns import importer
 from campaigns.exceptions import ImportRowError
-from campaigns.importer import ImportReport, RowError, import_csv
-from campaigns.models import Account, Contact
-from campaigns.samples import (
+from campaigns.imports import importer
+from campaigns.imports.importer import ImportReport, RowError, import_csv
+from campaigns.imports.samples import (
     ACCOUNT_COLUMNS,
     generate_accounts_csv,
     generate_contacts_csv,
     write_samples,
 )
+from campaigns.store.models import Account, Contact
 
 ACCOUNTS_HEADER = "external_id,name,arr,ltv,currency,plan,contract_status,contract_start,renewal_date,industry,company_size,owner_email,health_score,notes"
 CONTACTS_HEADER = "email,account_external_id,name,role,locale,time_zone,subscribed,tags,notes"

@@ -17,16 +17,16 @@ from rq.timeouts import JobTimeoutException
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
-from campaigns import leases
 from campaigns.channels.email import transport_from_url
 from campaigns.clock import FakeClock, SystemClock
-from campaigns.engine import Engine, EngineSettings
-from campaigns.leases import Lease, LeaseLost
-from campaigns.models import Enrollment, EnrollmentState, Message, MessageStatus
-from campaigns.render import Renderer, Sender
-from campaigns.segments import parse_segments
-from campaigns.templates import TemplateStore
-from campaigns.tokens import Tokens
+from campaigns.content.render import Renderer, Sender
+from campaigns.content.templates import TemplateStore
+from campaigns.engine import leases
+from campaigns.engine.core import Engine, EngineSettings
+from campaigns.engine.leases import Lease, LeaseLost
+from campaigns.journeys.segments import parse_segments
+from campaigns.store.models import Enrollment, EnrollmentState, Message, MessageStatus
+from campaigns.tracking.tokens import Tokens
 from tests.cluster import SEGMENTS, seed
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from campaigns.db import current_revision
-from campaigns.models import (
+from campaigns.store.db import current_revision
+from campaigns.store.models import (
     Account,
     Contact,
     Enrollment,
@@ -36,7 +36,7 @@ def _journey(session) -> tuple[Journey, JourneyVersion]:
 def test_schema_is_at_the_newest_migration(db):
     from alembic.script import ScriptDirectory
 
-    from campaigns.db import MIGRATIONS
+    from campaigns.store.db import MIGRATIONS
 
     heads = ScriptDirectory(str(MIGRATIONS)).get_heads()
     assert len(heads) == 1, f"the migrations branch: {heads}"
@@ -48,7 +48,7 @@ def test_the_migrations_build_exactly_the_models(db):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from campaigns.models import Base
+    from campaigns.store.models import Base
 
     with db.engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata)

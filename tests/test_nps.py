@@ -14,11 +14,11 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import select
 
-from campaigns import stats
-from campaigns.deploy import deploy
-from campaigns.dsl import parse_journey
-from campaigns.models import Journey
-from campaigns.nps import Nps, nps_steps, period, summary
+from campaigns.engine.deploy import deploy
+from campaigns.insight import stats
+from campaigns.insight.nps import Nps, nps_steps, period, summary
+from campaigns.journeys.dsl import parse_journey
+from campaigns.store.models import Journey
 from campaigns.web.charts import Series, lines
 
 JOURNEY = textwrap.dedent(
@@ -131,7 +131,7 @@ def signed_in(db):
 
     from campaigns import config as settings_module
     from campaigns.clock import FakeClock
-    from campaigns.users import add_user
+    from campaigns.store.users import add_user
     from campaigns.web import create_app
 
     now = datetime(2026, 11, 24, tzinfo=UTC)

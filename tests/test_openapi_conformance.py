@@ -25,7 +25,7 @@ from schemathesis import Case, CheckContext, Response
 
 import campaigns.config
 from campaigns.clock import FakeClock
-from campaigns.models import (
+from campaigns.store.models import (
     Account,
     Contact,
     Enrollment,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from campaigns import config
-from campaigns.journey import (
+from campaigns.content.project import Project
+from campaigns.journeys.model import (
     BranchStep,
     Journey,
     StepType,
@@ -18,7 +19,6 @@ from campaigns.journey import (
     Trigger,
     WaitUntilStep,
 )
-from campaigns.project import Project
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,14 +16,14 @@ from sqlalchemy import func, select
 
 from campaigns import config as settings_module
 from campaigns.clock import FakeClock
-from campaigns.deploy import deploy
-from campaigns.dsl import parse_journey
-from campaigns.models import Account, Contact, Event, Message
-from campaigns.preview import PreviewError, email_steps, render_preview
-from campaigns.render import Renderer, Sender
-from campaigns.templates import TemplateStore
-from campaigns.tokens import Tokens
-from campaigns.users import add_user
+from campaigns.content.render import Renderer, Sender
+from campaigns.content.templates import TemplateStore
+from campaigns.engine.deploy import deploy
+from campaigns.engine.preview import PreviewError, email_steps, render_preview
+from campaigns.journeys.dsl import parse_journey
+from campaigns.store.models import Account, Contact, Event, Message
+from campaigns.store.users import add_user
+from campaigns.tracking.tokens import Tokens
 from campaigns.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent

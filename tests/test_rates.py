@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaigns.rates import DRAWS, Arm, Rate, allocate, best_hour, choose, lift, newcombe, probability_best, wilson
+from campaigns.insight.rates import DRAWS, Arm, Rate, allocate, best_hour, choose, lift, newcombe, probability_best, wilson
 
 ABS = 1e-4  # the tables print four decimals
 

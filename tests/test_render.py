@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
 
-from campaigns.render import (
+from campaigns.content.render import (
     InvalidAddress,
     InviteSpec,
     OutgoingEmail,
@@ -37,8 +37,8 @@ from campaigns.render import (
     quoted_printable,
     track_links,
 )
-from campaigns.templates import TemplateStore
-from campaigns.tokens import PURPOSES, TRAP_LINK, Tokens, canonical
+from campaigns.content.templates import TemplateStore
+from campaigns.tracking.tokens import PURPOSES, TRAP_LINK, Tokens, canonical
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = "https://t.example.com"

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from campaigns import segments as seg
 from campaigns.exceptions import SegmentError
-from campaigns.expressions import Condition
-from campaigns.models import Account, Contact
+from campaigns.journeys import segments as seg
+from campaigns.journeys.expressions import Condition
+from campaigns.store.models import Account, Contact
 
 TODAY = date(2026, 11, 23)
 

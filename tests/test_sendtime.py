@@ -21,21 +21,21 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from campaigns import sendtime, stats
 from campaigns.channels.email import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.deploy import deploy
-from campaigns.dsl import parse_journey
-from campaigns.engine import Engine, EngineSettings
-from campaigns.hits import Hit, write_hits
-from campaigns.journey import SendingWindow
-from campaigns.models import Account, Contact, Enrollment, Message, MessageStatus, Stat
-from campaigns.rates import Rate, wilson
-from campaigns.render import Renderer, Sender
-from campaigns.segments import parse_segments
-from campaigns.sendtime import SendTimes, decide, hour_counts, next_slot, ranking
-from campaigns.templates import TemplateStore
-from campaigns.tokens import Tokens
+from campaigns.content.render import Renderer, Sender
+from campaigns.content.templates import TemplateStore
+from campaigns.engine.core import Engine, EngineSettings
+from campaigns.engine.deploy import deploy
+from campaigns.insight import sendtime, stats
+from campaigns.insight.rates import Rate, wilson
+from campaigns.insight.sendtime import SendTimes, decide, hour_counts, next_slot, ranking
+from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.model import SendingWindow
+from campaigns.journeys.segments import parse_segments
+from campaigns.store.models import Account, Contact, Enrollment, Message, MessageStatus, Stat
+from campaigns.tracking.hits import Hit, write_hits
+from campaigns.tracking.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKYO = "Asia/Tokyo"

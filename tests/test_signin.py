@@ -19,7 +19,10 @@ from redis import Redis
 
 from campaigns import config as settings_module
 from campaigns.clock import FakeClock
-from campaigns.throttle import (
+from campaigns.store.users import add_user, set_password
+from campaigns.web import create_app
+from campaigns.web.dashboard import BAD_LOGIN
+from campaigns.web.throttle import (
     ADDRESS_FREE,
     CAP,
     MEMORY,
@@ -31,9 +34,6 @@ from campaigns.throttle import (
     SignInThrottle,
     client_key,
 )
-from campaigns.users import add_user, set_password
-from campaigns.web import create_app
-from campaigns.web.dashboard import BAD_LOGIN
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SECRET = "signin-secret-0123456789"

@@ -29,9 +29,9 @@ import pytest
 from conftest import free_port
 from redis import Redis
 
-from campaigns.throttle import PAIR_FREE, PAIR_RULE, REDIS_PREFIX
-from campaigns.users import add_user
+from campaigns.store.users import add_user
 from campaigns.web.dashboard import BAD_LOGIN
+from campaigns.web.throttle import PAIR_FREE, PAIR_RULE, REDIS_PREFIX
 
 pytestmark = pytest.mark.slow
 

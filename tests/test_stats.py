@@ -17,21 +17,21 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from campaigns import stats
 from campaigns.channels.email import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.deploy import deploy
-from campaigns.dsl import parse_journey
-from campaigns.engine import Engine, EngineSettings
-from campaigns.hits import Hit, write_hits
-from campaigns.models import Account, Contact, Message, Stat, Suppression, SuppressionReason
-from campaigns.nps import summary
-from campaigns.rates import wilson
-from campaigns.render import Renderer, Sender
-from campaigns.report import journey_report, overview
-from campaigns.segments import parse_segments
-from campaigns.templates import TemplateStore
-from campaigns.tokens import Tokens
+from campaigns.content.render import Renderer, Sender
+from campaigns.content.templates import TemplateStore
+from campaigns.engine.core import Engine, EngineSettings
+from campaigns.engine.deploy import deploy
+from campaigns.insight import stats
+from campaigns.insight.nps import summary
+from campaigns.insight.rates import wilson
+from campaigns.insight.report import journey_report, overview
+from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.segments import parse_segments
+from campaigns.store.models import Account, Contact, Message, Stat, Suppression, SuppressionReason
+from campaigns.tracking.hits import Hit, write_hits
+from campaigns.tracking.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)

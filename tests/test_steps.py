@@ -19,10 +19,13 @@ from sqlalchemy import select
 
 from campaigns.channels.email import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.deploy import deploy
-from campaigns.dsl import parse_journey
-from campaigns.engine import Engine, EngineSettings
-from campaigns.models import (
+from campaigns.content.render import Renderer, Sender
+from campaigns.content.templates import TemplateStore
+from campaigns.engine.core import Engine, EngineSettings
+from campaigns.engine.deploy import deploy
+from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.segments import parse_segments
+from campaigns.store.models import (
     Account,
     Contact,
     Enrollment,
@@ -32,10 +35,7 @@ from campaigns.models import (
     Message,
     MessageStatus,
 )
-from campaigns.render import Renderer, Sender
-from campaigns.segments import parse_segments
-from campaigns.templates import TemplateStore
-from campaigns.tokens import Tokens
+from campaigns.tracking.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 SEGMENTS = parse_segments("tiers:\n  everyone: {when: true}\n")
@@ -173,7 +173,7 @@ def test_wait_until_answered_wakes_on_the_answer_and_branches_on_its_value(db, s
     finally:
         engine.transport.close()
     with db.session() as s:
-        from campaigns.models import Task
+        from campaigns.store.models import Task
 
         task = s.scalars(select(Task)).one()
         assert task.title == "Call 山田 太郎: 3" and task.owner_email == "csm@example.com"
@@ -286,7 +286,7 @@ def test_a_domain_rate_limit_holds_sends_until_the_next_window(db, smtp_sink, sh
 
     from redis import Redis
 
-    from campaigns.ratelimit import DomainRateLimiter, parse_limits
+    from campaigns.engine.ratelimit import DomainRateLimiter, parse_limits
 
     add_people(db, 5)
     deploy_text(db, HEAD + "entry: {trigger: segment}\n" + STEPS)
@@ -314,8 +314,8 @@ def test_a_domain_rate_limit_holds_sends_until_the_next_window(db, smtp_sink, sh
 
 
 def test_rate_limit_settings_are_checked():
+    from campaigns.engine.ratelimit import Limit, parse_limits
     from campaigns.exceptions import ConfigError
-    from campaigns.ratelimit import Limit, parse_limits
 
     assert parse_limits("gmail.com=600/60s, *=3000/60") == {"gmail.com": Limit(600, 60), "*": Limit(3000, 60)}
     for bad in ("gmail.com", "gmail.com=fast", "x=1/0s", "=1/1s"):

@@ -14,13 +14,13 @@ import yaml
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from campaigns.exceptions import CampaignsError
-from campaigns.templates import (
+from campaigns.content.templates import (
     CompiledTemplate,
     TemplateError,
     TemplateNotFound,
     TemplateStore,
 )
+from campaigns.exceptions import CampaignsError
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"

@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 
 from campaigns import config as settings_module
 from campaigns.clock import FakeClock
-from campaigns.models import Account, Classification, Contact, Event, EventKind, Message, MessageStatus
-from campaigns.tokens import TRAP_LINK, Tokens
+from campaigns.store.models import Account, Classification, Contact, Event, EventKind, Message, MessageStatus
+from campaigns.tracking.tokens import TRAP_LINK, Tokens
 from campaigns.web import create_app
 
 SECRET = "track-secret-0123456789"

@@ -28,15 +28,15 @@ from werkzeug.serving import make_server
 from campaigns import config as settings_module
 from campaigns.channels.email import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.deploy import deploy
-from campaigns.dsl import parse_journey
-from campaigns.engine import Engine, EngineSettings
-from campaigns.hits import RedisHitLog
-from campaigns.models import Account, Classification, Contact, Enrollment, EnrollmentState, Event, EventKind, Task
-from campaigns.render import Renderer, Sender
-from campaigns.segments import parse_segments
-from campaigns.templates import TemplateStore
-from campaigns.tokens import Tokens
+from campaigns.content.render import Renderer, Sender
+from campaigns.content.templates import TemplateStore
+from campaigns.engine.core import Engine, EngineSettings
+from campaigns.engine.deploy import deploy
+from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.segments import parse_segments
+from campaigns.store.models import Account, Classification, Contact, Enrollment, EnrollmentState, Event, EventKind, Task
+from campaigns.tracking.hits import RedisHitLog
+from campaigns.tracking.tokens import Tokens
 from campaigns.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent

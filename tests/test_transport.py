@@ -31,10 +31,10 @@ from campaigns.channels.email import (
     TemporaryFailure,
     transport_from_url,
 )
+from campaigns.content.render import OutgoingEmail, Renderer, Sender
+from campaigns.content.templates import TemplateStore
 from campaigns.exceptions import ConfigError
-from campaigns.render import OutgoingEmail, Renderer, Sender
-from campaigns.templates import TemplateStore
-from campaigns.tokens import Tokens
+from campaigns.tracking.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "ops@example.com", "p@ss:w/rd%&"

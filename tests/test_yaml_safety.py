@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from campaigns import config as settings_module
 from campaigns import defaults
 from campaigns.cli import cli
-from campaigns.dsl import load_journey, parse_journey
+from campaigns.content.project import Project
 from campaigns.exceptions import JourneyError, Problem, SegmentError
-from campaigns.project import Project
-from campaigns.segments import load_segments, parse_segments
-from campaigns.yamlsource import YamlProblem, load, read
+from campaigns.journeys.dsl import load_journey, parse_journey
+from campaigns.journeys.segments import load_segments, parse_segments
+from campaigns.journeys.yamlsource import YamlProblem, load, read
 
 SEGMENTS = "tiers:\n  low_touch: {when: arr >= 1000000}\n  tech_touch: {when: true}\n"
 HEAD = "journey: laughs\nname: Laughs\nsegments: [low_touch]\nentry: {trigger: segment}\n"
@@ -53,7 +53,7 @@ def problems(text: str) -> list[str]:
 _MEASURE = """
 import json, resource, sys, time, tracemalloc
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, resource.getrlimit(resource.RLIMIT_AS)[1]))
-from campaigns.dsl import parse_journey
+from campaigns.journeys.dsl import parse_journey
 from campaigns.exceptions import JourneyError
 text = sys.stdin.read()
 tracemalloc.start()

@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Protocol, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from campaigns.content.render import OutgoingEmail
 from campaigns.exceptions import ConfigError
-from campaigns.render import OutgoingEmail
 
 SMTP_TIMEOUT = 30.0
 """Seconds to wait for the relay on any one step (connect, a reply, sending DATA)."""

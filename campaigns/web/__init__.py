@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException, RequestURITooLarge
 
 from campaigns import config as settings
 from campaigns.clock import SystemClock
-from campaigns.db import make_engine, make_sessionmaker, migrate
+from campaigns.store.db import make_engine, make_sessionmaker, migrate
 
 MAX_URL = 4000
 """Bytes of a request's path and query, percent-encoded, beyond which it is refused with 414."""
@@ -122,7 +122,7 @@ def _redis(app: Flask) -> Any:
 def _signin_throttle(app: Flask, redis: Any) -> Any:
     """The brake on password guessing, shared by every web process: counts in Redis when
     REDIS_URL is set, else in the database; ``SIGNIN_ATTEMPTS`` in the test config replaces the store."""
-    from campaigns.throttle import DatabaseAttempts, RedisAttempts, SignInThrottle
+    from campaigns.web.throttle import DatabaseAttempts, RedisAttempts, SignInThrottle
 
     store = app.config.get("SIGNIN_ATTEMPTS")
     if store is None:
@@ -133,8 +133,8 @@ def _signin_throttle(app: Flask, redis: Any) -> Any:
 def _tracking(app: Flask, redis: Any) -> Any:
     """Tokens and the hit log: hits go to the Redis stream when REDIS_URL is set, else each
     is written at once (single-machine use); ``HITS`` in the test config replaces the log."""
-    from campaigns.hits import DirectHitLog, RedisHitLog
-    from campaigns.tokens import Tokens
+    from campaigns.tracking.hits import DirectHitLog, RedisHitLog
+    from campaigns.tracking.tokens import Tokens
     from campaigns.web.track import Tracking
 
     cfg = app.config["CAMPAIGNS"]

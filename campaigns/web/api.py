@@ -11,7 +11,7 @@ stored, in one transaction. Idempotency keys are unique in the database, so a re
 request stores nothing twice, even when two copies of it race.
 
 The routes are here; checking their input is ``campaigns.web.api_input``, reading bounce
-notifications ``campaigns.web.bounces``, and acting on them ``campaigns.bounces``.
+notifications ``campaigns.web.bounces``, and acting on them ``campaigns.tracking.bounces``.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from campaigns import stats
-from campaigns.bounces import store_notices
-from campaigns.events import contacts_by_email, record_event, stored_keys
-from campaigns.models import Account, Classification, Contact, Event, EventKind, InAppMessage, Journey
+from campaigns.insight import stats
+from campaigns.store.models import Account, Classification, Contact, Event, EventKind, InAppMessage, Journey
+from campaigns.tracking.bounces import store_notices
+from campaigns.tracking.events import contacts_by_email, record_event, stored_keys
 from campaigns.web import api_input, bounces
 from campaigns.web.api_input import MAX_BODY, MAX_ITEMS, ApiError, Problems
 
@@ -350,7 +350,7 @@ def contact(email: str) -> ResponseReturnValue:
 @bp.get("/reports")
 def reports_overview() -> ResponseReturnValue:
     """Every journey's headline counts and rates (the same numbers as ``campaigns report``)."""
-    from campaigns import report
+    from campaigns.insight import report
 
     _only_params(set())
     with _sessions()() as session:
@@ -360,7 +360,7 @@ def reports_overview() -> ResponseReturnValue:
 @bp.get("/reports/<journey>")
 def journey_report(journey: str) -> ResponseReturnValue:
     """One journey's funnel, or its rows ``by`` segment, tier, channel, variant or day."""
-    from campaigns import report
+    from campaigns.insight import report
 
     _only_params({"by", "since", "until"})
     by = request.args.get("by", "step")

@@ -7,9 +7,9 @@ from __future__ import annotations
 from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 
-from campaigns.nps import BUCKETS, summary
-from campaigns.tasks import Due, TaskError, complete_task, list_tasks
-from campaigns.timeline import LIMIT, contact_timeline
+from campaigns.engine.tasks import Due, TaskError, complete_task, list_tasks
+from campaigns.insight.nps import BUCKETS, summary
+from campaigns.insight.timeline import LIMIT, contact_timeline
 from campaigns.web import api_input
 from campaigns.web.api import _contact_or_404, _day, _now, _only_params, _sessions, bp
 from campaigns.web.api_input import ApiError
@@ -61,7 +61,7 @@ def complete(task_id: int) -> ResponseReturnValue:
             raise ApiError(400, "by: an email address")
         by = api_input.path_email(by)
     with _sessions()() as session, session.begin():
-        from campaigns.models import Task
+        from campaigns.store.models import Task
 
         try:
             task = complete_task(session, task_id, _now(), by=by, outcome=outcome)

@@ -5,7 +5,7 @@ https; set in :func:`campaigns.web.create_app`). It holds the user's id, their s
 version at sign-in (compared with the database on every request, so signing out or a new
 password ends every session of theirs at once, copies of the cookie included) and a
 per-session CSRF token that every POST form must send back (:func:`csrf_ok`). The brake on
-password guessing is :mod:`campaigns.throttle`.
+password guessing is :mod:`campaigns.web.throttle`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from flask import request, session
 from sqlalchemy.orm import Session
 
-from campaigns.models import User
+from campaigns.store.models import User
 
 CSRF_FIELD = "csrf"
 """The name of the hidden form field (and session key) carrying the CSRF token."""
@@ -61,7 +61,7 @@ def sign_in(user: User) -> None:
 
 def sign_out() -> None:
     """Forget this browser's session. The caller ends the user's sessions in the database
-    (:func:`campaigns.users.end_sessions`): clearing the cookie alone leaves copies valid."""
+    (:func:`campaigns.store.users.end_sessions`): clearing the cookie alone leaves copies valid."""
     session.clear()
 
 

@@ -2,9 +2,9 @@
 
 Two formats: our own plain JSON (:func:`generic`), and Amazon SES notifications
 (:func:`ses`), which arrive wrapped in Amazon SNS envelopes that the route unwraps. Each
-becomes one :class:`~campaigns.bounces.Notice` per recipient, with a dedupe key when the
+becomes one :class:`~campaigns.tracking.bounces.Notice` per recipient, with a dedupe key when the
 notification can be told apart from a repeat; what is wrong is added to the request's
-problems. ``campaigns.bounces`` stores the notices.
+problems. ``campaigns.tracking.bounces`` stores the notices.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import hashlib
 from email.utils import parseaddr
 from typing import Any
 
-from campaigns.bounces import Notice
-from campaigns.models import EventKind
+from campaigns.store.models import EventKind
+from campaigns.tracking.bounces import Notice
 from campaigns.web import api_input
 from campaigns.web.api_input import Problems
 

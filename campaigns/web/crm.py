@@ -5,7 +5,7 @@ timeline (routes on the dashboard blueprint, behind its sign-in and CSRF checks)
 marked, filtered by owner (``me`` by default for a CSM, everyone's for an admin), status and
 due date; each open task has a form to mark it done with an outcome note (a ``task_done``
 event: the journey waiting on it goes on) or to cancel it. ``/contacts`` finds a person by
-address, name or account; ``/contacts/<id>`` is their timeline (:mod:`campaigns.timeline`),
+address, name or account; ``/contacts/<id>`` is their timeline (:mod:`campaigns.insight.timeline`),
 their open tasks and the journeys they are in.
 """
 
@@ -19,9 +19,9 @@ from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, or_, select
 
-from campaigns.models import Account, Contact, Enrollment, Journey, Task, TaskStatus, UserRole
-from campaigns.tasks import Due, TaskError, cancel_task, complete_task, list_tasks, open_counts, owners
-from campaigns.timeline import LIMIT, contact_timeline
+from campaigns.engine.tasks import Due, TaskError, cancel_task, complete_task, list_tasks, open_counts, owners
+from campaigns.insight.timeline import LIMIT, contact_timeline
+from campaigns.store.models import Account, Contact, Enrollment, Journey, Task, TaskStatus, UserRole
 from campaigns.web.dashboard import _page, _sessions, bp
 
 PAGE = 50

@@ -3,7 +3,7 @@
 ``/journeys`` lists every journey with its headline rates; ``/journeys/<key>`` shows one
 journey's funnel as an inline SVG chart (:mod:`campaigns.web.charts`) and its rates by
 step, segment, tier, channel and variant, for a range of days. The numbers are
-:func:`campaigns.report.journey_report`'s, the same as ``campaigns report`` and the API's:
+:func:`campaigns.insight.report.journey_report`'s, the same as ``campaigns report`` and the API's:
 human signals only, each rate with its n and 95% Wilson interval, machine opens and clicks
 beside them.
 
@@ -27,14 +27,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
-from campaigns.models import Journey, JourneyVersion
-from campaigns.rates import Rate
-from campaigns.report import JourneyReport, Row, journey_report, overview
-from campaigns.report import journeys as report_journeys
-from campaigns.throttle import SignInThrottle, ThrottleUnavailable, client_key
-from campaigns.users import authenticate, end_sessions, normalise_email
+from campaigns.insight.rates import Rate
+from campaigns.insight.report import JourneyReport, Row, journey_report, overview
+from campaigns.insight.report import journeys as report_journeys
+from campaigns.store.models import Journey, JourneyVersion
+from campaigns.store.users import authenticate, end_sessions, normalise_email
 from campaigns.web.auth import csrf_ok, csrf_token, current_user, safe_next, sign_in, sign_out
 from campaigns.web.charts import FunnelStep, Series, funnel, lines
+from campaigns.web.throttle import SignInThrottle, ThrottleUnavailable, client_key
 
 bp = Blueprint("dashboard", __name__, template_folder="templates")
 
@@ -260,7 +260,7 @@ def journey(key: str) -> ResponseReturnValue:
 def _allocation_charts(session: Session, journey_id: int) -> list[dict[str, Any]]:
     """Per tuned step and segment: the arms' shares over time as a line chart, and the
     latest allocation with each arm's trials, rate and probability of being best."""
-    from campaigns.tuning import history
+    from campaigns.insight.tuning import history
 
     groups: dict[tuple[str, str, str], list[Any]] = {}
     for row in history(session, journey_id):
@@ -284,7 +284,7 @@ def _allocation_charts(session: Session, journey_id: int) -> list[dict[str, Any]
 
 @bp.get("/nps")
 def nps() -> ResponseReturnValue:
-    from campaigns.nps import BUCKETS, summary
+    from campaigns.insight.nps import BUCKETS, summary
 
     key = request.args.get("journey", "").strip() or None
     if key is not None and not _KEY.fullmatch(key):

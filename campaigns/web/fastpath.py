@@ -15,8 +15,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from campaigns.hits import Hit
-from campaigns.tokens import TRAP_LINK
+from campaigns.tracking.hits import Hit
+from campaigns.tracking.tokens import TRAP_LINK
 from campaigns.web.track import GIF, NO_CACHE, Tracking
 
 _COMMON = [("Referrer-Policy", "no-referrer"), ("X-Content-Type-Options", "nosniff"), ("X-Robots-Tag", "noindex, nofollow"), *NO_CACHE.items()]

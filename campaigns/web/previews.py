@@ -3,7 +3,7 @@
 ``/preview`` picks a deployed journey, one of its email steps (and variant) and a contact by
 address, and shows the subject, the HTML (in a sandboxed frame served by ``/preview/email``,
 whose Content-Security-Policy forbids scripts, forms and plugins) and the text part, as
-:mod:`campaigns.preview` renders them. The form below sends that email as a test to the
+:mod:`campaigns.engine.preview` renders them. The form below sends that email as a test to the
 signed-in user (or another address) through the configured transport.
 """
 
@@ -16,14 +16,14 @@ from flask import Response, abort, current_app, flash, g, redirect, request, url
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from campaigns.dsl import parse_journey
-from campaigns.events import contacts_by_email
+from campaigns.content.render import InvalidAddress
+from campaigns.engine.preview import Preview, PreviewError, email_steps, render_preview, send_test
 from campaigns.exceptions import JourneyError
-from campaigns.journey import Journey
-from campaigns.models import Contact, JourneyStatus, JourneyVersion
-from campaigns.models import Journey as JourneyRow
-from campaigns.preview import Preview, PreviewError, email_steps, render_preview, send_test
-from campaigns.render import InvalidAddress
+from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.model import Journey
+from campaigns.store.models import Contact, JourneyStatus, JourneyVersion
+from campaigns.store.models import Journey as JourneyRow
+from campaigns.tracking.events import contacts_by_email
 from campaigns.web.dashboard import CSP, _page, _sessions, bp
 
 PAGE_CSP = CSP.replace("default-src 'none'", "default-src 'none'; frame-src 'self'")
@@ -35,10 +35,10 @@ def _services() -> dict[str, Any]:
     services = current_app.extensions.get("campaigns.preview")
     if services is None:
         from campaigns.channels.email import transport_from_url
-        from campaigns.project import Project
-        from campaigns.render import Renderer
-        from campaigns.runtime import sender
-        from campaigns.tokens import Tokens
+        from campaigns.content.project import Project
+        from campaigns.content.render import Renderer
+        from campaigns.services import sender
+        from campaigns.tracking.tokens import Tokens
 
         cfg = current_app.config["CAMPAIGNS"]
         project = Project(cfg)

@@ -1,9 +1,9 @@
 """What a recipient touches: the open pixel, click redirects, one-click answers, the
 unsubscribe page and its RFC 8058 one-click POST, and the preference page.
 
-Every URL carries a token signed for its purpose (:mod:`campaigns.tokens`); one that does
+Every URL carries a token signed for its purpose (:mod:`campaigns.tracking.tokens`); one that does
 not verify records nothing and gets a plain 404. The pixel and clicks only append a hit to
-the hit log (:mod:`campaigns.hits`): no database transaction on the request path, and the
+the hit log (:mod:`campaigns.tracking.hits`): no database transaction on the request path, and the
 hit is in Redis before the response leaves. A click goes only to a link stored on its own
 message (no open redirect); the stored links are read once per message and cached.
 
@@ -30,10 +30,10 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import select
 from werkzeug.urls import iri_to_uri
 
-from campaigns.events import record_event
-from campaigns.hits import Hit
-from campaigns.models import Contact, EventKind, Message
-from campaigns.tokens import TRAP_LINK, Tokens, canonical
+from campaigns.store.models import Contact, EventKind, Message
+from campaigns.tracking.events import record_event
+from campaigns.tracking.hits import Hit
+from campaigns.tracking.tokens import TRAP_LINK, Tokens, canonical
 
 bp = Blueprint("track", __name__, url_prefix="/t", template_folder="templates")
 

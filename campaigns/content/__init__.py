@@ -1,0 +1,1 @@
+"""What the marketer writes besides journeys: templates on disk, rendered per recipient."""

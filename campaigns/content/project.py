@@ -1,0 +1,98 @@
+"""The project on disk: the journeys folder, its segments file and the templates folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from campaigns import defaults
+from campaigns.config import Config
+from campaigns.content.templates import TemplateError, TemplateStore
+from campaigns.exceptions import CampaignsError, JourneyError, Problem
+from campaigns.journeys.dsl import validate_files
+from campaigns.journeys.model import Journey
+from campaigns.journeys.segments import SegmentSet, load_segments
+from campaigns.journeys.yamlsource import YamlProblem, load, read
+
+
+@dataclass
+class Checked:
+    """What validating a set of paths found: the journeys that passed and every problem."""
+
+    journeys: list[tuple[Journey, Path]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    segments: SegmentSet | None = None
+
+
+class Project:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.templates = TemplateStore(config.templates_dir, defaults.DEFAULT_LOCALE)
+
+    def segments(self) -> SegmentSet:
+        return load_segments(self.config.segments_file)
+
+    def links(self) -> dict[str, str]:
+        """The named link destinations of ``templates/links.yaml`` (Jinja allowed).
+
+        Raises :class:`JourneyError` with the problem's place when the file is not a list of
+        links, :class:`CampaignsError` when it cannot be read at all."""
+        path = self.config.templates_dir / "links.yaml"
+        if not path.exists():
+            return {}
+        try:
+            data = load(read(path))
+        except YamlProblem as exc:
+            raise JourneyError([Problem(str(path), exc.pos.line, exc.pos.col, exc.message, exc.hint)]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CampaignsError(f"{path}: cannot read the links: {exc}") from None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise JourneyError([Problem(str(path), 1, 1, "write one 'name: https://...' per line")])
+        return {str(k): v for k, v in data.items()}
+
+    def journey_files(self, paths: Iterable[Path] = ()) -> list[Path]:
+        """The journey files named, folders expanded; the journeys folder when none is named."""
+        paths = list(paths) or [self.config.journeys_dir]
+        files: list[Path] = []
+        for path in paths:
+            if path.is_dir():
+                files.extend(p for p in sorted(path.glob("*.y*ml")) if p.name != defaults.SEGMENTS_FILE)
+            elif path.name != defaults.SEGMENTS_FILE:
+                files.append(path)
+        return files
+
+    def check(self, paths: Iterable[Path] = ()) -> Checked:
+        """Check the segments file and the journeys in ``paths`` against it and the templates."""
+        checked = Checked()
+        try:
+            checked.segments = self.segments()
+        except JourneyError as exc:
+            checked.problems.extend(exc.problems)
+        checked.journeys, problems = validate_files(
+            self.journey_files(paths),
+            segments=checked.segments,
+            templates=set(self.templates.names()),
+        )
+        checked.problems.extend(problems)
+        checked.problems.extend(self.check_templates(j for j, _ in checked.journeys))
+        try:
+            self.links()
+        except JourneyError as exc:
+            checked.problems.extend(exc.problems)
+        except CampaignsError as exc:
+            checked.problems.append(Problem(str(self.config.templates_dir / "links.yaml"), 1, 1, str(exc).split(": ", 1)[-1]))
+        return checked
+
+    def check_templates(self, journeys: Iterable[Journey]) -> list[Problem]:
+        """Compile every template the journeys name, in every locale it exists in."""
+        problems: list[Problem] = []
+        names = dict.fromkeys(name for journey in journeys for name in journey.templates())
+        for name in names:
+            for locale in self.templates.locales(name):
+                try:
+                    self.templates.compile(name, locale)
+                except TemplateError as exc:
+                    path = str(exc.path) if exc.path else str(self.config.templates_dir / locale / name)
+                    problems.append(Problem(path, exc.line or 1, 1, exc.reason))
+        return problems

@@ -1,0 +1,1 @@
+"""The engine: enrol, claim under fenced leases, run steps in send batches, delivery controls."""

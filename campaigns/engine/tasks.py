@@ -1,0 +1,179 @@
+"""Tasks for people: the calls, meetings and reviews a journey hands to an account's owner.
+
+A ``task`` step writes a :class:`~campaigns.store.models.Task` (and emails its owner); this module
+is what the people do with it afterwards, for the dashboard's inbox, the API and the CLI:
+
+- :func:`list_tasks` filters by owner, status (open, done, cancelled) and due date (overdue,
+  due today, this week), oldest due first, with the account, contact and journey beside each;
+- :func:`complete_task` marks a task done with an outcome note and records a ``task_done``
+  event: the journey that made the task, waiting on it (``wait_until: {signal: task_done}``),
+  is woken and goes on at once, and the rollup counts it (``task_done`` in the reports);
+- :func:`cancel_task` closes a task nobody will do; a journey waiting on it keeps waiting
+  until its timeout (cancelled is not done).
+
+Completing is idempotent in the way people need: a second "done" on a done task changes
+nothing and says so (:class:`TaskError`), so a double-submitted form does not record twice.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from campaigns.store.models import Account, Contact, EventKind, Journey, Task, TaskStatus
+from campaigns.tracking.events import record_event
+
+OUTCOME_MAX = 4_000
+"""Characters kept of an outcome note."""
+
+
+class TaskError(ValueError):
+    """A task that cannot be changed as asked (unknown, or no longer open)."""
+
+
+class Due(enum.StrEnum):
+    """Due-date filters of the inbox."""
+
+    OVERDUE = "overdue"
+    TODAY = "today"
+    WEEK = "week"
+
+
+@dataclass(frozen=True)
+class TaskItem:
+    """A task with what a person needs to act on it."""
+
+    task: Task
+    account: str | None
+    contact_id: int | None
+    contact: str | None  # name, or the address when there is no name
+    contact_email: str | None
+    journey_key: str | None
+    journey_name: str | None
+
+    def overdue(self, now: datetime) -> bool:
+        return self.task.status == TaskStatus.OPEN and self.task.due_at is not None and self.task.due_at < now
+
+    def to_json(self) -> dict[str, Any]:
+        task = self.task
+        return {
+            "id": task.id, "kind": task.kind, "title": task.title, "notes": task.notes, "status": task.status,
+            "owner_email": task.owner_email, "due_at": _iso(task.due_at), "created_at": _iso(task.created_at),
+            "completed_at": _iso(task.completed_at), "outcome": task.outcome, "account": self.account,
+            "contact": {"id": self.contact_id, "name": self.contact, "email": self.contact_email} if self.contact_id else None,
+            "journey": self.journey_key, "step": task.step_id,
+        }  # fmt: skip
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def list_tasks(
+    session: Session,
+    now: datetime,
+    *,
+    owner: str | None = None,
+    status: str = TaskStatus.OPEN,
+    due: Due | str | None = None,
+    contact_id: int | None = None,
+    limit: int = 200,
+    offset: int = 0,
+) -> tuple[list[TaskItem], int]:
+    """The tasks matching the filters (``status`` ``"all"`` for every status) and how many
+    match in all. Open tasks come oldest due first (undated last); closed ones latest first."""
+    if status != "all" and status not in TaskStatus.__members__.values():
+        raise ValueError(f"status: expected one of open, done, cancelled, all; got {status!r}")
+    where: list[Any] = []
+    if owner:
+        where.append(func.lower(Task.owner_email) == owner.strip().lower())
+    if status != "all":
+        where.append(Task.status == status)
+    if contact_id is not None:
+        where.append(Task.contact_id == contact_id)
+    if due:
+        due = Due(due)
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        limit_at = {Due.OVERDUE: now, Due.TODAY: midnight + timedelta(days=1), Due.WEEK: midnight + timedelta(days=7)}[due]
+        where += [Task.status == TaskStatus.OPEN, Task.due_at.is_not(None), Task.due_at < limit_at]
+    total = session.scalar(select(func.count()).select_from(Task).where(*where)) or 0
+    order: list[Any]
+    if status == TaskStatus.OPEN or due:
+        order = [Task.due_at.is_(None), Task.due_at, Task.id]
+    else:
+        order = [func.coalesce(Task.completed_at, Task.created_at).desc(), Task.id.desc()]
+    query = (
+        select(Task, Account.name, Contact.id, Contact.name, Contact.email, Journey.key, Journey.name)
+        .outerjoin(Account, Account.id == Task.account_id)
+        .outerjoin(Contact, Contact.id == Task.contact_id)
+        .outerjoin(Journey, Journey.id == Task.journey_id)
+        .where(*where)
+        .order_by(*order)
+        .limit(limit)
+        .offset(offset)
+    )
+    items = [
+        TaskItem(task, account, contact, contact_name or contact_email, contact_email, journey_key, journey_name)
+        for task, account, contact, contact_name, contact_email, journey_key, journey_name in session.execute(query)
+    ]
+    return items, int(total)
+
+
+def owners(session: Session) -> list[str]:
+    """Every owner address that has a task, for the inbox's filter."""
+    return [o for o in session.scalars(select(Task.owner_email).where(Task.owner_email.is_not(None)).distinct().order_by(Task.owner_email)) if o]
+
+
+def _open_task(session: Session, task_id: int) -> Task:
+    query = select(Task).where(Task.id == task_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()  # two people pressing "done" at once: one wins
+    task = session.scalar(query)
+    if task is None:
+        raise TaskError(f"There is no task {task_id}.")
+    if task.status != TaskStatus.OPEN:
+        raise TaskError(f"Task {task_id} is already {task.status}.")
+    return task
+
+
+def complete_task(session: Session, task_id: int, now: datetime, *, by: str | None = None, outcome: str | None = None) -> Task:
+    """Mark an open task done (the caller commits): its outcome kept, a ``task_done`` event
+    recorded and the journeys waiting on it woken."""
+    task = _open_task(session, task_id)
+    note = (outcome or "").strip()[:OUTCOME_MAX] or None
+    task.status, task.completed_at, task.outcome = TaskStatus.DONE, now, note
+    record_event(
+        session, now, kind=EventKind.TASK_DONE, name=task.kind, value=note[:2048] if note else None, contact_id=task.contact_id,
+        account_id=task.account_id, enrollment_id=task.enrollment_id, journey_id=task.journey_id, step_id=task.step_id,
+        data={"task": task.id, "by": by} if by else {"task": task.id},
+    )  # fmt: skip
+    return task
+
+
+def cancel_task(session: Session, task_id: int, now: datetime, *, by: str | None = None, reason: str | None = None) -> Task:
+    """Close an open task that will not be done (the caller commits); nothing is woken."""
+    task = _open_task(session, task_id)
+    note = (reason or "").strip()[:OUTCOME_MAX] or None
+    task.status, task.completed_at, task.outcome = TaskStatus.CANCELLED, now, note
+    return task
+
+
+def open_counts(session: Session, now: datetime, owner: str | None = None) -> dict[str, int]:
+    """Open, overdue and due-today counts (for the inbox's heading)."""
+    where: list[Any] = [Task.status == TaskStatus.OPEN]
+    if owner:
+        where.append(func.lower(Task.owner_email) == owner.strip().lower())
+    tomorrow = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    row = session.execute(
+        select(
+            func.count(),
+            func.count().filter(Task.due_at < now),
+            func.count().filter(Task.due_at < tomorrow),
+        ).where(*where)
+    ).one()
+    return {"open": int(row[0]), "overdue": int(row[1]), "due_today": int(row[2])}

@@ -1,0 +1,161 @@
+"""Response-rate reports from the pre-aggregated ``stats`` (:mod:`campaigns.insight.stats`).
+
+A report is a few ``SUM ... GROUP BY`` over small rows, whatever the number of raw events.
+Rates count human signals only and come with their n and a 95% Wilson interval
+(:mod:`campaigns.insight.rates`); machine and unknown counts are shown beside them. The CLI
+(``campaigns report``), the JSON API and the dashboard all build on :func:`journey_report`,
+so they show the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from campaigns.insight.rates import Lift, Rate, lift
+from campaigns.store.models import Journey, Stat
+
+BREAKDOWNS = ("step", "segment", "tier", "channel", "variant", "day")
+"""What a report's rows may be grouped by (``step`` is the funnel)."""
+
+RATES: tuple[tuple[str, str, str], ...] = (
+    ("open_rate", "opened", "sent"),
+    ("click_rate", "clicked", "sent"),
+    ("click_to_open", "clicked", "opened"),
+    ("answer_rate", "answered", "sent"),
+    ("rsvp_yes_rate", "rsvp_yes", "sent"),
+    ("unsubscribe_rate", "unsubscribed", "sent"),
+    ("bounce_rate", "bounced", "attempted"),
+    ("task_done_rate", "task_done", "task_created"),
+    ("in_app_click_rate", "in_app_clicked", "in_app_created"),
+)
+"""(rate, numerator metric, denominator metric); ``attempted`` is sent + bounced."""
+
+COLUMNS = ("sent", "bounced", "opened", "clicked", "answered", "rsvp_yes", "rsvp_no", "unsubscribed", "task_created", "task_done", "opened_machine", "clicked_machine")
+
+
+@dataclass
+class Row:
+    """The counts of one group (a step, a segment...) and its rates."""
+
+    key: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, metric: str) -> int:
+        if metric == "attempted":
+            return self.counts.get("sent", 0) + self.counts.get("bounced", 0) - self.counts.get("bounced_after_send", 0)
+        return self.counts.get(metric, 0)
+
+    def rate(self, name: str) -> Rate:
+        numerator, denominator = next((n, d) for rate, n, d in RATES if rate == name)
+        hits, n = self.count(numerator), self.count(denominator)
+        return Rate(min(hits, n), n)
+
+    def as_dict(self) -> dict[str, Any]:
+        rates = {name: rate_dict(self.rate(name)) for name, _, _ in RATES if self.rate(name).n}
+        counts = {m: n for m, n in sorted(self.counts.items()) if "@" not in m}
+        result: dict[str, Any] = {"key": self.key, "counts": counts, "rates": rates}
+        hours = {m: n for m, n in sorted(self.counts.items()) if "@" in m}
+        if hours:  # send-time steps: sent@10, clicked@10... by the recipient-local hour of sending
+            result["by_hour"] = hours
+        return result
+
+
+def rate_dict(rate: Rate) -> dict[str, Any]:
+    """A rate as JSON: value, n and the 95% Wilson interval, rounded to 4 places."""
+    low, high = rate.interval or (0.0, 0.0)
+    return {"value": round(rate.value or 0.0, 4), "hits": rate.hits, "n": rate.n, "low": round(low, 4), "high": round(high, 4)}
+
+
+@dataclass
+class JourneyReport:
+    journey: str
+    name: str
+    since: date | None
+    until: date | None
+    by: str
+    totals: Row
+    rows: list[Row]
+    goal: Rate
+    holdout_goal: Rate | None
+    goal_lift: Lift | None
+
+    def as_dict(self) -> dict[str, Any]:
+        goal: dict[str, Any] = {"rate": rate_dict(self.goal)}
+        if self.holdout_goal is not None:
+            goal["holdout"] = rate_dict(self.holdout_goal)
+        if self.goal_lift is not None and self.goal_lift.difference is not None:
+            low, high = self.goal_lift.interval or (0.0, 0.0)
+            relative = round(self.goal_lift.relative, 4) if self.goal_lift.relative is not None else None
+            goal["lift"] = {"difference": round(self.goal_lift.difference, 4), "low": round(low, 4), "high": round(high, 4), "relative": relative}
+        return {
+            "journey": self.journey, "name": self.name, "since": self.since.isoformat() if self.since else None, "until": self.until.isoformat() if self.until else None,
+            "by": self.by, "totals": self.totals.as_dict(), "rows": [row.as_dict() for row in self.rows], "goal": goal,
+        }  # fmt: skip
+
+
+def journeys(session: Session) -> list[tuple[int, str, str]]:
+    """(id, key, name) of every journey, by key."""
+    return [(j.id, j.key, j.name) for j in session.scalars(select(Journey).order_by(Journey.key))]
+
+
+def journey_report(session: Session, journey: str | int, *, by: str = "step", since: date | None = None, until: date | None = None) -> JourneyReport:
+    """The report of one journey (its key or id), grouped ``by`` one of :data:`BREAKDOWNS`."""
+    if by not in BREAKDOWNS:
+        raise ValueError(f"cannot group by {by!r}; one of {', '.join(BREAKDOWNS)}")
+    row = session.scalar(select(Journey).where(Journey.id == journey) if isinstance(journey, int) else select(Journey).where(Journey.key == journey))
+    if row is None:
+        raise LookupError(f"no journey {journey!r}")
+    column = Stat.day if by == "day" else getattr(Stat, "step_id" if by == "step" else by)
+    where = [Stat.journey_id == row.id]
+    if since is not None:
+        where.append(Stat.day >= since)
+    if until is not None:
+        where.append(Stat.day <= until)
+    groups: dict[str, Row] = {}
+    totals = Row("total")
+    for value, metric, count in session.execute(select(column, Stat.metric, func.sum(Stat.count)).where(*where).group_by(column, Stat.metric)):
+        key = value.isoformat() if isinstance(value, date) else (value or "")
+        count = int(count or 0)
+        totals.counts[metric] = totals.counts.get(metric, 0) + count
+        if by == "step" and not key:
+            continue  # journey-level metrics (enrolled, goal) have no step
+        groups.setdefault(key, Row(key)).counts[metric] = count
+    rows = _ordered(session, row, groups, by)
+    goal = Rate(min(totals.count("goal"), totals.count("enrolled")), totals.count("enrolled"))
+    holdout = Rate(min(totals.count("holdout_goal"), totals.count("holdout")), totals.count("holdout")) if totals.count("holdout") else None
+    return JourneyReport(row.key, row.name, since, until, by, totals, rows, goal, holdout, lift(goal, holdout) if holdout and goal.n else None)
+
+
+def _ordered(session: Session, journey: Journey, groups: dict[str, Row], by: str) -> list[Row]:
+    """Steps in the journey's order (the funnel); anything else by key."""
+    if by != "step" or journey.current_version_id is None:
+        return [groups[k] for k in sorted(groups)]
+    from campaigns.exceptions import JourneyError
+    from campaigns.journeys.dsl import parse_journey
+    from campaigns.store.models import JourneyVersion
+
+    version = session.get(JourneyVersion, journey.current_version_id)
+    try:
+        order = {step.id: i for i, step in enumerate(parse_journey(version.source_text, version.source_path).steps)} if version else {}
+    except JourneyError:  # a version stored by an older release that no longer parses: by name
+        order = {}
+    return sorted(groups.values(), key=lambda r: (order.get(r.key, len(order)), r.key))
+
+
+def overview(session: Session) -> list[dict[str, Any]]:
+    """Every journey with its headline counts and rates (the dashboard's list, ``report``
+    without a journey)."""
+    totals: dict[int, Row] = defaultdict(lambda: Row("total"))
+    for journey_id, metric, count in session.execute(select(Stat.journey_id, Stat.metric, func.sum(Stat.count)).group_by(Stat.journey_id, Stat.metric)):
+        totals[journey_id].counts[metric] = int(count or 0)
+    result = []
+    for journey_id, key, name in journeys(session):
+        row = totals.get(journey_id, Row("total"))
+        result.append({"journey": key, "name": name, **row.as_dict(), "key": key})
+    return result

@@ -1,0 +1,1 @@
+"""The journey language: YAML in, typed plain data out. Pure: no models, no SQLAlchemy."""

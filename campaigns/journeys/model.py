@@ -1,0 +1,254 @@
+"""A journey as typed data: what :mod:`campaigns.journeys.dsl` builds from a checked YAML file.
+
+One frozen dataclass per step type (the executors in the engine map one-to-one onto them),
+plus the journey-level parts: entry, re-entry, exits, goal, sending window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+
+Text = str | Mapping[str, str]
+"""A text that may differ per locale: one string, or ``{"en": ..., "ja": ...}``."""
+
+
+def text_for(value: Text | None, locale: str, default_locale: str = "en") -> str | None:
+    """The text of ``value`` for ``locale``, falling back to the default locale, then any."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.get(locale) or value.get(default_locale) or next(iter(value.values()), None)
+
+
+class StepType(enum.StrEnum):
+    EMAIL = "email"
+    WAIT = "wait"
+    WAIT_UNTIL = "wait_until"
+    BRANCH = "branch"
+    SURVEY = "survey"
+    INVITE = "invite"
+    TASK = "task"
+    IN_APP = "in_app"
+    WEBHOOK = "webhook"
+    UPDATE = "update"
+    EXIT = "exit"
+
+
+class Trigger(enum.StrEnum):
+    SEGMENT = "segment"
+    EVENT = "event"
+    DATE = "date"
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str
+    template: str | None = None
+    subject: Text | None = None
+    preheader: Text | None = None
+
+
+@dataclass(frozen=True)
+class EmailStep:
+    template: str
+    subject: Text
+    preheader: Text | None = None
+    variants: tuple[Variant, ...] = ()
+    from_name: str | None = None
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True)
+class WaitStep:
+    duration: timedelta
+
+
+@dataclass(frozen=True)
+class WaitUntilStep:
+    signal: str  # answered | opened | clicked | task_done | event
+    target: str  # a step id, or an event name
+    timeout: timedelta
+
+
+@dataclass(frozen=True)
+class Arm:
+    condition: str
+    goto: str
+
+
+@dataclass(frozen=True)
+class BranchStep:
+    arms: tuple[Arm, ...]
+    otherwise: str | None = None  # None: the next step
+
+
+@dataclass(frozen=True)
+class SurveyStep:
+    scale: str  # nps | csat
+    template: str
+    subject: Text
+    question: Text | None = None
+
+    @property
+    def scores(self) -> range:
+        return range(0, 11) if self.scale == "nps" else range(1, 6)
+
+
+@dataclass(frozen=True)
+class InviteStep:
+    event_name: Text
+    starts_at: datetime
+    template: str
+    subject: Text
+    duration: timedelta | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskStep:
+    title: Text
+    kind: str = "call"
+    due: timedelta = timedelta(days=3)
+    assignee: str = "owner"
+    notes: Text | None = None
+
+
+@dataclass(frozen=True)
+class InAppStep:
+    title: Text
+    body: Text
+    url: str | None = None
+    expires: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class WebhookStep:
+    url: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UpdateStep:
+    set: Mapping[str, Any] = field(default_factory=dict)
+    add_tags: tuple[str, ...] = ()
+    remove_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExitStep:
+    reason: str = "completed"
+
+
+StepConfig = EmailStep | WaitStep | WaitUntilStep | BranchStep | SurveyStep | InviteStep | TaskStep | InAppStep | WebhookStep | UpdateStep | ExitStep
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step. ``blocks`` holds one config per channel the step may use: a plain step has
+    one; a ``channel: best_of [email, task]`` step has one per named channel."""
+
+    id: str
+    type: StepType
+    blocks: Mapping[str, StepConfig]
+    line: int = 0
+    best_of: tuple[str, ...] = ()
+    goal: str | None = None
+    category: str | None = None
+    send_time: str | None = None  # "best_hour": sent at the segment's learned hour (campaigns.insight.sendtime)
+
+    @property
+    def config(self) -> StepConfig:
+        return self.blocks[self.type.value]
+
+
+@dataclass(frozen=True)
+class Entry:
+    trigger: Trigger
+    event: str | None = None
+    field: str | None = None
+    offset: timedelta = timedelta(0)
+
+
+@dataclass(frozen=True)
+class ReEntry:
+    policy: str = "never"  # never | always | after
+    after: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class ExitRule:
+    event: str | None = None
+    condition: str | None = None
+    unsubscribed: bool = False
+
+
+@dataclass(frozen=True)
+class Goal:
+    event: str
+    within: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class SendingWindow:
+    days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)  # Monday = 0
+    start: time = time(0, 0)
+    end: time = time(23, 59, 59)
+    time_zone: str = "contact"
+
+
+@dataclass(frozen=True)
+class Journey:
+    key: str
+    name: str
+    segments: tuple[str, ...]
+    entry: Entry
+    steps: tuple[Step, ...]
+    description: str | None = None
+    audience: str | None = None
+    re_entry: ReEntry = ReEntry()
+    exit_when: tuple[ExitRule, ...] = ()
+    goal: Goal | None = None
+    sending_window: SendingWindow | None = None
+    holdout: float = 0.0
+    locale: str = "en"
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def templates(self) -> list[str]:
+        """Every template the journey may send, variants included."""
+        names: list[str] = []
+        for step in self.steps:
+            for block in step.blocks.values():
+                if isinstance(block, EmailStep | SurveyStep | InviteStep):
+                    names.append(block.template)
+                if isinstance(block, EmailStep):
+                    names.extend(v.template for v in block.variants if v.template)
+        return list(dict.fromkeys(names))
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able form for storage with the version (durations in seconds)."""
+        return _jsonable(dataclasses.asdict(self))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, timedelta):
+        return int(value.total_seconds())
+    if isinstance(value, datetime | time):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,1 @@
+"""The database: SQLAlchemy models (tables and enums), sessions, Alembic migrations."""

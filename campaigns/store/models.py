@@ -1,0 +1,509 @@
+"""The data model: SQLAlchemy 2.x typed tables for accounts, contacts, journeys and what
+running them leaves behind (enrollments, messages, events, tasks, suppressions).
+
+The database is the truth for every piece of journey state; Redis only carries work.
+Every state a row can be in is an explicit :class:`enum.StrEnum`, stored as its string.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps are stored as UTC and always come back timezone-aware.
+
+    SQLite has no time zones; PostgreSQL has ``timestamptz``. This type gives the engine
+    the same aware ``datetime`` from both, so comparisons never mix naive and aware.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+Money = Numeric(18, 2)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType, list[str]: JSONType}
+
+
+class ContractStatus(enum.StrEnum):
+    TRIAL = "trial"
+    ACTIVE = "active"
+    RENEWING = "renewing"
+    CHURNED = "churned"
+    CANCELLED = "cancelled"
+
+
+class JourneyStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ARCHIVED = "archived"
+
+
+class EnrollmentState(enum.StrEnum):
+    """Where one contact stands in one journey."""
+
+    ACTIVE = "active"  # due to run its current step at next_run_at
+    WAITING = "waiting"  # in a wait_until: woken by an event or its timeout (next_run_at)
+    COMPLETED = "completed"  # ran off the end or reached an exit step
+    GOAL = "goal"  # the journey's goal was reached
+    EXITED = "exited"  # an exit condition held
+    FAILED = "failed"  # a step failed for good; the error is kept on the row
+
+
+class MessageStatus(enum.StrEnum):
+    """One attempt to reach a contact through a channel, written before the channel is called."""
+
+    PENDING = "pending"  # written, not yet handed to the transport
+    DEFERRED = "deferred"  # held back (frequency cap, sending window, rate limit); retried later
+    SENDING = "sending"  # handed to the transport; a crash leaves it in doubt
+    SENT = "sent"  # the transport accepted it
+    BOUNCED = "bounced"  # hard bounce; the address is suppressed
+    FAILED = "failed"  # gave up after retries
+    SUPPRESSED = "suppressed"  # not sent: address suppressed or contact unsubscribed
+
+
+class Channel(enum.StrEnum):
+    EMAIL = "email"
+    TASK = "task"
+    IN_APP = "in_app"
+    WEBHOOK = "webhook"
+
+
+class EventKind(enum.StrEnum):
+    DELIVERED = "delivered"
+    OPEN = "open"
+    CLICK = "click"
+    ANSWER = "answer"  # survey score
+    RSVP = "rsvp"  # invite yes/no
+    COMMENT = "comment"  # the free text left on a survey's thank-you page
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    TASK_DONE = "task_done"
+    CUSTOM = "custom"  # product events posted to the API: usage_dropped, renewed, login...
+
+
+class Classification(enum.StrEnum):
+    """Who caused a hit: a person, a machine (proxy, scanner, prefetch), or unknown."""
+
+    HUMAN = "human"
+    MACHINE = "machine"
+    UNKNOWN = "unknown"
+
+
+class TaskStatus(enum.StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class SuppressionReason(enum.StrEnum):
+    UNSUBSCRIBED = "unsubscribed"
+    HARD_BOUNCE = "hard_bounce"
+    COMPLAINT = "complaint"
+    MANUAL = "manual"
+
+
+class Account(Base):
+    """A customer company: its value decides its touch tier."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    arr: Mapped[Decimal | None] = mapped_column(Money)
+    ltv: Mapped[Decimal | None] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3), default="JPY")
+    plan: Mapped[str | None] = mapped_column(String(64), index=True)
+    contract_status: Mapped[str] = mapped_column(String(32), default=ContractStatus.ACTIVE)
+    contract_start: Mapped[date | None] = mapped_column(Date)
+    renewal_date: Mapped[date | None] = mapped_column(Date, index=True)
+    industry: Mapped[str | None] = mapped_column(String(64), index=True)
+    company_size: Mapped[int | None] = mapped_column(Integer)
+    owner_email: Mapped[str | None] = mapped_column(String(320))
+    health_score: Mapped[int | None] = mapped_column(Integer)
+    tier: Mapped[str | None] = mapped_column(String(64), index=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    contacts: Mapped[list[Contact]] = relationship(back_populates="account")
+
+
+class Contact(Base):
+    """A person at an account who receives messages."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str] = mapped_column(String(16), default="en")
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+    opt_out: Mapped[list[str]] = mapped_column(default=list)  # message categories they chose not to get
+    paused_until: Mapped[datetime | None] = mapped_column()  # no marketing email before this
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    account: Mapped[Account | None] = relationship(back_populates="contacts")
+
+
+class Journey(Base):
+    """A named journey; its versions hold the source. ``key`` is the file's ``journey:`` id."""
+
+    __tablename__ = "journeys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default=JourneyStatus.ACTIVE)
+    current_version_id: Mapped[int | None] = mapped_column(ForeignKey("journey_versions.id", use_alter=True))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    versions: Mapped[list[JourneyVersion]] = relationship(back_populates="journey", foreign_keys="JourneyVersion.journey_id", order_by="JourneyVersion.number")
+    current_version: Mapped[JourneyVersion | None] = relationship(foreign_keys=[current_version_id], post_update=True)
+
+
+class JourneyVersion(Base):
+    """One deployed text of a journey. Enrollments stay on the version they started on."""
+
+    __tablename__ = "journey_versions"
+    __table_args__ = (
+        UniqueConstraint("journey_id", "number"),
+        UniqueConstraint("journey_id", "source_hash", name="uq_journey_versions_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    journey_id: Mapped[int] = mapped_column(ForeignKey("journeys.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    source_path: Mapped[str] = mapped_column(String(1024))
+    source_text: Mapped[str] = mapped_column(Text)
+    source_hash: Mapped[str] = mapped_column(String(64))
+    definition: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    journey: Mapped[Journey] = relationship(back_populates="versions", foreign_keys=[journey_id])
+
+
+class Enrollment(Base):
+    """One contact's passage through one journey version.
+
+    ``entry_key`` tells entries apart for the re-entry policy (``segment``, an event id, a
+    renewal date); a contact enters a journey at most once per key. ``claimed_by``,
+    ``lease_token`` and ``claimed_until`` are the lease a worker holds while it runs the row
+    (see :mod:`campaigns.engine.leases`): every write checks the token, and a dead worker's rows are
+    claimed again once the lease runs out.
+    """
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("journey_id", "contact_id", "entry_key", name="uq_enrollments_entry"),
+        Index("ix_enrollments_due", "state", "next_run_at"),
+        Index("ix_enrollments_uncounted", "id", sqlite_where=text("counted < 3"), postgresql_where=text("counted < 3")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    journey_id: Mapped[int] = mapped_column(ForeignKey("journeys.id"), index=True)
+    journey_version_id: Mapped[int] = mapped_column(ForeignKey("journey_versions.id"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    entry_key: Mapped[str] = mapped_column(String(128), default="segment")
+    segment: Mapped[str | None] = mapped_column(String(64))
+    tier: Mapped[str | None] = mapped_column(String(64))
+    holdout: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default=EnrollmentState.ACTIVE)
+    current_step: Mapped[str | None] = mapped_column(String(128))
+    next_run_at: Mapped[datetime | None] = mapped_column()
+    claimed_until: Mapped[datetime | None] = mapped_column()
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_token: Mapped[int | None] = mapped_column(BigInteger)  # fencing token of the current claim
+    unfinished_runs: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")  # runs in a row whose holder died, hung or lost its lease
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    entered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    exit_reason: Mapped[str | None] = mapped_column(String(255))
+    counted: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")  # stats: 1 entry counted, 2 end counted
+
+    contact: Mapped[Contact] = relationship()
+    version: Mapped[JourneyVersion] = relationship()
+
+
+class Message(Base):
+    """One attempt at one step for one enrollment, on one channel.
+
+    The row is written before the channel is called; the unique key
+    (enrollment, step, attempt_key) is what makes a re-run job send nothing twice.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_id", "attempt_key", name="uq_messages_attempt"),
+        Index("ix_messages_contact_created", "contact_id", "created_at"),
+        Index("ix_messages_status", "status"),
+        Index("ix_messages_uncounted", "id", sqlite_where=text("counted = 0"), postgresql_where=text("NOT counted")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    journey_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"), index=True)
+    step_id: Mapped[str] = mapped_column(String(128))
+    attempt_key: Mapped[str] = mapped_column(String(64), default="1")
+    channel: Mapped[str] = mapped_column(String(16), default=Channel.EMAIL)
+    category: Mapped[str | None] = mapped_column(String(64))
+    variant: Mapped[str | None] = mapped_column(String(64))
+    template: Mapped[str | None] = mapped_column(String(255))
+    locale: Mapped[str | None] = mapped_column(String(16))
+    to_address: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.PENDING)
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    links: Mapped[list[str]] = mapped_column(default=list)
+    not_before: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
+    # The first human open, click and answer: rates count each message once (unique).
+    opened_at: Mapped[datetime | None] = mapped_column()
+    clicked_at: Mapped[datetime | None] = mapped_column()
+    answered_at: Mapped[datetime | None] = mapped_column()
+    counted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # in the stats
+
+
+class Event(Base):
+    """Something that happened: a hit on a tracking link, an answer, a bounce, a product event.
+
+    Raw hits are kept with their classification (human, machine, unknown) and the reason;
+    rates count human signals only. ``dedupe_key`` makes replays of the same hit count once.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_contact_kind", "contact_id", "kind", "occurred_at"),
+        Index("ix_events_message_kind", "message_id", "kind"),
+        Index("ix_events_name", "name", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(String(128))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"))
+    journey_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"))
+    step_id: Mapped[str | None] = mapped_column(String(128))
+    value: Mapped[str | None] = mapped_column(String(2048))
+    classification: Mapped[str] = mapped_column(String(16), default=Classification.HUMAN)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    dedupe_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Task(Base):
+    """A human step: a call or meeting for the account owner, due at a time."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_id", name="uq_tasks_step"),
+        Index("ix_tasks_owner_status", "owner_email", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"))
+    journey_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"))
+    step_id: Mapped[str | None] = mapped_column(String(128))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    owner_email: Mapped[str | None] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(32), default="call")
+    title: Mapped[str] = mapped_column(String(512))
+    notes: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.OPEN)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    due_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column()
+    counted: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")  # stats: 1 creation counted, 2 completion counted
+
+
+class InAppMessage(Base):
+    """A message the product fetches for a contact and shows in context."""
+
+    __tablename__ = "in_app_messages"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_id", name="uq_in_app_messages_step"),
+        Index("ix_in_app_contact", "contact_id", "seen_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"))
+    journey_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"))
+    step_id: Mapped[str | None] = mapped_column(String(128))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    title: Mapped[str] = mapped_column(String(512))
+    body: Mapped[str] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    seen_at: Mapped[datetime | None] = mapped_column()
+    clicked_at: Mapped[datetime | None] = mapped_column()
+
+
+class Suppression(Base):
+    """An address that gets no marketing mail, and why."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Allocation(Base):
+    """How the tuner split a step's new sends among its arms (variants or channels) for a
+    segment from ``at`` on, and why: each arm's trials, successes and probability of being
+    best. One row per arm per refresh; see :mod:`campaigns.insight.tuning`."""
+
+    __tablename__ = "allocations"
+    __table_args__ = (Index("ix_allocations_step", "journey_id", "step_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    journey_id: Mapped[int] = mapped_column(Integer)
+    step_id: Mapped[str] = mapped_column(String(128))
+    segment: Mapped[str] = mapped_column(String(64), default="")
+    dimension: Mapped[str] = mapped_column(String(16))  # variant | channel
+    arm: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column()
+    trials: Mapped[int] = mapped_column(Integer, default=0)
+    successes: Mapped[int] = mapped_column(Integer, default=0)
+    share: Mapped[float] = mapped_column(Float, default=0.0)
+    p_best: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class Stat(Base):
+    """A pre-aggregated count: how many times ``metric`` happened for a journey's step,
+    channel, variant, segment and tier on a day (UTC). Reports sum these rows instead of
+    scanning raw events; see :mod:`campaigns.insight.stats`. Empty strings stand for "none"."""
+
+    __tablename__ = "stats"
+    __table_args__ = (UniqueConstraint("journey_id", "step_id", "channel", "variant", "segment", "tier", "day", "metric", name="uq_stats_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    journey_id: Mapped[int] = mapped_column(Integer, default=0)
+    step_id: Mapped[str] = mapped_column(String(128), default="")
+    channel: Mapped[str] = mapped_column(String(16), default="")
+    variant: Mapped[str] = mapped_column(String(64), default="")
+    segment: Mapped[str] = mapped_column(String(64), default="")
+    tier: Mapped[str] = mapped_column(String(64), default="")
+    day: Mapped[date] = mapped_column(Date)
+    metric: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
+
+
+class UserRole(enum.StrEnum):
+    """What a dashboard user may do: ``admin`` manages users, ``csm`` reads the reports."""
+
+    ADMIN = "admin"
+    CSM = "csm"
+
+
+class User(Base):
+    """A person who signs in to the dashboard. The email is stored lower-cased (unique);
+    the password only as a salted scrypt hash (:mod:`campaigns.store.users`)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=UserRole.CSM)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column()
+    # Copied into the signed session cookie at sign-in and compared on every request: adding
+    # one (sign-out, a new password) ends every session of this user at once, on every worker.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class SignInAttempts(Base):
+    """How many password checks a throttle key had lately (:mod:`campaigns.web.throttle`): a
+    client address with an email tried, or a client address alone. Used when ``REDIS_URL``
+    is unset, so that every web process shares the counts; rows are forgotten a day after
+    their last attempt."""
+
+    __tablename__ = "sign_in_attempts"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[datetime] = mapped_column(index=True)

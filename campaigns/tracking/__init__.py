@@ -1,0 +1,1 @@
+"""What comes back: signed tokens, hits (opens, clicks, answers), their classification, bounces, events."""
