@@ -112,7 +112,9 @@ def run_flusher(redis_url: str) -> None:
     from campaigns.tracking.hits import run_flusher as flush_forever
 
     cfg = settings.load()
-    flush_forever(RedisHitLog(Redis.from_url(redis_url)), make_sessionmaker(make_engine(cfg.database_url)))
+    flush_forever(
+        RedisHitLog(Redis.from_url(redis_url)), make_sessionmaker(make_engine(cfg.database_url))
+    )
 
 
 def serve(cfg: settings.Config, *, burst: bool, fork: bool) -> None:
@@ -128,17 +130,33 @@ def serve(cfg: settings.Config, *, burst: bool, fork: bool) -> None:
         worker.work(burst=burst)
         # SIGTERM or Ctrl-C: RQ notes when (an idle worker stops at once, a busy one after
         # its job); anything else that ended the loop was Redis going away.
-        return burst or getattr(worker, "_shutdown_requested_date", None) is not None or bool(getattr(worker, "_stop_requested", False))
+        return (
+            burst
+            or getattr(worker, "_shutdown_requested_date", None) is not None
+            or bool(getattr(worker, "_stop_requested", False))
+        )
 
     keep_running("worker", run)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--no-cron", action="store_true", help="do not run the scheduler beside this worker")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--no-cron", action="store_true", help="do not run the scheduler beside this worker"
+    )
     parser.add_argument("--burst", action="store_true", help="run the queued jobs, then stop")
-    parser.add_argument("--no-flusher", action="store_true", help="do not run the tracking-hit flusher beside this worker")
-    parser.add_argument("--fork", action="store_true", help="run each job in a forked child (slower: the engine is built per job)")
+    parser.add_argument(
+        "--no-flusher",
+        action="store_true",
+        help="do not run the tracking-hit flusher beside this worker",
+    )
+    parser.add_argument(
+        "--fork",
+        action="store_true",
+        help="run each job in a forked child (slower: the engine is built per job)",
+    )
     args = parser.parse_args(argv)
     try:
         cfg = settings.load()
@@ -146,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
     if not cfg.redis_url:
-        print("worker: REDIS_URL is unset; set it, e.g. REDIS_URL=redis://127.0.0.1:6379/0", file=sys.stderr)
+        print(
+            "worker: REDIS_URL is unset; set it, e.g. REDIS_URL=redis://127.0.0.1:6379/0",
+            file=sys.stderr,
+        )
         return 2
     try:  # before the scheduler and flusher fork: each would print a traceback of its own
         check_redis(cfg.redis_url)
@@ -154,16 +175,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
     # One format for our lines and RQ's (RQ adds no handler of its own when one is set).
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(processName)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     for name in ("rq.worker", "rq.scheduler", "rq.cron"):
         logging.getLogger(name).addFilter(_QuietOutages())
     children = []
     if not args.burst:
-        children.append(multiprocessing.Process(target=run_scheduler, args=(cfg.redis_url,), name="campaigns-scheduler", daemon=True))
+        children.append(
+            multiprocessing.Process(
+                target=run_scheduler, args=(cfg.redis_url,), name="campaigns-scheduler", daemon=True
+            )
+        )
     if not args.no_cron and not args.burst:
-        children.append(multiprocessing.Process(target=run_cron, args=(cfg.redis_url,), name="campaigns-cron", daemon=True))
+        children.append(
+            multiprocessing.Process(
+                target=run_cron, args=(cfg.redis_url,), name="campaigns-cron", daemon=True
+            )
+        )
     if not args.no_flusher and not args.burst:
-        children.append(multiprocessing.Process(target=run_flusher, args=(cfg.redis_url,), name="campaigns-flusher", daemon=True))
+        children.append(
+            multiprocessing.Process(
+                target=run_flusher, args=(cfg.redis_url,), name="campaigns-flusher", daemon=True
+            )
+        )
     for child in children:
         child.start()
     try:

@@ -83,7 +83,11 @@ def in_doubt(sessions, owner: str) -> set[str]:
     """Recipients of the messages marked "sending" on the rows ``owner`` holds."""
     with sessions() as s:
         query = select(Message.to_address).join(Enrollment, Enrollment.id == Message.enrollment_id)
-        return set(s.scalars(query.where(Enrollment.claimed_by == owner, Message.status == MessageStatus.SENDING)))
+        return set(
+            s.scalars(
+                query.where(Enrollment.claimed_by == owner, Message.status == MessageStatus.SENDING)
+            )
+        )
 
 
 def report_copies(relay: Relay, addresses: list[str]) -> tuple[int, dict[str, list[str]]]:
@@ -111,7 +115,9 @@ def run_kills(n: int, kills: int) -> bool:
     redis = PrivateRedis()
     redis.start()
     workers = Workers(url, redis.url, sink.url)
-    print(f"run 1: {n:,} recipients, 2 workers, a worker SIGKILLed {kills} times (LEASE_SECONDS={lease}, SEND_BATCH={batch}, relay 4 ms a message), postgresql")
+    print(
+        f"run 1: {n:,} recipients, 2 workers, a worker SIGKILLed {kills} times (LEASE_SECONDS={lease}, SEND_BATCH={batch}, relay 4 ms a message), postgresql"
+    )
     started = time.monotonic()
     log: list[Kill] = []
     try:
@@ -124,7 +130,9 @@ def run_kills(n: int, kills: int) -> bool:
             def busy(owners: dict = owners) -> str | None:
                 return next((o for o in owners if in_doubt(sessions, o)), None)
 
-            wait_until(lambda: busy() is not None, 120, "a worker in the middle of a send", interval=0.02)
+            wait_until(
+                lambda: busy() is not None, 120, "a worker in the middle of a send", interval=0.02
+            )
             victim = busy()
             assert victim is not None
             workers.kill(owners[victim])
@@ -133,13 +141,22 @@ def run_kills(n: int, kills: int) -> bool:
 
             def watch(kill: Kill = kill, owner: str = victim) -> None:
                 began = time.monotonic()
-                wait_until(lambda: claimed_by(sessions, owner) == 0, 300, "the takeover", interval=0.1)
+                wait_until(
+                    lambda: claimed_by(sessions, owner) == 0, 300, "the takeover", interval=0.1
+                )
                 kill.recovery = time.monotonic() - began
 
             threading.Thread(target=watch, daemon=True).start()
             workers.start(1)  # as a supervisor would
-        wait_until(lambda: set(addresses) <= set(relay.ids_by_recipient()), 900, "every recipient", interval=0.5)
-        wait_until(lambda: all(k.recovery is not None for k in log), 300, "every takeover", interval=0.5)
+        wait_until(
+            lambda: set(addresses) <= set(relay.ids_by_recipient()),
+            900,
+            "every recipient",
+            interval=0.5,
+        )
+        wait_until(
+            lambda: all(k.recovery is not None for k in log), 300, "every takeover", interval=0.5
+        )
         time.sleep(2.0)
         elapsed = time.monotonic() - started
     finally:
@@ -147,22 +164,30 @@ def run_kills(n: int, kills: int) -> bool:
         controller.stop()
         redis.close()
     lost, extra = report_copies(relay, addresses)
-    print(f"delivered to {n - lost:,} of {n:,} in {elapsed:.0f} s; message states: {dict(statuses(sessions))}")
+    print(
+        f"delivered to {n - lost:,} of {n:,} in {elapsed:.0f} s; message states: {dict(statuses(sessions))}"
+    )
     print("kill   at s  in doubt  resent  taken over after")
     worst = 0
     for number, kill in enumerate(log, 1):
         resent = len(kill.in_doubt & set(extra))
         worst = max(worst, resent)
-        print(f"{number:>4} {kill.at:>6.1f} {len(kill.in_doubt):>9} {resent:>7} {kill.recovery or 0:>12.1f} s")
+        print(
+            f"{number:>4} {kill.at:>6.1f} {len(kill.in_doubt):>9} {resent:>7} {kill.recovery or 0:>12.1f} s"
+        )
     unexplained = set(extra) - set().union(*(k.in_doubt for k in log)) if log else set(extra)
     recoveries = [k.recovery or 0.0 for k in log]
     print(f"lost: {lost} (target 0) {verdict(lost == 0)}")
-    print(f"extra copies: {len(extra)}, each of a message in doubt at a kill: {verdict(not unexplained)}; most in one kill {worst} (target <= SEND_BATCH {batch}) {verdict(worst <= batch)}")
+    print(
+        f"extra copies: {len(extra)}, each of a message in doubt at a kill: {verdict(not unexplained)}; most in one kill {worst} (target <= SEND_BATCH {batch}) {verdict(worst <= batch)}"
+    )
     for address, found in sorted(extra.items())[:10]:
         print(f"  {address} x{len(found)}, Message-IDs {sorted(set(found))}")
     if len(extra) > 10:
         print(f"  ... and {len(extra) - 10} more")
-    print(f"recovery: max {max(recoveries):.1f} s, mean {sum(recoveries) / len(recoveries):.1f} s (target < 60 s) {verdict(max(recoveries) < 60)}")
+    print(
+        f"recovery: max {max(recoveries):.1f} s, mean {sum(recoveries) / len(recoveries):.1f} s (target < 60 s) {verdict(max(recoveries) < 60)}"
+    )
     same_ids = all(len(set(found)) == 1 for found in extra.values())
     print(f"every resend under its first Message-ID: {verdict(same_ids)}")
     engine.dispose()
@@ -183,14 +208,24 @@ def run_slow(n: int) -> bool:
     relay = Relay(sink.messages)
     redis = PrivateRedis()
     redis.start()
-    workers = Workers(url, redis.url, sink.url, {"LEASE_SECONDS": str(lease), "JOB_TIMEOUT": str(job_timeout), "SEND_BATCH": str(batch)})
+    workers = Workers(
+        url,
+        redis.url,
+        sink.url,
+        {"LEASE_SECONDS": str(lease), "JOB_TIMEOUT": str(job_timeout), "SEND_BATCH": str(batch)},
+    )
     print(
         f"run 2: {n:,} recipients, 4 workers, a relay slower than the lease: 40 ms a message (a batch of {batch} takes 4 s), every 500th 4 s; LEASE_SECONDS={lease}, JOB_TIMEOUT={job_timeout}, postgresql"
     )
     started = time.monotonic()
     try:
         workers.start(4)
-        wait_until(lambda: set(addresses) <= set(relay.ids_by_recipient()), 1800, "every recipient", interval=0.5)
+        wait_until(
+            lambda: set(addresses) <= set(relay.ids_by_recipient()),
+            1800,
+            "every recipient",
+            interval=0.5,
+        )
         time.sleep(3.0)
         elapsed = time.monotonic() - started
         log = workers.log()
@@ -200,9 +235,16 @@ def run_slow(n: int) -> bool:
         redis.close()
     lost, extra = report_copies(relay, addresses)
     with sessions() as s:
-        failed = s.scalar(select(func.count()).select_from(Enrollment).where(Enrollment.state == "failed")) or 0
+        failed = (
+            s.scalar(
+                select(func.count()).select_from(Enrollment).where(Enrollment.state == "failed")
+            )
+            or 0
+        )
     timeouts = log.count("exceeded maximum timeout")
-    print(f"delivered to {n - lost:,} of {n:,} in {elapsed:.0f} s = {n / elapsed:,.0f} msg/s; message states: {dict(statuses(sessions))}; failed enrollments: {failed}")
+    print(
+        f"delivered to {n - lost:,} of {n:,} in {elapsed:.0f} s = {n / elapsed:,.0f} msg/s; message states: {dict(statuses(sessions))}; failed enrollments: {failed}"
+    )
     print(f"lost: {lost} (target 0) {verdict(lost == 0)}")
     print(f"extra copies: {len(extra)} (target 0) {verdict(not extra)}")
     for address, found in sorted(extra.items())[:10]:
@@ -214,7 +256,9 @@ def run_slow(n: int) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--run", choices=["kills", "slow", "both"], default="both")

@@ -24,7 +24,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--hits", type=int, default=40_000)
     parser.add_argument("--messages", type=int, default=1_000)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
@@ -39,7 +41,9 @@ def main() -> None:
     from campaigns.tracking.hits import STREAM, Hit, RedisHitLog
 
     name = f"campaigns_flush_{uuid.uuid4().hex[:6]}"
-    admin = make_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+    admin = make_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
@@ -51,15 +55,29 @@ def main() -> None:
         redis.delete(STREAM)
         log = RedisHitLog(redis)
         start = time.time()
-        hits = [Hit("click" if i % 2 == 0 else "open", ids[i % len(ids)], start + i * 0.01, user_agent=USER_AGENT, ip="81.2.69.142", link=0 if i % 2 == 0 else None) for i in range(args.hits)]
+        hits = [
+            Hit(
+                "click" if i % 2 == 0 else "open",
+                ids[i % len(ids)],
+                start + i * 0.01,
+                user_agent=USER_AGENT,
+                ip="81.2.69.142",
+                link=0 if i % 2 == 0 else None,
+            )
+            for i in range(args.hits)
+        ]
         log.record_many(hits)
         began = time.perf_counter()
         result = log.flush(sessions)
         took = time.perf_counter() - began
         with sessions() as s:
             stored = s.scalar(select(func.count()).select_from(Event)) or 0
-        print(f"flushed {result.written:,} of {args.hits:,} hits on {args.messages:,} messages in {took:.1f} s = {result.written / took:,.0f} hits/s (postgresql)")
-        print(f"events table holds {stored:,}: {'exact' if stored == args.hits else 'MISMATCH'}; by class { ({str(k): v for k, v in result.by_class.items()}) }")
+        print(
+            f"flushed {result.written:,} of {args.hits:,} hits on {args.messages:,} messages in {took:.1f} s = {result.written / took:,.0f} hits/s (postgresql)"
+        )
+        print(
+            f"events table holds {stored:,}: {'exact' if stored == args.hits else 'MISMATCH'}; by class { ({str(k): v for k, v in result.by_class.items()}) }"
+        )
         redis.delete(STREAM)
     finally:
         engine.dispose()

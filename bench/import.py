@@ -58,11 +58,15 @@ def run(label: str, kind: str, path: Path, sessions, batch_size: int, trace: boo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--per-account", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=defaults.IMPORT_BATCH_SIZE)
-    parser.add_argument("--tracemalloc", action="store_true", help="also trace Python allocations (slower)")
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="also trace Python allocations (slower)"
+    )
     args = parser.parse_args()
 
     today = date(2026, 11, 23)
@@ -71,7 +75,9 @@ def main() -> None:
         folder = Path(name)
         started = time.perf_counter()
         accounts_csv = generate_accounts_csv(folder / "accounts.csv", accounts, today)
-        contacts_csv = generate_contacts_csv(folder / "contacts.csv", args.contacts, accounts=accounts)
+        contacts_csv = generate_contacts_csv(
+            folder / "contacts.csv", args.contacts, accounts=accounts
+        )
         print(
             f"generated {accounts:,} accounts ({accounts_csv.stat().st_size / 2**20:.1f} MB) and "
             f"{args.contacts:,} contacts ({contacts_csv.stat().st_size / 2**20:.1f} MB) "
@@ -80,7 +86,9 @@ def main() -> None:
         engine = make_engine(f"sqlite:///{folder}/bench.db")
         migrate(engine)
         sessions = make_sessionmaker(engine)
-        print(f"SQLite (WAL), batch size {args.batch_size:,}; peak RSS before importing: {rss_mb():.0f} MB")
+        print(
+            f"SQLite (WAL), batch size {args.batch_size:,}; peak RSS before importing: {rss_mb():.0f} MB"
+        )
         run("accounts", "accounts", accounts_csv, sessions, args.batch_size, args.tracemalloc)
         run(
             "contacts (insert)",

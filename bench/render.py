@@ -89,7 +89,9 @@ def per_message(n: int, work: Callable[[int], Any], repeat: int = 3) -> tuple[fl
     return min(times), results
 
 
-def stdlib_message(renderer: Renderer, people: list[dict[str, Any]], parts: list[Personalised], i: int) -> bytes:
+def stdlib_message(
+    renderer: Renderer, people: list[dict[str, Any]], parts: list[Personalised], i: int
+) -> bytes:
     sender = renderer.sender
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = Address(sender.name or "", addr_spec=sender.address)
@@ -104,7 +106,9 @@ def stdlib_message(renderer: Renderer, people: list[dict[str, Any]], parts: list
     return bytes(message)
 
 
-def mime_message(renderer: Renderer, people: list[dict[str, Any]], parts: list[Personalised], i: int) -> bytes:
+def mime_message(
+    renderer: Renderer, people: list[dict[str, Any]], parts: list[Personalised], i: int
+) -> bytes:
     sender = renderer.sender
     message = MIMEMultipart("alternative")
     message["From"] = formataddr((sender.name, sender.address), charset="utf-8")
@@ -136,7 +140,9 @@ def bench(renderer: Renderer, template: str, locale: str, n: int) -> dict[str, f
         n,
         lambda i: renderer.personalise(message=i, context=people[i]["context"], **common),
     )
-    links, tracked = per_message(n, lambda i: track_links(parts[i].html, parts[i].text, renderer.tokens, i))
+    links, tracked = per_message(
+        n, lambda i: track_links(parts[i].html, parts[i].text, renderer.tokens, i)
+    )
     ids = [make_message_id(i, "bench.example") for i in range(n)]
     mime, raws = per_message(
         n,
@@ -152,7 +158,9 @@ def bench(renderer: Renderer, template: str, locale: str, n: int) -> dict[str, f
             now=NOW,
         ),
     )
-    total, _ = per_message(n, lambda i: renderer.render(message=i, message_id=None, now=NOW, **common, **people[i]))
+    total, _ = per_message(
+        n, lambda i: renderer.render(message=i, message_id=None, now=NOW, **common, **people[i])
+    )
     stdlib_n = max(n // 5, 200)  # the slow way, on fewer messages
     stdlib, _ = per_message(stdlib_n, lambda i: stdlib_message(renderer, people, parts, i), 1)
     email_mime, _ = per_message(stdlib_n, lambda i: mime_message(renderer, people, parts, i), 1)
@@ -168,7 +176,9 @@ def bench(renderer: Renderer, template: str, locale: str, n: int) -> dict[str, f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", type=int, default=5000, help="messages per template and locale")
     parser.add_argument("--template", action="append", help="shipped template name (repeatable)")
     args = parser.parse_args()
@@ -191,7 +201,9 @@ def main() -> None:
                 f"{r['render']:>8.3f}{1000 / r['render']:>8.0f}{r['EmailMessage']:>14.3f}"
                 f"{r['email.mime']:>12.3f}{r['kB']:>9.1f}"
             )
-    print("\njinja includes the signed URLs the context needs; links + mime is the cost beyond Jinja;\nEmailMessage / email.mime build the same message from the same bodies (the mime column's job).")
+    print(
+        "\njinja includes the signed URLs the context needs; links + mime is the cost beyond Jinja;\nEmailMessage / email.mime build the same message from the same bodies (the mime column's job)."
+    )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ def timed(fn, runs: int = 5) -> tuple[float, object]:  # type: ignore[no-untyped
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--contacts", type=int, default=200_000)
@@ -63,7 +65,9 @@ def main() -> None:
     url = args.database_url
     if url is None:
         name = f"campaigns_report_{uuid.uuid4().hex[:6]}"
-        admin = make_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+        admin = make_engine(
+            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+        )
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
@@ -78,9 +82,13 @@ def main() -> None:
             journey = load_journey(path)
             deploy(s, journey, path.read_text(encoding="utf-8"), str(path))
             journey_id = s.scalar(text("SELECT id FROM journeys WHERE key = 'low_touch_nps'"))
-            version_id = s.scalar(text("SELECT current_version_id FROM journeys WHERE id = :j"), {"j": journey_id})
+            version_id = s.scalar(
+                text("SELECT current_version_id FROM journeys WHERE id = :j"), {"j": journey_id}
+            )
             add_user(s, "bench@example.com", "bench-password-123", now)
-        sending = [step.id for step in journey.steps if step.type.value in ("email", "survey", "invite")][:3]
+        sending = [
+            step.id for step in journey.steps if step.type.value in ("email", "survey", "invite")
+        ][:3]
         steps = "ARRAY[" + ",".join(f"'{step}'" for step in sending) + "]"
         segments = "ARRAY[" + ",".join(f"'{seg}'" for seg in SEGMENTS) + "]"
         with engine.begin() as conn:
@@ -101,7 +109,12 @@ def main() -> None:
                     f"INSERT INTO enrollments (journey_id, journey_version_id, contact_id, entry_key, segment, tier, holdout, state, current_step, context, entered_at, counted) "
                     f"SELECT :j, :v, g, 'segment', ({segments})[1 + g % 3], 'low_touch', g % 10 = 0, 'completed', NULL, '{{}}', :t, 0 FROM generate_series(1, :n) g"
                 ),
-                {"j": journey_id, "v": version_id, "n": args.contacts, "t": now - timedelta(days=30)},
+                {
+                    "j": journey_id,
+                    "v": version_id,
+                    "n": args.contacts,
+                    "t": now - timedelta(days=30),
+                },
             )
             conn.execute(
                 text(
@@ -109,7 +122,12 @@ def main() -> None:
                     f"SELECT 1 + (g % :c), 1 + (g % :c), :j, ({steps})[1 + (g / :c) % {len(sending)}], 'x' || g, 'email', 'survey', 'sent', 1, '[\"https://example.com/\"]', :t + (g % 30) * interval '1 day', :t + (g % 30) * interval '1 day', false "
                     f"FROM generate_series(1, :n) g"
                 ),
-                {"j": journey_id, "c": args.contacts, "n": args.messages, "t": now - timedelta(days=30)},
+                {
+                    "j": journey_id,
+                    "c": args.contacts,
+                    "n": args.messages,
+                    "t": now - timedelta(days=30),
+                },
             )
             conn.execute(
                 text(
@@ -118,12 +136,20 @@ def main() -> None:
                     "(ARRAY['human','human','machine','unknown'])[1 + (g / 3) % 4], 'bench', 'b:' || g, '{}', :t + (g % 30) * interval '1 day', :t + (g % 30) * interval '1 day' "
                     "FROM generate_series(1, :n) g"
                 ),
-                {"j": journey_id, "m": args.messages, "c": args.contacts, "n": args.events, "t": now - timedelta(days=30)},
+                {
+                    "j": journey_id,
+                    "m": args.messages,
+                    "c": args.contacts,
+                    "n": args.events,
+                    "t": now - timedelta(days=30),
+                },
             )
         generated = time.perf_counter() - started
         with engine.connect() as conn:
             events = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
-        print(f"generated {events:,} events on {args.messages:,} messages, {args.contacts:,} contacts in {generated:.0f} s (postgresql)")
+        print(
+            f"generated {events:,} events on {args.messages:,} messages, {args.contacts:,} contacts in {generated:.0f} s (postgresql)"
+        )
 
         # The stats the flusher and the rollup keep, built here in one pass over the raw rows.
         started = time.perf_counter()
@@ -169,36 +195,55 @@ def main() -> None:
                 )
             )
             rows = conn.execute(text("SELECT count(*) FROM stats")).scalar_one()
-        print(f"stats built from the raw rows in {time.perf_counter() - started:.1f} s: {rows:,} rows (kept up to date by the flusher and the rollup in production)")
+        print(
+            f"stats built from the raw rows in {time.perf_counter() - started:.1f} s: {rows:,} rows (kept up to date by the flusher and the rollup in production)"
+        )
 
         with sessions() as s:
             by_step, report = timed(lambda: journey_report(s, "low_touch_nps"))
             by_segment, _ = timed(lambda: journey_report(s, "low_touch_nps", by="segment"))
             listing, _ = timed(lambda: overview(s))
         steps_found = {row.key: row.count("sent") for row in report.rows}  # type: ignore[attr-defined]
-        print(f"journey report by step:    {by_step * 1000:7.1f} ms (target < 2 s): {'OK' if by_step < 2 else 'MISSED'}  {steps_found}")
+        print(
+            f"journey report by step:    {by_step * 1000:7.1f} ms (target < 2 s): {'OK' if by_step < 2 else 'MISSED'}  {steps_found}"
+        )
         print(f"journey report by segment: {by_segment * 1000:7.1f} ms")
         print(f"journeys overview:         {listing * 1000:7.1f} ms")
 
-        cfg = dataclasses.replace(settings.load({}), database_url=url, secret_key="bench-secret-0123456789", redis_url=None)
+        cfg = dataclasses.replace(
+            settings.load({}),
+            database_url=url,
+            secret_key="bench-secret-0123456789",
+            redis_url=None,
+        )
         app = create_app({"DATABASE_URL": url, "CAMPAIGNS": cfg, "TESTING": True})
         client = app.test_client()
         import re
 
         page = client.get("/login").get_data(as_text=True)
         csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-        assert client.post("/login", data={"csrf": csrf, "email": "bench@example.com", "password": "bench-password-123"}).status_code == 302
+        assert (
+            client.post(
+                "/login",
+                data={"csrf": csrf, "email": "bench@example.com", "password": "bench-password-123"},
+            ).status_code
+            == 302
+        )
         page_time, response = timed(lambda: client.get("/journeys/low_touch_nps"))
         assert response.status_code == 200  # type: ignore[attr-defined]
         list_time, _ = timed(lambda: client.get("/journeys"))
-        print(f"dashboard journey page:    {page_time * 1000:7.1f} ms   journeys list: {list_time * 1000:.1f} ms")
+        print(
+            f"dashboard journey page:    {page_time * 1000:7.1f} ms   journeys list: {list_time * 1000:.1f} ms"
+        )
         nps_time, response = timed(lambda: client.get("/nps?bucket=week"))
         assert response.status_code == 200  # type: ignore[attr-defined]
         contact_time, response = timed(lambda: client.get("/contacts/4242"))
         assert response.status_code == 200 and "Timeline" in response.get_data(as_text=True)  # type: ignore[attr-defined]
         tasks_time, response = timed(lambda: client.get("/tasks?owner=all"))
         assert response.status_code == 200  # type: ignore[attr-defined]
-        print(f"dashboard NPS page:        {nps_time * 1000:7.1f} ms   contact timeline: {contact_time * 1000:.1f} ms   tasks inbox: {tasks_time * 1000:.1f} ms")
+        print(
+            f"dashboard NPS page:        {nps_time * 1000:7.1f} ms   contact timeline: {contact_time * 1000:.1f} ms   tasks inbox: {tasks_time * 1000:.1f} ms"
+        )
         app.extensions["campaigns.engine"].dispose()
 
         with engine.connect() as conn:
@@ -211,7 +256,9 @@ def main() -> None:
                 {"j": journey_id},
             ).all()
             scan = time.perf_counter() - started
-        print(f"for comparison, the funnel by scanning raw events: {scan:.1f} s ({scan / by_step:,.0f}x the report)")
+        print(
+            f"for comparison, the funnel by scanning raw events: {scan:.1f} s ({scan / by_step:,.0f}x the report)"
+        )
     finally:
         engine.dispose()
         if admin is not None:

@@ -82,26 +82,60 @@ def generate(sessions, contacts: int, per_account: int, today: date, rng: random
 
 def per_row_python(sessions, segset: seg.SegmentSet, today: date, sample: int) -> float:
     """Seconds to load ``sample`` contacts with their accounts and evaluate every rule in Python."""
-    conditions = [(s.name, Condition(s.rule)) for s in (*segset.tiers, *segset.segments) if "tier" not in s.rule]
+    conditions = [
+        (s.name, Condition(s.rule))
+        for s in (*segset.tiers, *segset.segments)
+        if "tier" not in s.rule
+    ]
     started = time.perf_counter()
     with sessions() as s:
-        rows = s.execute(select(Contact, Account).join(Account, Contact.account_id == Account.id).limit(sample))
+        rows = s.execute(
+            select(Contact, Account).join(Account, Contact.account_id == Account.id).limit(sample)
+        )
         for contact, account in rows:
-            values = {c: getattr(account, c) for c in ("arr", "plan", "contract_status", "industry", "company_size", "health_score", "renewal_date", "contract_start", "owner_email", "ltv", "name")}
-            values["days_to_renewal"] = (account.renewal_date - today).days if account.renewal_date else None
-            values["days_since_start"] = (today - account.contract_start).days if account.contract_start else None
+            values = {
+                c: getattr(account, c)
+                for c in (
+                    "arr",
+                    "plan",
+                    "contract_status",
+                    "industry",
+                    "company_size",
+                    "health_score",
+                    "renewal_date",
+                    "contract_start",
+                    "owner_email",
+                    "ltv",
+                    "name",
+                )
+            }
+            values["days_to_renewal"] = (
+                (account.renewal_date - today).days if account.renewal_date else None
+            )
+            values["days_since_start"] = (
+                (today - account.contract_start).days if account.contract_start else None
+            )
             values["attributes"] = account.attributes
-            values["contact"] = {"role": contact.role, "locale": contact.locale, "email": contact.email, "attributes": contact.attributes}
+            values["contact"] = {
+                "role": contact.role,
+                "locale": contact.locale,
+                "email": contact.email,
+                "attributes": contact.attributes,
+            }
             for _name, condition in conditions:
                 condition(values)
     return time.perf_counter() - started
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--per-account", type=int, default=4)
-    parser.add_argument("--sample", type=int, default=50_000, help="contacts for the per-row comparison")
+    parser.add_argument(
+        "--sample", type=int, default=50_000, help="contacts for the per-row comparison"
+    )
     parser.add_argument("--segments", type=Path, default=ROOT / "journeys" / "segments.yaml")
     args = parser.parse_args()
 
@@ -115,8 +149,12 @@ def main() -> None:
         generate(sessions, args.contacts, args.per_account, today, random.Random(7))
         generated = time.perf_counter() - started
         accounts = args.contacts // args.per_account
-        print(f"generated {args.contacts:,} contacts, {accounts:,} accounts in {generated:.1f} s (SQLite, WAL)")
-        print(f"rules: {len(segset.tiers)} tiers, {len(segset.segments)} segments from {args.segments.relative_to(ROOT) if args.segments.is_relative_to(ROOT) else args.segments}")
+        print(
+            f"generated {args.contacts:,} contacts, {accounts:,} accounts in {generated:.1f} s (SQLite, WAL)"
+        )
+        print(
+            f"rules: {len(segset.tiers)} tiers, {len(segset.segments)} segments from {args.segments.relative_to(ROOT) if args.segments.is_relative_to(ROOT) else args.segments}"
+        )
 
         started = time.perf_counter()
         with sessions() as s, s.begin():
@@ -127,17 +165,27 @@ def main() -> None:
             counts = seg.count(s, segset, today)
         counting = time.perf_counter() - started
 
-        print(f"tiering (one UPDATE of {accounts:,} accounts, {changed:,} changed): {tiering:.2f} s")
-        print(f"counting ({len(counts)} tiers+segments over {args.contacts:,} contacts): {counting:.2f} s")
+        print(
+            f"tiering (one UPDATE of {accounts:,} accounts, {changed:,} changed): {tiering:.2f} s"
+        )
+        print(
+            f"counting ({len(counts)} tiers+segments over {args.contacts:,} contacts): {counting:.2f} s"
+        )
         for c in counts:
-            print(f"  {c.name:<22} {'tier' if c.is_tier else 'segment':<8} accounts {c.accounts:>9,}  contacts {c.contacts:>9,}")
+            print(
+                f"  {c.name:<22} {'tier' if c.is_tier else 'segment':<8} accounts {c.accounts:>9,}  contacts {c.contacts:>9,}"
+            )
         total = tiering + counting
-        print(f"total set-based: {total:.2f} s for {args.contacts:,} contacts (target < 30 s): {'OK' if total < 30 else 'MISSED'}")
+        print(
+            f"total set-based: {total:.2f} s for {args.contacts:,} contacts (target < 30 s): {'OK' if total < 30 else 'MISSED'}"
+        )
 
         sample = min(args.sample, args.contacts)
         loop = per_row_python(sessions, segset, today, sample)
         scaled = loop * args.contacts / sample
-        print(f"per-row Python for comparison: {loop:.2f} s for {sample:,} contacts -> ~{scaled:.0f} s for {args.contacts:,} ({scaled / total:.1f}x slower)")
+        print(
+            f"per-row Python for comparison: {loop:.2f} s for {sample:,} contacts -> ~{scaled:.0f} s for {args.contacts:,} ({scaled / total:.1f}x slower)"
+        )
         engine.dispose()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak_mb:.0f} MB")

@@ -101,7 +101,9 @@ def wait_for(counter: multiprocessing.Value, target: int, timeout: float) -> flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database-url", default=None)
@@ -133,7 +135,9 @@ def main() -> None:
 
     # 1. The raw limit: pre-rendered messages over one connection.
     store = TemplateStore(ROOT / "templates")
-    renderer = Renderer(store, Tokens("bench-secret-0123456789", "https://cs.example.com"), Sender("cs@example.com"))
+    renderer = Renderer(
+        store, Tokens("bench-secret-0123456789", "https://cs.example.com"), Sender("cs@example.com")
+    )
     sample = min(n, 20_000)
     prepared = [
         renderer.render(
@@ -156,7 +160,9 @@ def main() -> None:
             smtp.sendmail(mail.mail_from, [mail.to], mail.raw)
         raw_seconds = time.perf_counter() - started
     raw_rate = sample / raw_seconds
-    print(f"raw limit: {sample:,} pre-rendered messages over one smtplib connection in {raw_seconds:.1f} s = {raw_rate:,.0f} msg/s")
+    print(
+        f"raw limit: {sample:,} pre-rendered messages over one smtplib connection in {raw_seconds:.1f} s = {raw_rate:,.0f} msg/s"
+    )
     del prepared
     counter.value = 0
 
@@ -165,7 +171,9 @@ def main() -> None:
     database_url = args.database_url
     if database_url is None:
         name = f"campaigns_bench_{uuid.uuid4().hex[:6]}"
-        admin = make_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+        admin = make_engine(
+            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+        )
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         database_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
@@ -181,12 +189,22 @@ def main() -> None:
             s.execute(
                 insert(Contact),
                 [
-                    {"account_id": account_id, "email": f"r{i}@example.com", "name": f"R {i}", "locale": "ja" if i % 2 else "en", "time_zone": "UTC", "tags": [], "attributes": {}}
+                    {
+                        "account_id": account_id,
+                        "email": f"r{i}@example.com",
+                        "name": f"R {i}",
+                        "locale": "ja" if i % 2 else "en",
+                        "time_zone": "UTC",
+                        "tags": [],
+                        "attributes": {},
+                    }
                     for i in range(start, min(n, start + 10_000))
                 ],
             )
         deploy(s, parse_journey(JOURNEY, "bench.yaml"), JOURNEY, "bench.yaml")
-    print(f"seeded {n:,} recipients in {time.perf_counter() - started:.1f} s ({database.dialect.name})")
+    print(
+        f"seeded {n:,} recipients in {time.perf_counter() - started:.1f} s ({database.dialect.name})"
+    )
 
     redis = Redis.from_url(args.redis_url)
     redis.flushdb()
@@ -205,11 +223,21 @@ def main() -> None:
             queue.enqueue(jobs.advance, job_timeout=600)
         return count
 
-    engine = Engine(sessions, FakeClock(datetime.now(UTC)), lambda: segments, renderer, transport_from_url(mail_url), EngineSettings(), dispatch)
+    engine = Engine(
+        sessions,
+        FakeClock(datetime.now(UTC)),
+        lambda: segments,
+        renderer,
+        transport_from_url(mail_url),
+        EngineSettings(),
+        dispatch,
+    )
     started = time.perf_counter()
     tick = engine.tick()
     tick_seconds = time.perf_counter() - started
-    print(f"tick: enrolled {sum(tick.entered.values()):,}, counted {tick.due:,} due and enqueued {tick.batches} advance jobs in {tick_seconds:.1f} s")
+    print(
+        f"tick: enrolled {sum(tick.entered.values()):,}, counted {tick.due:,} due and enqueued {tick.batches} advance jobs in {tick_seconds:.1f} s"
+    )
 
     env = {
         **os.environ,
@@ -224,7 +252,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         logs = [open(Path(folder) / f"worker{i}.log", "w+b") for i in range(args.workers)]  # noqa: SIM115 - closed below
-        workers = [subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--burst", "--no-cron"], cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=log) for log in logs]
+        workers = [
+            subprocess.Popen(
+                [sys.executable, str(ROOT / "worker.py"), "--burst", "--no-cron"],
+                cwd=folder,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+            for log in logs
+        ]
         peaks = watch_rss(workers)
         for worker in workers:
             worker.wait()
@@ -238,10 +275,14 @@ def main() -> None:
     delivered = counter.value
     rate = delivered / elapsed
     peak = max(peaks.values(), default=0) / 1024
-    print(f"engine: {delivered:,} of {n:,} delivered by {args.workers} workers in {elapsed:.1f} s = {rate:,.0f} msg/s")
+    print(
+        f"engine: {delivered:,} of {n:,} delivered by {args.workers} workers in {elapsed:.1f} s = {rate:,.0f} msg/s"
+    )
     print(f"ratio engine / raw limit: {rate / raw_rate:.2f} (target >= 0.5)")
     # Claims happen inside the jobs now (they were in the tick before): compare end to end.
-    print(f"end to end (tick + delivery): {tick_seconds + elapsed:.1f} s = {n / (tick_seconds + elapsed):,.0f} msg/s")
+    print(
+        f"end to end (tick + delivery): {tick_seconds + elapsed:.1f} s = {n / (tick_seconds + elapsed):,.0f} msg/s"
+    )
     print(f"peak worker RSS: {peak:.0f} MB (target < 250 MB)")
     for failure in failures:
         print(failure)

@@ -69,7 +69,11 @@ ENDPOINTS = {"pixel": 200, "click": 302}  # endpoint -> expected status
 
 
 def request_bytes(path: str, endpoint: str) -> bytes:
-    accept = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8" if endpoint == "pixel" else "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    accept = (
+        "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"
+        if endpoint == "pixel"
+        else "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    )
     host = BASE_URL.split("://", 1)[1]
     return (
         f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\nAccept: {accept}\r\n"
@@ -101,7 +105,9 @@ class _Conn:
         self.swept = 0  # sweep mode: requests this connection has sent
 
 
-def accepted_by(sock: socket.socket, port: int, workers: list[int], timeout: float = 1.0) -> int | None:
+def accepted_by(
+    sock: socket.socket, port: int, workers: list[int], timeout: float = 1.0
+) -> int | None:
     """The gunicorn worker that accepted this connection, found in /proc (the server side's
     socket inode among the worker's file descriptors); None if none did within ``timeout``."""
     server, client = f"0100007F:{port:04X}", f"0100007F:{sock.getsockname()[1]:04X}"
@@ -111,7 +117,10 @@ def accepted_by(sock: socket.socket, port: int, workers: list[int], timeout: flo
         inode = next((row[9] for row in rows if row[1] == server and row[2] == client), "0")
         for pid in workers if inode != "0" else ():
             try:
-                if any(os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]" for fd in os.listdir(f"/proc/{pid}/fd")):
+                if any(
+                    os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]"
+                    for fd in os.listdir(f"/proc/{pid}/fd")
+                ):
                     return pid
             except OSError:  # a descriptor closed while we looked
                 continue
@@ -136,7 +145,9 @@ def connect(port: int, count: int, workers: list[int], placed: Any, cap: int) ->
         conn = _Conn(port)
         pid = accepted_by(conn.sock, port, workers)
         with placed.get_lock():
-            slot = workers.index(pid) if pid in workers else None  # None: not found, kept and not counted
+            slot = (
+                workers.index(pid) if pid in workers else None
+            )  # None: not found, kept and not counted
             if slot is None or placed[slot] < cap:
                 if slot is not None:
                     placed[slot] += 1
@@ -267,11 +278,24 @@ class Load:
     def percentile(self, q: float) -> float:
         """Latency in ms at quantile ``q`` (nearest rank)."""
         ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+        return (
+            ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+            if ordered
+            else float("nan")
+        )
 
 
 def run_load(
-    port: int, requests: list[bytes], expected: int, *, workers: list[int], processes: int, connections: int, seconds: float | None = None, total: int | None = None, sweep: bool = False
+    port: int,
+    requests: list[bytes],
+    expected: int,
+    *,
+    workers: list[int],
+    processes: int,
+    connections: int,
+    seconds: float | None = None,
+    total: int | None = None,
+    sweep: bool = False,
 ) -> Load:
     """Drive the app on ``port`` (served by ``workers``) from ``processes`` processes for
     ``seconds`` (or ``total`` requests; or with ``sweep``, every request once on each
@@ -285,13 +309,37 @@ def run_load(
     for i in range(processes):
         quota = None if total is None else total // processes + (1 if i < total % processes else 0)
         offset = i * len(requests) // processes
-        loaders.append(context.Process(target=drive, args=(port, requests, expected, connections, offset, seconds, quota, sweep, workers, placed, cap, barrier, results), daemon=True))
+        loaders.append(
+            context.Process(
+                target=drive,
+                args=(
+                    port,
+                    requests,
+                    expected,
+                    connections,
+                    offset,
+                    seconds,
+                    quota,
+                    sweep,
+                    workers,
+                    placed,
+                    cap,
+                    barrier,
+                    results,
+                ),
+                daemon=True,
+            )
+        )
     for loader in loaders:
         loader.start()
     parts = [results.get(timeout=(seconds or 0) + 300) for _ in loaders]
     for loader in loaders:
         loader.join()
-    load = Load(errors=sum(p[3] for p in parts), seconds=max(p[1] for p in parts) - min(p[0] for p in parts), spread=tuple(placed))
+    load = Load(
+        errors=sum(p[3] for p in parts),
+        seconds=max(p[1] for p in parts) - min(p[0] for p in parts),
+        spread=tuple(placed),
+    )
     for part in parts:
         load.latencies.frombytes(part[2])
     load.hits = len(load.latencies)
@@ -308,8 +356,18 @@ class Server:
         self.name = name
         self.port = free_port()
         self.log = open(folder / f"{name}.log", "w+b")  # noqa: SIM115 - closed in stop()
-        command = [sys.executable, "-m", "gunicorn", *GUNICORN, "-b", f"127.0.0.1:{self.port}", APPS[name]]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            *GUNICORN,
+            "-b",
+            f"127.0.0.1:{self.port}",
+            APPS[name],
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         self.sent = 0  # successful hits sent, warm-up included
         self.spreads: set[tuple[int, ...]] = set()  # connections per worker, in each load
 
@@ -343,7 +401,12 @@ class Server:
 
     def workers(self) -> list[int]:
         try:
-            return [int(pid) for pid in Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()]
+            return [
+                int(pid)
+                for pid in Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+                .read_text()
+                .split()
+            ]
         except OSError:
             return []
 
@@ -411,11 +474,46 @@ def seed(sessions: Any, n: int) -> list[int]:
         account = Account(external_id="A", name="A", arr=Decimal(1))
         s.add(account)
         s.flush()
-        s.execute(insert(Contact), [{"account_id": account.id, "email": f"r{i}@example.com", "name": f"R {i}", "locale": "en", "time_zone": "UTC", "tags": [], "attributes": {}} for i in range(n)])
+        s.execute(
+            insert(Contact),
+            [
+                {
+                    "account_id": account.id,
+                    "email": f"r{i}@example.com",
+                    "name": f"R {i}",
+                    "locale": "en",
+                    "time_zone": "UTC",
+                    "tags": [],
+                    "attributes": {},
+                }
+                for i in range(n)
+            ],
+        )
         contacts = s.scalars(select(Contact.id).order_by(Contact.id)).all()
-        links = ["https://www.example.com/guide/{}?utm_source=email", "https://www.example.com/pricing"]
-        common = {"step_id": "hello", "status": MessageStatus.SENT, "subject": "Tips", "template": "onboarding_tips", "locale": "en", "sent_at": sent_at}
-        s.execute(insert(Message), [{**common, "contact_id": c, "to_address": f"r{i}@example.com", "links": [link.format(i) for link in links]} for i, c in enumerate(contacts)])
+        links = [
+            "https://www.example.com/guide/{}?utm_source=email",
+            "https://www.example.com/pricing",
+        ]
+        common = {
+            "step_id": "hello",
+            "status": MessageStatus.SENT,
+            "subject": "Tips",
+            "template": "onboarding_tips",
+            "locale": "en",
+            "sent_at": sent_at,
+        }
+        s.execute(
+            insert(Message),
+            [
+                {
+                    **common,
+                    "contact_id": c,
+                    "to_address": f"r{i}@example.com",
+                    "links": [link.format(i) for link in links],
+                }
+                for i, c in enumerate(contacts)
+            ],
+        )
         return list(s.scalars(select(Message.id).order_by(Message.id)).all())
 
 
@@ -424,21 +522,50 @@ def verdict(ok: bool) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0, help="length of each measurement (default 3)")
-    parser.add_argument("--requests", type=int, default=None, help="a fixed number of requests per measurement instead of --seconds")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
-        "--rounds", type=int, default=4, help="measurements of each endpoint on each app, interleaved (default 4: the ratios of shorter runs scatter by about ±0.05 on this 2-core machine)"
+        "--seconds", type=float, default=3.0, help="length of each measurement (default 3)"
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="a fixed number of requests per measurement instead of --seconds",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="measurements of each endpoint on each app, interleaved (default 4: the ratios of shorter runs scatter by about ±0.05 on this 2-core machine)",
     )
     parser.add_argument("--processes", type=int, default=2, help="load processes (default 2)")
-    parser.add_argument("--connections", type=int, default=4, help="keep-alive connections per load process (default 4)")
-    parser.add_argument("--messages", type=int, default=1_000, help="sent messages the requests rotate over (default 1000)")
-    parser.add_argument("--warmup", type=int, default=500, help="requests per endpoint and app before measuring (default 500)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=4,
+        help="keep-alive connections per load process (default 4)",
+    )
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=1_000,
+        help="sent messages the requests rotate over (default 1000)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=500,
+        help="requests per endpoint and app before measuring (default 500)",
+    )
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
     seconds = None if args.requests else args.seconds
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # still stop the servers and drop the database
+    signal.signal(
+        signal.SIGTERM, lambda *_: sys.exit(1)
+    )  # still stop the servers and drop the database
 
     from redis import Redis
     from sqlalchemy import func, select, text
@@ -453,7 +580,9 @@ def main() -> None:
     database_url = args.database_url
     if database_url is None:
         name = f"campaigns_bench_{uuid.uuid4().hex[:6]}"
-        admin = make_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+        admin = make_engine(
+            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+        )
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         database_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
@@ -468,50 +597,88 @@ def main() -> None:
         sessions = make_sessionmaker(database)
         message_ids = seed(sessions, args.messages)
         tokens = Tokens(SECRET, BASE_URL)
-        paths = {"pixel": [tokens.open_url(m) for m in message_ids], "click": [tokens.click_url(m, 0) for m in message_ids]}
-        requests = {endpoint: [request_bytes(url.removeprefix(BASE_URL), endpoint) for url in urls] for endpoint, urls in paths.items()}
+        paths = {
+            "pixel": [tokens.open_url(m) for m in message_ids],
+            "click": [tokens.click_url(m, 0) for m in message_ids],
+        }
+        requests = {
+            endpoint: [request_bytes(url.removeprefix(BASE_URL), endpoint) for url in urls]
+            for endpoint, urls in paths.items()
+        }
         redis.flushdb()
-        print(f"seeded {len(message_ids):,} sent messages ({database.dialect.name}); load: {args.processes} processes x {args.connections} keep-alive connections")
+        print(
+            f"seeded {len(message_ids):,} sent messages ({database.dialect.name}); load: {args.processes} processes x {args.connections} keep-alive connections"
+        )
 
-        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": args.redis_url, "SECRET_KEY": SECRET, "BASE_URL": BASE_URL}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": args.redis_url,
+            "SECRET_KEY": SECRET,
+            "BASE_URL": BASE_URL,
+        }
         env.pop("PYTHONPATH", None)
         for name in APPS:
             servers[name] = Server(name, env, Path(folder.name))
         for server in servers.values():
             server.wait_ready()
-        print(f"gunicorn {' '.join(GUNICORN)}: {', '.join(f'{name} on :{s.port}' for name, s in servers.items())}")
+        print(
+            f"gunicorn {' '.join(GUNICORN)}: {', '.join(f'{name} on :{s.port}' for name, s in servers.items())}"
+        )
 
         load_args = {"processes": args.processes, "connections": args.connections}
         for server in servers.values():
             for endpoint, expected in ENDPOINTS.items():
-                warm = [server.measure(requests[endpoint], expected, total=args.warmup, **load_args)]
+                warm = [
+                    server.measure(requests[endpoint], expected, total=args.warmup, **load_args)
+                ]
                 if endpoint == "click":
                     # Every connection sweeps every message, so that each worker's link cache holds them all.
-                    warm.append(server.measure(requests[endpoint], expected, sweep=True, **load_args))
+                    warm.append(
+                        server.measure(requests[endpoint], expected, sweep=True, **load_args)
+                    )
                 if any(w.errors for w in warm):
-                    raise RuntimeError(f"{server.name} {endpoint}: errors while warming up:\n{server.tail()}")
+                    raise RuntimeError(
+                        f"{server.name} {endpoint}: errors while warming up:\n{server.tail()}"
+                    )
 
         results = {(endpoint, name): Load() for endpoint in ENDPOINTS for name in APPS}
         order = list(APPS)
         for round_ in range(args.rounds):
             for endpoint, expected in ENDPOINTS.items():
                 for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
-                    results[endpoint, name].add(servers[name].measure(requests[endpoint], expected, seconds=seconds, total=args.requests, **load_args))
+                    results[endpoint, name].add(
+                        servers[name].measure(
+                            requests[endpoint],
+                            expected,
+                            seconds=seconds,
+                            total=args.requests,
+                            **load_args,
+                        )
+                    )
         rss = peak_rss_mb(servers["real"].workers())
         for server in servers.values():
             server.stop()
 
         print()
-        print(f"{'endpoint':<8} {'app':<6} {'hits/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'hits':>8} {'errors':>6} {'worker CPU/hit':>15}")
+        print(
+            f"{'endpoint':<8} {'app':<6} {'hits/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'hits':>8} {'errors':>6} {'worker CPU/hit':>15}"
+        )
         for (endpoint, name), load in results.items():
-            print(f"{endpoint:<8} {name:<6} {load.rate:>8,.0f} {load.percentile(0.50):>7.2f} {load.percentile(0.99):>7.2f} {load.hits:>8,} {load.errors:>6} {load.cpu_per_hit:>12.0f} us")
-        spreads = sorted({"+".join(map(str, spread)) for s in servers.values() for spread in s.spreads})
+            print(
+                f"{endpoint:<8} {name:<6} {load.rate:>8,.0f} {load.percentile(0.50):>7.2f} {load.percentile(0.99):>7.2f} {load.hits:>8,} {load.errors:>6} {load.cpu_per_hit:>12.0f} us"
+            )
+        spreads = sorted(
+            {"+".join(map(str, spread)) for s in servers.values() for spread in s.spreads}
+        )
         print(f"keep-alive connections per worker: {' or '.join(spreads)}")
         print()
         for endpoint in ENDPOINTS:
             real, limit, usual = (results[endpoint, name] for name in ("real", "limit", "usual"))
             ratio = real.rate / limit.rate
-            print(f"{endpoint}: real / limit {ratio:.2f} (target >= 0.5) {verdict(ratio >= 0.5)}; by worker CPU per hit {limit.cpu_per_hit / real.cpu_per_hit:.2f}")
+            print(
+                f"{endpoint}: real / limit {ratio:.2f} (target >= 0.5) {verdict(ratio >= 0.5)}; by worker CPU per hit {limit.cpu_per_hit / real.cpu_per_hit:.2f}"
+            )
             times = real.rate / usual.rate
             print(f"{endpoint}: real / usual {times:.2f} (target >= 2) {verdict(times >= 2)}")
             p99 = real.percentile(0.99)
@@ -524,14 +691,26 @@ def main() -> None:
         flushed = RedisHitLog(redis).flush(sessions)
         flush_seconds = time.perf_counter() - started
         with sessions() as s:
-            events = s.scalar(select(func.count()).select_from(Event).where(Event.kind.in_([EventKind.OPEN, EventKind.CLICK])))
+            events = s.scalar(
+                select(func.count())
+                .select_from(Event)
+                .where(Event.kind.in_([EventKind.OPEN, EventKind.CLICK]))
+            )
             rows = s.scalar(text(f"SELECT count(*) FROM {HITS_TABLE}"))
-        print(f"real: sent {sent:,} hits, {waiting:,} in the stream; the flusher wrote {flushed.written:,} in {flush_seconds:.1f} s ({flushed.written / flush_seconds:,.0f}/s); events: {events:,}")
-        print(f"real: sent {sent:,} hits, flushed {events:,} events: {'exact' if events == sent else f'MISMATCH ({events - sent:+,})'} {verdict(events == sent)}")
+        print(
+            f"real: sent {sent:,} hits, {waiting:,} in the stream; the flusher wrote {flushed.written:,} in {flush_seconds:.1f} s ({flushed.written / flush_seconds:,.0f}/s); events: {events:,}"
+        )
+        print(
+            f"real: sent {sent:,} hits, flushed {events:,} events: {'exact' if events == sent else f'MISMATCH ({events - sent:+,})'} {verdict(events == sent)}"
+        )
         usual_sent = servers["usual"].sent
-        print(f"usual: sent {usual_sent:,} hits, {HITS_TABLE} holds {rows:,} rows: {'exact' if rows == usual_sent else f'MISMATCH ({rows - usual_sent:+,})'} {verdict(rows == usual_sent)}")
+        print(
+            f"usual: sent {usual_sent:,} hits, {HITS_TABLE} holds {rows:,} rows: {'exact' if rows == usual_sent else f'MISMATCH ({rows - usual_sent:+,})'} {verdict(rows == usual_sent)}"
+        )
         if rss:
-            print(f"peak RSS of the real app's gunicorn workers: {', '.join(f'{mb:.0f} MB' for mb in rss)}")
+            print(
+                f"peak RSS of the real app's gunicorn workers: {', '.join(f'{mb:.0f} MB' for mb in rss)}"
+            )
     finally:
         for server in servers.values():
             if not server.log.closed:
@@ -540,7 +719,9 @@ def main() -> None:
         database.dispose()
         if admin is not None:
             with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{database.url.database}" WITH (FORCE)'))
+                conn.execute(
+                    text(f'DROP DATABASE IF EXISTS "{database.url.database}" WITH (FORCE)')
+                )
         folder.cleanup()
 
 

@@ -24,7 +24,11 @@ from typing import Any
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 
-NO_CACHE = [("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0"), ("Pragma", "no-cache"), ("Expires", "0")]
+NO_CACHE = [
+    ("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0"),
+    ("Pragma", "no-cache"),
+    ("Expires", "0"),
+]
 
 HITS_TABLE = "bench_hits"
 
@@ -85,7 +89,14 @@ def usual() -> Any:
     def insert(kind: str, message_id: int, link: int | None = None) -> None:
         with sessions() as session:
             session.execute(
-                hits.insert().values(kind=kind, message_id=message_id, link=link, user_agent=request.headers.get("User-Agent", "")[:512], ip=request.remote_addr or "", at=datetime.now(UTC))
+                hits.insert().values(
+                    kind=kind,
+                    message_id=message_id,
+                    link=link,
+                    user_agent=request.headers.get("User-Agent", "")[:512],
+                    ip=request.remote_addr or "",
+                    at=datetime.now(UTC),
+                )
             )
             session.commit()
 
@@ -100,7 +111,11 @@ def usual() -> Any:
     @app.get("/t/c/<token>")
     def click(token: str) -> Any:
         payload = tokens.loads("click", token)
-        if payload is None or type(payload.get("m")) is not int or type(payload.get("l")) is not int:
+        if (
+            payload is None
+            or type(payload.get("m")) is not int
+            or type(payload.get("l")) is not int
+        ):
             abort(404)
         stored = links(payload["m"])
         if stored is None or not 0 <= payload["l"] < len(stored):

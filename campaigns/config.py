@@ -45,7 +45,9 @@ _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # Bidi embeddings, overrides, isolates and marks make a display name read differently from
 # what it is ("moc.elpmaxe"); the other format characters (ZWJ, ZWNJ) are real writing.
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 # The obsolete phrase syntax of RFC 5322 4.1, "Acme Inc. <cs@acme.com>": the parser reports it,
 # and it is harmless, as the From header is rebuilt from the parsed name (then quoted).
 _PHRASE_DEFECTS = ("period in 'phrase'", "comment found without atom")
@@ -72,15 +74,21 @@ def parse_mail_from(value: str) -> Mailbox:
     example = "e.g. 'Customer Success <cs@example.com>'"
     bad = _bad_character(value)
     if bad is not None:
-        raise ConfigError(f"MAIL_FROM: contains the control character {bad!r}; write one line, {example}")
+        raise ConfigError(
+            f"MAIL_FROM: contains the control character {bad!r}; write one line, {example}"
+        )
     if len(value) > 998:  # the longest line a message may carry
         raise ConfigError("MAIL_FROM: longer than 998 characters")
     try:
         header = HeaderRegistry()("From", value)
         groups, found = cast(AddressHeader, header).groups, header.defects
-    except Exception:  # on hostile text the parser raises IndexError, AttributeError, TypeError, ValueError...
+    except (
+        Exception
+    ):  # on hostile text the parser raises IndexError, AttributeError, TypeError, ValueError...
         raise ConfigError(f"MAIL_FROM: not an address: {value!r}; {example}") from None
-    defects = tuple(d for d in found if not (isinstance(d, ObsoleteHeaderDefect) and str(d) in _PHRASE_DEFECTS))
+    defects = tuple(
+        d for d in found if not (isinstance(d, ObsoleteHeaderDefect) and str(d) in _PHRASE_DEFECTS)
+    )
     if defects or not groups or not groups[0].addresses:
         raise ConfigError(f"MAIL_FROM: not an address: {value!r}; {example}")
     if len(groups) > 1 or groups[0].display_name is not None or len(groups[0].addresses) > 1:
@@ -92,10 +100,14 @@ def parse_mail_from(value: str) -> Mailbox:
     name = " ".join(mailbox.display_name.split())
     local = mailbox.username
     if not local or len(local) > 64 or not _DOT_ATOM.fullmatch(local):
-        raise ConfigError(f"MAIL_FROM: {value!r} has no usable local part (ASCII letters, digits and !#$%&'*+/=?^_`{{|}}~- between dots, 64 at most); {example}")
+        raise ConfigError(
+            f"MAIL_FROM: {value!r} has no usable local part (ASCII letters, digits and !#$%&'*+/=?^_`{{|}}~- between dots, 64 at most); {example}"
+        )
     domain = _mail_domain(mailbox.domain)
     if domain is None:
-        raise ConfigError(f"MAIL_FROM: {mailbox.domain!r} is not a domain name; use a host name with a dot, e.g. cs@example.com (or localhost)")
+        raise ConfigError(
+            f"MAIL_FROM: {mailbox.domain!r} is not a domain name; use a host name with a dot, e.g. cs@example.com (or localhost)"
+        )
     return Mailbox(address=f"{local}@{domain}", name=name or None)
 
 
@@ -137,13 +149,19 @@ def _secret_key(value: str | None) -> tuple[str, bool]:
     if not value.strip():
         raise ConfigError(f"SECRET_KEY: only whitespace; {advice}")
     if value != value.strip():
-        raise ConfigError("SECRET_KEY: starts or ends with whitespace (a stray space or newline?); remove it")
+        raise ConfigError(
+            "SECRET_KEY: starts or ends with whitespace (a stray space or newline?); remove it"
+        )
     if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
-        raise ConfigError(f"SECRET_KEY: contains control characters or bytes that are not UTF-8; {advice}")
+        raise ConfigError(
+            f"SECRET_KEY: contains control characters or bytes that are not UTF-8; {advice}"
+        )
     if len(value) < SECRET_MIN_LENGTH:
         raise ConfigError(f"SECRET_KEY: too short ({len(value)} characters); {advice}")
     if len(set(value)) < SECRET_MIN_DISTINCT:
-        raise ConfigError(f"SECRET_KEY: only {len(set(value))} different characters, too easy to guess; {advice}")
+        raise ConfigError(
+            f"SECRET_KEY: only {len(set(value))} different characters, too easy to guess; {advice}"
+        )
     return value, False
 
 
@@ -186,15 +204,27 @@ def normalise_database_url(url: str) -> str:
         raise ConfigError(f"DATABASE_URL: cannot parse {redact_url(url)!r}; {hint}") from None
     if scheme == "sqlite":
         if parsed.host:  # sqlite://db.file reads as a host named db.file and an in-memory database
-            raise ConfigError(f"DATABASE_URL: SQLite takes a file, not a host: write sqlite:///relative.db or sqlite:////absolute/path.db, got {redact_url(url)!r}")
-        memory = not parsed.database or parsed.database in (":memory:", "file::memory:") or parsed.query.get("mode") == "memory"
+            raise ConfigError(
+                f"DATABASE_URL: SQLite takes a file, not a host: write sqlite:///relative.db or sqlite:////absolute/path.db, got {redact_url(url)!r}"
+            )
+        memory = (
+            not parsed.database
+            or parsed.database in (":memory:", "file::memory:")
+            or parsed.query.get("mode") == "memory"
+        )
         if memory:
-            raise ConfigError("DATABASE_URL: an in-memory SQLite database is not shared between processes; name a file, e.g. sqlite:///campaigns.db")
+            raise ConfigError(
+                "DATABASE_URL: an in-memory SQLite database is not shared between processes; name a file, e.g. sqlite:///campaigns.db"
+            )
         return url
     if not (parsed.host or parsed.query.get("host")):
-        raise ConfigError(f"DATABASE_URL: no host in {redact_url(url)!r}; write postgresql://user@host/db")
+        raise ConfigError(
+            f"DATABASE_URL: no host in {redact_url(url)!r}; write postgresql://user@host/db"
+        )
     if not parsed.database:
-        raise ConfigError(f"DATABASE_URL: no database name in {redact_url(url)!r}; write postgresql://user@host/db")
+        raise ConfigError(
+            f"DATABASE_URL: no database name in {redact_url(url)!r}; write postgresql://user@host/db"
+        )
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError(f"DATABASE_URL: port {port} out of range in {redact_url(url)!r}")
     if scheme in ("postgres", "postgresql"):
@@ -219,11 +249,15 @@ def _redis_url(url: str) -> str:
         raise ConfigError(f"REDIS_URL: port 0 in {redact_url(url)!r}")
     if parts.scheme == "unix":
         if not options.get("path"):
-            raise ConfigError(f"REDIS_URL: no socket path in {redact_url(url)!r}; write unix:///run/redis.sock")
+            raise ConfigError(
+                f"REDIS_URL: no socket path in {redact_url(url)!r}; write unix:///run/redis.sock"
+            )
     elif not parts.hostname:
         raise ConfigError(f"REDIS_URL: no host in {redact_url(url)!r}; write redis://host:6379/0")
     elif not re.fullmatch(r"/?[0-9]{0,5}", parts.path):
-        raise ConfigError(f"REDIS_URL: the database in {redact_url(url)!r} is not a number; write redis://host:6379/0")
+        raise ConfigError(
+            f"REDIS_URL: the database in {redact_url(url)!r} is not a number; write redis://host:6379/0"
+        )
     return url
 
 
@@ -233,8 +267,12 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
         parts = urlsplit(value)
     except ValueError as exc:  # "redis://[oops": a bracketed host that is not an IPv6 address
         raise ConfigError(f"{name}: not a URL ({exc}): {redact_url(value)!r}") from None
-    if parts.scheme not in schemes or (parts.scheme in ("http", "https", "redis", "rediss") and not parts.netloc):
-        raise ConfigError(f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {redact_url(value)!r}")
+    if parts.scheme not in schemes or (
+        parts.scheme in ("http", "https", "redis", "rediss") and not parts.netloc
+    ):
+        raise ConfigError(
+            f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {redact_url(value)!r}"
+        )
     return value
 
 
@@ -275,7 +313,9 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
     mail_url = _check_url("MAIL_URL", env.get("MAIL_URL") or defaults.MAIL_URL, _MAIL_SCHEMES)
     mail = urlsplit(mail_url)
     if mail.scheme in ("smtp", "smtps") and not mail.hostname:
-        raise ConfigError(f"MAIL_URL: no host in {redact_url(mail_url)!r}; write smtp://user:pass@host:587")
+        raise ConfigError(
+            f"MAIL_URL: no host in {redact_url(mail_url)!r}; write smtp://user:pass@host:587"
+        )
     try:
         mail.port  # noqa: B018 - parsing the port is the check
     except ValueError:
@@ -298,8 +338,12 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         frequency_days=days,
         domain_rate_limits=_rate_limits(env.get("DOMAIN_RATE_LIMITS") or ""),
         send_batch=_send_batch(env.get("SEND_BATCH")),
-        lease_seconds=_seconds("LEASE_SECONDS", env.get("LEASE_SECONDS"), defaults.LEASE_SECONDS, 2, 3600),
-        job_timeout=_seconds("JOB_TIMEOUT", env.get("JOB_TIMEOUT"), defaults.JOB_TIMEOUT, 4, 86_400),
+        lease_seconds=_seconds(
+            "LEASE_SECONDS", env.get("LEASE_SECONDS"), defaults.LEASE_SECONDS, 2, 3600
+        ),
+        job_timeout=_seconds(
+            "JOB_TIMEOUT", env.get("JOB_TIMEOUT"), defaults.JOB_TIMEOUT, 4, 86_400
+        ),
         api_keys=_api_keys(env.get("API_KEYS") or ""),
         trusted_proxies=_trusted_proxies(env.get("TRUSTED_PROXIES")),
     )
@@ -320,7 +364,9 @@ def _api_keys(value: str) -> tuple[str, ...]:
     keys = tuple(k.strip() for k in value.split(",") if k.strip())
     for key in keys:
         if len(key) < 16 or not re.fullmatch(r"[A-Za-z0-9_.~+/=-]+", key):
-            raise ConfigError("API_KEYS: each key must be 16+ characters of letters, digits and - _ . ~ + / =, separated by commas")
+            raise ConfigError(
+                "API_KEYS: each key must be 16+ characters of letters, digits and - _ . ~ + / =, separated by commas"
+            )
     return keys
 
 
@@ -328,7 +374,9 @@ def _send_batch(value: str | None) -> int:
     if not value:
         return defaults.SEND_BATCH
     if not re.fullmatch(r"\s*[0-9]{1,4}\s*", value) or not 1 <= int(value) <= 1000:
-        raise ConfigError(f"SEND_BATCH: {value!r} is not a whole number from 1 to 1000 (messages a worker sends per commit)")
+        raise ConfigError(
+            f"SEND_BATCH: {value!r} is not a whole number from 1 to 1000 (messages a worker sends per commit)"
+        )
     return int(value)
 
 
@@ -337,7 +385,9 @@ def _seconds(name: str, value: str | None, default: int, low: int, high: int) ->
     if not value:
         return default
     if not re.fullmatch(r"\s*[0-9]{1,6}\s*", value) or not low <= int(value) <= high:
-        raise ConfigError(f"{name}: {value!r} is not a whole number of seconds from {low} to {high}")
+        raise ConfigError(
+            f"{name}: {value!r} is not a whole number of seconds from {low} to {high}"
+        )
     return int(value)
 
 
@@ -347,7 +397,9 @@ def _frequency(value: str | None) -> tuple[int, int]:
         return defaults.FREQUENCY_CAP, defaults.FREQUENCY_DAYS
     match = re.fullmatch(r"\s*(\d{1,4})\s*/\s*(\d{1,4})\s*d(ays?)?\s*", value)
     if not match or int(match.group(2)) == 0:
-        raise ConfigError(f"FREQUENCY_CAP: {value!r} is not '<count>/<days>d', e.g. 3/7d (0/7d turns the cap off)")
+        raise ConfigError(
+            f"FREQUENCY_CAP: {value!r} is not '<count>/<days>d', e.g. 3/7d (0/7d turns the cap off)"
+        )
     return int(match.group(1)), int(match.group(2))
 
 

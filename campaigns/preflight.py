@@ -40,20 +40,34 @@ def check_redis(url: str, *, timeout: float = PING_TIMEOUT) -> None:
     shown = redact_url(url)
     # redis-py retries a failed connection three times with backoff by default: at start, one
     # try is the answer, and the operator should not wait four timeouts for it.
-    client = Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
+    client = Redis.from_url(
+        url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
     try:
         client.ping()
     except (errors.AuthenticationError, errors.AuthorizationError, errors.ResponseError) as exc:
         # It is Redis, and it says no: a wrong password, a database out of range.
-        raise ServiceUnavailable(f"REDIS_URL: Redis at {shown} refused: {_first_line(exc)}") from None
+        raise ServiceUnavailable(
+            f"REDIS_URL: Redis at {shown} refused: {_first_line(exc)}"
+        ) from None
     except errors.BusyLoadingError:
-        raise ServiceUnavailable(f"REDIS_URL: Redis at {shown} is still loading its data; start again when it is up") from None
+        raise ServiceUnavailable(
+            f"REDIS_URL: Redis at {shown} is still loading its data; start again when it is up"
+        ) from None
     except errors.TimeoutError:
-        raise ServiceUnavailable(f"REDIS_URL: no answer from {shown} (timed out after {timeout:g} s); is Redis running?") from None
+        raise ServiceUnavailable(
+            f"REDIS_URL: no answer from {shown} (timed out after {timeout:g} s); is Redis running?"
+        ) from None
     except errors.ConnectionError as exc:
-        raise ServiceUnavailable(f"REDIS_URL: no answer from {shown} ({_reason(exc)}); is Redis running?") from None
-    except errors.RedisError as exc:  # something answered, but not in Redis's protocol (an HTTP port?)
-        raise ServiceUnavailable(f"REDIS_URL: {shown} does not answer like Redis ({_first_line(exc)}); is it the right port?") from None
+        raise ServiceUnavailable(
+            f"REDIS_URL: no answer from {shown} ({_reason(exc)}); is Redis running?"
+        ) from None
+    except (
+        errors.RedisError
+    ) as exc:  # something answered, but not in Redis's protocol (an HTTP port?)
+        raise ServiceUnavailable(
+            f"REDIS_URL: {shown} does not answer like Redis ({_first_line(exc)}); is it the right port?"
+        ) from None
     finally:
         client.close()
 

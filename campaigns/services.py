@@ -36,7 +36,9 @@ def build_engine(
     migrate(database)
     project = Project(cfg)
     tokens = Tokens(cfg.secret_key, cfg.base_url)
-    renderer = Renderer(project.templates, tokens, sender(cfg), domain=sender(cfg).address.rsplit("@", 1)[-1])
+    renderer = Renderer(
+        project.templates, tokens, sender(cfg), domain=sender(cfg).address.rsplit("@", 1)[-1]
+    )
     return Engine(
         make_sessionmaker(database),
         clock or SystemClock(),

@@ -116,9 +116,13 @@ def seed_counts(journey_id: int, today: date, rng: random.Random) -> Counter[sta
     flusher would have written them."""
     counts: Counter[stats.Key] = Counter()
 
-    def add(step: str, channel: str, variant: str, audience: Audience, day: date, metric: str, n: int) -> None:
+    def add(
+        step: str, channel: str, variant: str, audience: Audience, day: date, metric: str, n: int
+    ) -> None:
         if n:
-            counts[(journey_id, step, channel, variant, audience.segment, audience.tier, day, metric)] += n
+            counts[
+                (journey_id, step, channel, variant, audience.segment, audience.tier, day, metric)
+            ] += n
 
     def some(n: int, p: float) -> int:
         return sum(rng.random() < min(p, 0.98) for _ in range(n))
@@ -137,7 +141,9 @@ def seed_counts(journey_id: int, today: date, rng: random.Random) -> Counter[sta
                 reached = some(reached, reach)
                 variants = ("short", "video") if step == "welcome" else ("",)
                 for variant in variants:
-                    sent = reached // len(variants) + (reached % len(variants) if variant == variants[0] else 0)
+                    sent = reached // len(variants) + (
+                        reached % len(variants) if variant == variants[0] else 0
+                    )
                     lift = 1.15 if variant == "video" else 1.0
                     add(step, "email", variant, audience, day, "sent", sent)
                     add(step, "email", variant, audience, day, "bounced", some(sent, 0.01))
@@ -147,7 +153,15 @@ def seed_counts(journey_id: int, today: date, rng: random.Random) -> Counter[sta
                         hits = some(base, share * audience.engagement * lift)
                         add(step, "email", variant, audience, day, metric, hits)
                         if metric == "clicked":
-                            add(step, "email", variant, audience, day, "clicked_machine", some(sent, 0.02))
+                            add(
+                                step,
+                                "email",
+                                variant,
+                                audience,
+                                day,
+                                "clicked_machine",
+                                some(sent, 0.02),
+                            )
                         base = hits if metric == "opened" else base
                     add(step, "email", variant, audience, day, "unsubscribed", some(sent, 0.004))
     return counts
@@ -155,7 +169,13 @@ def seed_counts(journey_id: int, today: date, rng: random.Random) -> Counter[sta
 
 def japanese_font() -> bool:
     try:
-        found = subprocess.run(["fc-list", ":lang=ja", "family"], capture_output=True, text=True, timeout=30, check=False).stdout
+        found = subprocess.run(
+            ["fc-list", ":lang=ja", "family"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
     except OSError:
         return False
     return bool(found.strip())
@@ -163,14 +183,22 @@ def japanese_font() -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT, help=f"where to save the PNG (default: {OUT.relative_to(ROOT)})")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=OUT,
+        help=f"where to save the PNG (default: {OUT.relative_to(ROOT)})",
+    )
     args = parser.parse_args()
     problem = missing()
     if problem:
         print(f"screenshot: {problem}", file=sys.stderr)
         return 1
     if not japanese_font():
-        print("screenshot: no Japanese font, names would show as boxes; run `apt-get install fonts-noto-cjk`", file=sys.stderr)
+        print(
+            "screenshot: no Japanese font, names would show as boxes; run `apt-get install fonts-noto-cjk`",
+            file=sys.stderr,
+        )
         return 1
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="campaigns-screenshot-") as folder:
@@ -179,27 +207,40 @@ def main() -> int:
         migrate(engine)
         with make_sessionmaker(engine)() as session, session.begin():
             add_user(session, EMAIL, PASSWORD, now, name="佐藤 花子", role="csm")
-            deploy(session, parse_journey(JOURNEY, f"journeys/{KEY}.yaml"), JOURNEY, f"journeys/{KEY}.yaml")
+            deploy(
+                session,
+                parse_journey(JOURNEY, f"journeys/{KEY}.yaml"),
+                JOURNEY,
+                f"journeys/{KEY}.yaml",
+            )
             journey_id = session.scalar(select(Journey.id).where(Journey.key == KEY))
             assert journey_id is not None
             stats.add(session, seed_counts(journey_id, now.date(), random.Random(20261124)))
         engine.dispose()
 
         def build(base: str) -> Flask:
-            cfg = dataclasses.replace(settings_module.load({}), secret_key=SECRET, base_url=base, redis_url=None)
+            cfg = dataclasses.replace(
+                settings_module.load({}), secret_key=SECRET, base_url=base, redis_url=None
+            )
             return create_app({"DATABASE_URL": url, "CAMPAIGNS": cfg, "SECRET_KEY": SECRET})
 
         with serving(build) as (base, app):
             driver = chromium()
             try:
                 sign_in(driver, base, EMAIL, PASSWORD, page=f"/journeys/{KEY}")
-                bottom = driver.find_element(By.CSS_SELECTOR, "table.report[data-by='segment']").rect
+                bottom = driver.find_element(
+                    By.CSS_SELECTOR, "table.report[data-by='segment']"
+                ).rect
                 height = int(bottom["y"] + bottom["height"]) + 28
                 driver.set_window_size(WIDTH, height)
                 inner = int(driver.execute_script("return window.innerHeight"))
-                driver.set_window_size(WIDTH, 2 * height - inner)  # the window is taller than the page it shows
+                driver.set_window_size(
+                    WIDTH, 2 * height - inner
+                )  # the window is taller than the page it shows
                 driver.execute_script("window.scrollTo(0, 0)")
-                errors = [e for e in console_errors(driver) if not e.startswith(f"{base}/favicon.ico ")]
+                errors = [
+                    e for e in console_errors(driver) if not e.startswith(f"{base}/favicon.ico ")
+                ]
                 if errors:
                     print(f"screenshot: the page logged errors: {errors}", file=sys.stderr)
                     return 1
@@ -214,7 +255,10 @@ def main() -> int:
     size = args.out.stat().st_size
     print(f"wrote {args.out} ({width}x{shown}, {size / 1000:.0f} KB)")
     if size > MAX_BYTES:
-        print(f"screenshot: {args.out} is over {MAX_BYTES / 1000:.0f} KB; show less of the page", file=sys.stderr)
+        print(
+            f"screenshot: {args.out} is over {MAX_BYTES / 1000:.0f} KB; show less of the page",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

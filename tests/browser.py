@@ -59,7 +59,11 @@ class BrowserMissing(RuntimeError):
 
 def missing() -> str | None:
     """Why the browser cannot start (a sentence naming the fix), or None when it can."""
-    absent = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not (path.is_file() and os.access(path, os.X_OK))]
+    absent = [
+        str(path)
+        for path in (CHROMIUM, CHROMEDRIVER)
+        if not (path.is_file() and os.access(path, os.X_OK))
+    ]
     if not absent:
         return None
     return f"{' and '.join(absent)} not found: the browser tests need Debian's Chromium and its driver; run `{INSTALL}`"
@@ -123,7 +127,9 @@ def path_of(driver: WebDriver) -> str:
     return urlsplit(driver.current_url).path
 
 
-def sign_in(driver: WebDriver, base: str, email: str, password: str, page: str = "/journeys") -> None:
+def sign_in(
+    driver: WebDriver, base: str, email: str, password: str, page: str = "/journeys"
+) -> None:
     """Open ``page`` signed out, which shows the sign-in form; fill it in and send it, as a
     person would; wait until the browser is back on ``page``."""
     driver.get(base + page)
@@ -132,19 +138,26 @@ def sign_in(driver: WebDriver, base: str, email: str, password: str, page: str =
     form.find_element(By.NAME, "email").send_keys(email)
     form.find_element(By.NAME, "password").send_keys(password)
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(driver, WAIT).until(lambda d: path_of(d) == urlsplit(page).path, message=f"signing in as {email} did not lead to {page}")
+    WebDriverWait(driver, WAIT).until(
+        lambda d: path_of(d) == urlsplit(page).path,
+        message=f"signing in as {email} did not lead to {page}",
+    )
 
 
 def console_errors(driver: WebDriver) -> list[str]:
     """The console's errors (``SEVERE``: a script error, a refused CSP, a failed load) since
     the last call; reading the log empties it."""
-    return [entry["message"] for entry in driver.get_log("browser") if entry.get("level") == "SEVERE"]
+    return [
+        entry["message"] for entry in driver.get_log("browser") if entry.get("level") == "SEVERE"
+    ]
 
 
 def artifacts_dir() -> Path:
     """Where test artefacts go: ``$ARTIFACTS_DIR``, else ``campaigns-test-artifacts/`` in the
     system's temporary folder (tests write nothing into the checkout); made if missing."""
-    folder = Path(os.environ.get("ARTIFACTS_DIR") or Path(tempfile.gettempdir()) / "campaigns-test-artifacts")
+    folder = Path(
+        os.environ.get("ARTIFACTS_DIR") or Path(tempfile.gettempdir()) / "campaigns-test-artifacts"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -49,7 +49,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> float:
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> float:
     """Poll ``condition`` until true; seconds it took. Fails with ``what`` on timeout."""
     started = time.monotonic()
     while not condition():
@@ -76,7 +78,21 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.folder), "--maxmemory-policy", "noeviction"],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+                "--maxmemory-policy",
+                "noeviction",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -129,7 +145,20 @@ class PrivatePostgres:
         self._user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
         if self._user is not None:
             os.chown(self.folder, self._user.pw_uid, self._user.pw_gid)
-        self._run([_pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
+        self._run(
+            [
+                _pg_bin("initdb"),
+                "-D",
+                str(self.data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        )
 
     def _run(self, command: Sequence[str]) -> None:
         if self._user is not None:
@@ -145,7 +174,21 @@ class PrivatePostgres:
         # kernel keeps what was written. (synchronous_commit stays on: a commit acknowledged
         # must survive the server's crash, which is what the test is about.)
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run([_pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"), "-w", "-t", "60", "start"])
+        self._run(
+            [
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-o",
+                options,
+                "-l",
+                str(self.folder / "log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
 
     def stop(self) -> None:
         self._run([_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"])
@@ -209,7 +252,15 @@ def seed(sessions, n: int, *, prefix: str = "r") -> list[str]:
             s.execute(
                 insert(Contact),
                 [
-                    {"account_id": account.id, "email": address, "name": f"山田 {i}" if i % 2 else f"Pat {i}", "locale": "ja" if i % 2 else "en", "time_zone": "UTC", "tags": [], "attributes": {}}
+                    {
+                        "account_id": account.id,
+                        "email": address,
+                        "name": f"山田 {i}" if i % 2 else f"Pat {i}",
+                        "locale": "ja" if i % 2 else "en",
+                        "time_zone": "UTC",
+                        "tags": [],
+                        "attributes": {},
+                    }
                     for i, address in enumerate(addresses[start : start + 5_000], start)
                 ],
             )
@@ -226,7 +277,9 @@ class Workers:
     mail_url: str
     settings: dict[str, str] = field(default_factory=dict)
     cron: bool = True
-    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="campaigns-workers-")))
+    folder: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="campaigns-workers-"))
+    )
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -236,7 +289,11 @@ class Workers:
 
     def env(self) -> dict[str, str]:
         return {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "MAIL_URL"))},
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("DATABASE_URL", "REDIS_URL", "MAIL_URL"))
+            },
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
             "MAIL_URL": self.mail_url,
@@ -253,7 +310,14 @@ class Workers:
         for _ in range(count):
             log = open(self.folder / f"worker-{len(self.processes)}.log", "wb")  # noqa: SIM115 - the process owns it
             flags = ["--no-flusher"] + ([] if self.cron else ["--no-cron"])
-            process = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), *flags], cwd=self.folder, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                [sys.executable, str(ROOT / "worker.py"), *flags],
+                cwd=self.folder,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             log.close()
             self.processes.append(process)
             started.append(process)
@@ -273,7 +337,10 @@ class Workers:
         return [p for p in self.processes if p.poll() is None]
 
     def log(self) -> str:
-        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}" for path in sorted(self.folder.glob("worker-*.log")))
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
+            for path in sorted(self.folder.glob("worker-*.log"))
+        )
 
     def close(self) -> None:
         for process in self.processes:
@@ -293,7 +360,12 @@ def claimed_by(sessions, owner: str) -> int:
     from campaigns.store.models import Enrollment
 
     with sessions() as s:
-        return int(s.scalar(select(func.count()).select_from(Enrollment).where(Enrollment.claimed_by == owner)) or 0)
+        return int(
+            s.scalar(
+                select(func.count()).select_from(Enrollment).where(Enrollment.claimed_by == owner)
+            )
+            or 0
+        )
 
 
 def statuses(sessions) -> Counter[str]:
@@ -302,4 +374,11 @@ def statuses(sessions) -> Counter[str]:
     from campaigns.store.models import Message
 
     with sessions() as s:
-        return Counter({str(status): int(n) for status, n in s.execute(select(Message.status, func.count()).group_by(Message.status))})
+        return Counter(
+            {
+                str(status): int(n)
+                for status, n in s.execute(
+                    select(Message.status, func.count()).group_by(Message.status)
+                )
+            }
+        )

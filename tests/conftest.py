@@ -18,7 +18,9 @@ import pytest
 
 # Hypothesis keeps caches (and its example database) in .hypothesis/ of the working folder;
 # tests write nothing into the checkout, so they go to the temporary folder.
-os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "campaigns-hypothesis"))
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "campaigns-hypothesis")
+)
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
@@ -34,7 +36,9 @@ hypothesis_settings.register_profile("campaigns", database=None)
 hypothesis_settings.load_profile("campaigns")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 """The one Redis database the tests may use (and flush); the server is shared."""
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 BACKENDS = ["sqlite"] + ([] if os.environ.get("CAMPAIGNS_SKIP_POSTGRES") else ["postgresql"])
 
 
@@ -71,7 +75,9 @@ def _postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
     except Exception as exc:  # pragma: no cover - a machine without the server
-        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); start it (see .ci/run) or set CAMPAIGNS_SKIP_POSTGRES=1")
+        pytest.fail(
+            f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); start it (see .ci/run) or set CAMPAIGNS_SKIP_POSTGRES=1"
+        )
     try:
         yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     finally:
@@ -81,7 +87,9 @@ def _postgres_database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A migrated database URL, once per backend for the whole session."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
@@ -164,7 +172,9 @@ class SMTPSink:
         self._lock = threading.Lock()
         self.port = free_port()
         self.refuse: dict[str, str] = {}  # recipient -> SMTP reply, e.g. "550 5.1.1 no such user"
-        self.data_replies: list[str] = []  # replies to the next DATA commands ("451 ...", "drop"), then 250
+        self.data_replies: list[
+            str
+        ] = []  # replies to the next DATA commands ("451 ...", "drop"), then 250
         self.delay = 0.0  # seconds each DATA takes, as a throttled relay's
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -186,7 +196,13 @@ class SMTPSink:
                 return "421 closing"
             return reply
         with self._lock:
-            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
+            self.messages.append(
+                (
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    bytes(envelope.original_content or envelope.content),
+                )
+            )
         return "250 Message accepted"
 
     def parsed(self):

@@ -52,7 +52,9 @@ def _blueprint_rules() -> list[Any]:
     anyone adding it to a list."""
     app = Flask(__name__)
     app.register_blueprint(api.bp)
-    return sorted((r for r in app.url_map.iter_rules() if r.endpoint.startswith("api.")), key=lambda r: r.rule)
+    return sorted(
+        (r for r in app.url_map.iter_rules() if r.endpoint.startswith("api.")), key=lambda r: r.rule
+    )
 
 
 RULES = _blueprint_rules()
@@ -117,15 +119,39 @@ def world(db: Any) -> World:
         other = Account(external_id="OTHER-1", name="その他商事")
         s.add_all([acme, other])
         s.flush()
-        taro = Contact(account_id=acme.id, email="taro@example.co.jp", name="山田太郎", locale="ja", time_zone="Asia/Tokyo", tags=["管理者"], attributes={"部署": "営業"})
-        hanako = Contact(account_id=other.id, email="Hanako@Example.co.jp", name="佐藤花子", locale="ja")
+        taro = Contact(
+            account_id=acme.id,
+            email="taro@example.co.jp",
+            name="山田太郎",
+            locale="ja",
+            time_zone="Asia/Tokyo",
+            tags=["管理者"],
+            attributes={"部署": "営業"},
+        )
+        hanako = Contact(
+            account_id=other.id, email="Hanako@Example.co.jp", name="佐藤花子", locale="ja"
+        )
         journey = Journey(key="onboarding", name="オンボーディング")
         s.add_all([taro, hanako, journey])
         s.flush()
-        version = JourneyVersion(journey_id=journey.id, number=1, source_path="journeys/onboarding.yaml", source_text="x", source_hash="h", definition={})
+        version = JourneyVersion(
+            journey_id=journey.id,
+            number=1,
+            source_path="journeys/onboarding.yaml",
+            source_text="x",
+            source_hash="h",
+            definition={},
+        )
         s.add(version)
         s.flush()
-        waiting = Enrollment(journey_id=journey.id, journey_version_id=version.id, contact_id=taro.id, state=EnrollmentState.WAITING, current_step="wait_login", next_run_at=NOW + timedelta(days=3))
+        waiting = Enrollment(
+            journey_id=journey.id,
+            journey_version_id=version.id,
+            contact_id=taro.id,
+            state=EnrollmentState.WAITING,
+            current_step="wait_login",
+            next_run_at=NOW + timedelta(days=3),
+        )
         s.add(waiting)
         s.flush()
         message = Message(
@@ -143,10 +169,24 @@ def stored(db: Any) -> tuple[int, ...]:
         return (
             s.scalar(select(func.count()).select_from(Event)) or 0,
             s.scalar(select(func.count()).select_from(Suppression)) or 0,
-            s.scalar(select(func.count()).select_from(InAppMessage).where(InAppMessage.seen_at.is_not(None) | InAppMessage.clicked_at.is_not(None))) or 0,
-            s.scalar(select(func.count()).select_from(Message).where(Message.status == MessageStatus.BOUNCED)) or 0,
-            s.scalar(select(func.count()).select_from(Contact).where(Contact.subscribed.is_(False))) or 0,
-            s.scalar(select(func.count()).select_from(Enrollment).where(Enrollment.next_run_at <= NOW)) or 0,
+            s.scalar(
+                select(func.count())
+                .select_from(InAppMessage)
+                .where(InAppMessage.seen_at.is_not(None) | InAppMessage.clicked_at.is_not(None))
+            )
+            or 0,
+            s.scalar(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.status == MessageStatus.BOUNCED)
+            )
+            or 0,
+            s.scalar(select(func.count()).select_from(Contact).where(Contact.subscribed.is_(False)))
+            or 0,
+            s.scalar(
+                select(func.count()).select_from(Enrollment).where(Enrollment.next_run_at <= NOW)
+            )
+            or 0,
         )
 
 
@@ -160,55 +200,115 @@ def error_of(response: Any, code: int) -> dict[str, Any]:
     """The one JSON error shape every refusal has."""
     assert response.status_code == code, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"error"} and body["error"]["code"] == code and isinstance(body["error"]["message"], str), body
+    assert (
+        set(body) == {"error"}
+        and body["error"]["code"] == code
+        and isinstance(body["error"]["message"], str)
+    ), body
     return dict(body["error"])
 
 
 # ---------------------------------------------------------------------------- POST /events
 
 
-def test_a_posted_event_is_stored_with_its_japanese_properties_and_wakes_the_contacts_waiting_enrollment(client, db, world):
-    body = {"name": "usage_dropped", "contact": {"email": "taro@example.co.jp"}, "properties": {"画面": "ダッシュボード", "利用率": 0.4, "メモ": "先週から半減"}}
+def test_a_posted_event_is_stored_with_its_japanese_properties_and_wakes_the_contacts_waiting_enrollment(
+    client, db, world
+):
+    body = {
+        "name": "usage_dropped",
+        "contact": {"email": "taro@example.co.jp"},
+        "properties": {"画面": "ダッシュボード", "利用率": 0.4, "メモ": "先週から半減"},
+    }
     response = client.post("/api/v1/events", json=body, headers=AUTH)
     assert response.status_code == 202, response.get_json()
     assert response.get_json() == {"accepted": 1, "duplicates": 0}
     [event] = events(db)
-    assert (event.kind, event.name, event.contact_id, event.account_id) == (EventKind.CUSTOM, "usage_dropped", world.taro, world.account)
-    assert event.data == body["properties"] and event.occurred_at == NOW and event.recorded_at == NOW
+    assert (event.kind, event.name, event.contact_id, event.account_id) == (
+        EventKind.CUSTOM,
+        "usage_dropped",
+        world.taro,
+        world.account,
+    )
+    assert (
+        event.data == body["properties"] and event.occurred_at == NOW and event.recorded_at == NOW
+    )
     with db.session() as s:
         enrollment = s.get(Enrollment, world.waiting)
-        assert enrollment is not None and enrollment.next_run_at == NOW and enrollment.state == EnrollmentState.WAITING
+        assert (
+            enrollment is not None
+            and enrollment.next_run_at == NOW
+            and enrollment.state == EnrollmentState.WAITING
+        )
 
 
 def test_a_batch_names_contacts_in_any_case_or_accounts_and_keeps_occurred_at(client, db, world):
     batch = {
         "events": [
-            {"name": "login", "contact": {"email": "HANAKO@example.CO.JP"}, "occurred_at": "2026-03-31T18:00:00+09:00"},
-            {"name": "renewed", "account": {"external_id": "ACME-1"}, "properties": {"プラン": "エンタープライズ"}},
-            {"name": "seat.added", "contact": {"email": "taro@example.co.jp"}, "account": {"external_id": "ACME-1"}},
+            {
+                "name": "login",
+                "contact": {"email": "HANAKO@example.CO.JP"},
+                "occurred_at": "2026-03-31T18:00:00+09:00",
+            },
+            {
+                "name": "renewed",
+                "account": {"external_id": "ACME-1"},
+                "properties": {"プラン": "エンタープライズ"},
+            },
+            {
+                "name": "seat.added",
+                "contact": {"email": "taro@example.co.jp"},
+                "account": {"external_id": "ACME-1"},
+            },
         ]
     }
     response = client.post("/api/v1/events", json=batch, headers=AUTH)
     assert response.status_code == 202 and response.get_json() == {"accepted": 3, "duplicates": 0}
     login, renewed, seat = events(db)
-    assert (login.contact_id, login.occurred_at) == (world.hanako, datetime(2026, 3, 31, 9, 0, tzinfo=UTC))
-    assert (renewed.contact_id, renewed.account_id, renewed.data) == (None, world.account, {"プラン": "エンタープライズ"})
+    assert (login.contact_id, login.occurred_at) == (
+        world.hanako,
+        datetime(2026, 3, 31, 9, 0, tzinfo=UTC),
+    )
+    assert (renewed.contact_id, renewed.account_id, renewed.data) == (
+        None,
+        world.account,
+        {"プラン": "エンタープライズ"},
+    )
     assert (seat.contact_id, seat.account_id) == (world.taro, world.account)
 
 
-def test_an_event_id_is_an_idempotency_key_so_a_retried_request_stores_nothing_twice(client, db, world):
+def test_an_event_id_is_an_idempotency_key_so_a_retried_request_stores_nothing_twice(
+    client, db, world
+):
     event = {"id": "evt-0001", "name": "renewed", "account": {"external_id": "ACME-1"}}
-    assert client.post("/api/v1/events", json=event, headers=AUTH).get_json() == {"accepted": 1, "duplicates": 0}
-    assert client.post("/api/v1/events", json=event, headers=AUTH).get_json() == {"accepted": 0, "duplicates": 1}
+    assert client.post("/api/v1/events", json=event, headers=AUTH).get_json() == {
+        "accepted": 1,
+        "duplicates": 0,
+    }
+    assert client.post("/api/v1/events", json=event, headers=AUTH).get_json() == {
+        "accepted": 0,
+        "duplicates": 1,
+    }
     again = {"events": [event, {**event, "id": "evt-0002"}, {**event, "id": "evt-0002"}]}
-    assert client.post("/api/v1/events", json=again, headers=AUTH).get_json() == {"accepted": 1, "duplicates": 2}
+    assert client.post("/api/v1/events", json=again, headers=AUTH).get_json() == {
+        "accepted": 1,
+        "duplicates": 2,
+    }
     assert sorted(e.dedupe_key or "" for e in events(db)) == ["api:evt-0001", "api:evt-0002"]
 
 
-def test_an_idempotency_key_stored_by_a_concurrent_request_is_a_duplicate_not_a_500(client, db, world, monkeypatch):
+def test_an_idempotency_key_stored_by_a_concurrent_request_is_a_duplicate_not_a_500(
+    client, db, world, monkeypatch
+):
     """Two copies racing: both find the key free, one commits first; the other's insert hits the
     unique key, and its retry finds the key taken."""
-    assert client.post("/api/v1/events", json={"id": "race", "name": "login", "contact": {"email": "taro@example.co.jp"}}, headers=AUTH).status_code == 202
+    assert (
+        client.post(
+            "/api/v1/events",
+            json={"id": "race", "name": "login", "contact": {"email": "taro@example.co.jp"}},
+            headers=AUTH,
+        ).status_code
+        == 202
+    )
     real, calls = api._existing_keys, []
 
     def blind_once(session, keys):
@@ -216,7 +316,13 @@ def test_an_idempotency_key_stored_by_a_concurrent_request_is_a_duplicate_not_a_
         return set() if len(calls) == 1 else real(session, keys)
 
     monkeypatch.setattr(api, "_existing_keys", blind_once)
-    response = client.post("/api/v1/events", json={"events": [{"id": "race", "name": "login", "contact": {"email": "taro@example.co.jp"}}]}, headers=AUTH)
+    response = client.post(
+        "/api/v1/events",
+        json={
+            "events": [{"id": "race", "name": "login", "contact": {"email": "taro@example.co.jp"}}]
+        },
+        headers=AUTH,
+    )
     assert response.status_code == 202 and response.get_json() == {"accepted": 0, "duplicates": 1}
     assert len(calls) == 2 and len(events(db)) == 1
 
@@ -227,8 +333,17 @@ def test_one_bad_event_rejects_the_whole_request_and_every_problem_is_listed(cli
             {"name": "login", "contact": {"email": "taro@example.co.jp"}},
             {"name": "login", "contact": {"email": "nobody@example.co.jp"}},
             {"name": "ログイン", "account": {"external_id": "NOPE"}},
-            {"name": "login", "contact": {"email": "taro@example.co.jp"}, "account": {"external_id": "OTHER-1"}},
-            {"name": "login", "contact": {"email": "taro@example.co.jp"}, "occurred_at": "2026-04-03T00:00:00Z", "colour": "red"},
+            {
+                "name": "login",
+                "contact": {"email": "taro@example.co.jp"},
+                "account": {"external_id": "OTHER-1"},
+            },
+            {
+                "name": "login",
+                "contact": {"email": "taro@example.co.jp"},
+                "occurred_at": "2026-04-03T00:00:00Z",
+                "colour": "red",
+            },
             {"name": "login"},
             {"name": 7, "contact": "taro@example.co.jp", "properties": [], "id": ""},
         ]
@@ -249,18 +364,52 @@ def test_one_bad_event_rejects_the_whole_request_and_every_problem_is_listed(cli
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [
-        ({"name": "x" * 129, "contact": {"email": "taro@example.co.jp"}}, "name", "longer than 128"),
-        ({"name": "login", "contact": {"email": "taro@example.co.jp"}, "occurred_at": "2026-04-01T09:00:00"}, "occurred_at", "no UTC offset"),
-        ({"name": "login", "contact": {"email": "taro@example.co.jp"}, "occurred_at": "昨日"}, "occurred_at", "ISO 8601"),
-        ({"name": "login", "contact": {"email": "taro@example.co.jp"}, "properties": {"メモ": "あ" * 6000}}, "properties", "16384 bytes"),
-        ({"name": "login", "contact": {"email": "taro@example.co.jp"}, "id": "k" * 101}, "id", "longer than 100"),
+        (
+            {"name": "x" * 129, "contact": {"email": "taro@example.co.jp"}},
+            "name",
+            "longer than 128",
+        ),
+        (
+            {
+                "name": "login",
+                "contact": {"email": "taro@example.co.jp"},
+                "occurred_at": "2026-04-01T09:00:00",
+            },
+            "occurred_at",
+            "no UTC offset",
+        ),
+        (
+            {"name": "login", "contact": {"email": "taro@example.co.jp"}, "occurred_at": "昨日"},
+            "occurred_at",
+            "ISO 8601",
+        ),
+        (
+            {
+                "name": "login",
+                "contact": {"email": "taro@example.co.jp"},
+                "properties": {"メモ": "あ" * 6000},
+            },
+            "properties",
+            "16384 bytes",
+        ),
+        (
+            {"name": "login", "contact": {"email": "taro@example.co.jp"}, "id": "k" * 101},
+            "id",
+            "longer than 100",
+        ),
         ({"name": "login", "contact": {"email": "taro"}}, "contact.email", "not an email address"),
-        ({"name": "login", "contact": {"email": "taro@example.co.jp", "name": "太郎"}}, "contact.name", "unknown field"),
+        (
+            {"name": "login", "contact": {"email": "taro@example.co.jp", "name": "太郎"}},
+            "contact.name",
+            "unknown field",
+        ),
     ],
 )
 def test_a_single_bad_event_is_a_422_naming_its_field(client, db, world, body, field, words):
     error = error_of(client.post("/api/v1/events", json=body, headers=AUTH), 422)
-    assert [(p["index"], p["field"]) for p in error["items"]] == [(0, field)] and words in error["items"][0]["message"]
+    assert [(p["index"], p["field"]) for p in error["items"]] == [(0, field)] and words in error[
+        "items"
+    ][0]["message"]
     assert events(db) == []
 
 
@@ -274,26 +423,58 @@ def test_a_single_bad_event_is_a_422_naming_its_field(client, db, world, body, f
         (b'{"events": {}}', 400, "events: expected an array"),
         (b'{"events": []}', 400, "send 1 to 1000"),
         (b'{"events": [], "name": "x"}', 400, "name: unknown field"),
-        (b'{"name": "login", "contact": {"email": "taro@example.co.jp"}, "properties": {"n": NaN}}', 400, "NaN"),
-        (b'{"name": "login", "contact": {"email": "taro@example.co.jp"}, "properties": {"n": 1e999}}', 400, "out of range"),
-        (b'{"name": "login", "contact": {"email": "taro@example.co.jp"}, "properties": {"n": "a\\u0000b"}}', 400, "properties.n: contains a NUL"),
-        (b'{"name": "login", "contact": {"email": "taro@example.co.jp"}, "properties": {"n": "\\ud800"}}', 400, "unpaired surrogate"),
-        (b'{"name": "login", "properties": ' + b'{"a": ' * 40 + b"1" + b"}" * 41, 400, "nested deeper than 32"),
+        (
+            b'{"name": "login", "contact": {"email": "taro@example.co.jp"}, "properties": {"n": NaN}}',
+            400,
+            "NaN",
+        ),
+        (
+            b'{"name": "login", "contact": {"email": "taro@example.co.jp"}, "properties": {"n": 1e999}}',
+            400,
+            "out of range",
+        ),
+        (
+            b'{"name": "login", "contact": {"email": "taro@example.co.jp"}, "properties": {"n": "a\\u0000b"}}',
+            400,
+            "properties.n: contains a NUL",
+        ),
+        (
+            b'{"name": "login", "contact": {"email": "taro@example.co.jp"}, "properties": {"n": "\\ud800"}}',
+            400,
+            "unpaired surrogate",
+        ),
+        (
+            b'{"name": "login", "properties": ' + b'{"a": ' * 40 + b"1" + b"}" * 41,
+            400,
+            "nested deeper than 32",
+        ),
         (b"[" * 100_000 + b"]" * 100_000, 400, "nested deeper"),
     ],
 )
 def test_a_malformed_body_is_a_400_that_says_what_is_wrong(client, db, world, raw, code, words):
-    error = error_of(client.post("/api/v1/events", data=raw, content_type="application/json", headers=AUTH), code)
+    error = error_of(
+        client.post("/api/v1/events", data=raw, content_type="application/json", headers=AUTH), code
+    )
     assert words in error["message"]
     assert events(db) == []
 
 
 def test_too_many_events_or_too_many_bytes_are_refused(client, db, world):
     one = {"name": "login", "contact": {"email": "taro@example.co.jp"}}
-    assert "send 1 to 1000" in error_of(client.post("/api/v1/events", json={"events": [one] * 1001}, headers=AUTH), 400)["message"]
+    assert (
+        "send 1 to 1000"
+        in error_of(
+            client.post("/api/v1/events", json={"events": [one] * 1001}, headers=AUTH), 400
+        )["message"]
+    )
     big = {"events": [{**one, "properties": {"メモ": "あ" * 5000}} for _ in range(100)]}
-    assert "larger than 1048576 bytes" in error_of(client.post("/api/v1/events", json=big, headers=AUTH), 413)["message"]
-    assert client.post("/api/v1/events", json={"events": [one] * 1000}, headers=AUTH).get_json() == {"accepted": 1000, "duplicates": 0}
+    assert (
+        "larger than 1048576 bytes"
+        in error_of(client.post("/api/v1/events", json=big, headers=AUTH), 413)["message"]
+    )
+    assert client.post(
+        "/api/v1/events", json={"events": [one] * 1000}, headers=AUTH
+    ).get_json() == {"accepted": 1000, "duplicates": 0}
 
 
 # ---------------------------------------------------------------------------- in-app messages
@@ -314,7 +495,9 @@ def in_app(db: Any, world: World) -> dict[str, int]:
         return {name: row.id for name, row in rows.items()}
 
 
-def test_in_app_lists_the_unseen_unexpired_messages_newest_first_and_all_adds_the_seen(client, in_app):
+def test_in_app_lists_the_unseen_unexpired_messages_newest_first_and_all_adds_the_seen(
+    client, in_app
+):
     response = client.get("/api/v1/contacts/Taro@Example.co.jp/in-app", headers=AUTH)
     assert response.status_code == 200
     items = response.get_json()
@@ -323,48 +506,133 @@ def test_in_app_lists_the_unseen_unexpired_messages_newest_first_and_all_adds_th
         "id": in_app["new"], "title": "新機能のお知らせ", "body": "レポートが速くなりました", "url": "https://example.co.jp/新機能",
         "created_at": (NOW - timedelta(hours=1)).isoformat(), "expires_at": (NOW + timedelta(days=1)).isoformat(), "seen_at": None, "clicked_at": None,
     }  # fmt: skip
-    everything = client.get("/api/v1/contacts/taro@example.co.jp/in-app?all=1", headers=AUTH).get_json()
+    everything = client.get(
+        "/api/v1/contacts/taro@example.co.jp/in-app?all=1", headers=AUTH
+    ).get_json()
     assert [i["id"] for i in everything] == [in_app["new"], in_app["seen"], in_app["old"]]
-    assert "all: expected 1 or 0" in error_of(client.get("/api/v1/contacts/taro@example.co.jp/in-app?all=maybe", headers=AUTH), 400)["message"]
-    assert "no contact" in error_of(client.get("/api/v1/contacts/nobody@example.co.jp/in-app", headers=AUTH), 404)["message"]
+    assert (
+        "all: expected 1 or 0"
+        in error_of(
+            client.get("/api/v1/contacts/taro@example.co.jp/in-app?all=maybe", headers=AUTH), 400
+        )["message"]
+    )
+    assert (
+        "no contact"
+        in error_of(client.get("/api/v1/contacts/nobody@example.co.jp/in-app", headers=AUTH), 404)[
+            "message"
+        ]
+    )
 
 
-def test_seen_and_clicked_keep_the_first_time_and_record_one_event_each(client, db, clock, world, in_app):
+def test_seen_and_clicked_keep_the_first_time_and_record_one_event_each(
+    client, db, clock, world, in_app
+):
     seen = client.post(f"/api/v1/in-app/{in_app['old']}/seen", headers=AUTH)
-    assert seen.status_code == 200 and seen.get_json()["seen_at"] == NOW.isoformat() and seen.get_json()["clicked_at"] is None
+    assert (
+        seen.status_code == 200
+        and seen.get_json()["seen_at"] == NOW.isoformat()
+        and seen.get_json()["clicked_at"] is None
+    )
     clock.advance(timedelta(minutes=5))
-    assert client.post(f"/api/v1/in-app/{in_app['old']}/seen", json={}, headers=AUTH).get_json()["seen_at"] == NOW.isoformat()
+    assert (
+        client.post(f"/api/v1/in-app/{in_app['old']}/seen", json={}, headers=AUTH).get_json()[
+            "seen_at"
+        ]
+        == NOW.isoformat()
+    )
     clicked = client.post(f"/api/v1/in-app/{in_app['new']}/clicked", headers=AUTH).get_json()
     assert clicked["seen_at"] == clicked["clicked_at"] == clock.now().isoformat()
     clock.advance(timedelta(minutes=5))
     again = client.post(f"/api/v1/in-app/{in_app['new']}/clicked", headers=AUTH).get_json()
     assert again["clicked_at"] == clicked["clicked_at"]
-    recorded = [(e.name, e.contact_id, e.journey_id, e.enrollment_id, e.step_id, e.data) for e in events(db)]
+    recorded = [
+        (e.name, e.contact_id, e.journey_id, e.enrollment_id, e.step_id, e.data) for e in events(db)
+    ]
     assert recorded == [
-        ("in_app_seen", world.taro, world.journey, world.waiting, "tip_old", {"in_app_id": in_app["old"]}),
-        ("in_app_seen", world.taro, world.journey, world.waiting, "tip_new", {"in_app_id": in_app["new"]}),
-        ("in_app_clicked", world.taro, world.journey, world.waiting, "tip_new", {"in_app_id": in_app["new"]}),
+        (
+            "in_app_seen",
+            world.taro,
+            world.journey,
+            world.waiting,
+            "tip_old",
+            {"in_app_id": in_app["old"]},
+        ),
+        (
+            "in_app_seen",
+            world.taro,
+            world.journey,
+            world.waiting,
+            "tip_new",
+            {"in_app_id": in_app["new"]},
+        ),
+        (
+            "in_app_clicked",
+            world.taro,
+            world.journey,
+            world.waiting,
+            "tip_new",
+            {"in_app_id": in_app["new"]},
+        ),
     ]
     assert all(e.kind == EventKind.CUSTOM for e in events(db))
-    assert [i["id"] for i in client.get("/api/v1/contacts/taro@example.co.jp/in-app", headers=AUTH).get_json()] == []
+    assert [
+        i["id"]
+        for i in client.get("/api/v1/contacts/taro@example.co.jp/in-app", headers=AUTH).get_json()
+    ] == []
 
 
 def test_acknowledging_an_unknown_message_is_a_404_and_a_body_with_fields_a_400(client, db, in_app):
-    assert "no in-app message 999999" in error_of(client.post("/api/v1/in-app/999999/seen", headers=AUTH), 404)["message"]
-    assert client.post("/api/v1/in-app/99999999999999999999/clicked", headers=AUTH).status_code == 404
-    error_of(client.post(f"/api/v1/in-app/{in_app['old']}/seen", json={"seen": True}, headers=AUTH), 400)
+    assert (
+        "no in-app message 999999"
+        in error_of(client.post("/api/v1/in-app/999999/seen", headers=AUTH), 404)["message"]
+    )
+    assert (
+        client.post("/api/v1/in-app/99999999999999999999/clicked", headers=AUTH).status_code == 404
+    )
+    error_of(
+        client.post(f"/api/v1/in-app/{in_app['old']}/seen", json={"seen": True}, headers=AUTH), 400
+    )
     assert events(db) == []
 
 
 # ---------------------------------------------------------------------------- GET /contacts/<email>
 
 
-def test_a_contact_shows_their_profile_account_and_latest_answers_but_no_machine_hits(client, db, world):
+def test_a_contact_shows_their_profile_account_and_latest_answers_but_no_machine_hits(
+    client, db, world
+):
     with db.session() as s, s.begin():
         for day in range(55):
-            s.add(Event(kind=EventKind.ANSWER, contact_id=world.taro, journey_id=world.journey, step_id="nps", value=str(day % 11), occurred_at=NOW - timedelta(days=60 - day)))
-        s.add(Event(kind=EventKind.RSVP, contact_id=world.taro, step_id="webinar", value="yes", occurred_at=NOW - timedelta(hours=2)))
-        s.add(Event(kind=EventKind.ANSWER, contact_id=world.taro, journey_id=world.journey, step_id="nps", value="0", classification=Classification.MACHINE, occurred_at=NOW))
+            s.add(
+                Event(
+                    kind=EventKind.ANSWER,
+                    contact_id=world.taro,
+                    journey_id=world.journey,
+                    step_id="nps",
+                    value=str(day % 11),
+                    occurred_at=NOW - timedelta(days=60 - day),
+                )
+            )
+        s.add(
+            Event(
+                kind=EventKind.RSVP,
+                contact_id=world.taro,
+                step_id="webinar",
+                value="yes",
+                occurred_at=NOW - timedelta(hours=2),
+            )
+        )
+        s.add(
+            Event(
+                kind=EventKind.ANSWER,
+                contact_id=world.taro,
+                journey_id=world.journey,
+                step_id="nps",
+                value="0",
+                classification=Classification.MACHINE,
+                occurred_at=NOW,
+            )
+        )
         s.add(Event(kind=EventKind.CLICK, contact_id=world.taro, occurred_at=NOW))
     response = client.get("/api/v1/contacts/TARO@example.co.jp", headers=AUTH)
     assert response.status_code == 200
@@ -375,9 +643,24 @@ def test_a_contact_shows_their_profile_account_and_latest_answers_but_no_machine
         "tags": ["管理者"], "attributes": {"部署": "営業"}, "account": {"external_id": "ACME-1", "name": "株式会社アクメ"},
     }  # fmt: skip
     assert len(answers) == 50
-    assert answers[0] == {"kind": "rsvp", "step_id": "webinar", "journey": None, "value": "yes", "occurred_at": (NOW - timedelta(hours=2)).isoformat()}
-    assert answers[1] == {"kind": "answer", "step_id": "nps", "journey": "onboarding", "value": "10", "occurred_at": (NOW - timedelta(days=6)).isoformat()}
-    assert client.get("/api/v1/contacts/hanako@example.co.jp", headers=AUTH).get_json()["name"] == "佐藤花子"
+    assert answers[0] == {
+        "kind": "rsvp",
+        "step_id": "webinar",
+        "journey": None,
+        "value": "yes",
+        "occurred_at": (NOW - timedelta(hours=2)).isoformat(),
+    }
+    assert answers[1] == {
+        "kind": "answer",
+        "step_id": "nps",
+        "journey": "onboarding",
+        "value": "10",
+        "occurred_at": (NOW - timedelta(days=6)).isoformat(),
+    }
+    assert (
+        client.get("/api/v1/contacts/hanako@example.co.jp", headers=AUTH).get_json()["name"]
+        == "佐藤花子"
+    )
     error_of(client.get("/api/v1/contacts/nobody@example.co.jp", headers=AUTH), 404)
     error_of(client.get("/api/v1/contacts/not-an-address", headers=AUTH), 400)
 
@@ -397,43 +680,92 @@ def message_status(db: Any, world: World) -> str:
         return message.status
 
 
-def test_a_hard_bounce_suppresses_the_address_marks_the_message_and_records_the_event_once(client, db, world):
-    notice = {"type": "bounce", "email": "Taro@Example.co.jp", "message_id": MESSAGE_ID.strip("<>"), "bounce_type": "hard", "diagnostic": "550 5.1.1 ユーザーが存在しません"}
+def test_a_hard_bounce_suppresses_the_address_marks_the_message_and_records_the_event_once(
+    client, db, world
+):
+    notice = {
+        "type": "bounce",
+        "email": "Taro@Example.co.jp",
+        "message_id": MESSAGE_ID.strip("<>"),
+        "bounce_type": "hard",
+        "diagnostic": "550 5.1.1 ユーザーが存在しません",
+    }
     response = client.post("/api/v1/webhooks/bounces", json=notice, headers=AUTH)
-    assert response.status_code == 200 and response.get_json() == {"processed": 1, "duplicates": 0, "ignored": 0}
+    assert response.status_code == 200 and response.get_json() == {
+        "processed": 1,
+        "duplicates": 0,
+        "ignored": 0,
+    }
     row = suppression(db, "taro@example.co.jp")
-    assert row is not None and (row.reason, row.source) == ("hard_bounce", "webhook: 550 5.1.1 ユーザーが存在しません")
+    assert row is not None and (row.reason, row.source) == (
+        "hard_bounce",
+        "webhook: 550 5.1.1 ユーザーが存在しません",
+    )
     assert message_status(db, world) == MessageStatus.BOUNCED
     [event] = events(db)
     assert (event.kind, event.contact_id, event.message_id, event.journey_id, event.step_id, event.classification, event.reason) == (
         EventKind.BOUNCE, world.taro, world.message, world.journey, "welcome", Classification.UNKNOWN, "hard bounce",
     )  # fmt: skip
-    assert client.post("/api/v1/webhooks/bounces", json=[notice], headers=AUTH).get_json() == {"processed": 0, "duplicates": 1, "ignored": 0}
+    assert client.post("/api/v1/webhooks/bounces", json=[notice], headers=AUTH).get_json() == {
+        "processed": 0,
+        "duplicates": 1,
+        "ignored": 0,
+    }
     without_id = {k: v for k, v in notice.items() if k != "message_id"}
-    assert client.post("/api/v1/webhooks/bounces", json=without_id, headers=AUTH).get_json() == {"processed": 0, "duplicates": 1, "ignored": 0}
+    assert client.post("/api/v1/webhooks/bounces", json=without_id, headers=AUTH).get_json() == {
+        "processed": 0,
+        "duplicates": 1,
+        "ignored": 0,
+    }
     assert len(events(db)) == 1 and stored(db)[1] == 1
 
 
 def test_a_soft_bounce_only_records_the_event(client, db, world):
-    notice = {"type": "bounce", "email": "taro@example.co.jp", "message_id": MESSAGE_ID, "bounce_type": "soft", "diagnostic": "452 4.2.2 mailbox full"}
+    notice = {
+        "type": "bounce",
+        "email": "taro@example.co.jp",
+        "message_id": MESSAGE_ID,
+        "bounce_type": "soft",
+        "diagnostic": "452 4.2.2 mailbox full",
+    }
     assert client.post("/api/v1/webhooks/bounces", json=notice, headers=AUTH).status_code == 200
-    assert suppression(db, "taro@example.co.jp") is None and message_status(db, world) == MessageStatus.SENT
+    assert (
+        suppression(db, "taro@example.co.jp") is None
+        and message_status(db, world) == MessageStatus.SENT
+    )
     [event] = events(db)
-    assert (event.kind, event.classification, event.reason, event.message_id) == (EventKind.BOUNCE, Classification.UNKNOWN, "soft bounce", world.message)
+    assert (event.kind, event.classification, event.reason, event.message_id) == (
+        EventKind.BOUNCE,
+        Classification.UNKNOWN,
+        "soft bounce",
+        world.message,
+    )
 
 
 def test_a_complaint_suppresses_and_unsubscribes_the_contact(client, db, world):
-    response = client.post("/api/v1/webhooks/bounces", json=[{"type": "complaint", "email": "hanako@example.co.jp"}, {"type": "complaint", "email": "stranger@example.org"}], headers=AUTH)
+    response = client.post(
+        "/api/v1/webhooks/bounces",
+        json=[
+            {"type": "complaint", "email": "hanako@example.co.jp"},
+            {"type": "complaint", "email": "stranger@example.org"},
+        ],
+        headers=AUTH,
+    )
     assert response.get_json() == {"processed": 2, "duplicates": 0, "ignored": 0}
     with db.session() as s:
         hanako = s.get(Contact, world.hanako)
         assert hanako is not None and hanako.subscribed is False
     assert suppression(db, "hanako@example.co.jp").reason == "complaint"  # type: ignore[union-attr]
     assert suppression(db, "stranger@example.org") is not None
-    assert [(e.kind, e.contact_id) for e in events(db)] == [(EventKind.COMPLAINT, world.hanako), (EventKind.COMPLAINT, None)]
+    assert [(e.kind, e.contact_id) for e in events(db)] == [
+        (EventKind.COMPLAINT, world.hanako),
+        (EventKind.COMPLAINT, None),
+    ]
 
 
-def ses_bounce(email: str, bounce_type: str = "Permanent", feedback_id: str = "0100018e-bounce-0001") -> dict[str, Any]:
+def ses_bounce(
+    email: str, bounce_type: str = "Permanent", feedback_id: str = "0100018e-bounce-0001"
+) -> dict[str, Any]:
     """An SES bounce notification as SES writes it (docs.aws.amazon.com/ses: notification contents)."""
     return {
         "notificationType": "Bounce",
@@ -459,26 +791,53 @@ def sns(notification: dict[str, Any], kind: str = "Notification") -> bytes:
         "UnsubscribeURL": "https://sns.ap-northeast-1.amazonaws.com/?Action=Unsubscribe",
     }  # fmt: skip
     if kind == "SubscriptionConfirmation":
-        envelope["SubscribeURL"] = "https://sns.ap-northeast-1.amazonaws.com/?Action=ConfirmSubscription&Token=x"
+        envelope["SubscribeURL"] = (
+            "https://sns.ap-northeast-1.amazonaws.com/?Action=ConfirmSubscription&Token=x"
+        )
     return json.dumps(envelope, ensure_ascii=False).encode()
 
 
 def test_an_ses_hard_bounce_through_sns_finds_the_message_by_our_message_id(client, db, world):
-    basic = {"Authorization": "Basic " + base64.b64encode(f"sns:{KEY}".encode()).decode()}  # https://sns:KEY@host/... is all SNS can send
-    response = client.post("/api/v1/webhooks/bounces", data=sns(ses_bounce("taro@example.co.jp")), content_type="text/plain; charset=UTF-8", headers=basic)
-    assert response.status_code == 200 and response.get_json() == {"processed": 1, "duplicates": 0, "ignored": 0}
+    basic = {
+        "Authorization": "Basic " + base64.b64encode(f"sns:{KEY}".encode()).decode()
+    }  # https://sns:KEY@host/... is all SNS can send
+    response = client.post(
+        "/api/v1/webhooks/bounces",
+        data=sns(ses_bounce("taro@example.co.jp")),
+        content_type="text/plain; charset=UTF-8",
+        headers=basic,
+    )
+    assert response.status_code == 200 and response.get_json() == {
+        "processed": 1,
+        "duplicates": 0,
+        "ignored": 0,
+    }
     assert suppression(db, "taro@example.co.jp").source == "ses: smtp; 550 5.1.1 user unknown"  # type: ignore[union-attr]
     assert message_status(db, world) == MessageStatus.BOUNCED
     [event] = events(db)
-    assert (event.message_id, event.occurred_at, event.data["bounce_type"]) == (world.message, datetime(2026, 3, 31, 23, 59, 30, 123000, tzinfo=UTC), "Permanent")
-    again = client.post("/api/v1/webhooks/bounces", data=sns(ses_bounce("taro@example.co.jp")), content_type="text/plain", headers=basic)
+    assert (event.message_id, event.occurred_at, event.data["bounce_type"]) == (
+        world.message,
+        datetime(2026, 3, 31, 23, 59, 30, 123000, tzinfo=UTC),
+        "Permanent",
+    )
+    again = client.post(
+        "/api/v1/webhooks/bounces",
+        data=sns(ses_bounce("taro@example.co.jp")),
+        content_type="text/plain",
+        headers=basic,
+    )
     assert again.get_json() == {"processed": 0, "duplicates": 1, "ignored": 0}
 
 
 def test_an_ses_transient_bounce_raw_or_through_sns_is_soft(client, db, world):
-    response = client.post("/api/v1/webhooks/bounces", json=ses_bounce("taro@example.co.jp", "Transient"), headers=AUTH)
+    response = client.post(
+        "/api/v1/webhooks/bounces", json=ses_bounce("taro@example.co.jp", "Transient"), headers=AUTH
+    )
     assert response.get_json() == {"processed": 1, "duplicates": 0, "ignored": 0}
-    assert suppression(db, "taro@example.co.jp") is None and message_status(db, world) == MessageStatus.SENT
+    assert (
+        suppression(db, "taro@example.co.jp") is None
+        and message_status(db, world) == MessageStatus.SENT
+    )
     assert [e.reason for e in events(db)] == ["soft bounce"]
 
 
@@ -492,21 +851,49 @@ def test_an_ses_complaint_through_sns_suppresses_and_unsubscribes(client, db, wo
         },
         "mail": {"timestamp": "2026-03-31T12:00:00.000Z", "messageId": "0106018e-ses-own-id", "source": "cs@example.com", "destination": ["hanako@example.co.jp"]},
     }  # fmt: skip
-    response = client.post("/api/v1/webhooks/bounces", data=sns(complaint), content_type="text/plain; charset=UTF-8", headers=AUTH)
+    response = client.post(
+        "/api/v1/webhooks/bounces",
+        data=sns(complaint),
+        content_type="text/plain; charset=UTF-8",
+        headers=AUTH,
+    )
     assert response.get_json() == {"processed": 1, "duplicates": 0, "ignored": 0}
     assert suppression(db, "hanako@example.co.jp").reason == "complaint"  # type: ignore[union-attr]
     with db.session() as s:
         assert s.get(Contact, world.hanako).subscribed is False  # type: ignore[union-attr]
     [event] = events(db)
-    assert (event.kind, event.contact_id, event.value, event.dedupe_key is not None) == (EventKind.COMPLAINT, world.hanako, "abuse", True)
-    assert client.post("/api/v1/webhooks/bounces", data=sns(complaint), headers=AUTH).get_json()["duplicates"] == 1
+    assert (event.kind, event.contact_id, event.value, event.dedupe_key is not None) == (
+        EventKind.COMPLAINT,
+        world.hanako,
+        "abuse",
+        True,
+    )
+    assert (
+        client.post("/api/v1/webhooks/bounces", data=sns(complaint), headers=AUTH).get_json()[
+            "duplicates"
+        ]
+        == 1
+    )
 
 
 def test_deliveries_subscription_confirmations_and_not_spam_are_ignored(client, db, world):
-    delivery = {"notificationType": "Delivery", "mail": {"messageId": "x"}, "delivery": {"recipients": ["taro@example.co.jp"]}}
-    not_spam = {"notificationType": "Complaint", "complaint": {"complainedRecipients": [{"emailAddress": "taro@example.co.jp"}], "complaintFeedbackType": "not-spam"}, "mail": {}}
+    delivery = {
+        "notificationType": "Delivery",
+        "mail": {"messageId": "x"},
+        "delivery": {"recipients": ["taro@example.co.jp"]},
+    }
+    not_spam = {
+        "notificationType": "Complaint",
+        "complaint": {
+            "complainedRecipients": [{"emailAddress": "taro@example.co.jp"}],
+            "complaintFeedbackType": "not-spam",
+        },
+        "mail": {},
+    }
     for body in (sns(delivery), sns({}, "SubscriptionConfirmation"), json.dumps(not_spam).encode()):
-        response = client.post("/api/v1/webhooks/bounces", data=body, content_type="text/plain", headers=AUTH)
+        response = client.post(
+            "/api/v1/webhooks/bounces", data=body, content_type="text/plain", headers=AUTH
+        )
         assert response.get_json() == {"processed": 0, "duplicates": 0, "ignored": 1}
     assert stored(db) == (0, 0, 0, 0, 0, 0)
 
@@ -516,29 +903,65 @@ def test_deliveries_subscription_confirmations_and_not_spam_are_ignored(client, 
     [
         ({"type": "bounce", "email": "taro@example.co.jp"}, "bounce_type"),
         ({"type": "bounced", "email": "taro@example.co.jp", "bounce_type": "hard"}, "type"),
-        ({"type": "complaint", "email": "taro@example.co.jp", "bounce_type": "hard"}, "bounce_type"),
+        (
+            {"type": "complaint", "email": "taro@example.co.jp", "bounce_type": "hard"},
+            "bounce_type",
+        ),
         ({"type": "bounce", "email": "太郎", "bounce_type": "hard"}, "email"),
-        ({"type": "bounce", "email": "taro@example.co.jp", "bounce_type": "hard", "smtp": 550}, "smtp"),
-        ([{"type": "complaint", "email": "hanako@example.co.jp"}, {"type": "complaint"}], "[1].email"),
-        ({"notificationType": "Bounce", "bounce": {"bounceType": "Permanent", "bouncedRecipients": []}, "mail": {}}, "bounce.bouncedRecipients"),
+        (
+            {"type": "bounce", "email": "taro@example.co.jp", "bounce_type": "hard", "smtp": 550},
+            "smtp",
+        ),
+        (
+            [{"type": "complaint", "email": "hanako@example.co.jp"}, {"type": "complaint"}],
+            "[1].email",
+        ),
+        (
+            {
+                "notificationType": "Bounce",
+                "bounce": {"bounceType": "Permanent", "bouncedRecipients": []},
+                "mail": {},
+            },
+            "bounce.bouncedRecipients",
+        ),
         ({"Type": "Notification", "Message": "{not json"}, "Message"),
-        ({"notificationType": {}, "bounce": {"bounceType": "Permanent", "bouncedRecipients": [{"emailAddress": "taro@example.co.jp"}]}}, "notificationType"),
+        (
+            {
+                "notificationType": {},
+                "bounce": {
+                    "bounceType": "Permanent",
+                    "bouncedRecipients": [{"emailAddress": "taro@example.co.jp"}],
+                },
+            },
+            "notificationType",
+        ),
         ([{"eventType": 7}], "[0].eventType"),
     ],
 )
-def test_a_bad_notification_is_a_422_naming_its_field_and_nothing_is_stored(client, db, world, body, field):
+def test_a_bad_notification_is_a_422_naming_its_field_and_nothing_is_stored(
+    client, db, world, body, field
+):
     error = error_of(client.post("/api/v1/webhooks/bounces", json=body, headers=AUTH), 422)
     assert field in [p["field"] for p in error["items"]], error
     assert stored(db) == (0, 0, 0, 0, 0, 0)
 
 
-def test_an_ses_recipient_is_a_plain_address_or_a_name_with_one_in_angle_brackets(client, db, world):
+def test_an_ses_recipient_is_a_plain_address_or_a_name_with_one_in_angle_brackets(
+    client, db, world
+):
     """A plain address may itself hold "<" (the document's pattern allows it); only what is not
     one is read as a display name."""
     both = ses_bounce("Taro Yamada <taro@example.co.jp>")
     both["bounce"]["bouncedRecipients"].append({"emailAddress": "o<dd@example.org"})
-    assert client.post("/api/v1/webhooks/bounces", json=both, headers=AUTH).get_json() == {"processed": 2, "duplicates": 0, "ignored": 0}
-    assert suppression(db, "taro@example.co.jp") is not None and suppression(db, "o<dd@example.org") is not None
+    assert client.post("/api/v1/webhooks/bounces", json=both, headers=AUTH).get_json() == {
+        "processed": 2,
+        "duplicates": 0,
+        "ignored": 0,
+    }
+    assert (
+        suppression(db, "taro@example.co.jp") is not None
+        and suppression(db, "o<dd@example.org") is not None
+    )
 
 
 # ---------------------------------------------------------------------------- HTTP edges
@@ -549,13 +972,22 @@ def test_a_method_a_path_does_not_take_is_a_405_whose_allow_lists_the_ones_it_do
     response = client.open("/api/v1/events", method=method, headers=AUTH)
     error_of(response, 405)
     assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
-    assert error_of(client.open("/api/v1/contacts/taro@example.co.jp", method="POST", headers=AUTH), 405)
+    assert error_of(
+        client.open("/api/v1/contacts/taro@example.co.jp", method="POST", headers=AUTH), 405
+    )
 
 
 def test_a_url_longer_than_4000_bytes_is_a_414_in_the_one_error_shape(client, world):
-    assert client.get("/api/v1/nps?journey=" + "x" * 3950, headers=AUTH).status_code == 404  # long, but under the limit
-    assert "longer than 4000 bytes" in error_of(client.get("/api/v1/nps?journey=" + "x" * 4000, headers=AUTH), 414)["message"]
-    error_of(client.get("/api/v1/contacts/" + "x" * 4000 + "@example.co.jp"), 414)  # before the key is even looked at
+    assert (
+        client.get("/api/v1/nps?journey=" + "x" * 3950, headers=AUTH).status_code == 404
+    )  # long, but under the limit
+    assert (
+        "longer than 4000 bytes"
+        in error_of(client.get("/api/v1/nps?journey=" + "x" * 4000, headers=AUTH), 414)["message"]
+    )
+    error_of(
+        client.get("/api/v1/contacts/" + "x" * 4000 + "@example.co.jp"), 414
+    )  # before the key is even looked at
 
 
 @pytest.mark.parametrize(
@@ -578,16 +1010,45 @@ def test_a_parameter_the_document_does_not_allow_is_a_400(client, world, url):
 
 
 def test_times_are_rfc_3339_with_an_offset_lowercase_and_leap_seconds_included(client, db, world):
-    batch = {"events": [{"name": "login", "account": {"external_id": "ACME-1"}, "occurred_at": at} for at in ("2026-03-31t23:59:60z", "2026-03-31T09:00:00.5+09:00")]}
+    batch = {
+        "events": [
+            {"name": "login", "account": {"external_id": "ACME-1"}, "occurred_at": at}
+            for at in ("2026-03-31t23:59:60z", "2026-03-31T09:00:00.5+09:00")
+        ]
+    }
     assert client.post("/api/v1/events", json=batch, headers=AUTH).status_code == 202
-    assert [e.occurred_at for e in events(db)] == [NOW, datetime(2026, 3, 31, 0, 0, 0, 500000, tzinfo=UTC)]
-    for at, words in (("2026-03-31T09:00:00", "no UTC offset"), ("2026-03-31 09:00:00Z", "ISO 8601"), ("20260331T090000Z", "ISO 8601")):
-        error = error_of(client.post("/api/v1/events", json={**batch["events"][0], "occurred_at": at}, headers=AUTH), 422)
+    assert [e.occurred_at for e in events(db)] == [
+        NOW,
+        datetime(2026, 3, 31, 0, 0, 0, 500000, tzinfo=UTC),
+    ]
+    for at, words in (
+        ("2026-03-31T09:00:00", "no UTC offset"),
+        ("2026-03-31 09:00:00Z", "ISO 8601"),
+        ("20260331T090000Z", "ISO 8601"),
+    ):
+        error = error_of(
+            client.post(
+                "/api/v1/events", json={**batch["events"][0], "occurred_at": at}, headers=AUTH
+            ),
+            422,
+        )
         assert words in error["items"][0]["message"], (at, error)
 
 
 def test_a_null_optional_field_is_the_field_left_out(client, db, world):
-    assert client.post("/api/v1/events", json={"name": "login", "account": {"external_id": "ACME-1"}, "occurred_at": None, "properties": None}, headers=AUTH).status_code == 202
+    assert (
+        client.post(
+            "/api/v1/events",
+            json={
+                "name": "login",
+                "account": {"external_id": "ACME-1"},
+                "occurred_at": None,
+                "properties": None,
+            },
+            headers=AUTH,
+        ).status_code
+        == 202
+    )
     [event] = events(db)
     assert (event.occurred_at, event.data) == (NOW, {})
 
@@ -601,7 +1062,13 @@ def test_every_endpoint_needs_a_valid_key(client, app, db, world, rule):
     missing = client.open(url, method=method)
     assert "missing Authorization header" in error_of(missing, 401)["message"]
     assert missing.headers["WWW-Authenticate"].startswith("Bearer")
-    for header in (f"Bearer {KEY}x", "Bearer ", "Bearer 鍵", f"Token {KEY}", "Basic " + base64.b64encode(b"sns:wrong-key-0123456789").decode()):
+    for header in (
+        f"Bearer {KEY}x",
+        "Bearer ",
+        "Bearer 鍵",
+        f"Token {KEY}",
+        "Basic " + base64.b64encode(b"sns:wrong-key-0123456789").decode(),
+    ):
         response = client.open(url, method=method, headers={"Authorization": header})
         error_of(response, 401)
         assert "Bearer" in response.headers["WWW-Authenticate"]
@@ -621,14 +1088,23 @@ def test_every_endpoint_is_off_without_api_keys(db, clock, rule):
 def test_a_basic_key_is_taken_only_where_sns_needs_it(client, world):
     basic = {"Authorization": "Basic " + base64.b64encode(f"sns:{KEY}".encode()).decode()}
     error_of(client.get("/api/v1/contacts/taro@example.co.jp", headers=basic), 401)
-    assert client.post("/api/v1/webhooks/bounces", json={"type": "complaint", "email": "x@example.org"}, headers=basic).status_code == 200
+    assert (
+        client.post(
+            "/api/v1/webhooks/bounces",
+            json={"type": "complaint", "email": "x@example.org"},
+            headers=basic,
+        ).status_code
+        == 200
+    )
 
 
 def test_the_openapi_document_needs_no_key(db, clock):
     app = make_app(db, clock, keys=())
     try:
         response = app.test_client().get("/api/v1/openapi.json")
-        assert response.status_code == 200 and response.get_json()["servers"] == [{"url": "http://127.0.0.1:5000"}]
+        assert response.status_code == 200 and response.get_json()["servers"] == [
+            {"url": "http://127.0.0.1:5000"}
+        ]
     finally:
         app.extensions["campaigns.sessions"].kw["bind"].dispose()
 
@@ -637,21 +1113,48 @@ def test_the_openapi_document_needs_no_key(db, clock):
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 # Near misses: the right fields with wrong values, and always one field too many, so no example can be valid.
 NEAR_EVENT = st.fixed_dictionaries(
-    {"name": st.text(max_size=20) | st.sampled_from(["login", "usage_dropped"]), "zz_unknown": JSON},
-    optional={"contact": st.fixed_dictionaries({"email": JSON | st.emails()}) | JSON, "account": JSON, "occurred_at": JSON | st.datetimes().map(str), "properties": JSON, "id": JSON},
+    {
+        "name": st.text(max_size=20) | st.sampled_from(["login", "usage_dropped"]),
+        "zz_unknown": JSON,
+    },
+    optional={
+        "contact": st.fixed_dictionaries({"email": JSON | st.emails()}) | JSON,
+        "account": JSON,
+        "occurred_at": JSON | st.datetimes().map(str),
+        "properties": JSON,
+        "id": JSON,
+    },
 )
 NEAR_NOTICE = st.fixed_dictionaries(
-    {"type": st.sampled_from(["bounce", "complaint"]) | JSON, "email": st.emails() | JSON, "zz_unknown": JSON},
-    optional={"bounce_type": st.sampled_from(["hard", "soft"]) | JSON, "message_id": JSON, "diagnostic": JSON},
+    {
+        "type": st.sampled_from(["bounce", "complaint"]) | JSON,
+        "email": st.emails() | JSON,
+        "zz_unknown": JSON,
+    },
+    optional={
+        "bounce_type": st.sampled_from(["hard", "soft"]) | JSON,
+        "message_id": JSON,
+        "diagnostic": JSON,
+    },
 )
 NEAR_SES = st.fixed_dictionaries(
-    {"notificationType": st.sampled_from(["Bounce", "Complaint"]), "bounce": JSON, "complaint": JSON},
+    {
+        "notificationType": st.sampled_from(["Bounce", "Complaint"]),
+        "bounce": JSON,
+        "complaint": JSON,
+    },
     optional={"mail": JSON | st.fixed_dictionaries({"commonHeaders": JSON})},
 )
 
@@ -682,38 +1185,71 @@ def _empty_or_blank_object(raw: bytes) -> bool:
 
 
 @pytest.mark.parametrize("rule", POSTS, ids=lambda r: r.rule)
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(raw=BODIES)
-def test_garbage_posted_to_any_endpoint_is_a_4xx_and_stores_nothing(client, app, db, world, in_app, rule, raw):
+def test_garbage_posted_to_any_endpoint_is_a_4xx_and_stores_nothing(
+    client, app, db, world, in_app, rule, raw
+):
     if "in_app_id" in rule.arguments:
         assume(not _empty_or_blank_object(raw))  # the one body these endpoints take
     before = stored(db)
-    response = client.post(_url(app, rule, in_app_id=in_app["old"]) if rule.arguments else _url(app, rule), data=raw, content_type="application/json", headers=AUTH)
-    assert 400 <= response.status_code < 500, (response.status_code, raw, response.get_data(as_text=True))
+    response = client.post(
+        _url(app, rule, in_app_id=in_app["old"]) if rule.arguments else _url(app, rule),
+        data=raw,
+        content_type="application/json",
+        headers=AUTH,
+    )
+    assert 400 <= response.status_code < 500, (
+        response.status_code,
+        raw,
+        response.get_data(as_text=True),
+    )
     error_of(response, response.status_code)
     assert stored(db) == before
 
 
-STORABLE_TEXT = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=20)
+STORABLE_TEXT = st.text(
+    alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=20
+)
 PROPERTIES = st.dictionaries(
     STORABLE_TEXT,
     st.recursive(
-        st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=False, allow_infinity=False) | STORABLE_TEXT | st.sampled_from(["解約", "🙂", "Ａ"]),
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(STORABLE_TEXT, inner, max_size=3),
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**63), 2**63)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | STORABLE_TEXT
+        | st.sampled_from(["解約", "🙂", "Ａ"]),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(STORABLE_TEXT, inner, max_size=3)
+        ),
         max_leaves=10,
     ),
     max_size=5,
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(properties=PROPERTIES, name=st.from_regex(api.EVENT_NAME, fullmatch=True))
 def test_any_properties_and_any_valid_name_round_trip(client, db, world, properties, name):
-    response = client.post("/api/v1/events", json={"name": name, "contact": {"email": "taro@example.co.jp"}, "properties": properties}, headers=AUTH)
+    response = client.post(
+        "/api/v1/events",
+        json={"name": name, "contact": {"email": "taro@example.co.jp"}, "properties": properties},
+        headers=AUTH,
+    )
     assert response.status_code == 202, response.get_json()
     with db.session() as s:
         event = s.scalars(select(Event).order_by(Event.id.desc()).limit(1)).one()
-        assert (event.name, _numbers_as_decimals(event.data)) == (name, _numbers_as_decimals(properties))
+        assert (event.name, _numbers_as_decimals(event.data)) == (
+            name,
+            _numbers_as_decimals(properties),
+        )
 
 
 def _numbers_as_decimals(value: Any) -> Any:
@@ -728,13 +1264,25 @@ def _numbers_as_decimals(value: Any) -> Any:
 
 
 @pytest.mark.parametrize("rule", GETS, ids=lambda r: r.rule)
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(email=st.text(max_size=40), flag=st.text(max_size=5))
 def test_garbage_in_a_url_is_a_4xx(client, app, db, world, rule, email, flag):
-    assume(email.strip().lower() not in ("taro@example.co.jp", "hanako@example.co.jp") and flag.strip().lower() not in ("", "0", "1", "true", "false", "yes", "no"))
-    url = _openapi_path(rule).replace("{email}", quote(email, safe="")) + f"?all={quote(flag, safe='')}"
+    assume(
+        email.strip().lower() not in ("taro@example.co.jp", "hanako@example.co.jp")
+        and flag.strip().lower() not in ("", "0", "1", "true", "false", "yes", "no")
+    )
+    url = (
+        _openapi_path(rule).replace("{email}", quote(email, safe=""))
+        + f"?all={quote(flag, safe='')}"
+    )
     response = client.get(url, headers=AUTH)
-    assert 400 <= response.status_code < 500, (response.status_code, url, response.get_data(as_text=True))
+    assert 400 <= response.status_code < 500, (
+        response.status_code,
+        url,
+        response.get_data(as_text=True),
+    )
     assert "error" in response.get_json()
 
 
@@ -743,10 +1291,23 @@ def test_garbage_in_a_url_is_a_4xx(client, app, db, world, rule, email, flag):
 
 def test_the_openapi_document_lists_every_route_of_the_blueprint(client, app):
     document = client.get("/api/v1/openapi.json").get_json()
-    routes = {(_openapi_path(r), m.lower()) for r in app.url_map.iter_rules() if r.endpoint.startswith("api.") for m in r.methods if m not in ("HEAD", "OPTIONS")}
-    documented = {(path, method) for path, item in document["paths"].items() for method in item if method in ("get", "post", "put", "patch", "delete")}
+    routes = {
+        (_openapi_path(r), m.lower())
+        for r in app.url_map.iter_rules()
+        if r.endpoint.startswith("api.")
+        for m in r.methods
+        if m not in ("HEAD", "OPTIONS")
+    }
+    documented = {
+        (path, method)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    }
     assert routes == documented
-    assert {(_openapi_path(r), _method(r).lower()) for r in RULES} == routes  # the test's own list is the app's
+    assert {
+        (_openapi_path(r), _method(r).lower()) for r in RULES
+    } == routes  # the test's own list is the app's
 
 
 def _refs(node: Any) -> Iterator[str]:
@@ -762,7 +1323,11 @@ def _refs(node: Any) -> Iterator[str]:
 
 def test_the_openapi_document_is_valid_openapi_3_1(client):
     document = api.openapi_document()
-    assert re.fullmatch(r"3\.1\.\d+", document["openapi"]) and document["info"]["title"] and document["info"]["version"]
+    assert (
+        re.fullmatch(r"3\.1\.\d+", document["openapi"])
+        and document["info"]["title"]
+        and document["info"]["version"]
+    )
     for ref in _refs(document):
         assert ref.startswith("#/"), ref
         node: Any = document
@@ -778,12 +1343,19 @@ def test_the_openapi_document_is_valid_openapi_3_1(client):
             assert operation["responses"], (path, method)
             for code in operation["responses"]:
                 assert re.fullmatch(r"[1-5]\d\d|default", code), (path, method, code)
-            params = {p["name"] for p in (_component(document, p) for p in operation.get("parameters", [])) if p["in"] == "path"}
+            params = {
+                p["name"]
+                for p in (_component(document, p) for p in operation.get("parameters", []))
+                if p["in"] == "path"
+            }
             assert params == declared, (path, method)
             for requirement in operation.get("security", document["security"]):
                 assert set(requirement) <= set(schemes)
             if operation.get("security", document["security"]):
-                assert "401" in operation["responses"] and "403" in operation["responses"], (path, method)
+                assert "401" in operation["responses"] and "403" in operation["responses"], (
+                    path,
+                    method,
+                )
             operation_ids.append(operation["operationId"])
     assert len(operation_ids) == len(set(operation_ids))
 
@@ -804,11 +1376,31 @@ def test_answers_match_the_schemas_the_document_promises(client, db, world, in_a
         schema = schemas[name]
         assert set(schema["required"]) <= set(body) <= set(schema["properties"]), (name, body)
 
-    fits(client.post("/api/v1/events", json={"name": "login", "contact": {"email": "taro@example.co.jp"}}, headers=AUTH).get_json(), "EventsAccepted")
+    fits(
+        client.post(
+            "/api/v1/events",
+            json={"name": "login", "contact": {"email": "taro@example.co.jp"}},
+            headers=AUTH,
+        ).get_json(),
+        "EventsAccepted",
+    )
     fits(client.get("/api/v1/contacts/taro@example.co.jp", headers=AUTH).get_json(), "Contact")
-    fits(client.get("/api/v1/contacts/taro@example.co.jp/in-app", headers=AUTH).get_json()[0], "InAppMessage")
-    fits(client.post(f"/api/v1/in-app/{in_app['old']}/clicked", headers=AUTH).get_json(), "InAppMessage")
-    fits(client.post("/api/v1/webhooks/bounces", json={"type": "complaint", "email": "x@example.org"}, headers=AUTH).get_json(), "WebhookResult")
+    fits(
+        client.get("/api/v1/contacts/taro@example.co.jp/in-app", headers=AUTH).get_json()[0],
+        "InAppMessage",
+    )
+    fits(
+        client.post(f"/api/v1/in-app/{in_app['old']}/clicked", headers=AUTH).get_json(),
+        "InAppMessage",
+    )
+    fits(
+        client.post(
+            "/api/v1/webhooks/bounces",
+            json={"type": "complaint", "email": "x@example.org"},
+            headers=AUTH,
+        ).get_json(),
+        "WebhookResult",
+    )
     error = client.post("/api/v1/events", json={"name": "login"}, headers=AUTH).get_json()
     fits(error, "Error")
     assert set(error["error"]) <= set(schemas["Error"]["properties"]["error"]["properties"])
@@ -846,10 +1438,31 @@ def test_reports_give_the_same_numbers_as_the_stats(client: Any, db: Any, world:
     document = client.get("/api/v1/reports/onboarding", headers=AUTH).get_json()
     assert document["name"] == "オンボーディング"
     [welcome] = document["rows"]
-    assert welcome["key"] == "welcome" and welcome["rates"]["open_rate"] == {"value": 0.4286, "hits": 3, "n": 7, "low": 0.1582, "high": 0.7495}  # Wilson 3/7
+    assert welcome["key"] == "welcome" and welcome["rates"]["open_rate"] == {
+        "value": 0.4286,
+        "hits": 3,
+        "n": 7,
+        "low": 0.1582,
+        "high": 0.7495,
+    }  # Wilson 3/7
     assert document["totals"]["counts"] == {"enrolled": 8, "opened": 3, "sent": 7}
-    assert client.get("/api/v1/reports/onboarding?since=2026-04-02", headers=AUTH).get_json()["rows"] == []
-    assert client.get("/api/v1/reports", headers=AUTH).get_json()["journeys"][0]["counts"]["sent"] == 7
-    assert error_of(client.get("/api/v1/reports/onboarding?by=colour", headers=AUTH), 400)["message"].startswith("by: one of step")
-    assert error_of(client.get("/api/v1/reports/onboarding?since=yesterday", headers=AUTH), 400)["message"] == "since: expected a date YYYY-MM-DD"
-    assert error_of(client.get("/api/v1/reports/nope", headers=AUTH), 404)["message"] == "no journey 'nope'"
+    assert (
+        client.get("/api/v1/reports/onboarding?since=2026-04-02", headers=AUTH).get_json()["rows"]
+        == []
+    )
+    assert (
+        client.get("/api/v1/reports", headers=AUTH).get_json()["journeys"][0]["counts"]["sent"] == 7
+    )
+    assert error_of(client.get("/api/v1/reports/onboarding?by=colour", headers=AUTH), 400)[
+        "message"
+    ].startswith("by: one of step")
+    assert (
+        error_of(client.get("/api/v1/reports/onboarding?since=yesterday", headers=AUTH), 400)[
+            "message"
+        ]
+        == "since: expected a date YYYY-MM-DD"
+    )
+    assert (
+        error_of(client.get("/api/v1/reports/nope", headers=AUTH), 404)["message"]
+        == "no journey 'nope'"
+    )

@@ -58,18 +58,42 @@ JOURNEY = textwrap.dedent(
 
 def setup(db, n: int, *, without_plan: tuple[int, ...] = ()) -> None:
     with db.session() as s, s.begin():
-        account = Account(external_id="A", name="株式会社エー", arr=Decimal(1), owner_email="csm@example.com")
+        account = Account(
+            external_id="A", name="株式会社エー", arr=Decimal(1), owner_email="csm@example.com"
+        )
         s.add(account)
         s.flush()
         for i in range(n):
-            attributes = {} if i in without_plan else {"plan": {"name": "ビジネス" if i % 2 else "Business"}}
-            s.add(Contact(account_id=account.id, email=f"p{i}@example.com", name=f"山田 {i}" if i % 2 else f"Pat {i}", locale="ja" if i % 2 else "en", attributes=attributes))
+            attributes = (
+                {} if i in without_plan else {"plan": {"name": "ビジネス" if i % 2 else "Business"}}
+            )
+            s.add(
+                Contact(
+                    account_id=account.id,
+                    email=f"p{i}@example.com",
+                    name=f"山田 {i}" if i % 2 else f"Pat {i}",
+                    locale="ja" if i % 2 else "en",
+                    attributes=attributes,
+                )
+            )
         deploy(s, parse_journey(JOURNEY, "two_mails.yaml"), JOURNEY, "two_mails.yaml")
 
 
 def engine_for(db, sink, send_batch: int) -> Engine:
-    renderer = Renderer(TemplateStore(ROOT / "templates"), Tokens("batch-secret-0123456789", "https://cs.example.com"), Sender("cs@example.com"), domain="example.com")
-    return Engine(db.sessions, FakeClock(START), lambda: SEGMENTS, renderer, transport_from_url(sink.url), EngineSettings(frequency_cap=10, send_batch=send_batch))
+    renderer = Renderer(
+        TemplateStore(ROOT / "templates"),
+        Tokens("batch-secret-0123456789", "https://cs.example.com"),
+        Sender("cs@example.com"),
+        domain="example.com",
+    )
+    return Engine(
+        db.sessions,
+        FakeClock(START),
+        lambda: SEGMENTS,
+        renderer,
+        transport_from_url(sink.url),
+        EngineSettings(frequency_cap=10, send_batch=send_batch),
+    )
 
 
 def received(sink) -> Counter[str]:
@@ -85,16 +109,27 @@ def test_every_batch_size_sends_each_message_once(db, smtp_sink, send_batch):
     engine.tick()  # again: nothing more goes
     engine.transport.close()
 
-    assert result.sent == 3 * n + n  # hello, plan and the survey per contact; one owner notice per task
+    assert (
+        result.sent == 3 * n + n
+    )  # hello, plan and the survey per contact; one owner notice per task
     counts = received(smtp_sink)
     assert counts == Counter({**{f"p{i}@example.com": 3 for i in range(n)}, "csm@example.com": n})
-    ids = [raw.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0] for _, _, raw in smtp_sink.messages]
+    ids = [
+        raw.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0] for _, _, raw in smtp_sink.messages
+    ]
     assert len(set(ids)) == len(ids)
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Task)) == n
         assert set(s.scalars(select(Message.status))) == {MessageStatus.SENT}
         assert set(s.scalars(select(Enrollment.state))) == {EnrollmentState.COMPLETED}
-        assert s.scalar(select(func.count()).select_from(Enrollment).where(Enrollment.claimed_by.is_not(None))) == 0
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(Enrollment)
+                .where(Enrollment.claimed_by.is_not(None))
+            )
+            == 0
+        )
 
 
 def test_one_bad_enrollment_fails_alone_and_nothing_goes_twice(db, smtp_sink):
@@ -105,14 +140,23 @@ def test_one_bad_enrollment_fails_alone_and_nothing_goes_twice(db, smtp_sink):
     engine.transport.close()
 
     counts = received(smtp_sink)
-    assert counts["p5@example.com"] == 1  # the first email went (in the batch), the second could not
+    assert (
+        counts["p5@example.com"] == 1
+    )  # the first email went (in the batch), the second could not
     assert all(counts[f"p{i}@example.com"] == 3 for i in range(n) if i != 5)
     assert counts["csm@example.com"] == n - 1
     assert result.failed == 1
     with db.session() as s:
         bad = s.scalar(select(Enrollment).join(Contact).where(Contact.email == "p5@example.com"))
         assert bad.state == EnrollmentState.FAILED and "plan" in bad.error
-        assert s.scalar(select(func.count()).select_from(Enrollment).where(Enrollment.state == EnrollmentState.COMPLETED)) == n - 1
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(Enrollment)
+                .where(Enrollment.state == EnrollmentState.COMPLETED)
+            )
+            == n - 1
+        )
 
 
 def test_a_bounce_in_a_batch_suppresses_the_address_for_the_rest_of_it(db, smtp_sink):
@@ -124,6 +168,19 @@ def test_a_bounce_in_a_batch_suppresses_the_address_for_the_rest_of_it(db, smtp_
 
     assert "p2@example.com" not in received(smtp_sink)
     with db.session() as s:
-        statuses = dict(s.execute(select(Message.step_id, Message.status).where(Message.to_address == "p2@example.com")).all())
-        assert statuses == {"hello": MessageStatus.BOUNCED, "plan": MessageStatus.SUPPRESSED, "ask": MessageStatus.SUPPRESSED}
-        assert s.scalar(select(Suppression.reason).where(Suppression.email == "p2@example.com")) == "hard_bounce"
+        statuses = dict(
+            s.execute(
+                select(Message.step_id, Message.status).where(
+                    Message.to_address == "p2@example.com"
+                )
+            ).all()
+        )
+        assert statuses == {
+            "hello": MessageStatus.BOUNCED,
+            "plan": MessageStatus.SUPPRESSED,
+            "ask": MessageStatus.SUPPRESSED,
+        }
+        assert (
+            s.scalar(select(Suppression.reason).where(Suppression.email == "p2@example.com"))
+            == "hard_bounce"
+        )

@@ -32,7 +32,18 @@ from campaigns.insight import stats, tuning
 from campaigns.insight.report import journey_report
 from campaigns.journeys.dsl import parse_journey
 from campaigns.journeys.segments import parse_segments
-from campaigns.store.models import Account, Contact, Enrollment, EventKind, Journey, Message, MessageStatus, Stat, Suppression, SuppressionReason
+from campaigns.store.models import (
+    Account,
+    Contact,
+    Enrollment,
+    EventKind,
+    Journey,
+    Message,
+    MessageStatus,
+    Stat,
+    Suppression,
+    SuppressionReason,
+)
 from campaigns.tracking.bounces import Notice, store_notices
 from campaigns.tracking.tokens import Tokens
 from campaigns.web import create_app
@@ -64,12 +75,29 @@ JOURNEY = textwrap.dedent(
 def sent(db, smtp_sink) -> dict[str, Message]:
     """Four contacts were sent the journey's email (and the sends rolled up), by address."""
     with db.session() as s, s.begin():
-        account = Account(external_id="A", name="株式会社エー", arr=Decimal(1), owner_email="csm@example.com")
+        account = Account(
+            external_id="A", name="株式会社エー", arr=Decimal(1), owner_email="csm@example.com"
+        )
         s.add(account)
         s.flush()
-        s.add_all([Contact(account_id=account.id, email=f"c{i}@example.co.jp", name=f"山田 {i}", locale="ja", time_zone="Asia/Tokyo") for i in range(4)])
+        s.add_all(
+            [
+                Contact(
+                    account_id=account.id,
+                    email=f"c{i}@example.co.jp",
+                    name=f"山田 {i}",
+                    locale="ja",
+                    time_zone="Asia/Tokyo",
+                )
+                for i in range(4)
+            ]
+        )
         deploy(s, parse_journey(JOURNEY, "renewal.yaml"), JOURNEY, "renewal.yaml")
-    renderer = Renderer(TemplateStore(ROOT / "templates"), Tokens("bounce-secret-0123456789", "https://cs.example.com"), Sender("cs@example.com"))
+    renderer = Renderer(
+        TemplateStore(ROOT / "templates"),
+        Tokens("bounce-secret-0123456789", "https://cs.example.com"),
+        Sender("cs@example.com"),
+    )
     engine = Engine(
         db.sessions, FakeClock(SENT), lambda: parse_segments("tiers:\n  everyone: {when: true}\n"), renderer, transport_from_url(smtp_sink.url),
         EngineSettings(frequency_cap=10), links={"docs": "https://docs.example.com/", "help": "https://help.example.com/"}, tuner=tuning.Tuner(rng=random.Random(2)),
@@ -80,14 +108,18 @@ def sent(db, smtp_sink) -> dict[str, Message]:
         engine.transport.close()
     with db.session() as s:
         messages = {m.to_address: m for m in s.scalars(select(Message))}
-    assert len(messages) == 4 and all(m.status == MessageStatus.SENT and m.counted for m in messages.values())
+    assert len(messages) == 4 and all(
+        m.status == MessageStatus.SENT and m.counted for m in messages.values()
+    )
     return messages
 
 
 @pytest.fixture
 def client(db) -> Iterator[Any]:
     cfg = dataclasses.replace(campaigns.config.load({}), api_keys=(KEY,))
-    app: Flask = create_app({"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": FakeClock(LATER)})
+    app: Flask = create_app(
+        {"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": FakeClock(LATER)}
+    )
     yield app.test_client()
     app.extensions["campaigns.sessions"].kw["bind"].dispose()
 
@@ -98,14 +130,27 @@ def count(db, metric: str) -> int:
 
 
 def totals(db) -> dict[str, int]:
-    return {metric: count(db, metric) for metric in ("sent", "bounced", "bounced_after_send", "complained")}
+    return {
+        metric: count(db, metric)
+        for metric in ("sent", "bounced", "bounced_after_send", "complained")
+    }
 
 
 def bounce(message: Message, key: str | None, kind: EventKind = EventKind.BOUNCE) -> Notice:
     """A notice as the relay's webhook parser makes it (``key``: its dedupe key)."""
     assert message.to_address is not None and message.message_id is not None
     hard = kind == EventKind.BOUNCE
-    return Notice(0, kind, message.to_address, hard, (message.message_id,), "550 5.1.1 宛先不明" if hard else None, "ses", key, LATER)
+    return Notice(
+        0,
+        kind,
+        message.to_address,
+        hard,
+        (message.message_id,),
+        "550 5.1.1 宛先不明" if hard else None,
+        "ses",
+        key,
+        LATER,
+    )
 
 
 def store(db, notices: list[Notice]) -> tuple[int, int]:
@@ -122,18 +167,42 @@ def store(db, notices: list[Notice]) -> tuple[int, int]:
     raise AssertionError("kept colliding")
 
 
-def test_a_late_hard_bounce_keeps_sent_adds_bounced_once_however_often_the_relay_says_so(db, sent, client):
+def test_a_late_hard_bounce_keeps_sent_adds_bounced_once_however_often_the_relay_says_so(
+    db, sent, client
+):
     message = sent["c1@example.co.jp"]
-    body = {"type": "bounce", "email": "c1@example.co.jp", "message_id": message.message_id, "bounce_type": "hard", "diagnostic": "550 5.1.1 宛先不明"}
-    assert client.post("/api/v1/webhooks/bounces", json=body, headers=AUTH).get_json() == {"processed": 1, "duplicates": 0, "ignored": 0}
+    body = {
+        "type": "bounce",
+        "email": "c1@example.co.jp",
+        "message_id": message.message_id,
+        "bounce_type": "hard",
+        "diagnostic": "550 5.1.1 宛先不明",
+    }
+    assert client.post("/api/v1/webhooks/bounces", json=body, headers=AUTH).get_json() == {
+        "processed": 1,
+        "duplicates": 0,
+        "ignored": 0,
+    }
     assert totals(db) == {"sent": 4, "bounced": 1, "bounced_after_send": 1, "complained": 0}
     # Filed with the message's own keys, on the day it was sent.
     with db.session() as s:
         row = s.scalars(select(Stat).where(Stat.metric == "bounced")).one()
         journey_id = s.scalar(select(Journey.id).where(Journey.key == "renewal"))
-        assert (row.journey_id, row.step_id, row.channel, row.variant, row.segment, row.tier, row.day) == (journey_id, "notice", "email", message.variant, "everyone", "", SENT.date())
+        assert (
+            row.journey_id,
+            row.step_id,
+            row.channel,
+            row.variant,
+            row.segment,
+            row.tier,
+            row.day,
+        ) == (journey_id, "notice", "email", message.variant, "everyone", "", SENT.date())
     # The webhook repeats: nothing more. The relay reports it again under another id: nothing more.
-    assert client.post("/api/v1/webhooks/bounces", json=body, headers=AUTH).get_json() == {"processed": 0, "duplicates": 1, "ignored": 0}
+    assert client.post("/api/v1/webhooks/bounces", json=body, headers=AUTH).get_json() == {
+        "processed": 0,
+        "duplicates": 1,
+        "ignored": 0,
+    }
     assert store(db, [bounce(message, "ses:another-feedback-id")]) == (1, 0)
     with db.session() as s, s.begin():
         stats.rollup(s, LATER)
@@ -171,33 +240,72 @@ def test_a_bounce_of_a_message_in_flight_is_left_to_the_rollup(db, sent):
     assert totals(db) == {"sent": 4, "bounced": 0, "bounced_after_send": 0, "complained": 0}
     with db.session() as s, s.begin():
         stats.rollup(s, LATER)
-    assert totals(db) == {"sent": 4, "bounced": 1, "bounced_after_send": 0, "complained": 0}  # like a refusal at sending
+    assert totals(db) == {
+        "sent": 4,
+        "bounced": 1,
+        "bounced_after_send": 0,
+        "complained": 0,
+    }  # like a refusal at sending
 
 
 def test_a_complaint_about_a_message_counts_once(db, sent, client):
     message = sent["c3@example.co.jp"]
     body = {"type": "complaint", "email": "c3@example.co.jp", "message_id": message.message_id}
-    assert client.post("/api/v1/webhooks/bounces", json=body, headers=AUTH).get_json()["processed"] == 1
-    assert client.post("/api/v1/webhooks/bounces", json=body, headers=AUTH).get_json()["duplicates"] == 1
-    assert store(db, [bounce(message, "ses:complaint-2", EventKind.COMPLAINT), bounce(message, "ses:complaint-3", EventKind.COMPLAINT)]) == (2, 0)
+    assert (
+        client.post("/api/v1/webhooks/bounces", json=body, headers=AUTH).get_json()["processed"]
+        == 1
+    )
+    assert (
+        client.post("/api/v1/webhooks/bounces", json=body, headers=AUTH).get_json()["duplicates"]
+        == 1
+    )
+    assert store(
+        db,
+        [
+            bounce(message, "ses:complaint-2", EventKind.COMPLAINT),
+            bounce(message, "ses:complaint-3", EventKind.COMPLAINT),
+        ],
+    ) == (2, 0)
     assert totals(db) == {"sent": 4, "bounced": 0, "bounced_after_send": 0, "complained": 1}
     with db.session() as s:
         assert s.scalar(select(Stat.variant).where(Stat.metric == "complained")) == message.variant
     # A complaint that names no message of ours has no journey to be counted for.
-    assert client.post("/api/v1/webhooks/bounces", json={"type": "complaint", "email": "c0@example.co.jp"}, headers=AUTH).get_json()["processed"] == 1
+    assert (
+        client.post(
+            "/api/v1/webhooks/bounces",
+            json={"type": "complaint", "email": "c0@example.co.jp"},
+            headers=AUTH,
+        ).get_json()["processed"]
+        == 1
+    )
     assert count(db, "complained") == 1
 
 
-@pytest.mark.parametrize("kinds", [(EventKind.BOUNCE, EventKind.COMPLAINT), (EventKind.COMPLAINT,)], ids=["bounce-and-complaint", "complaint"])
+@pytest.mark.parametrize(
+    "kinds",
+    [(EventKind.BOUNCE, EventKind.COMPLAINT), (EventKind.COMPLAINT,)],
+    ids=["bounce-and-complaint", "complaint"],
+)
 def test_two_requests_about_one_message_at_once_count_it_once(db, sent, kinds):
     message = sent["c1@example.co.jp"]
-    with db.session() as s, s.begin():  # already suppressed by hand: no new suppression row makes the two collide
-        s.add(Suppression(email="c1@example.co.jp", reason=SuppressionReason.MANUAL, created_at=SENT))
+    with (
+        db.session() as s,
+        s.begin(),
+    ):  # already suppressed by hand: no new suppression row makes the two collide
+        s.add(
+            Suppression(email="c1@example.co.jp", reason=SuppressionReason.MANUAL, created_at=SENT)
+        )
     first = db.session()
-    assert store_notices(first, [bounce(message, f"ses:a-{kind}", kind) for kind in kinds], LATER) == (len(kinds), 0)
+    assert store_notices(
+        first, [bounce(message, f"ses:a-{kind}", kind) for kind in kinds], LATER
+    ) == (len(kinds), 0)
     # The first request has marked the message but not committed: the second waits for it.
     second: list[tuple[int, int]] = []
-    racer = threading.Thread(target=lambda: second.append(store(db, [bounce(message, f"ses:b-{kind}", kind) for kind in kinds])))
+    racer = threading.Thread(
+        target=lambda: second.append(
+            store(db, [bounce(message, f"ses:b-{kind}", kind) for kind in kinds])
+        )
+    )
     racer.start()
     time.sleep(0.5)
     assert racer.is_alive()  # held by the first request's lock on the message
@@ -206,4 +314,9 @@ def test_two_requests_about_one_message_at_once_count_it_once(db, sent, kinds):
     racer.join(timeout=60)
     assert second == [(len(kinds), 0)]
     bounced = int(EventKind.BOUNCE in kinds)
-    assert totals(db) == {"sent": 4, "bounced": bounced, "bounced_after_send": bounced, "complained": 1}
+    assert totals(db) == {
+        "sent": 4,
+        "bounced": bounced,
+        "bounced_after_send": bounced,
+        "complained": 1,
+    }

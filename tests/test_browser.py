@@ -22,7 +22,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from browser import artifacts_dir, chromium, console_errors, missing, path_of, png_size, serving, sign_in
+from browser import (
+    artifacts_dir,
+    chromium,
+    console_errors,
+    missing,
+    path_of,
+    png_size,
+    serving,
+    sign_in,
+)
 from conftest import BACKENDS, Database, _postgres_database
 from flask import Flask
 from selenium.common.exceptions import WebDriverException
@@ -97,8 +106,28 @@ COUNTS: dict[tuple[str, str], dict[tuple[str, str], int]] = {
 # The "By segment" table, worked out from COUNTS (95% Wilson intervals by hand):
 # segment, sent, open rate, click rate, answer rate, unsubscribed, bounced, machine opens, machine clicks.
 BY_SEGMENT = [
-    ["retail", "69", "36.2% [25.9–48.0] n=69", "5.8% [2.3–14.0] n=69", "7.2% [3.1–15.9] n=69", "0", "0", "0", "0"],
-    ["製造業", "114", "50.0% [41.0–59.0] n=114", "11.4% [6.8–18.5] n=114", "10.5% [6.1–17.5] n=114", "0", "0", "6", "0"],
+    [
+        "retail",
+        "69",
+        "36.2% [25.9–48.0] n=69",
+        "5.8% [2.3–14.0] n=69",
+        "7.2% [3.1–15.9] n=69",
+        "0",
+        "0",
+        "0",
+        "0",
+    ],
+    [
+        "製造業",
+        "114",
+        "50.0% [41.0–59.0] n=114",
+        "11.4% [6.8–18.5] n=114",
+        "10.5% [6.1–17.5] n=114",
+        "0",
+        "0",
+        "6",
+        "0",
+    ],
 ]
 
 
@@ -131,11 +160,17 @@ def driver() -> Iterator[WebDriver]:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
     """A database of the module's own, SQLite and PostgreSQL in turn: the module's pages
     are seeded once and must not share rows with other tests."""
     postgres = _postgres_database() if request.param == "postgresql" else None
-    url = next(postgres) if postgres else f"sqlite:///{tmp_path_factory.mktemp('browser') / 'campaigns.db'}"
+    url = (
+        next(postgres)
+        if postgres
+        else f"sqlite:///{tmp_path_factory.mktemp('browser') / 'campaigns.db'}"
+    )
     engine = make_engine(url)
     migrate(engine)
     try:
@@ -158,10 +193,23 @@ def site(database: Database) -> Iterator[Site]:
         journey_id = s.scalar(select(Journey.id).where(Journey.key == KEY))
         assert journey_id is not None
         stats.add(s, _stat_rows(journey_id, today))
-        account = Account(external_id="SAKURA", name="株式会社さくら製作所", arr=Decimal(3_600_000), owner_email=EMAIL, tier="high_touch", industry="manufacturing")
+        account = Account(
+            external_id="SAKURA",
+            name="株式会社さくら製作所",
+            arr=Decimal(3_600_000),
+            owner_email=EMAIL,
+            tier="high_touch",
+            industry="manufacturing",
+        )
         s.add(account)
         s.flush()
-        contact = Contact(account_id=account.id, email="taro.yamada@sakura.example.jp", name="山田 太郎", locale="ja", time_zone="Asia/Tokyo")
+        contact = Contact(
+            account_id=account.id,
+            email="taro.yamada@sakura.example.jp",
+            name="山田 太郎",
+            locale="ja",
+            time_zone="Asia/Tokyo",
+        )
         s.add(contact)
         s.flush()
         call = Task(
@@ -191,7 +239,9 @@ def site(database: Database) -> Iterator[Site]:
         call_id, other_id = call.id, other.id
 
     def build(base: str) -> Flask:
-        cfg = dataclasses.replace(settings_module.load({}), secret_key=SECRET, base_url=base, redis_url=None)
+        cfg = dataclasses.replace(
+            settings_module.load({}), secret_key=SECRET, base_url=base, redis_url=None
+        )
         return create_app({"DATABASE_URL": database.url, "CAMPAIGNS": cfg, "SECRET_KEY": SECRET})
 
     with serving(build) as (base, app):
@@ -224,7 +274,10 @@ def assert_clean_console(driver: WebDriver, site: Site) -> None:
     errors = console_errors(driver)
     if errors:
         page = driver.find_element(By.TAG_NAME, "body").text
-        pytest.fail(f"console errors on {driver.current_url}: {errors}; the page says {page[:300]!r}", pytrace=False)
+        pytest.fail(
+            f"console errors on {driver.current_url}: {errors}; the page says {page[:300]!r}",
+            pytrace=False,
+        )
 
 
 def cells(row: WebElement) -> list[str]:
@@ -233,7 +286,10 @@ def cells(row: WebElement) -> list[str]:
 
 def task_rows(driver: WebDriver) -> dict[int, WebElement]:
     """The task rows of the page, by task id."""
-    return {int(row.get_attribute("data-task-id") or 0): row for row in driver.find_elements(By.CSS_SELECTOR, "tr[data-task-id]")}
+    return {
+        int(row.get_attribute("data-task-id") or 0): row
+        for row in driver.find_elements(By.CSS_SELECTOR, "tr[data-task-id]")
+    }
 
 
 def open_tasks_page(driver: WebDriver, site: Site, query: str = "") -> dict[int, WebElement]:
@@ -253,7 +309,9 @@ def test_signing_in_through_the_form_lands_on_the_journeys(site, driver):
     site.signed_in = True
     assert path_of(driver) == "/journeys"
     assert driver.find_element(By.TAG_NAME, "h1").text == "Journeys"
-    assert "佐藤 花子" in driver.find_element(By.CSS_SELECTOR, "header.top").text  # who is signed in
+    assert (
+        "佐藤 花子" in driver.find_element(By.CSS_SELECTOR, "header.top").text
+    )  # who is signed in
     link = driver.find_element(By.LINK_TEXT, NAME)
     assert urlsplit(link.get_attribute("href") or "").path == f"/journeys/{KEY}"
     assert_clean_console(driver, site)
@@ -275,11 +333,29 @@ def test_the_journey_page_shows_the_funnel_and_the_segments(site, browser):
     groups = chart.find_elements(By.CSS_SELECTOR, "g.step")
     assert [g.get_attribute("data-step") for g in groups] == STEPS
     for group in groups:
-        bars = [bar.get_attribute("class") for bar in group.find_elements(By.CSS_SELECTOR, "rect.bar.human")]
-        assert bars == ["bar human sent", "bar human opened", "bar human clicked", "bar human answered"]
-    welcome = {bar.get_attribute("class"): bar for bar in groups[0].find_elements(By.CSS_SELECTOR, "rect.bar")}
-    assert welcome["bar human sent"].size["width"] > welcome["bar human opened"].size["width"] > welcome["bar human clicked"].size["width"] > 0
-    hover = welcome["bar human opened"].find_element(By.TAG_NAME, "title").get_attribute("textContent")
+        bars = [
+            bar.get_attribute("class")
+            for bar in group.find_elements(By.CSS_SELECTOR, "rect.bar.human")
+        ]
+        assert bars == [
+            "bar human sent",
+            "bar human opened",
+            "bar human clicked",
+            "bar human answered",
+        ]
+    welcome = {
+        bar.get_attribute("class"): bar
+        for bar in groups[0].find_elements(By.CSS_SELECTOR, "rect.bar")
+    }
+    assert (
+        welcome["bar human sent"].size["width"]
+        > welcome["bar human opened"].size["width"]
+        > welcome["bar human clicked"].size["width"]
+        > 0
+    )
+    hover = (
+        welcome["bar human opened"].find_element(By.TAG_NAME, "title").get_attribute("textContent")
+    )
     assert hover == "welcome: opened 32 (49.2%)"  # 22 + 10 of 40 + 25 sent
 
     # The table by segment, both segments with their numbers.
@@ -291,7 +367,9 @@ def test_the_journey_page_shows_the_funnel_and_the_segments(site, browser):
     assert cells(table.find_element(By.CSS_SELECTOR, "tfoot tr"))[:2] == ["All", "183"]
 
     # Everything the page loaded came from the site itself.
-    loaded = browser.execute_script("return performance.getEntries().map(e => e.name).filter(n => n.startsWith('http'))")
+    loaded = browser.execute_script(
+        "return performance.getEntries().map(e => e.name).filter(n => n.startsWith('http'))"
+    )
     assert loaded and all(url.startswith(site.base + "/") for url in loaded), loaded
     assert_clean_console(browser, site)
 
@@ -305,21 +383,41 @@ def test_the_journey_page_shows_the_funnel_and_the_segments(site, browser):
 
 def test_a_task_is_marked_done_from_the_tasks_inbox(site, browser):
     rows = open_tasks_page(browser, site)
-    assert site.call_task in rows, f"GET /tasks lists no row data-task-id={site.call_task} for the open task; the page says: {browser.find_element(By.TAG_NAME, 'body').text[:300]!r}"
+    assert site.call_task in rows, (
+        f"GET /tasks lists no row data-task-id={site.call_task} for the open task; the page says: {browser.find_element(By.TAG_NAME, 'body').text[:300]!r}"
+    )
     assert site.other_task in rows
     row = rows[site.call_task]
     assert "Call 山田 太郎: NPS 3" in row.text
-    form = row.find_element(By.CSS_SELECTOR, f"form[method='post'][action='/tasks/{site.call_task}/complete']")
-    assert form.find_element(By.CSS_SELECTOR, "input[type='hidden'][name='csrf']").get_attribute("value")
-    form.find_element(By.CSS_SELECTOR, "input[name='outcome'], textarea[name='outcome']").send_keys("電話済み: 導入の遅れは解消、更新の意向あり")
-    [button] = [b for b in form.find_elements(By.CSS_SELECTOR, "button, input[type='submit']") if (b.text or b.get_attribute("value") or "").strip() == "Mark done"]
+    form = row.find_element(
+        By.CSS_SELECTOR, f"form[method='post'][action='/tasks/{site.call_task}/complete']"
+    )
+    assert form.find_element(By.CSS_SELECTOR, "input[type='hidden'][name='csrf']").get_attribute(
+        "value"
+    )
+    form.find_element(By.CSS_SELECTOR, "input[name='outcome'], textarea[name='outcome']").send_keys(
+        "電話済み: 導入の遅れは解消、更新の意向あり"
+    )
+    [button] = [
+        b
+        for b in form.find_elements(By.CSS_SELECTOR, "button, input[type='submit']")
+        if (b.text or b.get_attribute("value") or "").strip() == "Mark done"
+    ]
     button.click()
     # The inbox after the redirect says what was done. (Waiting for the old row to go stale
     # races chromedriver: during the navigation it may answer "node does not belong to the
     # document" instead of "stale element", which staleness_of does not catch.)
-    WebDriverWait(browser, 10).until(lambda d: any("Done: Call 山田 太郎: NPS 3" in p.text for p in d.find_elements(By.CSS_SELECTOR, "p.flash.ok")), message="no 'Done: …' message after Mark done")
+    WebDriverWait(browser, 10).until(
+        lambda d: any(
+            "Done: Call 山田 太郎: NPS 3" in p.text
+            for p in d.find_elements(By.CSS_SELECTOR, "p.flash.ok")
+        ),
+        message="no 'Done: …' message after Mark done",
+    )
 
-    assert urlsplit(browser.current_url).path == "/tasks", f"after Mark done the browser is on {browser.current_url}, not /tasks"
+    assert urlsplit(browser.current_url).path == "/tasks", (
+        f"after Mark done the browser is on {browser.current_url}, not /tasks"
+    )
     assert_clean_console(browser, site)
     still_open = task_rows(browser)
     assert site.call_task not in still_open and site.other_task in still_open
@@ -341,9 +439,14 @@ def test_a_content_security_policy_violation_shows_as_a_console_error(site, brow
         "const img = document.createElement('img'); img.src = 'https://cdn.example.com/logo.png'; document.body.append(img);"
         "const script = document.createElement('script'); script.textContent = 'document.title = 1'; document.body.append(script);"
     )
-    WebDriverWait(browser, 5).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "img[src^='https://cdn.example.com']")) == 1)
+    WebDriverWait(browser, 5).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "img[src^='https://cdn.example.com']")) == 1
+    )
     errors: list[str] = []
-    WebDriverWait(browser, 5).until(lambda d: errors.extend(console_errors(d)) or len(errors) >= 2, message="no console error for a refused image and script")
+    WebDriverWait(browser, 5).until(
+        lambda d: errors.extend(console_errors(d)) or len(errors) >= 2,
+        message="no console error for a refused image and script",
+    )
     assert any("Content Security Policy" in e and "cdn.example.com" in e for e in errors), errors
     assert any("Content Security Policy" in e and "inline script" in e for e in errors), errors
     assert browser.title != "1"  # the script did not run

@@ -37,9 +37,20 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def run(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY", "MAIL_FROM")}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY", "MAIL_FROM")
+    }
     environ.update(env)
-    result = subprocess.run([sys.executable, "-m", "campaigns", *args], cwd=workdir, env=environ, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "campaigns", *args],
+        cwd=workdir,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "Traceback" not in result.stderr, result.stderr
     return result
 
@@ -52,11 +63,18 @@ def test_validate_passes_a_good_folder(workdir):
 
 def test_validate_prints_every_problem_as_path_line_col_and_exits_1(workdir):
     bad = workdir / "journeys" / "bad.yaml"
-    bad.write_text(JOURNEY.replace("pause", "bad").replace("1 day", "1 dya").replace("[low_touch]", "[low_tuch]"), encoding="utf-8")
+    bad.write_text(
+        JOURNEY.replace("pause", "bad")
+        .replace("1 day", "1 dya")
+        .replace("[low_touch]", "[low_tuch]"),
+        encoding="utf-8",
+    )
     result = run(workdir, "validate", "journeys/bad.yaml")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert lines[0] == "journeys/bad.yaml:3:12: unknown segment 'low_tuch' (did you mean 'low_touch'?)"
+    assert (
+        lines[0] == "journeys/bad.yaml:3:12: unknown segment 'low_tuch' (did you mean 'low_touch'?)"
+    )
     assert lines[1].startswith("journeys/bad.yaml:6:22: bad wait: unknown unit 'dya'")
     assert lines[-1] == "2 problems found"
 
@@ -80,7 +98,11 @@ def test_bad_configuration_values_are_one_line_errors(workdir):
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("MAIL_FROM", "Customer \rBcc: v@x.org <cs@example.com>", "MAIL_FROM: contains the control character '\\r'"),
+        (
+            "MAIL_FROM",
+            "Customer \rBcc: v@x.org <cs@example.com>",
+            "MAIL_FROM: contains the control character '\\r'",
+        ),
         ("MAIL_FROM", "@", "MAIL_FROM: not an address: '@'"),
         ("MAIL_FROM", "cs@localhost.", "MAIL_FROM: not an address"),
         ("SECRET_KEY", " " * 20, "SECRET_KEY: only whitespace"),
@@ -88,14 +110,26 @@ def test_bad_configuration_values_are_one_line_errors(workdir):
         ("DATABASE_URL", "postgresql://", "DATABASE_URL: no host in 'postgresql://'"),
         ("DATABASE_URL", "postgresql://db.internal", "DATABASE_URL: no database name"),
         ("DATABASE_URL", "sqlite://", "DATABASE_URL: an in-memory SQLite database is not shared"),
-        ("DATABASE_URL", "postgresql://u:hunter2@h:port/db", "DATABASE_URL: cannot parse 'postgresql://u:***@h:port/db'"),
-        ("REDIS_URL", "redis://127.0.0.1:notaport/0", "REDIS_URL: Port could not be cast to integer"),
+        (
+            "DATABASE_URL",
+            "postgresql://u:hunter2@h:port/db",
+            "DATABASE_URL: cannot parse 'postgresql://u:***@h:port/db'",
+        ),
+        (
+            "REDIS_URL",
+            "redis://127.0.0.1:notaport/0",
+            "REDIS_URL: Port could not be cast to integer",
+        ),
     ],
 )
-def test_campaigns_tick_with_a_bad_setting_is_one_line_and_exit_2(workdir, variable, value, message):
+def test_campaigns_tick_with_a_bad_setting_is_one_line_and_exit_2(
+    workdir, variable, value, message
+):
     result = run(workdir, "tick", **{variable: value})
     assert result.returncode == 2, result.stderr
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("campaigns: " + message), result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("campaigns: " + message), (
+        result.stderr
+    )
     assert "hunter2" not in result.stderr and "internal error" not in result.stderr
 
 
@@ -106,14 +140,20 @@ def test_commands_that_need_redis_stop_in_one_line_when_it_does_not_answer(workd
     url = f"redis://127.0.0.1:{free_port()}/0"  # a loopback port nothing listens on
     result = run(workdir, *command, REDIS_URL=url)
     assert result.returncode == 2, result.stderr
-    assert result.stderr == f"campaigns: REDIS_URL: no answer from {url} (Connection refused); is Redis running?\n"
+    assert (
+        result.stderr
+        == f"campaigns: REDIS_URL: no answer from {url} (Connection refused); is Redis running?\n"
+    )
     assert not (workdir / "campaigns.db").exists()  # checked before anything starts
 
 
 def test_an_unreachable_database_is_one_line(workdir):
     result = run(workdir, "segments", DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
     assert result.returncode == 2
-    assert result.stderr.startswith("campaigns: database error:") and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        result.stderr.startswith("campaigns: database error:")
+        and len(result.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_segments_counts_and_applies_tiers(workdir):
@@ -128,14 +168,18 @@ def test_deploy_makes_a_version_per_changed_text(workdir):
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "pause: version 1 (new version)"
     assert run(workdir, "deploy").stdout.strip() == "pause: version 1 (unchanged)"
-    (workdir / "journeys" / "pause.yaml").write_text(JOURNEY.replace("1 day", "2 days"), encoding="utf-8")
+    (workdir / "journeys" / "pause.yaml").write_text(
+        JOURNEY.replace("1 day", "2 days"), encoding="utf-8"
+    )
     assert run(workdir, "deploy").stdout.strip() == "pause: version 2 (new version)"
     (workdir / "journeys" / "pause.yaml").write_text(JOURNEY, encoding="utf-8")
     assert run(workdir, "deploy").stdout.strip() == "pause: version 1 (unchanged)"
 
 
 def test_deploy_refuses_invalid_journeys_and_writes_nothing(workdir):
-    (workdir / "journeys" / "pause.yaml").write_text(JOURNEY.replace("wait: 1 day", "wait: soon"), encoding="utf-8")
+    (workdir / "journeys" / "pause.yaml").write_text(
+        JOURNEY.replace("wait: 1 day", "wait: soon"), encoding="utf-8"
+    )
     result = run(workdir, "deploy")
     assert result.returncode == 1
     assert "nothing deployed" in result.stderr
@@ -174,7 +218,9 @@ ARGS = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(argv=ARGS)
 def test_garbage_arguments_never_raise(workdir, monkeypatch, capsys, argv):
     monkeypatch.chdir(workdir)
@@ -190,10 +236,16 @@ def test_garbage_arguments_never_raise(workdir, monkeypatch, capsys, argv):
 
 def test_validate_compiles_the_templates_a_journey_names(workdir):
     (workdir / "templates" / "en" / "hello.mjml").write_text(
-        "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ contact.name </mj-text></mj-column></mj-section></mj-body></mjml>\n", encoding="utf-8"
+        "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ contact.name </mj-text></mj-column></mj-section></mj-body></mjml>\n",
+        encoding="utf-8",
     )
     (workdir / "templates" / "en" / "hello.txt").write_text("Hi\n", encoding="utf-8")
-    (workdir / "journeys" / "pause.yaml").write_text(JOURNEY.replace("- {id: rest, wait: 1 day}", "- {id: hi, email: {template: hello, subject: Hi}}"), encoding="utf-8")
+    (workdir / "journeys" / "pause.yaml").write_text(
+        JOURNEY.replace(
+            "- {id: rest, wait: 1 day}", "- {id: hi, email: {template: hello, subject: Hi}}"
+        ),
+        encoding="utf-8",
+    )
     result = run(workdir, "validate")
     assert result.returncode == 1
     assert result.stderr.startswith("templates/en/hello.mjml:1:1: ")
@@ -203,7 +255,9 @@ def test_validate_reports_a_broken_links_file(workdir):
     (workdir / "templates" / "links.yaml").write_text("docs: [not, a, url]\n", encoding="utf-8")
     result = run(workdir, "validate")
     assert result.returncode == 1
-    assert result.stderr.startswith("templates/links.yaml:1:1: write one 'name: https://...' per line")
+    assert result.stderr.startswith(
+        "templates/links.yaml:1:1: write one 'name: https://...' per line"
+    )
 
 
 def test_tick_with_redis_gone_says_so_in_one_line_and_fails_no_enrollment(tmp_path):
@@ -233,7 +287,11 @@ def test_tick_with_redis_gone_says_so_in_one_line_and_fails_no_enrollment(tmp_pa
     )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("campaigns: Redis error:") and "Traceback" not in result.stderr
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("campaigns: Redis error:")
+        and "Traceback" not in result.stderr
+    )
     with make_sessionmaker(database)() as s:
         assert set(s.scalars(select(Enrollment.state))) == {EnrollmentState.ACTIVE}
         assert MessageStatus.SENT not in set(s.scalars(select(Message.status)))

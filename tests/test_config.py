@@ -30,13 +30,22 @@ def test_defaults_are_the_embedded_ones():
     assert str(cfg.segments_file) == "journeys/segments.yaml"
     assert cfg.send_batch == 100
     assert config.load({"SEND_BATCH": " 1 "}).send_batch == 1
-    assert config.load({"API_KEYS": " key-one-0123456789abc, key-two-0123456789abc "}).api_keys == ("key-one-0123456789abc", "key-two-0123456789abc")
+    assert config.load({"API_KEYS": " key-one-0123456789abc, key-two-0123456789abc "}).api_keys == (
+        "key-one-0123456789abc",
+        "key-two-0123456789abc",
+    )
     assert config.load({"TRUSTED_PROXIES": "2"}).trusted_proxies == 2
 
 
 def test_postgres_urls_get_the_psycopg_driver():
-    assert config.load({"DATABASE_URL": "postgres://u@h/db"}).database_url == "postgresql+psycopg://u@h/db"
-    assert config.load({"DATABASE_URL": "postgresql://u@h/db"}).database_url == "postgresql+psycopg://u@h/db"
+    assert (
+        config.load({"DATABASE_URL": "postgres://u@h/db"}).database_url
+        == "postgresql+psycopg://u@h/db"
+    )
+    assert (
+        config.load({"DATABASE_URL": "postgresql://u@h/db"}).database_url
+        == "postgresql+psycopg://u@h/db"
+    )
 
 
 @pytest.mark.parametrize(
@@ -65,7 +74,24 @@ def test_bad_values_name_the_variable(env, message):
         config.load(env)
 
 
-@given(st.dictionaries(st.sampled_from(["DATABASE_URL", "REDIS_URL", "MAIL_URL", "BASE_URL", "SECRET_KEY", "MAIL_FROM", "SEND_BATCH", "API_KEYS", "TRUSTED_PROXIES"]), st.text(max_size=40)))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "DATABASE_URL",
+                "REDIS_URL",
+                "MAIL_URL",
+                "BASE_URL",
+                "SECRET_KEY",
+                "MAIL_FROM",
+                "SEND_BATCH",
+                "API_KEYS",
+                "TRUSTED_PROXIES",
+            ]
+        ),
+        st.text(max_size=40),
+    )
+)
 def test_any_environment_gives_a_config_or_a_config_error(env):
     try:
         cfg = config.load(env)
@@ -111,7 +137,10 @@ def test_mail_from_defaults_to_the_embedded_sender():
         ("Customer\x85 <cs@example.com>", r"contains the control character '\\x85'"),
         ("Customer\u2028Success <cs@example.com>", r"contains the control character '\\u2028'"),
         ("\u202emoc.elpmaxe <cs@example.com>", r"contains the control character '\\u202e'"),
-        ("=?utf-8?q?x=0D=0ABcc=3A_v@x.org?= <cs@example.com>", "not an address"),  # CR LF in an encoded word
+        (
+            "=?utf-8?q?x=0D=0ABcc=3A_v@x.org?= <cs@example.com>",
+            "not an address",
+        ),  # CR LF in an encoded word
         ("=?utf-8?q?x=07?= <cs@example.com>", "not an address"),
         ("=?utf-8?q?x=C2=85?= <cs@example.com>", "the name contains the control character"),
         ("@", "not an address"),
@@ -175,7 +204,9 @@ def test_weak_secret_keys_are_refused(value, message):
 def test_a_secret_key_of_16_characters_with_8_different_ones_is_enough():
     cfg = config.load({"SECRET_KEY": "abcdefgh" * 2})
     assert cfg.secret_key == "abcdefgh" * 2 and not cfg.secret_is_ephemeral
-    assert config.load({"SECRET_KEY": "パスワード-0123456789"}).secret_key == "パスワード-0123456789"
+    assert (
+        config.load({"SECRET_KEY": "パスワード-0123456789"}).secret_key == "パスワード-0123456789"
+    )
 
 
 def test_an_unset_or_empty_secret_key_gets_a_random_one_per_process():
@@ -222,8 +253,14 @@ def test_database_urls_must_name_a_server_and_a_database_or_a_file(value, messag
     [
         ("sqlite:///campaigns.db", "sqlite:///campaigns.db"),
         ("sqlite:////var/lib/campaigns/campaigns.db", "sqlite:////var/lib/campaigns/campaigns.db"),
-        ("postgresql://u:p@db.internal:5432/campaigns", "postgresql+psycopg://u:p@db.internal:5432/campaigns"),
-        ("postgresql:///campaigns?host=/var/run/postgresql", "postgresql+psycopg:///campaigns?host=/var/run/postgresql"),
+        (
+            "postgresql://u:p@db.internal:5432/campaigns",
+            "postgresql+psycopg://u:p@db.internal:5432/campaigns",
+        ),
+        (
+            "postgresql:///campaigns?host=/var/run/postgresql",
+            "postgresql+psycopg:///campaigns?host=/var/run/postgresql",
+        ),
         ("postgresql+psycopg://u@[::1]/campaigns", "postgresql+psycopg://u@[::1]/campaigns"),
     ],
 )
@@ -236,7 +273,9 @@ def test_a_database_password_never_shows_in_the_error():
         config.load({"DATABASE_URL": "postgresql://u:hunter2@db.internal:x/campaigns"})
     assert "hunter2" not in str(caught.value) and "u:***@db.internal" in str(caught.value)
     with pytest.raises(ConfigError) as caught:
-        config.load({"DATABASE_URL": "postgresql://u:hun/t@r2@db.internal:x/campaigns"})  # pasted unescaped
+        config.load(
+            {"DATABASE_URL": "postgresql://u:hun/t@r2@db.internal:x/campaigns"}
+        )  # pasted unescaped
     assert "hun" not in str(caught.value) and "r2" not in str(caught.value)
 
 
@@ -265,7 +304,16 @@ def test_bad_redis_urls_are_refused_before_anything_connects(value, message):
         config.load({"REDIS_URL": value})
 
 
-@pytest.mark.parametrize("value", ["redis://cache.internal:6379/0", "redis://:pw@cache.internal/3", "rediss://cache.internal:6380", "unix:///run/redis.sock?db=2", "redis://[2001:db8::1]:6379/0"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "redis://cache.internal:6379/0",
+        "redis://:pw@cache.internal/3",
+        "rediss://cache.internal:6380",
+        "unix:///run/redis.sock?db=2",
+        "redis://[2001:db8::1]:6379/0",
+    ],
+)
 def test_good_redis_urls_are_kept(value):  # parsed only: nothing connects
     assert config.load({"REDIS_URL": value}).redis_url == value
 
@@ -326,18 +374,41 @@ _PIECES = [
     "-",
     "_",
 ]
-_DOMAINS = ["example.com", "example.co.jp", "例え.jp", "localhost", "b", "1.2.3.4", "x-.com", "mail.example.com"]
+_DOMAINS = [
+    "example.com",
+    "example.co.jp",
+    "例え.jp",
+    "localhost",
+    "b",
+    "1.2.3.4",
+    "x-.com",
+    "mail.example.com",
+]
 
 mail_from_texts = st.one_of(
     st.text(max_size=60),
     st.lists(st.sampled_from(_PIECES), max_size=24).map("".join),
-    st.builds(lambda name, local, domain: f"{name} <{local}@{domain}>", st.text(max_size=30), st.sampled_from(["cs", "a.b", "x+y", "ü", "a b"]), st.sampled_from(_DOMAINS)),
-    st.builds(lambda name, domain: f'"{name}" <cs@{domain}>', st.text(max_size=30), st.sampled_from(_DOMAINS)),
+    st.builds(
+        lambda name, local, domain: f"{name} <{local}@{domain}>",
+        st.text(max_size=30),
+        st.sampled_from(["cs", "a.b", "x+y", "ü", "a b"]),
+        st.sampled_from(_DOMAINS),
+    ),
+    st.builds(
+        lambda name, domain: f'"{name}" <cs@{domain}>',
+        st.text(max_size=30),
+        st.sampled_from(_DOMAINS),
+    ),
 )
 
 
 def _fuzzed_url(prefixes):
-    return st.one_of(st.text(max_size=60), st.builds(lambda prefix, rest: prefix + rest, st.sampled_from(prefixes), st.text(max_size=40)))
+    return st.one_of(
+        st.text(max_size=60),
+        st.builds(
+            lambda prefix, rest: prefix + rest, st.sampled_from(prefixes), st.text(max_size=40)
+        ),
+    )
 
 
 @pytest.mark.parametrize(
@@ -345,12 +416,31 @@ def _fuzzed_url(prefixes):
     [
         ("MAIL_FROM", mail_from_texts),
         ("SECRET_KEY", st.one_of(st.text(max_size=40), st.text(alphabet="ab \t\n", max_size=40))),
-        ("DATABASE_URL", _fuzzed_url(["sqlite://", "sqlite:///", "postgresql://", "postgres://u:p@", "postgresql+psycopg://h/", "sqlite:///file:"])),
-        ("REDIS_URL", _fuzzed_url(["redis://", "rediss://", "unix://", "redis://h:", "redis://h/", "redis://:p@h/0?"])),
+        (
+            "DATABASE_URL",
+            _fuzzed_url(
+                [
+                    "sqlite://",
+                    "sqlite:///",
+                    "postgresql://",
+                    "postgres://u:p@",
+                    "postgresql+psycopg://h/",
+                    "sqlite:///file:",
+                ]
+            ),
+        ),
+        (
+            "REDIS_URL",
+            _fuzzed_url(
+                ["redis://", "rediss://", "unix://", "redis://h:", "redis://h/", "redis://:p@h/0?"]
+            ),
+        ),
     ],
 )
 def test_arbitrary_text_gives_a_config_or_one_line_naming_the_variable(variable, values):
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(values)
     def check(value):
         try:
@@ -364,7 +454,10 @@ def test_arbitrary_text_gives_a_config_or_one_line_naming_the_variable(variable,
 
 @pytest.fixture(scope="module")
 def renderer_for():
-    store, tokens = TemplateStore(ROOT / "templates"), Tokens("config-test-secret-0123456789", "https://t.example.com")
+    store, tokens = (
+        TemplateStore(ROOT / "templates"),
+        Tokens("config-test-secret-0123456789", "https://t.example.com"),
+    )
     return lambda cfg: Renderer(store, tokens, runtime.sender(cfg), domain="mail.example.com")
 
 
@@ -398,7 +491,9 @@ def _assemble(renderer: Renderer) -> bytes:
 
 @settings(max_examples=300, deadline=None)
 @given(mail_from_texts)
-def test_an_accepted_mail_from_makes_exactly_one_from_header_without_line_breaks(renderer_for, value):
+def test_an_accepted_mail_from_makes_exactly_one_from_header_without_line_breaks(
+    renderer_for, value
+):
     try:
         cfg = config.load({"MAIL_FROM": value})
     except ConfigError:
@@ -407,10 +502,23 @@ def test_an_accepted_mail_from_makes_exactly_one_from_header_without_line_breaks
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert b"\r" not in head.replace(b"\r\n", b"") and b"\n" not in head.replace(b"\r\n", b"")
     lines = _from_header(raw)
-    assert lines and all(line[:1] in (b" ", b"\t") for line in lines[1:])  # folded, never a new header
+    assert lines and all(
+        line[:1] in (b" ", b"\t") for line in lines[1:]
+    )  # folded, never a new header
     message = email.message_from_bytes(raw, policy=policy.default)
     assert [name for name in message if name.lower() == "from"] == ["From"]
-    assert set(message.keys()) == {"From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post", "X-Campaigns-Message", "MIME-Version", "Content-Type"}
+    assert set(message.keys()) == {
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+        "X-Campaigns-Message",
+        "MIME-Version",
+        "Content-Type",
+    }
     (sender,) = message["From"].addresses
     assert sender.addr_spec == cfg.mail_from.address
     # Python < 3.14 puts a space where two encoded words meet (gh-128110); mail clients do not.
@@ -430,12 +538,18 @@ def test_the_sent_email_carries_the_configured_japanese_sender(renderer_for):
         locale="ja",
         subject="ご契約更新のご案内",
         preheader=None,
-        context={"contact": {"name": "山田 太郎"}, "account": {"name": "株式会社サンプル"}, "links": {}},
+        context={
+            "contact": {"name": "山田 太郎"},
+            "account": {"name": "株式会社サンプル"},
+            "links": {},
+        },
         now=datetime(2027, 1, 12, tzinfo=UTC),
     )
     assert mail.mail_from == "cs@xn--r8jz45g.jp"  # the SMTP envelope sender
     message = email.message_from_bytes(mail.raw, policy=policy.default)
-    assert len(message.get_all("From")) == 1 and message["Bcc"] is None and message["Sender"] is None
+    assert (
+        len(message.get_all("From")) == 1 and message["Bcc"] is None and message["Sender"] is None
+    )
     (sender,) = message["From"].addresses
     assert (sender.display_name, sender.addr_spec) == ("カスタマーサクセス", "cs@xn--r8jz45g.jp")
     assert not message["From"].defects

@@ -24,13 +24,32 @@ from campaigns.content.render import Renderer, Sender
 from campaigns.content.templates import TemplateStore
 from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.deploy import deploy
-from campaigns.engine.tasks import Due, TaskError, cancel_task, complete_task, list_tasks, open_counts
+from campaigns.engine.tasks import (
+    Due,
+    TaskError,
+    cancel_task,
+    complete_task,
+    list_tasks,
+    open_counts,
+)
 from campaigns.insight import stats
 from campaigns.insight.report import journey_report
 from campaigns.insight.timeline import contact_timeline
 from campaigns.journeys.dsl import parse_journey
 from campaigns.journeys.segments import parse_segments
-from campaigns.store.models import Account, Classification, Contact, Enrollment, EnrollmentState, Event, EventKind, Message, MessageStatus, Task, TaskStatus
+from campaigns.store.models import (
+    Account,
+    Classification,
+    Contact,
+    Enrollment,
+    EnrollmentState,
+    Event,
+    EventKind,
+    Message,
+    MessageStatus,
+    Task,
+    TaskStatus,
+)
 from campaigns.store.users import add_user
 from campaigns.tracking.tokens import Tokens
 from campaigns.web import create_app
@@ -67,10 +86,25 @@ def clock() -> FakeClock:
 @pytest.fixture
 def setup(db):
     with db.session() as s, s.begin():
-        account = Account(external_id="ACME", name="株式会社アクメ", arr=Decimal(1_200_000), owner_email=OWNER, tier="high_touch", health_score=62)
+        account = Account(
+            external_id="ACME",
+            name="株式会社アクメ",
+            arr=Decimal(1_200_000),
+            owner_email=OWNER,
+            tier="high_touch",
+            health_score=62,
+        )
         s.add(account)
         s.flush()
-        s.add(Contact(account_id=account.id, email="taro@example.com", name="山田 太郎", locale="ja", time_zone="Asia/Tokyo"))
+        s.add(
+            Contact(
+                account_id=account.id,
+                email="taro@example.com",
+                name="山田 太郎",
+                locale="ja",
+                time_zone="Asia/Tokyo",
+            )
+        )
         deploy(s, parse_journey(JOURNEY, "kickoff.yaml"), JOURNEY, "kickoff.yaml")
         add_user(s, OWNER, PASSWORD, START, name="鈴木 一郎", role="csm")
         add_user(s, "admin@example.com", PASSWORD, START, role="admin")
@@ -78,16 +112,40 @@ def setup(db):
 
 @pytest.fixture
 def engine(db, clock, smtp_sink, setup):
-    renderer = Renderer(TemplateStore(ROOT / "templates"), Tokens(SECRET, "https://cs.example.com"), Sender("cs@example.com"))
-    made = Engine(db.sessions, clock, lambda: SEGMENTS, renderer, transport_from_url(smtp_sink.url), EngineSettings(webhook_secret=SECRET))
+    renderer = Renderer(
+        TemplateStore(ROOT / "templates"),
+        Tokens(SECRET, "https://cs.example.com"),
+        Sender("cs@example.com"),
+    )
+    made = Engine(
+        db.sessions,
+        clock,
+        lambda: SEGMENTS,
+        renderer,
+        transport_from_url(smtp_sink.url),
+        EngineSettings(webhook_secret=SECRET),
+    )
     yield made
     made.transport.close()
 
 
 @pytest.fixture
 def app(db, clock, setup):
-    cfg = dataclasses.replace(settings_module.load({}), secret_key=SECRET, base_url="https://cs.example.com", redis_url=None)
-    application = create_app({"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": clock, "SECRET_KEY": SECRET})
+    cfg = dataclasses.replace(
+        settings_module.load({}),
+        secret_key=SECRET,
+        base_url="https://cs.example.com",
+        redis_url=None,
+    )
+    application = create_app(
+        {
+            "DATABASE_URL": db.url,
+            "CAMPAIGNS": cfg,
+            "TESTING": True,
+            "CLOCK": clock,
+            "SECRET_KEY": SECRET,
+        }
+    )
     yield application
     application.extensions["campaigns.engine"].dispose()
 
@@ -100,7 +158,9 @@ def csrf_of(client, path: str) -> str:
 
 def signed_in(app, email: str = OWNER):
     client = app.test_client()
-    response = client.post("/login", data={"csrf": csrf_of(client, "/login"), "email": email, "password": PASSWORD})
+    response = client.post(
+        "/login", data={"csrf": csrf_of(client, "/login"), "email": email, "password": PASSWORD}
+    )
     assert response.status_code == 302
     return client
 
@@ -113,10 +173,17 @@ def the_task(db) -> Task:
 # ---------------------------------------------------------------------------- the domain
 
 
-def test_completing_a_task_records_the_event_and_wakes_the_waiting_journey(db, engine, clock, smtp_sink):
+def test_completing_a_task_records_the_event_and_wakes_the_waiting_journey(
+    db, engine, clock, smtp_sink
+):
     engine.tick()
     task = the_task(db)
-    assert (task.title, task.owner_email, task.status, task.due_at) == ("Call 株式会社アクメ", OWNER, TaskStatus.OPEN, START + timedelta(days=2))
+    assert (task.title, task.owner_email, task.status, task.due_at) == (
+        "Call 株式会社アクメ",
+        OWNER,
+        TaskStatus.OPEN,
+        START + timedelta(days=2),
+    )
     with db.session() as s:
         assert s.scalars(select(Enrollment.state)).one() == EnrollmentState.WAITING
     clock.advance(timedelta(hours=3))
@@ -124,8 +191,14 @@ def test_completing_a_task_records_the_event_and_wakes_the_waiting_journey(db, e
         complete_task(s, task.id, clock.now(), by=OWNER, outcome="話しました。来月に再訪。")
     with db.session() as s:
         event = s.scalars(select(Event).where(Event.kind == EventKind.TASK_DONE)).one()
-        assert (event.value, event.step_id, event.data) == ("話しました。来月に再訪。", "call", {"task": task.id, "by": OWNER})
-        assert s.scalars(select(Enrollment.next_run_at)).one() == clock.now()  # woken: due now, not in 14 days
+        assert (event.value, event.step_id, event.data) == (
+            "話しました。来月に再訪。",
+            "call",
+            {"task": task.id, "by": OWNER},
+        )
+        assert (
+            s.scalars(select(Enrollment.next_run_at)).one() == clock.now()
+        )  # woken: due now, not in 14 days
     engine.tick()
     with db.session() as s:
         sent = s.scalars(select(Message).where(Message.step_id == "after")).one()
@@ -133,7 +206,9 @@ def test_completing_a_task_records_the_event_and_wakes_the_waiting_journey(db, e
         assert s.scalars(select(Enrollment.state)).one() == EnrollmentState.COMPLETED
         report = journey_report(s, "kickoff")
     assert report.totals.count("task_created") == 1 and report.totals.count("task_done") == 1
-    assert [str(m["Subject"]) for m in smtp_sink.parsed() if m["To"] == "山田 太郎 <taro@example.com>"] == ["お電話ありがとうございました"]
+    assert [
+        str(m["Subject"]) for m in smtp_sink.parsed() if m["To"] == "山田 太郎 <taro@example.com>"
+    ] == ["お電話ありがとうございました"]
 
 
 def test_a_task_is_done_once_and_a_cancelled_one_wakes_nobody(db, engine, clock):
@@ -155,28 +230,75 @@ def test_a_task_is_done_once_and_a_cancelled_one_wakes_nobody(db, engine, clock)
     with db.session() as s, s.begin():
         other = s.scalars(select(Task).where(Task.status == TaskStatus.OPEN)).one()
         cancel_task(s, other.id, clock.now(), reason="担当者退職")
-        waiting = s.scalars(select(Enrollment.next_run_at).where(Enrollment.contact_id == other.contact_id)).one()
+        waiting = s.scalars(
+            select(Enrollment.next_run_at).where(Enrollment.contact_id == other.contact_id)
+        ).one()
     assert waiting > clock.now()
     with db.session() as s:
-        assert {t.status for t in s.scalars(select(Task))} == {TaskStatus.DONE, TaskStatus.CANCELLED}
+        assert {t.status for t in s.scalars(select(Task))} == {
+            TaskStatus.DONE,
+            TaskStatus.CANCELLED,
+        }
 
 
 def test_the_inbox_filters_by_owner_status_and_due_date(db, clock):
     now = START
     with db.session() as s, s.begin():
         rows = [
-            Task(title="overdue", owner_email=OWNER, due_at=now - timedelta(days=1), status=TaskStatus.OPEN, created_at=now),
-            Task(title="today", owner_email="Suzuki@Example.com", due_at=now + timedelta(hours=5), status=TaskStatus.OPEN, created_at=now),
-            Task(title="in five days", owner_email=OWNER, due_at=now + timedelta(days=5), status=TaskStatus.OPEN, created_at=now),
-            Task(title="next month", owner_email=OWNER, due_at=now + timedelta(days=30), status=TaskStatus.OPEN, created_at=now),
+            Task(
+                title="overdue",
+                owner_email=OWNER,
+                due_at=now - timedelta(days=1),
+                status=TaskStatus.OPEN,
+                created_at=now,
+            ),
+            Task(
+                title="today",
+                owner_email="Suzuki@Example.com",
+                due_at=now + timedelta(hours=5),
+                status=TaskStatus.OPEN,
+                created_at=now,
+            ),
+            Task(
+                title="in five days",
+                owner_email=OWNER,
+                due_at=now + timedelta(days=5),
+                status=TaskStatus.OPEN,
+                created_at=now,
+            ),
+            Task(
+                title="next month",
+                owner_email=OWNER,
+                due_at=now + timedelta(days=30),
+                status=TaskStatus.OPEN,
+                created_at=now,
+            ),
             Task(title="undated", owner_email=OWNER, status=TaskStatus.OPEN, created_at=now),
-            Task(title="someone else's", owner_email="other@example.com", due_at=now, status=TaskStatus.OPEN, created_at=now),
-            Task(title="done", owner_email=OWNER, status=TaskStatus.DONE, created_at=now, completed_at=now),
+            Task(
+                title="someone else's",
+                owner_email="other@example.com",
+                due_at=now,
+                status=TaskStatus.OPEN,
+                created_at=now,
+            ),
+            Task(
+                title="done",
+                owner_email=OWNER,
+                status=TaskStatus.DONE,
+                created_at=now,
+                completed_at=now,
+            ),
         ]
         s.add_all(rows)
     with db.session() as s:
         titles = lambda **kw: [i.task.title for i in list_tasks(s, now, **kw)[0]]  # noqa: E731
-        assert titles(owner=OWNER) == ["overdue", "today", "in five days", "next month", "undated"]  # oldest due first, undated last
+        assert titles(owner=OWNER) == [
+            "overdue",
+            "today",
+            "in five days",
+            "next month",
+            "undated",
+        ]  # oldest due first, undated last
         assert titles(owner=OWNER, due=Due.OVERDUE) == ["overdue"]
         assert titles(owner=OWNER, due="today") == ["overdue", "today"]
         assert titles(owner=OWNER, due="week") == ["overdue", "today", "in five days"]
@@ -200,12 +322,20 @@ def test_the_owner_marks_a_task_done_in_the_inbox(app, db, engine, clock):
     html = inbox.get_data(as_text=True)
     row = re.search(rf'<tr data-task-id="{task.id}".*?</tr>', html, re.S)
     assert row, html
-    assert "Call 株式会社アクメ" in row.group(0) and "山田 太郎" in row.group(0) and f'action="/tasks/{task.id}/complete"' in row.group(0)
+    assert (
+        "Call 株式会社アクメ" in row.group(0)
+        and "山田 太郎" in row.group(0)
+        and f'action="/tasks/{task.id}/complete"' in row.group(0)
+    )
     assert "1 open" in html
     token = re.search(r'name="csrf" value="([^"]+)"', row.group(0)).group(1)
-    assert client.post(f"/tasks/{task.id}/complete", data={"outcome": "done"}).status_code == 400  # no CSRF token: refused
+    assert (
+        client.post(f"/tasks/{task.id}/complete", data={"outcome": "done"}).status_code == 400
+    )  # no CSRF token: refused
     assert the_task(db).status == TaskStatus.OPEN
-    response = client.post(f"/tasks/{task.id}/complete", data={"csrf": token, "outcome": "更新の意向あり"})
+    response = client.post(
+        f"/tasks/{task.id}/complete", data={"csrf": token, "outcome": "更新の意向あり"}
+    )
     assert response.status_code == 302 and response.headers["Location"] == "/tasks"
     after = client.get("/tasks").get_data(as_text=True)
     assert "Done: Call 株式会社アクメ" in after and f'data-task-id="{task.id}"' not in after
@@ -213,7 +343,9 @@ def test_the_owner_marks_a_task_done_in_the_inbox(app, db, engine, clock):
     assert f'data-task-id="{task.id}"' in done and "更新の意向あり" in done
     assert (the_task(db).status, the_task(db).outcome) == (TaskStatus.DONE, "更新の意向あり")
     # Pressing the button again says so, and records nothing more.
-    again = client.post(f"/tasks/{task.id}/complete", data={"csrf": token}, follow_redirects=True).get_data(as_text=True)
+    again = client.post(
+        f"/tasks/{task.id}/complete", data={"csrf": token}, follow_redirects=True
+    ).get_data(as_text=True)
     assert "already done" in again
     with db.session() as s:
         assert len(s.scalars(select(Event).where(Event.kind == EventKind.TASK_DONE)).all()) == 1
@@ -221,7 +353,12 @@ def test_the_owner_marks_a_task_done_in_the_inbox(app, db, engine, clock):
 
 def test_a_csm_sees_their_own_tasks_and_an_admin_everyones(app, db):
     with db.session() as s, s.begin():
-        s.add_all([Task(title="mine", owner_email=OWNER, created_at=START), Task(title="theirs", owner_email="other@example.com", created_at=START)])
+        s.add_all(
+            [
+                Task(title="mine", owner_email=OWNER, created_at=START),
+                Task(title="theirs", owner_email="other@example.com", created_at=START),
+            ]
+        )
     mine = signed_in(app).get("/tasks").get_data(as_text=True)
     assert "mine" in mine and "theirs" not in mine
     everyone = signed_in(app, "admin@example.com").get("/tasks").get_data(as_text=True)
@@ -236,7 +373,15 @@ def test_the_timeline_shows_what_the_person_did_and_machines_apart(app, db, engi
     with db.session() as s, s.begin():
         contact = s.scalars(select(Contact)).one()
         message = Message(
-            contact_id=contact.id, journey_id=None, step_id="hello", channel="email", status=MessageStatus.SENT, subject="ようこそ", created_at=START, sent_at=START, links=["https://example.com/"]
+            contact_id=contact.id,
+            journey_id=None,
+            step_id="hello",
+            channel="email",
+            status=MessageStatus.SENT,
+            subject="ようこそ",
+            created_at=START,
+            sent_at=START,
+            links=["https://example.com/"],
         )
         s.add(message)
         s.flush()
@@ -251,10 +396,28 @@ def test_the_timeline_shows_what_the_person_did_and_machines_apart(app, db, engi
                     occurred_at=START + timedelta(seconds=3),
                 ),
                 Event(
-                    kind=EventKind.CLICK, message_id=message.id, contact_id=contact.id, classification=Classification.HUMAN, reason="browser", data={"link": 0}, occurred_at=START + timedelta(hours=2)
+                    kind=EventKind.CLICK,
+                    message_id=message.id,
+                    contact_id=contact.id,
+                    classification=Classification.HUMAN,
+                    reason="browser",
+                    data={"link": 0},
+                    occurred_at=START + timedelta(hours=2),
                 ),
-                Event(kind=EventKind.ANSWER, message_id=message.id, contact_id=contact.id, value="9", occurred_at=START + timedelta(hours=3)),
-                Event(kind=EventKind.CUSTOM, name="usage_dropped", contact_id=contact.id, value="-40%", occurred_at=START + timedelta(hours=4)),
+                Event(
+                    kind=EventKind.ANSWER,
+                    message_id=message.id,
+                    contact_id=contact.id,
+                    value="9",
+                    occurred_at=START + timedelta(hours=3),
+                ),
+                Event(
+                    kind=EventKind.CUSTOM,
+                    name="usage_dropped",
+                    contact_id=contact.id,
+                    value="-40%",
+                    occurred_at=START + timedelta(hours=4),
+                ),
             ]
         )
         contact_id = contact.id
@@ -262,15 +425,25 @@ def test_the_timeline_shows_what_the_person_did_and_machines_apart(app, db, engi
         entries = contact_timeline(s, contact_id)
     kinds = [e.kind for e in entries]
     assert kinds[:4] == ["event", "answer", "click", "open"]  # newest first
-    assert entries[3].machine and entries[3].reason == "Apple Mail Privacy Protection" and not entries[2].machine
+    assert (
+        entries[3].machine
+        and entries[3].reason == "Apple Mail Privacy Protection"
+        and not entries[2].machine
+    )
     assert {"message", "task", "entered"} <= set(kinds)
     html = signed_in(app).get(f"/contacts/{contact_id}").get_data(as_text=True)
     assert "山田 太郎" in html and "株式会社アクメ" in html and "1,200,000 JPY" in html
-    assert "Product event: usage_dropped" in html and "Answered 9" in html and 'class="open machine"' in html
+    assert (
+        "Product event: usage_dropped" in html
+        and "Answered 9" in html
+        and 'class="open machine"' in html
+    )
     assert "Call 株式会社アクメ" in html and "Mark done" in html  # the open task, with its form
     found = signed_in(app).get("/contacts?q=アクメ").get_data(as_text=True)
     assert f'href="/contacts/{contact_id}"' in found
-    assert "Nobody matches" in signed_in(app).get("/contacts?q=%25").get_data(as_text=True)  # % is a character, not a wildcard
+    assert "Nobody matches" in signed_in(app).get("/contacts?q=%25").get_data(
+        as_text=True
+    )  # % is a character, not a wildcard
 
 
 def test_marking_done_from_the_contact_page_goes_back_there(app, db, engine):
@@ -278,23 +451,40 @@ def test_marking_done_from_the_contact_page_goes_back_there(app, db, engine):
     task = the_task(db)
     client = signed_in(app)
     token = csrf_of(client, "/tasks")
-    response = client.post(f"/tasks/{task.id}/complete", data={"csrf": token, "back": f"/contacts/{task.contact_id}"})
+    response = client.post(
+        f"/tasks/{task.id}/complete", data={"csrf": token, "back": f"/contacts/{task.contact_id}"}
+    )
     assert response.headers["Location"] == f"/contacts/{task.contact_id}"
-    other = client.post(f"/tasks/{task.id}/cancel", data={"csrf": token, "back": "https://evil.example.com/"})
+    other = client.post(
+        f"/tasks/{task.id}/cancel", data={"csrf": token, "back": "https://evil.example.com/"}
+    )
     assert other.headers["Location"] == "/tasks"  # never anywhere else
 
 
 @pytest.mark.parametrize(
     "url",
-    ["/tasks?status=finished", "/tasks?due=tomorrow", "/tasks?page=0", "/tasks?page=x", "/contacts/2147483648", "/contacts/1?before=yesterday", "/contacts/1?before=2026-11-24T00:00"],
+    [
+        "/tasks?status=finished",
+        "/tasks?due=tomorrow",
+        "/tasks?page=0",
+        "/tasks?page=x",
+        "/contacts/2147483648",
+        "/contacts/1?before=yesterday",
+        "/contacts/1?before=2026-11-24T00:00",
+    ],
 )
 def test_bad_parameters_get_a_4xx(app, url):
     response = signed_in(app).get(url)
     assert 400 <= response.status_code < 500, (url, response.status_code)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(["status", "due", "owner", "page", "q", "before"]), value=st.text(max_size=60))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.sampled_from(["status", "due", "owner", "page", "q", "before"]),
+    value=st.text(max_size=60),
+)
 def test_garbage_in_any_parameter_never_gets_a_500(app, name, value):
     client = signed_in(app)
     for path in ("/tasks", "/contacts", "/contacts/1"):
@@ -302,23 +492,49 @@ def test_garbage_in_any_parameter_never_gets_a_500(app, name, value):
         assert response.status_code < 500, (path, name, value, response.status_code)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(["journey", "step", "variant", "contact", "bucket", "since", "until"]), value=st.text(max_size=60))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.sampled_from(["journey", "step", "variant", "contact", "bucket", "since", "until"]),
+    value=st.text(max_size=60),
+)
 def test_garbage_on_the_nps_and_preview_pages_never_gets_a_500(app, name, value):
     client = signed_in(app)
     for path in ("/nps", "/preview", "/preview/email"):
-        response = client.get(path, query_string={name: value, **({} if name == "contact" else {"contact": "taro@example.com", "journey": "kickoff", "step": "after"})})
+        response = client.get(
+            path,
+            query_string={
+                name: value,
+                **(
+                    {}
+                    if name == "contact"
+                    else {"contact": "taro@example.com", "journey": "kickoff", "step": "after"}
+                ),
+            },
+        )
         assert response.status_code < 500, (path, name, value, response.status_code)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(["owner", "status", "due", "limit", "offset", "before", "journey", "bucket", "since"]), value=st.text(max_size=60))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.sampled_from(
+        ["owner", "status", "due", "limit", "offset", "before", "journey", "bucket", "since"]
+    ),
+    value=st.text(max_size=60),
+)
 def test_garbage_on_the_task_timeline_and_nps_api_never_gets_a_500(api, name, value):
     auth = {"Authorization": f"Bearer {KEY}"}
     for path in ("/api/v1/tasks", "/api/v1/contacts/taro@example.com/timeline", "/api/v1/nps"):
         response = api.get(path, query_string={name: value}, headers=auth)
         assert response.status_code < 500, (path, name, value, response.status_code)
-    response = api.post("/api/v1/tasks/1/complete", data=value.encode("utf-8", "surrogatepass"), headers={**auth, "Content-Type": "application/json"})
+    response = api.post(
+        "/api/v1/tasks/1/complete",
+        data=value.encode("utf-8", "surrogatepass"),
+        headers={**auth, "Content-Type": "application/json"},
+    )
     assert response.status_code < 500, (value, response.status_code)
 
 
@@ -338,8 +554,22 @@ def test_the_rollup_counts_tasks_done_from_the_inbox(db, engine, clock):
 
 @pytest.fixture
 def api(db, clock, setup):
-    cfg = dataclasses.replace(settings_module.load({}), secret_key=SECRET, base_url="https://cs.example.com", redis_url=None, api_keys=(KEY,))
-    application = create_app({"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": clock, "SECRET_KEY": SECRET})
+    cfg = dataclasses.replace(
+        settings_module.load({}),
+        secret_key=SECRET,
+        base_url="https://cs.example.com",
+        redis_url=None,
+        api_keys=(KEY,),
+    )
+    application = create_app(
+        {
+            "DATABASE_URL": db.url,
+            "CAMPAIGNS": cfg,
+            "TESTING": True,
+            "CLOCK": clock,
+            "SECRET_KEY": SECRET,
+        }
+    )
     yield application.test_client()
     application.extensions["campaigns.engine"].dispose()
 
@@ -349,23 +579,58 @@ def test_tasks_through_the_api(api, db, engine, clock):
     engine.tick()
     listed = api.get("/api/v1/tasks?owner=suzuki@example.com", headers=auth).get_json()
     [task] = listed["tasks"]
-    assert listed["total"] == 1 and task["title"] == "Call 株式会社アクメ" and task["contact"]["name"] == "山田 太郎" and task["journey"] == "kickoff"
-    assert api.post(f"/api/v1/tasks/{task['id']}/complete", json={"outcome": "x"}).status_code == 401  # no key
-    done = api.post(f"/api/v1/tasks/{task['id']}/complete", json={"outcome": "更新します", "by": "suzuki@example.com"}, headers=auth)
+    assert (
+        listed["total"] == 1
+        and task["title"] == "Call 株式会社アクメ"
+        and task["contact"]["name"] == "山田 太郎"
+        and task["journey"] == "kickoff"
+    )
+    assert (
+        api.post(f"/api/v1/tasks/{task['id']}/complete", json={"outcome": "x"}).status_code == 401
+    )  # no key
+    done = api.post(
+        f"/api/v1/tasks/{task['id']}/complete",
+        json={"outcome": "更新します", "by": "suzuki@example.com"},
+        headers=auth,
+    )
     assert done.status_code == 200 and done.get_json()["status"] == "done"
-    assert api.post(f"/api/v1/tasks/{task['id']}/complete", json={}, headers=auth).status_code == 409
+    assert (
+        api.post(f"/api/v1/tasks/{task['id']}/complete", json={}, headers=auth).status_code == 409
+    )
     assert api.post("/api/v1/tasks/999999/complete", headers=auth).status_code == 404
-    assert api.post(f"/api/v1/tasks/{task['id']}/complete", json={"outcome": 5}, headers=auth).status_code == 400
-    assert api.post(f"/api/v1/tasks/{task['id']}/complete", json={"when": "now"}, headers=auth).status_code == 400
+    assert (
+        api.post(
+            f"/api/v1/tasks/{task['id']}/complete", json={"outcome": 5}, headers=auth
+        ).status_code
+        == 400
+    )
+    assert (
+        api.post(
+            f"/api/v1/tasks/{task['id']}/complete", json={"when": "now"}, headers=auth
+        ).status_code
+        == 400
+    )
     assert api.get("/api/v1/tasks?status=done", headers=auth).get_json()["total"] == 1
-    for bad in ("status=finished", "due=tomorrow", "limit=0", "limit=x", "owner=not-an-address", "colour=red"):
+    for bad in (
+        "status=finished",
+        "due=tomorrow",
+        "limit=0",
+        "limit=x",
+        "owner=not-an-address",
+        "colour=red",
+    ):
         assert api.get(f"/api/v1/tasks?{bad}", headers=auth).status_code == 400, bad
     clock.advance(timedelta(minutes=1))
     engine.tick()
     timeline = api.get("/api/v1/contacts/taro@example.com/timeline", headers=auth).get_json()
     kinds = [e["kind"] for e in timeline["entries"]]
     assert kinds[0] == "message" and "task_done" in kinds and "entered" in kinds
-    assert api.get("/api/v1/contacts/taro@example.com/timeline?before=yesterday", headers=auth).status_code == 400
+    assert (
+        api.get(
+            "/api/v1/contacts/taro@example.com/timeline?before=yesterday", headers=auth
+        ).status_code
+        == 400
+    )
     assert api.get("/api/v1/contacts/nobody@example.com/timeline", headers=auth).status_code == 404
     assert api.get("/api/v1/nps", headers=auth).get_json()["total"]["n"] == 0
     assert api.get("/api/v1/nps?bucket=year", headers=auth).status_code == 400
@@ -379,9 +644,20 @@ def run(db, tmp_path, *args: str):
     import subprocess
     import sys
 
-    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY")}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY")
+    }
     environ["DATABASE_URL"] = db.url
-    result = subprocess.run([sys.executable, "-m", "campaigns", *args], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "campaigns", *args],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "Traceback" not in result.stderr, result.stderr
     return result
 
@@ -390,11 +666,18 @@ def test_tasks_on_the_command_line(db, engine, tmp_path):
     engine.tick()
     task = the_task(db)
     listed = run(db, tmp_path, "tasks", "--owner", OWNER)
-    assert listed.returncode == 0 and "Call 株式会社アクメ" in listed.stdout and str(task.id) in listed.stdout
+    assert (
+        listed.returncode == 0
+        and "Call 株式会社アクメ" in listed.stdout
+        and str(task.id) in listed.stdout
+    )
     done = run(db, tmp_path, "tasks", "done", str(task.id), "--outcome", "電話済み")
     assert done.returncode == 0 and done.stdout.strip() == "done: Call 株式会社アクメ"
     again = run(db, tmp_path, "tasks", "done", str(task.id))
     assert again.returncode == 1 and "already done" in again.stderr
     assert "no open tasks" in run(db, tmp_path, "tasks").stdout
-    assert "電話済み" not in run(db, tmp_path, "tasks", "--status", "done").stdout and "Call 株式会社アクメ" in run(db, tmp_path, "tasks", "--status", "done").stdout
+    assert (
+        "電話済み" not in run(db, tmp_path, "tasks", "--status", "done").stdout
+        and "Call 株式会社アクメ" in run(db, tmp_path, "tasks", "--status", "done").stdout
+    )
     assert run(db, tmp_path, "tasks", "--due", "someday").returncode == 2

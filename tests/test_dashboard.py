@@ -67,8 +67,18 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def app(db, clock):
-    cfg = dataclasses.replace(settings_module.load({}), secret_key=SECRET, base_url=BASE, redis_url=None)
-    application = create_app({"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": clock, "SECRET_KEY": SECRET})
+    cfg = dataclasses.replace(
+        settings_module.load({}), secret_key=SECRET, base_url=BASE, redis_url=None
+    )
+    application = create_app(
+        {
+            "DATABASE_URL": db.url,
+            "CAMPAIGNS": cfg,
+            "TESTING": True,
+            "CLOCK": clock,
+            "SECRET_KEY": SECRET,
+        }
+    )
     yield application
     application.extensions["campaigns.engine"].dispose()
 
@@ -93,7 +103,9 @@ def csrf_of(client, path: str = "/login") -> str:
 
 
 def sign_in(client, email: str = EMAIL, password: str = PASSWORD, **extra: str):
-    return client.post("/login", data={"csrf": csrf_of(client), "email": email, "password": password, **extra})
+    return client.post(
+        "/login", data={"csrf": csrf_of(client), "email": email, "password": password, **extra}
+    )
 
 
 @pytest.fixture
@@ -108,13 +120,30 @@ def day(offset: int = 0) -> date:
 
 
 def put(
-    db, journey_id: int, counts: dict[tuple[str, str], int], *, segment: str = "エンタープライズ", tier: str = "high_touch", channel: str = "email", variant: str = "A", on: date | None = None
+    db,
+    journey_id: int,
+    counts: dict[tuple[str, str], int],
+    *,
+    segment: str = "エンタープライズ",
+    tier: str = "high_touch",
+    channel: str = "email",
+    variant: str = "A",
+    on: date | None = None,
 ) -> None:
     """Add ``counts`` ((step, metric) -> n) to the stats table; step "" is the journey level."""
     when = on or day()
     keyed: Counter = Counter()
     for (step, metric), n in counts.items():
-        key = (journey_id, step, "" if not step else channel, "" if not step else variant, segment, tier, when, metric)
+        key = (
+            journey_id,
+            step,
+            "" if not step else channel,
+            "" if not step else variant,
+            segment,
+            tier,
+            when,
+            metric,
+        )
         keyed[key] += n
     with db.session() as s, s.begin():
         stats.add(s, keyed)
@@ -151,7 +180,11 @@ def journey(db) -> int:
 
 def page(client, url: str) -> str:
     response = client.get(url)
-    assert response.status_code == 200, (url, response.status_code, response.get_data(as_text=True)[:500])
+    assert response.status_code == 200, (
+        url,
+        response.status_code,
+        response.get_data(as_text=True)[:500],
+    )
     assert response.content_type == "text/html; charset=utf-8"
     return response.get_data(as_text=True)
 
@@ -174,14 +207,22 @@ def _rules() -> list[tuple[str, str, str]]:
     for rule in probe.url_map.iter_rules():
         if rule.endpoint.startswith("dashboard.") and rule.endpoint not in PUBLIC:
             for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-                values = {name: 1 if isinstance(rule._converters[name], IntegerConverter) else "counted" for name in rule.arguments}
+                values = {
+                    name: 1 if isinstance(rule._converters[name], IntegerConverter) else "counted"
+                    for name in rule.arguments
+                }
                 found.append((rule.endpoint, method, adapter.build(rule.endpoint, values)))
     return found
 
 
 def test_only_the_sign_in_page_is_public():
     assert sorted(PUBLIC) == ["dashboard.login"]
-    assert {endpoint for endpoint, _, _ in _rules()} >= {"dashboard.index", "dashboard.journeys", "dashboard.journey", "dashboard.logout"}
+    assert {endpoint for endpoint, _, _ in _rules()} >= {
+        "dashboard.index",
+        "dashboard.journeys",
+        "dashboard.journey",
+        "dashboard.logout",
+    }
 
 
 @pytest.mark.parametrize(("endpoint", "method", "url"), _rules())
@@ -196,14 +237,21 @@ def test_every_dashboard_page_needs_a_signed_in_user(client, journey, endpoint, 
     assert "計測" not in response.get_data(as_text=True)
 
 
-def test_signing_in_goes_to_the_page_asked_for_and_records_the_time(client, db, user, journey, clock):
+def test_signing_in_goes_to_the_page_asked_for_and_records_the_time(
+    client, db, user, journey, clock
+):
     first = client.get("/journeys/counted?since=2026-11-01")
     next_url = parse_qs(urlsplit(first.headers["Location"]).query)["next"][0]
     assert next_url == "/journeys/counted?since=2026-11-01"
     login = client.get(first.headers["Location"]).get_data(as_text=True)
     assert 'name="next" value="/journeys/counted?since=2026-11-01"' in login
-    response = sign_in(client, email="  Hanako@Example.COM ", next=next_url)  # emails compare without case
-    assert response.status_code == 302 and response.headers["Location"] == "/journeys/counted?since=2026-11-01"
+    response = sign_in(
+        client, email="  Hanako@Example.COM ", next=next_url
+    )  # emails compare without case
+    assert (
+        response.status_code == 302
+        and response.headers["Location"] == "/journeys/counted?since=2026-11-01"
+    )
     assert "計測ジャーニー" in page(client, response.headers["Location"])
     with db.session() as s:
         assert s.scalars(select(User)).one().last_login_at == NOW
@@ -219,7 +267,9 @@ def test_a_wrong_password_and_an_unknown_email_get_the_same_answer(client, user)
     unknown = sign_in(client, "nobody@example.com", "not the password at all")
     assert wrong.status_code == unknown.status_code == 200
     assert BAD_LOGIN in wrong.get_data(as_text=True)
-    assert wrong.get_data(as_text=True).replace(EMAIL, "X") == unknown.get_data(as_text=True).replace("nobody@example.com", "X")
+    assert wrong.get_data(as_text=True).replace(EMAIL, "X") == unknown.get_data(
+        as_text=True
+    ).replace("nobody@example.com", "X")
     assert client.get("/journeys").status_code == 302  # still signed out
 
 
@@ -246,7 +296,11 @@ def test_next_never_leaves_the_site(client, user, evil):
 
 
 def test_local_next_paths_are_kept():
-    for good in ("/journeys", "/journeys/counted?since=2026-11-01&until=2026-11-30", "/journeys/%E8%A8%88"):
+    for good in (
+        "/journeys",
+        "/journeys/counted?since=2026-11-01&until=2026-11-30",
+        "/journeys/%E8%A8%88",
+    ):
         assert safe_next(good) == good
 
 
@@ -292,8 +346,15 @@ def test_pages_carry_a_strict_content_security_policy(signed_in, journey):
     for url in ("/login", "/journeys", "/journeys/counted", "/journeys/nope"):
         response = signed_in.get(url)
         policy = response.headers["Content-Security-Policy"]
-        assert "default-src 'none'" in policy and "script-src" not in policy and "img-src 'self' data:" in policy
-        assert response.headers["X-Frame-Options"] == "DENY" and response.headers["Cache-Control"] == "no-store"
+        assert (
+            "default-src 'none'" in policy
+            and "script-src" not in policy
+            and "img-src 'self' data:" in policy
+        )
+        assert (
+            response.headers["X-Frame-Options"] == "DENY"
+            and response.headers["Cache-Control"] == "no-store"
+        )
         assert "<script" not in response.get_data(as_text=True)
 
 
@@ -313,21 +374,42 @@ def test_the_journeys_list_shows_headline_rates_with_intervals(signed_in, db, jo
     html = page(signed_in, "/journeys")
     row = re.search(r"<tr>\s*<td><a href=\"/journeys/counted\">.*?</tr>", html, re.S)
     assert row, html
-    cells = [re.sub(r"<[^>]+>", " ", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.S)]
+    cells = [
+        re.sub(r"<[^>]+>", " ", c).strip()
+        for c in re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.S)
+    ]
     # 14 sent over two steps; 3 opened, 1 clicked, 3 answered, all of 14: Wilson by hand
     # 3/14 -> (0.0757, 0.4759); 1/14 -> (0.0127, 0.3147).
     assert cells[0].split() == ["計測ジャーニー", "counted"]
     assert cells[1:4] == ["paused", "v1", "14"]
     assert cells[4:7] == ["21.4% [7.6–47.6] n=14", "7.1% [1.3–31.5] n=14", "21.4% [7.6–47.6] n=14"]
-    assert cells[7:11] == ["0", "0", "1", "2"]  # unsubscribed, bounced, machine opens, machine clicks
+    assert cells[7:11] == [
+        "0",
+        "0",
+        "1",
+        "2",
+    ]  # unsubscribed, bounced, machine opens, machine clicks
     assert wilson(3, 14) == pytest.approx((0.0757, 0.4759), abs=5e-5)
 
 
 def test_the_journey_page_shows_the_funnel_tables_goal_and_lift(signed_in, db, journey):
-    put(db, journey, {("hello", "sent"): 2, ("hello", "opened"): 1}, segment="中小企業", tier="tech_touch", channel="email", variant="B")
+    put(
+        db,
+        journey,
+        {("hello", "sent"): 2, ("hello", "opened"): 1},
+        segment="中小企業",
+        tier="tech_touch",
+        channel="email",
+        variant="B",
+    )
     html = page(signed_in, "/journeys/counted")
     assert "<h1>計測ジャーニー</h1>" in html and "v1" in html
-    tables = {by: body for by, body in re.findall(r'<table class="report" data-by="(\w+)">(.*?)</table>', html, re.S)}
+    tables = {
+        by: body
+        for by, body in re.findall(
+            r'<table class="report" data-by="(\w+)">(.*?)</table>', html, re.S
+        )
+    }
     assert list(tables) == ["step", "segment", "tier", "channel", "variant"]
     steps = re.findall(r"<tr><td>(\w+)</td>", tables["step"].split("<tfoot>")[0])
     assert steps == ["hello", "ask"]  # the funnel in the journey's order, not by name
@@ -336,7 +418,9 @@ def test_the_journey_page_shows_the_funnel_tables_goal_and_lift(signed_in, db, j
     assert "42.9% [15.8–75.0] n=7" in tables["step"]
     assert "エンタープライズ" in tables["segment"] and "中小企業" in tables["segment"]
     # エンタープライズ: hello opened 3 of 14 sent over both steps; 中小企業: 1 of 2.
-    assert re.search(r"<td>エンタープライズ</td>.*?21\.4% \[7\.6–47\.6\] n=14", tables["segment"], re.S)
+    assert re.search(
+        r"<td>エンタープライズ</td>.*?21\.4% \[7\.6–47\.6\] n=14", tables["segment"], re.S
+    )
     assert re.search(r"<td>中小企業</td>.*?50\.0% \[9\.5–90\.5\] n=2", tables["segment"], re.S)
     assert "<td>A</td>" in tables["variant"] and "<td>B</td>" in tables["variant"]
     assert "<td>tech_touch</td>" in tables["tier"] and "<td>email</td>" in tables["channel"]
@@ -349,31 +433,52 @@ def test_the_journey_page_shows_the_funnel_tables_goal_and_lift(signed_in, db, j
 def test_the_funnel_is_a_well_formed_svg_with_one_bar_group_per_step(signed_in, journey):
     svg = svg_of(page(signed_in, "/journeys/counted"))
     assert svg.tag == f"{SVG}svg" and svg.get("role") == "img"
-    assert svg.find(f"{SVG}title") is not None and "計測ジャーニー" in (svg.find(f"{SVG}title").text or "")
+    assert svg.find(f"{SVG}title") is not None and "計測ジャーニー" in (
+        svg.find(f"{SVG}title").text or ""
+    )
     groups = [g for g in svg.iter(f"{SVG}g") if g.get("class") == "step"]
     assert [g.get("data-step") for g in groups] == ["hello", "ask"]
     for group in groups:
         bars = [r.get("class") for r in group.iter(f"{SVG}rect")]
         assert bars.count("bar human sent") == 1 and bars.count("bar human opened") == 1
     hello = {r.get("class"): r for r in groups[0].iter(f"{SVG}rect")}
-    assert float(hello["bar human sent"].get("width")) > float(hello["bar human opened"].get("width")) > float(hello["bar human clicked"].get("width")) > 0
-    assert float(hello["bar machine clicked"].get("width")) > 0  # the scanner's clicks, lighter beside
+    assert (
+        float(hello["bar human sent"].get("width"))
+        > float(hello["bar human opened"].get("width"))
+        > float(hello["bar human clicked"].get("width"))
+        > 0
+    )
+    assert (
+        float(hello["bar machine clicked"].get("width")) > 0
+    )  # the scanner's clicks, lighter beside
     assert hello["bar machine clicked"].get("fill-opacity") is not None
     assert "opened 3 (42.9%)" in (hello["bar human opened"].find(f"{SVG}title").text or "")
 
 
 def test_chart_text_is_escaped_and_stays_well_formed():
     nasty = '<script>alert("x")</script> & \x01 ]]> 長い名前' * 3
-    svg = str(funnel([FunnelStep(nasty, sent=5, opened=2, clicked=1, answered=1, clicked_machine=3), FunnelStep("b")], title=nasty))
+    svg = str(
+        funnel(
+            [
+                FunnelStep(nasty, sent=5, opened=2, clicked=1, answered=1, clicked_machine=3),
+                FunnelStep("b"),
+            ],
+            title=nasty,
+        )
+    )
     assert "<script>" not in svg
     root = ET.fromstring(svg)
     assert len([g for g in root.iter(f"{SVG}g") if g.get("class") == "step"]) == 2
     assert root.find(f"{SVG}title").text == nasty.replace("\x01", "")
-    assert ET.fromstring(str(funnel([]))).find(f"{SVG}text") is not None  # nothing sent yet: still a chart
+    assert (
+        ET.fromstring(str(funnel([]))).find(f"{SVG}text") is not None
+    )  # nothing sent yet: still a chart
 
 
 def test_names_are_html_escaped(signed_in, db, journey):
-    evil = JOURNEY.replace("counted", "evil").replace("計測ジャーニー", '"<script>alert(1)</script>"')
+    evil = JOURNEY.replace("counted", "evil").replace(
+        "計測ジャーニー", '"<script>alert(1)</script>"'
+    )
     with db.session() as s, s.begin():
         deploy(s, parse_journey(evil, "evil.yaml"), evil, "evil.yaml")
         evil_id = s.scalar(select(Journey.id).where(Journey.key == "evil"))
@@ -389,12 +494,16 @@ def test_the_date_filter_counts_only_those_days(signed_in, db, journey):
     put(db, journey, {("hello", "sent"): 3, ("hello", "opened"): 3}, on=day(-10))
     everything = page(signed_in, "/journeys/counted")
     assert "60.0% [31.3–83.2] n=10" in everything  # hello: 6 of 10 opened over both days
-    recent = page(signed_in, f"/journeys/counted?since={day(-1).isoformat()}&until={day().isoformat()}")
+    recent = page(
+        signed_in, f"/journeys/counted?since={day(-1).isoformat()}&until={day().isoformat()}"
+    )
     assert "42.9% [15.8–75.0] n=7" in recent and "60.0%" not in recent
     assert f'value="{day(-1).isoformat()}"' in recent
     old = page(signed_in, f"/journeys/counted?until={day(-5).isoformat()}")
     assert "100.0% [43.9–100.0] n=3" in old and "Nobody has been enrolled in these days" in old
-    assert page(signed_in, "/journeys/counted?since=&until=") == everything  # an empty form is no filter
+    assert (
+        page(signed_in, "/journeys/counted?since=&until=") == everything
+    )  # an empty form is no filter
     for bad in ("since=yesterday", "until=2026-02-30", "since=2026-11-24&until=2026-11-01"):
         response = signed_in.get(f"/journeys/counted?{bad}")
         assert response.status_code == 400 and response.mimetype == "text/html", bad
@@ -417,18 +526,34 @@ def test_no_journeys_yet(signed_in):
 texts = st.text(max_size=120)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(email=texts, password=texts, next_=texts, good_token=st.booleans())
-def test_garbage_on_the_sign_in_form_never_gets_a_500(client, user, email, password, next_, good_token):
-    data = {"email": email, "password": password, "next": next_, "csrf": csrf_of(client) if good_token else "x"}
+def test_garbage_on_the_sign_in_form_never_gets_a_500(
+    client, user, email, password, next_, good_token
+):
+    data = {
+        "email": email,
+        "password": password,
+        "next": next_,
+        "csrf": csrf_of(client) if good_token else "x",
+    }
     response = client.post("/login", data=data)
     assert response.status_code in (200, 302, 400, 429)
     if response.status_code == 302:
         assert safe_next(response.headers["Location"]) == response.headers["Location"]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=st.one_of(st.just("counted"), st.text(max_size=40)), query=st.dictionaries(st.sampled_from(["since", "until", "next", "by", "x"]), texts, max_size=3))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    key=st.one_of(st.just("counted"), st.text(max_size=40)),
+    query=st.dictionaries(
+        st.sampled_from(["since", "until", "next", "by", "x"]), texts, max_size=3
+    ),
+)
 def test_garbage_in_addresses_and_query_strings_never_gets_a_500(signed_in, journey, key, query):
     try:
         response = signed_in.get(f"/journeys/{key}", query_string=query)
@@ -441,43 +566,112 @@ def test_garbage_in_addresses_and_query_strings_never_gets_a_500(signed_in, jour
 # ---------------------------------------------------------------------------- users and the CLI
 
 
-def run(db, tmp_path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY")}
+def run(
+    db, tmp_path: Path, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY")
+    }
     environ["DATABASE_URL"] = db.url
-    result = subprocess.run([sys.executable, "-m", "campaigns", *args], cwd=tmp_path, env=environ, input=stdin, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "campaigns", *args],
+        cwd=tmp_path,
+        env=environ,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "Traceback" not in result.stderr, result.stderr
     return result
 
 
 def test_user_add_from_stdin_then_signing_in_works(db, client, tmp_path):
-    added = run(db, tmp_path, "user", "add", "Kenji@Example.com", "--name", "田中 健二", "--role", "csm", "--password-stdin", stdin="a long enough secret\n")
+    added = run(
+        db,
+        tmp_path,
+        "user",
+        "add",
+        "Kenji@Example.com",
+        "--name",
+        "田中 健二",
+        "--role",
+        "csm",
+        "--password-stdin",
+        stdin="a long enough secret\n",
+    )
     assert added.returncode == 0, added.stderr
     assert added.stdout.strip() == "added csm kenji@example.com"
     listed = run(db, tmp_path, "user", "list")
-    assert listed.returncode == 0 and "kenji@example.com" in listed.stdout and "田中 健二" in listed.stdout and "never" in listed.stdout
+    assert (
+        listed.returncode == 0
+        and "kenji@example.com" in listed.stdout
+        and "田中 健二" in listed.stdout
+        and "never" in listed.stdout
+    )
     assert sign_in(client, "kenji@example.com", "a long enough secret").status_code == 302
     assert "田中 健二" in page(client, "/journeys")
-    again = run(db, tmp_path, "user", "add", "kenji@example.com", "--password-stdin", stdin="another long secret\n")
-    assert again.returncode == 2 and again.stderr.strip() == "campaigns: a user with email kenji@example.com already exists"
+    again = run(
+        db,
+        tmp_path,
+        "user",
+        "add",
+        "kenji@example.com",
+        "--password-stdin",
+        stdin="another long secret\n",
+    )
+    assert (
+        again.returncode == 2
+        and again.stderr.strip() == "campaigns: a user with email kenji@example.com already exists"
+    )
     short = run(db, tmp_path, "user", "add", "ami@example.com", "--password-stdin", stdin="short\n")
-    assert short.returncode == 2 and short.stderr.strip() == "campaigns: password too short: use at least 10 characters"
-    changed = run(db, tmp_path, "user", "password", "kenji@example.com", "--password-stdin", stdin="the second secret\n")
+    assert (
+        short.returncode == 2
+        and short.stderr.strip() == "campaigns: password too short: use at least 10 characters"
+    )
+    changed = run(
+        db,
+        tmp_path,
+        "user",
+        "password",
+        "kenji@example.com",
+        "--password-stdin",
+        stdin="the second secret\n",
+    )
     assert changed.returncode == 0, changed.stderr
     assert client.get("/journeys").status_code == 302  # the new password ended the session
     assert sign_in(client, "kenji@example.com", "the second secret").status_code == 302
 
 
 def test_user_add_asks_twice_for_the_password(db, tmp_path):
-    result = run(db, tmp_path, "user", "add", "ami@example.com", stdin="a long enough secret\na long enough secret\n")
+    result = run(
+        db,
+        tmp_path,
+        "user",
+        "add",
+        "ami@example.com",
+        stdin="a long enough secret\na long enough secret\n",
+    )
     assert result.returncode == 0, result.stderr
     with db.session() as s:
         stored = s.scalars(select(User)).one()
-    assert stored.role == "csm" and stored.password_hash.startswith("scrypt:") and "a long enough secret" not in stored.password_hash
+    assert (
+        stored.role == "csm"
+        and stored.password_hash.startswith("scrypt:")
+        and "a long enough secret" not in stored.password_hash
+    )
 
 
 def test_bad_users_are_refused(db):
     with db.session() as s:
-        for email, password, role in (("not-an-email", PASSWORD, "csm"), (EMAIL, PASSWORD, "root"), (EMAIL, "short", "csm"), ("a\x00b@example.com", PASSWORD, "csm")):
+        for email, password, role in (
+            ("not-an-email", PASSWORD, "csm"),
+            (EMAIL, PASSWORD, "root"),
+            (EMAIL, "short", "csm"),
+            ("a\x00b@example.com", PASSWORD, "csm"),
+        ):
             with pytest.raises(UserError):
                 add_user(s, email, password, NOW, role=role)
 
@@ -512,12 +706,22 @@ def test_the_journey_page_shows_how_the_bandit_split_sends_over_time(signed_in, 
                 )
             )
     html = page(signed_in, "/journeys/counted")
-    section = re.search(r'<section class="card allocation" data-step="hello" data-segment="エンタープライズ".*?</section>', html, re.S)
+    section = re.search(
+        r'<section class="card allocation" data-step="hello" data-segment="エンタープライズ".*?</section>',
+        html,
+        re.S,
+    )
     assert section, html[-3000:]
     svg = ET.fromstring(re.search(r"<svg\b.*?</svg>", section.group(0), re.S).group(0))
     series = {g.get("data-series"): g for g in svg.iter(f"{SVG}g") if g.get("class") == "series"}
     assert set(series) == {"plain", "tips"}
-    assert [c.find(f"{SVG}title").text for c in series["tips"].iter(f"{SVG}circle")] == ["tips 11-24 01:00: 50.0%", "tips 11-25 01:00: 80.0%"]
+    assert [c.find(f"{SVG}title").text for c in series["tips"].iter(f"{SVG}circle")] == [
+        "tips 11-24 01:00: 50.0%",
+        "tips 11-25 01:00: 80.0%",
+    ]
     table = section.group(0)
-    assert re.search(r"<td>tips</td><td class=\"num\">80%</td><td class=\"num\">0.97</td><td class=\"num\">60</td><td class=\"num\">400</td><td class=\"num\">15.0%</td>", table), table
+    assert re.search(
+        r"<td>tips</td><td class=\"num\">80%</td><td class=\"num\">0.97</td><td class=\"num\">60</td><td class=\"num\">400</td><td class=\"num\">15.0%</td>",
+        table,
+    ), table
     assert "tips is very likely the best (97%)" in table

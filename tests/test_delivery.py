@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from campaigns.engine import delivery
 from campaigns.journeys.model import SendingWindow
 
-WEEKDAYS_9_TO_6 = SendingWindow(days=(0, 1, 2, 3, 4), start=time(9), end=time(18), time_zone="contact")
+WEEKDAYS_9_TO_6 = SendingWindow(
+    days=(0, 1, 2, 3, 4), start=time(9), end=time(18), time_zone="contact"
+)
 
 
 def utc(*args: int) -> datetime:
@@ -33,15 +35,25 @@ def test_friday_evening_waits_for_monday_morning():
 
 
 def test_the_same_moment_differs_by_contact_zone():
-    now = utc(2026, 11, 24, 1, 30)  # 10:30 Tokyo, 17:30 Monday in Los Angeles... (01:30 UTC Tue = 17:30 Mon LA)
+    now = utc(
+        2026, 11, 24, 1, 30
+    )  # 10:30 Tokyo, 17:30 Monday in Los Angeles... (01:30 UTC Tue = 17:30 Mon LA)
     assert delivery.next_opening(WEEKDAYS_9_TO_6, now, "America/Los_Angeles") == now
-    assert delivery.next_opening(WEEKDAYS_9_TO_6, utc(2026, 11, 24, 3, 0), "America/Los_Angeles") == utc(2026, 11, 24, 17, 0)
+    assert delivery.next_opening(
+        WEEKDAYS_9_TO_6, utc(2026, 11, 24, 3, 0), "America/Los_Angeles"
+    ) == utc(2026, 11, 24, 17, 0)
 
 
 def test_a_fixed_zone_overrides_the_contacts_and_unknown_zones_mean_utc():
-    window = SendingWindow(days=tuple(range(7)), start=time(9), end=time(18), time_zone="Asia/Tokyo")
-    assert delivery.next_opening(window, utc(2026, 11, 24, 1), "America/New_York") == utc(2026, 11, 24, 1)
-    assert delivery.next_opening(WEEKDAYS_9_TO_6, utc(2026, 11, 24, 8), "Mars/Olympus") == utc(2026, 11, 24, 9)
+    window = SendingWindow(
+        days=tuple(range(7)), start=time(9), end=time(18), time_zone="Asia/Tokyo"
+    )
+    assert delivery.next_opening(window, utc(2026, 11, 24, 1), "America/New_York") == utc(
+        2026, 11, 24, 1
+    )
+    assert delivery.next_opening(WEEKDAYS_9_TO_6, utc(2026, 11, 24, 8), "Mars/Olympus") == utc(
+        2026, 11, 24, 9
+    )
 
 
 def test_no_window_means_now():
@@ -50,8 +62,12 @@ def test_no_window_means_now():
 
 
 @given(
-    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)),
-    st.sampled_from(["Asia/Tokyo", "UTC", "America/Los_Angeles", "Australia/Lord_Howe", "Europe/London"]),
+    st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
+    ),
+    st.sampled_from(
+        ["Asia/Tokyo", "UTC", "America/Los_Angeles", "Australia/Lord_Howe", "Europe/London"]
+    ),
 )
 def test_the_opening_is_never_earlier_and_always_inside_the_window(now, zone):
     opening = delivery.next_opening(WEEKDAYS_9_TO_6, now, zone)
@@ -63,9 +79,13 @@ def test_the_opening_is_never_earlier_and_always_inside_the_window(now, zone):
 def test_frequency_cap_defers_until_the_oldest_send_leaves_the_period():
     now = utc(2026, 11, 23, 12)
     sent = [now - timedelta(days=6), now - timedelta(days=2), now - timedelta(hours=1)]
-    assert delivery.cap_release(sent, 3, timedelta(days=7), now) == now - timedelta(days=6) + timedelta(days=7)
+    assert delivery.cap_release(sent, 3, timedelta(days=7), now) == now - timedelta(
+        days=6
+    ) + timedelta(days=7)
     assert delivery.cap_release(sent[1:], 3, timedelta(days=7), now) == now
-    assert delivery.cap_release([*sent, now - timedelta(days=8)], 3, timedelta(days=7), now) == now + timedelta(days=1)
+    assert delivery.cap_release(
+        [*sent, now - timedelta(days=8)], 3, timedelta(days=7), now
+    ) == now + timedelta(days=1)
     assert delivery.cap_release(sent, 0, timedelta(days=7), now) == now  # 0 turns the cap off
 
 

@@ -14,8 +14,17 @@ ROOT = Path(__file__).resolve().parent.parent
 def demo(db: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MAIL_URL", "SECRET_KEY")}
     env["DATABASE_URL"] = f"sqlite:///{db}"
-    env["MAIL_URL"] = f"file://{db.parent / 'outbox'}"  # the default outbox is in the working folder: not the checkout's
-    return subprocess.run([sys.executable, "-m", "campaigns", "demo", "--date", "2026-11-23"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env["MAIL_URL"] = (
+        f"file://{db.parent / 'outbox'}"  # the default outbox is in the working folder: not the checkout's
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "campaigns", "demo", "--date", "2026-11-23"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_demo_seeds_tiers_and_deploys_every_playbook_and_can_run_again(tmp_path):
@@ -42,7 +51,14 @@ def test_demo_seeds_tiers_and_deploys_every_playbook_and_can_run_again(tmp_path)
 def campaigns(db: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "SECRET_KEY")}
     environ.update(DATABASE_URL=f"sqlite:///{db}", MAIL_URL=f"file://{db.parent / 'outbox'}", **env)
-    return subprocess.run([sys.executable, "-m", "campaigns", *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "campaigns", *args],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def message_count(db: Path) -> int:
@@ -59,16 +75,26 @@ def test_demo_delivers_first_steps_then_simulate_writes_nothing_and_tick_runs(tm
     sent = int(re.search(r"emails sent: (\d+)", result.stdout).group(1))
     assert sent > 0 and len(list((tmp_path / "outbox").glob("*.eml"))) == sent
     # It ends with the report (the emails just sent, summed over the journeys) and the dashboard.
-    reported = [int(m.group(1)) for m in re.finditer(r"^(?:high|low|tech)_touch_\w+\s+\d+\s+(\d+)\s", result.stdout, re.M)]
-    notices = int(re.search(r"tasks for account owners: (\d+)", result.stdout).group(1))  # each with an email to its owner
+    reported = [
+        int(m.group(1))
+        for m in re.finditer(r"^(?:high|low|tech)_touch_\w+\s+\d+\s+(\d+)\s", result.stdout, re.M)
+    ]
+    notices = int(
+        re.search(r"tasks for account owners: (\d+)", result.stdout).group(1)
+    )  # each with an email to its owner
     assert len(reported) == 7 and sum(reported) == sent - notices, result.stdout
     assert "Dashboard: http://127.0.0.1:5000/journeys" in result.stdout
     before = message_count(db)
 
-    simulated = campaigns(db, "simulate", "low_touch_nps", "--days", "3", "--start", "2026-11-24T00:00")
+    simulated = campaigns(
+        db, "simulate", "low_touch_nps", "--days", "3", "--start", "2026-11-24T00:00"
+    )
     assert simulated.returncode == 0, simulated.stderr
     assert "nothing is sent or written" in simulated.stdout
-    assert re.search(r"ask_nps \(email\)\s+\d+", simulated.stdout) or "nobody would get anything" in simulated.stdout
+    assert (
+        re.search(r"ask_nps \(email\)\s+\d+", simulated.stdout)
+        or "nobody would get anything" in simulated.stdout
+    )
     assert message_count(db) == before
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == sent
 
@@ -89,13 +115,24 @@ def test_run_serves_the_web_app_and_stops_on_ctrl_c(tmp_path):
 
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "SECRET_KEY")}
-    environ.update(DATABASE_URL=f"sqlite:///{tmp_path / 'run.db'}", MAIL_URL=f"file://{tmp_path / 'outbox'}")
-    process = subprocess.Popen([sys.executable, "-m", "campaigns", "run", "--port", str(port), "--interval", "1"], cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    environ.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'run.db'}", MAIL_URL=f"file://{tmp_path / 'outbox'}"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "campaigns", "run", "--port", str(port), "--interval", "1"],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         body = ""
         for _ in range(100):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/healthz", timeout=2
+                ) as response:
                     body = response.read().decode()
                     break
             except OSError:

@@ -20,7 +20,14 @@ def test_every_step_type_has_a_section():
 
 
 def test_every_top_level_key_and_step_option_is_documented():
-    for key in (*dsl.TOP_KEYS, *dsl.STEP_COMMON, *dsl.WAIT_SIGNALS, *dsl.STEP_GOALS, *dsl.CATEGORIES, *dsl.TASK_KINDS):
+    for key in (
+        *dsl.TOP_KEYS,
+        *dsl.STEP_COMMON,
+        *dsl.WAIT_SIGNALS,
+        *dsl.STEP_GOALS,
+        *dsl.CATEGORIES,
+        *dsl.TASK_KINDS,
+    ):
         assert f"`{key}`" in DSL_DOC or f"{key}:" in DSL_DOC or f"| {key}" in DSL_DOC, key
 
 
@@ -34,5 +41,14 @@ def test_every_condition_field_and_function_is_documented():
 
 
 def test_every_setting_is_in_the_readme():
-    for variable in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY", "BASE_URL", "MAIL_FROM", "FREQUENCY_CAP", "DOMAIN_RATE_LIMITS"):
+    for variable in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "MAIL_URL",
+        "SECRET_KEY",
+        "BASE_URL",
+        "MAIL_FROM",
+        "FREQUENCY_CAP",
+        "DOMAIN_RATE_LIMITS",
+    ):
         assert f"`{variable}`" in README, variable

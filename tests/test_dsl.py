@@ -73,11 +73,21 @@ def test_a_valid_journey_builds_typed_steps():
         templates=TEMPLATES,
     )
     assert journey.entry.trigger == Trigger.SEGMENT
-    assert [s.type for s in journey.steps] == [StepType.SURVEY, StepType.WAIT_UNTIL, StepType.BRANCH, StepType.TASK, StepType.EXIT]
+    assert [s.type for s in journey.steps] == [
+        StepType.SURVEY,
+        StepType.WAIT_UNTIL,
+        StepType.BRANCH,
+        StepType.TASK,
+        StepType.EXIT,
+    ]
     wait = journey.steps[1].config
     assert isinstance(wait, WaitUntilStep) and wait.timeout == timedelta(days=7)
     branch = journey.steps[2].config
-    assert isinstance(branch, BranchStep) and branch.arms[0].goto == "call" and branch.otherwise == "done"
+    assert (
+        isinstance(branch, BranchStep)
+        and branch.arms[0].goto == "call"
+        and branch.otherwise == "done"
+    )
     assert journey.step("call").config.due == timedelta(days=2)  # type: ignore[union-attr]
     assert journey.templates() == ["nps_survey"]
 
@@ -88,161 +98,441 @@ def test_a_valid_journey_builds_typed_steps():
         pytest.param("journey: [\n", "2:1: YAML syntax error", id="yaml-syntax"),
         pytest.param("a: 1\n\tb: 2\n", "2:1: YAML syntax error", id="tab-indent"),
         pytest.param("- just\n- a list\n", "1:1: a journey file is a mapping", id="not-a-mapping"),
-        pytest.param(HEAD.replace("name: Demo\n", "name: Demo\nname: Again\n") + "  - {id: a, wait: 1 day}\n", "3:1: duplicate key 'name' (it is already set at line 2; keep one)", id="duplicate-key"),
-        pytest.param(HEAD.replace("name: Demo\n", "nmae: Demo\n") + "  - {id: a, wait: 1 day}\n", "2:1: unknown key 'nmae' in the journey (did you mean 'name'?)", id="unknown-top-key"),
-        pytest.param(HEAD.replace("name: Demo\n", "") + "  - {id: a, wait: 1 day}\n", "1:1: the journey needs 'name'", id="missing-name"),
-        pytest.param(HEAD.replace("journey: demo", "journey: Demo Journey") + "  - {id: a, wait: 1 day}\n", "1:10: bad journey 'Demo Journey'", id="bad-journey-id"),
-        pytest.param(HEAD.replace("[low_touch]", "[low_tuch]") + "  - {id: a, wait: 1 day}\n", "3:12: unknown segment 'low_tuch' (did you mean 'low_touch'?)", id="unknown-segment"),
-        pytest.param(HEAD.replace("[low_touch]", "[]") + "  - {id: a, wait: 1 day}\n", "3:11: 'segments' is empty", id="empty-segments"),
-        pytest.param(HEAD.replace("trigger: segment", "trigger: segmnt") + "  - {id: a, wait: 1 day}\n", "5:12: unknown trigger 'segmnt' (did you mean 'segment'?)", id="unknown-trigger"),
-        pytest.param(HEAD.replace("trigger: segment", "trigger: event") + "  - {id: a, wait: 1 day}\n", "5:3: an event entry needs 'event'", id="event-entry-without-event"),
         pytest.param(
-            HEAD.replace("trigger: segment", "trigger: date\n  field: renewal_dat\n  offset: 90 days before") + "  - {id: a, wait: 1 day}\n",
+            HEAD.replace("name: Demo\n", "name: Demo\nname: Again\n")
+            + "  - {id: a, wait: 1 day}\n",
+            "3:1: duplicate key 'name' (it is already set at line 2; keep one)",
+            id="duplicate-key",
+        ),
+        pytest.param(
+            HEAD.replace("name: Demo\n", "nmae: Demo\n") + "  - {id: a, wait: 1 day}\n",
+            "2:1: unknown key 'nmae' in the journey (did you mean 'name'?)",
+            id="unknown-top-key",
+        ),
+        pytest.param(
+            HEAD.replace("name: Demo\n", "") + "  - {id: a, wait: 1 day}\n",
+            "1:1: the journey needs 'name'",
+            id="missing-name",
+        ),
+        pytest.param(
+            HEAD.replace("journey: demo", "journey: Demo Journey") + "  - {id: a, wait: 1 day}\n",
+            "1:10: bad journey 'Demo Journey'",
+            id="bad-journey-id",
+        ),
+        pytest.param(
+            HEAD.replace("[low_touch]", "[low_tuch]") + "  - {id: a, wait: 1 day}\n",
+            "3:12: unknown segment 'low_tuch' (did you mean 'low_touch'?)",
+            id="unknown-segment",
+        ),
+        pytest.param(
+            HEAD.replace("[low_touch]", "[]") + "  - {id: a, wait: 1 day}\n",
+            "3:11: 'segments' is empty",
+            id="empty-segments",
+        ),
+        pytest.param(
+            HEAD.replace("trigger: segment", "trigger: segmnt") + "  - {id: a, wait: 1 day}\n",
+            "5:12: unknown trigger 'segmnt' (did you mean 'segment'?)",
+            id="unknown-trigger",
+        ),
+        pytest.param(
+            HEAD.replace("trigger: segment", "trigger: event") + "  - {id: a, wait: 1 day}\n",
+            "5:3: an event entry needs 'event'",
+            id="event-entry-without-event",
+        ),
+        pytest.param(
+            HEAD.replace(
+                "trigger: segment", "trigger: date\n  field: renewal_dat\n  offset: 90 days before"
+            )
+            + "  - {id: a, wait: 1 day}\n",
             "6:10: 'renewal_dat' is not a date field (did you mean 'renewal_date'?)",
             id="date-entry-bad-field",
         ),
         pytest.param(
-            HEAD.replace("trigger: segment", "trigger: date\n  field: renewal_date\n  offset: 90 days ahead") + "  - {id: a, wait: 1 day}\n",
+            HEAD.replace(
+                "trigger: segment", "trigger: date\n  field: renewal_date\n  offset: 90 days ahead"
+            )
+            + "  - {id: a, wait: 1 day}\n",
             "7:11: bad offset: '90 days ahead' is not an offset (write a duration and 'before' or 'after', e.g. '90 days before')",
             id="bad-offset",
         ),
-        pytest.param(HEAD.replace("steps:\n", "re_entry: sometimes\nsteps:\n") + "  - {id: a, wait: 1 day}\n", "6:11: bad re_entry 'sometimes'", id="bad-re-entry"),
         pytest.param(
-            HEAD.replace("steps:\n", "exit_when:\n  - evnt: churned\nsteps:\n") + "  - {id: a, wait: 1 day}\n", "7:5: unknown key 'evnt' in an exit rule (did you mean 'event'?)", id="bad-exit-rule"
+            HEAD.replace("steps:\n", "re_entry: sometimes\nsteps:\n")
+            + "  - {id: a, wait: 1 day}\n",
+            "6:11: bad re_entry 'sometimes'",
+            id="bad-re-entry",
         ),
-        pytest.param(HEAD.replace("steps:\n", "goal: {within: 30 days}\nsteps:\n") + "  - {id: a, wait: 1 day}\n", "6:7: the goal needs 'event'", id="goal-without-event"),
         pytest.param(
-            HEAD.replace("steps:\n", 'sending_window: {days: weekdays, hours: "18:00-09:00"}\nsteps:\n') + "  - {id: a, wait: 1 day}\n",
+            HEAD.replace("steps:\n", "exit_when:\n  - evnt: churned\nsteps:\n")
+            + "  - {id: a, wait: 1 day}\n",
+            "7:5: unknown key 'evnt' in an exit rule (did you mean 'event'?)",
+            id="bad-exit-rule",
+        ),
+        pytest.param(
+            HEAD.replace("steps:\n", "goal: {within: 30 days}\nsteps:\n")
+            + "  - {id: a, wait: 1 day}\n",
+            "6:7: the goal needs 'event'",
+            id="goal-without-event",
+        ),
+        pytest.param(
+            HEAD.replace(
+                "steps:\n", 'sending_window: {days: weekdays, hours: "18:00-09:00"}\nsteps:\n'
+            )
+            + "  - {id: a, wait: 1 day}\n",
             "6:41: the window '18:00-09:00' ends before it starts",
             id="window-backwards",
         ),
-        pytest.param(HEAD.replace("steps:\n", "sending_window: {days: [mon, fryday]}\nsteps:\n") + "  - {id: a, wait: 1 day}\n", "6:30: unknown day 'fryday'", id="window-bad-day"),
         pytest.param(
-            HEAD.replace("steps:\n", "sending_window: {time_zone: Tokyo}\nsteps:\n") + "  - {id: a, wait: 1 day}\n",
+            HEAD.replace("steps:\n", "sending_window: {days: [mon, fryday]}\nsteps:\n")
+            + "  - {id: a, wait: 1 day}\n",
+            "6:30: unknown day 'fryday'",
+            id="window-bad-day",
+        ),
+        pytest.param(
+            HEAD.replace("steps:\n", "sending_window: {time_zone: Tokyo}\nsteps:\n")
+            + "  - {id: a, wait: 1 day}\n",
             "6:29: unknown time zone 'Tokyo' (did you mean 'Asia/Tokyo'?)",
             id="window-bad-zone",
         ),
-        pytest.param(HEAD.replace("steps:\n", "holdout: 80%\nsteps:\n") + "  - {id: a, wait: 1 day}\n", "6:10: bad holdout '80%'", id="holdout-too-big"),
         pytest.param(
-            HEAD.replace("steps:\n", "audience: contact.rol == 'admin'\nsteps:\n") + "  - {id: a, wait: 1 day}\n",
+            HEAD.replace("steps:\n", "holdout: 80%\nsteps:\n") + "  - {id: a, wait: 1 day}\n",
+            "6:10: bad holdout '80%'",
+            id="holdout-too-big",
+        ),
+        pytest.param(
+            HEAD.replace("steps:\n", "audience: contact.rol == 'admin'\nsteps:\n")
+            + "  - {id: a, wait: 1 day}\n",
             "6:19: unknown contact field 'rol' (did you mean 'role'?)",
             id="audience-unknown-field",
         ),
         pytest.param(HEAD + "  []\n", "7:3: 'steps' must be a non-empty list", id="no-steps"),
         pytest.param(steps("- wait: 1 day\n"), "7:3: step 1 has no 'id'", id="step-without-id"),
-        pytest.param(steps("- {id: a, wait: 1 day}\n- {id: a, wait: 2 days}\n"), "8:8: duplicate step id 'a' (already used at line 7)", id="duplicate-step-id"),
-        pytest.param(steps("- {id: Welcome!, wait: 1 day}\n"), "7:8: bad id 'Welcome!'", id="bad-step-id"),
-        pytest.param(steps("- id: a\n  emial: {template: welcome, subject: Hi}\n"), "8:3: unknown key 'emial' in step 'a' (did you mean 'email'?)", id="unknown-step-type"),
-        pytest.param(steps("- id: a\n"), "7:3: step 'a' has no step type", id="missing-step-type"),
-        pytest.param(steps("- id: a\n  wait: 1 day\n  exit: done\n"), "9:3: step 'a' has more than one step type (wait, exit)", id="two-step-types"),
         pytest.param(
-            steps("- id: a\n  email: {template: welcome, subject: Hi, subjct: Hey}\n"), "8:43: unknown key 'subjct' in the email of step 'a' (did you mean 'subject'?)", id="unknown-email-key"
+            steps("- {id: a, wait: 1 day}\n- {id: a, wait: 2 days}\n"),
+            "8:8: duplicate step id 'a' (already used at line 7)",
+            id="duplicate-step-id",
         ),
-        pytest.param(steps("- id: a\n  email: {template: welcom, subject: Hi}\n"), "8:21: unknown template 'welcom' (did you mean 'welcome'?)", id="unknown-template"),
-        pytest.param(steps("- id: a\n  email: {template: welcome}\n"), "8:10: missing 'subject'", id="missing-subject"),
-        pytest.param(steps("- id: a\n  email: {template: welcome, subject: 'Hi {{ contact.name '}\n"), "8:39: bad template in 'subject'", id="subject-bad-jinja"),
-        pytest.param(steps("- id: a\n  email:\n    template: welcome\n    subject: {en: Hi, 日本語: やあ}\n"), "10:23: '日本語' is not a locale", id="subject-bad-locale"),
         pytest.param(
-            steps("- id: a\n  email:\n    template: welcome\n    subject: Hi\n    variants:\n      - {id: b, subject: Hey}\n"),
+            steps("- {id: Welcome!, wait: 1 day}\n"), "7:8: bad id 'Welcome!'", id="bad-step-id"
+        ),
+        pytest.param(
+            steps("- id: a\n  emial: {template: welcome, subject: Hi}\n"),
+            "8:3: unknown key 'emial' in step 'a' (did you mean 'email'?)",
+            id="unknown-step-type",
+        ),
+        pytest.param(steps("- id: a\n"), "7:3: step 'a' has no step type", id="missing-step-type"),
+        pytest.param(
+            steps("- id: a\n  wait: 1 day\n  exit: done\n"),
+            "9:3: step 'a' has more than one step type (wait, exit)",
+            id="two-step-types",
+        ),
+        pytest.param(
+            steps("- id: a\n  email: {template: welcome, subject: Hi, subjct: Hey}\n"),
+            "8:43: unknown key 'subjct' in the email of step 'a' (did you mean 'subject'?)",
+            id="unknown-email-key",
+        ),
+        pytest.param(
+            steps("- id: a\n  email: {template: welcom, subject: Hi}\n"),
+            "8:21: unknown template 'welcom' (did you mean 'welcome'?)",
+            id="unknown-template",
+        ),
+        pytest.param(
+            steps("- id: a\n  email: {template: welcome}\n"),
+            "8:10: missing 'subject'",
+            id="missing-subject",
+        ),
+        pytest.param(
+            steps("- id: a\n  email: {template: welcome, subject: 'Hi {{ contact.name '}\n"),
+            "8:39: bad template in 'subject'",
+            id="subject-bad-jinja",
+        ),
+        pytest.param(
+            steps(
+                "- id: a\n  email:\n    template: welcome\n    subject: {en: Hi, 日本語: やあ}\n"
+            ),
+            "10:23: '日本語' is not a locale",
+            id="subject-bad-locale",
+        ),
+        pytest.param(
+            steps(
+                "- id: a\n  email:\n    template: welcome\n    subject: Hi\n    variants:\n      - {id: b, subject: Hey}\n"
+            ),
             "12:7: 'variants' must be a list of two or more variants",
             id="one-variant",
         ),
         pytest.param(
-            steps("- id: a\n  email:\n    template: welcome\n    subject: Hi\n    variants:\n      - {id: b, subject: Hey}\n      - {id: b, subject: Yo}\n"),
+            steps(
+                "- id: a\n  email:\n    template: welcome\n    subject: Hi\n    variants:\n      - {id: b, subject: Hey}\n      - {id: b, subject: Yo}\n"
+            ),
             "13:14: duplicate variant id 'b'",
             id="duplicate-variant",
         ),
         pytest.param(
-            steps("- id: a\n  email:\n    template: welcome\n    subject: Hi\n    variants:\n      - {id: b, template: nope}\n      - {id: c, subject: Yo}\n"),
+            steps(
+                "- id: a\n  email:\n    template: welcome\n    subject: Hi\n    variants:\n      - {id: b, template: nope}\n      - {id: c, subject: Yo}\n"
+            ),
             "12:27: unknown template 'nope'",
             id="variant-unknown-template",
         ),
-        pytest.param(steps("- {id: a, wait: 3 dys}\n"), "7:17: bad wait: unknown unit 'dys' in '3 dys'", id="bad-duration-unit"),
-        pytest.param(steps("- {id: a, wait: 3}\n"), "7:17: bad wait: '3' has no unit (write '3 days' or '3 hours')", id="duration-without-unit"),
-        pytest.param(steps("- {id: a, wait: 0 days}\n"), "7:17: bad wait: '0 days' is zero", id="zero-duration"),
-        pytest.param(steps("- {id: a, wait: 5000 days}\n"), "7:17: bad wait: '5000 days' is longer than 3 years", id="huge-duration"),
-        pytest.param(steps("- id: a\n  wait_until: {answered: a, timeout: 2 days}\n"), "8:26: step 'a' waits for itself", id="wait-for-itself"),
         pytest.param(
-            steps("- id: a\n  wait_until: {answered: b, timeout: 2 days}\n- id: b\n  survey: {scale: nps, template: nps_survey, subject: Q}\n"),
+            steps("- {id: a, wait: 3 dys}\n"),
+            "7:17: bad wait: unknown unit 'dys' in '3 dys'",
+            id="bad-duration-unit",
+        ),
+        pytest.param(
+            steps("- {id: a, wait: 3}\n"),
+            "7:17: bad wait: '3' has no unit (write '3 days' or '3 hours')",
+            id="duration-without-unit",
+        ),
+        pytest.param(
+            steps("- {id: a, wait: 0 days}\n"),
+            "7:17: bad wait: '0 days' is zero",
+            id="zero-duration",
+        ),
+        pytest.param(
+            steps("- {id: a, wait: 5000 days}\n"),
+            "7:17: bad wait: '5000 days' is longer than 3 years",
+            id="huge-duration",
+        ),
+        pytest.param(
+            steps("- id: a\n  wait_until: {answered: a, timeout: 2 days}\n"),
+            "8:26: step 'a' waits for itself",
+            id="wait-for-itself",
+        ),
+        pytest.param(
+            steps(
+                "- id: a\n  wait_until: {answered: b, timeout: 2 days}\n- id: b\n  survey: {scale: nps, template: nps_survey, subject: Q}\n"
+            ),
             "8:26: 'b' runs later than step 'a'",
             id="wait-for-later-step",
         ),
-        pytest.param(steps("- id: a\n  wait_until: {answered: nps, timeout: 2 days}\n"), "8:26: no step 'nps'", id="wait-for-missing-step"),
-        pytest.param(steps("- id: w\n  wait: 1 day\n- id: a\n  wait_until: {answered: w, timeout: 2 days}\n"), "10:26: 'answered: w' needs a survey or invite step", id="wait-answer-of-non-survey"),
-        pytest.param(steps("- id: a\n  wait_until: {event: renewed}\n"), "8:15: the wait_until of step 'a' needs 'timeout'", id="wait-until-without-timeout"),
-        pytest.param(steps("- id: a\n  wait_until: {event: renewed, opened: a, timeout: 1 day}\n"), "8:15: wait_until needs exactly one of", id="wait-until-two-signals"),
         pytest.param(
-            steps("- id: a\n  branch:\n    - when: clicked('b')\n      goto: b\n- id: b\n  email: {template: welcome, subject: Hi}\n"),
+            steps("- id: a\n  wait_until: {answered: nps, timeout: 2 days}\n"),
+            "8:26: no step 'nps'",
+            id="wait-for-missing-step",
+        ),
+        pytest.param(
+            steps(
+                "- id: w\n  wait: 1 day\n- id: a\n  wait_until: {answered: w, timeout: 2 days}\n"
+            ),
+            "10:26: 'answered: w' needs a survey or invite step",
+            id="wait-answer-of-non-survey",
+        ),
+        pytest.param(
+            steps("- id: a\n  wait_until: {event: renewed}\n"),
+            "8:15: the wait_until of step 'a' needs 'timeout'",
+            id="wait-until-without-timeout",
+        ),
+        pytest.param(
+            steps("- id: a\n  wait_until: {event: renewed, opened: a, timeout: 1 day}\n"),
+            "8:15: wait_until needs exactly one of",
+            id="wait-until-two-signals",
+        ),
+        pytest.param(
+            steps(
+                "- id: a\n  branch:\n    - when: clicked('b')\n      goto: b\n- id: b\n  email: {template: welcome, subject: Hi}\n"
+            ),
             "9:22: clicked('b') names a step that runs later",
             id="branch-on-later-step",
         ),
         pytest.param(
-            steps("- id: a\n  branch:\n    - when: opend('x')\n      goto: b\n- {id: b, exit: done}\n"), "9:13: unknown function 'opend()' (did you mean 'opened'?)", id="branch-unknown-function"
+            steps(
+                "- id: a\n  branch:\n    - when: opend('x')\n      goto: b\n- {id: b, exit: done}\n"
+            ),
+            "9:13: unknown function 'opend()' (did you mean 'opened'?)",
+            id="branch-unknown-function",
         ),
-        pytest.param(steps("- id: a\n  branch:\n    - when: 'arr >= '\n      goto: b\n- {id: b, exit: done}\n"), "9:14: cannot read the condition", id="branch-condition-syntax"),
-        pytest.param(steps("- id: a\n  branch:\n    - when: arr >= 'lots'\n      goto: b\n- {id: b, exit: done}\n"), "9:13: arr is a number but is compared with 'lots'", id="branch-type-mismatch"),
         pytest.param(
-            steps("- id: a\n  branch:\n    - when: \"contract_status == 'actve'\"\n      goto: b\n- {id: b, exit: done}\n"),
+            steps(
+                "- id: a\n  branch:\n    - when: 'arr >= '\n      goto: b\n- {id: b, exit: done}\n"
+            ),
+            "9:14: cannot read the condition",
+            id="branch-condition-syntax",
+        ),
+        pytest.param(
+            steps(
+                "- id: a\n  branch:\n    - when: arr >= 'lots'\n      goto: b\n- {id: b, exit: done}\n"
+            ),
+            "9:13: arr is a number but is compared with 'lots'",
+            id="branch-type-mismatch",
+        ),
+        pytest.param(
+            steps(
+                "- id: a\n  branch:\n    - when: \"contract_status == 'actve'\"\n      goto: b\n- {id: b, exit: done}\n"
+            ),
             "9:34: unknown contract_status 'actve' (did you mean 'active'?)",
             id="branch-unknown-enum",
         ),
-        pytest.param(steps("- {id: s, wait: 1 day}\n- id: a\n  branch:\n    - when: true\n      goto: s\n- {id: b, exit: done}\n"), "11:13: 'goto: s' jumps back", id="goto-backwards"),
-        pytest.param(steps("- id: a\n  branch:\n    - when: true\n      goto: nowhere\n- {id: b, exit: done}\n"), "10:13: no step 'nowhere' to go to", id="goto-missing-step"),
-        pytest.param(steps("- id: a\n  branch:\n    - else: b\n    - when: true\n      goto: b\n- {id: b, exit: done}\n"), "9:7: 'else' must be the last arm", id="else-not-last"),
-        pytest.param(steps("- id: a\n  branch:\n    - when: true\n- {id: b, exit: done}\n"), "9:7: a branch arm needs 'goto'", id="arm-without-goto"),
-        pytest.param(steps("- id: a\n  branch:\n    - when: \"answer('a') > 3\"\n      goto: b\n- {id: b, exit: done}\n"), "9:22: answer('a') names no step", id="answer-of-unknown-step"),
         pytest.param(
-            steps("- {id: w, wait: 1 day}\n- id: a\n  branch:\n    - when: \"answer('w') > 3\"\n      goto: b\n- {id: b, exit: done}\n"),
+            steps(
+                "- {id: s, wait: 1 day}\n- id: a\n  branch:\n    - when: true\n      goto: s\n- {id: b, exit: done}\n"
+            ),
+            "11:13: 'goto: s' jumps back",
+            id="goto-backwards",
+        ),
+        pytest.param(
+            steps(
+                "- id: a\n  branch:\n    - when: true\n      goto: nowhere\n- {id: b, exit: done}\n"
+            ),
+            "10:13: no step 'nowhere' to go to",
+            id="goto-missing-step",
+        ),
+        pytest.param(
+            steps(
+                "- id: a\n  branch:\n    - else: b\n    - when: true\n      goto: b\n- {id: b, exit: done}\n"
+            ),
+            "9:7: 'else' must be the last arm",
+            id="else-not-last",
+        ),
+        pytest.param(
+            steps("- id: a\n  branch:\n    - when: true\n- {id: b, exit: done}\n"),
+            "9:7: a branch arm needs 'goto'",
+            id="arm-without-goto",
+        ),
+        pytest.param(
+            steps(
+                "- id: a\n  branch:\n    - when: \"answer('a') > 3\"\n      goto: b\n- {id: b, exit: done}\n"
+            ),
+            "9:22: answer('a') names no step",
+            id="answer-of-unknown-step",
+        ),
+        pytest.param(
+            steps(
+                "- {id: w, wait: 1 day}\n- id: a\n  branch:\n    - when: \"answer('w') > 3\"\n      goto: b\n- {id: b, exit: done}\n"
+            ),
             "10:22: answer('w') needs a survey or invite step, but 'w' is not one",
             id="answer-of-non-survey",
         ),
-        pytest.param(steps("- {id: a, exit: done}\n- {id: b, wait: 1 day}\n"), "8:3: step 'b' can never be reached", id="unreachable-after-exit"),
         pytest.param(
-            steps("- id: a\n  branch:\n    - when: true\n      goto: c\n    - else: c\n- {id: b, wait: 1 day}\n- {id: c, exit: done}\n"),
+            steps("- {id: a, exit: done}\n- {id: b, wait: 1 day}\n"),
+            "8:3: step 'b' can never be reached",
+            id="unreachable-after-exit",
+        ),
+        pytest.param(
+            steps(
+                "- id: a\n  branch:\n    - when: true\n      goto: c\n    - else: c\n- {id: b, wait: 1 day}\n- {id: c, exit: done}\n"
+            ),
             "12:3: step 'b' can never be reached",
             id="unreachable-skipped-by-branch",
         ),
-        pytest.param(steps("- id: a\n  survey: {scale: ces, template: nps_survey, subject: Q}\n"), "8:19: unknown scale 'ces'", id="survey-bad-scale"),
         pytest.param(
-            steps("- id: a\n  invite: {event_name: Webinar, starts_at: 2027-01-20T16:00:00, template: webinar_invite, subject: Join}\n"),
+            steps("- id: a\n  survey: {scale: ces, template: nps_survey, subject: Q}\n"),
+            "8:19: unknown scale 'ces'",
+            id="survey-bad-scale",
+        ),
+        pytest.param(
+            steps(
+                "- id: a\n  invite: {event_name: Webinar, starts_at: 2027-01-20T16:00:00, template: webinar_invite, subject: Join}\n"
+            ),
             "8:44: starts_at has no time zone offset",
             id="invite-naive-time",
         ),
-        pytest.param(steps("- id: a\n  invite: {event_name: Webinar, starts_at: next tuesday, template: webinar_invite, subject: Join}\n"), "8:44: bad starts_at 'next tuesday'", id="invite-bad-time"),
         pytest.param(
-            steps("- id: a\n  invite: {event_name: Webinar, starts_at: 2027-01-20T16:00:00+09:00, url: 'javascript:alert(1)', template: webinar_invite, subject: Join}\n"),
+            steps(
+                "- id: a\n  invite: {event_name: Webinar, starts_at: next tuesday, template: webinar_invite, subject: Join}\n"
+            ),
+            "8:44: bad starts_at 'next tuesday'",
+            id="invite-bad-time",
+        ),
+        pytest.param(
+            steps(
+                "- id: a\n  invite: {event_name: Webinar, starts_at: 2027-01-20T16:00:00+09:00, url: 'javascript:alert(1)', template: webinar_invite, subject: Join}\n"
+            ),
             "8:76: bad URL 'javascript:alert(1)'",
             id="invite-bad-url",
         ),
-        pytest.param(steps("- id: a\n  task: {kind: lunch, title: Meet}\n"), "8:16: unknown kind 'lunch'", id="task-bad-kind"),
-        pytest.param(steps("- id: a\n  task: {title: Call, assignee: the boss}\n"), "8:33: bad assignee 'the boss'", id="task-bad-assignee"),
-        pytest.param(steps("- id: a\n  in_app: {title: Hi}\n"), "8:11: missing 'body'", id="in-app-without-body"),
-        pytest.param(steps("- id: a\n  webhook: {payload: {a: 1}}\n"), "8:12: the webhook of step 'a' needs 'url'", id="webhook-without-url"),
-        pytest.param(steps("- id: a\n  webhook: {url: 'ftp://x.example.com', payload: {}}\n"), "8:18: bad URL 'ftp://x.example.com'", id="webhook-bad-url"),
-        pytest.param(steps("- id: a\n  update: {set: {arr: 5}}\n"), "8:18: 'arr' cannot be set", id="update-bad-field"),
-        pytest.param(steps("- id: a\n  channel: best_of [email, sms]\n  email: {template: welcome, subject: Hi}\n"), "8:12: unknown channel 'sms'", id="best-of-unknown-channel"),
         pytest.param(
-            steps("- id: a\n  channel: best_of [email, task]\n  email: {template: welcome, subject: Hi}\n"), "8:12: best_of names 'task' but step 'a' has no 'task:' block", id="best-of-missing-block"
+            steps("- id: a\n  task: {kind: lunch, title: Meet}\n"),
+            "8:16: unknown kind 'lunch'",
+            id="task-bad-kind",
         ),
-        pytest.param(steps("- id: a\n  channel: best of email\n  email: {template: welcome, subject: Hi}\n"), "8:12: bad channel 'best of email'", id="bad-channel-syntax"),
-        pytest.param(steps("- id: a\n  goal: answered\n  email: {template: welcome, subject: Hi}\n"), "8:9: goal 'answered' needs a survey or invite step", id="goal-answered-on-email"),
-        pytest.param(steps("- id: a\n  category: spam\n  email: {template: welcome, subject: Hi}\n"), "8:13: unknown category 'spam'", id="bad-category"),
-        pytest.param(steps("- id: a\n  exit: {reason: done}\n"), "8:9: exit takes a short reason", id="bad-exit"),
+        pytest.param(
+            steps("- id: a\n  task: {title: Call, assignee: the boss}\n"),
+            "8:33: bad assignee 'the boss'",
+            id="task-bad-assignee",
+        ),
+        pytest.param(
+            steps("- id: a\n  in_app: {title: Hi}\n"),
+            "8:11: missing 'body'",
+            id="in-app-without-body",
+        ),
+        pytest.param(
+            steps("- id: a\n  webhook: {payload: {a: 1}}\n"),
+            "8:12: the webhook of step 'a' needs 'url'",
+            id="webhook-without-url",
+        ),
+        pytest.param(
+            steps("- id: a\n  webhook: {url: 'ftp://x.example.com', payload: {}}\n"),
+            "8:18: bad URL 'ftp://x.example.com'",
+            id="webhook-bad-url",
+        ),
+        pytest.param(
+            steps("- id: a\n  update: {set: {arr: 5}}\n"),
+            "8:18: 'arr' cannot be set",
+            id="update-bad-field",
+        ),
+        pytest.param(
+            steps(
+                "- id: a\n  channel: best_of [email, sms]\n  email: {template: welcome, subject: Hi}\n"
+            ),
+            "8:12: unknown channel 'sms'",
+            id="best-of-unknown-channel",
+        ),
+        pytest.param(
+            steps(
+                "- id: a\n  channel: best_of [email, task]\n  email: {template: welcome, subject: Hi}\n"
+            ),
+            "8:12: best_of names 'task' but step 'a' has no 'task:' block",
+            id="best-of-missing-block",
+        ),
+        pytest.param(
+            steps("- id: a\n  channel: best of email\n  email: {template: welcome, subject: Hi}\n"),
+            "8:12: bad channel 'best of email'",
+            id="bad-channel-syntax",
+        ),
+        pytest.param(
+            steps("- id: a\n  goal: answered\n  email: {template: welcome, subject: Hi}\n"),
+            "8:9: goal 'answered' needs a survey or invite step",
+            id="goal-answered-on-email",
+        ),
+        pytest.param(
+            steps("- id: a\n  category: spam\n  email: {template: welcome, subject: Hi}\n"),
+            "8:13: unknown category 'spam'",
+            id="bad-category",
+        ),
+        pytest.param(
+            steps("- id: a\n  exit: {reason: done}\n"),
+            "8:9: exit takes a short reason",
+            id="bad-exit",
+        ),
         pytest.param(
             steps("- id: a\n  send_time: best_houre\n  email: {template: welcome, subject: Hi}\n"),
             "8:14: unknown send_time 'best_houre' (did you mean 'best_hour'?)",
             id="send-time-typo",
         ),
-        pytest.param(steps("- id: a\n  send_time: '10:00'\n  email: {template: welcome, subject: Hi}\n"), "8:14: unknown send_time '10:00' (one of: now, best_hour)", id="send-time-clock"),
-        pytest.param(steps("- id: a\n  send_time: {hour: 10}\n  email: {template: welcome, subject: Hi}\n"), "8:14: 'send_time' must be text, not a mapping", id="send-time-mapping"),
-        pytest.param(steps("- id: a\n  send_time:\n  email: {template: welcome, subject: Hi}\n"), "8:13: 'send_time' is empty", id="send-time-empty"),
+        pytest.param(
+            steps("- id: a\n  send_time: '10:00'\n  email: {template: welcome, subject: Hi}\n"),
+            "8:14: unknown send_time '10:00' (one of: now, best_hour)",
+            id="send-time-clock",
+        ),
+        pytest.param(
+            steps("- id: a\n  send_time: {hour: 10}\n  email: {template: welcome, subject: Hi}\n"),
+            "8:14: 'send_time' must be text, not a mapping",
+            id="send-time-mapping",
+        ),
+        pytest.param(
+            steps("- id: a\n  send_time:\n  email: {template: welcome, subject: Hi}\n"),
+            "8:13: 'send_time' is empty",
+            id="send-time-empty",
+        ),
         pytest.param(
             steps("- id: a\n  send_time: best_hour\n  task: {title: Call}\n"),
             "8:14: send_time 'best_hour' needs a step that sends an email (it times email, survey and invite steps; remove it here)",
             id="send-time-on-task",
         ),
         pytest.param(
-            steps("- id: a\n  sendtime: best_hour\n  email: {template: welcome, subject: Hi}\n"), "8:3: unknown key 'sendtime' in step 'a' (did you mean 'send_time'?)", id="send-time-key-typo"
+            steps("- id: a\n  sendtime: best_hour\n  email: {template: welcome, subject: Hi}\n"),
+            "8:3: unknown key 'sendtime' in step 'a' (did you mean 'send_time'?)",
+            id="send-time-key-typo",
         ),
     ],
 )
@@ -276,7 +566,11 @@ def test_journey_ids_must_be_unique_across_files(tmp_path):
         (tmp_path / name).write_text(HEAD + "  - {id: a, wait: 1 day}\n", encoding="utf-8")
     journeys, found = validate_files(sorted(tmp_path.glob("*.yaml")), segments=SEGMENTS)
     assert [j.key for j, _ in journeys] == ["demo"]
-    assert len(found) == 1 and "also used by" in found[0].message and found[0].path.endswith("two.yaml")
+    assert (
+        len(found) == 1
+        and "also used by" in found[0].message
+        and found[0].path.endswith("two.yaml")
+    )
 
 
 def test_yes_and_no_stay_strings_and_japanese_text_is_kept():
@@ -295,7 +589,10 @@ def test_yes_and_no_stay_strings_and_japanese_text_is_kept():
         templates=TEMPLATES,
     )
     email = journey.steps[0].config
-    assert isinstance(email, EmailStep) and email.subject == {"en": "yes", "ja": "ご契約更新のご案内"}
+    assert isinstance(email, EmailStep) and email.subject == {
+        "en": "yes",
+        "ja": "ご契約更新のご案内",
+    }
     assert journey.steps[1].config.set == {"contact.attributes.rsvp": "yes"}  # type: ignore[union-attr]
 
 
@@ -330,11 +627,20 @@ def test_missing_file_and_non_utf8_file_are_clean_errors(tmp_path):
 
 
 def test_a_branch_with_only_else_is_a_plain_jump():
-    journey = parse_journey(steps("- id: jump\n  branch: [{else: done}]\n- {id: done, exit: completed}\n"), segments=SEGMENTS)
+    journey = parse_journey(
+        steps("- id: jump\n  branch: [{else: done}]\n- {id: done, exit: completed}\n"),
+        segments=SEGMENTS,
+    )
     branch = journey.steps[0].config
     assert isinstance(branch, BranchStep) and branch.arms == () and branch.otherwise == "done"
-    found = problems(steps("- id: jump\n  branch: [{else: done}]\n- {id: skipped, wait: 1 day}\n- {id: done, exit: completed}\n"))
-    assert found == ["9:3: step 'skipped' can never be reached (the step before it ('jump') never continues to it and no goto names it)"]
+    found = problems(
+        steps(
+            "- id: jump\n  branch: [{else: done}]\n- {id: skipped, wait: 1 day}\n- {id: done, exit: completed}\n"
+        )
+    )
+    assert found == [
+        "9:3: step 'skipped' can never be reached (the step before it ('jump') never continues to it and no goto names it)"
+    ]
 
 
 def test_send_time_best_hour_is_kept_on_email_survey_invite_and_best_of_steps():
@@ -361,4 +667,6 @@ def test_send_time_best_hour_is_kept_on_email_survey_invite_and_best_of_steps():
         templates=TEMPLATES,
     )
     assert [s.send_time for s in journey.steps] == ["best_hour", "best_hour", "best_hour", None]
-    assert journey.to_json()["steps"][0]["send_time"] == "best_hour"  # stored with the version: the stats read it there
+    assert (
+        journey.to_json()["steps"][0]["send_time"] == "best_hour"
+    )  # stored with the version: the stats read it there

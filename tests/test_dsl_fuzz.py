@@ -10,7 +10,9 @@ from campaigns.exceptions import JourneyError
 from campaigns.journeys.dsl import parse_journey
 from campaigns.journeys.segments import parse_segments
 
-SEGMENTS = parse_segments("tiers:\n  low_touch: {when: arr >= 1000000}\n  tech_touch: {when: true}\n")
+SEGMENTS = parse_segments(
+    "tiers:\n  low_touch: {when: arr >= 1000000}\n  tech_touch: {when: true}\n"
+)
 TEMPLATES = {"welcome", "nps_survey"}
 
 VALID = """\
@@ -115,9 +117,26 @@ def test_arbitrary_text_gives_located_problems(text):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10), lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3), max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+        max_leaves=20,
+    )
+)
 def test_arbitrary_yaml_structures_give_located_problems(value):
     import yaml
 
-    assert_clean(yaml.safe_dump({"journey": "x", "name": "x", "segments": ["low_touch"], "entry": {"trigger": "segment"}, "steps": value}, allow_unicode=True))
+    assert_clean(
+        yaml.safe_dump(
+            {
+                "journey": "x",
+                "name": "x",
+                "segments": ["low_touch"],
+                "entry": {"trigger": "segment"},
+                "steps": value,
+            },
+            allow_unicode=True,
+        )
+    )
     assert_clean(yaml.safe_dump(value, allow_unicode=True))

@@ -36,7 +36,9 @@ from campaigns.store.models import (
 from campaigns.tracking.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
-SEGMENTS = parse_segments("tiers:\n  low_touch: {when: arr >= 1000000}\n  tech_touch: {when: true}\n")
+SEGMENTS = parse_segments(
+    "tiers:\n  low_touch: {when: arr >= 1000000}\n  tech_touch: {when: true}\n"
+)
 # Tuesday 2026-11-24, 10:00 in Tokyo.
 START = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
 
@@ -76,8 +78,21 @@ def build():
 
     def make(db, sink, clock, *, cap: int = 10, links: dict[str, str] | None = None) -> Engine:
         store = TemplateStore(ROOT / "templates")
-        renderer = Renderer(store, Tokens("test-secret-key-0123456789", "https://cs.example.com"), Sender("cs@example.com", "Customer Success"), domain="example.com")
-        engine = Engine(db.sessions, clock, lambda: SEGMENTS, renderer, transport_from_url(sink.url), EngineSettings(frequency_cap=cap), links=links)
+        renderer = Renderer(
+            store,
+            Tokens("test-secret-key-0123456789", "https://cs.example.com"),
+            Sender("cs@example.com", "Customer Success"),
+            domain="example.com",
+        )
+        engine = Engine(
+            db.sessions,
+            clock,
+            lambda: SEGMENTS,
+            renderer,
+            transport_from_url(sink.url),
+            EngineSettings(frequency_cap=cap),
+            links=links,
+        )
         made.append(engine)
         return engine
 
@@ -89,16 +104,49 @@ def build():
 def populate(db, n: int) -> None:
     """``n`` low-touch contacts (every third Japanese), plus people who must get nothing."""
     with db.session() as s, s.begin():
-        low = Account(external_id="LOW", name="株式会社ロー", arr=Decimal(2_000_000), owner_email="csm.sato@example.com", renewal_date=date(2027, 3, 31))
+        low = Account(
+            external_id="LOW",
+            name="株式会社ロー",
+            arr=Decimal(2_000_000),
+            owner_email="csm.sato@example.com",
+            renewal_date=date(2027, 3, 31),
+        )
         small = Account(external_id="SMALL", name="Small Co", arr=Decimal(10_000))
         s.add_all([low, small])
         s.flush()
         for i in range(n):
             japanese = i % 3 == 0
-            s.add(Contact(account_id=low.id, email=f"c{i}@example.com", name=f"山田 {i}" if japanese else f"Pat {i}", locale="ja" if japanese else "en", time_zone="Asia/Tokyo"))
-        s.add(Contact(account_id=low.id, email="suppressed@example.com", name="Sup", time_zone="Asia/Tokyo"))
-        s.add(Contact(account_id=low.id, email="unsub@example.com", name="Un", subscribed=False, time_zone="Asia/Tokyo"))
-        s.add(Contact(account_id=small.id, email="outside@example.com", name="Out", time_zone="Asia/Tokyo"))
+            s.add(
+                Contact(
+                    account_id=low.id,
+                    email=f"c{i}@example.com",
+                    name=f"山田 {i}" if japanese else f"Pat {i}",
+                    locale="ja" if japanese else "en",
+                    time_zone="Asia/Tokyo",
+                )
+            )
+        s.add(
+            Contact(
+                account_id=low.id,
+                email="suppressed@example.com",
+                name="Sup",
+                time_zone="Asia/Tokyo",
+            )
+        )
+        s.add(
+            Contact(
+                account_id=low.id,
+                email="unsub@example.com",
+                name="Un",
+                subscribed=False,
+                time_zone="Asia/Tokyo",
+            )
+        )
+        s.add(
+            Contact(
+                account_id=small.id, email="outside@example.com", name="Out", time_zone="Asia/Tokyo"
+            )
+        )
         s.add(Suppression(email="suppressed@example.com", reason=SuppressionReason.HARD_BOUNCE))
 
 
@@ -119,7 +167,9 @@ def test_journey_runs_for_1000_contacts_and_every_message_arrives_once(db, smtp_
     engine = build(db, smtp_sink, clock)
 
     first = engine.tick()
-    assert first.entered == {"check_in": n + 2}  # the suppressed and unsubscribed enter, but get nothing
+    assert first.entered == {
+        "check_in": n + 2
+    }  # the suppressed and unsubscribed enter, but get nothing
     assert sorted(recipients(smtp_sink)) == sorted(f"c{i}@example.com" for i in range(n))
     parsed = smtp_sink.parsed()
     japanese = next(m for m in parsed if m["To"].addresses[0].addr_spec == "c0@example.com")
@@ -137,10 +187,20 @@ def test_journey_runs_for_1000_contacts_and_every_message_arrives_once(db, smtp_
     # Half the contacts click the welcome email (human clicks), then the wait ends.
     with db.session() as s, s.begin():
         clicked = s.execute(
-            select(Message.enrollment_id, Message.contact_id).where(Message.step_id == "welcome", Message.status == MessageStatus.SENT, Message.to_address.like("c%0@example.com"))
+            select(Message.enrollment_id, Message.contact_id).where(
+                Message.step_id == "welcome",
+                Message.status == MessageStatus.SENT,
+                Message.to_address.like("c%0@example.com"),
+            )
         ).all()
         for enrollment_id, contact_id in clicked:
-            engine.record_event(s, kind=EventKind.CLICK, contact_id=contact_id, enrollment_id=enrollment_id, step_id="welcome")
+            engine.record_event(
+                s,
+                kind=EventKind.CLICK,
+                contact_id=contact_id,
+                enrollment_id=enrollment_id,
+                step_id="welcome",
+            )
     clock.advance(timedelta(days=1, minutes=1))
     engine.tick()
 
@@ -149,10 +209,23 @@ def test_journey_runs_for_1000_contacts_and_every_message_arrives_once(db, smtp_
     with db.session() as s:
         tasks = s.scalar(select(func.count()).select_from(Task))
         assert tasks == n - len(surveyed) + 2  # the suppressed and unsubscribed get a call too
-        assert s.scalar(select(func.count()).select_from(Task).where(Task.owner_email == "csm.sato@example.com")) == tasks
-        states = dict(s.execute(select(Enrollment.state, func.count()).group_by(Enrollment.state)).all())
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(Task)
+                .where(Task.owner_email == "csm.sato@example.com")
+            )
+            == tasks
+        )
+        states = dict(
+            s.execute(select(Enrollment.state, func.count()).group_by(Enrollment.state)).all()
+        )
         assert states == {EnrollmentState.COMPLETED: n + 2}
-        suppressed = s.scalars(select(Message.status).where(Message.to_address.in_(["suppressed@example.com", "unsub@example.com"]))).all()
+        suppressed = s.scalars(
+            select(Message.status).where(
+                Message.to_address.in_(["suppressed@example.com", "unsub@example.com"])
+            )
+        ).all()
         assert set(suppressed) == {MessageStatus.SUPPRESSED}
     owner_mails = [m for m in smtp_sink.messages if "csm.sato@example.com" in m[1]]
     assert len(owner_mails) == tasks
@@ -166,12 +239,23 @@ def test_frequency_cap_defers_a_send_and_it_goes_later(db, smtp_sink, build):
     engine = build(db, smtp_sink, clock, cap=1)
     with db.session() as s, s.begin():
         contact = s.scalars(select(Contact).where(Contact.email == "c1@example.com")).one()
-        s.add(Message(contact_id=contact.id, step_id="earlier", channel="email", status=MessageStatus.SENT, sent_at=START - timedelta(days=1), category="marketing"))
+        s.add(
+            Message(
+                contact_id=contact.id,
+                step_id="earlier",
+                channel="email",
+                status=MessageStatus.SENT,
+                sent_at=START - timedelta(days=1),
+                category="marketing",
+            )
+        )
     engine.tick()
     assert "c1@example.com" not in recipients(smtp_sink)
     with db.session() as s:
         held = s.scalars(select(Message).where(Message.to_address == "c1@example.com")).one()
-        assert held.status == MessageStatus.DEFERRED and held.not_before == START + timedelta(days=6)
+        assert held.status == MessageStatus.DEFERRED and held.not_before == START + timedelta(
+            days=6
+        )
     clock.set(START + timedelta(days=6))
     engine.tick()
     assert recipients(smtp_sink).count("c1@example.com") == 1
@@ -203,13 +287,18 @@ def test_a_hard_bounce_suppresses_the_address_and_the_journey_goes_on(db, smtp_s
     with db.session() as s:
         bounced = s.scalars(select(Message).where(Message.to_address == "c1@example.com")).one()
         assert bounced.status == MessageStatus.BOUNCED
-        assert s.scalars(select(Suppression.reason).where(Suppression.email == "c1@example.com")).one() == SuppressionReason.HARD_BOUNCE
+        assert (
+            s.scalars(select(Suppression.reason).where(Suppression.email == "c1@example.com")).one()
+            == SuppressionReason.HARD_BOUNCE
+        )
         enrollment = s.get(Enrollment, bounced.enrollment_id)
         assert enrollment is not None and enrollment.current_step == "pause"
 
 
 def test_a_goal_event_ends_the_enrollment_at_once(db, smtp_sink, build):
-    text = JOURNEY.replace("entry: {trigger: segment}", "entry: {trigger: segment}\ngoal: {event: renewed}")
+    text = JOURNEY.replace(
+        "entry: {trigger: segment}", "entry: {trigger: segment}\ngoal: {event: renewed}"
+    )
     populate(db, 2)
     deploy_journey(db, text)
     clock = FakeClock(START)
@@ -228,7 +317,15 @@ def test_a_goal_event_ends_the_enrollment_at_once(db, smtp_sink, build):
 def test_named_links_are_personalised_and_tracked(db, smtp_sink, build):
     populate(db, 1)  # c0 reads Japanese
     deploy_journey(db)
-    engine = build(db, smtp_sink, FakeClock(START), links={"app": "https://app.example.com/{{ account.external_id }}", "docs": "https://docs.example.com/{{ contact.locale }}/start"})
+    engine = build(
+        db,
+        smtp_sink,
+        FakeClock(START),
+        links={
+            "app": "https://app.example.com/{{ account.external_id }}",
+            "docs": "https://docs.example.com/{{ contact.locale }}/start",
+        },
+    )
     engine.tick()
     with db.session() as s:
         links = s.scalars(select(Message.links).where(Message.to_address == "c0@example.com")).one()

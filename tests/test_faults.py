@@ -24,7 +24,17 @@ from campaigns.engine.core import Engine, EngineSettings
 from campaigns.journeys.segments import parse_segments
 from campaigns.store.models import Enrollment, Message, MessageStatus
 from campaigns.tracking.tokens import Tokens
-from tests.cluster import SEGMENTS, PrivatePostgres, PrivateRedis, Relay, Workers, claimed_by, seed, statuses, wait_until
+from tests.cluster import (
+    SEGMENTS,
+    PrivatePostgres,
+    PrivateRedis,
+    Relay,
+    Workers,
+    claimed_by,
+    seed,
+    statuses,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,8 +44,20 @@ def populate(db, n: int) -> None:
 
 
 def engine_for(db, sink, clock, **settings) -> Engine:
-    renderer = Renderer(TemplateStore(ROOT / "templates"), Tokens("fault-secret-0123456789", "https://cs.example.com"), Sender("cs@example.com"), domain="example.com")
-    return Engine(db.sessions, clock, lambda: parse_segments(SEGMENTS), renderer, transport_from_url(sink.url), EngineSettings(**settings))
+    renderer = Renderer(
+        TemplateStore(ROOT / "templates"),
+        Tokens("fault-secret-0123456789", "https://cs.example.com"),
+        Sender("cs@example.com"),
+        domain="example.com",
+    )
+    return Engine(
+        db.sessions,
+        clock,
+        lambda: parse_segments(SEGMENTS),
+        renderer,
+        transport_from_url(sink.url),
+        EngineSettings(**settings),
+    )
 
 
 def delivered(sink) -> Counter[str]:
@@ -62,7 +84,9 @@ def workers_for(private_redis, smtp_sink):
     made: list[Workers] = []
 
     def make(database_url: str, **settings: object) -> Workers:
-        workers = Workers(database_url, private_redis.url, smtp_sink.url, {k: str(v) for k, v in settings.items()})
+        workers = Workers(
+            database_url, private_redis.url, smtp_sink.url, {k: str(v) for k, v in settings.items()}
+        )
         made.append(workers)
         return workers
 
@@ -74,9 +98,13 @@ def workers_for(private_redis, smtp_sink):
 def everyone_once(sink, addresses: list[str], timeout: float, workers: Workers) -> Counter[str]:
     """Wait until every address got its message, then a little longer for any extra copy."""
     try:
-        wait_until(lambda: set(addresses) <= set(delivered(sink)), timeout, f"{len(addresses)} recipients")
+        wait_until(
+            lambda: set(addresses) <= set(delivered(sink)), timeout, f"{len(addresses)} recipients"
+        )
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; {len(set(delivered(sink)))} got theirs\n{workers.log()}") from None
+        raise AssertionError(
+            f"{exc}; {len(set(delivered(sink)))} got theirs\n{workers.log()}"
+        ) from None
     time.sleep(1.0)
     return delivered(sink)
 
@@ -84,12 +112,23 @@ def everyone_once(sink, addresses: list[str], timeout: float, workers: Workers) 
 def in_doubt_of(db, owner: str) -> int:
     """Messages marked "sending" on the rows ``owner`` holds: what its death leaves in doubt."""
     with db.session() as s:
-        query = select(func.count()).select_from(Message).join(Enrollment, Enrollment.id == Message.enrollment_id)
-        return int(s.scalar(query.where(Enrollment.claimed_by == owner, Message.status == MessageStatus.SENDING)) or 0)
+        query = (
+            select(func.count())
+            .select_from(Message)
+            .join(Enrollment, Enrollment.id == Message.enrollment_id)
+        )
+        return int(
+            s.scalar(
+                query.where(Enrollment.claimed_by == owner, Message.status == MessageStatus.SENDING)
+            )
+            or 0
+        )
 
 
 @pytest.mark.slow
-def test_a_relay_slower_than_the_lease_and_the_job_timeout_sends_every_message_once(db, smtp_sink, workers_for):
+def test_a_relay_slower_than_the_lease_and_the_job_timeout_sends_every_message_once(
+    db, smtp_sink, workers_for
+):
     """Each message takes the relay 2.5 s, longer than the whole 2 s lease; a job may run 8 s.
     The heartbeat holds the lease through every send, each job stops before a send that would
     not end in its budget and hands over: nobody gets a second copy, and no job times out."""
@@ -106,7 +145,9 @@ def test_a_relay_slower_than_the_lease_and_the_job_timeout_sends_every_message_o
 
 
 @pytest.mark.slow
-def test_a_killed_worker_is_taken_over_within_the_lease_and_only_its_in_flight_batch_is_resent(db, smtp_sink, workers_for):
+def test_a_killed_worker_is_taken_over_within_the_lease_and_only_its_in_flight_batch_is_resent(
+    db, smtp_sink, workers_for
+):
     lease, batch = 3, 25
     addresses = seed(db.sessions, 400)
     smtp_sink.delay = 0.01
@@ -116,18 +157,30 @@ def test_a_killed_worker_is_taken_over_within_the_lease_and_only_its_in_flight_b
 
     def sending_owner() -> str | None:
         with db.session() as s:
-            held = set(s.scalars(select(Enrollment.claimed_by).where(Enrollment.claimed_by.in_(owners))))
+            held = set(
+                s.scalars(select(Enrollment.claimed_by).where(Enrollment.claimed_by.in_(owners)))
+            )
         return next((owner for owner in held if in_doubt_of(db, owner)), None)
 
-    wait_until(lambda: len(smtp_sink.messages) >= 80 and sending_owner() is not None, 120, "a worker in the middle of a send")
+    wait_until(
+        lambda: len(smtp_sink.messages) >= 80 and sending_owner() is not None,
+        120,
+        "a worker in the middle of a send",
+    )
     victim = sending_owner()
     assert victim is not None
     workers.kill(owners[victim])
     in_doubt = in_doubt_of(db, victim)
-    recovery = wait_until(lambda: claimed_by(db.sessions, victim) == 0, 60, "the dead worker's claims to be taken over")
+    recovery = wait_until(
+        lambda: claimed_by(db.sessions, victim) == 0,
+        60,
+        "the dead worker's claims to be taken over",
+    )
     counts = everyone_once(smtp_sink, addresses, 120, workers)
 
-    assert recovery <= lease + 10, f"taken over {recovery:.1f} s after the kill"  # the lease, and a beat of the survivor's claiming
+    assert recovery <= lease + 10, (
+        f"taken over {recovery:.1f} s after the kill"
+    )  # the lease, and a beat of the survivor's claiming
     assert set(counts) == set(addresses)  # 0 lost
     extra = [address for address, n in counts.items() if n > 1]
     assert len(extra) <= in_doubt <= batch  # at most what was in flight
@@ -139,7 +192,9 @@ def test_a_killed_worker_is_taken_over_within_the_lease_and_only_its_in_flight_b
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["restart", "flush"])
-def test_workers_outlive_a_redis_restart_or_flush_and_lose_nothing(db, smtp_sink, workers_for, private_redis, fault):
+def test_workers_outlive_a_redis_restart_or_flush_and_lose_nothing(
+    db, smtp_sink, workers_for, private_redis, fault
+):
     """Redis only carries work: after it restarts empty (or is flushed) the workers connect
     again, the scheduler asks for jobs again, and every message goes once."""
     addresses = seed(db.sessions, 300)
@@ -161,7 +216,9 @@ def test_workers_outlive_a_redis_restart_or_flush_and_lose_nothing(db, smtp_sink
 
 
 @pytest.mark.slow
-def test_workers_outlive_a_postgresql_restart_and_resend_at_most_their_in_flight_batches(smtp_sink, workers_for):
+def test_workers_outlive_a_postgresql_restart_and_resend_at_most_their_in_flight_batches(
+    smtp_sink, workers_for
+):
     """A PostgreSQL cluster of the test's own goes down for 5 s in the middle of the send,
     dropping every connection. Jobs fail and are retried; the workers stay up; each worker's
     in-flight batch is all that may go twice, under the same Message-IDs."""
@@ -220,7 +277,10 @@ def test_temporary_smtp_failures_are_retried_and_delivered_once(db, smtp_sink, r
         engine.transport.close()
     assert smtp_sink.data_replies == []  # the failure really happened
     assert delivered(smtp_sink) == Counter({"r0@example.com": 1})
-    assert message_from_bytes(smtp_sink.messages[0][2], policy=policy.default)["Message-ID"] == first_id
+    assert (
+        message_from_bytes(smtp_sink.messages[0][2], policy=policy.default)["Message-ID"]
+        == first_id
+    )
     with db.session() as s:
         assert s.scalars(select(Message.status)).one() == MessageStatus.SENT
 

@@ -13,7 +13,15 @@ import pytest
 from redis import Redis
 from sqlalchemy import distinct, func, select
 
-from campaigns.store.models import Account, Classification, Contact, Event, EventKind, Message, MessageStatus
+from campaigns.store.models import (
+    Account,
+    Classification,
+    Contact,
+    Event,
+    EventKind,
+    Message,
+    MessageStatus,
+)
 from campaigns.tracking.hits import Hit, RedisHitLog, write_hits
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -38,10 +46,18 @@ def messages(db) -> list[int]:
         s.flush()
         ids = []
         for i in range(20):
-            contact = Contact(account_id=account.id, email=f"c{i}@example.jp", name=f"山田 {i}", locale="ja")
+            contact = Contact(
+                account_id=account.id, email=f"c{i}@example.jp", name=f"山田 {i}", locale="ja"
+            )
             s.add(contact)
             s.flush()
-            message = Message(contact_id=contact.id, step_id="hello", status=MessageStatus.SENT, sent_at=SENT, links=[f"https://example.com/{n}" for n in range(6)])
+            message = Message(
+                contact_id=contact.id,
+                step_id="hello",
+                status=MessageStatus.SENT,
+                sent_at=SENT,
+                links=[f"https://example.com/{n}" for n in range(6)],
+            )
             s.add(message)
             s.flush()
             ids.append(message.id)
@@ -55,21 +71,42 @@ def count(db, **where) -> int:
 
 def test_hits_wait_in_redis_until_flushed_then_land_in_one_batch(db, redis_log, messages):
     now = time.time()
-    redis_log.record_many(Hit("open", m, now, user_agent=BROWSER, ip="198.51.100.7") for m in messages for _ in range(3))
-    assert redis_log.pending() == 60 and count(db) == 0  # nothing on the request path touched the database
+    redis_log.record_many(
+        Hit("open", m, now, user_agent=BROWSER, ip="198.51.100.7")
+        for m in messages
+        for _ in range(3)
+    )
+    assert (
+        redis_log.pending() == 60 and count(db) == 0
+    )  # nothing on the request path touched the database
     result = redis_log.flush(db.sessions)
     assert (result.read, result.written, result.duplicates) == (60, 60, 0)
     assert redis_log.pending() == 0
     with db.session() as s:
-        unique = s.scalar(select(func.count(distinct(Event.message_id))).where(Event.kind == EventKind.OPEN, Event.classification == Classification.HUMAN))
+        unique = s.scalar(
+            select(func.count(distinct(Event.message_id))).where(
+                Event.kind == EventKind.OPEN, Event.classification == Classification.HUMAN
+            )
+        )
         assert unique == 20  # three opens each, one unique open each
-        assert s.scalar(select(Event.data)) == {"method": "GET", "ip": "198.51.100.0/24"}  # the network, not the address
+        assert s.scalar(select(Event.data)) == {
+            "method": "GET",
+            "ip": "198.51.100.0/24",
+        }  # the network, not the address
 
 
-def test_a_flusher_that_dies_before_acknowledging_loses_nothing_and_doubles_nothing(db, redis_log, messages):
-    redis_log.record_many(Hit("click", m, time.time(), user_agent=BROWSER, link=1) for m in messages)
+def test_a_flusher_that_dies_before_acknowledging_loses_nothing_and_doubles_nothing(
+    db, redis_log, messages
+):
+    redis_log.record_many(
+        Hit("click", m, time.time(), user_agent=BROWSER, link=1) for m in messages
+    )
     # Flusher A reads the batch and writes it, then dies before XACK (the worst moment).
-    entries = redis_log.redis.xreadgroup(redis_log.group, "flusher-a", {redis_log.stream: ">"}, count=100) if _group(redis_log) else []
+    entries = (
+        redis_log.redis.xreadgroup(redis_log.group, "flusher-a", {redis_log.stream: ">"}, count=100)
+        if _group(redis_log)
+        else []
+    )
     hits = [(i.decode(), Hit.from_fields(f)) for i, f in entries[0][1]]
     with db.session() as s, s.begin():
         write_hits(s, hits, datetime.now(UTC))
@@ -88,7 +125,9 @@ def test_hits_survive_a_restart_of_the_web_process(db, redis_log, messages):
     every hit the old one recorded."""
     redis_log.record_many(Hit("open", m, time.time(), user_agent=BROWSER) for m in messages)
     redis_log.redis.close()
-    restarted = RedisHitLog(Redis.from_url(REDIS_URL), stream=redis_log.stream, consumer="after-restart")
+    restarted = RedisHitLog(
+        Redis.from_url(REDIS_URL), stream=redis_log.stream, consumer="after-restart"
+    )
     assert restarted.flush(db.sessions).written == 20
 
 
@@ -98,13 +137,20 @@ def test_a_scanner_burst_split_across_two_flushes_is_reclassified(db, redis_log,
     redis_log.record(Hit("click", message, start, user_agent=BROWSER, link=0))
     redis_log.flush(db.sessions)
     assert count(db, classification=Classification.HUMAN) == 1  # alone, it looks like a person
-    redis_log.record_many(Hit("click", message, start + 0.3 * n, user_agent=BROWSER, link=n) for n in range(1, 6))
+    redis_log.record_many(
+        Hit("click", message, start + 0.3 * n, user_agent=BROWSER, link=n) for n in range(1, 6)
+    )
     result = redis_log.flush(db.sessions)
     assert result.reclassified == 1
-    assert count(db, classification=Classification.MACHINE) == 6 and count(db, classification=Classification.HUMAN) == 0
+    assert (
+        count(db, classification=Classification.MACHINE) == 6
+        and count(db, classification=Classification.HUMAN) == 0
+    )
 
 
-def test_hits_on_unknown_messages_or_links_and_unreadable_entries_are_dropped(db, redis_log, messages):
+def test_hits_on_unknown_messages_or_links_and_unreadable_entries_are_dropped(
+    db, redis_log, messages
+):
     redis_log.record(Hit("click", messages[0], time.time(), user_agent=BROWSER, link=99))
     redis_log.record(Hit("open", 10**9, time.time(), user_agent=BROWSER))
     _group(redis_log)
@@ -115,7 +161,9 @@ def test_hits_on_unknown_messages_or_links_and_unreadable_entries_are_dropped(db
 
 
 def test_hits_round_trip_through_stream_fields():
-    hit = Hit("comment", 7, 1_700_000_000.25, "POST", "UA ユーザー", "2001:db8::1", None, "とても良い")
+    hit = Hit(
+        "comment", 7, 1_700_000_000.25, "POST", "UA ユーザー", "2001:db8::1", None, "とても良い"
+    )
     assert Hit.from_fields({k.encode(): v.encode() for k, v in hit.fields().items()}) == hit
     assert Hit.from_fields({b"k": b"teleport", b"m": b"1", b"t": b"1"}) is None
 
@@ -164,10 +212,19 @@ def test_branches_see_human_clicks_only(db, smtp_sink):
         account = Account(external_id="A", name="A")
         s.add(account)
         s.flush()
-        s.add_all([Contact(account_id=account.id, email="scanned@example.com", name="S"), Contact(account_id=account.id, email="person@example.com", name="P")])
+        s.add_all(
+            [
+                Contact(account_id=account.id, email="scanned@example.com", name="S"),
+                Contact(account_id=account.id, email="person@example.com", name="P"),
+            ]
+        )
         deploy(s, parse_journey(text, "clicks.yaml"), text, "clicks.yaml")
     clock = FakeClock(datetime(2026, 11, 24, 1, 0, tzinfo=UTC))
-    renderer = Renderer(TemplateStore(Path(__file__).resolve().parent.parent / "templates"), Tokens("hits-secret-0123456789", "https://cs.example.com"), Sender("cs@example.com"))
+    renderer = Renderer(
+        TemplateStore(Path(__file__).resolve().parent.parent / "templates"),
+        Tokens("hits-secret-0123456789", "https://cs.example.com"),
+        Sender("cs@example.com"),
+    )
     engine = Engine(
         db.sessions,
         clock,
@@ -183,8 +240,16 @@ def test_branches_see_human_clicks_only(db, smtp_sink):
             sent = dict(s.execute(select(Message.to_address, Message.id)).all())
         later = clock.now().timestamp() + 3600
         chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
-        hits = [("s1", Hit("click", sent["scanned@example.com"], later, user_agent=chrome, link=0)), ("s2", Hit("click", sent["scanned@example.com"], later + 0.4, user_agent=chrome, link=1))]
-        hits.append(("p1", Hit("click", sent["person@example.com"], later + 30, user_agent=chrome, link=0)))
+        hits = [
+            ("s1", Hit("click", sent["scanned@example.com"], later, user_agent=chrome, link=0)),
+            (
+                "s2",
+                Hit("click", sent["scanned@example.com"], later + 0.4, user_agent=chrome, link=1),
+            ),
+        ]
+        hits.append(
+            ("p1", Hit("click", sent["person@example.com"], later + 30, user_agent=chrome, link=0))
+        )
         with db.session() as s, s.begin():
             write_hits(s, hits, clock.now())
         clock.advance(timedelta(days=1, minutes=1))
@@ -192,5 +257,11 @@ def test_branches_see_human_clicks_only(db, smtp_sink):
     finally:
         engine.transport.close()
     with db.session() as s:
-        reasons = dict(s.execute(select(Contact.email, Enrollment.exit_reason).join(Enrollment, Enrollment.contact_id == Contact.id)).all())
+        reasons = dict(
+            s.execute(
+                select(Contact.email, Enrollment.exit_reason).join(
+                    Enrollment, Enrollment.contact_id == Contact.id
+                )
+            ).all()
+        )
     assert reasons == {"scanned@example.com": "quiet", "person@example.com": "engaged"}

@@ -43,7 +43,9 @@ GOOD = {
 HEADERS = {"accounts": ACCOUNTS_HEADER, "contacts": CONTACTS_HEADER}
 
 
-def write(folder: Path, content: str | bytes, name: str = "file.csv", encoding: str = "utf-8") -> Path:
+def write(
+    folder: Path, content: str | bytes, name: str = "file.csv", encoding: str = "utf-8"
+) -> Path:
     path = folder / name
     path.write_bytes(content if isinstance(content, bytes) else content.encode(encoding))
     return path
@@ -76,7 +78,11 @@ def test_accounts_are_inserted_then_updated_by_external_id(db, tmp_path):
     before = accounts(db)
     acme = before["A-1"]
     assert acme.arr == Decimal("5000000") and acme.currency == "JPY" and acme.plan == "enterprise"
-    assert acme.renewal_date == date(2026, 4, 1) and acme.company_size == 120 and acme.health_score == 80
+    assert (
+        acme.renewal_date == date(2026, 4, 1)
+        and acme.company_size == 120
+        and acme.health_score == 80
+    )
     assert acme.owner_email == "owner@example.com" and acme.attributes == {"notes": "vip"}
 
     second = write(
@@ -96,7 +102,9 @@ def test_accounts_are_inserted_then_updated_by_external_id(db, tmp_path):
 
 def test_contacts_are_upserted_by_normalised_email(db, tmp_path):
     import_csv("contacts", write(tmp_path, "email,name\n  Taro@Example.JP ,Taro\n"), db.sessions)
-    report = import_csv("contacts", write(tmp_path, "email,name\ntaro@example.jp,太郎\n", "b.csv"), db.sessions)
+    report = import_csv(
+        "contacts", write(tmp_path, "email,name\ntaro@example.jp,太郎\n", "b.csv"), db.sessions
+    )
     assert counts(report) == (0, 1, 0)
     assert {e: c.name for e, c in contacts(db).items()} == {"taro@example.jp": "太郎"}
 
@@ -143,7 +151,9 @@ def test_an_empty_cell_keeps_what_is_stored(db, tmp_path):
         db.sessions,
     )
     x = contacts(db)["x@example.com"]
-    assert (x.subscribed, x.locale, x.tags) == (False, "ja", ["a", "b"]), "an empty cell never re-subscribes"
+    assert (x.subscribed, x.locale, x.tags) == (False, "ja", ["a", "b"]), (
+        "an empty cell never re-subscribes"
+    )
 
 
 def test_unknown_columns_become_attributes_merged_across_imports(db, tmp_path):
@@ -161,21 +171,34 @@ def test_unknown_columns_become_attributes_merged_across_imports(db, tmp_path):
     assert accounts(db)["A"].attributes == {"region": "APAC", "部署": "営業部", "segment": "smb"}
 
 
-def test_header_names_are_matched_case_insensitively_and_columns_may_come_in_any_order(db, tmp_path):
-    path = write(tmp_path, ' NAME , External_ID ,Renewal Date,ARR\nAcme,A-1,2026-07-01,"¥1,500,000"\n')
+def test_header_names_are_matched_case_insensitively_and_columns_may_come_in_any_order(
+    db, tmp_path
+):
+    path = write(
+        tmp_path, ' NAME , External_ID ,Renewal Date,ARR\nAcme,A-1,2026-07-01,"¥1,500,000"\n'
+    )
     report = import_csv("accounts", path, db.sessions)
     assert counts(report) == (1, 0, 0)
     acme = accounts(db)["A-1"]
-    assert acme.name == "Acme" and acme.renewal_date == date(2026, 7, 1) and acme.arr == Decimal("1500000")
+    assert (
+        acme.name == "Acme"
+        and acme.renewal_date == date(2026, 7, 1)
+        and acme.arr == Decimal("1500000")
+    )
 
 
 def test_columns_the_engine_computes_are_ignored_with_a_warning(db, tmp_path):
-    path = write(tmp_path, "id,external_id,name,tier,renewal_data\n9,A,Acme,high_touch,2026-01-01\n")
+    path = write(
+        tmp_path, "id,external_id,name,tier,renewal_data\n9,A,Acme,high_touch,2026-01-01\n"
+    )
     report = import_csv("accounts", path, db.sessions)
     reasons = [str(w) for w in report.warnings]
     assert f"{path}:1: column 'id' is ignored (set by the database)" in reasons
     assert any("column 'tier' is ignored" in r for r in reasons)
-    assert any("'renewal_data' is kept as an attribute (did you mean 'renewal_date'?)" in r for r in reasons)
+    assert any(
+        "'renewal_data' is kept as an attribute (did you mean 'renewal_date'?)" in r
+        for r in reasons
+    )
     acme = accounts(db)["A"]
     assert acme.id != 9 and acme.tier is None and acme.attributes == {"renewal_data": "2026-01-01"}
 
@@ -211,7 +234,9 @@ def test_an_unknown_account_makes_a_bad_row_and_the_other_rows_are_kept(db, tmp_
     )
     report = import_csv("contacts", path, db.sessions)
     assert counts(report) == (2, 0, 1)
-    assert [str(e) for e in report.errors] == [f"{path}:3: unknown account_external_id 'A-404'; import that account first"]
+    assert [str(e) for e in report.errors] == [
+        f"{path}:3: unknown account_external_id 'A-404'; import that account first"
+    ]
     assert set(contacts(db)) == {"a@example.com", "c@example.com"}
 
 
@@ -273,7 +298,9 @@ def test_a_shift_jis_file_read_as_utf8_names_the_encoding_and_keeps_ascii_rows(d
     assert set(accounts(db)) == {"E-1"}
 
 
-def test_a_utf8_file_read_as_cp932_suggests_utf8_for_the_rows_cp932_cannot_read(sqlite_db, tmp_path):
+def test_a_utf8_file_read_as_cp932_suggests_utf8_for_the_rows_cp932_cannot_read(
+    sqlite_db, tmp_path
+):
     path = write(tmp_path, "external_id,name\nA,smile 😀\nB,ok\n")  # no cp932 reading of the emoji
     report = import_csv("accounts", path, sqlite_db.sessions, encoding="cp932")
     assert [e.line for e in report.errors] == [2]
@@ -298,7 +325,9 @@ def test_strict_mode_writes_nothing_and_reports_every_bad_row(db, tmp_path):
     assert not report.committed
     assert counts(report) == (0, 0, 2)
     assert [(e.line, "negative arr" in e.reason) for e in report.errors] == [(5, True), (10, True)]
-    assert {k: a.name for k, a in accounts(db).items()} == {"A-0": "Before"}, "nothing written, nothing updated"
+    assert {k: a.name for k, a in accounts(db).items()} == {"A-0": "Before"}, (
+        "nothing written, nothing updated"
+    )
 
 
 def test_strict_mode_commits_when_every_row_is_good(db, tmp_path):
@@ -319,7 +348,12 @@ def test_non_strict_mode_keeps_good_rows_batch_by_batch(db, tmp_path):
 def lax_names(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let the name 'NULL' through the checks as a missing value, which the database refuses."""
     kind = importer.KINDS["accounts"]
-    fields = tuple(replace(f, parse=lambda value, _name: None if value == "NULL" else value) if f.name == "name" else f for f in kind.fields)
+    fields = tuple(
+        replace(f, parse=lambda value, _name: None if value == "NULL" else value)
+        if f.name == "name"
+        else f
+        for f in kind.fields
+    )
     monkeypatch.setitem(importer.KINDS, "accounts", replace(kind, fields=fields))
 
 
@@ -350,7 +384,9 @@ def test_a_key_seen_twice_warns_and_the_later_row_wins(db, tmp_path, batch_size)
     )
     report = import_csv("contacts", path, db.sessions, batch_size=batch_size)
     assert counts(report) == (3, 0, 0), "a repeated key counts once"
-    assert [str(w) for w in report.warnings] == [f"{path}:5: duplicate email dup@example.com (first at line 2); the later row wins"]
+    assert [str(w) for w in report.warnings] == [
+        f"{path}:5: duplicate email dup@example.com (first at line 2); the later row wins"
+    ]
     dup = contacts(db)["dup@example.com"]
     assert (dup.name, dup.locale, dup.attributes) == ("Second", "ja", {"team": "sales"})
 
@@ -470,7 +506,9 @@ def test_there_are_at_least_fifty_kinds_of_bad_rows():
     [c[1:] for c in BAD_ROWS],
     ids=[c[0] for c in BAD_ROWS],
 )
-def test_a_bad_row_is_reported_by_line_and_skipped_while_good_rows_are_kept(db, tmp_path, kind, snippet, line, reason, extra):
+def test_a_bad_row_is_reported_by_line_and_skipped_while_good_rows_are_kept(
+    db, tmp_path, kind, snippet, line, reason, extra
+):
     path = write(tmp_path, build(kind, snippet))
     report = import_csv(kind, path, db.sessions)
     assert report.errors, "the bad row is reported"
@@ -498,7 +536,9 @@ def test_a_value_under_an_unnamed_column_is_a_warning(db, tmp_path):
     path = write(tmp_path, "external_id,name,\nA,Acme,\nB,Beta,lost\nC,Gamma,also\n")
     report = import_csv("accounts", path, db.sessions)
     assert counts(report) == (3, 0, 0)
-    assert [str(w) for w in report.warnings] == [f"{path}:3: column 3 has no name in the header; its values are not imported"]
+    assert [str(w) for w in report.warnings] == [
+        f"{path}:3: column 3 has no name in the header; its values are not imported"
+    ]
 
 
 # --- whole-file problems -----------------------------------------------------------------
@@ -537,7 +577,9 @@ def test_a_value_under_an_unnamed_column_is_a_warning(db, tmp_path):
         "kind",
     ],
 )
-def test_a_file_that_cannot_be_imported_at_all_raises_one_clear_error(sqlite_db, tmp_path, content, kind, message):
+def test_a_file_that_cannot_be_imported_at_all_raises_one_clear_error(
+    sqlite_db, tmp_path, content, kind, message
+):
     path = write(tmp_path, content)
     with pytest.raises(ImportRowError) as caught:
         import_csv(kind, path, sqlite_db.sessions)
@@ -629,25 +671,35 @@ def csv_files(draw: st.DrawFn) -> bytes:
     """Mostly CSV with the required columns of both kinds, so rows get checked too."""
     required = draw(st.sampled_from([["external_id", "name", "email"], []]))
     extra = COLUMNS.filter(lambda c: c.strip().lower() not in required)
-    header = draw(st.permutations(required + draw(st.lists(extra, max_size=6, unique_by=str.lower))))
+    header = draw(
+        st.permutations(required + draw(st.lists(extra, max_size=6, unique_by=str.lower)))
+    )
     width = len(header)
-    rows = draw(st.lists(st.lists(CELLS, min_size=max(0, width - 1), max_size=width + 1), max_size=8))
+    rows = draw(
+        st.lists(st.lists(CELLS, min_size=max(0, width - 1), max_size=width + 1), max_size=8)
+    )
     lines = [",".join(header)] + [",".join(row) for row in rows]
     text = draw(st.sampled_from(["\n", "\r\n", "\r"])).join(lines)
     return text.encode(draw(st.sampled_from(["utf-8", "utf-8-sig", "cp932"])), "replace")
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     content=st.one_of(csv_files(), st.binary(max_size=300), st.text(max_size=300).map(str.encode)),
     kind=st.sampled_from(["accounts", "contacts"]),
     strict=st.booleans(),
     encoding=st.sampled_from(["utf-8-sig", "cp932"]),
 )
-def test_any_content_gives_a_report_or_one_clear_error(sqlite_db, tmp_path, content, kind, strict, encoding):
+def test_any_content_gives_a_report_or_one_clear_error(
+    sqlite_db, tmp_path, content, kind, strict, encoding
+):
     path = write(tmp_path, content, "fuzz.csv")
     try:
-        report = import_csv(kind, path, sqlite_db.sessions, strict=strict, encoding=encoding, batch_size=3)
+        report = import_csv(
+            kind, path, sqlite_db.sessions, strict=strict, encoding=encoding, batch_size=3
+        )
     except ImportRowError as exc:
         assert str(exc)
         return
@@ -666,7 +718,9 @@ def test_any_content_gives_a_report_or_one_clear_error(sqlite_db, tmp_path, cont
 def test_samples_import_cleanly_with_every_tier_and_japanese_contacts(db, tmp_path):
     today = date(2026, 5, 1)
     accounts_csv, contacts_csv = write_samples(tmp_path, today)
-    assert accounts_csv.read_bytes().startswith(b"\xef\xbb\xbf"), "UTF-8 with a BOM, as Excel writes it"
+    assert accounts_csv.read_bytes().startswith(b"\xef\xbb\xbf"), (
+        "UTF-8 with a BOM, as Excel writes it"
+    )
     for kind, path in (("accounts", accounts_csv), ("contacts", contacts_csv)):
         report = import_csv(kind, path, db.sessions)  # type: ignore[arg-type]
         assert not report.errors and not report.warnings, report.errors[:3]
@@ -675,13 +729,24 @@ def test_samples_import_cleanly_with_every_tier_and_japanese_contacts(db, tmp_pa
 
     def tier(a: Account) -> str:
         arr = a.arr or 0
-        return "high" if arr >= 5_000_000 or a.plan == "enterprise" else "low" if arr >= 1_000_000 else "tech"
+        return (
+            "high"
+            if arr >= 5_000_000 or a.plan == "enterprise"
+            else "low"
+            if arr >= 1_000_000
+            else "tech"
+        )
 
     tiers = Counter(tier(a) for a in found.values())
     assert tiers == {"high": 6, "low": 18, "tech": 36}
-    assert sum(a.name.startswith("株式会社") or a.name.endswith("株式会社") for a in found.values()) == 20
+    assert (
+        sum(a.name.startswith("株式会社") or a.name.endswith("株式会社") for a in found.values())
+        == 20
+    )
     assert Counter(a.contract_status for a in found.values()).most_common(1)[0][0] == "active"
-    ahead = [(a.renewal_date - today).days for a in found.values() if a.contract_status != "churned"]
+    ahead = [
+        (a.renewal_date - today).days for a in found.values() if a.contract_status != "churned"
+    ]
     assert all(0 < d <= 400 for d in ahead)
     for window in (30, 60, 90, 120):
         assert any(window - 30 < d <= window for d in ahead), window

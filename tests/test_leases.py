@@ -53,9 +53,21 @@ class Hooked:
 
 
 def make_engine(db, transport, clock, **settings) -> Engine:
-    renderer = Renderer(TemplateStore(ROOT / "templates"), Tokens("lease-secret-0123456789", "https://cs.example.com"), Sender("cs@example.com"), domain="example.com")
+    renderer = Renderer(
+        TemplateStore(ROOT / "templates"),
+        Tokens("lease-secret-0123456789", "https://cs.example.com"),
+        Sender("cs@example.com"),
+        domain="example.com",
+    )
     settings.setdefault("frequency_cap", 0)
-    return Engine(db.sessions, clock, lambda: parse_segments(SEGMENTS), renderer, transport, EngineSettings(**settings))
+    return Engine(
+        db.sessions,
+        clock,
+        lambda: parse_segments(SEGMENTS),
+        renderer,
+        transport,
+        EngineSettings(**settings),
+    )
 
 
 def enrolled(db, n: int, clock) -> Engine:
@@ -71,7 +83,11 @@ def copies(sink) -> Counter[str]:
 
 
 def message_ids(sink, address: str) -> set[str]:
-    return {str(message_from_bytes(raw, policy=policy.default)["Message-ID"]) for _, tos, raw in sink.messages if address in tos}
+    return {
+        str(message_from_bytes(raw, policy=policy.default)["Message-ID"])
+        for _, tos, raw in sink.messages
+        if address in tos
+    }
 
 
 def count(db, *where) -> int:
@@ -89,7 +105,9 @@ def test_a_claim_stamps_owner_token_and_expiry_and_a_second_claim_takes_other_ro
     assert first.token != second.token
     with db.session() as s:
         rows = {e.id: e for e in s.scalars(select(Enrollment))}
-    assert {rows[i].claimed_by for i in first.ids} == {"w1"} and {rows[i].lease_token for i in first.ids} == {first.token}
+    assert {rows[i].claimed_by for i in first.ids} == {"w1"} and {
+        rows[i].lease_token for i in first.ids
+    } == {first.token}
     assert {rows[i].claimed_until for i in second.ids} == {START + timedelta(seconds=30)}
     assert {rows[i].unfinished_runs for i in rows} == {1}
     assert leases.claim(db.sessions, clock, "w3", limit=3, duration=timedelta(seconds=30)) is None
@@ -143,7 +161,12 @@ def test_a_commit_checks_the_lease_a_beat_renews_it_and_a_release_ends_the_run(d
     with db.session() as s:
         released = s.get(Enrollment, lease.ids[0])
         kept = s.get(Enrollment, lease.ids[1])
-    assert (released.claimed_by, released.lease_token, released.claimed_until, released.unfinished_runs) == (None, None, None, 0)
+    assert (
+        released.claimed_by,
+        released.lease_token,
+        released.claimed_until,
+        released.unfinished_runs,
+    ) == (None, None, None, 0)
     assert kept.claimed_until == START + timedelta(seconds=50) and kept.unfinished_runs == 1
 
 
@@ -164,8 +187,22 @@ def test_a_batch_that_loses_its_lease_stops_before_its_next_send(db, smtp_sink):
     assert first.stopped and first.sent == 2  # the second send went; the third did not start
     assert engine.transport.calls == 2
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Message).where(Message.status == MessageStatus.SENDING)) == 0  # the rest back to pending
-        assert s.scalar(select(func.count()).select_from(Message).where(Message.status == MessageStatus.PENDING)) == 4
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.status == MessageStatus.SENDING)
+            )
+            == 0
+        )  # the rest back to pending
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.status == MessageStatus.PENDING)
+            )
+            == 4
+        )
     other = make_engine(db, transport_from_url(smtp_sink.url), clock, worker_id="other")
     assert other.work().sent == 4
     engine.transport.close()
@@ -183,7 +220,9 @@ def test_a_takeover_between_sends_stops_the_old_holder_at_its_next_commit(db, sm
     def taken_over(call: int, mail) -> None:
         if call == 2:
             clock.advance(timedelta(seconds=31))
-            lease = leases.claim(db.sessions, clock, "thief", limit=10, duration=timedelta(seconds=30))
+            lease = leases.claim(
+                db.sessions, clock, "thief", limit=10, duration=timedelta(seconds=30)
+            )
             assert lease is not None
             taken.append(lease)
 
@@ -197,7 +236,9 @@ def test_a_takeover_between_sends_stops_the_old_holder_at_its_next_commit(db, sm
     with db.session() as s:
         assert s.get(Enrollment, taken[0].ids[0]).claimed_by == "thief"
         # After the refusal it records only what the relay took, and only on rows still its own.
-        sent = set(s.scalars(select(Message.enrollment_id).where(Message.status == MessageStatus.SENT)))
+        sent = set(
+            s.scalars(select(Message.enrollment_id).where(Message.status == MessageStatus.SENT))
+        )
         assert len(sent) <= 1 and taken[0].ids[0] not in sent
 
 
@@ -214,19 +255,32 @@ def test_a_job_timeout_is_not_caught_and_only_the_message_in_flight_is_resent(db
         if call == 3:
             engine.transport.inner.send(mail)  # the relay has it...
             interrupted.append(mail.to)
-            raise JobTimeoutException("Task exceeded maximum timeout value (8 seconds)")  # ...the job dies before hearing so
+            raise JobTimeoutException(
+                "Task exceeded maximum timeout value (8 seconds)"
+            )  # ...the job dies before hearing so
 
     engine.transport = Hooked(transport_from_url(smtp_sink.url), timeout_on_third)
     with pytest.raises(JobTimeoutException):
         engine.work()
     with db.session() as s:
         status = Counter(s.scalars(select(Message.status)))
-        assert status[MessageStatus.SENT] == 2 and status[MessageStatus.SENDING] == 3  # the relay's two are recorded
-        assert s.scalar(select(func.count()).select_from(Enrollment).where(Enrollment.state == EnrollmentState.FAILED)) == 0
+        assert (
+            status[MessageStatus.SENT] == 2 and status[MessageStatus.SENDING] == 3
+        )  # the relay's two are recorded
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(Enrollment)
+                .where(Enrollment.state == EnrollmentState.FAILED)
+            )
+            == 0
+        )
     again = make_engine(db, transport_from_url(smtp_sink.url), clock)
     result = again.work()
     again.transport.close()
-    assert result.claims == 1 and result.advanced == 5  # the five whose run did not finish: taken over at once, run one at a time
+    assert (
+        result.claims == 1 and result.advanced == 5
+    )  # the five whose run did not finish: taken over at once, run one at a time
     counts = copies(smtp_sink)
     assert set(counts) == {f"r{i}@example.com" for i in range(5)}
     assert [to for to, n in counts.items() if n > 1] == interrupted
@@ -239,7 +293,9 @@ def test_an_outage_in_the_middle_of_a_batch_fails_no_enrollment(db, smtp_sink):
 
     def database_gone(call: int, mail) -> None:
         if call == 2:
-            raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+            raise OperationalError(
+                "SELECT 1", {}, Exception("server closed the connection unexpectedly")
+            )
 
     engine.transport = Hooked(transport_from_url(smtp_sink.url), database_gone)
     with pytest.raises(OperationalError):
@@ -282,7 +338,9 @@ def test_a_batch_stops_before_a_send_that_would_pass_the_jobs_deadline(db, smtp_
     engine.settings = EngineSettings(frequency_cap=0, heartbeat=False)
     result = engine.work(deadline=time.monotonic() + 1.0)
     assert result.more and result.stopped
-    assert 1 <= result.sent <= 3  # 0.3 s each, expected at twice the slowest: stops with time to spare
+    assert (
+        1 <= result.sent <= 3
+    )  # 0.3 s each, expected at twice the slowest: stops with time to spare
     assert count(db, Enrollment.claimed_until.is_not(None)) == 0  # all released for the next job
     rest = engine.work()
     engine.transport.close()
@@ -298,7 +356,16 @@ def test_an_enrollment_that_kills_its_worker_every_time_is_failed_after_three_ru
     enrolled(db, 3, clock)
     with db.session() as s, s.begin():
         poison = s.scalars(select(Enrollment.id).order_by(Enrollment.id)).first()
-        s.execute(update(Enrollment).where(Enrollment.id == poison).values(unfinished_runs=3, claimed_until=START - timedelta(seconds=1), lease_token=1, claimed_by="dead"))
+        s.execute(
+            update(Enrollment)
+            .where(Enrollment.id == poison)
+            .values(
+                unfinished_runs=3,
+                claimed_until=START - timedelta(seconds=1),
+                lease_token=1,
+                claimed_by="dead",
+            )
+        )
     engine = make_engine(db, transport_from_url(smtp_sink.url), clock)
     engine.work()
     engine.transport.close()
@@ -316,27 +383,48 @@ def test_rows_whose_run_did_not_finish_are_taken_over_first_and_run_one_at_a_tim
     enrolled(db, 4, clock)
     with db.session() as s, s.begin():
         ids = list(s.scalars(select(Enrollment.id).order_by(Enrollment.id)))
-        s.execute(update(Enrollment).where(Enrollment.id.in_(ids[2:])).values(unfinished_runs=1, claimed_until=START - timedelta(seconds=1), lease_token=7, claimed_by="dead"))
+        s.execute(
+            update(Enrollment)
+            .where(Enrollment.id.in_(ids[2:]))
+            .values(
+                unfinished_runs=1,
+                claimed_until=START - timedelta(seconds=1),
+                lease_token=7,
+                claimed_by="dead",
+            )
+        )
     first = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30))
     second = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30))
     assert first and second
     assert (first.suspect, first.ids) == (True, ids[2:])
     assert (second.suspect, second.ids) == (False, ids[:2])
     with db.session() as s:
-        assert [s.get(Enrollment, i).unfinished_runs for i in ids] == [1, 1, 1, 1]  # a suspect claim counts no run yet
+        assert [s.get(Enrollment, i).unfinished_runs for i in ids] == [
+            1,
+            1,
+            1,
+            1,
+        ]  # a suspect claim counts no run yet
     engine = make_engine(db, transport_from_url(smtp_sink.url), clock)
     seen: list[list[int]] = []
 
-    def runs_of_the_others(call: int, mail) -> None:  # while one runs alone, the other's count is untouched
+    def runs_of_the_others(
+        call: int, mail
+    ) -> None:  # while one runs alone, the other's count is untouched
         with db.session() as s:
             seen.append(sorted(s.get(Enrollment, i).unfinished_runs for i in ids[2:]))
 
     engine.transport = Hooked(engine.transport, runs_of_the_others)
     result = engine.advance(first)
     engine.transport.close()
-    assert result.sent == 2 and seen == [[1, 2], [0, 2]]  # the one running alone is at 2; the other waits at 1, or is done (0)
+    assert result.sent == 2 and seen == [
+        [1, 2],
+        [0, 2],
+    ]  # the one running alone is at 2; the other waits at 1, or is done (0)
     with db.session() as s:
-        assert [(s.get(Enrollment, i).unfinished_runs, s.get(Enrollment, i).claimed_by) for i in ids[2:]] == [(0, None), (0, None)]
+        assert [
+            (s.get(Enrollment, i).unfinished_runs, s.get(Enrollment, i).claimed_by) for i in ids[2:]
+        ] == [(0, None), (0, None)]
 
 
 def test_the_heartbeat_notices_a_takeover_and_the_batch_sends_nothing_more(db):

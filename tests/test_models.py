@@ -26,7 +26,14 @@ def _journey(session) -> tuple[Journey, JourneyVersion]:
     journey = Journey(key="j", name="J")
     session.add(journey)
     session.flush()
-    version = JourneyVersion(journey_id=journey.id, number=1, source_path="j.yaml", source_text="x", source_hash="h", definition={})
+    version = JourneyVersion(
+        journey_id=journey.id,
+        number=1,
+        source_path="j.yaml",
+        source_text="x",
+        source_hash="h",
+        definition={},
+    )
     session.add(version)
     session.flush()
     journey.current_version_id = version.id
@@ -51,7 +58,9 @@ def test_the_migrations_build_exactly_the_models(db):
     from campaigns.store.models import Base
 
     with db.engine.connect() as conn:
-        diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata)
+        diffs = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata
+        )
     assert diffs == []
 
 
@@ -66,7 +75,15 @@ def test_account_and_contact_round_trip_japanese_and_json(db):
         )
         s.add(acct)
         s.flush()
-        s.add(Contact(account_id=acct.id, email="taro@example.jp", name="山田 太郎", locale="ja", time_zone="Asia/Tokyo"))
+        s.add(
+            Contact(
+                account_id=acct.id,
+                email="taro@example.jp",
+                name="山田 太郎",
+                locale="ja",
+                time_zone="Asia/Tokyo",
+            )
+        )
     with db.session() as s:
         contact = s.scalars(select(Contact)).one()
         assert contact.name == "山田 太郎"
@@ -92,7 +109,14 @@ def test_timestamps_come_back_aware_and_in_utc(db):
         contact = Contact(email="t@example.com")
         s.add(contact)
         s.flush()
-        s.add(Enrollment(journey_id=version.journey_id, journey_version_id=version.id, contact_id=contact.id, next_run_at=tokyo))
+        s.add(
+            Enrollment(
+                journey_id=version.journey_id,
+                journey_version_id=version.id,
+                contact_id=contact.id,
+                next_run_at=tokyo,
+            )
+        )
     with db.session() as s:
         enrollment = s.scalars(select(Enrollment)).one()
         assert enrollment.next_run_at == tokyo
@@ -113,7 +137,9 @@ def test_one_enrollment_per_contact_and_entry_key(db):
         contact = Contact(email="e@example.com")
         s.add(contact)
         s.flush()
-        ids = dict(journey_id=version.journey_id, journey_version_id=version.id, contact_id=contact.id)
+        ids = dict(
+            journey_id=version.journey_id, journey_version_id=version.id, contact_id=contact.id
+        )
     with db.session() as s:
         s.add(Enrollment(**ids, entry_key="segment"))
         s.add(Enrollment(**ids, entry_key="segment"))
@@ -130,10 +156,14 @@ def test_a_step_is_written_once_per_attempt_key(db):
         contact = Contact(email="m@example.com")
         s.add(contact)
         s.flush()
-        enrollment = Enrollment(journey_id=version.journey_id, journey_version_id=version.id, contact_id=contact.id)
+        enrollment = Enrollment(
+            journey_id=version.journey_id, journey_version_id=version.id, contact_id=contact.id
+        )
         s.add(enrollment)
         s.flush()
-        key = dict(enrollment_id=enrollment.id, contact_id=contact.id, step_id="welcome", attempt_key="1")
+        key = dict(
+            enrollment_id=enrollment.id, contact_id=contact.id, step_id="welcome", attempt_key="1"
+        )
     with db.session() as s:
         s.add(Message(**key))
         s.add(Message(**key))

@@ -65,7 +65,12 @@ def _seed(db) -> int:
         journey_id = s.scalar(select(Journey.id).where(Journey.key == "pulse"))
     counts: Counter = Counter()
     rows = [
-        ("ask_nps", "エンタープライズ", date(2026, 11, 2), {10: 3, 9: 1, 5: 1}),  # week of Oct 26... (Monday 2026-11-02)
+        (
+            "ask_nps",
+            "エンタープライズ",
+            date(2026, 11, 2),
+            {10: 3, 9: 1, 5: 1},
+        ),  # week of Oct 26... (Monday 2026-11-02)
         ("ask_nps", "smb", date(2026, 11, 10), {8: 2, 2: 2}),
         ("ask_csat", "smb", date(2026, 11, 10), {5: 7, 1: 1}),  # CSAT: not NPS
     ]
@@ -92,7 +97,10 @@ def test_the_summary_counts_nps_steps_only(db):
     assert (total.promoters, total.passives, total.detractors) == (4, 2, 3)
     assert total.score == pytest.approx(100 * (4 - 3) / 9)
     assert [(p.key, p.n) for p in weekly.over_time] == [("2026-11-02", 5), ("2026-11-09", 4)]
-    assert [(p.key, p.score) for p in weekly.over_time] == [("2026-11-02", pytest.approx(60.0)), ("2026-11-09", pytest.approx(-50.0))]
+    assert [(p.key, p.score) for p in weekly.over_time] == [
+        ("2026-11-02", pytest.approx(60.0)),
+        ("2026-11-09", pytest.approx(-50.0)),
+    ]
     assert [(p.key, p.n) for p in result.by_segment] == [("smb", 4), ("エンタープライズ", 5)]
     assert later.total.n == 4
     assert result.as_dict()["total"]["scores"] == {"2": 2, "5": 1, "8": 2, "9": 1, "10": 3}
@@ -115,11 +123,23 @@ def test_the_nps_page(signed_in, db):
 
 
 def test_a_line_chart_is_well_formed_and_escaped():
-    svg = str(lines(["11-01", "11-02", "11-03"], [Series("<script>", (10.0, None, 30.0)), Series("B案", (50.0, 60.0, 70.0))], title="t & t", description="d", low=0, high=100, unit="%"))
+    svg = str(
+        lines(
+            ["11-01", "11-02", "11-03"],
+            [Series("<script>", (10.0, None, 30.0)), Series("B案", (50.0, 60.0, 70.0))],
+            title="t & t",
+            description="d",
+            low=0,
+            high=100,
+            unit="%",
+        )
+    )
     root = ET.fromstring(svg)
     series = root.findall("{http://www.w3.org/2000/svg}g[@class='series']")
     assert [g.get("data-series") for g in series] == ["<script>", "B案"]
-    assert len(series[0].findall("{http://www.w3.org/2000/svg}circle")) == 2 and not series[0].findall("{http://www.w3.org/2000/svg}polyline")  # a gap: no line
+    assert len(series[0].findall("{http://www.w3.org/2000/svg}circle")) == 2 and not series[
+        0
+    ].findall("{http://www.w3.org/2000/svg}polyline")  # a gap: no line
     assert len(series[1].findall("{http://www.w3.org/2000/svg}polyline")) == 1
     assert "<script>" not in svg
     assert "No data yet" in str(lines([], [], title="t", description="d", low=0, high=1))
@@ -137,10 +157,28 @@ def signed_in(db):
     now = datetime(2026, 11, 24, tzinfo=UTC)
     with db.session() as s, s.begin():
         add_user(s, "a@example.com", "correct horse battery", now)
-    cfg = dataclasses.replace(settings_module.load({}), secret_key="nps-secret-0123456789", redis_url=None)
-    app = create_app({"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": FakeClock(now), "SECRET_KEY": "nps-secret-0123456789"})
+    cfg = dataclasses.replace(
+        settings_module.load({}), secret_key="nps-secret-0123456789", redis_url=None
+    )
+    app = create_app(
+        {
+            "DATABASE_URL": db.url,
+            "CAMPAIGNS": cfg,
+            "TESTING": True,
+            "CLOCK": FakeClock(now),
+            "SECRET_KEY": "nps-secret-0123456789",
+        }
+    )
     client = app.test_client()
-    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").get_data(as_text=True)).group(1)
-    assert client.post("/login", data={"csrf": token, "email": "a@example.com", "password": "correct horse battery"}).status_code == 302
+    token = re.search(
+        r'name="csrf" value="([^"]+)"', client.get("/login").get_data(as_text=True)
+    ).group(1)
+    assert (
+        client.post(
+            "/login",
+            data={"csrf": token, "email": "a@example.com", "password": "correct horse battery"},
+        ).status_code
+        == 302
+    )
     yield client
     app.extensions["campaigns.engine"].dispose()

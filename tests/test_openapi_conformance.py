@@ -52,16 +52,28 @@ per database; the module runs in about 25 s on two cores)."""
 # Anything else refused with 422 is the document and the app disagreeing.
 _SEMANTIC_PROBLEMS: dict[str, Callable[[dict[str, Any]], object]] = {
     "POST /api/v1/events": lambda p: re.search(
-        r"^no contact with email |^no account with external_id | is not a contact of account |is more than a day in the future$|^larger than \d+ bytes as JSON$", p["message"]
+        r"^no contact with email |^no account with external_id | is not a contact of account |is more than a day in the future$|^larger than \d+ bytes as JSON$",
+        p["message"],
     ),
-    "POST /api/v1/webhooks/bounces": lambda p: re.match(r"(\[\d+\]\.)?Message(\.|\[|$)", p["field"]),
+    "POST /api/v1/webhooks/bounces": lambda p: re.match(
+        r"(\[\d+\]\.)?Message(\.|\[|$)", p["field"]
+    ),
 }
 
 # Bodies over 1 MB (413) and URLs over 4000 bytes (414) are refused whatever the schema says of
 # their content: documented limits that JSON Schema cannot express, so they count as accepting
 # valid input and as rejecting invalid input alike.
 _LIMITS = ["413", "414"]
-_ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", *_LIMITS]  # schemathesis' own list, and the limits
+_ACCEPTED = [
+    "2xx",
+    "3xx",
+    "401",
+    "403",
+    "404",
+    "409",
+    "429",
+    *_LIMITS,
+]  # schemathesis' own list, and the limits
 
 CONFIG_RAW: dict[str, Any] = {
     "seed": 20260401,
@@ -71,10 +83,27 @@ CONFIG_RAW: dict[str, Any] = {
     # `properties`.
     "generation": {"allow-x00": False},
     "phases": {"stateful": {"enabled": False}},
-    "auth": {"openapi": {"apiKey": {"bearer": KEY}, "basicKey": {"username": "sns", "password": KEY}}},
+    "auth": {
+        "openapi": {"apiKey": {"bearer": KEY}, "basicKey": {"username": "sns", "password": KEY}}
+    },
     "checks": {
         "positive_data_acceptance": {"expected-statuses": _ACCEPTED},
-        "negative_data_rejection": {"expected-statuses": ["400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429", *_LIMITS]},
+        "negative_data_rejection": {
+            "expected-statuses": [
+                "400",
+                "401",
+                "403",
+                "404",
+                "405",
+                "406",
+                "409",
+                "415",
+                "422",
+                "428",
+                "429",
+                *_LIMITS,
+            ]
+        },
     },
     "operations": [
         {
@@ -111,14 +140,36 @@ def _seed(db: Any) -> None:
         acme = Account(external_id="ACME-1", name="株式会社アクメ")
         s.add(acme)
         s.flush()
-        taro = Contact(account_id=acme.id, email="taro@example.co.jp", name="山田太郎", locale="ja", time_zone="Asia/Tokyo", tags=["管理者"], attributes={"部署": "営業"})
+        taro = Contact(
+            account_id=acme.id,
+            email="taro@example.co.jp",
+            name="山田太郎",
+            locale="ja",
+            time_zone="Asia/Tokyo",
+            tags=["管理者"],
+            attributes={"部署": "営業"},
+        )
         journey = Journey(key="onboarding", name="オンボーディング")
         s.add_all([taro, journey])
         s.flush()
-        version = JourneyVersion(journey_id=journey.id, number=1, source_path="journeys/onboarding.yaml", source_text="x", source_hash="h", definition={})
+        version = JourneyVersion(
+            journey_id=journey.id,
+            number=1,
+            source_path="journeys/onboarding.yaml",
+            source_text="x",
+            source_hash="h",
+            definition={},
+        )
         s.add(version)
         s.flush()
-        waiting = Enrollment(journey_id=journey.id, journey_version_id=version.id, contact_id=taro.id, state=EnrollmentState.WAITING, current_step="wait", next_run_at=NOW + timedelta(days=1))
+        waiting = Enrollment(
+            journey_id=journey.id,
+            journey_version_id=version.id,
+            contact_id=taro.id,
+            state=EnrollmentState.WAITING,
+            current_step="wait",
+            next_run_at=NOW + timedelta(days=1),
+        )
         s.add(waiting)
         s.flush()
         s.add_all(
@@ -133,7 +184,15 @@ def _seed(db: Any) -> None:
                     to_address=taro.email,
                     subject="ようこそ",
                 ),
-                InAppMessage(contact_id=taro.id, journey_id=journey.id, enrollment_id=waiting.id, step_id="tip", title="ヒント", body="本文", created_at=NOW - timedelta(hours=1)),
+                InAppMessage(
+                    contact_id=taro.id,
+                    journey_id=journey.id,
+                    enrollment_id=waiting.id,
+                    step_id="tip",
+                    title="ヒント",
+                    body="本文",
+                    created_at=NOW - timedelta(hours=1),
+                ),
                 Task(
                     account_id=acme.id,
                     contact_id=taro.id,
@@ -153,7 +212,14 @@ def _seed(db: Any) -> None:
 @pytest.fixture(scope="module")
 def seeded_app(_engines: Any) -> Iterator[Flask]:
     """One app per database for the module (building one runs the migrations check)."""
-    app = create_app({"DATABASE_URL": _engines.url, "CAMPAIGNS": _settings(), "TESTING": True, "CLOCK": FakeClock(NOW)})
+    app = create_app(
+        {
+            "DATABASE_URL": _engines.url,
+            "CAMPAIGNS": _settings(),
+            "TESTING": True,
+            "CLOCK": FakeClock(NOW),
+        }
+    )
     yield app
     app.extensions["campaigns.sessions"].kw["bind"].dispose()
 
@@ -167,12 +233,20 @@ def app(seeded_app: Flask, db: Any) -> Flask:
 
 def only_what_the_schema_cannot_say(ctx: CheckContext, response: Response, case: Case) -> None:
     """A schema-valid request refused with 422 lists only problems the document cannot express."""
-    if response.status_code != 422 or case.meta is None or not case.meta.generation.mode.is_positive:
+    if (
+        response.status_code != 422
+        or case.meta is None
+        or not case.meta.generation.mode.is_positive
+    ):
         return
     semantic = _SEMANTIC_PROBLEMS.get(case.operation.label)
-    problems = response.json()["error"].get("items") or [{"field": "", "message": response.json()["error"]["message"]}]
+    problems = response.json()["error"].get("items") or [
+        {"field": "", "message": response.json()["error"]["message"]}
+    ]
     unexplained = [p for p in problems if semantic is None or not semantic(p)]
-    assert not unexplained, f"schema-valid request refused for reasons the document could state: {unexplained}"
+    assert not unexplained, (
+        f"schema-valid request refused for reasons the document could state: {unexplained}"
+    )
 
 
 def every_error_has_the_one_shape(ctx: CheckContext, response: Response, case: Case) -> None:
@@ -181,7 +255,11 @@ def every_error_has_the_one_shape(ctx: CheckContext, response: Response, case: C
     if response.status_code < 400:
         return
     body = response.json()
-    assert set(body) == {"error"} and body["error"]["code"] == response.status_code and isinstance(body["error"]["message"], str), body
+    assert (
+        set(body) == {"error"}
+        and body["error"]["code"] == response.status_code
+        and isinstance(body["error"]["message"], str)
+    ), body
     if response.status_code == 405:
         assert response.headers.get("allow"), "405 without Allow"
 
@@ -192,19 +270,26 @@ def every_error_has_the_one_shape(ctx: CheckContext, response: Response, case: C
     deadline=None,
     derandomize=True,
     database=None,
-    phases=[Phase.explicit, Phase.generate],  # no shrinking: a failure is reported as generated, at once
+    phases=[
+        Phase.explicit,
+        Phase.generate,
+    ],  # no shrinking: a failure is reported as generated, at once
     # The cases of one operation share its app and seeded data on purpose (the fixture runs once
     # per operation, not per case); a loaded CI machine is no reason to fail.
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_the_api_answers_as_its_openapi_document_says(case: Case, app: Flask) -> None:
-    case.call_and_validate(app=app, additional_checks=[only_what_the_schema_cannot_say, every_error_has_the_one_shape])
+    case.call_and_validate(
+        app=app, additional_checks=[only_what_the_schema_cannot_say, every_error_has_the_one_shape]
+    )
 
 
 def test_the_document_under_test_is_the_one_the_app_serves(app: Flask) -> None:
     """The schema is read from the API blueprint alone at collection; the full app serves the same."""
     served = app.test_client().get("/api/v1/openapi.json").get_json()
-    assert {k: v for k, v in served.items() if k != "servers"} == {k: v for k, v in schema.raw_schema.items() if k != "servers"}
+    assert {k: v for k, v in served.items() if k != "servers"} == {
+        k: v for k, v in schema.raw_schema.items() if k != "servers"
+    }
 
 
 def test_the_documents_patterns_are_the_rules_the_app_applies() -> None:

@@ -116,4 +116,7 @@ def test_every_playbook_speaks_english_and_japanese(playbooks):
             for block in step.blocks.values():
                 subject = getattr(block, "subject", None)
                 if subject is not None:
-                    assert isinstance(subject, dict) and {"en", "ja"} <= set(subject), (journey.key, step.id)
+                    assert isinstance(subject, dict) and {"en", "ja"} <= set(subject), (
+                        journey.key,
+                        step.id,
+                    )

@@ -58,16 +58,41 @@ def setup(db):
         account = Account(external_id="ACME", name="株式会社アクメ", owner_email="csm@example.com")
         s.add(account)
         s.flush()
-        s.add(Contact(account_id=account.id, email="taro@example.com", name="山田 太郎", locale="ja", time_zone="Asia/Tokyo"))
-        s.add(Contact(account_id=account.id, email="jane@example.com", name="Jane Doe", locale="en"))
+        s.add(
+            Contact(
+                account_id=account.id,
+                email="taro@example.com",
+                name="山田 太郎",
+                locale="ja",
+                time_zone="Asia/Tokyo",
+            )
+        )
+        s.add(
+            Contact(account_id=account.id, email="jane@example.com", name="Jane Doe", locale="en")
+        )
         deploy(s, parse_journey(JOURNEY, "welcome.yaml"), JOURNEY, "welcome.yaml")
         add_user(s, USER, PASSWORD, NOW)
 
 
 @pytest.fixture
 def app(db, setup, smtp_sink):
-    cfg = dataclasses.replace(settings_module.load({}), secret_key=SECRET, base_url="https://cs.example.com", redis_url=None, mail_url=smtp_sink.url, templates_dir=ROOT / "templates")
-    application = create_app({"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": FakeClock(NOW), "SECRET_KEY": SECRET})
+    cfg = dataclasses.replace(
+        settings_module.load({}),
+        secret_key=SECRET,
+        base_url="https://cs.example.com",
+        redis_url=None,
+        mail_url=smtp_sink.url,
+        templates_dir=ROOT / "templates",
+    )
+    application = create_app(
+        {
+            "DATABASE_URL": db.url,
+            "CAMPAIGNS": cfg,
+            "TESTING": True,
+            "CLOCK": FakeClock(NOW),
+            "SECRET_KEY": SECRET,
+        }
+    )
     yield application
     transport = application.extensions.get("campaigns.preview", {}).get("transport")
     if transport is not None:
@@ -77,13 +102,22 @@ def app(db, setup, smtp_sink):
 
 def signed_in(app):
     client = app.test_client()
-    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").get_data(as_text=True)).group(1)
-    assert client.post("/login", data={"csrf": token, "email": USER, "password": PASSWORD}).status_code == 302
+    token = re.search(
+        r'name="csrf" value="([^"]+)"', client.get("/login").get_data(as_text=True)
+    ).group(1)
+    assert (
+        client.post("/login", data={"csrf": token, "email": USER, "password": PASSWORD}).status_code
+        == 302
+    )
     return client
 
 
 def renderer() -> Renderer:
-    return Renderer(TemplateStore(ROOT / "templates"), Tokens(SECRET, "https://cs.example.com"), Sender("cs@example.com"))
+    return Renderer(
+        TemplateStore(ROOT / "templates"),
+        Tokens(SECRET, "https://cs.example.com"),
+        Sender("cs@example.com"),
+    )
 
 
 def nothing_written(db) -> None:
@@ -94,7 +128,10 @@ def nothing_written(db) -> None:
 
 def test_the_preview_is_the_contacts_email_in_their_language_with_the_variant(db, setup):
     journey = parse_journey(JOURNEY, "welcome.yaml")
-    assert [(s.id, s.kind, s.variants) for s in email_steps(journey)] == [("hello", "email", ("plain", "tips")), ("ask", "survey", ())]
+    assert [(s.id, s.kind, s.variants) for s in email_steps(journey)] == [
+        ("hello", "email", ("plain", "tips")),
+        ("ask", "survey", ()),
+    ]
     with db.session() as s:
         taro = s.scalars(select(Contact).where(Contact.email == "taro@example.com")).one()
         jane = s.scalars(select(Contact).where(Contact.email == "jane@example.com")).one()
@@ -105,7 +142,11 @@ def test_the_preview_is_the_contacts_email_in_their_language_with_the_variant(db
             render_preview(s, renderer(), journey, "hello", taro, NOW, variant="other")
         with pytest.raises(PreviewError, match="no email, survey or invite step 'wait'"):
             render_preview(s, renderer(), journey, "wait", taro, NOW)
-    assert (first.variant, first.subject, first.locale) == ("plain", "株式会社アクメ様、ようこそ", "ja")
+    assert (first.variant, first.subject, first.locale) == (
+        "plain",
+        "株式会社アクメ様、ようこそ",
+        "ja",
+    )
     assert (b.variant, b.subject, b.locale) == ("tips", "B: tips for 株式会社アクメ", "en")
     assert survey.subject == "おすすめ度を教えてください"
     assert len(re.findall(r'href="https://cs\.example\.com/t/a/', survey.html)) == 11  # 0..10
@@ -117,10 +158,20 @@ def test_the_preview_page_and_its_sandboxed_frame(app, db):
     client = signed_in(app)
     empty = client.get("/preview")
     assert empty.status_code == 200 and "ようこそ (welcome)" in empty.get_data(as_text=True)
-    response = client.get("/preview", query_string={"journey": "welcome", "step": "hello", "variant": "tips", "contact": "TARO@example.com"})
+    response = client.get(
+        "/preview",
+        query_string={
+            "journey": "welcome",
+            "step": "hello",
+            "variant": "tips",
+            "contact": "TARO@example.com",
+        },
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 200, html[:500]
-    assert "B案: 株式会社アクメ様へのヒント" in html and "山田 太郎" in html and "variant tips" in html
+    assert (
+        "B案: 株式会社アクメ様へのヒント" in html and "山田 太郎" in html and "variant tips" in html
+    )
     assert "frame-src 'self'" in response.headers["Content-Security-Policy"]
     frame = re.search(r'<iframe[^>]*src="([^"]+)"', html).group(1).replace("&amp;", "&")
     email = client.get(frame)
@@ -128,26 +179,56 @@ def test_the_preview_page_and_its_sandboxed_frame(app, db):
     policy = email.headers["Content-Security-Policy"]
     assert "sandbox" in policy and "script-src" not in policy and "default-src 'none'" in policy
     assert email.headers["X-Frame-Options"] == "SAMEORIGIN"
-    assert client.get("/preview", query_string={"journey": "welcome", "step": "hello", "contact": "nobody@example.com"}).status_code == 400
-    assert client.get("/preview", query_string={"journey": "nope", "step": "hello", "contact": "taro@example.com"}).status_code == 400
+    assert (
+        client.get(
+            "/preview",
+            query_string={"journey": "welcome", "step": "hello", "contact": "nobody@example.com"},
+        ).status_code
+        == 400
+    )
+    assert (
+        client.get(
+            "/preview",
+            query_string={"journey": "nope", "step": "hello", "contact": "taro@example.com"},
+        ).status_code
+        == 400
+    )
     assert client.get("/preview/email").status_code == 404
     nothing_written(db)
 
 
 def test_a_test_send_arrives_over_smtp_marked_and_untracked(app, db, smtp_sink):
     client = signed_in(app)
-    page = client.get("/preview", query_string={"journey": "welcome", "step": "hello", "contact": "taro@example.com"}).get_data(as_text=True)
+    page = client.get(
+        "/preview",
+        query_string={"journey": "welcome", "step": "hello", "contact": "taro@example.com"},
+    ).get_data(as_text=True)
     token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    form = {"journey": "welcome", "step": "hello", "variant": "", "contact": "taro@example.com", "to": "qa@example.com"}
+    form = {
+        "journey": "welcome",
+        "step": "hello",
+        "variant": "",
+        "contact": "taro@example.com",
+        "to": "qa@example.com",
+    }
     assert client.post("/preview/send", data=form).status_code == 400  # no CSRF token
     response = client.post("/preview/send", data={**form, "csrf": token})
-    assert response.status_code == 302 and response.headers["Location"].startswith("/preview?journey=welcome")
+    assert response.status_code == 302 and response.headers["Location"].startswith(
+        "/preview?journey=welcome"
+    )
     [mail] = smtp_sink.parsed()
-    assert str(mail["Subject"]) == "[Test] 株式会社アクメ様、ようこそ" and mail["To"] == "qa@example.com"
+    assert (
+        str(mail["Subject"]) == "[Test] 株式会社アクメ様、ようこそ"
+        and mail["To"] == "qa@example.com"
+    )
     html = mail.get_body(("html",)).get_content()
     assert "株式会社アクメ" in html and "/t/c/" not in html and "/t/o/" not in html
-    assert "Test sent to qa@example.com" in client.get(response.headers["Location"]).get_data(as_text=True)
-    bad = client.post("/preview/send", data={**form, "csrf": token, "to": "not an address\r\nBcc: x@example.com"})
+    assert "Test sent to qa@example.com" in client.get(response.headers["Location"]).get_data(
+        as_text=True
+    )
+    bad = client.post(
+        "/preview/send", data={**form, "csrf": token, "to": "not an address\r\nBcc: x@example.com"}
+    )
     bad = client.get(bad.headers["Location"])
     assert "Not sent" in bad.get_data(as_text=True), bad.get_data(as_text=True)[-1500:]
     assert len(smtp_sink.messages) == 1

@@ -22,7 +22,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaigns.insight.rates import DRAWS, Arm, Rate, allocate, best_hour, choose, lift, newcombe, probability_best, wilson
+from campaigns.insight.rates import (
+    DRAWS,
+    Arm,
+    Rate,
+    allocate,
+    best_hour,
+    choose,
+    lift,
+    newcombe,
+    probability_best,
+    wilson,
+)
 
 ABS = 1e-4  # the tables print four decimals
 
@@ -104,7 +115,11 @@ def test_a_negative_z_is_refused():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(min_value=1, max_value=100_000).flatmap(lambda n: st.tuples(st.integers(min_value=0, max_value=n), st.just(n))))
+@given(
+    st.integers(min_value=1, max_value=100_000).flatmap(
+        lambda n: st.tuples(st.integers(min_value=0, max_value=n), st.just(n))
+    )
+)
 def test_wilson_always_contains_the_observed_rate_and_stays_in_0_1(counts):
     hits, n = counts
     low, high = wilson(hits, n)
@@ -197,8 +212,12 @@ def test_lift_with_an_empty_group_is_unknown_and_a_zero_control_has_no_relative_
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.integers(min_value=1, max_value=5_000).flatmap(lambda n: st.builds(Rate, st.integers(min_value=0, max_value=n), st.just(n))),
-    st.integers(min_value=1, max_value=5_000).flatmap(lambda n: st.builds(Rate, st.integers(min_value=0, max_value=n), st.just(n))),
+    st.integers(min_value=1, max_value=5_000).flatmap(
+        lambda n: st.builds(Rate, st.integers(min_value=0, max_value=n), st.just(n))
+    ),
+    st.integers(min_value=1, max_value=5_000).flatmap(
+        lambda n: st.builds(Rate, st.integers(min_value=0, max_value=n), st.just(n))
+    ),
 )
 def test_the_difference_interval_contains_the_difference_and_stays_in_minus_1_1(treated, control):
     result = lift(treated, control)
@@ -222,7 +241,15 @@ def exact_probability_better(a: Arm, b: Arm) -> float:
         return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
 
     (alpha_a, beta_a), (alpha_b, beta_b) = a.posterior, b.posterior
-    return sum(math.exp(log_beta(alpha_b + i, beta_b + beta_a) - math.log(beta_a + i) - log_beta(1 + i, beta_a) - log_beta(alpha_b, beta_b)) for i in range(alpha_a))
+    return sum(
+        math.exp(
+            log_beta(alpha_b + i, beta_b + beta_a)
+            - math.log(beta_a + i)
+            - log_beta(1 + i, beta_a)
+            - log_beta(alpha_b, beta_b)
+        )
+        for i in range(alpha_a)
+    )
 
 
 def test_probability_best_of_one_success_against_no_data_is_two_thirds():
@@ -249,14 +276,18 @@ def test_probability_best_agrees_with_the_closed_form_for_two_arms():
 def test_arms_without_data_are_equally_likely_best_and_the_shares_sum_to_one():
     shares = probability_best([Arm("a", 0, 0), Arm("b", 0, 0), Arm("c", 0, 0)])
     assert list(shares) == ["a", "b", "c"]
-    assert all(share == pytest.approx(1 / 3, abs=4 * standard_error(1 / 3)) for share in shares.values())
+    assert all(
+        share == pytest.approx(1 / 3, abs=4 * standard_error(1 / 3)) for share in shares.values()
+    )
     assert math.fsum(shares.values()) == pytest.approx(1.0)
 
 
 def test_probability_best_is_the_same_every_time_by_default_and_follows_a_given_generator():
     arms = [Arm("a", 12, 150), Arm("b", 15, 150)]
     assert probability_best(arms) == probability_best(arms)
-    assert probability_best(arms, draws=500, rng=random.Random(1)) == probability_best(arms, draws=500, rng=random.Random(1))
+    assert probability_best(arms, draws=500, rng=random.Random(1)) == probability_best(
+        arms, draws=500, rng=random.Random(1)
+    )
 
 
 def test_one_arm_is_certainly_best_and_no_arms_give_nothing():
@@ -289,7 +320,11 @@ def test_bad_policy_settings_and_duplicate_names_are_refused():
 
 
 def test_allocation_is_even_until_every_arm_has_the_minimum_sample():
-    arms = [Arm("a", 50, 99), Arm("b", 1, 500), Arm("c", 2, 500)]  # "a" looks great but has 99 < 100 trials
+    arms = [
+        Arm("a", 50, 99),
+        Arm("b", 1, 500),
+        Arm("c", 2, 500),
+    ]  # "a" looks great but has 99 < 100 trials
     assert allocate(arms) == {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}
     assert allocate(arms, min_trials=99)["a"] > 0.9
 
@@ -305,7 +340,12 @@ def test_a_hopeless_arm_keeps_exactly_the_exploration_floor():
 
 @settings(max_examples=100, deadline=None)
 @given(
-    st.lists(st.integers(min_value=0, max_value=500).flatmap(lambda n: st.tuples(st.integers(min_value=0, max_value=n), st.just(n))), max_size=5),
+    st.lists(
+        st.integers(min_value=0, max_value=500).flatmap(
+            lambda n: st.tuples(st.integers(min_value=0, max_value=n), st.just(n))
+        ),
+        max_size=5,
+    ),
     st.floats(min_value=0.0, max_value=1.0),
     st.integers(min_value=0, max_value=300),
 )

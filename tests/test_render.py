@@ -53,9 +53,7 @@ LINKS = {
     "video": "https://video.example.com/tour",
     "webinar": "https://webinar.example.com/recordings",
 }
-LONG_JA_SUBJECT = (
-    "【ご案内】{{ account.name }}様 ご契約更新のお知らせ：更新日（2027年3月31日）までにご確認いただきたいプランとご利用人数、請求先の変更手続き、および今期リリースされた新機能のご紹介について"
-)
+LONG_JA_SUBJECT = "【ご案内】{{ account.name }}様 ご契約更新のお知らせ：更新日（2027年3月31日）までにご確認いただきたいプランとご利用人数、請求先の変更手続き、および今期リリースされた新機能のご紹介について"
 
 
 def context(**changes: Any) -> dict[str, Any]:
@@ -124,7 +122,9 @@ def token_of(url: str) -> str:
 
 
 @pytest.mark.parametrize("locale", ["en", "ja"])
-def test_message_is_multipart_alternative_text_first_then_html_in_utf8(renderer: Renderer, locale: str) -> None:
+def test_message_is_multipart_alternative_text_first_then_html_in_utf8(
+    renderer: Renderer, locale: str
+) -> None:
     mail = render(renderer, locale=locale)
     message = parse(mail.raw)
     assert message.get_content_type() == "multipart/alternative"
@@ -276,7 +276,9 @@ def test_date_is_the_clock_passed_in(renderer: Renderer) -> None:
     assert message["Date"].endswith("+0900")
 
 
-def test_list_unsubscribe_is_the_signed_https_url_with_one_click_post(renderer: Renderer, tokens: Tokens) -> None:
+def test_list_unsubscribe_is_the_signed_https_url_with_one_click_post(
+    renderer: Renderer, tokens: Tokens
+) -> None:
     mail = render(renderer)
     message = parse(mail.raw)
     header = message["List-Unsubscribe"]
@@ -305,7 +307,9 @@ def test_international_domain_is_punycoded(renderer: Renderer) -> None:
 
 
 @pytest.mark.parametrize("locale", ["en", "ja"])
-def test_html_autoescapes_contact_data_and_text_keeps_it_verbatim(renderer: Renderer, locale: str) -> None:
+def test_html_autoescapes_contact_data_and_text_keeps_it_verbatim(
+    renderer: Renderer, locale: str
+) -> None:
     nasty = "<script>alert(1)</script>\"&'"
     mail = render(renderer, locale=locale, context=context(contact={"name": nasty}))
     _, text, html = parts(mail.raw)
@@ -350,7 +354,9 @@ def test_subject_and_preheader_can_use_the_invite(renderer: Renderer) -> None:
     assert "<title>ご招待：第1四半期 製品ウェビナー</title>" in html
 
 
-def test_jinja_compiles_once_per_template_version(tokens: Tokens, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jinja_compiles_once_per_template_version(
+    tokens: Tokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
     renderer = Renderer(TemplateStore(ROOT / "templates"), tokens, Sender("cs@example.com"))
     compiled: list[str] = []
     for env in (renderer._html_env, renderer._text_env):
@@ -366,11 +372,15 @@ def test_jinja_compiles_once_per_template_version(tokens: Tokens, monkeypatch: p
     assert len(compiled) == 4
 
 
-def test_an_edited_template_is_picked_up_after_the_recheck_interval(tokens: Tokens, tmp_path: Path) -> None:
+def test_an_edited_template_is_picked_up_after_the_recheck_interval(
+    tokens: Tokens, tmp_path: Path
+) -> None:
     import shutil
 
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
-    renderer = Renderer(TemplateStore(tmp_path / "templates"), tokens, Sender("cs@x.jp"), recheck_seconds=0)
+    renderer = Renderer(
+        TemplateStore(tmp_path / "templates"), tokens, Sender("cs@x.jp"), recheck_seconds=0
+    )
     before = parts(render(renderer, locale="en").raw)[1]
     path = tmp_path / "templates" / "en" / "renewal_reminder.txt"
     path.write_text(path.read_text(encoding="utf-8").replace("Hi ", "Hello "), encoding="utf-8")
@@ -386,8 +396,12 @@ def test_an_edited_template_is_picked_up_after_the_recheck_interval(tokens: Toke
     ("template", "scale", "values"),
     [("nps_survey", "nps", list(range(11))), ("csat_survey", "csat", [1, 2, 3, 4, 5])],
 )
-def test_survey_has_one_signed_answer_link_per_score(renderer: Renderer, tokens: Tokens, locale: str, template: str, scale: str, values: list[int]) -> None:
-    mail = render(renderer, template=template, locale=locale, survey=SurveySpec(scale, question=None))
+def test_survey_has_one_signed_answer_link_per_score(
+    renderer: Renderer, tokens: Tokens, locale: str, template: str, scale: str, values: list[int]
+) -> None:
+    mail = render(
+        renderer, template=template, locale=locale, survey=SurveySpec(scale, question=None)
+    )
     _, text, html = parts(mail.raw)
     answers = re.findall(r'href="(https://t\.example\.com/t/a/[^"]+)"', html)
     assert len(answers) == len(values)
@@ -422,7 +436,9 @@ def invite(**changes: Any) -> InviteSpec:
 
 
 @pytest.mark.parametrize("template", ["qbr_invite", "webinar_invite", "webinar_reminder"])
-def test_invite_has_yes_and_no_rsvp_links_and_a_tracked_join_link(renderer: Renderer, tokens: Tokens, template: str) -> None:
+def test_invite_has_yes_and_no_rsvp_links_and_a_tracked_join_link(
+    renderer: Renderer, tokens: Tokens, template: str
+) -> None:
     mail = render(renderer, template=template, invite=invite())
     _, text, html = parts(mail.raw)
     answers = re.findall(r'href="(https://t\.example\.com/t/a/[^"]+)"', html)
@@ -447,9 +463,15 @@ def test_invite_time_is_shown_in_the_recipients_zone_and_words() -> None:
     start = datetime(2027, 1, 20, 7, 0, tzinfo=UTC)
     assert format_starts_at(start, "Asia/Tokyo", "ja") == "2027年1月20日(水) 16:00"
     assert format_starts_at(start, "Europe/Berlin", "ja") == "2027年1月20日(水) 08:00 (CET)"
-    assert format_starts_at(start, "America/New_York", "en") == ("Wednesday, January 20, 2027 at 2:00 AM (EST)")
-    assert format_starts_at(start, "Asia/Tokyo", "en-GB") == ("Wednesday, January 20, 2027 at 4:00 PM (JST)")
-    assert format_starts_at(start, "Not/AZone", "en") == ("Wednesday, January 20, 2027 at 7:00 AM (UTC)")
+    assert format_starts_at(start, "America/New_York", "en") == (
+        "Wednesday, January 20, 2027 at 2:00 AM (EST)"
+    )
+    assert format_starts_at(start, "Asia/Tokyo", "en-GB") == (
+        "Wednesday, January 20, 2027 at 4:00 PM (JST)"
+    )
+    assert format_starts_at(start, "Not/AZone", "en") == (
+        "Wednesday, January 20, 2027 at 7:00 AM (UTC)"
+    )
     with pytest.raises(ValueError):
         format_starts_at(datetime(2027, 1, 20, 7, 0), "UTC", "en")
 
@@ -474,9 +496,13 @@ def test_durations_read_naturally(minutes: int, ja: str, en: str) -> None:
 # -- links ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("template", ["onboarding_welcome", "usage_drop_nudge", "renewal_reminder", "webinar_followup"])
+@pytest.mark.parametrize(
+    "template", ["onboarding_welcome", "usage_drop_nudge", "renewal_reminder", "webinar_followup"]
+)
 @pytest.mark.parametrize("locale", ["en", "ja"])
-def test_every_http_link_in_the_html_is_a_click_url_pointing_into_links(renderer: Renderer, tokens: Tokens, template: str, locale: str) -> None:
+def test_every_http_link_in_the_html_is_a_click_url_pointing_into_links(
+    renderer: Renderer, tokens: Tokens, template: str, locale: str
+) -> None:
     mail = render(renderer, template=template, locale=locale)
     _, _, html = parts(mail.raw)
     hrefs = re.findall(r'href="([^"]*)"', html)
@@ -485,7 +511,9 @@ def test_every_http_link_in_the_html_is_a_click_url_pointing_into_links(renderer
     assert clicks and all(h.startswith("https://t.example.com/t/c/") for h in clicks)
     decoded = [tokens.loads("click", token_of(h)) for h in clicks]
     assert all(d is not None and d["m"] == 4711 for d in decoded)
-    assert [d["l"] for d in decoded if d is not None].count(TRAP_LINK) == 1  # the hidden trap link, once
+    assert [d["l"] for d in decoded if d is not None].count(
+        TRAP_LINK
+    ) == 1  # the hidden trap link, once
     destinations = [mail.links[d["l"]] for d in decoded if d is not None and d["l"] != TRAP_LINK]
     assert set(destinations) == set(mail.links) <= set(LINKS.values())
     assert len(mail.links) == len(set(mail.links))  # de-duplicated
@@ -499,16 +527,24 @@ def test_text_part_uses_the_same_click_urls_as_the_html(renderer: Renderer, loca
     mail = render(renderer, template="onboarding_welcome", locale=locale)
     _, text, html = parts(mail.raw)
     html_clicks = set(re.findall(r'href="(https://t\.example\.com/t/c/[^"]+)"', html))
-    html_clicks = {u for u in html_clicks if (renderer.tokens.loads("click", token_of(u)) or {}).get("l") != TRAP_LINK}
+    html_clicks = {
+        u
+        for u in html_clicks
+        if (renderer.tokens.loads("click", token_of(u)) or {}).get("l") != TRAP_LINK
+    }
     text_clicks = set(re.findall(r"https://t\.example\.com/t/c/[A-Za-z0-9_.-]+", text))
     assert text_clicks == html_clicks
     for url in LINKS.values():
         assert url not in text
 
 
-def test_open_pixel_sits_just_before_the_end_of_the_body(renderer: Renderer, tokens: Tokens) -> None:
+def test_open_pixel_sits_just_before_the_end_of_the_body(
+    renderer: Renderer, tokens: Tokens
+) -> None:
     _, _, html = parts(render(renderer).raw)
-    pixel = re.search(r'<img src="([^"]+)" width="1" height="1" alt="" style="display:none" />', html)
+    pixel = re.search(
+        r'<img src="([^"]+)" width="1" height="1" alt="" style="display:none" />', html
+    )
     assert pixel is not None
     assert html[pixel.end() :].strip() == "</body></html>"
     assert pixel.group(1).endswith(".gif")
@@ -561,7 +597,9 @@ def test_each_url_carries_a_token_for_its_own_purpose(tokens: Tokens) -> None:
 
 
 def test_tokens_are_exactly_itsdangerous_tokens(tokens: Tokens) -> None:
-    serializer = URLSafeSerializer(SECRET, salt="campaigns.tokens.click", signer_kwargs={"digest_method": hashlib.sha256})
+    serializer = URLSafeSerializer(
+        SECRET, salt="campaigns.tokens.click", signer_kwargs={"digest_method": hashlib.sha256}
+    )
     token = token_of(tokens.click_url(123, 4))
     assert serializer.loads(token) == {"m": 123, "l": 4}
     assert token == serializer.dumps({"m": 123, "l": 4})
@@ -572,11 +610,15 @@ def test_tokens_are_exactly_itsdangerous_tokens(tokens: Tokens) -> None:
 @settings(max_examples=300, deadline=None)
 @given(
     purpose=st.sampled_from(list(PURPOSES)),
-    payload=st.dictionaries(st.sampled_from(["m", "l", "v"]), st.integers(-5, 10**12) | st.text(max_size=8)),
+    payload=st.dictionaries(
+        st.sampled_from(["m", "l", "v"]), st.integers(-5, 10**12) | st.text(max_size=8)
+    ),
     edit=st.integers(0, 200),
     char=st.characters(codec="ascii"),
 )
-def test_fast_verification_agrees_with_itsdangerous_on_good_and_mutated_tokens(purpose: str, payload: dict, edit: int, char: str) -> None:
+def test_fast_verification_agrees_with_itsdangerous_on_good_and_mutated_tokens(
+    purpose: str, payload: dict, edit: int, char: str
+) -> None:
     tokens = Tokens(SECRET, "https://t.example.com")
     token = tokens.dumps(purpose, payload)
     assert tokens.loads(purpose, token) == tokens.loads_slowly(purpose, token) == payload
@@ -647,7 +689,9 @@ _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.="
         max_size=4,
     ),
 )
-def test_a_mutated_token_never_decodes_to_a_different_payload(message: int, value: int | str, edits: list[tuple[str, int, str]]) -> None:
+def test_a_mutated_token_never_decodes_to_a_different_payload(
+    message: int, value: int | str, edits: list[tuple[str, int, str]]
+) -> None:
     tokens = Tokens(SECRET, BASE)
     token = token_of(tokens.answer_url(message, value))
     mutated = list(token)
@@ -678,7 +722,11 @@ def unpadded_decode(part: str) -> bytes:
 
 def equivalents(part: str) -> list[str]:
     """``part`` with its last character replaced by each other one that decodes to the same bytes."""
-    return [part[:-1] + c for c in B64 if c != part[-1] and unpadded_decode(part[:-1] + c) == unpadded_decode(part)]
+    return [
+        part[:-1] + c
+        for c in B64
+        if c != part[-1] and unpadded_decode(part[:-1] + c) == unpadded_decode(part)
+    ]
 
 
 @st.composite
@@ -686,9 +734,17 @@ def respelt(draw: st.DrawFn, token: str) -> str:
     """``token`` padded, extended, with a last character swapped for an equivalent one, a
     letter's case changed or whitespace put in: the spellings a lenient decoder accepts."""
     body, signature = token.split(".")
-    kind = draw(st.sampled_from(["pad", "append", "prepend", "equivalent", "case", "whitespace", "pad_body"]))
+    kind = draw(
+        st.sampled_from(
+            ["pad", "append", "prepend", "equivalent", "case", "whitespace", "pad_body"]
+        )
+    )
     if kind == "pad":
-        return token + "=" * draw(st.integers(1, 3)) + draw(st.sampled_from(["", "x", "==", ".", "\n"]))
+        return (
+            token
+            + "=" * draw(st.integers(1, 3))
+            + draw(st.sampled_from(["", "x", "==", ".", "\n"]))
+        )
     if kind == "append":
         return token + draw(st.characters())
     if kind == "prepend":
@@ -712,11 +768,22 @@ def respelt(draw: st.DrawFn, token: str) -> str:
 def test_padding_stray_bytes_and_equivalent_last_characters_are_refused(tokens: Tokens) -> None:
     token = token_of(tokens.click_url(7, 1))
     body, signature = token.split(".")
-    assert len(signature) == 43 and len(equivalents(signature)) == 3  # 2 bits of its last character carry nothing
-    lenient = [token + "=", token + "==", token + "=x", token + "\n", f"{body}=.{signature}", *(f"{body}.{s}" for s in equivalents(signature))]
+    assert (
+        len(signature) == 43 and len(equivalents(signature)) == 3
+    )  # 2 bits of its last character carry nothing
+    lenient = [
+        token + "=",
+        token + "==",
+        token + "=x",
+        token + "\n",
+        f"{body}=.{signature}",
+        *(f"{body}.{s}" for s in equivalents(signature)),
+    ]
     for spelling in lenient:
         # A naive check (decode, then compare the bytes) would take each of these ...
-        assert unpadded_decode(spelling.split(".")[1].strip()) == unpadded_decode(signature) or spelling.startswith(f"{body}=")
+        assert unpadded_decode(spelling.split(".")[1].strip()) == unpadded_decode(
+            signature
+        ) or spelling.startswith(f"{body}=")
         # ... and neither verification does.
         assert tokens.loads("click", spelling) is None, spelling
         assert tokens.loads_slowly("click", spelling) is None, spelling
@@ -728,10 +795,14 @@ def test_padding_stray_bytes_and_equivalent_last_characters_are_refused(tokens: 
 @settings(max_examples=500, deadline=None)
 @given(
     purpose=st.sampled_from(list(PURPOSES)),
-    payload=st.dictionaries(st.sampled_from(["m", "l", "v"]), st.integers(-5, 10**12) | st.text(max_size=8)),
+    payload=st.dictionaries(
+        st.sampled_from(["m", "l", "v"]), st.integers(-5, 10**12) | st.text(max_size=8)
+    ),
     data=st.data(),
 )
-def test_every_other_spelling_of_a_token_is_refused_by_both_verifications(purpose: str, payload: dict, data: st.DataObject) -> None:
+def test_every_other_spelling_of_a_token_is_refused_by_both_verifications(
+    purpose: str, payload: dict, data: st.DataObject
+) -> None:
     tokens = Tokens(SECRET, BASE)
     token = tokens.dumps(purpose, payload)
     spelling = data.draw(respelt(token))
@@ -747,7 +818,9 @@ def test_every_other_spelling_of_a_token_is_refused_by_both_verifications(purpos
 def test_canonical_agrees_with_decoding_and_re_encoding(text: str) -> None:
     def by_re_encoding(part: str) -> bool:
         try:
-            data = base64.b64decode(part.translate(str.maketrans("-_", "+/")) + "=" * (-len(part) % 4), validate=True)
+            data = base64.b64decode(
+                part.translate(str.maketrans("-_", "+/")) + "=" * (-len(part) % 4), validate=True
+            )
         except ValueError:  # binascii.Error, and non-ASCII text
             return False
         return bool(part) and base64.urlsafe_b64encode(data).rstrip(b"=").decode() == part
@@ -775,7 +848,9 @@ def test_quoted_printable_round_trips_with_short_lines(text: str) -> None:
     text=st.text(max_size=400),
     html=st.one_of(st.text(max_size=400), st.text(alphabet="<>a =é\n", max_size=400)),
 )
-def test_any_body_reads_back_through_the_email_parser(renderer: Renderer, text: str, html: str) -> None:
+def test_any_body_reads_back_through_the_email_parser(
+    renderer: Renderer, text: str, html: str
+) -> None:
     raw = renderer.assemble(
         message=1,
         message_id="<m1.x@example.com>",
@@ -801,7 +876,11 @@ def test_any_body_reads_back_through_the_email_parser(renderer: Renderer, text: 
 def test_every_email_has_one_hidden_trap_link_no_person_can_click(renderer: Renderer) -> None:
     mail = render(renderer, template="onboarding_welcome", locale="ja")
     _, text, html = parts(mail.raw)
-    traps = [m for m in re.finditer(r'<a href="([^"]+)"([^>]*)></a>', html) if (renderer.tokens.loads("click", token_of(m.group(1))) or {}).get("l") == TRAP_LINK]
+    traps = [
+        m
+        for m in re.finditer(r'<a href="([^"]+)"([^>]*)></a>', html)
+        if (renderer.tokens.loads("click", token_of(m.group(1))) or {}).get("l") == TRAP_LINK
+    ]
     assert len(traps) == 1
     assert "display:none" in traps[0].group(2) and 'aria-hidden="true"' in traps[0].group(2)
     assert traps[0].group(1) not in text  # not in the text part either

@@ -76,14 +76,56 @@ def member_emails(db, name: str) -> set[str]:
 @pytest.fixture
 def population(db):
     with db.session() as s, s.begin():
-        big = add_account(s, "big", arr=Decimal(6_000_000), industry="manufacturing", renewal_date=TODAY + timedelta(days=90), contract_status="active")
-        ent = add_account(s, "ent", arr=None, plan="enterprise", renewal_date=TODAY + timedelta(days=91), contract_status="active")
-        mid = add_account(s, "mid", name="株式会社ミドル", arr=Decimal(1_000_000), industry="retail", health_score=39, attributes={"region": "関東"}, contract_start=TODAY - timedelta(days=366))
-        small = add_account(s, "small", arr=Decimal(999_999), industry=None, health_score=40, renewal_date=TODAY, contract_status="churned", contract_start=TODAY - timedelta(days=365))
-        unknown = add_account(s, "unknown", arr=None, renewal_date=TODAY - timedelta(days=1), contract_status="active")
+        big = add_account(
+            s,
+            "big",
+            arr=Decimal(6_000_000),
+            industry="manufacturing",
+            renewal_date=TODAY + timedelta(days=90),
+            contract_status="active",
+        )
+        ent = add_account(
+            s,
+            "ent",
+            arr=None,
+            plan="enterprise",
+            renewal_date=TODAY + timedelta(days=91),
+            contract_status="active",
+        )
+        mid = add_account(
+            s,
+            "mid",
+            name="株式会社ミドル",
+            arr=Decimal(1_000_000),
+            industry="retail",
+            health_score=39,
+            attributes={"region": "関東"},
+            contract_start=TODAY - timedelta(days=366),
+        )
+        small = add_account(
+            s,
+            "small",
+            arr=Decimal(999_999),
+            industry=None,
+            health_score=40,
+            renewal_date=TODAY,
+            contract_status="churned",
+            contract_start=TODAY - timedelta(days=365),
+        )
+        unknown = add_account(
+            s, "unknown", arr=None, renewal_date=TODAY - timedelta(days=1), contract_status="active"
+        )
         add_contact(s, big, "ceo@big.example", role="executive")
         add_contact(s, ent, "admin@ent.example", role="admin")
-        add_contact(s, mid, "admin@mid.example", role="admin", name="山田 太郎", locale="ja", time_zone="Asia/Tokyo")
+        add_contact(
+            s,
+            mid,
+            "admin@mid.example",
+            role="admin",
+            name="山田 太郎",
+            locale="ja",
+            time_zone="Asia/Tokyo",
+        )
         add_contact(s, mid, "billing@mid.example", role="billing", locale="ja")
         add_contact(s, small, "user@small.example", role=None)
         add_contact(s, unknown, "x@unknown.example", role="user")
@@ -94,7 +136,11 @@ def population(db):
 def test_tiers_first_match_wins_and_missing_values_fall_through(population):
     assert member_emails(population, "high_touch") == {"ceo@big.example", "admin@ent.example"}
     assert member_emails(population, "low_touch") == {"admin@mid.example", "billing@mid.example"}
-    assert member_emails(population, "tech_touch") == {"user@small.example", "x@unknown.example", "lonely@nowhere.example"}
+    assert member_emails(population, "tech_touch") == {
+        "user@small.example",
+        "x@unknown.example",
+        "lonely@nowhere.example",
+    }
 
 
 def test_days_to_renewal_boundaries_are_inclusive(population):
@@ -103,7 +149,10 @@ def test_days_to_renewal_boundaries_are_inclusive(population):
 
 
 def test_days_since_start(population):
-    assert member_emails(population, "long_customers") == {"admin@mid.example", "billing@mid.example"}
+    assert member_emails(population, "long_customers") == {
+        "admin@mid.example",
+        "billing@mid.example",
+    }
 
 
 def test_in_and_not_in_treat_missing_values_like_python(population):
@@ -123,7 +172,9 @@ def test_json_attribute_rule_with_japanese_value(population):
 
 def test_segment_can_use_a_tier_and_contact_fields(population):
     assert member_emails(population, "low_admins") == {"admin@mid.example"}
-    assert "user@small.example" in member_emails(population, "not_billing")  # role NULL != 'billing'
+    assert "user@small.example" in member_emails(
+        population, "not_billing"
+    )  # role NULL != 'billing'
     assert "billing@mid.example" not in member_emails(population, "not_billing")
     assert member_emails(population, "japanese") == {"admin@mid.example", "billing@mid.example"}
 
@@ -144,7 +195,13 @@ def test_apply_tiers_stores_the_tier_in_one_statement_and_is_idempotent(populati
     assert changed == 5
     with population.session() as s:
         tiers = {key: tier for key, tier in s.execute(select(Account.external_id, Account.tier))}
-    assert tiers == {"big": "high_touch", "ent": "high_touch", "mid": "low_touch", "small": "tech_touch", "unknown": "tech_touch"}
+    assert tiers == {
+        "big": "high_touch",
+        "ent": "high_touch",
+        "mid": "low_touch",
+        "small": "tech_touch",
+        "unknown": "tech_touch",
+    }
     with population.session() as s, s.begin():
         assert seg.apply_tiers(s, SEGMENTS, TODAY) == 0
 
@@ -152,19 +209,49 @@ def test_apply_tiers_stores_the_tier_in_one_statement_and_is_idempotent(populati
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("tiers:\n  a: {when: ar >= 1}\n", "segments.yaml:2:13: unknown field 'ar' (did you mean 'arr'?)"),
-        ("tiers:\n  a: {when: \"arr >= 'lots'\"}\n", "segments.yaml:2:14: arr is a number but is compared with 'lots'"),
-        ("tiers:\n  a: {when: \"contact.role == 'admin'\"}\n", "segments.yaml:2:22: tier rules may use account fields only"),
-        ("tiers:\n  a: {when: true}\nsegments:\n  a: {when: true}\n", "segments.yaml:4:3: 'a' is defined twice"),
-        ("segments:\n  a: {whn: true}\n", "segments.yaml:2:7: unknown key 'whn' in 'a' (did you mean 'when'?)"),
+        (
+            "tiers:\n  a: {when: ar >= 1}\n",
+            "segments.yaml:2:13: unknown field 'ar' (did you mean 'arr'?)",
+        ),
+        (
+            "tiers:\n  a: {when: \"arr >= 'lots'\"}\n",
+            "segments.yaml:2:14: arr is a number but is compared with 'lots'",
+        ),
+        (
+            "tiers:\n  a: {when: \"contact.role == 'admin'\"}\n",
+            "segments.yaml:2:22: tier rules may use account fields only",
+        ),
+        (
+            "tiers:\n  a: {when: true}\nsegments:\n  a: {when: true}\n",
+            "segments.yaml:4:3: 'a' is defined twice",
+        ),
+        (
+            "segments:\n  a: {whn: true}\n",
+            "segments.yaml:2:7: unknown key 'whn' in 'a' (did you mean 'when'?)",
+        ),
         ("segments:\n  a: {label: A}\n", "segments.yaml:2:3: 'a' needs a 'when:' rule"),
         ("segments:\n  Big-Ones: {when: true}\n", "segments.yaml:2:3: bad segment name 'Big-Ones'"),
-        ("segments:\n  a: {when: \"opened('x')\"}\n", "segments.yaml:2:14: opened() cannot be used in a segment rule"),
+        (
+            "segments:\n  a: {when: \"opened('x')\"}\n",
+            "segments.yaml:2:14: opened() cannot be used in a segment rule",
+        ),
         ("segments:\n  a: {when: \"tier == 'mid'\"}\n", "segments.yaml:2:23: unknown tier 'mid'"),
-        ("segments:\n  a: {when: \"renewal_date >= 'soon'\"}\n", "segments.yaml:2:14: renewal_date is a date; compare it with 'YYYY-MM-DD'"),
-        ("segments:\n  a: {when: arr * 2 > 5}\n", "segments.yaml:2:13: arithmetic is not allowed in segment rules"),
-        ("segmints:\n  a: {when: true}\n", "segments.yaml:1:1: unknown key 'segmints' (did you mean 'segments'?)"),
-        ("segments: [a, b]\n", "segments.yaml:1:11: 'segments' must be a mapping of names to rules"),
+        (
+            "segments:\n  a: {when: \"renewal_date >= 'soon'\"}\n",
+            "segments.yaml:2:14: renewal_date is a date; compare it with 'YYYY-MM-DD'",
+        ),
+        (
+            "segments:\n  a: {when: arr * 2 > 5}\n",
+            "segments.yaml:2:13: arithmetic is not allowed in segment rules",
+        ),
+        (
+            "segmints:\n  a: {when: true}\n",
+            "segments.yaml:1:1: unknown key 'segmints' (did you mean 'segments'?)",
+        ),
+        (
+            "segments: [a, b]\n",
+            "segments.yaml:1:11: 'segments' must be a mapping of names to rules",
+        ),
         ("segments:\n  a: {when: 'arr >='}\n", "segments.yaml:2:14: cannot read the rule"),
         ("- a\n", "segments.yaml:1:1: the segments file must be a mapping"),
     ],
@@ -210,24 +297,36 @@ def comparison(draw: st.DrawFn) -> str:
 rules = st.recursive(
     comparison(),
     lambda inner: st.one_of(
-        st.tuples(inner, st.sampled_from(["and", "or"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(inner, st.sampled_from(["and", "or"]), inner).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
         inner.map(lambda r: f"not ({r})"),
     ),
     max_leaves=5,
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(rule=rules, rows=st.lists(st.fixed_dictionaries(FIELDS), min_size=1, max_size=8))
 def test_sql_rules_agree_with_python_evaluation(sqlite_db, rule, rows):
     segset = seg.parse_segments(f'segments:\n  s:\n    when: "{rule}"\n')
     sqlite_db_clear(sqlite_db)
     with sqlite_db.session() as s, s.begin():
         for i, row in enumerate(rows):
-            account = add_account(s, f"a{i}", **{k: Decimal(v) if k == "arr" else v for k, v in row.items()})
+            account = add_account(
+                s, f"a{i}", **{k: Decimal(v) if k == "arr" else v for k, v in row.items()}
+            )
             add_contact(s, account, f"c{i}@example.com")
     with sqlite_db.session() as s:
-        in_sql = set(s.scalars(select(Contact.email).where(Contact.id.in_(seg.members(segset, ["s"], TODAY)))))
+        in_sql = set(
+            s.scalars(
+                select(Contact.email).where(Contact.id.in_(seg.members(segset, ["s"], TODAY)))
+            )
+        )
     condition = Condition(rule)
     in_python = {f"c{i}@example.com" for i, row in enumerate(rows) if condition(row)}
     assert in_sql == in_python
@@ -240,7 +339,9 @@ def sqlite_db_clear(database) -> None:
 
 
 def test_day_counts_can_be_tested_for_none(db):
-    segset = seg.parse_segments("segments:\n  new:\n    when: days_since_start is not none and days_since_start <= 30\n  undated:\n    when: days_to_renewal is none\n")
+    segset = seg.parse_segments(
+        "segments:\n  new:\n    when: days_since_start is not none and days_since_start <= 30\n  undated:\n    when: days_to_renewal is none\n"
+    )
     with db.session() as s, s.begin():
         fresh = add_account(s, "fresh", contract_start=TODAY - timedelta(days=30))
         old = add_account(s, "old", contract_start=TODAY - timedelta(days=31), renewal_date=TODAY)
@@ -254,4 +355,6 @@ def test_day_counts_can_be_tested_for_none(db):
 def test_a_rule_that_cannot_become_sql_is_reported_at_its_place():
     with pytest.raises(SegmentError) as info:
         seg.parse_segments("segments:\n  odd:\n    when: days_to_renewal <= health_score\n")
-    assert str(info.value.problems[0]).startswith("segments.yaml:3:11: 'odd' cannot be turned into SQL: days_to_renewal can only be compared with a number")
+    assert str(info.value.problems[0]).startswith(
+        "segments.yaml:3:11: 'odd' cannot be turned into SQL: days_to_renewal can only be compared with a number"
+    )

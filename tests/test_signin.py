@@ -70,8 +70,23 @@ def store(request, db):
 
 
 def make_app(db, clock, store, *, trusted_proxies: int = 0):
-    cfg = dataclasses.replace(settings_module.load({}), secret_key=SECRET, base_url=BASE, redis_url=None, trusted_proxies=trusted_proxies)
-    return create_app({"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": clock, "SECRET_KEY": SECRET, "SIGNIN_ATTEMPTS": store})
+    cfg = dataclasses.replace(
+        settings_module.load({}),
+        secret_key=SECRET,
+        base_url=BASE,
+        redis_url=None,
+        trusted_proxies=trusted_proxies,
+    )
+    return create_app(
+        {
+            "DATABASE_URL": db.url,
+            "CAMPAIGNS": cfg,
+            "TESTING": True,
+            "CLOCK": clock,
+            "SECRET_KEY": SECRET,
+            "SIGNIN_ATTEMPTS": store,
+        }
+    )
 
 
 @pytest.fixture
@@ -103,7 +118,9 @@ def csrf_of(client, path: str = "/login") -> str:
 
 
 def sign_in(client, email: str = EMAIL, password: str = PASSWORD):
-    return client.post("/login", data={"csrf": csrf_of(client), "email": email, "password": password})
+    return client.post(
+        "/login", data={"csrf": csrf_of(client), "email": email, "password": password}
+    )
 
 
 def guess(client, email: str = EMAIL) -> int:
@@ -122,8 +139,15 @@ def test_after_its_free_attempts_a_key_waits_two_to_the_k_seconds_up_to_the_cap(
     assert [rule.wait(Count(n, NOW), NOW) for n in range(5)] == [0] * 5
     assert [rule.wait(Count(n, NOW), NOW) for n in range(5, 11)] == [1, 2, 4, 8, 16, 32]
     assert rule.wait(Count(14, NOW), NOW) == 512
-    assert rule.wait(Count(15, NOW), NOW) == rule.wait(Count(10_000, NOW), NOW) == CAP.total_seconds() == 900
-    assert rule.wait(Count(7, NOW), NOW + timedelta(seconds=1.5)) == 2.5  # counted from the last attempt
+    assert (
+        rule.wait(Count(15, NOW), NOW)
+        == rule.wait(Count(10_000, NOW), NOW)
+        == CAP.total_seconds()
+        == 900
+    )
+    assert (
+        rule.wait(Count(7, NOW), NOW + timedelta(seconds=1.5)) == 2.5
+    )  # counted from the last attempt
     assert rule.wait(Count(7, NOW), NOW + timedelta(seconds=4)) == 0
 
 
@@ -142,11 +166,20 @@ def test_a_last_attempt_in_the_future_never_holds_a_key_longer_than_its_delay():
 
 
 def test_the_client_key_counts_ipv6_by_its_64_network_and_unwraps_mapped_ipv4():
-    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
+    assert (
+        client_key("2001:db8:1:2:aaaa::1")
+        == client_key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        == "2001:db8:1:2::/64"
+    )
     assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
     assert client_key("::ffff:198.51.100.7") == client_key("198.51.100.7") == "198.51.100.7"
-    odd = {client_key(value) for value in (None, "", "proxy.internal", "198.51.100.7:5555", "x" * 5000, "a\x00b")}
-    assert len(odd) == 5 and all(re.fullmatch(r"x[0-9a-f]{24}", key) for key in odd)  # None and "" are one client
+    odd = {
+        client_key(value)
+        for value in (None, "", "proxy.internal", "198.51.100.7:5555", "x" * 5000, "a\x00b")
+    }
+    assert len(odd) == 5 and all(
+        re.fullmatch(r"x[0-9a-f]{24}", key) for key in odd
+    )  # None and "" are one client
 
 
 # ---------------------------------------------------------------------------- the stores
@@ -207,7 +240,9 @@ def test_a_right_password_clears_its_pair_and_is_not_counted_against_its_address
     assert throttle.attempt(OWNER, EMAIL, NOW) == 1  # two failures on the pair
     assert throttle.attempt(OWNER, "kenji@example.com", NOW) == 0  # the address's 3rd
     assert throttle.attempt(OWNER, "ami@example.com", NOW) == 1
-    throttle.succeeded(OWNER, "kenji@example.com")  # a colleague's right password gives back one, wipes nothing
+    throttle.succeeded(
+        OWNER, "kenji@example.com"
+    )  # a colleague's right password gives back one, wipes nothing
     assert throttle.attempt(OWNER, "ami@example.com", NOW) == 0
     assert throttle.attempt(OWNER, "ami@example.com", NOW) == 1
 
@@ -228,7 +263,10 @@ def test_guesses_wait_longer_and_longer_with_retry_after_and_a_readable_page(app
         clock.advance(timedelta(seconds=waits[-1]))
         assert guess(stranger) == 200  # waited: this one is checked, and counted
     assert waits == [1, 2, 4, 8]
-    assert "Too many failed sign-ins. Wait 1 second, then try again." in pages[0] and "Wait 8 seconds, then" in pages[3]
+    assert (
+        "Too many failed sign-ins. Wait 1 second, then try again." in pages[0]
+        and "Wait 8 seconds, then" in pages[3]
+    )
     assert 'name="password"' in pages[0]  # the form is there, to try again once waited
     clock.advance(timedelta(seconds=16))
     assert sign_in(stranger).status_code == 302  # the right password, once waited for
@@ -241,7 +279,10 @@ def test_the_wait_is_said_in_minutes_once_it_is_long(app, user, clock):
         clock.advance(CAP)
     clock.advance(-CAP + timedelta(seconds=1))
     refused = sign_in(stranger)
-    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) == CAP.total_seconds() - 1
+    assert (
+        refused.status_code == 429
+        and int(refused.headers["Retry-After"]) == CAP.total_seconds() - 1
+    )
     assert "Wait 15 minutes, then try again." in refused.get_data(as_text=True)
 
 
@@ -270,7 +311,11 @@ def test_one_address_guessing_many_accounts_is_slowed_too(app, user):
 def test_unknown_emails_are_throttled_exactly_like_known_ones(app, user):
     """Otherwise the throttle would tell which addresses have accounts."""
     known, unknown = browser(app, STRANGER), browser(app, "198.51.100.67")
-    assert [guess(known) for _ in range(PAIR_FREE + 1)] == [guess(unknown, "nobody@example.com") for _ in range(PAIR_FREE + 1)] == [200] * PAIR_FREE + [429]
+    assert (
+        [guess(known) for _ in range(PAIR_FREE + 1)]
+        == [guess(unknown, "nobody@example.com") for _ in range(PAIR_FREE + 1)]
+        == [200] * PAIR_FREE + [429]
+    )
 
 
 def test_behind_trusted_proxies_each_client_has_its_own_count(db, clock, store, user):
@@ -312,7 +357,9 @@ def test_signing_out_ends_a_copied_cookie_at_once(app, user):
     laptop = browser(app, OWNER)
     assert sign_in(laptop).status_code == 302
     copy = browser(app, STRANGER)
-    copy.set_cookie("campaigns_session", laptop.get_cookie("campaigns_session").value, domain="localhost")
+    copy.set_cookie(
+        "campaigns_session", laptop.get_cookie("campaigns_session").value, domain="localhost"
+    )
     assert copy.get("/journeys").status_code == 200  # a copied cookie is the session until...
     assert laptop.post("/logout", data={"csrf": csrf_of(laptop, "/journeys")}).status_code == 302
     ended = copy.get("/journeys")
@@ -328,14 +375,18 @@ def test_signing_out_ends_every_session_of_that_user_only(app, user, db):
     laptop.post("/logout", data={"csrf": csrf_of(laptop, "/journeys")})
     assert phone.get("/journeys").status_code == 302
     assert colleague.get("/journeys").status_code == 200
-    assert sign_in(phone).status_code == 302 and phone.get("/journeys").status_code == 200  # signing in again works
+    assert (
+        sign_in(phone).status_code == 302 and phone.get("/journeys").status_code == 200
+    )  # signing in again works
 
 
 def test_a_new_password_ends_every_session_and_its_copies(app, user, db):
     laptop = browser(app, OWNER)
     assert sign_in(laptop).status_code == 302
     copy = browser(app, STRANGER)
-    copy.set_cookie("campaigns_session", laptop.get_cookie("campaigns_session").value, domain="localhost")
+    copy.set_cookie(
+        "campaigns_session", laptop.get_cookie("campaigns_session").value, domain="localhost"
+    )
     with db.session() as s, s.begin():
         set_password(s, EMAIL, "a brand new passphrase")
     assert laptop.get("/journeys").status_code == 302 and copy.get("/journeys").status_code == 302

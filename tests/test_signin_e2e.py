@@ -75,7 +75,9 @@ class Browser:
     cookie: str = ""
     seen: list[str] = field(default_factory=list)  # the worker of every response
 
-    def request(self, worker: int, method: str, path: str, form: dict[str, str] | None = None) -> Response:
+    def request(
+        self, worker: int, method: str, path: str, form: dict[str, str] | None = None
+    ) -> Response:
         headers = {"X-Forwarded-For": self.address}  # as the load balancer would add it
         if self.cookie:
             headers["Cookie"] = f"campaigns_session={self.cookie}"
@@ -99,7 +101,12 @@ class Browser:
         return match.group(1)
 
     def sign_in(self, worker: int, password: str = PASSWORD) -> Response:
-        return self.request(worker, "POST", "/login", {"csrf": self.csrf(worker), "email": EMAIL, "password": password})
+        return self.request(
+            worker,
+            "POST",
+            "/login",
+            {"csrf": self.csrf(worker), "email": EMAIL, "password": password},
+        )
 
 
 @dataclass
@@ -125,7 +132,9 @@ class Server:
                 conn.close()
             else:
                 by_worker[worker] = conn
-        assert len(by_worker) == 2, f"both workers never answered:\n{self.log.read_text(errors='replace')[-3000:]}"
+        assert len(by_worker) == 2, (
+            f"both workers never answered:\n{self.log.read_text(errors='replace')[-3000:]}"
+        )
         return list(by_worker.values())
 
 
@@ -133,7 +142,19 @@ class Server:
 def server(request, db, tmp_path) -> Iterator[Server]:
     """gunicorn, two workers (threads too, as the benchmarks run it), on a free loopback port."""
     (tmp_path / "signin_app.py").write_text(WRAPPER)
-    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MAIL_URL", "SECRET_KEY", "BASE_URL", "TRUSTED_PROXIES")}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "DATABASE_URL",
+            "REDIS_URL",
+            "MAIL_URL",
+            "SECRET_KEY",
+            "BASE_URL",
+            "TRUSTED_PROXIES",
+        )
+    }
     port = free_port()
     environ.update(
         DATABASE_URL=db.url,
@@ -149,9 +170,26 @@ def server(request, db, tmp_path) -> Iterator[Server]:
     if request.param == "redis":
         environ["REDIS_URL"] = REDIS_URL
     log = tmp_path / "gunicorn.log"
-    command = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "2", "--keep-alive", "60", "-b", f"127.0.0.1:{port}", "signin_app:app"]
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-w",
+        "2",
+        "-k",
+        "gthread",
+        "--threads",
+        "2",
+        "--keep-alive",
+        "60",
+        "-b",
+        f"127.0.0.1:{port}",
+        "signin_app:app",
+    ]
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=tmp_path, env=environ, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=tmp_path, env=environ, stdout=out, stderr=subprocess.STDOUT
+        )
     running = Server(port, process, log)
     try:
         _wait_ready(port, process, log)
@@ -167,7 +205,9 @@ def server(request, db, tmp_path) -> Iterator[Server]:
             process.wait()
 
 
-def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
+def _wait_ready(
+    port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 60.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -189,7 +229,10 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path, timeout:
 def addresses(server) -> Iterator[tuple[str, str]]:
     """A stranger's and the owner's address, fresh for each run (Redis outlives a test run;
     the database is emptied per test), and their Redis counts deleted afterwards."""
-    stranger, owner = f"198.51.100.{secrets.randbelow(254) + 1}", f"203.0.113.{secrets.randbelow(254) + 1}"
+    stranger, owner = (
+        f"198.51.100.{secrets.randbelow(254) + 1}",
+        f"203.0.113.{secrets.randbelow(254) + 1}",
+    )
     yield stranger, owner
     redis = Redis.from_url(REDIS_URL)
     for address in (stranger, owner):
@@ -215,7 +258,9 @@ def test_guesses_spread_over_both_workers_are_throttled_as_one(server, user, add
     conns = server.connection_on_each_worker()
     stranger = Browser(conns, stranger_at)
     form = {"csrf": stranger.csrf(0), "email": EMAIL, "password": "wrong horse battery"}
-    checked: list[tuple[int, float, float]] = []  # (worker, sent, received) of each guess whose password was checked
+    checked: list[
+        tuple[int, float, float]
+    ] = []  # (worker, sent, received) of each guess whose password was checked
     statuses: list[int] = []
     refused_by: set[int] = set()
     for n in range(40):
@@ -235,10 +280,14 @@ def test_guesses_spread_over_both_workers_are_throttled_as_one(server, user, add
     assert statuses[:PAIR_FREE] == [200] * PAIR_FREE
     assert refused_by == {0, 1}, statuses  # both workers refused the stranger
     assert {worker for worker, _, _ in checked} == {0, 1}  # and both checked some of the guesses
-    for k in range(PAIR_FREE, len(checked)):  # the guess after the k-th came 2^(k-5) s after it, at least
+    for k in range(
+        PAIR_FREE, len(checked)
+    ):  # the guess after the k-th came 2^(k-5) s after it, at least
         assert checked[k][2] - checked[k - 1][1] >= PAIR_RULE.delay(k), (k, statuses)
     owner = Browser(conns, owner_at)
-    assert owner.sign_in(1).status == 302  # the owner, from their own address, never waits for the stranger
+    assert (
+        owner.sign_in(1).status == 302
+    )  # the owner, from their own address, never waits for the stranger
     assert owner.request(0, "GET", "/journeys").status == 200
 
 

@@ -73,16 +73,41 @@ def hook_server():
 
 def setup(db, text: str) -> None:
     with db.session() as s, s.begin():
-        account = Account(external_id="ACME", name="株式会社アクメ", arr=Decimal(1), health_score=30, owner_email="csm@example.com")
+        account = Account(
+            external_id="ACME",
+            name="株式会社アクメ",
+            arr=Decimal(1),
+            health_score=30,
+            owner_email="csm@example.com",
+        )
         s.add(account)
         s.flush()
-        s.add(Contact(account_id=account.id, email="taro@example.com", name="山田 太郎", locale="ja", tags=["trial"]))
+        s.add(
+            Contact(
+                account_id=account.id,
+                email="taro@example.com",
+                name="山田 太郎",
+                locale="ja",
+                tags=["trial"],
+            )
+        )
         deploy(s, parse_journey(text, "j.yaml"), text, "j.yaml")
 
 
 def engine_for(db, sink, clock) -> Engine:
-    renderer = Renderer(TemplateStore(ROOT / "templates"), Tokens(SECRET, "https://cs.example.com"), Sender("cs@example.com"))
-    return Engine(db.sessions, clock, lambda: SEGMENTS, renderer, transport_from_url(sink.url), EngineSettings(webhook_secret=SECRET))
+    renderer = Renderer(
+        TemplateStore(ROOT / "templates"),
+        Tokens(SECRET, "https://cs.example.com"),
+        Sender("cs@example.com"),
+    )
+    return Engine(
+        db.sessions,
+        clock,
+        lambda: SEGMENTS,
+        renderer,
+        transport_from_url(sink.url),
+        EngineSettings(webhook_secret=SECRET),
+    )
 
 
 def test_in_app_update_and_a_signed_webhook_run_in_order(db, smtp_sink, hook_server):
@@ -116,7 +141,11 @@ def test_in_app_update_and_a_signed_webhook_run_in_order(db, smtp_sink, hook_ser
         engine.transport.close()
     with db.session() as s:
         item = s.scalars(select(InAppMessage)).one()
-        assert (item.title, item.body, item.expires_at) == ("レポートをお試しください", "株式会社アクメ様へ", START + timedelta(days=14))
+        assert (item.title, item.body, item.expires_at) == (
+            "レポートをお試しください",
+            "株式会社アクメ様へ",
+            START + timedelta(days=14),
+        )
         contact = s.scalars(select(Contact)).one()
         assert contact.tags == ["nudged"] and contact.attributes == {"last": "nudge"}
         account = s.scalars(select(Account)).one()
@@ -127,7 +156,9 @@ def test_in_app_update_and_a_signed_webhook_run_in_order(db, smtp_sink, hook_ser
     [(document, signature)] = Hook.received
     assert document["data"] == {"account": "ACME", "score": 5} and document["journey"] == "nudge"
     stamp, mac = (part.split("=", 1)[1] for part in signature.split(","))
-    assert hmac.compare_digest(mac, hmac.new(SECRET.encode(), f"{stamp}.".encode() + Hook.raw, hashlib.sha256).hexdigest())
+    assert hmac.compare_digest(
+        mac, hmac.new(SECRET.encode(), f"{stamp}.".encode() + Hook.raw, hashlib.sha256).hexdigest()
+    )
 
 
 def test_wait_until_answered_wakes_on_the_answer_and_branches_on_its_value(db, smtp_sink):
@@ -164,11 +195,21 @@ def test_wait_until_answered_wakes_on_the_answer_and_branches_on_its_value(db, s
         engine.tick()
         with db.session() as s:
             enrollment = s.scalars(select(Enrollment)).one()
-            assert enrollment.state == EnrollmentState.WAITING and enrollment.next_run_at == START + timedelta(days=7)
+            assert (
+                enrollment.state == EnrollmentState.WAITING
+                and enrollment.next_run_at == START + timedelta(days=7)
+            )
         clock.advance(timedelta(hours=5))
         with db.session() as s, s.begin():
             contact = s.scalars(select(Contact)).one()
-            engine.record_event(s, kind=EventKind.ANSWER, contact_id=contact.id, enrollment_id=enrollment.id, step_id="ask", value="3")
+            engine.record_event(
+                s,
+                kind=EventKind.ANSWER,
+                contact_id=contact.id,
+                enrollment_id=enrollment.id,
+                step_id="ask",
+                value="3",
+            )
         engine.tick()
     finally:
         engine.transport.close()
@@ -212,13 +253,21 @@ def test_an_exit_event_ends_a_waiting_enrollment(db, smtp_sink):
     assert smtp_sink.messages == []
     with db.session() as s:
         enrollment = s.scalars(select(Enrollment)).one()
-        assert (enrollment.state, enrollment.exit_reason) == (EnrollmentState.EXITED, "event: churned")
+        assert (enrollment.state, enrollment.exit_reason) == (
+            EnrollmentState.EXITED,
+            "event: churned",
+        )
 
 
 def add_people(db, n: int, **account_fields) -> None:
     with db.session() as s, s.begin():
         for i in range(n):
-            account = Account(external_id=f"E{i}", name=f"E{i}", arr=Decimal(1), **{k: (v(i) if callable(v) else v) for k, v in account_fields.items()})
+            account = Account(
+                external_id=f"E{i}",
+                name=f"E{i}",
+                arr=Decimal(1),
+                **{k: (v(i) if callable(v) else v) for k, v in account_fields.items()},
+            )
             s.add(account)
             s.flush()
             s.add(Contact(account_id=account.id, email=f"e{i}@example.com"))
@@ -242,8 +291,12 @@ def test_an_event_entry_enrols_whoever_posted_the_event_once(db, smtp_sink):
         assert engine.tick().entered == {"j": 0}
         with db.session() as s, s.begin():
             contact = s.scalars(select(Contact).where(Contact.email == "e1@example.com")).one()
-            engine.record_event(s, kind=EventKind.CUSTOM, name="usage_dropped", contact_id=contact.id)
-            engine.record_event(s, kind=EventKind.CUSTOM, name="usage_dropped", contact_id=contact.id)
+            engine.record_event(
+                s, kind=EventKind.CUSTOM, name="usage_dropped", contact_id=contact.id
+            )
+            engine.record_event(
+                s, kind=EventKind.CUSTOM, name="usage_dropped", contact_id=contact.id
+            )
         assert engine.tick().entered == {"j": 1}
         assert engine.tick().entered == {"j": 0}
     finally:
@@ -254,7 +307,12 @@ def test_an_event_entry_enrols_whoever_posted_the_event_once(db, smtp_sink):
 def test_a_date_entry_takes_renewals_inside_the_offset_and_not_beyond(db, smtp_sink):
     today = START.date()
     add_people(db, 4, renewal_date=lambda i: today + timedelta(days=[10, 90, 91, -1][i]))
-    deploy_text(db, HEAD + "entry: {trigger: date, field: renewal_date, offset: 90 days before}\nre_entry: always\n" + STEPS)
+    deploy_text(
+        db,
+        HEAD
+        + "entry: {trigger: date, field: renewal_date, offset: 90 days before}\nre_entry: always\n"
+        + STEPS,
+    )
     engine = engine_for(db, smtp_sink, FakeClock(START))
     try:
         assert engine.tick().entered == {"j": 2}
@@ -290,7 +348,11 @@ def test_a_domain_rate_limit_holds_sends_until_the_next_window(db, smtp_sink, sh
 
     add_people(db, 5)
     deploy_text(db, HEAD + "entry: {trigger: segment}\n" + STEPS)
-    redis = Redis.from_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")) if shared else None
+    redis = (
+        Redis.from_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+        if shared
+        else None
+    )
     domain = f"{uuid.uuid4().hex[:8]}.example"  # a fresh domain: the Redis counters are shared
     with db.session() as s, s.begin():
         for contact in s.scalars(select(Contact)):
@@ -317,7 +379,10 @@ def test_rate_limit_settings_are_checked():
     from campaigns.engine.ratelimit import Limit, parse_limits
     from campaigns.exceptions import ConfigError
 
-    assert parse_limits("gmail.com=600/60s, *=3000/60") == {"gmail.com": Limit(600, 60), "*": Limit(3000, 60)}
+    assert parse_limits("gmail.com=600/60s, *=3000/60") == {
+        "gmail.com": Limit(600, 60),
+        "*": Limit(3000, 60),
+    }
     for bad in ("gmail.com", "gmail.com=fast", "x=1/0s", "=1/1s"):
         with pytest.raises(ConfigError, match="DOMAIN_RATE_LIMITS"):
             parse_limits(bad)

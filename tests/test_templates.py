@@ -98,7 +98,9 @@ def sample_context(**changes: Any) -> dict[str, Any]:
 
 def options(scale: str) -> list[dict[str, Any]]:
     values = range(11) if scale == "nps" else range(1, 6)
-    return [{"value": v, "label": str(v), "url": f"https://t.example.com/a/{scale}/{v}"} for v in values]
+    return [
+        {"value": v, "label": str(v), "url": f"https://t.example.com/a/{scale}/{v}"} for v in values
+    ]
 
 
 HTML = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
@@ -125,7 +127,9 @@ def test_the_store_lists_every_shipped_template_and_no_partials(store: TemplateS
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_every_template_has_both_parts_in_english_and_japanese(store: TemplateStore, name: str) -> None:
+def test_every_template_has_both_parts_in_english_and_japanese(
+    store: TemplateStore, name: str
+) -> None:
     assert store.exists(name)
     assert store.locales(name) == LOCALES
     for locale in LOCALES:
@@ -136,7 +140,9 @@ def test_every_template_has_both_parts_in_english_and_japanese(store: TemplateSt
 
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_template_compiles_and_renders_with_the_documented_context(store: TemplateStore, name: str, locale: str) -> None:
+def test_template_compiles_and_renders_with_the_documented_context(
+    store: TemplateStore, name: str, locale: str
+) -> None:
     compiled = store.compile(name, locale)
     assert (compiled.name, compiled.locale) == (name, locale)
     assert f'<html lang="{locale}"' in compiled.html
@@ -164,7 +170,9 @@ def test_template_compiles_and_renders_with_the_documented_context(store: Templa
 
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_links_are_placeholders_never_literal_urls(store: TemplateStore, name: str, locale: str) -> None:
+def test_links_are_placeholders_never_literal_urls(
+    store: TemplateStore, name: str, locale: str
+) -> None:
     """The renderer rewrites links to signed tracking URLs: templates name them, nothing more."""
     compiled = store.compile(name, locale)
     hrefs = re.findall(r'href="([^"]*)"', compiled.html)
@@ -176,11 +184,15 @@ def test_links_are_placeholders_never_literal_urls(store: TemplateStore, name: s
 
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_html_is_accessible_and_escapes_the_context(store: TemplateStore, name: str, locale: str) -> None:
+def test_html_is_accessible_and_escapes_the_context(
+    store: TemplateStore, name: str, locale: str
+) -> None:
     compiled = store.compile(name, locale)
     html, _ = render(
         compiled,
-        sample_context(contact={"name": "<b>Eve</b>", "email": "e@x.jp", "role": None, "locale": locale}),
+        sample_context(
+            contact={"name": "<b>Eve</b>", "email": "e@x.jp", "role": None, "locale": locale}
+        ),
     )
     assert "<b>Eve</b>" not in html and "&lt;b&gt;Eve&lt;/b&gt;" in html
     for img in re.findall(r"<img\b[^>]*>", html):
@@ -189,8 +201,12 @@ def test_html_is_accessible_and_escapes_the_context(store: TemplateStore, name: 
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-@pytest.mark.parametrize(("name", "scale", "count"), [("nps_survey", "nps", 11), ("csat_survey", "csat", 5)])
-def test_survey_renders_one_click_link_per_score(store: TemplateStore, name: str, scale: str, count: int, locale: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "scale", "count"), [("nps_survey", "nps", 11), ("csat_survey", "csat", 5)]
+)
+def test_survey_renders_one_click_link_per_score(
+    store: TemplateStore, name: str, scale: str, count: int, locale: str
+) -> None:
     compiled = store.compile(name, locale)
     assert 'href="{{ option.url }}"' in compiled.html
     assert "{% for option in survey.options %}" in compiled.html
@@ -203,7 +219,9 @@ def test_survey_renders_one_click_link_per_score(store: TemplateStore, name: str
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-def test_survey_question_from_the_step_replaces_the_default(store: TemplateStore, locale: str) -> None:
+def test_survey_question_from_the_step_replaces_the_default(
+    store: TemplateStore, locale: str
+) -> None:
     compiled = store.compile("nps_survey", locale)
     survey = {"scale": "nps", "question": "当社を同僚にすすめますか？", "options": options("nps")}
     html, text = render(compiled, sample_context(survey=survey))
@@ -212,7 +230,9 @@ def test_survey_question_from_the_step_replaces_the_default(store: TemplateStore
 
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("name", ["qbr_invite", "webinar_invite", "webinar_reminder"])
-def test_invite_renders_rsvp_links_and_the_optional_join_link(store: TemplateStore, name: str, locale: str) -> None:
+def test_invite_renders_rsvp_links_and_the_optional_join_link(
+    store: TemplateStore, name: str, locale: str
+) -> None:
     compiled = store.compile(name, locale)
     html, text = render(compiled, sample_context())
     for url in (
@@ -231,7 +251,10 @@ def test_invite_renders_rsvp_links_and_the_optional_join_link(store: TemplateSto
 def test_jinja_with_a_less_than_sign_survives_mjml(store: TemplateStore, locale: str) -> None:
     """MJML's parser chokes on a bare '<': the store shields every Jinja tag from it."""
     compiled = store.compile("renewal_reminder", locale)
-    assert "{% if account.days_to_renewal is not none and account.days_to_renewal <= 30 %}" in compiled.html
+    assert (
+        "{% if account.days_to_renewal is not none and account.days_to_renewal <= 30 %}"
+        in compiled.html
+    )
     soon = dict(sample_context()["account"], days_to_renewal=28)
     later = dict(sample_context()["account"], days_to_renewal=88)
     soon_html, soon_text = render(compiled, sample_context(account=soon))
@@ -241,7 +264,9 @@ def test_jinja_with_a_less_than_sign_survives_mjml(store: TemplateStore, locale:
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-def test_owner_notification_shows_task_due_date_and_account_link(store: TemplateStore, locale: str) -> None:
+def test_owner_notification_shows_task_due_date_and_account_link(
+    store: TemplateStore, locale: str
+) -> None:
     html, text = render(store.compile("owner_task_notification", locale), sample_context())
     assert 'href="https://cs.example.com/tasks/7"' in html
     assert 'href="https://cs.example.com/accounts/1"' in html
@@ -283,7 +308,9 @@ def test_the_playbooks_are_shipped() -> None:
 
 
 @pytest.mark.parametrize("path", _journey_files(), ids=lambda p: p.stem)
-def test_every_template_a_journey_names_exists_in_both_locales(store: TemplateStore, path: Path) -> None:
+def test_every_template_a_journey_names_exists_in_both_locales(
+    store: TemplateStore, path: Path
+) -> None:
     names = set(_template_names(yaml.safe_load(path.read_text(encoding="utf-8"))))
     assert names
     for name in names:
@@ -356,7 +383,9 @@ def test_compile_recompiles_when_the_template_file_changes(tree: Path) -> None:
     store = TemplateStore(tree)
     first = store.compile("nps_survey", "en")
     path = tree / "en" / "nps_survey.mjml"
-    path.write_text(path.read_text(encoding="utf-8").replace("Best regards", "Kind regards"), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("Best regards", "Kind regards"), encoding="utf-8"
+    )
     second = store.compile("nps_survey", "en")
     assert second is not first and second.hash != first.hash
     assert "Kind regards" in second.html and "Kind regards" not in first.html
@@ -368,7 +397,9 @@ def test_compile_recompiles_when_a_shared_partial_changes(tree: Path, partial: s
     store = TemplateStore(tree)
     first = store.compile("onboarding_tips", "ja")
     path = tree / "ja" / partial
-    path.write_text(path.read_text(encoding="utf-8").replace("丸の内1-2-3", "丸の内9-9-9"), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("丸の内1-2-3", "丸の内9-9-9"), encoding="utf-8"
+    )
     second = store.compile("onboarding_tips", "ja")
     assert second.hash != first.hash
     assert "丸の内9-9-9" in (second.html if partial.endswith(".mjml") else second.text)
@@ -425,7 +456,9 @@ def test_template_errors_are_campaigns_errors() -> None:
         ('<mj-include path="../../../etc/passwd" />', 5, "must be a path inside"),
     ],
 )
-def test_bad_mjml_raises_template_error_with_path_and_line(tree: Path, content: str, line: int, words: str) -> None:
+def test_bad_mjml_raises_template_error_with_path_and_line(
+    tree: Path, content: str, line: int, words: str
+) -> None:
     path = _write(tree, "en", "broken", BODY.format(content=content))
     with pytest.raises(TemplateError) as info:
         TemplateStore(tree).compile("broken", "en")
@@ -453,7 +486,9 @@ def test_jinja_where_mjml_cannot_take_it_is_reported_at_its_line(tree: Path) -> 
 
 
 def test_bad_text_part_raises_template_error_with_path_and_line(tree: Path) -> None:
-    _write(tree, "en", "broken", BODY.format(content="<mj-text>ok</mj-text>"), "line one\n{{ oops }\n")
+    _write(
+        tree, "en", "broken", BODY.format(content="<mj-text>ok</mj-text>"), "line one\n{{ oops }\n"
+    )
     with pytest.raises(TemplateError) as info:
         TemplateStore(tree).compile("broken", "en")
     assert info.value.path == tree / "en" / "broken.txt"

@@ -34,7 +34,16 @@ from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.deploy import deploy
 from campaigns.journeys.dsl import parse_journey
 from campaigns.journeys.segments import parse_segments
-from campaigns.store.models import Account, Classification, Contact, Enrollment, EnrollmentState, Event, EventKind, Task
+from campaigns.store.models import (
+    Account,
+    Classification,
+    Contact,
+    Enrollment,
+    EnrollmentState,
+    Event,
+    EventKind,
+    Task,
+)
 from campaigns.tracking.hits import RedisHitLog
 from campaigns.tracking.tokens import Tokens
 from campaigns.web import create_app
@@ -113,13 +122,31 @@ def server(db):
 def test_a_recipient_opens_clicks_and_answers_and_the_journey_follows(db, smtp_sink, server):
     base, hits = server
     with db.session() as s, s.begin():
-        account = Account(external_id="ACME", name="株式会社アクメ", arr=Decimal(1), owner_email="csm.sato@example.com")
+        account = Account(
+            external_id="ACME",
+            name="株式会社アクメ",
+            arr=Decimal(1),
+            owner_email="csm.sato@example.com",
+        )
         s.add(account)
         s.flush()
-        s.add(Contact(account_id=account.id, email="taro@example.jp", name="山田 太郎", locale="ja", time_zone="Asia/Tokyo"))
+        s.add(
+            Contact(
+                account_id=account.id,
+                email="taro@example.jp",
+                name="山田 太郎",
+                locale="ja",
+                time_zone="Asia/Tokyo",
+            )
+        )
         deploy(s, parse_journey(JOURNEY, "nps_e2e.yaml"), JOURNEY, "nps_e2e.yaml")
     clock = FakeClock(datetime.now(UTC) - timedelta(hours=1))
-    renderer = Renderer(TemplateStore(ROOT / "templates"), Tokens(SECRET, base), Sender("cs@example.com"), domain="example.com")
+    renderer = Renderer(
+        TemplateStore(ROOT / "templates"),
+        Tokens(SECRET, base),
+        Sender("cs@example.com"),
+        domain="example.com",
+    )
     segments = parse_segments("tiers:\n  everyone: {when: true}\n")
     engine = Engine(
         db.sessions,
@@ -128,7 +155,10 @@ def test_a_recipient_opens_clicks_and_answers_and_the_journey_follows(db, smtp_s
         renderer,
         transport_from_url(smtp_sink.url),
         EngineSettings(),
-        links={"docs": "https://docs.example.com/{{ contact.locale }}/start", "help": "https://help.example.com/"},
+        links={
+            "docs": "https://docs.example.com/{{ contact.locale }}/start",
+            "help": "https://help.example.com/",
+        },
     )
     try:
         engine.tick()
@@ -143,21 +173,33 @@ def test_a_recipient_opens_clicks_and_answers_and_the_journey_follows(db, smtp_s
         assert len(answers) == 11  # NPS 0-10
         parsed = survey
         unsubscribe = parsed["List-Unsubscribe"]
-        assert base in unsubscribe and parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert (
+            base in unsubscribe and parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        )
 
-        def get(url: str, opener: urllib.request.OpenerDirector | None = None) -> tuple[int, bytes, dict[str, str]]:
+        def get(
+            url: str, opener: urllib.request.OpenerDirector | None = None
+        ) -> tuple[int, bytes, dict[str, str]]:
             request = urllib.request.Request(url, headers={"User-Agent": BROWSER})
             try:
-                with (opener or urllib.request.build_opener()).open(request, timeout=10) as response:
+                with (opener or urllib.request.build_opener()).open(
+                    request, timeout=10
+                ) as response:
                     return response.status, response.read(), dict(response.headers)
             except urllib.error.HTTPError as exc:
                 return exc.code, exc.read(), dict(exc.headers)
 
         # The mail client loads the pixel; the person clicks the first visible link.
         status, body, headers = get(pixel)
-        assert status == 200 and body.startswith(b"GIF89a") and "no-store" in headers["Cache-Control"]
+        assert (
+            status == 200 and body.startswith(b"GIF89a") and "no-store" in headers["Cache-Control"]
+        )
         no_redirect = urllib.request.build_opener(NoRedirect)
-        visible = [href for href in clicks if (Tokens(SECRET, base).loads("click", href.rsplit("/", 1)[1]) or {}).get("l", -1) >= 0]
+        visible = [
+            href
+            for href in clicks
+            if (Tokens(SECRET, base).loads("click", href.rsplit("/", 1)[1]) or {}).get("l", -1) >= 0
+        ]
         status, _, headers = get(visible[0], no_redirect)
         assert status == 302 and headers["Location"].startswith("http")
 
@@ -166,8 +208,14 @@ def test_a_recipient_opens_clicks_and_answers_and_the_journey_follows(db, smtp_s
         assert status == 200
         csrf = re.search(rb'name="csrf" value="([^"]+)"', body).group(1).decode()
         form = urllib.parse.urlencode({"csrf": csrf}).encode()
-        with urllib.request.urlopen(urllib.request.Request(answers[3], data=form, headers={"User-Agent": BROWSER}), timeout=10) as response:
-            assert response.status == 200 and "ご回答ありがとうございました" in response.read().decode()
+        with urllib.request.urlopen(
+            urllib.request.Request(answers[3], data=form, headers={"User-Agent": BROWSER}),
+            timeout=10,
+        ) as response:
+            assert (
+                response.status == 200
+                and "ご回答ありがとうございました" in response.read().decode()
+            )
 
         # Until the flusher runs, the database has none of it; then every hit is there.
         with db.session() as s:
@@ -176,14 +224,22 @@ def test_a_recipient_opens_clicks_and_answers_and_the_journey_follows(db, smtp_s
         assert result.written == 3
         with db.session() as s:
             kinds = {(e.kind, e.classification) for e in s.scalars(select(Event))}
-            assert kinds == {(EventKind.OPEN, Classification.HUMAN), (EventKind.CLICK, Classification.HUMAN), (EventKind.ANSWER, Classification.HUMAN)}
-            assert s.scalars(select(Enrollment.next_run_at)).one() == clock.now()  # the answer woke the wait
+            assert kinds == {
+                (EventKind.OPEN, Classification.HUMAN),
+                (EventKind.CLICK, Classification.HUMAN),
+                (EventKind.ANSWER, Classification.HUMAN),
+            }
+            assert (
+                s.scalars(select(Enrollment.next_run_at)).one() == clock.now()
+            )  # the answer woke the wait
 
         clock.advance(timedelta(minutes=5))
         engine.tick()
         with db.session() as s:
             task = s.scalars(select(Task)).one()
-            assert task.title == "Call 山田 太郎: NPS 3" and task.owner_email == "csm.sato@example.com"
+            assert (
+                task.title == "Call 山田 太郎: NPS 3" and task.owner_email == "csm.sato@example.com"
+            )
             assert s.scalars(select(Enrollment.state)).one() == EnrollmentState.COMPLETED
     finally:
         engine.transport.close()

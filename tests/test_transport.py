@@ -162,7 +162,9 @@ def test_three_messages_go_over_one_connection(relay: Relay, renderer: Renderer)
             transport.send(outgoing)
         assert transport.connections == 1
     assert relay.connections == 1
-    assert [(m[0], m[1]) for m in relay.messages] == [("cs@example.com", [f"user{n}@example.co.jp"]) for n in (1, 2, 3)]
+    assert [(m[0], m[1]) for m in relay.messages] == [
+        ("cs@example.com", [f"user{n}@example.co.jp"]) for n in (1, 2, 3)
+    ]
     for n, outgoing, message in zip((1, 2, 3), sent, relay.parsed(), strict=True):
         assert message["Message-ID"] == outgoing.message_id
         assert str(message["Subject"]) == outgoing.subject
@@ -184,7 +186,9 @@ def test_421_is_temporary_and_the_next_send_reconnects(relay: Relay, renderer: R
     assert len(relay.messages) == 1
 
 
-def test_451_greylisting_is_temporary_and_keeps_the_connection(relay: Relay, renderer: Renderer) -> None:
+def test_451_greylisting_is_temporary_and_keeps_the_connection(
+    relay: Relay, renderer: Renderer
+) -> None:
     relay.data_replies = ["451 4.7.1 Greylisted, please try again later"]
     with transport_for(relay) as transport:
         with pytest.raises(TemporaryFailure) as failure:
@@ -194,7 +198,9 @@ def test_451_greylisting_is_temporary_and_keeps_the_connection(relay: Relay, ren
     assert relay.connections == 1 and len(relay.messages) == 1
 
 
-def test_unknown_recipient_550_is_a_permanent_failure_of_that_address(relay: Relay, renderer: Renderer) -> None:
+def test_unknown_recipient_550_is_a_permanent_failure_of_that_address(
+    relay: Relay, renderer: Renderer
+) -> None:
     relay.refuse["nobody@example.co.jp"] = "550 5.1.1 No such user here"
     with transport_for(relay) as transport:
         with pytest.raises(PermanentFailure) as failure:
@@ -205,7 +211,9 @@ def test_unknown_recipient_550_is_a_permanent_failure_of_that_address(relay: Rel
     assert relay.connections == 1 and len(relay.messages) == 1
 
 
-def test_550_to_the_content_bounces_without_blaming_the_address(relay: Relay, renderer: Renderer) -> None:
+def test_550_to_the_content_bounces_without_blaming_the_address(
+    relay: Relay, renderer: Renderer
+) -> None:
     relay.data_replies = ["550 5.7.1 Message rejected as spam"]
     with transport_for(relay) as transport, pytest.raises(PermanentFailure) as failure:
         transport.send(mail(renderer, 1))
@@ -220,7 +228,9 @@ def test_greylisted_recipient_is_temporary(relay: Relay, renderer: Renderer) -> 
     assert (failure.value.code, failure.value.stage) == (450, "rcpt")
 
 
-def test_connection_dropped_during_data_is_temporary_and_not_retried_silently(relay: Relay, renderer: Renderer) -> None:
+def test_connection_dropped_during_data_is_temporary_and_not_retried_silently(
+    relay: Relay, renderer: Renderer
+) -> None:
     relay.data_replies = ["drop"]
     with transport_for(relay) as transport:
         with pytest.raises(TemporaryFailure) as failure:
@@ -248,7 +258,9 @@ def test_a_connection_the_server_closed_while_idle_is_reopened_transparently(
     assert relay.connections == 2 and len(relay.messages) == 2
 
 
-def test_421_to_mail_on_a_reused_connection_reconnects_transparently(relay: Relay, renderer: Renderer) -> None:
+def test_421_to_mail_on_a_reused_connection_reconnects_transparently(
+    relay: Relay, renderer: Renderer
+) -> None:
     relay.per_connection = 2  # like a relay that takes N messages per connection
     with transport_for(relay) as transport:
         for n in range(5):
@@ -275,7 +287,9 @@ def test_a_server_that_never_answers_times_out_as_temporary(renderer: Renderer) 
             transport.send(mail(renderer, 1))
 
 
-def test_auth_with_percent_encoded_credentials_from_the_url(relay: Relay, renderer: Renderer) -> None:
+def test_auth_with_percent_encoded_credentials_from_the_url(
+    relay: Relay, renderer: Renderer
+) -> None:
     url = f"smtp://{quote(USER, safe='')}:{quote(PASSWORD, safe='')}@127.0.0.1:{relay.port}"
     transport = transport_from_url(url + "?helo=worker.test&timeout=5")
     assert isinstance(transport, SMTPTransport)
@@ -333,12 +347,18 @@ def _contexts(certificate: tuple[Path, Path]) -> tuple[ssl.SSLContext, ssl.SSLCo
     return server, client
 
 
-def test_starttls_then_auth_when_the_server_offers_it(certificate: tuple[Path, Path], renderer: Renderer) -> None:
+def test_starttls_then_auth_when_the_server_offers_it(
+    certificate: tuple[Path, Path], renderer: Renderer
+) -> None:
     relay = Relay()
     server_tls, client_tls = _contexts(certificate)
-    controller, port = serve(relay, tls_context=server_tls, require_starttls=True, authenticator=relay.authenticate)
+    controller, port = serve(
+        relay, tls_context=server_tls, require_starttls=True, authenticator=relay.authenticate
+    )
     try:
-        with SMTPTransport("127.0.0.1", port, username=USER, password=PASSWORD, ssl_context=client_tls) as transport:
+        with SMTPTransport(
+            "127.0.0.1", port, username=USER, password=PASSWORD, ssl_context=client_tls
+        ) as transport:
             transport.send(mail(renderer, 1))
             transport.send(mail(renderer, 2))
     finally:
@@ -346,19 +366,25 @@ def test_starttls_then_auth_when_the_server_offers_it(certificate: tuple[Path, P
     assert relay.tls_seen == [True, True] and len(relay.logins) == 1
 
 
-def test_smtps_speaks_tls_from_the_first_byte(certificate: tuple[Path, Path], renderer: Renderer) -> None:
+def test_smtps_speaks_tls_from_the_first_byte(
+    certificate: tuple[Path, Path], renderer: Renderer
+) -> None:
     relay = Relay()
     server_tls, client_tls = _contexts(certificate)
     controller, port = serve(relay, ssl_context=server_tls)
     try:
-        with SMTPTransport("127.0.0.1", port, implicit_tls=True, ssl_context=client_tls) as transport:
+        with SMTPTransport(
+            "127.0.0.1", port, implicit_tls=True, ssl_context=client_tls
+        ) as transport:
             transport.send(mail(renderer, 1))
     finally:
         controller.stop()
     assert len(relay.messages) == 1 and relay.parsed()[0]["To"].addresses[0].username == "user1"
 
 
-def test_an_untrusted_certificate_is_a_temporary_failure(certificate: tuple[Path, Path], renderer: Renderer) -> None:
+def test_an_untrusted_certificate_is_a_temporary_failure(
+    certificate: tuple[Path, Path], renderer: Renderer
+) -> None:
     relay = Relay()
     server_tls, _ = _contexts(certificate)
     controller, port = serve(relay, ssl_context=server_tls)
@@ -373,7 +399,9 @@ def test_an_untrusted_certificate_is_a_temporary_failure(certificate: tuple[Path
 # -- the file outbox ---------------------------------------------------------------------------
 
 
-def test_file_transport_writes_a_parseable_eml_once_per_message(tmp_path: Path, renderer: Renderer) -> None:
+def test_file_transport_writes_a_parseable_eml_once_per_message(
+    tmp_path: Path, renderer: Renderer
+) -> None:
     outbox = FileTransport(tmp_path / "outbox")
     first = mail(renderer, 1)
     outbox.send(first)
@@ -406,14 +434,18 @@ def test_file_names_stay_inside_the_outbox(tmp_path: Path, renderer: Renderer) -
     assert sorted(p.name for p in (tmp_path / "outbox").iterdir()) == sorted(p.name for p in paths)
 
 
-def test_a_file_outbox_that_cannot_be_written_is_temporary(tmp_path: Path, renderer: Renderer) -> None:
+def test_a_file_outbox_that_cannot_be_written_is_temporary(
+    tmp_path: Path, renderer: Renderer
+) -> None:
     outbox = FileTransport(tmp_path / "outbox")
     (tmp_path / "outbox").write_text("a file where the folder should be")
     with pytest.raises(TemporaryFailure):
         outbox.send(mail(renderer, 1))
 
 
-def test_a_file_outbox_is_made_on_the_first_send_not_before(tmp_path: Path, renderer: Renderer) -> None:
+def test_a_file_outbox_is_made_on_the_first_send_not_before(
+    tmp_path: Path, renderer: Renderer
+) -> None:
     """A dashboard page that could send a test builds a transport: nothing may appear then."""
     outbox = FileTransport(tmp_path / "deep" / "outbox")
     assert not (tmp_path / "deep").exists()
@@ -430,7 +462,9 @@ def test_a_file_outbox_under_a_file_is_refused_at_once(tmp_path: Path) -> None:
 # -- MAIL_URL --------------------------------------------------------------------------------
 
 
-def test_relative_file_urls_resolve_against_the_working_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_file_urls_resolve_against_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     default = transport_from_url("file:///./outbox")
     assert isinstance(default, FileTransport) and default.directory == tmp_path / "outbox"
@@ -441,7 +475,9 @@ def test_relative_file_urls_resolve_against_the_working_folder(tmp_path: Path, m
 
 
 def test_smtp_urls_are_parsed_into_settings() -> None:
-    transport = transport_from_url("smtp://me%40corp:s%3Acret@relay.example.com:2525?starttls=off&timeout=7.5&helo=w1")
+    transport = transport_from_url(
+        "smtp://me%40corp:s%3Acret@relay.example.com:2525?starttls=off&timeout=7.5&helo=w1"
+    )
     assert isinstance(transport, SMTPTransport)
     assert (transport.host, transport.port) == ("relay.example.com", 2525)
     assert (transport.username, transport.password) == ("me@corp", "s:cret")

@@ -24,7 +24,17 @@ from campaigns.engine.deploy import deploy
 from campaigns.insight import stats, tuning
 from campaigns.journeys.dsl import parse_journey
 from campaigns.journeys.segments import parse_segments
-from campaigns.store.models import Account, Allocation, Contact, Enrollment, InAppMessage, Journey, Message, Stat, Task
+from campaigns.store.models import (
+    Account,
+    Allocation,
+    Contact,
+    Enrollment,
+    InAppMessage,
+    Journey,
+    Message,
+    Stat,
+    Task,
+)
 from campaigns.tracking.tokens import Tokens
 from campaigns.web import create_app
 
@@ -84,16 +94,27 @@ def setup(db, text: str, n: int, key: str, start: int = 0) -> int:
     with db.session() as s, s.begin():
         account = s.scalar(select(Account).where(Account.external_id == "A"))
         if account is None:
-            account = Account(external_id="A", name="A", arr=Decimal(1), owner_email="csm@example.com")
+            account = Account(
+                external_id="A", name="A", arr=Decimal(1), owner_email="csm@example.com"
+            )
             s.add(account)
             s.flush()
-        s.add_all([Contact(account_id=account.id, email=f"t{i}@example.com", name=f"T {i}") for i in range(start, start + n)])
+        s.add_all(
+            [
+                Contact(account_id=account.id, email=f"t{i}@example.com", name=f"T {i}")
+                for i in range(start, start + n)
+            ]
+        )
         deploy(s, parse_journey(text, f"{key}.yaml"), text, f"{key}.yaml")
         return s.scalar(select(Journey.id).where(Journey.key == key))
 
 
 def engine_for(db, sink, seed: int) -> Engine:
-    renderer = Renderer(TemplateStore(ROOT / "templates"), Tokens("tune-secret-0123456789", "https://cs.example.com"), Sender("cs@example.com"))
+    renderer = Renderer(
+        TemplateStore(ROOT / "templates"),
+        Tokens("tune-secret-0123456789", "https://cs.example.com"),
+        Sender("cs@example.com"),
+    )
     return Engine(
         db.sessions, FakeClock(START), lambda: SEGMENTS, renderer, transport_from_url(sink.url), EngineSettings(frequency_cap=10),
         links={"docs": "https://docs.example.com/", "help": "https://help.example.com/"}, tuner=tuning.Tuner(rng=random.Random(seed)),
@@ -109,36 +130,69 @@ def tick(db, sink, seed: int) -> None:
         engine.transport.close()
 
 
-def seed(db, journey_id: int, step: str, column: str, arms: dict[str, tuple[int, int]], trials_metric: str = "sent", goal: str = "clicked") -> None:
+def seed(
+    db,
+    journey_id: int,
+    step: str,
+    column: str,
+    arms: dict[str, tuple[int, int]],
+    trials_metric: str = "sent",
+    goal: str = "clicked",
+) -> None:
     counts: Counter = Counter()
     for arm, (successes, trials) in arms.items():
         variant, channel = (arm, "email") if column == "variant" else ("", arm)
-        counts[(journey_id, step, channel, variant, "everyone", "", START.date(), tuning.TRIALS.get(arm, trials_metric) if column == "channel" else trials_metric)] += trials
-        counts[(journey_id, step, channel, variant, "everyone", "", START.date(), goal)] += successes
+        counts[
+            (
+                journey_id,
+                step,
+                channel,
+                variant,
+                "everyone",
+                "",
+                START.date(),
+                tuning.TRIALS.get(arm, trials_metric) if column == "channel" else trials_metric,
+            )
+        ] += trials
+        counts[(journey_id, step, channel, variant, "everyone", "", START.date(), goal)] += (
+            successes
+        )
     with db.session() as s, s.begin():
         stats.add(s, counts)
 
 
 def test_a_better_variant_gets_most_new_sends_and_the_allocation_is_stored(db, smtp_sink):
     journey_id = setup(db, VARIANTS, 300, "tuned")
-    seed(db, journey_id, "hello", "variant", {"plain": (4, 200), "urgent": (40, 200)})  # 2% vs 20% clicked
+    seed(
+        db, journey_id, "hello", "variant", {"plain": (4, 200), "urgent": (40, 200)}
+    )  # 2% vs 20% clicked
     tick(db, smtp_sink, seed=7)
     with db.session() as s:
         split = Counter(s.scalars(select(Message.variant)))
         # P(urgent is best) ~ 1, so it gets 0.1/2 + 0.9 = 95% of draws: ~285 of 300.
         assert split["urgent"] > 250 and split["plain"] >= 1, split
         rows = s.scalars(select(Allocation).where(Allocation.arm == "urgent")).all()
-        assert rows and rows[0].trials == 200 and rows[0].successes == 40 and rows[0].p_best > 0.99 and abs(rows[0].share - 0.95) < 0.01
+        assert (
+            rows
+            and rows[0].trials == 200
+            and rows[0].successes == 40
+            and rows[0].p_best > 0.99
+            and abs(rows[0].share - 0.95) < 0.01
+        )
         assert set(s.scalars(select(Enrollment.segment))) == {"everyone"}
 
 
 def test_before_the_minimum_sample_the_split_is_even(db, smtp_sink):
     journey_id = setup(db, VARIANTS, 300, "tuned")
-    seed(db, journey_id, "hello", "variant", {"plain": (0, 50), "urgent": (25, 50)})  # under 100 trials each: no leaning yet
+    seed(
+        db, journey_id, "hello", "variant", {"plain": (0, 50), "urgent": (25, 50)}
+    )  # under 100 trials each: no leaning yet
     tick(db, smtp_sink, seed=11)
     with db.session() as s:
         split = Counter(s.scalars(select(Message.variant)))
-    assert 110 <= split["urgent"] <= 190 and split["plain"] + split["urgent"] == 300, split  # 150 +- 4.6 sd
+    assert 110 <= split["urgent"] <= 190 and split["plain"] + split["urgent"] == 300, (
+        split
+    )  # 150 +- 4.6 sd
 
 
 def test_best_of_routes_to_the_channel_that_gets_answers_and_keeps_it(db, smtp_sink):
@@ -147,7 +201,11 @@ def test_best_of_routes_to_the_channel_that_gets_answers_and_keeps_it(db, smtp_s
     tick(db, smtp_sink, seed=3)
     with db.session() as s:
         tasks = len(s.scalars(select(Task)).all())
-        emails = len(s.scalars(select(Message).where(Message.step_id == "reach", Message.attempt_key == "1")).all())
+        emails = len(
+            s.scalars(
+                select(Message).where(Message.step_id == "reach", Message.attempt_key == "1")
+            ).all()
+        )
         assert tasks + emails == 100 and tasks > 85, (tasks, emails)
         # Each enrollment remembers the channel it drew, and that is the one it got.
         tasked = set(s.scalars(select(Task.enrollment_id)))
@@ -157,31 +215,47 @@ def test_best_of_routes_to_the_channel_that_gets_answers_and_keeps_it(db, smtp_s
 
 def in_app_counts(db) -> dict[tuple[str, str, str], int]:
     with db.session() as s:
-        rows = s.execute(select(Stat.channel, Stat.segment, Stat.metric, func.sum(Stat.count)).where(Stat.metric.like("in_app_%")).group_by(Stat.channel, Stat.segment, Stat.metric))
+        rows = s.execute(
+            select(Stat.channel, Stat.segment, Stat.metric, func.sum(Stat.count))
+            .where(Stat.metric.like("in_app_%"))
+            .group_by(Stat.channel, Stat.segment, Stat.metric)
+        )
         return {(channel, segment, metric): int(n) for channel, segment, metric, n in rows}
 
 
-def test_in_app_messages_created_and_clicked_are_the_in_app_arms_trials_and_successes(db, smtp_sink):
+def test_in_app_messages_created_and_clicked_are_the_in_app_arms_trials_and_successes(
+    db, smtp_sink
+):
     journey_id = setup(db, IN_APP, 260, "nudged")
     tick(db, smtp_sink, seed=4)  # nothing measured yet: an even split
     with db.session() as s:
         in_app = s.scalars(select(InAppMessage.id).order_by(InAppMessage.id)).all()
-        emails = s.scalar(select(func.count()).select_from(Message).where(Message.step_id == "nudge")) or 0
-    assert len(in_app) + emails == 260 and len(in_app) >= 100 and emails >= 100, (len(in_app), emails)
+        emails = (
+            s.scalar(select(func.count()).select_from(Message).where(Message.step_id == "nudge"))
+            or 0
+        )
+    assert len(in_app) + emails == 260 and len(in_app) >= 100 and emails >= 100, (
+        len(in_app),
+        emails,
+    )
     assert in_app_counts(db) == {("in_app", "everyone", "in_app_created"): len(in_app)}
     tick(db, smtp_sink, seed=4)  # nothing new: nothing counted again
     assert in_app_counts(db) == {("in_app", "everyone", "in_app_created"): len(in_app)}
 
     # The product shows every in-app message and 60% are followed; some acknowledgements repeat.
     cfg = dataclasses.replace(campaigns.config.load({}), api_keys=("tuning-key-0123456789",))
-    app = create_app({"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": FakeClock(START)})
+    app = create_app(
+        {"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": FakeClock(START)}
+    )
     client, auth = app.test_client(), {"Authorization": "Bearer tuning-key-0123456789"}
     followed = in_app[: len(in_app) * 6 // 10]
     try:
         for n, item in enumerate(in_app):
             assert client.post(f"/api/v1/in-app/{item}/seen", headers=auth).status_code == 200
             for _ in range(2 if item in followed else 0):
-                assert client.post(f"/api/v1/in-app/{item}/clicked", headers=auth).status_code == 200
+                assert (
+                    client.post(f"/api/v1/in-app/{item}/clicked", headers=auth).status_code == 200
+                )
             if n % 7 == 0:
                 client.post(f"/api/v1/in-app/{item}/seen", headers=auth)
     finally:
@@ -190,8 +264,18 @@ def test_in_app_messages_created_and_clicked_are_the_in_app_arms_trials_and_succ
         ("in_app", "everyone", "in_app_created"): len(in_app), ("in_app", "everyone", "in_app_seen"): len(in_app), ("in_app", "everyone", "in_app_clicked"): len(followed),
     }  # fmt: skip
     with db.session() as s:
-        arms = {arm.name: arm for arm in tuning.counts(s, journey_id, "nudge", "everyone", ["email", "in_app"], "channel", "clicked")}
-        shown = {arm.name: arm for arm in tuning.counts(s, journey_id, "nudge", "everyone", ["email", "in_app"], "channel", "opened")}
+        arms = {
+            arm.name: arm
+            for arm in tuning.counts(
+                s, journey_id, "nudge", "everyone", ["email", "in_app"], "channel", "clicked"
+            )
+        }
+        shown = {
+            arm.name: arm
+            for arm in tuning.counts(
+                s, journey_id, "nudge", "everyone", ["email", "in_app"], "channel", "opened"
+            )
+        }
     assert (arms["in_app"].successes, arms["in_app"].trials) == (len(followed), len(in_app))
     assert (arms["email"].successes, arms["email"].trials) == (0, emails)  # nobody clicked an email
     assert shown["in_app"].successes == len(in_app)
@@ -200,9 +284,26 @@ def test_in_app_messages_created_and_clicked_are_the_in_app_arms_trials_and_succ
     setup(db, IN_APP, 100, "nudged", start=260)
     tick(db, smtp_sink, seed=4)
     with db.session() as s:
-        newcomers = s.scalars(select(Enrollment).where(Enrollment.contact_id.in_(select(Contact.id).where(Contact.email.in_([f"t{i}@example.com" for i in range(260, 360)]))))).all()
+        newcomers = s.scalars(
+            select(Enrollment).where(
+                Enrollment.contact_id.in_(
+                    select(Contact.id).where(
+                        Contact.email.in_([f"t{i}@example.com" for i in range(260, 360)])
+                    )
+                )
+            )
+        ).all()
         split = Counter(e.context["arms"]["nudge"] for e in newcomers)
-        allocation = s.scalars(select(Allocation).where(Allocation.arm == "in_app").order_by(Allocation.id.desc())).first()
+        allocation = s.scalars(
+            select(Allocation).where(Allocation.arm == "in_app").order_by(Allocation.id.desc())
+        ).first()
     assert split["in_app"] > 85 and split["in_app"] + split["email"] == 100, split
-    assert allocation is not None and allocation.trials == len(in_app) and allocation.successes == len(followed) and allocation.p_best > 0.99
-    assert in_app_counts(db)[("in_app", "everyone", "in_app_created")] == len(in_app) + split["in_app"]
+    assert (
+        allocation is not None
+        and allocation.trials == len(in_app)
+        and allocation.successes == len(followed)
+        and allocation.p_best > 0.99
+    )
+    assert (
+        in_app_counts(db)[("in_app", "everyone", "in_app_created")] == len(in_app) + split["in_app"]
+    )

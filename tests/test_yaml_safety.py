@@ -69,11 +69,17 @@ print(json.dumps({"seconds": time.perf_counter() - started, "peak": tracemalloc.
 
 def test_a_billion_laughs_journey_is_refused_in_milliseconds_with_flat_memory():
     text = billion_laughs()
-    assert 2_500 < len(text.encode()) < 4_000  # the 3 KB file of the issue: 30 ** 16 strings once expanded
-    child = subprocess.run([sys.executable, "-c", _MEASURE], input=text, capture_output=True, text=True, timeout=60)
+    assert (
+        2_500 < len(text.encode()) < 4_000
+    )  # the 3 KB file of the issue: 30 ** 16 strings once expanded
+    child = subprocess.run(
+        [sys.executable, "-c", _MEASURE], input=text, capture_output=True, text=True, timeout=60
+    )
     assert child.returncode == 0, child.stderr[-2000:]
     measured = json.loads(child.stdout)
-    assert measured["problems"] == [f"laughs.yaml:5:5: YAML anchor '&l0' is not allowed ({NO_ANCHORS})"]
+    assert measured["problems"] == [
+        f"laughs.yaml:5:5: YAML anchor '&l0' is not allowed ({NO_ANCHORS})"
+    ]
     assert measured["seconds"] < 2.0
     assert measured["peak"] < 50 * 2**20
 
@@ -100,22 +106,34 @@ def test_an_anchor_alone_is_refused_even_when_nothing_refers_to_it(line, where):
 
 
 def test_plain_text_with_ampersands_and_asterisks_is_not_an_anchor():
-    journey = parse_journey(HEAD + "description: Q&A *live* & recorded, 5 * 3\nsteps:\n  - {id: rest, wait: 1 day}\n", "j.yaml")
+    journey = parse_journey(
+        HEAD + "description: Q&A *live* & recorded, 5 * 3\nsteps:\n  - {id: rest, wait: 1 day}\n",
+        "j.yaml",
+    )
     assert journey.description == "Q&A *live* & recorded, 5 * 3"
 
 
 def test_segments_and_links_files_refuse_anchors_too(tmp_path):
     with pytest.raises(SegmentError) as caught:
-        parse_segments("tiers:\n  low_touch: &rule {when: arr >= 1000000}\n  tech_touch: *rule\n", "segments.yaml")
-    assert [str(p) for p in caught.value.problems] == [f"segments.yaml:2:14: YAML anchor '&rule' is not allowed ({NO_ANCHORS})"]
+        parse_segments(
+            "tiers:\n  low_touch: &rule {when: arr >= 1000000}\n  tech_touch: *rule\n",
+            "segments.yaml",
+        )
+    assert [str(p) for p in caught.value.problems] == [
+        f"segments.yaml:2:14: YAML anchor '&rule' is not allowed ({NO_ANCHORS})"
+    ]
 
     templates = tmp_path / "templates"
     templates.mkdir()
-    (templates / "links.yaml").write_text("docs: &docs https://docs.example.com/\nhelp: *docs\n", encoding="utf-8")
+    (templates / "links.yaml").write_text(
+        "docs: &docs https://docs.example.com/\nhelp: *docs\n", encoding="utf-8"
+    )
     project = Project(settings_module.load({}, root=tmp_path))
     with pytest.raises(JourneyError) as caught:
         project.links()
-    assert [str(p) for p in caught.value.problems] == [f"{templates / 'links.yaml'}:1:7: YAML anchor '&docs' is not allowed ({NO_ANCHORS})"]
+    assert [str(p) for p in caught.value.problems] == [
+        f"{templates / 'links.yaml'}:1:7: YAML anchor '&docs' is not allowed ({NO_ANCHORS})"
+    ]
 
 
 # ---------------------------------------------------------------------------- size and depth
@@ -126,7 +144,15 @@ def test_a_file_over_the_limit_is_refused_at_1_1(tmp_path):
     path.write_bytes(HEAD.encode() + b"#" * (defaults.MAX_SOURCE_BYTES - len(HEAD)) + b"\n")
     with pytest.raises(JourneyError) as caught:
         load_journey(path)
-    assert caught.value.problems == [Problem(str(path), 1, 1, f"the file is larger than {defaults.MAX_SOURCE_BYTES:,} bytes", TOO_LARGE)]
+    assert caught.value.problems == [
+        Problem(
+            str(path),
+            1,
+            1,
+            f"the file is larger than {defaults.MAX_SOURCE_BYTES:,} bytes",
+            TOO_LARGE,
+        )
+    ]
     segments = tmp_path / "segments.yaml"
     segments.write_bytes(SEGMENTS.encode() + b" " * defaults.MAX_SOURCE_BYTES)
     with pytest.raises(SegmentError) as caught:
@@ -163,8 +189,12 @@ def test_an_endless_file_is_refused_too():
 
 def test_a_text_over_the_limit_is_refused_however_its_characters_are_counted():
     # A stored version or an API body never went through read(): load() checks the text.
-    assert problems("#" * (defaults.MAX_SOURCE_BYTES + 1)) == [f"j.yaml:1:1: the file is larger than {defaults.MAX_SOURCE_BYTES:,} bytes ({TOO_LARGE})"]
-    japanese = "# " + "日" * (defaults.MAX_SOURCE_BYTES // 3)  # fewer characters than the limit, more bytes
+    assert problems("#" * (defaults.MAX_SOURCE_BYTES + 1)) == [
+        f"j.yaml:1:1: the file is larger than {defaults.MAX_SOURCE_BYTES:,} bytes ({TOO_LARGE})"
+    ]
+    japanese = "# " + "日" * (
+        defaults.MAX_SOURCE_BYTES // 3
+    )  # fewer characters than the limit, more bytes
     assert len(japanese) < defaults.MAX_SOURCE_BYTES < len(japanese.encode())
     assert problems(japanese)[0].startswith("j.yaml:1:1: the file is larger than")
 
@@ -195,9 +225,13 @@ def project_dir(tmp_path: Path) -> Path:
     (tmp_path / "journeys").mkdir()
     (tmp_path / "templates" / "en").mkdir(parents=True)
     (tmp_path / "journeys" / "segments.yaml").write_text(SEGMENTS, encoding="utf-8")
-    (tmp_path / "journeys" / "pause.yaml").write_text(HEAD.replace("laughs", "pause") + "steps:\n  - {id: rest, wait: 1 day}\n", encoding="utf-8")
+    (tmp_path / "journeys" / "pause.yaml").write_text(
+        HEAD.replace("laughs", "pause") + "steps:\n  - {id: rest, wait: 1 day}\n", encoding="utf-8"
+    )
     (tmp_path / "journeys" / "bomb.yaml").write_text(billion_laughs(), encoding="utf-8")
-    (tmp_path / "journeys" / "alias.yaml").write_text(HEAD.replace("laughs", "alias") + "steps:\n  - {id: rest, wait: *pause}\n", encoding="utf-8")
+    (tmp_path / "journeys" / "alias.yaml").write_text(
+        HEAD.replace("laughs", "alias") + "steps:\n  - {id: rest, wait: *pause}\n", encoding="utf-8"
+    )
     (tmp_path / "journeys" / "huge.yaml").write_bytes(b"#" * (defaults.MAX_SOURCE_BYTES + 1))
     return tmp_path
 
@@ -229,7 +263,9 @@ def test_validate_prints_one_line_per_hostile_file_and_exits_1(project_dir):
 def test_deploy_refuses_hostile_files_and_creates_no_database(project_dir):
     result = invoke(project_dir, "deploy")
     assert result.exit_code == 1
-    assert "nothing deployed" in result.stderr and "bomb.yaml:5:5: YAML anchor '&l0'" in result.stderr
+    assert (
+        "nothing deployed" in result.stderr and "bomb.yaml:5:5: YAML anchor '&l0'" in result.stderr
+    )
     assert not (project_dir / "campaigns.db").exists()
 
 

@@ -216,7 +216,9 @@ class SMTPTransport:
         options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         unknown = set(options) - {"starttls", "timeout", "helo"}
         if unknown:
-            raise ConfigError(f"MAIL_URL: unknown option {sorted(unknown)[0]!r}; options: starttls, timeout, helo")
+            raise ConfigError(
+                f"MAIL_URL: unknown option {sorted(unknown)[0]!r}; options: starttls, timeout, helo"
+            )
         starttls = options.get("starttls", "auto").lower()
         if starttls not in STARTTLS_MODES:
             raise ConfigError(f"MAIL_URL: starttls must be one of {', '.join(STARTTLS_MODES)}")
@@ -252,7 +254,9 @@ class SMTPTransport:
                     self._drop()
                     if reused and attempt == 1:
                         continue  # the server had given up on an old connection: once more
-                    raise TemporaryFailure(f"{self._where()}: {exc}", exc.code, stage="mail") from exc
+                    raise TemporaryFailure(
+                        f"{self._where()}: {exc}", exc.code, stage="mail"
+                    ) from exc
 
     def _transaction(self, connection: smtplib.SMTP, mail: OutgoingEmail) -> None:
         options = [f"SIZE={len(mail.raw)}"] if connection.has_extn("size") else []
@@ -275,11 +279,15 @@ class SMTPTransport:
             raise self._refused(connection, exc.smtp_code, exc.smtp_error, stage) from exc
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
-            raise TemporaryFailure(f"{self._where()}: connection lost during {stage.upper()} ({exc})", stage=stage) from exc
+            raise TemporaryFailure(
+                f"{self._where()}: connection lost during {stage.upper()} ({exc})", stage=stage
+            ) from exc
         if code != 250:
             raise self._refused(connection, code, reply, "data")
 
-    def _refused(self, connection: smtplib.SMTP, code: int, reply: bytes | str, stage: str) -> DeliveryError:
+    def _refused(
+        self, connection: smtplib.SMTP, code: int, reply: bytes | str, stage: str
+    ) -> DeliveryError:
         """The exception for a refusal, leaving the connection ready for the next message."""
         if code == 421:
             self._drop()  # the server is closing this connection
@@ -308,7 +316,9 @@ class SMTPTransport:
                     context=self._context(),
                 )
             else:
-                connection = smtplib.SMTP(self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout)
+                connection = smtplib.SMTP(
+                    self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
+                )
             connection.ehlo_or_helo_if_needed()
             encrypted = self.implicit_tls
             if not encrypted and self.starttls != "off" and connection.has_extn("starttls"):
@@ -319,7 +329,9 @@ class SMTPTransport:
                 raise smtplib.SMTPNotSupportedError("the server does not offer STARTTLS")
             if self.username is not None:
                 if not encrypted and self.starttls != "off" and not _is_loopback(self.host):
-                    raise smtplib.SMTPNotSupportedError("refusing to send the password unencrypted: the server offers no STARTTLS (add ?starttls=off to the URL to allow it)")
+                    raise smtplib.SMTPNotSupportedError(
+                        "refusing to send the password unencrypted: the server offers no STARTTLS (add ?starttls=off to the URL to allow it)"
+                    )
                 connection.login(self.username, self.password or "")
         except smtplib.SMTPResponseException as exc:
             _close(connection)
@@ -419,7 +431,9 @@ def transport_from_url(url: str) -> FileTransport | SMTPTransport:
     if scheme in ("smtp", "smtps"):
         return SMTPTransport.from_url(url)
     if scheme != "file":
-        raise ConfigError(f"MAIL_URL: unsupported scheme {scheme!r}; use file:///path/to/outbox, smtp://user:pass@host:587 or smtps://user:pass@host:465")
+        raise ConfigError(
+            f"MAIL_URL: unsupported scheme {scheme!r}; use file:///path/to/outbox, smtp://user:pass@host:587 or smtps://user:pass@host:465"
+        )
     parts = urlsplit(url)
     path = unquote(parts.path)
     if parts.netloc in (".", ".."):  # file://./outbox

@@ -97,14 +97,21 @@ def validate(state: _State, paths: tuple[Path, ...]) -> None:
         _err(f"{len(checked.problems)} problem{'s' if len(checked.problems) != 1 else ''} found")
         sys.exit(EXIT_PROBLEMS)
     names = ", ".join(j.key for j, _ in checked.journeys) or "no journeys"
-    click.echo(f"ok: {len(checked.journeys)} journey{'s' if len(checked.journeys) != 1 else ''} valid ({names})")
+    click.echo(
+        f"ok: {len(checked.journeys)} journey{'s' if len(checked.journeys) != 1 else ''} valid ({names})"
+    )
 
 
 @cli.command("import")
 @click.argument("kind", type=click.Choice(["accounts", "contacts"]))
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--strict", is_flag=True, help="All or nothing: import no row if any row is bad.")
-@click.option("--encoding", default="utf-8-sig", show_default=True, help="The file's encoding, e.g. cp932 for Shift_JIS from Excel.")
+@click.option(
+    "--encoding",
+    default="utf-8-sig",
+    show_default=True,
+    help="The file's encoding, e.g. cp932 for Shift_JIS from Excel.",
+)
 @pass_state
 def import_(state: _State, kind: str, file: Path, strict: bool, encoding: str) -> None:
     """Upsert accounts or contacts from a CSV file. Bad rows are reported as FILE:LINE:
@@ -116,22 +123,40 @@ def import_(state: _State, kind: str, file: Path, strict: bool, encoding: str) -
     sessions = state.sessions()
     size = file.stat().st_size
     hidden = not sys.stderr.isatty()
-    with click.progressbar(length=size, label=f"importing {kind}", file=sys.stderr, hidden=hidden) as bar:
-        report = import_csv(kind, file, sessions, strict=strict, encoding=encoding, progress=bar.update)  # type: ignore[arg-type]
+    with click.progressbar(
+        length=size, label=f"importing {kind}", file=sys.stderr, hidden=hidden
+    ) as bar:
+        report = import_csv(
+            kind,  # type: ignore[arg-type]
+            file,
+            sessions,
+            strict=strict,
+            encoding=encoding,
+            progress=bar.update,
+        )
     for warning in report.warnings:
         _err(f"{warning} (warning)")
     for error in report.errors:
         _err(str(error))
     verb = "imported" if report.committed else "nothing imported (--strict)"
-    click.echo(f"{kind}: {verb}: {report.inserted} new, {report.updated} updated, {report.skipped} skipped")
+    click.echo(
+        f"{kind}: {verb}: {report.inserted} new, {report.updated} updated, {report.skipped} skipped"
+    )
     if report.errors and strict:
         sys.exit(EXIT_PROBLEMS)
 
 
 @cli.command()
 @click.option("--apply", "apply_", is_flag=True, help="Store each account's tier in accounts.tier.")
-@click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="Evaluate date rules as of this day (default: today).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--date",
+    "on",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Evaluate date rules as of this day (default: today).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @pass_state
 def segments(state: _State, apply_: bool, on: Any, fmt: str) -> None:
     """Count the accounts and contacts in every tier and segment."""
@@ -145,7 +170,10 @@ def segments(state: _State, apply_: bool, on: Any, fmt: str) -> None:
     else:
         _table(
             ["segment", "kind", "accounts", "contacts", "label"],
-            [[c.name, "tier" if c.is_tier else "segment", c.accounts, c.contacts, c.label] for c in counts],
+            [
+                [c.name, "tier" if c.is_tier else "segment", c.accounts, c.contacts, c.label]
+                for c in counts
+            ],
         )
     if changed is not None:
         click.echo(f"tiers stored: {changed} account{'s' if changed != 1 else ''} changed tier")
@@ -188,10 +216,22 @@ def tick(state: _State) -> None:
 
 @cli.command()
 @click.argument("journey", required=False)
-@click.option("--by", type=click.Choice(["step", "segment", "tier", "channel", "variant", "day"]), default="step", show_default=True, help="How to group the rows (step: the funnel).")
+@click.option(
+    "--by",
+    type=click.Choice(["step", "segment", "tier", "channel", "variant", "day"]),
+    default="step",
+    show_default=True,
+    help="How to group the rows (step: the funnel).",
+)
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First day (UTC) to count.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day (UTC) to count.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
 @pass_state
 def report(state: _State, journey: str | None, by: str, since: Any, until: Any, fmt: str) -> None:
     """Response rates: every journey's headline numbers, or JOURNEY's funnel (or its rows by
@@ -212,15 +252,36 @@ def report(state: _State, journey: str | None, by: str, since: Any, until: Any, 
             rows = [reports.Row(item["journey"], item["counts"]) for item in document["journeys"]]
         else:
             try:
-                result = reports.journey_report(session, journey, by=by, since=since.date() if since else None, until=until.date() if until else None)
+                result = reports.journey_report(
+                    session,
+                    journey,
+                    by=by,
+                    since=since.date() if since else None,
+                    until=until.date() if until else None,
+                )
             except LookupError:
-                raise CampaignsError(f"no journey {journey!r}; deployed: {', '.join(k for _, k, _ in reports.journeys(session)) or 'none'}") from None
+                raise CampaignsError(
+                    f"no journey {journey!r}; deployed: {', '.join(k for _, k, _ in reports.journeys(session)) or 'none'}"
+                ) from None
             document = result.as_dict()
             rows = [*result.rows, result.totals]
     if fmt == "json":
         click.echo(json.dumps(document, ensure_ascii=False, indent=2))
         return
-    headers = [by if journey else "journey", "sent", "opened", "open rate", "clicked", "click rate", "answered", "answer rate", "unsub", "machine opens", "machine clicks", "tasks done"]
+    headers = [
+        by if journey else "journey",
+        "sent",
+        "opened",
+        "open rate",
+        "clicked",
+        "click rate",
+        "answered",
+        "answer rate",
+        "unsub",
+        "machine opens",
+        "machine clicks",
+        "tasks done",
+    ]
     table = [
         [
             row.key,
@@ -240,12 +301,25 @@ def report(state: _State, journey: str | None, by: str, since: Any, until: Any, 
     ]
     if fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["group", *[f"{m}" for m in reports.COLUMNS], *[name for name, _, _ in reports.RATES]])
+        writer.writerow(
+            ["group", *[f"{m}" for m in reports.COLUMNS], *[name for name, _, _ in reports.RATES]]
+        )
         for row in rows:
-            writer.writerow([row.key, *[row.count(m) for m in reports.COLUMNS], *[f"{row.rate(name).value:.4f}" if row.rate(name).n else "" for name, _, _ in reports.RATES]])
+            writer.writerow(
+                [
+                    row.key,
+                    *[row.count(m) for m in reports.COLUMNS],
+                    *[
+                        f"{row.rate(name).value:.4f}" if row.rate(name).n else ""
+                        for name, _, _ in reports.RATES
+                    ],
+                ]
+            )
         return
     if journey:
-        click.echo(f"{document['name']} ({document['journey']}): rates of human signals, with 95% intervals")
+        click.echo(
+            f"{document['name']} ({document['journey']}): rates of human signals, with 95% intervals"
+        )
     _table(headers, table)
     if journey:
         goal = document["goal"]
@@ -275,7 +349,11 @@ def _now() -> Any:
 
 
 @cli.command()
-@click.option("--follow", is_flag=True, help="Keep flushing as hits arrive (the flusher process); Ctrl-C stops.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep flushing as hits arrive (the flusher process); Ctrl-C stops.",
+)
 @pass_state
 def flush(state: _State, follow: bool) -> None:
     """Write the tracking hits waiting in Redis (opens, clicks, answers, unsubscribes) to
@@ -297,14 +375,28 @@ def flush(state: _State, follow: bool) -> None:
             click.echo("stopping")
         return
     result = hits.flush(sessions)
-    classes = ", ".join(f"{count} {name}" for name, count in sorted(result.by_class.items())) or "none"
-    click.echo(f"flushed {result.written} hits ({classes}); {result.duplicates} duplicates skipped, {result.dropped} dropped, {result.reclassified} earlier hits reclassified")
+    classes = (
+        ", ".join(f"{count} {name}" for name, count in sorted(result.by_class.items())) or "none"
+    )
+    click.echo(
+        f"flushed {result.written} hits ({classes}); {result.duplicates} duplicates skipped, {result.dropped} dropped, {result.reclassified} earlier hits reclassified"
+    )
 
 
 @cli.command()
 @click.argument("journey")
-@click.option("--days", default=14, show_default=True, type=click.IntRange(1, 400), help="How many days to simulate.")
-@click.option("--start", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]), help="When to start (UTC; default: now).")
+@click.option(
+    "--days",
+    default=14,
+    show_default=True,
+    type=click.IntRange(1, 400),
+    help="How many days to simulate.",
+)
+@click.option(
+    "--start",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+    help="When to start (UTC; default: now).",
+)
 @pass_state
 def simulate(state: _State, journey: str, days: int, start: Any) -> None:
     """Dry-run JOURNEY (a deployed journey's id, or a journey file) day by day: who would
@@ -317,8 +409,13 @@ def simulate(state: _State, journey: str, days: int, start: Any) -> None:
     began = start.replace(tzinfo=UTC) if start else datetime.now(UTC)
     state.sessions()  # migrate the real database first, so the copy has the schema
     report = run_simulation(state.config, journey, days, began)
-    click.echo(f"Simulating {report.journey} for {days} day{'s' if days != 1 else ''} from {began:%Y-%m-%d %H:%M} UTC (nothing is sent or written)")
-    click.echo("segments: " + ", ".join(f"{name} {size} contacts" for name, size in report.segments.items()))
+    click.echo(
+        f"Simulating {report.journey} for {days} day{'s' if days != 1 else ''} from {began:%Y-%m-%d %H:%M} UTC (nothing is sent or written)"
+    )
+    click.echo(
+        "segments: "
+        + ", ".join(f"{name} {size} contacts" for name, size in report.segments.items())
+    )
     rows = []
     for day in report.days:
         for label, n in sorted(day.steps.items()):
@@ -326,7 +423,15 @@ def simulate(state: _State, journey: str, days: int, start: Any) -> None:
             sample = ", ".join(who[:3]) + (f", +{len(who) - 3}" if len(who) > 3 else "")
             rows.append([day.number, day.date.isoformat(), label, n, sample])
         if day.deferred:
-            rows.append([day.number, day.date.isoformat(), "(held back: window or frequency cap)", day.deferred, ""])
+            rows.append(
+                [
+                    day.number,
+                    day.date.isoformat(),
+                    "(held back: window or frequency cap)",
+                    day.deferred,
+                    "",
+                ]
+            )
     if rows:
         _table(["day", "date", "step", "contacts", "who"], rows)
     else:
@@ -336,7 +441,13 @@ def simulate(state: _State, journey: str, days: int, start: Any) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--interval", default=30, show_default=True, type=click.IntRange(1, 3600), help="Seconds between scheduler passes.")
+@click.option(
+    "--interval",
+    default=30,
+    show_default=True,
+    type=click.IntRange(1, 3600),
+    help="Seconds between scheduler passes.",
+)
 @pass_state
 def run(state: _State, host: str, port: int, interval: int) -> None:
     """Everything on one machine: the web app, a worker and the scheduler, in one process.
@@ -368,7 +479,9 @@ def run(state: _State, host: str, port: int, interval: int) -> None:
         raise CampaignsError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     threading.Thread(target=server.serve_forever, name="web", daemon=True).start()
     redis_note = "Redis at REDIS_URL" if cfg.redis_url else "no REDIS_URL: all in this process"
-    click.echo(f"campaigns running: web on http://{host}:{port}, worker and scheduler every {interval}s ({redis_note}, {_safe_url(cfg.database_url)}, mail to {cfg.mail_url}); Ctrl-C stops")
+    click.echo(
+        f"campaigns running: web on http://{host}:{port}, worker and scheduler every {interval}s ({redis_note}, {_safe_url(cfg.database_url)}, mail to {cfg.mail_url}); Ctrl-C stops"
+    )
     try:
         while True:
             if hits is not None:
@@ -386,7 +499,9 @@ def run(state: _State, host: str, port: int, interval: int) -> None:
 
 
 @cli.command()
-@click.option("--accounts", default=60, show_default=True, help="How many sample accounts to create.")
+@click.option(
+    "--accounts", default=60, show_default=True, help="How many sample accounts to create."
+)
 @click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="Pretend today is this day.")
 @pass_state
 def demo(state: _State, accounts: int, on: Any) -> None:
@@ -405,7 +520,9 @@ def demo(state: _State, accounts: int, on: Any) -> None:
             report = import_csv(kind, path, sessions)  # type: ignore[arg-type]
             for error in report.errors:
                 _err(str(error))
-            click.echo(f"imported {kind}: {report.inserted} new, {report.updated} updated, {report.skipped} skipped")
+            click.echo(
+                f"imported {kind}: {report.inserted} new, {report.updated} updated, {report.skipped} skipped"
+            )
     checked = state.project.check()
     if checked.problems:
         _print_problems(checked.problems)
@@ -419,7 +536,10 @@ def demo(state: _State, accounts: int, on: Any) -> None:
         click.echo(f"Touch tiers on {today.isoformat()}:")
         _table(
             ["tier", "accounts", "contacts", "label"],
-            [[t.name, counts[t.name].accounts, counts[t.name].contacts, t.label_for("en")] for t in segset.tiers],
+            [
+                [t.name, counts[t.name].accounts, counts[t.name].contacts, t.label_for("en")]
+                for t in segset.tiers
+            ],
         )
         click.echo("")
         click.echo("Journeys deployed:")
@@ -431,16 +551,33 @@ def demo(state: _State, accounts: int, on: Any) -> None:
             if journey.entry.trigger == Trigger.EVENT:
                 entry = f"event {journey.entry.event}"
             elif journey.entry.trigger == Trigger.DATE:
-                entry = f"{journey.entry.field} {-journey.entry.offset.days} days before" if journey.entry.offset.days < 0 else f"{journey.entry.field} +{journey.entry.offset.days} days"
-            rows.append([journey.key, f"v{result.version}", ",".join(journey.segments), entry, len(journey.steps), eligible])
+                entry = (
+                    f"{journey.entry.field} {-journey.entry.offset.days} days before"
+                    if journey.entry.offset.days < 0
+                    else f"{journey.entry.field} +{journey.entry.offset.days} days"
+                )
+            rows.append(
+                [
+                    journey.key,
+                    f"v{result.version}",
+                    ",".join(journey.segments),
+                    entry,
+                    len(journey.steps),
+                    eligible,
+                ]
+            )
         _table(["journey", "version", "segments", "entry", "steps", "eligible contacts"], rows)
     click.echo("")
     _demo_run(state, on)
     click.echo("")
     _demo_report(state)
     click.echo("")
-    click.echo(f"Dashboard: {state.config.base_url}/journeys once `campaigns run` serves it (create a sign-in first: `campaigns user add you@example.com`).")
-    click.echo("Next: `campaigns simulate low_touch_nps --days 14`, `campaigns report low_touch_nps`, `campaigns run`; see README.md.")
+    click.echo(
+        f"Dashboard: {state.config.base_url}/journeys once `campaigns run` serves it (create a sign-in first: `campaigns user add you@example.com`)."
+    )
+    click.echo(
+        "Next: `campaigns simulate low_touch_nps --days 14`, `campaigns report low_touch_nps`, `campaigns run`; see README.md."
+    )
 
 
 def _demo_report(state: _State) -> None:
@@ -456,14 +593,34 @@ def _demo_report(state: _State) -> None:
     click.echo("Report (campaigns report): opens, clicks and answers arrive as recipients act")
     _table(
         ["journey", "enrolled", "sent", "not sent", "tasks", "open rate", "answer rate"],
-        [[r.key, r.count("enrolled"), r.count("sent"), r.count("suppressed"), r.count("task_created"), _pct(r.rate("open_rate")), _pct(r.rate("answer_rate"))] for r in rows],
+        [
+            [
+                r.key,
+                r.count("enrolled"),
+                r.count("sent"),
+                r.count("suppressed"),
+                r.count("task_created"),
+                _pct(r.rate("open_rate")),
+                _pct(r.rate("answer_rate")),
+            ]
+            for r in rows
+        ],
     )
 
 
 @cli.group(invoke_without_command=True)
 @click.option("--owner", help="Only this owner's tasks (an email address).")
-@click.option("--status", type=click.Choice(["open", "done", "cancelled", "all"]), default="open", show_default=True)
-@click.option("--due", type=click.Choice(["overdue", "today", "week"]), help="Only open tasks due before now, by the end of today (UTC), or within 7 days.")
+@click.option(
+    "--status",
+    type=click.Choice(["open", "done", "cancelled", "all"]),
+    default="open",
+    show_default=True,
+)
+@click.option(
+    "--due",
+    type=click.Choice(["overdue", "today", "week"]),
+    help="Only open tasks due before now, by the end of today (UTC), or within 7 days.",
+)
 @click.pass_context
 def tasks(ctx: click.Context, owner: str | None, status: str, due: str | None) -> None:
     """Account owners' tasks (open ones, oldest due first); `campaigns tasks done ID` marks one done."""
@@ -476,7 +633,14 @@ def tasks(ctx: click.Context, owner: str | None, status: str, due: str | None) -
     with state.sessions()() as session:
         items, total = list_tasks(session, now, owner=owner, status=status, due=due, limit=500)
         rows = [
-            [i.task.id, i.task.due_at.strftime("%Y-%m-%d") if i.task.due_at else "-", ("! " if i.overdue(now) else "") + i.task.title, i.account or "-", i.task.owner_email or "-", i.task.status]
+            [
+                i.task.id,
+                i.task.due_at.strftime("%Y-%m-%d") if i.task.due_at else "-",
+                ("! " if i.overdue(now) else "") + i.task.title,
+                i.account or "-",
+                i.task.owner_email or "-",
+                i.task.status,
+            ]
             for i in items
         ]
     if not rows:
@@ -489,7 +653,11 @@ def tasks(ctx: click.Context, owner: str | None, status: str, due: str | None) -
 
 @tasks.command("done")
 @click.argument("task_id", type=click.IntRange(1, 2**31 - 1))
-@click.option("--outcome", default="", help="What came of it (kept with the task, shown on the contact's timeline).")
+@click.option(
+    "--outcome",
+    default="",
+    help="What came of it (kept with the task, shown on the contact's timeline).",
+)
 @click.option("--by", default=None, help="Who did it (an email address).")
 @pass_state
 def tasks_done(state: _State, task_id: int, outcome: str, by: str | None) -> None:
@@ -520,7 +688,11 @@ def _read_password(from_stdin: bool) -> str:
 @click.argument("email")
 @click.option("--name", default="", help="The name shown in the dashboard.")
 @click.option("--role", type=click.Choice(["admin", "csm"]), default="csm", show_default=True)
-@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input (for scripts) instead of asking.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input (for scripts) instead of asking.",
+)
 @pass_state
 def user_add(state: _State, email: str, name: str, role: str, password_stdin: bool) -> None:
     """Add a user who can sign in to the dashboard as EMAIL."""
@@ -535,7 +707,11 @@ def user_add(state: _State, email: str, name: str, role: str, password_stdin: bo
 
 @user.command("password")
 @click.argument("email")
-@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input instead of asking.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input instead of asking.",
+)
 @pass_state
 def user_password(state: _State, email: str, password_stdin: bool) -> None:
     """Set a new password for EMAIL (their dashboard sessions end)."""
@@ -560,7 +736,16 @@ def user_list(state: _State) -> None:
         click.echo("no users; add one with `campaigns user add EMAIL --role admin`")
         return
     stamp = "%Y-%m-%d %H:%M"
-    rows = [[u.email, u.name, u.role, u.created_at.strftime(stamp), u.last_login_at.strftime(stamp) if u.last_login_at else "never"] for u in users]
+    rows = [
+        [
+            u.email,
+            u.name,
+            u.role,
+            u.created_at.strftime(stamp),
+            u.last_login_at.strftime(stamp) if u.last_login_at else "never",
+        ]
+        for u in users
+    ]
     _table(["email", "name", "role", "added", "last sign-in"], rows)
 
 
@@ -580,20 +765,33 @@ def _demo_run(state: _State, on: Any) -> None:
     result = engine.tick()
     engine.transport.close()
     with state.sessions()() as session:
-        counts = dict(session.execute(select(MessageRow.status, func.count()).group_by(MessageRow.status)).all())
+        counts = dict(
+            session.execute(
+                select(MessageRow.status, func.count()).group_by(MessageRow.status)
+            ).all()
+        )
         tasks = session.scalar(select(func.count()).select_from(Task)) or 0
         in_app = session.scalar(select(func.count()).select_from(InAppMessage)) or 0
-    click.echo(f"First steps run at {clock.now():%Y-%m-%d %H:%M} UTC: {result.claimed} enrollments advanced")
+    click.echo(
+        f"First steps run at {clock.now():%Y-%m-%d %H:%M} UTC: {result.claimed} enrollments advanced"
+    )
     click.echo(f"  emails sent: {counts.get(MessageStatus.SENT, 0)} (to {state.config.mail_url})")
-    click.echo(f"  held for sending windows or the frequency cap: {counts.get(MessageStatus.DEFERRED, 0)}")
-    click.echo(f"  not sent (unsubscribed or suppressed): {counts.get(MessageStatus.SUPPRESSED, 0)}")
+    click.echo(
+        f"  held for sending windows or the frequency cap: {counts.get(MessageStatus.DEFERRED, 0)}"
+    )
+    click.echo(
+        f"  not sent (unsubscribed or suppressed): {counts.get(MessageStatus.SUPPRESSED, 0)}"
+    )
     click.echo(f"  tasks for account owners: {tasks}; in-app messages: {in_app}")
 
 
 def _eligible(session: Session, segset: seg.SegmentSet, journey: Any, today: date) -> int:
     """Contacts in the journey's segments; for a date entry, those enrolment would take now."""
     query = seg.members(segset, journey.segments, today)
-    if journey.entry.trigger == Trigger.DATE and journey.entry.field in ("renewal_date", "contract_start"):
+    if journey.entry.trigger == Trigger.DATE and journey.entry.field in (
+        "renewal_date",
+        "contract_start",
+    ):
         column = getattr(Account, journey.entry.field)
         # A contact is due once date + offset <= today, i.e. date <= today - offset; an
         # offset before the date stops counting once the date has passed.
@@ -675,5 +873,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("CAMPAIGNS_DEBUG"):
             raise
-        _err(f"campaigns: internal error: {type(exc).__name__}: {exc} (set CAMPAIGNS_DEBUG=1 for the traceback)")
+        _err(
+            f"campaigns: internal error: {type(exc).__name__}: {exc} (set CAMPAIGNS_DEBUG=1 for the traceback)"
+        )
         sys.exit(EXIT_INTERNAL)

@@ -94,13 +94,17 @@ def _scratch(database_url: str) -> Iterator[sessionmaker[Session]]:
     with database.connect() as connection:
         outer = connection.begin()
         try:
-            yield sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+            yield sessionmaker(
+                bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+            )
         finally:
             outer.rollback()
     database.dispose()
 
 
-def simulate(cfg: settings.Config, journey_ref: str, days: int, start: datetime, *, steps_per_day: int = 24) -> Simulation:
+def simulate(
+    cfg: settings.Config, journey_ref: str, days: int, start: datetime, *, steps_per_day: int = 24
+) -> Simulation:
     """Run ``journey_ref`` (a deployed journey's id, or a journey file) for ``days`` days."""
     project = Project(cfg)
     segset = project.segments()
@@ -109,13 +113,26 @@ def simulate(cfg: settings.Config, journey_ref: str, days: int, start: datetime,
         clock = FakeClock(start)
         transport = RecordingTransport()
         renderer = Renderer(project.templates, Tokens(cfg.secret_key, cfg.base_url), sender(cfg))
-        engine = Engine(sessions, clock, lambda: segset, renderer, transport, EngineSettings(frequency_cap=cfg.frequency_cap, frequency_period=timedelta(days=cfg.frequency_days), heartbeat=False))
+        engine = Engine(
+            sessions,
+            clock,
+            lambda: segset,
+            renderer,
+            transport,
+            EngineSettings(
+                frequency_cap=cfg.frequency_cap,
+                frequency_period=timedelta(days=cfg.frequency_days),
+                heartbeat=False,
+            ),
+        )
         with sessions() as session, session.begin():
             # Only this journey runs in the dry run.
             for row in session.scalars(select(JourneyRow)):
                 row.status = JourneyStatus.ACTIVE if row.key == key else JourneyStatus.PAUSED
             sizes = {c.name: c.contacts for c in count(session, segset, start.date())}
-            version_id = session.scalars(select(JourneyRow.current_version_id).where(JourneyRow.key == key)).one()
+            version_id = session.scalars(
+                select(JourneyRow.current_version_id).where(JourneyRow.key == key)
+            ).one()
             assert version_id is not None
             journey = engine.journey(session, version_id)
         report = Simulation(key, {name: sizes.get(name, 0) for name in journey.segments}, [])
@@ -129,19 +146,33 @@ def simulate(cfg: settings.Config, journey_ref: str, days: int, start: datetime,
                 day.entered += sum(result.entered.values())
                 clock.advance(timedelta(hours=24 / steps_per_day))
             with sessions() as session:
-                for message in session.scalars(select(Message).where(Message.id.not_in(seen_messages) if seen_messages else true())):
-                    if message.status in (MessageStatus.SENT, MessageStatus.SUPPRESSED, MessageStatus.BOUNCED):
+                for message in session.scalars(
+                    select(Message).where(
+                        Message.id.not_in(seen_messages) if seen_messages else true()
+                    )
+                ):
+                    if message.status in (
+                        MessageStatus.SENT,
+                        MessageStatus.SUPPRESSED,
+                        MessageStatus.BOUNCED,
+                    ):
                         seen_messages.add(message.id)
                         label = f"{message.step_id} ({message.channel}{', ' + message.status if message.status != MessageStatus.SENT else ''})"
                         day.steps[label] += 1
                         day.who[label].append(message.to_address or "")
                     elif message.status == MessageStatus.DEFERRED:
                         day.deferred += 1
-                for task in session.scalars(select(Task).where(Task.id.not_in(seen_tasks) if seen_tasks else true())):
+                for task in session.scalars(
+                    select(Task).where(Task.id.not_in(seen_tasks) if seen_tasks else true())
+                ):
                     seen_tasks.add(task.id)
                     label = f"{task.step_id} (task for {task.owner_email or 'unassigned'})"
                     day.steps[label] += 1
-                for item in session.scalars(select(InAppMessage).where(InAppMessage.id.not_in(seen_in_app) if seen_in_app else true())):
+                for item in session.scalars(
+                    select(InAppMessage).where(
+                        InAppMessage.id.not_in(seen_in_app) if seen_in_app else true()
+                    )
+                ):
                     seen_in_app.add(item.id)
                     day.steps[f"{item.step_id} (in_app)"] += 1
             report.days.append(day)
@@ -167,5 +198,8 @@ def _journey_key(project: Project, sessions: sessionmaker[Session], ref: str) ->
         from campaigns.journeys.expressions import suggest
 
         hint = suggest(ref, keys)
-        raise UnknownJourney(f"no deployed journey '{ref}'" + (f"; {hint}" if hint else "; deploy it first, or name its file"))
+        raise UnknownJourney(
+            f"no deployed journey '{ref}'"
+            + (f"; {hint}" if hint else "; deploy it first, or name its file")
+        )
     return ref

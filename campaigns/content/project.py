@@ -44,7 +44,9 @@ class Project:
         try:
             data = load(read(path))
         except YamlProblem as exc:
-            raise JourneyError([Problem(str(path), exc.pos.line, exc.pos.col, exc.message, exc.hint)]) from None
+            raise JourneyError(
+                [Problem(str(path), exc.pos.line, exc.pos.col, exc.message, exc.hint)]
+            ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise CampaignsError(f"{path}: cannot read the links: {exc}") from None
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
@@ -57,7 +59,9 @@ class Project:
         files: list[Path] = []
         for path in paths:
             if path.is_dir():
-                files.extend(p for p in sorted(path.glob("*.y*ml")) if p.name != defaults.SEGMENTS_FILE)
+                files.extend(
+                    p for p in sorted(path.glob("*.y*ml")) if p.name != defaults.SEGMENTS_FILE
+                )
             elif path.name != defaults.SEGMENTS_FILE:
                 files.append(path)
         return files
@@ -81,7 +85,11 @@ class Project:
         except JourneyError as exc:
             checked.problems.extend(exc.problems)
         except CampaignsError as exc:
-            checked.problems.append(Problem(str(self.config.templates_dir / "links.yaml"), 1, 1, str(exc).split(": ", 1)[-1]))
+            checked.problems.append(
+                Problem(
+                    str(self.config.templates_dir / "links.yaml"), 1, 1, str(exc).split(": ", 1)[-1]
+                )
+            )
         return checked
 
     def check_templates(self, journeys: Iterable[Journey]) -> list[Problem]:
@@ -93,6 +101,10 @@ class Project:
                 try:
                     self.templates.compile(name, locale)
                 except TemplateError as exc:
-                    path = str(exc.path) if exc.path else str(self.config.templates_dir / locale / name)
+                    path = (
+                        str(exc.path)
+                        if exc.path
+                        else str(self.config.templates_dir / locale / name)
+                    )
                     problems.append(Problem(path, exc.line or 1, 1, exc.reason))
         return problems

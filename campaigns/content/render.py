@@ -161,7 +161,9 @@ def _finalize(value: Any) -> Any:
 
 
 def _environment(*, autoescape: bool) -> _Environment:
-    return _Environment(autoescape=autoescape, undefined=ChainableUndefined, finalize=_finalize, cache_size=0)
+    return _Environment(
+        autoescape=autoescape, undefined=ChainableUndefined, finalize=_finalize, cache_size=0
+    )
 
 
 class _LRU:
@@ -260,7 +262,9 @@ class Renderer:
             survey=survey,
             invite=invite,
         )
-        html, text, links = track_links(parts.html, parts.text, self.tokens, message, skip=self._track_prefix)
+        html, text, links = track_links(
+            parts.html, parts.text, self.tokens, message, skip=self._track_prefix
+        )
         message_id = _check_message_id(message_id) if message_id else None
         message_id = message_id or make_message_id(message, self.domain)
         raw = self.assemble(
@@ -527,7 +531,9 @@ _TEXT_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _TRAILING = ".,;:!?)]'"
 
 
-def track_links(html: str, text: str, tokens: Tokens, message: int, *, skip: str | None = None) -> tuple[str, str, tuple[str, ...]]:
+def track_links(
+    html: str, text: str, tokens: Tokens, message: int, *, skip: str | None = None
+) -> tuple[str, str, tuple[str, ...]]:
     """Stage 2: click URLs for every ``http(s)`` link, and the open pixel.
 
     Returns the new HTML and text and the destinations, de-duplicated, in order of first
@@ -551,7 +557,10 @@ def track_links(html: str, text: str, tokens: Tokens, message: int, *, skip: str
 
     html = _HREF.sub(rewrite, html)
     trap = f'<a href="{tokens.click_url(message, TRAP_LINK)}" style="display:none;font-size:0;line-height:0" aria-hidden="true" tabindex="-1"></a>'
-    pixel = trap + f'<img src="{tokens.open_url(message)}" width="1" height="1" alt="" style="display:none" />'
+    pixel = (
+        trap
+        + f'<img src="{tokens.open_url(message)}" width="1" height="1" alt="" style="display:none" />'
+    )
     end = html.rfind("</body>")
     html = html[:end] + pixel + html[end:] if end >= 0 else html + pixel
     if index:
@@ -580,7 +589,9 @@ def _text_click(found: str, index: Mapping[str, int], clicks: list[str]) -> str:
 
 _ASCII_BYTES = bytes(range(128))
 _B64_LINE = re.compile(rb".{1,76}", re.DOTALL)
-_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+_DOMAIN = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
 _MESSAGE_ID = re.compile(r"<[!-=?-~]+@[!-=?-~]+>")  # printable ASCII, no '>' inside
 

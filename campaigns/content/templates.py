@@ -66,7 +66,9 @@ _SYNTAX = Environment()  # parsing only: the renderer's sandbox uses the same sy
 class TemplateError(CampaignsError):
     """A template is missing, unreadable, or does not compile; names the file and line."""
 
-    def __init__(self, message: str, path: Path | str | None = None, line: int | None = None) -> None:
+    def __init__(
+        self, message: str, path: Path | str | None = None, line: int | None = None
+    ) -> None:
         self.reason = message
         self.path = Path(path) if path is not None else None
         self.line = line
@@ -149,7 +151,12 @@ class TemplateStore:
         """The locales that hold both parts of ``name``."""
         if not _NAME.fullmatch(name):
             return []
-        return [folder.name for folder in self._locale_dirs() if (folder / (name + MJML_SUFFIX)).is_file() and (folder / (name + TEXT_SUFFIX)).is_file()]
+        return [
+            folder.name
+            for folder in self._locale_dirs()
+            if (folder / (name + MJML_SUFFIX)).is_file()
+            and (folder / (name + TEXT_SUFFIX)).is_file()
+        ]
 
     def exists(self, name: str) -> bool:
         """True when some locale holds both parts of ``name``."""
@@ -171,7 +178,9 @@ class TemplateStore:
         translated template is a mistake to fix, not to hide.
         """
         if not _NAME.fullmatch(name):
-            raise TemplateNotFound(f"{name!r} is not a template name (lowercase letters, digits and _)")
+            raise TemplateNotFound(
+                f"{name!r} is not a template name (lowercase letters, digits and _)"
+            )
         for candidate in self._candidates(locale):
             folder = self.root / candidate
             mjml_path = folder / (name + MJML_SUFFIX)
@@ -185,7 +194,9 @@ class TemplateStore:
                     f"{missing.name} is missing: every template needs an .mjml (HTML) and a .txt (plain-text) part",
                     missing,
                 )
-        raise TemplateNotFound(f"no template {name!r} for locale {locale!r} (looked in {', '.join(str(self.root / c) for c in self._candidates(locale))})")
+        raise TemplateNotFound(
+            f"no template {name!r} for locale {locale!r} (looked in {', '.join(str(self.root / c) for c in self._candidates(locale))})"
+        )
 
     def _load(self, name: str, locale: str, mjml_path: Path, text_path: Path) -> TemplateSource:
         mjml = _read(mjml_path)
@@ -209,7 +220,9 @@ class TemplateStore:
         target = including.parent / include
         root = self.root.resolve()
         if Path(include).is_absolute() or not target.resolve().is_relative_to(root):
-            raise TemplateError(f"include {include!r} must be a path inside {self.root}", including, line)
+            raise TemplateError(
+                f"include {include!r} must be a path inside {self.root}", including, line
+            )
         if not target.is_file():
             raise TemplateError(f"included file {include!r} does not exist", including, line)
         return target
@@ -291,7 +304,9 @@ def _mjml_includes(mjml: str, path: Path) -> list[tuple[str, int]]:
         line = _line_of(markup, match.start())
         attr = _INCLUDE_PATH.search(match.group(3))
         if attr is None or not attr.group(2).strip():
-            raise TemplateError('write <mj-include path="_file.mjml" /> with a literal path', path, line)
+            raise TemplateError(
+                'write <mj-include path="_file.mjml" /> with a literal path', path, line
+            )
         found.append((attr.group(2).strip(), line))
     return found
 
@@ -322,7 +337,9 @@ def _check_structure(mjml: str, path: Path) -> None:
             raise TemplateError(f"</{tag}> closes an element that was never opened", path, line)
         elif stack[-1][0] != tag:
             open_tag, open_line = stack[-1]
-            raise TemplateError(f"</{tag}> found while <{open_tag}> (line {open_line}) is still open", path, line)
+            raise TemplateError(
+                f"</{tag}> found while <{open_tag}> (line {open_line}) is still open", path, line
+            )
         else:
             stack.pop()
     if stack:
@@ -396,7 +413,9 @@ class _Tokens:
 _MRML_PLACE = re.compile(r'(?:root template|template from "([^"]*)") at position (\d+):(\d+)')
 
 
-def _mjml_error(exc: Exception, body: _Protected, partials: Mapping[str, _Protected]) -> TemplateError:
+def _mjml_error(
+    exc: Exception, body: _Protected, partials: Mapping[str, _Protected]
+) -> TemplateError:
     """mjml-python's error as a :class:`TemplateError` at the file and line it names."""
     message = str(exc)
     place = _MRML_PLACE.search(message)

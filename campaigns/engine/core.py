@@ -130,7 +130,9 @@ class AdvanceResult:
     finished: int = 0
     claimed: int = 0  # enrollments claimed (by :meth:`Engine.work`)
     claims: int = 0  # leases taken
-    stopped: bool = False  # a batch stopped before its end: the time budget ran out, or the lease did
+    stopped: bool = (
+        False  # a batch stopped before its end: the time budget ran out, or the lease did
+    )
     more: bool = False  # :meth:`Engine.work` left due work for the next job
 
     def add(self, other: AdvanceResult) -> None:
@@ -204,14 +206,26 @@ class Engine:
         segset = self.segments()
         journeys: list[tuple[int, int, Journey]] = []
         with self.sessions() as session:
-            rows = session.execute(select(JourneyRow.id, JourneyRow.current_version_id).where(JourneyRow.status == JourneyStatus.ACTIVE, JourneyRow.current_version_id.is_not(None))).all()
+            rows = session.execute(
+                select(JourneyRow.id, JourneyRow.current_version_id).where(
+                    JourneyRow.status == JourneyStatus.ACTIVE,
+                    JourneyRow.current_version_id.is_not(None),
+                )
+            ).all()
             for journey_id, version_id in rows:
                 if version_id is None:
                     continue
                 try:
                     journeys.append((journey_id, version_id, self.journey(session, version_id)))
-                except JourneyError as exc:  # stored by a release with laxer rules: the others go on
-                    log.error("journey %s: its current version %s no longer parses (%s); fix and deploy it again", journey_id, version_id, exc)
+                except (
+                    JourneyError
+                ) as exc:  # stored by a release with laxer rules: the others go on
+                    log.error(
+                        "journey %s: its current version %s no longer parses (%s); fix and deploy it again",
+                        journey_id,
+                        version_id,
+                        exc,
+                    )
         for journey_id, version_id, journey in journeys:
             with self.sessions() as session, session.begin():
                 entered = enrol(session, journey, journey_id, version_id, segset, now)
@@ -235,11 +249,26 @@ class Engine:
     def claim(self) -> Lease | None:
         """Take a lease on the next send batch of due enrollments (see :func:`campaigns.engine.leases.claim`)."""
         probe = time.monotonic() >= self._next_probe
-        lease = leases.claim(self.sessions, self.clock, self.settings.worker_id, limit=max(1, self.settings.send_batch), duration=self.settings.lease, suspects=probe)
+        lease = leases.claim(
+            self.sessions,
+            self.clock,
+            self.settings.worker_id,
+            limit=max(1, self.settings.send_batch),
+            duration=self.settings.lease,
+            suspects=probe,
+        )
         if probe and not (lease is not None and lease.suspect):
             self._next_probe = time.monotonic() + SUSPECT_PROBE_SECONDS
-        if lease is None and not probe:  # nothing free: look for a dead worker's rows before giving up
-            lease = leases.claim(self.sessions, self.clock, self.settings.worker_id, limit=max(1, self.settings.send_batch), duration=self.settings.lease)
+        if (
+            lease is None and not probe
+        ):  # nothing free: look for a dead worker's rows before giving up
+            lease = leases.claim(
+                self.sessions,
+                self.clock,
+                self.settings.worker_id,
+                limit=max(1, self.settings.send_batch),
+                duration=self.settings.lease,
+            )
         return lease
 
     def work(self, deadline: float | None = None) -> AdvanceResult:
@@ -279,7 +308,9 @@ class Engine:
         caught here: the job stops, and what the transport accepted is recorded if it can be.
         """
         counts = AdvanceResult()
-        if lease.suspect or len(lease.ids) == 1:  # rows whose last run did not finish; or SEND_BATCH=1
+        if (
+            lease.suspect or len(lease.ids) == 1
+        ):  # rows whose last run did not finish; or SEND_BATCH=1
             return self._advance_each(lease, lease.ids, deadline, counts)
         batch = None
         try:
@@ -294,10 +325,16 @@ class Engine:
             if is_abort(exc):
                 self._abort(lease, batch)
                 raise
-            log.warning("send batch of %d failed; running it one enrollment at a time", len(lease.ids), exc_info=True)
+            log.warning(
+                "send batch of %d failed; running it one enrollment at a time",
+                len(lease.ids),
+                exc_info=True,
+            )
         return self._advance_each(lease, sorted(lease.held()), deadline, counts)
 
-    def _advance_each(self, lease: Lease, ids: Sequence[int], deadline: float | None, counts: AdvanceResult) -> AdvanceResult:
+    def _advance_each(
+        self, lease: Lease, ids: Sequence[int], deadline: float | None, counts: AdvanceResult
+    ) -> AdvanceResult:
         """Run ``ids`` one enrollment at a time under ``lease``, until one stops (its time
         budget, its lease); release whatever is left."""
         for enrollment_id in ids:
@@ -307,11 +344,15 @@ class Engine:
         self._release_rest(lease)
         return counts
 
-    def _advance_alone(self, lease: Lease, enrollment_id: int, deadline: float | None, counts: AdvanceResult) -> None:
+    def _advance_alone(
+        self, lease: Lease, enrollment_id: int, deadline: float | None, counts: AdvanceResult
+    ) -> None:
         batch = None
         try:
             with self.sessions() as session, lease.fence(session):
-                if lease.suspect and not lease.begin_alone(session, enrollment_id, self.settings.max_unfinished_runs):
+                if lease.suspect and not lease.begin_alone(
+                    session, enrollment_id, self.settings.max_unfinished_runs
+                ):
                     counts.failed += 1
                     return
                 batch = SendBatch(self, session, self.clock.now(), lease, deadline)
@@ -363,7 +404,9 @@ class Engine:
             except KeyError:
                 # The version was edited under a running enrollment; it stays on its own
                 # version, so this means a stored version lost a step: end it visibly.
-                self._finish(ctx, EnrollmentState.FAILED, f"step {enrollment.current_step} not in version")
+                self._finish(
+                    ctx, EnrollmentState.FAILED, f"step {enrollment.current_step} not in version"
+                )
                 return False
             outcome = EXECUTORS[step.type](ctx, step)
             if outcome.paused:
@@ -383,7 +426,9 @@ class Engine:
         if outcome.wait_until is not None and outcome.wait_until > ctx.now:
             enrollment.current_step = target
             enrollment.next_run_at = outcome.wait_until
-            enrollment.state = EnrollmentState.WAITING if outcome.waiting else EnrollmentState.ACTIVE
+            enrollment.state = (
+                EnrollmentState.WAITING if outcome.waiting else EnrollmentState.ACTIVE
+            )
             return False  # committed with the release of the claim
         # Not committed yet: the next step's first write commits this move with it.
         enrollment.state = EnrollmentState.ACTIVE
@@ -398,7 +443,9 @@ class Engine:
         journey = ctx.journey
         if journey.goal is not None:
             within = journey.goal.within
-            if (within is None or ctx.now <= ctx.enrollment.entered_at + within) and ctx.event_since_entry(journey.goal.event):
+            if (
+                within is None or ctx.now <= ctx.enrollment.entered_at + within
+            ) and ctx.event_since_entry(journey.goal.event):
                 return (EnrollmentState.GOAL, f"goal: {journey.goal.event}")
         for rule in journey.exit_when:
             if rule.event and ctx.event_since_entry(rule.event):
@@ -429,7 +476,14 @@ class Engine:
         if chosen.get(step.id) not in step.best_of:
             goal = step.goal or tuning.default_goal(step.best_of[0])
             chosen[step.id] = self.tuner.choose(
-                ctx.session, journey_id=ctx.enrollment.journey_id, step_id=step.id, segment=ctx.enrollment.segment, arms=step.best_of, dimension="channel", goal=goal, now=ctx.now
+                ctx.session,
+                journey_id=ctx.enrollment.journey_id,
+                step_id=step.id,
+                segment=ctx.enrollment.segment,
+                arms=step.best_of,
+                dimension="channel",
+                goal=goal,
+                now=ctx.now,
             )
             ctx.enrollment.context = {**ctx.enrollment.context, "arms": chosen}
         return str(chosen[step.id])
@@ -443,7 +497,16 @@ class Engine:
             variant = self._sent_variant(ctx, step.id)  # a re-run keeps the variant it drew
             if variant not in names:
                 goal = step.goal or tuning.default_goal(step.type.value)
-                variant = self.tuner.choose(ctx.session, journey_id=ctx.enrollment.journey_id, step_id=step.id, segment=ctx.enrollment.segment, arms=names, dimension="variant", goal=goal, now=ctx.now)
+                variant = self.tuner.choose(
+                    ctx.session,
+                    journey_id=ctx.enrollment.journey_id,
+                    step_id=step.id,
+                    segment=ctx.enrollment.segment,
+                    arms=names,
+                    dimension="variant",
+                    goal=goal,
+                    now=ctx.now,
+                )
         parts = email_parts(ctx, config, variant)  # the dashboard's preview renders the same parts
         return self._send(
             ctx,
@@ -455,7 +518,8 @@ class Engine:
             locale=parts.locale,
             subject=parts.subject,
             preheader=parts.preheader,
-            category=step.category or ("survey" if parts.survey else "event" if parts.invite else "marketing"),
+            category=step.category
+            or ("survey" if parts.survey else "event" if parts.invite else "marketing"),
             variant=variant,
             survey=parts.survey,
             invite=parts.invite,
@@ -481,7 +545,14 @@ class Engine:
             preheader=None,
             category="transactional",
             variant=None,
-            extra={"task": {"title": task.title, "kind": task.kind, "notes": task.notes, "due": task.due_at.date().isoformat() if task.due_at else ""}},
+            extra={
+                "task": {
+                    "title": task.title,
+                    "kind": task.kind,
+                    "notes": task.notes,
+                    "due": task.due_at.date().isoformat() if task.due_at else "",
+                }
+            },
             marketing=False,
         )
 
@@ -533,10 +604,29 @@ class Engine:
         "sending" and hands it to the transport (the step runs again to see the result)."""
         now = ctx.now
         counts = self._counts(ctx)
-        message = self._message(ctx, step_id, attempt_key, channel=Channel.EMAIL, category=category, variant=variant, template=template, locale=locale, to_address=to)
-        if message.status in (MessageStatus.SENT, MessageStatus.BOUNCED, MessageStatus.SUPPRESSED, MessageStatus.FAILED):
+        message = self._message(
+            ctx,
+            step_id,
+            attempt_key,
+            channel=Channel.EMAIL,
+            category=category,
+            variant=variant,
+            template=template,
+            locale=locale,
+            to_address=to,
+        )
+        if message.status in (
+            MessageStatus.SENT,
+            MessageStatus.BOUNCED,
+            MessageStatus.SUPPRESSED,
+            MessageStatus.FAILED,
+        ):
             return NEXT
-        if message.status == MessageStatus.DEFERRED and message.not_before and message.not_before > now:
+        if (
+            message.status == MessageStatus.DEFERRED
+            and message.not_before
+            and message.not_before > now
+        ):
             return Outcome(goto=step_id, wait_until=message.not_before)
         # Delivery controls, engine-wide.
         skip = self._declined(ctx, to, category, marketing)
@@ -545,14 +635,26 @@ class Engine:
             return NEXT
         if marketing:
             opening = delivery.next_opening(ctx.journey.sending_window, now, ctx.contact.time_zone)
-            released = delivery.cap_release(self._recent_sends(ctx, now), self.settings.frequency_cap, self.settings.frequency_period, now)
+            released = delivery.cap_release(
+                self._recent_sends(ctx, now),
+                self.settings.frequency_cap,
+                self.settings.frequency_period,
+                now,
+            )
             when = max(opening, released)
-            if released > opening:  # (so released > now) the cap ends: the window's next opening after it
-                when = delivery.next_opening(ctx.journey.sending_window, released, ctx.contact.time_zone)
+            if (
+                released > opening
+            ):  # (so released > now) the cap ends: the window's next opening after it
+                when = delivery.next_opening(
+                    ctx.journey.sending_window, released, ctx.contact.time_zone
+                )
             reason = "frequency cap" if released > now else "sending window"
             timing = self._timing(ctx, step_id, when) if attempt_key == "1" else None
             if timing is not None and timing.at > when:
-                when, reason = timing.at, f"send time: {timing.hour:02d}:00 {ctx.contact.time_zone or 'UTC'}"
+                when, reason = (
+                    timing.at,
+                    f"send time: {timing.hour:02d}:00 {ctx.contact.time_zone or 'UTC'}",
+                )
             if when > now:
                 message.status, message.not_before = MessageStatus.DEFERRED, when
                 message.error = reason
@@ -561,12 +663,20 @@ class Engine:
         if self.rate_limiter is not None:
             later = self.rate_limiter.acquire(to, now)
             if later is not None:
-                message.status, message.not_before, message.error = MessageStatus.DEFERRED, later, "domain rate limit"
+                message.status, message.not_before, message.error = (
+                    MessageStatus.DEFERRED,
+                    later,
+                    "domain rate limit",
+                )
                 counts.deferred += 1
                 return Outcome(goto=step_id, wait_until=later)
 
         def render() -> Any:
-            context = {**ctx.values(), **(extra or {}), "links": {name: ctx.render(url) for name, url in self.links.items()}}
+            context = {
+                **ctx.values(),
+                **(extra or {}),
+                "links": {name: ctx.render(url) for name, url in self.links.items()},
+            }
             return self.renderer.render(
                 message=message.id, message_id=message.message_id, to=to, to_name=to_name, template=template, locale=locale,
                 subject=ctx.render(subject), preheader=ctx.render(preheader) if preheader else None, context=context,
@@ -596,7 +706,9 @@ class Engine:
         ctx.enrollment.context = {**ctx.enrollment.context, "send_time": decided}
         return timing
 
-    def deliver(self, session: Session, outgoing: Outgoing, now: datetime, counts: AdvanceResult) -> Outcome:
+    def deliver(
+        self, session: Session, outgoing: Outgoing, now: datetime, counts: AdvanceResult
+    ) -> Outcome:
         """Hand a prepared ("sending") message to the transport and record what happened;
         the caller commits. The outcome is what the step does next."""
         from campaigns.channels.email import PermanentFailure, TemporaryFailure
@@ -609,7 +721,12 @@ class Engine:
             message.status = MessageStatus.BOUNCED
             message.error = str(exc)[:2000]
             if exc.bad_address:  # a 5xx about the content or the sender says nothing of the address
-                self._suppress(session, outgoing.rendered.to, SuppressionReason.HARD_BOUNCE, f"bounce {exc.code or ''} {exc.enhanced or ''}".strip())
+                self._suppress(
+                    session,
+                    outgoing.rendered.to,
+                    SuppressionReason.HARD_BOUNCE,
+                    f"bounce {exc.code or ''} {exc.enhanced or ''}".strip(),
+                )
             counts.failed += 1
             return NEXT
         except TemporaryFailure as exc:
@@ -631,24 +748,36 @@ class Engine:
 
     def deliver_webhook(self, ctx: StepContext, step: Step, config: WebhookStep) -> Outcome:
         now = ctx.now
-        message = self._message(ctx, step.id, "1", channel=Channel.WEBHOOK, to_address=config.url[:320])
+        message = self._message(
+            ctx, step.id, "1", channel=Channel.WEBHOOK, to_address=config.url[:320]
+        )
         if message.status in (MessageStatus.SENT, MessageStatus.FAILED):
             return NEXT
-        if message.status == MessageStatus.DEFERRED and message.not_before and message.not_before > now:
+        if (
+            message.status == MessageStatus.DEFERRED
+            and message.not_before
+            and message.not_before > now
+        ):
             return Outcome(goto=step.id, wait_until=message.not_before)
         if not ctx.batch.may_send():
             return PAUSE  # the batch stops here (time budget or lease): the next run posts it
         body = webhook_payload(ctx, step, config)
         message.status, message.tries = MessageStatus.SENDING, message.tries + 1
         ctx.session.commit()  # fenced by the lease, as every commit of the batch
-        status = post_json(ctx.render(config.url), body, sign_webhook(self.settings.webhook_secret, body, int(time.time())))
+        status = post_json(
+            ctx.render(config.url),
+            body,
+            sign_webhook(self.settings.webhook_secret, body, int(time.time())),
+        )
         if 200 <= status < 300:
             message.status, message.sent_at, message.error = MessageStatus.SENT, now, None
         elif status and 400 <= status < 500 and status not in (408, 429):
             message.status, message.error = MessageStatus.FAILED, f"HTTP {status}"
         else:
             wait = delivery.backoff(message.tries)
-            backoff_message(ctx.session, message, f"HTTP {status}" if status else "unreachable", now, wait)
+            backoff_message(
+                ctx.session, message, f"HTTP {status}" if status else "unreachable", now, wait
+            )
             ctx.session.commit()
             return NEXT if wait is None else Outcome(goto=step.id, wait_until=now + wait)
         ctx.session.commit()
@@ -656,7 +785,9 @@ class Engine:
 
     # ------------------------------------------------------------------ controls
 
-    def _declined(self, ctx: StepContext, address: str, category: str, marketing: bool) -> str | None:
+    def _declined(
+        self, ctx: StepContext, address: str, category: str, marketing: bool
+    ) -> str | None:
         """Why this email must not go (suppressed address, unsubscribed, the contact's
         preferences), or None. Preferences and unsubscribing bind marketing email only."""
         if self._suppressed(ctx, address):
@@ -675,9 +806,15 @@ class Engine:
     def _suppressed(self, ctx: StepContext, address: str) -> bool:
         return bool(ctx.batch.suppressed(address))
 
-    def _suppress(self, session: Session, address: str, reason: SuppressionReason, source: str) -> None:
+    def _suppress(
+        self, session: Session, address: str, reason: SuppressionReason, source: str
+    ) -> None:
         if not is_suppressed(session, address):
-            session.add(Suppression(email=address.lower(), reason=reason, source=source, created_at=self.clock.now()))
+            session.add(
+                Suppression(
+                    email=address.lower(), reason=reason, source=source, created_at=self.clock.now()
+                )
+            )
 
     def _recent_sends(self, ctx: StepContext, now: datetime) -> list[datetime]:
         if self.settings.frequency_cap <= 0:
@@ -712,7 +849,16 @@ class Engine:
     ) -> Event:
         """Store an event and wake the enrollments that wait for one (see :mod:`campaigns.tracking.events`)."""
         return record_event(
-            session, self.clock.now(), kind=kind, contact_id=contact_id, account_id=account_id, name=name, value=value, enrollment_id=enrollment_id, step_id=step_id, message_id=message_id
+            session,
+            self.clock.now(),
+            kind=kind,
+            contact_id=contact_id,
+            account_id=account_id,
+            name=name,
+            value=value,
+            enrollment_id=enrollment_id,
+            step_id=step_id,
+            message_id=message_id,
         )
 
 
@@ -762,7 +908,14 @@ class SendBatch:
     pending, and the enrollments are released for the next job.
     """
 
-    def __init__(self, engine: Engine, session: Session, now: datetime, lease: Lease, deadline: float | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        session: Session,
+        now: datetime,
+        lease: Lease,
+        deadline: float | None = None,
+    ) -> None:
         self.engine, self.session, self.now = engine, session, now
         self.lease, self.deadline = lease, deadline
         self.counts = AdvanceResult()
@@ -778,16 +931,44 @@ class SendBatch:
     def run(self, ids: Sequence[int]) -> None:
         session, now, engine = self.session, self.now, self.engine
         enrollments = session.scalars(select(Enrollment).where(Enrollment.id.in_(ids))).all()
-        due = [e for e in enrollments if e.state in leases.RUNNABLE and e.next_run_at is not None and e.next_run_at <= now]
-        contacts = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_({e.contact_id for e in due})))} if due else {}
+        due = [
+            e
+            for e in enrollments
+            if e.state in leases.RUNNABLE and e.next_run_at is not None and e.next_run_at <= now
+        ]
+        contacts = (
+            {
+                c.id: c
+                for c in session.scalars(
+                    select(Contact).where(Contact.id.in_({e.contact_id for e in due}))
+                )
+            }
+            if due
+            else {}
+        )
         account_ids = {c.account_id for c in contacts.values() if c.account_id}
-        accounts = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))} if account_ids else {}
+        accounts = (
+            {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))}
+            if account_ids
+            else {}
+        )
         self._load(due, contacts)
         todo = []
         for enrollment in due:
             contact = contacts[enrollment.contact_id]
             account = accounts.get(contact.account_id) if contact.account_id else None
-            todo.append(StepContext(engine, session, enrollment, contact, account, engine.journey(session, enrollment.journey_version_id), now, batch=self))
+            todo.append(
+                StepContext(
+                    engine,
+                    session,
+                    enrollment,
+                    contact,
+                    account,
+                    engine.journey(session, enrollment.journey_version_id),
+                    now,
+                    batch=self,
+                )
+            )
         self.counts.advanced += len(todo)
         for _ in range(MAX_STEPS_PER_RUN):
             todo = [ctx for ctx in todo if engine.run_steps(ctx)]
@@ -802,13 +983,21 @@ class SendBatch:
         if not due:
             return
         session = self.session
-        for message in session.scalars(select(Message).where(Message.enrollment_id.in_([e.id for e in due]))):
+        for message in session.scalars(
+            select(Message).where(Message.enrollment_id.in_([e.id for e in due]))
+        ):
             if message.enrollment_id is not None:
-                self._messages[(message.enrollment_id, message.step_id, message.attempt_key)] = message
+                self._messages[(message.enrollment_id, message.step_id, message.attempt_key)] = (
+                    message
+                )
         self._known = {c.email.lower() for c in contacts.values()}
-        self._suppressed = set(session.scalars(select(Suppression.email).where(Suppression.email.in_(self._known))))
+        self._suppressed = set(
+            session.scalars(select(Suppression.email).where(Suppression.email.in_(self._known)))
+        )
         if self.engine.settings.frequency_cap > 0:
-            for contact_id, sent_at in session.execute(self.engine.recent_sends_query(list(contacts), self.now)):
+            for contact_id, sent_at in session.execute(
+                self.engine.recent_sends_query(list(contacts), self.now)
+            ):
                 if sent_at is not None:
                     self._recent.setdefault(contact_id, []).append(sent_at)
 
@@ -850,8 +1039,15 @@ class SendBatch:
         if self.stopped is None:
             if not self.lease.valid():
                 self.stopped = "lease"
-            elif self.deadline is not None and self.engine.sends_this_run and time.monotonic() + 2 * max(self.engine.send_seconds, default=0.0) >= self.deadline:
-                self.stopped = "time budget"  # (a run's first send always goes: every job gets something done)
+            elif (
+                self.deadline is not None
+                and self.engine.sends_this_run
+                and time.monotonic() + 2 * max(self.engine.send_seconds, default=0.0)
+                >= self.deadline
+            ):
+                self.stopped = (
+                    "time budget"  # (a run's first send always goes: every job gets something done)
+                )
         return self.stopped is None
 
     # -- a round of delivery
@@ -878,7 +1074,9 @@ class SendBatch:
                 if outgoing.message.status == MessageStatus.SENT:
                     self.unrecorded.append(outgoing.message.id)
                 elif outgoing.message.status == MessageStatus.BOUNCED:
-                    self._known.discard(str(outgoing.rendered.to).lower())  # look again: it may be suppressed now
+                    self._known.discard(
+                        str(outgoing.rendered.to).lower()
+                    )  # look again: it may be suppressed now
                 if time.monotonic() - committed >= RESULTS_COMMIT_SECONDS:
                     self.commit()
                     committed = time.monotonic()
@@ -893,4 +1091,7 @@ class SendBatch:
 
 
 def is_suppressed(session: Session, address: str) -> bool:
-    return session.scalar(select(Suppression.id).where(Suppression.email == address.lower()).limit(1)) is not None
+    return (
+        session.scalar(select(Suppression.id).where(Suppression.email == address.lower()).limit(1))
+        is not None
+    )

@@ -14,8 +14,19 @@ from campaigns.queue import QUEUE_NAMES
 TICK_SECONDS = 60
 """How often the scheduler pass runs. Waits are minutes to days long; a minute is plenty."""
 
-TICK = {"queue_name": QUEUE_NAMES[0], "interval": TICK_SECONDS, "job_timeout": 900, "name": "campaigns-tick"}
-DISPATCH = {"queue_name": QUEUE_NAMES[0], "interval": defaults.DISPATCH_SECONDS, "job_timeout": 60, "result_ttl": 60, "name": "campaigns-dispatch"}
+TICK = {
+    "queue_name": QUEUE_NAMES[0],
+    "interval": TICK_SECONDS,
+    "job_timeout": 900,
+    "name": "campaigns-tick",
+}
+DISPATCH = {
+    "queue_name": QUEUE_NAMES[0],
+    "interval": defaults.DISPATCH_SECONDS,
+    "job_timeout": 60,
+    "result_ttl": 60,
+    "name": "campaigns-dispatch",
+}
 
 cron.register(jobs.tick, **TICK)  # type: ignore[arg-type]
 cron.register(jobs.dispatch, **DISPATCH)  # type: ignore[arg-type]

@@ -13,7 +13,13 @@ from functools import lru_cache
 
 from campaigns.journeys.model import SendingWindow
 
-BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2), timedelta(hours=6))
+BACKOFF = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=6),
+)
 """Waits after the 1st, 2nd... temporary failure; after the last one the message fails."""
 
 
@@ -45,7 +51,9 @@ def next_opening(window: SendingWindow | None, now: datetime, contact_zone: str 
     return now  # a window with no days: the validator refuses it; never block forever
 
 
-def cap_release(sent_at: Sequence[datetime], cap: int, period: timedelta, now: datetime) -> datetime:
+def cap_release(
+    sent_at: Sequence[datetime], cap: int, period: timedelta, now: datetime
+) -> datetime:
     """When the next marketing message may go to a contact who was sent ``sent_at``.
 
     ``now`` if fewer than ``cap`` went out in the last ``period``; else the moment the

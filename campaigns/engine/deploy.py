@@ -38,13 +38,22 @@ def deploy(session: Session, journey: Journey, source_text: str, source_path: st
         session.flush()
     row.name = journey.name
     digest = source_hash(source_text)
-    existing = session.scalars(select(JourneyVersion).where(JourneyVersion.journey_id == row.id, JourneyVersion.source_hash == digest)).one_or_none()
+    existing = session.scalars(
+        select(JourneyVersion).where(
+            JourneyVersion.journey_id == row.id, JourneyVersion.source_hash == digest
+        )
+    ).one_or_none()
     if existing is not None:
         if row.current_version_id != existing.id:
             row.current_version_id = existing.id
             row.updated_at = utcnow()
         return DeployResult(journey.key, existing.number, created=False)
-    number = (session.scalar(select(func.max(JourneyVersion.number)).where(JourneyVersion.journey_id == row.id)) or 0) + 1
+    number = (
+        session.scalar(
+            select(func.max(JourneyVersion.number)).where(JourneyVersion.journey_id == row.id)
+        )
+        or 0
+    ) + 1
     version = JourneyVersion(
         journey_id=row.id,
         number=number,

@@ -64,7 +64,14 @@ class EnrolResult:
     entered: int
 
 
-def enrol(session: Session, journey: Journey, journey_id: int, version_id: int, segset: SegmentSet, now: datetime) -> EnrolResult:
+def enrol(
+    session: Session,
+    journey: Journey,
+    journey_id: int,
+    version_id: int,
+    segset: SegmentSet,
+    now: datetime,
+) -> EnrolResult:
     """Enrol every contact who qualifies for ``journey`` now; return how many entered."""
     today = now.date()
     compiler = RuleCompiler(segset, today)
@@ -75,8 +82,17 @@ def enrol(session: Session, journey: Journey, journey_id: int, version_id: int, 
     trigger = journey.entry.trigger
     # The first of the journey's segments the contact is in, and the account's tier: the
     # enrollment keeps them, and reports and the tuner break their numbers down by them.
-    segment = case(*[(compiler.where(name), literal(name)) for name in journey.segments], else_=null()) if journey.segments else null()
-    base = select(Contact.id.label("contact_id"), segment.label("segment"), Account.tier.label("tier")).select_from(Contact).outerjoin(Account, Contact.account_id == Account.id).where(audience)
+    segment = (
+        case(*[(compiler.where(name), literal(name)) for name in journey.segments], else_=null())
+        if journey.segments
+        else null()
+    )
+    base = (
+        select(Contact.id.label("contact_id"), segment.label("segment"), Account.tier.label("tier"))
+        .select_from(Contact)
+        .outerjoin(Account, Contact.account_id == Account.id)
+        .where(audience)
+    )
     if trigger == Trigger.SEGMENT:
         key: Any = literal("segment")
         if journey.re_entry.policy == "after" and journey.re_entry.after:
@@ -96,7 +112,11 @@ def enrol(session: Session, journey: Journey, journey_id: int, version_id: int, 
             # "45 days after": only recent ones (within the grace period); deploying a
             # journey must not reach every customer whose date passed years ago.
             fresh = column >= today - offset - DATE_GRACE
-        key = literal("date") if journey.re_entry.policy == "never" else literal("date:") + cast(column, String)
+        key = (
+            literal("date")
+            if journey.re_entry.policy == "never"
+            else literal("date:") + cast(column, String)
+        )
         source = base.where(column.is_not(None), due, fresh).add_columns(key.label("entry_key"))
     else:
         since = now - DATE_GRACE
@@ -104,17 +124,27 @@ def enrol(session: Session, journey: Journey, journey_id: int, version_id: int, 
             Event.kind == EventKind.CUSTOM,
             Event.name == journey.entry.event,
             Event.occurred_at >= since,
-            or_(Event.contact_id == Contact.id, and_(Event.contact_id.is_(None), Event.account_id == Contact.account_id)),
+            or_(
+                Event.contact_id == Contact.id,
+                and_(Event.contact_id.is_(None), Event.account_id == Contact.account_id),
+            ),
         )
         if journey.re_entry.policy == "never":
-            source = base.where(exists().where(matches)).add_columns(literal("event").label("entry_key"))
+            source = base.where(exists().where(matches)).add_columns(
+                literal("event").label("entry_key")
+            )
         else:
-            source = base.join(Event, matches).add_columns((literal("event:") + cast(Event.id, String)).label("entry_key"))
+            source = base.join(Event, matches).add_columns(
+                (literal("event:") + cast(Event.id, String)).label("entry_key")
+            )
     entrants = source.subquery()
     taken = exists().where(
         Enrollment.journey_id == journey_id,
         Enrollment.contact_id == entrants.c.contact_id,
-        or_(Enrollment.entry_key == entrants.c.entry_key, Enrollment.state.in_([EnrollmentState.ACTIVE, EnrollmentState.WAITING])),
+        or_(
+            Enrollment.entry_key == entrants.c.entry_key,
+            Enrollment.state.in_([EnrollmentState.ACTIVE, EnrollmentState.WAITING]),
+        ),
     )
     held = _holdout_on(entrants.c.contact_id, journey_id, journey.holdout)
     rows = (
@@ -126,7 +156,10 @@ def enrol(session: Session, journey: Journey, journey_id: int, version_id: int, 
             entrants.c.segment,
             entrants.c.tier,
             held.label("holdout"),
-            case((held, literal(EnrollmentState.COMPLETED.value)), else_=literal(EnrollmentState.ACTIVE.value)).label("state"),
+            case(
+                (held, literal(EnrollmentState.COMPLETED.value)),
+                else_=literal(EnrollmentState.ACTIVE.value),
+            ).label("state"),
             literal(first_step).label("current_step"),
             case((held, null()), else_=literal(now, type_=UTCDateTime())).label("next_run_at"),
             literal(now, type_=UTCDateTime()).label("entered_at"),

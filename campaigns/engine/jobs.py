@@ -62,7 +62,19 @@ def enqueue_advance(connection: Redis, cfg: settings.Config, wanted: int) -> int
     missing = min(wanted, workers) - queue.count
     if missing <= 0:
         return 0
-    queue.enqueue_many([Queue.prepare_data(advance, timeout=cfg.job_timeout, retry=RETRY, result_ttl=600, failure_ttl=7 * 86_400, description="campaigns advance") for _ in range(missing)])
+    queue.enqueue_many(
+        [
+            Queue.prepare_data(
+                advance,
+                timeout=cfg.job_timeout,
+                retry=RETRY,
+                result_ttl=600,
+                failure_ttl=7 * 86_400,
+                description="campaigns advance",
+            )
+            for _ in range(missing)
+        ]
+    )
     return missing
 
 
@@ -78,7 +90,14 @@ def advance() -> dict[str, int]:
     result = rt.engine.work(deadline=time.monotonic() + budget(rt.config))
     if result.more:
         enqueue_advance(rt.connection, rt.config, 1)
-    return {"claims": result.claims, "advanced": result.advanced, "sent": result.sent, "deferred": result.deferred, "failed": result.failed, "finished": result.finished}
+    return {
+        "claims": result.claims,
+        "advanced": result.advanced,
+        "sent": result.sent,
+        "deferred": result.deferred,
+        "failed": result.failed,
+        "finished": result.finished,
+    }
 
 
 def dispatch() -> dict[str, int]:

@@ -129,9 +129,15 @@ class Lease:
         if fence and session.get_bind().dialect.name == "postgresql":
             renewed = set(session.scalars(select(c.id).where(*mine).with_for_update()))
         else:
-            renewed = set(session.scalars(update(_enrollments).where(*mine).values(claimed_until=until).returning(c.id)))
+            renewed = set(
+                session.scalars(
+                    update(_enrollments).where(*mine).values(claimed_until=until).returning(c.id)
+                )
+            )
             self.until = until
-        missing = (ids & self._expected()) - renewed  # rows the batch released meanwhile are not missed
+        missing = (
+            ids & self._expected()
+        ) - renewed  # rows the batch released meanwhile are not missed
         if missing:
             self._lose(len(missing))
 
@@ -151,10 +157,14 @@ class Lease:
                     session.execute(text("SET LOCAL lock_timeout = '200ms'"))
                 self._renew_in(session)
         except LeaseLost:
-            log.warning("lease %s of %s lost: the batch stops before its next send", self.token, self.owner)
+            log.warning(
+                "lease %s of %s lost: the batch stops before its next send", self.token, self.owner
+            )
             return False
         except sa_exc.SQLAlchemyError as exc:
-            log.warning("lease %s: renewal failed (%s); trying again", self.token, type(exc).__name__)
+            log.warning(
+                "lease %s: renewal failed (%s); trying again", self.token, type(exc).__name__
+            )
         return True
 
     @contextmanager
@@ -224,19 +234,36 @@ class Lease:
         )
         if runs is None:
             self.lost = True
-            raise LeaseLost(f"lease {self.token} of {self.owner} lost on enrollment {enrollment_id}")
+            raise LeaseLost(
+                f"lease {self.token} of {self.owner} lost on enrollment {enrollment_id}"
+            )
         if runs <= max_runs:
             session.commit()
             return True
-        log.error("enrollment %s: %d runs in a row did not finish; marked failed", enrollment_id, max_runs)
-        self.fail(session, enrollment_id, f"stopped after {max_runs} runs in a row that did not finish (the worker died, timed out or lost its lease each time; see the worker's log)")
+        log.error(
+            "enrollment %s: %d runs in a row did not finish; marked failed", enrollment_id, max_runs
+        )
+        self.fail(
+            session,
+            enrollment_id,
+            f"stopped after {max_runs} runs in a row that did not finish (the worker died, timed out or lost its lease each time; see the worker's log)",
+        )
         session.commit()
         return False
 
     def fail(self, session: Session, enrollment_id: int, error: str) -> None:
         """Mark a held enrollment failed for good, with ``error``, and stage its release
         (the fenced session's next commit writes both)."""
-        session.execute(update(_enrollments).where(_enrollments.c.id == enrollment_id).values(state=EnrollmentState.FAILED, error=error[:2000], finished_at=self.clock.now(), next_run_at=None))
+        session.execute(
+            update(_enrollments)
+            .where(_enrollments.c.id == enrollment_id)
+            .values(
+                state=EnrollmentState.FAILED,
+                error=error[:2000],
+                finished_at=self.clock.now(),
+                next_run_at=None,
+            )
+        )
         self.release([enrollment_id])
 
     def _release_in(self, session: Session) -> None:
@@ -247,7 +274,11 @@ class Lease:
         released = set(
             session.scalars(
                 update(_enrollments)
-                .where(c.id.in_(sorted(staged)), c.lease_token == self.token, c.claimed_until > self.clock.now())
+                .where(
+                    c.id.in_(sorted(staged)),
+                    c.lease_token == self.token,
+                    c.claimed_until > self.clock.now(),
+                )
                 .values(claimed_until=None, claimed_by=None, lease_token=None, unfinished_runs=0)
                 .returning(c.id)
             )
@@ -271,19 +302,32 @@ class Lease:
                 mine = list(
                     session.scalars(
                         update(_enrollments)
-                        .where(_enrollments.c.id.in_(sorted(ids)), _enrollments.c.lease_token == self.token)
-                        .values(claimed_until=now - timedelta(seconds=1))  # run out: claimable at once
+                        .where(
+                            _enrollments.c.id.in_(sorted(ids)),
+                            _enrollments.c.lease_token == self.token,
+                        )
+                        .values(
+                            claimed_until=now - timedelta(seconds=1)
+                        )  # run out: claimable at once
                         .returning(_enrollments.c.id)
                     )
                 )
                 if sent and mine:
                     session.execute(
                         update(_messages)
-                        .where(_messages.c.id.in_(sorted(sent)), _messages.c.status == MessageStatus.SENDING, _messages.c.enrollment_id.in_(mine))
+                        .where(
+                            _messages.c.id.in_(sorted(sent)),
+                            _messages.c.status == MessageStatus.SENDING,
+                            _messages.c.enrollment_id.in_(mine),
+                        )
                         .values(status=MessageStatus.SENT, sent_at=now, error=None)
                     )
         except sa_exc.SQLAlchemyError as exc:
-            log.warning("lease %s: could not hand back its enrollments (%s); they are claimed again when it runs out", self.token, type(exc).__name__)
+            log.warning(
+                "lease %s: could not hand back its enrollments (%s); they are claimed again when it runs out",
+                self.token,
+                type(exc).__name__,
+            )
             return
         with self._lock:
             self._held.clear()
@@ -313,13 +357,23 @@ def claim(
     stamp = {"claimed_until": until, "claimed_by": owner[:128], "lease_token": token}
     with sessions() as session, session.begin():
         postgres = session.get_bind().dialect.name == "postgresql"
-        for condition, values, suspect in ((unfinished, stamp, True), (free, {**stamp, "unfinished_runs": c.unfinished_runs + 1}, False)):
+        for condition, values, suspect in (
+            (unfinished, stamp, True),
+            (free, {**stamp, "unfinished_runs": c.unfinished_runs + 1}, False),
+        ):
             if suspect and not suspects:
                 continue
             query = select(c.id).where(due, condition).order_by(c.next_run_at).limit(limit)
             if postgres:
                 query = query.with_for_update(skip_locked=True)
-            ids = sorted(session.scalars(update(_enrollments).where(c.id.in_(query.scalar_subquery())).values(**values).returning(c.id)))
+            ids = sorted(
+                session.scalars(
+                    update(_enrollments)
+                    .where(c.id.in_(query.scalar_subquery()))
+                    .values(**values)
+                    .returning(c.id)
+                )
+            )
             if ids:
                 return Lease(sessions, clock, owner, token, duration, ids, until, suspect=suspect)
     return None
@@ -329,6 +383,11 @@ def count_due(sessions: sessionmaker[Session], now: datetime, cap: int) -> int:
     """How many due enrollments a claim could take now (counted up to ``cap``)."""
     c = _enrollments.c
     claimable = or_(c.claimed_until.is_(None), c.claimed_until < now)
-    inner = select(c.id).where(c.state.in_(RUNNABLE), c.next_run_at <= now, claimable).limit(cap).subquery()
+    inner = (
+        select(c.id)
+        .where(c.state.in_(RUNNABLE), c.next_run_at <= now, claimable)
+        .limit(cap)
+        .subquery()
+    )
     with sessions() as session:
         return int(session.scalar(select(text("count(*)")).select_from(inner)) or 0)

@@ -59,35 +59,74 @@ def email_steps(journey: Journey) -> list[EmailStepInfo]:
     for step in journey.steps:
         config = step.config
         if isinstance(config, EmailStep | SurveyStep | InviteStep):
-            kind = "survey" if isinstance(config, SurveyStep) else "invite" if isinstance(config, InviteStep) else "email"
+            kind = (
+                "survey"
+                if isinstance(config, SurveyStep)
+                else "invite"
+                if isinstance(config, InviteStep)
+                else "email"
+            )
             variants = tuple(v.id for v in config.variants) if isinstance(config, EmailStep) else ()
             found.append(EmailStepInfo(step.id, kind, variants))
     return found
 
 
 def render_preview(
-    session: Session, renderer: Renderer, journey: Journey, step_id: str, contact: Contact, now: datetime, *, variant: str | None = None, links: dict[str, str] | None = None
+    session: Session,
+    renderer: Renderer,
+    journey: Journey,
+    step_id: str,
+    contact: Contact,
+    now: datetime,
+    *,
+    variant: str | None = None,
+    links: dict[str, str] | None = None,
 ) -> Preview:
     """``step_id``'s email for ``contact`` (nothing is written)."""
     info = next((s for s in email_steps(journey) if s.id == step_id), None)
     if info is None:
         raise PreviewError(f"{journey.key} has no email, survey or invite step {step_id!r}.")
     if variant is not None and variant not in info.variants:
-        raise PreviewError(f"Step {step_id} has no variant {variant!r}" + (f" (it has {', '.join(info.variants)})." if info.variants else " (it has none)."))
+        raise PreviewError(
+            f"Step {step_id} has no variant {variant!r}"
+            + (f" (it has {', '.join(info.variants)})." if info.variants else " (it has none).")
+        )
     if variant is None and info.variants:
         variant = info.variants[0]
     account = session.get(Account, contact.account_id) if contact.account_id else None
     # The engine and the enrollment are not needed to render: the context's values come from
     # the contact, the account and the journey.
-    ctx = StepContext(engine=cast(Any, None), session=session, enrollment=cast(Any, None), contact=contact, account=account, journey=journey, now=now)
+    ctx = StepContext(
+        engine=cast(Any, None),
+        session=session,
+        enrollment=cast(Any, None),
+        contact=contact,
+        account=account,
+        journey=journey,
+        now=now,
+    )
     parts = email_parts(ctx, journey.step(step_id).config, variant)
-    context = {**ctx.values(), "links": {name: ctx.render(url) for name, url in (links or {}).items()}}
+    context = {
+        **ctx.values(),
+        "links": {name: ctx.render(url) for name, url in (links or {}).items()},
+    }
     rendered = renderer.personalise(
         message=0, template=parts.template, locale=parts.locale, subject=ctx.render(parts.subject),
         preheader=ctx.render(parts.preheader) if parts.preheader else None, context=context, survey=parts.survey, invite=parts.invite,
     )  # fmt: skip
     compiled = renderer.compiled(parts.template, parts.locale)
-    return Preview(journey.key, step_id, variant, parts.template, compiled.locale, contact.email, contact.name, rendered.subject, rendered.html, rendered.text)
+    return Preview(
+        journey.key,
+        step_id,
+        variant,
+        parts.template,
+        compiled.locale,
+        contact.email,
+        contact.name,
+        rendered.subject,
+        rendered.html,
+        rendered.text,
+    )
 
 
 def send_test(renderer: Renderer, transport: Any, preview: Preview, to: str, now: datetime) -> str:
@@ -99,5 +138,14 @@ def send_test(renderer: Renderer, transport: Any, preview: Preview, to: str, now
         message=0, message_id=message_id, to=to, to_name=None, subject=subject, html=preview.html, text=preview.text,
         unsubscribe_url=renderer.tokens.unsubscribe_url(0), now=now,
     )  # fmt: skip
-    transport.send(OutgoingEmail(message_id=message_id, to=to, mail_from=renderer.sender.address, subject=subject, raw=raw, links=()))
+    transport.send(
+        OutgoingEmail(
+            message_id=message_id,
+            to=to,
+            mail_from=renderer.sender.address,
+            subject=subject,
+            raw=raw,
+            links=(),
+        )
+    )
     return message_id

@@ -33,7 +33,9 @@ def parse_limits(text: str | None) -> dict[str, Limit]:
             continue
         match = re.fullmatch(r"\s*([\w.*-]+)\s*=\s*(\d{1,7})\s*/\s*(\d{1,6})\s*s?\s*", part)
         if not match or int(match.group(3)) == 0:
-            raise ConfigError(f"DOMAIN_RATE_LIMITS: {part.strip()!r} is not 'domain=count/seconds', e.g. gmail.com=600/60s")
+            raise ConfigError(
+                f"DOMAIN_RATE_LIMITS: {part.strip()!r} is not 'domain=count/seconds', e.g. gmail.com=600/60s"
+            )
         limits[match.group(1).lower()] = Limit(int(match.group(2)), int(match.group(3)))
     return limits
 

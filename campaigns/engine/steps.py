@@ -73,7 +73,9 @@ class Outcome:
     wait_until: datetime | None = None
     waiting: bool = False  # a wait_until: woken early by a signal
     finish: str | None = None  # a reason: the enrollment ends
-    paused: bool = False  # the step's message is queued in the batch: run the step again after delivery
+    paused: bool = (
+        False  # the step's message is queued in the batch: run the step again after delivery
+    )
 
 
 NEXT = Outcome()
@@ -98,7 +100,10 @@ class StepContext:
         """Account fields (bare and as ``account``), ``contact`` and ``attributes``."""
         if self._values is None:
             self._values = condition_values(self.contact, self.account, self.now)
-            self._values["owner"] = {"email": self.account.owner_email if self.account else None, "name": owner_name(self.account)}
+            self._values["owner"] = {
+                "email": self.account.owner_email if self.account else None,
+                "name": owner_name(self.account),
+            }
             self._values["journey"] = {"key": self.journey.key, "name": self.journey.name}
         return self._values
 
@@ -127,14 +132,20 @@ class StepContext:
             Event.enrollment_id == self.enrollment.id,
             Event.step_id == step,
             Event.kind.in_([kind, EventKind.CLICK] if kind == EventKind.OPEN else [kind]),
-            Event.classification == Classification.HUMAN,  # human signals only: not machines, not unknowns
+            Event.classification
+            == Classification.HUMAN,  # human signals only: not machines, not unknowns
         )
         return self.session.scalar(query.limit(1)) is not None
 
     def answer(self, step: str) -> Any:
         value = self.session.scalar(
             select(Event.value)
-            .where(Event.enrollment_id == self.enrollment.id, Event.step_id == step, Event.kind.in_([EventKind.ANSWER, EventKind.RSVP]), Event.classification != Classification.MACHINE)
+            .where(
+                Event.enrollment_id == self.enrollment.id,
+                Event.step_id == step,
+                Event.kind.in_([EventKind.ANSWER, EventKind.RSVP]),
+                Event.classification != Classification.MACHINE,
+            )
             .order_by(Event.occurred_at.desc(), Event.id.desc())
             .limit(1)
         )
@@ -143,7 +154,11 @@ class StepContext:
         return int(value) if value.lstrip("-").isdigit() else value
 
     def task_done(self, step: str) -> bool:
-        status = self.session.scalar(select(Task.status).where(Task.enrollment_id == self.enrollment.id, Task.step_id == step))
+        status = self.session.scalar(
+            select(Task.status).where(
+                Task.enrollment_id == self.enrollment.id, Task.step_id == step
+            )
+        )
         return status == TaskStatus.DONE
 
     def event_since_entry(self, name: str, since: datetime | None = None) -> bool:
@@ -151,7 +166,9 @@ class StepContext:
         who = Event.contact_id == self.contact.id
         if self.account is not None:
             who = who | ((Event.contact_id.is_(None)) & (Event.account_id == self.account.id))
-        query = select(Event.id).where(Event.kind == EventKind.CUSTOM, Event.name == name, Event.occurred_at >= since, who)
+        query = select(Event.id).where(
+            Event.kind == EventKind.CUSTOM, Event.name == name, Event.occurred_at >= since, who
+        )
         return self.session.scalar(query.limit(1)) is not None
 
 
@@ -166,11 +183,30 @@ def condition_values(contact: Contact, account: Account | None, now: datetime) -
     today = now.date()
     fields: dict[str, Any] = {}
     if account is not None:
-        for name in ("external_id", "name", "arr", "ltv", "currency", "plan", "contract_status", "contract_start", "renewal_date", "industry", "company_size", "owner_email", "health_score", "tier"):
+        for name in (
+            "external_id",
+            "name",
+            "arr",
+            "ltv",
+            "currency",
+            "plan",
+            "contract_status",
+            "contract_start",
+            "renewal_date",
+            "industry",
+            "company_size",
+            "owner_email",
+            "health_score",
+            "tier",
+        ):
             value = getattr(account, name)
             fields[name] = float(value) if name in ("arr", "ltv") and value is not None else value
-        fields["days_to_renewal"] = (account.renewal_date - today).days if account.renewal_date else None
-        fields["days_since_start"] = (today - account.contract_start).days if account.contract_start else None
+        fields["days_to_renewal"] = (
+            (account.renewal_date - today).days if account.renewal_date else None
+        )
+        fields["days_since_start"] = (
+            (today - account.contract_start).days if account.contract_start else None
+        )
         fields["attributes"] = dict(account.attributes or {})
     else:
         fields["attributes"] = {}
@@ -236,7 +272,11 @@ def _deadline(ctx: StepContext, step: Step, duration: timedelta) -> datetime:
     waits: dict[str, str] = dict(ctx.enrollment.context.get("waits", {}))
     if step.id not in waits:
         waits[step.id] = (ctx.now + duration).isoformat()
-        ctx.enrollment.context = {**ctx.enrollment.context, "waits": waits, f"since:{step.id}": ctx.now.isoformat()}
+        ctx.enrollment.context = {
+            **ctx.enrollment.context,
+            "waits": waits,
+            f"since:{step.id}": ctx.now.isoformat(),
+        }
     return datetime.fromisoformat(waits[step.id])
 
 
@@ -245,7 +285,9 @@ def run_wait_until(ctx: StepContext, step: Step) -> Outcome:
     config = step.config
     assert isinstance(config, WaitUntilStep)
     deadline = _deadline(ctx, step, config.timeout)
-    since = datetime.fromisoformat(ctx.enrollment.context.get(f"since:{step.id}", ctx.now.isoformat()))
+    since = datetime.fromisoformat(
+        ctx.enrollment.context.get(f"since:{step.id}", ctx.now.isoformat())
+    )
     signal = {
         "answered": lambda: ctx.answer(config.target) is not None,
         "opened": lambda: ctx._engaged(config.target, EventKind.OPEN),
@@ -276,10 +318,14 @@ def run_task_step(ctx: StepContext, step: Step) -> Outcome:
 
 def run_task(ctx: StepContext, step: Step, config: TaskStep) -> Outcome:
     """Create the task for the account owner (once) and tell the owner by email."""
-    owner = ctx.account.owner_email if config.assignee == "owner" and ctx.account else config.assignee
+    owner = (
+        ctx.account.owner_email if config.assignee == "owner" and ctx.account else config.assignee
+    )
     if config.assignee == "owner" and not owner:
         owner = None  # no owner: the task waits in the unassigned inbox
-    task = ctx.session.scalar(select(Task).where(Task.enrollment_id == ctx.enrollment.id, Task.step_id == step.id))
+    task = ctx.session.scalar(
+        select(Task).where(Task.enrollment_id == ctx.enrollment.id, Task.step_id == step.id)
+    )
     if task is None:
         task = Task(
             enrollment_id=ctx.enrollment.id,
@@ -307,7 +353,11 @@ def run_in_app_step(ctx: StepContext, step: Step) -> Outcome:
 
 
 def run_in_app(ctx: StepContext, step: Step, config: InAppStep) -> Outcome:
-    exists = ctx.session.scalar(select(InAppMessage.id).where(InAppMessage.enrollment_id == ctx.enrollment.id, InAppMessage.step_id == step.id))
+    exists = ctx.session.scalar(
+        select(InAppMessage.id).where(
+            InAppMessage.enrollment_id == ctx.enrollment.id, InAppMessage.step_id == step.id
+        )
+    )
     if exists is None:
         ctx.session.add(
             InAppMessage(
@@ -386,7 +436,16 @@ def sign_webhook(secret: str, body: bytes, timestamp: int) -> str:
 
 def post_json(url: str, body: bytes, signature: str, timeout: float = 10.0) -> int:
     """POST ``body``; return the HTTP status (0 when the server could not be reached)."""
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json", "User-Agent": "campaigns-webhook/1", "X-Campaigns-Signature": signature})
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "campaigns-webhook/1",
+            "X-Campaigns-Signature": signature,
+        },
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status)
@@ -411,14 +470,18 @@ def webhook_payload(ctx: StepContext, step: Step, config: WebhookStep) -> bytes:
         "step": step.id,
         "enrollment": ctx.enrollment.id,
         "contact": {"email": ctx.contact.email, "name": ctx.contact.name},
-        "account": {"external_id": ctx.account.external_id, "name": ctx.account.name} if ctx.account else None,
+        "account": {"external_id": ctx.account.external_id, "name": ctx.account.name}
+        if ctx.account
+        else None,
         "sent_at": ctx.now.isoformat(),
         "data": render(dict(config.payload)),
     }
     return json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8")
 
 
-def backoff_message(session: Session, message: Message, error: str, now: datetime, wait: timedelta | None) -> None:
+def backoff_message(
+    session: Session, message: Message, error: str, now: datetime, wait: timedelta | None
+) -> None:
     """A temporary failure: retry after ``wait``, or fail for good when there is none."""
     message.error = error[:2000]
     if wait is None:
@@ -449,12 +512,37 @@ def email_parts(ctx: StepContext, config: Any, variant: str | None = None) -> Em
     from campaigns.journeys.model import EmailStep, InviteStep, SurveyStep
 
     locale = ctx.contact.locale.split("-")[0]
-    template, subject, preheader = config.template, config.subject, getattr(config, "preheader", None)
+    template, subject, preheader = (
+        config.template,
+        config.subject,
+        getattr(config, "preheader", None),
+    )
     if isinstance(config, EmailStep) and variant is not None:
         chosen = next(v for v in config.variants if v.id == variant)
         template = chosen.template or template
         subject = chosen.subject or subject
         preheader = chosen.preheader or preheader
-    survey = SurveySpec(config.scale, ctx.text(config.question) or None) if isinstance(config, SurveyStep) else None
-    invite = InviteSpec(ctx.text(config.event_name), config.starts_at, config.duration, config.url, ctx.contact.time_zone) if isinstance(config, InviteStep) else None
-    return EmailParts(template, locale, text_for(subject, locale, ctx.journey.locale) or "", text_for(preheader, locale, ctx.journey.locale), survey, invite)
+    survey = (
+        SurveySpec(config.scale, ctx.text(config.question) or None)
+        if isinstance(config, SurveyStep)
+        else None
+    )
+    invite = (
+        InviteSpec(
+            ctx.text(config.event_name),
+            config.starts_at,
+            config.duration,
+            config.url,
+            ctx.contact.time_zone,
+        )
+        if isinstance(config, InviteStep)
+        else None
+    )
+    return EmailParts(
+        template,
+        locale,
+        text_for(subject, locale, ctx.journey.locale) or "",
+        text_for(preheader, locale, ctx.journey.locale),
+        survey,
+        invite,
+    )

@@ -57,7 +57,11 @@ class TaskItem:
     journey_name: str | None
 
     def overdue(self, now: datetime) -> bool:
-        return self.task.status == TaskStatus.OPEN and self.task.due_at is not None and self.task.due_at < now
+        return (
+            self.task.status == TaskStatus.OPEN
+            and self.task.due_at is not None
+            and self.task.due_at < now
+        )
 
     def to_json(self) -> dict[str, Any]:
         task = self.task
@@ -99,7 +103,11 @@ def list_tasks(
     if due:
         due = Due(due)
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        limit_at = {Due.OVERDUE: now, Due.TODAY: midnight + timedelta(days=1), Due.WEEK: midnight + timedelta(days=7)}[due]
+        limit_at = {
+            Due.OVERDUE: now,
+            Due.TODAY: midnight + timedelta(days=1),
+            Due.WEEK: midnight + timedelta(days=7),
+        }[due]
         where += [Task.status == TaskStatus.OPEN, Task.due_at.is_not(None), Task.due_at < limit_at]
     total = session.scalar(select(func.count()).select_from(Task).where(*where)) or 0
     order: list[Any]
@@ -108,7 +116,9 @@ def list_tasks(
     else:
         order = [func.coalesce(Task.completed_at, Task.created_at).desc(), Task.id.desc()]
     query = (
-        select(Task, Account.name, Contact.id, Contact.name, Contact.email, Journey.key, Journey.name)
+        select(
+            Task, Account.name, Contact.id, Contact.name, Contact.email, Journey.key, Journey.name
+        )
         .outerjoin(Account, Account.id == Task.account_id)
         .outerjoin(Contact, Contact.id == Task.contact_id)
         .outerjoin(Journey, Journey.id == Task.journey_id)
@@ -118,15 +128,34 @@ def list_tasks(
         .offset(offset)
     )
     items = [
-        TaskItem(task, account, contact, contact_name or contact_email, contact_email, journey_key, journey_name)
-        for task, account, contact, contact_name, contact_email, journey_key, journey_name in session.execute(query)
+        TaskItem(
+            task,
+            account,
+            contact,
+            contact_name or contact_email,
+            contact_email,
+            journey_key,
+            journey_name,
+        )
+        for task, account, contact, contact_name, contact_email, journey_key, journey_name in session.execute(
+            query
+        )
     ]
     return items, int(total)
 
 
 def owners(session: Session) -> list[str]:
     """Every owner address that has a task, for the inbox's filter."""
-    return [o for o in session.scalars(select(Task.owner_email).where(Task.owner_email.is_not(None)).distinct().order_by(Task.owner_email)) if o]
+    return [
+        o
+        for o in session.scalars(
+            select(Task.owner_email)
+            .where(Task.owner_email.is_not(None))
+            .distinct()
+            .order_by(Task.owner_email)
+        )
+        if o
+    ]
 
 
 def _open_task(session: Session, task_id: int) -> Task:
@@ -141,7 +170,14 @@ def _open_task(session: Session, task_id: int) -> Task:
     return task
 
 
-def complete_task(session: Session, task_id: int, now: datetime, *, by: str | None = None, outcome: str | None = None) -> Task:
+def complete_task(
+    session: Session,
+    task_id: int,
+    now: datetime,
+    *,
+    by: str | None = None,
+    outcome: str | None = None,
+) -> Task:
     """Mark an open task done (the caller commits): its outcome kept, a ``task_done`` event
     recorded and the journeys waiting on it woken."""
     task = _open_task(session, task_id)
@@ -155,7 +191,14 @@ def complete_task(session: Session, task_id: int, now: datetime, *, by: str | No
     return task
 
 
-def cancel_task(session: Session, task_id: int, now: datetime, *, by: str | None = None, reason: str | None = None) -> Task:
+def cancel_task(
+    session: Session,
+    task_id: int,
+    now: datetime,
+    *,
+    by: str | None = None,
+    reason: str | None = None,
+) -> Task:
     """Close an open task that will not be done (the caller commits); nothing is woken."""
     task = _open_task(session, task_id)
     note = (reason or "").strip()[:OUTCOME_MAX] or None

@@ -51,7 +51,9 @@ def parse_text(table: Table, column: str) -> Parser:
         if bad := _CONTROL.search(value):
             raise CellError(f"control character U+{ord(bad.group()):04X} in {name}")
         if len(value) > limit:
-            raise CellError(f"{name} is {len(value)} characters long; the most it can hold is {limit}")
+            raise CellError(
+                f"{name} is {len(value)} characters long; the most it can hold is {limit}"
+            )
         return value
 
     return parse
@@ -89,7 +91,9 @@ def parse_money(value: str, name: str) -> Decimal:
         if text[-1:] in _SIGNS:
             text = text[:-1]
     if not _NUMBER.fullmatch(text):
-        raise CellError(f"{name} '{short(value)}' is not an amount; write digits such as 5000000 or 5,000,000")
+        raise CellError(
+            f"{name} '{short(value)}' is not an amount; write digits such as 5000000 or 5,000,000"
+        )
     amount = Decimal(text.replace(",", ""))
     if negative and amount:
         raise CellError(f"negative {name} {short(value)}; {name} must be 0 or more")
@@ -105,7 +109,12 @@ _WHOLE = re.compile(r"\d{1,3}(?:,\d{3})+|\d+")
 
 def parse_integer(low: int, high: int) -> Parser:
     def parse(value: str, name: str) -> int:
-        if value.isascii() and value.isdigit() and len(value) < 19 and low <= (number := int(value)) <= high:
+        if (
+            value.isascii()
+            and value.isdigit()
+            and len(value) < 19
+            and low <= (number := int(value)) <= high
+        ):
             return number  # the usual case
         text = unicodedata.normalize("NFKC", value).replace("−", "-")
         digits = text.removeprefix("-")
@@ -173,7 +182,9 @@ def parse_currency(value: str, name: str) -> str:
     code = unicodedata.normalize("NFKC", value).upper()
     code = _CURRENCY_ALIASES.get(code, code)
     if not re.fullmatch(r"[A-Z]{3}", code):
-        raise CellError(f"{name} '{short(value)}' is not a 3-letter currency code such as JPY or USD")
+        raise CellError(
+            f"{name} '{short(value)}' is not a 3-letter currency code such as JPY or USD"
+        )
     return code
 
 
@@ -182,7 +193,9 @@ _LOCAL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
-_PLAIN_EMAIL = re.compile(r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+_PLAIN_EMAIL = re.compile(
+    r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
 
 
 def parse_email(value: str, name: str) -> str:
@@ -203,9 +216,13 @@ def parse_email(value: str, name: str) -> str:
         raise CellError(f"{name} '{shown}' is not an e-mail address ({what})")
     local, domain = address.split("@")
     if not local or not domain:
-        raise CellError(f"{name} '{shown}' is not an e-mail address (nothing {'before' if not local else 'after'} the @)")
+        raise CellError(
+            f"{name} '{shown}' is not an e-mail address (nothing {'before' if not local else 'after'} the @)"
+        )
     if not local.isascii():
-        raise CellError(f"{name} '{shown}' has non-ASCII characters before the @; such addresses are not supported")
+        raise CellError(
+            f"{name} '{shown}' has non-ASCII characters before the @; such addresses are not supported"
+        )
     if not domain.isascii():
         try:
             puny = domain.encode("idna").decode("ascii")
@@ -219,7 +236,9 @@ def parse_email(value: str, name: str) -> str:
     labels = domain.split(".")
     if len(labels) < 2:
         raise CellError(f"{name} '{shown}' has no dot in its domain")
-    if not all(_LABEL.fullmatch(label) for label in labels) or not re.fullmatch(r"[a-z][a-z0-9-]+", labels[-1]):
+    if not all(_LABEL.fullmatch(label) for label in labels) or not re.fullmatch(
+        r"[a-z][a-z0-9-]+", labels[-1]
+    ):
         raise CellError(f"{name} '{shown}' has an invalid domain")
     return address
 
@@ -231,13 +250,19 @@ _LANGUAGES = {"japanese": "ja", "日本語": "ja", "english": "en", "英語": "e
 def parse_locale(value: str, name: str) -> str:
     text = unicodedata.normalize("NFKC", value).replace("_", "-")
     if text.lower() in _LANGUAGES:
-        raise CellError(f"unknown {name} '{short(value)}'; use a language code such as {_LANGUAGES[text.lower()]}")
+        raise CellError(
+            f"unknown {name} '{short(value)}'; use a language code such as {_LANGUAGES[text.lower()]}"
+        )
     if not _LOCALE.fullmatch(text) or len(text) > 16:
-        raise CellError(f"unknown {name} '{short(value)}'; use a language code such as en, ja or en-US")
+        raise CellError(
+            f"unknown {name} '{short(value)}'; use a language code such as en, ja or en-US"
+        )
     language, *rest = text.split("-")
     parts = [language.lower()]
     for part in rest:
-        parts.append(part.upper() if len(part) == 2 else part.title() if len(part) == 4 else part.lower())
+        parts.append(
+            part.upper() if len(part) == 2 else part.title() if len(part) == 4 else part.lower()
+        )
     return "-".join(parts)
 
 
@@ -256,7 +281,9 @@ def parse_time_zone(value: str, name: str) -> str:
     if guess := _ZONE_HINTS.get(text.lower()):
         raise CellError(f"unknown {name} '{short(value)}'; use an IANA name such as {guess}")
     if re.match(r"(?:utc|gmt)?\s*[+-]\d", text.lower()):
-        raise CellError(f"{name} '{short(value)}' is an offset; use an IANA name such as Asia/Tokyo (offsets change with daylight saving)")
+        raise CellError(
+            f"{name} '{short(value)}' is an offset; use an IANA name such as Asia/Tokyo (offsets change with daylight saving)"
+        )
     raise CellError(f"unknown {name} '{short(value)}'; {_zone_hint(text[:64])}")
 
 

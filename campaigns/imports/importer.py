@@ -133,7 +133,9 @@ def _check_account(values: dict[str, Any], cells: dict[str, str]) -> list[str]:
         currency = values.get("currency")
         if sign and (currency or "JPY") not in SIGN_CURRENCIES[sign]:
             named = currency or "not given (JPY by default)"
-            problems.append(f"{column} '{short(cells[column])}' is in {sign} but currency is {named}")
+            problems.append(
+                f"{column} '{short(cells[column])}' is in {sign} but currency is {named}"
+            )
     return problems
 
 
@@ -254,7 +256,9 @@ class _Header:
     needed: int  # cells a row must have: up to the last named column
 
 
-def _read_header(kind: _Kind, path: str, line: int, cells: list[str], encoding: str) -> tuple[_Header, list[RowError]]:
+def _read_header(
+    kind: _Kind, path: str, line: int, cells: list[str], encoding: str
+) -> tuple[_Header, list[RowError]]:
     known = {f.name: f for f in kind.fields}
     header = _Header(line, [], [], [], len(cells), 0)
     warnings: list[RowError] = []
@@ -263,19 +267,25 @@ def _read_header(kind: _Kind, path: str, line: int, cells: list[str], encoding: 
         if _UNDECODED.search(cell):
             raise ImportRowError(f"{path}:{line}: {_undecodable(cell, encoding, 'the header')}")
         if "\x00" in cell:
-            raise ImportRowError(f'{path}:{line}: the header holds NUL bytes; is the file UTF-16? save it as "CSV UTF-8"')
+            raise ImportRowError(
+                f'{path}:{line}: the header holds NUL bytes; is the file UTF-16? save it as "CSV UTF-8"'
+            )
         name = _column_key(cell)
         if not name:
             header.unnamed.append(index)
             continue
         if name in seen:
-            raise ImportRowError(f"{path}:{line}: column '{name}' appears twice (columns {seen[name] + 1} and {index + 1})")
+            raise ImportRowError(
+                f"{path}:{line}: column '{name}' appears twice (columns {seen[name] + 1} and {index + 1})"
+            )
         seen[name] = index
         header.needed = index + 1
         if name in known:
             header.fields.append((index, known[name]))
         elif name in kind.ignored:
-            warnings.append(RowError(path, line, f"column '{name}' is ignored ({kind.ignored[name]})"))
+            warnings.append(
+                RowError(path, line, f"column '{name}' is ignored ({kind.ignored[name]})")
+            )
         else:
             header.attributes.append((index, name))
             close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
@@ -324,7 +334,11 @@ def _upsert(kind: _Kind, dialect: str, merge_attributes: bool) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(table).values(created_at=stamp, updated_at=stamp)
     new = stmt.excluded
-    columns = [c.name for c in table.c if c.name not in ("id", "tier", "created_at", "attributes", kind.key)]
+    columns = [
+        c.name
+        for c in table.c
+        if c.name not in ("id", "tier", "created_at", "attributes", kind.key)
+    ]
     changes: dict[str, Any] = {}
     for name in columns:
         column = table.c[name]
@@ -363,7 +377,11 @@ class _Import:
         # hash(key) -> first line; ints keep this index small on files of a million rows
         self.first_line: dict[int, int] = {}
         self.warned_unnamed: set[int] = set()
-        self.blank: dict[str, Any] = {c.name: None for c in kind.table.c if c.name not in ("id", "tier", "created_at", "updated_at")}
+        self.blank: dict[str, Any] = {
+            c.name: None
+            for c in kind.table.c
+            if c.name not in ("id", "tier", "created_at", "updated_at")
+        }
 
     # rows -> values
 
@@ -384,13 +402,17 @@ class _Import:
         if len(cells) > width and any(c.strip() for c in cells[width:]):
             self.bad(
                 line,
-                [f"the row has {len(cells)} fields but the header has {width}; put values that contain commas in double quotes"],
+                [
+                    f"the row has {len(cells)} fields but the header has {width}; put values that contain commas in double quotes"
+                ],
             )
             return None
         if len(cells) < self.header.needed:
             self.bad(
                 line,
-                [f"the row has {len(cells)} fields but the header has {width}; is a comma missing or the row cut short?"],
+                [
+                    f"the row has {len(cells)} fields but the header has {width}; is a comma missing or the row cut short?"
+                ],
             )
             return None
         problems: list[str] = []
@@ -422,7 +444,9 @@ class _Import:
                         f"column {index + 1} has no name in the header; its values are not imported",
                     )
                 )
-        attributes = {name: cells[i].strip() for i, name in self.header.attributes if cells[i].strip()}
+        attributes = {
+            name: cells[i].strip() for i, name in self.header.attributes if cells[i].strip()
+        }
         return _Row(line, values.pop(self.kind.key), values, attributes)
 
     def suspect_reason(self, cells: list[str]) -> str:
@@ -450,13 +474,17 @@ class _Import:
         wanted = {r.values[self.kind.reference] for r in rows if self.kind.reference in r.values}
         ids: dict[str, int] = {}
         if wanted:
-            query = select(Account.external_id, Account.id).where(Account.external_id.in_(sorted(wanted)))
+            query = select(Account.external_id, Account.id).where(
+                Account.external_id.in_(sorted(wanted))
+            )
             ids = {external: id_ for external, id_ in self.session.execute(query)}
         kept = []
         for row in rows:
             ref = row.values.pop(self.kind.reference, None)
             if ref is not None and ref not in ids:
-                self.bad(row.line, [f"unknown {self.kind.reference} '{ref}'; import that account first"])
+                self.bad(
+                    row.line, [f"unknown {self.kind.reference} '{ref}'; import that account first"]
+                )
                 continue
             if ref is not None:
                 row.values["account_id"] = ids[ref]
@@ -537,9 +565,13 @@ def _open(path: Path, encoding: str) -> BinaryIO:
     try:
         info = codecs.lookup(encoding)
     except LookupError:
-        raise ImportRowError(f"unknown encoding '{encoding}'; use utf-8-sig (the default) or cp932") from None
+        raise ImportRowError(
+            f"unknown encoding '{encoding}'; use utf-8-sig (the default) or cp932"
+        ) from None
     if not getattr(info, "_is_text_encoding", True):
-        raise ImportRowError(f"'{encoding}' is not a text encoding; use utf-8-sig (the default) or cp932")
+        raise ImportRowError(
+            f"'{encoding}' is not a text encoding; use utf-8-sig (the default) or cp932"
+        )
     try:
         raw = path.open("rb")
     except FileNotFoundError:
@@ -555,7 +587,9 @@ def _open(path: Path, encoding: str) -> BinaryIO:
         raise ImportRowError(f"{path}: the file is empty")
     if start[:2] in (b"\xff\xfe", b"\xfe\xff") and not info.name.startswith("utf-16"):
         raw.close()
-        raise ImportRowError(f'{path}: the file is UTF-16 ("Unicode Text"); save it as "CSV UTF-8" or pass --encoding utf-16')
+        raise ImportRowError(
+            f'{path}: the file is UTF-16 ("Unicode Text"); save it as "CSV UTF-8" or pass --encoding utf-16'
+        )
     return raw
 
 
@@ -600,7 +634,9 @@ def import_csv(
         header: _Header | None = None
         for line, cells, problem in records:
             if problem is not None:
-                raise ImportRowError(f"{shown}:{line}: cannot read the header: {problem.removeprefix('cannot read this row: ')}")
+                raise ImportRowError(
+                    f"{shown}:{line}: cannot read the header: {problem.removeprefix('cannot read this row: ')}"
+                )
             assert cells is not None
             if any(c.strip() for c in cells):
                 header, report.warnings = _read_header(spec, shown, line, cells, encoding)
@@ -608,7 +644,9 @@ def import_csv(
         if header is None:
             raise ImportRowError(f"{shown}: no header row (the file holds only blank lines)")
         with sessions() as session:
-            job = _Import(spec, shown, session, header, strict=strict, encoding=encoding, report=report)
+            job = _Import(
+                spec, shown, session, header, strict=strict, encoding=encoding, report=report
+            )
             batch: list[_Row] = []
             for read, (line, cells, problem) in enumerate(records, 1):
                 if problem is not None:

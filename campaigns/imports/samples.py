@@ -228,7 +228,9 @@ def contacts_for(account: SampleAccount, seed: int = 7) -> Iterator[tuple[str, .
         yield _contact_row(account.number, rng, role, f"{account.number + 1}{'abcd'[position]}")
 
 
-def write_samples(folder: Path, today: date, *, accounts: int = 60, seed: int = 7) -> tuple[Path, Path]:
+def write_samples(
+    folder: Path, today: date, *, accounts: int = 60, seed: int = 7
+) -> tuple[Path, Path]:
     """Write ``accounts.csv`` and ``contacts.csv`` into ``folder`` (UTF-8 with a BOM and
     CRLF line ends, as Excel's "CSV UTF-8" writes them); return their paths."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -106,7 +106,9 @@ class NpsSummary:
 def nps_steps(session: Session) -> dict[int, set[str]]:
     """The NPS survey steps of every journey: journey id -> step ids."""
     steps: dict[int, set[str]] = defaultdict(set)
-    for journey_id, definition in session.execute(select(JourneyVersion.journey_id, JourneyVersion.definition)):
+    for journey_id, definition in session.execute(
+        select(JourneyVersion.journey_id, JourneyVersion.definition)
+    ):
         for step in (definition or {}).get("steps", []):
             survey = (step.get("blocks") or {}).get("survey") if isinstance(step, dict) else None
             if isinstance(survey, dict) and survey.get("scale") == "nps":
@@ -123,7 +125,14 @@ def period(day: date, bucket: str) -> date:
     return day
 
 
-def summary(session: Session, journey: str | None = None, *, since: date | None = None, until: date | None = None, bucket: str = "week") -> NpsSummary:
+def summary(
+    session: Session,
+    journey: str | None = None,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    bucket: str = "week",
+) -> NpsSummary:
     """NPS over every NPS step (of one journey, by key, if given): in all, per period, per
     segment and per journey."""
     if bucket not in BUCKETS:
@@ -146,7 +155,16 @@ def summary(session: Session, journey: str | None = None, *, since: date | None 
         if until is not None:
             where.append(Stat.day <= until)
         query = (
-            select(Stat.journey_id, Stat.step_id, Stat.segment, Stat.day, Stat.metric, func.sum(Stat.count)).where(*where).group_by(Stat.journey_id, Stat.step_id, Stat.segment, Stat.day, Stat.metric)
+            select(
+                Stat.journey_id,
+                Stat.step_id,
+                Stat.segment,
+                Stat.day,
+                Stat.metric,
+                func.sum(Stat.count),
+            )
+            .where(*where)
+            .group_by(Stat.journey_id, Stat.step_id, Stat.segment, Stat.day, Stat.metric)
         )
         for journey_id, step_id, segment, day, metric, count in session.execute(query):
             if step_id not in steps.get(journey_id, ()):
@@ -158,4 +176,13 @@ def summary(session: Session, journey: str | None = None, *, since: date | None 
             segments.setdefault(segment or "", Nps(segment or "")).add(score, count)
             key = keys.get(journey_id, str(journey_id))
             journeys.setdefault(key, Nps(key)).add(score, count)
-    return NpsSummary(journey, since, until, bucket, total, [over[d] for d in sorted(over)], [segments[k] for k in sorted(segments)], [journeys[k] for k in sorted(journeys)])
+    return NpsSummary(
+        journey,
+        since,
+        until,
+        bucket,
+        total,
+        [over[d] for d in sorted(over)],
+        [segments[k] for k in sorted(segments)],
+        [journeys[k] for k in sorted(journeys)],
+    )

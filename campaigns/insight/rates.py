@@ -188,9 +188,13 @@ class Arm:
 
     def __post_init__(self) -> None:
         if self.trials < 0 or self.successes < 0:
-            raise ValueError(f"arm {self.name!r}: counts cannot be negative ({self.successes} of {self.trials})")
+            raise ValueError(
+                f"arm {self.name!r}: counts cannot be negative ({self.successes} of {self.trials})"
+            )
         if self.successes > self.trials:
-            raise ValueError(f"arm {self.name!r}: more successes than trials ({self.successes} of {self.trials})")
+            raise ValueError(
+                f"arm {self.name!r}: more successes than trials ({self.successes} of {self.trials})"
+            )
 
     @property
     def posterior(self) -> tuple[int, int]:
@@ -221,7 +225,9 @@ def _thompson(arms: Sequence[Arm], rng: random.Random) -> int:
     return samples.index(max(samples))
 
 
-def probability_best(arms: Sequence[Arm], draws: int = DRAWS, rng: random.Random | None = None) -> dict[str, float]:
+def probability_best(
+    arms: Sequence[Arm], draws: int = DRAWS, rng: random.Random | None = None
+) -> dict[str, float]:
     """The posterior probability that each arm has the highest rate, by name; summing to 1.
 
     Monte Carlo over ``draws`` joint draws of the independent Beta posteriors (standard error
@@ -240,7 +246,14 @@ def probability_best(arms: Sequence[Arm], draws: int = DRAWS, rng: random.Random
     return {arm.name: count / draws for arm, count in zip(arms, wins, strict=True)}
 
 
-def allocate(arms: Sequence[Arm], *, floor: float = FLOOR, min_trials: int = MIN_TRIALS, draws: int = DRAWS, rng: random.Random | None = None) -> dict[str, float]:
+def allocate(
+    arms: Sequence[Arm],
+    *,
+    floor: float = FLOOR,
+    min_trials: int = MIN_TRIALS,
+    draws: int = DRAWS,
+    rng: random.Random | None = None,
+) -> dict[str, float]:
     """The share of new sends each arm should get, by name; summing to 1.
 
     Even until every arm has ``min_trials`` trials; then ``floor/k + (1 − floor)·P(best)``
@@ -255,7 +268,9 @@ def allocate(arms: Sequence[Arm], *, floor: float = FLOOR, min_trials: int = MIN
     return {name: floor / k + (1 - floor) * p for name, p in best.items()}
 
 
-def choose(arms: Sequence[Arm], *, rng: random.Random, floor: float = FLOOR, min_trials: int = MIN_TRIALS) -> str:
+def choose(
+    arms: Sequence[Arm], *, rng: random.Random, floor: float = FLOOR, min_trials: int = MIN_TRIALS
+) -> str:
     """The arm for one send, by the rules of :func:`allocate` drawn once.
 
     A uniformly random arm while any arm has fewer than ``min_trials`` trials, and with

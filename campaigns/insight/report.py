@@ -36,7 +36,20 @@ RATES: tuple[tuple[str, str, str], ...] = (
 )
 """(rate, numerator metric, denominator metric); ``attempted`` is sent + bounced."""
 
-COLUMNS = ("sent", "bounced", "opened", "clicked", "answered", "rsvp_yes", "rsvp_no", "unsubscribed", "task_created", "task_done", "opened_machine", "clicked_machine")
+COLUMNS = (
+    "sent",
+    "bounced",
+    "opened",
+    "clicked",
+    "answered",
+    "rsvp_yes",
+    "rsvp_no",
+    "unsubscribed",
+    "task_created",
+    "task_done",
+    "opened_machine",
+    "clicked_machine",
+)
 
 
 @dataclass
@@ -48,7 +61,11 @@ class Row:
 
     def count(self, metric: str) -> int:
         if metric == "attempted":
-            return self.counts.get("sent", 0) + self.counts.get("bounced", 0) - self.counts.get("bounced_after_send", 0)
+            return (
+                self.counts.get("sent", 0)
+                + self.counts.get("bounced", 0)
+                - self.counts.get("bounced_after_send", 0)
+            )
         return self.counts.get(metric, 0)
 
     def rate(self, name: str) -> Rate:
@@ -69,7 +86,13 @@ class Row:
 def rate_dict(rate: Rate) -> dict[str, Any]:
     """A rate as JSON: value, n and the 95% Wilson interval, rounded to 4 places."""
     low, high = rate.interval or (0.0, 0.0)
-    return {"value": round(rate.value or 0.0, 4), "hits": rate.hits, "n": rate.n, "low": round(low, 4), "high": round(high, 4)}
+    return {
+        "value": round(rate.value or 0.0, 4),
+        "hits": rate.hits,
+        "n": rate.n,
+        "low": round(low, 4),
+        "high": round(high, 4),
+    }
 
 
 @dataclass
@@ -91,8 +114,15 @@ class JourneyReport:
             goal["holdout"] = rate_dict(self.holdout_goal)
         if self.goal_lift is not None and self.goal_lift.difference is not None:
             low, high = self.goal_lift.interval or (0.0, 0.0)
-            relative = round(self.goal_lift.relative, 4) if self.goal_lift.relative is not None else None
-            goal["lift"] = {"difference": round(self.goal_lift.difference, 4), "low": round(low, 4), "high": round(high, 4), "relative": relative}
+            relative = (
+                round(self.goal_lift.relative, 4) if self.goal_lift.relative is not None else None
+            )
+            goal["lift"] = {
+                "difference": round(self.goal_lift.difference, 4),
+                "low": round(low, 4),
+                "high": round(high, 4),
+                "relative": relative,
+            }
         return {
             "journey": self.journey, "name": self.name, "since": self.since.isoformat() if self.since else None, "until": self.until.isoformat() if self.until else None,
             "by": self.by, "totals": self.totals.as_dict(), "rows": [row.as_dict() for row in self.rows], "goal": goal,
@@ -104,11 +134,22 @@ def journeys(session: Session) -> list[tuple[int, str, str]]:
     return [(j.id, j.key, j.name) for j in session.scalars(select(Journey).order_by(Journey.key))]
 
 
-def journey_report(session: Session, journey: str | int, *, by: str = "step", since: date | None = None, until: date | None = None) -> JourneyReport:
+def journey_report(
+    session: Session,
+    journey: str | int,
+    *,
+    by: str = "step",
+    since: date | None = None,
+    until: date | None = None,
+) -> JourneyReport:
     """The report of one journey (its key or id), grouped ``by`` one of :data:`BREAKDOWNS`."""
     if by not in BREAKDOWNS:
         raise ValueError(f"cannot group by {by!r}; one of {', '.join(BREAKDOWNS)}")
-    row = session.scalar(select(Journey).where(Journey.id == journey) if isinstance(journey, int) else select(Journey).where(Journey.key == journey))
+    row = session.scalar(
+        select(Journey).where(Journey.id == journey)
+        if isinstance(journey, int)
+        else select(Journey).where(Journey.key == journey)
+    )
     if row is None:
         raise LookupError(f"no journey {journey!r}")
     column = Stat.day if by == "day" else getattr(Stat, "step_id" if by == "step" else by)
@@ -119,7 +160,11 @@ def journey_report(session: Session, journey: str | int, *, by: str = "step", si
         where.append(Stat.day <= until)
     groups: dict[str, Row] = {}
     totals = Row("total")
-    for value, metric, count in session.execute(select(column, Stat.metric, func.sum(Stat.count)).where(*where).group_by(column, Stat.metric)):
+    for value, metric, count in session.execute(
+        select(column, Stat.metric, func.sum(Stat.count))
+        .where(*where)
+        .group_by(column, Stat.metric)
+    ):
         key = value.isoformat() if isinstance(value, date) else (value or "")
         count = int(count or 0)
         totals.counts[metric] = totals.counts.get(metric, 0) + count
@@ -128,8 +173,23 @@ def journey_report(session: Session, journey: str | int, *, by: str = "step", si
         groups.setdefault(key, Row(key)).counts[metric] = count
     rows = _ordered(session, row, groups, by)
     goal = Rate(min(totals.count("goal"), totals.count("enrolled")), totals.count("enrolled"))
-    holdout = Rate(min(totals.count("holdout_goal"), totals.count("holdout")), totals.count("holdout")) if totals.count("holdout") else None
-    return JourneyReport(row.key, row.name, since, until, by, totals, rows, goal, holdout, lift(goal, holdout) if holdout and goal.n else None)
+    holdout = (
+        Rate(min(totals.count("holdout_goal"), totals.count("holdout")), totals.count("holdout"))
+        if totals.count("holdout")
+        else None
+    )
+    return JourneyReport(
+        row.key,
+        row.name,
+        since,
+        until,
+        by,
+        totals,
+        rows,
+        goal,
+        holdout,
+        lift(goal, holdout) if holdout and goal.n else None,
+    )
 
 
 def _ordered(session: Session, journey: Journey, groups: dict[str, Row], by: str) -> list[Row]:
@@ -142,7 +202,16 @@ def _ordered(session: Session, journey: Journey, groups: dict[str, Row], by: str
 
     version = session.get(JourneyVersion, journey.current_version_id)
     try:
-        order = {step.id: i for i, step in enumerate(parse_journey(version.source_text, version.source_path).steps)} if version else {}
+        order = (
+            {
+                step.id: i
+                for i, step in enumerate(
+                    parse_journey(version.source_text, version.source_path).steps
+                )
+            }
+            if version
+            else {}
+        )
     except JourneyError:  # a version stored by an older release that no longer parses: by name
         order = {}
     return sorted(groups.values(), key=lambda r: (order.get(r.key, len(order)), r.key))
@@ -152,7 +221,11 @@ def overview(session: Session) -> list[dict[str, Any]]:
     """Every journey with its headline counts and rates (the dashboard's list, ``report``
     without a journey)."""
     totals: dict[int, Row] = defaultdict(lambda: Row("total"))
-    for journey_id, metric, count in session.execute(select(Stat.journey_id, Stat.metric, func.sum(Stat.count)).group_by(Stat.journey_id, Stat.metric)):
+    for journey_id, metric, count in session.execute(
+        select(Stat.journey_id, Stat.metric, func.sum(Stat.count)).group_by(
+            Stat.journey_id, Stat.metric
+        )
+    ):
         totals[journey_id].counts[metric] = int(count or 0)
     result = []
     for journey_id, key, name in journeys(session):

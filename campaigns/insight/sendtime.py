@@ -101,9 +101,17 @@ def timed_steps(session: Session, hashes: Iterable[str]) -> dict[str, frozenset[
     if missing:
         if len(_TIMED) > 10_000:
             _TIMED.clear()
-        for digest, definition in session.execute(select(JourneyVersion.source_hash, JourneyVersion.definition).where(JourneyVersion.source_hash.in_(missing))):
+        for digest, definition in session.execute(
+            select(JourneyVersion.source_hash, JourneyVersion.definition).where(
+                JourneyVersion.source_hash.in_(missing)
+            )
+        ):
             steps = definition.get("steps", []) if isinstance(definition, dict) else []
-            _TIMED[digest] = frozenset(str(s.get("id")) for s in steps if isinstance(s, dict) and s.get("send_time") == BEST_HOUR)
+            _TIMED[digest] = frozenset(
+                str(s.get("id"))
+                for s in steps
+                if isinstance(s, dict) and s.get("send_time") == BEST_HOUR
+            )
     return {h: _TIMED.get(h, frozenset()) for h in wanted}
 
 
@@ -121,7 +129,13 @@ def ranking(counts: Mapping[int, rates.Rate], min_n: int = rates.MIN_N) -> tuple
     return tuple(order)
 
 
-def next_slot(hour: int, base: datetime, window: SendingWindow | None, time_zone: str | None, max_delay: timedelta = MAX_DELAY) -> datetime | None:
+def next_slot(
+    hour: int,
+    base: datetime,
+    window: SendingWindow | None,
+    time_zone: str | None,
+    max_delay: timedelta = MAX_DELAY,
+) -> datetime | None:
     """The first moment at or after ``base`` (and at most ``max_delay`` after it) that is
     within ``hour`` o'clock in ``time_zone`` and inside the sending window; None if there is
     none. ``base`` itself when it is that hour already."""
@@ -155,7 +169,14 @@ class Timing:
 
     def record(self, segment: str, time_zone: str | None) -> dict[str, Any]:
         """The JSON kept in the enrollment's context."""
-        return {"at": self.at.isoformat(), "hour": self.hour, "time_zone": time_zone or "UTC", "segment": segment, "basis": self.basis, "why": self.why}
+        return {
+            "at": self.at.isoformat(),
+            "hour": self.hour,
+            "time_zone": time_zone or "UTC",
+            "segment": segment,
+            "basis": self.basis,
+            "why": self.why,
+        }
 
 
 def decide(
@@ -175,13 +196,30 @@ def decide(
     ``explore``: this send is one of those kept for measuring (it goes at ``base``)."""
     zone_name = time_zone or "UTC"
     who = f"segment {segment}" if segment else "contacts outside any segment"
-    responded = [hour for hour in ranked if counts[hour].hits > 0]  # an hour without any response is no better than now
+    responded = [
+        hour for hour in ranked if counts[hour].hits > 0
+    ]  # an hour without any response is no better than now
     if len(ranked) < MIN_HOURS:
-        return Timing(base, None, "learning", f"sent without waiting: {who} has fewer than {MIN_HOURS} hours with {rates.MIN_N} sends each to compare yet")
+        return Timing(
+            base,
+            None,
+            "learning",
+            f"sent without waiting: {who} has fewer than {MIN_HOURS} hours with {rates.MIN_N} sends each to compare yet",
+        )
     if not responded:
-        return Timing(base, None, "learning", f"sent without waiting: {who} has not {goal} anything sent in its measured hours yet")
+        return Timing(
+            base,
+            None,
+            "learning",
+            f"sent without waiting: {who} has not {goal} anything sent in its measured hours yet",
+        )
     if explore:
-        return Timing(base, None, "exploring", f"sent without waiting: one of the {EXPLORE:.0%} of sends that keep measuring the other hours")
+        return Timing(
+            base,
+            None,
+            "exploring",
+            f"sent without waiting: one of the {EXPLORE:.0%} of sends that keep measuring the other hours",
+        )
     for place, hour in enumerate(responded):
         at = next_slot(hour, base, window, time_zone, max_delay)
         if at is None:
@@ -193,7 +231,12 @@ def decide(
         if place:
             why += f"; {responded[0]:02d}:00 ranks higher but the sending window does not open then within {_hours(max_delay)}"
         return Timing(at, hour, "learned", why)
-    return Timing(base, None, "outside_window", f"sent without waiting: no learned hour of {who} is inside the sending window within {_hours(max_delay)}")
+    return Timing(
+        base,
+        None,
+        "outside_window",
+        f"sent without waiting: no learned hour of {who} is inside the sending window within {_hours(max_delay)}",
+    )
 
 
 def _hours(delay: timedelta) -> str:
@@ -203,14 +246,25 @@ def _hours(delay: timedelta) -> str:
 # ---------------------------------------------------------------------------- counts and cache
 
 
-def hour_counts(session: Session, journey_id: int, step_id: str, segment: str, goal: str, since: date) -> dict[int, rates.Rate]:
+def hour_counts(
+    session: Session, journey_id: int, step_id: str, segment: str, goal: str, since: date
+) -> dict[int, rates.Rate]:
     """Sends and ``goal`` responses per recipient-local hour of sending of one step's emails
     to one segment since ``since``, from the stats (hours without sends left out)."""
-    names = {hour_metric(metric, hour): (metric, hour) for hour in range(24) for metric in ("sent", goal)}
+    names = {
+        hour_metric(metric, hour): (metric, hour) for hour in range(24) for metric in ("sent", goal)
+    }
     sums: dict[tuple[str, int], int] = {}
     query = (
         select(Stat.metric, func.sum(Stat.count))
-        .where(Stat.journey_id == journey_id, Stat.step_id == step_id, Stat.channel == "email", Stat.segment == segment, Stat.day >= since, Stat.metric.in_(sorted(names)))
+        .where(
+            Stat.journey_id == journey_id,
+            Stat.step_id == step_id,
+            Stat.channel == "email",
+            Stat.segment == segment,
+            Stat.day >= since,
+            Stat.metric.in_(sorted(names)),
+        )
         .group_by(Stat.metric)
     )
     for metric, total in session.execute(query):
@@ -218,7 +272,9 @@ def hour_counts(session: Session, journey_id: int, step_id: str, segment: str, g
     counts = {}
     for hour in range(24):
         sent = sums.get(("sent", hour), 0)
-        if sent > 0:  # responses may be counted before their sends are rolled up: never more than sent
+        if (
+            sent > 0
+        ):  # responses may be counted before their sends are rolled up: never more than sent
             counts[hour] = rates.Rate(min(sums.get((goal, hour), 0), sent), sent)
     return counts
 
@@ -250,18 +306,52 @@ class SendTimes:
         self.max_delay = max_delay
         self._cache: dict[tuple[int, str, str, str], _Entry] = {}
 
-    def choose(self, session: Session, *, journey_id: int, step_id: str, segment: str, goal: str, base: datetime, window: SendingWindow | None, time_zone: str | None, now: datetime) -> Timing:
+    def choose(
+        self,
+        session: Session,
+        *,
+        journey_id: int,
+        step_id: str,
+        segment: str,
+        goal: str,
+        base: datetime,
+        window: SendingWindow | None,
+        time_zone: str | None,
+        now: datetime,
+    ) -> Timing:
         """When the message of ``step_id`` to a contact in ``segment`` (in ``time_zone``) that
         may go at ``base`` should go."""
         entry = self._entry(session, journey_id, step_id, segment, goal, now)
-        explore = len(entry.ranked) >= MIN_HOURS and self.explore > 0 and self.rng.random() < self.explore
-        return decide(entry.counts, entry.ranked, base=base, window=window, time_zone=time_zone, segment=segment, goal=goal, explore=explore, max_delay=self.max_delay)
+        explore = (
+            len(entry.ranked) >= MIN_HOURS and self.explore > 0 and self.rng.random() < self.explore
+        )
+        return decide(
+            entry.counts,
+            entry.ranked,
+            base=base,
+            window=window,
+            time_zone=time_zone,
+            segment=segment,
+            goal=goal,
+            explore=explore,
+            max_delay=self.max_delay,
+        )
 
-    def _entry(self, session: Session, journey_id: int, step_id: str, segment: str, goal: str, now: datetime) -> _Entry:
+    def _entry(
+        self,
+        session: Session,
+        journey_id: int,
+        step_id: str,
+        segment: str,
+        goal: str,
+        now: datetime,
+    ) -> _Entry:
         key = (journey_id, step_id, segment, goal)
         entry = self._cache.get(key)
         if entry is None or self.clock() - entry.read_at >= self.refresh:
-            counts = hour_counts(session, journey_id, step_id, segment, goal, (now - HISTORY).date())
+            counts = hour_counts(
+                session, journey_id, step_id, segment, goal, (now - HISTORY).date()
+            )
             entry = _Entry(counts, ranking(counts), self.clock())
             self._cache[key] = entry
         return entry

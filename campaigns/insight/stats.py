@@ -84,27 +84,76 @@ Key = tuple[int, str, str, str, str, str, date, str]
 BATCH = 20_000
 """Rows of each kind counted per rollup transaction."""
 
-_MESSAGE_METRIC = {MessageStatus.SENT: "sent", MessageStatus.BOUNCED: "bounced", MessageStatus.FAILED: "failed", MessageStatus.SUPPRESSED: "suppressed"}
-_END_METRIC = {EnrollmentState.GOAL: "goal", EnrollmentState.EXITED: "exited", EnrollmentState.COMPLETED: "completed", EnrollmentState.FAILED: "failed_enrollment"}
+_MESSAGE_METRIC = {
+    MessageStatus.SENT: "sent",
+    MessageStatus.BOUNCED: "bounced",
+    MessageStatus.FAILED: "failed",
+    MessageStatus.SUPPRESSED: "suppressed",
+}
+_END_METRIC = {
+    EnrollmentState.GOAL: "goal",
+    EnrollmentState.EXITED: "exited",
+    EnrollmentState.COMPLETED: "completed",
+    EnrollmentState.FAILED: "failed_enrollment",
+}
 
 
 def add(session: Session, counts: Counter[Key]) -> None:
     """Add ``counts`` to the stats rows (negative counts subtract)."""
-    rows = [dict(zip(("journey_id", "step_id", "channel", "variant", "segment", "tier", "day", "metric"), key, strict=True), count=n) for key, n in sorted(counts.items()) if n]
+    rows = [
+        dict(
+            zip(
+                ("journey_id", "step_id", "channel", "variant", "segment", "tier", "day", "metric"),
+                key,
+                strict=True,
+            ),
+            count=n,
+        )
+        for key, n in sorted(counts.items())
+        if n
+    ]
     if not rows:
         return
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert(Stat)
     statement = statement.on_conflict_do_update(
-        index_elements=["journey_id", "step_id", "channel", "variant", "segment", "tier", "day", "metric"], set_={"count": Stat.count + statement.excluded.count}
+        index_elements=[
+            "journey_id",
+            "step_id",
+            "channel",
+            "variant",
+            "segment",
+            "tier",
+            "day",
+            "metric",
+        ],
+        set_={"count": Stat.count + statement.excluded.count},
     )
     for start in range(0, len(rows), 1_000):
         session.execute(statement, rows[start : start + 1_000])
 
 
-def _key(journey_id: int | None, step: str | None, channel: str | None, variant: str | None, segment: str | None, tier: str | None, when: datetime | date, metric: str) -> Key:
+def _key(
+    journey_id: int | None,
+    step: str | None,
+    channel: str | None,
+    variant: str | None,
+    segment: str | None,
+    tier: str | None,
+    when: datetime | date,
+    metric: str,
+) -> Key:
     day = when.date() if isinstance(when, datetime) else when
-    return (journey_id or 0, step or "", channel or "", variant or "", segment or "", tier or "", day, metric)
+    return (
+        journey_id or 0,
+        step or "",
+        channel or "",
+        variant or "",
+        segment or "",
+        tier or "",
+        day,
+        metric,
+    )
 
 
 # ---------------------------------------------------------------------------- rollup
@@ -118,26 +167,62 @@ def rollup(session: Session, now: datetime, batch: int = BATCH) -> Counter[str]:
 
     # Entries, and the ends of finished enrollments.
     entries = select(Enrollment).where(Enrollment.counted < 3).order_by(Enrollment.id).limit(batch)
-    for enrollment in session.scalars(entries.with_for_update(skip_locked=True) if lock else entries):
+    for enrollment in session.scalars(
+        entries.with_for_update(skip_locked=True) if lock else entries
+    ):
         flags = enrollment.counted
         if not flags & 1:
-            counts[_key(enrollment.journey_id, None, None, None, enrollment.segment, enrollment.tier, enrollment.entered_at, "holdout" if enrollment.holdout else "enrolled")] += 1
+            counts[
+                _key(
+                    enrollment.journey_id,
+                    None,
+                    None,
+                    None,
+                    enrollment.segment,
+                    enrollment.tier,
+                    enrollment.entered_at,
+                    "holdout" if enrollment.holdout else "enrolled",
+                )
+            ] += 1
             flags |= 1
             done["entries"] += 1
-        ended = _END_METRIC.get(EnrollmentState(enrollment.state)) if enrollment.state in _END_METRIC else None
+        ended = (
+            _END_METRIC.get(EnrollmentState(enrollment.state))
+            if enrollment.state in _END_METRIC
+            else None
+        )
         if ended and not flags & 2:
             metric = "holdout_goal" if enrollment.holdout and ended == "goal" else ended
-            counts[_key(enrollment.journey_id, None, None, None, enrollment.segment, enrollment.tier, enrollment.finished_at or now, metric)] += 1
+            counts[
+                _key(
+                    enrollment.journey_id,
+                    None,
+                    None,
+                    None,
+                    enrollment.segment,
+                    enrollment.tier,
+                    enrollment.finished_at or now,
+                    metric,
+                )
+            ] += 1
             flags |= 2
             done["ends"] += 1
-        elif ended is None and enrollment.state not in (EnrollmentState.ACTIVE, EnrollmentState.WAITING):
+        elif ended is None and enrollment.state not in (
+            EnrollmentState.ACTIVE,
+            EnrollmentState.WAITING,
+        ):
             flags |= 2
         if flags != enrollment.counted:
             enrollment.counted = flags
 
     # Messages in a final state.
     final = list(_MESSAGE_METRIC)
-    sends = select(Message).where(Message.counted.is_(False), Message.status.in_(final)).order_by(Message.id).limit(batch)
+    sends = (
+        select(Message)
+        .where(Message.counted.is_(False), Message.status.in_(final))
+        .order_by(Message.id)
+        .limit(batch)
+    )
     messages = list(session.scalars(sends.with_for_update(skip_locked=True) if lock else sends))
     where = _places(session, {m.enrollment_id for m in messages if m.enrollment_id})
     for message in messages:
@@ -148,15 +233,48 @@ def rollup(session: Session, now: datetime, batch: int = BATCH) -> Counter[str]:
         done["messages"] += 1
         if message.attempt_key == "owner":  # a task's notice to its owner, not the journey's email
             if message.sent_at is not None:
-                counts[_key(message.journey_id, message.step_id, "task", None, segment, tier, when, "owner_notified")] += 1
+                counts[
+                    _key(
+                        message.journey_id,
+                        message.step_id,
+                        "task",
+                        None,
+                        segment,
+                        tier,
+                        when,
+                        "owner_notified",
+                    )
+                ] += 1
             continue
         if message.sent_at is not None:  # handed to the relay (even if it bounced later)
             for metric in _hourly(message, place, "sent"):
-                counts[_key(message.journey_id, message.step_id, message.channel, message.variant, segment, tier, when, metric)] += 1
+                counts[
+                    _key(
+                        message.journey_id,
+                        message.step_id,
+                        message.channel,
+                        message.variant,
+                        segment,
+                        tier,
+                        when,
+                        metric,
+                    )
+                ] += 1
             if message.status == MessageStatus.BOUNCED:
                 continue  # bounced after it was sent: counted when the relay reported it (campaigns.tracking.bounces)
         if message.status != MessageStatus.SENT:
-            counts[_key(message.journey_id, message.step_id, message.channel, message.variant, segment, tier, when, _MESSAGE_METRIC[MessageStatus(message.status)])] += 1
+            counts[
+                _key(
+                    message.journey_id,
+                    message.step_id,
+                    message.channel,
+                    message.variant,
+                    segment,
+                    tier,
+                    when,
+                    _MESSAGE_METRIC[MessageStatus(message.status)],
+                )
+            ] += 1
 
     # Tasks created, and done.
     todo = select(Task).where(Task.counted < 3).order_by(Task.id).limit(batch)
@@ -166,11 +284,33 @@ def rollup(session: Session, now: datetime, batch: int = BATCH) -> Counter[str]:
         segment, tier = where.get(task.enrollment_id or 0, NOWHERE)[:2]
         flags = task.counted
         if not flags & 1:
-            counts[_key(task.journey_id, task.step_id, "task", None, segment, tier, task.created_at, "task_created")] += 1
+            counts[
+                _key(
+                    task.journey_id,
+                    task.step_id,
+                    "task",
+                    None,
+                    segment,
+                    tier,
+                    task.created_at,
+                    "task_created",
+                )
+            ] += 1
             flags |= 1
             done["tasks"] += 1
         if task.status == TaskStatus.DONE and not flags & 2:
-            counts[_key(task.journey_id, task.step_id, "task", None, segment, tier, task.completed_at or now, "task_done")] += 1
+            counts[
+                _key(
+                    task.journey_id,
+                    task.step_id,
+                    "task",
+                    None,
+                    segment,
+                    tier,
+                    task.completed_at or now,
+                    "task_done",
+                )
+            ] += 1
             flags |= 2
         elif task.status == TaskStatus.CANCELLED:
             flags |= 2  # nothing more to count
@@ -199,31 +339,62 @@ def _places(session: Session, enrollment_ids: Iterable[int]) -> dict[int, Place]
     rows: list[Any] = []
     for start in range(0, len(ids), 5_000):
         query = (
-            select(Enrollment.id, Enrollment.segment, Enrollment.tier, Contact.time_zone, JourneyVersion.source_hash)
+            select(
+                Enrollment.id,
+                Enrollment.segment,
+                Enrollment.tier,
+                Contact.time_zone,
+                JourneyVersion.source_hash,
+            )
             .join(Contact, Contact.id == Enrollment.contact_id)
             .join(JourneyVersion, JourneyVersion.id == Enrollment.journey_version_id)
             .where(Enrollment.id.in_(ids[start : start + 5_000]))
         )
         rows.extend(session.execute(query))
     timed = timed_steps(session, {row[4] for row in rows})
-    return {enrollment_id: Place(segment or "", tier or "", zone, timed.get(digest, frozenset())) for enrollment_id, segment, tier, zone, digest in rows}
+    return {
+        enrollment_id: Place(segment or "", tier or "", zone, timed.get(digest, frozenset()))
+        for enrollment_id, segment, tier, zone, digest in rows
+    }
 
 
 def _hourly(message: Message, place: Place, metric: str) -> list[str]:
     """``metric``, and its hour of sending (``clicked@10``) when the message's step learns its
     send time (:mod:`campaigns.insight.sendtime`): the hour its ``sent_at`` was for the recipient."""
-    if metric in HOUR_METRICS and message.step_id in place.timed and message.sent_at is not None and message.channel == Channel.EMAIL and message.attempt_key == "1":
+    if (
+        metric in HOUR_METRICS
+        and message.step_id in place.timed
+        and message.sent_at is not None
+        and message.channel == Channel.EMAIL
+        and message.attempt_key == "1"
+    ):
         return [metric, hour_metric(metric, local_hour(message.sent_at, place.time_zone))]
     return [metric]
 
 
 # ---------------------------------------------------------------------------- hits
 
-_FIRST = {EventKind.OPEN: "opened_at", EventKind.CLICK: "clicked_at", EventKind.ANSWER: "answered_at", EventKind.RSVP: "answered_at"}
-_RAW_METRIC = {EventKind.OPEN: "opened", EventKind.CLICK: "clicked", EventKind.ANSWER: "answered", EventKind.RSVP: "answered"}
+_FIRST = {
+    EventKind.OPEN: "opened_at",
+    EventKind.CLICK: "clicked_at",
+    EventKind.ANSWER: "answered_at",
+    EventKind.RSVP: "answered_at",
+}
+_RAW_METRIC = {
+    EventKind.OPEN: "opened",
+    EventKind.CLICK: "clicked",
+    EventKind.ANSWER: "answered",
+    EventKind.RSVP: "answered",
+}
 
 
-def count_hits(session: Session, inserted: Sequence[dict[str, Any]], reclassified: Sequence[tuple[Any, str]], messages: dict[int, Message], now: datetime) -> Counter[Key]:
+def count_hits(
+    session: Session,
+    inserted: Sequence[dict[str, Any]],
+    reclassified: Sequence[tuple[Any, str]],
+    messages: dict[int, Message],
+    now: datetime,
+) -> Counter[Key]:
     """Count the hit events just inserted (``inserted``: their rows) and move the ones whose
     classification changed (``reclassified``: event, old classification). The caller commits."""
     counts: Counter[Key] = Counter()
@@ -231,7 +402,16 @@ def count_hits(session: Session, inserted: Sequence[dict[str, Any]], reclassifie
 
     def key(message: Message, when: datetime, metric: str) -> Key:
         segment, tier = where.get(message.enrollment_id or 0, NOWHERE)[:2]
-        return _key(message.journey_id, message.step_id, message.channel, message.variant, segment, tier, when, metric)
+        return _key(
+            message.journey_id,
+            message.step_id,
+            message.channel,
+            message.variant,
+            segment,
+            tier,
+            when,
+            metric,
+        )
 
     def bump(message: Message, when: datetime, metric: str, n: int = 1) -> None:
         """Count a unique human response, and by the hour its message was sent if its step learns that."""
@@ -255,11 +435,23 @@ def count_hits(session: Session, inserted: Sequence[dict[str, Any]], reclassifie
     for row in inserted:
         message = messages[row["message_id"]]
         kind, verdict, when = row["kind"], row["classification"], row["occurred_at"]
-        if kind == EventKind.RSVP and verdict != Classification.MACHINE and row["message_id"] in answered and row["value"] in ("yes", "no"):
+        if (
+            kind == EventKind.RSVP
+            and verdict != Classification.MACHINE
+            and row["message_id"] in answered
+            and row["value"] in ("yes", "no")
+        ):
             bump(message, when, f"rsvp_{row['value']}")
             answered.discard(row["message_id"])  # the first answer counts
-        elif kind == EventKind.ANSWER and verdict != Classification.MACHINE and row["message_id"] in answered and _score(row["value"]) is not None:
-            counts[key(message, when, f"score_{_score(row['value'])}")] += 1  # NPS and CSAT (campaigns.insight.nps)
+        elif (
+            kind == EventKind.ANSWER
+            and verdict != Classification.MACHINE
+            and row["message_id"] in answered
+            and _score(row["value"]) is not None
+        ):
+            counts[key(message, when, f"score_{_score(row['value'])}")] += (
+                1  # NPS and CSAT (campaigns.insight.nps)
+            )
             answered.discard(row["message_id"])  # the first answer counts
         elif kind in _RAW_METRIC and not _human(kind, verdict):
             counts[key(message, when, f"{_RAW_METRIC[kind]}_{verdict}")] += 1
@@ -280,19 +472,46 @@ def count_hits(session: Session, inserted: Sequence[dict[str, Any]], reclassifie
         if _human(event.kind, old) and not _human(event.kind, event.classification):
             # If no human hit that makes it so is left on the message, its unique count goes
             # (a click was an open too).
-            columns = ["clicked_at", "opened_at"] if event.kind == EventKind.CLICK else [_FIRST[EventKind(event.kind)]]
+            columns = (
+                ["clicked_at", "opened_at"]
+                if event.kind == EventKind.CLICK
+                else [_FIRST[EventKind(event.kind)]]
+            )
             for column in columns:
-                kinds = [EventKind.OPEN, EventKind.CLICK] if column == "opened_at" else [EventKind(event.kind)]
-                left = session.scalar(select(Event.id).where(Event.message_id == hit_message.id, Event.kind.in_(kinds), Event.classification == Classification.HUMAN).limit(1))
+                kinds = (
+                    [EventKind.OPEN, EventKind.CLICK]
+                    if column == "opened_at"
+                    else [EventKind(event.kind)]
+                )
+                left = session.scalar(
+                    select(Event.id)
+                    .where(
+                        Event.message_id == hit_message.id,
+                        Event.kind.in_(kinds),
+                        Event.classification == Classification.HUMAN,
+                    )
+                    .limit(1)
+                )
                 if left is None and getattr(hit_message, column) is not None:
                     setattr(hit_message, column, None)
-                    bump(hit_message, event.occurred_at, {"opened_at": "opened", "clicked_at": "clicked", "answered_at": "answered"}[column], -1)
+                    bump(
+                        hit_message,
+                        event.occurred_at,
+                        {"opened_at": "opened", "clicked_at": "clicked", "answered_at": "answered"}[
+                            column
+                        ],
+                        -1,
+                    )
     return counts
 
 
 def _score(value: str | None) -> int | None:
     """A survey answer's score (0 to 10), or None for anything else."""
-    return int(value) if value is not None and value.isdigit() and len(value) <= 2 and int(value) <= 10 else None
+    return (
+        int(value)
+        if value is not None and value.isdigit() and len(value) <= 2 and int(value) <= 10
+        else None
+    )
 
 
 def _human(kind: str, classification: str) -> bool:
@@ -308,7 +527,12 @@ def _claim(session: Session, column: str, ids: set[int], now: datetime) -> set[i
     that were set (one statement; concurrent flushers cannot both set one)."""
     if not ids:
         return set()
-    statement = update(Message).where(Message.id.in_(sorted(ids)), getattr(Message, column).is_(None)).values({column: now}).returning(Message.id)
+    statement = (
+        update(Message)
+        .where(Message.id.in_(sorted(ids)), getattr(Message, column).is_(None))
+        .values({column: now})
+        .returning(Message.id)
+    )
     won = set(session.execute(statement.execution_options(synchronize_session=False)).scalars())
     for message in session.identity_map.values():
         if isinstance(message, Message) and message.id in won:
@@ -319,12 +543,33 @@ def _claim(session: Session, column: str, ids: set[int], now: datetime) -> set[i
 # ---------------------------------------------------------------------------- reported later
 
 
-def count_message(session: Session, message: Message, metrics: Iterable[str], when: datetime | date) -> None:
+def count_message(
+    session: Session, message: Message, metrics: Iterable[str], when: datetime | date
+) -> None:
     """Count one of each of ``metrics`` for ``message`` (its journey, step, channel, variant,
     segment and tier) on ``when``'s day. The caller makes sure it is the first time (see
     :func:`campaigns.tracking.bounces.store_notices`) and commits."""
-    place = _places(session, [message.enrollment_id] if message.enrollment_id else []).get(message.enrollment_id or 0, NOWHERE)
-    add(session, Counter({_key(message.journey_id, message.step_id, message.channel, message.variant, place.segment, place.tier, when, metric): 1 for metric in metrics}))
+    place = _places(session, [message.enrollment_id] if message.enrollment_id else []).get(
+        message.enrollment_id or 0, NOWHERE
+    )
+    add(
+        session,
+        Counter(
+            {
+                _key(
+                    message.journey_id,
+                    message.step_id,
+                    message.channel,
+                    message.variant,
+                    place.segment,
+                    place.tier,
+                    when,
+                    metric,
+                ): 1
+                for metric in metrics
+            }
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------- in-app messages
@@ -338,8 +583,26 @@ def count_in_app(session: Session, item: InAppMessage, metric: str, when: dateti
     counts the first acknowledgement only (the one whose ``UPDATE ... IS NULL`` set it) and commits."""
     if item.journey_id is None:
         return
-    place = _places(session, [item.enrollment_id] if item.enrollment_id else []).get(item.enrollment_id or 0, NOWHERE)
-    add(session, Counter({_key(item.journey_id, item.step_id, Channel.IN_APP, None, place.segment, place.tier, when, metric): 1}))
+    place = _places(session, [item.enrollment_id] if item.enrollment_id else []).get(
+        item.enrollment_id or 0, NOWHERE
+    )
+    add(
+        session,
+        Counter(
+            {
+                _key(
+                    item.journey_id,
+                    item.step_id,
+                    Channel.IN_APP,
+                    None,
+                    place.segment,
+                    place.tier,
+                    when,
+                    metric,
+                ): 1
+            }
+        ),
+    )
 
 
 @orm_events.listens_for(Session, "after_flush")
@@ -347,12 +610,27 @@ def _count_created_in_app(session: Session, _flush: Any) -> None:
     """Count ``in_app_created`` for the journeys' in-app messages a flush has just inserted,
     in the flush's transaction: a row is inserted once (unique per enrollment and step), and
     its count commits or rolls back with it."""
-    created = [item for item in session.new if isinstance(item, InAppMessage) and item.journey_id is not None]
+    created = [
+        item
+        for item in session.new
+        if isinstance(item, InAppMessage) and item.journey_id is not None
+    ]
     if not created:
         return
     where = _places(session, {item.enrollment_id for item in created if item.enrollment_id})
     counts: Counter[Key] = Counter()
     for item in created:
         place = where.get(item.enrollment_id or 0, NOWHERE)
-        counts[_key(item.journey_id, item.step_id, Channel.IN_APP, None, place.segment, place.tier, item.created_at or datetime.now(UTC), "in_app_created")] += 1
+        counts[
+            _key(
+                item.journey_id,
+                item.step_id,
+                Channel.IN_APP,
+                None,
+                place.segment,
+                place.tier,
+                item.created_at or datetime.now(UTC),
+                "in_app_created",
+            )
+        ] += 1
     add(session, counts)

@@ -21,7 +21,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.store.models import Classification, Enrollment, Event, EventKind, InAppMessage, Journey, Message, MessageStatus, Task, TaskStatus
+from campaigns.store.models import (
+    Classification,
+    Enrollment,
+    Event,
+    EventKind,
+    InAppMessage,
+    Journey,
+    Message,
+    MessageStatus,
+    Task,
+    TaskStatus,
+)
 
 LIMIT = 100
 """Entries per page."""
@@ -59,7 +70,9 @@ _MESSAGE_STATES = {
 }
 
 
-def contact_timeline(session: Session, contact_id: int, *, before: datetime | None = None, limit: int = LIMIT) -> list[Entry]:
+def contact_timeline(
+    session: Session, contact_id: int, *, before: datetime | None = None, limit: int = LIMIT
+) -> list[Entry]:
     """The contact's newest ``limit`` entries (older than ``before``, if given)."""
     keys = dict(session.execute(select(Journey.id, Journey.key)).all())
     entries: list[Entry] = []
@@ -67,12 +80,27 @@ def contact_timeline(session: Session, contact_id: int, *, before: datetime | No
     def window(column: Any) -> list[Any]:
         return [column < before] if before is not None else []
 
-    messages = select(Message).where(Message.contact_id == contact_id, Message.attempt_key != "owner", *window(Message.created_at))
-    for message in session.scalars(messages.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)):
+    messages = select(Message).where(
+        Message.contact_id == contact_id,
+        Message.attempt_key != "owner",
+        *window(Message.created_at),
+    )
+    for message in session.scalars(
+        messages.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
+    ):
         state = _MESSAGE_STATES.get(MessageStatus(message.status), message.status)
         what = "In-app" if message.channel == "in_app" else message.channel.capitalize()
         detail = message.subject or message.template or ""
-        if message.status in (MessageStatus.SUPPRESSED, MessageStatus.BOUNCED, MessageStatus.FAILED, MessageStatus.DEFERRED) and message.error:
+        if (
+            message.status
+            in (
+                MessageStatus.SUPPRESSED,
+                MessageStatus.BOUNCED,
+                MessageStatus.FAILED,
+                MessageStatus.DEFERRED,
+            )
+            and message.error
+        ):
             detail = f"{detail} ({message.error[:200]})" if detail else message.error[:200]
         variant = f", variant {message.variant}" if message.variant else ""
         entries.append(
@@ -87,12 +115,20 @@ def contact_timeline(session: Session, contact_id: int, *, before: datetime | No
             )
         )
 
-    events = select(Event).where(Event.contact_id == contact_id, Event.kind != EventKind.DELIVERED, *window(Event.occurred_at))
-    for event in session.scalars(events.order_by(Event.occurred_at.desc(), Event.id.desc()).limit(limit)):
+    events = select(Event).where(
+        Event.contact_id == contact_id,
+        Event.kind != EventKind.DELIVERED,
+        *window(Event.occurred_at),
+    )
+    for event in session.scalars(
+        events.order_by(Event.occurred_at.desc(), Event.id.desc()).limit(limit)
+    ):
         entries.append(_event_entry(event, keys))
 
     tasks = select(Task).where(Task.contact_id == contact_id, *window(Task.created_at))
-    for task in session.scalars(tasks.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit)):
+    for task in session.scalars(
+        tasks.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit)
+    ):
         due = f"due {task.due_at:%Y-%m-%d}" if task.due_at else "no due date"
         entries.append(
             Entry(
@@ -105,22 +141,70 @@ def contact_timeline(session: Session, contact_id: int, *, before: datetime | No
                 data={"task": task.id},
             )
         )
-        if task.status == TaskStatus.CANCELLED and task.completed_at and (before is None or task.completed_at < before):
-            entries.append(Entry(task.completed_at, "task_done", f"Task cancelled: {task.title}", task.outcome or "", keys.get(task.journey_id or 0), task.step_id, data={"task": task.id}))
+        if (
+            task.status == TaskStatus.CANCELLED
+            and task.completed_at
+            and (before is None or task.completed_at < before)
+        ):
+            entries.append(
+                Entry(
+                    task.completed_at,
+                    "task_done",
+                    f"Task cancelled: {task.title}",
+                    task.outcome or "",
+                    keys.get(task.journey_id or 0),
+                    task.step_id,
+                    data={"task": task.id},
+                )
+            )
 
-    in_app = select(InAppMessage).where(InAppMessage.contact_id == contact_id, *window(InAppMessage.created_at))
-    for item in session.scalars(in_app.order_by(InAppMessage.created_at.desc(), InAppMessage.id.desc()).limit(limit)):
+    in_app = select(InAppMessage).where(
+        InAppMessage.contact_id == contact_id, *window(InAppMessage.created_at)
+    )
+    for item in session.scalars(
+        in_app.order_by(InAppMessage.created_at.desc(), InAppMessage.id.desc()).limit(limit)
+    ):
         seen = "clicked" if item.clicked_at else "seen" if item.seen_at else "not seen yet"
-        entries.append(Entry(item.created_at, "in_app", f"In-app message: {item.title}", seen, keys.get(item.journey_id or 0), item.step_id))
+        entries.append(
+            Entry(
+                item.created_at,
+                "in_app",
+                f"In-app message: {item.title}",
+                seen,
+                keys.get(item.journey_id or 0),
+                item.step_id,
+            )
+        )
 
-    enrollments = select(Enrollment).where(Enrollment.contact_id == contact_id, *window(Enrollment.entered_at))
-    for enrollment in session.scalars(enrollments.order_by(Enrollment.entered_at.desc(), Enrollment.id.desc()).limit(limit)):
+    enrollments = select(Enrollment).where(
+        Enrollment.contact_id == contact_id, *window(Enrollment.entered_at)
+    )
+    for enrollment in session.scalars(
+        enrollments.order_by(Enrollment.entered_at.desc(), Enrollment.id.desc()).limit(limit)
+    ):
         journey = keys.get(enrollment.journey_id)
         group = " (holdout: sent nothing)" if enrollment.holdout else ""
-        entries.append(Entry(enrollment.entered_at, "entered", f"Entered {journey}{group}", f"segment {enrollment.segment}" if enrollment.segment else "", journey))
+        entries.append(
+            Entry(
+                enrollment.entered_at,
+                "entered",
+                f"Entered {journey}{group}",
+                f"segment {enrollment.segment}" if enrollment.segment else "",
+                journey,
+            )
+        )
         if enrollment.finished_at and (before is None or enrollment.finished_at < before):
             reason = f": {enrollment.exit_reason}" if enrollment.exit_reason else ""
-            entries.append(Entry(enrollment.finished_at, "left", f"Left {journey} ({enrollment.state}{reason})", "", journey, enrollment.current_step))
+            entries.append(
+                Entry(
+                    enrollment.finished_at,
+                    "left",
+                    f"Left {journey} ({enrollment.state}{reason})",
+                    "",
+                    journey,
+                    enrollment.current_step,
+                )
+            )
 
     entries.sort(key=lambda e: e.at, reverse=True)
     return entries[:limit]
@@ -158,6 +242,18 @@ def _event_entry(event: Event, keys: dict[int, str]) -> Entry:
     else:
         title = kind.replace("_", " ").capitalize()
         detail = event.value or ""
-    if event.classification == Classification.UNKNOWN and event.kind in (EventKind.OPEN, EventKind.CLICK):
+    if event.classification == Classification.UNKNOWN and event.kind in (
+        EventKind.OPEN,
+        EventKind.CLICK,
+    ):
         title += " (maybe a machine)"
-    return Entry(event.occurred_at, kind, title, detail, journey, event.step_id, machine=machine, reason=event.reason if event.kind in (EventKind.OPEN, EventKind.CLICK) else None)
+    return Entry(
+        event.occurred_at,
+        kind,
+        title,
+        detail,
+        journey,
+        event.step_id,
+        machine=machine,
+        reason=event.reason if event.kind in (EventKind.OPEN, EventKind.CLICK) else None,
+    )

@@ -36,7 +36,13 @@ from campaigns.store.models import Allocation, Stat
 REFRESH = 60.0
 """Seconds a key's counts are reused before they are read again."""
 
-TRIALS = {"email": "sent", "task": "task_created", "in_app": "in_app_created", "survey": "sent", "invite": "sent"}
+TRIALS = {
+    "email": "sent",
+    "task": "task_created",
+    "in_app": "in_app_created",
+    "survey": "sent",
+    "invite": "sent",
+}
 """The metric that counts an arm's trials, per channel."""
 
 SUCCESSES = {"in_app": {"clicked": "in_app_clicked", "opened": "in_app_seen"}}
@@ -61,38 +67,86 @@ class _Entry:
 class Tuner:
     """Draws arms for sends; one per engine (its cache is per process)."""
 
-    def __init__(self, rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic, refresh: float = REFRESH) -> None:
+    def __init__(
+        self,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        refresh: float = REFRESH,
+    ) -> None:
         self.rng = rng or random.Random()
         self.clock = clock
         self.refresh = refresh
         self._cache: dict[tuple[int, str, str, str], _Entry] = {}
 
-    def choose(self, session: Session, *, journey_id: int, step_id: str, segment: str | None, arms: Sequence[str], dimension: str, goal: str, now: datetime) -> str:
+    def choose(
+        self,
+        session: Session,
+        *,
+        journey_id: int,
+        step_id: str,
+        segment: str | None,
+        arms: Sequence[str],
+        dimension: str,
+        goal: str,
+        now: datetime,
+    ) -> str:
         """The arm for one send. ``dimension`` is ``variant`` or ``channel``."""
         if len(arms) == 1:
             return arms[0]
-        entry = self._arms(session, journey_id, step_id, segment or "", tuple(arms), dimension, goal, now)
+        entry = self._arms(
+            session, journey_id, step_id, segment or "", tuple(arms), dimension, goal, now
+        )
         return rates.choose(entry.arms, rng=self.rng)
 
-    def _arms(self, session: Session, journey_id: int, step_id: str, segment: str, arms: tuple[str, ...], dimension: str, goal: str, now: datetime) -> _Entry:
+    def _arms(
+        self,
+        session: Session,
+        journey_id: int,
+        step_id: str,
+        segment: str,
+        arms: tuple[str, ...],
+        dimension: str,
+        goal: str,
+        now: datetime,
+    ) -> _Entry:
         key = (journey_id, step_id, segment, dimension)
         entry = self._cache.get(key)
-        if entry is not None and self.clock() - entry.read_at < self.refresh and [a.name for a in entry.arms] == list(arms):
+        if (
+            entry is not None
+            and self.clock() - entry.read_at < self.refresh
+            and [a.name for a in entry.arms] == list(arms)
+        ):
             return entry
-        entry = _Entry(counts(session, journey_id, step_id, segment, arms, dimension, goal), self.clock())
+        entry = _Entry(
+            counts(session, journey_id, step_id, segment, arms, dimension, goal), self.clock()
+        )
         self._cache[key] = entry
         record(session, journey_id, step_id, segment, dimension, entry.arms, now)
         return entry
 
 
-def counts(session: Session, journey_id: int, step_id: str, segment: str, arms: Sequence[str], dimension: str, goal: str) -> list[rates.Arm]:
+def counts(
+    session: Session,
+    journey_id: int,
+    step_id: str,
+    segment: str,
+    arms: Sequence[str],
+    dimension: str,
+    goal: str,
+) -> list[rates.Arm]:
     """Each arm's trials and successes so far, for this segment."""
     column = Stat.variant if dimension == "variant" else Stat.channel
     metrics = {goal, *TRIALS.values(), *(success_metric(arm, goal) for arm in arms)}
     found: dict[tuple[str, str], int] = {}
     query = (
         select(column, Stat.metric, func.sum(Stat.count))
-        .where(Stat.journey_id == journey_id, Stat.step_id == step_id, Stat.segment == segment, column.in_(list(arms)), Stat.metric.in_(metrics))
+        .where(
+            Stat.journey_id == journey_id,
+            Stat.step_id == step_id,
+            Stat.segment == segment,
+            column.in_(list(arms)),
+            Stat.metric.in_(metrics),
+        )
         .group_by(column, Stat.metric)
     )
     for arm, metric, total in session.execute(query):
@@ -106,7 +160,15 @@ def counts(session: Session, journey_id: int, step_id: str, segment: str, arms: 
     return result
 
 
-def record(session: Session, journey_id: int, step_id: str, segment: str, dimension: str, arms: Sequence[rates.Arm], now: datetime) -> None:
+def record(
+    session: Session,
+    journey_id: int,
+    step_id: str,
+    segment: str,
+    dimension: str,
+    arms: Sequence[rates.Arm],
+    now: datetime,
+) -> None:
     """Store the allocation the tuner uses from now on, and why (each arm's counts and its
     probability of being best); written with the step's own transaction."""
     shares = rates.allocate(arms)

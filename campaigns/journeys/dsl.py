@@ -137,16 +137,31 @@ def read_source(path: Path) -> str:
     try:
         return read(path)
     except YamlProblem as exc:
-        raise JourneyError([Problem(str(path), exc.pos.line, exc.pos.col, exc.message, exc.hint)]) from None
+        raise JourneyError(
+            [Problem(str(path), exc.pos.line, exc.pos.col, exc.message, exc.hint)]
+        ) from None
     except FileNotFoundError:
         raise JourneyError([Problem(str(path), 1, 1, "file not found")]) from None
     except UnicodeDecodeError as exc:
-        raise JourneyError([Problem(str(path), 1, 1, f"not UTF-8 text (byte {exc.start})", "save the file as UTF-8")]) from None
+        raise JourneyError(
+            [
+                Problem(
+                    str(path), 1, 1, f"not UTF-8 text (byte {exc.start})", "save the file as UTF-8"
+                )
+            ]
+        ) from None
     except OSError as exc:
-        raise JourneyError([Problem(str(path), 1, 1, f"cannot read the file: {exc.strerror}")]) from None
+        raise JourneyError(
+            [Problem(str(path), 1, 1, f"cannot read the file: {exc.strerror}")]
+        ) from None
 
 
-def validate_files(paths: Iterable[Path], *, segments: SegmentSet | None = None, templates: Collection[str] | None = None) -> tuple[list[tuple[Journey, Path]], list[Problem]]:
+def validate_files(
+    paths: Iterable[Path],
+    *,
+    segments: SegmentSet | None = None,
+    templates: Collection[str] | None = None,
+) -> tuple[list[tuple[Journey, Path]], list[Problem]]:
     """Check many journey files; also that no two files share a journey id."""
     journeys: list[tuple[Journey, Path]] = []
     problems: list[Problem] = []
@@ -158,7 +173,15 @@ def validate_files(paths: Iterable[Path], *, segments: SegmentSet | None = None,
             problems.extend(exc.problems)
             continue
         if journey.key in seen:
-            problems.append(Problem(str(path), 1, 1, f"journey id '{journey.key}' is also used by {seen[journey.key]}", "give each journey its own id"))
+            problems.append(
+                Problem(
+                    str(path),
+                    1,
+                    1,
+                    f"journey id '{journey.key}' is also used by {seen[journey.key]}",
+                    "give each journey its own id",
+                )
+            )
             continue
         seen[journey.key] = str(path)
         journeys.append((journey, path))
@@ -179,7 +202,15 @@ def _keys(ctx: _Ctx, m: Map, allowed: Iterable[str], required: Iterable[str], wh
             ctx.report(m.pos, f"{where} needs '{key}'")
 
 
-def _str(ctx: _Ctx, m: Map, key: str, *, required: bool = False, pattern: re.Pattern[str] | None = None, hint: str | None = None) -> str | None:
+def _str(
+    ctx: _Ctx,
+    m: Map,
+    key: str,
+    *,
+    required: bool = False,
+    pattern: re.Pattern[str] | None = None,
+    hint: str | None = None,
+) -> str | None:
     if key not in m or m[key] is None:
         if required and key in m:
             ctx.report(m.at(key), f"'{key}' is empty")
@@ -198,7 +229,11 @@ def _str(ctx: _Ctx, m: Map, key: str, *, required: bool = False, pattern: re.Pat
 def _choice(ctx: _Ctx, m: Map, key: str, options: tuple[str, ...]) -> str | None:
     value = _str(ctx, m, key)
     if value is not None and value not in options:
-        ctx.report(m.at(key), f"unknown {key} '{value}'", expressions.suggest(value, options) or f"one of: {', '.join(options)}")
+        ctx.report(
+            m.at(key),
+            f"unknown {key} '{value}'",
+            expressions.suggest(value, options) or f"one of: {', '.join(options)}",
+        )
         return None
     return value
 
@@ -218,7 +253,11 @@ def _template_text(ctx: _Ctx, value: Any, pos: Pos, key: str) -> bool:
     try:
         _TEMPLATE_ENV.parse(value)
     except TemplateSyntaxError as exc:
-        ctx.report(Pos(pos.line + (exc.lineno or 1) - 1, pos.col), f"bad template in '{key}': {exc.message}", "check the {{ }} and {% %} pairs")
+        ctx.report(
+            Pos(pos.line + (exc.lineno or 1) - 1, pos.col),
+            f"bad template in '{key}': {exc.message}",
+            "check the {{ }} and {% %} pairs",
+        )
         return False
     return True
 
@@ -227,7 +266,9 @@ def _text(ctx: _Ctx, m: Map, key: str, *, required: bool = False) -> str | dict[
     """A text that may be one string or a per-locale mapping; each must be a valid template."""
     if key not in m:
         if required:
-            ctx.report(m.pos, f"missing '{key}'", f'add {key}: "..." or {key}: {{en: "...", ja: "..."}}')
+            ctx.report(
+                m.pos, f"missing '{key}'", f'add {key}: "..." or {key}: {{en: "...", ja: "..."}}'
+            )
         return None
     value = m[key]
     if isinstance(value, str | int | float) and not isinstance(value, bool):
@@ -243,15 +284,25 @@ def _text(ctx: _Ctx, m: Map, key: str, *, required: bool = False) -> str | dict[
             ctx.report(m.at(key), f"'{key}' has no text", 'e.g. {en: "...", ja: "..."}')
         for locale, item in value.items():
             if not LOCALE_RE.match(locale):
-                ctx.report(value.key_at(locale), f"'{locale}' is not a locale", "use a language code such as en or ja")
+                ctx.report(
+                    value.key_at(locale),
+                    f"'{locale}' is not a locale",
+                    "use a language code such as en or ja",
+                )
                 continue
-            if not isinstance(item, str | int | float) or isinstance(item, bool) or not str(item).strip():
+            if (
+                not isinstance(item, str | int | float)
+                or isinstance(item, bool)
+                or not str(item).strip()
+            ):
                 ctx.report(value.at(locale), f"the {locale} text of '{key}' must be non-empty text")
                 continue
             if _template_text(ctx, str(item), value.at(locale), key):
                 result[locale] = str(item)
         return result or None
-    ctx.report(m.at(key), f"'{key}' must be text or a mapping of locale to text, not {describe(value)}")
+    ctx.report(
+        m.at(key), f"'{key}' must be text or a mapping of locale to text, not {describe(value)}"
+    )
     return None
 
 
@@ -259,10 +310,19 @@ def _template(ctx: _Ctx, m: Map, key: str = "template", *, required: bool = True
     name = _str(ctx, m, key)
     if name is None:
         if required and key not in m:
-            ctx.report(m.pos, f"missing '{key}'", "name a template in templates/<locale>/, e.g. template: renewal_reminder")
+            ctx.report(
+                m.pos,
+                f"missing '{key}'",
+                "name a template in templates/<locale>/, e.g. template: renewal_reminder",
+            )
         return None
     if ctx.templates is not None and name not in ctx.templates:
-        ctx.report(m.at(key), f"unknown template '{name}'", expressions.suggest(name, ctx.templates) or "templates live in templates/<locale>/<name>.mjml")
+        ctx.report(
+            m.at(key),
+            f"unknown template '{name}'",
+            expressions.suggest(name, ctx.templates)
+            or "templates live in templates/<locale>/<name>.mjml",
+        )
     return name
 
 
@@ -276,12 +336,20 @@ def _condition(ctx: _Ctx, source: Any, pos: Pos, scope: expressions.Scope, key: 
     try:
         expr = expressions.parse(source)
     except TemplateSyntaxError as exc:
-        ctx.report(Pos(pos.line + (exc.lineno or 1) - 1, pos.col + offset), f"cannot read the condition: {exc.message}", "see docs/dsl.md#conditions")
+        ctx.report(
+            Pos(pos.line + (exc.lineno or 1) - 1, pos.col + offset),
+            f"cannot read the condition: {exc.message}",
+            "see docs/dsl.md#conditions",
+        )
         return None
     found = expressions.check(expr, scope)
     for problem in found:
         line, col = expressions.locate(source, problem.needle)
-        ctx.report(Pos(pos.line + line, pos.col + offset + col if line == 0 else col + 1), problem.message, problem.hint)
+        ctx.report(
+            Pos(pos.line + line, pos.col + offset + col if line == 0 else col + 1),
+            problem.message,
+            problem.hint,
+        )
     return None if found else source
 
 
@@ -301,7 +369,9 @@ def _url(ctx: _Ctx, m: Map, key: str, *, required: bool = False) -> str | None:
 
 
 def _event_name(ctx: _Ctx, m: Map, key: str) -> str | None:
-    return _str(ctx, m, key, pattern=EVENT_RE, hint="event names are words like usage_dropped or renewed")
+    return _str(
+        ctx, m, key, pattern=EVENT_RE, hint="event names are words like usage_dropped or renewed"
+    )
 
 
 # ---------------------------------------------------------------------------- journey
@@ -309,26 +379,42 @@ def _event_name(ctx: _Ctx, m: Map, key: str) -> str | None:
 
 def _journey(doc: Any, ctx: _Ctx) -> Journey | None:
     if not isinstance(doc, Map):
-        ctx.report(getattr(doc, "pos", Pos(1, 1)), "a journey file is a mapping: journey, name, segments, entry, steps...", "see docs/dsl.md")
+        ctx.report(
+            getattr(doc, "pos", Pos(1, 1)),
+            "a journey file is a mapping: journey, name, segments, entry, steps...",
+            "see docs/dsl.md",
+        )
         return None
     _keys(ctx, doc, TOP_KEYS, (), "the journey")
     for required in ("journey", "name", "segments", "entry", "steps"):
         if required not in doc:
-            ctx.report(Pos(1, 1), f"the journey needs '{required}'", "see docs/dsl.md#top-level-keys")
+            ctx.report(
+                Pos(1, 1), f"the journey needs '{required}'", "see docs/dsl.md#top-level-keys"
+            )
     key = _str(ctx, doc, "journey", pattern=ID_RE, hint=ID_HINT)
     name = _str(ctx, doc, "name")
     description = _str(ctx, doc, "description")
     segments = _segment_list(ctx, doc)
-    locale = _str(ctx, doc, "locale", pattern=LOCALE_RE, hint="a language code such as en or ja") or "en"
+    locale = (
+        _str(ctx, doc, "locale", pattern=LOCALE_RE, hint="a language code such as en or ja") or "en"
+    )
     entry = _entry(ctx, doc["entry"], doc.at("entry")) if "entry" in doc else None
     re_entry = _re_entry(ctx, doc)
     top_scope = expressions.Scope(engagement=True, steps={}, tiers=_tiers(ctx))
     # The audience is compiled to SQL with the segment rules at enrolment: fields only.
     audience_scope = expressions.Scope(engagement=False, tiers=top_scope.tiers)
-    audience = _condition(ctx, doc["audience"], doc.at("audience"), audience_scope, "audience") if "audience" in doc else None
+    audience = (
+        _condition(ctx, doc["audience"], doc.at("audience"), audience_scope, "audience")
+        if "audience" in doc
+        else None
+    )
     exit_when = _exit_rules(ctx, doc, top_scope)
     goal = _goal(ctx, doc)
-    window = _window(ctx, doc["sending_window"], doc.at("sending_window")) if "sending_window" in doc else None
+    window = (
+        _window(ctx, doc["sending_window"], doc.at("sending_window"))
+        if "sending_window" in doc
+        else None
+    )
     holdout = _holdout(ctx, doc)
     steps = _steps(ctx, doc, top_scope) if "steps" in doc else ()
     if ctx.problems or None in (key, name, entry) or not steps:
@@ -358,17 +444,30 @@ def _segment_list(ctx: _Ctx, doc: Map) -> list[str]:
     elif isinstance(value, Seq):
         positions = value.item_pos
     else:
-        ctx.report(doc.at("segments"), "'segments' must be a list of segment names", "e.g. segments: [low_touch]")
+        ctx.report(
+            doc.at("segments"),
+            "'segments' must be a list of segment names",
+            "e.g. segments: [low_touch]",
+        )
         return []
     if not value:
-        ctx.report(doc.at("segments"), "'segments' is empty", "name at least one segment or tier from segments.yaml")
+        ctx.report(
+            doc.at("segments"),
+            "'segments' is empty",
+            "name at least one segment or tier from segments.yaml",
+        )
     names: list[str] = []
     for item, pos in zip(value, positions, strict=True):
         if not isinstance(item, str):
             ctx.report(pos, f"a segment name must be text, not {describe(item)}")
             continue
         if ctx.segments is not None and item not in ctx.segments:
-            ctx.report(pos, f"unknown segment '{item}'", expressions.suggest(item, ctx.segments.names) or f"defined: {', '.join(ctx.segments.names)}")
+            ctx.report(
+                pos,
+                f"unknown segment '{item}'",
+                expressions.suggest(item, ctx.segments.names)
+                or f"defined: {', '.join(ctx.segments.names)}",
+            )
         names.append(item)
     return names
 
@@ -391,8 +490,17 @@ def _entry(ctx: _Ctx, value: Any, pos: Pos) -> Entry | None:
     if trigger == Trigger.DATE:
         _keys(ctx, value, ("trigger", "field", "offset"), ("field", "offset"), "a date entry")
         field = _str(ctx, value, "field")
-        if field is not None and field not in DATE_FIELDS and not re.match(r"^attributes\.[A-Za-z_][\w]*$", field):
-            ctx.report(value.at("field"), f"'{field}' is not a date field", expressions.suggest(field, DATE_FIELDS) or f"use {' or '.join(DATE_FIELDS)} or attributes.<name>")
+        if (
+            field is not None
+            and field not in DATE_FIELDS
+            and not re.match(r"^attributes\.[A-Za-z_][\w]*$", field)
+        ):
+            ctx.report(
+                value.at("field"),
+                f"'{field}' is not a date field",
+                expressions.suggest(field, DATE_FIELDS)
+                or f"use {' or '.join(DATE_FIELDS)} or attributes.<name>",
+            )
             field = None
         offset = None
         if "offset" in value:
@@ -400,7 +508,11 @@ def _entry(ctx: _Ctx, value: Any, pos: Pos) -> Entry | None:
                 offset = parse_offset(value["offset"])
             except DurationError as exc:
                 ctx.report(value.at("offset"), f"bad offset: {exc}", exc.hint)
-        return Entry(Trigger.DATE, field=field, offset=offset) if field and offset is not None else None
+        return (
+            Entry(Trigger.DATE, field=field, offset=offset)
+            if field and offset is not None
+            else None
+        )
     return None
 
 
@@ -420,7 +532,11 @@ def _re_entry(ctx: _Ctx, doc: Map) -> ReEntry:
         after = _duration(ctx, value, "after")
         return ReEntry("after", after) if after else ReEntry()
     hint = expressions.suggest(value, ("never", "always")) if isinstance(value, str) else None
-    ctx.report(doc.at("re_entry"), f"bad re_entry {value!r}", hint or "use never, always, or 'after 90 days'")
+    ctx.report(
+        doc.at("re_entry"),
+        f"bad re_entry {value!r}",
+        hint or "use never, always, or 'after 90 days'",
+    )
     return ReEntry()
 
 
@@ -429,12 +545,18 @@ def _exit_rules(ctx: _Ctx, doc: Map, scope: expressions.Scope) -> tuple[ExitRule
         return ()
     value = doc["exit_when"]
     if not isinstance(value, Seq):
-        ctx.report(doc.at("exit_when"), "'exit_when' must be a list", "e.g. exit_when: [{event: churned}]")
+        ctx.report(
+            doc.at("exit_when"), "'exit_when' must be a list", "e.g. exit_when: [{event: churned}]"
+        )
         return ()
     rules: list[ExitRule] = []
     for item, pos in zip(value, value.item_pos, strict=True):
         if not isinstance(item, Map) or len(item) != 1:
-            ctx.report(pos, "each exit rule has one key: event, condition or unsubscribed", "e.g. - event: churned")
+            ctx.report(
+                pos,
+                "each exit rule has one key: event, condition or unsubscribed",
+                "e.g. - event: churned",
+            )
             continue
         _keys(ctx, item, ("event", "condition", "unsubscribed"), (), "an exit rule")
         if "event" in item:
@@ -442,7 +564,9 @@ def _exit_rules(ctx: _Ctx, doc: Map, scope: expressions.Scope) -> tuple[ExitRule
             if event:
                 rules.append(ExitRule(event=event))
         elif "condition" in item:
-            cond = _condition(ctx, item["condition"], item.at("condition"), _no_steps(scope), "condition")
+            cond = _condition(
+                ctx, item["condition"], item.at("condition"), _no_steps(scope), "condition"
+            )
             if cond:
                 rules.append(ExitRule(condition=cond))
         elif "unsubscribed" in item:
@@ -457,7 +581,11 @@ def _goal(ctx: _Ctx, doc: Map) -> Goal | None:
         return None
     value = doc["goal"]
     if not isinstance(value, Map):
-        ctx.report(doc.at("goal"), "'goal' must be a mapping", "e.g. goal: {event: renewed, within: 120 days}")
+        ctx.report(
+            doc.at("goal"),
+            "'goal' must be a mapping",
+            "e.g. goal: {event: renewed, within: 120 days}",
+        )
         return None
     _keys(ctx, value, ("event", "within"), ("event",), "the goal")
     event = _event_name(ctx, value, "event")
@@ -477,7 +605,9 @@ def _hhmm(text: str) -> time | None:
 
 def _window(ctx: _Ctx, value: Any, pos: Pos) -> SendingWindow | None:
     if not isinstance(value, Map):
-        ctx.report(pos, "'sending_window' must be a mapping", 'e.g. {days: weekdays, hours: "09:00-18:00"}')
+        ctx.report(
+            pos, "'sending_window' must be a mapping", 'e.g. {days: weekdays, hours: "09:00-18:00"}'
+        )
         return None
     _keys(ctx, value, ("days", "hours", "time_zone"), (), "the sending window")
     days: tuple[int, ...] = tuple(range(7))
@@ -491,21 +621,38 @@ def _window(ctx: _Ctx, value: Any, pos: Pos) -> SendingWindow | None:
         for item, item_pos in zip(raw_days, raw_days.item_pos, strict=True):
             name = str(item).lower()[:3] if isinstance(item, str) else ""
             if name not in DAY_NAMES:
-                ctx.report(item_pos, f"unknown day {item!r}", expressions.suggest(str(item).lower(), DAY_NAMES) or f"days: {', '.join(DAY_NAMES)}")
+                ctx.report(
+                    item_pos,
+                    f"unknown day {item!r}",
+                    expressions.suggest(str(item).lower(), DAY_NAMES)
+                    or f"days: {', '.join(DAY_NAMES)}",
+                )
             else:
                 picked.append(DAY_NAMES.index(name))
         days = tuple(sorted(set(picked)))
     else:
-        ctx.report(value.at("days"), f"bad days {raw_days!r}", "use weekdays, everyday, or a list such as [mon, wed, fri]")
+        ctx.report(
+            value.at("days"),
+            f"bad days {raw_days!r}",
+            "use weekdays, everyday, or a list such as [mon, wed, fri]",
+        )
     start, end = time(0, 0), time(23, 59, 59)
     if "hours" in value:
         raw = value["hours"]
         parts = raw.split("-") if isinstance(raw, str) else []
         times = [_hhmm(p) for p in parts] if len(parts) == 2 else []
         if len(times) != 2 or None in times:
-            ctx.report(value.at("hours"), f"bad hours {raw!r}", 'write "HH:MM-HH:MM", e.g. "09:00-18:00" (quoted)')
+            ctx.report(
+                value.at("hours"),
+                f"bad hours {raw!r}",
+                'write "HH:MM-HH:MM", e.g. "09:00-18:00" (quoted)',
+            )
         elif times[0] >= times[1]:  # type: ignore[operator]
-            ctx.report(value.at("hours"), f"the window {raw!r} ends before it starts", 'windows cannot cross midnight; use e.g. "09:00-18:00"')
+            ctx.report(
+                value.at("hours"),
+                f"the window {raw!r} ends before it starts",
+                'windows cannot cross midnight; use e.g. "09:00-18:00"',
+            )
         else:
             start, end = times[0], times[1]  # type: ignore[assignment]
     zone = "contact"
@@ -515,8 +662,17 @@ def _window(ctx: _Ctx, value: Any, pos: Pos) -> SendingWindow | None:
             try:
                 zoneinfo.ZoneInfo(zone)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                known = {"tokyo": "Asia/Tokyo", "japan": "Asia/Tokyo", "jst": "Asia/Tokyo", "utc": "UTC"}
-                hint = f"did you mean '{known[zone.lower()]}'?" if zone.lower() in known else "use 'contact' or an IANA name such as Asia/Tokyo"
+                known = {
+                    "tokyo": "Asia/Tokyo",
+                    "japan": "Asia/Tokyo",
+                    "jst": "Asia/Tokyo",
+                    "utc": "UTC",
+                }
+                hint = (
+                    f"did you mean '{known[zone.lower()]}'?"
+                    if zone.lower() in known
+                    else "use 'contact' or an IANA name such as Asia/Tokyo"
+                )
                 ctx.report(value.at("time_zone"), f"unknown time zone '{zone}'", hint)
     return SendingWindow(days, start, end, zone)
 
@@ -531,7 +687,11 @@ def _holdout(ctx: _Ctx, doc: Map) -> float:
     except (TypeError, ValueError):
         value = -1.0
     if isinstance(raw, bool) or not 0 <= value <= 50:
-        ctx.report(doc.at("holdout"), f"bad holdout {raw!r}", "a percentage from 0 to 50, e.g. holdout: 10%")
+        ctx.report(
+            doc.at("holdout"),
+            f"bad holdout {raw!r}",
+            "a percentage from 0 to 50, e.g. holdout: 10%",
+        )
         return 0.0
     return value / 100
 
@@ -550,38 +710,61 @@ class _RawStep:
 def _steps(ctx: _Ctx, doc: Map, top_scope: expressions.Scope) -> tuple[Step, ...]:
     value = doc["steps"]
     if not isinstance(value, Seq) or not value:
-        ctx.report(doc.at("steps"), "'steps' must be a non-empty list", "e.g. steps: [{id: welcome, email: {...}}]")
+        ctx.report(
+            doc.at("steps"),
+            "'steps' must be a non-empty list",
+            "e.g. steps: [{id: welcome, email: {...}}]",
+        )
         return ()
     raw: list[_RawStep] = []
     ids: dict[str, Pos] = {}
     for index, (item, pos) in enumerate(zip(value, value.item_pos, strict=True)):
         if not isinstance(item, Map):
-            ctx.report(pos, f"step {index + 1} must be a mapping with 'id' and a step type", f"step types: {', '.join(STEP_TYPES)}")
+            ctx.report(
+                pos,
+                f"step {index + 1} must be a mapping with 'id' and a step type",
+                f"step types: {', '.join(STEP_TYPES)}",
+            )
             continue
         step_id = _str(ctx, item, "id", pattern=ID_RE, hint=ID_HINT)
         if "id" not in item:
-            ctx.report(pos, f"step {index + 1} has no 'id'", "give every step an id, e.g. id: welcome")
+            ctx.report(
+                pos, f"step {index + 1} has no 'id'", "give every step an id, e.g. id: welcome"
+            )
         if step_id is None:
             step_id = f"#{index + 1}"
         elif step_id in ids:
-            ctx.report(item.at("id"), f"duplicate step id '{step_id}'", f"already used at line {ids[step_id].line}")
+            ctx.report(
+                item.at("id"),
+                f"duplicate step id '{step_id}'",
+                f"already used at line {ids[step_id].line}",
+            )
             step_id = f"#{index + 1}"
         else:
             ids[step_id] = item.at("id")
         types = [k for k in item if k in STEP_TYPES]
         for key in item:
             if key not in STEP_TYPES and key not in STEP_COMMON:
-                hint = expressions.suggest(key, (*STEP_TYPES, *STEP_COMMON)) or f"step types: {', '.join(STEP_TYPES)}"
+                hint = (
+                    expressions.suggest(key, (*STEP_TYPES, *STEP_COMMON))
+                    or f"step types: {', '.join(STEP_TYPES)}"
+                )
                 ctx.report(item.key_at(key), f"unknown key '{key}' in step '{step_id}'", hint)
-        if not types and not any(expressions.suggest(k, STEP_TYPES) for k in item if k not in STEP_COMMON):
-            ctx.report(pos, f"step '{step_id}' has no step type", f"add one of: {', '.join(STEP_TYPES)}")
+        if not types and not any(
+            expressions.suggest(k, STEP_TYPES) for k in item if k not in STEP_COMMON
+        ):
+            ctx.report(
+                pos, f"step '{step_id}' has no step type", f"add one of: {', '.join(STEP_TYPES)}"
+            )
         raw.append(_RawStep(step_id, pos, item, types))
     order = [r.id for r in raw]
     kinds: dict[str, str] = {}
     steps: list[Step] = []
     for index, r in enumerate(raw):
         later = frozenset(order[index + 1 :])
-        scope = expressions.Scope(engagement=True, steps=dict(kinds), later_steps=later, tiers=top_scope.tiers)
+        scope = expressions.Scope(
+            engagement=True, steps=dict(kinds), later_steps=later, tiers=top_scope.tiers
+        )
         step = _step(ctx, r, scope, order, index)
         kinds[r.id] = _step_kind(r.types)
         if step is not None:
@@ -617,22 +800,40 @@ def _channels(ctx: _Ctx, r: _RawStep) -> tuple[str, ...]:
         ctx.report(pos, "bad channel", "write channel: best_of [email, task]")
         return ()
     if len(names) < 2 or len(set(names)) != len(names):
-        ctx.report(pos, "best_of needs two or more different channels", "e.g. best_of [email, task]")
+        ctx.report(
+            pos, "best_of needs two or more different channels", "e.g. best_of [email, task]"
+        )
     for name in names:
         if name not in CHANNELS:
-            ctx.report(pos, f"unknown channel '{name}'", expressions.suggest(name, CHANNELS) or f"channels: {', '.join(CHANNELS)}")
+            ctx.report(
+                pos,
+                f"unknown channel '{name}'",
+                expressions.suggest(name, CHANNELS) or f"channels: {', '.join(CHANNELS)}",
+            )
         elif name not in r.types:
-            ctx.report(pos, f"best_of names '{name}' but step '{r.id}' has no '{name}:' block", f"add a '{name}:' block to the step")
+            ctx.report(
+                pos,
+                f"best_of names '{name}' but step '{r.id}' has no '{name}:' block",
+                f"add a '{name}:' block to the step",
+            )
     for t in r.types:
         if t not in names:
-            ctx.report(r.m.key_at(t), f"step '{r.id}' has a '{t}:' block that best_of does not name", f"add {t} to best_of, or remove the block")
+            ctx.report(
+                r.m.key_at(t),
+                f"step '{r.id}' has a '{t}:' block that best_of does not name",
+                f"add {t} to best_of, or remove the block",
+            )
     return tuple(names)
 
 
-_BUILDERS: dict[str, Callable[[_Ctx, Any, Pos, _RawStep, expressions.Scope, list[str], int], StepConfig | None]] = {}
+_BUILDERS: dict[
+    str, Callable[[_Ctx, Any, Pos, _RawStep, expressions.Scope, list[str], int], StepConfig | None]
+] = {}
 
 
-def _builder(name: str) -> Callable[[Callable[..., StepConfig | None]], Callable[..., StepConfig | None]]:
+def _builder(
+    name: str,
+) -> Callable[[Callable[..., StepConfig | None]], Callable[..., StepConfig | None]]:
     def register(fn: Callable[..., StepConfig | None]) -> Callable[..., StepConfig | None]:
         _BUILDERS[name] = fn
         return fn
@@ -640,12 +841,18 @@ def _builder(name: str) -> Callable[[Callable[..., StepConfig | None]], Callable
     return register
 
 
-def _step(ctx: _Ctx, r: _RawStep, scope: expressions.Scope, order: list[str], index: int) -> Step | None:
+def _step(
+    ctx: _Ctx, r: _RawStep, scope: expressions.Scope, order: list[str], index: int
+) -> Step | None:
     best_of: tuple[str, ...] = ()
     if "channel" in r.m:
         best_of = _channels(ctx, r)
     elif len(r.types) > 1:
-        ctx.report(r.m.key_at(r.types[1]), f"step '{r.id}' has more than one step type ({', '.join(r.types)})", "split it into steps, or use channel: best_of [...] to let the engine choose")
+        ctx.report(
+            r.m.key_at(r.types[1]),
+            f"step '{r.id}' has more than one step type ({', '.join(r.types)})",
+            "split it into steps, or use channel: best_of [...] to let the engine choose",
+        )
     if not r.types:
         return None
     blocks: dict[str, StepConfig] = {}
@@ -673,56 +880,105 @@ def _send_time(ctx: _Ctx, r: _RawStep) -> str | None:
     if "send_time" not in r.m:
         return None
     if r.m["send_time"] is None:
-        ctx.report(r.m.at("send_time"), "'send_time' is empty", "write send_time: best_hour, or leave it out to send as soon as the window allows")
+        ctx.report(
+            r.m.at("send_time"),
+            "'send_time' is empty",
+            "write send_time: best_hour, or leave it out to send as soon as the window allows",
+        )
         return None
     chosen = _choice(ctx, r.m, "send_time", SEND_TIMES)
     if chosen == "best_hour" and not {"email", "survey", "invite"} & set(r.types):
-        ctx.report(r.m.at("send_time"), "send_time 'best_hour' needs a step that sends an email", "it times email, survey and invite steps; remove it here")
+        ctx.report(
+            r.m.at("send_time"),
+            "send_time 'best_hour' needs a step that sends an email",
+            "it times email, survey and invite steps; remove it here",
+        )
         return None
     return None if chosen == "now" else chosen
 
 
 def _block(ctx: _Ctx, value: Any, pos: Pos, name: str, step_id: str) -> Map | None:
     if not isinstance(value, Map):
-        ctx.report(pos, f"'{name}' in step '{step_id}' must be a mapping of options", "see docs/dsl.md#steps")
+        ctx.report(
+            pos,
+            f"'{name}' in step '{step_id}' must be a mapping of options",
+            "see docs/dsl.md#steps",
+        )
         return None
     return value
 
 
-def _step_ref(ctx: _Ctx, m: Map, key: str, r: _RawStep, scope: expressions.Scope, needed: str) -> str | None:
+def _step_ref(
+    ctx: _Ctx, m: Map, key: str, r: _RawStep, scope: expressions.Scope, needed: str
+) -> str | None:
     target = _str(ctx, m, key)
     if target is None:
         return None
     if target in scope.steps:
         actual = scope.steps[target]
         if needed != actual and not (needed == "email" and actual == "answer"):
-            ctx.report(m.at(key), f"'{key}: {target}' needs {_KIND_TEXT[needed]}, but '{target}' is not one")
+            ctx.report(
+                m.at(key),
+                f"'{key}: {target}' needs {_KIND_TEXT[needed]}, but '{target}' is not one",
+            )
             return None
         return target
     if target == r.id:
         ctx.report(m.at(key), f"step '{r.id}' waits for itself", "name an earlier step")
     elif target in scope.later_steps:
-        ctx.report(m.at(key), f"'{target}' runs later than step '{r.id}'", "wait for a step that comes before")
+        ctx.report(
+            m.at(key),
+            f"'{target}' runs later than step '{r.id}'",
+            "wait for a step that comes before",
+        )
     else:
-        ctx.report(m.at(key), f"no step '{target}'", expressions.suggest(target, [*scope.steps, *scope.later_steps]))
+        ctx.report(
+            m.at(key),
+            f"no step '{target}'",
+            expressions.suggest(target, [*scope.steps, *scope.later_steps]),
+        )
     return None
 
 
-_KIND_TEXT = {"email": "an email, survey or invite step", "answer": "a survey or invite step", "task": "a task step"}
+_KIND_TEXT = {
+    "email": "an email, survey or invite step",
+    "answer": "a survey or invite step",
+    "task": "a task step",
+}
 
 
 @_builder("email")
-def _email(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Scope, order: list[str], index: int) -> EmailStep | None:
+def _email(
+    ctx: _Ctx,
+    value: Any,
+    pos: Pos,
+    r: _RawStep,
+    scope: expressions.Scope,
+    order: list[str],
+    index: int,
+) -> EmailStep | None:
     m = _block(ctx, value, pos, "email", r.id)
     if m is None:
         return None
-    _keys(ctx, m, ("template", "subject", "preheader", "variants", "from_name", "reply_to"), (), f"the email of step '{r.id}'")
+    _keys(
+        ctx,
+        m,
+        ("template", "subject", "preheader", "variants", "from_name", "reply_to"),
+        (),
+        f"the email of step '{r.id}'",
+    )
     template = _template(ctx, m)
     subject = _text(ctx, m, "subject", required=True)
     preheader = _text(ctx, m, "preheader")
     variants = _variants(ctx, m, r)
     from_name = _str(ctx, m, "from_name")
-    reply_to = _str(ctx, m, "reply_to", pattern=re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), hint="an email address")
+    reply_to = _str(
+        ctx,
+        m,
+        "reply_to",
+        pattern=re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+        hint="an email address",
+    )
     if template is None or subject is None:
         return None
     return EmailStep(template, subject, preheader, variants, from_name, reply_to)
@@ -733,13 +989,19 @@ def _variants(ctx: _Ctx, m: Map, r: _RawStep) -> tuple[Variant, ...]:
         return ()
     value = m["variants"]
     if not isinstance(value, Seq) or len(value) < 2:
-        ctx.report(m.at("variants"), "'variants' must be a list of two or more variants", "each with an id and a subject or template")
+        ctx.report(
+            m.at("variants"),
+            "'variants' must be a list of two or more variants",
+            "each with an id and a subject or template",
+        )
         return ()
     out: list[Variant] = []
     seen: set[str] = set()
     for item, pos in zip(value, value.item_pos, strict=True):
         if not isinstance(item, Map):
-            ctx.report(pos, "a variant must be a mapping with an id", "e.g. - {id: short, subject: ...}")
+            ctx.report(
+                pos, "a variant must be a mapping with an id", "e.g. - {id: short, subject: ...}"
+            )
             continue
         _keys(ctx, item, ("id", "template", "subject", "preheader"), ("id",), "a variant")
         vid = _str(ctx, item, "id", pattern=ID_RE, hint=ID_HINT)
@@ -747,7 +1009,11 @@ def _variants(ctx: _Ctx, m: Map, r: _RawStep) -> tuple[Variant, ...]:
             ctx.report(item.at("id"), f"duplicate variant id '{vid}'")
             continue
         if len(item) == 1 and vid:
-            ctx.report(item.pos, f"variant '{vid}' changes nothing", "give it a subject, template or preheader")
+            ctx.report(
+                item.pos,
+                f"variant '{vid}' changes nothing",
+                "give it a subject, template or preheader",
+            )
         template = _template(ctx, item, required=False)
         subject = _text(ctx, item, "subject")
         preheader = _text(ctx, item, "preheader")
@@ -758,7 +1024,15 @@ def _variants(ctx: _Ctx, m: Map, r: _RawStep) -> tuple[Variant, ...]:
 
 
 @_builder("wait")
-def _wait(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Scope, order: list[str], index: int) -> WaitStep | None:
+def _wait(
+    ctx: _Ctx,
+    value: Any,
+    pos: Pos,
+    r: _RawStep,
+    scope: expressions.Scope,
+    order: list[str],
+    index: int,
+) -> WaitStep | None:
     holder = Map({"wait": value})
     holder.pos, holder.key_pos, holder.value_pos = pos, {"wait": pos}, {"wait": pos}
     duration = _duration(ctx, holder, "wait")
@@ -766,21 +1040,35 @@ def _wait(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Scope
 
 
 @_builder("wait_until")
-def _wait_until(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Scope, order: list[str], index: int) -> WaitUntilStep | None:
+def _wait_until(
+    ctx: _Ctx,
+    value: Any,
+    pos: Pos,
+    r: _RawStep,
+    scope: expressions.Scope,
+    order: list[str],
+    index: int,
+) -> WaitUntilStep | None:
     m = _block(ctx, value, pos, "wait_until", r.id)
     if m is None:
         return None
     _keys(ctx, m, (*WAIT_SIGNALS, "timeout"), ("timeout",), f"the wait_until of step '{r.id}'")
     signals = [k for k in m if k in WAIT_SIGNALS]
     if len(signals) != 1:
-        ctx.report(m.pos, f"wait_until needs exactly one of: {', '.join(WAIT_SIGNALS)}", "e.g. answered: ask_nps")
+        ctx.report(
+            m.pos,
+            f"wait_until needs exactly one of: {', '.join(WAIT_SIGNALS)}",
+            "e.g. answered: ask_nps",
+        )
         return None
     signal = signals[0]
     timeout = _duration(ctx, m, "timeout")
     if signal == "event":
         target = _event_name(ctx, m, "event")
     else:
-        needed = {"answered": "answer", "opened": "email", "clicked": "email", "task_done": "task"}[signal]
+        needed = {"answered": "answer", "opened": "email", "clicked": "email", "task_done": "task"}[
+            signal
+        ]
         target = _step_ref(ctx, m, signal, r, scope, needed)
     if target is None or timeout is None:
         return None
@@ -788,16 +1076,32 @@ def _wait_until(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions
 
 
 @_builder("branch")
-def _branch(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Scope, order: list[str], index: int) -> BranchStep | None:
+def _branch(
+    ctx: _Ctx,
+    value: Any,
+    pos: Pos,
+    r: _RawStep,
+    scope: expressions.Scope,
+    order: list[str],
+    index: int,
+) -> BranchStep | None:
     if not isinstance(value, Seq) or not value:
-        ctx.report(pos, f"'branch' in step '{r.id}' must be a list of arms", "e.g. - {when: clicked('welcome'), goto: tips}")
+        ctx.report(
+            pos,
+            f"'branch' in step '{r.id}' must be a list of arms",
+            "e.g. - {when: clicked('welcome'), goto: tips}",
+        )
         return None
     arms: list[Arm] = []
     otherwise: str | None = None
     ok = True
     for n, (item, item_pos) in enumerate(zip(value, value.item_pos, strict=True)):
         if not isinstance(item, Map):
-            ctx.report(item_pos, "a branch arm is a mapping: when + goto, or else", "e.g. - when: opened('welcome')")
+            ctx.report(
+                item_pos,
+                "a branch arm is a mapping: when + goto, or else",
+                "e.g. - when: opened('welcome')",
+            )
             ok = False
             continue
         if "else" in item:
@@ -808,14 +1112,22 @@ def _branch(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Sco
             ok = ok and otherwise is not None
             continue
         _keys(ctx, item, ("when", "goto"), ("when", "goto"), "a branch arm")
-        cond = _condition(ctx, item.get("when"), item.at("when"), scope, "when") if "when" in item else None
+        cond = (
+            _condition(ctx, item.get("when"), item.at("when"), scope, "when")
+            if "when" in item
+            else None
+        )
         goto = _goto(ctx, item, "goto", r, order, index) if "goto" in item else None
         if cond is None or goto is None:
             ok = False
             continue
         arms.append(Arm(cond, goto))
     if ok and not arms and otherwise is None:
-        ctx.report(pos, f"branch '{r.id}' has no arm", "add '- when: ...' with a goto, or '- else: <step>' to jump")
+        ctx.report(
+            pos,
+            f"branch '{r.id}' has no arm",
+            "add '- when: ...' with a goto, or '- else: <step>' to jump",
+        )
         return None
     return BranchStep(tuple(arms), otherwise) if ok else None
 
@@ -828,17 +1140,35 @@ def _goto(ctx: _Ctx, m: Map, key: str, r: _RawStep, order: list[str], index: int
         ctx.report(m.at(key), f"no step '{target}' to go to", expressions.suggest(target, order))
         return None
     if order.index(target) <= index:
-        ctx.report(m.at(key), f"'{key}: {target}' jumps back", "journeys run forward only: a goto names a later step; use re_entry to repeat")
+        ctx.report(
+            m.at(key),
+            f"'{key}: {target}' jumps back",
+            "journeys run forward only: a goto names a later step; use re_entry to repeat",
+        )
         return None
     return target
 
 
 @_builder("survey")
-def _survey(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Scope, order: list[str], index: int) -> SurveyStep | None:
+def _survey(
+    ctx: _Ctx,
+    value: Any,
+    pos: Pos,
+    r: _RawStep,
+    scope: expressions.Scope,
+    order: list[str],
+    index: int,
+) -> SurveyStep | None:
     m = _block(ctx, value, pos, "survey", r.id)
     if m is None:
         return None
-    _keys(ctx, m, ("scale", "template", "subject", "question"), ("scale",), f"the survey of step '{r.id}'")
+    _keys(
+        ctx,
+        m,
+        ("scale", "template", "subject", "question"),
+        ("scale",),
+        f"the survey of step '{r.id}'",
+    )
     scale = _choice(ctx, m, "scale", ("nps", "csat"))
     template = _template(ctx, m)
     subject = _text(ctx, m, "subject", required=True)
@@ -849,11 +1179,25 @@ def _survey(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Sco
 
 
 @_builder("invite")
-def _invite(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Scope, order: list[str], index: int) -> InviteStep | None:
+def _invite(
+    ctx: _Ctx,
+    value: Any,
+    pos: Pos,
+    r: _RawStep,
+    scope: expressions.Scope,
+    order: list[str],
+    index: int,
+) -> InviteStep | None:
     m = _block(ctx, value, pos, "invite", r.id)
     if m is None:
         return None
-    _keys(ctx, m, ("event_name", "starts_at", "duration", "url", "template", "subject"), ("starts_at",), f"the invite of step '{r.id}'")
+    _keys(
+        ctx,
+        m,
+        ("event_name", "starts_at", "duration", "url", "template", "subject"),
+        ("starts_at",),
+        f"the invite of step '{r.id}'",
+    )
     event_name = _text(ctx, m, "event_name", required=True)
     starts_at = None
     if "starts_at" in m:
@@ -864,9 +1208,17 @@ def _invite(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Sco
             except ValueError:
                 raw = None
         if not isinstance(raw, datetime):
-            ctx.report(m.at("starts_at"), f"bad starts_at {m['starts_at']!r}", "write an ISO date and time with its offset, e.g. 2027-01-20T16:00:00+09:00")
+            ctx.report(
+                m.at("starts_at"),
+                f"bad starts_at {m['starts_at']!r}",
+                "write an ISO date and time with its offset, e.g. 2027-01-20T16:00:00+09:00",
+            )
         elif raw.tzinfo is None:
-            ctx.report(m.at("starts_at"), "starts_at has no time zone offset", "add one, e.g. +09:00 for Japan or Z for UTC")
+            ctx.report(
+                m.at("starts_at"),
+                "starts_at has no time zone offset",
+                "add one, e.g. +09:00 for Japan or Z for UTC",
+            )
         else:
             starts_at = raw
     duration = _duration(ctx, m, "duration")
@@ -879,7 +1231,15 @@ def _invite(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Sco
 
 
 @_builder("task")
-def _task(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Scope, order: list[str], index: int) -> TaskStep | None:
+def _task(
+    ctx: _Ctx,
+    value: Any,
+    pos: Pos,
+    r: _RawStep,
+    scope: expressions.Scope,
+    order: list[str],
+    index: int,
+) -> TaskStep | None:
     m = _block(ctx, value, pos, "task", r.id)
     if m is None:
         return None
@@ -890,7 +1250,11 @@ def _task(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Scope
     due = _duration(ctx, m, "due") if "due" in m else timedelta(days=3)
     assignee = _str(ctx, m, "assignee") or "owner"
     if assignee != "owner" and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", assignee):
-        ctx.report(m.at("assignee"), f"bad assignee '{assignee}'", "use 'owner' (the account's CSM) or an email address")
+        ctx.report(
+            m.at("assignee"),
+            f"bad assignee '{assignee}'",
+            "use 'owner' (the account's CSM) or an email address",
+        )
         return None
     if None in (kind, title, due):
         return None
@@ -898,7 +1262,15 @@ def _task(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Scope
 
 
 @_builder("in_app")
-def _in_app(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Scope, order: list[str], index: int) -> InAppStep | None:
+def _in_app(
+    ctx: _Ctx,
+    value: Any,
+    pos: Pos,
+    r: _RawStep,
+    scope: expressions.Scope,
+    order: list[str],
+    index: int,
+) -> InAppStep | None:
     m = _block(ctx, value, pos, "in_app", r.id)
     if m is None:
         return None
@@ -913,7 +1285,15 @@ def _in_app(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Sco
 
 
 @_builder("webhook")
-def _webhook(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Scope, order: list[str], index: int) -> WebhookStep | None:
+def _webhook(
+    ctx: _Ctx,
+    value: Any,
+    pos: Pos,
+    r: _RawStep,
+    scope: expressions.Scope,
+    order: list[str],
+    index: int,
+) -> WebhookStep | None:
     m = _block(ctx, value, pos, "webhook", r.id)
     if m is None:
         return None
@@ -931,7 +1311,15 @@ def _webhook(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Sc
 
 
 @_builder("update")
-def _update(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Scope, order: list[str], index: int) -> UpdateStep | None:
+def _update(
+    ctx: _Ctx,
+    value: Any,
+    pos: Pos,
+    r: _RawStep,
+    scope: expressions.Scope,
+    order: list[str],
+    index: int,
+) -> UpdateStep | None:
     m = _block(ctx, value, pos, "update", r.id)
     if m is None:
         return None
@@ -945,9 +1333,15 @@ def _update(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Sco
             ctx.report(m.at("set"), "'set' must be a mapping of field to value")
         else:
             for key in block:
-                if not (key in SETTABLE or re.fullmatch(r"(contact\.)?attributes\.[A-Za-z_]\w{0,63}", key)):
+                if not (
+                    key in SETTABLE
+                    or re.fullmatch(r"(contact\.)?attributes\.[A-Za-z_]\w{0,63}", key)
+                ):
                     ctx.report(
-                        block.key_at(key), f"'{key}' cannot be set", expressions.suggest(key, SETTABLE) or "settable: attributes.<name>, contact.attributes.<name>, health_score, contact.locale"
+                        block.key_at(key),
+                        f"'{key}' cannot be set",
+                        expressions.suggest(key, SETTABLE)
+                        or "settable: attributes.<name>, contact.attributes.<name>, health_score, contact.locale",
                     )
                     continue
                 if isinstance(block[key], str):
@@ -958,7 +1352,9 @@ def _update(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Sco
         raw = m.get(key, [])
         if isinstance(raw, str):
             raw = [raw]
-        if not isinstance(raw, list) or not all(isinstance(t, str) and re.fullmatch(r"[\w.:-]{1,64}", t) for t in raw):
+        if not isinstance(raw, list) or not all(
+            isinstance(t, str) and re.fullmatch(r"[\w.:-]{1,64}", t) for t in raw
+        ):
             ctx.report(m.at(key), f"'{key}' must be a list of tags (words without spaces)")
             raw = []
         tags[key] = tuple(raw)
@@ -966,7 +1362,15 @@ def _update(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Sco
 
 
 @_builder("exit")
-def _exit(ctx: _Ctx, value: Any, pos: Pos, r: _RawStep, scope: expressions.Scope, order: list[str], index: int) -> ExitStep | None:
+def _exit(
+    ctx: _Ctx,
+    value: Any,
+    pos: Pos,
+    r: _RawStep,
+    scope: expressions.Scope,
+    order: list[str],
+    index: int,
+) -> ExitStep | None:
     if value is None or value == {}:
         return ExitStep()
     if not isinstance(value, str) or not re.fullmatch(r"[\w -]{1,64}", value):
@@ -1014,5 +1418,9 @@ def _check_reachable(ctx: _Ctx, raw: list[_RawStep], steps: list[Step]) -> None:
     for i, r in enumerate(raw):
         if i not in reached:
             before = raw[i - 1].id if i else None
-            hint = f"the step before it ('{before}') never continues to it and no goto names it" if before else None
+            hint = (
+                f"the step before it ('{before}') never continues to it and no goto names it"
+                if before
+                else None
+            )
             ctx.report(r.pos, f"step '{r.id}' can never be reached", hint)

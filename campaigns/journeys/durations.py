@@ -47,10 +47,15 @@ def parse_duration(value: object) -> timedelta:
         raise DurationError(f"'{value}' is not a duration")
     count, unit = int(match.group(1)), match.group(2).lower()
     if unit not in _UNITS:
-        raise DurationError(f"unknown unit '{match.group(2)}' in '{value}'", "units: minutes, hours, days, weeks")
+        raise DurationError(
+            f"unknown unit '{match.group(2)}' in '{value}'", "units: minutes, hours, days, weeks"
+        )
     delta = count * _UNITS[unit]
     if delta <= timedelta(0):
-        raise DurationError(f"'{value}' is zero; a duration must be positive", "remove the step or use a positive number")
+        raise DurationError(
+            f"'{value}' is zero; a duration must be positive",
+            "remove the step or use a positive number",
+        )
     if delta > MAX_DURATION:
         raise DurationError(f"'{value}' is longer than 3 years", "journeys wait at most 3 years")
     return delta

@@ -155,7 +155,9 @@ def field_ref(node: nodes.Node) -> Ref | ExprProblem | None:
         head, rest = rest[0], rest[1:]
     if head == "contact":
         if not rest:
-            return ExprProblem("'contact' alone is not a value", "name a field, e.g. contact.role", "contact")
+            return ExprProblem(
+                "'contact' alone is not a value", "name a field, e.g. contact.role", "contact"
+            )
         if rest[0] == "attributes":
             if len(rest) != 2:
                 return ExprProblem("write contact.attributes.<name>", None, "attributes")
@@ -200,13 +202,17 @@ def _const_type(value: Any) -> str | None:
     return None
 
 
-def _check_comparison(left: nodes.Node, op: str, right: nodes.Node, scope: Scope, out: list[ExprProblem]) -> None:
+def _check_comparison(
+    left: nodes.Node, op: str, right: nodes.Node, scope: Scope, out: list[ExprProblem]
+) -> None:
     for a, b in ((left, right), (right, left)):
         ref = field_ref(a)
         if not isinstance(ref, Ref) or ref.kind is None:
             continue
         values = [b.value] if isinstance(b, nodes.Const) else None
-        if isinstance(b, nodes.List | nodes.Tuple) and all(isinstance(i, nodes.Const) for i in b.items):
+        if isinstance(b, nodes.List | nodes.Tuple) and all(
+            isinstance(i, nodes.Const) for i in b.items
+        ):
             values = [i.value for i in b.items]  # type: ignore[attr-defined]
         if values is None:
             continue
@@ -216,17 +222,50 @@ def _check_comparison(left: nodes.Node, op: str, right: nodes.Node, scope: Scope
             kind = _const_type(value)
             if ref.kind == DATE:
                 if not isinstance(value, str) or not _is_iso_date(value):
-                    out.append(ExprProblem(f"{ref.name} is a date; compare it with 'YYYY-MM-DD'", f"e.g. {ref.name} >= '2027-04-01'", ref.name))
+                    out.append(
+                        ExprProblem(
+                            f"{ref.name} is a date; compare it with 'YYYY-MM-DD'",
+                            f"e.g. {ref.name} >= '2027-04-01'",
+                            ref.name,
+                        )
+                    )
             elif kind != ref.kind:
                 example = {NUMBER: "5000000", STRING: "'enterprise'", BOOL: "true"}[ref.kind]
-                out.append(ExprProblem(f"{ref.name} is a {ref.kind} but is compared with {value!r}", f"compare it with a {ref.kind}, e.g. {example}", ref.name))
+                out.append(
+                    ExprProblem(
+                        f"{ref.name} is a {ref.kind} but is compared with {value!r}",
+                        f"compare it with a {ref.kind}, e.g. {example}",
+                        ref.name,
+                    )
+                )
             elif ref.name in KNOWN_VALUES and value not in KNOWN_VALUES[ref.name]:
-                out.append(ExprProblem(f"unknown {ref.name} '{value}'", suggest(value, KNOWN_VALUES[ref.name]) or f"one of: {', '.join(KNOWN_VALUES[ref.name])}", value))
+                out.append(
+                    ExprProblem(
+                        f"unknown {ref.name} '{value}'",
+                        suggest(value, KNOWN_VALUES[ref.name])
+                        or f"one of: {', '.join(KNOWN_VALUES[ref.name])}",
+                        value,
+                    )
+                )
             elif ref.name == "tier" and scope.tiers is not None and value not in scope.tiers:
-                known = f"tiers: {', '.join(scope.tiers)}" if scope.tiers else "no tiers are defined in segments.yaml"
-                out.append(ExprProblem(f"unknown tier '{value}'", suggest(value, scope.tiers) or known, value))
-    if op in ("in", "notin") and not isinstance(right, nodes.List | nodes.Tuple | nodes.Getattr | nodes.Name | nodes.Call):
-        out.append(ExprProblem("'in' needs a list on its right", "e.g. industry in ['retail', 'logistics']", "in"))
+                known = (
+                    f"tiers: {', '.join(scope.tiers)}"
+                    if scope.tiers
+                    else "no tiers are defined in segments.yaml"
+                )
+                out.append(
+                    ExprProblem(
+                        f"unknown tier '{value}'", suggest(value, scope.tiers) or known, value
+                    )
+                )
+    if op in ("in", "notin") and not isinstance(
+        right, nodes.List | nodes.Tuple | nodes.Getattr | nodes.Name | nodes.Call
+    ):
+        out.append(
+            ExprProblem(
+                "'in' needs a list on its right", "e.g. industry in ['retail', 'logistics']", "in"
+            )
+        )
 
 
 def _is_iso_date(text: str) -> bool:
@@ -249,9 +288,19 @@ def _check(node: nodes.Node, scope: Scope, out: list[ExprProblem]) -> None:
         if isinstance(ref, ExprProblem):
             out.append(ref)
         elif ref is None:
-            out.append(ExprProblem("only fields can be read here", "e.g. contact.role or attributes.region"))
+            out.append(
+                ExprProblem(
+                    "only fields can be read here", "e.g. contact.role or attributes.region"
+                )
+            )
         elif scope.account_only and ref.scope.startswith("contact"):
-            out.append(ExprProblem(f"tier rules may use account fields only, not contact.{ref.name}", "put contact conditions in a segment", ref.name))
+            out.append(
+                ExprProblem(
+                    f"tier rules may use account fields only, not contact.{ref.name}",
+                    "put contact conditions in a segment",
+                    ref.name,
+                )
+            )
         elif ref.name == "tier" and ref.scope == "account" and scope.account_only:
             out.append(ExprProblem("a tier rule cannot use 'tier'", None, "tier"))
         return
@@ -274,7 +323,13 @@ def _check(node: nodes.Node, scope: Scope, out: list[ExprProblem]) -> None:
         return
     if isinstance(node, nodes.Test):
         if node.name not in ALLOWED_TESTS:
-            out.append(ExprProblem(f"unknown test 'is {node.name}'", suggest(node.name, ALLOWED_TESTS) or "use 'is none' or 'is not none'", node.name))
+            out.append(
+                ExprProblem(
+                    f"unknown test 'is {node.name}'",
+                    suggest(node.name, ALLOWED_TESTS) or "use 'is none' or 'is not none'",
+                    node.name,
+                )
+            )
         _check(node.node, scope, out)
         return
     if isinstance(node, nodes.Call):
@@ -282,39 +337,89 @@ def _check(node: nodes.Node, scope: Scope, out: list[ExprProblem]) -> None:
         return
     if isinstance(node, nodes.Filter):
         if not scope.engagement:
-            out.append(ExprProblem(f"filters ('|{node.name}') are not allowed in segment rules or audiences", None, node.name))
+            out.append(
+                ExprProblem(
+                    f"filters ('|{node.name}') are not allowed in segment rules or audiences",
+                    None,
+                    node.name,
+                )
+            )
         elif node.name not in ALLOWED_FILTERS:
-            out.append(ExprProblem(f"unknown filter '|{node.name}'", suggest(node.name, ALLOWED_FILTERS) or f"filters: {', '.join(sorted(ALLOWED_FILTERS))}", node.name))
+            out.append(
+                ExprProblem(
+                    f"unknown filter '|{node.name}'",
+                    suggest(node.name, ALLOWED_FILTERS)
+                    or f"filters: {', '.join(sorted(ALLOWED_FILTERS))}",
+                    node.name,
+                )
+            )
         if node.node is not None:
             _check(node.node, scope, out)
         return
     if isinstance(node, nodes.BinExpr):
         if not scope.engagement:
-            out.append(ExprProblem("arithmetic is not allowed in segment rules or audiences", "compare a field with a number, e.g. arr >= 5000000"))
+            out.append(
+                ExprProblem(
+                    "arithmetic is not allowed in segment rules or audiences",
+                    "compare a field with a number, e.g. arr >= 5000000",
+                )
+            )
         _check(node.left, scope, out)
         _check(node.right, scope, out)
         return
     if isinstance(node, nodes.CondExpr):
-        out.append(ExprProblem("'x if y else z' is not allowed in conditions", "use 'and' / 'or'", "if"))
+        out.append(
+            ExprProblem("'x if y else z' is not allowed in conditions", "use 'and' / 'or'", "if")
+        )
         return
-    out.append(ExprProblem(f"'{type(node).__name__}' is not allowed in a condition", "use comparisons, 'and', 'or', 'not'"))
+    out.append(
+        ExprProblem(
+            f"'{type(node).__name__}' is not allowed in a condition",
+            "use comparisons, 'and', 'or', 'not'",
+        )
+    )
 
 
 def _check_call(node: nodes.Call, scope: Scope, out: list[ExprProblem]) -> None:
     if not isinstance(node.node, nodes.Name):
-        out.append(ExprProblem("only the functions opened(), clicked(), answered(), answer(), task_done() and event() can be called"))
+        out.append(
+            ExprProblem(
+                "only the functions opened(), clicked(), answered(), answer(), task_done() and event() can be called"
+            )
+        )
         return
     fname = node.node.name
     known = [*ENGAGEMENT, EVENT_FUNCTION]
     if not scope.engagement:
-        out.append(ExprProblem(f"{fname}() cannot be used in a segment rule or audience", "these use account and contact fields only", fname))
+        out.append(
+            ExprProblem(
+                f"{fname}() cannot be used in a segment rule or audience",
+                "these use account and contact fields only",
+                fname,
+            )
+        )
         return
     if fname not in known:
-        out.append(ExprProblem(f"unknown function '{fname}()'", suggest(fname, known) or f"functions: {', '.join(known)}", fname))
+        out.append(
+            ExprProblem(
+                f"unknown function '{fname}()'",
+                suggest(fname, known) or f"functions: {', '.join(known)}",
+                fname,
+            )
+        )
         return
-    if node.kwargs or node.dyn_args or node.dyn_kwargs or len(node.args) != 1 or not isinstance(node.args[0], nodes.Const) or not isinstance(node.args[0].value, str):
+    if (
+        node.kwargs
+        or node.dyn_args
+        or node.dyn_kwargs
+        or len(node.args) != 1
+        or not isinstance(node.args[0], nodes.Const)
+        or not isinstance(node.args[0].value, str)
+    ):
         what = "an event name" if fname == EVENT_FUNCTION else "a step id"
-        out.append(ExprProblem(f"{fname}() takes one quoted {what}", f"e.g. {fname}('welcome')", fname))
+        out.append(
+            ExprProblem(f"{fname}() takes one quoted {what}", f"e.g. {fname}('welcome')", fname)
+        )
         return
     if fname == EVENT_FUNCTION:
         return
@@ -323,13 +428,33 @@ def _check_call(node: nodes.Call, scope: Scope, out: list[ExprProblem]) -> None:
         needed = ENGAGEMENT[fname]
         actual = scope.steps[step]
         if needed != actual and not (needed == "email" and actual == "answer"):
-            kinds = {"email": "an email, survey or invite step", "answer": "a survey or invite step", "task": "a task step"}
-            out.append(ExprProblem(f"{fname}('{step}') needs {kinds[needed]}, but '{step}' is not one", None, step))
+            kinds = {
+                "email": "an email, survey or invite step",
+                "answer": "a survey or invite step",
+                "task": "a task step",
+            }
+            out.append(
+                ExprProblem(
+                    f"{fname}('{step}') needs {kinds[needed]}, but '{step}' is not one", None, step
+                )
+            )
         return
     if step in scope.later_steps:
-        out.append(ExprProblem(f"{fname}('{step}') names a step that runs later", "a condition can only look at steps that ran before it", step))
+        out.append(
+            ExprProblem(
+                f"{fname}('{step}') names a step that runs later",
+                "a condition can only look at steps that ran before it",
+                step,
+            )
+        )
     else:
-        out.append(ExprProblem(f"{fname}('{step}') names no step", suggest(step, [*scope.steps, *scope.later_steps]), step))
+        out.append(
+            ExprProblem(
+                f"{fname}('{step}') names no step",
+                suggest(step, [*scope.steps, *scope.later_steps]),
+                step,
+            )
+        )
 
 
 def referenced_fields(expr: nodes.Expr) -> list[Ref]:
@@ -353,7 +478,9 @@ class Condition:
         self.source = source
         self._compiled = _ENV.compile_expression(source, undefined_to_none=True)
 
-    def __call__(self, values: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]] | None = None) -> bool:
+    def __call__(
+        self, values: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]] | None = None
+    ) -> bool:
         try:
             return bool(self._compiled(**values, **(functions or {})))
         except TypeError:
@@ -369,7 +496,9 @@ def locate(source: str, needle: str | None) -> tuple[int, int]:
     """The (line offset, column offset) of ``needle`` in ``source``, or (0, 0)."""
     if not needle:
         return (0, 0)
-    match = re.search(rf"(?<![\w]){re.escape(needle)}(?![\w])", source) or re.search(re.escape(needle), source)
+    match = re.search(rf"(?<![\w]){re.escape(needle)}(?![\w])", source) or re.search(
+        re.escape(needle), source
+    )
     if not match:
         return (0, 0)
     before = source[: match.start()]

@@ -143,7 +143,19 @@ class ExitStep:
     reason: str = "completed"
 
 
-StepConfig = EmailStep | WaitStep | WaitUntilStep | BranchStep | SurveyStep | InviteStep | TaskStep | InAppStep | WebhookStep | UpdateStep | ExitStep
+StepConfig = (
+    EmailStep
+    | WaitStep
+    | WaitUntilStep
+    | BranchStep
+    | SurveyStep
+    | InviteStep
+    | TaskStep
+    | InAppStep
+    | WebhookStep
+    | UpdateStep
+    | ExitStep
+)
 
 
 @dataclass(frozen=True)
@@ -158,7 +170,9 @@ class Step:
     best_of: tuple[str, ...] = ()
     goal: str | None = None
     category: str | None = None
-    send_time: str | None = None  # "best_hour": sent at the segment's learned hour (campaigns.insight.sendtime)
+    send_time: str | None = (
+        None  # "best_hour": sent at the segment's learned hour (campaigns.insight.sendtime)
+    )
 
     @property
     def config(self) -> StepConfig:

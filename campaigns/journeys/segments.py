@@ -21,7 +21,16 @@ from sqlalchemy import ColumnElement, and_, case, false, func, not_, null, or_, 
 from sqlalchemy.orm import Session
 
 from campaigns.exceptions import Problem, SegmentError
-from campaigns.journeys.expressions import ExprProblem, Ref, Scope, check, field_ref, locate, parse, suggest
+from campaigns.journeys.expressions import (
+    ExprProblem,
+    Ref,
+    Scope,
+    check,
+    field_ref,
+    locate,
+    parse,
+    suggest,
+)
 from campaigns.journeys.yamlsource import Map, Pos, YamlProblem, load, read
 from campaigns.store.models import Account, Contact
 
@@ -77,11 +86,25 @@ def load_segments(path: Path) -> SegmentSet:
     try:
         text = read(path)
     except YamlProblem as exc:
-        raise SegmentError([Problem(str(path), exc.pos.line, exc.pos.col, exc.message, exc.hint)]) from None
+        raise SegmentError(
+            [Problem(str(path), exc.pos.line, exc.pos.col, exc.message, exc.hint)]
+        ) from None
     except FileNotFoundError:
-        raise SegmentError([Problem(str(path), 1, 1, "segments file not found", "create journeys/segments.yaml (see docs/dsl.md)")]) from None
+        raise SegmentError(
+            [
+                Problem(
+                    str(path),
+                    1,
+                    1,
+                    "segments file not found",
+                    "create journeys/segments.yaml (see docs/dsl.md)",
+                )
+            ]
+        ) from None
     except (UnicodeDecodeError, OSError) as exc:
-        raise SegmentError([Problem(str(path), 1, 1, f"cannot read the file: {exc}", "save it as UTF-8")]) from None
+        raise SegmentError(
+            [Problem(str(path), 1, 1, f"cannot read the file: {exc}", "save it as UTF-8")]
+        ) from None
     return parse_segments(text, str(path))
 
 
@@ -94,12 +117,24 @@ def parse_segments(text: str, path: str = "segments.yaml") -> SegmentSet:
     try:
         doc = load(text)
     except YamlProblem as exc:
-        raise SegmentError([Problem(path, exc.pos.line, exc.pos.col, exc.message, exc.hint)]) from None
+        raise SegmentError(
+            [Problem(path, exc.pos.line, exc.pos.col, exc.message, exc.hint)]
+        ) from None
     if not isinstance(doc, Map):
-        raise SegmentError([Problem(path, 1, 1, "the segments file must be a mapping with 'tiers:' and 'segments:'")])
+        raise SegmentError(
+            [
+                Problem(
+                    path, 1, 1, "the segments file must be a mapping with 'tiers:' and 'segments:'"
+                )
+            ]
+        )
     for key in doc:
         if key not in _SECTION_KEYS:
-            report(doc.key_at(key), f"unknown key '{key}'", suggest(key, _SECTION_KEYS) or "use 'tiers:' and 'segments:'")
+            report(
+                doc.key_at(key),
+                f"unknown key '{key}'",
+                suggest(key, _SECTION_KEYS) or "use 'tiers:' and 'segments:'",
+            )
     raw: list[tuple[str, Map, Pos, bool]] = []
     for section in _SECTION_KEYS:
         block = doc.get(section)
@@ -117,9 +152,17 @@ def parse_segments(text: str, path: str = "segments.yaml") -> SegmentSet:
     positions: dict[str, Pos] = {}
     for name, entry, pos, is_tier in raw:
         if not NAME_RE.match(name):
-            report(pos, f"bad segment name '{name}'", "use lowercase letters, digits and _, starting with a letter")
+            report(
+                pos,
+                f"bad segment name '{name}'",
+                "use lowercase letters, digits and _, starting with a letter",
+            )
         if name in seen:
-            report(pos, f"'{name}' is defined twice", f"first at line {seen[name].line}; names are shared by tiers and segments")
+            report(
+                pos,
+                f"'{name}' is defined twice",
+                f"first at line {seen[name].line}; names are shared by tiers and segments",
+            )
             continue
         seen[name] = pos
         if not isinstance(entry, Map):
@@ -127,12 +170,18 @@ def parse_segments(text: str, path: str = "segments.yaml") -> SegmentSet:
             continue
         for key in entry:
             if key not in _ENTRY_KEYS:
-                report(entry.key_at(key), f"unknown key '{key}' in '{name}'", suggest(key, _ENTRY_KEYS))
+                report(
+                    entry.key_at(key), f"unknown key '{key}' in '{name}'", suggest(key, _ENTRY_KEYS)
+                )
         rule = entry.get("when")
         if rule is True:
             rule = "true"
         if not isinstance(rule, str):
-            report(entry.at("when") if "when" in entry else pos, f"'{name}' needs a 'when:' rule", "e.g. when: arr >= 5000000")
+            report(
+                entry.at("when") if "when" in entry else pos,
+                f"'{name}' needs a 'when:' rule",
+                "e.g. when: arr >= 5000000",
+            )
             continue
         scope = Scope(engagement=False, account_only=is_tier, tiers=tier_names)
         expr = _parse_rule(rule, scope, entry.at("when"), report, text)
@@ -154,7 +203,11 @@ def parse_segments(text: str, path: str = "segments.yaml") -> SegmentSet:
                 compiler.where(segment.name)
             except ValueError as exc:
                 where = positions[segment.name]
-                report(where, f"'{segment.name}' cannot be turned into SQL: {exc}", "compare fields with values, e.g. days_to_renewal <= 90")
+                report(
+                    where,
+                    f"'{segment.name}' cannot be turned into SQL: {exc}",
+                    "compare fields with values, e.g. days_to_renewal <= 90",
+                )
     if problems:
         raise SegmentError(sorted(problems, key=lambda p: (p.line, p.col)))
     return SegmentSet(tuple(tiers), tuple(segments), path)
@@ -165,7 +218,11 @@ def _parse_rule(rule: str, scope: Scope, pos: Pos, report: Any, text: str) -> no
     try:
         expr = parse(rule)
     except TemplateSyntaxError as exc:
-        report(Pos(pos.line + (exc.lineno or 1) - 1, pos.col + offset), f"cannot read the rule: {exc.message}", "see docs/dsl.md#conditions")
+        report(
+            Pos(pos.line + (exc.lineno or 1) - 1, pos.col + offset),
+            f"cannot read the rule: {exc.message}",
+            "see docs/dsl.md#conditions",
+        )
         return None
     found: list[ExprProblem] = check(expr, scope)
     for problem in found:
@@ -226,7 +283,11 @@ class RuleCompiler:
             return and_(self.compile(node.left), self.compile(node.right))
         if isinstance(node, nodes.Or):
             return or_(self.compile(node.left), self.compile(node.right))
-        if isinstance(node, nodes.Not) and isinstance(node.node, nodes.Test) and node.node.name == "none":
+        if (
+            isinstance(node, nodes.Not)
+            and isinstance(node.node, nodes.Test)
+            and node.node.name == "none"
+        ):
             return self._column(node.node.node, None).is_not(None)
         if isinstance(node, nodes.Not):
             # Two-valued NOT: a rule on a missing value (NULL) is false, so its negation holds.
@@ -248,7 +309,11 @@ class RuleCompiler:
         ref = field_ref(node)
         if isinstance(ref, Ref):
             column = self._column(node, True)
-            return column.is_(True) if ref.kind == "bool" or ref.scope.endswith("_attr") else column.is_not(None)
+            return (
+                column.is_(True)
+                if ref.kind == "bool" or ref.scope.endswith("_attr")
+                else column.is_not(None)
+            )
         raise ValueError(f"'{type(node).__name__}' has no SQL form")
 
     # -- internals
@@ -270,11 +335,21 @@ class RuleCompiler:
             return _apply(self._column(left, None), op, self._column(right, None))
         if ref.scope == "account" and ref.name in ("days_to_renewal", "days_since_start"):
             return self._days(ref.name, op, right_value)
-        column = self._column(left, right_value[0] if isinstance(right_value, list) and right_value else right_value)
+        column = self._column(
+            left, right_value[0] if isinstance(right_value, list) and right_value else right_value
+        )
         if ref.kind == "date":
-            right_value = [date.fromisoformat(v) for v in right_value] if isinstance(right_value, list) else date.fromisoformat(right_value)
+            right_value = (
+                [date.fromisoformat(v) for v in right_value]
+                if isinstance(right_value, list)
+                else date.fromisoformat(right_value)
+            )
         if ref.name == "email" and ref.scope == "contact":
-            right_value = [v.lower() for v in right_value] if isinstance(right_value, list) else right_value.lower()
+            right_value = (
+                [v.lower() for v in right_value]
+                if isinstance(right_value, list)
+                else right_value.lower()
+            )
         return _apply(column, op, right_value)
 
     def _days(self, name: str, op: str, value: Any) -> ColumnElement[bool]:
@@ -286,7 +361,9 @@ class RuleCompiler:
             column, sign, op2 = Account.contract_start, -1, (_FLIP.get(op, op))
 
         def at(n: float, rounding: str = "exact") -> date:
-            days = math.floor(n) if rounding == "floor" else math.ceil(n) if rounding == "ceil" else n
+            days = (
+                math.floor(n) if rounding == "floor" else math.ceil(n) if rounding == "ceil" else n
+            )
             return self.today + timedelta(days=sign * int(days))
 
         if op in ("in", "notin"):
@@ -311,7 +388,11 @@ class RuleCompiler:
                 if sample is not None:
                     raise ValueError(f"{ref.name} can only be compared with a number")
                 # Only `is none` reaches here: the day count is missing when its date is.
-                return Account.renewal_date if ref.name == "days_to_renewal" else Account.contract_start
+                return (
+                    Account.renewal_date
+                    if ref.name == "days_to_renewal"
+                    else Account.contract_start
+                )
             return getattr(Account, ref.name)
         if ref.scope == "contact":
             return getattr(Contact, ref.name)
@@ -330,7 +411,11 @@ _NOT_CONST = object()
 def _constant(node: nodes.Node) -> Any:
     if isinstance(node, nodes.Const):
         return node.value
-    if isinstance(node, nodes.Neg) and isinstance(node.node, nodes.Const) and isinstance(node.node.value, int | float):
+    if (
+        isinstance(node, nodes.Neg)
+        and isinstance(node.node, nodes.Const)
+        and isinstance(node.node.value, int | float)
+    ):
         return -node.node.value
     if isinstance(node, nodes.List | nodes.Tuple):
         values = [_constant(item) for item in node.items]
@@ -376,10 +461,14 @@ def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     if op == "gteq":
         return column >= value
     if op == "in":
-        values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+        values = (
+            list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+        )
         return column.in_(values) if values else false()
     if op == "notin":
-        values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+        values = (
+            list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+        )
         return or_(column.is_(None), column.not_in(values)) if values else true()
     raise ValueError(f"unsupported comparison {op}")
 
@@ -396,7 +485,9 @@ class SegmentCount:
     contacts: int
 
 
-def count(session: Session, segset: SegmentSet, today: date, locale: str = "en") -> list[SegmentCount]:
+def count(
+    session: Session, segset: SegmentSet, today: date, locale: str = "en"
+) -> list[SegmentCount]:
     """Accounts and contacts in every tier and segment: one scan of each table.
 
     Every segment is a ``SUM(CASE WHEN rule THEN 1 END)`` column of the same query, so the
@@ -406,20 +497,41 @@ def count(session: Session, segset: SegmentSet, today: date, locale: str = "en")
     every = [*segset.tiers, *segset.segments]
     if not every:
         return []
-    contact_cols = [func.coalesce(func.sum(case((compiler.where(s.name), 1), else_=0)), 0) for s in every]
-    contact_row = session.execute(select(*contact_cols).select_from(Contact).outerjoin(Account, Contact.account_id == Account.id)).one()
+    contact_cols = [
+        func.coalesce(func.sum(case((compiler.where(s.name), 1), else_=0)), 0) for s in every
+    ]
+    contact_row = session.execute(
+        select(*contact_cols)
+        .select_from(Contact)
+        .outerjoin(Account, Contact.account_id == Account.id)
+    ).one()
     account_counts: dict[str, int] = {}
-    account_level = [s for s in every if all(not r.scope.startswith("contact") for r in _refs(s, segset))]
+    account_level = [
+        s for s in every if all(not r.scope.startswith("contact") for r in _refs(s, segset))
+    ]
     if account_level:
-        cols = [func.coalesce(func.sum(case((compiler.where(s.name), 1), else_=0)), 0) for s in account_level]
+        cols = [
+            func.coalesce(func.sum(case((compiler.where(s.name), 1), else_=0)), 0)
+            for s in account_level
+        ]
         row = session.execute(select(*cols).select_from(Account)).one()
         account_counts = {s.name: int(v) for s, v in zip(account_level, row, strict=True)}
     contact_level = [s for s in every if s.name not in account_counts]
     if contact_level:
-        cols = [func.coalesce(func.count(func.distinct(case((compiler.where(s.name), Contact.account_id)))), 0) for s in contact_level]
-        row = session.execute(select(*cols).select_from(Contact).outerjoin(Account, Contact.account_id == Account.id)).one()
+        cols = [
+            func.coalesce(
+                func.count(func.distinct(case((compiler.where(s.name), Contact.account_id)))), 0
+            )
+            for s in contact_level
+        ]
+        row = session.execute(
+            select(*cols).select_from(Contact).outerjoin(Account, Contact.account_id == Account.id)
+        ).one()
         account_counts.update({s.name: int(v) for s, v in zip(contact_level, row, strict=True)})
-    return [SegmentCount(s.name, s.is_tier, s.label_for(locale), account_counts[s.name], int(n)) for s, n in zip(every, contact_row, strict=True)]
+    return [
+        SegmentCount(s.name, s.is_tier, s.label_for(locale), account_counts[s.name], int(n))
+        for s, n in zip(every, contact_row, strict=True)
+    ]
 
 
 def _refs(segment: Segment, segset: SegmentSet) -> list[Ref]:
@@ -436,7 +548,9 @@ def apply_tiers(session: Session, segset: SegmentSet, today: date) -> int:
     """Store every account's tier in ``accounts.tier`` with one ``UPDATE``; return rows changed."""
     compiler = RuleCompiler(segset, today)
     tier = compiler.tier_case()
-    result = session.execute(update(Account).where(Account.tier.is_distinct_from(tier)).values(tier=tier))
+    result = session.execute(
+        update(Account).where(Account.tier.is_distinct_from(tier)).values(tier=tier)
+    )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

@@ -104,9 +104,17 @@ class _Loader(yaml.SafeLoader):
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         event = self.peek_event()
         if isinstance(event, AliasEvent):
-            raise YamlProblem(Pos.at(event.start_mark), f"YAML alias '*{event.anchor}' is not allowed", _NO_ANCHORS)
+            raise YamlProblem(
+                Pos.at(event.start_mark),
+                f"YAML alias '*{event.anchor}' is not allowed",
+                _NO_ANCHORS,
+            )
         if isinstance(event, NodeEvent) and event.anchor is not None:
-            raise YamlProblem(Pos.at(event.start_mark), f"YAML anchor '&{event.anchor}' is not allowed", _NO_ANCHORS)
+            raise YamlProblem(
+                Pos.at(event.start_mark),
+                f"YAML anchor '&{event.anchor}' is not allowed",
+                _NO_ANCHORS,
+            )
         if self._depth >= defaults.MAX_SOURCE_DEPTH:
             raise YamlProblem(
                 Pos.at(event.start_mark),
@@ -121,8 +129,13 @@ class _Loader(yaml.SafeLoader):
         return node
 
 
-_Loader.yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"] for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _too_large(limit: int) -> YamlProblem:
@@ -156,7 +169,9 @@ def load(text: str) -> Any:
     limit = defaults.MAX_SOURCE_BYTES
     # A stored version or an API body never went through read(); the character count
     # settles most texts without encoding them.
-    if len(text) > limit or (len(text) * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit):
+    if len(text) > limit or (
+        len(text) * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit
+    ):
         raise _too_large(limit)
     try:
         node = yaml.compose(text, Loader=_Loader)
@@ -175,7 +190,9 @@ def load(text: str) -> Any:
         pos = Pos(before.count("\n") + 1, exc.position - before.rfind("\n"))
         raise YamlProblem(
             pos,
-            f"YAML error: the character U+{exc.character:04X} is not allowed" if isinstance(exc.character, int) else "YAML error: a character is not allowed",
+            f"YAML error: the character U+{exc.character:04X} is not allowed"
+            if isinstance(exc.character, int)
+            else "YAML error: a character is not allowed",
             "delete it, or write it as an escape in a double-quoted string",
         ) from None
     except yaml.YAMLError as exc:
@@ -193,7 +210,9 @@ def _convert(node: Node) -> Any:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise YamlProblem(Pos.of(key_node), "merge keys ('<<') are not supported")
             if not isinstance(key_node, ScalarNode):
-                raise YamlProblem(Pos.of(key_node), "a key must be a plain word, not a list or mapping")
+                raise YamlProblem(
+                    Pos.of(key_node), "a key must be a plain word, not a list or mapping"
+                )
             key = str(key_node.value)
             if key in result:
                 first = result.key_pos[key]

@@ -201,7 +201,9 @@ class Contact(Base):
     locale: Mapped[str] = mapped_column(String(16), default="en")
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
-    opt_out: Mapped[list[str]] = mapped_column(default=list)  # message categories they chose not to get
+    opt_out: Mapped[list[str]] = mapped_column(
+        default=list
+    )  # message categories they chose not to get
     paused_until: Mapped[datetime | None] = mapped_column()  # no marketing email before this
     tags: Mapped[list[str]] = mapped_column(default=list)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -220,12 +222,20 @@ class Journey(Base):
     key: Mapped[str] = mapped_column(String(128), unique=True)
     name: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default=JourneyStatus.ACTIVE)
-    current_version_id: Mapped[int | None] = mapped_column(ForeignKey("journey_versions.id", use_alter=True))
+    current_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("journey_versions.id", use_alter=True)
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    versions: Mapped[list[JourneyVersion]] = relationship(back_populates="journey", foreign_keys="JourneyVersion.journey_id", order_by="JourneyVersion.number")
-    current_version: Mapped[JourneyVersion | None] = relationship(foreign_keys=[current_version_id], post_update=True)
+    versions: Mapped[list[JourneyVersion]] = relationship(
+        back_populates="journey",
+        foreign_keys="JourneyVersion.journey_id",
+        order_by="JourneyVersion.number",
+    )
+    current_version: Mapped[JourneyVersion | None] = relationship(
+        foreign_keys=[current_version_id], post_update=True
+    )
 
 
 class JourneyVersion(Base):
@@ -263,7 +273,12 @@ class Enrollment(Base):
     __table_args__ = (
         UniqueConstraint("journey_id", "contact_id", "entry_key", name="uq_enrollments_entry"),
         Index("ix_enrollments_due", "state", "next_run_at"),
-        Index("ix_enrollments_uncounted", "id", sqlite_where=text("counted < 3"), postgresql_where=text("counted < 3")),
+        Index(
+            "ix_enrollments_uncounted",
+            "id",
+            sqlite_where=text("counted < 3"),
+            postgresql_where=text("counted < 3"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -279,14 +294,20 @@ class Enrollment(Base):
     next_run_at: Mapped[datetime | None] = mapped_column()
     claimed_until: Mapped[datetime | None] = mapped_column()
     claimed_by: Mapped[str | None] = mapped_column(String(128))
-    lease_token: Mapped[int | None] = mapped_column(BigInteger)  # fencing token of the current claim
-    unfinished_runs: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")  # runs in a row whose holder died, hung or lost its lease
+    lease_token: Mapped[int | None] = mapped_column(
+        BigInteger
+    )  # fencing token of the current claim
+    unfinished_runs: Mapped[int] = mapped_column(
+        SmallInteger, default=0, server_default="0"
+    )  # runs in a row whose holder died, hung or lost its lease
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     entered_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
     exit_reason: Mapped[str | None] = mapped_column(String(255))
-    counted: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")  # stats: 1 entry counted, 2 end counted
+    counted: Mapped[int] = mapped_column(
+        SmallInteger, default=0, server_default="0"
+    )  # stats: 1 entry counted, 2 end counted
 
     contact: Mapped[Contact] = relationship()
     version: Mapped[JourneyVersion] = relationship()
@@ -304,7 +325,12 @@ class Message(Base):
         UniqueConstraint("enrollment_id", "step_id", "attempt_key", name="uq_messages_attempt"),
         Index("ix_messages_contact_created", "contact_id", "created_at"),
         Index("ix_messages_status", "status"),
-        Index("ix_messages_uncounted", "id", sqlite_where=text("counted = 0"), postgresql_where=text("NOT counted")),
+        Index(
+            "ix_messages_uncounted",
+            "id",
+            sqlite_where=text("counted = 0"),
+            postgresql_where=text("NOT counted"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -332,7 +358,9 @@ class Message(Base):
     opened_at: Mapped[datetime | None] = mapped_column()
     clicked_at: Mapped[datetime | None] = mapped_column()
     answered_at: Mapped[datetime | None] = mapped_column()
-    counted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # in the stats
+    counted: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )  # in the stats
 
 
 class Event(Base):
@@ -392,7 +420,9 @@ class Task(Base):
     due_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column()
-    counted: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")  # stats: 1 creation counted, 2 completion counted
+    counted: Mapped[int] = mapped_column(
+        SmallInteger, default=0, server_default="0"
+    )  # stats: 1 creation counted, 2 completion counted
 
 
 class InAppMessage(Base):
@@ -457,7 +487,19 @@ class Stat(Base):
     scanning raw events; see :mod:`campaigns.insight.stats`. Empty strings stand for "none"."""
 
     __tablename__ = "stats"
-    __table_args__ = (UniqueConstraint("journey_id", "step_id", "channel", "variant", "segment", "tier", "day", "metric", name="uq_stats_key"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "journey_id",
+            "step_id",
+            "channel",
+            "variant",
+            "segment",
+            "tier",
+            "day",
+            "metric",
+            name="uq_stats_key",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     journey_id: Mapped[int] = mapped_column(Integer, default=0)

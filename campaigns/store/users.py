@@ -50,7 +50,15 @@ def check_password(password: str) -> None:
         raise UserError(f"password too long: at most {MAX_PASSWORD} characters")
 
 
-def add_user(session: Session, email: str, password: str, now: datetime, *, name: str = "", role: str = UserRole.CSM) -> User:
+def add_user(
+    session: Session,
+    email: str,
+    password: str,
+    now: datetime,
+    *,
+    name: str = "",
+    role: str = UserRole.CSM,
+) -> User:
     """Add a user; the caller commits. Raises :class:`UserError` for a bad email, role or
     password, or an email that already has a user."""
     address = normalise_email(email)
@@ -61,7 +69,13 @@ def add_user(session: Session, email: str, password: str, now: datetime, *, name
     check_password(password)
     if find_user(session, address) is not None:
         raise UserError(f"a user with email {address} already exists")
-    user = User(email=address, name=name.strip()[:255], role=role, password_hash=generate_password_hash(password, method=HASH_METHOD), created_at=now)
+    user = User(
+        email=address,
+        name=name.strip()[:255],
+        role=role,
+        password_hash=generate_password_hash(password, method=HASH_METHOD),
+        created_at=now,
+    )
     session.add(user)
     session.flush()
     return user
@@ -83,7 +97,9 @@ def set_password(session: Session, email: str, password: str) -> User:
 def end_sessions(session: Session, user_id: int) -> None:
     """End every dashboard session of this user, on every device and web process, copies of
     the cookie included; the caller commits. Done in SQL (``+ 1``) so that two at once both count."""
-    session.execute(update(User).where(User.id == user_id).values(session_version=User.session_version + 1))
+    session.execute(
+        update(User).where(User.id == user_id).values(session_version=User.session_version + 1)
+    )
 
 
 def find_user(session: Session, email: str) -> User | None:
@@ -108,7 +124,9 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
     caller commits), or None. An unknown email takes as long as a wrong password."""
     if len(password) > MAX_PASSWORD:
         return None
-    user = find_user(session, email) if _EMAIL.fullmatch(normalise_email(email)) else None  # PostgreSQL refuses NUL in a query
+    user = (
+        find_user(session, email) if _EMAIL.fullmatch(normalise_email(email)) else None
+    )  # PostgreSQL refuses NUL in a query
     if user is None:
         check_password_hash(_dummy_hash(), password)
         return None

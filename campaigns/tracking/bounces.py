@@ -22,7 +22,16 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from campaigns.insight import stats
-from campaigns.store.models import Classification, Contact, Event, EventKind, Message, MessageStatus, Suppression, SuppressionReason
+from campaigns.store.models import (
+    Classification,
+    Contact,
+    Event,
+    EventKind,
+    Message,
+    MessageStatus,
+    Suppression,
+    SuppressionReason,
+)
 from campaigns.tracking.events import contacts_by_email, record_event, stored_keys
 
 
@@ -55,33 +64,69 @@ def store_notices(session: Session, notices: list[Notice], now: datetime) -> tup
     emails = {n.email for n in notices}
     contacts = contacts_by_email(session, emails)
     wanted = {form for n in notices for m in n.message_ids for form in _bracketed(m)}
-    messages = {m.message_id: m for m in session.scalars(select(Message).where(Message.message_id.in_(wanted)))} if wanted else {}
-    suppressed = {s.email: s for s in session.scalars(select(Suppression).where(Suppression.email.in_(emails)))}
+    messages = (
+        {
+            m.message_id: m
+            for m in session.scalars(select(Message).where(Message.message_id.in_(wanted)))
+        }
+        if wanted
+        else {}
+    )
+    suppressed = {
+        s.email: s
+        for s in session.scalars(select(Suppression).where(Suppression.email.in_(emails)))
+    }
     stored = stored_keys(session, {n.key for n in notices if n.key})
     complained: set[int] = set()  # messages whose complaint this request counted
     processed = duplicates = 0
     with session.no_autoflush:
         for n in notices:
-            reason = SuppressionReason.COMPLAINT if n.kind == EventKind.COMPLAINT else SuppressionReason.HARD_BOUNCE if n.hard else None
+            reason = (
+                SuppressionReason.COMPLAINT
+                if n.kind == EventKind.COMPLAINT
+                else SuppressionReason.HARD_BOUNCE
+                if n.hard
+                else None
+            )
             existing = suppressed.get(n.email)
-            repeat = n.key in stored if n.key else (reason is not None and existing is not None and existing.reason == reason)
+            repeat = (
+                n.key in stored
+                if n.key
+                else (reason is not None and existing is not None and existing.reason == reason)
+            )
             if repeat:
                 duplicates += 1
                 continue
             if n.key:
                 stored.add(n.key)
             forms = [form for m in n.message_ids for form in _bracketed(m)]
-            message = next((messages[f] for f in forms if f in messages and (messages[f].to_address or n.email).lower() == n.email), None)
-            contact = contacts.get(n.email) or (session.get(Contact, message.contact_id) if message else None)
+            message = next(
+                (
+                    messages[f]
+                    for f in forms
+                    if f in messages and (messages[f].to_address or n.email).lower() == n.email
+                ),
+                None,
+            )
+            contact = contacts.get(n.email) or (
+                session.get(Contact, message.contact_id) if message else None
+            )
             if reason is not None and existing is None:
                 label = f"{n.source}: {n.diagnostic}" if n.diagnostic else f"{n.source}: {reason}"
-                suppressed[n.email] = Suppression(email=n.email, reason=reason, source=label[:255], created_at=now)
+                suppressed[n.email] = Suppression(
+                    email=n.email, reason=reason, source=label[:255], created_at=now
+                )
                 session.add(suppressed[n.email])
             if n.hard and message is not None:
                 _bounce(session, message, (n.diagnostic or "hard bounce")[:2000])
             if n.kind == EventKind.COMPLAINT and contact is not None:
                 contact.subscribed = False
-            if n.kind == EventKind.COMPLAINT and message is not None and message.id not in complained and _first_complaint(session, message):
+            if (
+                n.kind == EventKind.COMPLAINT
+                and message is not None
+                and message.id not in complained
+                and _first_complaint(session, message)
+            ):
                 complained.add(message.id)
                 stats.count_message(session, message, ("complained",), n.occurred_at or now)
             bounce = n.kind == EventKind.BOUNCE
@@ -103,7 +148,12 @@ def _bounce(session: Session, message: Message, error: str) -> None:
     ``UPDATE ... RETURNING``: of two notices about one message, repeated or concurrent, one
     changes it and counts. A message bounced while still in flight (no ``sent_at``) is
     counted by the rollup, as a bounce at sending is."""
-    statement = update(Message).where(Message.id == message.id, Message.status != MessageStatus.BOUNCED).values(status=MessageStatus.BOUNCED, error=error).returning(Message.sent_at)
+    statement = (
+        update(Message)
+        .where(Message.id == message.id, Message.status != MessageStatus.BOUNCED)
+        .values(status=MessageStatus.BOUNCED, error=error)
+        .returning(Message.sent_at)
+    )
     changed = session.execute(statement.execution_options(synchronize_session=False)).first()
     session.expire(message, ["status", "error"])
     if changed is not None and changed.sent_at is not None:
@@ -114,8 +164,17 @@ def _first_complaint(session: Session, message: Message) -> bool:
     """Whether no complaint about ``message`` is stored yet. A no-op ``UPDATE`` of the message
     first takes its row lock (PostgreSQL) or the write lock (SQLite) until the commit, so two
     requests about one message check, and count, in turn."""
-    session.execute(update(Message).where(Message.id == message.id).values(status=Message.status).execution_options(synchronize_session=False))
-    earlier = select(Event.id).where(Event.message_id == message.id, Event.kind == EventKind.COMPLAINT).limit(1)
+    session.execute(
+        update(Message)
+        .where(Message.id == message.id)
+        .values(status=Message.status)
+        .execution_options(synchronize_session=False)
+    )
+    earlier = (
+        select(Event.id)
+        .where(Event.message_id == message.id, Event.kind == EventKind.COMPLAINT)
+        .limit(1)
+    )
     return session.scalar(earlier) is None
 
 

@@ -153,13 +153,26 @@ SCANNERS: tuple[tuple[str, str], ...] = (
 """Named user-agent patterns of machines (case-insensitive; the leftmost match wins)."""
 
 _GENERIC = frozenset({"bot", "crawler", "scanner"})
-_SCANNER = re.compile("|".join(f"(?P<s{i}>{pattern})" for i, (_, pattern) in enumerate(SCANNERS)), re.IGNORECASE)
-_MAIL_CLIENT = re.compile(r"outlook|thunderbird|microsoft office|ms-office|windows[ -]live[ -]mail|postbox|em ?client|mailbird|airmail|mailspring|evolution/|kmail", re.IGNORECASE)
+_SCANNER = re.compile(
+    "|".join(f"(?P<s{i}>{pattern})" for i, (_, pattern) in enumerate(SCANNERS)), re.IGNORECASE
+)
+_MAIL_CLIENT = re.compile(
+    r"outlook|thunderbird|microsoft office|ms-office|windows[ -]live[ -]mail|postbox|em ?client|mailbird|airmail|mailspring|evolution/|kmail",
+    re.IGNORECASE,
+)
 _BROWSER = re.compile(r"mozilla/\d[\d.]*\s*\(([^)]+)\)", re.IGNORECASE)
 _OLD_IE = re.compile(r"msie|trident", re.IGNORECASE)
 
 # What a user agent says about its sender (the second item: the scanner's name, or "").
-_EMPTY, _NAMED, _YAHOO, _GMAIL, _MPP, _CLIENT, _OTHER = "empty", "named", "yahoo", "gmail", "mpp", "client", "other"
+_EMPTY, _NAMED, _YAHOO, _GMAIL, _MPP, _CLIENT, _OTHER = (
+    "empty",
+    "named",
+    "yahoo",
+    "gmail",
+    "mpp",
+    "client",
+    "other",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,11 +213,16 @@ def classify_hits(hits: Sequence[HitView], *, sent_at: datetime | None) -> list[
         verb = "opened" if hit.kind == "open" else "clicked"
         apart = _nearest(traps, times[i])
         if apart is not None and apart <= TRAP_WINDOW:
-            verdicts[i] = Verdict(MACHINE, f"{verb} with the hidden trap link ({_seconds(apart)} s apart)")
+            verdicts[i] = Verdict(
+                MACHINE, f"{verb} with the hidden trap link ({_seconds(apart)} s apart)"
+            )
             continue
         burst = _burst_at(bursts, starts, times[i], member=hit.kind != "open")
         if burst is not None:
-            verdicts[i] = Verdict(MACHINE, burst if hit.kind != "open" else _clip(f"opened during a scanner burst ({burst})"))
+            verdicts[i] = Verdict(
+                MACHINE,
+                burst if hit.kind != "open" else _clip(f"opened during a scanner burst ({burst})"),
+            )
     return verdicts
 
 
@@ -216,12 +234,16 @@ def classify_one(hit: HitView, *, sent_at: datetime | None) -> Verdict:
     if method == "HEAD":
         return Verdict(MACHINE, "HEAD request (link scanners check links this way)")
     if method not in ("GET", "POST"):
-        return Verdict(MACHINE, _clip(f"{method[:16]!r} request (people's browsers send GET or POST)"))
+        return Verdict(
+            MACHINE, _clip(f"{method[:16]!r} request (people's browsers send GET or POST)")
+        )
     agent, name = _agent(hit.user_agent[:MAX_AGENT])
     if hit.kind == "unsubscribe" and method == "POST":
         if agent == _CLIENT:
             return Verdict(HUMAN, "unsubscribe confirmed in a browser")
-        return Verdict(HUMAN, "one-click unsubscribe POST (RFC 8058): a mail provider acting for a person")
+        return Verdict(
+            HUMAN, "one-click unsubscribe POST (RFC 8058): a mail provider acting for a person"
+        )
     if agent == _EMPTY:
         return Verdict(MACHINE, "no user agent (browsers and mail clients always send one)")
     if agent == _NAMED:
@@ -237,7 +259,9 @@ def classify_one(hit: HitView, *, sent_at: datetime | None) -> Verdict:
         if hit.kind == "open" and after <= FAST_OPEN:
             return Verdict(UNKNOWN, f"opened {_seconds(after)} s after sending (too soon to tell)")
         if hit.kind != "open" and after <= FAST_CLICK:
-            return Verdict(MACHINE, f"clicked {_seconds(after)} s after sending: faster than a person")
+            return Verdict(
+                MACHINE, f"clicked {_seconds(after)} s after sending: faster than a person"
+            )
     if agent == _GMAIL:
         if hit.kind == "open":
             return Verdict(HUMAN, "Gmail image proxy (fetched when the email is opened)")
@@ -296,10 +320,14 @@ def _from_apple(ip: str) -> bool:
 def _follows_link(hit: HitView) -> bool:
     """A request on one of the message's links: a click, the trap, or a GET on an answer or
     unsubscribe link (their POSTs are a person pressing a button, judged alone)."""
-    return hit.kind in ("click", "trap") or (hit.kind in ("answer", "unsubscribe") and hit.method.strip().upper() != "POST")
+    return hit.kind in ("click", "trap") or (
+        hit.kind in ("answer", "unsubscribe") and hit.method.strip().upper() != "POST"
+    )
 
 
-def _bursts(links: list[int], hits: Sequence[HitView], times: list[datetime]) -> list[tuple[datetime, datetime, str]]:
+def _bursts(
+    links: list[int], hits: Sequence[HitView], times: list[datetime]
+) -> list[tuple[datetime, datetime, str]]:
     """The scanner bursts among the link hits ``links`` (indexes in time order): (first, last,
     reason) for each chain of hits at most BURST_WINDOW apart touching BURST_LINKS or more
     distinct links."""
@@ -322,7 +350,13 @@ def _bursts(links: list[int], hits: Sequence[HitView], times: list[datetime]) ->
     return bursts
 
 
-def _burst_at(bursts: list[tuple[datetime, datetime, str]], starts: list[datetime], at: datetime, *, member: bool) -> str | None:
+def _burst_at(
+    bursts: list[tuple[datetime, datetime, str]],
+    starts: list[datetime],
+    at: datetime,
+    *,
+    member: bool,
+) -> str | None:
     """The reason of the burst a hit at ``at`` belongs to: inside its span for a link hit
     (``member``), within BURST_WINDOW of it for an open. Bursts are apart by more than
     BURST_WINDOW, so only the two around ``at`` can be near it."""

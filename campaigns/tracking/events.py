@@ -15,7 +15,14 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from campaigns.store.models import Classification, Contact, Enrollment, EnrollmentState, Event, EventKind
+from campaigns.store.models import (
+    Classification,
+    Contact,
+    Enrollment,
+    EnrollmentState,
+    Event,
+    EventKind,
+)
 
 
 def record_event(
@@ -50,7 +57,15 @@ def record_event(
     return event
 
 
-def wake(session: Session, now: datetime, *, kind: EventKind | str, contact_id: int | None = None, account_id: int | None = None, contact_ids: list[int] | None = None) -> int:
+def wake(
+    session: Session,
+    now: datetime,
+    *,
+    kind: EventKind | str,
+    contact_id: int | None = None,
+    account_id: int | None = None,
+    contact_ids: list[int] | None = None,
+) -> int:
     """Make the waiting enrollments of these contacts (or of the account's contacts) due now."""
     who: list[Any]
     if contact_ids:
@@ -58,11 +73,19 @@ def wake(session: Session, now: datetime, *, kind: EventKind | str, contact_id: 
     elif contact_id:
         who = [Enrollment.contact_id == contact_id]
     elif account_id:
-        who = [Enrollment.contact_id.in_(select(Contact.id).where(Contact.account_id == account_id))]
+        who = [
+            Enrollment.contact_id.in_(select(Contact.id).where(Contact.account_id == account_id))
+        ]
     else:
         return 0
-    states = [EnrollmentState.WAITING] + ([EnrollmentState.ACTIVE] if kind == EventKind.CUSTOM else [])
-    result = session.execute(update(Enrollment).where(Enrollment.state.in_(states), Enrollment.next_run_at > now, *who).values(next_run_at=now))
+    states = [EnrollmentState.WAITING] + (
+        [EnrollmentState.ACTIVE] if kind == EventKind.CUSTOM else []
+    )
+    result = session.execute(
+        update(Enrollment)
+        .where(Enrollment.state.in_(states), Enrollment.next_run_at > now, *who)
+        .values(next_run_at=now)
+    )
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -72,10 +95,15 @@ def contacts_by_email(session: Session, emails: Iterable[str]) -> dict[str, Cont
     wanted = set(emails)
     if not wanted:
         return {}
-    found = {c.email.lower(): c for c in session.scalars(select(Contact).where(Contact.email.in_(wanted)))}
+    found = {
+        c.email.lower(): c
+        for c in session.scalars(select(Contact).where(Contact.email.in_(wanted)))
+    }
     missing = wanted - found.keys()
     if missing:
-        for contact in session.scalars(select(Contact).where(func.lower(Contact.email).in_(missing))):
+        for contact in session.scalars(
+            select(Contact).where(func.lower(Contact.email).in_(missing))
+        ):
             found.setdefault(contact.email.lower(), contact)
     return found
 
@@ -84,4 +112,6 @@ def stored_keys(session: Session, keys: set[str]) -> set[str]:
     """The event dedupe keys among ``keys`` that are already stored."""
     if not keys:
         return set()
-    return {k for k in session.scalars(select(Event.dedupe_key).where(Event.dedupe_key.in_(keys))) if k}
+    return {
+        k for k in session.scalars(select(Event.dedupe_key).where(Event.dedupe_key.in_(keys))) if k
+    }

@@ -60,7 +60,13 @@ clicks happen within seconds)."""
 
 KINDS = ("open", "click", "trap", "answer", "unsubscribe", "comment")
 
-_EVENT_KIND = {"open": EventKind.OPEN, "click": EventKind.CLICK, "trap": EventKind.CLICK, "unsubscribe": EventKind.UNSUBSCRIBE, "comment": EventKind.COMMENT}
+_EVENT_KIND = {
+    "open": EventKind.OPEN,
+    "click": EventKind.CLICK,
+    "trap": EventKind.CLICK,
+    "unsubscribe": EventKind.UNSUBSCRIBE,
+    "comment": EventKind.COMMENT,
+}
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,14 @@ class Hit:
 
     def fields(self) -> dict[str, str]:
         """The stream entry: short keys, strings only."""
-        entry = {"k": self.kind, "m": str(self.message), "t": f"{self.at:.3f}", "h": self.method, "u": self.user_agent[:512], "i": self.ip[:64]}
+        entry = {
+            "k": self.kind,
+            "m": str(self.message),
+            "t": f"{self.at:.3f}",
+            "h": self.method,
+            "u": self.user_agent[:512],
+            "i": self.ip[:64],
+        }
         if self.link is not None:
             entry["l"] = str(self.link)
         if self.value is not None:
@@ -88,7 +101,12 @@ class Hit:
     @classmethod
     def from_fields(cls, entry: dict[bytes, bytes] | dict[str, str]) -> Hit | None:
         """The hit in a stream entry; None for an entry this version cannot read."""
-        data = {(k.decode() if isinstance(k, bytes) else k): (v.decode("utf-8", "replace") if isinstance(v, bytes) else v) for k, v in entry.items()}
+        data = {
+            (k.decode() if isinstance(k, bytes) else k): (
+                v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+            )
+            for k, v in entry.items()
+        }
         try:
             kind = data["k"]
             if kind not in KINDS:
@@ -134,13 +152,27 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
     if not hits:
         return result
     message_ids = sorted({hit.message for _, hit in hits})
-    messages = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(message_ids)))}
-    account_of = dict(session.execute(select(Contact.id, Contact.account_id).where(Contact.id.in_({m.contact_id for m in messages.values()}))).all()) if messages else {}
+    messages = {
+        m.id: m for m in session.scalars(select(Message).where(Message.id.in_(message_ids)))
+    }
+    account_of = (
+        dict(
+            session.execute(
+                select(Contact.id, Contact.account_id).where(
+                    Contact.id.in_({m.contact_id for m in messages.values()})
+                )
+            ).all()
+        )
+        if messages
+        else {}
+    )
     earliest = min(datetime.fromtimestamp(hit.at, UTC) for _, hit in hits) - LOOKBACK
     prior = _prior_hits(session, hits, list(messages), earliest) if messages else {}
     fresh: dict[int, list[tuple[str, Hit]]] = defaultdict(list)
     for hit_id, hit in hits:
-        if hit.message not in messages or (hit.kind == "click" and not _valid_link(messages[hit.message], hit.link)):
+        if hit.message not in messages or (
+            hit.kind == "click" and not _valid_link(messages[hit.message], hit.link)
+        ):
             result.dropped += 1
             continue
         fresh[hit.message].append((hit_id, hit))
@@ -155,14 +187,21 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
         views = [_view_of_event(e) for e in old] + [_view_of_hit(h) for _, h in new]
         verdicts = classify_hits(views, sent_at=message.sent_at)
         for event, verdict in zip(old, verdicts[: len(old)], strict=True):
-            if (event.classification, event.reason) != (verdict.classification, verdict.reason[:255]):
+            if (event.classification, event.reason) != (
+                verdict.classification,
+                verdict.reason[:255],
+            ):
                 if event.classification != verdict.classification:
                     reclassified.append((event, event.classification))
                 event.classification, event.reason = verdict.classification, verdict.reason[:255]
-                changed.append({"id": event.id, "classification": event.classification, "reason": event.reason})
+                changed.append(
+                    {"id": event.id, "classification": event.classification, "reason": event.reason}
+                )
                 result.reclassified += 1
         for (hit_id, hit), verdict in zip(new, verdicts[len(old) :], strict=True):
-            rows.append(_event_row(hit_id, hit, verdict, message, account_of.get(message.contact_id), now))
+            rows.append(
+                _event_row(hit_id, hit, verdict, message, account_of.get(message.contact_id), now)
+            )
             if hit.kind == "unsubscribe":
                 # Always honoured: the one-click POST (RFC 8058) often comes from the mailbox
                 # provider's servers on the person's behalf, and scanners do not POST.
@@ -182,7 +221,9 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
     if inserted or reclassified:
         stats.add(session, stats.count_hits(session, inserted, reclassified, messages, now))
     if unsubscribed:
-        session.execute(update(Contact).where(Contact.id.in_(unsubscribed)).values(subscribed=False))
+        session.execute(
+            update(Contact).where(Contact.id.in_(unsubscribed)).values(subscribed=False)
+        )
     if woken:
         wake(session, now, kind=EventKind.CLICK, contact_ids=sorted(woken))
     return result
@@ -193,7 +234,14 @@ def _valid_link(message: Message, link: int | None) -> bool:
 
 
 def _view_of_hit(hit: Hit) -> HitView:
-    return HitView(kind="answer" if hit.kind == "comment" else hit.kind, at=datetime.fromtimestamp(hit.at, UTC), method=hit.method, user_agent=hit.user_agent, ip=hit.ip, link=hit.link)
+    return HitView(
+        kind="answer" if hit.kind == "comment" else hit.kind,
+        at=datetime.fromtimestamp(hit.at, UTC),
+        method=hit.method,
+        user_agent=hit.user_agent,
+        ip=hit.ip,
+        link=hit.link,
+    )
 
 
 @dataclass
@@ -210,29 +258,71 @@ class PriorHit:
     reason: str | None
 
 
-def _prior_hits(session: Session, hits: Sequence[tuple[str, Hit]], message_ids: list[int], earliest: datetime) -> dict[int, list[PriorHit]]:
+def _prior_hits(
+    session: Session, hits: Sequence[tuple[str, Hit]], message_ids: list[int], earliest: datetime
+) -> dict[int, list[PriorHit]]:
     """The stored hits of these messages within the lookback, read as plain rows. Opens are
     needed only for messages with new clicks (a click burst or a trap may turn them into a
     machine's); new opens are judged against earlier clicks alone."""
-    clicked = sorted({hit.message for _, hit in hits if hit.kind in ("click", "trap")} & set(message_ids))
+    clicked = sorted(
+        {hit.message for _, hit in hits if hit.kind in ("click", "trap")} & set(message_ids)
+    )
     kinds = Event.kind == EventKind.CLICK
     if clicked:
         kinds = or_(kinds, and_(Event.kind == EventKind.OPEN, Event.message_id.in_(clicked)))
-    columns = (Event.id, Event.message_id, Event.kind, Event.occurred_at, Event.user_agent, Event.data, Event.classification, Event.reason)
+    columns = (
+        Event.id,
+        Event.message_id,
+        Event.kind,
+        Event.occurred_at,
+        Event.user_agent,
+        Event.data,
+        Event.classification,
+        Event.reason,
+    )
     prior: dict[int, list[PriorHit]] = defaultdict(list)
-    query = select(*columns).where(Event.message_id.in_(message_ids), kinds, Event.occurred_at >= earliest, Event.dedupe_key.is_not(None)).order_by(Event.id)
+    query = (
+        select(*columns)
+        .where(
+            Event.message_id.in_(message_ids),
+            kinds,
+            Event.occurred_at >= earliest,
+            Event.dedupe_key.is_not(None),
+        )
+        .order_by(Event.id)
+    )
     for row in session.execute(query):
-        prior[row.message_id].append(PriorHit(row.id, row.message_id, row.kind, row.occurred_at, row.user_agent or "", row.data or {}, row.classification, row.reason))
+        prior[row.message_id].append(
+            PriorHit(
+                row.id,
+                row.message_id,
+                row.kind,
+                row.occurred_at,
+                row.user_agent or "",
+                row.data or {},
+                row.classification,
+                row.reason,
+            )
+        )
     return prior
 
 
 def _view_of_event(event: PriorHit) -> HitView:
     data = event.data
     kind = "trap" if data.get("trap") else event.kind
-    return HitView(kind=str(kind), at=event.occurred_at, method=str(data.get("method", "GET")), user_agent=event.user_agent, ip=str(data.get("ip", "")), link=data.get("link"))
+    return HitView(
+        kind=str(kind),
+        at=event.occurred_at,
+        method=str(data.get("method", "GET")),
+        user_agent=event.user_agent,
+        ip=str(data.get("ip", "")),
+        link=data.get("link"),
+    )
 
 
-def _event_row(hit_id: str, hit: Hit, verdict: Verdict, message: Message, account_id: int | None, now: datetime) -> dict[str, Any]:
+def _event_row(
+    hit_id: str, hit: Hit, verdict: Verdict, message: Message, account_id: int | None, now: datetime
+) -> dict[str, Any]:
     kind: str = _EVENT_KIND.get(hit.kind, EventKind.ANSWER)
     value = hit.value
     if hit.kind == "answer":
@@ -268,10 +358,16 @@ def _insert_events(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     """Insert, skipping rows whose dedupe key is already stored; the keys that went in."""
     if session.get_bind().dialect.name == "postgresql":
         return _insert_events_unnest(session, rows)
-    statement = sqlite_insert(Event).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Event.dedupe_key)
+    statement = (
+        sqlite_insert(Event)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(Event.dedupe_key)
+    )
     keys: set[str] = set()
     for start in range(0, len(rows), 1_000):
-        keys.update(k for k in session.execute(statement, rows[start : start + 1_000]).scalars() if k)
+        keys.update(
+            k for k in session.execute(statement, rows[start : start + 1_000]).scalars() if k
+        )
     return keys
 
 
@@ -325,7 +421,9 @@ class DirectHitLog:
 class RedisHitLog:
     """Hits appended to a Redis stream; :meth:`flush` writes them to the database."""
 
-    def __init__(self, redis: Any, stream: str = STREAM, group: str = GROUP, consumer: str | None = None) -> None:
+    def __init__(
+        self, redis: Any, stream: str = STREAM, group: str = GROUP, consumer: str | None = None
+    ) -> None:
         self.redis = redis
         self.stream = stream
         self.group = group
@@ -373,20 +471,41 @@ class RedisHitLog:
                 raise
         self._group_ready = True
 
-    def flush(self, sessions: sessionmaker[Session], now: Any = None, *, batch: int = BATCH, block_ms: int | None = None, claim_idle: timedelta = CLAIM_IDLE) -> FlushResult:
+    def flush(
+        self,
+        sessions: sessionmaker[Session],
+        now: Any = None,
+        *,
+        batch: int = BATCH,
+        block_ms: int | None = None,
+        claim_idle: timedelta = CLAIM_IDLE,
+    ) -> FlushResult:
         """Write everything in the stream (or up to one batch when blocking); returns counts."""
         clock = now or (lambda: datetime.now(UTC))
         self._ensure_group()
         total = FlushResult()
         # Hits a dead flusher read but never acknowledged come first.
-        claimed = self.redis.xautoclaim(self.stream, self.group, self.consumer, min_idle_time=int(claim_idle.total_seconds() * 1000), start_id="0-0", count=batch)
+        claimed = self.redis.xautoclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            min_idle_time=int(claim_idle.total_seconds() * 1000),
+            start_id="0-0",
+            count=batch,
+        )
         entries = claimed[1] if claimed else []
         if entries:
             total.add(self._write(sessions, entries, clock()))
         # Then this consumer's own pending entries (a restart under the same name), then new ones.
         for start in ("0", ">"):
             while True:
-                response = self.redis.xreadgroup(self.group, self.consumer, {self.stream: start}, count=batch, block=block_ms if start == ">" else None)
+                response = self.redis.xreadgroup(
+                    self.group,
+                    self.consumer,
+                    {self.stream: start},
+                    count=batch,
+                    block=block_ms if start == ">" else None,
+                )
                 entries = response[0][1] if response else []
                 entries = [(entry_id, fields) for entry_id, fields in entries if fields]
                 if not entries:
@@ -396,7 +515,9 @@ class RedisHitLog:
                     return total
         return total
 
-    def _write(self, sessions: sessionmaker[Session], entries: list[tuple[Any, Any]], now: datetime) -> FlushResult:
+    def _write(
+        self, sessions: sessionmaker[Session], entries: list[tuple[Any, Any]], now: datetime
+    ) -> FlushResult:
         hits: list[tuple[str, Hit]] = []
         ids = []
         unreadable = 0
@@ -432,7 +553,9 @@ def _resp(head: bytes, fields: dict[str, str]) -> bytes:
     return b"".join(parts)
 
 
-def run_flusher(log_: RedisHitLog, sessions: sessionmaker[Session], *, block_ms: int = 1_000, stop: Any = None) -> None:
+def run_flusher(
+    log_: RedisHitLog, sessions: sessionmaker[Session], *, block_ms: int = 1_000, stop: Any = None
+) -> None:
     """Flush forever (until ``stop()`` is true): the flusher process beside the worker.
 
     A failed flush acknowledges nothing, so its hits are read again. An outage (the database
@@ -450,7 +573,11 @@ def run_flusher(log_: RedisHitLog, sessions: sessionmaker[Session], *, block_ms:
             if not is_outage(exc):
                 log.exception("flushing hits failed; trying again")
             elif not down:
-                log.warning("flushing hits: %s unreachable (%s); trying again with growing waits", "Redis" if "redis" in type(exc).__module__ else "the database", first_line(exc))
+                log.warning(
+                    "flushing hits: %s unreachable (%s); trying again with growing waits",
+                    "Redis" if "redis" in type(exc).__module__ else "the database",
+                    first_line(exc),
+                )
             down = True
             time.sleep(backoff.next_delay())
             continue

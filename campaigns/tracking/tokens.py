@@ -148,7 +148,12 @@ class Tokens:
         """:meth:`loads` through itsdangerous itself and :func:`canonical` (for tests that hold
         the two together)."""
         serializer = self._serializers.get(purpose)
-        if serializer is None or not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not canonical(token):
+        if (
+            serializer is None
+            or not isinstance(token, str)
+            or len(token) > MAX_TOKEN_LENGTH
+            or not canonical(token)
+        ):
             return None
         try:
             payload = serializer.loads(token)

@@ -39,7 +39,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     if "SESSION_COOKIE_SECURE" not in (test_config or {}):
-        app.config["SESSION_COOKIE_SECURE"] = app.config["CAMPAIGNS"].base_url.startswith("https://")
+        app.config["SESSION_COOKIE_SECURE"] = app.config["CAMPAIGNS"].base_url.startswith(
+            "https://"
+        )
     engine = make_engine(app.config["DATABASE_URL"])
     migrate(engine)
     app.extensions["campaigns.engine"] = engine  # tests dispose of its pool
@@ -55,9 +57,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # Servers refuse long request lines themselves, each in its own words (gunicorn past 4094
         # bytes, as plain text); below that, a URL too long for us is a 414 in our one error shape.
         # RAW_URI is the request target as sent (gunicorn, Werkzeug); full_path is decoded, a bit shorter.
-        target = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.full_path
+        target = (
+            request.environ.get("RAW_URI")
+            or request.environ.get("REQUEST_URI")
+            or request.full_path
+        )
         if len(target) > MAX_URL:
-            raise RequestURITooLarge(f"the URL is longer than {MAX_URL} bytes; send long values in a request body")
+            raise RequestURITooLarge(
+                f"the URL is longer than {MAX_URL} bytes; send long values in a request body"
+            )
 
     from campaigns.web.track import bp as track
 
@@ -95,7 +103,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # balancer, TRUSTED_PROXIES hops of X-Forwarded-For give the client's address.
     from campaigns.web.fastpath import TrackingFastPath
 
-    wsgi: Any = TrackingFastPath(app.wsgi_app, app.extensions["campaigns.tracking"], app.extensions["campaigns.clock"].now)
+    wsgi: Any = TrackingFastPath(
+        app.wsgi_app, app.extensions["campaigns.tracking"], app.extensions["campaigns.clock"].now
+    )
     hops = app.config["CAMPAIGNS"].trusted_proxies
     if hops:
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -126,7 +136,11 @@ def _signin_throttle(app: Flask, redis: Any) -> Any:
 
     store = app.config.get("SIGNIN_ATTEMPTS")
     if store is None:
-        store = RedisAttempts(redis) if redis is not None else DatabaseAttempts(app.extensions["campaigns.sessions"])
+        store = (
+            RedisAttempts(redis)
+            if redis is not None
+            else DatabaseAttempts(app.extensions["campaigns.sessions"])
+        )
     return SignInThrottle(store)
 
 
@@ -141,5 +155,9 @@ def _tracking(app: Flask, redis: Any) -> Any:
     sessions = app.extensions["campaigns.sessions"]
     hits = app.config.get("HITS")
     if hits is None:
-        hits = RedisHitLog(redis) if redis is not None else DirectHitLog(sessions, now=app.extensions["campaigns.clock"].now)
+        hits = (
+            RedisHitLog(redis)
+            if redis is not None
+            else DirectHitLog(sessions, now=app.extensions["campaigns.clock"].now)
+        )
     return Tracking(Tokens(cfg.secret_key, cfg.base_url), cfg.secret_key, hits, sessions)

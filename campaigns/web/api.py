@@ -35,7 +35,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from campaigns.insight import stats
-from campaigns.store.models import Account, Classification, Contact, Event, EventKind, InAppMessage, Journey
+from campaigns.store.models import (
+    Account,
+    Classification,
+    Contact,
+    Event,
+    EventKind,
+    InAppMessage,
+    Journey,
+)
 from campaigns.tracking.bounces import store_notices
 from campaigns.tracking.events import contacts_by_email, record_event, stored_keys
 from campaigns.web import api_input, bounces
@@ -58,7 +66,9 @@ ATTEMPTS = 3
 
 EVENT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _NO_AUTH = {"api.openapi"}
-_SNS_AUTH = {"api.bounce_webhook"}  # Amazon SNS can send credentials only as Basic auth (https://user:KEY@host/...)
+_SNS_AUTH = {
+    "api.bounce_webhook"
+}  # Amazon SNS can send credentials only as Basic auth (https://user:KEY@host/...)
 
 T = TypeVar("T")
 
@@ -88,21 +98,38 @@ def authenticate() -> None:
     if not keys:
         raise ApiError(403, "the API is off: set API_KEYS")
     basic = request.endpoint in _SNS_AUTH
-    challenge = [("WWW-Authenticate", 'Bearer realm="campaigns"')] + ([("WWW-Authenticate", 'Basic realm="campaigns"')] if basic else [])
+    challenge = [("WWW-Authenticate", 'Bearer realm="campaigns"')] + (
+        [("WWW-Authenticate", 'Basic realm="campaigns"')] if basic else []
+    )
     header = request.headers.get("Authorization", "").strip()
     if not header:
-        raise ApiError(401, "missing Authorization header; send 'Authorization: Bearer <API key>'", headers=challenge)
+        raise ApiError(
+            401,
+            "missing Authorization header; send 'Authorization: Bearer <API key>'",
+            headers=challenge,
+        )
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "basic" and basic and request.authorization is not None:
         token = request.authorization.password or ""
     elif scheme.lower() != "bearer":
-        raise ApiError(401, f"unsupported Authorization scheme {scheme[:20]!r}; send 'Authorization: Bearer <API key>'", headers=challenge)
+        raise ApiError(
+            401,
+            f"unsupported Authorization scheme {scheme[:20]!r}; send 'Authorization: Bearer <API key>'",
+            headers=challenge,
+        )
     given = token.strip().encode("utf-8", "replace")
     matched = False
     for key in keys:  # compare with every key, so the time taken says nothing about which is close
         matched |= hmac.compare_digest(key.encode(), given)
     if not matched:
-        raise ApiError(401, "invalid API key", headers=[("WWW-Authenticate", 'Bearer realm="campaigns", error="invalid_token"'), *challenge[1:]])
+        raise ApiError(
+            401,
+            "invalid API key",
+            headers=[
+                ("WWW-Authenticate", 'Bearer realm="campaigns", error="invalid_token"'),
+                *challenge[1:],
+            ],
+        )
 
 
 @bp.after_request
@@ -136,7 +163,9 @@ def _transaction(work: Callable[[Session], T]) -> T:
                 session.rollback()
                 continue
             return result
-    raise ApiError(409, "the request kept colliding with concurrent requests for the same keys; send it again")
+    raise ApiError(
+        409, "the request kept colliding with concurrent requests for the same keys; send it again"
+    )
 
 
 _contacts = contacts_by_email
@@ -179,25 +208,77 @@ def _event(obj: Any, index: int, where: str, now: datetime, problems: Problems) 
         return None
     name = api_input.text(obj, "name", where, problems, index, max_len=128)
     if name is not None and not EVENT_NAME.fullmatch(name):
-        problems.add(index, api_input.join(where, "name"), f"{name[:40]!r}: use 1-128 letters, digits and _ . : - (e.g. usage_dropped)")
+        problems.add(
+            index,
+            api_input.join(where, "name"),
+            f"{name[:40]!r}: use 1-128 letters, digits and _ . : - (e.g. usage_dropped)",
+        )
     email = external_id = None
-    if "contact" in obj and api_input.object_(obj["contact"], api_input.join(where, "contact"), {"email"}, {"email"}, problems, index):
-        email = api_input.address(obj["contact"].get("email"), api_input.join(where, "contact.email"), problems, index)
-    if "account" in obj and api_input.object_(obj["account"], api_input.join(where, "account"), {"external_id"}, {"external_id"}, problems, index):
-        external_id = api_input.text(obj["account"], "external_id", api_input.join(where, "account"), problems, index, max_len=128)
+    if "contact" in obj and api_input.object_(
+        obj["contact"], api_input.join(where, "contact"), {"email"}, {"email"}, problems, index
+    ):
+        email = api_input.address(
+            obj["contact"].get("email"), api_input.join(where, "contact.email"), problems, index
+        )
+    if "account" in obj and api_input.object_(
+        obj["account"],
+        api_input.join(where, "account"),
+        {"external_id"},
+        {"external_id"},
+        problems,
+        index,
+    ):
+        external_id = api_input.text(
+            obj["account"],
+            "external_id",
+            api_input.join(where, "account"),
+            problems,
+            index,
+            max_len=128,
+        )
     if "contact" not in obj and "account" not in obj:
-        problems.add(index, where or "(event)", 'needs a contact {"email": ...} or an account {"external_id": ...}')
-    occurred_at = api_input.timestamp(obj["occurred_at"], api_input.join(where, "occurred_at"), problems, index, now) if obj.get("occurred_at") is not None else None
+        problems.add(
+            index,
+            where or "(event)",
+            'needs a contact {"email": ...} or an account {"external_id": ...}',
+        )
+    occurred_at = (
+        api_input.timestamp(
+            obj["occurred_at"], api_input.join(where, "occurred_at"), problems, index, now
+        )
+        if obj.get("occurred_at") is not None
+        else None
+    )
     properties = obj.get("properties")
     properties = {} if properties is None else properties
     if not isinstance(properties, dict):
-        problems.add(index, api_input.join(where, "properties"), f"expected an object, got {api_input.kind(properties)}")
-    elif len(json.dumps(properties, ensure_ascii=False, separators=(",", ":")).encode()) > MAX_PROPERTIES:
-        problems.add(index, api_input.join(where, "properties"), f"larger than {MAX_PROPERTIES} bytes as JSON")
+        problems.add(
+            index,
+            api_input.join(where, "properties"),
+            f"expected an object, got {api_input.kind(properties)}",
+        )
+    elif (
+        len(json.dumps(properties, ensure_ascii=False, separators=(",", ":")).encode())
+        > MAX_PROPERTIES
+    ):
+        problems.add(
+            index,
+            api_input.join(where, "properties"),
+            f"larger than {MAX_PROPERTIES} bytes as JSON",
+        )
     key = api_input.text(obj, "id", where, problems, index, max_len=100) if "id" in obj else None
     # Returned even with problems, so that unknown contacts and accounts are reported too;
     # nothing is stored while any problem stands.
-    return _EventIn(index, where, name or "", email, external_id, occurred_at, properties if isinstance(properties, dict) else {}, f"api:{key}" if key else None)
+    return _EventIn(
+        index,
+        where,
+        name or "",
+        email,
+        external_id,
+        occurred_at,
+        properties if isinstance(properties, dict) else {},
+        f"api:{key}" if key else None,
+    )
 
 
 @bp.post("/events")
@@ -208,7 +289,10 @@ def post_events() -> ResponseReturnValue:
     if isinstance(body, dict) and "events" in body:
         extra = sorted(body.keys() - {"events"})
         if extra:
-            raise ApiError(400, f'{extra[0]}: unknown field beside "events"; send one event, or {{"events": [...]}} alone')
+            raise ApiError(
+                400,
+                f'{extra[0]}: unknown field beside "events"; send one event, or {{"events": [...]}} alone',
+            )
         items = body["events"]
         if not isinstance(items, list):
             raise ApiError(400, f"events: expected an array, got {api_input.kind(items)}")
@@ -218,27 +302,56 @@ def post_events() -> ResponseReturnValue:
     elif isinstance(body, dict):
         items, prefix = [body], ""
     else:
-        raise ApiError(400, f'body: expected an event object or {{"events": [...]}}, got {api_input.kind(body)}')
+        raise ApiError(
+            400,
+            f'body: expected an event object or {{"events": [...]}}, got {api_input.kind(body)}',
+        )
     problems = Problems()
-    parsed = [_event(item, i, f"{prefix}[{i}]" if prefix else "", now, problems) for i, item in enumerate(items)]
+    parsed = [
+        _event(item, i, f"{prefix}[{i}]" if prefix else "", now, problems)
+        for i, item in enumerate(items)
+    ]
     events = [e for e in parsed if e is not None]
-    accepted, duplicates = _transaction(lambda session: _store_events(session, events, problems.copy(), len(items), now))
+    accepted, duplicates = _transaction(
+        lambda session: _store_events(session, events, problems.copy(), len(items), now)
+    )
     return jsonify(accepted=accepted, duplicates=duplicates), 202
 
 
-def _store_events(session: Session, events: list[_EventIn], problems: Problems, total: int, now: datetime) -> tuple[int, int]:
+def _store_events(
+    session: Session, events: list[_EventIn], problems: Problems, total: int, now: datetime
+) -> tuple[int, int]:
     contacts = _contacts(session, {e.email for e in events if e.email})
     external_ids = {e.external_id for e in events if e.external_id}
-    accounts = {a.external_id: a for a in session.scalars(select(Account).where(Account.external_id.in_(external_ids)))} if external_ids else {}
+    accounts = (
+        {
+            a.external_id: a
+            for a in session.scalars(select(Account).where(Account.external_id.in_(external_ids)))
+        }
+        if external_ids
+        else {}
+    )
     for e in events:
         contact = contacts.get(e.email) if e.email else None
         account = accounts.get(e.external_id) if e.external_id else None
         if e.email and contact is None:
-            problems.add(e.index, api_input.join(e.where, "contact.email"), f"no contact with email {e.email}")
+            problems.add(
+                e.index,
+                api_input.join(e.where, "contact.email"),
+                f"no contact with email {e.email}",
+            )
         if e.external_id and account is None:
-            problems.add(e.index, api_input.join(e.where, "account.external_id"), f"no account with external_id {e.external_id!r}")
+            problems.add(
+                e.index,
+                api_input.join(e.where, "account.external_id"),
+                f"no account with external_id {e.external_id!r}",
+            )
         if contact is not None and account is not None and contact.account_id != account.id:
-            problems.add(e.index, api_input.join(e.where, "account.external_id"), f"{e.email} is not a contact of account {e.external_id!r}")
+            problems.add(
+                e.index,
+                api_input.join(e.where, "account.external_id"),
+                f"{e.email} is not a contact of account {e.external_id!r}",
+            )
     problems.raise_if_any(total, "events")
     stored = _existing_keys(session, {e.key for e in events if e.key})
     accepted = duplicates = 0
@@ -250,7 +363,13 @@ def _store_events(session: Session, events: list[_EventIn], problems: Problems, 
             if e.key is not None:
                 stored.add(e.key)
             contact = contacts.get(e.email) if e.email else None
-            account_id = accounts[e.external_id].id if e.external_id else contact.account_id if contact else None
+            account_id = (
+                accounts[e.external_id].id
+                if e.external_id
+                else contact.account_id
+                if contact
+                else None
+            )
             record_event(
                 session, now, kind=EventKind.CUSTOM, name=e.name, contact_id=contact.id if contact else None, account_id=account_id,
                 dedupe_key=e.key, data=e.properties, occurred_at=e.occurred_at,
@@ -275,10 +394,17 @@ def in_app_messages(email: str) -> ResponseReturnValue:
     address, include_seen, now = api_input.path_email(email), api_input.flag("all"), _now()
     with _sessions()() as session:
         contact = _contact_or_404(session, address)
-        query = select(InAppMessage).where(InAppMessage.contact_id == contact.id, InAppMessage.expires_at.is_(None) | (InAppMessage.expires_at > now))
+        query = select(InAppMessage).where(
+            InAppMessage.contact_id == contact.id,
+            InAppMessage.expires_at.is_(None) | (InAppMessage.expires_at > now),
+        )
         if not include_seen:
             query = query.where(InAppMessage.seen_at.is_(None))
-        items = session.scalars(query.order_by(InAppMessage.created_at.desc(), InAppMessage.id.desc()).limit(IN_APP_LIMIT)).all()
+        items = session.scalars(
+            query.order_by(InAppMessage.created_at.desc(), InAppMessage.id.desc()).limit(
+                IN_APP_LIMIT
+            )
+        ).all()
         return jsonify([_in_app(item) for item in items])
 
 
@@ -305,13 +431,21 @@ def _acknowledge(in_app_id: int, *, clicked: bool) -> ResponseReturnValue:
             raise ApiError(404, f"no in-app message {in_app_id}")
         for column, name in marks:
             # A conditional UPDATE, so two requests at once still record the first time only.
-            first = update(InAppMessage).where(InAppMessage.id == in_app_id, getattr(InAppMessage, column).is_(None)).values({column: now})
-            if getattr(session.execute(first.execution_options(synchronize_session=False)), "rowcount", 0):
+            first = (
+                update(InAppMessage)
+                .where(InAppMessage.id == in_app_id, getattr(InAppMessage, column).is_(None))
+                .values({column: now})
+            )
+            if getattr(
+                session.execute(first.execution_options(synchronize_session=False)), "rowcount", 0
+            ):
                 record_event(
                     session, now, kind=EventKind.CUSTOM, name=name, contact_id=item.contact_id, enrollment_id=item.enrollment_id,
                     journey_id=item.journey_id, step_id=item.step_id, data={"in_app_id": item.id},
                 )  # fmt: skip
-                stats.count_in_app(session, item, stats.IN_APP_METRICS[column], now)  # the first time only: the tuner's in-app responses
+                stats.count_in_app(
+                    session, item, stats.IN_APP_METRICS[column], now
+                )  # the first time only: the tuner's in-app responses
         session.flush()
         session.refresh(item)
         return _in_app(item)
@@ -332,7 +466,11 @@ def contact(email: str) -> ResponseReturnValue:
         answers = session.execute(
             select(Event.kind, Event.step_id, Journey.key, Event.value, Event.occurred_at)
             .outerjoin(Journey, Journey.id == Event.journey_id)
-            .where(Event.contact_id == found.id, Event.kind.in_([EventKind.ANSWER, EventKind.RSVP]), Event.classification != Classification.MACHINE)
+            .where(
+                Event.contact_id == found.id,
+                Event.kind.in_([EventKind.ANSWER, EventKind.RSVP]),
+                Event.classification != Classification.MACHINE,
+            )
             .order_by(Event.occurred_at.desc(), Event.id.desc())
             .limit(RECENT_ANSWERS)
         ).all()
@@ -378,7 +516,11 @@ def journey_report(journey: str) -> ResponseReturnValue:
 def _only_params(allowed: set[str]) -> None:
     unknown = sorted(set(request.args) - allowed)
     if unknown:
-        raise ApiError(400, f"unknown query parameter {unknown[0]!r}" + (f"; expected {', '.join(sorted(allowed))}" if allowed else ""))
+        raise ApiError(
+            400,
+            f"unknown query parameter {unknown[0]!r}"
+            + (f"; expected {', '.join(sorted(allowed))}" if allowed else ""),
+        )
 
 
 def _day(name: str) -> date | None:
@@ -404,12 +546,23 @@ def bounce_webhook() -> ResponseReturnValue:
         where = f"[{index}]" if isinstance(body, list) else ""
         if isinstance(item, dict) and "Type" in item:  # an Amazon SNS envelope
             sns_type = item.get("Type")
-            if sns_type in ("SubscriptionConfirmation", "UnsubscribeConfirmation") and isinstance(item.get("SubscribeURL"), str):
-                log.warning("Amazon SNS %s for topic %s: to confirm, open %s", sns_type, item.get("TopicArn"), item["SubscribeURL"])
+            if sns_type in ("SubscriptionConfirmation", "UnsubscribeConfirmation") and isinstance(
+                item.get("SubscribeURL"), str
+            ):
+                log.warning(
+                    "Amazon SNS %s for topic %s: to confirm, open %s",
+                    sns_type,
+                    item.get("TopicArn"),
+                    item["SubscribeURL"],
+                )
                 ignored += 1
                 continue
             if sns_type != "Notification" or not isinstance(item.get("Message"), str):
-                problems.add(index, api_input.join(where, "Type"), "expected an SNS Notification with a Message string (or a SubscriptionConfirmation)")
+                problems.add(
+                    index,
+                    api_input.join(where, "Type"),
+                    "expected an SNS Notification with a Message string (or a SubscriptionConfirmation)",
+                )
                 continue
             try:
                 item = api_input.loads(item["Message"], api_input.join(where, "Message"))
@@ -418,7 +571,9 @@ def bounce_webhook() -> ResponseReturnValue:
                 continue
             where = api_input.join(where, "Message")
         if not isinstance(item, dict):
-            problems.add(index, where or "(notification)", f"expected an object, got {api_input.kind(item)}")
+            problems.add(
+                index, where or "(notification)", f"expected an object, got {api_input.kind(item)}"
+            )
         elif "notificationType" in item or "eventType" in item:
             found = bounces.ses(item, index, where, problems)
             ignored += found is None
@@ -426,7 +581,9 @@ def bounce_webhook() -> ResponseReturnValue:
         else:
             notices += bounces.generic(item, index, where, problems)
     if len(notices) > MAX_ITEMS:
-        raise ApiError(400, f"body: {len(notices)} recipients; send at most {MAX_ITEMS} per request")
+        raise ApiError(
+            400, f"body: {len(notices)} recipients; send at most {MAX_ITEMS} per request"
+        )
     problems.raise_if_any(len(items), "notifications")
     processed, duplicates = _transaction(lambda session: store_notices(session, notices, _now()))
     return jsonify(processed=processed, duplicates=duplicates, ignored=ignored)
@@ -438,15 +595,22 @@ def bounce_webhook() -> ResponseReturnValue:
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of this blueprint, shipped beside it as ``openapi.yaml``."""
-    document: dict[str, Any] = yaml.safe_load(resources.files("campaigns.web").joinpath("openapi.yaml").read_text(encoding="utf-8"))
+    document: dict[str, Any] = yaml.safe_load(
+        resources.files("campaigns.web").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    )
     return document
 
 
 @bp.get("/openapi.json")
 def openapi() -> ResponseReturnValue:
     """The API's OpenAPI document (no key needed), with this installation's address as its server."""
-    document = {**openapi_document(), "servers": [{"url": current_app.config["CAMPAIGNS"].base_url}]}
-    return current_app.response_class(json.dumps(document, ensure_ascii=False, indent=1), mimetype="application/json")
+    document = {
+        **openapi_document(),
+        "servers": [{"url": current_app.config["CAMPAIGNS"].base_url}],
+    }
+    return current_app.response_class(
+        json.dumps(document, ensure_ascii=False, indent=1), mimetype="application/json"
+    )
 
 
 # Tasks, timelines and NPS: routes on this blueprint, kept in their own module.

@@ -21,7 +21,9 @@ def _int(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:  # "²".isdigit(), but int("²") fails
+    if (
+        not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high
+    ):  # "²".isdigit(), but int("²") fails
         raise ApiError(400, f"{name}: a whole number from {low} to {high}")
     return int(raw)
 
@@ -33,7 +35,9 @@ def tasks() -> ResponseReturnValue:
     status = request.args.get("status", "open")
     if status not in ("open", "done", "cancelled", "all"):
         raise ApiError(400, "status: one of open, done, cancelled, all")
-    due = request.args.get("due")  # an empty "due=" is none of the values either: a 400, as the document's enum says
+    due = request.args.get(
+        "due"
+    )  # an empty "due=" is none of the values either: a 400, as the document's enum says
     if due is not None and due not in {d.value for d in Due}:
         raise ApiError(400, "due: one of overdue, today, week")
     owner = request.args.get("owner")
@@ -41,7 +45,9 @@ def tasks() -> ResponseReturnValue:
         owner = api_input.path_email(owner)
     limit, offset = _int("limit", 100, 1, MAX_LIMIT), _int("offset", 0, 0, 10**9)
     with _sessions()() as session:
-        items, total = list_tasks(session, _now(), owner=owner, status=status, due=due, limit=limit, offset=offset)
+        items, total = list_tasks(
+            session, _now(), owner=owner, status=status, due=due, limit=limit, offset=offset
+        )
         return jsonify(total=total, tasks=[item.to_json() for item in items])
 
 
@@ -68,7 +74,12 @@ def complete(task_id: int) -> ResponseReturnValue:
         except TaskError as exc:
             exists = session.get(Task, task_id) is not None
             raise ApiError(409 if exists else 404, str(exc)) from None
-        result = {"id": task.id, "status": task.status, "completed_at": task.completed_at.isoformat() if task.completed_at else None, "outcome": task.outcome}
+        result = {
+            "id": task.id,
+            "status": task.status,
+            "completed_at": task.completed_at.isoformat() if task.completed_at else None,
+            "outcome": task.outcome,
+        }
     return jsonify(result)
 
 
@@ -102,7 +113,13 @@ def nps() -> ResponseReturnValue:
     since, until = _day("since"), _day("until")
     with _sessions()() as session:
         try:
-            result = summary(session, request.args.get("journey") or None, since=since, until=until, bucket=bucket)
+            result = summary(
+                session,
+                request.args.get("journey") or None,
+                since=since,
+                until=until,
+                bucket=bucket,
+            )
         except LookupError:
             raise ApiError(404, f"no journey {request.args.get('journey')!r}") from None
         return jsonify(result.as_dict())

@@ -64,7 +64,14 @@ _EMPTY = object()  # no body at all, as opposed to the JSON document null
 class ApiError(Exception):
     """A refused request, answered as ``{"error": {"code", "message"[, "items"]}}``."""
 
-    def __init__(self, code: int, message: str, *, items: list[dict[str, Any]] | None = None, headers: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        items: list[dict[str, Any]] | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.items, self.headers = code, message, items, headers or []
 
@@ -85,8 +92,16 @@ class Problems:
         if not self.items:
             return
         bad = len({p["index"] for p in self.items})
-        more = f" (the first {MAX_REPORTED} of {len(self.items)} problems are listed)" if len(self.items) > MAX_REPORTED else ""
-        raise ApiError(422, f"{bad} of {total} {noun} invalid; nothing was stored{more}", items=self.items[:MAX_REPORTED])
+        more = (
+            f" (the first {MAX_REPORTED} of {len(self.items)} problems are listed)"
+            if len(self.items) > MAX_REPORTED
+            else ""
+        )
+        raise ApiError(
+            422,
+            f"{bad} of {total} {noun} invalid; nothing was stored{more}",
+            items=self.items[:MAX_REPORTED],
+        )
 
 
 def body(*, empty_ok: bool = False) -> Any:
@@ -94,7 +109,9 @@ def body(*, empty_ok: bool = False) -> Any:
     try:
         raw = request.get_data(cache=False)
     except RequestEntityTooLarge:
-        raise ApiError(413, f"body larger than {MAX_BODY} bytes; send at most {MAX_ITEMS} items per request") from None
+        raise ApiError(
+            413, f"body larger than {MAX_BODY} bytes; send at most {MAX_ITEMS} items per request"
+        ) from None
     if not raw.strip():
         if empty_ok:
             return _EMPTY
@@ -135,18 +152,28 @@ def _check_storable(data: Any, where: str) -> None:
         value, path = stack.pop()
         if isinstance(value, str):
             if _UNSTORABLE.search(value):
-                raise ApiError(400, f"{_path(path) or where}: contains a NUL character or an unpaired surrogate")
+                raise ApiError(
+                    400,
+                    f"{_path(path) or where}: contains a NUL character or an unpaired surrogate",
+                )
             continue
         if len(path) >= MAX_DEPTH:
             raise ApiError(400, f"{_path(path)}: JSON nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, dict):
             for key, item in value.items():
                 if _UNSTORABLE.search(key):
-                    raise ApiError(400, f"{_path(path) or where}: a field name contains a NUL character or an unpaired surrogate")
+                    raise ApiError(
+                        400,
+                        f"{_path(path) or where}: a field name contains a NUL character or an unpaired surrogate",
+                    )
                 if isinstance(item, str | dict | list):
                     stack.append((item, (*path, key)))
         elif isinstance(value, list):
-            stack.extend((item, (*path, i)) for i, item in enumerate(value) if isinstance(item, str | dict | list))
+            stack.extend(
+                (item, (*path, i))
+                for i, item in enumerate(value)
+                if isinstance(item, str | dict | list)
+            )
 
 
 def _path(parts: Iterable[str | int]) -> str:
@@ -164,23 +191,35 @@ def join(where: str, key: str) -> str:
 
 def kind(value: Any) -> str:
     """What a JSON value is, for a message: "an object", "a string", "null", ..."""
-    names = {dict: "an object", list: "an array", str: "a string", bool: "true/false", type(None): "null"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "true/false",
+        type(None): "null",
+    }
     return names.get(type(value), "a number")
 
 
-def object_(value: Any, where: str, allowed: set[str], required: set[str], problems: Problems, index: int) -> bool:
+def object_(
+    value: Any, where: str, allowed: set[str], required: set[str], problems: Problems, index: int
+) -> bool:
     """Whether ``value`` is an object; its unknown and missing fields are problems, but do not make it False."""
     if not isinstance(value, dict):
         problems.add(index, where or "(item)", f"expected an object, got {kind(value)}")
         return False
     for key in sorted(value.keys() - allowed):
-        problems.add(index, join(where, key), f"unknown field; expected {', '.join(sorted(allowed))}")
+        problems.add(
+            index, join(where, key), f"unknown field; expected {', '.join(sorted(allowed))}"
+        )
     for key in sorted(required - value.keys()):
         problems.add(index, join(where, key), "required")
     return True
 
 
-def text(obj: dict[str, Any], key: str, where: str, problems: Problems, index: int, *, max_len: int) -> str | None:
+def text(
+    obj: dict[str, Any], key: str, where: str, problems: Problems, index: int, *, max_len: int
+) -> str | None:
     """``obj[key]`` if it is a non-blank string of at most ``max_len`` characters; None if absent or a problem."""
     value = obj.get(key)
     place = join(where, key)
@@ -216,7 +255,9 @@ def is_address(value: str) -> bool:
     return len(value) <= 320 and _EMAIL.fullmatch(value) is not None
 
 
-def timestamp(value: Any, place: str, problems: Problems, index: int, now: datetime | None = None) -> datetime | None:
+def timestamp(
+    value: Any, place: str, problems: Problems, index: int, now: datetime | None = None
+) -> datetime | None:
     """``value`` as an ISO 8601 time in UTC, or None and a problem; with ``now``, not more than a day ahead of it."""
     hint = "expected an ISO 8601 time with a UTC offset, e.g. 2025-04-01T09:30:00+09:00"
     if not isinstance(value, str) or len(value) > 64:
@@ -243,7 +284,9 @@ def parse_time(value: str) -> datetime:
     if not _DATE_TIME.fullmatch(value):
         if _DATE_TIME.fullmatch(value + "Z"):
             raise ValueError(f"no UTC offset in {value[:64]!r}; add Z or +09:00")
-        raise ValueError(f"expected an ISO 8601 time with a UTC offset, e.g. 2026-04-01T09:30:00+09:00, got {value[:64]!r}")
+        raise ValueError(
+            f"expected an ISO 8601 time with a UTC offset, e.g. 2026-04-01T09:30:00+09:00, got {value[:64]!r}"
+        )
     text = value.upper().replace("Z", "+00:00")
     leap = text[17:19] == "60"
     parsed = datetime.fromisoformat(text[:17] + "59" + text[19:] if leap else text)

@@ -28,21 +28,54 @@ def generic(obj: dict[str, Any], index: int, where: str, problems: Problems) -> 
     api_input.object_(obj, where, GENERIC_FIELDS, {"type", "email"}, problems, index)
     kind = obj.get("type")
     if "type" in obj and kind not in ("bounce", "complaint"):
-        problems.add(index, api_input.join(where, "type"), f"expected 'bounce' or 'complaint', got {str(kind)[:20]!r}")
-    email = api_input.address(obj.get("email"), api_input.join(where, "email"), problems, index) if "email" in obj else None
+        problems.add(
+            index,
+            api_input.join(where, "type"),
+            f"expected 'bounce' or 'complaint', got {str(kind)[:20]!r}",
+        )
+    email = (
+        api_input.address(obj.get("email"), api_input.join(where, "email"), problems, index)
+        if "email" in obj
+        else None
+    )
     message_id = api_input.text(obj, "message_id", where, problems, index, max_len=255)
     bounce_type = obj.get("bounce_type")
     if kind == "bounce" and bounce_type not in ("hard", "soft"):
-        problems.add(index, api_input.join(where, "bounce_type"), f"expected 'hard' or 'soft' for a bounce, got {str(bounce_type)[:20]!r}")
+        problems.add(
+            index,
+            api_input.join(where, "bounce_type"),
+            f"expected 'hard' or 'soft' for a bounce, got {str(bounce_type)[:20]!r}",
+        )
     if kind == "complaint" and "bounce_type" in obj:
         problems.add(index, api_input.join(where, "bounce_type"), "only for bounces")
     diagnostic = api_input.text(obj, "diagnostic", where, problems, index, max_len=2000)
     if len(problems.items) > before or email is None:
         return []
     event_kind = EventKind.BOUNCE if kind == "bounce" else EventKind.COMPLAINT
-    key = f"webhook:{_digest(event_kind, str(bounce_type), email, message_id.strip().strip('<>'))}" if message_id else None
-    detail = {"source": "webhook", "bounce_type": bounce_type, "diagnostic": diagnostic} if kind == "bounce" else {"source": "webhook"}
-    return [Notice(index, event_kind, email, bounce_type == "hard", (message_id,) if message_id else (), diagnostic, "webhook", key, None, detail)]
+    key = (
+        f"webhook:{_digest(event_kind, str(bounce_type), email, message_id.strip().strip('<>'))}"
+        if message_id
+        else None
+    )
+    detail = (
+        {"source": "webhook", "bounce_type": bounce_type, "diagnostic": diagnostic}
+        if kind == "bounce"
+        else {"source": "webhook"}
+    )
+    return [
+        Notice(
+            index,
+            event_kind,
+            email,
+            bounce_type == "hard",
+            (message_id,) if message_id else (),
+            diagnostic,
+            "webhook",
+            key,
+            None,
+            detail,
+        )
+    ]
 
 
 def ses(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list[Notice] | None:
@@ -51,14 +84,20 @@ def ses(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list
     for key in ("notificationType", "eventType"):
         if key in obj and not isinstance(obj[key], str):
             # A kind we do not know is ignored (SES adds kinds), but one that is not even a name is a broken sender.
-            problems.add(index, api_input.join(where, key), f"expected a string such as 'Bounce', got {api_input.kind(obj[key])}")
+            problems.add(
+                index,
+                api_input.join(where, key),
+                f"expected a string such as 'Bounce', got {api_input.kind(obj[key])}",
+            )
             return []
     kind = obj.get("notificationType", obj.get("eventType"))
     if kind not in ("Bounce", "Complaint"):
         return None
     mail = obj.get("mail", {})
     if not isinstance(mail, dict):
-        problems.add(index, api_input.join(where, "mail"), f"expected an object, got {api_input.kind(mail)}")
+        problems.add(
+            index, api_input.join(where, "mail"), f"expected an object, got {api_input.kind(mail)}"
+        )
         return []
     ids = _ses_message_ids(mail)
     part = obj.get(kind.lower())
@@ -69,14 +108,28 @@ def ses(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list
     list_name = "bouncedRecipients" if kind == "Bounce" else "complainedRecipients"
     recipients = part.get(list_name)
     if not isinstance(recipients, list) or not recipients:
-        problems.add(index, api_input.join(place, list_name), f"expected a non-empty array, got {api_input.kind(recipients)}")
+        problems.add(
+            index,
+            api_input.join(place, list_name),
+            f"expected a non-empty array, got {api_input.kind(recipients)}",
+        )
         return []
     feedback_id = part.get("feedbackId") if isinstance(part.get("feedbackId"), str) else None
-    when = api_input.timestamp(part.get("timestamp"), "timestamp", Problems(), index)  # a bad one is no reason to lose the bounce
+    when = api_input.timestamp(
+        part.get("timestamp"), "timestamp", Problems(), index
+    )  # a bad one is no reason to lose the bounce
     bounce_type = part.get("bounceType")
     if kind == "Bounce" and not isinstance(bounce_type, str):
-        problems.add(index, api_input.join(place, "bounceType"), f"expected Permanent, Transient or Undetermined, got {api_input.kind(bounce_type)}")
-    feedback_type = part.get("complaintFeedbackType") if isinstance(part.get("complaintFeedbackType"), str) else None
+        problems.add(
+            index,
+            api_input.join(place, "bounceType"),
+            f"expected Permanent, Transient or Undetermined, got {api_input.kind(bounce_type)}",
+        )
+    feedback_type = (
+        part.get("complaintFeedbackType")
+        if isinstance(part.get("complaintFeedbackType"), str)
+        else None
+    )
     if feedback_type == "not-spam":
         return None  # the recipient said it is not spam: nothing to act on
     notices = []
@@ -87,18 +140,56 @@ def ses(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list
             continue
         raw = recipient.get("emailAddress")
         if isinstance(raw, str) and "<" in raw and not api_input.is_address(raw):
-            raw = parseaddr(raw)[1]  # "Taro <taro@example.co.jp>"; a plain address may hold a "<" itself
+            raw = parseaddr(raw)[
+                1
+            ]  # "Taro <taro@example.co.jp>"; a plain address may hold a "<" itself
         email = api_input.address(raw, api_input.join(spot, "emailAddress"), problems, index)
-        diagnostic = recipient.get("diagnosticCode") if isinstance(recipient.get("diagnosticCode"), str) else None
+        diagnostic = (
+            recipient.get("diagnosticCode")
+            if isinstance(recipient.get("diagnosticCode"), str)
+            else None
+        )
         if email is None:
             continue
         if kind == "Bounce":
-            detail = {"source": "ses", "bounce_type": bounce_type, "bounce_subtype": part.get("bounceSubType"), "diagnostic": diagnostic, "feedback_id": feedback_id}
-            notice = Notice(index, EventKind.BOUNCE, email, bounce_type == "Permanent", ids, diagnostic, "ses", None, when, detail)
+            detail = {
+                "source": "ses",
+                "bounce_type": bounce_type,
+                "bounce_subtype": part.get("bounceSubType"),
+                "diagnostic": diagnostic,
+                "feedback_id": feedback_id,
+            }
+            notice = Notice(
+                index,
+                EventKind.BOUNCE,
+                email,
+                bounce_type == "Permanent",
+                ids,
+                diagnostic,
+                "ses",
+                None,
+                when,
+                detail,
+            )
         else:
             detail = {"source": "ses", "feedback_type": feedback_type, "feedback_id": feedback_id}
-            notice = Notice(index, EventKind.COMPLAINT, email, False, ids, feedback_type, "ses", None, when, detail)
-        notice.key = f"ses:{_digest(feedback_id, email)}" if feedback_id else (f"ses:{_digest(kind, str(bounce_type), email, *ids)}" if ids else None)
+            notice = Notice(
+                index,
+                EventKind.COMPLAINT,
+                email,
+                False,
+                ids,
+                feedback_type,
+                "ses",
+                None,
+                when,
+                detail,
+            )
+        notice.key = (
+            f"ses:{_digest(feedback_id, email)}"
+            if feedback_id
+            else (f"ses:{_digest(kind, str(bounce_type), email, *ids)}" if ids else None)
+        )
         notices.append(notice)
     return notices
 
@@ -111,7 +202,13 @@ def _ses_message_ids(mail: dict[str, Any]) -> tuple[str, ...]:
         ids.append(common["messageId"])
     headers = mail.get("headers")
     if isinstance(headers, list):
-        ids += [h["value"] for h in headers if isinstance(h, dict) and str(h.get("name", "")).lower() == "message-id" and isinstance(h.get("value"), str)]
+        ids += [
+            h["value"]
+            for h in headers
+            if isinstance(h, dict)
+            and str(h.get("name", "")).lower() == "message-id"
+            and isinstance(h.get("value"), str)
+        ]
     if isinstance(mail.get("messageId"), str):
         ids.append(mail["messageId"])
     return tuple(dict.fromkeys(i for i in ids if i.strip() and len(i) <= 255))

@@ -82,14 +82,24 @@ def _percent(hits: int, n: int) -> str:
     return f" ({hits / n * 100:.1f}%)" if n else ""
 
 
-def funnel(steps: Sequence[FunnelStep], *, title: str = "Funnel", chart_id: str = "funnel") -> Markup:
+def funnel(
+    steps: Sequence[FunnelStep], *, title: str = "Funnel", chart_id: str = "funnel"
+) -> Markup:
     """A horizontal bar chart: per step a group of bars for sent, opened, clicked and
     answered (people), with machine opens and clicks in a lighter shade after their bar.
     Every step is a ``<g class="step">``; every bar a ``<rect class="bar ...">``."""
     ident = re.sub(r"[^A-Za-z0-9_-]", "", chart_id) or "chart"
     group = HEADING + len(BARS) * ROW + GAP
     height = TOP + max(len(steps), 1) * group
-    scale = max([1, *(max(s.sent, s.opened + s.opened_machine, s.clicked + s.clicked_machine, s.answered) for s in steps)])
+    scale = max(
+        [
+            1,
+            *(
+                max(s.sent, s.opened + s.opened_machine, s.clicked + s.clicked_machine, s.answered)
+                for s in steps
+            ),
+        ]
+    )
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{ident}" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" aria-labelledby="{ident}-title {ident}-desc" font-family="{FONT}" font-size="12">',
         f'<title id="{ident}-title">{text(title)}</title>',
@@ -115,14 +125,21 @@ def _legend() -> str:
 
 def _step(step: FunnelStep, top: int, scale: int) -> str:
     name = text(step.label)
-    parts = [f'<g class="step" data-step="{name}">', f'<text x="0" y="{top + 14}" font-weight="bold">{text(step.label, 48)}<title>{name}</title></text>']
+    parts = [
+        f'<g class="step" data-step="{name}">',
+        f'<text x="0" y="{top + 14}" font-weight="bold">{text(step.label, 48)}<title>{name}</title></text>',
+    ]
     for row, (metric, label, colour) in enumerate(BARS):
         y = top + HEADING + row * ROW
         value = step.count(metric)
         width = _width(value, scale)
         share = "" if metric == "sent" else _percent(value, step.sent)
-        parts.append(f'<text x="{LABEL - 8}" y="{y + BAR - 1}" text-anchor="end" fill="#52606d">{label}</text>')
-        parts.append(f'<rect class="bar human {metric}" x="{LABEL}" y="{y}" width="{width}" height="{BAR}" fill="{colour}"><title>{name}: {label} {value:,}{share}</title></rect>')
+        parts.append(
+            f'<text x="{LABEL - 8}" y="{y + BAR - 1}" text-anchor="end" fill="#52606d">{label}</text>'
+        )
+        parts.append(
+            f'<rect class="bar human {metric}" x="{LABEL}" y="{y}" width="{width}" height="{BAR}" fill="{colour}"><title>{name}: {label} {value:,}{share}</title></rect>'
+        )
         end = LABEL + width
         caption = f"{value:,}{share}"
         machine_metric = MACHINE.get(metric)
@@ -168,7 +185,18 @@ class Series:
     values: tuple[float | None, ...]
 
 
-def lines(x_labels: Sequence[str], series: Sequence[Series], *, title: str, description: str, low: float, high: float, unit: str = "", chart_id: str = "lines", zero: bool = False) -> Markup:
+def lines(
+    x_labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    title: str,
+    description: str,
+    low: float,
+    high: float,
+    unit: str = "",
+    chart_id: str = "lines",
+    zero: bool = False,
+) -> Markup:
     """A line chart of ``series`` over ``x_labels`` (evenly spaced), the y axis from ``low``
     to ``high``; each line a ``<g class="series">`` with a ``<polyline>`` and a dot per point
     (whose ``<title>`` gives the value); a gap where a value is None. ``zero`` draws the
@@ -194,20 +222,32 @@ def lines(x_labels: Sequence[str], series: Sequence[Series], *, title: str, desc
     ]
     for index, item in enumerate(series):
         lx, ly = (index % 4) * 180, 6 + (index // 4) * 18
-        out.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{PALETTE[index % len(PALETTE)]}"/><text x="{lx + 18}" y="{ly + 10}">{text(item.label, 24)}</text>')
+        out.append(
+            f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{PALETTE[index % len(PALETTE)]}"/><text x="{lx + 18}" y="{ly + 10}">{text(item.label, 24)}</text>'
+        )
     for fraction in (0.0, 0.25, 0.5, 0.75, 1.0):
         level = low + span * fraction
         gy = y(level)
-        out.append(f'<line x1="{PLOT_LEFT}" x2="{PLOT_LEFT + width}" y1="{gy}" y2="{gy}" stroke="#e4e7eb"/>')
-        out.append(f'<text x="{PLOT_LEFT - 6}" y="{gy + 4}" text-anchor="end" fill="#616e7c">{level:g}{text(unit)}</text>')
+        out.append(
+            f'<line x1="{PLOT_LEFT}" x2="{PLOT_LEFT + width}" y1="{gy}" y2="{gy}" stroke="#e4e7eb"/>'
+        )
+        out.append(
+            f'<text x="{PLOT_LEFT - 6}" y="{gy + 4}" text-anchor="end" fill="#616e7c">{level:g}{text(unit)}</text>'
+        )
     if zero and low < 0 < high:
-        out.append(f'<line class="zero" x1="{PLOT_LEFT}" x2="{PLOT_LEFT + width}" y1="{y(0)}" y2="{y(0)}" stroke="#9aa5b1" stroke-dasharray="4 3"/>')
+        out.append(
+            f'<line class="zero" x1="{PLOT_LEFT}" x2="{PLOT_LEFT + width}" y1="{y(0)}" y2="{y(0)}" stroke="#9aa5b1" stroke-dasharray="4 3"/>'
+        )
     step = max(1, -(-count // 12))  # at most about 12 labels
     for i, label in enumerate(x_labels):
         if i % step == 0:
-            out.append(f'<text x="{x(i)}" y="{top + PLOT_HEIGHT + 16}" text-anchor="middle" fill="#616e7c">{text(label, 12)}</text>')
+            out.append(
+                f'<text x="{x(i)}" y="{top + PLOT_HEIGHT + 16}" text-anchor="middle" fill="#616e7c">{text(label, 12)}</text>'
+            )
     if not count or not series:
-        out.append(f'<text x="{PLOT_LEFT + 10}" y="{top + PLOT_HEIGHT / 2}" fill="#616e7c">No data yet.</text>')
+        out.append(
+            f'<text x="{PLOT_LEFT + 10}" y="{top + PLOT_HEIGHT / 2}" fill="#616e7c">No data yet.</text>'
+        )
     for index, item in enumerate(series):
         colour = PALETTE[index % len(PALETTE)]
         parts = [f'<g class="series" data-series="{text(item.label)}">']
@@ -215,13 +255,19 @@ def lines(x_labels: Sequence[str], series: Sequence[Series], *, title: str, desc
         for i, value in enumerate(item.values[:count]):
             if value is None:
                 if len(run) > 1:
-                    parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(run)}"/>')
+                    parts.append(
+                        f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(run)}"/>'
+                    )
                 run = []
                 continue
             run.append(f"{x(i)},{y(value)}")
-            parts.append(f'<circle class="point" cx="{x(i)}" cy="{y(value)}" r="3" fill="{colour}"><title>{text(item.label)} {text(x_labels[i])}: {value:.1f}{text(unit)}</title></circle>')
+            parts.append(
+                f'<circle class="point" cx="{x(i)}" cy="{y(value)}" r="3" fill="{colour}"><title>{text(item.label)} {text(x_labels[i])}: {value:.1f}{text(unit)}</title></circle>'
+            )
         if len(run) > 1:
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(run)}"/>')
+            parts.append(
+                f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(run)}"/>'
+            )
         parts.append("</g>")
         out.append("".join(parts))
     out.append("</svg>")

@@ -19,7 +19,15 @@ from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, or_, select
 
-from campaigns.engine.tasks import Due, TaskError, cancel_task, complete_task, list_tasks, open_counts, owners
+from campaigns.engine.tasks import (
+    Due,
+    TaskError,
+    cancel_task,
+    complete_task,
+    list_tasks,
+    open_counts,
+    owners,
+)
 from campaigns.insight.timeline import LIMIT, contact_timeline
 from campaigns.store.models import Account, Contact, Enrollment, Journey, Task, TaskStatus, UserRole
 from campaigns.web.dashboard import _page, _sessions, bp
@@ -43,7 +51,9 @@ def _choice(name: str, allowed: tuple[str, ...], default: str) -> str:
 
 def _text(name: str, limit: int) -> str:
     """A free-text parameter, trimmed, without control characters (PostgreSQL refuses NUL)."""
-    return "".join(ch for ch in request.args.get(name, "") if ch >= " " and ch != "\x7f").strip()[:limit]
+    return "".join(ch for ch in request.args.get(name, "") if ch >= " " and ch != "\x7f").strip()[
+        :limit
+    ]
 
 
 def _page_number() -> int:
@@ -67,7 +77,15 @@ def tasks() -> ResponseReturnValue:
     page = _page_number()
     now = _now()
     with _sessions()() as session:
-        items, total = list_tasks(session, now, owner=owner, status=status, due=due or None, limit=PAGE, offset=(page - 1) * PAGE)
+        items, total = list_tasks(
+            session,
+            now,
+            owner=owner,
+            status=status,
+            due=due or None,
+            limit=PAGE,
+            offset=(page - 1) * PAGE,
+        )
         counts = open_counts(session, now, owner)
         everyone = owners(session)
     return _page(
@@ -98,12 +116,22 @@ def _close(task_id: int, action: Callable[..., Task], note: str, said: str) -> R
 
 @bp.post("/tasks/<int(max=2147483647):task_id>/complete")
 def complete(task_id: int) -> ResponseReturnValue:
-    return _close(task_id, lambda s, i, now, by, text: complete_task(s, i, now, by=by, outcome=text), "outcome", "Done")
+    return _close(
+        task_id,
+        lambda s, i, now, by, text: complete_task(s, i, now, by=by, outcome=text),
+        "outcome",
+        "Done",
+    )
 
 
 @bp.post("/tasks/<int(max=2147483647):task_id>/cancel")
 def cancel(task_id: int) -> ResponseReturnValue:
-    return _close(task_id, lambda s, i, now, by, text: cancel_task(s, i, now, by=by, reason=text), "reason", "Cancelled")
+    return _close(
+        task_id,
+        lambda s, i, now, by, text: cancel_task(s, i, now, by=by, reason=text),
+        "reason",
+        "Cancelled",
+    )
 
 
 # ---------------------------------------------------------------------------- contacts
@@ -114,16 +142,33 @@ def contacts() -> ResponseReturnValue:
     query = _text("q", 200)
     found: list[Any] = []
     if query:
-        pattern = "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = (
+            "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
         with _sessions()() as session:
             statement = (
                 select(Contact, Account.name)
                 .outerjoin(Account, Account.id == Contact.account_id)
-                .where(or_(func.lower(Contact.email).like(pattern, escape="\\"), func.lower(Contact.name).like(pattern, escape="\\"), func.lower(Account.name).like(pattern, escape="\\")))
+                .where(
+                    or_(
+                        func.lower(Contact.email).like(pattern, escape="\\"),
+                        func.lower(Contact.name).like(pattern, escape="\\"),
+                        func.lower(Account.name).like(pattern, escape="\\"),
+                    )
+                )
                 .order_by(Contact.email)
                 .limit(100)
             )
-            found = [{"id": c.id, "email": c.email, "name": c.name, "account": account, "subscribed": c.subscribed} for c, account in session.execute(statement)]
+            found = [
+                {
+                    "id": c.id,
+                    "email": c.email,
+                    "name": c.name,
+                    "account": account,
+                    "subscribed": c.subscribed,
+                }
+                for c, account in session.execute(statement)
+            ]
     return _page("contacts.html", q=query, found=found)
 
 
@@ -150,9 +195,18 @@ def contact(contact_id: int) -> ResponseReturnValue:
             abort(404, "No such contact.")
         account = person.account
         entries = contact_timeline(session, contact_id, before=before)
-        open_tasks, _ = list_tasks(session, now, status=TaskStatus.OPEN, contact_id=contact_id, limit=50)
+        open_tasks, _ = list_tasks(
+            session, now, status=TaskStatus.OPEN, contact_id=contact_id, limit=50
+        )
         journeys = session.execute(
-            select(Journey.key, Journey.name, Enrollment.state, Enrollment.current_step, Enrollment.entered_at, Enrollment.segment)
+            select(
+                Journey.key,
+                Journey.name,
+                Enrollment.state,
+                Enrollment.current_step,
+                Enrollment.entered_at,
+                Enrollment.segment,
+            )
             .join(Journey, Journey.id == Enrollment.journey_id)
             .where(Enrollment.contact_id == contact_id)
             .order_by(Enrollment.entered_at.desc())
@@ -171,4 +225,14 @@ def contact(contact_id: int) -> ResponseReturnValue:
                 "contract_status": account.contract_status,
             }  # fmt: skip
     older = entries[-1].at.isoformat() if len(entries) >= LIMIT else None
-    return _page("contact.html", person=view, company=company, entries=entries, open_tasks=open_tasks, journeys=journeys, older=older, before=before, now=now)
+    return _page(
+        "contact.html",
+        person=view,
+        company=company,
+        entries=entries,
+        open_tasks=open_tasks,
+        journeys=journeys,
+        older=older,
+        before=before,
+        now=now,
+    )

@@ -21,7 +21,17 @@ from datetime import date
 from typing import Any
 from urllib.parse import quote
 
-from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,7 +51,12 @@ bp = Blueprint("dashboard", __name__, template_folder="templates")
 PUBLIC = frozenset({"dashboard.login"})
 """Endpoints open without signing in."""
 
-BREAKDOWNS: tuple[tuple[str, str], ...] = (("segment", "By segment"), ("tier", "By tier"), ("channel", "By channel"), ("variant", "By variant"))
+BREAKDOWNS: tuple[tuple[str, str], ...] = (
+    ("segment", "By segment"),
+    ("tier", "By tier"),
+    ("channel", "By channel"),
+    ("variant", "By variant"),
+)
 """The tables under a journey's funnel: (``journey_report``'s ``by``, heading)."""
 
 BAD_LOGIN = "Wrong email or password."
@@ -49,7 +64,9 @@ BAD_LOGIN = "Wrong email or password."
 
 UNAVAILABLE = "Signing in is not possible for a moment. Try again in a minute."
 
-BAD_FORM = "This form has expired or did not come from this site. Go back, reload the page and try again."
+BAD_FORM = (
+    "This form has expired or did not come from this site. Go back, reload the page and try again."
+)
 
 CSP = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
@@ -86,7 +103,9 @@ def format_rate(rate: Rate) -> str:
 
 
 def _page(name: str, status: int = 200, **values: Any) -> Response:
-    body = render_template(f"dashboard/{name}", csrf=csrf_token(), rate=format_rate, user=g.get("user"), **values)
+    body = render_template(
+        f"dashboard/{name}", csrf=csrf_token(), rate=format_rate, user=g.get("user"), **values
+    )
     return Response(body, status=status, mimetype="text/html")
 
 
@@ -107,13 +126,17 @@ def _guard() -> ResponseReturnValue | None:
     with _sessions()() as session:
         g.user = current_user(session)
     if g.user is None:
-        return redirect(url_for("dashboard.login", next=_here() if request.method == "GET" else None))
+        return redirect(
+            url_for("dashboard.login", next=_here() if request.method == "GET" else None)
+        )
     return None
 
 
 @bp.after_request
 def _headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", CSP)  # a page may set its own (the preview)
+    response.headers.setdefault(
+        "Content-Security-Policy", CSP
+    )  # a page may set its own (the preview)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers["Referrer-Policy"] = "same-origin"
@@ -123,7 +146,9 @@ def _headers(response: Response) -> Response:
 
 @bp.errorhandler(HTTPException)
 def _error(exc: HTTPException) -> ResponseReturnValue:
-    return _page("error.html", status=exc.code or 500, code=exc.code, title=exc.name, message=exc.description)
+    return _page(
+        "error.html", status=exc.code or 500, code=exc.code, title=exc.name, message=exc.description
+    )
 
 
 # ---------------------------------------------------------------------------- signing in and out
@@ -133,11 +158,19 @@ def _error(exc: HTTPException) -> ResponseReturnValue:
 def login() -> ResponseReturnValue:
     target = safe_next(request.values.get("next"))
     if request.method == "GET":
-        return _page("login.html", next=target, email="", error=None, ephemeral=current_app.config["CAMPAIGNS"].secret_is_ephemeral)
+        return _page(
+            "login.html",
+            next=target,
+            email="",
+            error=None,
+            ephemeral=current_app.config["CAMPAIGNS"].secret_is_ephemeral,
+        )
     email = request.form.get("email", "")[:320]
     password = request.form.get("password", "")
     key = normalise_email(email)
-    client = client_key(request.remote_addr)  # behind TRUSTED_PROXIES load balancers, the client's own (ProxyFix)
+    client = client_key(
+        request.remote_addr
+    )  # behind TRUSTED_PROXIES load balancers, the client's own (ProxyFix)
     now = current_app.extensions["campaigns.clock"].now()
     try:
         wait = _throttle().attempt(client, key, now)
@@ -149,7 +182,13 @@ def login() -> ResponseReturnValue:
     if wait:
         seconds = max(math.ceil(wait), 1)
         current_app.logger.warning("sign-in throttled for %s s: client %s", seconds, client)
-        response = _page("login.html", status=429, next=target, email=email, error=f"Too many failed sign-ins. Wait {_in_words(seconds)}, then try again.")
+        response = _page(
+            "login.html",
+            status=429,
+            next=target,
+            email=email,
+            error=f"Too many failed sign-ins. Wait {_in_words(seconds)}, then try again.",
+        )
         response.headers["Retry-After"] = str(seconds)
         return response
     with _sessions()() as session, session.begin():
@@ -157,11 +196,15 @@ def login() -> ResponseReturnValue:
         if user is not None:
             sign_in(user)
     if user is None:
-        current_app.logger.warning("sign-in failed: client %s", client)  # not the email: it may be a mistyped password
+        current_app.logger.warning(
+            "sign-in failed: client %s", client
+        )  # not the email: it may be a mistyped password
         return _page("login.html", next=target, email=email, error=BAD_LOGIN)
     try:
         _throttle().succeeded(client, key)
-    except ThrottleUnavailable:  # signed in all the same: the count it leaves only errs on the safe side
+    except (
+        ThrottleUnavailable
+    ):  # signed in all the same: the count it leaves only errs on the safe side
         current_app.logger.exception("the sign-in throttle's store is unavailable")
     return redirect(target or url_for("dashboard.journeys"))
 
@@ -186,7 +229,9 @@ def index() -> ResponseReturnValue:
 
 def _journey_info(session: Session, key: str | None = None) -> dict[str, tuple[str, int | None]]:
     """Each journey's (status, current version number), by key."""
-    query = select(Journey.key, Journey.status, JourneyVersion.number).outerjoin(JourneyVersion, JourneyVersion.id == Journey.current_version_id)
+    query = select(Journey.key, Journey.status, JourneyVersion.number).outerjoin(
+        JourneyVersion, JourneyVersion.id == Journey.current_version_id
+    )
     if key is not None:
         query = query.where(Journey.key == key)
     return {k: (status, number) for k, status, number in session.execute(query)}
@@ -231,7 +276,10 @@ def journey(key: str) -> ResponseReturnValue:
         abort(400, "since: the first day comes after the last (until).")
     with _sessions()() as session:
         try:
-            reports: dict[str, JourneyReport] = {by: journey_report(session, key, by=by, since=since, until=until) for by in ("step", *(b for b, _ in BREAKDOWNS))}
+            reports: dict[str, JourneyReport] = {
+                by: journey_report(session, key, by=by, since=since, until=until)
+                for by in ("step", *(b for b, _ in BREAKDOWNS))
+            }
         except LookupError:
             abort(404, f"No journey {key!r}.")
         status, version = _journey_info(session, key).get(key, ("", None))
@@ -253,8 +301,21 @@ def journey(key: str) -> ResponseReturnValue:
         ],
         title=f"{steps.name}: sent, opened, clicked and answered per step",
     )
-    tables = [("step", "By step", steps), *((by, heading, reports[by]) for by, heading in BREAKDOWNS)]
-    return _page("journey.html", report=steps, journey_status=status, version=version, chart=chart, tables=tables, since=since, until=until, allocations=allocations)
+    tables = [
+        ("step", "By step", steps),
+        *((by, heading, reports[by]) for by, heading in BREAKDOWNS),
+    ]
+    return _page(
+        "journey.html",
+        report=steps,
+        journey_status=status,
+        version=version,
+        chart=chart,
+        tables=tables,
+        since=since,
+        until=until,
+        allocations=allocations,
+    )
 
 
 def _allocation_charts(session: Session, journey_id: int) -> list[dict[str, Any]]:
@@ -271,14 +332,28 @@ def _allocation_charts(session: Session, journey_id: int) -> list[dict[str, Any]
         arms = sorted({r.arm for r in rows})
         share = {(r.at, r.arm): r.share for r in rows}
         labels = [t.strftime("%m-%d %H:%M") for t in times]
-        series = [Series(arm, tuple((share[(t, arm)] * 100 if (t, arm) in share else None) for t in times)) for arm in arms]
+        series = [
+            Series(
+                arm, tuple((share[(t, arm)] * 100 if (t, arm) in share else None) for t in times)
+            )
+            for arm in arms
+        ]
         latest = [r for r in rows if r.at == times[-1]]
         chart = lines(
             labels, series, title=f"{step} ({segment or 'all segments'}): share of new sends per {dimension}",
             description=f"How the bandit split new sends between the {dimension}s of step {step} over time; the better an arm's human response, the larger its share (never below the exploration floor).",
             low=0, high=100, unit="%", chart_id=f"alloc-{step}-{segment}-{dimension}",
         )  # fmt: skip
-        charts.append({"step": step, "segment": segment, "dimension": dimension, "chart": chart, "latest": sorted(latest, key=lambda r: -r.share), "at": times[-1]})
+        charts.append(
+            {
+                "step": step,
+                "segment": segment,
+                "dimension": dimension,
+                "chart": chart,
+                "latest": sorted(latest, key=lambda r: -r.share),
+                "at": times[-1],
+            }
+        )
     return charts
 
 
@@ -306,7 +381,16 @@ def nps() -> ResponseReturnValue:
         title=f"NPS per {bucket}", description="Net Promoter Score (% promoters minus % detractors) of the answers in each period.",
         low=-100, high=100, chart_id="nps-over-time", zero=True,
     )  # fmt: skip
-    return _page("nps.html", result=result, chart=chart, journeys=names, journey=key, bucket=bucket, since=since, until=until)
+    return _page(
+        "nps.html",
+        result=result,
+        chart=chart,
+        journeys=names,
+        journey=key,
+        bucket=bucket,
+        since=since,
+        until=until,
+    )
 
 
 # The pages for people who talk to customers and the template preview, on this blueprint.

@@ -19,9 +19,16 @@ from campaigns.tracking.hits import Hit
 from campaigns.tracking.tokens import TRAP_LINK
 from campaigns.web.track import GIF, NO_CACHE, Tracking
 
-_COMMON = [("Referrer-Policy", "no-referrer"), ("X-Content-Type-Options", "nosniff"), ("X-Robots-Tag", "noindex, nofollow"), *NO_CACHE.items()]
+_COMMON = [
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Robots-Tag", "noindex, nofollow"),
+    *NO_CACHE.items(),
+]
 _GIF_HEADERS = [("Content-Type", "image/gif"), ("Content-Length", str(len(GIF))), *_COMMON]
-_NOT_FOUND = json.dumps({"error": {"code": 404, "message": "The requested URL was not found on the server."}}).encode()
+_NOT_FOUND = json.dumps(
+    {"error": {"code": 404, "message": "The requested URL was not found on the server."}}
+).encode()
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -45,7 +52,9 @@ class TrackingFastPath:
                 return self._click(environ, start_response, path[5:], method)
         return self.app(environ, start_response)
 
-    def _open(self, environ: dict[str, Any], start_response: StartResponse, token: str, method: str) -> Iterable[bytes]:
+    def _open(
+        self, environ: dict[str, Any], start_response: StartResponse, token: str, method: str
+    ) -> Iterable[bytes]:
         payload = self.tracking.tokens.loads("open", token) if "/" not in token else None
         if payload is None or type(payload.get("m")) is not int:
             return _not_found(start_response)
@@ -53,7 +62,9 @@ class TrackingFastPath:
         start_response("200 OK", _GIF_HEADERS)
         return [] if method == "HEAD" else [GIF]
 
-    def _click(self, environ: dict[str, Any], start_response: StartResponse, token: str, method: str) -> Iterable[bytes]:
+    def _click(
+        self, environ: dict[str, Any], start_response: StartResponse, token: str, method: str
+    ) -> Iterable[bytes]:
         payload = self.tracking.tokens.loads("click", token) if token and "/" not in token else None
         link = payload.get("l") if payload is not None else None
         if payload is None or type(payload.get("m")) is not int or type(link) is not int:
@@ -69,12 +80,29 @@ class TrackingFastPath:
         start_response("302 Found", [("Location", links[link]), ("Content-Length", "0"), *_COMMON])
         return []
 
-    def _record(self, environ: dict[str, Any], kind: str, message: int, method: str, link: int | None = None) -> None:
+    def _record(
+        self, environ: dict[str, Any], kind: str, message: int, method: str, link: int | None = None
+    ) -> None:
         agent = environ.get("HTTP_USER_AGENT", "")
-        agent = agent.encode("latin-1", "replace").decode("utf-8", "replace")[:512]  # WSGI strings are latin-1
-        self.tracking.hits.record(Hit(kind=kind, message=message, at=self.now().timestamp(), method=method, user_agent=agent, ip=environ.get("REMOTE_ADDR") or "", link=link))
+        agent = agent.encode("latin-1", "replace").decode("utf-8", "replace")[
+            :512
+        ]  # WSGI strings are latin-1
+        self.tracking.hits.record(
+            Hit(
+                kind=kind,
+                message=message,
+                at=self.now().timestamp(),
+                method=method,
+                user_agent=agent,
+                ip=environ.get("REMOTE_ADDR") or "",
+                link=link,
+            )
+        )
 
 
 def _not_found(start_response: StartResponse) -> Iterable[bytes]:
-    start_response("404 Not Found", [("Content-Type", "application/json"), ("Content-Length", str(len(_NOT_FOUND))), *_COMMON])
+    start_response(
+        "404 Not Found",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(_NOT_FOUND))), *_COMMON],
+    )
     return [_NOT_FOUND]

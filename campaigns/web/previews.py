@@ -43,8 +43,17 @@ def _services() -> dict[str, Any]:
         cfg = current_app.config["CAMPAIGNS"]
         project = Project(cfg)
         origin = sender(cfg)
-        renderer = Renderer(project.templates, Tokens(cfg.secret_key, cfg.base_url), origin, domain=origin.address.rsplit("@", 1)[-1])
-        services = {"renderer": renderer, "transport": current_app.config.get("TRANSPORT") or transport_from_url(cfg.mail_url), "links": project.links()}
+        renderer = Renderer(
+            project.templates,
+            Tokens(cfg.secret_key, cfg.base_url),
+            origin,
+            domain=origin.address.rsplit("@", 1)[-1],
+        )
+        services = {
+            "renderer": renderer,
+            "transport": current_app.config.get("TRANSPORT") or transport_from_url(cfg.mail_url),
+            "links": project.links(),
+        }
         current_app.extensions["campaigns.preview"] = services
     return services
 
@@ -62,7 +71,13 @@ def _choices(session: Any) -> list[dict[str, Any]]:
     """Every journey with a deployed version, with its email steps."""
     found = []
     query = (
-        select(JourneyRow.key, JourneyRow.name, JourneyRow.status, JourneyVersion.source_text, JourneyVersion.source_path)
+        select(
+            JourneyRow.key,
+            JourneyRow.name,
+            JourneyRow.status,
+            JourneyVersion.source_text,
+            JourneyVersion.source_path,
+        )
         .join(JourneyVersion, JourneyVersion.id == JourneyRow.current_version_id)
         .order_by(JourneyRow.key)
     )
@@ -70,7 +85,15 @@ def _choices(session: Any) -> list[dict[str, Any]]:
         journey = _parsed(source, path)
         if journey is None:
             continue
-        found.append({"key": key, "name": name, "status": status, "journey": journey, "steps": email_steps(journey)})
+        found.append(
+            {
+                "key": key,
+                "name": name,
+                "status": status,
+                "journey": journey,
+                "steps": email_steps(journey),
+            }
+        )
     return found
 
 
@@ -82,7 +105,12 @@ def _contact(session: Any, wanted: str) -> Contact | None:
 def _build(session: Any, args: Any) -> tuple[list[dict[str, Any]], Preview | None, str | None]:
     """The journeys to choose from, the preview asked for (if any) and the problem (if any)."""
     choices = _choices(session)
-    key, step, variant, address = args.get("journey", ""), args.get("step", ""), args.get("variant", "") or None, args.get("contact", "")[:320]
+    key, step, variant, address = (
+        args.get("journey", ""),
+        args.get("step", ""),
+        args.get("variant", "") or None,
+        args.get("contact", "")[:320],
+    )
     if not (key and step and address):
         return choices, None, None
     chosen = next((c for c in choices if c["key"] == key), None)
@@ -93,7 +121,16 @@ def _build(session: Any, args: Any) -> tuple[list[dict[str, Any]], Preview | Non
         return choices, None, f"No contact with the address {address!r}."
     services = _services()
     try:
-        preview = render_preview(session, services["renderer"], chosen["journey"], step, person, current_app.extensions["campaigns.clock"].now(), variant=variant, links=services["links"])
+        preview = render_preview(
+            session,
+            services["renderer"],
+            chosen["journey"],
+            step,
+            person,
+            current_app.extensions["campaigns.clock"].now(),
+            variant=variant,
+            links=services["links"],
+        )
     except PreviewError as exc:
         return choices, None, str(exc)
     return choices, preview, None
@@ -135,7 +172,9 @@ def preview_email() -> ResponseReturnValue:
 @bp.post("/preview/send")
 def preview_send() -> ResponseReturnValue:
     to = (request.form.get("to", "") or g.user.email).strip()[:320]
-    fields: dict[str, Any] = {k: request.form.get(k, "") for k in ("journey", "step", "variant", "contact")}
+    fields: dict[str, Any] = {
+        k: request.form.get(k, "") for k in ("journey", "step", "variant", "contact")
+    }
     back = url_for("dashboard.preview", **fields)
     with _sessions()() as session:
         _, shown, problem = _build(session, request.form)
@@ -144,7 +183,13 @@ def preview_send() -> ResponseReturnValue:
         return redirect(back)
     services = _services()
     try:
-        send_test(services["renderer"], services["transport"], shown, to, current_app.extensions["campaigns.clock"].now())
+        send_test(
+            services["renderer"],
+            services["transport"],
+            shown,
+            to,
+            current_app.extensions["campaigns.clock"].now(),
+        )
     except InvalidAddress as exc:
         flash(f"Not sent: {exc}", "error")
         return redirect(back)

@@ -99,7 +99,9 @@ class Rule:
         beyond = attempts - self.free
         if beyond < 0:
             return 0.0
-        return min(2.0 ** min(beyond, 40), self.cap.total_seconds())  # 2**40 s is past any cap; no overflow
+        return min(
+            2.0 ** min(beyond, 40), self.cap.total_seconds()
+        )  # 2**40 s is past any cap; no overflow
 
     def wait(self, count: Count, now: datetime) -> float:
         """Seconds until the key may try again (0: now)."""
@@ -134,7 +136,9 @@ def client_key(address: str | None) -> str:
 def pair_key(client: str, email: str) -> str:
     # The email is kept only as a digest: people type their password into the email field,
     # and what they typed should not sit in Redis or a table for a day.
-    return f"pair:{client}:{hashlib.sha256(email.encode('utf-8', 'surrogateescape')).hexdigest()[:32]}"
+    return (
+        f"pair:{client}:{hashlib.sha256(email.encode('utf-8', 'surrogateescape')).hexdigest()[:32]}"
+    )
 
 
 def address_key(client: str) -> str:
@@ -162,7 +166,9 @@ class SignInThrottle:
     """The rule above over a store: :meth:`attempt` before checking a password,
     :meth:`succeeded` when it was right."""
 
-    def __init__(self, store: AttemptStore, pair: Rule = PAIR_RULE, address: Rule = ADDRESS_RULE) -> None:
+    def __init__(
+        self, store: AttemptStore, pair: Rule = PAIR_RULE, address: Rule = ADDRESS_RULE
+    ) -> None:
         self.store = store
         self.pair = pair
         self.address = address
@@ -170,7 +176,9 @@ class SignInThrottle:
     def attempt(self, client: str, email: str, now: datetime) -> float:
         """Seconds to wait before this attempt may be made (nothing counted), or 0: go ahead,
         the attempt is counted. ``client`` is :func:`client_key`'s, ``email`` normalised."""
-        return self.store.take(((pair_key(client, email), self.pair), (address_key(client), self.address)), now)
+        return self.store.take(
+            ((pair_key(client, email), self.pair), (address_key(client), self.address)), now
+        )
 
     def succeeded(self, client: str, email: str) -> None:
         self.store.forget(pair_key(client, email))
@@ -202,13 +210,22 @@ class RedisAttempts:
                     try:
                         pipe.watch(*names)
                         counts = [_redis_count(pipe.hmget(name, "n", "t")) for name in names]
-                        wait = max(rule.wait(count, now) for (_, rule), count in zip(keys, counts, strict=True))
+                        wait = max(
+                            rule.wait(count, now)
+                            for (_, rule), count in zip(keys, counts, strict=True)
+                        )
                         if wait > 0:
                             pipe.unwatch()
                             return wait
                         pipe.multi()
                         for name, (_, rule), count in zip(names, keys, counts, strict=True):
-                            pipe.hset(name, mapping={"n": rule.remembered(count, now) + 1, "t": repr(now.timestamp())})
+                            pipe.hset(
+                                name,
+                                mapping={
+                                    "n": rule.remembered(count, now) + 1,
+                                    "t": repr(now.timestamp()),
+                                },
+                            )
                             pipe.expire(name, math.ceil(rule.memory.total_seconds()))
                         pipe.execute()
                         return 0.0
@@ -216,7 +233,9 @@ class RedisAttempts:
                         continue
         except RedisError as exc:
             raise ThrottleUnavailable(f"the sign-in throttle cannot reach Redis: {exc}") from exc
-        return 1.0  # keys changing under us twenty times in a row: a flood; let it wait, fail closed
+        return (
+            1.0  # keys changing under us twenty times in a row: a flood; let it wait, fail closed
+        )
 
     def forget(self, key: str) -> None:
         from redis.exceptions import RedisError
@@ -274,10 +293,23 @@ class DatabaseAttempts:
         try:
             with self.sessions() as session:
                 with session.begin():
-                    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+                    insert = (
+                        pg_insert
+                        if session.get_bind().dialect.name == "postgresql"
+                        else sqlite_insert
+                    )
                     # On SQLite this write also takes the database's write lock before the read below.
-                    session.execute(insert(SignInAttempts).values([{"key": k, "attempts": 0, "last_at": now} for k in names]).on_conflict_do_nothing(index_elements=["key"]))
-                    rows = session.scalars(select(SignInAttempts).where(SignInAttempts.key.in_(names)).order_by(SignInAttempts.key).with_for_update()).all()
+                    session.execute(
+                        insert(SignInAttempts)
+                        .values([{"key": k, "attempts": 0, "last_at": now} for k in names])
+                        .on_conflict_do_nothing(index_elements=["key"])
+                    )
+                    rows = session.scalars(
+                        select(SignInAttempts)
+                        .where(SignInAttempts.key.in_(names))
+                        .order_by(SignInAttempts.key)
+                        .with_for_update()
+                    ).all()
                     counts = {row.key: Count(row.attempts, row.last_at) for row in rows}
                     wait = max(rules[k].wait(counts.get(k, Count()), now) for k in names)
                     if wait > 0:
@@ -288,7 +320,9 @@ class DatabaseAttempts:
                 with session.begin():
                     self._prune(session, now - max(rule.memory for rule in rules.values()))
         except SQLAlchemyError as exc:
-            raise ThrottleUnavailable(f"the sign-in throttle cannot use the database: {exc}") from exc
+            raise ThrottleUnavailable(
+                f"the sign-in throttle cannot use the database: {exc}"
+            ) from exc
         return 0.0
 
     @staticmethod
@@ -305,11 +339,19 @@ class DatabaseAttempts:
             with self.sessions() as session, session.begin():
                 session.execute(delete(SignInAttempts).where(SignInAttempts.key == key))
         except SQLAlchemyError as exc:
-            raise ThrottleUnavailable(f"the sign-in throttle cannot use the database: {exc}") from exc
+            raise ThrottleUnavailable(
+                f"the sign-in throttle cannot use the database: {exc}"
+            ) from exc
 
     def uncount(self, key: str) -> None:
         try:
             with self.sessions() as session, session.begin():
-                session.execute(update(SignInAttempts).where(SignInAttempts.key == key, SignInAttempts.attempts > 0).values(attempts=SignInAttempts.attempts - 1))
+                session.execute(
+                    update(SignInAttempts)
+                    .where(SignInAttempts.key == key, SignInAttempts.attempts > 0)
+                    .values(attempts=SignInAttempts.attempts - 1)
+                )
         except SQLAlchemyError as exc:
-            raise ThrottleUnavailable(f"the sign-in throttle cannot use the database: {exc}") from exc
+            raise ThrottleUnavailable(
+                f"the sign-in throttle cannot use the database: {exc}"
+            ) from exc

@@ -40,7 +40,11 @@ bp = Blueprint("track", __name__, url_prefix="/t", template_folder="templates")
 GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 """A transparent 1x1 GIF (43 bytes)."""
 
-NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache", "Expires": "0"}
+NO_CACHE = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+}
 
 FORM_MAX_AGE = timedelta(days=7)
 """How long a page's form may be sent after the page was opened."""
@@ -126,7 +130,9 @@ class Tracking:
     """The blueprint's services, built once per app: tokens, form tokens, the hit log and a
     cache of each message's stored links."""
 
-    def __init__(self, tokens: Tokens, secret: str, hits: Any, sessions: Any, link_cache: int = 100_000) -> None:
+    def __init__(
+        self, tokens: Tokens, secret: str, hits: Any, sessions: Any, link_cache: int = 100_000
+    ) -> None:
         self.tokens = tokens
         self.forms = URLSafeTimedSerializer(secret, salt="campaigns.forms")
         self.hits = hits
@@ -137,7 +143,9 @@ class Tracking:
         """A sent message's links never change, so they are read once per process."""
         with self.sessions() as session:
             links = session.scalar(select(Message.links).where(Message.id == message_id))
-        return None if links is None else tuple(iri_to_uri(link) for link in links)  # ready for a Location header
+        return (
+            None if links is None else tuple(iri_to_uri(link) for link in links)
+        )  # ready for a Location header
 
     def form_token(self, message_id: int, form: str) -> str:
         return self.forms.dumps({"m": message_id, "f": form})
@@ -174,7 +182,11 @@ def _hit(kind: str, message: int, **extra: Any) -> None:
 def _payload(purpose: str, token: str, *fields: str) -> dict[str, Any]:
     """The verified payload with ``fields`` of the right types, or a plain 404."""
     payload = tracking().tokens.loads(purpose, token)
-    if payload is None or type(payload.get("m")) is not int or any(f not in payload for f in fields):
+    if (
+        payload is None
+        or type(payload.get("m")) is not int
+        or any(f not in payload for f in fields)
+    ):
         abort(404)
     return payload
 
@@ -187,7 +199,9 @@ def _headers(response: Response) -> Response:
     if response.mimetype == "text/html":
         nonce = getattr(request, "csp_nonce", None)
         script = f"'nonce-{nonce}'" if nonce else "'none'"
-        response.headers["Content-Security-Policy"] = f"default-src 'none'; style-src 'unsafe-inline'; script-src {script}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; style-src 'unsafe-inline'; script-src {script}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
         for key, value in NO_CACHE.items():
             response.headers[key] = value
     return response
@@ -195,7 +209,11 @@ def _headers(response: Response) -> Response:
 
 def _contact(message_id: int) -> tuple[Message, Contact]:
     with tracking().sessions() as session:
-        row = session.execute(select(Message, Contact).join(Contact, Contact.id == Message.contact_id).where(Message.id == message_id)).first()
+        row = session.execute(
+            select(Message, Contact)
+            .join(Contact, Contact.id == Message.contact_id)
+            .where(Message.id == message_id)
+        ).first()
     if row is None:
         abort(404)
     return row[0], row[1]
@@ -212,7 +230,9 @@ def _masked(email: str) -> str:
 
 
 def _page(name: str, contact: Contact | None, status: int = 200, **values: Any) -> Response:
-    body = render_template(f"track/{name}.html", t=_text(contact), nonce=getattr(request, "csp_nonce", None), **values)
+    body = render_template(
+        f"track/{name}.html", t=_text(contact), nonce=getattr(request, "csp_nonce", None), **values
+    )
     return Response(body, status=status, mimetype="text/html")
 
 
@@ -265,7 +285,9 @@ def answer_page(token: str) -> Response:
         return Response(status=200, mimetype="text/html")
     message, contact = _contact(payload["m"])
     request.csp_nonce = secrets.token_urlsafe(16)  # type: ignore[attr-defined]
-    return _page("answer_confirm", contact, value=value, csrf=tracking().form_token(message.id, "answer"))
+    return _page(
+        "answer_confirm", contact, value=value, csrf=tracking().form_token(message.id, "answer")
+    )
 
 
 @bp.post("/a/<token>")
@@ -276,7 +298,13 @@ def answer(token: str) -> Response:
     if not tracking().form_ok(message.id, "answer"):
         return _page("message", contact, status=400, key="expired")
     _hit("answer", message.id, value=value)
-    return _page("answer_thanks", contact, value=value, token=token, csrf=tracking().form_token(message.id, "comment"))
+    return _page(
+        "answer_thanks",
+        contact,
+        value=value,
+        token=token,
+        csrf=tracking().form_token(message.id, "comment"),
+    )
 
 
 @bp.post("/a/<token>/comment")
@@ -300,7 +328,13 @@ def unsubscribe_page(token: str) -> Response:
     if request.method == "HEAD":
         return Response(status=200, mimetype="text/html")
     message, contact = _contact(payload["m"])
-    return _page("unsubscribe", contact, email=_masked(contact.email), csrf=tracking().form_token(message.id, "unsub"), preferences=tracking().tokens.preferences_url(message.id))
+    return _page(
+        "unsubscribe",
+        contact,
+        email=_masked(contact.email),
+        csrf=tracking().form_token(message.id, "unsub"),
+        preferences=tracking().tokens.preferences_url(message.id),
+    )
 
 
 @bp.post("/u/<token>")
@@ -325,7 +359,15 @@ def preferences_page(token: str) -> Response:
     if request.method == "HEAD":
         return Response(status=200, mimetype="text/html")
     message, contact = _contact(payload["m"])
-    return _page("preferences", contact, person=contact, categories=CATEGORIES, pauses=PAUSES, csrf=tracking().form_token(message.id, "prefs"), email=_masked(contact.email))
+    return _page(
+        "preferences",
+        contact,
+        person=contact,
+        categories=CATEGORIES,
+        pauses=PAUSES,
+        csrf=tracking().form_token(message.id, "prefs"),
+        email=_masked(contact.email),
+    )
 
 
 @bp.post("/p/<token>")
@@ -365,4 +407,9 @@ def preferences(token: str) -> Response:
             )
         elif not everything_off and not row.subscribed and wanted:
             row.subscribed = True  # choosing categories again is opting back in
-    return _page("message", contact, key="unsubscribed" if everything_off else "saved", email=_masked(contact.email))
+    return _page(
+        "message",
+        contact,
+        key="unsubscribed" if everything_off else "saved",
+        email=_masked(contact.email),
+    )
