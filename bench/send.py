@@ -114,7 +114,7 @@ def main() -> None:
     from redis import Redis
     from sqlalchemy import insert, text
 
-    from campaigns.channels.email import transport_from_url
+    from campaigns.channels.transports import transport_from_url
     from campaigns.clock import FakeClock
     from campaigns.content.render import Renderer, Sender
     from campaigns.content.templates import TemplateStore

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from campaigns import config as settings
-from campaigns.channels.email import transport_from_url
+from campaigns.channels.transports import Transport, transport_from_url
 from campaigns.clock import Clock, SystemClock
 from campaigns.content.project import Project
 from campaigns.content.render import Renderer, Sender
@@ -30,7 +30,7 @@ def build_engine(
     *,
     clock: Clock | None = None,
     dispatch: Callable[[int], int] | None = None,
-    transport: object | None = None,
+    transport: Transport | None = None,
 ) -> Engine:
     database = make_engine(cfg.database_url)
     migrate(database)

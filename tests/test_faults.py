@@ -16,7 +16,7 @@ import pytest
 from redis import Redis
 from sqlalchemy import func, select
 
-from campaigns.channels.email import transport_from_url
+from campaigns.channels.transports import transport_from_url
 from campaigns.clock import FakeClock
 from campaigns.content.render import Renderer, Sender
 from campaigns.content.templates import TemplateStore

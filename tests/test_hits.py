@@ -179,7 +179,7 @@ def test_branches_see_human_clicks_only(db, smtp_sink):
     import textwrap
     from pathlib import Path
 
-    from campaigns.channels.email import transport_from_url
+    from campaigns.channels.transports import transport_from_url
     from campaigns.clock import FakeClock
     from campaigns.content.render import Renderer, Sender
     from campaigns.content.templates import TemplateStore

@@ -17,7 +17,7 @@ from rq.timeouts import JobTimeoutException
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
-from campaigns.channels.email import transport_from_url
+from campaigns.channels.transports import transport_from_url
 from campaigns.clock import FakeClock, SystemClock
 from campaigns.content.render import Renderer, Sender
 from campaigns.content.templates import TemplateStore

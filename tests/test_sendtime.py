@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.channels.email import transport_from_url
+from campaigns.channels.transports import transport_from_url
 from campaigns.clock import FakeClock
 from campaigns.content.render import Renderer, Sender
 from campaigns.content.templates import TemplateStore

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from campaigns import config as settings_module
-from campaigns.channels.email import transport_from_url
+from campaigns.channels.transports import transport_from_url
 from campaigns.clock import FakeClock
 from campaigns.content.render import Renderer, Sender
 from campaigns.content.templates import TemplateStore

@@ -24,7 +24,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from campaigns.channels.email import (
+from campaigns.channels.transports import (
     FileTransport,
     PermanentFailure,
     SMTPTransport,

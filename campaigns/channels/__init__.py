@@ -1,1 +1,2 @@
-"""Delivery channels: how a rendered message leaves the engine (email: SMTP or a file outbox)."""
+"""Channels: one module per way of reaching someone, behind one Protocol (:mod:`.base`),
+listed in :mod:`.registry`."""

@@ -38,7 +38,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.header import Header
@@ -330,13 +330,24 @@ class Renderer:
         subject: str,
         html: str,
         text: str,
-        unsubscribe_url: str,
+        unsubscribe_url: str | None,
         now: datetime,
+        headers: Sequence[str] = (),
     ) -> bytes:
-        """Stage 3: the message bytes (stage 2 is :func:`track_links`)."""
+        """Stage 3: the message bytes (stage 2 is :func:`track_links`). Without an
+        ``unsubscribe_url`` (mail to our own staff) there is no List-Unsubscribe; ``headers``
+        are further ASCII header lines (``Auto-Submitted: auto-generated``)."""
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)  # a naive clock is taken to be UTC
         boundary = "=_" + secrets.token_hex(12)  # "=_" cannot occur in QP or base64 bodies
+        unsubscribe = (
+            (
+                f"List-Unsubscribe: <{unsubscribe_url}>",
+                "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            )
+            if unsubscribe_url is not None
+            else ()
+        )
         head = "\r\n".join(
             (
                 self._origin_headers,
@@ -344,8 +355,8 @@ class Renderer:
                 f"Subject: {_text_field('Subject', subject)}",
                 f"Date: {format_datetime(now)}",
                 f"Message-ID: {message_id}",
-                f"List-Unsubscribe: <{unsubscribe_url}>",
-                "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+                *unsubscribe,
+                *headers,
                 f"X-Campaigns-Message: {int(message)}",
                 "MIME-Version: 1.0",
                 f'Content-Type: multipart/alternative; boundary="{boundary}"',

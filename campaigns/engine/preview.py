@@ -3,7 +3,7 @@
 The dashboard's preview renders an email, survey or invite step of a deployed journey for a
 chosen contact, with the journey's current version, the contact's language, their account's
 data and the variant asked for, through the same code the engine sends with
-(:func:`campaigns.engine.steps.email_parts`, :meth:`campaigns.content.render.Renderer.personalise`). It
+(:func:`campaigns.engine.steps.messages.email_parts`, :meth:`campaigns.content.render.Renderer.personalise`). It
 writes nothing: no message row, no event, no enrollment.
 
 A test send delivers that email through the configured transport (the file outbox, or SMTP)
@@ -21,7 +21,8 @@ from typing import Any, cast
 from sqlalchemy.orm import Session
 
 from campaigns.content.render import OutgoingEmail, Renderer, _check_address, make_message_id
-from campaigns.engine.steps import StepContext, email_parts
+from campaigns.engine.context import StepContext
+from campaigns.engine.steps.messages import email_parts, message_config
 from campaigns.journeys.model import EmailStep, InviteStep, Journey, SurveyStep
 from campaigns.store.models import Account, Contact
 
@@ -97,7 +98,7 @@ def render_preview(
     # The engine and the enrollment are not needed to render: the context's values come from
     # the contact, the account and the journey.
     ctx = StepContext(
-        engine=cast(Any, None),
+        tools=cast(Any, None),
         session=session,
         enrollment=cast(Any, None),
         contact=contact,
@@ -105,7 +106,7 @@ def render_preview(
         journey=journey,
         now=now,
     )
-    parts = email_parts(ctx, journey.step(step_id).config, variant)
+    parts = email_parts(ctx, message_config(journey.step(step_id)), variant)
     context = {
         **ctx.values(),
         "links": {name: ctx.render(url) for name, url in (links or {}).items()},

@@ -13,10 +13,19 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from campaigns.exceptions import ConfigError
 from campaigns.queue import KEY_PREFIX
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+
+class RateLimiter(Protocol):
+    """What the engine asks before each email: may one go to this address now?"""
+
+    def acquire(self, address: str, now: datetime) -> datetime | None: ...
 
 
 @dataclass(frozen=True)
@@ -41,7 +50,9 @@ def parse_limits(text: str | None) -> dict[str, Limit]:
 
 
 class DomainRateLimiter:
-    def __init__(self, limits: dict[str, Limit], redis: Any | None = None) -> None:
+    """A :class:`RateLimiter` by the address's domain, counted in Redis (or here)."""
+
+    def __init__(self, limits: dict[str, Limit], redis: Redis | None = None) -> None:
         self.limits = limits
         self.redis = redis
         self._counts: dict[tuple[str, int], int] = {}

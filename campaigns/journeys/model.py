@@ -156,6 +156,23 @@ StepConfig = (
     | UpdateStep
     | ExitStep
 )
+"""A step's configuration: a union discriminated by the step's type (:data:`STEP_CONFIGS`);
+the engine narrows it once per step with a ``match`` checked exhaustively."""
+
+STEP_CONFIGS: Mapping[StepType, type[StepConfig]] = {
+    StepType.EMAIL: EmailStep,
+    StepType.WAIT: WaitStep,
+    StepType.WAIT_UNTIL: WaitUntilStep,
+    StepType.BRANCH: BranchStep,
+    StepType.SURVEY: SurveyStep,
+    StepType.INVITE: InviteStep,
+    StepType.TASK: TaskStep,
+    StepType.IN_APP: InAppStep,
+    StepType.WEBHOOK: WebhookStep,
+    StepType.UPDATE: UpdateStep,
+    StepType.EXIT: ExitStep,
+}
+"""The class of each step type's configuration (the union's discriminator)."""
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,7 @@ class Channel(enum.StrEnum):
     TASK = "task"
     IN_APP = "in_app"
     WEBHOOK = "webhook"
+    OWNER = "owner"  # mail to an account owner (a user): untracked, no unsubscribe
 
 
 class EventKind(enum.StrEnum):
@@ -529,6 +530,8 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(255), default="")
+    # The language of mail to this user (task notices); None: the journey's.
+    locale: Mapped[str | None] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default=UserRole.CSM)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

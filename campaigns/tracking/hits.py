@@ -36,7 +36,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.insight import stats
-from campaigns.store.models import Classification, Contact, Event, EventKind, Message
+from campaigns.store.models import Channel, Classification, Contact, Event, EventKind, Message
 from campaigns.tracking.classify import HitView, Verdict, classify_hits
 from campaigns.tracking.events import wake
 
@@ -152,8 +152,13 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
     if not hits:
         return result
     message_ids = sorted({hit.message for _, hit in hits})
+    # Mail to account owners is not tracked, and its hits (from notices sent before it was
+    # its own channel) count for no one: an unsubscribe there must not unsubscribe the customer.
     messages = {
-        m.id: m for m in session.scalars(select(Message).where(Message.id.in_(message_ids)))
+        m.id: m
+        for m in session.scalars(
+            select(Message).where(Message.id.in_(message_ids), Message.channel != Channel.OWNER)
+        )
     }
     account_of = (
         dict(

@@ -34,7 +34,7 @@ def _services() -> dict[str, Any]:
     """The renderer, the transport and the project's links, built once per app."""
     services = current_app.extensions.get("campaigns.preview")
     if services is None:
-        from campaigns.channels.email import transport_from_url
+        from campaigns.channels.transports import transport_from_url
         from campaigns.content.project import Project
         from campaigns.content.render import Renderer
         from campaigns.services import sender

@@ -30,7 +30,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import select
 from werkzeug.urls import iri_to_uri
 
-from campaigns.store.models import Contact, EventKind, Message
+from campaigns.store.models import Channel, Contact, EventKind, Message
 from campaigns.tracking.events import record_event
 from campaigns.tracking.hits import Hit
 from campaigns.tracking.tokens import TRAP_LINK, Tokens, canonical
@@ -212,7 +212,7 @@ def _contact(message_id: int) -> tuple[Message, Contact]:
         row = session.execute(
             select(Message, Contact)
             .join(Contact, Contact.id == Message.contact_id)
-            .where(Message.id == message_id)
+            .where(Message.id == message_id, Message.channel != Channel.OWNER)  # not a customer's
         ).first()
     if row is None:
         abort(404)

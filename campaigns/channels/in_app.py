@@ -1,0 +1,60 @@
+"""The in-app channel: a message shown inside the product, stored for the app to fetch.
+
+The product asks ``GET /api/v1/contacts/<email>/in-app`` and reports ``seen`` and
+``clicked``; this channel only stores the message, once per enrollment and step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns.channels.base import Receipt, Status
+from campaigns.store.models import InAppMessage
+
+
+@dataclass(frozen=True)
+class Note:
+    """One in-app message, in the session of the step that shows it."""
+
+    session: Session
+    enrollment_id: int
+    journey_id: int
+    step_id: str
+    contact_id: int
+    title: str
+    body: str
+    url: str | None
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class InAppChannel:
+    """In-app messages as rows (the step's session commits them with the step)."""
+
+    name = "in_app"
+
+    def push(self, item: Note) -> Receipt:
+        session = item.session
+        existing = session.scalar(
+            select(InAppMessage.id).where(
+                InAppMessage.enrollment_id == item.enrollment_id,
+                InAppMessage.step_id == item.step_id,
+            )
+        )
+        if existing is not None:  # a re-run of the step: shown once
+            return Receipt(Status.SENT, ref=existing)
+        row = InAppMessage(
+            enrollment_id=item.enrollment_id, journey_id=item.journey_id, step_id=item.step_id,
+            contact_id=item.contact_id, title=item.title[:512], body=item.body, url=item.url,
+            created_at=item.created_at, expires_at=item.expires_at,
+        )  # fmt: skip
+        session.add(row)
+        session.flush()
+        return Receipt(Status.SENT, ref=row.id)
+
+    def close(self) -> None:
+        """Nothing to release: rows go with the step's session."""

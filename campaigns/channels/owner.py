@@ -1,0 +1,138 @@
+"""Mail to account owners: the notice a CSM gets when a journey creates a task for them.
+
+It is mail to one of our own users, not marketing to a customer, so it is its own channel:
+addressed to the user (their name, in their language: ``users.locale``), with no
+List-Unsubscribe, no preference link, no tracking pixel and no tracked links (a click in it
+must not count as the customer's, and an unsubscribe in it must not unsubscribe the
+customer it is about). It says ``Auto-Submitted: auto-generated`` (RFC 3834) so that
+out-of-office replies stay away, and its links go to the dashboard under ``BASE_URL``: the
+owner's task inbox and the customer's page (where the account's details and open tasks are).
+Exactly-once is the engine's, as for every email: the Message row is written first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from campaigns.channels.base import Receipt
+from campaigns.channels.transports import Transport, push_mail
+from campaigns.content.render import OutgoingEmail, Renderer, make_message_id
+
+TEMPLATE = "owner_task_notification"
+
+SUBJECTS = {"en": "[Task] {title}", "ja": "[タスク] {title}"}
+"""The notice's subject per language (the language of the owner, not of the customer)."""
+
+MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+
+HEADERS = ("Auto-Submitted: auto-generated", "X-Auto-Response-Suppress: All")
+"""RFC 3834, and what Exchange reads instead: no automatic replies to a notice."""
+
+
+def language(locale: str | None, default: str) -> str:
+    """The owner's language for templates and subjects (``ja-JP`` -> ``ja``); ``default``
+    (the journey's) when the user has none or one we have no words for."""
+    for candidate in (locale, default):
+        short = (candidate or "").split("-")[0].lower()
+        if short in SUBJECTS:
+            return short
+    return "en"
+
+
+def format_due(due: date | None, language: str) -> str:
+    """The task's due date in the owner's words: ``2027年1月22日``, ``January 22, 2027``."""
+    if due is None:
+        return ""
+    if language == "ja":
+        return f"{due.year}年{due.month}月{due.day}日"
+    return f"{MONTHS[due.month - 1]} {due.day}, {due.year}"
+
+
+def dashboard_links(base_url: str, contact_id: int) -> dict[str, str]:
+    """The notice's links: the owner's task inbox, and the customer's page in the dashboard
+    (their account, open tasks and timeline). Both need the owner to be signed in."""
+    base = base_url.rstrip("/")
+    return {
+        "url": f"{base}/tasks?owner=me",
+        "account_url": f"{base}/contacts/{int(contact_id)}",
+        "inbox_url": f"{base}/tasks",
+    }
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One notice to an owner: the Message row (id, and on a retry its Message-ID), the
+    owner as a user (address, name, language), the task, the contact it is about, and the
+    rest of the template's context (the account and contact fields, the journey)."""
+
+    message: int
+    message_id: str | None
+    to: str
+    to_name: str | None
+    locale: str
+    task: Mapping[str, object]
+    due: date | None
+    contact_id: int
+    context: Mapping[str, object]
+    now: datetime
+
+
+class OwnerMail:
+    """Mail to account owners, rendered without tracking, over the email transport; its
+    links point into the dashboard at ``base_url``."""
+
+    name = "owner"
+
+    def __init__(self, renderer: Renderer, transport: Transport, base_url: str) -> None:
+        self.renderer = renderer
+        self.transport = transport
+        self.base_url = base_url
+
+    def available(self) -> bool:
+        """Whether the project has the notice's template (a project may leave it out)."""
+        return self.renderer.store.exists(TEMPLATE)
+
+    def compose(self, notice: Notice) -> OutgoingEmail:
+        renderer = self.renderer
+        task = {
+            **notice.task,
+            "due": format_due(notice.due, notice.locale),
+            **dashboard_links(self.base_url, notice.contact_id),
+        }
+        context = {
+            **notice.context,
+            "owner": {"email": notice.to, "name": notice.to_name},
+            "task": task,
+        }
+        title = str(task.get("title", ""))
+        # The title was rendered once already (a journey text): a brace in it is literal.
+        subject = SUBJECTS.get(notice.locale, SUBJECTS["en"]).format(title=title)
+        parts = renderer.personalise(
+            message=notice.message, template=TEMPLATE, locale=notice.locale,
+            subject=subject.replace("{", "{{ '{' }}"), preheader=None, context=context,
+        )  # fmt: skip
+        message_id = notice.message_id or make_message_id(notice.message, renderer.domain)
+        raw = renderer.assemble(
+            message=notice.message, message_id=message_id, to=notice.to, to_name=notice.to_name,
+            subject=parts.subject, html=parts.html, text=parts.text, unsubscribe_url=None,
+            now=notice.now, headers=HEADERS,
+        )  # fmt: skip
+        return OutgoingEmail(
+            message_id=message_id,
+            to=notice.to,
+            mail_from=renderer.sender.address,
+            subject=parts.subject,
+            raw=raw,
+            links=(),
+        )
+
+    def push(self, item: OutgoingEmail) -> Receipt:
+        return push_mail(self.transport, item)
+
+    def close(self) -> None:
+        self.transport.close()

@@ -1,0 +1,26 @@
+"""The engine's settings: batch and lease sizes, the frequency cap, the webhook secret.
+
+Built from the configuration by the composition root (:mod:`campaigns.services`); tests
+build their own.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from campaigns import defaults
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    send_batch: int = defaults.SEND_BATCH
+    lease: timedelta = timedelta(seconds=defaults.LEASE_SECONDS)
+    max_unfinished_runs: int = defaults.MAX_UNFINISHED_RUNS
+    heartbeat: bool = True  # off where time is fake and sessions share one connection (simulate)
+    frequency_cap: int = 3
+    frequency_period: timedelta = timedelta(days=7)
+    webhook_secret: str = ""
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")

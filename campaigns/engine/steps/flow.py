@@ -1,0 +1,47 @@
+"""Steps that steer the enrollment without reaching anyone: branch, update, exit."""
+
+from __future__ import annotations
+
+from campaigns.engine.context import NEXT, Outcome, StepContext
+from campaigns.journeys.expressions import Condition
+from campaigns.journeys.model import BranchStep, ExitStep, Step, UpdateStep
+
+
+def run_branch(ctx: StepContext, step: Step, config: BranchStep) -> Outcome:
+    """The first arm whose condition holds, else ``otherwise`` (None: the next step)."""
+    values, functions = ctx.values(), ctx.functions()
+    for arm in config.arms:
+        if Condition(arm.condition)(values, functions):
+            return Outcome(goto=arm.goto)
+    return Outcome(goto=config.otherwise)
+
+
+def run_update(ctx: StepContext, step: Step, config: UpdateStep) -> Outcome:
+    """Set attributes, the contact's locale or the health score; add and remove tags."""
+    contact, account = ctx.contact, ctx.account
+    contact_attrs = dict(contact.attributes or {})
+    account_attrs = dict(account.attributes or {}) if account else {}
+    for key, raw in config.set.items():
+        value = ctx.render(raw) if isinstance(raw, str) else raw
+        if key.startswith("contact.attributes."):
+            contact_attrs[key.split(".", 2)[2]] = value
+        elif key.startswith("attributes.") and account:
+            account_attrs[key.split(".", 1)[1]] = value
+        elif key == "contact.locale" and isinstance(value, str) and value:
+            contact.locale = value
+        elif key == "health_score" and account:
+            try:
+                account.health_score = max(0, min(100, int(value)))
+            except (TypeError, ValueError):
+                ctx.enrollment.error = f"update {step.id}: health_score {value!r} is not a number"
+    tags = [t for t in (contact.tags or []) if t not in config.remove_tags]
+    tags += [t for t in config.add_tags if t not in tags]
+    contact.attributes, contact.tags = contact_attrs, tags
+    if account:
+        account.attributes = account_attrs
+    ctx.forget_values()
+    return NEXT
+
+
+def run_exit(ctx: StepContext, step: Step, config: ExitStep) -> Outcome:
+    return Outcome(finish=config.reason)

@@ -1,0 +1,161 @@
+"""Email, survey and invite steps: one customer email each, exactly once.
+
+A ``channel: best_of [email, task]`` step first draws its channel for the contact's segment
+(:mod:`campaigns.insight.tuning`), and an email step with variants draws its variant; both
+draws are kept, so a re-run takes the same one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import assert_never
+
+from campaigns.channels.email import Draft
+from campaigns.content.render import InviteSpec, OutgoingEmail, SurveySpec
+from campaigns.engine import sending
+from campaigns.engine.context import Outcome, StepContext
+from campaigns.engine.steps.actions import run_in_app, run_task
+from campaigns.insight import tuning
+from campaigns.journeys.model import (
+    EmailStep,
+    InAppStep,
+    InviteStep,
+    Step,
+    SurveyStep,
+    TaskStep,
+    text_for,
+)
+from campaigns.store.models import Channel, Message
+
+MessageConfig = EmailStep | SurveyStep | InviteStep
+
+
+@dataclass(frozen=True)
+class EmailParts:
+    """What an email, survey or invite step sends one contact: the template, subject and
+    preheader (Jinja strings in the contact's language) and the survey or invite blocks."""
+
+    template: str
+    locale: str
+    subject: str
+    preheader: str | None
+    survey: SurveySpec | None = None
+    invite: InviteSpec | None = None
+
+
+def run_message(ctx: StepContext, step: Step) -> Outcome:
+    """Email, survey and invite steps; a ``best_of`` step picks its channel first."""
+    channel = choose_channel(ctx, step) if step.best_of else step.type.value
+    config = step.blocks[channel]
+    match config:
+        case TaskStep():
+            return run_task(ctx, step, config)
+        case InAppStep():
+            return run_in_app(ctx, step, config)
+        case EmailStep() | SurveyStep() | InviteStep():
+            return send_email(ctx, step, config)
+        case _:
+            raise LookupError(f"step {step.id}: channel {channel} cannot carry a message")
+
+
+def choose_channel(ctx: StepContext, step: Step) -> str:
+    """A ``best_of`` step's channel for this contact, drawn by the tuner for the contact's
+    segment and kept in the enrollment's context so that a re-run takes the same channel."""
+    chosen = dict(ctx.enrollment.context.get("arms", {}))
+    if chosen.get(step.id) not in step.best_of:
+        goal = step.goal or tuning.default_goal(step.best_of[0])
+        chosen[step.id] = ctx.tools.tuner.choose(
+            ctx.session, journey_id=ctx.enrollment.journey_id, step_id=step.id,
+            segment=ctx.enrollment.segment, arms=step.best_of, dimension="channel", goal=goal,
+            now=ctx.now,
+        )  # fmt: skip
+        ctx.enrollment.context = {**ctx.enrollment.context, "arms": chosen}
+    return str(chosen[step.id])
+
+
+def choose_variant(ctx: StepContext, step: Step, config: EmailStep) -> str | None:
+    """An email step's variant for this contact: the one its message was written with, or
+    a new draw by the tuner."""
+    if not config.variants:
+        return None
+    names = tuple(v.id for v in config.variants)
+    variant = ctx.sending.variant(ctx.enrollment.id, step.id)  # a re-run keeps its draw
+    if variant in names:
+        return variant
+    return ctx.tools.tuner.choose(
+        ctx.session, journey_id=ctx.enrollment.journey_id, step_id=step.id,
+        segment=ctx.enrollment.segment, arms=names, dimension="variant",
+        goal=step.goal or tuning.default_goal(step.type.value), now=ctx.now,
+    )  # fmt: skip
+
+
+def send_email(ctx: StepContext, step: Step, config: MessageConfig) -> Outcome:
+    """Send the email of an email, survey or invite step, exactly once."""
+    variant = choose_variant(ctx, step, config) if isinstance(config, EmailStep) else None
+    parts = email_parts(ctx, config, variant)  # the dashboard's preview renders the same parts
+    category = step.category or (
+        "survey" if parts.survey else "event" if parts.invite else "marketing"
+    )
+    channel = ctx.tools.channels.email
+    links = ctx.tools.links
+    to, to_name = ctx.contact.email, ctx.contact.name
+
+    def compose(message: Message) -> OutgoingEmail:
+        context = {**ctx.values(), "links": {name: ctx.render(url) for name, url in links.items()}}
+        subject, preheader = ctx.render(parts.subject), parts.preheader
+        return channel.compose(
+            Draft(
+                message=message.id, message_id=message.message_id, to=to, to_name=to_name,
+                template=parts.template, locale=parts.locale, subject=subject,
+                preheader=ctx.render(preheader) if preheader else None, context=context,
+                now=ctx.now, survey=parts.survey, invite=parts.invite,
+            )
+        )  # fmt: skip
+
+    mail = sending.Mail(
+        step_id=step.id, attempt_key="1", channel=channel, kind=Channel.EMAIL, to=to,
+        category=category, template=parts.template, locale=parts.locale, marketing=True,
+        compose=compose, variant=variant,
+    )  # fmt: skip
+    return sending.send(ctx, mail)
+
+
+def message_config(step: Step) -> MessageConfig:
+    """The email, survey or invite config of ``step`` (for a preview of its email)."""
+    config = step.config
+    if not isinstance(config, EmailStep | SurveyStep | InviteStep):
+        raise LookupError(f"step {step.id} is a {step.type.value} step: it sends no email")
+    return config
+
+
+def email_parts(ctx: StepContext, config: MessageConfig, variant: str | None = None) -> EmailParts:
+    """The parts of ``config``'s email for ``ctx``'s contact, with ``variant`` (one of the
+    step's variant ids) applied; the engine sends these, the dashboard previews them."""
+    locale = ctx.contact.locale.split("-")[0]
+    template, subject = config.template, config.subject
+    preheader = config.preheader if isinstance(config, EmailStep) else None
+    survey, invite = None, None
+    match config:
+        case EmailStep():
+            if variant is not None:
+                chosen = next(v for v in config.variants if v.id == variant)
+                template = chosen.template or template
+                subject = chosen.subject or subject
+                preheader = chosen.preheader or preheader
+        case SurveyStep():
+            survey = SurveySpec(config.scale, ctx.text(config.question) or None)
+        case InviteStep():
+            invite = InviteSpec(
+                ctx.text(config.event_name), config.starts_at, config.duration, config.url,
+                ctx.contact.time_zone,
+            )  # fmt: skip
+        case _:
+            assert_never(config)
+    return EmailParts(
+        template,
+        locale,
+        text_for(subject, locale, ctx.journey.locale) or "",
+        text_for(preheader, locale, ctx.journey.locale),
+        survey,
+        invite,
+    )
