@@ -43,7 +43,7 @@ SHIPPED = {
     "webinar_invite",
     "webinar_reminder",
 }
-INTERNAL = {"owner_task_notification"}  # sent to the CSM: no unsubscribe link
+INTERNAL = {"owner_task_notification"}  # sent to the CSM: no unsubscribe, no preferences
 
 UNSUBSCRIBE = "https://t.example.com/u/tok?sig=a&n=1"
 LINK_NAMES = ["app", "docs", "help", "renew", "review", "video", "webinar"]
@@ -90,6 +90,7 @@ def sample_context(**changes: Any) -> dict[str, Any]:
             "due": "2027年1月22日",
             "url": "https://cs.example.com/tasks/7",
             "account_url": "https://cs.example.com/accounts/1",
+            "inbox_url": "https://cs.example.com/tasks",
         },
     }
     context.update(changes)
@@ -157,9 +158,11 @@ def test_template_compiles_and_renders_with_the_documented_context(
     if locale == "ja":
         # The template's own Japanese copy survives too, in both parts.
         assert re.search(r"[\u3040-\u30ff]{4,}", html) and re.search(r"[\u3040-\u30ff]{4,}", text)
-    if name in INTERNAL:
-        assert 'href="https://t.example.com/p/tok"' in html
-        assert "https://t.example.com/p/tok" in text
+    if name in INTERNAL:  # mail to our own staff: the task inbox, no unsubscribe, no preferences
+        assert 'href="https://cs.example.com/tasks"' in html
+        assert "https://cs.example.com/tasks" in text
+        for part in (html, text):
+            assert "https://t.example.com/p/tok" not in part and "/u/tok" not in part
     else:
         # Autoescaped in the attribute, verbatim in the text part.
         assert 'href="https://t.example.com/u/tok?sig=a&amp;n=1"' in html

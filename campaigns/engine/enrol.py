@@ -21,11 +21,13 @@ so that reports can measure lift against them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Integer,
+    Select,
     String,
     and_,
     case,
@@ -39,6 +41,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import Subquery
 
 from campaigns.journeys.expressions import parse
 from campaigns.journeys.model import Journey, Trigger
@@ -64,6 +67,14 @@ class EnrolResult:
     entered: int
 
 
+COLUMNS = (
+    "journey_id", "journey_version_id", "contact_id", "entry_key", "segment", "tier",
+    "holdout", "state", "current_step", "next_run_at", "entered_at", "finished_at",
+    "exit_reason", "context",
+)  # fmt: skip
+"""The enrollment columns one INSERT ... SELECT fills."""
+
+
 def enrol(
     session: Session,
     journey: Journey,
@@ -78,8 +89,6 @@ def enrol(
     audience = or_(*(compiler.where(name) for name in journey.segments))
     if journey.audience:
         audience = and_(audience, compiler.compile(parse(journey.audience)))
-    first_step = journey.steps[0].id
-    trigger = journey.entry.trigger
     # The first of the journey's segments the contact is in, and the account's tier: the
     # enrollment keeps them, and reports and the tuner break their numbers down by them.
     segment = (
@@ -93,51 +102,73 @@ def enrol(
         .outerjoin(Account, Contact.account_id == Account.id)
         .where(audience)
     )
+    trigger = journey.entry.trigger
     if trigger == Trigger.SEGMENT:
-        key: Any = literal("segment")
-        if journey.re_entry.policy == "after" and journey.re_entry.after:
-            period = max(1, journey.re_entry.after.days)
-            key = literal(f"segment:{today.toordinal() // period}")
-        source = base.add_columns(key.label("entry_key"))
+        source = _by_segment(base, journey, today)
     elif trigger == Trigger.DATE:
-        column = _date_column(journey.entry.field or "renewal_date")
-        offset = journey.entry.offset
-        # enter once date + offset <= today, i.e. date <= today - offset ...
-        due = column <= today - offset
-        if offset < timedelta(0):
-            # "90 days before": anyone whose date is still ahead and within the offset, so a
-            # journey deployed today still reaches the renewals 60 days out.
-            fresh = column >= today
-        else:
-            # "45 days after": only recent ones (within the grace period); deploying a
-            # journey must not reach every customer whose date passed years ago.
-            fresh = column >= today - offset - DATE_GRACE
-        key = (
-            literal("date")
-            if journey.re_entry.policy == "never"
-            else literal("date:") + cast(column, String)
-        )
-        source = base.where(column.is_not(None), due, fresh).add_columns(key.label("entry_key"))
+        source = _by_date(base, journey, today)
     else:
-        since = now - DATE_GRACE
-        matches = and_(
-            Event.kind == EventKind.CUSTOM,
-            Event.name == journey.entry.event,
-            Event.occurred_at >= since,
-            or_(
-                Event.contact_id == Contact.id,
-                and_(Event.contact_id.is_(None), Event.account_id == Contact.account_id),
-            ),
-        )
-        if journey.re_entry.policy == "never":
-            source = base.where(exists().where(matches)).add_columns(
-                literal("event").label("entry_key")
-            )
-        else:
-            source = base.join(Event, matches).add_columns(
-                (literal("event:") + cast(Event.id, String)).label("entry_key")
-            )
-    entrants = source.subquery()
+        source = _by_event(base, journey, now)
+    rows = _rows(source.subquery(), journey, journey_id, version_id, now)
+    statement = insert(Enrollment).from_select(list(COLUMNS), rows).returning(Enrollment.id)
+    return EnrolResult(journey.key, len(session.scalars(statement).all()))
+
+
+def _by_segment(base: Select[Any], journey: Journey, today: date) -> Select[Any]:
+    """Members enter once; with ``re_entry: after N days`` once per N-day period."""
+    key = literal("segment")
+    if journey.re_entry.policy == "after" and journey.re_entry.after:
+        period = max(1, journey.re_entry.after.days)
+        key = literal(f"segment:{today.toordinal() // period}")
+    return base.add_columns(key.label("entry_key"))
+
+
+def _by_date(base: Select[Any], journey: Journey, today: date) -> Select[Any]:
+    """Contacts whose account date plus the offset has come (see the module's docstring)."""
+    column = _date_column(journey.entry.field or "renewal_date")
+    offset = journey.entry.offset
+    # enter once date + offset <= today, i.e. date <= today - offset ...
+    due = column <= today - offset
+    if offset < timedelta(0):
+        # "90 days before": anyone whose date is still ahead and within the offset, so a
+        # journey deployed today still reaches the renewals 60 days out.
+        fresh = column >= today
+    else:
+        # "45 days after": only recent ones (within the grace period); deploying a
+        # journey must not reach every customer whose date passed years ago.
+        fresh = column >= today - offset - DATE_GRACE
+    key = (
+        literal("date")
+        if journey.re_entry.policy == "never"
+        else literal("date:") + cast(column, String)
+    )
+    return base.where(column.is_not(None), due, fresh).add_columns(key.label("entry_key"))
+
+
+def _by_event(base: Select[Any], journey: Journey, now: datetime) -> Select[Any]:
+    """Contacts (or every contact of an account) with a matching recent product event."""
+    since = now - DATE_GRACE
+    matches = and_(
+        Event.kind == EventKind.CUSTOM,
+        Event.name == journey.entry.event,
+        Event.occurred_at >= since,
+        or_(
+            Event.contact_id == Contact.id,
+            and_(Event.contact_id.is_(None), Event.account_id == Contact.account_id),
+        ),
+    )
+    if journey.re_entry.policy == "never":
+        return base.where(exists().where(matches)).add_columns(literal("event").label("entry_key"))
+    return base.join(Event, matches).add_columns(
+        (literal("event:") + cast(Event.id, String)).label("entry_key")
+    )
+
+
+def _rows(
+    entrants: Subquery, journey: Journey, journey_id: int, version_id: int, now: datetime
+) -> Select[Any]:
+    """The new enrollments of ``entrants`` who hold none with the same entry key (nor a
+    running one); the holdout's share finished at once."""
     taken = exists().where(
         Enrollment.journey_id == journey_id,
         Enrollment.contact_id == entrants.c.contact_id,
@@ -147,7 +178,8 @@ def enrol(
         ),
     )
     held = _holdout_on(entrants.c.contact_id, journey_id, journey.holdout)
-    rows = (
+    at = literal(now, type_=UTCDateTime())
+    return (
         select(
             literal(journey_id).label("journey_id"),
             literal(version_id).label("journey_version_id"),
@@ -160,43 +192,28 @@ def enrol(
                 (held, literal(EnrollmentState.COMPLETED.value)),
                 else_=literal(EnrollmentState.ACTIVE.value),
             ).label("state"),
-            literal(first_step).label("current_step"),
-            case((held, null()), else_=literal(now, type_=UTCDateTime())).label("next_run_at"),
-            literal(now, type_=UTCDateTime()).label("entered_at"),
-            case((held, literal(now, type_=UTCDateTime())), else_=null()).label("finished_at"),
+            literal(journey.steps[0].id).label("current_step"),
+            case((held, null()), else_=at).label("next_run_at"),
+            at.label("entered_at"),
+            case((held, at), else_=null()).label("finished_at"),
             case((held, literal("holdout")), else_=null()).label("exit_reason"),
             literal({}, type_=JSONType).label("context"),
         )
         .where(~taken)
         .distinct()
     )
-    columns = [
-        "journey_id",
-        "journey_version_id",
-        "contact_id",
-        "entry_key",
-        "segment",
-        "tier",
-        "holdout",
-        "state",
-        "current_step",
-        "next_run_at",
-        "entered_at",
-        "finished_at",
-        "exit_reason",
-        "context",
-    ]
-    statement = insert(Enrollment).from_select(columns, rows).returning(Enrollment.id)
-    return EnrolResult(journey.key, len(session.scalars(statement).all()))
 
 
-def _date_column(field: str) -> Any:
+def _date_column(field: str) -> ColumnElement[date]:
     if field.startswith("attributes."):
         return func.date(Account.attributes[field.split(".", 1)[1]].as_string())
-    return getattr(Account, field)
+    column: ColumnElement[date] = getattr(Account, field)
+    return column
 
 
-def _holdout_on(contact_id: Any, journey_id: int, share: float) -> Any:
+def _holdout_on(
+    contact_id: ColumnElement[int], journey_id: int, share: float
+) -> ColumnElement[bool]:
     if share <= 0:
         return literal(False)
     return ((cast(contact_id, Integer) * 7919 + journey_id * 104729) % 100) < round(share * 100)

@@ -3,8 +3,8 @@
 The dashboard's preview renders an email, survey or invite step of a deployed journey for a
 chosen contact, with the journey's current version, the contact's language, their account's
 data and the variant asked for, through the same code the engine sends with
-(:func:`campaigns.engine.steps.messages.email_parts`, :meth:`campaigns.content.render.Renderer.personalise`). It
-writes nothing: no message row, no event, no enrollment.
+(:func:`campaigns.engine.steps.messages.email_parts`,
+:meth:`campaigns.content.render.Renderer.personalise`). It writes nothing: no message row, no event, no enrollment.
 
 A test send delivers that email through the configured transport (the file outbox, or SMTP)
 to an address of the reviewer's choosing, with ``[Test]`` before the subject. Its links go

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.store.models import Account, Contact, EventKind, Journey, Task, TaskStatus
@@ -93,22 +93,7 @@ def list_tasks(
     match in all. Open tasks come oldest due first (undated last); closed ones latest first."""
     if status != "all" and status not in TaskStatus.__members__.values():
         raise ValueError(f"status: expected one of open, done, cancelled, all; got {status!r}")
-    where: list[Any] = []
-    if owner:
-        where.append(func.lower(Task.owner_email) == owner.strip().lower())
-    if status != "all":
-        where.append(Task.status == status)
-    if contact_id is not None:
-        where.append(Task.contact_id == contact_id)
-    if due:
-        due = Due(due)
-        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        limit_at = {
-            Due.OVERDUE: now,
-            Due.TODAY: midnight + timedelta(days=1),
-            Due.WEEK: midnight + timedelta(days=7),
-        }[due]
-        where += [Task.status == TaskStatus.OPEN, Task.due_at.is_not(None), Task.due_at < limit_at]
+    where = _filters(now, owner, status, Due(due) if due else None, contact_id)
     total = session.scalar(select(func.count()).select_from(Task).where(*where)) or 0
     order: list[Any]
     if status == TaskStatus.OPEN or due:
@@ -142,6 +127,28 @@ def list_tasks(
         )
     ]
     return items, int(total)
+
+
+def _filters(
+    now: datetime, owner: str | None, status: str, due: Due | None, contact_id: int | None
+) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of the inbox's filters."""
+    where: list[ColumnElement[bool]] = []
+    if owner:
+        where.append(func.lower(Task.owner_email) == owner.strip().lower())
+    if status != "all":
+        where.append(Task.status == status)
+    if contact_id is not None:
+        where.append(Task.contact_id == contact_id)
+    if due:
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        limit_at = {
+            Due.OVERDUE: now,
+            Due.TODAY: midnight + timedelta(days=1),
+            Due.WEEK: midnight + timedelta(days=7),
+        }[due]
+        where += [Task.status == TaskStatus.OPEN, Task.due_at.is_not(None), Task.due_at < limit_at]
+    return where
 
 
 def owners(session: Session) -> list[str]:
