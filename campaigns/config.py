@@ -403,8 +403,33 @@ def _frequency(value: str | None) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def _rate_limits(value: str) -> str:
-    from campaigns.engine.ratelimit import parse_limits
+@dataclass(frozen=True)
+class Limit:
+    """At most ``count`` messages to one domain per ``seconds``."""
 
+    count: int
+    seconds: int
+
+
+def parse_limits(text: str | None) -> dict[str, Limit]:
+    """``"gmail.com=600/60s,*=3000/60s"``: {"gmail.com": Limit(600, 60), "*": Limit(3000, 60)}.
+
+    Parsed here, with the other settings (the limiter in :mod:`campaigns.engine.ratelimit`
+    takes the result), so that checking the configuration imports nothing of the engine."""
+    limits: dict[str, Limit] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        match = re.fullmatch(r"\s*([\w.*-]+)\s*=\s*(\d{1,7})\s*/\s*(\d{1,6})\s*s?\s*", part)
+        if not match or int(match.group(3)) == 0:
+            raise ConfigError(
+                f"DOMAIN_RATE_LIMITS: {part.strip()!r} is not 'domain=count/seconds',"
+                " e.g. gmail.com=600/60s"
+            )
+        limits[match.group(1).lower()] = Limit(int(match.group(2)), int(match.group(3)))
+    return limits
+
+
+def _rate_limits(value: str) -> str:
     parse_limits(value)  # raises ConfigError naming the variable
     return value

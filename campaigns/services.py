@@ -15,7 +15,7 @@ from campaigns.clock import Clock, SystemClock
 from campaigns.content.project import Project
 from campaigns.content.render import Renderer, Sender
 from campaigns.engine.core import Engine, EngineSettings
-from campaigns.engine.ratelimit import DomainRateLimiter, parse_limits
+from campaigns.engine.ratelimit import DomainRateLimiter
 from campaigns.store.db import make_engine, make_sessionmaker, migrate
 from campaigns.tracking.tokens import Tokens
 
@@ -59,7 +59,7 @@ def build_engine(
 
 
 def _rate_limiter(cfg: settings.Config) -> DomainRateLimiter | None:
-    limits = parse_limits(cfg.domain_rate_limits)
+    limits = settings.parse_limits(cfg.domain_rate_limits)
     if not limits:
         return None
     from campaigns.queue import connect

@@ -344,7 +344,8 @@ def test_a_domain_rate_limit_holds_sends_until_the_next_window(db, smtp_sink, sh
 
     from redis import Redis
 
-    from campaigns.engine.ratelimit import DomainRateLimiter, parse_limits
+    from campaigns.config import parse_limits
+    from campaigns.engine.ratelimit import DomainRateLimiter
 
     add_people(db, 5)
     deploy_text(db, HEAD + "entry: {trigger: segment}\n" + STEPS)
@@ -376,7 +377,7 @@ def test_a_domain_rate_limit_holds_sends_until_the_next_window(db, smtp_sink, sh
 
 
 def test_rate_limit_settings_are_checked():
-    from campaigns.engine.ratelimit import Limit, parse_limits
+    from campaigns.config import Limit, parse_limits
     from campaigns.exceptions import ConfigError
 
     assert parse_limits("gmail.com=600/60s, *=3000/60") == {

@@ -4,18 +4,16 @@
 gmail.com addresses and 3000 a minute to any other one domain. A fixed window per domain is
 counted with one ``INCR`` (and an ``EXPIRE``) in a pipeline; a send over the limit is held
 until the window ends, never dropped. Without Redis (one process) the counts are kept in
-memory.
+memory. The setting is parsed with the others (:func:`campaigns.config.parse_limits`).
 """
 
 from __future__ import annotations
 
-import re
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from campaigns.exceptions import ConfigError
+from campaigns.config import Limit
 from campaigns.queue import KEY_PREFIX
 
 if TYPE_CHECKING:
@@ -26,27 +24,6 @@ class RateLimiter(Protocol):
     """What the engine asks before each email: may one go to this address now?"""
 
     def acquire(self, address: str, now: datetime) -> datetime | None: ...
-
-
-@dataclass(frozen=True)
-class Limit:
-    count: int
-    seconds: int
-
-
-def parse_limits(text: str | None) -> dict[str, Limit]:
-    """``"gmail.com=600/60s,*=3000/60s"`` -> {"gmail.com": Limit(600, 60), "*": Limit(3000, 60)}."""
-    limits: dict[str, Limit] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        match = re.fullmatch(r"\s*([\w.*-]+)\s*=\s*(\d{1,7})\s*/\s*(\d{1,6})\s*s?\s*", part)
-        if not match or int(match.group(3)) == 0:
-            raise ConfigError(
-                f"DOMAIN_RATE_LIMITS: {part.strip()!r} is not 'domain=count/seconds', e.g. gmail.com=600/60s"
-            )
-        limits[match.group(1).lower()] = Limit(int(match.group(2)), int(match.group(3)))
-    return limits
 
 
 class DomainRateLimiter:
