@@ -35,8 +35,9 @@ from campaigns.store.users import UserError, add_user, set_password
 from campaigns.web import create_app
 from campaigns.web.auth import safe_next
 from campaigns.web.charts import FunnelStep, funnel
-from campaigns.web.dashboard import BAD_LOGIN, PUBLIC, format_rate
-from campaigns.web.dashboard import bp as dashboard_bp
+from campaigns.web.dashboard import BAD_LOGIN
+from campaigns.web.dashboard_base import PUBLIC, format_rate
+from campaigns.web.dashboard_base import bp as dashboard_bp
 
 SECRET = "dashboard-secret-0123456789"
 BASE = "https://cs.example.com"

@@ -43,14 +43,20 @@ class Runtime:
 
 @cache
 def runtime() -> Runtime:
-    """This worker process's engine, built on the first job and kept."""
+    """This worker process's engine, built on the first job (by the composition root,
+    :func:`campaigns.services.build`) and kept for every later one: jobs are plain functions
+    RQ calls by name, so the process is where their engine lives. Nothing replaces it."""
     from campaigns.queue import connect
-    from campaigns.services import build_engine
+    from campaigns.services import build
 
     cfg = settings.load()
     connection = connect(cfg)
-    engine = build_engine(cfg, dispatch=lambda wanted: enqueue_advance(connection, cfg, wanted))
-    return Runtime(cfg, connection, engine)
+    services = build(
+        cfg,
+        redis=connection,
+        dispatch=lambda wanted: enqueue_advance(connection, cfg, wanted),
+    )
+    return Runtime(cfg, connection, services.engine)
 
 
 def enqueue_advance(connection: Redis, cfg: settings.Config, wanted: int) -> int:
