@@ -1,16 +1,16 @@
 """The worker process: ``python worker.py`` runs an RQ worker on the project's queues and,
 beside it, three children: RQ's cron scheduler, which enqueues the scheduler pass
-(``campaigns.engine.jobs.tick``) every minute and the dispatcher (``campaigns.engine.jobs.dispatch``)
-every 10 s; RQ's scheduler, which enqueues the delayed retries of failed jobs; and the
-flusher, which writes tracking hits from Redis to the database in batches (``campaigns
-flush --follow`` runs it on its own).
+(``campaigns.engine.jobs.tick``) every minute and the dispatcher
+(``campaigns.engine.jobs.dispatch``) every 10 s; RQ's scheduler, which enqueues the delayed
+retries of failed jobs; and the flusher, which writes tracking hits from Redis to the
+database in batches (``campaigns flush --follow`` runs it on its own).
 
 It refuses to start (one line, exit 2) when Redis does not answer or the database's schema
 is behind (run ``campaigns migrate``); it never migrates.
 
 Jobs run in the worker's own process (RQ's ``SimpleWorker``), so the engine it builds on
-the first job (by :func:`campaigns.services.build`) (database pool, compiled templates, one SMTP connection) serves every later
-one; RQ's job timeouts still hold. ``--fork`` runs each job in a forked child instead
+the first job (by :func:`campaigns.services.build`: database pool, compiled templates, one
+SMTP connection) serves every later one; RQ's job timeouts still hold. ``--fork`` runs each job in a forked child instead
 (RQ's default ``Worker``): more isolation, but every job builds its engine again.
 
 The worker and its children outlive a Redis restart or a database blip: each reconnects

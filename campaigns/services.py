@@ -40,7 +40,7 @@ class SchemaBehind(CampaignsError):
 
 
 def sender(cfg: settings.Config) -> Sender:
-    """The sender of journey emails: ``MAIL_FROM``, parsed and checked by :mod:`campaigns.config`."""
+    """The sender of journey emails: ``MAIL_FROM``, as :mod:`campaigns.config` checked it."""
     return Sender(address=cfg.mail_from.address, name=cfg.mail_from.name)
 
 

@@ -32,7 +32,7 @@ from campaigns.insight.rates import Rate, wilson
 from campaigns.journeys.dsl import parse_journey
 from campaigns.store.models import Allocation, Journey, JourneyStatus, User
 from campaigns.store.users import UserError, add_user, set_password
-from campaigns.web import create_app
+from campaigns.web import create_app, crm, previews  # noqa: F401 (crm, previews: their routes)
 from campaigns.web.auth import safe_next
 from campaigns.web.charts import FunnelStep, funnel
 from campaigns.web.dashboard import BAD_LOGIN

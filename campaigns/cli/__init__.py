@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("CAMPAIGNS_DEBUG"):
             raise
         err(
-            f"campaigns: internal error: {type(exc).__name__}: {exc} (set CAMPAIGNS_DEBUG=1 for the traceback)"
+            f"campaigns: internal error: {type(exc).__name__}: {exc}"
+            " (set CAMPAIGNS_DEBUG=1 for the traceback)"
         )
         sys.exit(EXIT_INTERNAL)

@@ -111,7 +111,10 @@ def safe_url(url: str) -> str:
 
 def table(headers: list[str], rows: list[list[Any]]) -> None:
     cells = [[str(c) for c in row] for row in rows]
-    widths = [max([display_width(h)] + [display_width(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    widths = [
+        max([display_width(h)] + [display_width(r[i]) for r in cells])
+        for i, h in enumerate(headers)
+    ]
 
     def line(values: list[str]) -> str:
         parts = []

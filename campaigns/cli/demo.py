@@ -45,7 +45,8 @@ def demo(state: State, accounts: int, on: Any) -> None:
             for error in report.errors:
                 common.err(str(error))
             click.echo(
-                f"imported {kind}: {report.inserted} new, {report.updated} updated, {report.skipped} skipped"
+                f"imported {kind}: {report.inserted} new, {report.updated} updated,"
+                f" {report.skipped} skipped"
             )
     checked = state.project.check()
     if checked.problems:
@@ -99,10 +100,12 @@ def demo(state: State, accounts: int, on: Any) -> None:
     _demo_report(state)
     click.echo("")
     click.echo(
-        f"Dashboard: {state.config.base_url}/journeys once `campaigns run` serves it (create a sign-in first: `campaigns user add you@example.com`)."
+        f"Dashboard: {state.config.base_url}/journeys once `campaigns run` serves it"
+        " (create a sign-in first: `campaigns user add you@example.com`)."
     )
     click.echo(
-        "Next: `campaigns simulate low_touch_nps --days 14`, `campaigns report low_touch_nps`, `campaigns run`; see README.md."
+        "Next: `campaigns simulate low_touch_nps --days 14`, `campaigns report low_touch_nps`,"
+        " `campaigns run`; see README.md."
     )
 
 
@@ -157,7 +160,8 @@ def _demo_run(state: State, on: Any) -> None:
         tasks = session.scalar(select(func.count()).select_from(Task)) or 0
         in_app = session.scalar(select(func.count()).select_from(InAppMessage)) or 0
     click.echo(
-        f"First steps run at {clock.now():%Y-%m-%d %H:%M} UTC: {result.claimed} enrollments advanced"
+        f"First steps run at {clock.now():%Y-%m-%d %H:%M} UTC:"
+        f" {result.claimed} enrollments advanced"
     )
     click.echo(f"  emails sent: {counts.get(MessageStatus.SENT, 0)} (to {state.config.mail_url})")
     click.echo(

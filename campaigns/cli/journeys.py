@@ -34,7 +34,8 @@ def validate(state: State, paths: tuple[Path, ...]) -> None:
         sys.exit(common.EXIT_PROBLEMS)
     names = ", ".join(j.key for j, _ in checked.journeys) or "no journeys"
     click.echo(
-        f"ok: {len(checked.journeys)} journey{'s' if len(checked.journeys) != 1 else ''} valid ({names})"
+        f"ok: {len(checked.journeys)} journey{'s' if len(checked.journeys) != 1 else ''}"
+        f" valid ({names})"
     )
 
 
@@ -82,7 +83,8 @@ def simulate(state: State, journey: str, days: int, start: Any) -> None:
     state.sessions()  # the copy is made from the real database: it must be at the newest schema
     report = run_simulation(state.config, journey, days, began)
     click.echo(
-        f"Simulating {report.journey} for {days} day{'s' if days != 1 else ''} from {began:%Y-%m-%d %H:%M} UTC (nothing is sent or written)"
+        f"Simulating {report.journey} for {days} day{'s' if days != 1 else ''}"
+        f" from {began:%Y-%m-%d %H:%M} UTC (nothing is sent or written)"
     )
     click.echo(
         "segments: "

@@ -25,7 +25,8 @@ from campaigns.cli.common import State, pass_state
 )
 @click.pass_context
 def tasks(ctx: click.Context, owner: str | None, status: str, due: str | None) -> None:
-    """Account owners' tasks (open ones, oldest due first); `campaigns tasks done ID` marks one done."""
+    """Account owners' tasks (open ones, oldest due first); `campaigns tasks done ID` marks
+    one done."""
     if ctx.invoked_subcommand is not None:
         return
     from campaigns.engine.tasks import list_tasks

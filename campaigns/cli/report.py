@@ -60,7 +60,8 @@ def report(state: State, journey: str | None, by: str, since: Any, until: Any, f
                 )
             except LookupError:
                 raise CampaignsError(
-                    f"no journey {journey!r}; deployed: {', '.join(k for _, k, _ in reports.journeys(session)) or 'none'}"
+                    f"no journey {journey!r}; deployed: "
+                    + (", ".join(k for _, k, _ in reports.journeys(session)) or "none")
                 ) from None
             document = result.as_dict()
             rows = [*result.rows, result.totals]
@@ -117,14 +118,20 @@ def report(state: State, journey: str | None, by: str, since: Any, until: Any, f
         return
     if journey:
         click.echo(
-            f"{document['name']} ({document['journey']}): rates of human signals, with 95% intervals"
+            f"{document['name']} ({document['journey']}):"
+            " rates of human signals, with 95% intervals"
         )
     common.table(headers, table)
     if journey:
         goal = document["goal"]
         if goal["rate"]["n"]:
-            line = f"goal: {goal['rate']['hits']} of {goal['rate']['n']} enrolled ({common.pct_dict(goal['rate'])})"
+            rate = goal["rate"]
+            line = f"goal: {rate['hits']} of {rate['n']} enrolled ({common.pct_dict(rate)})"
             if "lift" in goal:
                 lift_ = goal["lift"]
-                line += f"; holdout {common.pct_dict(goal['holdout'])}; lift {lift_['difference'] * 100:+.1f} points [{lift_['low'] * 100:+.1f}, {lift_['high'] * 100:+.1f}]"
+                line += (
+                    f"; holdout {common.pct_dict(goal['holdout'])};"
+                    f" lift {lift_['difference'] * 100:+.1f} points"
+                    f" [{lift_['low'] * 100:+.1f}, {lift_['high'] * 100:+.1f}]"
+                )
             click.echo(line)

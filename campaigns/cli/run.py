@@ -51,7 +51,9 @@ def tick(state: State) -> None:
     entered = ", ".join(f"{k} +{v}" for k, v in result.entered.items() if v) or "nobody new"
     click.echo(f"entered: {entered}")
     click.echo(
-        f"ran {result.claimed} due enrollment{'s' if result.claimed != 1 else ''} in {result.batches} batch{'es' if result.batches != 1 else ''}: {result.sent} sent, {result.deferred} deferred, {result.failed} failed"
+        f"ran {result.claimed} due enrollment{'s' if result.claimed != 1 else ''}"
+        f" in {result.batches} batch{'es' if result.batches != 1 else ''}:"
+        f" {result.sent} sent, {result.deferred} deferred, {result.failed} failed"
     )
 
 
@@ -86,7 +88,8 @@ def flush(state: State, follow: bool) -> None:
         ", ".join(f"{count} {name}" for name, count in sorted(result.by_class.items())) or "none"
     )
     click.echo(
-        f"flushed {result.written} hits ({classes}); {result.duplicates} duplicates skipped, {result.dropped} dropped, {result.reclassified} earlier hits reclassified"
+        f"flushed {result.written} hits ({classes}); {result.duplicates} duplicates skipped,"
+        f" {result.dropped} dropped, {result.reclassified} earlier hits reclassified"
     )
 
 
@@ -132,7 +135,9 @@ def run(state: State, host: str, port: int, interval: int) -> None:
     threading.Thread(target=server.serve_forever, name="web", daemon=True).start()
     redis_note = "Redis at REDIS_URL" if cfg.redis_url else "no REDIS_URL: all in this process"
     click.echo(
-        f"campaigns running: web on http://{host}:{port}, worker and scheduler every {interval}s ({redis_note}, {common.safe_url(cfg.database_url)}, mail to {cfg.mail_url}); Ctrl-C stops"
+        f"campaigns running: web on http://{host}:{port}, worker and scheduler every"
+        f" {interval}s ({redis_note}, {common.safe_url(cfg.database_url)},"
+        f" mail to {cfg.mail_url}); Ctrl-C stops"
     )
     try:
         while True:

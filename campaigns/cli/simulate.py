@@ -140,7 +140,10 @@ def simulate(
                         MessageStatus.BOUNCED,
                     ):
                         seen_messages.add(message.id)
-                        label = f"{message.step_id} ({message.channel}{', ' + message.status if message.status != MessageStatus.SENT else ''})"
+                        status = (
+                            "" if message.status == MessageStatus.SENT else f", {message.status}"
+                        )
+                        label = f"{message.step_id} ({message.channel}{status})"
                         day.steps[label] += 1
                         day.who[label].append(message.to_address or "")
                     elif message.status == MessageStatus.DEFERRED:

@@ -70,7 +70,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     def url_not_too_long() -> None:
         # Servers refuse long request lines themselves, each in its own words (gunicorn past 4094
         # bytes, as plain text); below that, a URL too long for us is a 414 in our one error shape.
-        # RAW_URI is the request target as sent (gunicorn, Werkzeug); full_path is decoded, a bit shorter.
+        # RAW_URI is the request target as sent (gunicorn, Werkzeug); full_path is decoded,
+        # a bit shorter.
         target = (
             request.environ.get("RAW_URI")
             or request.environ.get("REQUEST_URI")
@@ -144,7 +145,8 @@ def _redis(app: Flask) -> Redis | None:
 
 def _signin_throttle(app: Flask, redis: Redis | None) -> SignInThrottle:
     """The brake on password guessing, shared by every web process: counts in Redis when
-    REDIS_URL is set, else in the database; ``SIGNIN_ATTEMPTS`` in the test config replaces the store."""
+    REDIS_URL is set, else in the database; ``SIGNIN_ATTEMPTS`` in the test config replaces
+    the store."""
     store = app.config.get("SIGNIN_ATTEMPTS")
     if store is None:
         store = (

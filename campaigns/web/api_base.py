@@ -26,8 +26,8 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 ATTEMPTS = 3
 """Tries of a write that lost a race on a unique key (the next try sees the winner's row)."""
 
-_NO_AUTH = {"api.openapi"}
-_SNS_AUTH = {
+NO_AUTH = {"api.openapi"}
+SNS_AUTH = {
     "api.bounce_webhook"
 }  # Amazon SNS can send credentials only as Basic auth (https://user:KEY@host/...)
 
@@ -53,12 +53,12 @@ def api_error(exc: ApiError) -> ResponseReturnValue:
 def authenticate() -> None:
     """Every endpoint but the OpenAPI document needs ``Authorization: Bearer <one of API_KEYS>``."""
     request.max_content_length = MAX_BODY
-    if request.endpoint in _NO_AUTH:
+    if request.endpoint in NO_AUTH:
         return
     keys: tuple[str, ...] = current_app.config["CAMPAIGNS"].api_keys
     if not keys:
         raise ApiError(403, "the API is off: set API_KEYS")
-    basic = request.endpoint in _SNS_AUTH
+    basic = request.endpoint in SNS_AUTH
     challenge = [("WWW-Authenticate", 'Bearer realm="campaigns"')] + (
         [("WWW-Authenticate", 'Basic realm="campaigns"')] if basic else []
     )
@@ -75,7 +75,8 @@ def authenticate() -> None:
     elif scheme.lower() != "bearer":
         raise ApiError(
             401,
-            f"unsupported Authorization scheme {scheme[:20]!r}; send 'Authorization: Bearer <API key>'",
+            f"unsupported Authorization scheme {scheme[:20]!r};"
+            " send 'Authorization: Bearer <API key>'",
             headers=challenge,
         )
     given = token.strip().encode("utf-8", "replace")

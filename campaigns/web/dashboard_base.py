@@ -39,7 +39,10 @@ BAD_FORM = (
     "This form has expired or did not come from this site. Go back, reload the page and try again."
 )
 
-CSP = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+CSP = (
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
+    " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 # ---------------------------------------------------------------------------- plumbing
