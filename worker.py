@@ -1,7 +1,7 @@
 """The worker process: ``python worker.py`` runs an RQ worker on the project's queues and,
 beside it, three children: RQ's cron scheduler, which enqueues the scheduler pass
-(``campaigns.engine.jobs.tick``) every minute and the dispatcher
-(``campaigns.engine.jobs.dispatch``) every 10 s; RQ's scheduler, which enqueues the delayed
+(``campaigns.worker.jobs.tick``) every minute and the dispatcher
+(``campaigns.worker.jobs.dispatch``) every 10 s; RQ's scheduler, which enqueues the delayed
 retries of failed jobs; and the flusher, which writes tracking hits from Redis to the
 database in batches (``campaigns flush --follow`` runs it on its own).
 
@@ -10,8 +10,9 @@ is behind (run ``campaigns migrate``); it never migrates.
 
 Jobs run in the worker's own process (RQ's ``SimpleWorker``), so the engine it builds on
 the first job (by :func:`campaigns.services.build`: database pool, compiled templates, one
-SMTP connection) serves every later one; RQ's job timeouts still hold. ``--fork`` runs each job in a forked child instead
-(RQ's default ``Worker``): more isolation, but every job builds its engine again.
+SMTP connection) serves every later one; RQ's job timeouts still hold. ``--fork`` runs each
+job in a forked child instead (RQ's default ``Worker``): more isolation, but every job
+builds its engine again.
 
 The worker and its children outlive a Redis restart or a database blip: each reconnects
 with growing waits and logs one line. They do not outlive being killed: run the worker
@@ -78,7 +79,7 @@ def run_cron(redis_url: str) -> None:
     from redis import Redis
     from rq.cron import CronScheduler
 
-    from campaigns.engine.cron import schedule
+    from campaigns.worker.cron import schedule
 
     def run() -> bool:
         scheduler = CronScheduler(Redis.from_url(redis_url))

@@ -210,7 +210,7 @@ def main() -> None:
     redis.flushdb()
     from rq import Queue
 
-    from campaigns.engine import jobs
+    from campaigns.worker import jobs
 
     queue = Queue(jobs.ADVANCE_QUEUE, connection=redis)
     segments = parse_segments("tiers:\n  everyone: {when: true}\n")

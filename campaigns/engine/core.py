@@ -4,7 +4,7 @@ The database holds every enrollment's state (current step, next_run_at); Redis/R
 carries work. :meth:`Engine.work` claims due enrollments a send batch at a time under a
 lease (:mod:`campaigns.engine.leases`: a fencing token checked at every commit, renewed by a
 heartbeat while the batch runs) and advances them; in a worker it runs inside an RQ job
-(``campaigns.engine.jobs.advance``) with a time budget, and hands what is left to a fresh job. A
+(``campaigns.worker.jobs.advance``) with a time budget, and hands what is left to a fresh job. A
 tick enrols new entrants and, when jobs carry the work, asks for enough of those jobs.
 
 Every step is keyed so that running it twice does nothing twice, and every email is written
@@ -149,7 +149,7 @@ class Engine:
     """Runs journeys. Every dependency is passed in: the database, a clock, the segments,
     a renderer and a transport for email, and (optionally) ``dispatch``, which asks for jobs
     to do the due work: given how many send batches are due, it enqueues up to that many
-    ``campaigns.engine.jobs.advance`` jobs and returns how many it enqueued. Without it, a tick
+    ``campaigns.worker.jobs.advance`` jobs and returns how many it enqueued. Without it, a tick
     does the work itself."""
 
     def __init__(
