@@ -84,9 +84,9 @@ def head_revision() -> str:
 def schema_problem(engine: Engine) -> str | None:
     """What is wrong with the database's schema, in a few words, or None when it is at the
     newest revision."""
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        if not Path(engine.url.database).exists():  # (connecting would create an empty file)
-            return "the database has no schema yet"
+    file = engine.url.database if engine.dialect.name == "sqlite" else None
+    if file not in (None, "", ":memory:") and not Path(file or "").exists():
+        return "the database has no schema yet"  # (connecting would create an empty file)
     current, head = current_revision(engine), head_revision()
     if current == head:
         return None
