@@ -351,6 +351,7 @@ def test_migrate_help_names_the_check(fresh_workdir):
         ["segments"],
         ["deploy"],
         ["tick"],
+        ["simulate", "pause"],
         ["report"],
         ["tasks"],
         ["user", "list"],

@@ -84,3 +84,21 @@ def test_importing_every_module_switches_on_no_session_listener():
             importlib.import_module(module.name)
     assert len(Session().dispatch.after_flush) == 0
     assert len(Session().dispatch.before_flush) == 0
+
+
+def test_the_web_app_and_its_preview_run_on_the_one_set_of_services(sqlite_db, tmp_path):
+    from campaigns.cli.simulate import RecordingTransport
+    from campaigns.web import create_app, previews
+
+    clock, transport = FakeClock(NOW), RecordingTransport()
+    cfg = _config(tmp_path, sqlite_db.url)
+    app = create_app(
+        {"DATABASE_URL": sqlite_db.url, "CAMPAIGNS": cfg, "CLOCK": clock, "TRANSPORT": transport}
+    )
+    services = app.extensions["campaigns.services"]
+    assert services.clock is clock and services.transport is transport
+    assert app.extensions["campaigns.tracking"].hits is services.hits
+    assert app.extensions["campaigns.sessions"] is services.sessions
+    with app.test_request_context():
+        assert previews._services() is services  # the preview builds no renderer of its own
+    services.close()
