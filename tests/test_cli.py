@@ -382,3 +382,15 @@ def test_commands_refuse_a_database_one_migration_behind(workdir):
     assert f"migrated from 0005 to {head_revision()}" in migrated.stdout
     later = run(workdir, "segments", DATABASE_URL=f"sqlite:///{workdir / 'old.db'}")
     assert later.returncode == 0, later.stderr
+
+
+def test_every_command_is_in_the_readmes_table(project_root):
+    from campaigns.cli import cli
+
+    readme = (project_root / "README.md").read_text(encoding="utf-8")
+    assert sorted(cli.commands) == sorted(
+        ["validate", "import", "segments", "deploy", "tick", "simulate", "report", "user"]
+        + ["tasks", "flush", "run", "demo", "migrate"]
+    )
+    for name in cli.commands:
+        assert f"| `campaigns {name}" in readme, name
