@@ -94,10 +94,7 @@ def app(db, setup, smtp_sink):
         }
     )
     yield application
-    transport = application.extensions.get("campaigns.preview", {}).get("transport")
-    if transport is not None:
-        transport.close()
-    application.extensions["campaigns.engine"].dispose()
+    application.extensions["campaigns.services"].close()  # the SMTP connection, the pool
 
 
 def signed_in(app):
