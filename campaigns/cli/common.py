@@ -4,19 +4,20 @@ services), the exit statuses, and printing (errors, problems, tables, rates)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from alembic.util import CommandError as AlembicError
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import config as settings
 from campaigns.clock import Clock
 from campaigns.content.project import Project
 from campaigns.exceptions import CampaignsError, Problem
-from campaigns.services import Services, build
 from campaigns.store.db import current_revision, head_revision, make_engine
 from campaigns.store.db import migrate as run_migrations
+
+if TYPE_CHECKING:  # the engine and its parts are imported by the commands that use them
+    from campaigns.services import Services
 
 EXIT_PROBLEMS = 1  # the input has problems (validation, bad rows under --strict)
 EXIT_ERROR = 2  # the command could not run (config, database, missing file)
@@ -49,6 +50,8 @@ class State:
     def services(self, clock: Clock | None = None) -> Services:
         """The composition root's services (:func:`campaigns.services.build`); with ``clock``,
         a set of its own on the same database (the demo's pass runs at a chosen time)."""
+        from campaigns.services import build
+
         if self._services is None:
             self._services = build(self.config)
         if clock is None:
@@ -57,6 +60,8 @@ class State:
 
     def migrate(self) -> str:
         """Bring the schema to the newest migration; the one line that says what was done."""
+        from alembic.util import CommandError as AlembicError
+
         database = make_engine(self.config.database_url)
         try:
             before, head = current_revision(database), head_revision()
