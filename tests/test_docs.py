@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from campaigns.journeys import dsl
-from campaigns.journeys.expressions import ACCOUNT_FIELDS, CONTACT_FIELDS, ENGAGEMENT
+from campaigns.journeys.expressions import ENGAGEMENT
+from campaigns.journeys.fields import ACCOUNT_FIELDS, CONTACT_FIELDS
 from campaigns.journeys.model import StepType
 
 ROOT = Path(__file__).resolve().parent.parent

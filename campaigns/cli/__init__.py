@@ -22,12 +22,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import config as settings
 from campaigns.content.project import Project
+from campaigns.engine import audience
 from campaigns.engine.deploy import deploy as deploy_journey
 from campaigns.engine.enrol import DATE_GRACE
 from campaigns.exceptions import CampaignsError, ImportRowError, JourneyError, Problem
-from campaigns.journeys import segments as seg
 from campaigns.journeys.dsl import read_source
 from campaigns.journeys.model import Trigger
+from campaigns.journeys.segments import SegmentSet
 from campaigns.preflight import check_redis
 from campaigns.store.db import make_engine, make_sessionmaker, migrate
 from campaigns.store.models import Account
@@ -163,8 +164,8 @@ def segments(state: _State, apply_: bool, on: Any, fmt: str) -> None:
     today = on.date() if on else date.today()
     segset = state.project.segments()
     with state.sessions()() as session, session.begin():
-        changed = seg.apply_tiers(session, segset, today) if apply_ else None
-        counts = seg.count(session, segset, today)
+        changed = audience.apply_tiers(session, segset, today) if apply_ else None
+        counts = audience.count(session, segset, today)
     if fmt == "json":
         click.echo(json.dumps([c.__dict__ for c in counts], ensure_ascii=False, indent=2))
     else:
@@ -530,8 +531,8 @@ def demo(state: _State, accounts: int, on: Any) -> None:
     assert checked.segments is not None
     segset = checked.segments
     with sessions() as session, session.begin():
-        seg.apply_tiers(session, segset, today)
-        counts = {c.name: c for c in seg.count(session, segset, today)}
+        audience.apply_tiers(session, segset, today)
+        counts = {c.name: c for c in audience.count(session, segset, today)}
         click.echo("")
         click.echo(f"Touch tiers on {today.isoformat()}:")
         _table(
@@ -785,9 +786,9 @@ def _demo_run(state: _State, on: Any) -> None:
     click.echo(f"  tasks for account owners: {tasks}; in-app messages: {in_app}")
 
 
-def _eligible(session: Session, segset: seg.SegmentSet, journey: Any, today: date) -> int:
+def _eligible(session: Session, segset: SegmentSet, journey: Any, today: date) -> int:
     """Contacts in the journey's segments; for a date entry, those enrolment would take now."""
-    query = seg.members(segset, journey.segments, today)
+    query = audience.members(segset, journey.segments, today)
     if journey.entry.trigger == Trigger.DATE and journey.entry.field in (
         "renewal_date",
         "contract_start",

@@ -28,11 +28,11 @@ from campaigns import config as settings
 from campaigns.clock import FakeClock
 from campaigns.content.project import Project
 from campaigns.content.render import Renderer
+from campaigns.engine.audience import count
 from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.deploy import deploy
 from campaigns.exceptions import UnknownJourney
 from campaigns.journeys.dsl import read_source
-from campaigns.journeys.segments import count
 from campaigns.services import sender
 from campaigns.store.db import make_engine, make_sessionmaker, migrate
 from campaigns.store.models import InAppMessage, JourneyStatus, Message, MessageStatus, Task
@@ -195,7 +195,7 @@ def _journey_key(project: Project, sessions: sessionmaker[Session], ref: str) ->
     with sessions() as session:
         keys = list(session.scalars(select(JourneyRow.key)))
     if ref not in keys:
-        from campaigns.journeys.expressions import suggest
+        from campaigns.journeys.hints import suggest
 
         hint = suggest(ref, keys)
         raise UnknownJourney(

@@ -22,6 +22,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from campaigns.exceptions import JourneyError, Problem
 from campaigns.journeys import expressions
+from campaigns.journeys.hints import locate
 from campaigns.journeys.durations import DurationError, parse_duration, parse_offset
 from campaigns.journeys.model import (
     Arm,
@@ -344,7 +345,7 @@ def _condition(ctx: _Ctx, source: Any, pos: Pos, scope: expressions.Scope, key: 
         return None
     found = expressions.check(expr, scope)
     for problem in found:
-        line, col = expressions.locate(source, problem.needle)
+        line, col = locate(source, problem.needle)
         ctx.report(
             Pos(pos.line + line, pos.col + offset + col if line == 0 else col + 1),
             problem.message,
