@@ -26,8 +26,8 @@ from campaigns.engine import audience
 from campaigns.engine.deploy import deploy as deploy_journey
 from campaigns.engine.enrol import DATE_GRACE
 from campaigns.exceptions import CampaignsError, ImportRowError, JourneyError, Problem
-from campaigns.journeys.dsl import read_source
 from campaigns.journeys.model import Trigger
+from campaigns.journeys.parse import read_source
 from campaigns.journeys.segments import SegmentSet
 from campaigns.preflight import check_redis
 from campaigns.store.db import make_engine, make_sessionmaker, migrate

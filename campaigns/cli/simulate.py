@@ -32,7 +32,7 @@ from campaigns.engine.audience import count
 from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.deploy import deploy
 from campaigns.exceptions import UnknownJourney
-from campaigns.journeys.dsl import read_source
+from campaigns.journeys.parse import read_source
 from campaigns.services import sender
 from campaigns.store.db import make_engine, make_sessionmaker, migrate
 from campaigns.store.models import InAppMessage, JourneyStatus, Message, MessageStatus, Task

@@ -48,7 +48,6 @@ from campaigns.engine.steps import (
 )
 from campaigns.exceptions import JourneyError
 from campaigns.insight import sendtime, stats, tuning
-from campaigns.journeys.dsl import parse_journey
 from campaigns.journeys.expressions import Condition
 from campaigns.journeys.model import (
     EmailStep,
@@ -58,6 +57,7 @@ from campaigns.journeys.model import (
     SurveyStep,
     WebhookStep,
 )
+from campaigns.journeys.parse import parse_journey
 from campaigns.journeys.segments import SegmentSet
 from campaigns.store.models import (
     Account,

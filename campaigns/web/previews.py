@@ -19,8 +19,8 @@ from sqlalchemy import select
 from campaigns.content.render import InvalidAddress
 from campaigns.engine.preview import Preview, PreviewError, email_steps, render_preview, send_test
 from campaigns.exceptions import JourneyError
-from campaigns.journeys.dsl import parse_journey
 from campaigns.journeys.model import Journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.store.models import Contact, JourneyStatus, JourneyVersion
 from campaigns.store.models import Journey as JourneyRow
 from campaigns.tracking.events import contacts_by_email
