@@ -359,3 +359,19 @@ def test_a_rule_that_cannot_become_sql_is_reported_at_its_place():
     assert str(info.value.problems[0]).startswith(
         "segments.yaml:3:11: 'odd' cannot be turned into SQL: days_to_renewal can only be compared with a number"
     )
+
+
+def test_a_date_or_an_address_compared_with_none_is_a_missing_value(db):
+    segset = seg.parse_segments(
+        "segments:\n"
+        "  undated:\n    when: renewal_date == none\n"
+        "  odd:\n    when: \"contact.email in [none, 'Odd@Example.com']\"\n"
+    )
+    with db.session() as s, s.begin():
+        dated = add_account(s, "dated", renewal_date=TODAY)
+        undated = add_account(s, "undated")
+        add_contact(s, dated, "odd@example.com")
+        add_contact(s, undated, "even@example.com")
+    with db.session() as s:
+        counts = {c.name: c.contacts for c in audience.count(s, segset, TODAY)}
+    assert counts == {"undated": 1, "odd": 1}

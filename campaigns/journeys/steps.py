@@ -322,7 +322,8 @@ def parse_update(ctx: Context, site: StepSite) -> UpdateStep | None:
                         block.key_at(key),
                         f"'{key}' cannot be set",
                         suggest(key, SETTABLE)
-                        or "settable: attributes.<name>, contact.attributes.<name>, health_score, contact.locale",
+                        or "settable: attributes.<name>, contact.attributes.<name>,"
+                        " health_score, contact.locale",
                     )
                     continue
                 if isinstance(block[key], str):
