@@ -1,10 +1,12 @@
 """Conditions: Jinja expression syntax, checked statically and compiled safely.
 
-One language serves segment rules (compiled to a SQL ``WHERE`` clause by
-:mod:`campaigns.journeys.segments`) and journey conditions (``branch`` arms, ``audience``,
-``exit_when``), evaluated in Jinja's :class:`~jinja2.sandbox.SandboxedEnvironment`; nothing
-is ever passed to ``eval``. :func:`parse` returns the AST and :func:`check` lists every
-problem (unknown field, wrong type, step named before it runs) with a hint.
+One language serves segment rules (lowered to plain rules by
+:mod:`campaigns.journeys.segments`, which the engine runs as SQL) and journey conditions
+(``branch`` arms, ``audience``, ``exit_when``), evaluated in Jinja's
+:class:`~jinja2.sandbox.SandboxedEnvironment`; nothing is ever passed to ``eval``.
+:func:`parse` returns the AST and :func:`check` lists every problem (unknown field, wrong
+type, step named before it runs) with a hint. The fields are in
+:mod:`~campaigns.journeys.fields`.
 """
 
 from __future__ import annotations
