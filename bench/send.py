@@ -120,7 +120,7 @@ def main() -> None:
     from campaigns.content.templates import TemplateStore
     from campaigns.engine.core import Engine, EngineSettings
     from campaigns.engine.deploy import deploy
-    from campaigns.journeys.dsl import parse_journey
+    from campaigns.journeys.parse import parse_journey
     from campaigns.journeys.segments import parse_segments
     from campaigns.store.db import make_engine, make_sessionmaker, migrate
     from campaigns.store.models import Account, Contact

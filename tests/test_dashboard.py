@@ -29,7 +29,7 @@ from campaigns.clock import FakeClock
 from campaigns.engine.deploy import deploy
 from campaigns.insight import stats
 from campaigns.insight.rates import Rate, wilson
-from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.store.models import Allocation, Journey, JourneyStatus, User
 from campaigns.store.users import UserError, add_user, set_password
 from campaigns.web import create_app, crm, previews  # noqa: F401 (crm, previews: their routes)

@@ -13,8 +13,8 @@ import click
 
 from campaigns.cli import common
 from campaigns.cli.common import State, pass_state
+from campaigns.engine import audience
 from campaigns.exceptions import ImportRowError
-from campaigns.journeys import segments as seg
 
 
 @click.command("import")
@@ -78,8 +78,8 @@ def segments(state: State, apply_: bool, on: Any, fmt: str) -> None:
     today = on.date() if on else date.today()
     segset = state.project.segments()
     with state.sessions()() as session, session.begin():
-        changed = seg.apply_tiers(session, segset, today) if apply_ else None
-        counts = seg.count(session, segset, today)
+        changed = audience.apply_tiers(session, segset, today) if apply_ else None
+        counts = audience.count(session, segset, today)
     if fmt == "json":
         click.echo(json.dumps([c.__dict__ for c in counts], ensure_ascii=False, indent=2))
     else:

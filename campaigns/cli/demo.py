@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 
 from campaigns.cli import common
 from campaigns.cli.common import State, pass_state
+from campaigns.engine import audience
 from campaigns.engine.deploy import deploy as deploy_journey
 from campaigns.engine.enrol import DATE_GRACE
 from campaigns.exceptions import CampaignsError
-from campaigns.journeys import segments as seg
-from campaigns.journeys.dsl import read_source
 from campaigns.journeys.model import Trigger
+from campaigns.journeys.parse import read_source
+from campaigns.journeys.segments import SegmentSet
 from campaigns.store.models import Account
 
 
@@ -55,8 +56,8 @@ def demo(state: State, accounts: int, on: Any) -> None:
     assert checked.segments is not None
     segset = checked.segments
     with sessions() as session, session.begin():
-        seg.apply_tiers(session, segset, today)
-        counts = {c.name: c for c in seg.count(session, segset, today)}
+        audience.apply_tiers(session, segset, today)
+        counts = {c.name: c for c in audience.count(session, segset, today)}
         click.echo("")
         click.echo(f"Touch tiers on {today.isoformat()}:")
         common.table(
@@ -173,9 +174,9 @@ def _demo_run(state: State, on: Any) -> None:
     click.echo(f"  tasks for account owners: {tasks}; in-app messages: {in_app}")
 
 
-def _eligible(session: Session, segset: seg.SegmentSet, journey: Any, today: date) -> int:
+def _eligible(session: Session, segset: SegmentSet, journey: Any, today: date) -> int:
     """Contacts in the journey's segments; for a date entry, those enrolment would take now."""
-    query = seg.members(segset, journey.segments, today)
+    query = audience.members(segset, journey.segments, today)
     if journey.entry.trigger == Trigger.DATE and journey.entry.field in (
         "renewal_date",
         "contract_start",

@@ -13,7 +13,7 @@ from campaigns.cli import common
 from campaigns.cli.common import State, pass_state
 from campaigns.engine.deploy import deploy as deploy_journey
 from campaigns.exceptions import CampaignsError
-from campaigns.journeys.dsl import read_source
+from campaigns.journeys.parse import read_source
 
 
 @click.command()

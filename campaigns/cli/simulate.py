@@ -27,10 +27,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns import config as settings
 from campaigns.clock import FakeClock
 from campaigns.content.project import Project
+from campaigns.engine.audience import count
 from campaigns.engine.deploy import deploy
 from campaigns.exceptions import UnknownJourney
-from campaigns.journeys.dsl import read_source
-from campaigns.journeys.segments import count
+from campaigns.journeys.parse import read_source
 from campaigns.services import build
 from campaigns.store.db import make_engine, make_sessionmaker
 from campaigns.store.models import InAppMessage, JourneyStatus, Message, MessageStatus, Task

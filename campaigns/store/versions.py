@@ -14,8 +14,8 @@ from threading import Lock
 from sqlalchemy.orm import Session
 
 from campaigns.exceptions import JourneyError
-from campaigns.journeys.dsl import parse_journey
 from campaigns.journeys.model import Journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.store.models import JourneyVersion
 
 SIZE = 2048
