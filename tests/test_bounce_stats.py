@@ -30,7 +30,7 @@ from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.deploy import deploy
 from campaigns.insight import stats, tuning
 from campaigns.insight.report import journey_report
-from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.journeys.segments import parse_segments
 from campaigns.store.models import (
     Account,

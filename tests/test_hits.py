@@ -185,7 +185,7 @@ def test_branches_see_human_clicks_only(db, smtp_sink):
     from campaigns.content.templates import TemplateStore
     from campaigns.engine.core import Engine, EngineSettings
     from campaigns.engine.deploy import deploy
-    from campaigns.journeys.dsl import parse_journey
+    from campaigns.journeys.parse import parse_journey
     from campaigns.journeys.segments import parse_segments
     from campaigns.store.models import Enrollment
     from campaigns.tracking.tokens import Tokens

@@ -17,8 +17,18 @@ from campaigns.queue import ping
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
+def _migrated(url: str) -> str:
+    """``url``'s database, as ``campaigns migrate`` leaves it."""
+    from campaigns.store.db import make_engine, migrate
+
+    database = make_engine(url)
+    migrate(database)
+    database.dispose()
+    return url
+
+
 def test_healthz_reports_the_database(monkeypatch, tmp_path):
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'web.db'}")
+    monkeypatch.setenv("DATABASE_URL", _migrated(f"sqlite:///{tmp_path / 'web.db'}"))
     from campaigns.web import create_app
 
     client = create_app({"TESTING": True}).test_client()
@@ -172,14 +182,20 @@ def test_web_py_under_gunicorn_without_redis_stops_the_server_in_one_line(projec
     assert "Traceback" not in result.stderr and "App failed to load" in result.stderr
 
 
-def test_worker_py_runs_every_job_in_its_own_process_so_the_engine_is_built_once(project_root):
+def test_worker_py_runs_every_job_in_its_own_process_so_the_engine_is_built_once(
+    project_root, tmp_path
+):
     """``python worker.py`` uses RQ's SimpleWorker: jobs share the process (and its engine,
     pool and SMTP connection); ``--fork`` gives each job a child process of its own."""
     from campaigns.queue import QUEUE_NAMES
 
     url = REDIS_URL  # the tests' own database: flushed here
     conn = Redis.from_url(url)
-    env = {**os.environ, "REDIS_URL": url}
+    env = {
+        **os.environ,
+        "REDIS_URL": url,
+        "DATABASE_URL": _migrated(f"sqlite:///{tmp_path / 'w.db'}"),
+    }
     try:
         for flags, same in (([], True), (["--fork"], False)):
             conn.flushdb()
@@ -199,3 +215,62 @@ def test_worker_py_runs_every_job_in_its_own_process_so_the_engine_is_built_once
     finally:
         conn.flushdb()
         conn.close()
+
+
+# ---------------------------------------------------------------------------- schema behind
+
+
+BEHIND = "the database has no schema yet; run `campaigns migrate`"
+
+
+def test_the_web_app_refuses_an_unmigrated_database_and_starts_once_migrated(monkeypatch, tmp_path):
+    from campaigns.services import SchemaBehind
+    from campaigns.web import create_app
+
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(SchemaBehind, match=r"^the database has no schema yet; run `campaigns"):
+        create_app({"TESTING": True})
+    assert not (tmp_path / "web.db").exists()  # it looked, and made nothing
+    _migrated(url)
+    assert create_app({"TESTING": True}).test_client().get("/healthz").status_code == 200
+
+
+def test_web_py_on_an_unmigrated_database_is_one_line_naming_migrate(project_root, tmp_path):
+    env = _environ(DATABASE_URL=f"sqlite:///{tmp_path / 'web.db'}")
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "web", "run", "--port", str(free_port())],
+        cwd=project_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"web: {BEHIND}\n"
+
+
+def test_worker_py_refuses_a_database_behind_and_runs_after_campaigns_migrate(
+    project_root, tmp_path, redis_conn
+):
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    env = _environ(DATABASE_URL=url, REDIS_URL=REDIS_URL)
+    worker = [sys.executable, "worker.py", "--burst", "--no-cron"]
+    refused = subprocess.run(
+        worker, cwd=project_root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr == f"worker: {BEHIND}\n"
+    migrated = subprocess.run(
+        [sys.executable, "-m", "campaigns", "migrate"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    started = subprocess.run(
+        worker, cwd=project_root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert started.returncode == 0, started.stderr

@@ -1,7 +1,8 @@
 """The in-app channel: a message shown inside the product, stored for the app to fetch.
 
 The product asks ``GET /api/v1/contacts/<email>/in-app`` and reports ``seen`` and
-``clicked``; this channel only stores the message, once per enrollment and step.
+``clicked``; this channel stores the message, once per enrollment and step, and counts it
+(``in_app_created``, :mod:`campaigns.insight.stats`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.channels.base import Receipt, Status
+from campaigns.insight import stats
 from campaigns.store.models import InAppMessage
 
 
@@ -54,6 +56,9 @@ class InAppChannel:
         )  # fmt: skip
         session.add(row)
         session.flush()
+        # Counted in the inserting transaction: the row is unique per enrollment and step,
+        # and its count commits or rolls back with it.
+        stats.count_in_app(session, row, "in_app_created", item.created_at)
         return Receipt(Status.SENT, ref=row.id)
 
     def close(self) -> None:

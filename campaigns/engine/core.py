@@ -4,7 +4,7 @@ The database holds every enrollment's state (current step, next_run_at); Redis/R
 carries work. :meth:`Engine.work` claims due enrollments a send batch at a time under a
 lease (:mod:`campaigns.engine.leases`: a fencing token checked at every commit, renewed by a
 heartbeat while the batch runs) and advances them (:mod:`campaigns.engine.batch`); in a
-worker it runs inside an RQ job (``campaigns.engine.jobs.advance``) with a time budget, and
+worker it runs inside an RQ job (``campaigns.worker.jobs.advance``) with a time budget, and
 hands what is left to a fresh job. A tick enrols new entrants and, when jobs carry the work,
 asks for enough of those jobs.
 
@@ -39,11 +39,11 @@ from campaigns.engine.results import AdvanceResult, TickResult
 from campaigns.engine.settings import EngineSettings
 from campaigns.exceptions import JourneyError
 from campaigns.insight import sendtime, stats, tuning
-from campaigns.journeys.dsl import parse_journey
 from campaigns.journeys.model import Journey
 from campaigns.journeys.segments import SegmentSet
-from campaigns.store.models import Event, EventKind, JourneyStatus, JourneyVersion
+from campaigns.store.models import Event, EventKind, JourneyStatus
 from campaigns.store.models import Journey as JourneyRow
+from campaigns.store.versions import ParsedJourneys
 from campaigns.tracking.events import record_event
 
 __all__ = ["AdvanceResult", "Engine", "EngineSettings", "TickResult"]
@@ -62,7 +62,7 @@ class Engine:
     """Runs journeys. Every dependency is passed in: the database, a clock, the segments,
     a renderer and a transport for email, and (optionally) ``dispatch``, which asks for jobs
     to do the due work: given how many send batches are due, it enqueues up to that many
-    ``campaigns.engine.jobs.advance`` jobs and returns how many it enqueued. Without it, a
+    ``campaigns.worker.jobs.advance`` jobs and returns how many it enqueued. Without it, a
     tick does the work itself. The channels (:mod:`campaigns.channels.registry`) are built
     from the renderer and the transport."""
 
@@ -79,6 +79,7 @@ class Engine:
         rate_limiter: RateLimiter | None = None,
         tuner: tuning.Tuner | None = None,
         send_times: sendtime.SendTimes | None = None,
+        journeys: ParsedJourneys | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -90,7 +91,7 @@ class Engine:
         self.rate_limiter = rate_limiter
         self.tuner = tuner or tuning.Tuner()
         self.send_times = send_times or sendtime.SendTimes()
-        self._journeys: dict[int, Journey] = {}
+        self.journeys = journeys or ParsedJourneys()
         self.pace = Pace()
         self._next_probe = 0.0  # when to look again for a dead worker's rows
         self.transport = transport  # and the channels that use it
@@ -119,14 +120,7 @@ class Engine:
 
     def journey(self, session: Session, version_id: int) -> Journey:
         """The parsed journey of a stored version (parsed once per process)."""
-        journey = self._journeys.get(version_id)
-        if journey is None:
-            version = session.get(JourneyVersion, version_id)
-            if version is None:
-                raise LookupError(f"journey version {version_id} is gone")
-            journey = parse_journey(version.source_text, version.source_path)
-            self._journeys[version_id] = journey
-        return journey
+        return self.journeys.version(session, version_id)
 
     def _active(self) -> list[tuple[int, int, Journey]]:
         """(journey id, current version id, parsed journey) of every active journey."""

@@ -4,7 +4,8 @@ The dashboard's preview renders an email, survey or invite step of a deployed jo
 chosen contact, with the journey's current version, the contact's language, their account's
 data and the variant asked for, through the same code the engine sends with
 (:func:`campaigns.engine.steps.messages.email_parts`,
-:meth:`campaigns.content.render.Renderer.personalise`). It writes nothing: no message row, no event, no enrollment.
+:meth:`campaigns.content.render.Renderer.personalise`). It writes nothing: no message row, no
+event, no enrollment.
 
 A test send delivers that email through the configured transport (the file outbox, or SMTP)
 to an address of the reviewer's choosing, with ``[Test]`` before the subject. Its links go
@@ -20,6 +21,7 @@ from typing import Any, cast
 
 from sqlalchemy.orm import Session
 
+from campaigns.channels.transports import Transport
 from campaigns.content.render import OutgoingEmail, Renderer, _check_address, make_message_id
 from campaigns.engine.context import StepContext
 from campaigns.engine.steps.messages import email_parts, message_config
@@ -130,7 +132,9 @@ def render_preview(
     )
 
 
-def send_test(renderer: Renderer, transport: Any, preview: Preview, to: str, now: datetime) -> str:
+def send_test(
+    renderer: Renderer, transport: Transport, preview: Preview, to: str, now: datetime
+) -> str:
     """Send ``preview`` to ``to`` (``[Test]`` before the subject); the Message-ID."""
     to = _check_address(to)  # raises InvalidAddress: no header injection through the form
     message_id = make_message_id(0, renderer.domain)
