@@ -5,7 +5,8 @@ questions in the same order: is the address suppressed; has the contact unsubscr
 opted out of the category or paused (marketing email only); does the sending window or the
 frequency cap hold it (marketing only); does a ``send_time: best_hour`` step wait for its
 hour; does the per-domain rate limit hold it (every email). The pure arithmetic of windows,
-the cap and backoff is :mod:`campaigns.engine.delivery`.
+the cap and backoff is :mod:`campaigns.engine.delivery`, of windows
+:mod:`campaigns.journeys.windows`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from campaigns.engine import delivery
 from campaigns.engine.context import StepContext
 from campaigns.engine.ratelimit import RateLimiter
 from campaigns.insight import sendtime, tuning
+from campaigns.journeys import windows
 from campaigns.store.models import (
     Channel,
     Message,
@@ -60,14 +62,14 @@ def held(ctx: StepContext, step_id: str, first_attempt: bool) -> Hold | None:
     frequency cap, and (on a step's first attempt) its learned send hour."""
     now, zone, settings = ctx.now, ctx.contact.time_zone, ctx.tools.settings
     window = ctx.journey.sending_window
-    opening = delivery.next_opening(window, now, zone)
+    opening = windows.next_opening(window, now, zone)
     recent = ctx.sending.recent_sends(ctx.contact.id) if settings.frequency_cap > 0 else []
     released = delivery.cap_release(
         list(recent), settings.frequency_cap, settings.frequency_period, now
     )
     when = max(opening, released)
     if released > opening:  # (so released > now) the cap ends: the window's next opening after
-        when = delivery.next_opening(window, released, zone)
+        when = windows.next_opening(window, released, zone)
     reason = "frequency cap" if released > now else "sending window"
     timing = best_hour(ctx, step_id, when) if first_attempt else None
     if timing is not None and timing.at > when:

@@ -47,9 +47,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from campaigns.engine.delivery import next_opening, zone
 from campaigns.insight import rates
 from campaigns.journeys.model import SendingWindow
+from campaigns.journeys.windows import next_opening, zone
 from campaigns.store.models import JourneyVersion, Stat
 
 BEST_HOUR = "best_hour"
