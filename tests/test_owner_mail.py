@@ -25,7 +25,7 @@ from campaigns.content.render import Renderer, Sender
 from campaigns.content.templates import TemplateStore
 from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.deploy import deploy
-from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.journeys.segments import parse_segments
 from campaigns.store.models import Account, Contact, Event, Message, MessageStatus, User
 from campaigns.store.users import add_user
