@@ -44,7 +44,9 @@ SAMPLES: dict[type, StepConfig] = {
     WaitUntilStep: WaitUntilStep(signal="event", target="x", timeout=timedelta(days=1)),
     BranchStep: BranchStep(arms=(Arm("true", "a"),)),
     SurveyStep: SurveyStep(scale="nps", template="t", subject="s"),
-    InviteStep: InviteStep(event_name="e", starts_at=datetime(2027, 1, 1, tzinfo=UTC), template="t", subject="s"),
+    InviteStep: InviteStep(
+        event_name="e", starts_at=datetime(2027, 1, 1, tzinfo=UTC), template="t", subject="s"
+    ),
     TaskStep: TaskStep(title="t"),
     InAppStep: InAppStep(title="t", body="b"),
     WebhookStep: WebhookStep(url="https://example.com/hook"),

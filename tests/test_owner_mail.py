@@ -48,7 +48,11 @@ JOURNEY = textwrap.dedent(
     entry: {trigger: segment}
     steps:
       - id: call
-        task: {kind: call, title: "Call {{ account.name }}", due: 2 days, notes: "NPS {{ contact.name }}"}
+        task:
+          kind: call
+          title: "Call {{ account.name }}"
+          due: 2 days
+          notes: "NPS {{ contact.name }}"
     """
 )
 
