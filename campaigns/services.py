@@ -12,8 +12,9 @@ from datetime import timedelta
 from campaigns import config as settings
 from campaigns.channels.email import transport_from_url
 from campaigns.clock import Clock, SystemClock
+from campaigns.content.mime import Sender
 from campaigns.content.project import Project
-from campaigns.content.render import Renderer, Sender
+from campaigns.content.render import Renderer
 from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.ratelimit import DomainRateLimiter, parse_limits
 from campaigns.store.db import make_engine, make_sessionmaker, migrate

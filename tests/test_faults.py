@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 
 from campaigns.channels.email import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.content.render import Renderer, Sender
+from campaigns.content.mime import Sender
+from campaigns.content.render import Renderer
 from campaigns.content.templates import TemplateStore
 from campaigns.engine.core import Engine, EngineSettings
 from campaigns.journeys.segments import parse_segments

@@ -19,7 +19,8 @@ from sqlalchemy.exc import OperationalError
 
 from campaigns.channels.email import transport_from_url
 from campaigns.clock import FakeClock, SystemClock
-from campaigns.content.render import Renderer, Sender
+from campaigns.content.mime import Sender
+from campaigns.content.render import Renderer
 from campaigns.content.templates import TemplateStore
 from campaigns.engine import leases
 from campaigns.engine.core import Engine, EngineSettings

@@ -19,7 +19,8 @@ from sqlalchemy import select
 
 from campaigns.channels.email import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.content.render import Renderer, Sender
+from campaigns.content.mime import Sender
+from campaigns.content.render import Renderer
 from campaigns.content.templates import TemplateStore
 from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.deploy import deploy

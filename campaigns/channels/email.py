@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Protocol, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from campaigns.content.render import OutgoingEmail
+from campaigns.content.mime import OutgoingEmail
 from campaigns.exceptions import ConfigError
 
 SMTP_TIMEOUT = 30.0
