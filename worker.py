@@ -108,8 +108,8 @@ def run_flusher(redis_url: str) -> None:
     from redis import Redis
 
     from campaigns.store.db import make_engine, make_sessionmaker
-    from campaigns.tracking.hits import RedisHitLog
-    from campaigns.tracking.hits import run_flusher as flush_forever
+    from campaigns.tracking.hitlog import RedisHitLog
+    from campaigns.tracking.hitlog import run_flusher as flush_forever
 
     cfg = settings.load()
     flush_forever(

@@ -22,7 +22,8 @@ from campaigns.store.models import (
     Message,
     MessageStatus,
 )
-from campaigns.tracking.hits import Hit, RedisHitLog, write_hits
+from campaigns.tracking.hitlog import RedisHitLog
+from campaigns.tracking.hits import Hit, write_hits
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15"

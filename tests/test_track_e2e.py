@@ -45,7 +45,7 @@ from campaigns.store.models import (
     EventKind,
     Task,
 )
-from campaigns.tracking.hits import RedisHitLog
+from campaigns.tracking.hitlog import RedisHitLog
 from campaigns.tracking.tokens import Tokens
 from campaigns.web import create_app
 

@@ -147,7 +147,7 @@ def _signin_throttle(app: Flask, redis: Any) -> Any:
 def _tracking(app: Flask, redis: Any) -> Any:
     """Tokens and the hit log: hits go to the Redis stream when REDIS_URL is set, else each
     is written at once (single-machine use); ``HITS`` in the test config replaces the log."""
-    from campaigns.tracking.hits import DirectHitLog, RedisHitLog
+    from campaigns.tracking.hitlog import DirectHitLog, RedisHitLog
     from campaigns.tracking.tokens import Tokens
     from campaigns.web.track import Tracking
 
