@@ -9,12 +9,9 @@ import uuid
 
 import pytest
 from conftest import free_port
-from redis import Redis
 from rq import Queue, SimpleWorker
 
 from campaigns.queue import ping
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def test_healthz_reports_the_database(monkeypatch, tmp_path):
@@ -172,30 +169,26 @@ def test_web_py_under_gunicorn_without_redis_stops_the_server_in_one_line(projec
     assert "Traceback" not in result.stderr and "App failed to load" in result.stderr
 
 
-def test_worker_py_runs_every_job_in_its_own_process_so_the_engine_is_built_once(project_root):
+def test_worker_py_runs_every_job_in_its_own_process_so_the_engine_is_built_once(
+    project_root, redis_conn, redis_url
+):
     """``python worker.py`` uses RQ's SimpleWorker: jobs share the process (and its engine,
     pool and SMTP connection); ``--fork`` gives each job a child process of its own."""
     from campaigns.queue import QUEUE_NAMES
 
-    url = REDIS_URL  # the tests' own database: flushed here
-    conn = Redis.from_url(url)
-    env = {**os.environ, "REDIS_URL": url}
-    try:
-        for flags, same in (([], True), (["--fork"], False)):
-            conn.flushdb()
-            queue = Queue(QUEUE_NAMES[1], connection=conn)
-            jobs = [queue.enqueue(os.getpid) for _ in range(2)]
-            worker = subprocess.Popen(
-                [sys.executable, "worker.py", "--burst", "--no-cron", *flags],
-                cwd=project_root,
-                env=env,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            _, err = worker.communicate(timeout=120)
-            assert worker.returncode == 0, err
-            pids = {job.fetch(job.id, connection=conn).return_value() for job in jobs}
-            assert (pids == {worker.pid}) is same, (pids, worker.pid)
-    finally:
-        conn.flushdb()
-        conn.close()
+    env = {**os.environ, "REDIS_URL": redis_url}
+    for flags, same in (([], True), (["--fork"], False)):
+        redis_conn.flushdb()
+        queue = Queue(QUEUE_NAMES[1], connection=redis_conn)
+        jobs = [queue.enqueue(os.getpid) for _ in range(2)]
+        worker = subprocess.Popen(
+            [sys.executable, "worker.py", "--burst", "--no-cron", *flags],
+            cwd=project_root,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        pids = {job.fetch(job.id, connection=redis_conn).return_value() for job in jobs}
+        assert (pids == {worker.pid}) is same, (pids, worker.pid)
