@@ -52,7 +52,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import event as orm_events
 from sqlalchemy import select, update
@@ -388,10 +388,24 @@ _RAW_METRIC = {
 }
 
 
+class Reclassified(Protocol):
+    """An earlier hit's event whose classification a flush has just changed, as the hit
+    writer holds it (:class:`campaigns.tracking.hits.PriorHit`)."""
+
+    @property
+    def message_id(self) -> int | None: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def classification(self) -> str: ...
+
+
 def count_hits(
     session: Session,
     inserted: Sequence[dict[str, Any]],
-    reclassified: Sequence[tuple[Any, str]],
+    reclassified: Sequence[tuple[Reclassified, str]],
     messages: dict[int, Message],
     now: datetime,
 ) -> Counter[Key]:

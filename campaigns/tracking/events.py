@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.store.models import (
@@ -67,7 +67,7 @@ def wake(
     contact_ids: list[int] | None = None,
 ) -> int:
     """Make the waiting enrollments of these contacts (or of the account's contacts) due now."""
-    who: list[Any]
+    who: list[ColumnElement[bool]]
     if contact_ids:
         who = [Enrollment.contact_id.in_(contact_ids)]
     elif contact_id:
