@@ -1,8 +1,8 @@
 """Net Promoter Score from the answers to ``survey: {scale: nps}`` steps.
 
 Each first answer to a survey email is counted in ``stats`` as ``score_<n>`` (see
-:func:`campaigns.insight.stats.count_hits`) by journey, step, segment, tier and day, like every other
-metric, so the summary is a sum over a few rows however many answers there are. An NPS step
+:func:`campaigns.insight.hitcounts.count_hits`) by journey, step, segment, tier and day, like
+every other metric, so the summary is a sum over a few rows however many answers there are. An NPS step
 is one whose survey scale is ``nps`` in any stored version of its journey.
 
 - promoters answer 9–10, passives 7–8, detractors 0–6;

@@ -25,7 +25,7 @@ from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from campaigns.insight import stats
+from campaigns.insight import hitcounts, stats
 from campaigns.store.models import Classification, Contact, Event, EventKind, Message
 from campaigns.tracking.classify import HitView, Verdict, classify_hits
 from campaigns.tracking.events import wake
@@ -88,9 +88,15 @@ class Hit:
             if kind not in KINDS:
                 return None
             return cls(
-                kind=kind, message=int(data["m"]), at=float(data["t"]), method=data.get("h", "GET"), user_agent=data.get("u", ""),
-                ip=data.get("i", ""), link=int(data["l"]) if "l" in data else None, value=data.get("v"),
-            )  # fmt: skip
+                kind=kind,
+                message=int(data["m"]),
+                at=float(data["t"]),
+                method=data.get("h", "GET"),
+                user_agent=data.get("u", ""),
+                ip=data.get("i", ""),
+                link=int(data["l"]) if "l" in data else None,
+                value=data.get("v"),
+            )
         except (KeyError, ValueError):
             return None
 
@@ -199,7 +205,7 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
         for row in inserted:
             result.by_class[row["classification"]] += 1
     if inserted or reclassified:
-        stats.add(session, stats.count_hits(session, inserted, reclassified, messages, now))
+        stats.add(session, hitcounts.count_hits(session, inserted, reclassified, messages, now))
     if unsubscribed:
         session.execute(
             update(Contact).where(Contact.id.in_(unsubscribed)).values(subscribed=False)
@@ -313,12 +319,23 @@ def _event_row(
     if hit.kind == "trap":
         data["trap"] = True
     return {
-        "kind": kind, "name": None, "message_id": message.id, "contact_id": message.contact_id, "account_id": account_id,
-        "enrollment_id": message.enrollment_id, "journey_id": message.journey_id, "step_id": message.step_id,
-        "value": value[:2048] if value else None, "classification": verdict.classification, "reason": verdict.reason[:255],
-        "user_agent": hit.user_agent[:512] or None, "dedupe_key": f"hit:{hit_id}", "data": data,
-        "occurred_at": datetime.fromtimestamp(hit.at, UTC), "recorded_at": now,
-    }  # fmt: skip
+        "kind": kind,
+        "name": None,
+        "message_id": message.id,
+        "contact_id": message.contact_id,
+        "account_id": account_id,
+        "enrollment_id": message.enrollment_id,
+        "journey_id": message.journey_id,
+        "step_id": message.step_id,
+        "value": value[:2048] if value else None,
+        "classification": verdict.classification,
+        "reason": verdict.reason[:255],
+        "user_agent": hit.user_agent[:512] or None,
+        "dedupe_key": f"hit:{hit_id}",
+        "data": data,
+        "occurred_at": datetime.fromtimestamp(hit.at, UTC),
+        "recorded_at": now,
+    }
 
 
 def _network(ip: str) -> str:
@@ -352,11 +369,23 @@ def _insert_events(session: Session, rows: list[dict[str, Any]]) -> set[str]:
 
 
 _UNNEST_COLUMNS = (
-    ("kind", "varchar"), ("name", "varchar"), ("message_id", "bigint"), ("contact_id", "bigint"), ("account_id", "bigint"),
-    ("enrollment_id", "bigint"), ("journey_id", "bigint"), ("step_id", "varchar"), ("value", "varchar"), ("classification", "varchar"),
-    ("reason", "varchar"), ("user_agent", "varchar"), ("dedupe_key", "varchar"), ("data", "jsonb"), ("occurred_at", "timestamptz"),
+    ("kind", "varchar"),
+    ("name", "varchar"),
+    ("message_id", "bigint"),
+    ("contact_id", "bigint"),
+    ("account_id", "bigint"),
+    ("enrollment_id", "bigint"),
+    ("journey_id", "bigint"),
+    ("step_id", "varchar"),
+    ("value", "varchar"),
+    ("classification", "varchar"),
+    ("reason", "varchar"),
+    ("user_agent", "varchar"),
+    ("dedupe_key", "varchar"),
+    ("data", "jsonb"),
+    ("occurred_at", "timestamptz"),
     ("recorded_at", "timestamptz"),
-)  # fmt: skip
+)
 _UNNEST_INSERT = text(
     f"INSERT INTO events ({', '.join(c for c, _ in _UNNEST_COLUMNS)}) "
     f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _UNNEST_COLUMNS)}) "
