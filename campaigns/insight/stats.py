@@ -7,24 +7,24 @@ two places, both exact:
 
 - **Hits**, when the flusher writes them (:func:`campaigns.insight.hitcounts.count_hits`,
   called by :func:`campaigns.tracking.hits.write_hits` in the same transaction): only rows
-  actually inserted are
-  counted (a replayed hit is not), and unique opens, clicks and answers are decided by
-  setting the message's ``opened_at`` / ``clicked_at`` / ``answered_at`` with ``UPDATE ...
-  WHERE ... IS NULL RETURNING``, which two flushers cannot both win. A human hit later
-  reclassified as a machine's moves from the human metric to the machine one.
+  actually inserted are counted (a replayed hit is not), and unique opens, clicks and
+  answers are decided by setting the message's ``opened_at`` / ``clicked_at`` /
+  ``answered_at`` with ``UPDATE ... WHERE ... IS NULL RETURNING``, which two flushers cannot
+  both win. A human hit later reclassified as a machine's moves from the human metric to the
+  machine one.
 - **Everything else** (entries, sends, bounces at sending, tasks, goals and exits) by
   :func:`rollup`, run with every scheduler pass: it takes rows not yet counted (a
   ``counted`` marker on enrollments, messages and tasks, with a partial index over the
   uncounted ones), adds them up, marks them, and adds the sums, in one transaction.
-- **Bounces and complaints the relay reports later** by :func:`campaigns.tracking.bounces.store_notices`
-  in the webhook's transaction (:func:`count_message`), once per message: the hard bounce
-  is counted by the ``UPDATE ... WHERE status <> 'bounced'`` that marks the message, so a
-  repeated or concurrent notice counts nothing. A message that was sent (and counted
-  ``sent``) and bounces later **keeps its** ``sent`` and adds ``bounced`` and
-  ``bounced_after_send``, both on the day it was sent: it did reach the relay, and the
-  report's bounce rate (bounced of sent + bounced − bounced_after_send) counts it once.
-  The rollup leaves such a message's bounce alone; it counts ``bounced`` only for what the
-  relay refused at sending (no ``sent_at``).
+- **Bounces and complaints the relay reports later** by
+  :func:`campaigns.tracking.bounces.store_notices` in the webhook's transaction
+  (:func:`count_message`), once per message: the hard bounce is counted by the ``UPDATE ...
+  WHERE status <> 'bounced'`` that marks the message, so a repeated or concurrent notice
+  counts nothing. A message that was sent (and counted ``sent``) and bounces later **keeps
+  its** ``sent`` and adds ``bounced`` and ``bounced_after_send``, both on the day it was
+  sent: it did reach the relay, and the report's bounce rate (bounced of sent + bounced −
+  bounced_after_send) counts it once. The rollup leaves such a message's bounce alone; it
+  counts ``bounced`` only for what the relay refused at sending (no ``sent_at``).
 - **In-app messages**: ``in_app_created`` as they are inserted (an ``after_flush`` hook
   in the inserting transaction; unique per enrollment and step), ``in_app_seen`` and
   ``in_app_clicked`` by the API that records the first acknowledgement (:func:`count_in_app`,
@@ -36,16 +36,18 @@ Metrics: ``enrolled``, ``holdout`` (enrolled into the holdout group), ``goal``,
 ``bounced``, ``bounced_after_send``, ``failed``, ``suppressed``, ``complained``; from hits
 ``opened``, ``clicked``, ``answered`` (unique, human), ``rsvp_yes``, ``rsvp_no``,
 ``unsubscribed``, ``commented``, ``score_0`` ... ``score_10`` (the first answer to a survey
-email, by its score: NPS and CSAT, see :mod:`campaigns.insight.nps`), and the raw machine and unknown counts beside them
-(``opened_machine``, ``opened_unknown``, ``clicked_machine``, ``clicked_unknown``,
-``answered_machine``); tasks ``task_created``, ``task_done``, ``owner_notified`` (the notice
-email to its owner); in-app ``in_app_created``, ``in_app_seen``, ``in_app_clicked``.
+email, by its score: NPS and CSAT, see :mod:`campaigns.insight.nps`), and the raw machine
+and unknown counts beside them (``opened_machine``, ``opened_unknown``, ``clicked_machine``,
+``clicked_unknown``, ``answered_machine``); tasks ``task_created``, ``task_done``,
+``owner_notified`` (the notice email to its owner); in-app ``in_app_created``,
+``in_app_seen``, ``in_app_clicked``.
 
-For a step with ``send_time: best_hour`` (:mod:`campaigns.insight.sendtime`), ``sent`` and the unique
-human ``opened``, ``clicked``, ``answered`` and ``rsvp_yes`` are counted a second time under
-the recipient-local hour the message was sent at, as ``sent@10``, ``clicked@10``... (the
-hour of ``sent_at`` in the contact's time zone), in the same statements as the plain ones,
-so they are as exact; a reclassified click takes its hour's count with it.
+For a step with ``send_time: best_hour`` (:mod:`campaigns.insight.sendtime`), ``sent`` and
+the unique human ``opened``, ``clicked``, ``answered`` and ``rsvp_yes`` are counted a second
+time under the recipient-local hour the message was sent at, as ``sent@10``,
+``clicked@10``... (the hour of ``sent_at`` in the contact's time zone), in the same
+statements as the plain ones, so they are as exact; a reclassified click takes its hour's
+count with it.
 """
 
 from __future__ import annotations
@@ -259,7 +261,9 @@ def rollup(session: Session, now: datetime, batch: int = BATCH) -> Counter[str]:
                     )
                 ] += 1
             if message.status == MessageStatus.BOUNCED:
-                continue  # bounced after it was sent: counted when the relay reported it (campaigns.tracking.bounces)
+                # Bounced after it was sent: counted when the relay reported it
+                # (campaigns.tracking.bounces).
+                continue
         if message.status != MessageStatus.SENT:
             counts[
                 stat_key(
@@ -358,7 +362,8 @@ def places(session: Session, enrollment_ids: Iterable[int]) -> dict[int, Place]:
 
 def hourly(message: Message, place: Place, metric: str) -> list[str]:
     """``metric``, and its hour of sending (``clicked@10``) when the message's step learns its
-    send time (:mod:`campaigns.insight.sendtime`): the hour its ``sent_at`` was for the recipient."""
+    send time (:mod:`campaigns.insight.sendtime`): the hour its ``sent_at`` was for the
+    recipient."""
     if (
         metric in HOUR_METRICS
         and message.step_id in place.timed
@@ -410,7 +415,8 @@ IN_APP_METRICS = {"seen_at": "in_app_seen", "clicked_at": "in_app_clicked"}
 
 def count_in_app(session: Session, item: InAppMessage, metric: str, when: datetime) -> None:
     """Count ``metric`` (``in_app_seen``, ``in_app_clicked``) for an in-app message; the caller
-    counts the first acknowledgement only (the one whose ``UPDATE ... IS NULL`` set it) and commits."""
+    counts the first acknowledgement only (the one whose ``UPDATE ... IS NULL`` set it) and
+    commits."""
     if item.journey_id is None:
         return
     place = places(session, [item.enrollment_id] if item.enrollment_id else []).get(

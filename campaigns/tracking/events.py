@@ -47,10 +47,23 @@ def record_event(
 ) -> Event:
     """Store an event (the caller commits) and wake the enrollments it concerns."""
     event = Event(
-        kind=kind, name=name, value=value, contact_id=contact_id, account_id=account_id, enrollment_id=enrollment_id, journey_id=journey_id,
-        step_id=step_id, message_id=message_id, classification=classification, reason=reason, user_agent=user_agent,
-        dedupe_key=dedupe_key, data=data or {}, occurred_at=occurred_at or now, recorded_at=now,
-    )  # fmt: skip
+        kind=kind,
+        name=name,
+        value=value,
+        contact_id=contact_id,
+        account_id=account_id,
+        enrollment_id=enrollment_id,
+        journey_id=journey_id,
+        step_id=step_id,
+        message_id=message_id,
+        classification=classification,
+        reason=reason,
+        user_agent=user_agent,
+        dedupe_key=dedupe_key,
+        data=data or {},
+        occurred_at=occurred_at or now,
+        recorded_at=now,
+    )
     session.add(event)
     if classification != Classification.MACHINE:
         wake(session, now, kind=kind, contact_id=contact_id, account_id=account_id)
