@@ -290,7 +290,7 @@ def build_engine(db: Database, clock: FakeClock, tmp_path: Path) -> Iterator[Bui
         transport: Transport | SMTPSink | None = None,
         segments: str | SegmentSet = EVERYONE,
         settings: dict[str, Any] | None = None,
-        clock: FakeClock = clock,
+        clock: Clock = clock,
         secret: str = TEST_SECRET,
         base_url: str = TEST_BASE_URL,
         sender: Sender | None = None,
