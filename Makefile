@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check serve worker bench clean
+.PHONY: demo migrate test lint typecheck check serve worker bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,8 +13,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `campaigns demo` migrates the database first, once.
 demo: $(STAMP)
 	$(BIN)/campaigns demo
+
+# The web app and the worker refuse a database behind the code: run this after an upgrade.
+migrate: $(STAMP)
+	$(BIN)/campaigns migrate
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

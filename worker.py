@@ -1,14 +1,18 @@
 """The worker process: ``python worker.py`` runs an RQ worker on the project's queues and,
 beside it, three children: RQ's cron scheduler, which enqueues the scheduler pass
-(``campaigns.engine.jobs.tick``) every minute and the dispatcher (``campaigns.engine.jobs.dispatch``)
-every 10 s; RQ's scheduler, which enqueues the delayed retries of failed jobs; and the
-flusher, which writes tracking hits from Redis to the database in batches (``campaigns
-flush --follow`` runs it on its own).
+(``campaigns.worker.jobs.tick``) every minute and the dispatcher
+(``campaigns.worker.jobs.dispatch``) every 10 s; RQ's scheduler, which enqueues the delayed
+retries of failed jobs; and the flusher, which writes tracking hits from Redis to the
+database in batches (``campaigns flush --follow`` runs it on its own).
+
+It refuses to start (one line, exit 2) when Redis does not answer or the database's schema
+is behind (run ``campaigns migrate``); it never migrates.
 
 Jobs run in the worker's own process (RQ's ``SimpleWorker``), so the engine it builds on
-the first job (database pool, compiled templates, one SMTP connection) serves every later
-one; RQ's job timeouts still hold. ``--fork`` runs each job in a forked child instead
-(RQ's default ``Worker``): more isolation, but every job builds its engine again.
+the first job (by :func:`campaigns.services.build`: database pool, compiled templates, one
+SMTP connection) serves every later one; RQ's job timeouts still hold. ``--fork`` runs each
+job in a forked child instead (RQ's default ``Worker``): more isolation, but every job
+builds its engine again.
 
 The worker and its children outlive a Redis restart or a database blip: each reconnects
 with growing waits and logs one line. They do not outlive being killed: run the worker
@@ -32,10 +36,11 @@ from collections.abc import Callable
 from rq import SimpleWorker, Worker
 
 from campaigns import config as settings
-from campaigns.exceptions import ConfigError, ServiceUnavailable
+from campaigns.exceptions import ConfigError
 from campaigns.outages import Backoff, first_line, is_outage
-from campaigns.preflight import check_redis
+from campaigns.preflight import check_redis, startup_error
 from campaigns.queue import connect, queues
+from campaigns.services import build, check_schema
 
 log = logging.getLogger("campaigns.worker")
 
@@ -74,7 +79,7 @@ def run_cron(redis_url: str) -> None:
     from redis import Redis
     from rq.cron import CronScheduler
 
-    from campaigns.engine.cron import schedule
+    from campaigns.worker.cron import schedule
 
     def run() -> bool:
         scheduler = CronScheduler(Redis.from_url(redis_url))
@@ -107,14 +112,12 @@ def run_flusher(redis_url: str) -> None:
     """The child process that writes tracking hits from Redis to the database in batches."""
     from redis import Redis
 
-    from campaigns.store.db import make_engine, make_sessionmaker
     from campaigns.tracking.hitlog import RedisHitLog
     from campaigns.tracking.hitlog import run_flusher as flush_forever
 
-    cfg = settings.load()
-    flush_forever(
-        RedisHitLog(Redis.from_url(redis_url)), make_sessionmaker(make_engine(cfg.database_url))
-    )
+    redis = Redis.from_url(redis_url)
+    services = build(settings.load(), redis=redis)
+    flush_forever(RedisHitLog(redis), services.sessions)
 
 
 def serve(cfg: settings.Config, *, burst: bool, fork: bool) -> None:
@@ -171,8 +174,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:  # before the scheduler and flusher fork: each would print a traceback of its own
         check_redis(cfg.redis_url)
-    except ServiceUnavailable as exc:
-        print(f"worker: {exc}", file=sys.stderr)
+        # It never migrates: a schema behind the code is one line naming `campaigns migrate`.
+        check_schema(cfg)
+    except Exception as exc:
+        message = startup_error(exc)
+        if message is None:
+            raise
+        print(f"worker: {message}", file=sys.stderr)
         return 2
     # One format for our lines and RQ's (RQ adds no handler of its own when one is set).
     logging.basicConfig(

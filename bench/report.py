@@ -56,7 +56,7 @@ def main() -> None:
     from campaigns import config as settings
     from campaigns.engine.deploy import deploy
     from campaigns.insight.report import journey_report, overview
-    from campaigns.journeys.dsl import load_journey
+    from campaigns.journeys.parse import load_journey
     from campaigns.store.db import make_engine, make_sessionmaker, migrate
     from campaigns.store.users import add_user
     from campaigns.web import create_app

@@ -28,6 +28,7 @@ from sqlalchemy import insert, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from campaigns.engine import audience  # noqa: E402
 from campaigns.journeys import segments as seg  # noqa: E402
 from campaigns.journeys.expressions import Condition  # noqa: E402
 from campaigns.store.db import make_engine, make_sessionmaker, migrate  # noqa: E402
@@ -158,11 +159,11 @@ def main() -> None:
 
         started = time.perf_counter()
         with sessions() as s, s.begin():
-            changed = seg.apply_tiers(s, segset, today)
+            changed = audience.apply_tiers(s, segset, today)
         tiering = time.perf_counter() - started
         started = time.perf_counter()
         with sessions() as s:
-            counts = seg.count(s, segset, today)
+            counts = audience.count(s, segset, today)
         counting = time.perf_counter() - started
 
         print(

@@ -121,7 +121,7 @@ def main() -> None:
     from campaigns.content.templates import TemplateStore
     from campaigns.engine.core import Engine, EngineSettings
     from campaigns.engine.deploy import deploy
-    from campaigns.journeys.dsl import parse_journey
+    from campaigns.journeys.parse import parse_journey
     from campaigns.journeys.segments import parse_segments
     from campaigns.store.db import make_engine, make_sessionmaker, migrate
     from campaigns.store.models import Account, Contact
@@ -211,7 +211,7 @@ def main() -> None:
     redis.flushdb()
     from rq import Queue
 
-    from campaigns.engine import jobs
+    from campaigns.worker import jobs
 
     queue = Queue(jobs.ADVANCE_QUEUE, connection=redis)
     segments = parse_segments("tiers:\n  everyone: {when: true}\n")

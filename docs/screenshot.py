@@ -36,7 +36,7 @@ from sqlalchemy import select  # noqa: E402
 from campaigns import config as settings_module  # noqa: E402
 from campaigns import stats  # noqa: E402
 from campaigns.engine.deploy import deploy  # noqa: E402
-from campaigns.journeys.dsl import parse_journey  # noqa: E402
+from campaigns.journeys.parse import parse_journey  # noqa: E402
 from campaigns.store.db import make_engine, make_sessionmaker, migrate  # noqa: E402
 from campaigns.store.models import Journey  # noqa: E402
 from campaigns.store.users import add_user  # noqa: E402

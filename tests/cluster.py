@@ -238,7 +238,7 @@ def seed(sessions, n: int, *, prefix: str = "r") -> list[str]:
     from sqlalchemy import insert, select
 
     from campaigns.engine.deploy import deploy
-    from campaigns.journeys.dsl import parse_journey
+    from campaigns.journeys.parse import parse_journey
     from campaigns.store.models import Account, Contact
 
     addresses = [f"{prefix}{i}@example.com" for i in range(n)]

@@ -336,7 +336,7 @@ BuildApp = Callable[..., Any]
 @pytest.fixture
 def build_app(db: Database, clock: FakeClock) -> Iterator[BuildApp]:
     """Flask apps on ``db``, with the fake clock and no Redis (hits and sign-in counts in the
-    database); each one's connection pool is disposed of afterwards.
+    database); each one's services are closed afterwards (transport, connection pool).
 
     Keyword arguments are :class:`~campaigns.config.Config` fields on top of the kit's
     (``secret_key`` :data:`TEST_SECRET`, ``base_url`` :data:`TEST_BASE_URL`), e.g.
@@ -371,7 +371,7 @@ def build_app(db: Database, clock: FakeClock) -> Iterator[BuildApp]:
 
     yield build
     for built in made:
-        built.extensions["campaigns.engine"].dispose()
+        built.extensions["campaigns.services"].close()  # the transport if opened, the pool
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from campaigns.clock import FakeClock
 from campaigns.engine.deploy import deploy
 from campaigns.insight import stats, tuning
 from campaigns.insight.report import journey_report
-from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.store.models import (
     Account,
     Contact,

@@ -44,7 +44,7 @@ from sqlalchemy import select
 from campaigns import config as settings_module
 from campaigns.engine.deploy import deploy
 from campaigns.insight import stats
-from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.store.db import make_engine, make_sessionmaker, migrate
 from campaigns.store.models import Account, Contact, Journey, Task, TaskStatus
 from campaigns.store.users import add_user

@@ -28,12 +28,24 @@ JOURNEY = textwrap.dedent(
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Path:
+def fresh_workdir(tmp_path: Path) -> Path:
+    """A project folder whose database (the default SQLite file) does not exist yet."""
     (tmp_path / "journeys").mkdir()
     (tmp_path / "templates" / "en").mkdir(parents=True)
     (tmp_path / "journeys" / "segments.yaml").write_text(SEGMENTS, encoding="utf-8")
     (tmp_path / "journeys" / "pause.yaml").write_text(JOURNEY, encoding="utf-8")
     return tmp_path
+
+
+@pytest.fixture
+def workdir(fresh_workdir: Path) -> Path:
+    """A project folder with its database migrated, as `campaigns migrate` leaves it."""
+    from campaigns.store.db import make_engine, migrate
+
+    database = make_engine(f"sqlite:///{fresh_workdir / 'campaigns.db'}")
+    migrate(database)
+    database.dispose()
+    return fresh_workdir
 
 
 def run(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -134,7 +146,8 @@ def test_campaigns_tick_with_a_bad_setting_is_one_line_and_exit_2(
 
 
 @pytest.mark.parametrize("command", [["run", "--port", "1"], ["flush"]])
-def test_commands_that_need_redis_stop_in_one_line_when_it_does_not_answer(workdir, command):
+def test_commands_that_need_redis_stop_in_one_line_when_it_does_not_answer(fresh_workdir, command):
+    workdir = fresh_workdir
     from conftest import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0"  # a loopback port nothing listens on
@@ -297,3 +310,87 @@ def test_tick_with_redis_gone_says_so_in_one_line_and_fails_no_enrollment(tmp_pa
         assert MessageStatus.SENT not in set(s.scalars(select(Message.status)))
     assert not list((tmp_path / "outbox").glob("*.eml"))
     database.dispose()
+
+
+# ---------------------------------------------------------------------------- migrations by command
+
+
+def test_migrate_makes_the_schema_in_one_line_and_says_so_again_when_up_to_date(fresh_workdir):
+    from campaigns.store.db import head_revision
+
+    first = run(fresh_workdir, "migrate")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == [
+        f"database sqlite:///campaigns.db: migrated from an empty database to {head_revision()}"
+    ]
+    again = run(fresh_workdir, "migrate")
+    assert again.stdout.splitlines() == [
+        f"database sqlite:///campaigns.db: up to date (revision {head_revision()})"
+    ]
+    assert run(fresh_workdir, "migrate", "--check").returncode == 0
+
+
+def test_migrate_check_changes_nothing_and_exits_1_when_behind(fresh_workdir):
+    result = run(fresh_workdir, "migrate", "--check")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "campaigns: the database has no schema yet; run `campaigns migrate`"
+    ]
+    assert run(fresh_workdir, "migrate", "--check").returncode == 1  # still behind
+
+
+def test_migrate_help_names_the_check(fresh_workdir):
+    result = run(fresh_workdir, "migrate", "--help")
+    assert result.returncode == 0
+    assert "--check" in result.stdout and "newest migration" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["segments"],
+        ["deploy"],
+        ["tick"],
+        ["simulate", "pause"],
+        ["report"],
+        ["tasks"],
+        ["user", "list"],
+        ["import", "accounts", "journeys/segments.yaml"],
+    ],
+)
+def test_commands_refuse_a_database_behind_with_one_line_naming_migrate(fresh_workdir, command):
+    result = run(fresh_workdir, *command)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "campaigns: the database has no schema yet; run `campaigns migrate`"
+    ]
+
+
+def test_commands_refuse_a_database_one_migration_behind(workdir):
+    from campaigns.store.db import head_revision, make_engine, migrate
+
+    database = make_engine(f"sqlite:///{workdir / 'old.db'}")
+    migrate(database, "0005")
+    database.dispose()
+    result = run(workdir, "segments", DATABASE_URL=f"sqlite:///{workdir / 'old.db'}")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "campaigns: the database schema is behind (revision 0005, this release needs "
+        f"{head_revision()}); run `campaigns migrate`"
+    ]
+    migrated = run(workdir, "migrate", DATABASE_URL=f"sqlite:///{workdir / 'old.db'}")
+    assert f"migrated from 0005 to {head_revision()}" in migrated.stdout
+    later = run(workdir, "segments", DATABASE_URL=f"sqlite:///{workdir / 'old.db'}")
+    assert later.returncode == 0, later.stderr
+
+
+def test_every_command_is_in_the_readmes_table(project_root):
+    from campaigns.cli import cli
+
+    readme = (project_root / "README.md").read_text(encoding="utf-8")
+    assert set(cli.commands) == {
+        *("validate", "import", "segments", "deploy", "tick", "simulate", "report", "user"),
+        *("tasks", "flush", "run", "demo", "migrate"),
+    }
+    for name in cli.commands:
+        assert f"| `campaigns {name}" in readme, name

@@ -29,7 +29,7 @@ from campaigns.engine.tasks import (
 from campaigns.insight import stats
 from campaigns.insight.report import journey_report
 from campaigns.insight.timeline import contact_timeline
-from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.journeys.segments import parse_segments
 from campaigns.store.models import (
     Account,

@@ -27,13 +27,15 @@ from campaigns.clock import FakeClock
 from campaigns.engine.deploy import deploy
 from campaigns.insight import stats
 from campaigns.insight.rates import Rate, wilson
-from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.store.models import Allocation, Journey, JourneyStatus, User
 from campaigns.store.users import UserError, add_user, set_password
+from campaigns.web import crm, previews  # noqa: F401 (crm, previews: their routes)
 from campaigns.web.auth import safe_next
 from campaigns.web.charts import FunnelStep, funnel
-from campaigns.web.dashboard import BAD_LOGIN, PUBLIC, format_rate
-from campaigns.web.dashboard import bp as dashboard_bp
+from campaigns.web.dashboard import BAD_LOGIN
+from campaigns.web.dashboard_base import PUBLIC, format_rate
+from campaigns.web.dashboard_base import bp as dashboard_bp
 
 SECRET = "dashboard-secret-0123456789"
 BASE = "https://cs.example.com"

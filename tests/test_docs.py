@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from campaigns.journeys import dsl
-from campaigns.journeys.expressions import ACCOUNT_FIELDS, CONTACT_FIELDS, ENGAGEMENT
+from campaigns.journeys import vocabulary
+from campaigns.journeys.expressions import ENGAGEMENT
+from campaigns.journeys.fields import ACCOUNT_FIELDS, CONTACT_FIELDS
 from campaigns.journeys.model import StepType
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,12 +22,12 @@ def test_every_step_type_has_a_section():
 
 def test_every_top_level_key_and_step_option_is_documented():
     for key in (
-        *dsl.TOP_KEYS,
-        *dsl.STEP_COMMON,
-        *dsl.WAIT_SIGNALS,
-        *dsl.STEP_GOALS,
-        *dsl.CATEGORIES,
-        *dsl.TASK_KINDS,
+        *vocabulary.TOP_KEYS,
+        *vocabulary.STEP_COMMON,
+        *vocabulary.WAIT_SIGNALS,
+        *vocabulary.STEP_GOALS,
+        *vocabulary.CATEGORIES,
+        *vocabulary.TASK_KINDS,
     ):
         assert f"`{key}`" in DSL_DOC or f"{key}:" in DSL_DOC or f"| {key}" in DSL_DOC, key
 

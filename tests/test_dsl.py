@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 
 from campaigns.exceptions import JourneyError
-from campaigns.journeys.dsl import parse_journey, validate_files
 from campaigns.journeys.model import BranchStep, EmailStep, StepType, Trigger, WaitUntilStep
+from campaigns.journeys.parse import parse_journey
 from campaigns.journeys.segments import parse_segments
+from campaigns.journeys.validate import validate_files
 
 SEGMENTS = parse_segments(
     textwrap.dedent(
@@ -616,7 +617,7 @@ def test_best_of_step_keeps_a_block_per_channel():
 
 
 def test_missing_file_and_non_utf8_file_are_clean_errors(tmp_path):
-    from campaigns.journeys.dsl import load_journey
+    from campaigns.journeys.parse import load_journey
 
     with pytest.raises(JourneyError, match="file not found"):
         load_journey(tmp_path / "nope.yaml")

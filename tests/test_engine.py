@@ -17,7 +17,7 @@ from campaigns.clock import FakeClock
 from campaigns.content.mime import Sender
 from campaigns.engine.core import Engine
 from campaigns.engine.deploy import deploy
-from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.journeys.segments import parse_segments
 from campaigns.store.models import (
     Account,

@@ -176,7 +176,7 @@ def test_branches_see_human_clicks_only(db, smtp_sink, build_engine, clock):
     import textwrap
 
     from campaigns.engine.deploy import deploy
-    from campaigns.journeys.dsl import parse_journey
+    from campaigns.journeys.parse import parse_journey
     from campaigns.store.models import Enrollment
 
     text = textwrap.dedent(

@@ -7,7 +7,7 @@ import os
 import textwrap
 
 from campaigns.engine.deploy import deploy
-from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.store.models import Account, Contact
 from tests.kit import LINKS, START
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from campaigns.engine.deploy import deploy
 from campaigns.insight import stats
 from campaigns.insight.nps import Nps, nps_steps, period, summary
-from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.store.models import Journey
 from campaigns.web.charts import Series, lines
 

@@ -21,7 +21,7 @@ from campaigns.content.render import Renderer
 from campaigns.content.templates import TemplateStore
 from campaigns.engine.deploy import deploy
 from campaigns.engine.preview import PreviewError, email_steps, render_preview
-from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.store.models import Account, Contact, Event, Message
 from campaigns.store.users import add_user
 from campaigns.tracking.tokens import Tokens
@@ -95,10 +95,7 @@ def app(db, setup, smtp_sink):
         }
     )
     yield application
-    transport = application.extensions.get("campaigns.preview", {}).get("transport")
-    if transport is not None:
-        transport.close()
-    application.extensions["campaigns.engine"].dispose()
+    application.extensions["campaigns.services"].close()  # the SMTP connection, the pool
 
 
 def signed_in(app):

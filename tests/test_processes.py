@@ -14,8 +14,18 @@ from rq import Queue, SimpleWorker
 from campaigns.queue import ping
 
 
+def _migrated(url: str) -> str:
+    """``url``'s database, as ``campaigns migrate`` leaves it."""
+    from campaigns.store.db import make_engine, migrate
+
+    database = make_engine(url)
+    migrate(database)
+    database.dispose()
+    return url
+
+
 def test_healthz_reports_the_database(monkeypatch, tmp_path):
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'web.db'}")
+    monkeypatch.setenv("DATABASE_URL", _migrated(f"sqlite:///{tmp_path / 'web.db'}"))
     from campaigns.web import create_app
 
     client = create_app({"TESTING": True}).test_client()
@@ -170,13 +180,17 @@ def test_web_py_under_gunicorn_without_redis_stops_the_server_in_one_line(projec
 
 
 def test_worker_py_runs_every_job_in_its_own_process_so_the_engine_is_built_once(
-    project_root, redis_conn, redis_url
+    project_root, tmp_path, redis_conn, redis_url
 ):
     """``python worker.py`` uses RQ's SimpleWorker: jobs share the process (and its engine,
     pool and SMTP connection); ``--fork`` gives each job a child process of its own."""
     from campaigns.queue import QUEUE_NAMES
 
-    env = {**os.environ, "REDIS_URL": redis_url}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": _migrated(f"sqlite:///{tmp_path / 'w.db'}"),
+    }
     for flags, same in (([], True), (["--fork"], False)):
         redis_conn.flushdb()
         queue = Queue(QUEUE_NAMES[1], connection=redis_conn)
@@ -192,3 +206,62 @@ def test_worker_py_runs_every_job_in_its_own_process_so_the_engine_is_built_once
         assert worker.returncode == 0, err
         pids = {job.fetch(job.id, connection=redis_conn).return_value() for job in jobs}
         assert (pids == {worker.pid}) is same, (pids, worker.pid)
+
+
+# ---------------------------------------------------------------------------- schema behind
+
+
+BEHIND = "the database has no schema yet; run `campaigns migrate`"
+
+
+def test_the_web_app_refuses_an_unmigrated_database_and_starts_once_migrated(monkeypatch, tmp_path):
+    from campaigns.services import SchemaBehind
+    from campaigns.web import create_app
+
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(SchemaBehind, match=r"^the database has no schema yet; run `campaigns"):
+        create_app({"TESTING": True})
+    assert not (tmp_path / "web.db").exists()  # it looked, and made nothing
+    _migrated(url)
+    assert create_app({"TESTING": True}).test_client().get("/healthz").status_code == 200
+
+
+def test_web_py_on_an_unmigrated_database_is_one_line_naming_migrate(project_root, tmp_path):
+    env = _environ(DATABASE_URL=f"sqlite:///{tmp_path / 'web.db'}")
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "web", "run", "--port", str(free_port())],
+        cwd=project_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"web: {BEHIND}\n"
+
+
+def test_worker_py_refuses_a_database_behind_and_runs_after_campaigns_migrate(
+    project_root, tmp_path, redis_url
+):
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    env = _environ(DATABASE_URL=url, REDIS_URL=redis_url)
+    worker = [sys.executable, "worker.py", "--burst", "--no-cron"]
+    refused = subprocess.run(
+        worker, cwd=project_root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr == f"worker: {BEHIND}\n"
+    migrated = subprocess.run(
+        [sys.executable, "-m", "campaigns", "migrate"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    started = subprocess.run(
+        worker, cwd=project_root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert started.returncode == 0, started.stderr

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from campaigns.engine import audience
 from campaigns.exceptions import SegmentError
 from campaigns.journeys import segments as seg
 from campaigns.journeys.expressions import Condition
@@ -67,7 +68,7 @@ def add_contact(session, account: Account | None, email: str, **fields) -> Conta
 
 
 def member_emails(db, name: str) -> set[str]:
-    query = seg.members(SEGMENTS, [name], TODAY)
+    query = audience.members(SEGMENTS, [name], TODAY)
     with db.session() as s:
         ids = set(s.scalars(query))
         return set(s.scalars(select(Contact.email).where(Contact.id.in_(ids)))) if ids else set()
@@ -181,7 +182,7 @@ def test_segment_can_use_a_tier_and_contact_fields(population):
 
 def test_count_reports_accounts_and_contacts_per_segment(population):
     with population.session() as s:
-        counts = {c.name: c for c in seg.count(s, SEGMENTS, TODAY, locale="ja")}
+        counts = {c.name: c for c in audience.count(s, SEGMENTS, TODAY, locale="ja")}
     assert (counts["high_touch"].accounts, counts["high_touch"].contacts) == (2, 2)
     assert (counts["tech_touch"].accounts, counts["tech_touch"].contacts) == (2, 3)
     assert counts["high_touch"].label == "ハイタッチ"
@@ -191,7 +192,7 @@ def test_count_reports_accounts_and_contacts_per_segment(population):
 
 def test_apply_tiers_stores_the_tier_in_one_statement_and_is_idempotent(population):
     with population.session() as s, s.begin():
-        changed = seg.apply_tiers(s, SEGMENTS, TODAY)
+        changed = audience.apply_tiers(s, SEGMENTS, TODAY)
     assert changed == 5
     with population.session() as s:
         tiers = {key: tier for key, tier in s.execute(select(Account.external_id, Account.tier))}
@@ -203,7 +204,7 @@ def test_apply_tiers_stores_the_tier_in_one_statement_and_is_idempotent(populati
         "unknown": "tech_touch",
     }
     with population.session() as s, s.begin():
-        assert seg.apply_tiers(s, SEGMENTS, TODAY) == 0
+        assert audience.apply_tiers(s, SEGMENTS, TODAY) == 0
 
 
 @pytest.mark.parametrize(
@@ -324,7 +325,7 @@ def test_sql_rules_agree_with_python_evaluation(sqlite_db, rule, rows):
     with sqlite_db.session() as s:
         in_sql = set(
             s.scalars(
-                select(Contact.email).where(Contact.id.in_(seg.members(segset, ["s"], TODAY)))
+                select(Contact.email).where(Contact.id.in_(audience.members(segset, ["s"], TODAY)))
             )
         )
     condition = Condition(rule)
@@ -348,7 +349,7 @@ def test_day_counts_can_be_tested_for_none(db):
         add_contact(s, fresh, "fresh@example.com")
         add_contact(s, old, "old@example.com")
     with db.session() as s:
-        counts = {c.name: c.contacts for c in seg.count(s, segset, TODAY)}
+        counts = {c.name: c.contacts for c in audience.count(s, segset, TODAY)}
     assert counts == {"new": 1, "undated": 1}
 
 
@@ -358,3 +359,19 @@ def test_a_rule_that_cannot_become_sql_is_reported_at_its_place():
     assert str(info.value.problems[0]).startswith(
         "segments.yaml:3:11: 'odd' cannot be turned into SQL: days_to_renewal can only be compared with a number"
     )
+
+
+def test_a_date_or_an_address_compared_with_none_is_a_missing_value(db):
+    segset = seg.parse_segments(
+        "segments:\n"
+        "  undated:\n    when: renewal_date == none\n"
+        "  odd:\n    when: \"contact.email in [none, 'Odd@Example.com']\"\n"
+    )
+    with db.session() as s, s.begin():
+        dated = add_account(s, "dated", renewal_date=TODAY)
+        undated = add_account(s, "undated")
+        add_contact(s, dated, "odd@example.com")
+        add_contact(s, undated, "even@example.com")
+    with db.session() as s:
+        counts = {c.name: c.contacts for c in audience.count(s, segset, TODAY)}
+    assert counts == {"undated": 1, "odd": 1}

@@ -27,8 +27,8 @@ from campaigns.engine.deploy import deploy
 from campaigns.insight import sendtime, stats
 from campaigns.insight.rates import Rate, wilson
 from campaigns.insight.sendtime import SendTimes, decide, hour_counts, next_slot, ranking
-from campaigns.journeys.dsl import parse_journey
 from campaigns.journeys.model import SendingWindow
+from campaigns.journeys.parse import parse_journey
 from campaigns.journeys.segments import parse_segments
 from campaigns.store.models import Account, Contact, Enrollment, Message, MessageStatus, Stat
 from campaigns.tracking.hits import Hit, write_hits

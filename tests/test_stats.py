@@ -22,7 +22,7 @@ from campaigns.insight import stats
 from campaigns.insight.nps import summary
 from campaigns.insight.rates import wilson
 from campaigns.insight.report import journey_report, overview
-from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.store.models import Account, Contact, Message, Stat, Suppression, SuppressionReason
 from campaigns.tracking.hits import Hit, write_hits
 from tests.kit import LINKS

@@ -24,7 +24,7 @@ from werkzeug.serving import make_server
 
 from campaigns.clock import FakeClock, SystemClock
 from campaigns.engine.deploy import deploy
-from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.store.models import (
     Account,
     Classification,

@@ -19,7 +19,7 @@ from campaigns import config as settings_module
 from campaigns import defaults
 from campaigns.content.project import Project
 from campaigns.exceptions import JourneyError, Problem, SegmentError
-from campaigns.journeys.dsl import load_journey, parse_journey
+from campaigns.journeys.parse import load_journey, parse_journey
 from campaigns.journeys.segments import load_segments, parse_segments
 from campaigns.journeys.yamlsource import YamlProblem, load, read
 
@@ -51,7 +51,7 @@ def problems(text: str) -> list[str]:
 _MEASURE = """
 import json, resource, sys, time, tracemalloc
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, resource.getrlimit(resource.RLIMIT_AS)[1]))
-from campaigns.journeys.dsl import parse_journey
+from campaigns.journeys.parse import parse_journey
 from campaigns.exceptions import JourneyError
 text = sys.stdin.read()
 tracemalloc.start()

@@ -27,17 +27,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns import config as settings
 from campaigns.clock import FakeClock
 from campaigns.content.project import Project
-from campaigns.content.render import Renderer
-from campaigns.engine.core import Engine, EngineSettings
+from campaigns.engine.audience import count
 from campaigns.engine.deploy import deploy
 from campaigns.exceptions import UnknownJourney
-from campaigns.journeys.dsl import read_source
-from campaigns.journeys.segments import count
-from campaigns.services import sender
-from campaigns.store.db import make_engine, make_sessionmaker, migrate
+from campaigns.journeys.parse import read_source
+from campaigns.services import build
+from campaigns.store.db import make_engine, make_sessionmaker
 from campaigns.store.models import InAppMessage, JourneyStatus, Message, MessageStatus, Task
 from campaigns.store.models import Journey as JourneyRow
-from campaigns.tracking.tokens import Tokens
 
 
 class RecordingTransport:
@@ -85,12 +82,10 @@ def _scratch(database_url: str) -> Iterator[sessionmaker[Session]]:
                 with sqlite3.connect(source_path) as source, sqlite3.connect(copy) as target:
                     source.backup(target)
             engine = make_engine(f"sqlite:///{copy}")
-            migrate(engine)
             yield make_sessionmaker(engine)
             engine.dispose()
         return
     database: SAEngine = make_engine(database_url)
-    migrate(database)
     with database.connect() as connection:
         outer = connection.begin()
         try:
@@ -106,25 +101,13 @@ def simulate(
     cfg: settings.Config, journey_ref: str, days: int, start: datetime, *, steps_per_day: int = 24
 ) -> Simulation:
     """Run ``journey_ref`` (a deployed journey's id, or a journey file) for ``days`` days."""
-    project = Project(cfg)
-    segset = project.segments()
     with _scratch(cfg.database_url) as sessions:
-        key = _journey_key(project, sessions, journey_ref)
         clock = FakeClock(start)
         transport = RecordingTransport()
-        renderer = Renderer(project.templates, Tokens(cfg.secret_key, cfg.base_url), sender(cfg))
-        engine = Engine(
-            sessions,
-            clock,
-            lambda: segset,
-            renderer,
-            transport,
-            EngineSettings(
-                frequency_cap=cfg.frequency_cap,
-                frequency_period=timedelta(days=cfg.frequency_days),
-                heartbeat=False,
-            ),
-        )
+        services = build(cfg, clock, sessions=sessions, transport=transport, dry_run=True)
+        project, engine = services.project, services.engine
+        segset = project.segments()
+        key = _journey_key(project, sessions, journey_ref)
         with sessions() as session, session.begin():
             # Only this journey runs in the dry run.
             for row in session.scalars(select(JourneyRow)):
@@ -157,7 +140,10 @@ def simulate(
                         MessageStatus.BOUNCED,
                     ):
                         seen_messages.add(message.id)
-                        label = f"{message.step_id} ({message.channel}{', ' + message.status if message.status != MessageStatus.SENT else ''})"
+                        status = (
+                            "" if message.status == MessageStatus.SENT else f", {message.status}"
+                        )
+                        label = f"{message.step_id} ({message.channel}{status})"
                         day.steps[label] += 1
                         day.who[label].append(message.to_address or "")
                     elif message.status == MessageStatus.DEFERRED:

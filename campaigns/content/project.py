@@ -10,9 +10,9 @@ from campaigns import defaults
 from campaigns.config import Config
 from campaigns.content.templates import TemplateError, TemplateStore
 from campaigns.exceptions import CampaignsError, JourneyError, Problem
-from campaigns.journeys.dsl import validate_files
 from campaigns.journeys.model import Journey
 from campaigns.journeys.segments import SegmentSet, load_segments
+from campaigns.journeys.validate import validate_files
 from campaigns.journeys.yamlsource import YamlProblem, load, read
 
 

@@ -4,7 +4,7 @@ The database holds every enrollment's state (current step, next_run_at); Redis/R
 carries work. :meth:`Engine.work` claims due enrollments a send batch at a time under a
 lease (:mod:`campaigns.engine.leases`: a fencing token checked at every commit, renewed by a
 heartbeat while the batch runs) and advances them; in a worker it runs inside an RQ job
-(``campaigns.engine.jobs.advance``) with a time budget, and hands what is left to a fresh job. A
+(``campaigns.worker.jobs.advance``) with a time budget, and hands what is left to a fresh job. A
 tick enrols new entrants and, when jobs carry the work, asks for enough of those jobs.
 
 Every step is keyed so that running it twice does nothing twice, and every email is written
@@ -48,7 +48,6 @@ from campaigns.engine.steps import (
 )
 from campaigns.exceptions import JourneyError
 from campaigns.insight import sendtime, stats, tuning
-from campaigns.journeys.dsl import parse_journey
 from campaigns.journeys.expressions import Condition
 from campaigns.journeys.model import (
     EmailStep,
@@ -68,7 +67,6 @@ from campaigns.store.models import (
     Event,
     EventKind,
     JourneyStatus,
-    JourneyVersion,
     Message,
     MessageStatus,
     Suppression,
@@ -78,6 +76,7 @@ from campaigns.store.models import (
 from campaigns.store.models import (
     Journey as JourneyRow,
 )
+from campaigns.store.versions import ParsedJourneys
 from campaigns.tracking.events import record_event
 
 log = logging.getLogger("campaigns.engine")
@@ -150,7 +149,7 @@ class Engine:
     """Runs journeys. Every dependency is passed in: the database, a clock, the segments,
     a renderer and a transport for email, and (optionally) ``dispatch``, which asks for jobs
     to do the due work: given how many send batches are due, it enqueues up to that many
-    ``campaigns.engine.jobs.advance`` jobs and returns how many it enqueued. Without it, a tick
+    ``campaigns.worker.jobs.advance`` jobs and returns how many it enqueued. Without it, a tick
     does the work itself."""
 
     def __init__(
@@ -166,6 +165,7 @@ class Engine:
         rate_limiter: Any | None = None,
         tuner: tuning.Tuner | None = None,
         send_times: sendtime.SendTimes | None = None,
+        journeys: ParsedJourneys | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -178,7 +178,7 @@ class Engine:
         self.rate_limiter = rate_limiter
         self.tuner = tuner or tuning.Tuner()
         self.send_times = send_times or sendtime.SendTimes()
-        self._journeys: dict[int, Journey] = {}
+        self.journeys = journeys or ParsedJourneys()
         self.send_seconds: deque[float] = deque(maxlen=32)
         """How long the transport took for the last sends: what the next one is expected to take."""
         self.sends_this_run = 0
@@ -188,14 +188,7 @@ class Engine:
 
     def journey(self, session: Session, version_id: int) -> Journey:
         """The parsed journey of a stored version (parsed once per process)."""
-        journey = self._journeys.get(version_id)
-        if journey is None:
-            version = session.get(JourneyVersion, version_id)
-            if version is None:
-                raise LookupError(f"journey version {version_id} is gone")
-            journey = parse_journey(version.source_text, version.source_path)
-            self._journeys[version_id] = journey
-        return journey
+        return self.journeys.version(session, version_id)
 
     # ------------------------------------------------------------------ tick
 

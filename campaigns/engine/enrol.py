@@ -40,9 +40,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from campaigns.engine.audience import RuleCompiler
 from campaigns.journeys.expressions import parse
 from campaigns.journeys.model import Journey, Trigger
-from campaigns.journeys.segments import RuleCompiler, SegmentSet
+from campaigns.journeys.segments import SegmentSet
 from campaigns.store.models import (
     Account,
     Contact,

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from sqlalchemy.orm import Session
 
+from campaigns.channels.email import Transport
 from campaigns.content.mime import OutgoingEmail, check_address, make_message_id
 from campaigns.content.render import Renderer
 from campaigns.engine.steps import StepContext, email_parts
@@ -130,7 +131,9 @@ def render_preview(
     )
 
 
-def send_test(renderer: Renderer, transport: Any, preview: Preview, to: str, now: datetime) -> str:
+def send_test(
+    renderer: Renderer, transport: Transport, preview: Preview, to: str, now: datetime
+) -> str:
     """Send ``preview`` to ``to`` (``[Test]`` before the subject); the Message-ID."""
     to = check_address(to)  # raises InvalidAddress: no header injection through the form
     message_id = make_message_id(0, renderer.domain)

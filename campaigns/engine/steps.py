@@ -24,6 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns.insight import stats
 from campaigns.journeys.expressions import Condition
 from campaigns.journeys.model import (
     BranchStep,
@@ -359,20 +360,22 @@ def run_in_app(ctx: StepContext, step: Step, config: InAppStep) -> Outcome:
         )
     )
     if exists is None:
-        ctx.session.add(
-            InAppMessage(
-                enrollment_id=ctx.enrollment.id,
-                journey_id=ctx.enrollment.journey_id,
-                step_id=step.id,
-                contact_id=ctx.contact.id,
-                title=ctx.text(config.title)[:512],
-                body=ctx.text(config.body),
-                url=ctx.render(config.url) if config.url else None,
-                created_at=ctx.now,
-                expires_at=ctx.now + config.expires if config.expires else None,
-            )
+        item = InAppMessage(
+            enrollment_id=ctx.enrollment.id,
+            journey_id=ctx.enrollment.journey_id,
+            step_id=step.id,
+            contact_id=ctx.contact.id,
+            title=ctx.text(config.title)[:512],
+            body=ctx.text(config.body),
+            url=ctx.render(config.url) if config.url else None,
+            created_at=ctx.now,
+            expires_at=ctx.now + config.expires if config.expires else None,
         )
+        ctx.session.add(item)
         ctx.session.flush()
+        # Counted in the inserting transaction: the row is unique per enrollment and step,
+        # and its count commits or rolls back with it.
+        stats.count_in_app(ctx.session, item, "in_app_created", ctx.now)
     return NEXT
 
 

@@ -203,7 +203,7 @@ def _ordered(session: Session, journey: Journey, groups: dict[str, Row], by: str
     if by != "step" or journey.current_version_id is None:
         return [groups[k] for k in sorted(groups)]
     from campaigns.exceptions import JourneyError
-    from campaigns.journeys.dsl import parse_journey
+    from campaigns.journeys.parse import parse_journey
     from campaigns.store.models import JourneyVersion
 
     version = session.get(JourneyVersion, journey.current_version_id)

@@ -25,11 +25,11 @@ two places, both exact:
   sent: it did reach the relay, and the report's bounce rate (bounced of sent + bounced −
   bounced_after_send) counts it once. The rollup leaves such a message's bounce alone; it
   counts ``bounced`` only for what the relay refused at sending (no ``sent_at``).
-- **In-app messages**: ``in_app_created`` as they are inserted (an ``after_flush`` hook
-  in the inserting transaction; unique per enrollment and step), ``in_app_seen`` and
-  ``in_app_clicked`` by the API that records the first acknowledgement (:func:`count_in_app`,
-  after the ``UPDATE ... IS NULL`` that sets it). A ``best_of`` step's in-app arm is tuned
-  on them (:mod:`campaigns.insight.tuning`).
+- **In-app messages**: ``in_app_created`` by the in-app step as it inserts one
+  (:func:`count_in_app`, in the inserting transaction; unique per enrollment and step),
+  ``in_app_seen`` and ``in_app_clicked`` by the API that records the first acknowledgement
+  (:func:`count_in_app`, after the ``UPDATE ... IS NULL`` that sets it). A ``best_of``
+  step's in-app arm is tuned on them (:mod:`campaigns.insight.tuning`).
 
 Metrics: ``enrolled``, ``holdout`` (enrolled into the holdout group), ``goal``,
 ``holdout_goal``, ``exited``, ``completed``, ``failed_enrollment``; per step ``sent``,
@@ -54,10 +54,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import event as orm_events
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -439,34 +438,3 @@ def count_in_app(session: Session, item: InAppMessage, metric: str, when: dateti
             }
         ),
     )
-
-
-@orm_events.listens_for(Session, "after_flush")
-def _count_created_in_app(session: Session, _flush: Any) -> None:
-    """Count ``in_app_created`` for the journeys' in-app messages a flush has just inserted,
-    in the flush's transaction: a row is inserted once (unique per enrollment and step), and
-    its count commits or rolls back with it."""
-    created = [
-        item
-        for item in session.new
-        if isinstance(item, InAppMessage) and item.journey_id is not None
-    ]
-    if not created:
-        return
-    where = places(session, {item.enrollment_id for item in created if item.enrollment_id})
-    counts: Counter[Key] = Counter()
-    for item in created:
-        place = where.get(item.enrollment_id or 0, NOWHERE)
-        counts[
-            stat_key(
-                item.journey_id,
-                item.step_id,
-                Channel.IN_APP,
-                None,
-                place.segment,
-                place.tier,
-                item.created_at or datetime.now(UTC),
-                "in_app_created",
-            )
-        ] += 1
-    add(session, counts)

@@ -1,4 +1,8 @@
-"""Durations and offsets as marketers write them: ``3 days``, ``12h``, ``90 days before``, ``3日``."""
+"""Durations and offsets as marketers write them: ``3 days``, ``12h``, ``90 days before``, ``3日``.
+
+One parser for every duration of the DSL (waits, timeouts, due dates, re-entry), so each
+accepts the same units, in English and Japanese, and refuses with the same hint.
+"""
 
 from __future__ import annotations
 

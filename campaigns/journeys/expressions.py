@@ -1,62 +1,27 @@
 """Conditions: Jinja expression syntax, checked statically and compiled safely.
 
-One language serves segment rules (compiled to a SQL ``WHERE`` clause by
-:mod:`campaigns.journeys.segments`) and journey conditions (``branch`` arms, ``audience``,
-``exit_when``), evaluated in Jinja's :class:`~jinja2.sandbox.SandboxedEnvironment`; nothing
-is ever passed to ``eval``. :func:`parse` returns the AST and :func:`check` lists every
-problem (unknown field, wrong type, step named before it runs) with a hint.
+One language serves segment rules (lowered to plain rules by
+:mod:`campaigns.journeys.segments`, which the engine runs as SQL) and journey conditions
+(``branch`` arms, ``audience``, ``exit_when``), evaluated in Jinja's
+:class:`~jinja2.sandbox.SandboxedEnvironment`; nothing is ever passed to ``eval``.
+:func:`parse` returns the AST and :func:`check` lists every problem (unknown field, wrong
+type, step named before it runs) with a hint. The fields are in
+:mod:`~campaigns.journeys.fields`.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
 
-from campaigns.store.models import ContractStatus
-
-NUMBER, STRING, DATE, BOOL = "number", "string", "date", "bool"
-
-ACCOUNT_FIELDS: dict[str, str] = {
-    "external_id": STRING,
-    "name": STRING,
-    "arr": NUMBER,
-    "ltv": NUMBER,
-    "currency": STRING,
-    "plan": STRING,
-    "contract_status": STRING,
-    "contract_start": DATE,
-    "renewal_date": DATE,
-    "industry": STRING,
-    "company_size": NUMBER,
-    "owner_email": STRING,
-    "health_score": NUMBER,
-    "tier": STRING,
-    "days_to_renewal": NUMBER,
-    "days_since_start": NUMBER,
-}
-"""Fields of the account, usable bare (``arr``) or as ``account.arr``."""
-
-CONTACT_FIELDS: dict[str, str] = {
-    "email": STRING,
-    "name": STRING,
-    "role": STRING,
-    "locale": STRING,
-    "time_zone": STRING,
-    "subscribed": BOOL,
-}
-"""Fields of the contact, usable as ``contact.role``."""
-
-KNOWN_VALUES: dict[str, tuple[str, ...]] = {
-    "contract_status": tuple(s.value for s in ContractStatus),
-}
+from campaigns.journeys.fields import BOOL, DATE, KNOWN_VALUES, NUMBER, STRING, Ref, field_ref
+from campaigns.journeys.hints import ExprProblem, suggest
 
 ENGAGEMENT = {
     "opened": "email",
@@ -75,15 +40,6 @@ _ENV = SandboxedEnvironment()
 
 
 @dataclass(frozen=True)
-class ExprProblem:
-    """A problem in an expression; ``needle`` is the text to point at, if any."""
-
-    message: str
-    hint: str | None = None
-    needle: str | None = None
-
-
-@dataclass(frozen=True)
 class Scope:
     """What an expression may refer to where it stands.
 
@@ -99,22 +55,6 @@ class Scope:
     tiers: tuple[str, ...] | None = None  # None: not known here, so not checked
 
 
-@dataclass(frozen=True)
-class Ref:
-    """A field an expression reads: ``("account", "arr")``, ``("contact_attr", "x")``..."""
-
-    scope: str
-    name: str
-
-    @property
-    def kind(self) -> str | None:
-        if self.scope == "account":
-            return ACCOUNT_FIELDS[self.name]
-        if self.scope == "contact":
-            return CONTACT_FIELDS[self.name]
-        return None  # JSON attributes: any type
-
-
 def parse(source: str) -> nodes.Expr:
     """Parse ``source`` as one Jinja expression; raise :class:`TemplateSyntaxError`."""
     if not source.strip():
@@ -127,64 +67,6 @@ def parse(source: str) -> nodes.Expr:
     return expr
 
 
-def suggest(word: str, options: Iterable[str]) -> str | None:
-    """A 'did you mean' hint for ``word`` among ``options``, or None."""
-    matches = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f"did you mean '{matches[0]}'?" if matches else None
-
-
-def field_ref(node: nodes.Node) -> Ref | ExprProblem | None:
-    """Resolve a Name/Getattr/Getitem chain to the field it reads (None if not a field)."""
-    parts: list[str] = []
-    current: nodes.Node = node
-    while True:
-        if isinstance(current, nodes.Getattr):
-            parts.append(current.attr)
-            current = current.node
-        elif isinstance(current, nodes.Getitem) and isinstance(current.arg, nodes.Const):
-            parts.append(str(current.arg.value))
-            current = current.node
-        elif isinstance(current, nodes.Name):
-            parts.append(current.name)
-            break
-        else:
-            return None
-    parts.reverse()
-    head, rest = parts[0], parts[1:]
-    if head == "account" and rest:
-        head, rest = rest[0], rest[1:]
-    if head == "contact":
-        if not rest:
-            return ExprProblem(
-                "'contact' alone is not a value", "name a field, e.g. contact.role", "contact"
-            )
-        if rest[0] == "attributes":
-            if len(rest) != 2:
-                return ExprProblem("write contact.attributes.<name>", None, "attributes")
-            return Ref("contact_attr", rest[1])
-        if rest[0] not in CONTACT_FIELDS or len(rest) > 1:
-            return ExprProblem(
-                f"unknown contact field '{rest[0]}'",
-                suggest(rest[0], CONTACT_FIELDS) or f"contact fields: {', '.join(CONTACT_FIELDS)}",
-                rest[0],
-            )
-        return Ref("contact", rest[0])
-    if head == "attributes":
-        if len(rest) != 1:
-            return ExprProblem("write attributes.<name>", None, "attributes")
-        return Ref("account_attr", rest[0])
-    if head in ACCOUNT_FIELDS:
-        if rest:
-            return ExprProblem(f"'{head}' has no field '{rest[0]}'", None, rest[0])
-        return Ref("account", head)
-    names = [*ACCOUNT_FIELDS, "contact", "attributes", "account"]
-    return ExprProblem(
-        f"unknown field '{head}'",
-        suggest(head, names) or "see docs/dsl.md#conditions for the fields",
-        head,
-    )
-
-
 def check(expr: nodes.Expr, scope: Scope) -> list[ExprProblem]:
     """Every problem in ``expr`` for where it stands (``scope``)."""
     problems: list[ExprProblem] = []
@@ -192,7 +74,7 @@ def check(expr: nodes.Expr, scope: Scope) -> list[ExprProblem]:
     return problems
 
 
-def _const_type(value: Any) -> str | None:
+def _const_type(value: object) -> str | None:
     if isinstance(value, bool):
         return BOOL
     if isinstance(value, int | float):
@@ -214,50 +96,10 @@ def _check_comparison(
             isinstance(i, nodes.Const) for i in b.items
         ):
             values = [i.value for i in b.items]  # type: ignore[attr-defined]
-        if values is None:
-            continue
-        for value in values:
-            if value is None:
-                continue
-            kind = _const_type(value)
-            if ref.kind == DATE:
-                if not isinstance(value, str) or not _is_iso_date(value):
-                    out.append(
-                        ExprProblem(
-                            f"{ref.name} is a date; compare it with 'YYYY-MM-DD'",
-                            f"e.g. {ref.name} >= '2027-04-01'",
-                            ref.name,
-                        )
-                    )
-            elif kind != ref.kind:
-                example = {NUMBER: "5000000", STRING: "'enterprise'", BOOL: "true"}[ref.kind]
-                out.append(
-                    ExprProblem(
-                        f"{ref.name} is a {ref.kind} but is compared with {value!r}",
-                        f"compare it with a {ref.kind}, e.g. {example}",
-                        ref.name,
-                    )
-                )
-            elif ref.name in KNOWN_VALUES and value not in KNOWN_VALUES[ref.name]:
-                out.append(
-                    ExprProblem(
-                        f"unknown {ref.name} '{value}'",
-                        suggest(value, KNOWN_VALUES[ref.name])
-                        or f"one of: {', '.join(KNOWN_VALUES[ref.name])}",
-                        value,
-                    )
-                )
-            elif ref.name == "tier" and scope.tiers is not None and value not in scope.tiers:
-                known = (
-                    f"tiers: {', '.join(scope.tiers)}"
-                    if scope.tiers
-                    else "no tiers are defined in segments.yaml"
-                )
-                out.append(
-                    ExprProblem(
-                        f"unknown tier '{value}'", suggest(value, scope.tiers) or known, value
-                    )
-                )
+        for value in values or ():
+            problem = _value_problem(ref, value, scope)
+            if problem is not None:
+                out.append(problem)
     if op in ("in", "notin") and not isinstance(
         right, nodes.List | nodes.Tuple | nodes.Getattr | nodes.Name | nodes.Call
     ):
@@ -266,6 +108,46 @@ def _check_comparison(
                 "'in' needs a list on its right", "e.g. industry in ['retail', 'logistics']", "in"
             )
         )
+
+
+def _value_problem(ref: Ref, value: object, scope: Scope) -> ExprProblem | None:
+    """What is wrong with comparing the typed field ``ref`` with the constant ``value``."""
+    if value is None:
+        return None
+    assert ref.kind is not None
+    if ref.kind == DATE:
+        if not isinstance(value, str) or not _is_iso_date(value):
+            return ExprProblem(
+                f"{ref.name} is a date; compare it with 'YYYY-MM-DD'",
+                f"e.g. {ref.name} >= '2027-04-01'",
+                ref.name,
+            )
+        return None
+    if _const_type(value) != ref.kind:
+        example = {NUMBER: "5000000", STRING: "'enterprise'", BOOL: "true"}[ref.kind]
+        return ExprProblem(
+            f"{ref.name} is a {ref.kind} but is compared with {value!r}",
+            f"compare it with a {ref.kind}, e.g. {example}",
+            ref.name,
+        )
+    assert isinstance(value, str | int | float)
+    if ref.name in KNOWN_VALUES and value not in KNOWN_VALUES[ref.name]:
+        known = KNOWN_VALUES[ref.name]
+        return ExprProblem(
+            f"unknown {ref.name} '{value}'",
+            suggest(str(value), known) or f"one of: {', '.join(known)}",
+            str(value),
+        )
+    if ref.name == "tier" and scope.tiers is not None and value not in scope.tiers:
+        tiers = (
+            f"tiers: {', '.join(scope.tiers)}"
+            if scope.tiers
+            else "no tiers are defined in segments.yaml"
+        )
+        return ExprProblem(
+            f"unknown tier '{value}'", suggest(str(value), scope.tiers) or tiers, str(value)
+        )
+    return None
 
 
 def _is_iso_date(text: str) -> bool:
@@ -282,81 +164,22 @@ def _check(node: nodes.Node, scope: Scope, out: list[ExprProblem]) -> None:
     if isinstance(node, nodes.List | nodes.Tuple):
         for item in node.items:
             _check(item, scope, out)
-        return
-    if isinstance(node, nodes.Name | nodes.Getattr | nodes.Getitem):
-        ref = field_ref(node)
-        if isinstance(ref, ExprProblem):
-            out.append(ref)
-        elif ref is None:
-            out.append(
-                ExprProblem(
-                    "only fields can be read here", "e.g. contact.role or attributes.region"
-                )
-            )
-        elif scope.account_only and ref.scope.startswith("contact"):
-            out.append(
-                ExprProblem(
-                    f"tier rules may use account fields only, not contact.{ref.name}",
-                    "put contact conditions in a segment",
-                    ref.name,
-                )
-            )
-        elif ref.name == "tier" and ref.scope == "account" and scope.account_only:
-            out.append(ExprProblem("a tier rule cannot use 'tier'", None, "tier"))
-        return
-    if isinstance(node, nodes.Compare):
-        _check(node.expr, scope, out)
-        left: nodes.Node = node.expr
-        for operand in node.ops:
-            if operand.op not in _CMP_OPS:
-                out.append(ExprProblem(f"unsupported comparison '{operand.op}'"))
-            _check(operand.expr, scope, out)
-            _check_comparison(left, operand.op, operand.expr, scope, out)
-            left = operand.expr
-        return
-    if isinstance(node, nodes.And | nodes.Or):
+    elif isinstance(node, nodes.Name | nodes.Getattr | nodes.Getitem):
+        _check_field(node, scope, out)
+    elif isinstance(node, nodes.Compare):
+        _check_compare(node, scope, out)
+    elif isinstance(node, nodes.And | nodes.Or):
         _check(node.left, scope, out)
         _check(node.right, scope, out)
-        return
-    if isinstance(node, nodes.Not | nodes.Neg | nodes.Pos):
+    elif isinstance(node, nodes.Not | nodes.Neg | nodes.Pos):
         _check(node.node, scope, out)
-        return
-    if isinstance(node, nodes.Test):
-        if node.name not in ALLOWED_TESTS:
-            out.append(
-                ExprProblem(
-                    f"unknown test 'is {node.name}'",
-                    suggest(node.name, ALLOWED_TESTS) or "use 'is none' or 'is not none'",
-                    node.name,
-                )
-            )
-        _check(node.node, scope, out)
-        return
-    if isinstance(node, nodes.Call):
+    elif isinstance(node, nodes.Test):
+        _check_test(node, scope, out)
+    elif isinstance(node, nodes.Call):
         _check_call(node, scope, out)
-        return
-    if isinstance(node, nodes.Filter):
-        if not scope.engagement:
-            out.append(
-                ExprProblem(
-                    f"filters ('|{node.name}') are not allowed in segment rules or audiences",
-                    None,
-                    node.name,
-                )
-            )
-        elif node.name not in ALLOWED_FILTERS:
-            out.append(
-                ExprProblem(
-                    f"unknown filter '|{node.name}'",
-                    suggest(node.name, ALLOWED_FILTERS)
-                    or f"filters: {', '.join(sorted(ALLOWED_FILTERS))}",
-                    node.name,
-                )
-            )
-        if node.node is not None:
-            _check(node.node, scope, out)
-        return
-    if isinstance(node, nodes.BinExpr):
+    elif isinstance(node, nodes.Filter):
+        _check_filter(node, scope, out)
+    elif isinstance(node, nodes.BinExpr):
         if not scope.engagement:
             out.append(
                 ExprProblem(
@@ -366,27 +189,98 @@ def _check(node: nodes.Node, scope: Scope, out: list[ExprProblem]) -> None:
             )
         _check(node.left, scope, out)
         _check(node.right, scope, out)
-        return
-    if isinstance(node, nodes.CondExpr):
+    elif isinstance(node, nodes.CondExpr):
         out.append(
             ExprProblem("'x if y else z' is not allowed in conditions", "use 'and' / 'or'", "if")
         )
-        return
-    out.append(
-        ExprProblem(
-            f"'{type(node).__name__}' is not allowed in a condition",
-            "use comparisons, 'and', 'or', 'not'",
+    else:
+        out.append(
+            ExprProblem(
+                f"'{type(node).__name__}' is not allowed in a condition",
+                "use comparisons, 'and', 'or', 'not'",
+            )
         )
-    )
+
+
+def _check_field(node: nodes.Node, scope: Scope, out: list[ExprProblem]) -> None:
+    ref = field_ref(node)
+    if isinstance(ref, ExprProblem):
+        out.append(ref)
+    elif ref is None:
+        out.append(
+            ExprProblem("only fields can be read here", "e.g. contact.role or attributes.region")
+        )
+    elif scope.account_only and ref.scope.startswith("contact"):
+        out.append(
+            ExprProblem(
+                f"tier rules may use account fields only, not contact.{ref.name}",
+                "put contact conditions in a segment",
+                ref.name,
+            )
+        )
+    elif ref.name == "tier" and ref.scope == "account" and scope.account_only:
+        out.append(ExprProblem("a tier rule cannot use 'tier'", None, "tier"))
+
+
+def _check_compare(node: nodes.Compare, scope: Scope, out: list[ExprProblem]) -> None:
+    _check(node.expr, scope, out)
+    left: nodes.Node = node.expr
+    for operand in node.ops:
+        if operand.op not in _CMP_OPS:
+            out.append(ExprProblem(f"unsupported comparison '{operand.op}'"))
+        _check(operand.expr, scope, out)
+        _check_comparison(left, operand.op, operand.expr, scope, out)
+        left = operand.expr
+
+
+def _check_test(node: nodes.Test, scope: Scope, out: list[ExprProblem]) -> None:
+    if node.name not in ALLOWED_TESTS:
+        out.append(
+            ExprProblem(
+                f"unknown test 'is {node.name}'",
+                suggest(node.name, ALLOWED_TESTS) or "use 'is none' or 'is not none'",
+                node.name,
+            )
+        )
+    _check(node.node, scope, out)
+
+
+def _check_filter(node: nodes.Filter, scope: Scope, out: list[ExprProblem]) -> None:
+    if not scope.engagement:
+        out.append(
+            ExprProblem(
+                f"filters ('|{node.name}') are not allowed in segment rules or audiences",
+                None,
+                node.name,
+            )
+        )
+    elif node.name not in ALLOWED_FILTERS:
+        out.append(
+            ExprProblem(
+                f"unknown filter '|{node.name}'",
+                suggest(node.name, ALLOWED_FILTERS)
+                or f"filters: {', '.join(sorted(ALLOWED_FILTERS))}",
+                node.name,
+            )
+        )
+    if node.node is not None:
+        _check(node.node, scope, out)
+
+
+_FUNCTIONS_ONLY = (
+    "only the functions opened(), clicked(), answered(), answer(), task_done() and event()"
+    " can be called"
+)
+_KINDS = {
+    "email": "an email, survey or invite step",
+    "answer": "a survey or invite step",
+    "task": "a task step",
+}
 
 
 def _check_call(node: nodes.Call, scope: Scope, out: list[ExprProblem]) -> None:
     if not isinstance(node.node, nodes.Name):
-        out.append(
-            ExprProblem(
-                "only the functions opened(), clicked(), answered(), answer(), task_done() and event() can be called"
-            )
-        )
+        out.append(ExprProblem(_FUNCTIONS_ONLY))
         return
     fname = node.node.name
     known = [*ENGAGEMENT, EVENT_FUNCTION]
@@ -421,25 +315,22 @@ def _check_call(node: nodes.Call, scope: Scope, out: list[ExprProblem]) -> None:
             ExprProblem(f"{fname}() takes one quoted {what}", f"e.g. {fname}('welcome')", fname)
         )
         return
-    if fname == EVENT_FUNCTION:
-        return
-    step = node.args[0].value
+    if fname != EVENT_FUNCTION:
+        _check_step_named(fname, node.args[0].value, scope, out)
+
+
+def _check_step_named(fname: str, step: str, scope: Scope, out: list[ExprProblem]) -> None:
+    """``opened('welcome')``: the step must run before, and be of the kind ``fname`` needs."""
     if step in scope.steps:
         needed = ENGAGEMENT[fname]
         actual = scope.steps[step]
         if needed != actual and not (needed == "email" and actual == "answer"):
-            kinds = {
-                "email": "an email, survey or invite step",
-                "answer": "a survey or invite step",
-                "task": "a task step",
-            }
             out.append(
                 ExprProblem(
-                    f"{fname}('{step}') needs {kinds[needed]}, but '{step}' is not one", None, step
+                    f"{fname}('{step}') needs {_KINDS[needed]}, but '{step}' is not one", None, step
                 )
             )
-        return
-    if step in scope.later_steps:
+    elif step in scope.later_steps:
         out.append(
             ExprProblem(
                 f"{fname}('{step}') names a step that runs later",
@@ -457,16 +348,6 @@ def _check_call(node: nodes.Call, scope: Scope, out: list[ExprProblem]) -> None:
         )
 
 
-def referenced_fields(expr: nodes.Expr) -> list[Ref]:
-    """The fields ``expr`` reads (for tier and segment dependency checks)."""
-    refs: list[Ref] = []
-    for node in expr.find_all((nodes.Name, nodes.Getattr, nodes.Getitem)):
-        ref = field_ref(node)
-        if isinstance(ref, Ref) and ref not in refs:
-            refs.append(ref)
-    return refs
-
-
 class Condition:
     """A checked expression, evaluated per contact in Jinja's sandbox.
 
@@ -479,7 +360,9 @@ class Condition:
         self._compiled = _ENV.compile_expression(source, undefined_to_none=True)
 
     def __call__(
-        self, values: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]] | None = None
+        self,
+        values: Mapping[str, object],
+        functions: Mapping[str, Callable[..., object]] | None = None,
     ) -> bool:
         try:
             return bool(self._compiled(**values, **(functions or {})))
@@ -490,18 +373,3 @@ class Condition:
 
     def __repr__(self) -> str:
         return f"Condition({self.source!r})"
-
-
-def locate(source: str, needle: str | None) -> tuple[int, int]:
-    """The (line offset, column offset) of ``needle`` in ``source``, or (0, 0)."""
-    if not needle:
-        return (0, 0)
-    match = re.search(rf"(?<![\w]){re.escape(needle)}(?![\w])", source) or re.search(
-        re.escape(needle), source
-    )
-    if not match:
-        return (0, 0)
-    before = source[: match.start()]
-    line = before.count("\n")
-    col = match.start() - (before.rfind("\n") + 1)
-    return (line, col)

@@ -1,4 +1,4 @@
-"""A journey as typed data: what :mod:`campaigns.journeys.dsl` builds from a checked YAML file.
+"""A journey as typed data: what :mod:`campaigns.journeys.parse` builds from a checked YAML file.
 
 One frozen dataclass per step type (the executors in the engine map one-to-one onto them),
 plus the journey-level parts: entry, re-entry, exits, goal, sending window.

@@ -1,42 +1,54 @@
-"""Segments and touch tiers: rules over account and contact fields, compiled to SQL.
+"""Segments and touch tiers: rules over account and contact fields, checked as plain data.
 
 ``journeys/segments.yaml`` lists the tiers (first match wins, so every account lands in at
 most one) and the segments journeys target. Each rule is a condition (see
-:mod:`campaigns.journeys.expressions`) translated into one SQLAlchemy ``WHERE`` clause, so counting
-or tiering a million contacts is a single set-based statement on SQLite or PostgreSQL.
+:mod:`campaigns.journeys.expressions`); :class:`Lowering` turns it into a
+:mod:`~campaigns.journeys.rules` rule, which the engine's :mod:`campaigns.engine.audience`
+spells as one SQL ``WHERE`` clause, so counting or tiering a million contacts is a single
+set-based statement. A rule that cannot be lowered is a problem of the file, found here.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
-from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
-from sqlalchemy import ColumnElement, and_, case, false, func, not_, null, or_, select, true, update
-from sqlalchemy.orm import Session
 
 from campaigns.exceptions import Problem, SegmentError
-from campaigns.journeys.expressions import (
-    ExprProblem,
-    Ref,
-    Scope,
-    check,
-    field_ref,
-    locate,
-    parse,
-    suggest,
+from campaigns.journeys.expressions import Scope, check, parse
+from campaigns.journeys.fields import DAY_COUNTS, Ref, field_ref, referenced_fields
+from campaigns.journeys.hints import ExprProblem, locate, suggest
+from campaigns.journeys.rules import (
+    FLIP,
+    AllOf,
+    Always,
+    AnyOf,
+    Column,
+    Compare,
+    Constant,
+    DaysFromToday,
+    IsNone,
+    IsTrue,
+    JsonType,
+    Negation,
+    Operand,
+    Rule,
+    Table,
+    TierOf,
+    compare_constants,
 )
 from campaigns.journeys.yamlsource import Map, Pos, YamlProblem, load, read
-from campaigns.store.models import Account, Contact
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SECTION_KEYS = ("tiers", "segments")
 _ENTRY_KEYS = ("when", "label", "description")
+
+Report = Callable[[Pos, str, str | None], None]
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,14 @@ class SegmentSet:
     def __contains__(self, name: object) -> bool:
         return name in self.names
 
+    def reads_contacts(self, segment: Segment) -> bool:
+        """Whether ``segment``'s rule reads a contact field, itself or through ``tier``."""
+        refs = referenced_fields(segment.expr)
+        if any(r.scope == "account" and r.name == "tier" for r in refs):
+            for tier in self.tiers:
+                refs.extend(referenced_fields(tier.expr))
+        return any(r.scope.startswith("contact") for r in refs)
+
 
 # ---------------------------------------------------------------------------- loading
 
@@ -108,12 +128,41 @@ def load_segments(path: Path) -> SegmentSet:
     return parse_segments(text, str(path))
 
 
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    entry: object
+    pos: Pos
+    is_tier: bool
+
+
 def parse_segments(text: str, path: str = "segments.yaml") -> SegmentSet:
     problems: list[Problem] = []
 
     def report(pos: Pos, message: str, hint: str | None = None) -> None:
         problems.append(Problem(path, pos.line, pos.col, message, hint))
 
+    entries = _entries(_document(text, path), report)
+    tier_names = tuple(e.name for e in entries if e.is_tier)
+    tiers: list[Segment] = []
+    segments: list[Segment] = []
+    positions: dict[str, Pos] = {}
+    seen: dict[str, Pos] = {}
+    for item in entries:
+        segment = _segment(item, seen, tier_names, report, text)
+        if segment is not None:
+            assert isinstance(item.entry, Map)
+            positions[segment.name] = item.entry.at("when")
+            (tiers if segment.is_tier else segments).append(segment)
+    segset = SegmentSet(tuple(tiers), tuple(segments), path)
+    if not problems:
+        _check_lowering(segset, positions, report)
+    if problems:
+        raise SegmentError(sorted(problems, key=lambda p: (p.line, p.col)))
+    return segset
+
+
+def _document(text: str, path: str) -> Map:
     try:
         doc = load(text)
     except YamlProblem as exc:
@@ -121,13 +170,13 @@ def parse_segments(text: str, path: str = "segments.yaml") -> SegmentSet:
             [Problem(path, exc.pos.line, exc.pos.col, exc.message, exc.hint)]
         ) from None
     if not isinstance(doc, Map):
-        raise SegmentError(
-            [
-                Problem(
-                    path, 1, 1, "the segments file must be a mapping with 'tiers:' and 'segments:'"
-                )
-            ]
-        )
+        message = "the segments file must be a mapping with 'tiers:' and 'segments:'"
+        raise SegmentError([Problem(path, 1, 1, message)])
+    return doc
+
+
+def _entries(doc: Map, report: Report) -> list[_Entry]:
+    """The named entries of both sections, tiers first, each with its place."""
     for key in doc:
         if key not in _SECTION_KEYS:
             report(
@@ -135,85 +184,79 @@ def parse_segments(text: str, path: str = "segments.yaml") -> SegmentSet:
                 f"unknown key '{key}'",
                 suggest(key, _SECTION_KEYS) or "use 'tiers:' and 'segments:'",
             )
-    raw: list[tuple[str, Map, Pos, bool]] = []
+    entries: list[_Entry] = []
     for section in _SECTION_KEYS:
         block = doc.get(section)
         if block is None:
             continue
         if not isinstance(block, Map):
-            report(doc.at(section), f"'{section}' must be a mapping of names to rules")
+            report(doc.at(section), f"'{section}' must be a mapping of names to rules", None)
             continue
         for name, entry in block.items():
-            raw.append((name, entry, block.key_at(name), section == "tiers"))
-    seen: dict[str, Pos] = {}
-    tier_names = tuple(name for name, _, _, is_tier in raw if is_tier)
-    tiers: list[Segment] = []
-    segments: list[Segment] = []
-    positions: dict[str, Pos] = {}
-    for name, entry, pos, is_tier in raw:
-        if not NAME_RE.match(name):
-            report(
-                pos,
-                f"bad segment name '{name}'",
-                "use lowercase letters, digits and _, starting with a letter",
-            )
-        if name in seen:
-            report(
-                pos,
-                f"'{name}' is defined twice",
-                f"first at line {seen[name].line}; names are shared by tiers and segments",
-            )
-            continue
-        seen[name] = pos
-        if not isinstance(entry, Map):
-            report(pos, f"'{name}' must be a mapping with a 'when:' rule")
-            continue
-        for key in entry:
-            if key not in _ENTRY_KEYS:
-                report(
-                    entry.key_at(key), f"unknown key '{key}' in '{name}'", suggest(key, _ENTRY_KEYS)
-                )
-        rule = entry.get("when")
-        if rule is True:
-            rule = "true"
-        if not isinstance(rule, str):
-            report(
-                entry.at("when") if "when" in entry else pos,
-                f"'{name}' needs a 'when:' rule",
-                "e.g. when: arr >= 5000000",
-            )
-            continue
-        scope = Scope(engagement=False, account_only=is_tier, tiers=tier_names)
-        expr = _parse_rule(rule, scope, entry.at("when"), report, text)
-        if expr is None:
-            continue
-        label = entry.get("label")
-        if label is not None and not isinstance(label, str | Map):
-            report(entry.at("label"), "a label is text, or a mapping of locale to text")
-            label = None
-        segment = Segment(name, rule, expr, is_tier, label, entry.get("description"))
-        positions[name] = entry.at("when")
-        (tiers if is_tier else segments).append(segment)
-    if not problems:
-        # The last check: every rule must compile to SQL.
-        segset = SegmentSet(tuple(tiers), tuple(segments), path)
-        compiler = RuleCompiler(segset, date.today())
-        for segment in (*tiers, *segments):
-            try:
-                compiler.where(segment.name)
-            except ValueError as exc:
-                where = positions[segment.name]
-                report(
-                    where,
-                    f"'{segment.name}' cannot be turned into SQL: {exc}",
-                    "compare fields with values, e.g. days_to_renewal <= 90",
-                )
-    if problems:
-        raise SegmentError(sorted(problems, key=lambda p: (p.line, p.col)))
-    return SegmentSet(tuple(tiers), tuple(segments), path)
+            entries.append(_Entry(name, entry, block.key_at(name), section == "tiers"))
+    return entries
 
 
-def _parse_rule(rule: str, scope: Scope, pos: Pos, report: Any, text: str) -> nodes.Expr | None:
+def _segment(
+    item: _Entry, seen: dict[str, Pos], tier_names: tuple[str, ...], report: Report, text: str
+) -> Segment | None:
+    name, entry, pos = item.name, item.entry, item.pos
+    if not NAME_RE.match(name):
+        report(
+            pos,
+            f"bad segment name '{name}'",
+            "use lowercase letters, digits and _, starting with a letter",
+        )
+    if name in seen:
+        report(
+            pos,
+            f"'{name}' is defined twice",
+            f"first at line {seen[name].line}; names are shared by tiers and segments",
+        )
+        return None
+    seen[name] = pos
+    if not isinstance(entry, Map):
+        report(pos, f"'{name}' must be a mapping with a 'when:' rule", None)
+        return None
+    for key in entry:
+        if key not in _ENTRY_KEYS:
+            report(entry.key_at(key), f"unknown key '{key}' in '{name}'", suggest(key, _ENTRY_KEYS))
+    rule = entry.get("when")
+    if rule is True:
+        rule = "true"
+    if not isinstance(rule, str):
+        report(
+            entry.at("when") if "when" in entry else pos,
+            f"'{name}' needs a 'when:' rule",
+            "e.g. when: arr >= 5000000",
+        )
+        return None
+    scope = Scope(engagement=False, account_only=item.is_tier, tiers=tier_names)
+    expr = _parse_rule(rule, scope, entry.at("when"), report, text)
+    if expr is None:
+        return None
+    label = entry.get("label")
+    if label is not None and not isinstance(label, str | Map):
+        report(entry.at("label"), "a label is text, or a mapping of locale to text", None)
+        label = None
+    return Segment(name, rule, expr, item.is_tier, label, entry.get("description"))
+
+
+def _check_lowering(segset: SegmentSet, positions: Mapping[str, Pos], report: Report) -> None:
+    """The last check: every rule must have a set-based form (the engine runs it as SQL)."""
+    lowering = Lowering(segset)
+    for segment in (*segset.tiers, *segset.segments):
+        try:
+            lowering.where(segment.name)
+        except ValueError as exc:
+            report(
+                positions[segment.name],
+                f"'{segment.name}' cannot be turned into SQL: {exc}",
+                "compare fields with values, e.g. days_to_renewal <= 90",
+            )
+
+
+def _parse_rule(rule: str, scope: Scope, pos: Pos, report: Report, text: str) -> nodes.Expr | None:
     offset = _quote_offset(text, pos)
     try:
         expr = parse(rule)
@@ -242,325 +285,182 @@ def _quote_offset(text: str, pos: Pos) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------- SQL
+def check_names(segset: SegmentSet, names: Sequence[str]) -> list[tuple[str, str | None]]:
+    """The names among ``names`` that the segments file does not define, with hints."""
+    return [(n, suggest(n, segset.names)) for n in names if n not in segset]
 
-_FLIP = {"lt": "gt", "lteq": "gteq", "gt": "lt", "gteq": "lteq", "eq": "eq", "ne": "ne"}
+
+# ---------------------------------------------------------------------------- lowering
 
 
-class RuleCompiler:
-    """Translates checked rules into SQL over ``contacts LEFT JOIN accounts``.
+class Lowering:
+    """Lowers the checked rules of one segments file to :mod:`~campaigns.journeys.rules`.
 
-    ``today`` anchors ``days_to_renewal`` and ``days_since_start``; both are rewritten into
-    comparisons of the date column with a constant, so indexes on the dates are used.
+    Raises :class:`ValueError` saying why when a rule has no set-based form (``is number``,
+    ``days_to_renewal`` compared with a field...). The tier rules are lowered once, for the
+    tiers themselves and for every rule that reads ``tier``.
     """
 
-    def __init__(self, segset: SegmentSet, today: date) -> None:
+    def __init__(self, segset: SegmentSet) -> None:
         self.segset = segset
-        self.today = today
-        self._tier_case: ColumnElement[Any] | None = None
+        self._tiers: tuple[tuple[Rule, str], ...] | None = None
 
-    # -- public
-
-    def where(self, name: str) -> ColumnElement[bool]:
-        """The clause a contact (joined to its account) meets to be in segment ``name``."""
+    def where(self, name: str) -> Rule:
+        """The rule a contact (joined to its account) meets to be in segment ``name``."""
         segment = self.segset.get(name)
         if segment.is_tier:
-            return self.tier_case() == name
-        return self.compile(segment.expr)
+            self.tiers()
+            return Compare(TierOf(), "eq", name)
+        return self.lower(segment.expr)
 
-    def tier_case(self) -> ColumnElement[Any]:
-        """``CASE WHEN <tier 1> THEN 'name 1' ... END``: an account's tier, first match wins."""
-        if self._tier_case is None:
-            whens = [(self.compile(t.expr), t.name) for t in self.segset.tiers]
-            self._tier_case = case(*whens, else_=None) if whens else null()
-        assert self._tier_case is not None
-        return self._tier_case
+    def tiers(self) -> tuple[tuple[Rule, str], ...]:
+        """Each tier's rule and name, in order: the first that holds names the tier."""
+        if self._tiers is None:
+            self._tiers = tuple((self.lower(t.expr), t.name) for t in self.segset.tiers)
+        return self._tiers
 
-    def compile(self, node: nodes.Node) -> ColumnElement[Any]:
+    def lower(self, node: nodes.Node) -> Rule:
+        """The rule for a checked condition (a segment's, or a journey's ``audience``)."""
         if isinstance(node, nodes.Const):
-            return true() if node.value else false()
+            return Always(bool(node.value))
         if isinstance(node, nodes.And):
-            return and_(self.compile(node.left), self.compile(node.right))
+            return AllOf((self.lower(node.left), self.lower(node.right)))
         if isinstance(node, nodes.Or):
-            return or_(self.compile(node.left), self.compile(node.right))
-        if (
-            isinstance(node, nodes.Not)
-            and isinstance(node.node, nodes.Test)
-            and node.node.name == "none"
-        ):
-            return self._column(node.node.node, None).is_not(None)
+            return AnyOf((self.lower(node.left), self.lower(node.right)))
         if isinstance(node, nodes.Not):
-            # Two-valued NOT: a rule on a missing value (NULL) is false, so its negation holds.
-            return not_(case((self.compile(node.node), True), else_=False))
+            if isinstance(node.node, nodes.Test) and node.node.name == "none":
+                return IsNone(self._operand(node.node.node, None), negated=True)
+            return Negation(self.lower(node.node))
         if isinstance(node, nodes.Test):
-            column = self._column(node.node, None)
-            if node.name in ("none", "undefined"):
-                return column.is_(None)
-            if node.name == "defined":
-                return column.is_not(None)
-            raise ValueError(f"test '{node.name}' has no SQL form")
+            return self._test(node)
         if isinstance(node, nodes.Compare):
-            parts = []
+            parts: list[Rule] = []
             left: nodes.Node = node.expr
             for operand in node.ops:
                 parts.append(self._compare(left, operand.op, operand.expr))
                 left = operand.expr
-            return and_(*parts) if len(parts) > 1 else parts[0]
+            return AllOf(tuple(parts)) if len(parts) > 1 else parts[0]
         ref = field_ref(node)
         if isinstance(ref, Ref):
-            column = self._column(node, True)
-            return (
-                column.is_(True)
-                if ref.kind == "bool" or ref.scope.endswith("_attr")
-                else column.is_not(None)
-            )
+            column = self._operand(node, True)
+            if ref.kind == "bool" or ref.scope.endswith("_attr"):
+                return IsTrue(column)
+            return IsNone(column, negated=True)
         raise ValueError(f"'{type(node).__name__}' has no SQL form")
 
-    # -- internals
+    def _test(self, node: nodes.Test) -> Rule:
+        operand = self._operand(node.node, None)
+        if node.name in ("none", "undefined"):
+            return IsNone(operand)
+        if node.name == "defined":
+            return IsNone(operand, negated=True)
+        raise ValueError(f"test '{node.name}' has no SQL form")
 
-    def _compare(self, left: nodes.Node, op: str, right: nodes.Node) -> ColumnElement[bool]:
+    def _compare(self, left: nodes.Node, op: str, right: nodes.Node) -> Rule:
         left_value, right_value = _constant(left), _constant(right)
-        if left_value is not _NOT_CONST and right_value is not _NOT_CONST:
-            return true() if _py_compare(left_value, op, right_value) else false()
-        if left_value is not _NOT_CONST:  # 5 < arr  ->  arr > 5
+        if not isinstance(left_value, _Unwritten) and not isinstance(right_value, _Unwritten):
+            return Always(compare_constants(left_value, op, right_value))
+        if not isinstance(left_value, _Unwritten):  # 5 < arr  ->  arr > 5
             if op in ("in", "notin"):
                 raise ValueError("'in' needs a field on its left")
-            return self._compare(right, _FLIP[op], left)
+            return self._compare(right, FLIP[op], left)
         ref = field_ref(left)
         if not isinstance(ref, Ref):
             raise ValueError("a comparison needs a field")
-        if right_value is _NOT_CONST:
-            if ref.scope == "account" and ref.name in ("days_to_renewal", "days_since_start"):
+        day_count = ref.scope == "account" and ref.name in DAY_COUNTS
+        if isinstance(right_value, _Unwritten):
+            if day_count:
                 raise ValueError(f"{ref.name} can only be compared with a number")
-            return _apply(self._column(left, None), op, self._column(right, None))
-        if ref.scope == "account" and ref.name in ("days_to_renewal", "days_since_start"):
-            return self._days(ref.name, op, right_value)
-        column = self._column(
-            left, right_value[0] if isinstance(right_value, list) and right_value else right_value
-        )
-        if ref.kind == "date":
-            right_value = (
-                [date.fromisoformat(v) for v in right_value]
-                if isinstance(right_value, list)
-                else date.fromisoformat(right_value)
-            )
-        if ref.name == "email" and ref.scope == "contact":
-            right_value = (
-                [v.lower() for v in right_value]
-                if isinstance(right_value, list)
-                else right_value.lower()
-            )
-        return _apply(column, op, right_value)
+            return Compare(self._operand(left, None), op, self._operand(right, None))
+        if day_count:
+            return _days(ref.name, op, right_value)
+        sample = right_value[0] if isinstance(right_value, list) and right_value else right_value
+        return Compare(self._operand(left, sample), op, _coerce(ref, right_value))
 
-    def _days(self, name: str, op: str, value: Any) -> ColumnElement[bool]:
-        # days_to_renewal = renewal_date - today        ->  renewal_date  op  today + N
-        # days_since_start = today - contract_start      ->  contract_start op' today - N
-        if name == "days_to_renewal":
-            column, sign, op2 = Account.renewal_date, 1, op
-        else:
-            column, sign, op2 = Account.contract_start, -1, (_FLIP.get(op, op))
-
-        def at(n: float, rounding: str = "exact") -> date:
-            days = (
-                math.floor(n) if rounding == "floor" else math.ceil(n) if rounding == "ceil" else n
-            )
-            return self.today + timedelta(days=sign * int(days))
-
-        if op in ("in", "notin"):
-            dates = [at(v) for v in value if float(v).is_integer()]
-            return _apply(column, op, dates)
-        if value is None:
-            return _apply(column, op, None)
-        if op in ("eq", "ne") and not float(value).is_integer():
-            return false() if op == "eq" else column.is_not(None)
-        # For a fractional N, `days <= N` is `days <= floor(N)` and `days >= N` is `days >= ceil(N)`.
-        rounding = {"lt": "ceil", "lteq": "floor", "gt": "floor", "gteq": "ceil"}.get(op, "exact")
-        return _apply(column, op2, at(value, rounding))
-
-    def _column(self, node: nodes.Node, sample: Any) -> Any:
+    def _operand(self, node: nodes.Node, sample: Constant) -> Operand:
+        """The column ``node`` reads; ``sample`` (a value it is compared with) says how a JSON
+        attribute is read."""
         ref = field_ref(node)
         if not isinstance(ref, Ref):
             raise ValueError("not a field")
         if ref.scope == "account":
             if ref.name == "tier":
-                return self.tier_case()
-            if ref.name in ("days_to_renewal", "days_since_start"):
+                self.tiers()
+                return TierOf()
+            if ref.name in DAY_COUNTS:
                 if sample is not None:
                     raise ValueError(f"{ref.name} can only be compared with a number")
                 # Only `is none` reaches here: the day count is missing when its date is.
-                return (
-                    Account.renewal_date
-                    if ref.name == "days_to_renewal"
-                    else Account.contract_start
-                )
-            return getattr(Account, ref.name)
+                return Column("account", DAY_COUNTS[ref.name])
+            return Column("account", ref.name)
         if ref.scope == "contact":
-            return getattr(Contact, ref.name)
-        json_column = Account.attributes if ref.scope == "account_attr" else Contact.attributes
-        element = json_column[ref.name]
-        if isinstance(sample, bool):
-            return element.as_boolean()
-        if isinstance(sample, int | float):
-            return element.as_float()
-        return element.as_string()
+            return Column("contact", ref.name)
+        table: Table = "account" if ref.scope == "account_attr" else "contact"
+        return Column(table, ref.name, _json_type(sample))
 
 
-_NOT_CONST = object()
+def _json_type(sample: Constant) -> JsonType:
+    if isinstance(sample, bool):
+        return "bool"
+    if isinstance(sample, int | float):
+        return "number"
+    return "string"
 
 
-def _constant(node: nodes.Node) -> Any:
+def _coerce(ref: Ref, value: Constant) -> Constant:
+    """A written value as its column holds it: dates parsed, email addresses lowercased."""
+    if isinstance(value, list):
+        return [_coerce(ref, v) for v in value]
+    if ref.kind == "date" and isinstance(value, str):
+        return date.fromisoformat(value)
+    if ref.name == "email" and ref.scope == "contact" and isinstance(value, str):
+        return value.lower()
+    return value
+
+
+def _days(name: str, op: str, value: Constant) -> Rule:
+    # days_to_renewal = renewal_date - today        ->  renewal_date  op  today + N
+    # days_since_start = today - contract_start      ->  contract_start op' today - N
+    column = Column("account", DAY_COUNTS[name])
+    sign, op2 = (1, op) if name == "days_to_renewal" else (-1, FLIP.get(op, op))
+    if op in ("in", "notin"):
+        values = value if isinstance(value, list) else [value]
+        numbers = [_number(name, v) for v in values if v is not None]
+        return DaysFromToday(column, op, [sign * int(n) for n in numbers if float(n).is_integer()])
+    if value is None:
+        return DaysFromToday(column, op, None)
+    number = _number(name, value)
+    if op in ("eq", "ne") and not float(number).is_integer():
+        return Always(False) if op == "eq" else IsNone(column, negated=True)
+    # For a fractional N, `days <= N` is `days <= floor(N)` and `days >= N` is `days >= ceil(N)`.
+    rounding = {"lt": math.ceil, "lteq": math.floor, "gt": math.floor, "gteq": math.ceil}
+    days = rounding[op](number) if op in rounding else number
+    return DaysFromToday(column, op2, sign * int(days))
+
+
+def _number(name: str, value: Constant) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} can only be compared with a number")
+    return value
+
+
+class _Unwritten:
+    """Not a constant: a field, or an expression over fields."""
+
+
+def _constant(node: nodes.Node) -> Constant | _Unwritten:
     if isinstance(node, nodes.Const):
-        return node.value
+        value: Constant = node.value
+        return value
     if (
         isinstance(node, nodes.Neg)
         and isinstance(node.node, nodes.Const)
         and isinstance(node.node.value, int | float)
     ):
-        return -node.node.value
+        negative: Constant = -node.node.value
+        return negative
     if isinstance(node, nodes.List | nodes.Tuple):
         values = [_constant(item) for item in node.items]
-        return _NOT_CONST if any(v is _NOT_CONST for v in values) else values
-    return _NOT_CONST
-
-
-def _py_compare(a: Any, op: str, b: Any) -> bool:
-    try:
-        return bool(
-            {
-                "eq": lambda: a == b,
-                "ne": lambda: a != b,
-                "lt": lambda: a < b,
-                "lteq": lambda: a <= b,
-                "gt": lambda: a > b,
-                "gteq": lambda: a >= b,
-                "in": lambda: a in b,
-                "notin": lambda: a not in b,
-            }[op]()
-        )
-    except TypeError:
-        return False
-
-
-def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
-    if value is None:
-        if op == "eq":
-            return column.is_(None)
-        if op == "ne":
-            return column.is_not(None)
-        return false()
-    if op == "eq":
-        return column == value
-    if op == "ne":  # None != 'x' holds, as in the journey's own evaluation
-        return column.is_distinct_from(value)
-    if op == "lt":
-        return column < value
-    if op == "lteq":
-        return column <= value
-    if op == "gt":
-        return column > value
-    if op == "gteq":
-        return column >= value
-    if op == "in":
-        values = (
-            list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
-        )
-        return column.in_(values) if values else false()
-    if op == "notin":
-        values = (
-            list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
-        )
-        return or_(column.is_(None), column.not_in(values)) if values else true()
-    raise ValueError(f"unsupported comparison {op}")
-
-
-# ---------------------------------------------------------------------------- queries
-
-
-@dataclass(frozen=True)
-class SegmentCount:
-    name: str
-    is_tier: bool
-    label: str
-    accounts: int
-    contacts: int
-
-
-def count(
-    session: Session, segset: SegmentSet, today: date, locale: str = "en"
-) -> list[SegmentCount]:
-    """Accounts and contacts in every tier and segment: one scan of each table.
-
-    Every segment is a ``SUM(CASE WHEN rule THEN 1 END)`` column of the same query, so the
-    cost is one pass over ``contacts LEFT JOIN accounts`` however many segments there are.
-    """
-    compiler = RuleCompiler(segset, today)
-    every = [*segset.tiers, *segset.segments]
-    if not every:
-        return []
-    contact_cols = [
-        func.coalesce(func.sum(case((compiler.where(s.name), 1), else_=0)), 0) for s in every
-    ]
-    contact_row = session.execute(
-        select(*contact_cols)
-        .select_from(Contact)
-        .outerjoin(Account, Contact.account_id == Account.id)
-    ).one()
-    account_counts: dict[str, int] = {}
-    account_level = [
-        s for s in every if all(not r.scope.startswith("contact") for r in _refs(s, segset))
-    ]
-    if account_level:
-        cols = [
-            func.coalesce(func.sum(case((compiler.where(s.name), 1), else_=0)), 0)
-            for s in account_level
-        ]
-        row = session.execute(select(*cols).select_from(Account)).one()
-        account_counts = {s.name: int(v) for s, v in zip(account_level, row, strict=True)}
-    contact_level = [s for s in every if s.name not in account_counts]
-    if contact_level:
-        cols = [
-            func.coalesce(
-                func.count(func.distinct(case((compiler.where(s.name), Contact.account_id)))), 0
-            )
-            for s in contact_level
-        ]
-        row = session.execute(
-            select(*cols).select_from(Contact).outerjoin(Account, Contact.account_id == Account.id)
-        ).one()
-        account_counts.update({s.name: int(v) for s, v in zip(contact_level, row, strict=True)})
-    return [
-        SegmentCount(s.name, s.is_tier, s.label_for(locale), account_counts[s.name], int(n))
-        for s, n in zip(every, contact_row, strict=True)
-    ]
-
-
-def _refs(segment: Segment, segset: SegmentSet) -> list[Ref]:
-    from campaigns.journeys.expressions import referenced_fields
-
-    refs = referenced_fields(segment.expr)
-    if any(r.scope == "account" and r.name == "tier" for r in refs):
-        for tier in segset.tiers:
-            refs.extend(referenced_fields(tier.expr))
-    return refs
-
-
-def apply_tiers(session: Session, segset: SegmentSet, today: date) -> int:
-    """Store every account's tier in ``accounts.tier`` with one ``UPDATE``; return rows changed."""
-    compiler = RuleCompiler(segset, today)
-    tier = compiler.tier_case()
-    result = session.execute(
-        update(Account).where(Account.tier.is_distinct_from(tier)).values(tier=tier)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def members(segset: SegmentSet, names: Sequence[str], today: date) -> Any:
-    """A ``SELECT contacts.id`` of the contacts in any of the segments ``names``."""
-    compiler = RuleCompiler(segset, today)
-    clause = or_(*(compiler.where(n) for n in names)) if names else false()
-    return select(Contact.id).outerjoin(Account, Contact.account_id == Account.id).where(clause)
-
-
-def check_names(segset: SegmentSet, names: Sequence[str]) -> list[tuple[str, str | None]]:
-    """The names among ``names`` that the segments file does not define, with hints."""
-    return [(n, suggest(n, segset.names)) for n in names if n not in segset]
+        written = [v for v in values if not isinstance(v, _Unwritten)]
+        return written if len(written) == len(values) else _Unwritten()
+    return _Unwritten()

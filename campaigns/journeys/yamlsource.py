@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -75,6 +76,10 @@ class Seq(list[Any]):
         return self.item_pos[index] if 0 <= index < len(self.item_pos) else self.pos
 
 
+Value = Map | Seq | str | int | float | bool | bytes | date | datetime | None
+"""What :func:`load` gives: a positioned mapping or list, or a scalar of YAML's core types."""
+
+
 class YamlProblem(Exception):
     """The text is not YAML, or breaks a rule of ours (duplicate key, non-string key)."""
 
@@ -85,7 +90,10 @@ class YamlProblem(Exception):
         self.hint = hint
 
 
-_NO_ANCHORS = "write the value out in full where it is needed: anchors and aliases (&name / *name) are not allowed in journey, segments and links files"
+_NO_ANCHORS = (
+    "write the value out in full where it is needed: anchors and aliases (&name / *name)"
+    " are not allowed in journey, segments and links files"
+)
 
 
 class _Loader(yaml.SafeLoader):
@@ -101,7 +109,7 @@ class _Loader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
         event = self.peek_event()
         if isinstance(event, AliasEvent):
             raise YamlProblem(
@@ -119,7 +127,8 @@ class _Loader(yaml.SafeLoader):
             raise YamlProblem(
                 Pos.at(event.start_mark),
                 f"nested more than {defaults.MAX_SOURCE_DEPTH} levels deep",
-                "journeys, segments and links need a few levels of lists and mappings; check the brackets and the indentation",
+                "journeys, segments and links need a few levels of lists and mappings;"
+                " check the brackets and the indentation",
             )
         self._depth += 1
         try:
@@ -142,7 +151,8 @@ def _too_large(limit: int) -> YamlProblem:
     return YamlProblem(
         Pos(1, 1),
         f"the file is larger than {limit:,} bytes",
-        "journey, segments and links files are a few KB: check that this is the right file, or split it into several journeys",
+        "journey, segments and links files are a few KB: check that this is the right file,"
+        " or split it into several journeys",
     )
 
 
@@ -164,7 +174,7 @@ def read(path: Path, limit: int = defaults.MAX_SOURCE_BYTES) -> str:
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
-def load(text: str) -> Any:
+def load(text: str) -> Value:
     """Parse one YAML document into positioned values; raise :class:`YamlProblem`."""
     limit = defaults.MAX_SOURCE_BYTES
     # A stored version or an API body never went through read(); the character count
@@ -202,7 +212,7 @@ def load(text: str) -> Any:
     return _convert(node)
 
 
-def _convert(node: Node) -> Any:
+def _convert(node: Node) -> Value:
     if isinstance(node, MappingNode):
         result = Map()
         result.pos, result.key_pos, result.value_pos = Pos.of(node), {}, {}

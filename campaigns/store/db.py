@@ -2,7 +2,8 @@
 
 SQLite (the default) runs in WAL mode with foreign keys on, so a web process and a worker
 can share the file; PostgreSQL is used when ``DATABASE_URL`` says so. The schema is owned by
-Alembic: :func:`migrate` brings any database to the newest revision.
+Alembic: :func:`migrate` (``campaigns migrate``) brings any database to the newest revision,
+and is the only thing that changes it; the processes only compare (:func:`schema_problem`).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _alembic_config(engine: Engine) -> Any:
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Upgrade the schema to ``revision`` (the newest by default). Safe to run every start."""
+    """Upgrade the schema to ``revision`` (the newest by default); a no-op when it is there."""
     from alembic import command
 
     command.upgrade(_alembic_config(engine), revision)
@@ -69,3 +70,31 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest revision this release's migrations know."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None  # the package ships its migrations
+    return head
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """What is wrong with the database's schema, in a few words, or None when it is at the
+    newest revision."""
+    file = engine.url.database if engine.dialect.name == "sqlite" else None
+    if file not in (None, "", ":memory:") and not Path(file or "").exists():
+        return "the database has no schema yet"  # (connecting would create an empty file)
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return None
+    if current is None:
+        return "the database has no schema yet"
+    from alembic.script import ScriptDirectory
+
+    known = {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+    if current not in known:
+        return f"the database schema is at revision {current}, which this release does not know"
+    return f"the database schema is behind (revision {current}, this release needs {head})"

@@ -10,11 +10,13 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, jsonify, request
+from redis import Redis
 from werkzeug.exceptions import HTTPException, RequestURITooLarge
 
 from campaigns import config as settings
-from campaigns.clock import SystemClock
-from campaigns.store.db import make_engine, make_sessionmaker, migrate
+from campaigns.services import build
+from campaigns.web.throttle import DatabaseAttempts, RedisAttempts, SignInThrottle
+from campaigns.web.track import Tracking
 
 MAX_URL = 4000
 """Bytes of a request's path and query, percent-encoded, beyond which it is refused with 414."""
@@ -23,9 +25,12 @@ MAX_URL = 4000
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings from the environment, then ``test_config`` on top.
 
-    Raises :class:`~campaigns.exceptions.ConfigError` for a bad setting and
-    :class:`~campaigns.exceptions.ServiceUnavailable` when ``REDIS_URL`` does not answer;
-    ``web.py`` turns them into one line on stderr."""
+    Everything it runs on comes from :func:`campaigns.services.build`; ``CLOCK``,
+    ``TRANSPORT`` and ``HITS`` in ``test_config`` replace the clock, the email transport and
+    the hit log. Raises :class:`~campaigns.exceptions.ConfigError` for a bad setting,
+    :class:`~campaigns.exceptions.ServiceUnavailable` when ``REDIS_URL`` does not answer and
+    :class:`~campaigns.services.SchemaBehind` when the database is not migrated; ``web.py``
+    turns them into one line on stderr. It never changes the schema."""
     cfg = settings.load()
     app = Flask(__name__)
     app.url_map.merge_slashes = False  # "/t/c//evil.example.com" is a 404, not a redirect
@@ -42,21 +47,31 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config["SESSION_COOKIE_SECURE"] = app.config["CAMPAIGNS"].base_url.startswith(
             "https://"
         )
-    engine = make_engine(app.config["DATABASE_URL"])
-    migrate(engine)
-    app.extensions["campaigns.engine"] = engine  # tests dispose of its pool
-    app.extensions["campaigns.sessions"] = make_sessionmaker(engine)
-    app.extensions["campaigns.clock"] = app.config.get("CLOCK") or SystemClock()
-    app.config.setdefault("MAX_CONTENT_LENGTH", 1 << 20)
     redis = _redis(app)
-    app.extensions["campaigns.tracking"] = _tracking(app, redis)
+    services = build(
+        app.config["CAMPAIGNS"],
+        app.config.get("CLOCK"),
+        database_url=app.config["DATABASE_URL"],
+        redis=redis,
+        transport=app.config.get("TRANSPORT"),
+        hits=app.config.get("HITS"),
+    )  # raises SchemaBehind (one line) when `campaigns migrate` has not been run
+    app.extensions["campaigns.services"] = services
+    app.extensions["campaigns.engine"] = services.database  # tests dispose of its pool
+    app.extensions["campaigns.sessions"] = services.sessions
+    app.extensions["campaigns.clock"] = services.clock
+    app.config.setdefault("MAX_CONTENT_LENGTH", 1 << 20)
+    app.extensions["campaigns.tracking"] = Tracking(
+        services.tokens, services.config.secret_key, services.hits, services.sessions
+    )
     app.extensions["campaigns.signin"] = _signin_throttle(app, redis)
 
     @app.before_request
     def url_not_too_long() -> None:
         # Servers refuse long request lines themselves, each in its own words (gunicorn past 4094
         # bytes, as plain text); below that, a URL too long for us is a 414 in our one error shape.
-        # RAW_URI is the request target as sent (gunicorn, Werkzeug); full_path is decoded, a bit shorter.
+        # RAW_URI is the request target as sent (gunicorn, Werkzeug); full_path is decoded,
+        # a bit shorter.
         target = (
             request.environ.get("RAW_URI")
             or request.environ.get("REQUEST_URI")
@@ -75,13 +90,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(health)
 
-    from campaigns.web.api import bp as api
+    # Each blueprint's route modules add their routes to the blueprint of its base module,
+    # which imports none of them; importing them here, before registering, is the wiring.
+    from campaigns.web import api, api_crm, crm, dashboard, previews  # noqa: F401
+    from campaigns.web.api_base import bp as api_bp
+    from campaigns.web.dashboard_base import bp as dashboard_bp
 
-    app.register_blueprint(api)
-
-    from campaigns.web.dashboard import bp as dashboard
-
-    app.register_blueprint(dashboard)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(dashboard_bp)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
@@ -115,13 +131,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def _redis(app: Flask) -> Any:
+def _redis(app: Flask) -> Redis | None:
     """One Redis client (and connection pool) for the web process, or None without REDIS_URL."""
     url = app.config["CAMPAIGNS"].redis_url
     if not url:
         return None
-    from redis import Redis
-
     if app.config.get("HITS") is None:  # (a test's own hit log needs no server)
         from campaigns.preflight import check_redis
 
@@ -129,11 +143,10 @@ def _redis(app: Flask) -> Any:
     return Redis.from_url(url)
 
 
-def _signin_throttle(app: Flask, redis: Any) -> Any:
+def _signin_throttle(app: Flask, redis: Redis | None) -> SignInThrottle:
     """The brake on password guessing, shared by every web process: counts in Redis when
-    REDIS_URL is set, else in the database; ``SIGNIN_ATTEMPTS`` in the test config replaces the store."""
-    from campaigns.web.throttle import DatabaseAttempts, RedisAttempts, SignInThrottle
-
+    REDIS_URL is set, else in the database; ``SIGNIN_ATTEMPTS`` in the test config replaces
+    the store."""
     store = app.config.get("SIGNIN_ATTEMPTS")
     if store is None:
         store = (
@@ -142,22 +155,3 @@ def _signin_throttle(app: Flask, redis: Any) -> Any:
             else DatabaseAttempts(app.extensions["campaigns.sessions"])
         )
     return SignInThrottle(store)
-
-
-def _tracking(app: Flask, redis: Any) -> Any:
-    """Tokens and the hit log: hits go to the Redis stream when REDIS_URL is set, else each
-    is written at once (single-machine use); ``HITS`` in the test config replaces the log."""
-    from campaigns.tracking.hitlog import DirectHitLog, RedisHitLog
-    from campaigns.tracking.tokens import Tokens
-    from campaigns.web.track import Tracking
-
-    cfg = app.config["CAMPAIGNS"]
-    sessions = app.extensions["campaigns.sessions"]
-    hits = app.config.get("HITS")
-    if hits is None:
-        hits = (
-            RedisHitLog(redis)
-            if redis is not None
-            else DirectHitLog(sessions, now=app.extensions["campaigns.clock"].now)
-        )
-    return Tracking(Tokens(cfg.secret_key, cfg.base_url), cfg.secret_key, hits, sessions)

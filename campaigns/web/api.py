@@ -16,29 +16,25 @@ notifications ``campaigns.web.bounces``, and acting on them ``campaigns.tracking
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from functools import lru_cache
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
-from flask import Blueprint, current_app, jsonify, request
+from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from campaigns.insight import stats
 from campaigns.store.models import (
     Account,
     Classification,
-    Contact,
     Event,
     EventKind,
     InAppMessage,
@@ -46,10 +42,11 @@ from campaigns.store.models import (
 )
 from campaigns.tracking.bounces import store_notices
 from campaigns.tracking.events import contacts_by_email, record_event, stored_keys
+from campaigns.web import api_base as base
 from campaigns.web import api_input, bounces
-from campaigns.web.api_input import MAX_BODY, MAX_ITEMS, ApiError, Problems
+from campaigns.web.api_base import bp
+from campaigns.web.api_input import MAX_ITEMS, ApiError, Problems
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
 
 MAX_PROPERTIES = 16 * 1024
@@ -61,121 +58,10 @@ RECENT_ANSWERS = 50
 IN_APP_LIMIT = 100
 """In-app messages returned for one contact, newest first."""
 
-ATTEMPTS = 3
-"""Tries of a write that lost a race on a unique key (the next try sees the winner's row)."""
-
 EVENT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-_NO_AUTH = {"api.openapi"}
-_SNS_AUTH = {
-    "api.bounce_webhook"
-}  # Amazon SNS can send credentials only as Basic auth (https://user:KEY@host/...)
-
-T = TypeVar("T")
-
-
-@bp.errorhandler(ApiError)
-def api_error(exc: ApiError) -> ResponseReturnValue:
-    error: dict[str, Any] = {"code": exc.code, "message": exc.message}
-    if exc.items is not None:
-        error["items"] = exc.items
-    response = jsonify(error=error)
-    response.status_code = exc.code
-    for name, value in exc.headers:
-        response.headers.add(name, value)  # add, not set: a 401 may offer two challenges
-    return response
-
-
-# ---------------------------------------------------------------------------- auth
-
-
-@bp.before_request
-def authenticate() -> None:
-    """Every endpoint but the OpenAPI document needs ``Authorization: Bearer <one of API_KEYS>``."""
-    request.max_content_length = MAX_BODY
-    if request.endpoint in _NO_AUTH:
-        return
-    keys: tuple[str, ...] = current_app.config["CAMPAIGNS"].api_keys
-    if not keys:
-        raise ApiError(403, "the API is off: set API_KEYS")
-    basic = request.endpoint in _SNS_AUTH
-    challenge = [("WWW-Authenticate", 'Bearer realm="campaigns"')] + (
-        [("WWW-Authenticate", 'Basic realm="campaigns"')] if basic else []
-    )
-    header = request.headers.get("Authorization", "").strip()
-    if not header:
-        raise ApiError(
-            401,
-            "missing Authorization header; send 'Authorization: Bearer <API key>'",
-            headers=challenge,
-        )
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "basic" and basic and request.authorization is not None:
-        token = request.authorization.password or ""
-    elif scheme.lower() != "bearer":
-        raise ApiError(
-            401,
-            f"unsupported Authorization scheme {scheme[:20]!r}; send 'Authorization: Bearer <API key>'",
-            headers=challenge,
-        )
-    given = token.strip().encode("utf-8", "replace")
-    matched = False
-    for key in keys:  # compare with every key, so the time taken says nothing about which is close
-        matched |= hmac.compare_digest(key.encode(), given)
-    if not matched:
-        raise ApiError(
-            401,
-            "invalid API key",
-            headers=[
-                ("WWW-Authenticate", 'Bearer realm="campaigns", error="invalid_token"'),
-                *challenge[1:],
-            ],
-        )
-
-
-@bp.after_request
-def no_store(response: Any) -> Any:
-    response.headers.setdefault("Cache-Control", "no-store")
-    return response
 
 
 # ---------------------------------------------------------------------------- storing
-
-
-def _now() -> datetime:
-    now: datetime = current_app.extensions["campaigns.clock"].now()
-    return now
-
-
-def _sessions() -> Any:
-    return current_app.extensions["campaigns.sessions"]
-
-
-def _transaction(work: Callable[[Session], T]) -> T:
-    """Run ``work`` and commit. A unique key taken by a concurrent request meanwhile (an
-    idempotency key, a suppressed address) rolls back and runs ``work`` again: it then finds
-    the other request's row, so the outcome is the same as if the two had come in turn."""
-    for _ in range(ATTEMPTS):
-        with _sessions()() as session:
-            try:
-                result = work(session)
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                continue
-            return result
-    raise ApiError(
-        409, "the request kept colliding with concurrent requests for the same keys; send it again"
-    )
-
-
-_contacts = contacts_by_email
-
-
-def _contact_or_404(session: Session, address: str) -> Contact:
-    contact = _contacts(session, [address]).get(address)
-    if contact is None:
-        raise ApiError(404, f"no contact with email {address}")
-    return contact
 
 
 _existing_keys = stored_keys  # a module global: the race test replaces it
@@ -285,7 +171,7 @@ def _event(obj: Any, index: int, where: str, now: datetime, problems: Problems) 
 def post_events() -> ResponseReturnValue:
     """Store product events (one, or ``{"events": [...]}``) and wake the journeys waiting on them."""
     body = api_input.body()
-    now = _now()
+    now = base.now()
     if isinstance(body, dict) and "events" in body:
         extra = sorted(body.keys() - {"events"})
         if extra:
@@ -312,7 +198,7 @@ def post_events() -> ResponseReturnValue:
         for i, item in enumerate(items)
     ]
     events = [e for e in parsed if e is not None]
-    accepted, duplicates = _transaction(
+    accepted, duplicates = base.transaction(
         lambda session: _store_events(session, events, problems.copy(), len(items), now)
     )
     return jsonify(accepted=accepted, duplicates=duplicates), 202
@@ -321,7 +207,7 @@ def post_events() -> ResponseReturnValue:
 def _store_events(
     session: Session, events: list[_EventIn], problems: Problems, total: int, now: datetime
 ) -> tuple[int, int]:
-    contacts = _contacts(session, {e.email for e in events if e.email})
+    contacts = contacts_by_email(session, {e.email for e in events if e.email})
     external_ids = {e.external_id for e in events if e.external_id}
     accounts = (
         {
@@ -391,9 +277,9 @@ def _in_app(item: InAppMessage) -> dict[str, Any]:
 @bp.get("/contacts/<email>/in-app")
 def in_app_messages(email: str) -> ResponseReturnValue:
     """The contact's in-app messages that have not expired, newest first; unseen ones unless ``?all=1``."""
-    address, include_seen, now = api_input.path_email(email), api_input.flag("all"), _now()
-    with _sessions()() as session:
-        contact = _contact_or_404(session, address)
+    address, include_seen, now = api_input.path_email(email), api_input.flag("all"), base.now()
+    with base.sessions()() as session:
+        contact = base.contact_or_404(session, address)
         query = select(InAppMessage).where(
             InAppMessage.contact_id == contact.id,
             InAppMessage.expires_at.is_(None) | (InAppMessage.expires_at > now),
@@ -422,7 +308,7 @@ def in_app_clicked(in_app_id: int) -> ResponseReturnValue:
 
 def _acknowledge(in_app_id: int, *, clicked: bool) -> ResponseReturnValue:
     api_input.no_body()
-    now = _now()
+    now = base.now()
     marks = [("seen_at", "in_app_seen")] + ([("clicked_at", "in_app_clicked")] if clicked else [])
 
     def work(session: Session) -> dict[str, Any]:
@@ -450,7 +336,7 @@ def _acknowledge(in_app_id: int, *, clicked: bool) -> ResponseReturnValue:
         session.refresh(item)
         return _in_app(item)
 
-    return jsonify(_transaction(work))
+    return jsonify(base.transaction(work))
 
 
 # ---------------------------------------------------------------------------- GET /contacts/<email>
@@ -460,8 +346,8 @@ def _acknowledge(in_app_id: int, *, clicked: bool) -> ResponseReturnValue:
 def contact(email: str) -> ResponseReturnValue:
     """The contact, their account and their latest answers (survey scores, RSVPs); machine hits left out."""
     address = api_input.path_email(email)
-    with _sessions()() as session:
-        found = _contact_or_404(session, address)
+    with base.sessions()() as session:
+        found = base.contact_or_404(session, address)
         account = session.get(Account, found.account_id) if found.account_id else None
         answers = session.execute(
             select(Event.kind, Event.step_id, Journey.key, Event.value, Event.occurred_at)
@@ -490,8 +376,8 @@ def reports_overview() -> ResponseReturnValue:
     """Every journey's headline counts and rates (the same numbers as ``campaigns report``)."""
     from campaigns.insight import report
 
-    _only_params(set())
-    with _sessions()() as session:
+    base.only_params(set())
+    with base.sessions()() as session:
         return jsonify(journeys=report.overview(session))
 
 
@@ -500,37 +386,17 @@ def journey_report(journey: str) -> ResponseReturnValue:
     """One journey's funnel, or its rows ``by`` segment, tier, channel, variant or day."""
     from campaigns.insight import report
 
-    _only_params({"by", "since", "until"})
+    base.only_params({"by", "since", "until"})
     by = request.args.get("by", "step")
     if by not in report.BREAKDOWNS:
         raise ApiError(400, f"by: one of {', '.join(report.BREAKDOWNS)}")
-    since, until = (_day(name) for name in ("since", "until"))
-    with _sessions()() as session:
+    since, until = (base.day_param(name) for name in ("since", "until"))
+    with base.sessions()() as session:
         try:
             result = report.journey_report(session, journey, by=by, since=since, until=until)
         except LookupError:
             raise ApiError(404, f"no journey {journey!r}") from None
         return jsonify(result.as_dict())
-
-
-def _only_params(allowed: set[str]) -> None:
-    unknown = sorted(set(request.args) - allowed)
-    if unknown:
-        raise ApiError(
-            400,
-            f"unknown query parameter {unknown[0]!r}"
-            + (f"; expected {', '.join(sorted(allowed))}" if allowed else ""),
-        )
-
-
-def _day(name: str) -> date | None:
-    value = request.args.get(name)
-    if value is None:
-        return None
-    try:
-        return api_input.parse_day(value)
-    except ValueError:
-        raise ApiError(400, f"{name}: expected a date YYYY-MM-DD") from None
 
 
 # ---------------------------------------------------------------------------- POST /webhooks/bounces
@@ -585,7 +451,9 @@ def bounce_webhook() -> ResponseReturnValue:
             400, f"body: {len(notices)} recipients; send at most {MAX_ITEMS} per request"
         )
     problems.raise_if_any(len(items), "notifications")
-    processed, duplicates = _transaction(lambda session: store_notices(session, notices, _now()))
+    processed, duplicates = base.transaction(
+        lambda session: store_notices(session, notices, base.now())
+    )
     return jsonify(processed=processed, duplicates=duplicates, ignored=ignored)
 
 
@@ -611,7 +479,3 @@ def openapi() -> ResponseReturnValue:
     return current_app.response_class(
         json.dumps(document, ensure_ascii=False, indent=1), mimetype="application/json"
     )
-
-
-# Tasks, timelines and NPS: routes on this blueprint, kept in their own module.
-from campaigns.web import api_crm  # noqa: E402,F401

@@ -10,8 +10,9 @@ from flask.typing import ResponseReturnValue
 from campaigns.engine.tasks import Due, TaskError, complete_task, list_tasks
 from campaigns.insight.nps import BUCKETS, summary
 from campaigns.insight.timeline import LIMIT, contact_timeline
+from campaigns.web import api_base as base
 from campaigns.web import api_input
-from campaigns.web.api import _contact_or_404, _day, _now, _only_params, _sessions, bp
+from campaigns.web.api_base import bp
 from campaigns.web.api_input import ApiError
 
 MAX_LIMIT = 500
@@ -31,7 +32,7 @@ def _int(name: str, default: int, low: int, high: int) -> int:
 @bp.get("/tasks")
 def tasks() -> ResponseReturnValue:
     """Tasks by owner, status and due date; open ones oldest due first."""
-    _only_params({"owner", "status", "due", "limit", "offset"})
+    base.only_params({"owner", "status", "due", "limit", "offset"})
     status = request.args.get("status", "open")
     if status not in ("open", "done", "cancelled", "all"):
         raise ApiError(400, "status: one of open, done, cancelled, all")
@@ -44,9 +45,9 @@ def tasks() -> ResponseReturnValue:
     if owner is not None:
         owner = api_input.path_email(owner)
     limit, offset = _int("limit", 100, 1, MAX_LIMIT), _int("offset", 0, 0, 10**9)
-    with _sessions()() as session:
+    with base.sessions()() as session:
         items, total = list_tasks(
-            session, _now(), owner=owner, status=status, due=due, limit=limit, offset=offset
+            session, base.now(), owner=owner, status=status, due=due, limit=limit, offset=offset
         )
         return jsonify(total=total, tasks=[item.to_json() for item in items])
 
@@ -66,11 +67,11 @@ def complete(task_id: int) -> ResponseReturnValue:
         if not isinstance(by, str):
             raise ApiError(400, "by: an email address")
         by = api_input.path_email(by)
-    with _sessions()() as session, session.begin():
+    with base.sessions()() as session, session.begin():
         from campaigns.store.models import Task
 
         try:
-            task = complete_task(session, task_id, _now(), by=by, outcome=outcome)
+            task = complete_task(session, task_id, base.now(), by=by, outcome=outcome)
         except TaskError as exc:
             exists = session.get(Task, task_id) is not None
             raise ApiError(409 if exists else 404, str(exc)) from None
@@ -86,7 +87,7 @@ def complete(task_id: int) -> ResponseReturnValue:
 @bp.get("/contacts/<email>/timeline")
 def timeline(email: str) -> ResponseReturnValue:
     """The contact's timeline, newest first (``before`` an ISO time pages back)."""
-    _only_params({"before", "limit"})
+    base.only_params({"before", "limit"})
     address = api_input.path_email(email)
     before = None
     if "before" in request.args:
@@ -97,8 +98,8 @@ def timeline(email: str) -> ResponseReturnValue:
         except OverflowError:
             raise ApiError(400, "before: a time between the years 1 and 9999") from None
     limit = _int("limit", LIMIT, 1, MAX_LIMIT)
-    with _sessions()() as session:
-        contact = _contact_or_404(session, address)
+    with base.sessions()() as session:
+        contact = base.contact_or_404(session, address)
         entries = contact_timeline(session, contact.id, before=before, limit=limit)
         return jsonify(email=contact.email, entries=[e.to_json() for e in entries])
 
@@ -106,12 +107,12 @@ def timeline(email: str) -> ResponseReturnValue:
 @bp.get("/nps")
 def nps() -> ResponseReturnValue:
     """NPS in all, per period, per segment and per journey (``journey`` narrows it to one)."""
-    _only_params({"journey", "bucket", "since", "until"})
+    base.only_params({"journey", "bucket", "since", "until"})
     bucket = request.args.get("bucket", "week")
     if bucket not in BUCKETS:
         raise ApiError(400, f"bucket: one of {', '.join(BUCKETS)}")
-    since, until = _day("since"), _day("until")
-    with _sessions()() as session:
+    since, until = base.day_param("since"), base.day_param("until")
+    with base.sessions()() as session:
         try:
             result = summary(
                 session,

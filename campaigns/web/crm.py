@@ -30,7 +30,8 @@ from campaigns.engine.tasks import (
 )
 from campaigns.insight.timeline import LIMIT, contact_timeline
 from campaigns.store.models import Account, Contact, Enrollment, Journey, Task, TaskStatus, UserRole
-from campaigns.web.dashboard import _page, _sessions, bp
+from campaigns.web import dashboard_base as base
+from campaigns.web.dashboard_base import bp
 
 PAGE = 50
 """Tasks per page of the inbox."""
@@ -76,7 +77,7 @@ def tasks() -> ResponseReturnValue:
     owner = None if owner_choice == "all" else user.email if owner_choice == "me" else owner_choice
     page = _page_number()
     now = _now()
-    with _sessions()() as session:
+    with base.sessions()() as session:
         items, total = list_tasks(
             session,
             now,
@@ -88,7 +89,7 @@ def tasks() -> ResponseReturnValue:
         )
         counts = open_counts(session, now, owner)
         everyone = owners(session)
-    return _page(
+    return base.page(
         "tasks.html", items=items, total=total, counts=counts, shown=status, due=due, owner=owner_choice, owners=everyone,
         page=page, pages=max(1, -(-total // PAGE)), now=now,
     )  # fmt: skip
@@ -104,7 +105,7 @@ def _back_to_tasks() -> ResponseReturnValue:
 
 def _close(task_id: int, action: Callable[..., Task], note: str, said: str) -> ResponseReturnValue:
     """Mark the task done or cancelled (``action``) with the form's ``note`` field; say so."""
-    with _sessions()() as session, session.begin():
+    with base.sessions()() as session, session.begin():
         try:
             title = action(session, task_id, _now(), g.user.email, request.form.get(note, "")).title
         except TaskError as exc:
@@ -145,7 +146,7 @@ def contacts() -> ResponseReturnValue:
         pattern = (
             "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         )
-        with _sessions()() as session:
+        with base.sessions()() as session:
             statement = (
                 select(Contact, Account.name)
                 .outerjoin(Account, Account.id == Contact.account_id)
@@ -169,7 +170,7 @@ def contacts() -> ResponseReturnValue:
                 }
                 for c, account in session.execute(statement)
             ]
-    return _page("contacts.html", q=query, found=found)
+    return base.page("contacts.html", q=query, found=found)
 
 
 def _before() -> datetime | None:
@@ -189,7 +190,7 @@ def _before() -> datetime | None:
 def contact(contact_id: int) -> ResponseReturnValue:
     before = _before()
     now = _now()
-    with _sessions()() as session:
+    with base.sessions()() as session:
         person = session.get(Contact, contact_id)
         if person is None:
             abort(404, "No such contact.")
@@ -225,7 +226,7 @@ def contact(contact_id: int) -> ResponseReturnValue:
                 "contract_status": account.contract_status,
             }  # fmt: skip
     older = entries[-1].at.isoformat() if len(entries) >= LIMIT else None
-    return _page(
+    return base.page(
         "contact.html",
         person=view,
         company=company,

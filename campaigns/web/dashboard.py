@@ -19,37 +19,28 @@ import math
 import re
 from datetime import date
 from typing import Any
-from urllib.parse import quote
 
 from flask import (
-    Blueprint,
-    Response,
     abort,
     current_app,
     g,
     redirect,
-    render_template,
     request,
     url_for,
 )
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException
 
-from campaigns.insight.rates import Rate
 from campaigns.insight.report import JourneyReport, Row, journey_report, overview
 from campaigns.insight.report import journeys as report_journeys
 from campaigns.store.models import Journey, JourneyVersion
 from campaigns.store.users import authenticate, end_sessions, normalise_email
-from campaigns.web.auth import csrf_ok, csrf_token, current_user, safe_next, sign_in, sign_out
+from campaigns.web import dashboard_base as base
+from campaigns.web.auth import safe_next, sign_in, sign_out
 from campaigns.web.charts import FunnelStep, Series, funnel, lines
+from campaigns.web.dashboard_base import bp
 from campaigns.web.throttle import SignInThrottle, ThrottleUnavailable, client_key
-
-bp = Blueprint("dashboard", __name__, template_folder="templates")
-
-PUBLIC = frozenset({"dashboard.login"})
-"""Endpoints open without signing in."""
 
 BREAKDOWNS: tuple[tuple[str, str], ...] = (
     ("segment", "By segment"),
@@ -64,21 +55,12 @@ BAD_LOGIN = "Wrong email or password."
 
 UNAVAILABLE = "Signing in is not possible for a moment. Try again in a minute."
 
-BAD_FORM = (
-    "This form has expired or did not come from this site. Go back, reload the page and try again."
-)
-
-CSP = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 # ---------------------------------------------------------------------------- plumbing
-
-
-def _sessions() -> Any:
-    return current_app.extensions["campaigns.sessions"]
 
 
 def _throttle() -> SignInThrottle:
@@ -94,63 +76,6 @@ def _in_words(seconds: int) -> str:
     return f"{minutes} minutes"
 
 
-def format_rate(rate: Rate) -> str:
-    """``42.9% [15.8–75.0] n=7``: the rate, its 95% Wilson interval and its n; ``—`` for n=0."""
-    if not rate.n or rate.value is None or rate.interval is None:
-        return "—"
-    low, high = rate.interval
-    return f"{rate.value * 100:.1f}% [{low * 100:.1f}–{high * 100:.1f}] n={rate.n:,}"
-
-
-def _page(name: str, status: int = 200, **values: Any) -> Response:
-    body = render_template(
-        f"dashboard/{name}", csrf=csrf_token(), rate=format_rate, user=g.get("user"), **values
-    )
-    return Response(body, status=status, mimetype="text/html")
-
-
-def _here() -> str | None:
-    """This request's path and query, if it may be a ``next`` after signing in."""
-    path = quote(request.path, safe="/:@!$&'()*+,;=-._~")
-    query = request.query_string.decode("latin-1")
-    return safe_next(f"{path}?{query}" if query else path)
-
-
-@bp.before_request
-def _guard() -> ResponseReturnValue | None:
-    """CSRF on every POST, then a signed-in user on every page but the public ones."""
-    if request.method == "POST" and not csrf_ok():
-        abort(400, BAD_FORM)
-    if request.endpoint in PUBLIC:
-        return None
-    with _sessions()() as session:
-        g.user = current_user(session)
-    if g.user is None:
-        return redirect(
-            url_for("dashboard.login", next=_here() if request.method == "GET" else None)
-        )
-    return None
-
-
-@bp.after_request
-def _headers(response: Response) -> Response:
-    response.headers.setdefault(
-        "Content-Security-Policy", CSP
-    )  # a page may set its own (the preview)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-@bp.errorhandler(HTTPException)
-def _error(exc: HTTPException) -> ResponseReturnValue:
-    return _page(
-        "error.html", status=exc.code or 500, code=exc.code, title=exc.name, message=exc.description
-    )
-
-
 # ---------------------------------------------------------------------------- signing in and out
 
 
@@ -158,7 +83,7 @@ def _error(exc: HTTPException) -> ResponseReturnValue:
 def login() -> ResponseReturnValue:
     target = safe_next(request.values.get("next"))
     if request.method == "GET":
-        return _page(
+        return base.page(
             "login.html",
             next=target,
             email="",
@@ -176,13 +101,13 @@ def login() -> ResponseReturnValue:
         wait = _throttle().attempt(client, key, now)
     except ThrottleUnavailable:
         current_app.logger.exception("sign-in refused: the throttle's store is unavailable")
-        response = _page("login.html", status=503, next=target, email=email, error=UNAVAILABLE)
+        response = base.page("login.html", status=503, next=target, email=email, error=UNAVAILABLE)
         response.headers["Retry-After"] = "30"
         return response
     if wait:
         seconds = max(math.ceil(wait), 1)
         current_app.logger.warning("sign-in throttled for %s s: client %s", seconds, client)
-        response = _page(
+        response = base.page(
             "login.html",
             status=429,
             next=target,
@@ -191,7 +116,7 @@ def login() -> ResponseReturnValue:
         )
         response.headers["Retry-After"] = str(seconds)
         return response
-    with _sessions()() as session, session.begin():
+    with base.sessions()() as session, session.begin():
         user = authenticate(session, email, password, now)
         if user is not None:
             sign_in(user)
@@ -199,7 +124,7 @@ def login() -> ResponseReturnValue:
         current_app.logger.warning(
             "sign-in failed: client %s", client
         )  # not the email: it may be a mistyped password
-        return _page("login.html", next=target, email=email, error=BAD_LOGIN)
+        return base.page("login.html", next=target, email=email, error=BAD_LOGIN)
     try:
         _throttle().succeeded(client, key)
     except (
@@ -213,7 +138,7 @@ def login() -> ResponseReturnValue:
 def logout() -> ResponseReturnValue:
     """Sign out: every session of this user ends, here and on every other device, so a
     copy of the cookie (kept by a shared computer, a proxy's log) is worth nothing after."""
-    with _sessions()() as session, session.begin():
+    with base.sessions()() as session, session.begin():
         end_sessions(session, g.user.id)
     sign_out()
     return redirect(url_for("dashboard.login"))
@@ -239,7 +164,7 @@ def _journey_info(session: Session, key: str | None = None) -> dict[str, tuple[s
 
 @bp.get("/journeys")
 def journeys() -> ResponseReturnValue:
-    with _sessions()() as session:
+    with base.sessions()() as session:
         items = overview(session)
         info = _journey_info(session)
     rows = [
@@ -252,7 +177,7 @@ def journeys() -> ResponseReturnValue:
         }
         for item in items
     ]
-    return _page("journeys.html", journeys=rows)
+    return base.page("journeys.html", journeys=rows)
 
 
 def _day(name: str) -> date | None:
@@ -274,7 +199,7 @@ def journey(key: str) -> ResponseReturnValue:
     since, until = _day("since"), _day("until")
     if since and until and since > until:
         abort(400, "since: the first day comes after the last (until).")
-    with _sessions()() as session:
+    with base.sessions()() as session:
         try:
             reports: dict[str, JourneyReport] = {
                 by: journey_report(session, key, by=by, since=since, until=until)
@@ -305,7 +230,7 @@ def journey(key: str) -> ResponseReturnValue:
         ("step", "By step", steps),
         *((by, heading, reports[by]) for by, heading in BREAKDOWNS),
     ]
-    return _page(
+    return base.page(
         "journey.html",
         report=steps,
         journey_status=status,
@@ -370,7 +295,7 @@ def nps() -> ResponseReturnValue:
     since, until = _day("since"), _day("until")
     if since and until and since > until:
         abort(400, "since: the first day comes after the last (until).")
-    with _sessions()() as session:
+    with base.sessions()() as session:
         try:
             result = summary(session, key, since=since, until=until, bucket=bucket)
         except LookupError:
@@ -381,7 +306,7 @@ def nps() -> ResponseReturnValue:
         title=f"NPS per {bucket}", description="Net Promoter Score (% promoters minus % detractors) of the answers in each period.",
         low=-100, high=100, chart_id="nps-over-time", zero=True,
     )  # fmt: skip
-    return _page(
+    return base.page(
         "nps.html",
         result=result,
         chart=chart,
@@ -391,7 +316,3 @@ def nps() -> ResponseReturnValue:
         since=since,
         until=until,
     )
-
-
-# The pages for people who talk to customers and the template preview, on this blueprint.
-from campaigns.web import crm, previews  # noqa: E402,F401

@@ -9,7 +9,6 @@ signed-in user (or another address) through the configured transport.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from flask import Response, abort, current_app, flash, g, redirect, request, url_for
@@ -18,53 +17,22 @@ from sqlalchemy import select
 
 from campaigns.content.mime import InvalidAddress
 from campaigns.engine.preview import Preview, PreviewError, email_steps, render_preview, send_test
-from campaigns.exceptions import JourneyError
-from campaigns.journeys.dsl import parse_journey
-from campaigns.journeys.model import Journey
+from campaigns.services import Services
 from campaigns.store.models import Contact, JourneyStatus, JourneyVersion
 from campaigns.store.models import Journey as JourneyRow
 from campaigns.tracking.events import contacts_by_email
-from campaigns.web.dashboard import CSP, _page, _sessions, bp
+from campaigns.web import dashboard_base as base
+from campaigns.web.dashboard_base import CSP, bp
 
 PAGE_CSP = CSP.replace("default-src 'none'", "default-src 'none'; frame-src 'self'")
 EMAIL_CSP = "default-src 'none'; img-src 'self' data: https:; style-src 'unsafe-inline'; font-src https: data:; frame-ancestors 'self'; form-action 'none'; base-uri 'none'; sandbox allow-popups allow-popups-to-escape-sandbox"
 
 
-def _services() -> dict[str, Any]:
-    """The renderer, the transport and the project's links, built once per app."""
-    services = current_app.extensions.get("campaigns.preview")
-    if services is None:
-        from campaigns.channels.email import transport_from_url
-        from campaigns.content.project import Project
-        from campaigns.content.render import Renderer
-        from campaigns.services import sender
-        from campaigns.tracking.tokens import Tokens
-
-        cfg = current_app.config["CAMPAIGNS"]
-        project = Project(cfg)
-        origin = sender(cfg)
-        renderer = Renderer(
-            project.templates,
-            Tokens(cfg.secret_key, cfg.base_url),
-            origin,
-            domain=origin.address.rsplit("@", 1)[-1],
-        )
-        services = {
-            "renderer": renderer,
-            "transport": current_app.config.get("TRANSPORT") or transport_from_url(cfg.mail_url),
-            "links": project.links(),
-        }
-        current_app.extensions["campaigns.preview"] = services
+def _services() -> Services:
+    """The app's services (:func:`campaigns.services.build`): renderer, transport, links and
+    the parsed journeys, the same the engine sends with."""
+    services: Services = current_app.extensions["campaigns.services"]
     return services
-
-
-@lru_cache(maxsize=128)
-def _parsed(source: str, path: str) -> Journey | None:
-    """A stored version's journey, parsed once per process (None if it no longer parses)."""
-    try:
-        return parse_journey(source, path)
-    except JourneyError:
-        return None
 
 
 def _choices(session: Any) -> list[dict[str, Any]]:
@@ -82,7 +50,7 @@ def _choices(session: Any) -> list[dict[str, Any]]:
         .order_by(JourneyRow.key)
     )
     for key, name, status, source, path in session.execute(query):
-        journey = _parsed(source, path)
+        journey = _services().journeys.parse_or_none(source, path)
         if journey is None:
             continue
         found.append(
@@ -123,13 +91,13 @@ def _build(session: Any, args: Any) -> tuple[list[dict[str, Any]], Preview | Non
     try:
         preview = render_preview(
             session,
-            services["renderer"],
+            services.renderer,
             chosen["journey"],
             step,
             person,
             current_app.extensions["campaigns.clock"].now(),
             variant=variant,
-            links=services["links"],
+            links=services.links,
         )
     except PreviewError as exc:
         return choices, None, str(exc)
@@ -138,11 +106,11 @@ def _build(session: Any, args: Any) -> tuple[list[dict[str, Any]], Preview | Non
 
 @bp.get("/preview")
 def preview() -> ResponseReturnValue:
-    with _sessions()() as session:
+    with base.sessions()() as session:
         choices, shown, problem = _build(session, request.args)
         sample = session.scalars(select(Contact.email).order_by(Contact.id).limit(20)).all()
     args = {k: request.args.get(k, "") for k in ("journey", "step", "variant", "contact")}
-    response = _page(
+    response = base.page(
         "preview.html",
         status=400 if problem else 200,
         choices=choices,
@@ -159,7 +127,7 @@ def preview() -> ResponseReturnValue:
 @bp.get("/preview/email")
 def preview_email() -> ResponseReturnValue:
     """The previewed HTML alone, for the sandboxed frame."""
-    with _sessions()() as session:
+    with base.sessions()() as session:
         _, shown, problem = _build(session, request.args)
     if shown is None:
         abort(400 if problem else 404, problem or "Choose a journey, a step and a contact.")
@@ -176,7 +144,7 @@ def preview_send() -> ResponseReturnValue:
         k: request.form.get(k, "") for k in ("journey", "step", "variant", "contact")
     }
     back = url_for("dashboard.preview", **fields)
-    with _sessions()() as session:
+    with base.sessions()() as session:
         _, shown, problem = _build(session, request.form)
     if shown is None:
         flash(problem or "Choose a journey, a step and a contact first.", "error")
@@ -184,8 +152,8 @@ def preview_send() -> ResponseReturnValue:
     services = _services()
     try:
         send_test(
-            services["renderer"],
-            services["transport"],
+            services.renderer,
+            services.transport,
             shown,
             to,
             current_app.extensions["campaigns.clock"].now(),

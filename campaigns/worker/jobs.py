@@ -1,7 +1,7 @@
 """RQ jobs: plain functions RQ imports by name, and the rule for how many to ask for.
 
-- :func:`tick`, every minute (RQ's cron, :mod:`campaigns.engine.cron`): enrol new entrants, ask for
-  advance jobs for the due work, roll the report counts up.
+- :func:`tick`, every minute (RQ's cron, :mod:`campaigns.worker.cron`): enrol new entrants,
+  ask for advance jobs for the due work, roll the report counts up.
 - :func:`dispatch`, every :data:`~campaigns.defaults.DISPATCH_SECONDS`: ask for advance jobs
   for due work that no job is queued for (a worker died; Redis was flushed or restarted).
 - :func:`advance`: claim due enrollments a send batch at a time and advance them, for up to
@@ -9,7 +9,8 @@
 
 Advance jobs carry no enrollment ids: each claims its own work when it starts, so a lost,
 duplicated or retried job costs nothing. Each worker process builds its engine once
-(database pool, compiled templates, one SMTP connection) and reuses it for every job.
+(database pool, compiled templates, one SMTP connection) with the composition root and
+reuses it for every job.
 """
 
 from __future__ import annotations
@@ -43,14 +44,20 @@ class Runtime:
 
 @cache
 def runtime() -> Runtime:
-    """This worker process's engine, built on the first job and kept."""
+    """This worker process's engine, built on the first job (by the composition root,
+    :func:`campaigns.services.build`) and kept for every later one: jobs are plain functions
+    RQ calls by name, so the process is where their engine lives. Nothing replaces it."""
     from campaigns.queue import connect
-    from campaigns.services import build_engine
+    from campaigns.services import build
 
     cfg = settings.load()
     connection = connect(cfg)
-    engine = build_engine(cfg, dispatch=lambda wanted: enqueue_advance(connection, cfg, wanted))
-    return Runtime(cfg, connection, engine)
+    services = build(
+        cfg,
+        redis=connection,
+        dispatch=lambda wanted: enqueue_advance(connection, cfg, wanted),
+    )
+    return Runtime(cfg, connection, services.engine)
 
 
 def enqueue_advance(connection: Redis, cfg: settings.Config, wanted: int) -> int:

@@ -1,4 +1,4 @@
-"""The project's schedule for RQ's cron scheduler: ``rq cron campaigns/cron.py`` loads the
+"""The project's schedule for RQ's cron scheduler: ``rq cron campaigns/worker/cron.py`` loads the
 registrations below; ``worker.py`` applies the same with :func:`schedule`."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 from rq import cron
 
 from campaigns import defaults
-from campaigns.engine import jobs
 from campaigns.queue import QUEUE_NAMES
+from campaigns.worker import jobs
 
 TICK_SECONDS = 60
 """How often the scheduler pass runs. Waits are minutes to days long; a minute is plenty."""

@@ -1,0 +1,152 @@
+"""``campaigns tasks`` and ``user``: account owners' tasks, and the dashboard's users."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from campaigns.cli import common
+from campaigns.cli.common import State, pass_state
+
+
+@click.group(invoke_without_command=True)
+@click.option("--owner", help="Only this owner's tasks (an email address).")
+@click.option(
+    "--status",
+    type=click.Choice(["open", "done", "cancelled", "all"]),
+    default="open",
+    show_default=True,
+)
+@click.option(
+    "--due",
+    type=click.Choice(["overdue", "today", "week"]),
+    help="Only open tasks due before now, by the end of today (UTC), or within 7 days.",
+)
+@click.pass_context
+def tasks(ctx: click.Context, owner: str | None, status: str, due: str | None) -> None:
+    """Account owners' tasks (open ones, oldest due first); `campaigns tasks done ID` marks
+    one done."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from campaigns.engine.tasks import list_tasks
+
+    state: State = ctx.ensure_object(State)
+    now = common.now()
+    with state.sessions()() as session:
+        items, total = list_tasks(session, now, owner=owner, status=status, due=due, limit=500)
+        rows = [
+            [
+                i.task.id,
+                i.task.due_at.strftime("%Y-%m-%d") if i.task.due_at else "-",
+                ("! " if i.overdue(now) else "") + i.task.title,
+                i.account or "-",
+                i.task.owner_email or "-",
+                i.task.status,
+            ]
+            for i in items
+        ]
+    if not rows:
+        click.echo(f"no {status if status != 'all' else ''} tasks".replace("  ", " "))
+        return
+    common.table(["id", "due", "task", "account", "owner", "status"], rows)
+    if total > len(rows):
+        click.echo(f"... and {total - len(rows)} more")
+
+
+@tasks.command("done")
+@click.argument("task_id", type=click.IntRange(1, 2**31 - 1))
+@click.option(
+    "--outcome",
+    default="",
+    help="What came of it (kept with the task, shown on the contact's timeline).",
+)
+@click.option("--by", default=None, help="Who did it (an email address).")
+@pass_state
+def tasks_done(state: State, task_id: int, outcome: str, by: str | None) -> None:
+    """Mark task TASK_ID done: the journey waiting on it goes on at its next run."""
+    from campaigns.engine.tasks import TaskError, complete_task
+
+    with state.sessions()() as session, session.begin():
+        try:
+            task = complete_task(session, task_id, common.now(), by=by, outcome=outcome)
+        except TaskError as exc:
+            common.err(str(exc))
+            raise SystemExit(1) from None
+        click.echo(f"done: {task.title}")
+
+
+@click.group()
+def user() -> None:
+    """Dashboard users: add them, list them, set a password."""
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@user.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="The name shown in the dashboard.")
+@click.option("--role", type=click.Choice(["admin", "csm"]), default="csm", show_default=True)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input (for scripts) instead of asking.",
+)
+@pass_state
+def user_add(state: State, email: str, name: str, role: str, password_stdin: bool) -> None:
+    """Add a user who can sign in to the dashboard as EMAIL."""
+    from campaigns.store.users import add_user, check_password
+
+    password = _read_password(password_stdin)
+    check_password(password)  # before opening the database: a typo costs nothing
+    with state.sessions()() as session, session.begin():
+        added = add_user(session, email, password, common.now(), name=name, role=role)
+        click.echo(f"added {added.role} {added.email}")
+
+
+@user.command("password")
+@click.argument("email")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input instead of asking.",
+)
+@pass_state
+def user_password(state: State, email: str, password_stdin: bool) -> None:
+    """Set a new password for EMAIL (their dashboard sessions end)."""
+    from campaigns.store.users import check_password, set_password
+
+    password = _read_password(password_stdin)
+    check_password(password)
+    with state.sessions()() as session, session.begin():
+        changed = set_password(session, email, password)
+        click.echo(f"new password set for {changed.email}; their dashboard sessions have ended")
+
+
+@user.command("list")
+@pass_state
+def user_list(state: State) -> None:
+    """Every dashboard user: email, name, role, when added and last signed in (UTC)."""
+    from campaigns.store.users import list_users
+
+    with state.sessions()() as session:
+        users = list_users(session)
+    if not users:
+        click.echo("no users; add one with `campaigns user add EMAIL --role admin`")
+        return
+    stamp = "%Y-%m-%d %H:%M"
+    rows = [
+        [
+            u.email,
+            u.name,
+            u.role,
+            u.created_at.strftime(stamp),
+            u.last_login_at.strftime(stamp) if u.last_login_at else "never",
+        ]
+        for u in users
+    ]
+    common.table(["email", "name", "role", "added", "last sign-in"], rows)

@@ -1,0 +1,137 @@
+"""``campaigns report``: response rates as a table, JSON or CSV, the same numbers as the
+dashboard's and the API's."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from campaigns.cli import common
+from campaigns.cli.common import State, pass_state
+from campaigns.exceptions import CampaignsError
+
+
+@click.command()
+@click.argument("journey", required=False)
+@click.option(
+    "--by",
+    type=click.Choice(["step", "segment", "tier", "channel", "variant", "day"]),
+    default="step",
+    show_default=True,
+    help="How to group the rows (step: the funnel).",
+)
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First day (UTC) to count.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day (UTC) to count.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@pass_state
+def report(state: State, journey: str | None, by: str, since: Any, until: Any, fmt: str) -> None:
+    """Response rates: every journey's headline numbers, or JOURNEY's funnel (or its rows by
+    segment, tier, channel, variant or day). Human signals only, with n and a 95% interval;
+    machine opens and clicks beside them."""
+    import csv
+    import json
+
+    from campaigns.insight import report as reports
+    from campaigns.insight import stats
+
+    sessions = state.sessions()
+    with sessions() as session, session.begin():
+        stats.rollup(session, common.now())  # count what happened since the last scheduler pass
+    with sessions() as session:
+        if journey is None:
+            document: Any = {"journeys": reports.overview(session)}
+            rows = [reports.Row(item["journey"], item["counts"]) for item in document["journeys"]]
+        else:
+            try:
+                result = reports.journey_report(
+                    session,
+                    journey,
+                    by=by,
+                    since=since.date() if since else None,
+                    until=until.date() if until else None,
+                )
+            except LookupError:
+                raise CampaignsError(
+                    f"no journey {journey!r}; deployed: "
+                    + (", ".join(k for _, k, _ in reports.journeys(session)) or "none")
+                ) from None
+            document = result.as_dict()
+            rows = [*result.rows, result.totals]
+    if fmt == "json":
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+        return
+    headers = [
+        by if journey else "journey",
+        "sent",
+        "opened",
+        "open rate",
+        "clicked",
+        "click rate",
+        "answered",
+        "answer rate",
+        "unsub",
+        "machine opens",
+        "machine clicks",
+        "tasks done",
+    ]
+    table = [
+        [
+            row.key,
+            row.count("sent"),
+            row.count("opened"),
+            common.pct(row.rate("open_rate")),
+            row.count("clicked"),
+            common.pct(row.rate("click_rate")),
+            row.count("answered"),
+            common.pct(row.rate("answer_rate")),
+            row.count("unsubscribed"),
+            row.count("opened_machine"),
+            row.count("clicked_machine"),
+            f"{row.count('task_done')}/{row.count('task_created')}",
+        ]
+        for row in rows
+    ]
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(
+            ["group", *[f"{m}" for m in reports.COLUMNS], *[name for name, _, _ in reports.RATES]]
+        )
+        for row in rows:
+            writer.writerow(
+                [
+                    row.key,
+                    *[row.count(m) for m in reports.COLUMNS],
+                    *[
+                        f"{row.rate(name).value:.4f}" if row.rate(name).n else ""
+                        for name, _, _ in reports.RATES
+                    ],
+                ]
+            )
+        return
+    if journey:
+        click.echo(
+            f"{document['name']} ({document['journey']}):"
+            " rates of human signals, with 95% intervals"
+        )
+    common.table(headers, table)
+    if journey:
+        goal = document["goal"]
+        if goal["rate"]["n"]:
+            rate = goal["rate"]
+            line = f"goal: {rate['hits']} of {rate['n']} enrolled ({common.pct_dict(rate)})"
+            if "lift" in goal:
+                lift_ = goal["lift"]
+                line += (
+                    f"; holdout {common.pct_dict(goal['holdout'])};"
+                    f" lift {lift_['difference'] * 100:+.1f} points"
+                    f" [{lift_['low'] * 100:+.1f}, {lift_['high'] * 100:+.1f}]"
+                )
+            click.echo(line)
