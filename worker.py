@@ -112,8 +112,8 @@ def run_flusher(redis_url: str) -> None:
     """The child process that writes tracking hits from Redis to the database in batches."""
     from redis import Redis
 
-    from campaigns.tracking.hits import RedisHitLog
-    from campaigns.tracking.hits import run_flusher as flush_forever
+    from campaigns.tracking.hitlog import RedisHitLog
+    from campaigns.tracking.hitlog import run_flusher as flush_forever
 
     redis = Redis.from_url(redis_url)
     services = build(settings.load(), redis=redis)

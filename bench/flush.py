@@ -3,8 +3,8 @@ PostgreSQL, classification and stats included.
 
 On a throw-away PostgreSQL database: ``--messages`` sent messages (as bench/track.py seeds
 them), ``--hits`` opens and clicks from a browser spread over them and XADDed to a Redis
-stream in one pipeline, then one :meth:`campaigns.tracking.hits.RedisHitLog.flush` writes them all
-(batches of ``campaigns.tracking.hits.BATCH``), timed. Prints hits/s and checks that the events table
+stream in one pipeline, then one :meth:`campaigns.tracking.hitlog.RedisHitLog.flush` writes them all
+(batches of ``campaigns.tracking.hitlog.BATCH``), timed. Prints hits/s and checks that the events table
 holds exactly the hits sent.
 
 Usage: python bench/flush.py [--hits 40000] [--messages 1000] [--redis-url redis://127.0.0.1:6379/14]
@@ -38,7 +38,8 @@ def main() -> None:
 
     from campaigns.store.db import make_engine, make_sessionmaker, migrate
     from campaigns.store.models import Event
-    from campaigns.tracking.hits import STREAM, Hit, RedisHitLog
+    from campaigns.tracking.hitlog import STREAM, RedisHitLog
+    from campaigns.tracking.hits import Hit
 
     name = f"campaigns_flush_{uuid.uuid4().hex[:6]}"
     admin = make_engine(

@@ -33,14 +33,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from campaigns.content.render import (  # noqa: E402
-    Personalised,
-    Renderer,
-    Sender,
-    SurveySpec,
-    make_message_id,
-    track_links,
-)
+from campaigns.content.links import track_links  # noqa: E402
+from campaigns.content.mime import Sender, make_message_id  # noqa: E402
+from campaigns.content.render import Personalised, Renderer, SurveySpec  # noqa: E402
 from campaigns.content.templates import TemplateStore  # noqa: E402
 from campaigns.tracking.tokens import Tokens  # noqa: E402
 

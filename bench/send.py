@@ -116,7 +116,8 @@ def main() -> None:
 
     from campaigns.channels.transports import transport_from_url
     from campaigns.clock import FakeClock
-    from campaigns.content.render import Renderer, Sender
+    from campaigns.content.mime import Sender
+    from campaigns.content.render import Renderer
     from campaigns.content.templates import TemplateStore
     from campaigns.engine.core import Engine, EngineSettings
     from campaigns.engine.deploy import deploy

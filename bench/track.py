@@ -573,7 +573,7 @@ def main() -> None:
     from bench.track_apps import CREATE_HITS_TABLE, HITS_TABLE
     from campaigns.store.db import make_engine, make_sessionmaker, migrate
     from campaigns.store.models import Event, EventKind
-    from campaigns.tracking.hits import STREAM, RedisHitLog
+    from campaigns.tracking.hitlog import STREAM, RedisHitLog
     from campaigns.tracking.tokens import Tokens
 
     admin = None

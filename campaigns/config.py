@@ -112,7 +112,7 @@ def parse_mail_from(value: str) -> Mailbox:
 
 
 def _mail_domain(domain: str) -> str | None:
-    """``domain`` in ASCII (IDNA, as :mod:`campaigns.content.render` encodes recipients), or None if
+    """``domain`` in ASCII (IDNA, as :mod:`campaigns.content.mime` encodes recipients), or None if
     it is not a host name: empty, a literal (``[1.2.3.4]``), an IP address, one label."""
     try:
         ascii_domain = domain.encode("idna").decode("ascii")

@@ -24,14 +24,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns import config as settings
 from campaigns.channels.transports import Transport, transport_from_url
 from campaigns.clock import Clock, SystemClock
+from campaigns.content.mime import Sender
 from campaigns.content.project import Project
-from campaigns.content.render import Renderer, Sender
+from campaigns.content.render import Renderer
 from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.ratelimit import DomainRateLimiter
 from campaigns.exceptions import CampaignsError
 from campaigns.store.db import make_engine, make_sessionmaker, schema_problem
 from campaigns.store.versions import ParsedJourneys
-from campaigns.tracking.hits import DirectHitLog, HitLog, RedisHitLog
+from campaigns.tracking.hitlog import DirectHitLog, RedisHitLog
+from campaigns.tracking.hits import HitLog
 from campaigns.tracking.tokens import Tokens
 
 

@@ -1,18 +1,32 @@
-"""Shared fixtures: the database on SQLite and PostgreSQL (real servers), paths, CLI runner.
+"""The test kit: one fixture per service, each built the one way the tests build it.
 
-PostgreSQL tests use a throw-away database created on the server at ``TEST_POSTGRES_URL``
-(default: the local server, trust auth). Set ``CAMPAIGNS_SKIP_POSTGRES=1`` to run only on
-SQLite on a machine without PostgreSQL; CI never sets it.
+- ``db``: a migrated, empty database, SQLite and PostgreSQL in turn (real servers).
+  PostgreSQL tests use a throw-away database created on the server at ``TEST_POSTGRES_URL``
+  (default: the local server, trust auth). Set ``CAMPAIGNS_SKIP_POSTGRES=1`` to run only on
+  SQLite on a machine without PostgreSQL; CI never sets it.
+- ``redis_conn`` / ``redis_url``: the tests' one Redis database, from ``TEST_REDIS_URL``,
+  flushed around each test (as rq's own tests do). No test names a database number.
+- ``smtp_sink``: a real SMTP server (aiosmtpd) on loopback that keeps what it accepts.
+- ``clock``: a fake clock at :data:`START`; a module may define its own ``clock`` fixture.
+- ``build_engine`` / ``engine``: an :class:`~campaigns.engine.core.Engine` on ``db`` with the
+  fake clock, the shipped templates and a file outbox under ``tmp_path`` (or the SMTP sink).
+- ``build_app`` / ``app``: the Flask app on ``db`` with the fake clock and no Redis.
+- ``cli``: click's CliRunner on ``campaigns`` in a project folder under ``tmp_path``.
+
+Nothing is written into the checkout: databases, outboxes and project folders are under
+``tmp_path``, and the CLI runs with the project folder as its working folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,12 +36,20 @@ os.environ.setdefault(
     "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "campaigns-hypothesis")
 )
 from hypothesis import settings as hypothesis_settings
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine as DatabaseEngine
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from campaigns import config as settings_module
+from campaigns.channels.transports import FileTransport, Transport, transport_from_url
+from campaigns.clock import Clock, FakeClock
+from campaigns.content.mime import Sender
+from campaigns.engine.core import Engine, EngineSettings
+from campaigns.journeys.segments import SegmentSet, parse_segments
 from campaigns.store.db import make_engine, make_sessionmaker, migrate
 from campaigns.store.models import Base
+from tests.kit import EVERYONE, START, TEST_BASE_URL, TEST_SECRET, make_renderer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +57,8 @@ ROOT = Path(__file__).resolve().parent.parent
 hypothesis_settings.register_profile("campaigns", database=None)
 hypothesis_settings.load_profile("campaigns")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-"""The one Redis database the tests may use (and flush); the server is shared."""
+"""The one Redis database the tests may use (and flush); the server is shared. Tests reach it
+through the ``redis_conn`` and ``redis_url`` fixtures only."""
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -47,7 +70,7 @@ class Database:
     """A migrated, empty database and a session factory bound to it."""
 
     url: str
-    engine: Engine
+    engine: DatabaseEngine
     sessions: sessionmaker[Session]
 
     @property
@@ -76,7 +99,8 @@ def _postgres_database() -> Iterator[str]:
             conn.execute(text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
     except Exception as exc:  # pragma: no cover - a machine without the server
         pytest.fail(
-            f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); start it (see .ci/run) or set CAMPAIGNS_SKIP_POSTGRES=1"
+            f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc});"
+            " start it (see .ci/run) or set CAMPAIGNS_SKIP_POSTGRES=1"
         )
     try:
         yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
@@ -132,8 +156,9 @@ def sqlite_db(tmp_path: Path) -> Iterator[Database]:
 
 
 @pytest.fixture
-def redis_conn():
-    """A connection to the tests' Redis database (``TEST_REDIS_URL``)."""
+def redis_conn() -> Iterator[Any]:
+    """A connection to the tests' Redis database (``TEST_REDIS_URL``), empty at the start of
+    the test and emptied at its end: only this database, never the server's others."""
     from redis import Redis
 
     conn = Redis.from_url(REDIS_URL)
@@ -141,8 +166,16 @@ def redis_conn():
         conn.ping()
     except Exception as exc:  # pragma: no cover - a machine without the server
         pytest.fail(f"Redis at {REDIS_URL} is not reachable ({exc}); start it (see .ci/run)")
+    conn.flushdb()
     yield conn
+    conn.flushdb()
     conn.close()
+
+
+@pytest.fixture
+def redis_url(redis_conn: Any) -> str:
+    """The URL of ``redis_conn``'s database, for a second connection or another process."""
+    return REDIS_URL
 
 
 @pytest.fixture
@@ -225,3 +258,168 @@ def smtp_sink() -> Iterator[SMTPSink]:
     controller.start()
     yield sink
     controller.stop()
+
+
+# ---------------------------------------------------------------------------- the engine
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake clock at :data:`START`: it moves only when the test moves it."""
+    return FakeClock(START)
+
+
+BuildEngine = Callable[..., Engine]
+
+
+@pytest.fixture
+def build_engine(db: Database, clock: FakeClock, tmp_path: Path) -> Iterator[BuildEngine]:
+    """Engines as every engine test builds them; each one's transport is closed afterwards.
+
+    ``build_engine(transport=smtp_sink)`` sends to the SMTP sink (any other transport is used
+    as it is; the default is a file outbox under ``tmp_path``). ``segments`` is the segments
+    file's text or a parsed set (default :data:`EVERYONE`); ``settings`` are
+    :class:`EngineSettings` fields; ``secret``, ``base_url``, ``sender`` and ``domain`` go to
+    :func:`make_renderer`; ``clock`` replaces the fixture's; anything else (``links``,
+    ``tuner``, ``send_times``, ``dispatch``, ``rate_limiter``) goes to the engine as it is.
+    """
+    made: list[Engine] = []
+
+    def build(
+        *,
+        transport: Transport | SMTPSink | None = None,
+        segments: str | SegmentSet = EVERYONE,
+        settings: dict[str, Any] | None = None,
+        clock: Clock = clock,
+        secret: str = TEST_SECRET,
+        base_url: str = TEST_BASE_URL,
+        sender: Sender | None = None,
+        domain: str = "example.com",
+        **engine: Any,
+    ) -> Engine:
+        if isinstance(transport, SMTPSink):
+            transport = transport_from_url(transport.url)
+        elif transport is None:
+            transport = FileTransport(tmp_path / "outbox")
+        parsed = parse_segments(segments) if isinstance(segments, str) else segments
+        renderer = make_renderer(secret=secret, base_url=base_url, sender=sender, domain=domain)
+        made.append(
+            Engine(
+                db.sessions,
+                clock,
+                lambda: parsed,
+                renderer,
+                transport,
+                EngineSettings(**(settings or {})),
+                **engine,
+            )
+        )
+        return made[-1]
+
+    yield build
+    for built in made:
+        built.transport.close()
+
+
+@pytest.fixture
+def engine(build_engine: BuildEngine) -> Engine:
+    """An engine with the kit's defaults: every contact in one segment, a file outbox."""
+    return build_engine()
+
+
+# ---------------------------------------------------------------------------- the app
+
+
+BuildApp = Callable[..., Any]
+
+
+@pytest.fixture
+def build_app(db: Database, clock: FakeClock) -> Iterator[BuildApp]:
+    """Flask apps on ``db``, with the fake clock and no Redis (hits and sign-in counts in the
+    database); each one's services are closed afterwards (transport, connection pool).
+
+    Keyword arguments are :class:`~campaigns.config.Config` fields on top of the kit's
+    (``secret_key`` :data:`TEST_SECRET`, ``base_url`` :data:`TEST_BASE_URL`), e.g.
+    ``api_keys=(KEY,)``; ``flask`` is more of the app's own config (``{"HITS": log}``) and
+    ``clock`` replaces the fixture's.
+    """
+    from campaigns.web import create_app
+
+    made: list[Any] = []
+
+    def build(*, clock: Clock = clock, flask: dict[str, Any] | None = None, **settings: Any) -> Any:
+        settings = {
+            "secret_key": TEST_SECRET,
+            "base_url": TEST_BASE_URL,
+            "redis_url": None,
+            **settings,
+        }
+        cfg = dataclasses.replace(settings_module.load({}), **settings)
+        made.append(
+            create_app(
+                {
+                    "DATABASE_URL": db.url,
+                    "CAMPAIGNS": cfg,
+                    "TESTING": True,
+                    "CLOCK": clock,
+                    "SECRET_KEY": cfg.secret_key,
+                    **(flask or {}),
+                }
+            )
+        )
+        return made[-1]
+
+    yield build
+    for built in made:
+        built.extensions["campaigns.services"].close()  # the transport if opened, the pool
+
+
+@pytest.fixture
+def app(build_app: BuildApp) -> Any:
+    """The app with the kit's defaults."""
+    return build_app()
+
+
+# ---------------------------------------------------------------------------- the CLI
+
+
+@dataclass
+class CLI:
+    """``campaigns`` run in-process by click's CliRunner, in a project folder of its own.
+
+    The folder holds ``journeys/`` (with ``segments.yaml``: :data:`EVERYONE`) and an empty
+    ``templates/``; the database is a SQLite file in it and the outbox a folder in it, unless
+    the test sets ``env`` (``cli.env["DATABASE_URL"] = db.url``). The settings of the
+    environment the tests run in (``DATABASE_URL``, ``REDIS_URL``, ...) do not leak in.
+    """
+
+    folder: Path
+    env: dict[str, str | None] = field(default_factory=dict)
+
+    def __call__(self, *args: str, input: str | None = None) -> Any:
+        from click.testing import CliRunner
+
+        from campaigns.cli import cli
+
+        return CliRunner().invoke(cli, list(args), env=self.env, input=input)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CLI:
+    """The CLI in a project folder under ``tmp_path``, which is also its working folder: a
+    relative path in a command, or a default such as ``./outbox``, lands there."""
+    folder = tmp_path / "project"
+    (folder / "journeys").mkdir(parents=True)
+    (folder / "templates").mkdir()
+    (folder / "journeys" / "segments.yaml").write_text(EVERYONE, encoding="utf-8")
+    monkeypatch.chdir(folder)
+    env: dict[str, str | None] = {
+        "CAMPAIGNS_JOURNEYS": str(folder / "journeys"),
+        "CAMPAIGNS_TEMPLATES": str(folder / "templates"),
+        "DATABASE_URL": f"sqlite:///{folder / 'campaigns.db'}",
+        "MAIL_URL": f"file://{folder / 'outbox'}",
+        "REDIS_URL": None,
+        "SECRET_KEY": None,
+        "MAIL_FROM": None,
+    }
+    return CLI(folder, env)

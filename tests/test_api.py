@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-import campaigns.config
+from campaigns import defaults
 from campaigns.clock import FakeClock
 from campaigns.store.models import (
     Account,
@@ -38,7 +38,7 @@ from campaigns.store.models import (
     MessageStatus,
     Suppression,
 )
-from campaigns.web import api, api_base, api_crm, create_app  # noqa: F401 (api_crm: its routes)
+from campaigns.web import api, api_base, api_crm  # noqa: F401 (api_crm: its routes)
 
 KEY = "test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -83,16 +83,10 @@ def clock() -> FakeClock:
     return FakeClock(NOW)
 
 
-def make_app(db: Any, clock: FakeClock, keys: tuple[str, ...] = (KEY,)) -> Flask:
-    cfg = dataclasses.replace(campaigns.config.load({}), api_keys=keys)
-    return create_app({"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": clock})
-
-
 @pytest.fixture
-def app(db: Any, clock: FakeClock) -> Iterator[Flask]:
-    app = make_app(db, clock)
-    yield app
-    app.extensions["campaigns.sessions"].kw["bind"].dispose()
+def app(build_app: Any) -> Flask:
+    # The default BASE_URL: the OpenAPI document names it as the server.
+    return build_app(base_url=defaults.BASE_URL, api_keys=(KEY,))
 
 
 @pytest.fixture
@@ -1076,13 +1070,10 @@ def test_every_endpoint_needs_a_valid_key(client, app, db, world, rule):
 
 
 @pytest.mark.parametrize("rule", PRIVATE, ids=lambda r: f"{_method(r)} {r.rule}")
-def test_every_endpoint_is_off_without_api_keys(db, clock, rule):
-    app = make_app(db, clock, keys=())
-    try:
-        response = app.test_client().open(_url(app, rule), method=_method(rule), headers=AUTH)
-        assert error_of(response, 403)["message"] == "the API is off: set API_KEYS"
-    finally:
-        app.extensions["campaigns.sessions"].kw["bind"].dispose()
+def test_every_endpoint_is_off_without_api_keys(build_app, rule):
+    app = build_app(base_url=defaults.BASE_URL)
+    response = app.test_client().open(_url(app, rule), method=_method(rule), headers=AUTH)
+    assert error_of(response, 403)["message"] == "the API is off: set API_KEYS"
 
 
 def test_a_basic_key_is_taken_only_where_sns_needs_it(client, world):
@@ -1098,15 +1089,12 @@ def test_a_basic_key_is_taken_only_where_sns_needs_it(client, world):
     )
 
 
-def test_the_openapi_document_needs_no_key(db, clock):
-    app = make_app(db, clock, keys=())
-    try:
-        response = app.test_client().get("/api/v1/openapi.json")
-        assert response.status_code == 200 and response.get_json()["servers"] == [
-            {"url": "http://127.0.0.1:5000"}
-        ]
-    finally:
-        app.extensions["campaigns.sessions"].kw["bind"].dispose()
+def test_the_openapi_document_needs_no_key(build_app):
+    app = build_app(base_url=defaults.BASE_URL)
+    response = app.test_client().get("/api/v1/openapi.json")
+    assert response.status_code == 200 and response.get_json()["servers"] == [
+        {"url": "http://127.0.0.1:5000"}
+    ]
 
 
 # ---------------------------------------------------------------------------- garbage in

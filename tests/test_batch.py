@@ -13,11 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.channels.transports import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.content.render import Renderer, Sender
-from campaigns.content.templates import TemplateStore
-from campaigns.engine.core import Engine, EngineSettings
+from campaigns.engine.core import Engine
 from campaigns.engine.deploy import deploy
 from campaigns.journeys.parse import parse_journey
 from campaigns.journeys.segments import parse_segments
@@ -31,7 +28,6 @@ from campaigns.store.models import (
     Suppression,
     Task,
 )
-from campaigns.tracking.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 SEGMENTS = parse_segments("tiers:\n  everyone: {when: true}\n")
@@ -79,20 +75,11 @@ def setup(db, n: int, *, without_plan: tuple[int, ...] = ()) -> None:
         deploy(s, parse_journey(JOURNEY, "two_mails.yaml"), JOURNEY, "two_mails.yaml")
 
 
-def engine_for(db, sink, send_batch: int) -> Engine:
-    renderer = Renderer(
-        TemplateStore(ROOT / "templates"),
-        Tokens("batch-secret-0123456789", "https://cs.example.com"),
-        Sender("cs@example.com"),
-        domain="example.com",
-    )
-    return Engine(
-        db.sessions,
-        FakeClock(START),
-        lambda: SEGMENTS,
-        renderer,
-        transport_from_url(sink.url),
-        EngineSettings(frequency_cap=10, send_batch=send_batch),
+def engine_for(build_engine, sink, send_batch: int) -> Engine:
+    return build_engine(
+        transport=sink,
+        clock=FakeClock(START),
+        settings={"frequency_cap": 10, "send_batch": send_batch},
     )
 
 
@@ -101,10 +88,10 @@ def received(sink) -> Counter[str]:
 
 
 @pytest.mark.parametrize("send_batch", [1, 7, 100])
-def test_every_batch_size_sends_each_message_once(db, smtp_sink, send_batch):
+def test_every_batch_size_sends_each_message_once(db, smtp_sink, send_batch, build_engine):
     n = 23
     setup(db, n)
-    engine = engine_for(db, smtp_sink, send_batch)
+    engine = engine_for(build_engine, smtp_sink, send_batch)
     result = engine.tick()
     engine.tick()  # again: nothing more goes
     engine.transport.close()
@@ -132,10 +119,10 @@ def test_every_batch_size_sends_each_message_once(db, smtp_sink, send_batch):
         )
 
 
-def test_one_bad_enrollment_fails_alone_and_nothing_goes_twice(db, smtp_sink):
+def test_one_bad_enrollment_fails_alone_and_nothing_goes_twice(db, smtp_sink, build_engine):
     n = 12
     setup(db, n, without_plan=(5,))  # contact 5's second subject cannot render
-    engine = engine_for(db, smtp_sink, 100)
+    engine = engine_for(build_engine, smtp_sink, 100)
     result = engine.tick()
     engine.transport.close()
 
@@ -159,10 +146,10 @@ def test_one_bad_enrollment_fails_alone_and_nothing_goes_twice(db, smtp_sink):
         )
 
 
-def test_a_bounce_in_a_batch_suppresses_the_address_for_the_rest_of_it(db, smtp_sink):
+def test_a_bounce_in_a_batch_suppresses_the_address_for_the_rest_of_it(db, smtp_sink, build_engine):
     setup(db, 6)
     smtp_sink.refuse["p2@example.com"] = "550 5.1.1 no such user"
-    engine = engine_for(db, smtp_sink, 100)
+    engine = engine_for(build_engine, smtp_sink, 100)
     engine.tick()
     engine.transport.close()
 

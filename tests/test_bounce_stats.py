@@ -5,33 +5,24 @@ requests about one message at the same time."""
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-import campaigns.config
-from campaigns.channels.transports import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.content.render import Renderer, Sender
-from campaigns.content.templates import TemplateStore
-from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.deploy import deploy
 from campaigns.insight import stats, tuning
 from campaigns.insight.report import journey_report
 from campaigns.journeys.parse import parse_journey
-from campaigns.journeys.segments import parse_segments
 from campaigns.store.models import (
     Account,
     Contact,
@@ -45,8 +36,7 @@ from campaigns.store.models import (
     SuppressionReason,
 )
 from campaigns.tracking.bounces import Notice, store_notices
-from campaigns.tracking.tokens import Tokens
-from campaigns.web import create_app
+from tests.kit import LINKS
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bounce-key-0123456789abcdef"
@@ -72,7 +62,7 @@ JOURNEY = textwrap.dedent(
 
 
 @pytest.fixture
-def sent(db, smtp_sink) -> dict[str, Message]:
+def sent(db, smtp_sink, build_engine) -> dict[str, Message]:
     """Four contacts were sent the journey's email (and the sends rolled up), by address."""
     with db.session() as s, s.begin():
         account = Account(
@@ -93,19 +83,14 @@ def sent(db, smtp_sink) -> dict[str, Message]:
             ]
         )
         deploy(s, parse_journey(JOURNEY, "renewal.yaml"), JOURNEY, "renewal.yaml")
-    renderer = Renderer(
-        TemplateStore(ROOT / "templates"),
-        Tokens("bounce-secret-0123456789", "https://cs.example.com"),
-        Sender("cs@example.com"),
+    engine = build_engine(
+        transport=smtp_sink,
+        clock=FakeClock(SENT),
+        settings={"frequency_cap": 10},
+        links=LINKS,
+        tuner=tuning.Tuner(rng=random.Random(2)),
     )
-    engine = Engine(
-        db.sessions, FakeClock(SENT), lambda: parse_segments("tiers:\n  everyone: {when: true}\n"), renderer, transport_from_url(smtp_sink.url),
-        EngineSettings(frequency_cap=10), links={"docs": "https://docs.example.com/", "help": "https://help.example.com/"}, tuner=tuning.Tuner(rng=random.Random(2)),
-    )  # fmt: skip
-    try:
-        engine.tick()  # sends, then rolls the sends up
-    finally:
-        engine.transport.close()
+    engine.tick()  # sends, then rolls the sends up
     with db.session() as s:
         messages = {m.to_address: m for m in s.scalars(select(Message))}
     assert len(messages) == 4 and all(
@@ -115,13 +100,8 @@ def sent(db, smtp_sink) -> dict[str, Message]:
 
 
 @pytest.fixture
-def client(db) -> Iterator[Any]:
-    cfg = dataclasses.replace(campaigns.config.load({}), api_keys=(KEY,))
-    app: Flask = create_app(
-        {"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": FakeClock(LATER)}
-    )
-    yield app.test_client()
-    app.extensions["campaigns.sessions"].kw["bind"].dispose()
+def client(build_app) -> Any:
+    return build_app(clock=FakeClock(LATER), api_keys=(KEY,)).test_client()
 
 
 def count(db, metric: str) -> int:

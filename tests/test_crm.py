@@ -5,7 +5,6 @@ contact did and what machines did apart; filters and garbage parameters get 4xx,
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import textwrap
 from datetime import UTC, datetime, timedelta
@@ -17,12 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from campaigns import config as settings_module
-from campaigns.channels.transports import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.content.render import Renderer, Sender
-from campaigns.content.templates import TemplateStore
-from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.deploy import deploy
 from campaigns.engine.tasks import (
     Due,
@@ -51,8 +45,6 @@ from campaigns.store.models import (
     TaskStatus,
 )
 from campaigns.store.users import add_user
-from campaigns.tracking.tokens import Tokens
-from campaigns.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "crm-secret-0123456789"
@@ -111,43 +103,18 @@ def setup(db):
 
 
 @pytest.fixture
-def engine(db, clock, smtp_sink, setup):
-    renderer = Renderer(
-        TemplateStore(ROOT / "templates"),
-        Tokens(SECRET, "https://cs.example.com"),
-        Sender("cs@example.com"),
+def engine(build_engine, smtp_sink, setup):
+    return build_engine(
+        transport=smtp_sink,
+        segments=SEGMENTS,
+        secret=SECRET,
+        settings={"webhook_secret": SECRET},
     )
-    made = Engine(
-        db.sessions,
-        clock,
-        lambda: SEGMENTS,
-        renderer,
-        transport_from_url(smtp_sink.url),
-        EngineSettings(webhook_secret=SECRET),
-    )
-    yield made
-    made.transport.close()
 
 
 @pytest.fixture
-def app(db, clock, setup):
-    cfg = dataclasses.replace(
-        settings_module.load({}),
-        secret_key=SECRET,
-        base_url="https://cs.example.com",
-        redis_url=None,
-    )
-    application = create_app(
-        {
-            "DATABASE_URL": db.url,
-            "CAMPAIGNS": cfg,
-            "TESTING": True,
-            "CLOCK": clock,
-            "SECRET_KEY": SECRET,
-        }
-    )
-    yield application
-    application.extensions["campaigns.engine"].dispose()
+def app(build_app, setup):
+    return build_app(secret_key=SECRET)
 
 
 def csrf_of(client, path: str) -> str:
@@ -553,25 +520,8 @@ def test_the_rollup_counts_tasks_done_from_the_inbox(db, engine, clock):
 
 
 @pytest.fixture
-def api(db, clock, setup):
-    cfg = dataclasses.replace(
-        settings_module.load({}),
-        secret_key=SECRET,
-        base_url="https://cs.example.com",
-        redis_url=None,
-        api_keys=(KEY,),
-    )
-    application = create_app(
-        {
-            "DATABASE_URL": db.url,
-            "CAMPAIGNS": cfg,
-            "TESTING": True,
-            "CLOCK": clock,
-            "SECRET_KEY": SECRET,
-        }
-    )
-    yield application.test_client()
-    application.extensions["campaigns.engine"].dispose()
+def api(build_app, setup):
+    return build_app(secret_key=SECRET, api_keys=(KEY,)).test_client()
 
 
 def test_tasks_through_the_api(api, db, engine, clock):

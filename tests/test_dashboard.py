@@ -5,7 +5,6 @@ well-formed SVG funnel, escaped names and Japanese intact; garbage never gets a 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import subprocess
@@ -24,7 +23,6 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from werkzeug.routing import IntegerConverter
 
-from campaigns import config as settings_module
 from campaigns.clock import FakeClock
 from campaigns.engine.deploy import deploy
 from campaigns.insight import stats
@@ -32,7 +30,7 @@ from campaigns.insight.rates import Rate, wilson
 from campaigns.journeys.parse import parse_journey
 from campaigns.store.models import Allocation, Journey, JourneyStatus, User
 from campaigns.store.users import UserError, add_user, set_password
-from campaigns.web import create_app, crm, previews  # noqa: F401 (crm, previews: their routes)
+from campaigns.web import crm, previews  # noqa: F401 (crm, previews: their routes)
 from campaigns.web.auth import safe_next
 from campaigns.web.charts import FunnelStep, funnel
 from campaigns.web.dashboard import BAD_LOGIN
@@ -67,21 +65,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def app(db, clock):
-    cfg = dataclasses.replace(
-        settings_module.load({}), secret_key=SECRET, base_url=BASE, redis_url=None
-    )
-    application = create_app(
-        {
-            "DATABASE_URL": db.url,
-            "CAMPAIGNS": cfg,
-            "TESTING": True,
-            "CLOCK": clock,
-            "SECRET_KEY": SECRET,
-        }
-    )
-    yield application
-    application.extensions["campaigns.engine"].dispose()
+def app(build_app):
+    return build_app(secret_key=SECRET, base_url=BASE)
 
 
 @pytest.fixture

@@ -13,11 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.channels.transports import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.content.render import Renderer, Sender
-from campaigns.content.templates import TemplateStore
-from campaigns.engine.core import Engine, EngineSettings
+from campaigns.content.mime import Sender
+from campaigns.engine.core import Engine
 from campaigns.engine.deploy import deploy
 from campaigns.journeys.parse import parse_journey
 from campaigns.journeys.segments import parse_segments
@@ -33,7 +31,6 @@ from campaigns.store.models import (
     SuppressionReason,
     Task,
 )
-from campaigns.tracking.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 SEGMENTS = parse_segments(
@@ -72,33 +69,21 @@ JOURNEY = textwrap.dedent(
 
 
 @pytest.fixture
-def build():
-    """Engines wired to the database, the SMTP sink and a fake clock; closed afterwards."""
-    made: list[Engine] = []
+def build(build_engine):
+    """The kit's engines with the clock each test passes, this module's segments and a sender
+    with a display name."""
 
-    def make(db, sink, clock, *, cap: int = 10, links: dict[str, str] | None = None) -> Engine:
-        store = TemplateStore(ROOT / "templates")
-        renderer = Renderer(
-            store,
-            Tokens("test-secret-key-0123456789", "https://cs.example.com"),
-            Sender("cs@example.com", "Customer Success"),
-            domain="example.com",
-        )
-        engine = Engine(
-            db.sessions,
-            clock,
-            lambda: SEGMENTS,
-            renderer,
-            transport_from_url(sink.url),
-            EngineSettings(frequency_cap=cap),
+    def make(sink, clock, *, cap: int = 10, links: dict[str, str] | None = None) -> Engine:
+        return build_engine(
+            transport=sink,
+            clock=clock,
+            segments=SEGMENTS,
+            settings={"frequency_cap": cap},
+            sender=Sender("cs@example.com", "Customer Success"),
             links=links,
         )
-        made.append(engine)
-        return engine
 
-    yield make
-    for engine in made:
-        engine.transport.close()
+    return make
 
 
 def populate(db, n: int) -> None:
@@ -164,7 +149,7 @@ def test_journey_runs_for_1000_contacts_and_every_message_arrives_once(db, smtp_
     populate(db, n)
     deploy_journey(db)
     clock = FakeClock(START)
-    engine = build(db, smtp_sink, clock)
+    engine = build(smtp_sink, clock)
 
     first = engine.tick()
     assert first.entered == {
@@ -236,7 +221,7 @@ def test_frequency_cap_defers_a_send_and_it_goes_later(db, smtp_sink, build):
     populate(db, 3)
     deploy_journey(db)
     clock = FakeClock(START)
-    engine = build(db, smtp_sink, clock, cap=1)
+    engine = build(smtp_sink, clock, cap=1)
     with db.session() as s, s.begin():
         contact = s.scalars(select(Contact).where(Contact.email == "c1@example.com")).one()
         s.add(
@@ -266,7 +251,7 @@ def test_sending_window_holds_until_monday_morning_in_the_contacts_zone(db, smtp
     deploy_journey(db)
     saturday = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)  # Saturday 12:00 in Tokyo
     clock = FakeClock(saturday)
-    engine = build(db, smtp_sink, clock)
+    engine = build(smtp_sink, clock)
     engine.tick()
     assert smtp_sink.messages == []
     clock.set(datetime(2026, 11, 29, 23, 59, tzinfo=UTC))  # Monday 08:59 in Tokyo
@@ -281,7 +266,7 @@ def test_a_hard_bounce_suppresses_the_address_and_the_journey_goes_on(db, smtp_s
     populate(db, 2)
     deploy_journey(db)
     smtp_sink.refuse["c1@example.com"] = "550 5.1.1 No such user"
-    engine = build(db, smtp_sink, FakeClock(START))
+    engine = build(smtp_sink, FakeClock(START))
     engine.tick()
     assert recipients(smtp_sink) == ["c0@example.com"]
     with db.session() as s:
@@ -302,7 +287,7 @@ def test_a_goal_event_ends_the_enrollment_at_once(db, smtp_sink, build):
     populate(db, 2)
     deploy_journey(db, text)
     clock = FakeClock(START)
-    engine = build(db, smtp_sink, clock)
+    engine = build(smtp_sink, clock)
     engine.tick()
     with db.session() as s, s.begin():
         account = s.scalars(select(Account).where(Account.external_id == "LOW")).one()
@@ -318,7 +303,6 @@ def test_named_links_are_personalised_and_tracked(db, smtp_sink, build):
     populate(db, 1)  # c0 reads Japanese
     deploy_journey(db)
     engine = build(
-        db,
         smtp_sink,
         FakeClock(START),
         links={

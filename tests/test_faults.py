@@ -16,14 +16,9 @@ import pytest
 from redis import Redis
 from sqlalchemy import func, select
 
-from campaigns.channels.transports import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.content.render import Renderer, Sender
-from campaigns.content.templates import TemplateStore
-from campaigns.engine.core import Engine, EngineSettings
-from campaigns.journeys.segments import parse_segments
+from campaigns.engine.core import Engine
 from campaigns.store.models import Enrollment, Message, MessageStatus
-from campaigns.tracking.tokens import Tokens
 from tests.cluster import (
     SEGMENTS,
     PrivatePostgres,
@@ -43,21 +38,8 @@ def populate(db, n: int) -> None:
     seed(db.sessions, n)
 
 
-def engine_for(db, sink, clock, **settings) -> Engine:
-    renderer = Renderer(
-        TemplateStore(ROOT / "templates"),
-        Tokens("fault-secret-0123456789", "https://cs.example.com"),
-        Sender("cs@example.com"),
-        domain="example.com",
-    )
-    return Engine(
-        db.sessions,
-        clock,
-        lambda: parse_segments(SEGMENTS),
-        renderer,
-        transport_from_url(sink.url),
-        EngineSettings(**settings),
-    )
+def engine_for(build_engine, sink, clock, **settings) -> Engine:
+    return build_engine(transport=sink, clock=clock, segments=SEGMENTS, settings=settings)
 
 
 def delivered(sink) -> Counter[str]:
@@ -255,26 +237,23 @@ def test_workers_outlive_a_postgresql_restart_and_resend_at_most_their_in_flight
 
 
 @pytest.mark.parametrize("reply", ["421 4.7.0 Try again later", "451 4.3.0 Local problem", "drop"])
-def test_temporary_smtp_failures_are_retried_and_delivered_once(db, smtp_sink, reply):
+def test_temporary_smtp_failures_are_retried_and_delivered_once(db, smtp_sink, reply, build_engine):
     """The message is deferred with a backoff, then delivered once, with the same id."""
     populate(db, 1)
     smtp_sink.data_replies = [reply]
     clock = FakeClock(datetime(2026, 11, 24, 1, tzinfo=UTC))
-    engine = engine_for(db, smtp_sink, clock)
-    try:
-        engine.tick()
-        with db.session() as s:
-            message = s.scalars(select(Message)).one()
-            first_id = message.message_id
-        assert smtp_sink.messages == []
-        assert message.status == MessageStatus.DEFERRED and message.tries == 1
-        assert message.not_before == clock.now() + timedelta(minutes=1)
-        engine.tick()
-        assert smtp_sink.messages == []  # the backoff holds
-        clock.advance(timedelta(minutes=1))
-        engine.tick()
-    finally:
-        engine.transport.close()
+    engine = engine_for(build_engine, smtp_sink, clock)
+    engine.tick()
+    with db.session() as s:
+        message = s.scalars(select(Message)).one()
+        first_id = message.message_id
+    assert smtp_sink.messages == []
+    assert message.status == MessageStatus.DEFERRED and message.tries == 1
+    assert message.not_before == clock.now() + timedelta(minutes=1)
+    engine.tick()
+    assert smtp_sink.messages == []  # the backoff holds
+    clock.advance(timedelta(minutes=1))
+    engine.tick()
     assert smtp_sink.data_replies == []  # the failure really happened
     assert delivered(smtp_sink) == Counter({"r0@example.com": 1})
     assert (
@@ -285,18 +264,15 @@ def test_temporary_smtp_failures_are_retried_and_delivered_once(db, smtp_sink, r
         assert s.scalars(select(Message.status)).one() == MessageStatus.SENT
 
 
-def test_a_message_that_keeps_failing_gives_up_and_the_run_reports_it(db, smtp_sink):
+def test_a_message_that_keeps_failing_gives_up_and_the_run_reports_it(db, smtp_sink, build_engine):
     populate(db, 1)
     smtp_sink.data_replies = ["451 4.3.0 Local problem"] * 10
     clock = FakeClock(datetime(2026, 11, 24, 1, tzinfo=UTC))
-    engine = engine_for(db, smtp_sink, clock)
+    engine = engine_for(build_engine, smtp_sink, clock)
     failed = 0
-    try:
-        for _ in range(8):
-            failed += engine.tick().failed
-            clock.advance(timedelta(hours=7))
-    finally:
-        engine.transport.close()
+    for _ in range(8):
+        failed += engine.tick().failed
+        clock.advance(timedelta(hours=7))
     with db.session() as s:
         message = s.scalars(select(Message)).one()
         assert message.status == MessageStatus.FAILED and message.tries == 6

@@ -4,7 +4,6 @@ and later hits reclassify earlier ones (a scanner burst spanning two flushes).""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -22,20 +21,18 @@ from campaigns.store.models import (
     Message,
     MessageStatus,
 )
-from campaigns.tracking.hits import Hit, RedisHitLog, write_hits
+from campaigns.tracking.hitlog import RedisHitLog
+from campaigns.tracking.hits import Hit, write_hits
+from tests.kit import LINKS
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15"
 SENT = datetime.now(UTC) - timedelta(hours=1)
 
 
 @pytest.fixture
-def redis_log():
-    conn = Redis.from_url(REDIS_URL)
+def redis_log(redis_conn):
     stream = f"campaigns:test-hits:{uuid.uuid4().hex[:8]}"
-    yield RedisHitLog(conn, stream=stream, consumer="flusher-a")
-    conn.delete(stream)
-    conn.close()
+    return RedisHitLog(redis_conn, stream=stream, consumer="flusher-a")
 
 
 @pytest.fixture
@@ -120,13 +117,13 @@ def test_a_flusher_that_dies_before_acknowledging_loses_nothing_and_doubles_noth
     assert count(db) == 20 and redis_log.pending() == 0
 
 
-def test_hits_survive_a_restart_of_the_web_process(db, redis_log, messages):
+def test_hits_survive_a_restart_of_the_web_process(db, redis_log, redis_url, messages):
     """The web process only appends to Redis: a new connection (a restarted process) finds
     every hit the old one recorded."""
     redis_log.record_many(Hit("open", m, time.time(), user_agent=BROWSER) for m in messages)
     redis_log.redis.close()
     restarted = RedisHitLog(
-        Redis.from_url(REDIS_URL), stream=redis_log.stream, consumer="after-restart"
+        Redis.from_url(redis_url), stream=redis_log.stream, consumer="after-restart"
     )
     assert restarted.flush(db.sessions).written == 20
 
@@ -173,22 +170,14 @@ def _group(log: RedisHitLog) -> bool:
     return True
 
 
-def test_branches_see_human_clicks_only(db, smtp_sink):
+def test_branches_see_human_clicks_only(db, smtp_sink, build_engine, clock):
     """A scanner's clicks on one contact's email, a person's click on another's: only the
     person takes the ``clicked()`` branch."""
     import textwrap
-    from pathlib import Path
 
-    from campaigns.channels.transports import transport_from_url
-    from campaigns.clock import FakeClock
-    from campaigns.content.render import Renderer, Sender
-    from campaigns.content.templates import TemplateStore
-    from campaigns.engine.core import Engine, EngineSettings
     from campaigns.engine.deploy import deploy
     from campaigns.journeys.parse import parse_journey
-    from campaigns.journeys.segments import parse_segments
     from campaigns.store.models import Enrollment
-    from campaigns.tracking.tokens import Tokens
 
     text = textwrap.dedent(
         """\
@@ -219,43 +208,26 @@ def test_branches_see_human_clicks_only(db, smtp_sink):
             ]
         )
         deploy(s, parse_journey(text, "clicks.yaml"), text, "clicks.yaml")
-    clock = FakeClock(datetime(2026, 11, 24, 1, 0, tzinfo=UTC))
-    renderer = Renderer(
-        TemplateStore(Path(__file__).resolve().parent.parent / "templates"),
-        Tokens("hits-secret-0123456789", "https://cs.example.com"),
-        Sender("cs@example.com"),
+    engine = build_engine(transport=smtp_sink, links=LINKS)
+    engine.tick()
+    with db.session() as s:
+        sent = dict(s.execute(select(Message.to_address, Message.id)).all())
+    later = clock.now().timestamp() + 3600
+    chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+    hits = [
+        ("s1", Hit("click", sent["scanned@example.com"], later, user_agent=chrome, link=0)),
+        (
+            "s2",
+            Hit("click", sent["scanned@example.com"], later + 0.4, user_agent=chrome, link=1),
+        ),
+    ]
+    hits.append(
+        ("p1", Hit("click", sent["person@example.com"], later + 30, user_agent=chrome, link=0))
     )
-    engine = Engine(
-        db.sessions,
-        clock,
-        lambda: parse_segments("tiers:\n  everyone: {when: true}\n"),
-        renderer,
-        transport_from_url(smtp_sink.url),
-        EngineSettings(),
-        links={"docs": "https://docs.example.com/", "help": "https://help.example.com/"},
-    )
-    try:
-        engine.tick()
-        with db.session() as s:
-            sent = dict(s.execute(select(Message.to_address, Message.id)).all())
-        later = clock.now().timestamp() + 3600
-        chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
-        hits = [
-            ("s1", Hit("click", sent["scanned@example.com"], later, user_agent=chrome, link=0)),
-            (
-                "s2",
-                Hit("click", sent["scanned@example.com"], later + 0.4, user_agent=chrome, link=1),
-            ),
-        ]
-        hits.append(
-            ("p1", Hit("click", sent["person@example.com"], later + 30, user_agent=chrome, link=0))
-        )
-        with db.session() as s, s.begin():
-            write_hits(s, hits, clock.now())
-        clock.advance(timedelta(days=1, minutes=1))
-        engine.tick()
-    finally:
-        engine.transport.close()
+    with db.session() as s, s.begin():
+        write_hits(s, hits, clock.now())
+    clock.advance(timedelta(days=1, minutes=1))
+    engine.tick()
     with db.session() as s:
         reasons = dict(
             s.execute(

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text, update
 
 from campaigns.exceptions import ImportRowError
-from campaigns.imports import importer
+from campaigns.imports import kinds
 from campaigns.imports.importer import ImportReport, RowError, import_csv
 from campaigns.imports.samples import (
     ACCOUNT_COLUMNS,
@@ -347,14 +347,14 @@ def test_non_strict_mode_keeps_good_rows_batch_by_batch(db, tmp_path):
 @pytest.fixture
 def lax_names(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let the name 'NULL' through the checks as a missing value, which the database refuses."""
-    kind = importer.KINDS["accounts"]
+    kind = kinds.KINDS["accounts"]
     fields = tuple(
         replace(f, parse=lambda value, _name: None if value == "NULL" else value)
         if f.name == "name"
         else f
         for f in kind.fields
     )
-    monkeypatch.setitem(importer.KINDS, "accounts", replace(kind, fields=fields))
+    monkeypatch.setitem(kinds.KINDS, "accounts", replace(kind, fields=fields))
 
 
 @pytest.mark.usefixtures("lax_names")

@@ -19,14 +19,10 @@ from sqlalchemy.exc import OperationalError
 
 from campaigns.channels.transports import transport_from_url
 from campaigns.clock import FakeClock, SystemClock
-from campaigns.content.render import Renderer, Sender
-from campaigns.content.templates import TemplateStore
 from campaigns.engine import leases
 from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.leases import Lease, LeaseLost
-from campaigns.journeys.segments import parse_segments
 from campaigns.store.models import Enrollment, EnrollmentState, Message, MessageStatus
-from campaigns.tracking.tokens import Tokens
 from tests.cluster import SEGMENTS, seed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,27 +48,14 @@ class Hooked:
         self.inner.abort()
 
 
-def make_engine(db, transport, clock, **settings) -> Engine:
-    renderer = Renderer(
-        TemplateStore(ROOT / "templates"),
-        Tokens("lease-secret-0123456789", "https://cs.example.com"),
-        Sender("cs@example.com"),
-        domain="example.com",
-    )
+def make_engine(build_engine, transport, clock, **settings) -> Engine:
     settings.setdefault("frequency_cap", 0)
-    return Engine(
-        db.sessions,
-        clock,
-        lambda: parse_segments(SEGMENTS),
-        renderer,
-        transport,
-        EngineSettings(**settings),
-    )
+    return build_engine(transport=transport, clock=clock, segments=SEGMENTS, settings=settings)
 
 
-def enrolled(db, n: int, clock) -> Engine:
+def enrolled(db, build_engine, n: int, clock) -> Engine:
     seed(db.sessions, n)
-    engine = make_engine(db, None, clock)
+    engine = make_engine(build_engine, None, clock)
     engine.dispatch = lambda wanted: 0  # enrol only: the test runs the work itself
     engine.tick()
     return engine
@@ -95,9 +78,11 @@ def count(db, *where) -> int:
         return int(s.scalar(select(func.count()).select_from(Enrollment).where(*where)) or 0)
 
 
-def test_a_claim_stamps_owner_token_and_expiry_and_a_second_claim_takes_other_rows(db):
+def test_a_claim_stamps_owner_token_and_expiry_and_a_second_claim_takes_other_rows(
+    db, build_engine
+):
     clock = FakeClock(START)
-    engine = enrolled(db, 5, clock)
+    engine = enrolled(db, build_engine, 5, clock)
     first = leases.claim(db.sessions, clock, "w1", limit=3, duration=timedelta(seconds=30))
     second = leases.claim(db.sessions, clock, "w2", limit=3, duration=timedelta(seconds=30))
     assert first is not None and second is not None
@@ -114,9 +99,9 @@ def test_a_claim_stamps_owner_token_and_expiry_and_a_second_claim_takes_other_ro
     assert engine.claim() is None
 
 
-def test_a_commit_after_the_lease_was_taken_over_is_refused_and_writes_nothing(db):
+def test_a_commit_after_the_lease_was_taken_over_is_refused_and_writes_nothing(db, build_engine):
     clock = FakeClock(START)
-    enrolled(db, 2, clock)
+    enrolled(db, build_engine, 2, clock)
     stale = leases.claim(db.sessions, clock, "slow", limit=10, duration=timedelta(seconds=30))
     assert stale is not None
     clock.advance(timedelta(seconds=31))  # the lease ran out while its holder was away
@@ -134,9 +119,9 @@ def test_a_commit_after_the_lease_was_taken_over_is_refused_and_writes_nothing(d
         assert s.get(Enrollment, stale.ids[0]).claimed_by == "other"
 
 
-def test_an_expired_lease_nobody_took_writes_nothing_either(db):
+def test_an_expired_lease_nobody_took_writes_nothing_either(db, build_engine):
     clock = FakeClock(START)
-    enrolled(db, 1, clock)
+    enrolled(db, build_engine, 1, clock)
     lease = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30))
     assert lease is not None
     clock.advance(timedelta(seconds=30))
@@ -146,9 +131,9 @@ def test_an_expired_lease_nobody_took_writes_nothing_either(db):
             session.commit()
 
 
-def test_a_commit_checks_the_lease_a_beat_renews_it_and_a_release_ends_the_run(db):
+def test_a_commit_checks_the_lease_a_beat_renews_it_and_a_release_ends_the_run(db, build_engine):
     clock = FakeClock(START)
-    enrolled(db, 2, clock)
+    enrolled(db, build_engine, 2, clock)
     lease = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30))
     assert lease is not None
     clock.advance(timedelta(seconds=20))
@@ -170,12 +155,12 @@ def test_a_commit_checks_the_lease_a_beat_renews_it_and_a_release_ends_the_run(d
     assert kept.claimed_until == START + timedelta(seconds=50) and kept.unfinished_runs == 1
 
 
-def test_a_batch_that_loses_its_lease_stops_before_its_next_send(db, smtp_sink):
+def test_a_batch_that_loses_its_lease_stops_before_its_next_send(db, smtp_sink, build_engine):
     """The holder is cut off (its renewals fail) while the relay is slow: once its last
     renewal no longer covers a third of the lease, it sends nothing more. Another worker
     takes the rows over and sends the rest: everyone gets exactly one copy."""
     clock = FakeClock(START)
-    engine = enrolled(db, 6, clock)
+    engine = enrolled(db, build_engine, 6, clock)
 
     def slow_and_cut_off(call: int, mail) -> None:
         if call == 2:
@@ -203,18 +188,20 @@ def test_a_batch_that_loses_its_lease_stops_before_its_next_send(db, smtp_sink):
             )
             == 4
         )
-    other = make_engine(db, transport_from_url(smtp_sink.url), clock, worker_id="other")
+    other = make_engine(build_engine, transport_from_url(smtp_sink.url), clock, worker_id="other")
     assert other.work().sent == 4
     engine.transport.close()
     other.transport.close()
     assert copies(smtp_sink) == Counter({f"r{i}@example.com": 1 for i in range(6)})
 
 
-def test_a_takeover_between_sends_stops_the_old_holder_at_its_next_commit(db, smtp_sink):
+def test_a_takeover_between_sends_stops_the_old_holder_at_its_next_commit(
+    db, smtp_sink, build_engine
+):
     """The old holder's lease runs out and another worker claims the rows while the old one
     is between sends: its next commit is refused, so it neither records nor sends more."""
     clock = FakeClock(START)
-    engine = enrolled(db, 4, clock)
+    engine = enrolled(db, build_engine, 4, clock)
     taken: list[Lease] = []
 
     def taken_over(call: int, mail) -> None:
@@ -242,13 +229,15 @@ def test_a_takeover_between_sends_stops_the_old_holder_at_its_next_commit(db, sm
         assert len(sent) <= 1 and taken[0].ids[0] not in sent
 
 
-def test_a_job_timeout_is_not_caught_and_only_the_message_in_flight_is_resent(db, smtp_sink):
+def test_a_job_timeout_is_not_caught_and_only_the_message_in_flight_is_resent(
+    db, smtp_sink, build_engine
+):
     """RQ's timeout lands in the middle of the third send. The engine does not retry the
     batch one enrollment at a time (which would resend); it records the two sends the relay
     took, hands the rows back at once, and the next run resends only the interrupted one,
     under its Message-ID."""
     clock = FakeClock(START)
-    engine = enrolled(db, 5, clock)
+    engine = enrolled(db, build_engine, 5, clock)
     interrupted: list[str] = []
 
     def timeout_on_third(call: int, mail) -> None:
@@ -275,7 +264,7 @@ def test_a_job_timeout_is_not_caught_and_only_the_message_in_flight_is_resent(db
             )
             == 0
         )
-    again = make_engine(db, transport_from_url(smtp_sink.url), clock)
+    again = make_engine(build_engine, transport_from_url(smtp_sink.url), clock)
     result = again.work()
     again.transport.close()
     assert (
@@ -287,9 +276,9 @@ def test_a_job_timeout_is_not_caught_and_only_the_message_in_flight_is_resent(db
     assert len(message_ids(smtp_sink, interrupted[0])) == 1  # the same Message-ID both times
 
 
-def test_an_outage_in_the_middle_of_a_batch_fails_no_enrollment(db, smtp_sink):
+def test_an_outage_in_the_middle_of_a_batch_fails_no_enrollment(db, smtp_sink, build_engine):
     clock = FakeClock(START)
-    engine = enrolled(db, 4, clock)
+    engine = enrolled(db, build_engine, 4, clock)
 
     def database_gone(call: int, mail) -> None:
         if call == 2:
@@ -302,17 +291,19 @@ def test_an_outage_in_the_middle_of_a_batch_fails_no_enrollment(db, smtp_sink):
         engine.work()
     engine.transport.close()
     assert count(db, Enrollment.state == EnrollmentState.FAILED) == 0
-    again = make_engine(db, transport_from_url(smtp_sink.url), clock)
+    again = make_engine(build_engine, transport_from_url(smtp_sink.url), clock)
     again.work()
     again.transport.close()
     assert copies(smtp_sink) == Counter({f"r{i}@example.com": 1 for i in range(4)})
 
 
-def test_the_heartbeat_holds_the_lease_through_a_send_slower_than_the_lease(db, smtp_sink):
+def test_the_heartbeat_holds_the_lease_through_a_send_slower_than_the_lease(
+    db, smtp_sink, build_engine
+):
     """Real time: a 1 s lease, a relay taking 1.5 s per message. While the holder works, a
     second worker trying to claim gets nothing, and every message goes once."""
     clock = SystemClock()
-    engine = enrolled(db, 3, clock)
+    engine = enrolled(db, build_engine, 3, clock)
     engine.settings = EngineSettings(frequency_cap=0, lease=timedelta(seconds=1))
     rival_claims: list[int] = []
 
@@ -329,11 +320,11 @@ def test_the_heartbeat_holds_the_lease_through_a_send_slower_than_the_lease(db, 
     assert copies(smtp_sink) == Counter({f"r{i}@example.com": 1 for i in range(3)})
 
 
-def test_a_batch_stops_before_a_send_that_would_pass_the_jobs_deadline(db, smtp_sink):
+def test_a_batch_stops_before_a_send_that_would_pass_the_jobs_deadline(db, smtp_sink, build_engine):
     """A job has a time budget: the batch stops before a send expected to end after it,
     puts what it did not send back to pending, and the next job sends the rest once."""
     clock = FakeClock(START)
-    engine = enrolled(db, 6, clock)
+    engine = enrolled(db, build_engine, 6, clock)
     engine.transport = Hooked(transport_from_url(smtp_sink.url), lambda call, mail: time.sleep(0.3))
     engine.settings = EngineSettings(frequency_cap=0, heartbeat=False)
     result = engine.work(deadline=time.monotonic() + 1.0)
@@ -348,12 +339,14 @@ def test_a_batch_stops_before_a_send_that_would_pass_the_jobs_deadline(db, smtp_
     assert copies(smtp_sink) == Counter({f"r{i}@example.com": 1 for i in range(6)})
 
 
-def test_an_enrollment_that_kills_its_worker_every_time_is_failed_after_three_runs(db, smtp_sink):
+def test_an_enrollment_that_kills_its_worker_every_time_is_failed_after_three_runs(
+    db, smtp_sink, build_engine
+):
     """Each run dies without releasing (as a worker killed by it would): the row is run
     alone after its lease runs out, and after three unfinished runs it is failed, not run
     again. The others go on."""
     clock = FakeClock(START)
-    enrolled(db, 3, clock)
+    enrolled(db, build_engine, 3, clock)
     with db.session() as s, s.begin():
         poison = s.scalars(select(Enrollment.id).order_by(Enrollment.id)).first()
         s.execute(
@@ -366,7 +359,7 @@ def test_an_enrollment_that_kills_its_worker_every_time_is_failed_after_three_ru
                 claimed_by="dead",
             )
         )
-    engine = make_engine(db, transport_from_url(smtp_sink.url), clock)
+    engine = make_engine(build_engine, transport_from_url(smtp_sink.url), clock)
     engine.work()
     engine.transport.close()
     with db.session() as s:
@@ -376,11 +369,13 @@ def test_an_enrollment_that_kills_its_worker_every_time_is_failed_after_three_ru
     assert sorted(copies(smtp_sink)) == ["r1@example.com", "r2@example.com"]
 
 
-def test_rows_whose_run_did_not_finish_are_taken_over_first_and_run_one_at_a_time(db, smtp_sink):
+def test_rows_whose_run_did_not_finish_are_taken_over_first_and_run_one_at_a_time(
+    db, smtp_sink, build_engine
+):
     """A dead worker's rows are claimed as soon as their lease ran out, before free rows, and
     run one at a time: each run counted on its own, each released when it finished."""
     clock = FakeClock(START)
-    enrolled(db, 4, clock)
+    enrolled(db, build_engine, 4, clock)
     with db.session() as s, s.begin():
         ids = list(s.scalars(select(Enrollment.id).order_by(Enrollment.id)))
         s.execute(
@@ -405,7 +400,7 @@ def test_rows_whose_run_did_not_finish_are_taken_over_first_and_run_one_at_a_tim
             1,
             1,
         ]  # a suspect claim counts no run yet
-    engine = make_engine(db, transport_from_url(smtp_sink.url), clock)
+    engine = make_engine(build_engine, transport_from_url(smtp_sink.url), clock)
     seen: list[list[int]] = []
 
     def runs_of_the_others(
@@ -427,9 +422,9 @@ def test_rows_whose_run_did_not_finish_are_taken_over_first_and_run_one_at_a_tim
         ] == [(0, None), (0, None)]
 
 
-def test_the_heartbeat_notices_a_takeover_and_the_batch_sends_nothing_more(db):
+def test_the_heartbeat_notices_a_takeover_and_the_batch_sends_nothing_more(db, build_engine):
     clock = FakeClock(START)
-    enrolled(db, 1, clock)
+    enrolled(db, build_engine, 1, clock)
     lease = leases.claim(db.sessions, clock, "w", limit=10, duration=timedelta(seconds=30))
     assert lease is not None
     assert lease.renew() and lease.valid()
@@ -439,11 +434,11 @@ def test_the_heartbeat_notices_a_takeover_and_the_batch_sends_nothing_more(db):
     assert lease.lost and not lease.valid()
 
 
-def test_a_renewal_racing_the_batchs_release_is_not_mistaken_for_a_lost_lease(db):
+def test_a_renewal_racing_the_batchs_release_is_not_mistaken_for_a_lost_lease(db, build_engine):
     """The heartbeat renews from its own thread while the batch commits its release; rows the
     batch released meanwhile are not missed."""
     clock = FakeClock(START)
-    enrolled(db, 40, clock)
+    enrolled(db, build_engine, 40, clock)
     lease = leases.claim(db.sessions, clock, "w", limit=40, duration=timedelta(seconds=30))
     assert lease is not None
     stop = threading.Event()

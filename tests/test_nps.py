@@ -146,30 +146,14 @@ def test_a_line_chart_is_well_formed_and_escaped():
 
 
 @pytest.fixture
-def signed_in(db):
-    import dataclasses
-
-    from campaigns import config as settings_module
+def signed_in(db, build_app):
     from campaigns.clock import FakeClock
     from campaigns.store.users import add_user
-    from campaigns.web import create_app
 
     now = datetime(2026, 11, 24, tzinfo=UTC)
     with db.session() as s, s.begin():
         add_user(s, "a@example.com", "correct horse battery", now)
-    cfg = dataclasses.replace(
-        settings_module.load({}), secret_key="nps-secret-0123456789", redis_url=None
-    )
-    app = create_app(
-        {
-            "DATABASE_URL": db.url,
-            "CAMPAIGNS": cfg,
-            "TESTING": True,
-            "CLOCK": FakeClock(now),
-            "SECRET_KEY": "nps-secret-0123456789",
-        }
-    )
-    client = app.test_client()
+    client = build_app(clock=FakeClock(now), secret_key="nps-secret-0123456789").test_client()
     token = re.search(
         r'name="csrf" value="([^"]+)"', client.get("/login").get_data(as_text=True)
     ).group(1)
@@ -180,5 +164,4 @@ def signed_in(db):
         ).status_code
         == 302
     )
-    yield client
-    app.extensions["campaigns.engine"].dispose()
+    return client

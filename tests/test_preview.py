@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 
 from campaigns import config as settings_module
 from campaigns.clock import FakeClock
-from campaigns.content.render import Renderer, Sender
+from campaigns.content.mime import Sender
+from campaigns.content.render import Renderer
 from campaigns.content.templates import TemplateStore
 from campaigns.engine.deploy import deploy
 from campaigns.engine.preview import PreviewError, email_steps, render_preview

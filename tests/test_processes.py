@@ -9,12 +9,9 @@ import uuid
 
 import pytest
 from conftest import free_port
-from redis import Redis
 from rq import Queue, SimpleWorker
 
 from campaigns.queue import ping
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def _migrated(url: str) -> str:
@@ -183,38 +180,32 @@ def test_web_py_under_gunicorn_without_redis_stops_the_server_in_one_line(projec
 
 
 def test_worker_py_runs_every_job_in_its_own_process_so_the_engine_is_built_once(
-    project_root, tmp_path
+    project_root, tmp_path, redis_conn, redis_url
 ):
     """``python worker.py`` uses RQ's SimpleWorker: jobs share the process (and its engine,
     pool and SMTP connection); ``--fork`` gives each job a child process of its own."""
     from campaigns.queue import QUEUE_NAMES
 
-    url = REDIS_URL  # the tests' own database: flushed here
-    conn = Redis.from_url(url)
     env = {
         **os.environ,
-        "REDIS_URL": url,
+        "REDIS_URL": redis_url,
         "DATABASE_URL": _migrated(f"sqlite:///{tmp_path / 'w.db'}"),
     }
-    try:
-        for flags, same in (([], True), (["--fork"], False)):
-            conn.flushdb()
-            queue = Queue(QUEUE_NAMES[1], connection=conn)
-            jobs = [queue.enqueue(os.getpid) for _ in range(2)]
-            worker = subprocess.Popen(
-                [sys.executable, "worker.py", "--burst", "--no-cron", *flags],
-                cwd=project_root,
-                env=env,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            _, err = worker.communicate(timeout=120)
-            assert worker.returncode == 0, err
-            pids = {job.fetch(job.id, connection=conn).return_value() for job in jobs}
-            assert (pids == {worker.pid}) is same, (pids, worker.pid)
-    finally:
-        conn.flushdb()
-        conn.close()
+    for flags, same in (([], True), (["--fork"], False)):
+        redis_conn.flushdb()
+        queue = Queue(QUEUE_NAMES[1], connection=redis_conn)
+        jobs = [queue.enqueue(os.getpid) for _ in range(2)]
+        worker = subprocess.Popen(
+            [sys.executable, "worker.py", "--burst", "--no-cron", *flags],
+            cwd=project_root,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        pids = {job.fetch(job.id, connection=redis_conn).return_value() for job in jobs}
+        assert (pids == {worker.pid}) is same, (pids, worker.pid)
 
 
 # ---------------------------------------------------------------------------- schema behind
@@ -251,10 +242,10 @@ def test_web_py_on_an_unmigrated_database_is_one_line_naming_migrate(project_roo
 
 
 def test_worker_py_refuses_a_database_behind_and_runs_after_campaigns_migrate(
-    project_root, tmp_path, redis_conn
+    project_root, tmp_path, redis_url
 ):
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    env = _environ(DATABASE_URL=url, REDIS_URL=REDIS_URL)
+    env = _environ(DATABASE_URL=url, REDIS_URL=redis_url)
     worker = [sys.executable, "worker.py", "--burst", "--no-cron"]
     refused = subprocess.run(
         worker, cwd=project_root, env=env, capture_output=True, text=True, timeout=60

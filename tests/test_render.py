@@ -24,19 +24,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
 
-from campaigns.content.render import (
+from campaigns.content.links import track_links
+from campaigns.content.locale import format_duration, format_starts_at
+from campaigns.content.mime import (
     InvalidAddress,
-    InviteSpec,
     OutgoingEmail,
-    Renderer,
     Sender,
-    SurveySpec,
-    format_duration,
-    format_starts_at,
     make_message_id,
     quoted_printable,
-    track_links,
 )
+from campaigns.content.render import InviteSpec, Renderer, SurveySpec
 from campaigns.content.templates import TemplateStore
 from campaigns.tracking.tokens import PURPOSES, TRAP_LINK, Tokens, canonical
 

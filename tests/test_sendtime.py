@@ -21,11 +21,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.channels.transports import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.content.render import Renderer, Sender
-from campaigns.content.templates import TemplateStore
-from campaigns.engine.core import Engine, EngineSettings
+from campaigns.engine.core import Engine
 from campaigns.engine.deploy import deploy
 from campaigns.insight import sendtime, stats
 from campaigns.insight.rates import Rate, wilson
@@ -35,7 +32,7 @@ from campaigns.journeys.parse import parse_journey
 from campaigns.journeys.segments import parse_segments
 from campaigns.store.models import Account, Contact, Enrollment, Message, MessageStatus, Stat
 from campaigns.tracking.hits import Hit, write_hits
-from campaigns.tracking.tokens import Tokens
+from tests.kit import LINKS
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKYO = "Asia/Tokyo"
@@ -378,20 +375,19 @@ JOURNEY = textwrap.dedent(
 SEGMENTS = parse_segments("tiers:\n  everyone: {when: true}\n")
 
 
-def engine_for(db, sink, clock: FakeClock) -> Engine:
-    renderer = Renderer(
-        TemplateStore(ROOT / "templates"),
-        Tokens("sendtime-secret-0123456789", "https://cs.example.com"),
-        Sender("cs@example.com"),
+def engine_for(build_engine, sink, clock: FakeClock) -> Engine:
+    return build_engine(
+        transport=sink,
+        clock=clock,
+        segments=SEGMENTS,
+        settings={"frequency_cap": 10},
+        links=LINKS,
+        send_times=SendTimes(rng=random.Random(5), explore=0.0),
     )
-    return Engine(
-        db.sessions, clock, lambda: SEGMENTS, renderer, transport_from_url(sink.url), EngineSettings(frequency_cap=10),
-        links={"docs": "https://docs.example.com/", "help": "https://help.example.com/"}, send_times=SendTimes(rng=random.Random(5), explore=0.0),
-    )  # fmt: skip
 
 
-def tick(db, sink, clock: FakeClock) -> None:
-    engine = engine_for(db, sink, clock)  # a new process each time: nothing cached
+def tick(build_engine, sink, clock: FakeClock) -> None:
+    engine = engine_for(build_engine, sink, clock)  # a new process each time: nothing cached
     try:
         engine.tick()
     finally:
@@ -464,17 +460,19 @@ def click(db, emails: list[str], at: datetime, step: str = "hello", tag: str = "
         write_hits(s, hits, at)
 
 
-def test_sends_and_clicks_count_by_the_recipients_hour_of_sending(db, smtp_sink, server_zone):
+def test_sends_and_clicks_count_by_the_recipients_hour_of_sending(
+    db, smtp_sink, server_zone, build_engine
+):
     add_contacts(db, "tokyo", 2)
     add_contacts(db, "utc", 1, time_zone="UTC")
     deploy_journey(db)
     clock = FakeClock(
         datetime(2026, 11, 24, 1, 5, tzinfo=UTC)
     )  # 10:05 in Tokyo, 01:05 in UTC (outside its window)
-    tick(db, smtp_sink, clock)
+    tick(build_engine, smtp_sink, clock)
     assert hour_stats(db) == {"sent@10": 2}
     clock.set(datetime(2026, 11, 24, 8, 0, tzinfo=UTC))  # the UTC contact's window opens at 08:00
-    tick(db, smtp_sink, clock)
+    tick(build_engine, smtp_sink, clock)
     assert hour_stats(db) == {"sent@10": 2, "sent@08": 1}
     # Clicks come hours later; each counts under the hour its message was sent, once.
     click(db, ["tokyo0@example.com", "utc0@example.com"], datetime(2026, 11, 24, 12, 0, tzinfo=UTC))
@@ -494,11 +492,11 @@ def test_sends_and_clicks_count_by_the_recipients_hour_of_sending(db, smtp_sink,
     assert hour_stats(db, "plain") == {}  # a step without send_time counts no hours
 
 
-def test_a_click_revealed_as_a_scanners_takes_its_hours_count_with_it(db, smtp_sink):
+def test_a_click_revealed_as_a_scanners_takes_its_hours_count_with_it(db, smtp_sink, build_engine):
     add_contacts(db, "tokyo", 1)
     deploy_journey(db)
     clock = FakeClock(datetime(2026, 11, 24, 1, 5, tzinfo=UTC))
-    tick(db, smtp_sink, clock)
+    tick(build_engine, smtp_sink, clock)
     with db.session() as s:
         message = s.scalars(select(Message.id).where(Message.step_id == "hello")).one()
     at = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
@@ -545,7 +543,9 @@ def test_a_click_revealed_as_a_scanners_takes_its_hours_count_with_it(db, smtp_s
 # ---------------------------------------------------------------------------- the engine
 
 
-def test_a_segment_that_clicks_at_10_in_tokyo_gets_its_later_sends_at_10_tokyo_time(db, smtp_sink):
+def test_a_segment_that_clicks_at_10_in_tokyo_gets_its_later_sends_at_10_tokyo_time(
+    db, smtp_sink, build_engine
+):
     deploy_journey(db)
     day1 = datetime(2026, 11, 24, tzinfo=UTC)
     # Learning: four cohorts of 60 enter at 09:00, 10:00, 14:00 and 17:00 Tokyo time and are
@@ -553,7 +553,7 @@ def test_a_segment_that_clicks_at_10_in_tokyo_gets_its_later_sends_at_10_tokyo_t
     for hour in (9, 10, 14, 17):
         add_contacts(db, f"h{hour}_", 60)
         clock = FakeClock(day1 + timedelta(hours=hour - 9, minutes=5))
-        tick(db, smtp_sink, clock)
+        tick(build_engine, smtp_sink, clock)
     assert len(smtp_sink.messages) == 240
     assert hour_stats(db) == {"sent@09": 60, "sent@10": 60, "sent@14": 60, "sent@17": 60}
     # Half of what reached them at 10:00 is clicked, one in twenty at other hours.
@@ -566,7 +566,7 @@ def test_a_segment_that_clicks_at_10_in_tokyo_gets_its_later_sends_at_10_tokyo_t
     # The next day at 15:00 Tokyo time twenty more enter: they wait for 10:00 Tokyo time.
     add_contacts(db, "late", 20)
     clock = FakeClock(datetime(2026, 11, 25, 6, 0, tzinfo=UTC))
-    tick(db, smtp_sink, clock)
+    tick(build_engine, smtp_sink, clock)
     assert len(smtp_sink.messages) == 240
     ten_am = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)  # Thursday 10:00 in Tokyo
     with db.session() as s:
@@ -587,10 +587,10 @@ def test_a_segment_that_clicks_at_10_in_tokyo_gets_its_later_sends_at_10_tokyo_t
             "sent at 10:00 Asia/Tokyo: 10:00 is the best hour learned for segment everyone (30 clicked of 60 sent then"
         )
     clock.set(ten_am - timedelta(minutes=1))
-    tick(db, smtp_sink, clock)
+    tick(build_engine, smtp_sink, clock)
     assert len(smtp_sink.messages) == 240
     clock.set(ten_am)
-    tick(db, smtp_sink, clock)
+    tick(build_engine, smtp_sink, clock)
     assert sorted(to for _, tos, _ in smtp_sink.messages[240:] for to in tos) == sorted(
         f"late{i}@example.com" for i in range(20)
     )

@@ -16,7 +16,7 @@ from campaigns import config as settings
 from campaigns.clock import FakeClock
 from campaigns.services import SchemaBehind, build
 from campaigns.store.db import head_revision, make_engine, migrate
-from campaigns.tracking.hits import DirectHitLog
+from campaigns.tracking.hitlog import DirectHitLog
 
 NOW = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
 

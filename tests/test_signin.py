@@ -7,8 +7,6 @@ session of the user, copies of the cookie included. Time is a fake clock: nothin
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import re
 import threading
 import uuid
@@ -17,10 +15,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis import Redis
 
-from campaigns import config as settings_module
 from campaigns.clock import FakeClock
 from campaigns.store.users import add_user, set_password
-from campaigns.web import create_app
 from campaigns.web.dashboard import BAD_LOGIN
 from campaigns.web.throttle import (
     ADDRESS_FREE,
@@ -35,7 +31,6 @@ from campaigns.web.throttle import (
     client_key,
 )
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SECRET = "signin-secret-0123456789"
 BASE = "https://cs.example.com"
 NOW = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
@@ -69,31 +64,9 @@ def store(request, db):
         conn.delete(key)
 
 
-def make_app(db, clock, store, *, trusted_proxies: int = 0):
-    cfg = dataclasses.replace(
-        settings_module.load({}),
-        secret_key=SECRET,
-        base_url=BASE,
-        redis_url=None,
-        trusted_proxies=trusted_proxies,
-    )
-    return create_app(
-        {
-            "DATABASE_URL": db.url,
-            "CAMPAIGNS": cfg,
-            "TESTING": True,
-            "CLOCK": clock,
-            "SECRET_KEY": SECRET,
-            "SIGNIN_ATTEMPTS": store,
-        }
-    )
-
-
 @pytest.fixture
-def app(db, clock, store):
-    application = make_app(db, clock, store)
-    yield application
-    application.extensions["campaigns.engine"].dispose()
+def app(build_app, store):
+    return build_app(secret_key=SECRET, base_url=BASE, flask={"SIGNIN_ATTEMPTS": store})
 
 
 @pytest.fixture
@@ -318,19 +291,18 @@ def test_unknown_emails_are_throttled_exactly_like_known_ones(app, user):
     )
 
 
-def test_behind_trusted_proxies_each_client_has_its_own_count(db, clock, store, user):
-    app = make_app(db, clock, store, trusted_proxies=1)
-    try:
-        stranger = browser(app, BALANCER, x_forwarded_for=STRANGER)
-        for _ in range(PAIR_FREE):
-            assert guess(stranger) == 200
-        assert guess(stranger) == 429
-        # The balancer appends the address it saw, so a client cannot pass for another
-        # by sending X-Forwarded-For itself: only the last hop is believed.
-        assert guess(browser(app, BALANCER, x_forwarded_for=f"{OWNER}, {STRANGER}")) == 429
-        assert sign_in(browser(app, BALANCER, x_forwarded_for=OWNER)).status_code == 302
-    finally:
-        app.extensions["campaigns.engine"].dispose()
+def test_behind_trusted_proxies_each_client_has_its_own_count(build_app, store, user):
+    app = build_app(
+        secret_key=SECRET, base_url=BASE, trusted_proxies=1, flask={"SIGNIN_ATTEMPTS": store}
+    )
+    stranger = browser(app, BALANCER, x_forwarded_for=STRANGER)
+    for _ in range(PAIR_FREE):
+        assert guess(stranger) == 200
+    assert guess(stranger) == 429
+    # The balancer appends the address it saw, so a client cannot pass for another
+    # by sending X-Forwarded-For itself: only the last hop is believed.
+    assert guess(browser(app, BALANCER, x_forwarded_for=f"{OWNER}, {STRANGER}")) == 429
+    assert sign_in(browser(app, BALANCER, x_forwarded_for=OWNER)).status_code == 302
 
 
 def test_without_trusted_proxies_x_forwarded_for_is_ignored(app, user):
@@ -339,15 +311,12 @@ def test_without_trusted_proxies_x_forwarded_for_is_ignored(app, user):
     assert guess(browser(app, STRANGER, x_forwarded_for=OWNER)) == 429
 
 
-def test_a_store_that_cannot_be_reached_refuses_sign_in_with_503_not_500(db, clock, user):
+def test_a_store_that_cannot_be_reached_refuses_sign_in_with_503_not_500(build_app, user):
     unreachable = RedisAttempts(Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1))
-    app = make_app(db, clock, unreachable)
-    try:
-        response = sign_in(browser(app, OWNER))
-        assert response.status_code == 503 and response.headers["Retry-After"] == "30"
-        assert "Signing in is not possible for a moment" in response.get_data(as_text=True)
-    finally:
-        app.extensions["campaigns.engine"].dispose()
+    app = build_app(secret_key=SECRET, base_url=BASE, flask={"SIGNIN_ATTEMPTS": unreachable})
+    response = sign_in(browser(app, OWNER))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert "Signing in is not possible for a moment" in response.get_data(as_text=True)
 
 
 # ---------------------------------------------------------------------------- ending sessions

@@ -27,16 +27,14 @@ from urllib.parse import urlencode
 
 import pytest
 from conftest import free_port
-from redis import Redis
 
 from campaigns.store.users import add_user
 from campaigns.web.dashboard import BAD_LOGIN
-from campaigns.web.throttle import PAIR_FREE, PAIR_RULE, REDIS_PREFIX
+from campaigns.web.throttle import PAIR_FREE, PAIR_RULE
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SECRET = "signin-e2e-secret-0123456789"
 EMAIL = "hanako@example.com"
 PASSWORD = "correct horse battery"
@@ -168,7 +166,7 @@ def server(request, db, tmp_path) -> Iterator[Server]:
         PYTHONDONTWRITEBYTECODE="1",  # importing web.py must leave nothing in the working tree
     )
     if request.param == "redis":
-        environ["REDIS_URL"] = REDIS_URL
+        environ["REDIS_URL"] = request.getfixturevalue("redis_url")
     log = tmp_path / "gunicorn.log"
     command = [
         sys.executable,
@@ -226,19 +224,14 @@ def _wait_ready(
 
 
 @pytest.fixture
-def addresses(server) -> Iterator[tuple[str, str]]:
-    """A stranger's and the owner's address, fresh for each run (Redis outlives a test run;
-    the database is emptied per test), and their Redis counts deleted afterwards."""
+def addresses(server) -> tuple[str, str]:
+    """A stranger's and the owner's address, fresh for each run (the counts of an earlier
+    test must not be found, in Redis or the database)."""
     stranger, owner = (
         f"198.51.100.{secrets.randbelow(254) + 1}",
         f"203.0.113.{secrets.randbelow(254) + 1}",
     )
-    yield stranger, owner
-    redis = Redis.from_url(REDIS_URL)
-    for address in (stranger, owner):
-        for key in redis.scan_iter(match=f"{REDIS_PREFIX}*{address}*"):
-            redis.delete(key)
-    redis.close()
+    return stranger, owner
 
 
 @pytest.fixture

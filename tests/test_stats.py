@@ -17,21 +17,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.channels.transports import transport_from_url
-from campaigns.clock import FakeClock
-from campaigns.content.render import Renderer, Sender
-from campaigns.content.templates import TemplateStore
-from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.deploy import deploy
 from campaigns.insight import stats
 from campaigns.insight.nps import summary
 from campaigns.insight.rates import wilson
 from campaigns.insight.report import journey_report, overview
 from campaigns.journeys.parse import parse_journey
-from campaigns.journeys.segments import parse_segments
 from campaigns.store.models import Account, Contact, Message, Stat, Suppression, SuppressionReason
 from campaigns.tracking.hits import Hit, write_hits
-from campaigns.tracking.tokens import Tokens
+from tests.kit import LINKS
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
@@ -51,7 +45,7 @@ JOURNEY = textwrap.dedent(
 
 
 @pytest.fixture
-def ran(db, smtp_sink):
+def ran(db, smtp_sink, build_engine, clock):
     """The journey after one tick: 10 contacts, c0 and c1 suppressed, c2 refused (550)."""
     with db.session() as s, s.begin():
         account = Account(
@@ -75,25 +69,7 @@ def ran(db, smtp_sink):
         )
         deploy(s, parse_journey(JOURNEY, "counted.yaml"), JOURNEY, "counted.yaml")
     smtp_sink.refuse["c2@example.com"] = "550 5.1.1 no such user"
-    clock = FakeClock(START)
-    renderer = Renderer(
-        TemplateStore(ROOT / "templates"),
-        Tokens("stats-secret-0123456789", "https://cs.example.com"),
-        Sender("cs@example.com"),
-    )
-    engine = Engine(
-        db.sessions,
-        clock,
-        lambda: parse_segments("tiers:\n  everyone: {when: true}\n"),
-        renderer,
-        transport_from_url(smtp_sink.url),
-        EngineSettings(frequency_cap=10),
-        links={"docs": "https://docs.example.com/", "help": "https://help.example.com/"},
-    )
-    try:
-        engine.tick()
-    finally:
-        engine.transport.close()
+    build_engine(transport=smtp_sink, settings={"frequency_cap": 10}, links=LINKS).tick()
     with db.session() as s:
         return {
             (to, step): mid

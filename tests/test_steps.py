@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import textwrap
 import threading
 from datetime import UTC, datetime, timedelta
@@ -17,11 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from campaigns.channels.transports import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.content.render import Renderer, Sender
-from campaigns.content.templates import TemplateStore
-from campaigns.engine.core import Engine, EngineSettings
+from campaigns.engine.core import Engine
 from campaigns.engine.deploy import deploy
 from campaigns.journeys.parse import parse_journey
 from campaigns.journeys.segments import parse_segments
@@ -35,7 +31,6 @@ from campaigns.store.models import (
     Message,
     MessageStatus,
 )
-from campaigns.tracking.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 SEGMENTS = parse_segments("tiers:\n  everyone: {when: true}\n")
@@ -94,23 +89,13 @@ def setup(db, text: str) -> None:
         deploy(s, parse_journey(text, "j.yaml"), text, "j.yaml")
 
 
-def engine_for(db, sink, clock) -> Engine:
-    renderer = Renderer(
-        TemplateStore(ROOT / "templates"),
-        Tokens(SECRET, "https://cs.example.com"),
-        Sender("cs@example.com"),
-    )
-    return Engine(
-        db.sessions,
-        clock,
-        lambda: SEGMENTS,
-        renderer,
-        transport_from_url(sink.url),
-        EngineSettings(webhook_secret=SECRET),
+def engine_for(build_engine, sink, clock) -> Engine:
+    return build_engine(
+        transport=sink, clock=clock, secret=SECRET, settings={"webhook_secret": SECRET}
     )
 
 
-def test_in_app_update_and_a_signed_webhook_run_in_order(db, smtp_sink, hook_server):
+def test_in_app_update_and_a_signed_webhook_run_in_order(db, smtp_sink, hook_server, build_engine):
     setup(
         db,
         textwrap.dedent(
@@ -130,15 +115,12 @@ def test_in_app_update_and_a_signed_webhook_run_in_order(db, smtp_sink, hook_ser
         ),
     )
     clock = FakeClock(START)
-    engine = engine_for(db, smtp_sink, clock)
-    try:
-        Hook.statuses = [503]  # the first POST fails: retried after the backoff
-        engine.tick()
-        assert Hook.received == []
-        clock.advance(timedelta(minutes=1))
-        engine.tick()
-    finally:
-        engine.transport.close()
+    engine = engine_for(build_engine, smtp_sink, clock)
+    Hook.statuses = [503]  # the first POST fails: retried after the backoff
+    engine.tick()
+    assert Hook.received == []
+    clock.advance(timedelta(minutes=1))
+    engine.tick()
     with db.session() as s:
         item = s.scalars(select(InAppMessage)).one()
         assert (item.title, item.body, item.expires_at) == (
@@ -161,7 +143,9 @@ def test_in_app_update_and_a_signed_webhook_run_in_order(db, smtp_sink, hook_ser
     )
 
 
-def test_wait_until_answered_wakes_on_the_answer_and_branches_on_its_value(db, smtp_sink):
+def test_wait_until_answered_wakes_on_the_answer_and_branches_on_its_value(
+    db, smtp_sink, build_engine
+):
     setup(
         db,
         textwrap.dedent(
@@ -190,29 +174,26 @@ def test_wait_until_answered_wakes_on_the_answer_and_branches_on_its_value(db, s
         ),
     )
     clock = FakeClock(START)
-    engine = engine_for(db, smtp_sink, clock)
-    try:
-        engine.tick()
-        with db.session() as s:
-            enrollment = s.scalars(select(Enrollment)).one()
-            assert (
-                enrollment.state == EnrollmentState.WAITING
-                and enrollment.next_run_at == START + timedelta(days=7)
-            )
-        clock.advance(timedelta(hours=5))
-        with db.session() as s, s.begin():
-            contact = s.scalars(select(Contact)).one()
-            engine.record_event(
-                s,
-                kind=EventKind.ANSWER,
-                contact_id=contact.id,
-                enrollment_id=enrollment.id,
-                step_id="ask",
-                value="3",
-            )
-        engine.tick()
-    finally:
-        engine.transport.close()
+    engine = engine_for(build_engine, smtp_sink, clock)
+    engine.tick()
+    with db.session() as s:
+        enrollment = s.scalars(select(Enrollment)).one()
+        assert (
+            enrollment.state == EnrollmentState.WAITING
+            and enrollment.next_run_at == START + timedelta(days=7)
+        )
+    clock.advance(timedelta(hours=5))
+    with db.session() as s, s.begin():
+        contact = s.scalars(select(Contact)).one()
+        engine.record_event(
+            s,
+            kind=EventKind.ANSWER,
+            contact_id=contact.id,
+            enrollment_id=enrollment.id,
+            step_id="ask",
+            value="3",
+        )
+    engine.tick()
     with db.session() as s:
         from campaigns.store.models import Task
 
@@ -221,7 +202,7 @@ def test_wait_until_answered_wakes_on_the_answer_and_branches_on_its_value(db, s
         assert s.scalars(select(Enrollment.state)).one() == EnrollmentState.COMPLETED
 
 
-def test_an_exit_event_ends_a_waiting_enrollment(db, smtp_sink):
+def test_an_exit_event_ends_a_waiting_enrollment(db, smtp_sink, build_engine):
     setup(
         db,
         textwrap.dedent(
@@ -239,17 +220,14 @@ def test_an_exit_event_ends_a_waiting_enrollment(db, smtp_sink):
         ),
     )
     clock = FakeClock(START)
-    engine = engine_for(db, smtp_sink, clock)
-    try:
-        engine.tick()
-        with db.session() as s, s.begin():
-            account = s.scalars(select(Account)).one()
-            engine.record_event(s, kind=EventKind.CUSTOM, name="churned", account_id=account.id)
-        engine.tick()
-        clock.advance(timedelta(days=31))
-        engine.tick()
-    finally:
-        engine.transport.close()
+    engine = engine_for(build_engine, smtp_sink, clock)
+    engine.tick()
+    with db.session() as s, s.begin():
+        account = s.scalars(select(Account)).one()
+        engine.record_event(s, kind=EventKind.CUSTOM, name="churned", account_id=account.id)
+    engine.tick()
+    clock.advance(timedelta(days=31))
+    engine.tick()
     assert smtp_sink.messages == []
     with db.session() as s:
         enrollment = s.scalars(select(Enrollment)).one()
@@ -282,29 +260,22 @@ HEAD = "journey: j\nname: J\nsegments: [everyone]\n"
 STEPS = "steps:\n  - {id: hi, email: {template: onboarding_tips, subject: Hi}}\n"
 
 
-def test_an_event_entry_enrols_whoever_posted_the_event_once(db, smtp_sink):
+def test_an_event_entry_enrols_whoever_posted_the_event_once(db, smtp_sink, build_engine):
     add_people(db, 3)
     deploy_text(db, HEAD + "entry: {trigger: event, event: usage_dropped}\n" + STEPS)
     clock = FakeClock(START)
-    engine = engine_for(db, smtp_sink, clock)
-    try:
-        assert engine.tick().entered == {"j": 0}
-        with db.session() as s, s.begin():
-            contact = s.scalars(select(Contact).where(Contact.email == "e1@example.com")).one()
-            engine.record_event(
-                s, kind=EventKind.CUSTOM, name="usage_dropped", contact_id=contact.id
-            )
-            engine.record_event(
-                s, kind=EventKind.CUSTOM, name="usage_dropped", contact_id=contact.id
-            )
-        assert engine.tick().entered == {"j": 1}
-        assert engine.tick().entered == {"j": 0}
-    finally:
-        engine.transport.close()
+    engine = engine_for(build_engine, smtp_sink, clock)
+    assert engine.tick().entered == {"j": 0}
+    with db.session() as s, s.begin():
+        contact = s.scalars(select(Contact).where(Contact.email == "e1@example.com")).one()
+        engine.record_event(s, kind=EventKind.CUSTOM, name="usage_dropped", contact_id=contact.id)
+        engine.record_event(s, kind=EventKind.CUSTOM, name="usage_dropped", contact_id=contact.id)
+    assert engine.tick().entered == {"j": 1}
+    assert engine.tick().entered == {"j": 0}
     assert [tos for _, tos, _ in smtp_sink.messages] == [["e1@example.com"]]
 
 
-def test_a_date_entry_takes_renewals_inside_the_offset_and_not_beyond(db, smtp_sink):
+def test_a_date_entry_takes_renewals_inside_the_offset_and_not_beyond(db, smtp_sink, build_engine):
     today = START.date()
     add_people(db, 4, renewal_date=lambda i: today + timedelta(days=[10, 90, 91, -1][i]))
     deploy_text(
@@ -313,24 +284,18 @@ def test_a_date_entry_takes_renewals_inside_the_offset_and_not_beyond(db, smtp_s
         + "entry: {trigger: date, field: renewal_date, offset: 90 days before}\nre_entry: always\n"
         + STEPS,
     )
-    engine = engine_for(db, smtp_sink, FakeClock(START))
-    try:
-        assert engine.tick().entered == {"j": 2}
-    finally:
-        engine.transport.close()
+    engine = engine_for(build_engine, smtp_sink, FakeClock(START))
+    assert engine.tick().entered == {"j": 2}
     with db.session() as s:
         keys = set(s.scalars(select(Enrollment.entry_key)))
     assert keys == {f"date:{today + timedelta(days=10)}", f"date:{today + timedelta(days=90)}"}
 
 
-def test_a_holdout_share_enters_but_is_sent_nothing(db, smtp_sink):
+def test_a_holdout_share_enters_but_is_sent_nothing(db, smtp_sink, build_engine):
     add_people(db, 200)
     deploy_text(db, HEAD + "entry: {trigger: segment}\nholdout: 20%\n" + STEPS)
-    engine = engine_for(db, smtp_sink, FakeClock(START))
-    try:
-        engine.tick()
-    finally:
-        engine.transport.close()
+    engine = engine_for(build_engine, smtp_sink, FakeClock(START))
+    engine.tick()
     with db.session() as s:
         held = s.scalars(select(Enrollment).where(Enrollment.holdout.is_(True))).all()
     assert 20 <= len(held) <= 60  # a stable 20% of ids, give or take
@@ -339,38 +304,31 @@ def test_a_holdout_share_enters_but_is_sent_nothing(db, smtp_sink):
 
 
 @pytest.mark.parametrize("shared", [False, True])
-def test_a_domain_rate_limit_holds_sends_until_the_next_window(db, smtp_sink, shared):
+def test_a_domain_rate_limit_holds_sends_until_the_next_window(
+    db, smtp_sink, shared, request, build_engine
+):
     import uuid
-
-    from redis import Redis
 
     from campaigns.config import parse_limits
     from campaigns.engine.ratelimit import DomainRateLimiter
 
     add_people(db, 5)
     deploy_text(db, HEAD + "entry: {trigger: segment}\n" + STEPS)
-    redis = (
-        Redis.from_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
-        if shared
-        else None
-    )
+    redis = request.getfixturevalue("redis_conn") if shared else None
     domain = f"{uuid.uuid4().hex[:8]}.example"  # a fresh domain: the Redis counters are shared
     with db.session() as s, s.begin():
         for contact in s.scalars(select(Contact)):
             contact.email = contact.email.replace("example.com", domain)
     clock = FakeClock(START)
-    engine = engine_for(db, smtp_sink, clock)
+    engine = engine_for(build_engine, smtp_sink, clock)
     engine.rate_limiter = DomainRateLimiter(parse_limits(f"{domain}=2/60s"), redis)
-    try:
-        engine.tick()
-        assert len(smtp_sink.messages) == 2
-        clock.advance(timedelta(seconds=61))
-        engine.tick()
-        assert len(smtp_sink.messages) == 4
-        clock.advance(timedelta(seconds=60))
-        engine.tick()
-    finally:
-        engine.transport.close()
+    engine.tick()
+    assert len(smtp_sink.messages) == 2
+    clock.advance(timedelta(seconds=61))
+    engine.tick()
+    assert len(smtp_sink.messages) == 4
+    clock.advance(timedelta(seconds=60))
+    engine.tick()
     assert len(smtp_sink.messages) == 5
     with db.session() as s:
         assert set(s.scalars(select(Message.status))) == {MessageStatus.SENT}

@@ -5,7 +5,6 @@ RFC 8058 one-click), preferences; forged tokens record nothing; garbage never ge
 from __future__ import annotations
 
 import base64
-import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit
@@ -15,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from campaigns import config as settings_module
 from campaigns.clock import FakeClock
 from campaigns.store.models import (
     Account,
@@ -27,7 +25,6 @@ from campaigns.store.models import (
     MessageStatus,
 )
 from campaigns.tracking.tokens import TRAP_LINK, Tokens
-from campaigns.web import create_app
 
 SECRET = "track-secret-0123456789"
 BASE = "https://cs.example.com"
@@ -42,20 +39,14 @@ def tokens() -> Tokens:
 
 
 @pytest.fixture
-def app(db):
-    cfg = dataclasses.replace(
-        settings_module.load({}), secret_key=SECRET, base_url=BASE, redis_url=None
-    )
-    application = create_app(
-        {
-            "DATABASE_URL": db.url,
-            "CAMPAIGNS": cfg,
-            "TESTING": True,
-            "CLOCK": FakeClock(NOW + timedelta(minutes=5)),
-        }
-    )
-    yield application
-    application.extensions["campaigns.engine"].dispose()
+def clock() -> FakeClock:
+    """The app's clock: five minutes after the messages were sent."""
+    return FakeClock(NOW + timedelta(minutes=5))
+
+
+@pytest.fixture
+def app(build_app):
+    return build_app(secret_key=SECRET, base_url=BASE)
 
 
 @pytest.fixture
@@ -451,30 +442,13 @@ def test_garbage_never_gets_a_500_and_records_nothing(client, db, message, url, 
 
 @pytest.mark.parametrize(("hops", "network"), [(0, "127.0.0.0/24"), (1, "203.0.113.0/24")])
 def test_behind_a_load_balancer_the_client_address_comes_from_x_forwarded_for(
-    db, tokens, message, hops, network
+    db, build_app, tokens, message, hops, network
 ):
-    cfg = dataclasses.replace(
-        settings_module.load({}),
-        secret_key=SECRET,
-        base_url=BASE,
-        redis_url=None,
-        trusted_proxies=hops,
+    application = build_app(secret_key=SECRET, base_url=BASE, trusted_proxies=hops)
+    response = application.test_client().get(
+        path(tokens.open_url(message)),
+        headers={"User-Agent": BROWSER, "X-Forwarded-For": "203.0.113.50"},
     )
-    application = create_app(
-        {
-            "DATABASE_URL": db.url,
-            "CAMPAIGNS": cfg,
-            "TESTING": True,
-            "CLOCK": FakeClock(NOW + timedelta(minutes=5)),
-        }
-    )
-    try:
-        response = application.test_client().get(
-            path(tokens.open_url(message)),
-            headers={"User-Agent": BROWSER, "X-Forwarded-For": "203.0.113.50"},
-        )
-        assert response.status_code == 200 and "Set-Cookie" not in response.headers
-    finally:
-        application.extensions["campaigns.engine"].dispose()
+    assert response.status_code == 200 and "Set-Cookie" not in response.headers
     [event] = events(db)
     assert event.data["ip"] == network

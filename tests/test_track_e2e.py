@@ -6,8 +6,6 @@ detractor's answer and creates the CSM's task."""
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import re
 import textwrap
 import threading
@@ -21,19 +19,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from redis import Redis
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from campaigns import config as settings_module
-from campaigns.channels.transports import transport_from_url
-from campaigns.clock import FakeClock
-from campaigns.content.render import Renderer, Sender
-from campaigns.content.templates import TemplateStore
-from campaigns.engine.core import Engine, EngineSettings
+from campaigns.clock import FakeClock, SystemClock
 from campaigns.engine.deploy import deploy
 from campaigns.journeys.parse import parse_journey
-from campaigns.journeys.segments import parse_segments
 from campaigns.store.models import (
     Account,
     Classification,
@@ -44,13 +35,11 @@ from campaigns.store.models import (
     EventKind,
     Task,
 )
-from campaigns.tracking.hits import RedisHitLog
+from campaigns.tracking.hitlog import RedisHitLog
 from campaigns.tracking.tokens import Tokens
-from campaigns.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "e2e-secret-0123456789abcdef"
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
 
 JOURNEY = textwrap.dedent(
@@ -99,27 +88,24 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 @pytest.fixture
-def server(db):
+def server(build_app, redis_conn):
     """The app under werkzeug's WSGI server on a free loopback port; hits go to Redis."""
-    redis = Redis.from_url(REDIS_URL)
-    hits = RedisHitLog(redis, stream=f"campaigns:e2e-hits:{uuid.uuid4().hex[:8]}")
+    hits = RedisHitLog(redis_conn, stream=f"campaigns:e2e-hits:{uuid.uuid4().hex[:8]}")
     probe = make_server("127.0.0.1", 0, lambda e, s: [])
     port = probe.server_port
     probe.server_close()
     base = f"http://127.0.0.1:{port}"
-    cfg = dataclasses.replace(settings_module.load({}), secret_key=SECRET, base_url=base)
-    app = create_app({"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "HITS": hits})
+    app = build_app(clock=SystemClock(), secret_key=SECRET, base_url=base, flask={"HITS": hits})
     httpd = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield base, hits
     httpd.shutdown()
-    app.extensions["campaigns.engine"].dispose()
-    redis.delete(hits.stream)
-    redis.close()
 
 
-def test_a_recipient_opens_clicks_and_answers_and_the_journey_follows(db, smtp_sink, server):
+def test_a_recipient_opens_clicks_and_answers_and_the_journey_follows(
+    db, smtp_sink, server, build_engine
+):
     base, hits = server
     with db.session() as s, s.begin():
         account = Account(
@@ -141,105 +127,82 @@ def test_a_recipient_opens_clicks_and_answers_and_the_journey_follows(db, smtp_s
         )
         deploy(s, parse_journey(JOURNEY, "nps_e2e.yaml"), JOURNEY, "nps_e2e.yaml")
     clock = FakeClock(datetime.now(UTC) - timedelta(hours=1))
-    renderer = Renderer(
-        TemplateStore(ROOT / "templates"),
-        Tokens(SECRET, base),
-        Sender("cs@example.com"),
-        domain="example.com",
-    )
-    segments = parse_segments("tiers:\n  everyone: {when: true}\n")
-    engine = Engine(
-        db.sessions,
-        clock,
-        lambda: segments,
-        renderer,
-        transport_from_url(smtp_sink.url),
-        EngineSettings(),
+    engine = build_engine(
+        transport=smtp_sink,
+        clock=clock,
+        secret=SECRET,
+        base_url=base,
         links={
             "docs": "https://docs.example.com/{{ contact.locale }}/start",
             "help": "https://help.example.com/",
         },
     )
-    try:
-        engine.tick()
-        tips, survey = smtp_sink.parsed()  # sent in the order of the steps
-        page = Links()
-        page.feed(tips.get_body(("html",)).get_content())
-        [pixel] = [src for src in page.images if "/t/o/" in src]
-        clicks = [href for href in page.hrefs if "/t/c/" in href]
-        page = Links()
-        page.feed(survey.get_body(("html",)).get_content())
-        answers = [href for href in page.hrefs if "/t/a/" in href]
-        assert len(answers) == 11  # NPS 0-10
-        parsed = survey
-        unsubscribe = parsed["List-Unsubscribe"]
+    engine.tick()
+    tips, survey = smtp_sink.parsed()  # sent in the order of the steps
+    page = Links()
+    page.feed(tips.get_body(("html",)).get_content())
+    [pixel] = [src for src in page.images if "/t/o/" in src]
+    clicks = [href for href in page.hrefs if "/t/c/" in href]
+    page = Links()
+    page.feed(survey.get_body(("html",)).get_content())
+    answers = [href for href in page.hrefs if "/t/a/" in href]
+    assert len(answers) == 11  # NPS 0-10
+    parsed = survey
+    unsubscribe = parsed["List-Unsubscribe"]
+    assert base in unsubscribe and parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    def get(
+        url: str, opener: urllib.request.OpenerDirector | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        request = urllib.request.Request(url, headers={"User-Agent": BROWSER})
+        try:
+            with (opener or urllib.request.build_opener()).open(request, timeout=10) as response:
+                return response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), dict(exc.headers)
+
+    # The mail client loads the pixel; the person clicks the first visible link.
+    status, body, headers = get(pixel)
+    assert status == 200 and body.startswith(b"GIF89a") and "no-store" in headers["Cache-Control"]
+    no_redirect = urllib.request.build_opener(NoRedirect)
+    visible = [
+        href
+        for href in clicks
+        if (Tokens(SECRET, base).loads("click", href.rsplit("/", 1)[1]) or {}).get("l", -1) >= 0
+    ]
+    status, _, headers = get(visible[0], no_redirect)
+    assert status == 302 and headers["Location"].startswith("http")
+
+    # The person presses "3": the page posts the answer (as its script would), with the form token.
+    status, body, _ = get(answers[3])
+    assert status == 200
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', body).group(1).decode()
+    form = urllib.parse.urlencode({"csrf": csrf}).encode()
+    with urllib.request.urlopen(
+        urllib.request.Request(answers[3], data=form, headers={"User-Agent": BROWSER}),
+        timeout=10,
+    ) as response:
+        assert response.status == 200 and "ご回答ありがとうございました" in response.read().decode()
+
+    # Until the flusher runs, the database has none of it; then every hit is there.
+    with db.session() as s:
+        assert s.scalars(select(Event)).all() == []
+    result = hits.flush(db.sessions, clock.now)
+    assert result.written == 3
+    with db.session() as s:
+        kinds = {(e.kind, e.classification) for e in s.scalars(select(Event))}
+        assert kinds == {
+            (EventKind.OPEN, Classification.HUMAN),
+            (EventKind.CLICK, Classification.HUMAN),
+            (EventKind.ANSWER, Classification.HUMAN),
+        }
         assert (
-            base in unsubscribe and parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        )
+            s.scalars(select(Enrollment.next_run_at)).one() == clock.now()
+        )  # the answer woke the wait
 
-        def get(
-            url: str, opener: urllib.request.OpenerDirector | None = None
-        ) -> tuple[int, bytes, dict[str, str]]:
-            request = urllib.request.Request(url, headers={"User-Agent": BROWSER})
-            try:
-                with (opener or urllib.request.build_opener()).open(
-                    request, timeout=10
-                ) as response:
-                    return response.status, response.read(), dict(response.headers)
-            except urllib.error.HTTPError as exc:
-                return exc.code, exc.read(), dict(exc.headers)
-
-        # The mail client loads the pixel; the person clicks the first visible link.
-        status, body, headers = get(pixel)
-        assert (
-            status == 200 and body.startswith(b"GIF89a") and "no-store" in headers["Cache-Control"]
-        )
-        no_redirect = urllib.request.build_opener(NoRedirect)
-        visible = [
-            href
-            for href in clicks
-            if (Tokens(SECRET, base).loads("click", href.rsplit("/", 1)[1]) or {}).get("l", -1) >= 0
-        ]
-        status, _, headers = get(visible[0], no_redirect)
-        assert status == 302 and headers["Location"].startswith("http")
-
-        # The person presses "3": the page posts the answer (as its script would), with the form token.
-        status, body, _ = get(answers[3])
-        assert status == 200
-        csrf = re.search(rb'name="csrf" value="([^"]+)"', body).group(1).decode()
-        form = urllib.parse.urlencode({"csrf": csrf}).encode()
-        with urllib.request.urlopen(
-            urllib.request.Request(answers[3], data=form, headers={"User-Agent": BROWSER}),
-            timeout=10,
-        ) as response:
-            assert (
-                response.status == 200
-                and "ご回答ありがとうございました" in response.read().decode()
-            )
-
-        # Until the flusher runs, the database has none of it; then every hit is there.
-        with db.session() as s:
-            assert s.scalars(select(Event)).all() == []
-        result = hits.flush(db.sessions, clock.now)
-        assert result.written == 3
-        with db.session() as s:
-            kinds = {(e.kind, e.classification) for e in s.scalars(select(Event))}
-            assert kinds == {
-                (EventKind.OPEN, Classification.HUMAN),
-                (EventKind.CLICK, Classification.HUMAN),
-                (EventKind.ANSWER, Classification.HUMAN),
-            }
-            assert (
-                s.scalars(select(Enrollment.next_run_at)).one() == clock.now()
-            )  # the answer woke the wait
-
-        clock.advance(timedelta(minutes=5))
-        engine.tick()
-        with db.session() as s:
-            task = s.scalars(select(Task)).one()
-            assert (
-                task.title == "Call 山田 太郎: NPS 3" and task.owner_email == "csm.sato@example.com"
-            )
-            assert s.scalars(select(Enrollment.state)).one() == EnrollmentState.COMPLETED
-    finally:
-        engine.transport.close()
+    clock.advance(timedelta(minutes=5))
+    engine.tick()
+    with db.session() as s:
+        task = s.scalars(select(Task)).one()
+        assert task.title == "Call 山田 太郎: NPS 3" and task.owner_email == "csm.sato@example.com"
+        assert s.scalars(select(Enrollment.state)).one() == EnrollmentState.COMPLETED

@@ -31,7 +31,8 @@ from campaigns.channels.transports import (
     TemporaryFailure,
     transport_from_url,
 )
-from campaigns.content.render import OutgoingEmail, Renderer, Sender
+from campaigns.content.mime import OutgoingEmail, Sender
+from campaigns.content.render import Renderer
 from campaigns.content.templates import TemplateStore
 from campaigns.exceptions import ConfigError
 from campaigns.tracking.tokens import Tokens

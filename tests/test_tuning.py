@@ -4,7 +4,6 @@ stored; a contact keeps the arm drawn."""
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import textwrap
 from collections import Counter
@@ -14,12 +13,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-import campaigns.config
-from campaigns.channels.transports import transport_from_url
 from campaigns.clock import FakeClock
-from campaigns.content.render import Renderer, Sender
-from campaigns.content.templates import TemplateStore
-from campaigns.engine.core import Engine, EngineSettings
+from campaigns.engine.core import Engine
 from campaigns.engine.deploy import deploy
 from campaigns.insight import stats, tuning
 from campaigns.journeys.parse import parse_journey
@@ -35,8 +30,7 @@ from campaigns.store.models import (
     Stat,
     Task,
 )
-from campaigns.tracking.tokens import Tokens
-from campaigns.web import create_app
+from tests.kit import LINKS
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
@@ -109,21 +103,20 @@ def setup(db, text: str, n: int, key: str, start: int = 0) -> int:
         return s.scalar(select(Journey.id).where(Journey.key == key))
 
 
-def engine_for(db, sink, seed: int) -> Engine:
-    renderer = Renderer(
-        TemplateStore(ROOT / "templates"),
-        Tokens("tune-secret-0123456789", "https://cs.example.com"),
-        Sender("cs@example.com"),
+def engine_for(build_engine, sink, seed: int) -> Engine:
+    return build_engine(
+        transport=sink,
+        clock=FakeClock(START),
+        segments=SEGMENTS,
+        settings={"frequency_cap": 10},
+        links=LINKS,
+        tuner=tuning.Tuner(rng=random.Random(seed)),
     )
-    return Engine(
-        db.sessions, FakeClock(START), lambda: SEGMENTS, renderer, transport_from_url(sink.url), EngineSettings(frequency_cap=10),
-        links={"docs": "https://docs.example.com/", "help": "https://help.example.com/"}, tuner=tuning.Tuner(rng=random.Random(seed)),
-    )  # fmt: skip
 
 
-def tick(db, sink, seed: int) -> None:
+def tick(build_engine, sink, seed: int) -> None:
     """One scheduler pass with a seeded tuner."""
-    engine = engine_for(db, sink, seed)
+    engine = engine_for(build_engine, sink, seed)
     try:
         engine.tick()
     finally:
@@ -161,12 +154,14 @@ def seed(
         stats.add(s, counts)
 
 
-def test_a_better_variant_gets_most_new_sends_and_the_allocation_is_stored(db, smtp_sink):
+def test_a_better_variant_gets_most_new_sends_and_the_allocation_is_stored(
+    db, smtp_sink, build_engine
+):
     journey_id = setup(db, VARIANTS, 300, "tuned")
     seed(
         db, journey_id, "hello", "variant", {"plain": (4, 200), "urgent": (40, 200)}
     )  # 2% vs 20% clicked
-    tick(db, smtp_sink, seed=7)
+    tick(build_engine, smtp_sink, seed=7)
     with db.session() as s:
         split = Counter(s.scalars(select(Message.variant)))
         # P(urgent is best) ~ 1, so it gets 0.1/2 + 0.9 = 95% of draws: ~285 of 300.
@@ -182,12 +177,12 @@ def test_a_better_variant_gets_most_new_sends_and_the_allocation_is_stored(db, s
         assert set(s.scalars(select(Enrollment.segment))) == {"everyone"}
 
 
-def test_before_the_minimum_sample_the_split_is_even(db, smtp_sink):
+def test_before_the_minimum_sample_the_split_is_even(db, smtp_sink, build_engine):
     journey_id = setup(db, VARIANTS, 300, "tuned")
     seed(
         db, journey_id, "hello", "variant", {"plain": (0, 50), "urgent": (25, 50)}
     )  # under 100 trials each: no leaning yet
-    tick(db, smtp_sink, seed=11)
+    tick(build_engine, smtp_sink, seed=11)
     with db.session() as s:
         split = Counter(s.scalars(select(Message.variant)))
     assert 110 <= split["urgent"] <= 190 and split["plain"] + split["urgent"] == 300, (
@@ -195,10 +190,10 @@ def test_before_the_minimum_sample_the_split_is_even(db, smtp_sink):
     )  # 150 +- 4.6 sd
 
 
-def test_best_of_routes_to_the_channel_that_gets_answers_and_keeps_it(db, smtp_sink):
+def test_best_of_routes_to_the_channel_that_gets_answers_and_keeps_it(db, smtp_sink, build_engine):
     journey_id = setup(db, CHANNELS, 100, "routed")
     seed(db, journey_id, "reach", "channel", {"email": (5, 500), "task": (60, 120)})  # 1% vs 50%
-    tick(db, smtp_sink, seed=3)
+    tick(build_engine, smtp_sink, seed=3)
     with db.session() as s:
         tasks = len(s.scalars(select(Task)).all())
         emails = len(
@@ -224,10 +219,10 @@ def in_app_counts(db) -> dict[tuple[str, str, str], int]:
 
 
 def test_in_app_messages_created_and_clicked_are_the_in_app_arms_trials_and_successes(
-    db, smtp_sink
+    db, smtp_sink, build_engine, build_app
 ):
     journey_id = setup(db, IN_APP, 260, "nudged")
-    tick(db, smtp_sink, seed=4)  # nothing measured yet: an even split
+    tick(build_engine, smtp_sink, seed=4)  # nothing measured yet: an even split
     with db.session() as s:
         in_app = s.scalars(select(InAppMessage.id).order_by(InAppMessage.id)).all()
         emails = (
@@ -239,27 +234,19 @@ def test_in_app_messages_created_and_clicked_are_the_in_app_arms_trials_and_succ
         emails,
     )
     assert in_app_counts(db) == {("in_app", "everyone", "in_app_created"): len(in_app)}
-    tick(db, smtp_sink, seed=4)  # nothing new: nothing counted again
+    tick(build_engine, smtp_sink, seed=4)  # nothing new: nothing counted again
     assert in_app_counts(db) == {("in_app", "everyone", "in_app_created"): len(in_app)}
 
     # The product shows every in-app message and 60% are followed; some acknowledgements repeat.
-    cfg = dataclasses.replace(campaigns.config.load({}), api_keys=("tuning-key-0123456789",))
-    app = create_app(
-        {"DATABASE_URL": db.url, "CAMPAIGNS": cfg, "TESTING": True, "CLOCK": FakeClock(START)}
-    )
+    app = build_app(clock=FakeClock(START), api_keys=("tuning-key-0123456789",))
     client, auth = app.test_client(), {"Authorization": "Bearer tuning-key-0123456789"}
     followed = in_app[: len(in_app) * 6 // 10]
-    try:
-        for n, item in enumerate(in_app):
-            assert client.post(f"/api/v1/in-app/{item}/seen", headers=auth).status_code == 200
-            for _ in range(2 if item in followed else 0):
-                assert (
-                    client.post(f"/api/v1/in-app/{item}/clicked", headers=auth).status_code == 200
-                )
-            if n % 7 == 0:
-                client.post(f"/api/v1/in-app/{item}/seen", headers=auth)
-    finally:
-        app.extensions["campaigns.sessions"].kw["bind"].dispose()
+    for n, item in enumerate(in_app):
+        assert client.post(f"/api/v1/in-app/{item}/seen", headers=auth).status_code == 200
+        for _ in range(2 if item in followed else 0):
+            assert client.post(f"/api/v1/in-app/{item}/clicked", headers=auth).status_code == 200
+        if n % 7 == 0:
+            client.post(f"/api/v1/in-app/{item}/seen", headers=auth)
     assert in_app_counts(db) == {
         ("in_app", "everyone", "in_app_created"): len(in_app), ("in_app", "everyone", "in_app_seen"): len(in_app), ("in_app", "everyone", "in_app_clicked"): len(followed),
     }  # fmt: skip
@@ -282,7 +269,7 @@ def test_in_app_messages_created_and_clicked_are_the_in_app_arms_trials_and_succ
 
     # Newcomers now go to the in-app arm: P(in_app is best) ~ 1, so ~95% of them.
     setup(db, IN_APP, 100, "nudged", start=260)
-    tick(db, smtp_sink, seed=4)
+    tick(build_engine, smtp_sink, seed=4)
     with db.session() as s:
         newcomers = s.scalars(
             select(Enrollment).where(

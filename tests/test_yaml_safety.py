@@ -12,13 +12,11 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from campaigns import config as settings_module
 from campaigns import defaults
-from campaigns.cli import cli
 from campaigns.content.project import Project
 from campaigns.exceptions import JourneyError, Problem, SegmentError
 from campaigns.journeys.parse import load_journey, parse_journey
@@ -221,37 +219,29 @@ def test_a_megabyte_of_brackets_is_refused_quickly():
 
 
 @pytest.fixture
-def project_dir(tmp_path: Path) -> Path:
-    (tmp_path / "journeys").mkdir()
-    (tmp_path / "templates" / "en").mkdir(parents=True)
-    (tmp_path / "journeys" / "segments.yaml").write_text(SEGMENTS, encoding="utf-8")
-    (tmp_path / "journeys" / "pause.yaml").write_text(
+def hostile(cli):
+    """The CLI in a project folder whose journeys include a YAML bomb, an alias and a file too
+    large to read."""
+    journeys = cli.folder / "journeys"
+    (cli.folder / "templates" / "en").mkdir()
+    (journeys / "segments.yaml").write_text(SEGMENTS, encoding="utf-8")
+    (journeys / "pause.yaml").write_text(
         HEAD.replace("laughs", "pause") + "steps:\n  - {id: rest, wait: 1 day}\n", encoding="utf-8"
     )
-    (tmp_path / "journeys" / "bomb.yaml").write_text(billion_laughs(), encoding="utf-8")
-    (tmp_path / "journeys" / "alias.yaml").write_text(
+    (journeys / "bomb.yaml").write_text(billion_laughs(), encoding="utf-8")
+    (journeys / "alias.yaml").write_text(
         HEAD.replace("laughs", "alias") + "steps:\n  - {id: rest, wait: *pause}\n", encoding="utf-8"
     )
-    (tmp_path / "journeys" / "huge.yaml").write_bytes(b"#" * (defaults.MAX_SOURCE_BYTES + 1))
-    return tmp_path
+    (journeys / "huge.yaml").write_bytes(b"#" * (defaults.MAX_SOURCE_BYTES + 1))
+    return cli
 
 
-def invoke(project_dir: Path, *args: str):
-    env = {
-        "CAMPAIGNS_JOURNEYS": str(project_dir / "journeys"),
-        "CAMPAIGNS_TEMPLATES": str(project_dir / "templates"),
-        "DATABASE_URL": f"sqlite:///{project_dir / 'campaigns.db'}",
-        "MAIL_URL": f"file://{project_dir / 'outbox'}",
-    }
-    return CliRunner().invoke(cli, list(args), env=env)
-
-
-def test_validate_prints_one_line_per_hostile_file_and_exits_1(project_dir):
+def test_validate_prints_one_line_per_hostile_file_and_exits_1(hostile):
     started = time.perf_counter()
-    result = invoke(project_dir, "validate")
+    result = hostile("validate")
     assert time.perf_counter() - started < 5.0
     assert result.exit_code == 1, result.output
-    journeys = project_dir / "journeys"
+    journeys = hostile.folder / "journeys"
     assert result.stderr.splitlines() == [
         f"{journeys / 'alias.yaml'}:6:22: YAML alias '*pause' is not allowed ({NO_ANCHORS})",
         f"{journeys / 'bomb.yaml'}:5:5: YAML anchor '&l0' is not allowed ({NO_ANCHORS})",
@@ -260,13 +250,13 @@ def test_validate_prints_one_line_per_hostile_file_and_exits_1(project_dir):
     ]
 
 
-def test_deploy_refuses_hostile_files_and_creates_no_database(project_dir):
-    result = invoke(project_dir, "deploy")
+def test_deploy_refuses_hostile_files_and_creates_no_database(hostile):
+    result = hostile("deploy")
     assert result.exit_code == 1
     assert (
         "nothing deployed" in result.stderr and "bomb.yaml:5:5: YAML anchor '&l0'" in result.stderr
     )
-    assert not (project_dir / "campaigns.db").exists()
+    assert not (hostile.folder / "campaigns.db").exists()
 
 
 # ---------------------------------------------------------------------------- anything at all

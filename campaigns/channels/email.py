@@ -14,7 +14,8 @@ from datetime import datetime
 
 from campaigns.channels.base import Receipt
 from campaigns.channels.transports import Transport, push_mail
-from campaigns.content.render import InviteSpec, OutgoingEmail, Renderer, SurveySpec
+from campaigns.content.mime import OutgoingEmail
+from campaigns.content.render import InviteSpec, Renderer, SurveySpec
 
 
 @dataclass(frozen=True)

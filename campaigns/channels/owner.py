@@ -18,7 +18,8 @@ from datetime import date, datetime
 
 from campaigns.channels.base import Receipt
 from campaigns.channels.transports import Transport, push_mail
-from campaigns.content.render import OutgoingEmail, Renderer, make_message_id
+from campaigns.content.mime import OutgoingEmail, make_message_id
+from campaigns.content.render import Renderer
 
 TEMPLATE = "owner_task_notification"
 

@@ -43,7 +43,7 @@ from typing import Protocol, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from campaigns.channels.base import SENT, Receipt, Status
-from campaigns.content.render import OutgoingEmail
+from campaigns.content.mime import OutgoingEmail
 from campaigns.exceptions import ConfigError
 
 SMTP_TIMEOUT = 30.0

@@ -68,7 +68,7 @@ def flush(state: State, follow: bool) -> None:
     """Write the tracking hits waiting in Redis (opens, clicks, answers, unsubscribes) to
     the database, classified as human, machine or unknown."""
     from campaigns.queue import connect
-    from campaigns.tracking.hits import RedisHitLog, run_flusher
+    from campaigns.tracking.hitlog import RedisHitLog, run_flusher
 
     if not state.config.redis_url:
         click.echo("REDIS_URL is unset: hits are written as they arrive; nothing to flush")
@@ -125,7 +125,7 @@ def run(state: State, host: str, port: int, interval: int) -> None:
     engine = services.engine  # no dispatch: each pass does the due work itself
     hits = None
     if cfg.redis_url:  # the web app appends hits to Redis; without it, it writes them itself
-        from campaigns.tracking.hits import RedisHitLog
+        from campaigns.tracking.hitlog import RedisHitLog
 
         hits = RedisHitLog(connect(cfg))
     try:

@@ -191,11 +191,13 @@ class TemplateStore:
             if has_mjml or has_text:
                 missing = text_path if has_mjml else mjml_path
                 raise TemplateError(
-                    f"{missing.name} is missing: every template needs an .mjml (HTML) and a .txt (plain-text) part",
+                    f"{missing.name} is missing: every template needs an .mjml (HTML)"
+                    " and a .txt (plain-text) part",
                     missing,
                 )
         raise TemplateNotFound(
-            f"no template {name!r} for locale {locale!r} (looked in {', '.join(str(self.root / c) for c in self._candidates(locale))})"
+            f"no template {name!r} for locale {locale!r}"
+            f" (looked in {', '.join(str(self.root / c) for c in self._candidates(locale))})"
         )
 
     def _load(self, name: str, locale: str, mjml_path: Path, text_path: Path) -> TemplateSource:
@@ -403,7 +405,8 @@ class _Tokens:
         for index, (tag, path, line) in enumerate(self.tags):
             if index not in seen:
                 raise TemplateError(
-                    f"MJML dropped the Jinja tag {tag!r}: put Jinja inside mj-text, mj-button, mj-table or mj-raw content, or in href/src/alt attributes",
+                    f"MJML dropped the Jinja tag {tag!r}: put Jinja inside mj-text, mj-button,"
+                    " mj-table or mj-raw content, or in href/src/alt attributes",
                     path,
                     line,
                 )
@@ -427,7 +430,8 @@ def _mjml_error(
     line, tag = culprit.line_at(int(place.group(2)), int(place.group(3)))
     if tag is not None:
         return TemplateError(
-            f"MJML does not accept the Jinja tag {tag!r} here: Jinja belongs in text content (mj-text, mj-button, mj-table, mj-raw) or in href/src/alt attributes",
+            f"MJML does not accept the Jinja tag {tag!r} here: Jinja belongs in text content"
+            " (mj-text, mj-button, mj-table, mj-raw) or in href/src/alt attributes",
             culprit.path,
             line,
         )
@@ -463,7 +467,8 @@ def _compile_mjml(source: TemplateSource, digest: str) -> str:
         _SYNTAX.parse(html)
     except TemplateSyntaxError as exc:
         raise TemplateError(
-            f"after MJML compilation the Jinja no longer parses ({exc.message}): keep each {{% if %}}/{{% for %}} block inside one mj-text, mj-table or mj-raw",
+            f"after MJML compilation the Jinja no longer parses ({exc.message}):"
+            " keep each {% if %}/{% for %} block inside one mj-text, mj-table or mj-raw",
             path,
         ) from exc
     return html

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from campaigns.channels.base import Channel
-from campaigns.content.render import OutgoingEmail
+from campaigns.content.mime import OutgoingEmail
 from campaigns.store.models import Message, MessageStatus
 
 

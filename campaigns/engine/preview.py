@@ -22,7 +22,8 @@ from typing import Any, cast
 from sqlalchemy.orm import Session
 
 from campaigns.channels.transports import Transport
-from campaigns.content.render import OutgoingEmail, Renderer, _check_address, make_message_id
+from campaigns.content.mime import OutgoingEmail, check_address, make_message_id
+from campaigns.content.render import Renderer
 from campaigns.engine.context import StepContext
 from campaigns.engine.steps.messages import email_parts, message_config
 from campaigns.journeys.model import EmailStep, InviteStep, Journey, SurveyStep
@@ -136,7 +137,7 @@ def send_test(
     renderer: Renderer, transport: Transport, preview: Preview, to: str, now: datetime
 ) -> str:
     """Send ``preview`` to ``to`` (``[Test]`` before the subject); the Message-ID."""
-    to = _check_address(to)  # raises InvalidAddress: no header injection through the form
+    to = check_address(to)  # raises InvalidAddress: no header injection through the form
     message_id = make_message_id(0, renderer.domain)
     subject = TEST_PREFIX + preview.subject
     raw = renderer.assemble(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from campaigns.channels.base import Channel
-from campaigns.content.render import OutgoingEmail
+from campaigns.content.mime import OutgoingEmail
 from campaigns.engine import controls
 from campaigns.engine.context import NEXT, PAUSE, Outcome, StepContext
 from campaigns.engine.outgoing import Outgoing

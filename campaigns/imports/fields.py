@@ -217,11 +217,13 @@ def parse_email(value: str, name: str) -> str:
     local, domain = address.split("@")
     if not local or not domain:
         raise CellError(
-            f"{name} '{shown}' is not an e-mail address (nothing {'before' if not local else 'after'} the @)"
+            f"{name} '{shown}' is not an e-mail address"
+            f" (nothing {'before' if not local else 'after'} the @)"
         )
     if not local.isascii():
         raise CellError(
-            f"{name} '{shown}' has non-ASCII characters before the @; such addresses are not supported"
+            f"{name} '{shown}' has non-ASCII characters before the @;"
+            " such addresses are not supported"
         )
     if not domain.isascii():
         try:
@@ -251,7 +253,8 @@ def parse_locale(value: str, name: str) -> str:
     text = unicodedata.normalize("NFKC", value).replace("_", "-")
     if text.lower() in _LANGUAGES:
         raise CellError(
-            f"unknown {name} '{short(value)}'; use a language code such as {_LANGUAGES[text.lower()]}"
+            f"unknown {name} '{short(value)}';"
+            f" use a language code such as {_LANGUAGES[text.lower()]}"
         )
     if not _LOCALE.fullmatch(text) or len(text) > 16:
         raise CellError(
@@ -282,7 +285,8 @@ def parse_time_zone(value: str, name: str) -> str:
         raise CellError(f"unknown {name} '{short(value)}'; use an IANA name such as {guess}")
     if re.match(r"(?:utc|gmt)?\s*[+-]\d", text.lower()):
         raise CellError(
-            f"{name} '{short(value)}' is an offset; use an IANA name such as Asia/Tokyo (offsets change with daylight saving)"
+            f"{name} '{short(value)}' is an offset; use an IANA name such as Asia/Tokyo"
+            " (offsets change with daylight saving)"
         )
     raise CellError(f"unknown {name} '{short(value)}'; {_zone_hint(text[:64])}")
 

@@ -30,287 +30,32 @@ What a file means:
 
 from __future__ import annotations
 
-import codecs
-import csv
-import difflib
 import io
-import re
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any
 
-from sqlalchemy import ColumnElement, Table, bindparam, func, select
+from sqlalchemy import ColumnElement, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import defaults
 from campaigns.exceptions import ImportRowError
-from campaigns.imports.fields import (
-    SIGN_CURRENCIES,
-    CellError,
-    Parser,
-    money_sign,
-    parse_boolean,
-    parse_currency,
-    parse_date,
-    parse_email,
-    parse_integer,
-    parse_locale,
-    parse_money,
-    parse_status,
-    parse_tags,
-    parse_text,
-    parse_time_zone,
-    short,
+from campaigns.imports.csvfile import (
+    SUSPECT,
+    UNDECODED,
+    Header,
+    open_csv,
+    read_header,
+    records,
+    undecodable,
 )
-from campaigns.store.models import Account, Contact, ContractStatus, utcnow
-
-Kind = Literal["accounts", "contacts"]
-
-
-@dataclass(frozen=True)
-class RowError:
-    """One problem with one row (or a warning about it), at its line in the file."""
-
-    path: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.reason}"
-
-
-@dataclass
-class ImportReport:
-    """What an import did. After a failed ``strict`` import nothing was written:
-    ``inserted`` and ``updated`` are 0 and ``committed`` is False."""
-
-    kind: str
-    inserted: int = 0
-    updated: int = 0
-    skipped: int = 0
-    errors: list[RowError] = field(default_factory=list)
-    warnings: list[RowError] = field(default_factory=list)
-    committed: bool = False
-
-
-# --- what each kind of file holds ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Field:
-    name: str
-    parse: Parser
-    required: bool = False
-    default: Any = None  # for a NOT NULL column: what a new row gets from an empty cell
-
-
-@dataclass(frozen=True)
-class _Kind:
-    name: str
-    table: Table
-    key: str
-    fields: tuple[_Field, ...]
-    ignored: dict[str, str]  # column -> why it is not imported
-    check: Callable[[dict[str, Any], dict[str, str]], list[str]]  # problems across columns
-    reference: str | None = None  # a column naming an account, resolved per batch
-
-    @property
-    def defaulted(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.fields if f.default is not None)
-
-
-def _check_account(values: dict[str, Any], cells: dict[str, str]) -> list[str]:
-    problems = []
-    start, renewal = values.get("contract_start"), values.get("renewal_date")
-    if start and renewal and renewal < start:
-        problems.append(f"renewal_date {renewal} is before contract_start {start}")
-    for column in ("arr", "ltv"):
-        cell = cells.get(column, "")
-        sign = None if cell.isascii() and cell.isdigit() else money_sign(cell)
-        currency = values.get("currency")
-        if sign and (currency or "JPY") not in SIGN_CURRENCIES[sign]:
-            named = currency or "not given (JPY by default)"
-            problems.append(
-                f"{column} '{short(cells[column])}' is in {sign} but currency is {named}"
-            )
-    return problems
-
-
-def _no_check(values: dict[str, Any], cells: dict[str, str]) -> list[str]:
-    return []
-
-
-_ACCOUNTS_T: Table = Account.__table__  # type: ignore[assignment]
-_CONTACTS_T: Table = Contact.__table__  # type: ignore[assignment]
-_SYSTEM = {
-    "id": "set by the database",
-    "created_at": "set by the database",
-    "updated_at": "set by the database",
-    "attributes": "other columns become attributes",
-}
-
-KINDS: dict[str, _Kind] = {
-    "accounts": _Kind(
-        name="accounts",
-        table=_ACCOUNTS_T,
-        key="external_id",
-        fields=(
-            _Field("external_id", parse_text(_ACCOUNTS_T, "external_id"), required=True),
-            _Field("name", parse_text(_ACCOUNTS_T, "name"), required=True),
-            _Field("arr", parse_money),
-            _Field("ltv", parse_money),
-            _Field("currency", parse_currency, default="JPY"),
-            _Field("plan", parse_text(_ACCOUNTS_T, "plan")),
-            _Field("contract_status", parse_status, default=ContractStatus.ACTIVE.value),
-            _Field("contract_start", parse_date),
-            _Field("renewal_date", parse_date),
-            _Field("industry", parse_text(_ACCOUNTS_T, "industry")),
-            _Field("company_size", parse_integer(0, 2**31 - 1)),
-            _Field("owner_email", parse_email),
-            _Field("health_score", parse_integer(0, 100)),
-        ),
-        ignored={**_SYSTEM, "tier": "computed from the segments file"},
-        check=_check_account,
-    ),
-    "contacts": _Kind(
-        name="contacts",
-        table=_CONTACTS_T,
-        key="email",
-        fields=(
-            _Field("email", parse_email, required=True),
-            _Field("account_external_id", parse_text(_ACCOUNTS_T, "external_id")),
-            _Field("name", parse_text(_CONTACTS_T, "name")),
-            _Field("role", parse_text(_CONTACTS_T, "role")),
-            _Field("locale", parse_locale, default=defaults.DEFAULT_LOCALE),
-            _Field("time_zone", parse_time_zone, default=defaults.DEFAULT_TIME_ZONE),
-            _Field("subscribed", parse_boolean, default=True),
-            _Field("tags", parse_tags, default=[]),
-        ),
-        ignored={**_SYSTEM, "account_id": "use account_external_id"},
-        check=_no_check,
-        reference="account_external_id",
-    ),
-}
-
-
-# --- reading the file ------------------------------------------------------------------
-
-_SUSPECT = re.compile("[\x00\ud800-\udfff]")
-_UNDECODED = re.compile("[\ud800-\udfff]")
-
-
-def _column_key(header: str) -> str:
-    return re.sub(r"[\s-]+", "_", header.strip().lstrip("\ufeff").strip().lower())
-
-
-def _undecodable(value: str, encoding: str, name: str) -> str:
-    """The reason for a cell holding bytes the encoding could not read, with a hint."""
-    codec = codecs.lookup(encoding).name
-    raw = value.encode("utf-8" if codec == "utf-8-sig" else codec, "surrogateescape")
-    readable = "UTF-8" if codec.startswith("utf-8") else encoding
-    for other, label, hint in (
-        ("cp932", "Shift_JIS", 'save it as "CSV UTF-8" or pass --encoding cp932'),
-        ("utf-8", "UTF-8", "pass --encoding utf-8"),
-    ):
-        if codecs.lookup(other).name == codec:
-            continue
-        try:
-            text = raw.decode(other)
-        except UnicodeDecodeError:
-            continue
-        if not text.isascii():
-            sample = text if len(text) <= 30 else text[:27] + "..."
-            return f"{name} is not valid {readable} (as {label} it reads '{sample}'); {hint}"
-    return f'{name} holds bytes that are not valid {readable}; save the file as "CSV UTF-8"'
-
-
-def _records(text: io.TextIOBase) -> Iterator[tuple[int, list[str] | None, str | None]]:
-    """(first line, cells, None) for each row, or (line, None, reason) for an unreadable one."""
-    reader = csv.reader(text)
-    last = 0
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            reason = str(exc)
-            if "field limit" in reason:
-                reason = f"a field is longer than {csv.field_size_limit():,} characters"
-            yield last + 1, None, f"cannot read this row: {reason}"
-        else:
-            yield last + 1, row, None
-        last = reader.line_num
-
-
-@dataclass
-class _Header:
-    line: int
-    fields: list[tuple[int, _Field]]
-    attributes: list[tuple[int, str]]
-    unnamed: list[int]
-    width: int  # cells in the header line
-    needed: int  # cells a row must have: up to the last named column
-
-
-def _read_header(
-    kind: _Kind, path: str, line: int, cells: list[str], encoding: str
-) -> tuple[_Header, list[RowError]]:
-    known = {f.name: f for f in kind.fields}
-    header = _Header(line, [], [], [], len(cells), 0)
-    warnings: list[RowError] = []
-    seen: dict[str, int] = {}
-    for index, cell in enumerate(cells):
-        if _UNDECODED.search(cell):
-            raise ImportRowError(f"{path}:{line}: {_undecodable(cell, encoding, 'the header')}")
-        if "\x00" in cell:
-            raise ImportRowError(
-                f'{path}:{line}: the header holds NUL bytes; is the file UTF-16? save it as "CSV UTF-8"'
-            )
-        name = _column_key(cell)
-        if not name:
-            header.unnamed.append(index)
-            continue
-        if name in seen:
-            raise ImportRowError(
-                f"{path}:{line}: column '{name}' appears twice (columns {seen[name] + 1} and {index + 1})"
-            )
-        seen[name] = index
-        header.needed = index + 1
-        if name in known:
-            header.fields.append((index, known[name]))
-        elif name in kind.ignored:
-            warnings.append(
-                RowError(path, line, f"column '{name}' is ignored ({kind.ignored[name]})")
-            )
-        else:
-            header.attributes.append((index, name))
-            close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
-            if close:
-                warnings.append(
-                    RowError(
-                        path,
-                        line,
-                        f"column '{name}' is kept as an attribute (did you mean '{close[0]}'?)",
-                    )
-                )
-    for f in kind.fields:
-        if f.required and f.name not in seen:
-            hint = ""
-            if len(cells) == 1 and (";" in cells[0] or "\t" in cells[0]):
-                hint = "; the file seems to separate fields with ';' or tabs, save it with commas"
-            elif any("@" in c or c.strip().isdigit() for c in cells):
-                hint = f"; the first line must be a header naming the columns, e.g. {','.join(x.name for x in kind.fields[:4])}"
-            elif close := difflib.get_close_matches(f.name, list(seen), n=1, cutoff=0.6):
-                hint = f" (did you mean '{close[0]}'?)"
-            raise ImportRowError(f"{path}:{line}: missing required column '{f.name}'{hint}")
-    return header, warnings
-
-
-# --- writing ---------------------------------------------------------------------------
+from campaigns.imports.fields import CellError
+from campaigns.imports.kinds import KINDS, FileKind, Kind
+from campaigns.imports.report import ImportReport, RowError
+from campaigns.store.models import Account, utcnow
 
 
 @dataclass(slots=True)
@@ -328,7 +73,7 @@ def _merge_json(dialect: str, stored: Any, new: Any) -> ColumnElement[Any]:
     return func.json_patch(stored, new)
 
 
-def _upsert(kind: _Kind, dialect: str, merge_attributes: bool) -> Any:
+def _upsert(kind: FileKind, dialect: str, merge_attributes: bool) -> Any:
     table = kind.table
     stamp = bindparam("stamp", type_=table.c.updated_at.type)  # one value for every row
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -359,10 +104,10 @@ def _db_reason(exc: Exception) -> str:
 class _Import:
     def __init__(
         self,
-        kind: _Kind,
+        kind: FileKind,
         path: str,
         session: Session,
-        header: _Header,
+        header: Header,
         *,
         strict: bool,
         encoding: str,
@@ -395,7 +140,7 @@ class _Import:
         joined = "".join(cells)
         if not joined.strip():
             return None  # a blank line or a row of commas
-        if _SUSPECT.search(joined):
+        if SUSPECT.search(joined):
             self.bad(line, [self.suspect_reason(cells)])
             return None
         width = self.header.width
@@ -403,7 +148,8 @@ class _Import:
             self.bad(
                 line,
                 [
-                    f"the row has {len(cells)} fields but the header has {width}; put values that contain commas in double quotes"
+                    f"the row has {len(cells)} fields but the header has {width};"
+                    " put values that contain commas in double quotes"
                 ],
             )
             return None
@@ -411,7 +157,8 @@ class _Import:
             self.bad(
                 line,
                 [
-                    f"the row has {len(cells)} fields but the header has {width}; is a comma missing or the row cut short?"
+                    f"the row has {len(cells)} fields but the header has {width};"
+                    " is a comma missing or the row cut short?"
                 ],
             )
             return None
@@ -441,7 +188,8 @@ class _Import:
                     RowError(
                         self.path,
                         line,
-                        f"column {index + 1} has no name in the header; its values are not imported",
+                        f"column {index + 1} has no name in the header;"
+                        " its values are not imported",
                     )
                 )
         attributes = {
@@ -453,10 +201,13 @@ class _Import:
         names = {i: spec.name for i, spec in self.header.fields} | dict(self.header.attributes)
         for index, cell in enumerate(cells):
             name = names.get(index, f"column {index + 1}")
-            if _UNDECODED.search(cell):
-                return _undecodable(cell, self.encoding, name)
+            if UNDECODED.search(cell):
+                return undecodable(cell, self.encoding, name)
             if "\x00" in cell:
-                return f'{name} holds a NUL byte (0x00); is the file UTF-16 or damaged? save it as "CSV UTF-8"'
+                return (
+                    f"{name} holds a NUL byte (0x00); is the file UTF-16 or damaged?"
+                    ' save it as "CSV UTF-8"'
+                )
         return "unreadable row"
 
     # values -> database
@@ -505,7 +256,8 @@ class _Import:
                     RowError(
                         self.path,
                         row.line,
-                        f"duplicate {self.kind.key} {row.key} (first at line {first}); the later row wins",
+                        f"duplicate {self.kind.key} {row.key} (first at line {first});"
+                        " the later row wins",
                     )
                 )
                 row.repeat = True
@@ -561,38 +313,6 @@ class _Import:
                     self.report.inserted += 1
 
 
-def _open(path: Path, encoding: str) -> BinaryIO:
-    try:
-        info = codecs.lookup(encoding)
-    except LookupError:
-        raise ImportRowError(
-            f"unknown encoding '{encoding}'; use utf-8-sig (the default) or cp932"
-        ) from None
-    if not getattr(info, "_is_text_encoding", True):
-        raise ImportRowError(
-            f"'{encoding}' is not a text encoding; use utf-8-sig (the default) or cp932"
-        )
-    try:
-        raw = path.open("rb")
-    except FileNotFoundError:
-        raise ImportRowError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImportRowError(f"{path}: is a folder, not a CSV file") from None
-    except OSError as exc:
-        raise ImportRowError(f"{path}: cannot be read ({exc.strerror})") from None
-    start = raw.read(4)
-    raw.seek(0)
-    if not start:
-        raw.close()
-        raise ImportRowError(f"{path}: the file is empty")
-    if start[:2] in (b"\xff\xfe", b"\xfe\xff") and not info.name.startswith("utf-16"):
-        raw.close()
-        raise ImportRowError(
-            f'{path}: the file is UTF-16 ("Unicode Text"); save it as "CSV UTF-8" or pass --encoding utf-16'
-        )
-    return raw
-
-
 def import_csv(
     kind: Kind,
     path: Path,
@@ -617,7 +337,7 @@ def import_csv(
     path = Path(path)
     shown = str(path)
     report = ImportReport(kind=kind)
-    raw = _open(path, encoding)
+    raw = open_csv(path, encoding)
     sent = 0
 
     def advance() -> None:
@@ -630,16 +350,15 @@ def import_csv(
         raw,
         io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="") as text,
     ):
-        records = _records(text)
-        header: _Header | None = None
-        for line, cells, problem in records:
+        rows = records(text)
+        header: Header | None = None
+        for line, cells, problem in rows:
             if problem is not None:
-                raise ImportRowError(
-                    f"{shown}:{line}: cannot read the header: {problem.removeprefix('cannot read this row: ')}"
-                )
+                reason = problem.removeprefix("cannot read this row: ")
+                raise ImportRowError(f"{shown}:{line}: cannot read the header: {reason}")
             assert cells is not None
             if any(c.strip() for c in cells):
-                header, report.warnings = _read_header(spec, shown, line, cells, encoding)
+                header, report.warnings = read_header(spec, shown, line, cells, encoding)
                 break
         if header is None:
             raise ImportRowError(f"{shown}: no header row (the file holds only blank lines)")
@@ -648,7 +367,7 @@ def import_csv(
                 spec, shown, session, header, strict=strict, encoding=encoding, report=report
             )
             batch: list[_Row] = []
-            for read, (line, cells, problem) in enumerate(records, 1):
+            for read, (line, cells, problem) in enumerate(rows, 1):
                 if problem is not None:
                     job.bad(line, [problem])
                 elif (row := job.parse(line, cells or [])) is not None:

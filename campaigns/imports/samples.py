@@ -52,15 +52,49 @@ INDUSTRIES = ("manufacturing", "retail", "software", "finance", "healthcare", "l
 ROLES = ("admin", "user", "billing", "executive")
 
 _JP_COMPANIES = (
-    "山田製作所", "さくら物流", "東京精機", "富士ソフト", "みなと商事", "北斗フーズ", "青葉メディカル",
-    "大和ファイナンス", "ひかり電機", "桜井リテール", "関西ロジテック", "中央システム", "日本橋ホールディングス",
-    "浪速工業", "千代田ネットワークス", "横浜マリン", "名古屋テクノ", "札幌乳業", "博多ロジスティクス", "京都データ",
-)  # fmt: skip
+    "山田製作所",
+    "さくら物流",
+    "東京精機",
+    "富士ソフト",
+    "みなと商事",
+    "北斗フーズ",
+    "青葉メディカル",
+    "大和ファイナンス",
+    "ひかり電機",
+    "桜井リテール",
+    "関西ロジテック",
+    "中央システム",
+    "日本橋ホールディングス",
+    "浪速工業",
+    "千代田ネットワークス",
+    "横浜マリン",
+    "名古屋テクノ",
+    "札幌乳業",
+    "博多ロジスティクス",
+    "京都データ",
+)
 _EN_COMPANIES = (
-    "Northwind", "Bluebird", "Summit", "Harbor", "Evergreen", "Redwood", "Lighthouse", "Keystone",
-    "Pioneer", "Riverside", "Silverline", "Granite", "Maple", "Horizon", "Cobalt", "Juniper",
-    "Beacon", "Falcon", "Orchard", "Atlas",
-)  # fmt: skip
+    "Northwind",
+    "Bluebird",
+    "Summit",
+    "Harbor",
+    "Evergreen",
+    "Redwood",
+    "Lighthouse",
+    "Keystone",
+    "Pioneer",
+    "Riverside",
+    "Silverline",
+    "Granite",
+    "Maple",
+    "Horizon",
+    "Cobalt",
+    "Juniper",
+    "Beacon",
+    "Falcon",
+    "Orchard",
+    "Atlas",
+)
 _EN_SUFFIX = {
     "manufacturing": "Manufacturing Inc.",
     "retail": "Retail Co.",
@@ -70,13 +104,29 @@ _EN_SUFFIX = {
     "logistics": "Logistics",
 }
 _JP_FAMILY = (
-    ("山田", "yamada"), ("佐藤", "sato"), ("鈴木", "suzuki"), ("高橋", "takahashi"), ("田中", "tanaka"),
-    ("伊藤", "ito"), ("渡辺", "watanabe"), ("中村", "nakamura"), ("小林", "kobayashi"), ("加藤", "kato"),
-)  # fmt: skip
+    ("山田", "yamada"),
+    ("佐藤", "sato"),
+    ("鈴木", "suzuki"),
+    ("高橋", "takahashi"),
+    ("田中", "tanaka"),
+    ("伊藤", "ito"),
+    ("渡辺", "watanabe"),
+    ("中村", "nakamura"),
+    ("小林", "kobayashi"),
+    ("加藤", "kato"),
+)
 _JP_GIVEN = (
-    ("太郎", "taro"), ("花子", "hanako"), ("健", "ken"), ("美咲", "misaki"), ("翔太", "shota"),
-    ("陽子", "yoko"), ("大輔", "daisuke"), ("恵", "megumi"), ("直樹", "naoki"), ("愛", "ai"),
-)  # fmt: skip
+    ("太郎", "taro"),
+    ("花子", "hanako"),
+    ("健", "ken"),
+    ("美咲", "misaki"),
+    ("翔太", "shota"),
+    ("陽子", "yoko"),
+    ("大輔", "daisuke"),
+    ("恵", "megumi"),
+    ("直樹", "naoki"),
+    ("愛", "ai"),
+)
 _EN_FAMILY = (
     "Smith",
     "Johnson",

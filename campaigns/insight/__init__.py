@@ -1,1 +1,2 @@
-"""The numbers: counts, rates with intervals, reports, tuning (the bandit), send time, NPS, timelines."""
+"""The numbers: counts, rates with intervals, reports, tuning (the bandit), send time, NPS,
+timelines."""

@@ -1,9 +1,9 @@
 """Net Promoter Score from the answers to ``survey: {scale: nps}`` steps.
 
 Each first answer to a survey email is counted in ``stats`` as ``score_<n>`` (see
-:func:`campaigns.insight.stats.count_hits`) by journey, step, segment, tier and day, like every other
-metric, so the summary is a sum over a few rows however many answers there are. An NPS step
-is one whose survey scale is ``nps`` in any stored version of its journey.
+:func:`campaigns.insight.hitcounts.count_hits`) by journey, step, segment, tier and day, like
+every other metric, so the summary is a sum over a few rows however many answers there are.
+An NPS step is one whose survey scale is ``nps`` in any stored version of its journey.
 
 - promoters answer 9–10, passives 7–8, detractors 0–6;
 - NPS = % promoters − % detractors, from −100 to +100;
@@ -77,11 +77,16 @@ class Nps:
     def as_dict(self) -> dict[str, Any]:
         interval = self.interval
         return {
-            "key": self.key, "n": self.n, "promoters": self.promoters, "passives": self.passives, "detractors": self.detractors,
+            "key": self.key,
+            "n": self.n,
+            "promoters": self.promoters,
+            "passives": self.passives,
+            "detractors": self.detractors,
             "nps": round(self.score, 1) if self.score is not None else None,
-            "low": round(interval[0], 1) if interval else None, "high": round(interval[1], 1) if interval else None,
+            "low": round(interval[0], 1) if interval else None,
+            "high": round(interval[1], 1) if interval else None,
             "scores": {str(k): v for k, v in sorted(self.scores.items())},
-        }  # fmt: skip
+        }
 
 
 @dataclass
@@ -97,10 +102,15 @@ class NpsSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "journey": self.journey, "since": self.since.isoformat() if self.since else None, "until": self.until.isoformat() if self.until else None,
-            "bucket": self.bucket, "total": self.total.as_dict(), "over_time": [n.as_dict() for n in self.over_time],
-            "by_segment": [n.as_dict() for n in self.by_segment], "by_journey": [n.as_dict() for n in self.by_journey],
-        }  # fmt: skip
+            "journey": self.journey,
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "bucket": self.bucket,
+            "total": self.total.as_dict(),
+            "over_time": [n.as_dict() for n in self.over_time],
+            "by_segment": [n.as_dict() for n in self.by_segment],
+            "by_journey": [n.as_dict() for n in self.by_journey],
+        }
 
 
 def nps_steps(session: Session) -> dict[int, set[str]]:

@@ -170,7 +170,8 @@ def newcombe(treated: Rate, control: Rate, z: float = Z95) -> tuple[float, float
 
 
 def lift(treated: Rate, control: Rate) -> Lift:
-    """The lift of ``treated`` over ``control`` (e.g. a journey's goal rate against its holdout's)."""
+    """The lift of ``treated`` over ``control`` (e.g. a journey's goal rate against its
+    holdout's)."""
     p1, p2 = treated.value, control.value
     if p1 is None or p2 is None:
         return Lift(treated, control, None, None, None)

@@ -124,9 +124,15 @@ class JourneyReport:
                 "relative": relative,
             }
         return {
-            "journey": self.journey, "name": self.name, "since": self.since.isoformat() if self.since else None, "until": self.until.isoformat() if self.until else None,
-            "by": self.by, "totals": self.totals.as_dict(), "rows": [row.as_dict() for row in self.rows], "goal": goal,
-        }  # fmt: skip
+            "journey": self.journey,
+            "name": self.name,
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "by": self.by,
+            "totals": self.totals.as_dict(),
+            "rows": [row.as_dict() for row in self.rows],
+            "goal": goal,
+        }
 
 
 def journeys(session: Session) -> list[tuple[int, str, str]]:

@@ -13,9 +13,9 @@ Counting
 Choosing
     Per (journey, step, segment) the counts of the last :data:`HISTORY` are read (at most once
     per :data:`REFRESH` per process, so a send costs no query) and the hours ranked by
-    :func:`campaigns.insight.rates.best_hour`: the highest Wilson lower bound of the step's goal rate
-    (its ``goal:``, or the tuner's default: clicked for emails, answered for surveys, a yes
-    for invites) among hours with :data:`~campaigns.insight.rates.MIN_N` sends. Until
+    :func:`campaigns.insight.rates.best_hour`: the highest Wilson lower bound of the step's
+    goal rate (its ``goal:``, or the tuner's default: clicked for emails, answered for
+    surveys, a yes for invites) among hours with :data:`~campaigns.insight.rates.MIN_N` sends. Until
     :data:`MIN_HOURS` hours have that many there is nothing to compare and messages go as
     before, without waiting.
 
@@ -24,9 +24,9 @@ Choosing
     sending window within :data:`MAX_DELAY` of ``base``: the best hour itself, or, if that
     one is outside the window (or its next opening is too far), the best hour inside it. It
     goes at once when it is already that hour. Hours that drew no response at all are never
-    waited for (their lower bounds are all 0: nothing to tell them apart). :data:`EXPLORE` of the sends go without
-    waiting all the same, so that the other hours keep being measured and a change in the
-    audience's habits can show.
+    waited for (their lower bounds are all 0: nothing to tell them apart). :data:`EXPLORE` of
+    the sends go without waiting all the same, so that the other hours keep being measured and
+    a change in the audience's habits can show.
 
     Each decision is kept in the enrollment's context under ``send_time`` (the hour, the
     recipient's time zone, the segment, when, and why in words), so a report or the
@@ -62,7 +62,8 @@ REFRESH = 300.0
 """Seconds a segment's hour counts are reused before they are read again."""
 
 HISTORY = timedelta(days=90)
-"""How far back the counts behind a choice go: habits drift, and old sends should not outvote them."""
+"""How far back the counts behind a choice go: habits drift, and old sends should not outvote
+them."""
 
 MAX_DELAY = timedelta(hours=24)
 """The longest a message waits, beyond when it could first go, to reach a learned hour."""
@@ -119,8 +120,9 @@ def timed_steps(session: Session, hashes: Iterable[str]) -> dict[str, frozenset[
 
 
 def ranking(counts: Mapping[int, rates.Rate], min_n: int = rates.MIN_N) -> tuple[int, ...]:
-    """The hours with at least ``min_n`` sends, best first: :func:`campaigns.insight.rates.best_hour`
-    taken again and again over the hours left (the earlier hour first on a tie)."""
+    """The hours with at least ``min_n`` sends, best first:
+    :func:`campaigns.insight.rates.best_hour` taken again and again over the hours left (the
+    earlier hour first on a tie)."""
     left = dict(counts)
     order: list[int] = []
     while (best := rates.best_hour(left, min_n)) is not None:
@@ -204,7 +206,8 @@ def decide(
             base,
             None,
             "learning",
-            f"sent without waiting: {who} has fewer than {MIN_HOURS} hours with {rates.MIN_N} sends each to compare yet",
+            f"sent without waiting: {who} has fewer than {MIN_HOURS} hours"
+            f" with {rates.MIN_N} sends each to compare yet",
         )
     if not responded:
         return Timing(
@@ -218,7 +221,8 @@ def decide(
             base,
             None,
             "exploring",
-            f"sent without waiting: one of the {EXPLORE:.0%} of sends that keep measuring the other hours",
+            f"sent without waiting: one of the {EXPLORE:.0%} of sends"
+            " that keep measuring the other hours",
         )
     for place, hour in enumerate(responded):
         at = next_slot(hour, base, window, time_zone, max_delay)
@@ -227,15 +231,22 @@ def decide(
         rate = counts[hour]
         low = rates.wilson(rate.hits, rate.n)[0]
         local = at.astimezone(zone(time_zone))
-        why = f"sent at {local:%H:%M} {zone_name}: {hour:02d}:00 is the best hour learned for {who} ({rate.hits} {goal} of {rate.n} sent then, 95% lower bound {low:.1%})"
+        why = (
+            f"sent at {local:%H:%M} {zone_name}: {hour:02d}:00 is the best hour learned for {who}"
+            f" ({rate.hits} {goal} of {rate.n} sent then, 95% lower bound {low:.1%})"
+        )
         if place:
-            why += f"; {responded[0]:02d}:00 ranks higher but the sending window does not open then within {_hours(max_delay)}"
+            why += (
+                f"; {responded[0]:02d}:00 ranks higher but the sending window does not open"
+                f" then within {_hours(max_delay)}"
+            )
         return Timing(at, hour, "learned", why)
     return Timing(
         base,
         None,
         "outside_window",
-        f"sent without waiting: no learned hour of {who} is inside the sending window within {_hours(max_delay)}",
+        f"sent without waiting: no learned hour of {who} is inside the sending window"
+        f" within {_hours(max_delay)}",
     )
 
 

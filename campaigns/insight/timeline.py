@@ -43,7 +43,9 @@ class Entry:
     """One thing on the timeline."""
 
     at: datetime
-    kind: str  # message, open, click, answer, rsvp, comment, unsubscribe, bounce, complaint, event, task, task_done, in_app, entered, left
+    # message, open, click, answer, rsvp, comment, unsubscribe, bounce, complaint, event,
+    # task, task_done, in_app, entered, left
+    kind: str
     title: str
     detail: str = ""
     journey: str | None = None
@@ -54,9 +56,15 @@ class Entry:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "at": self.at.isoformat(), "kind": self.kind, "title": self.title, "detail": self.detail or None, "journey": self.journey,
-            "step": self.step, "machine": self.machine, "reason": self.reason,
-        }  # fmt: skip
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "title": self.title,
+            "detail": self.detail or None,
+            "journey": self.journey,
+            "step": self.step,
+            "machine": self.machine,
+            "reason": self.reason,
+        }
 
 
 _MESSAGE_STATES = {

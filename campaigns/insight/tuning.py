@@ -176,10 +176,18 @@ def record(
     for arm in arms:
         session.add(
             Allocation(
-                journey_id=journey_id, step_id=step_id, segment=segment, dimension=dimension, arm=arm.name, at=now,
-                trials=arm.trials, successes=arm.successes, share=shares.get(arm.name, 0.0), p_best=best.get(arm.name, 0.0),
+                journey_id=journey_id,
+                step_id=step_id,
+                segment=segment,
+                dimension=dimension,
+                arm=arm.name,
+                at=now,
+                trials=arm.trials,
+                successes=arm.successes,
+                share=shares.get(arm.name, 0.0),
+                p_best=best.get(arm.name, 0.0),
             )
-        )  # fmt: skip
+        )
 
 
 def history(session: Session, journey_id: int, step_id: str | None = None) -> list[Allocation]:

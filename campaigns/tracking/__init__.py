@@ -1,1 +1,2 @@
-"""What comes back: signed tokens, hits (opens, clicks, answers), their classification, bounces, events."""
+"""What comes back: signed tokens, hits (opens, clicks, answers), their classification,
+bounces, events."""

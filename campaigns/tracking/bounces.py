@@ -131,14 +131,22 @@ def store_notices(session: Session, notices: list[Notice], now: datetime) -> tup
                 stats.count_message(session, message, ("complained",), n.occurred_at or now)
             bounce = n.kind == EventKind.BOUNCE
             record_event(
-                session, now, kind=n.kind, contact_id=contact.id if contact else None, account_id=contact.account_id if contact else None,
-                message_id=message.id if message else None, enrollment_id=message.enrollment_id if message else None,
-                journey_id=message.journey_id if message else None, step_id=message.step_id if message else None,
+                session,
+                now,
+                kind=n.kind,
+                contact_id=contact.id if contact else None,
+                account_id=contact.account_id if contact else None,
+                message_id=message.id if message else None,
+                enrollment_id=message.enrollment_id if message else None,
+                journey_id=message.journey_id if message else None,
+                step_id=message.step_id if message else None,
                 classification=Classification.UNKNOWN if bounce else Classification.HUMAN,
                 reason=("hard bounce" if n.hard else "soft bounce") if bounce else "complaint",
-                value=n.diagnostic[:2048] if n.diagnostic else None, dedupe_key=n.key,
-                data={k: v for k, v in n.detail.items() if v is not None}, occurred_at=n.occurred_at,
-            )  # fmt: skip
+                value=n.diagnostic[:2048] if n.diagnostic else None,
+                dedupe_key=n.key,
+                data={k: v for k, v in n.detail.items() if v is not None},
+                occurred_at=n.occurred_at,
+            )
             processed += 1
     return processed, duplicates
 

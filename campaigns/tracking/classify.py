@@ -5,8 +5,9 @@ image when the email arrives; Yahoo prefetches through its proxy; corporate link
 (Microsoft Defender Safe Links, Proofpoint, Mimecast, Barracuda...) request every link within
 seconds of delivery, often with a browser's user agent and sometimes with HEAD; chat apps
 expand links into previews. Rates, journey branches (``opened``, ``clicked``) and tuning use
-human hits only, so every hit gets a :class:`Verdict`: a :class:`~campaigns.store.models.Classification`
-and a short reason kept beside the raw hit (at most :data:`MAX_REASON` characters).
+human hits only, so every hit gets a :class:`Verdict`: a
+:class:`~campaigns.store.models.Classification` and a short reason kept beside the raw hit (at
+most :data:`MAX_REASON` characters).
 
 :func:`classify_one` judges a request alone, first rule that applies:
 
@@ -157,7 +158,8 @@ _SCANNER = re.compile(
     "|".join(f"(?P<s{i}>{pattern})" for i, (_, pattern) in enumerate(SCANNERS)), re.IGNORECASE
 )
 _MAIL_CLIENT = re.compile(
-    r"outlook|thunderbird|microsoft office|ms-office|windows[ -]live[ -]mail|postbox|em ?client|mailbird|airmail|mailspring|evolution/|kmail",
+    r"outlook|thunderbird|microsoft office|ms-office|windows[ -]live[ -]mail|postbox"
+    r"|em ?client|mailbird|airmail|mailspring|evolution/|kmail",
     re.IGNORECASE,
 )
 _BROWSER = re.compile(r"mozilla/\d[\d.]*\s*\(([^)]+)\)", re.IGNORECASE)
@@ -196,7 +198,8 @@ class Verdict:
 
 
 def classify_hits(hits: Sequence[HitView], *, sent_at: datetime | None) -> list[Verdict]:
-    """Verdicts for all hits known so far on ONE message (any order in, one verdict per hit, same order as given).
+    """Verdicts for all hits known so far on ONE message (any order in, one verdict per hit,
+    same order as given).
 
     Called again when more hits arrive for the message, so a verdict may change from human to
     machine when a later hit reveals a scanner burst or a trap click; never back.
@@ -227,7 +230,8 @@ def classify_hits(hits: Sequence[HitView], *, sent_at: datetime | None) -> list[
 
 
 def classify_one(hit: HitView, *, sent_at: datetime | None) -> Verdict:
-    """The verdict from the request alone (method, user agent, IP, time since sending), without the other hits."""
+    """The verdict from the request alone (method, user agent, IP, time since sending),
+    without the other hits."""
     if hit.kind == "trap":
         return Verdict(MACHINE, "clicked the hidden trap link (no person can see it)")
     method = hit.method.strip().upper()
@@ -296,7 +300,8 @@ def _agent(user_agent: str) -> tuple[str, str]:
     browser = _BROWSER.search(agent)
     if browser is not None:
         platform = browser.group(1).strip().lower()
-        # "compatible;" is how crawlers dress up as browsers; only old Internet Explorer used it for real.
+        # "compatible;" is how crawlers dress up as browsers; only old Internet Explorer used
+        # it for real.
         if not platform.startswith("compatible") or _OLD_IE.search(platform):
             return _CLIENT, ""
     return _OTHER, ""
@@ -342,7 +347,10 @@ def _bursts(
                 if span <= BURST_WINDOW:
                     reason = f"{distinct} links clicked within {_seconds(span)} s (scanner burst)"
                 else:
-                    reason = f"{distinct} links clicked in {_seconds(span)} s, each within {_seconds(BURST_WINDOW)} s of the last (scanner burst)"
+                    reason = (
+                        f"{distinct} links clicked in {_seconds(span)} s, each within"
+                        f" {_seconds(BURST_WINDOW)} s of the last (scanner burst)"
+                    )
                 bursts.append((first, last, reason))
             chain = []
         if i >= 0:

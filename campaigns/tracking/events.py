@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.store.models import (
@@ -47,10 +47,23 @@ def record_event(
 ) -> Event:
     """Store an event (the caller commits) and wake the enrollments it concerns."""
     event = Event(
-        kind=kind, name=name, value=value, contact_id=contact_id, account_id=account_id, enrollment_id=enrollment_id, journey_id=journey_id,
-        step_id=step_id, message_id=message_id, classification=classification, reason=reason, user_agent=user_agent,
-        dedupe_key=dedupe_key, data=data or {}, occurred_at=occurred_at or now, recorded_at=now,
-    )  # fmt: skip
+        kind=kind,
+        name=name,
+        value=value,
+        contact_id=contact_id,
+        account_id=account_id,
+        enrollment_id=enrollment_id,
+        journey_id=journey_id,
+        step_id=step_id,
+        message_id=message_id,
+        classification=classification,
+        reason=reason,
+        user_agent=user_agent,
+        dedupe_key=dedupe_key,
+        data=data or {},
+        occurred_at=occurred_at or now,
+        recorded_at=now,
+    )
     session.add(event)
     if classification != Classification.MACHINE:
         wake(session, now, kind=kind, contact_id=contact_id, account_id=account_id)
@@ -67,7 +80,7 @@ def wake(
     contact_ids: list[int] | None = None,
 ) -> int:
     """Make the waiting enrollments of these contacts (or of the account's contacts) due now."""
-    who: list[Any]
+    who: list[ColumnElement[bool]]
     if contact_ids:
         who = [Enrollment.contact_id.in_(contact_ids)]
     elif contact_id:

@@ -17,9 +17,9 @@ purpose     payload             URL
 ==========  ==================  ==============================
 
 ``m`` is the Message row id, ``l`` the index into the links stored on that row (so a click
-can only lead to a link that was in the message; :data:`TRAP_LINK` for the hidden trap link) and ``v`` the answer: a score or ``"yes"`` /
-``"no"``. Tokens do not expire: an unsubscribe link must keep working for as long as the email
-sits in someone's inbox.
+can only lead to a link that was in the message; :data:`TRAP_LINK` for the hidden trap link)
+and ``v`` the answer: a score or ``"yes"`` / ``"no"``. Tokens do not expire: an unsubscribe
+link must keep working for as long as the email sits in someone's inbox.
 
 Signing is on the hot path (an NPS email carries 15 or so tokens), so :meth:`Tokens.dumps`
 signs with a prepared HMAC instead of going through itsdangerous for every token (~5 µs

@@ -15,7 +15,7 @@ from flask import Response, abort, current_app, flash, g, redirect, request, url
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from campaigns.content.render import InvalidAddress
+from campaigns.content.mime import InvalidAddress
 from campaigns.engine.preview import Preview, PreviewError, email_steps, render_preview, send_test
 from campaigns.services import Services
 from campaigns.store.models import Contact, JourneyStatus, JourneyVersion

@@ -32,7 +32,7 @@ from werkzeug.urls import iri_to_uri
 
 from campaigns.store.models import Channel, Contact, EventKind, Message
 from campaigns.tracking.events import record_event
-from campaigns.tracking.hits import Hit
+from campaigns.tracking.hits import Hit, HitLog
 from campaigns.tracking.tokens import TRAP_LINK, Tokens, canonical
 
 bp = Blueprint("track", __name__, url_prefix="/t", template_folder="templates")
@@ -131,7 +131,7 @@ class Tracking:
     cache of each message's stored links."""
 
     def __init__(
-        self, tokens: Tokens, secret: str, hits: Any, sessions: Any, link_cache: int = 100_000
+        self, tokens: Tokens, secret: str, hits: HitLog, sessions: Any, link_cache: int = 100_000
     ) -> None:
         self.tokens = tokens
         self.forms = URLSafeTimedSerializer(secret, salt="campaigns.forms")

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from campaigns.channels import in_app, owner, task, webhook
 from campaigns.channels.base import Status
-from campaigns.content.render import OutgoingEmail
+from campaigns.content.mime import OutgoingEmail
 from campaigns.engine import controls, delivery, sending
 from campaigns.engine.context import NEXT, PAUSE, Outcome, StepContext, Value, owner_name
 from campaigns.journeys.model import InAppStep, Step, TaskStep, WebhookStep

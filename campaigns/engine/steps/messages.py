@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import assert_never
 
 from campaigns.channels.email import Draft
-from campaigns.content.render import InviteSpec, OutgoingEmail, SurveySpec
+from campaigns.content.mime import OutgoingEmail
+from campaigns.content.render import InviteSpec, SurveySpec
 from campaigns.engine import sending
 from campaigns.engine.context import Outcome, StepContext
 from campaigns.engine.steps.actions import run_in_app, run_task

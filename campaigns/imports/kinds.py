@@ -1,0 +1,133 @@
+"""What each kind of CSV file holds: its table, natural key, columns and their parsers.
+
+An import of accounts and one of contacts run the same pipeline; everything that differs
+between them is a :class:`FileKind` in :data:`KINDS`: the columns it knows, the ones it
+ignores and why, the checks across columns, and the column that names an account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Table
+
+from campaigns import defaults
+from campaigns.imports.fields import (
+    SIGN_CURRENCIES,
+    Parser,
+    money_sign,
+    parse_boolean,
+    parse_currency,
+    parse_date,
+    parse_email,
+    parse_integer,
+    parse_locale,
+    parse_money,
+    parse_status,
+    parse_tags,
+    parse_text,
+    parse_time_zone,
+    short,
+)
+from campaigns.store.models import Account, Contact, ContractStatus
+
+Kind = Literal["accounts", "contacts"]
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    parse: Parser
+    required: bool = False
+    default: Any = None  # for a NOT NULL column: what a new row gets from an empty cell
+
+
+@dataclass(frozen=True)
+class FileKind:
+    name: str
+    table: Table
+    key: str
+    fields: tuple[Field, ...]
+    ignored: dict[str, str]  # column -> why it is not imported
+    check: Callable[[dict[str, Any], dict[str, str]], list[str]]  # problems across columns
+    reference: str | None = None  # a column naming an account, resolved per batch
+
+    @property
+    def defaulted(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields if f.default is not None)
+
+
+def _check_account(values: dict[str, Any], cells: dict[str, str]) -> list[str]:
+    problems = []
+    start, renewal = values.get("contract_start"), values.get("renewal_date")
+    if start and renewal and renewal < start:
+        problems.append(f"renewal_date {renewal} is before contract_start {start}")
+    for column in ("arr", "ltv"):
+        cell = cells.get(column, "")
+        sign = None if cell.isascii() and cell.isdigit() else money_sign(cell)
+        currency = values.get("currency")
+        if sign and (currency or "JPY") not in SIGN_CURRENCIES[sign]:
+            named = currency or "not given (JPY by default)"
+            problems.append(
+                f"{column} '{short(cells[column])}' is in {sign} but currency is {named}"
+            )
+    return problems
+
+
+def _no_check(values: dict[str, Any], cells: dict[str, str]) -> list[str]:
+    return []
+
+
+_ACCOUNTS_T: Table = Account.__table__  # type: ignore[assignment]
+_CONTACTS_T: Table = Contact.__table__  # type: ignore[assignment]
+_SYSTEM = {
+    "id": "set by the database",
+    "created_at": "set by the database",
+    "updated_at": "set by the database",
+    "attributes": "other columns become attributes",
+}
+
+KINDS: dict[str, FileKind] = {
+    "accounts": FileKind(
+        name="accounts",
+        table=_ACCOUNTS_T,
+        key="external_id",
+        fields=(
+            Field("external_id", parse_text(_ACCOUNTS_T, "external_id"), required=True),
+            Field("name", parse_text(_ACCOUNTS_T, "name"), required=True),
+            Field("arr", parse_money),
+            Field("ltv", parse_money),
+            Field("currency", parse_currency, default="JPY"),
+            Field("plan", parse_text(_ACCOUNTS_T, "plan")),
+            Field("contract_status", parse_status, default=ContractStatus.ACTIVE.value),
+            Field("contract_start", parse_date),
+            Field("renewal_date", parse_date),
+            Field("industry", parse_text(_ACCOUNTS_T, "industry")),
+            Field("company_size", parse_integer(0, 2**31 - 1)),
+            Field("owner_email", parse_email),
+            Field("health_score", parse_integer(0, 100)),
+        ),
+        ignored={**_SYSTEM, "tier": "computed from the segments file"},
+        check=_check_account,
+    ),
+    "contacts": FileKind(
+        name="contacts",
+        table=_CONTACTS_T,
+        key="email",
+        fields=(
+            Field("email", parse_email, required=True),
+            Field("account_external_id", parse_text(_ACCOUNTS_T, "external_id")),
+            Field("name", parse_text(_CONTACTS_T, "name")),
+            Field("role", parse_text(_CONTACTS_T, "role")),
+            Field("locale", parse_locale, default=defaults.DEFAULT_LOCALE),
+            Field("time_zone", parse_time_zone, default=defaults.DEFAULT_TIME_ZONE),
+            Field("subscribed", parse_boolean, default=True),
+            Field("tags", parse_tags, default=[]),
+        ),
+        ignored={**_SYSTEM, "account_id": "use account_external_id"},
+        check=_no_check,
+        reference="account_external_id",
+    ),
+}
