@@ -6,40 +6,28 @@ links are followed in the Flask test client as the signed-in owner."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import textwrap
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.message import EmailMessage
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
 
-from campaigns import config as settings_module
-from campaigns.channels.transports import transport_from_url
-from campaigns.clock import FakeClock
-from campaigns.content.render import Renderer, Sender
-from campaigns.content.templates import TemplateStore
-from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.deploy import deploy
 from campaigns.journeys.parse import parse_journey
-from campaigns.journeys.segments import parse_segments
 from campaigns.store.models import Account, Contact, Event, Message, MessageStatus, User
 from campaigns.store.users import add_user
 from campaigns.tracking.tokens import Tokens
-from campaigns.web import create_app
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "owner-mail-secret-0123456789"
 BASE = "https://cs.example.com"
 START = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
 JAPANESE_OWNER = "suzuki@example.com"
 ENGLISH_OWNER = "jane.doe@example.com"
-SEGMENTS = parse_segments("tiers:\n  everyone: {when: true}\n")
 JOURNEY = textwrap.dedent(
     """\
     journey: kickoff
@@ -83,38 +71,13 @@ def setup(db):
 
 
 @pytest.fixture
-def engine(db, smtp_sink, setup):
-    renderer = Renderer(
-        TemplateStore(ROOT / "templates"), Tokens(SECRET, BASE), Sender("cs@example.com")
-    )
-    made = Engine(
-        db.sessions,
-        FakeClock(START),
-        lambda: SEGMENTS,
-        renderer,
-        transport_from_url(smtp_sink.url),
-        EngineSettings(webhook_secret=SECRET),
-    )
-    yield made
-    made.transport.close()
+def engine(build_engine, smtp_sink, setup):
+    return build_engine(transport=smtp_sink, secret=SECRET, base_url=BASE)
 
 
 @pytest.fixture
-def app(db, setup):
-    cfg = dataclasses.replace(
-        settings_module.load({}), secret_key=SECRET, base_url=BASE, redis_url=None
-    )
-    application = create_app(
-        {
-            "DATABASE_URL": db.url,
-            "CAMPAIGNS": cfg,
-            "TESTING": True,
-            "CLOCK": FakeClock(START),
-            "SECRET_KEY": SECRET,
-        }
-    )
-    yield application
-    application.extensions["campaigns.engine"].dispose()
+def app(build_app, setup):
+    return build_app(secret_key=SECRET, base_url=BASE)
 
 
 def notices(smtp_sink) -> dict[str, EmailMessage]:
