@@ -467,7 +467,8 @@ def seed(sessions: Any, n: int) -> list[int]:
 
     from sqlalchemy import insert, select
 
-    from campaigns.store.models import Account, Contact, Message, MessageStatus
+    from campaigns.store.enums import MessageStatus
+    from campaigns.store.models import Account, Contact, Message
 
     sent_at = datetime.now(UTC) - timedelta(hours=1)
     with sessions() as s, s.begin():
@@ -572,7 +573,8 @@ def main() -> None:
 
     from bench.track_apps import CREATE_HITS_TABLE, HITS_TABLE
     from campaigns.store.db import make_engine, make_sessionmaker, migrate
-    from campaigns.store.models import Event, EventKind
+    from campaigns.store.enums import EventKind
+    from campaigns.store.models import Event
     from campaigns.tracking.hitlog import STREAM, RedisHitLog
     from campaigns.tracking.tokens import Tokens
 

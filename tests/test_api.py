@@ -23,19 +23,16 @@ from sqlalchemy import func, select
 
 from campaigns import defaults
 from campaigns.clock import FakeClock
+from campaigns.store.enums import Classification, EnrollmentState, EventKind, MessageStatus
 from campaigns.store.models import (
     Account,
-    Classification,
     Contact,
     Enrollment,
-    EnrollmentState,
     Event,
-    EventKind,
     InAppMessage,
     Journey,
     JourneyVersion,
     Message,
-    MessageStatus,
     Suppression,
 )
 from campaigns.web import api, api_base, api_crm  # noqa: F401 (api_crm: its routes)

@@ -18,16 +18,8 @@ from campaigns.engine.core import Engine
 from campaigns.engine.deploy import deploy
 from campaigns.journeys.parse import parse_journey
 from campaigns.journeys.segments import parse_segments
-from campaigns.store.models import (
-    Account,
-    Contact,
-    Enrollment,
-    EnrollmentState,
-    Message,
-    MessageStatus,
-    Suppression,
-    Task,
-)
+from campaigns.store.enums import EnrollmentState, MessageStatus
+from campaigns.store.models import Account, Contact, Enrollment, Message, Suppression, Task
 
 ROOT = Path(__file__).resolve().parent.parent
 SEGMENTS = parse_segments("tiers:\n  everyone: {when: true}\n")

@@ -23,18 +23,8 @@ from campaigns.engine.deploy import deploy
 from campaigns.insight import stats, tuning
 from campaigns.insight.report import journey_report
 from campaigns.journeys.parse import parse_journey
-from campaigns.store.models import (
-    Account,
-    Contact,
-    Enrollment,
-    EventKind,
-    Journey,
-    Message,
-    MessageStatus,
-    Stat,
-    Suppression,
-    SuppressionReason,
-)
+from campaigns.store.enums import EventKind, MessageStatus, SuppressionReason
+from campaigns.store.models import Account, Contact, Enrollment, Journey, Message, Stat, Suppression
 from campaigns.tracking.bounces import Notice, store_notices
 from tests.kit import LINKS
 

@@ -46,7 +46,8 @@ from campaigns.engine.deploy import deploy
 from campaigns.insight import stats
 from campaigns.journeys.parse import parse_journey
 from campaigns.store.db import make_engine, make_sessionmaker, migrate
-from campaigns.store.models import Account, Contact, Journey, Task, TaskStatus
+from campaigns.store.enums import TaskStatus
+from campaigns.store.models import Account, Contact, Journey, Task
 from campaigns.store.users import add_user
 from campaigns.web import create_app
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from campaigns.store.models import Classification
+from campaigns.store.enums import Classification
 from campaigns.tracking import classify
 from campaigns.tracking.classify import HitView, Verdict, classify_hits, classify_one
 

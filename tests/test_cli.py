@@ -279,7 +279,8 @@ def test_tick_with_redis_gone_says_so_in_one_line_and_fails_no_enrollment(tmp_pa
     from sqlalchemy import select
 
     from campaigns.store.db import make_engine, make_sessionmaker, migrate
-    from campaigns.store.models import Enrollment, EnrollmentState, Message, MessageStatus
+    from campaigns.store.enums import EnrollmentState, MessageStatus
+    from campaigns.store.models import Enrollment, Message
     from tests.cluster import SEGMENTS as EVERYONE
     from tests.cluster import free_port, seed
 

@@ -31,19 +31,14 @@ from campaigns.insight.report import journey_report
 from campaigns.insight.timeline import contact_timeline
 from campaigns.journeys.parse import parse_journey
 from campaigns.journeys.segments import parse_segments
-from campaigns.store.models import (
-    Account,
+from campaigns.store.enums import (
     Classification,
-    Contact,
-    Enrollment,
     EnrollmentState,
-    Event,
     EventKind,
-    Message,
     MessageStatus,
-    Task,
     TaskStatus,
 )
+from campaigns.store.models import Account, Contact, Enrollment, Event, Message, Task
 from campaigns.store.users import add_user
 
 ROOT = Path(__file__).resolve().parent.parent

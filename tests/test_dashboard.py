@@ -28,7 +28,8 @@ from campaigns.engine.deploy import deploy
 from campaigns.insight import stats
 from campaigns.insight.rates import Rate, wilson
 from campaigns.journeys.parse import parse_journey
-from campaigns.store.models import Allocation, Journey, JourneyStatus, User
+from campaigns.store.enums import JourneyStatus
+from campaigns.store.models import Allocation, Journey, User
 from campaigns.store.users import UserError, add_user, set_password
 from campaigns.web import crm, previews  # noqa: F401 (crm, previews: their routes)
 from campaigns.web.auth import safe_next

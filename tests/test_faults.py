@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 
 from campaigns.clock import FakeClock
 from campaigns.engine.core import Engine
-from campaigns.store.models import Enrollment, Message, MessageStatus
+from campaigns.store.enums import MessageStatus
+from campaigns.store.models import Enrollment, Message
 from tests.cluster import (
     SEGMENTS,
     PrivatePostgres,

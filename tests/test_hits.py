@@ -12,15 +12,8 @@ import pytest
 from redis import Redis
 from sqlalchemy import distinct, func, select
 
-from campaigns.store.models import (
-    Account,
-    Classification,
-    Contact,
-    Event,
-    EventKind,
-    Message,
-    MessageStatus,
-)
+from campaigns.store.enums import Classification, EventKind, MessageStatus
+from campaigns.store.models import Account, Contact, Event, Message
 from campaigns.tracking.hitlog import RedisHitLog
 from campaigns.tracking.hits import Hit, write_hits
 from tests.kit import LINKS

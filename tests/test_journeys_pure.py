@@ -19,7 +19,8 @@ from campaigns.journeys.fields import ACCOUNT_FIELDS, CONTACT_FIELDS, CONTRACT_S
 from campaigns.journeys.flow import PARSERS
 from campaigns.journeys.model import StepType
 from campaigns.journeys.rules import AllOf, Column, Compare, DaysFromToday, TierOf
-from campaigns.store.models import Account, Contact, ContractStatus
+from campaigns.store.enums import ContractStatus
+from campaigns.store.models import Account, Contact
 
 FORBIDDEN = ("sqlalchemy", "flask", "werkzeug", "click", "redis", "rq", "campaigns.store")
 

@@ -22,7 +22,8 @@ from campaigns.clock import FakeClock, SystemClock
 from campaigns.engine import leases
 from campaigns.engine.core import Engine, EngineSettings
 from campaigns.engine.leases import Lease, LeaseLost
-from campaigns.store.models import Enrollment, EnrollmentState, Message, MessageStatus
+from campaigns.store.enums import EnrollmentState, MessageStatus
+from campaigns.store.models import Enrollment, Message
 from tests.cluster import SEGMENTS, seed
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,16 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from campaigns.store.db import current_revision
-from campaigns.store.models import (
-    Account,
-    Contact,
-    Enrollment,
-    EnrollmentState,
-    Journey,
-    JourneyVersion,
-    Message,
-    MessageStatus,
-)
+from campaigns.store.enums import EnrollmentState, MessageStatus
+from campaigns.store.models import Account, Contact, Enrollment, Journey, JourneyVersion, Message
 
 
 def _journey(session) -> tuple[Journey, JourneyVersion]:

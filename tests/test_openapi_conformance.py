@@ -25,18 +25,16 @@ from schemathesis import Case, CheckContext, Response
 
 import campaigns.config
 from campaigns.clock import FakeClock
+from campaigns.store.enums import EnrollmentState, MessageStatus, TaskStatus
 from campaigns.store.models import (
     Account,
     Contact,
     Enrollment,
-    EnrollmentState,
     InAppMessage,
     Journey,
     JourneyVersion,
     Message,
-    MessageStatus,
     Task,
-    TaskStatus,
 )
 from campaigns.web import api, api_input, create_app
 

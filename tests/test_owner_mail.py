@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from campaigns.engine.deploy import deploy
 from campaigns.journeys.parse import parse_journey
-from campaigns.store.models import Account, Contact, Event, Message, MessageStatus, User
+from campaigns.store.enums import MessageStatus
+from campaigns.store.models import Account, Contact, Event, Message, User
 from campaigns.store.users import add_user
 from campaigns.tracking.tokens import Tokens
 

@@ -30,7 +30,8 @@ from campaigns.insight.sendtime import SendTimes, decide, hour_counts, next_slot
 from campaigns.journeys.model import SendingWindow
 from campaigns.journeys.parse import parse_journey
 from campaigns.journeys.segments import parse_segments
-from campaigns.store.models import Account, Contact, Enrollment, Message, MessageStatus, Stat
+from campaigns.store.enums import MessageStatus
+from campaigns.store.models import Account, Contact, Enrollment, Message, Stat
 from campaigns.tracking.hits import Hit, write_hits
 from tests.kit import LINKS
 

@@ -23,7 +23,8 @@ from campaigns.insight.nps import summary
 from campaigns.insight.rates import wilson
 from campaigns.insight.report import journey_report, overview
 from campaigns.journeys.parse import parse_journey
-from campaigns.store.models import Account, Contact, Message, Stat, Suppression, SuppressionReason
+from campaigns.store.enums import SuppressionReason
+from campaigns.store.models import Account, Contact, Message, Stat, Suppression
 from campaigns.tracking.hits import Hit, write_hits
 from tests.kit import LINKS
 

@@ -15,15 +15,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from campaigns.clock import FakeClock
-from campaigns.store.models import (
-    Account,
-    Classification,
-    Contact,
-    Event,
-    EventKind,
-    Message,
-    MessageStatus,
-)
+from campaigns.store.enums import Classification, EventKind, MessageStatus
+from campaigns.store.models import Account, Contact, Event, Message
 from campaigns.tracking.tokens import TRAP_LINK, Tokens
 
 SECRET = "track-secret-0123456789"

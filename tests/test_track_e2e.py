@@ -25,16 +25,8 @@ from werkzeug.serving import make_server
 from campaigns.clock import FakeClock, SystemClock
 from campaigns.engine.deploy import deploy
 from campaigns.journeys.parse import parse_journey
-from campaigns.store.models import (
-    Account,
-    Classification,
-    Contact,
-    Enrollment,
-    EnrollmentState,
-    Event,
-    EventKind,
-    Task,
-)
+from campaigns.store.enums import Classification, EnrollmentState, EventKind
+from campaigns.store.models import Account, Contact, Enrollment, Event, Task
 from campaigns.tracking.hitlog import RedisHitLog
 from campaigns.tracking.tokens import Tokens
 

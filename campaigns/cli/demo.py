@@ -143,7 +143,8 @@ def _demo_run(state: State, on: Any) -> None:
     from datetime import UTC, datetime, time
 
     from campaigns.clock import FakeClock, SystemClock
-    from campaigns.store.models import InAppMessage, MessageStatus, Task
+    from campaigns.store.enums import MessageStatus
+    from campaigns.store.models import InAppMessage, Task
     from campaigns.store.models import Message as MessageRow
 
     # With --date, the pass runs at 10:00 in Tokyo that day (01:00 UTC), so that runs of

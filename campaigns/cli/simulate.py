@@ -33,7 +33,8 @@ from campaigns.exceptions import UnknownJourney
 from campaigns.journeys.parse import read_source
 from campaigns.services import build
 from campaigns.store.db import make_engine, make_sessionmaker
-from campaigns.store.models import InAppMessage, JourneyStatus, Message, MessageStatus, Task
+from campaigns.store.enums import JourneyStatus, MessageStatus
+from campaigns.store.models import InAppMessage, Message, Task
 from campaigns.store.models import Journey as JourneyRow
 
 

@@ -34,15 +34,8 @@ from campaigns.engine.outgoing import Outgoing
 from campaigns.engine.results import AdvanceResult
 from campaigns.engine.runner import MAX_STEPS_PER_RUN, run_steps
 from campaigns.journeys.model import Journey
-from campaigns.store.models import (
-    Account,
-    Contact,
-    Enrollment,
-    Message,
-    MessageStatus,
-    Suppression,
-    SuppressionReason,
-)
+from campaigns.store.enums import MessageStatus, SuppressionReason
+from campaigns.store.models import Account, Contact, Enrollment, Message, Suppression
 
 RESULTS_COMMIT_SECONDS = 0.5
 """While a batch is being delivered, its results so far are committed at least this often,

@@ -27,17 +27,8 @@ from campaigns.engine.results import AdvanceResult
 from campaigns.engine.settings import EngineSettings
 from campaigns.insight import sendtime, tuning
 from campaigns.journeys.model import Journey, Text, text_for
-from campaigns.store.models import (
-    Account,
-    Classification,
-    Contact,
-    Enrollment,
-    Event,
-    EventKind,
-    Message,
-    Task,
-    TaskStatus,
-)
+from campaigns.store.enums import Classification, EventKind, TaskStatus
+from campaigns.store.models import Account, Contact, Enrollment, Event, Message, Task
 
 _TEXT_ENV = SandboxedEnvironment(autoescape=False)
 

@@ -41,7 +41,8 @@ from campaigns.exceptions import JourneyError
 from campaigns.insight import sendtime, stats, tuning
 from campaigns.journeys.model import Journey
 from campaigns.journeys.segments import SegmentSet
-from campaigns.store.models import Event, EventKind, JourneyStatus
+from campaigns.store.enums import EventKind, JourneyStatus
+from campaigns.store.models import Event
 from campaigns.store.models import Journey as JourneyRow
 from campaigns.store.versions import ParsedJourneys
 from campaigns.tracking.events import record_event

@@ -47,16 +47,8 @@ from campaigns.engine.audience import RuleCompiler
 from campaigns.journeys.expressions import parse
 from campaigns.journeys.model import Journey, Trigger
 from campaigns.journeys.segments import SegmentSet
-from campaigns.store.models import (
-    Account,
-    Contact,
-    Enrollment,
-    EnrollmentState,
-    Event,
-    EventKind,
-    JSONType,
-    UTCDateTime,
-)
+from campaigns.store.enums import EnrollmentState, EventKind
+from campaigns.store.models import Account, Contact, Enrollment, Event, JSONType, UTCDateTime
 
 DATE_GRACE = timedelta(days=7)
 """How late a date- or event-triggered entry may still happen (a tick that was down)."""

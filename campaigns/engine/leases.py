@@ -46,7 +46,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
 from campaigns.outages import is_outage
-from campaigns.store.models import Base, EnrollmentState, MessageStatus
+from campaigns.store.enums import EnrollmentState, MessageStatus
+from campaigns.store.models import Base
 
 log = logging.getLogger("campaigns.leases")
 

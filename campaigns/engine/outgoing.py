@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from campaigns.channels.base import Channel
 from campaigns.content.mime import OutgoingEmail
-from campaigns.store.models import Message, MessageStatus
+from campaigns.store.enums import MessageStatus
+from campaigns.store.models import Message
 
 
 @dataclass

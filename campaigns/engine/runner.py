@@ -11,7 +11,7 @@ from campaigns.engine.context import Outcome, StepContext
 from campaigns.engine.steps import execute, next_step
 from campaigns.journeys.expressions import Condition
 from campaigns.journeys.model import Step
-from campaigns.store.models import EnrollmentState
+from campaigns.store.enums import EnrollmentState
 
 MAX_STEPS_PER_RUN = 64
 """Steps one enrollment may run in one go (a journey without waits ends well before)."""

@@ -16,7 +16,8 @@ from campaigns.content.mime import OutgoingEmail
 from campaigns.engine import controls
 from campaigns.engine.context import NEXT, PAUSE, Outcome, StepContext
 from campaigns.engine.outgoing import Outgoing
-from campaigns.store.models import Message, MessageStatus
+from campaigns.store.enums import MessageStatus
+from campaigns.store.models import Message
 
 DONE = (MessageStatus.SENT, MessageStatus.BOUNCED, MessageStatus.SUPPRESSED, MessageStatus.FAILED)
 """A message in one of these states is not sent again."""
@@ -31,7 +32,7 @@ class Mail:
     step_id: str
     attempt_key: str
     channel: Channel[OutgoingEmail]
-    kind: str  # the row's channel column: campaigns.store.models.Channel
+    kind: str  # the row's channel column: campaigns.store.enums.Channel
     to: str
     category: str
     template: str

@@ -25,7 +25,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from campaigns.store.models import Account, Contact, EventKind, Journey, Task, TaskStatus
+from campaigns.store.enums import EventKind, TaskStatus
+from campaigns.store.models import Account, Contact, Journey, Task
 from campaigns.tracking.events import record_event
 
 OUTCOME_MAX = 4_000

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Table
 
-from campaigns.store.models import ContractStatus
+from campaigns.store.enums import ContractStatus
 
 
 class CellError(Exception):

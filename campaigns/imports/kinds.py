@@ -31,7 +31,8 @@ from campaigns.imports.fields import (
     parse_time_zone,
     short,
 )
-from campaigns.store.models import Account, Contact, ContractStatus
+from campaigns.store.enums import ContractStatus
+from campaigns.store.models import Account, Contact
 
 Kind = Literal["accounts", "contacts"]
 

@@ -20,7 +20,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from campaigns.insight.stats import NOWHERE, Key, hourly, places, stat_key
-from campaigns.store.models import Classification, Event, EventKind, Message
+from campaigns.store.enums import Classification, EventKind
+from campaigns.store.models import Event, Message
 
 _FIRST = {
     EventKind.OPEN: "opened_at",

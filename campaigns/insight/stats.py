@@ -63,18 +63,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from campaigns.insight.sendtime import HOUR_METRICS, hour_metric, local_hour, timed_steps
+from campaigns.store.enums import Channel, EnrollmentState, MessageStatus, TaskStatus
 from campaigns.store.models import (
-    Channel,
     Contact,
     Enrollment,
-    EnrollmentState,
     InAppMessage,
     JourneyVersion,
     Message,
-    MessageStatus,
     Stat,
     Task,
-    TaskStatus,
 )
 
 Key = tuple[int, str, str, str, str, str, date, str]

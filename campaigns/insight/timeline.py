@@ -21,18 +21,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.store.models import (
-    Classification,
-    Enrollment,
-    Event,
-    EventKind,
-    InAppMessage,
-    Journey,
-    Message,
-    MessageStatus,
-    Task,
-    TaskStatus,
-)
+from campaigns.store.enums import Classification, EventKind, MessageStatus, TaskStatus
+from campaigns.store.models import Enrollment, Event, InAppMessage, Journey, Message, Task
 
 LIMIT = 100
 """Entries per page."""

@@ -7,7 +7,6 @@ Every state a row can be in is an explicit :class:`enum.StrEnum`, stored as its 
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -35,6 +34,17 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from campaigns.store.enums import (
+    Channel,
+    Classification,
+    ContractStatus,
+    EnrollmentState,
+    JourneyStatus,
+    MessageStatus,
+    TaskStatus,
+    UserRole,
+)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -80,86 +90,6 @@ def utcnow() -> datetime:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType, list[str]: JSONType}
-
-
-class ContractStatus(enum.StrEnum):
-    TRIAL = "trial"
-    ACTIVE = "active"
-    RENEWING = "renewing"
-    CHURNED = "churned"
-    CANCELLED = "cancelled"
-
-
-class JourneyStatus(enum.StrEnum):
-    ACTIVE = "active"
-    PAUSED = "paused"
-    ARCHIVED = "archived"
-
-
-class EnrollmentState(enum.StrEnum):
-    """Where one contact stands in one journey."""
-
-    ACTIVE = "active"  # due to run its current step at next_run_at
-    WAITING = "waiting"  # in a wait_until: woken by an event or its timeout (next_run_at)
-    COMPLETED = "completed"  # ran off the end or reached an exit step
-    GOAL = "goal"  # the journey's goal was reached
-    EXITED = "exited"  # an exit condition held
-    FAILED = "failed"  # a step failed for good; the error is kept on the row
-
-
-class MessageStatus(enum.StrEnum):
-    """One attempt to reach a contact through a channel, written before the channel is called."""
-
-    PENDING = "pending"  # written, not yet handed to the transport
-    DEFERRED = "deferred"  # held back (frequency cap, sending window, rate limit); retried later
-    SENDING = "sending"  # handed to the transport; a crash leaves it in doubt
-    SENT = "sent"  # the transport accepted it
-    BOUNCED = "bounced"  # hard bounce; the address is suppressed
-    FAILED = "failed"  # gave up after retries
-    SUPPRESSED = "suppressed"  # not sent: address suppressed or contact unsubscribed
-
-
-class Channel(enum.StrEnum):
-    EMAIL = "email"
-    TASK = "task"
-    IN_APP = "in_app"
-    WEBHOOK = "webhook"
-    OWNER = "owner"  # mail to an account owner (a user): untracked, no unsubscribe
-
-
-class EventKind(enum.StrEnum):
-    DELIVERED = "delivered"
-    OPEN = "open"
-    CLICK = "click"
-    ANSWER = "answer"  # survey score
-    RSVP = "rsvp"  # invite yes/no
-    COMMENT = "comment"  # the free text left on a survey's thank-you page
-    UNSUBSCRIBE = "unsubscribe"
-    BOUNCE = "bounce"
-    COMPLAINT = "complaint"
-    TASK_DONE = "task_done"
-    CUSTOM = "custom"  # product events posted to the API: usage_dropped, renewed, login...
-
-
-class Classification(enum.StrEnum):
-    """Who caused a hit: a person, a machine (proxy, scanner, prefetch), or unknown."""
-
-    HUMAN = "human"
-    MACHINE = "machine"
-    UNKNOWN = "unknown"
-
-
-class TaskStatus(enum.StrEnum):
-    OPEN = "open"
-    DONE = "done"
-    CANCELLED = "cancelled"
-
-
-class SuppressionReason(enum.StrEnum):
-    UNSUBSCRIBED = "unsubscribed"
-    HARD_BOUNCE = "hard_bounce"
-    COMPLAINT = "complaint"
-    MANUAL = "manual"
 
 
 class Account(Base):
@@ -512,13 +442,6 @@ class Stat(Base):
     day: Mapped[date] = mapped_column(Date)
     metric: Mapped[str] = mapped_column(String(32))
     count: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
-
-
-class UserRole(enum.StrEnum):
-    """What a dashboard user may do: ``admin`` manages users, ``csm`` reads the reports."""
-
-    ADMIN = "admin"
-    CSM = "csm"
 
 
 class User(Base):

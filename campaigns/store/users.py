@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from campaigns.exceptions import CampaignsError
-from campaigns.store.models import User, UserRole
+from campaigns.store.enums import UserRole
+from campaigns.store.models import User
 
 MIN_PASSWORD = 10
 """Characters a password needs at least."""

@@ -22,16 +22,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from campaigns.insight import stats
-from campaigns.store.models import (
-    Classification,
-    Contact,
-    Event,
-    EventKind,
-    Message,
-    MessageStatus,
-    Suppression,
-    SuppressionReason,
-)
+from campaigns.store.enums import Classification, EventKind, MessageStatus, SuppressionReason
+from campaigns.store.models import Contact, Event, Message, Suppression
 from campaigns.tracking.events import contacts_by_email, record_event, stored_keys
 
 

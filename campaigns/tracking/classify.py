@@ -6,7 +6,7 @@ image when the email arrives; Yahoo prefetches through its proxy; corporate link
 seconds of delivery, often with a browser's user agent and sometimes with HEAD; chat apps
 expand links into previews. Rates, journey branches (``opened``, ``clicked``) and tuning use
 human hits only, so every hit gets a :class:`Verdict`: a
-:class:`~campaigns.store.models.Classification` and a short reason kept beside the raw hit (at
+:class:`~campaigns.store.enums.Classification` and a short reason kept beside the raw hit (at
 most :data:`MAX_REASON` characters).
 
 :func:`classify_one` judges a request alone, first rule that applies:
@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from campaigns.store.models import Classification
+from campaigns.store.enums import Classification
 
 HUMAN, MACHINE, UNKNOWN = Classification.HUMAN, Classification.MACHINE, Classification.UNKNOWN
 

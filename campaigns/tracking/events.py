@@ -15,14 +15,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
-from campaigns.store.models import (
-    Classification,
-    Contact,
-    Enrollment,
-    EnrollmentState,
-    Event,
-    EventKind,
-)
+from campaigns.store.enums import Classification, EnrollmentState, EventKind
+from campaigns.store.models import Contact, Enrollment, Event
 
 
 def record_event(

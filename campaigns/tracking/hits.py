@@ -26,7 +26,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from campaigns.insight import hitcounts, stats
-from campaigns.store.models import Channel, Classification, Contact, Event, EventKind, Message
+from campaigns.store.enums import Channel, Classification, EventKind
+from campaigns.store.models import Contact, Event, Message
 from campaigns.tracking.classify import HitView, Verdict, classify_hits
 from campaigns.tracking.events import wake
 

@@ -32,14 +32,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from campaigns.insight import stats
-from campaigns.store.models import (
-    Account,
-    Classification,
-    Event,
-    EventKind,
-    InAppMessage,
-    Journey,
-)
+from campaigns.store.enums import Classification, EventKind
+from campaigns.store.models import Account, Event, InAppMessage, Journey
 from campaigns.tracking.bounces import store_notices
 from campaigns.tracking.events import contacts_by_email, record_event, stored_keys
 from campaigns.web import api_base as base

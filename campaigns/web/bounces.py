@@ -13,7 +13,7 @@ import hashlib
 from email.utils import parseaddr
 from typing import Any
 
-from campaigns.store.models import EventKind
+from campaigns.store.enums import EventKind
 from campaigns.tracking.bounces import Notice
 from campaigns.web import api_input
 from campaigns.web.api_input import Problems

@@ -29,7 +29,8 @@ from campaigns.engine.tasks import (
     owners,
 )
 from campaigns.insight.timeline import LIMIT, contact_timeline
-from campaigns.store.models import Account, Contact, Enrollment, Journey, Task, TaskStatus, UserRole
+from campaigns.store.enums import TaskStatus, UserRole
+from campaigns.store.models import Account, Contact, Enrollment, Journey, Task
 from campaigns.web import dashboard_base as base
 from campaigns.web.dashboard_base import bp
 

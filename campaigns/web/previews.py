@@ -18,7 +18,8 @@ from sqlalchemy import select
 from campaigns.content.mime import InvalidAddress
 from campaigns.engine.preview import Preview, PreviewError, email_steps, render_preview, send_test
 from campaigns.services import Services
-from campaigns.store.models import Contact, JourneyStatus, JourneyVersion
+from campaigns.store.enums import JourneyStatus
+from campaigns.store.models import Contact, JourneyVersion
 from campaigns.store.models import Journey as JourneyRow
 from campaigns.tracking.events import contacts_by_email
 from campaigns.web import dashboard_base as base

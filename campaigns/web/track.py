@@ -30,7 +30,8 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import select
 from werkzeug.urls import iri_to_uri
 
-from campaigns.store.models import Channel, Contact, EventKind, Message
+from campaigns.store.enums import Channel, EventKind
+from campaigns.store.models import Contact, Message
 from campaigns.tracking.events import record_event
 from campaigns.tracking.hits import Hit, HitLog
 from campaigns.tracking.tokens import TRAP_LINK, Tokens, canonical

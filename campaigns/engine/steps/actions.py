@@ -15,7 +15,8 @@ from campaigns.content.mime import OutgoingEmail
 from campaigns.engine import controls, delivery, sending
 from campaigns.engine.context import NEXT, PAUSE, Outcome, StepContext, Value, owner_name
 from campaigns.journeys.model import InAppStep, Step, TaskStep, WebhookStep
-from campaigns.store.models import Channel, Message, MessageStatus, Task, User
+from campaigns.store.enums import Channel, MessageStatus
+from campaigns.store.models import Message, Task, User
 
 
 def run_task(ctx: StepContext, step: Step, config: TaskStep) -> Outcome:

@@ -26,7 +26,8 @@ from campaigns.journeys.model import (
     TaskStep,
     text_for,
 )
-from campaigns.store.models import Channel, Message
+from campaigns.store.enums import Channel
+from campaigns.store.models import Message
 
 MessageConfig = EmailStep | SurveyStep | InviteStep
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from campaigns.engine.context import NEXT, Outcome, StepContext
 from campaigns.journeys.model import Step, WaitStep, WaitUntilStep
-from campaigns.store.models import EventKind
+from campaigns.store.enums import EventKind
 
 
 def run_wait(ctx: StepContext, step: Step, config: WaitStep) -> Outcome:

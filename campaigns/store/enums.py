@@ -1,0 +1,96 @@
+"""The states and kinds the tables store, as string enums: plain Python, no SQLAlchemy.
+
+The models (:mod:`campaigns.store.models`) keep them in string columns; everything that
+reads or writes a state names it through these.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ContractStatus(enum.StrEnum):
+    TRIAL = "trial"
+    ACTIVE = "active"
+    RENEWING = "renewing"
+    CHURNED = "churned"
+    CANCELLED = "cancelled"
+
+
+class JourneyStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ARCHIVED = "archived"
+
+
+class EnrollmentState(enum.StrEnum):
+    """Where one contact stands in one journey."""
+
+    ACTIVE = "active"  # due to run its current step at next_run_at
+    WAITING = "waiting"  # in a wait_until: woken by an event or its timeout (next_run_at)
+    COMPLETED = "completed"  # ran off the end or reached an exit step
+    GOAL = "goal"  # the journey's goal was reached
+    EXITED = "exited"  # an exit condition held
+    FAILED = "failed"  # a step failed for good; the error is kept on the row
+
+
+class MessageStatus(enum.StrEnum):
+    """One attempt to reach a contact through a channel, written before the channel is called."""
+
+    PENDING = "pending"  # written, not yet handed to the transport
+    DEFERRED = "deferred"  # held back (frequency cap, sending window, rate limit); retried later
+    SENDING = "sending"  # handed to the transport; a crash leaves it in doubt
+    SENT = "sent"  # the transport accepted it
+    BOUNCED = "bounced"  # hard bounce; the address is suppressed
+    FAILED = "failed"  # gave up after retries
+    SUPPRESSED = "suppressed"  # not sent: address suppressed or contact unsubscribed
+
+
+class Channel(enum.StrEnum):
+    EMAIL = "email"
+    TASK = "task"
+    IN_APP = "in_app"
+    WEBHOOK = "webhook"
+    OWNER = "owner"  # mail to an account owner (a user): untracked, no unsubscribe
+
+
+class EventKind(enum.StrEnum):
+    DELIVERED = "delivered"
+    OPEN = "open"
+    CLICK = "click"
+    ANSWER = "answer"  # survey score
+    RSVP = "rsvp"  # invite yes/no
+    COMMENT = "comment"  # the free text left on a survey's thank-you page
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    TASK_DONE = "task_done"
+    CUSTOM = "custom"  # product events posted to the API: usage_dropped, renewed, login...
+
+
+class Classification(enum.StrEnum):
+    """Who caused a hit: a person, a machine (proxy, scanner, prefetch), or unknown."""
+
+    HUMAN = "human"
+    MACHINE = "machine"
+    UNKNOWN = "unknown"
+
+
+class TaskStatus(enum.StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class SuppressionReason(enum.StrEnum):
+    UNSUBSCRIBED = "unsubscribed"
+    HARD_BOUNCE = "hard_bounce"
+    COMPLAINT = "complaint"
+    MANUAL = "manual"
+
+
+class UserRole(enum.StrEnum):
+    """What a dashboard user may do: ``admin`` manages users, ``csm`` reads the reports."""
+
+    ADMIN = "admin"
+    CSM = "csm"
