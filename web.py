@@ -3,7 +3,8 @@
 
 A bad setting, a Redis or database that does not answer, or a database whose schema is
 behind the code (run ``campaigns migrate``: the web process never migrates) stops it with one
-line on stderr (see :mod:`campaigns.preflight`), never a traceback. Exit status 2, except under gunicorn:
+line on stderr (see :mod:`campaigns.preflight`), never a traceback. Exit status 2, except under
+gunicorn:
 there a worker that exits 4 ("App failed to load") makes the master stop too, where any
 other status would have it start the worker again, and fail again, forever.
 """

@@ -116,7 +116,8 @@ def run_kills(n: int, kills: int) -> bool:
     redis.start()
     workers = Workers(url, redis.url, sink.url)
     print(
-        f"run 1: {n:,} recipients, 2 workers, a worker SIGKILLed {kills} times (LEASE_SECONDS={lease}, SEND_BATCH={batch}, relay 4 ms a message), postgresql"
+        f"run 1: {n:,} recipients, 2 workers, a worker SIGKILLed {kills} times "
+        f"(LEASE_SECONDS={lease}, SEND_BATCH={batch}, relay 4 ms a message), postgresql"
     )
     started = time.monotonic()
     log: list[Kill] = []
@@ -165,7 +166,8 @@ def run_kills(n: int, kills: int) -> bool:
         redis.close()
     lost, extra = report_copies(relay, addresses)
     print(
-        f"delivered to {n - lost:,} of {n:,} in {elapsed:.0f} s; message states: {dict(statuses(sessions))}"
+        f"delivered to {n - lost:,} of {n:,} in {elapsed:.0f} s; message states: "
+        f"{dict(statuses(sessions))}"
     )
     print("kill   at s  in doubt  resent  taken over after")
     worst = 0
@@ -173,20 +175,24 @@ def run_kills(n: int, kills: int) -> bool:
         resent = len(kill.in_doubt & set(extra))
         worst = max(worst, resent)
         print(
-            f"{number:>4} {kill.at:>6.1f} {len(kill.in_doubt):>9} {resent:>7} {kill.recovery or 0:>12.1f} s"
+            f"{number:>4} {kill.at:>6.1f} {len(kill.in_doubt):>9} {resent:>7} "
+            f"{kill.recovery or 0:>12.1f} s"
         )
     unexplained = set(extra) - set().union(*(k.in_doubt for k in log)) if log else set(extra)
     recoveries = [k.recovery or 0.0 for k in log]
     print(f"lost: {lost} (target 0) {verdict(lost == 0)}")
     print(
-        f"extra copies: {len(extra)}, each of a message in doubt at a kill: {verdict(not unexplained)}; most in one kill {worst} (target <= SEND_BATCH {batch}) {verdict(worst <= batch)}"
+        f"extra copies: {len(extra)}, each of a message in doubt at a kill: "
+        f"{verdict(not unexplained)}; most in one kill {worst} (target <= SEND_BATCH {batch}) "
+        f"{verdict(worst <= batch)}"
     )
     for address, found in sorted(extra.items())[:10]:
         print(f"  {address} x{len(found)}, Message-IDs {sorted(set(found))}")
     if len(extra) > 10:
         print(f"  ... and {len(extra) - 10} more")
     print(
-        f"recovery: max {max(recoveries):.1f} s, mean {sum(recoveries) / len(recoveries):.1f} s (target < 60 s) {verdict(max(recoveries) < 60)}"
+        f"recovery: max {max(recoveries):.1f} s, mean {sum(recoveries) / len(recoveries):.1f} s "
+        f"(target < 60 s) {verdict(max(recoveries) < 60)}"
     )
     same_ids = all(len(set(found)) == 1 for found in extra.values())
     print(f"every resend under its first Message-ID: {verdict(same_ids)}")
@@ -215,7 +221,9 @@ def run_slow(n: int) -> bool:
         {"LEASE_SECONDS": str(lease), "JOB_TIMEOUT": str(job_timeout), "SEND_BATCH": str(batch)},
     )
     print(
-        f"run 2: {n:,} recipients, 4 workers, a relay slower than the lease: 40 ms a message (a batch of {batch} takes 4 s), every 500th 4 s; LEASE_SECONDS={lease}, JOB_TIMEOUT={job_timeout}, postgresql"
+        f"run 2: {n:,} recipients, 4 workers, a relay slower than the lease: 40 ms a message (a "
+        f"batch of {batch} takes 4 s), every 500th 4 s; LEASE_SECONDS={lease}, "
+        f"JOB_TIMEOUT={job_timeout}, postgresql"
     )
     started = time.monotonic()
     try:
@@ -243,7 +251,8 @@ def run_slow(n: int) -> bool:
         )
     timeouts = log.count("exceeded maximum timeout")
     print(
-        f"delivered to {n - lost:,} of {n:,} in {elapsed:.0f} s = {n / elapsed:,.0f} msg/s; message states: {dict(statuses(sessions))}; failed enrollments: {failed}"
+        f"delivered to {n - lost:,} of {n:,} in {elapsed:.0f} s = {n / elapsed:,.0f} msg/s; "
+        f"message states: {dict(statuses(sessions))}; failed enrollments: {failed}"
     )
     print(f"lost: {lost} (target 0) {verdict(lost == 0)}")
     print(f"extra copies: {len(extra)} (target 0) {verdict(not extra)}")

@@ -4,10 +4,12 @@ PostgreSQL, classification and stats included.
 On a throw-away PostgreSQL database: ``--messages`` sent messages (as bench/track.py seeds
 them), ``--hits`` opens and clicks from a browser spread over them and XADDed to a Redis
 stream in one pipeline, then one :meth:`campaigns.tracking.hitlog.RedisHitLog.flush` writes them all
-(batches of ``campaigns.tracking.hitlog.BATCH``), timed. Prints hits/s and checks that the events table
+(batches of ``campaigns.tracking.hitlog.BATCH``), timed. Prints hits/s and checks that the events
+table
 holds exactly the hits sent.
 
-Usage: python bench/flush.py [--hits 40000] [--messages 1000] [--redis-url redis://127.0.0.1:6379/14]
+Usage: python bench/flush.py [--hits 40000] [--messages 1000] [--redis-url
+redis://127.0.0.1:6379/14]
 """
 
 from __future__ import annotations
@@ -74,10 +76,12 @@ def main() -> None:
         with sessions() as s:
             stored = s.scalar(select(func.count()).select_from(Event)) or 0
         print(
-            f"flushed {result.written:,} of {args.hits:,} hits on {args.messages:,} messages in {took:.1f} s = {result.written / took:,.0f} hits/s (postgresql)"
+            f"flushed {result.written:,} of {args.hits:,} hits on {args.messages:,} messages in "
+            f"{took:.1f} s = {result.written / took:,.0f} hits/s (postgresql)"
         )
         print(
-            f"events table holds {stored:,}: {'exact' if stored == args.hits else 'MISMATCH'}; by class { ({str(k): v for k, v in result.by_class.items()}) }"
+            f"events table holds {stored:,}: {'exact' if stored == args.hits else 'MISMATCH'}; "
+            f"by class { ({str(k): v for k, v in result.by_class.items()}) }"
         )
         redis.delete(STREAM)
     finally:

@@ -6,7 +6,8 @@ into a temporary folder, imports them into a fresh SQLite database (WAL) with
 and prints rows per second and memory: the peak RSS of the process, how much the imports
 added to it, and (with ``--tracemalloc``) the peak of Python allocations during the import.
 
-Usage: python bench/import.py [--contacts 100000] [--per-account 4] [--batch-size 2000] [--tracemalloc]
+Usage: python bench/import.py [--contacts 100000] [--per-account 4] [--batch-size 2000]
+[--tracemalloc]
 Target (issue): 100k contacts import without holding them in memory.
 """
 
@@ -87,7 +88,8 @@ def main() -> None:
         migrate(engine)
         sessions = make_sessionmaker(engine)
         print(
-            f"SQLite (WAL), batch size {args.batch_size:,}; peak RSS before importing: {rss_mb():.0f} MB"
+            f"SQLite (WAL), batch size {args.batch_size:,}; peak RSS before importing: "
+            f"{rss_mb():.0f} MB"
         )
         run("accounts", "accounts", accounts_csv, sessions, args.batch_size, args.tracemalloc)
         run(

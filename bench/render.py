@@ -185,7 +185,10 @@ def main() -> None:
         Sender("cs@example.com", "Example カスタマーサクセス", reply_to="support@example.com"),
     )
     print(f"{args.n} messages per row; ms per message (best of 3 runs)\n")
-    header = f"{'template':<20}{'locale':<7}{'jinja':>7}{'links':>7}{'mime':>7}{'render':>8}{'msg/s':>8}{'EmailMessage':>14}{'email.mime':>12}{'size kB':>9}"
+    header = (
+        f"{'template':<20}{'locale':<7}{'jinja':>7}{'links':>7}{'mime':>7}{'render':>8}"
+        f"{'msg/s':>8}{'EmailMessage':>14}{'email.mime':>12}{'size kB':>9}"
+    )
     print(header)
     print("-" * len(header))
     for template in templates:
@@ -197,7 +200,9 @@ def main() -> None:
                 f"{r['email.mime']:>12.3f}{r['kB']:>9.1f}"
             )
     print(
-        "\njinja includes the signed URLs the context needs; links + mime is the cost beyond Jinja;\nEmailMessage / email.mime build the same message from the same bodies (the mime column's job)."
+        "\njinja includes the signed URLs the context needs; links + mime is the cost beyond "
+        "Jinja;\nEmailMessage / email.mime build the same message from the same bodies (the mime "
+        "column's job)."
     )
 
 

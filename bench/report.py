@@ -94,20 +94,28 @@ def main() -> None:
         with engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO accounts (external_id, name, currency, contract_status, attributes, tier, created_at, updated_at) SELECT 'A' || g, 'Account ' || g, 'JPY', 'active', '{}', 'low_touch', now(), now() FROM generate_series(1, :n) g"
+                    "INSERT INTO accounts (external_id, name, currency, contract_status, "
+                    "attributes, tier, created_at, updated_at) SELECT 'A' || g, 'Account ' || g, "
+                    "'JPY', 'active', '{}', 'low_touch', now(), now() FROM generate_series(1, :n) g"
                 ),
                 {"n": args.contacts // 4},
             )
             conn.execute(
                 text(
-                    "INSERT INTO contacts (account_id, email, name, locale, time_zone, subscribed, opt_out, tags, attributes, created_at, updated_at) SELECT 1 + (g % :a), 'c' || g || '@example.com', '山田 ' || g, 'ja', 'Asia/Tokyo', true, '[]', '[]', '{}', now(), now() FROM generate_series(1, :n) g"
+                    "INSERT INTO contacts (account_id, email, name, locale, time_zone, "
+                    "subscribed, opt_out, tags, attributes, created_at, updated_at) SELECT 1 + "
+                    "(g % :a), 'c' || g || '@example.com', '山田 ' || g, 'ja', 'Asia/Tokyo', true, "
+                    "'[]', '[]', '{}', now(), now() FROM generate_series(1, :n) g"
                 ),
                 {"n": args.contacts, "a": args.contacts // 4},
             )
             conn.execute(
                 text(
-                    f"INSERT INTO enrollments (journey_id, journey_version_id, contact_id, entry_key, segment, tier, holdout, state, current_step, context, entered_at, counted) "
-                    f"SELECT :j, :v, g, 'segment', ({segments})[1 + g % 3], 'low_touch', g % 10 = 0, 'completed', NULL, '{{}}', :t, 0 FROM generate_series(1, :n) g"
+                    "INSERT INTO enrollments (journey_id, journey_version_id, contact_id, "
+                    "entry_key, segment, tier, holdout, state, current_step, context, "
+                    "entered_at, counted) "
+                    f"SELECT :j, :v, g, 'segment', ({segments})[1 + g % 3], 'low_touch', g % 10 "
+                    "= 0, 'completed', NULL, '{}', :t, 0 FROM generate_series(1, :n) g"
                 ),
                 {
                     "j": journey_id,
@@ -118,8 +126,13 @@ def main() -> None:
             )
             conn.execute(
                 text(
-                    f"INSERT INTO messages (enrollment_id, contact_id, journey_id, step_id, attempt_key, channel, category, status, tries, links, created_at, sent_at, counted) "
-                    f"SELECT 1 + (g % :c), 1 + (g % :c), :j, ({steps})[1 + (g / :c) % {len(sending)}], 'x' || g, 'email', 'survey', 'sent', 1, '[\"https://example.com/\"]', :t + (g % 30) * interval '1 day', :t + (g % 30) * interval '1 day', false "
+                    "INSERT INTO messages (enrollment_id, contact_id, journey_id, step_id, "
+                    "attempt_key, channel, category, status, tries, links, created_at, sent_at, "
+                    "counted) "
+                    f"SELECT 1 + (g % :c), 1 + (g % :c), :j, ({steps})[1 + (g / :c) % "
+                    f"{len(sending)}], 'x' || g, 'email', 'survey', 'sent', 1, "
+                    "'[\"https://example.com/\"]', :t + (g % 30) * interval '1 day', :t + (g % "
+                    "30) * interval '1 day', false "
                     f"FROM generate_series(1, :n) g"
                 ),
                 {
@@ -131,9 +144,14 @@ def main() -> None:
             )
             conn.execute(
                 text(
-                    "INSERT INTO events (kind, message_id, contact_id, journey_id, step_id, value, classification, reason, dedupe_key, data, occurred_at, recorded_at) "
-                    "SELECT (ARRAY['open','open','open','click','answer'])[1 + g % 5], 1 + (g::bigint * 7919) % :m, 1 + ((1 + (g::bigint * 7919) % :m) % :c), :j, NULL, CASE WHEN g % 5 = 4 THEN ((g / 5) % 11)::text END, "
-                    "(ARRAY['human','human','machine','unknown'])[1 + (g / 3) % 4], 'bench', 'b:' || g, '{}', :t + (g % 30) * interval '1 day', :t + (g % 30) * interval '1 day' "
+                    "INSERT INTO events (kind, message_id, contact_id, journey_id, step_id, "
+                    "value, classification, reason, dedupe_key, data, occurred_at, recorded_at) "
+                    "SELECT (ARRAY['open','open','open','click','answer'])[1 + g % 5], 1 + "
+                    "(g::bigint * 7919) % :m, 1 + ((1 + (g::bigint * 7919) % :m) % :c), :j, "
+                    "NULL, CASE WHEN g % 5 = 4 THEN ((g / 5) % 11)::text END, "
+                    "(ARRAY['human','human','machine','unknown'])[1 + (g / 3) % 4], 'bench', "
+                    "'b:' || g, '{}', :t + (g % 30) * interval '1 day', :t + (g % 30) * interval "
+                    "'1 day' "
                     "FROM generate_series(1, :n) g"
                 ),
                 {
@@ -148,7 +166,8 @@ def main() -> None:
         with engine.connect() as conn:
             events = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
         print(
-            f"generated {events:,} events on {args.messages:,} messages, {args.contacts:,} contacts in {generated:.0f} s (postgresql)"
+            f"generated {events:,} events on {args.messages:,} messages, {args.contacts:,} "
+            f"contacts in {generated:.0f} s (postgresql)"
         )
 
         # The stats the flusher and the rollup keep, built here in one pass over the raw rows.
@@ -156,47 +175,70 @@ def main() -> None:
         with engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO stats (journey_id, step_id, channel, variant, segment, tier, day, metric, count) "
-                    "SELECT m.journey_id, m.step_id, m.channel, '', coalesce(e.segment, ''), coalesce(e.tier, ''), m.sent_at::date, 'sent', count(*) "
-                    "FROM messages m JOIN enrollments e ON e.id = m.enrollment_id GROUP BY 1, 2, 3, 5, 6, 7"
+                    "INSERT INTO stats (journey_id, step_id, channel, variant, segment, tier, "
+                    "day, metric, count) "
+                    "SELECT m.journey_id, m.step_id, m.channel, '', coalesce(e.segment, ''), "
+                    "coalesce(e.tier, ''), m.sent_at::date, 'sent', count(*) "
+                    "FROM messages m JOIN enrollments e ON e.id = m.enrollment_id GROUP BY 1, 2, "
+                    "3, 5, 6, 7"
                 )
             )
             conn.execute(
                 text(
-                    "INSERT INTO stats (journey_id, step_id, channel, variant, segment, tier, day, metric, count) "
-                    "SELECT m.journey_id, m.step_id, m.channel, '', coalesce(n.segment, ''), coalesce(n.tier, ''), first::date, "
-                    "CASE kind WHEN 'open' THEN 'opened' WHEN 'click' THEN 'clicked' ELSE 'answered' END, count(*) FROM ("
-                    "  SELECT message_id, kind, min(occurred_at) AS first FROM events WHERE classification = 'human' GROUP BY 1, 2) h "
-                    "JOIN messages m ON m.id = h.message_id JOIN enrollments n ON n.id = m.enrollment_id GROUP BY 1, 2, 3, 5, 6, 7, 8"
+                    "INSERT INTO stats (journey_id, step_id, channel, variant, segment, tier, "
+                    "day, metric, count) "
+                    "SELECT m.journey_id, m.step_id, m.channel, '', coalesce(n.segment, ''), "
+                    "coalesce(n.tier, ''), first::date, "
+                    "CASE kind WHEN 'open' THEN 'opened' WHEN 'click' THEN 'clicked' ELSE "
+                    "'answered' END, count(*) FROM ("
+                    "  SELECT message_id, kind, min(occurred_at) AS first FROM events WHERE "
+                    "classification = 'human' GROUP BY 1, 2) h "
+                    "JOIN messages m ON m.id = h.message_id JOIN enrollments n ON n.id = "
+                    "m.enrollment_id GROUP BY 1, 2, 3, 5, 6, 7, 8"
                 )
             )
             conn.execute(
                 text(
-                    "INSERT INTO stats (journey_id, step_id, channel, variant, segment, tier, day, metric, count) "
-                    "SELECT m.journey_id, m.step_id, m.channel, '', coalesce(n.segment, ''), coalesce(n.tier, ''), ev.occurred_at::date, "
-                    "CASE ev.kind WHEN 'open' THEN 'opened_' ELSE 'clicked_' END || ev.classification, count(*) FROM events ev "
-                    "JOIN messages m ON m.id = ev.message_id JOIN enrollments n ON n.id = m.enrollment_id "
-                    "WHERE ev.classification <> 'human' AND ev.kind IN ('open', 'click') GROUP BY 1, 2, 3, 5, 6, 7, 8"
+                    "INSERT INTO stats (journey_id, step_id, channel, variant, segment, tier, "
+                    "day, metric, count) "
+                    "SELECT m.journey_id, m.step_id, m.channel, '', coalesce(n.segment, ''), "
+                    "coalesce(n.tier, ''), ev.occurred_at::date, "
+                    "CASE ev.kind WHEN 'open' THEN 'opened_' ELSE 'clicked_' END || "
+                    "ev.classification, count(*) FROM events ev "
+                    "JOIN messages m ON m.id = ev.message_id JOIN enrollments n ON n.id = "
+                    "m.enrollment_id "
+                    "WHERE ev.classification <> 'human' AND ev.kind IN ('open', 'click') GROUP "
+                    "BY 1, 2, 3, 5, 6, 7, 8"
                 )
             )
             conn.execute(
                 text(
-                    "INSERT INTO stats (journey_id, step_id, channel, variant, segment, tier, day, metric, count) "
-                    "SELECT journey_id, '', '', '', coalesce(segment, ''), coalesce(tier, ''), entered_at::date, CASE WHEN holdout THEN 'holdout' ELSE 'enrolled' END, count(*) "
+                    "INSERT INTO stats (journey_id, step_id, channel, variant, segment, tier, "
+                    "day, metric, count) "
+                    "SELECT journey_id, '', '', '', coalesce(segment, ''), coalesce(tier, ''), "
+                    "entered_at::date, CASE WHEN holdout THEN 'holdout' ELSE 'enrolled' END, "
+                    "count(*) "
                     "FROM enrollments GROUP BY 1, 5, 6, 7, 8"
                 )
             )
             conn.execute(
                 text(
-                    "INSERT INTO stats (journey_id, step_id, channel, variant, segment, tier, day, metric, count) "
-                    "SELECT m.journey_id, m.step_id, m.channel, '', coalesce(n.segment, ''), coalesce(n.tier, ''), a.occurred_at::date, 'score_' || a.value, count(*) FROM ("
-                    "  SELECT DISTINCT ON (message_id) message_id, value, occurred_at FROM events WHERE kind = 'answer' AND classification <> 'machine' ORDER BY message_id, occurred_at, id) a "
-                    "JOIN messages m ON m.id = a.message_id JOIN enrollments n ON n.id = m.enrollment_id GROUP BY 1, 2, 3, 5, 6, 7, 8"
+                    "INSERT INTO stats (journey_id, step_id, channel, variant, segment, tier, "
+                    "day, metric, count) "
+                    "SELECT m.journey_id, m.step_id, m.channel, '', coalesce(n.segment, ''), "
+                    "coalesce(n.tier, ''), a.occurred_at::date, 'score_' || a.value, count(*) "
+                    "FROM ("
+                    "  SELECT DISTINCT ON (message_id) message_id, value, occurred_at FROM "
+                    "events WHERE kind = 'answer' AND classification <> 'machine' ORDER BY "
+                    "message_id, occurred_at, id) a "
+                    "JOIN messages m ON m.id = a.message_id JOIN enrollments n ON n.id = "
+                    "m.enrollment_id GROUP BY 1, 2, 3, 5, 6, 7, 8"
                 )
             )
             rows = conn.execute(text("SELECT count(*) FROM stats")).scalar_one()
         print(
-            f"stats built from the raw rows in {time.perf_counter() - started:.1f} s: {rows:,} rows (kept up to date by the flusher and the rollup in production)"
+            f"stats built from the raw rows in {time.perf_counter() - started:.1f} s: {rows:,} "
+            "rows (kept up to date by the flusher and the rollup in production)"
         )
 
         with sessions() as s:
@@ -205,7 +247,8 @@ def main() -> None:
             listing, _ = timed(lambda: overview(s))
         steps_found = {row.key: row.count("sent") for row in report.rows}  # type: ignore[attr-defined]
         print(
-            f"journey report by step:    {by_step * 1000:7.1f} ms (target < 2 s): {'OK' if by_step < 2 else 'MISSED'}  {steps_found}"
+            f"journey report by step:    {by_step * 1000:7.1f} ms (target < 2 s): "
+            f"{'OK' if by_step < 2 else 'MISSED'}  {steps_found}"
         )
         print(f"journey report by segment: {by_segment * 1000:7.1f} ms")
         print(f"journeys overview:         {listing * 1000:7.1f} ms")
@@ -233,7 +276,8 @@ def main() -> None:
         assert response.status_code == 200  # type: ignore[attr-defined]
         list_time, _ = timed(lambda: client.get("/journeys"))
         print(
-            f"dashboard journey page:    {page_time * 1000:7.1f} ms   journeys list: {list_time * 1000:.1f} ms"
+            f"dashboard journey page:    {page_time * 1000:7.1f} ms   journeys list: "
+            f"{list_time * 1000:.1f} ms"
         )
         nps_time, response = timed(lambda: client.get("/nps?bucket=week"))
         assert response.status_code == 200  # type: ignore[attr-defined]
@@ -242,7 +286,8 @@ def main() -> None:
         tasks_time, response = timed(lambda: client.get("/tasks?owner=all"))
         assert response.status_code == 200  # type: ignore[attr-defined]
         print(
-            f"dashboard NPS page:        {nps_time * 1000:7.1f} ms   contact timeline: {contact_time * 1000:.1f} ms   tasks inbox: {tasks_time * 1000:.1f} ms"
+            f"dashboard NPS page:        {nps_time * 1000:7.1f} ms   contact timeline: "
+            f"{contact_time * 1000:.1f} ms   tasks inbox: {tasks_time * 1000:.1f} ms"
         )
         app.extensions["campaigns.engine"].dispose()
 
@@ -250,14 +295,16 @@ def main() -> None:
             started = time.perf_counter()
             conn.execute(
                 text(
-                    "SELECT m.step_id, ev.kind, count(DISTINCT ev.message_id) FROM events ev JOIN messages m ON m.id = ev.message_id "
+                    "SELECT m.step_id, ev.kind, count(DISTINCT ev.message_id) FROM events ev "
+                    "JOIN messages m ON m.id = ev.message_id "
                     "WHERE m.journey_id = :j AND ev.classification = 'human' GROUP BY 1, 2"
                 ),
                 {"j": journey_id},
             ).all()
             scan = time.perf_counter() - started
         print(
-            f"for comparison, the funnel by scanning raw events: {scan:.1f} s ({scan / by_step:,.0f}x the report)"
+            f"for comparison, the funnel by scanning raw events: {scan:.1f} s "
+            f"({scan / by_step:,.0f}x the report)"
         )
     finally:
         engine.dispose()

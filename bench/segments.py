@@ -151,11 +151,13 @@ def main() -> None:
         generated = time.perf_counter() - started
         accounts = args.contacts // args.per_account
         print(
-            f"generated {args.contacts:,} contacts, {accounts:,} accounts in {generated:.1f} s (SQLite, WAL)"
+            f"generated {args.contacts:,} contacts, {accounts:,} accounts in {generated:.1f} s "
+            "(SQLite, WAL)"
         )
-        print(
-            f"rules: {len(segset.tiers)} tiers, {len(segset.segments)} segments from {args.segments.relative_to(ROOT) if args.segments.is_relative_to(ROOT) else args.segments}"
-        )
+        source = args.segments
+        if source.is_relative_to(ROOT):
+            source = source.relative_to(ROOT)
+        print(f"rules: {len(segset.tiers)} tiers, {len(segset.segments)} segments from {source}")
 
         started = time.perf_counter()
         with sessions() as s, s.begin():
@@ -170,22 +172,26 @@ def main() -> None:
             f"tiering (one UPDATE of {accounts:,} accounts, {changed:,} changed): {tiering:.2f} s"
         )
         print(
-            f"counting ({len(counts)} tiers+segments over {args.contacts:,} contacts): {counting:.2f} s"
+            f"counting ({len(counts)} tiers+segments over {args.contacts:,} contacts): "
+            f"{counting:.2f} s"
         )
         for c in counts:
             print(
-                f"  {c.name:<22} {'tier' if c.is_tier else 'segment':<8} accounts {c.accounts:>9,}  contacts {c.contacts:>9,}"
+                f"  {c.name:<22} {'tier' if c.is_tier else 'segment':<8} accounts "
+                f"{c.accounts:>9,}  contacts {c.contacts:>9,}"
             )
         total = tiering + counting
         print(
-            f"total set-based: {total:.2f} s for {args.contacts:,} contacts (target < 30 s): {'OK' if total < 30 else 'MISSED'}"
+            f"total set-based: {total:.2f} s for {args.contacts:,} contacts (target < 30 s): "
+            f"{'OK' if total < 30 else 'MISSED'}"
         )
 
         sample = min(args.sample, args.contacts)
         loop = per_row_python(sessions, segset, today, sample)
         scaled = loop * args.contacts / sample
         print(
-            f"per-row Python for comparison: {loop:.2f} s for {sample:,} contacts -> ~{scaled:.0f} s for {args.contacts:,} ({scaled / total:.1f}x slower)"
+            f"per-row Python for comparison: {loop:.2f} s for {sample:,} contacts -> "
+            f"~{scaled:.0f} s for {args.contacts:,} ({scaled / total:.1f}x slower)"
         )
         engine.dispose()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -44,7 +44,8 @@ JOURNEY = textwrap.dedent(
     entry: {trigger: segment}
     steps:
       - id: hello
-        email: {template: onboarding_tips, subject: {en: "Tips for {{ contact.name }}", ja: "{{ contact.name }}様へ活用のヒント"}}
+        email: {template: onboarding_tips, subject: {en: "Tips for {{ contact.name }}",
+            ja: "{{ contact.name }}様へ活用のヒント"}}
     """
 )
 
@@ -162,7 +163,8 @@ def main() -> None:
         raw_seconds = time.perf_counter() - started
     raw_rate = sample / raw_seconds
     print(
-        f"raw limit: {sample:,} pre-rendered messages over one smtplib connection in {raw_seconds:.1f} s = {raw_rate:,.0f} msg/s"
+        f"raw limit: {sample:,} pre-rendered messages over one smtplib connection in "
+        f"{raw_seconds:.1f} s = {raw_rate:,.0f} msg/s"
     )
     del prepared
     counter.value = 0
@@ -204,7 +206,8 @@ def main() -> None:
             )
         deploy(s, parse_journey(JOURNEY, "bench.yaml"), JOURNEY, "bench.yaml")
     print(
-        f"seeded {n:,} recipients in {time.perf_counter() - started:.1f} s ({database.dialect.name})"
+        f"seeded {n:,} recipients in {time.perf_counter() - started:.1f} s "
+        f"({database.dialect.name})"
     )
 
     redis = Redis.from_url(args.redis_url)
@@ -237,7 +240,8 @@ def main() -> None:
     tick = engine.tick()
     tick_seconds = time.perf_counter() - started
     print(
-        f"tick: enrolled {sum(tick.entered.values()):,}, counted {tick.due:,} due and enqueued {tick.batches} advance jobs in {tick_seconds:.1f} s"
+        f"tick: enrolled {sum(tick.entered.values()):,}, counted {tick.due:,} due and enqueued "
+        f"{tick.batches} advance jobs in {tick_seconds:.1f} s"
     )
 
     env = {
@@ -277,12 +281,14 @@ def main() -> None:
     rate = delivered / elapsed
     peak = max(peaks.values(), default=0) / 1024
     print(
-        f"engine: {delivered:,} of {n:,} delivered by {args.workers} workers in {elapsed:.1f} s = {rate:,.0f} msg/s"
+        f"engine: {delivered:,} of {n:,} delivered by {args.workers} workers in {elapsed:.1f} s "
+        f"= {rate:,.0f} msg/s"
     )
     print(f"ratio engine / raw limit: {rate / raw_rate:.2f} (target >= 0.5)")
     # Claims happen inside the jobs now (they were in the tick before): compare end to end.
     print(
-        f"end to end (tick + delivery): {tick_seconds + elapsed:.1f} s = {n / (tick_seconds + elapsed):,.0f} msg/s"
+        f"end to end (tick + delivery): {tick_seconds + elapsed:.1f} s = "
+        f"{n / (tick_seconds + elapsed):,.0f} msg/s"
     )
     print(f"peak worker RSS: {peak:.0f} MB (target < 250 MB)")
     for failure in failures:

@@ -25,7 +25,8 @@ real/usual (target >= 2) and the real app's p99 (target < 20 ms); then runs the 
 exactly the hits sent to the real app as open/click events, and the usual approach's table
 exactly its hits; and the peak RSS (VmHWM) of the real app's gunicorn workers.
 
-Usage: python bench/track.py [--seconds 3 | --requests 20000] [--rounds 4] [--processes 2] [--connections 4]
+Usage: python bench/track.py [--seconds 3 | --requests 20000] [--rounds 4] [--processes 2]
+[--connections 4]
        [--messages 1000] [--warmup 500] [--database-url URL] [--redis-url redis://127.0.0.1:6379/14]
        (default database: a throw-away PostgreSQL database on the local server; the Redis
        database is flushed first)
@@ -55,7 +56,10 @@ sys.path.insert(0, str(ROOT))
 
 SECRET = "bench-secret-0123456789"
 BASE_URL = "https://t.example.com"
-USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
 CLIENT_IP = "81.2.69.142"
 """Sent as X-Forwarded-For as a load balancer would; the app reads the socket's address
 (127.0.0.1), which like this one is not in Apple's networks."""
@@ -77,7 +81,8 @@ def request_bytes(path: str, endpoint: str) -> bytes:
     host = BASE_URL.split("://", 1)[1]
     return (
         f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\nAccept: {accept}\r\n"
-        f"Accept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br\r\nX-Forwarded-For: {CLIENT_IP}\r\n\r\n"
+        "Accept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate, "
+        f"br\r\nX-Forwarded-For: {CLIENT_IP}\r\n\r\n"
     ).encode("ascii")
 
 
@@ -539,7 +544,8 @@ def main() -> None:
         "--rounds",
         type=int,
         default=4,
-        help="measurements of each endpoint on each app, interleaved (default 4: the ratios of shorter runs scatter by about ±0.05 on this 2-core machine)",
+        help="measurements of each endpoint on each app, interleaved (default 4: the ratios of "
+        "shorter runs scatter by about ±0.05 on this 2-core machine)",
     )
     parser.add_argument("--processes", type=int, default=2, help="load processes (default 2)")
     parser.add_argument(
@@ -609,7 +615,8 @@ def main() -> None:
         }
         redis.flushdb()
         print(
-            f"seeded {len(message_ids):,} sent messages ({database.dialect.name}); load: {args.processes} processes x {args.connections} keep-alive connections"
+            f"seeded {len(message_ids):,} sent messages ({database.dialect.name}); load: "
+            f"{args.processes} processes x {args.connections} keep-alive connections"
         )
 
         env = {
@@ -625,7 +632,8 @@ def main() -> None:
         for server in servers.values():
             server.wait_ready()
         print(
-            f"gunicorn {' '.join(GUNICORN)}: {', '.join(f'{name} on :{s.port}' for name, s in servers.items())}"
+            f"gunicorn {' '.join(GUNICORN)}: "
+            f"{', '.join(f'{name} on :{s.port}' for name, s in servers.items())}"
         )
 
         load_args = {"processes": args.processes, "connections": args.connections}
@@ -635,7 +643,8 @@ def main() -> None:
                     server.measure(requests[endpoint], expected, total=args.warmup, **load_args)
                 ]
                 if endpoint == "click":
-                    # Every connection sweeps every message, so that each worker's link cache holds them all.
+                    # Every connection sweeps every message, so that each worker's link cache holds
+                    # them all.
                     warm.append(
                         server.measure(requests[endpoint], expected, sweep=True, **load_args)
                     )
@@ -664,11 +673,14 @@ def main() -> None:
 
         print()
         print(
-            f"{'endpoint':<8} {'app':<6} {'hits/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'hits':>8} {'errors':>6} {'worker CPU/hit':>15}"
+            f"{'endpoint':<8} {'app':<6} {'hits/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'hits':>8} "
+            f"{'errors':>6} {'worker CPU/hit':>15}"
         )
         for (endpoint, name), load in results.items():
             print(
-                f"{endpoint:<8} {name:<6} {load.rate:>8,.0f} {load.percentile(0.50):>7.2f} {load.percentile(0.99):>7.2f} {load.hits:>8,} {load.errors:>6} {load.cpu_per_hit:>12.0f} us"
+                f"{endpoint:<8} {name:<6} {load.rate:>8,.0f} {load.percentile(0.50):>7.2f} "
+                f"{load.percentile(0.99):>7.2f} {load.hits:>8,} {load.errors:>6} "
+                f"{load.cpu_per_hit:>12.0f} us"
             )
         spreads = sorted(
             {"+".join(map(str, spread)) for s in servers.values() for spread in s.spreads}
@@ -679,7 +691,8 @@ def main() -> None:
             real, limit, usual = (results[endpoint, name] for name in ("real", "limit", "usual"))
             ratio = real.rate / limit.rate
             print(
-                f"{endpoint}: real / limit {ratio:.2f} (target >= 0.5) {verdict(ratio >= 0.5)}; by worker CPU per hit {limit.cpu_per_hit / real.cpu_per_hit:.2f}"
+                f"{endpoint}: real / limit {ratio:.2f} (target >= 0.5) {verdict(ratio >= 0.5)}; "
+                f"by worker CPU per hit {limit.cpu_per_hit / real.cpu_per_hit:.2f}"
             )
             times = real.rate / usual.rate
             print(f"{endpoint}: real / usual {times:.2f} (target >= 2) {verdict(times >= 2)}")
@@ -700,18 +713,25 @@ def main() -> None:
             )
             rows = s.scalar(text(f"SELECT count(*) FROM {HITS_TABLE}"))
         print(
-            f"real: sent {sent:,} hits, {waiting:,} in the stream; the flusher wrote {flushed.written:,} in {flush_seconds:.1f} s ({flushed.written / flush_seconds:,.0f}/s); events: {events:,}"
+            f"real: sent {sent:,} hits, {waiting:,} in the stream; the flusher wrote "
+            f"{flushed.written:,} in {flush_seconds:.1f} s "
+            f"({flushed.written / flush_seconds:,.0f}/s); events: {events:,}"
         )
         print(
-            f"real: sent {sent:,} hits, flushed {events:,} events: {'exact' if events == sent else f'MISMATCH ({events - sent:+,})'} {verdict(events == sent)}"
+            f"real: sent {sent:,} hits, flushed {events:,} events: "
+            f"{'exact' if events == sent else f'MISMATCH ({events - sent:+,})'} "
+            f"{verdict(events == sent)}"
         )
         usual_sent = servers["usual"].sent
         print(
-            f"usual: sent {usual_sent:,} hits, {HITS_TABLE} holds {rows:,} rows: {'exact' if rows == usual_sent else f'MISMATCH ({rows - usual_sent:+,})'} {verdict(rows == usual_sent)}"
+            f"usual: sent {usual_sent:,} hits, {HITS_TABLE} holds {rows:,} rows: "
+            f"{'exact' if rows == usual_sent else f'MISMATCH ({rows - usual_sent:+,})'} "
+            f"{verdict(rows == usual_sent)}"
         )
         if rss:
             print(
-                f"peak RSS of the real app's gunicorn workers: {', '.join(f'{mb:.0f} MB' for mb in rss)}"
+                "peak RSS of the real app's gunicorn workers: "
+                f"{', '.join(f'{mb:.0f} MB' for mb in rss)}"
             )
     finally:
         for server in servers.values():

@@ -68,7 +68,8 @@ def parse_mail_from(value: str) -> Mailbox:
 
     Parsed by the email package's header parser, strictly: any defect it reports refuses the
     value (save a period in an unquoted name, as in ``Acme Inc. <cs@acme.com>``, which is
-    common and harmless), and so do control characters anywhere, groups, lists, quoted or non-ASCII local parts, domain
+    common and harmless), and so do control characters anywhere, groups, lists, quoted or non-ASCII
+    local parts, domain
     literals, and a domain that is not a dot-separated host name (``localhost`` aside).
     """
     example = "e.g. 'Customer Success <cs@example.com>'"
@@ -101,12 +102,14 @@ def parse_mail_from(value: str) -> Mailbox:
     local = mailbox.username
     if not local or len(local) > 64 or not _DOT_ATOM.fullmatch(local):
         raise ConfigError(
-            f"MAIL_FROM: {value!r} has no usable local part (ASCII letters, digits and !#$%&'*+/=?^_`{{|}}~- between dots, 64 at most); {example}"
+            f"MAIL_FROM: {value!r} has no usable local part (ASCII letters, digits and "
+            f"!#$%&'*+/=?^_`{{|}}~- between dots, 64 at most); {example}"
         )
     domain = _mail_domain(mailbox.domain)
     if domain is None:
         raise ConfigError(
-            f"MAIL_FROM: {mailbox.domain!r} is not a domain name; use a host name with a dot, e.g. cs@example.com (or localhost)"
+            f"MAIL_FROM: {mailbox.domain!r} is not a domain name; use a host name with a dot, "
+            "e.g. cs@example.com (or localhost)"
         )
     return Mailbox(address=f"{local}@{domain}", name=name or None)
 
@@ -145,7 +148,10 @@ def _secret_key(value: str | None) -> tuple[str, bool]:
     """
     if not value:
         return secrets.token_urlsafe(32), True
-    advice = "use 16+ random characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    advice = (
+        "use 16+ random characters, e.g. python -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))'"
+    )
     if not value.strip():
         raise ConfigError(f"SECRET_KEY: only whitespace; {advice}")
     if value != value.strip():
@@ -205,7 +211,8 @@ def normalise_database_url(url: str) -> str:
     if scheme == "sqlite":
         if parsed.host:  # sqlite://db.file reads as a host named db.file and an in-memory database
             raise ConfigError(
-                f"DATABASE_URL: SQLite takes a file, not a host: write sqlite:///relative.db or sqlite:////absolute/path.db, got {redact_url(url)!r}"
+                "DATABASE_URL: SQLite takes a file, not a host: write sqlite:///relative.db or "
+                f"sqlite:////absolute/path.db, got {redact_url(url)!r}"
             )
         memory = (
             not parsed.database
@@ -214,7 +221,8 @@ def normalise_database_url(url: str) -> str:
         )
         if memory:
             raise ConfigError(
-                "DATABASE_URL: an in-memory SQLite database is not shared between processes; name a file, e.g. sqlite:///campaigns.db"
+                "DATABASE_URL: an in-memory SQLite database is not shared between processes; "
+                "name a file, e.g. sqlite:///campaigns.db"
             )
         return url
     if not (parsed.host or parsed.query.get("host")):
@@ -223,7 +231,8 @@ def normalise_database_url(url: str) -> str:
         )
     if not parsed.database:
         raise ConfigError(
-            f"DATABASE_URL: no database name in {redact_url(url)!r}; write postgresql://user@host/db"
+            f"DATABASE_URL: no database name in {redact_url(url)!r}; write "
+            "postgresql://user@host/db"
         )
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError(f"DATABASE_URL: port {port} out of range in {redact_url(url)!r}")
@@ -256,7 +265,8 @@ def _redis_url(url: str) -> str:
         raise ConfigError(f"REDIS_URL: no host in {redact_url(url)!r}; write redis://host:6379/0")
     elif not re.fullmatch(r"/?[0-9]{0,5}", parts.path):
         raise ConfigError(
-            f"REDIS_URL: the database in {redact_url(url)!r} is not a number; write redis://host:6379/0"
+            f"REDIS_URL: the database in {redact_url(url)!r} is not a number; write "
+            "redis://host:6379/0"
         )
     return url
 
@@ -271,7 +281,8 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
         parts.scheme in ("http", "https", "redis", "rediss") and not parts.netloc
     ):
         raise ConfigError(
-            f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {redact_url(value)!r}"
+            f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, "
+            f"got {redact_url(value)!r}"
         )
     return value
 
@@ -365,7 +376,8 @@ def _api_keys(value: str) -> tuple[str, ...]:
     for key in keys:
         if len(key) < 16 or not re.fullmatch(r"[A-Za-z0-9_.~+/=-]+", key):
             raise ConfigError(
-                "API_KEYS: each key must be 16+ characters of letters, digits and - _ . ~ + / =, separated by commas"
+                "API_KEYS: each key must be 16+ characters of letters, digits and - _ . ~ + / =, "
+                "separated by commas"
             )
     return keys
 
@@ -375,7 +387,8 @@ def _send_batch(value: str | None) -> int:
         return defaults.SEND_BATCH
     if not re.fullmatch(r"\s*[0-9]{1,4}\s*", value) or not 1 <= int(value) <= 1000:
         raise ConfigError(
-            f"SEND_BATCH: {value!r} is not a whole number from 1 to 1000 (messages a worker sends per commit)"
+            f"SEND_BATCH: {value!r} is not a whole number from 1 to 1000 (messages a worker "
+            "sends per commit)"
         )
     return int(value)
 

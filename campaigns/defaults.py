@@ -34,7 +34,8 @@ MAIL_FROM = "Customer Success <cs@example.com>"
 """The sender of journey emails when ``MAIL_FROM`` is unset."""
 
 FREQUENCY_CAP = 3
-"""At most this many marketing emails per contact per :data:`FREQUENCY_DAYS` (``FREQUENCY_CAP=3/7d``)."""
+"""At most this many marketing emails per contact per :data:`FREQUENCY_DAYS`
+(``FREQUENCY_CAP=3/7d``)."""
 
 FREQUENCY_DAYS = 7
 

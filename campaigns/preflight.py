@@ -66,7 +66,8 @@ def check_redis(url: str, *, timeout: float = PING_TIMEOUT) -> None:
         errors.RedisError
     ) as exc:  # something answered, but not in Redis's protocol (an HTTP port?)
         raise ServiceUnavailable(
-            f"REDIS_URL: {shown} does not answer like Redis ({_first_line(exc)}); is it the right port?"
+            f"REDIS_URL: {shown} does not answer like Redis ({_first_line(exc)}); is it the "
+            "right port?"
         ) from None
     finally:
         client.close()

@@ -56,7 +56,8 @@ JOURNEY = textwrap.dedent(
     f"""\
     journey: {KEY}
     name: Onboarding and first NPS
-    description: Welcome (two variants), tips and a check-in over the first weeks, then an NPS survey.
+    description: Welcome (two variants), tips and a check-in over the first weeks,
+      then an NPS survey.
     segments: [healthcare, retail, it_services, finance]
     entry: {{trigger: segment}}
     holdout: 10
@@ -74,13 +75,17 @@ JOURNEY = textwrap.dedent(
               subject: {{en: Your five-minute video tour, ja: 5分でわかる動画ガイド}}
       - {{id: wait_tips, wait: 3 days}}
       - id: tips
-        email: {{template: onboarding_tips, subject: {{en: Three habits of successful teams, ja: 活用が進むチームの3つの習慣}}}}
+        email: {{template: onboarding_tips, subject: {{en: Three habits of successful teams,
+            ja: 活用が進むチームの3つの習慣}}}}
       - {{id: wait_checkin, wait: 5 days}}
       - id: checkin
-        email: {{template: onboarding_checkin, subject: {{en: "How is it going so far?", ja: ご利用状況はいかがでしょうか}}}}
+        email: {{template: onboarding_checkin, subject: {{en: "How is it going so far?",
+            ja: ご利用状況はいかがでしょうか}}}}
       - {{id: wait_nps, wait: 14 days}}
       - id: ask_nps
-        survey: {{scale: nps, template: nps_survey, subject: {{en: "How likely are you to recommend us?", ja: サービスのおすすめ度を教えてください}}}}
+        survey: {{scale: nps, template: nps_survey,
+            subject: {{en: "How likely are you to recommend us?",
+                ja: サービスのおすすめ度を教えてください}}}}
     """
 )
 
@@ -196,7 +201,8 @@ def main() -> int:
         return 1
     if not japanese_font():
         print(
-            "screenshot: no Japanese font, names would show as boxes; run `apt-get install fonts-noto-cjk`",
+            "screenshot: no Japanese font, names would show as boxes; run `apt-get install "
+            "fonts-noto-cjk`",
             file=sys.stderr,
         )
         return 1

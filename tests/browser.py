@@ -66,7 +66,10 @@ def missing() -> str | None:
     ]
     if not absent:
         return None
-    return f"{' and '.join(absent)} not found: the browser tests need Debian's Chromium and its driver; run `{INSTALL}`"
+    return (
+        f"{' and '.join(absent)} not found: the browser tests need Debian's Chromium and its "
+        f"driver; run `{INSTALL}`"
+    )
 
 
 def chromium(window: tuple[int, int] = WINDOW) -> WebDriver:

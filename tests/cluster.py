@@ -36,7 +36,8 @@ JOURNEY = textwrap.dedent(
     entry: {trigger: segment}
     steps:
       - id: hello
-        email: {template: onboarding_tips, subject: {en: "Tips for {{ contact.name }}", ja: "{{ contact.name }}様へ活用のヒント"}}
+        email: {template: onboarding_tips, subject: {en: "Tips for {{ contact.name }}",
+            ja: "{{ contact.name }}様へ活用のヒント"}}
     """
 )
 SEGMENTS = "tiers:\n  everyone: {when: true}\n"

@@ -33,7 +33,8 @@ JOURNEY = textwrap.dedent(
     entry: {trigger: segment}
     steps:
       - id: hello
-        email: {template: onboarding_welcome, subject: {en: "Hello {{ contact.name }}", ja: "{{ contact.name }}様"}}
+        email: {template: onboarding_welcome, subject: {en: "Hello {{ contact.name }}",
+            ja: "{{ contact.name }}様"}}
       - id: plan
         email: {template: onboarding_tips, subject: "Your plan: {{ contact.attributes.plan.name }}"}
       - id: call

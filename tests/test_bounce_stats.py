@@ -124,7 +124,8 @@ def bounce(message: Message, key: str | None, kind: EventKind = EventKind.BOUNCE
 
 
 def store(db, notices: list[Notice]) -> tuple[int, int]:
-    """What the API does: store and commit, again from the start if a concurrent request took a key."""
+    """What the API does: store and commit, again from the start if a concurrent request took a
+    key."""
     for _ in range(3):
         with db.session() as s:
             try:
@@ -189,9 +190,19 @@ def test_a_bounce_reported_before_the_rollup_is_counted_once_and_the_send_by_the
         first = s.scalars(select(Enrollment)).first()
         assert first is not None
         late = Message(
-            enrollment_id=first.id, contact_id=first.contact_id, journey_id=first.journey_id, step_id="notice", attempt_key="resend", channel="email", variant="plain",
-            to_address="c0@example.co.jp", message_id="<resend.1@example.com>", status=MessageStatus.SENT, sent_at=SENT, created_at=SENT,
-        )  # fmt: skip
+            enrollment_id=first.id,
+            contact_id=first.contact_id,
+            journey_id=first.journey_id,
+            step_id="notice",
+            attempt_key="resend",
+            channel="email",
+            variant="plain",
+            to_address="c0@example.co.jp",
+            message_id="<resend.1@example.com>",
+            status=MessageStatus.SENT,
+            sent_at=SENT,
+            created_at=SENT,
+        )
         s.add(late)
     assert store(db, [bounce(late, "ses:late")]) == (1, 0)
     assert totals(db) == {"sent": 4, "bounced": 1, "bounced_after_send": 1, "complained": 0}

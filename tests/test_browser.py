@@ -105,7 +105,8 @@ COUNTS: dict[tuple[str, str], dict[tuple[str, str], int]] = {
 }
 
 # The "By segment" table, worked out from COUNTS (95% Wilson intervals by hand):
-# segment, sent, open rate, click rate, answer rate, unsubscribed, bounced, machine opens, machine clicks.
+# segment, sent, open rate, click rate, answer rate, unsubscribed, bounced, machine opens, machine
+# clicks.
 BY_SEGMENT = [
     [
         "retail",
@@ -385,7 +386,8 @@ def test_the_journey_page_shows_the_funnel_and_the_segments(site, browser):
 def test_a_task_is_marked_done_from_the_tasks_inbox(site, browser):
     rows = open_tasks_page(browser, site)
     assert site.call_task in rows, (
-        f"GET /tasks lists no row data-task-id={site.call_task} for the open task; the page says: {browser.find_element(By.TAG_NAME, 'body').text[:300]!r}"
+        f"GET /tasks lists no row data-task-id={site.call_task} for the open task; the page "
+        f"says: {browser.find_element(By.TAG_NAME, 'body').text[:300]!r}"
     )
     assert site.other_task in rows
     row = rows[site.call_task]
@@ -437,8 +439,10 @@ def test_a_content_security_policy_violation_shows_as_a_console_error(site, brow
     browser.get(f"{site.base}/journeys")
     assert_clean_console(browser, site)
     browser.execute_script(
-        "const img = document.createElement('img'); img.src = 'https://cdn.example.com/logo.png'; document.body.append(img);"
-        "const script = document.createElement('script'); script.textContent = 'document.title = 1'; document.body.append(script);"
+        "const img = document.createElement('img'); img.src = "
+        "'https://cdn.example.com/logo.png'; document.body.append(img);"
+        "const script = document.createElement('script'); script.textContent = 'document.title = "
+        "1'; document.body.append(script);"
     )
     WebDriverWait(browser, 5).until(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, "img[src^='https://cdn.example.com']")) == 1

@@ -52,7 +52,7 @@ SAMPLES: dict[type, StepConfig] = {
     WebhookStep: WebhookStep(url="https://example.com/hook"),
     UpdateStep: UpdateStep(),
     ExitStep: ExitStep(),
-}  # fmt: skip
+}
 
 
 def test_every_step_type_names_one_config_class_of_the_union():
@@ -73,9 +73,10 @@ def test_an_unknown_config_has_no_executor():
 
 def test_every_registered_channel_implements_the_protocol_under_its_name(tmp_path):
     renderer = Renderer(
-        TemplateStore(ROOT / "templates"), Tokens("s" * 24, "https://cs.example.com"),
+        TemplateStore(ROOT / "templates"),
+        Tokens("s" * 24, "https://cs.example.com"),
         Sender("cs@example.com"),
-    )  # fmt: skip
+    )
     built = registry.build(renderer, FileTransport(tmp_path / "outbox"), webhook_secret="s")
     named = built.by_name()
     assert tuple(named) == registry.NAMES

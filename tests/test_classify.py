@@ -18,15 +18,27 @@ HUMAN, MACHINE, UNKNOWN = Classification.HUMAN, Classification.MACHINE, Classifi
 
 SENT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
-IPHONE_MAIL = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+IPHONE_MAIL = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Mobile/15E148"
+)
 OUTLOOK = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17126; Pro)"
 GMAIL_PROXY = (
     "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
 )
-YAHOO_PROXY = "Mozilla/5.0 (compatible; YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html)"
+YAHOO_PROXY = (
+    "Mozilla/5.0 (compatible; YahooMailProxy; "
+    "https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html)"
+)
 MPP = "Mozilla/5.0"
-BING_PREVIEW = "Mozilla/5.0 (Windows NT 10.0; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/64.0.3282.140 Safari/537.36 Edge/17.17134 BingPreview/1.0b"
+BING_PREVIEW = (
+    "Mozilla/5.0 (Windows NT 10.0; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/64.0.3282.140 Safari/537.36 Edge/17.17134 BingPreview/1.0b"
+)
 HOME_IP = "203.0.113.7"
 APPLE_IP = "17.58.63.201"
 
@@ -198,12 +210,14 @@ def test_other_methods_are_machine():
         ("curl/8.4.0", "curl"),
         ("Go-http-client/1.1", "Go HTTP client"),
         (
-            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/124.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "HeadlessChrome/124.0.0.0 Safari/537.36",
             "headless Chrome",
         ),
         ("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)", "Slack link preview"),
         (
-            "Mozilla/5.0 (Windows NT 6.1; WOW64) SkypeUriPreview Preview/0.5 skype-url-preview@microsoft.com",
+            "Mozilla/5.0 (Windows NT 6.1; WOW64) SkypeUriPreview Preview/0.5 "
+            "skype-url-preview@microsoft.com",
             "Teams/Skype link preview",
         ),
         (
@@ -229,7 +243,10 @@ def test_known_scanners_bots_and_libraries_are_machine_and_named(user_agent, nam
 
 
 def test_a_phone_called_cubot_is_not_a_bot():
-    cubot = "Mozilla/5.0 (Linux; Android 9; CUBOT P30) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36"
+    cubot = (
+        "Mozilla/5.0 (Linux; Android 9; CUBOT P30) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0.0.0 Mobile Safari/537.36"
+    )
     assert classify_one(click(3600, 0, ua=cubot), sent_at=SENT) == Verdict(
         HUMAN, "browser or mail client"
     )
@@ -241,7 +258,7 @@ def test_an_empty_user_agent_is_machine():
         assert verdict.classification == MACHINE and "no user agent" in verdict.reason
 
 
-def test_a_crawler_dressed_as_compatible_mozilla_is_unknown_but_old_internet_explorer_is_a_browser():
+def test_a_crawler_posing_as_mozilla_is_unknown_but_old_internet_explorer_is_a_browser():
     assert classify_one(
         click(3600, 0, ua="Mozilla/5.0 (compatible; FooFetch/1.0)"), sent_at=SENT
     ) == Verdict(UNKNOWN, "unrecognised user agent")
@@ -277,7 +294,8 @@ def test_clicks_and_opens_with_a_trap_click_are_machine():
     assert verdicts[3].reason == "clicked with the hidden trap link (9 s apart)"
 
 
-# ---------------------------------------------------------------------------- people, who must not be swallowed
+# ---------------------------------------------------------------------------- people, who must not
+# be swallowed
 
 
 def test_one_click_forty_seconds_after_delivery_is_human():

@@ -249,7 +249,8 @@ def test_garbage_arguments_never_raise(workdir, monkeypatch, capsys, argv):
 
 def test_validate_compiles_the_templates_a_journey_names(workdir):
     (workdir / "templates" / "en" / "hello.mjml").write_text(
-        "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ contact.name </mj-text></mj-column></mj-section></mj-body></mjml>\n",
+        "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ contact.name "
+        "</mj-text></mj-column></mj-section></mj-body></mjml>\n",
         encoding="utf-8",
     )
     (workdir / "templates" / "en" / "hello.txt").write_text("Hi\n", encoding="utf-8")

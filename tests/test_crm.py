@@ -60,7 +60,8 @@ JOURNEY = textwrap.dedent(
       - id: wait_call
         wait_until: {task_done: call, timeout: 14 days}
       - id: after
-        email: {template: onboarding_tips, subject: {en: Thanks for the call, ja: お電話ありがとうございました}}
+        email: {template: onboarding_tips, subject: {en: Thanks for the call,
+            ja: お電話ありがとうございました}}
     """
 )
 

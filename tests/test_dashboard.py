@@ -411,7 +411,8 @@ def test_the_journey_page_shows_the_funnel_tables_goal_and_lift(signed_in, db, j
     assert re.search(r"<td>中小企業</td>.*?50\.0% \[9\.5–90\.5\] n=2", tables["segment"], re.S)
     assert "<td>A</td>" in tables["variant"] and "<td>B</td>" in tables["variant"]
     assert "<td>tech_touch</td>" in tables["tier"] and "<td>email</td>" in tables["channel"]
-    # Goal 4 of 10 (Wilson 0.1682, 0.6873); holdout 1 of 10; lift +30.0 points, Newcombe [−8.2, +59.9].
+    # Goal 4 of 10 (Wilson 0.1682, 0.6873); holdout 1 of 10; lift +30.0 points, Newcombe [−8.2,
+    # +59.9].
     assert '<strong class="goal-rate">40.0% [16.8–68.7] n=10</strong>' in html
     assert '<span class="holdout-rate">10.0% [1.8–40.4] n=10</span>' in html
     assert "+30.0 points [-8.2, +59.9]" in html and "no clear effect yet" in html
@@ -694,7 +695,8 @@ def test_the_journey_page_shows_how_the_bandit_split_sends_over_time(signed_in, 
             )
     html = page(signed_in, "/journeys/counted")
     section = re.search(
-        r'<section class="card allocation" data-step="hello" data-segment="エンタープライズ".*?</section>',
+        r'<section class="card allocation" data-step="hello" '
+        r'data-segment="エンタープライズ".*?</section>',
         html,
         re.S,
     )
@@ -708,7 +710,8 @@ def test_the_journey_page_shows_how_the_bandit_split_sends_over_time(signed_in, 
     ]
     table = section.group(0)
     assert re.search(
-        r"<td>tips</td><td class=\"num\">80%</td><td class=\"num\">0.97</td><td class=\"num\">60</td><td class=\"num\">400</td><td class=\"num\">15.0%</td>",
+        r"<td>tips</td><td class=\"num\">80%</td><td class=\"num\">0.97</td><td "
+        r"class=\"num\">60</td><td class=\"num\">400</td><td class=\"num\">15.0%</td>",
         table,
     ), table
     assert "tips is very likely the best (97%)" in table

@@ -15,7 +15,8 @@ def demo(db: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MAIL_URL", "SECRET_KEY")}
     env["DATABASE_URL"] = f"sqlite:///{db}"
     env["MAIL_URL"] = (
-        f"file://{db.parent / 'outbox'}"  # the default outbox is in the working folder: not the checkout's
+        # the default outbox is in the working folder: not the checkout's
+        f"file://{db.parent / 'outbox'}"
     )
     return subprocess.run(
         [sys.executable, "-m", "campaigns", "demo", "--date", "2026-11-23"],

@@ -55,7 +55,8 @@ def test_a_valid_journey_builds_typed_steps():
         steps(
             """\
             - id: ask_nps
-              survey: {scale: nps, template: nps_survey, subject: {en: "How are we doing?", ja: "ご意見をお聞かせください"}}
+              survey: {scale: nps, template: nps_survey, subject: {en: "How are we doing?",
+                  ja: "ご意見をお聞かせください"}}
             - id: wait_answer
               wait_until: {answered: ask_nps, timeout: 7 days}
             - id: route
@@ -153,7 +154,8 @@ def test_a_valid_journey_builds_typed_steps():
                 "trigger: segment", "trigger: date\n  field: renewal_date\n  offset: 90 days ahead"
             )
             + "  - {id: a, wait: 1 day}\n",
-            "7:11: bad offset: '90 days ahead' is not an offset (write a duration and 'before' or 'after', e.g. '90 days before')",
+            "7:11: bad offset: '90 days ahead' is not an offset (write a duration and 'before' "
+            "or 'after', e.g. '90 days before')",
             id="bad-offset",
         ),
         pytest.param(
@@ -255,21 +257,24 @@ def test_a_valid_journey_builds_typed_steps():
         ),
         pytest.param(
             steps(
-                "- id: a\n  email:\n    template: welcome\n    subject: Hi\n    variants:\n      - {id: b, subject: Hey}\n"
+                "- id: a\n  email:\n    template: welcome\n    subject: Hi\n    variants:\n      "
+                "- {id: b, subject: Hey}\n"
             ),
             "12:7: 'variants' must be a list of two or more variants",
             id="one-variant",
         ),
         pytest.param(
             steps(
-                "- id: a\n  email:\n    template: welcome\n    subject: Hi\n    variants:\n      - {id: b, subject: Hey}\n      - {id: b, subject: Yo}\n"
+                "- id: a\n  email:\n    template: welcome\n    subject: Hi\n    variants:\n      "
+                "- {id: b, subject: Hey}\n      - {id: b, subject: Yo}\n"
             ),
             "13:14: duplicate variant id 'b'",
             id="duplicate-variant",
         ),
         pytest.param(
             steps(
-                "- id: a\n  email:\n    template: welcome\n    subject: Hi\n    variants:\n      - {id: b, template: nope}\n      - {id: c, subject: Yo}\n"
+                "- id: a\n  email:\n    template: welcome\n    subject: Hi\n    variants:\n      "
+                "- {id: b, template: nope}\n      - {id: c, subject: Yo}\n"
             ),
             "12:27: unknown template 'nope'",
             id="variant-unknown-template",
@@ -301,7 +306,8 @@ def test_a_valid_journey_builds_typed_steps():
         ),
         pytest.param(
             steps(
-                "- id: a\n  wait_until: {answered: b, timeout: 2 days}\n- id: b\n  survey: {scale: nps, template: nps_survey, subject: Q}\n"
+                "- id: a\n  wait_until: {answered: b, timeout: 2 days}\n- id: b\n  survey: "
+                "{scale: nps, template: nps_survey, subject: Q}\n"
             ),
             "8:26: 'b' runs later than step 'a'",
             id="wait-for-later-step",
@@ -330,7 +336,8 @@ def test_a_valid_journey_builds_typed_steps():
         ),
         pytest.param(
             steps(
-                "- id: a\n  branch:\n    - when: clicked('b')\n      goto: b\n- id: b\n  email: {template: welcome, subject: Hi}\n"
+                "- id: a\n  branch:\n    - when: clicked('b')\n      goto: b\n- id: b\n  email: "
+                "{template: welcome, subject: Hi}\n"
             ),
             "9:22: clicked('b') names a step that runs later",
             id="branch-on-later-step",
@@ -351,21 +358,24 @@ def test_a_valid_journey_builds_typed_steps():
         ),
         pytest.param(
             steps(
-                "- id: a\n  branch:\n    - when: arr >= 'lots'\n      goto: b\n- {id: b, exit: done}\n"
+                "- id: a\n  branch:\n    - when: arr >= 'lots'\n      goto: b\n- {id: b, exit: "
+                "done}\n"
             ),
             "9:13: arr is a number but is compared with 'lots'",
             id="branch-type-mismatch",
         ),
         pytest.param(
             steps(
-                "- id: a\n  branch:\n    - when: \"contract_status == 'actve'\"\n      goto: b\n- {id: b, exit: done}\n"
+                "- id: a\n  branch:\n    - when: \"contract_status == 'actve'\"\n      goto: "
+                "b\n- {id: b, exit: done}\n"
             ),
             "9:34: unknown contract_status 'actve' (did you mean 'active'?)",
             id="branch-unknown-enum",
         ),
         pytest.param(
             steps(
-                "- {id: s, wait: 1 day}\n- id: a\n  branch:\n    - when: true\n      goto: s\n- {id: b, exit: done}\n"
+                "- {id: s, wait: 1 day}\n- id: a\n  branch:\n    - when: true\n      goto: s\n- "
+                "{id: b, exit: done}\n"
             ),
             "11:13: 'goto: s' jumps back",
             id="goto-backwards",
@@ -379,7 +389,8 @@ def test_a_valid_journey_builds_typed_steps():
         ),
         pytest.param(
             steps(
-                "- id: a\n  branch:\n    - else: b\n    - when: true\n      goto: b\n- {id: b, exit: done}\n"
+                "- id: a\n  branch:\n    - else: b\n    - when: true\n      goto: b\n- {id: b, "
+                "exit: done}\n"
             ),
             "9:7: 'else' must be the last arm",
             id="else-not-last",
@@ -391,14 +402,16 @@ def test_a_valid_journey_builds_typed_steps():
         ),
         pytest.param(
             steps(
-                "- id: a\n  branch:\n    - when: \"answer('a') > 3\"\n      goto: b\n- {id: b, exit: done}\n"
+                "- id: a\n  branch:\n    - when: \"answer('a') > 3\"\n      goto: b\n- {id: b, "
+                "exit: done}\n"
             ),
             "9:22: answer('a') names no step",
             id="answer-of-unknown-step",
         ),
         pytest.param(
             steps(
-                "- {id: w, wait: 1 day}\n- id: a\n  branch:\n    - when: \"answer('w') > 3\"\n      goto: b\n- {id: b, exit: done}\n"
+                "- {id: w, wait: 1 day}\n- id: a\n  branch:\n    - when: \"answer('w') > 3\"\n   "
+                "   goto: b\n- {id: b, exit: done}\n"
             ),
             "10:22: answer('w') needs a survey or invite step, but 'w' is not one",
             id="answer-of-non-survey",
@@ -410,7 +423,8 @@ def test_a_valid_journey_builds_typed_steps():
         ),
         pytest.param(
             steps(
-                "- id: a\n  branch:\n    - when: true\n      goto: c\n    - else: c\n- {id: b, wait: 1 day}\n- {id: c, exit: done}\n"
+                "- id: a\n  branch:\n    - when: true\n      goto: c\n    - else: c\n- {id: b, "
+                "wait: 1 day}\n- {id: c, exit: done}\n"
             ),
             "12:3: step 'b' can never be reached",
             id="unreachable-skipped-by-branch",
@@ -422,21 +436,24 @@ def test_a_valid_journey_builds_typed_steps():
         ),
         pytest.param(
             steps(
-                "- id: a\n  invite: {event_name: Webinar, starts_at: 2027-01-20T16:00:00, template: webinar_invite, subject: Join}\n"
+                "- id: a\n  invite: {event_name: Webinar, starts_at: 2027-01-20T16:00:00, "
+                "template: webinar_invite, subject: Join}\n"
             ),
             "8:44: starts_at has no time zone offset",
             id="invite-naive-time",
         ),
         pytest.param(
             steps(
-                "- id: a\n  invite: {event_name: Webinar, starts_at: next tuesday, template: webinar_invite, subject: Join}\n"
+                "- id: a\n  invite: {event_name: Webinar, starts_at: next tuesday, template: "
+                "webinar_invite, subject: Join}\n"
             ),
             "8:44: bad starts_at 'next tuesday'",
             id="invite-bad-time",
         ),
         pytest.param(
             steps(
-                "- id: a\n  invite: {event_name: Webinar, starts_at: 2027-01-20T16:00:00+09:00, url: 'javascript:alert(1)', template: webinar_invite, subject: Join}\n"
+                "- id: a\n  invite: {event_name: Webinar, starts_at: 2027-01-20T16:00:00+09:00, "
+                "url: 'javascript:alert(1)', template: webinar_invite, subject: Join}\n"
             ),
             "8:76: bad URL 'javascript:alert(1)'",
             id="invite-bad-url",
@@ -473,14 +490,16 @@ def test_a_valid_journey_builds_typed_steps():
         ),
         pytest.param(
             steps(
-                "- id: a\n  channel: best_of [email, sms]\n  email: {template: welcome, subject: Hi}\n"
+                "- id: a\n  channel: best_of [email, sms]\n  email: {template: welcome, subject: "
+                "Hi}\n"
             ),
             "8:12: unknown channel 'sms'",
             id="best-of-unknown-channel",
         ),
         pytest.param(
             steps(
-                "- id: a\n  channel: best_of [email, task]\n  email: {template: welcome, subject: Hi}\n"
+                "- id: a\n  channel: best_of [email, task]\n  email: {template: welcome, "
+                "subject: Hi}\n"
             ),
             "8:12: best_of names 'task' but step 'a' has no 'task:' block",
             id="best-of-missing-block",
@@ -527,7 +546,8 @@ def test_a_valid_journey_builds_typed_steps():
         ),
         pytest.param(
             steps("- id: a\n  send_time: best_hour\n  task: {title: Call}\n"),
-            "8:14: send_time 'best_hour' needs a step that sends an email (it times email, survey and invite steps; remove it here)",
+            "8:14: send_time 'best_hour' needs a step that sends an email (it times email, "
+            "survey and invite steps; remove it here)",
             id="send-time-on-task",
         ),
         pytest.param(
@@ -636,11 +656,13 @@ def test_a_branch_with_only_else_is_a_plain_jump():
     assert isinstance(branch, BranchStep) and branch.arms == () and branch.otherwise == "done"
     found = problems(
         steps(
-            "- id: jump\n  branch: [{else: done}]\n- {id: skipped, wait: 1 day}\n- {id: done, exit: completed}\n"
+            "- id: jump\n  branch: [{else: done}]\n- {id: skipped, wait: 1 day}\n- {id: done, "
+            "exit: completed}\n"
         )
     )
     assert found == [
-        "9:3: step 'skipped' can never be reached (the step before it ('jump') never continues to it and no goto names it)"
+        "9:3: step 'skipped' can never be reached (the step before it ('jump') never continues "
+        "to it and no goto names it)"
     ]
 
 

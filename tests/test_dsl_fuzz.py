@@ -43,7 +43,8 @@ steps:
       - else: done
   - id: call
     channel: best_of [email, task]
-    email: {template: welcome, subject: "Hi {{ contact.name }}", variants: [{id: a, subject: A}, {id: b, subject: B}]}
+    email: {template: welcome, subject: "Hi {{ contact.name }}", variants: [{id: a, subject: A},
+        {id: b, subject: B}]}
     task: {kind: call, title: "Call {{ account.name }}", due: 2 days}
   - id: tag
     update: {set: {attributes.nps: low}, add_tags: [detractor]}
@@ -52,10 +53,47 @@ steps:
 """
 
 TOKENS = [
-    ":", "-", "[", "]", "{", "}", "'", '"', "\t", "\n", "  ", "{{", "}}", "{%", "!!python/object:os.system",
-    "*a", "&a", "<<: *a", "id", "goto", "when", "answer(", "wait", "yes", "no", "null", "~", "0", "-1",
-    "1e309", "9" * 40, "日本語", "\x00", "\ufeff", "\u202e", "%", "#", "?", "|", ">",
-]  # fmt: skip
+    ":",
+    "-",
+    "[",
+    "]",
+    "{",
+    "}",
+    "'",
+    '"',
+    "\t",
+    "\n",
+    "  ",
+    "{{",
+    "}}",
+    "{%",
+    "!!python/object:os.system",
+    "*a",
+    "&a",
+    "<<: *a",
+    "id",
+    "goto",
+    "when",
+    "answer(",
+    "wait",
+    "yes",
+    "no",
+    "null",
+    "~",
+    "0",
+    "-1",
+    "1e309",
+    "9" * 40,
+    "日本語",
+    "\x00",
+    "\ufeff",
+    "\u202e",
+    "%",
+    "#",
+    "?",
+    "|",
+    ">",
+]
 
 
 def assert_clean(text: str) -> None:

@@ -49,7 +49,8 @@ JOURNEY = textwrap.dedent(
             goto: ask_nps
           - else: call
       - id: ask_nps
-        survey: {scale: nps, template: nps_survey, subject: {en: "How likely are you to recommend us?", ja: "おすすめ度を教えてください"}}
+        survey: {scale: nps, template: nps_survey,
+            subject: {en: "How likely are you to recommend us?", ja: "おすすめ度を教えてください"}}
       - id: done
         exit: surveyed
       - id: call

@@ -18,7 +18,10 @@ from campaigns.tracking.hitlog import RedisHitLog
 from campaigns.tracking.hits import Hit, write_hits
 from tests.kit import LINKS
 
-BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15"
+BROWSER = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.1 Safari/605.1.15"
+)
 SENT = datetime.now(UTC) - timedelta(hours=1)
 
 
@@ -206,7 +209,10 @@ def test_branches_see_human_clicks_only(db, smtp_sink, build_engine, clock):
     with db.session() as s:
         sent = dict(s.execute(select(Message.to_address, Message.id)).all())
     later = clock.now().timestamp() + 3600
-    chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+    chrome = (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0 Safari/537.36"
+    )
     hits = [
         ("s1", Hit("click", sent["scanned@example.com"], later, user_agent=chrome, link=0)),
         (

@@ -6,7 +6,8 @@ one the document describes (status, content type, headers, body schema), no inpu
 500, schema-valid input must be accepted and schema-invalid input refused.
 
 The run is bounded and deterministic (a fixed seed, derandomized Hypothesis, no shrinking), so
-CI sees the same cases every time; raise ``MAX_EXAMPLES`` (or change the seed) locally to search harder.
+CI sees the same cases every time; raise ``MAX_EXAMPLES`` (or change the seed) locally to search
+harder.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ per database; the module runs in about 25 s on two cores)."""
 # Anything else refused with 422 is the document and the app disagreeing.
 _SEMANTIC_PROBLEMS: dict[str, Callable[[dict[str, Any]], object]] = {
     "POST /api/v1/events": lambda p: re.search(
-        r"^no contact with email |^no account with external_id | is not a contact of account |is more than a day in the future$|^larger than \d+ bytes as JSON$",
+        r"^no contact with email |^no account with external_id | is not a contact of account |is "
+        r"more than a day in the future$|^larger than \d+ bytes as JSON$",
         p["message"],
     ),
     "POST /api/v1/webhooks/bounces": lambda p: re.match(
@@ -283,7 +285,8 @@ def test_the_api_answers_as_its_openapi_document_says(case: Case, app: Flask) ->
 
 
 def test_the_document_under_test_is_the_one_the_app_serves(app: Flask) -> None:
-    """The schema is read from the API blueprint alone at collection; the full app serves the same."""
+    """The schema is read from the API blueprint alone at collection; the full app serves the
+    same."""
     served = app.test_client().get("/api/v1/openapi.json").get_json()
     assert {k: v for k, v in served.items() if k != "servers"} == {
         k: v for k, v in schema.raw_schema.items() if k != "servers"

@@ -45,10 +45,12 @@ JOURNEY = textwrap.dedent(
           subject: {en: "Welcome, {{ account.name }}", ja: "{{ account.name }}様、ようこそ"}
           variants:
             - {id: plain, preheader: {en: "Three tips", ja: "3つのヒント"}}
-            - {id: tips, subject: {en: "B: tips for {{ account.name }}", ja: "B案: {{ account.name }}様へのヒント"}}
+            - {id: tips, subject: {en: "B: tips for {{ account.name }}",
+                ja: "B案: {{ account.name }}様へのヒント"}}
       - {id: wait, wait: 1 day}
       - id: ask
-        survey: {scale: nps, template: nps_survey, subject: {en: "How did we do?", ja: おすすめ度を教えてください}}
+        survey: {scale: nps, template: nps_survey, subject: {en: "How did we do?",
+            ja: おすすめ度を教えてください}}
     """
 )
 

@@ -134,7 +134,8 @@ def test_web_py_under_flask_with_a_bad_setting_is_one_line_and_exit_2(project_ro
     assert result.returncode == 2, result.stderr
     assert (
         result.stderr
-        == "web: MAIL_FROM: contains the control character '\\r'; write one line, e.g. 'Customer Success <cs@example.com>'\n"
+        == "web: MAIL_FROM: contains the control character '\\r'; write one line, e.g. 'Customer "
+        "Success <cs@example.com>'\n"
     )
 
 

@@ -1,4 +1,5 @@
-"""Rate maths as pure functions: Wilson intervals, Newcombe's difference, Thompson sampling, send time.
+"""Rate maths as pure functions: Wilson intervals, Newcombe's difference, Thompson sampling, send
+time.
 
 Hand computations use the closed form of the Wilson interval, with z = 1.959964 and
 z² = 3.841459:
@@ -70,10 +71,12 @@ def test_wilson_10_of_10_ends_exactly_at_one():
 @pytest.mark.parametrize(
     ("hits", "n", "expected"),
     [
-        # 2h + z² = 33.8415; 4·15·133/148 = 53.9189; z·√57.7603 = 1.96·7.6000 = 14.8958; 2(148 + z²) = 303.6829
+        # 2h + z² = 33.8415; 4·15·133/148 = 53.9189; z·√57.7603 = 1.96·7.6000 = 14.8958; 2(148 +
+        # z²) = 303.6829
         # → (33.8415 ∓ 14.8958)/303.6829
         (15, 148, (0.0624, 0.1605)),
-        # 2h + z² = 5.8415; 4·1·28/29 = 3.8621; z·√7.7035 = 1.96·2.7755 = 5.4399; 2(29 + z²) = 65.6829
+        # 2h + z² = 5.8415; 4·1·28/29 = 3.8621; z·√7.7035 = 1.96·2.7755 = 5.4399; 2(29 + z²) =
+        # 65.6829
         # → (5.8415 ∓ 5.4399)/65.6829
         (1, 29, (0.0061, 0.1718)),
         # h = 0: (0, z²/(20 + z²)) = 3.8415/23.8415
@@ -85,7 +88,8 @@ def test_wilson_matches_the_rest_of_newcombes_single_proportion_table(hits, n, e
 
 
 def test_a_higher_confidence_gives_a_wider_interval():
-    # z = 2.5758 (99%): z² = 6.6349; 2h + z² = 168.6349; z·√(6.6349 + 224.2129) = 2.5758·15.1937 = 39.1363;
+    # z = 2.5758 (99%): z² = 6.6349; 2h + z² = 168.6349; z·√(6.6349 + 224.2129) = 2.5758·15.1937 =
+    # 39.1363;
     # 2(263 + z²) = 539.2698 → (129.4986/539.2698, 207.7712/539.2698) = (0.2401, 0.3853)
     assert wilson(81, 263, z=2.5758293035489) == approx(0.2401, 0.3853)
 
@@ -164,12 +168,14 @@ def test_lift_9_of_10_over_3_of_10_is_60_points():
     ("treated", "control", "expected"),
     [
         # p₁ = 6/7, Wilson (0.48687, 0.97432); p₂ = 2/7, Wilson (0.08219, 0.64107); D = 0.57143
-        # δ = √(0.37027² + 0.35535²) = 0.51320 → 0.05823; ε = √(0.11718² + 0.20350²) = 0.23482 → 0.80625
+        # δ = √(0.37027² + 0.35535²) = 0.51320 → 0.05823; ε = √(0.11718² + 0.20350²) = 0.23482 →
+        # 0.80625
         (Rate(6, 7), Rate(2, 7), (0.0582, 0.8062)),
         # p₁ = 5/56 = 0.08929, Wilson (0.03874, 0.19256); p₂ = 0, Wilson (0, 0.11697)
         # δ = √(0.05054² + 0.11697²) = 0.12742 → −0.03813; ε = √(0.10327² + 0²) = 0.10327 → 0.19256
         (Rate(5, 56), Rate(0, 29), (-0.0381, 0.1926)),
-        # D = 0 and both lower bounds are 0: δ = u₂ (Wilson 0/20: 0.1611), ε = u₁ (Wilson 0/10: 0.2775)
+        # D = 0 and both lower bounds are 0: δ = u₂ (Wilson 0/20: 0.1611), ε = u₁ (Wilson 0/10:
+        # 0.2775)
         (Rate(0, 10), Rate(0, 20), (-0.1611, 0.2775)),
         (Rate(0, 10), Rate(0, 10), (-0.2775, 0.2775)),
         # D = 1: δ = √((1 − 0.7225)² + 0.1611²) = √(0.07701 + 0.02596) = 0.3209; ε = 0, high = 1
@@ -184,7 +190,8 @@ def test_lift_matches_the_rest_of_newcombes_table(treated, control, expected):
 
 
 def test_a_10_percent_holdout_shows_the_journeys_lift_on_its_goal():
-    # Treated 540/9000 = 0.06, Wilson (0.055279, 0.065097); holdout 40/1000 = 0.04, Wilson (0.029511, 0.054010)
+    # Treated 540/9000 = 0.06, Wilson (0.055279, 0.065097); holdout 40/1000 = 0.04, Wilson
+    # (0.029511, 0.054010)
     # δ = √(0.004721² + 0.014010²) = 0.014784 → low = 0.02 − 0.014784 = 0.0052
     # ε = √(0.005097² + 0.010489²) = 0.011662 → high = 0.02 + 0.011662 = 0.0317
     result = lift(Rate(540, 9000), Rate(40, 1000))
@@ -235,7 +242,8 @@ def standard_error(p: float, draws: int = DRAWS) -> float:
 
 def exact_probability_better(a: Arm, b: Arm) -> float:
     """P(rate of a > rate of b) under Beta posteriors, in closed form (Evan Miller, "Formulas for
-    Bayesian A/B testing"): Σ_{i<α_a} B(α_b + i, β_b + β_a) / ((β_a + i)·B(1 + i, β_a)·B(α_b, β_b))."""
+    Bayesian A/B testing"): Σ_{i<α_a} B(α_b + i, β_b + β_a) / ((β_a + i)·B(1 + i, β_a)·B(α_b,
+    β_b))."""
 
     def log_beta(x: float, y: float) -> float:
         return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
@@ -436,7 +444,8 @@ def test_bandit_with_equal_arms_favours_none_of_them_within_2000_sends():
 
 
 def test_best_hour_prefers_a_proven_rate_over_a_lucky_one():
-    # 10 a.m.: 400/2000 = 0.20, Wilson low = (803.8415 − 1.96·35.8307)/4007.6829 = 733.6146/4007.6829 = 0.1831
+    # 10 a.m.: 400/2000 = 0.20, Wilson low = (803.8415 − 1.96·35.8307)/4007.6829 =
+    # 733.6146/4007.6829 = 0.1831
     # 4 a.m.: 3/10 = 0.30, Wilson low = (9.8415 − 1.96·3.4988)/27.6829 = 2.9840/27.6829 = 0.1078
     counts = {4: Rate(3, 10), 10: Rate(400, 2000)}
     assert best_hour(counts, min_n=1) == 10

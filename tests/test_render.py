@@ -50,7 +50,10 @@ LINKS = {
     "video": "https://video.example.com/tour",
     "webinar": "https://webinar.example.com/recordings",
 }
-LONG_JA_SUBJECT = "【ご案内】{{ account.name }}様 ご契約更新のお知らせ：更新日（2027年3月31日）までにご確認いただきたいプランとご利用人数、請求先の変更手続き、および今期リリースされた新機能のご紹介について"
+LONG_JA_SUBJECT = (
+    "【ご案内】{{ account.name }}様 "
+    "ご契約更新のお知らせ：更新日（2027年3月31日）までにご確認いただきたいプランとご利用人数、請求先の変更手続き、および今期リリースされた新機能のご紹介について"
+)
 
 
 def context(**changes: Any) -> dict[str, Any]:
@@ -718,7 +721,8 @@ def unpadded_decode(part: str) -> bytes:
 
 
 def equivalents(part: str) -> list[str]:
-    """``part`` with its last character replaced by each other one that decodes to the same bytes."""
+    """``part`` with its last character replaced by each other one that decodes to the same
+    bytes."""
     return [
         part[:-1] + c
         for c in B64

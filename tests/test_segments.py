@@ -341,7 +341,8 @@ def sqlite_db_clear(database) -> None:
 
 def test_day_counts_can_be_tested_for_none(db):
     segset = seg.parse_segments(
-        "segments:\n  new:\n    when: days_since_start is not none and days_since_start <= 30\n  undated:\n    when: days_to_renewal is none\n"
+        "segments:\n  new:\n    when: days_since_start is not none and days_since_start <= 30\n  "
+        "undated:\n    when: days_to_renewal is none\n"
     )
     with db.session() as s, s.begin():
         fresh = add_account(s, "fresh", contract_start=TODAY - timedelta(days=30))
@@ -357,7 +358,8 @@ def test_a_rule_that_cannot_become_sql_is_reported_at_its_place():
     with pytest.raises(SegmentError) as info:
         seg.parse_segments("segments:\n  odd:\n    when: days_to_renewal <= health_score\n")
     assert str(info.value.problems[0]).startswith(
-        "segments.yaml:3:11: 'odd' cannot be turned into SQL: days_to_renewal can only be compared with a number"
+        "segments.yaml:3:11: 'odd' cannot be turned into SQL: days_to_renewal can only be "
+        "compared with a number"
     )
 
 

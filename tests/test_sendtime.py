@@ -37,7 +37,10 @@ from tests.kit import LINKS
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKYO = "Asia/Tokyo"
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0 Safari/537.36"
+)
 # Tuesday 2026-11-24 15:00 in Tokyo (06:00 UTC).
 TUESDAY_3PM_TOKYO = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 OFFICE_HOURS = SendingWindow(
@@ -92,7 +95,8 @@ def test_a_message_that_could_go_at_3pm_in_tokyo_waits_for_10am_tokyo_time_on_a_
     assert (timing.hour, timing.basis) == (10, "learned")
     assert (
         timing.why
-        == "sent at 10:00 Asia/Tokyo: 10:00 is the best hour learned for segment renewal_90 (30 clicked of 100 sent then, 95% lower bound 21.9%)"
+        == "sent at 10:00 Asia/Tokyo: 10:00 is the best hour learned for segment renewal_90 (30 "
+        "clicked of 100 sent then, 95% lower bound 21.9%)"
     )
     record = timing.record("renewal_90", TOKYO)
     assert record == {
@@ -157,7 +161,8 @@ def test_a_best_hour_outside_the_window_gives_way_to_the_best_hour_inside_it():
 
 
 def test_a_window_in_a_fixed_zone_clips_the_recipients_hours():
-    # The window is 00:00-03:00 UTC, i.e. 09:00-12:00 in Tokyo: the best Tokyo hour, 14:00, is outside.
+    # The window is 00:00-03:00 UTC, i.e. 09:00-12:00 in Tokyo: the best Tokyo hour, 14:00, is
+    # outside.
     window = SendingWindow(
         start=datetime.strptime("00:00", "%H:%M").time(),
         end=datetime.strptime("03:00", "%H:%M").time(),
@@ -282,7 +287,8 @@ def test_an_unknown_time_zone_is_read_as_utc():
     )
 
 
-# ---------------------------------------------------------------------------- counts and cache (database)
+# ---------------------------------------------------------------------------- counts and cache
+# (database)
 
 
 def test_the_choice_reads_the_segments_hour_counts_once_per_refresh(db):
@@ -585,7 +591,8 @@ def test_a_segment_that_clicks_at_10_in_tokyo_gets_its_later_sends_at_10_tokyo_t
             decision["basis"],
         ) == (10, TOKYO, "everyone", "learned")
         assert decision["why"].startswith(
-            "sent at 10:00 Asia/Tokyo: 10:00 is the best hour learned for segment everyone (30 clicked of 60 sent then"
+            "sent at 10:00 Asia/Tokyo: 10:00 is the best hour learned for segment everyone (30 "
+            "clicked of 60 sent then"
         )
     clock.set(ten_am - timedelta(minutes=1))
     tick(build_engine, smtp_sink, clock)

@@ -98,11 +98,16 @@ def test_in_app_update_and_a_signed_webhook_run_in_order(db, smtp_sink, hook_ser
             entry: {{trigger: segment}}
             steps:
               - id: tip
-                in_app: {{title: {{en: Try reports, ja: レポートをお試しください}}, body: "{{{{ account.name }}}}様へ", url: "https://app.example.com/r", expires: 14 days}}
+                in_app: {{title: {{en: Try reports, ja: レポートをお試しください}},
+                    body: "{{{{ account.name }}}}様へ", url: "https://app.example.com/r",
+                    expires: 14 days}}
               - id: mark
-                update: {{set: {{attributes.nudged: "yes", contact.attributes.last: "{{{{ journey.key }}}}", health_score: 45}}, add_tags: [nudged], remove_tags: [trial]}}
+                update: {{set: {{attributes.nudged: "yes",
+                    contact.attributes.last: "{{{{ journey.key }}}}", health_score: 45}},
+                    add_tags: [nudged], remove_tags: [trial]}}
               - id: tell_crm
-                webhook: {{url: "{hook_server}", payload: {{account: "{{{{ account.external_id }}}}", score: 5}}}}
+                webhook: {{url: "{hook_server}",
+                    payload: {{account: "{{{{ account.external_id }}}}", score: 5}}}}
             """
         ),
     )

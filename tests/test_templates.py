@@ -480,7 +480,10 @@ def test_mjml_parser_errors_name_the_file(tree: Path) -> None:
 
 
 def test_jinja_where_mjml_cannot_take_it_is_reported_at_its_line(tree: Path) -> None:
-    source = '<mjml lang="ja">\n<mj-head>\n{% if x %}<mj-title>t</mj-title>{% endif %}\n</mj-head>\n<mj-body></mj-body>\n</mjml>\n'
+    source = (
+        '<mjml lang="ja">\n<mj-head>\n{% if x %}<mj-title>t</mj-title>{% endif '
+        "%}\n</mj-head>\n<mj-body></mj-body>\n</mjml>\n"
+    )
     path = _write(tree, "en", "broken", source)
     with pytest.raises(TemplateError) as info:
         TemplateStore(tree).compile("broken", "en")
@@ -524,7 +527,8 @@ def test_jinja_blocks_between_sections_survive_in_mj_raw(tree: Path) -> None:
     mjml = (
         '<mjml lang="en"><mj-body>\n'
         "<mj-raw>{% for item in items %}</mj-raw>\n"
-        '<mj-section><mj-column><mj-button href="{{ item.url }}">{{ item.label }}</mj-button></mj-column></mj-section>\n'
+        '<mj-section><mj-column><mj-button href="{{ item.url }}">{{ item.label '
+        "}}</mj-button></mj-column></mj-section>\n"
         "<mj-raw>{% endfor %}</mj-raw>\n"
         "</mj-body></mjml>\n"
     )

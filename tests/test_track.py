@@ -22,7 +22,10 @@ from campaigns.tracking.tokens import TRAP_LINK, Tokens
 SECRET = "track-secret-0123456789"
 BASE = "https://cs.example.com"
 NOW = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
-BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+BROWSER = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0 Safari/537.36"
+)
 LINKS = ["https://docs.example.com/start?utm=1", "https://example.com/ウェビナー"]
 
 

@@ -32,7 +32,10 @@ from campaigns.tracking.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "e2e-secret-0123456789abcdef"
-BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
+BROWSER = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+    "like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
+)
 
 JOURNEY = textwrap.dedent(
     """\
@@ -44,7 +47,8 @@ JOURNEY = textwrap.dedent(
       - id: tips
         email: {template: onboarding_tips, subject: {en: Tips, ja: 活用のヒント}}
       - id: ask
-        survey: {scale: nps, template: nps_survey, subject: {en: "How are we doing?", ja: 当社のサービスはいかがですか}}
+        survey: {scale: nps, template: nps_survey, subject: {en: "How are we doing?",
+            ja: 当社のサービスはいかがですか}}
       - id: wait
         wait_until: {answered: ask, timeout: 7 days}
       - id: route

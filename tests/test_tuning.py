@@ -79,7 +79,8 @@ IN_APP = textwrap.dedent(
         channel: best_of [email, in_app]
         goal: clicked
         email: {template: onboarding_tips, subject: {en: Tips, ja: 活用のヒント}}
-        in_app: {title: {en: Try reports, ja: レポートを使ってみましょう}, body: {en: Faster now, ja: 速くなりました}, url: "https://app.example.com/reports"}
+        in_app: {title: {en: Try reports, ja: レポートを使ってみましょう}, body: {en: Faster now,
+            ja: 速くなりました}, url: "https://app.example.com/reports"}
     """
 )
 
@@ -248,8 +249,10 @@ def test_in_app_messages_created_and_clicked_are_the_in_app_arms_trials_and_succ
         if n % 7 == 0:
             client.post(f"/api/v1/in-app/{item}/seen", headers=auth)
     assert in_app_counts(db) == {
-        ("in_app", "everyone", "in_app_created"): len(in_app), ("in_app", "everyone", "in_app_seen"): len(in_app), ("in_app", "everyone", "in_app_clicked"): len(followed),
-    }  # fmt: skip
+        ("in_app", "everyone", "in_app_created"): len(in_app),
+        ("in_app", "everyone", "in_app_seen"): len(in_app),
+        ("in_app", "everyone", "in_app_clicked"): len(followed),
+    }
     with db.session() as s:
         arms = {
             arm.name: arm

@@ -25,8 +25,14 @@ from campaigns.journeys.yamlsource import YamlProblem, load, read
 
 SEGMENTS = "tiers:\n  low_touch: {when: arr >= 1000000}\n  tech_touch: {when: true}\n"
 HEAD = "journey: laughs\nname: Laughs\nsegments: [low_touch]\nentry: {trigger: segment}\n"
-NO_ANCHORS = "write the value out in full where it is needed: anchors and aliases (&name / *name) are not allowed in journey, segments and links files"
-TOO_LARGE = "journey, segments and links files are a few KB: check that this is the right file, or split it into several journeys"
+NO_ANCHORS = (
+    "write the value out in full where it is needed: anchors and aliases (&name / "
+    "*name) are not allowed in journey, segments and links files"
+)
+TOO_LARGE = (
+    "journey, segments and links files are a few KB: check that this is the right file, "
+    "or split it into several journeys"
+)
 
 
 def billion_laughs(levels: int = 16, fan_out: int = 30) -> str:
@@ -61,7 +67,9 @@ try:
     found = []
 except JourneyError as exc:
     found = [str(p) for p in exc.problems]
-print(json.dumps({"seconds": time.perf_counter() - started, "peak": tracemalloc.get_traced_memory()[1], "problems": found}))
+seconds = time.perf_counter() - started
+peak = tracemalloc.get_traced_memory()[1]
+print(json.dumps({"seconds": seconds, "peak": peak, "problems": found}))
 """
 
 
@@ -202,7 +210,9 @@ def test_nesting_deeper_than_the_limit_is_refused_where_it_goes_too_deep():
     deep = problems(HEAD + "steps: " + "[" * (depth + 10) + "]" * (depth + 10) + "\n")
     # The document is level 1 and `steps:` opens level 2: the (depth)th bracket is one too many.
     assert deep == [
-        f"j.yaml:5:{len('steps: ') + depth}: nested more than {depth} levels deep (journeys, segments and links need a few levels of lists and mappings; check the brackets and the indentation)"
+        f"j.yaml:5:{len('steps: ') + depth}: nested more than {depth} levels deep (journeys, "
+        "segments and links need a few levels of lists and mappings; check the brackets and the "
+        "indentation)"
     ]
     shallow = problems(HEAD + "steps: " + "[" * (depth - 2) + "]" * (depth - 2) + "\n")
     assert not any("nested" in p for p in shallow)
@@ -245,7 +255,8 @@ def test_validate_prints_one_line_per_hostile_file_and_exits_1(hostile):
     assert result.stderr.splitlines() == [
         f"{journeys / 'alias.yaml'}:6:22: YAML alias '*pause' is not allowed ({NO_ANCHORS})",
         f"{journeys / 'bomb.yaml'}:5:5: YAML anchor '&l0' is not allowed ({NO_ANCHORS})",
-        f"{journeys / 'huge.yaml'}:1:1: the file is larger than {defaults.MAX_SOURCE_BYTES:,} bytes ({TOO_LARGE})",
+        f"{journeys / 'huge.yaml'}:1:1: the file is larger than {defaults.MAX_SOURCE_BYTES:,} "
+        f"bytes ({TOO_LARGE})",
         "3 problems found",
     ]
 
@@ -262,12 +273,61 @@ def test_deploy_refuses_hostile_files_and_creates_no_database(hostile):
 # ---------------------------------------------------------------------------- anything at all
 
 PIECES = [
-    "&a ", "*a", "&b [1, *a]", "<<: *a", "!!str ", "!!int ", "!!float ", "!!bool ", "!!timestamp ", "!!binary ",
-    "!!set ", "!!omap ", "!!python/object:os.system ", "!local ", "%YAML 1.2\n", "%TAG ! tag:x,2000:\n", "---\n",
-    "...\n", "? ", ": ", "- ", "[", "]", "{", "}", ",", "'", '"', "|\n", ">-\n", "#", "\n", "  ", "\t", "\\",
-    "key", "steps", "2026-13-45", "0x", "0o9", "1e999", "9" * 30, ".nan", "~", "null", "true", "yes", "日本",
-    "\x00", "\x07", "\x85", "\u2028", "\ufeff", "\ud800",
-]  # fmt: skip
+    "&a ",
+    "*a",
+    "&b [1, *a]",
+    "<<: *a",
+    "!!str ",
+    "!!int ",
+    "!!float ",
+    "!!bool ",
+    "!!timestamp ",
+    "!!binary ",
+    "!!set ",
+    "!!omap ",
+    "!!python/object:os.system ",
+    "!local ",
+    "%YAML 1.2\n",
+    "%TAG ! tag:x,2000:\n",
+    "---\n",
+    "...\n",
+    "? ",
+    ": ",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "'",
+    '"',
+    "|\n",
+    ">-\n",
+    "#",
+    "\n",
+    "  ",
+    "\t",
+    "\\",
+    "key",
+    "steps",
+    "2026-13-45",
+    "0x",
+    "0o9",
+    "1e999",
+    "9" * 30,
+    ".nan",
+    "~",
+    "null",
+    "true",
+    "yes",
+    "日本",
+    "\x00",
+    "\x07",
+    "\x85",
+    "\u2028",
+    "\ufeff",
+    "\ud800",
+]
 
 
 @settings(max_examples=400, deadline=None)

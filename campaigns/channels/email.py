@@ -48,11 +48,19 @@ class EmailChannel:
 
     def compose(self, draft: Draft) -> OutgoingEmail:
         return self.renderer.render(
-            message=draft.message, message_id=draft.message_id, to=draft.to, to_name=draft.to_name,
-            template=draft.template, locale=draft.locale, subject=draft.subject,
-            preheader=draft.preheader, context=draft.context, survey=draft.survey,
-            invite=draft.invite, now=draft.now,
-        )  # fmt: skip
+            message=draft.message,
+            message_id=draft.message_id,
+            to=draft.to,
+            to_name=draft.to_name,
+            template=draft.template,
+            locale=draft.locale,
+            subject=draft.subject,
+            preheader=draft.preheader,
+            context=draft.context,
+            survey=draft.survey,
+            invite=draft.invite,
+            now=draft.now,
+        )
 
     def push(self, item: OutgoingEmail) -> Receipt:
         return push_mail(self.transport, item)

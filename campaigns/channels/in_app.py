@@ -50,10 +50,16 @@ class InAppChannel:
         if existing is not None:  # a re-run of the step: shown once
             return Receipt(Status.SENT, ref=existing)
         row = InAppMessage(
-            enrollment_id=item.enrollment_id, journey_id=item.journey_id, step_id=item.step_id,
-            contact_id=item.contact_id, title=item.title[:512], body=item.body, url=item.url,
-            created_at=item.created_at, expires_at=item.expires_at,
-        )  # fmt: skip
+            enrollment_id=item.enrollment_id,
+            journey_id=item.journey_id,
+            step_id=item.step_id,
+            contact_id=item.contact_id,
+            title=item.title[:512],
+            body=item.body,
+            url=item.url,
+            created_at=item.created_at,
+            expires_at=item.expires_at,
+        )
         session.add(row)
         session.flush()
         # Counted in the inserting transaction: the row is unique per enrollment and step,

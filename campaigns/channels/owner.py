@@ -27,9 +27,19 @@ SUBJECTS = {"en": "[Task] {title}", "ja": "[タスク] {title}"}
 """The notice's subject per language (the language of the owner, not of the customer)."""
 
 MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 HEADERS = ("Auto-Submitted: auto-generated", "X-Auto-Response-Suppress: All")
 """RFC 3834, and what Exchange reads instead: no automatic replies to a notice."""
@@ -114,15 +124,26 @@ class OwnerMail:
         # The title was rendered once already (a journey text): a brace in it is literal.
         subject = SUBJECTS.get(notice.locale, SUBJECTS["en"]).format(title=title)
         parts = renderer.personalise(
-            message=notice.message, template=TEMPLATE, locale=notice.locale,
-            subject=subject.replace("{", "{{ '{' }}"), preheader=None, context=context,
-        )  # fmt: skip
+            message=notice.message,
+            template=TEMPLATE,
+            locale=notice.locale,
+            subject=subject.replace("{", "{{ '{' }}"),
+            preheader=None,
+            context=context,
+        )
         message_id = notice.message_id or make_message_id(notice.message, renderer.domain)
         raw = renderer.assemble(
-            message=notice.message, message_id=message_id, to=notice.to, to_name=notice.to_name,
-            subject=parts.subject, html=parts.html, text=parts.text, unsubscribe_url=None,
-            now=notice.now, headers=HEADERS,
-        )  # fmt: skip
+            message=notice.message,
+            message_id=message_id,
+            to=notice.to,
+            to_name=notice.to_name,
+            subject=parts.subject,
+            html=parts.html,
+            text=parts.text,
+            unsubscribe_url=None,
+            now=notice.now,
+            headers=HEADERS,
+        )
         return OutgoingEmail(
             message_id=message_id,
             to=notice.to,

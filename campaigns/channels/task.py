@@ -50,11 +50,18 @@ class TaskChannel:
         if existing is not None:  # a re-run of the step: opened once
             return Receipt(Status.SENT, ref=existing)
         task = Task(
-            enrollment_id=item.enrollment_id, journey_id=item.journey_id, step_id=item.step_id,
-            account_id=item.account_id, contact_id=item.contact_id, owner_email=item.owner_email,
-            kind=item.kind, title=item.title[:512] or item.step_id, notes=item.notes,
-            due_at=item.due_at, created_at=item.created_at,
-        )  # fmt: skip
+            enrollment_id=item.enrollment_id,
+            journey_id=item.journey_id,
+            step_id=item.step_id,
+            account_id=item.account_id,
+            contact_id=item.contact_id,
+            owner_email=item.owner_email,
+            kind=item.kind,
+            title=item.title[:512] or item.step_id,
+            notes=item.notes,
+            due_at=item.due_at,
+            created_at=item.created_at,
+        )
         session.add(task)
         session.flush()
         return Receipt(Status.SENT, ref=task.id)

@@ -245,9 +245,12 @@ class SendBatch:
             message.status, message.error = MessageStatus.BOUNCED, (receipt.error or "")[:2000]
             if receipt.bad_address:  # a 5xx about the content or the sender says nothing
                 controls.suppress(
-                    self.session, rendered.to, SuppressionReason.HARD_BOUNCE, receipt.source,
+                    self.session,
+                    rendered.to,
+                    SuppressionReason.HARD_BOUNCE,
+                    receipt.source,
                     self.now,
-                )  # fmt: skip
+                )
             counts.failed += 1
             self._known.discard(rendered.to.lower())  # look again: it may be suppressed now
 

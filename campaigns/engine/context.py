@@ -199,10 +199,21 @@ def owner_name(account: Account | None) -> str | None:
 
 
 ACCOUNT_FIELDS = (
-    "external_id", "name", "arr", "ltv", "currency", "plan", "contract_status",
-    "contract_start", "renewal_date", "industry", "company_size", "owner_email",
-    "health_score", "tier",
-)  # fmt: skip
+    "external_id",
+    "name",
+    "arr",
+    "ltv",
+    "currency",
+    "plan",
+    "contract_status",
+    "contract_start",
+    "renewal_date",
+    "industry",
+    "company_size",
+    "owner_email",
+    "health_score",
+    "tier",
+)
 
 
 def condition_values(contact: Contact, account: Account | None, now: datetime) -> dict[str, Value]:

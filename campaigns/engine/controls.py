@@ -85,10 +85,16 @@ def best_hour(ctx: StepContext, step_id: str, base: datetime) -> sendtime.Timing
         return None
     segment = ctx.enrollment.segment or ""
     timing = ctx.tools.send_times.choose(
-        ctx.session, journey_id=ctx.enrollment.journey_id, step_id=step_id, segment=segment,
-        goal=step.goal or tuning.default_goal(step.type.value), base=base,
-        window=ctx.journey.sending_window, time_zone=ctx.contact.time_zone, now=ctx.now,
-    )  # fmt: skip
+        ctx.session,
+        journey_id=ctx.enrollment.journey_id,
+        step_id=step_id,
+        segment=segment,
+        goal=step.goal or tuning.default_goal(step.type.value),
+        base=base,
+        window=ctx.journey.sending_window,
+        time_zone=ctx.contact.time_zone,
+        now=ctx.now,
+    )
     decided[step_id] = timing.record(segment, ctx.contact.time_zone)
     ctx.enrollment.context = {**ctx.enrollment.context, "send_time": decided}
     return timing

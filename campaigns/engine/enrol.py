@@ -61,10 +61,21 @@ class EnrolResult:
 
 
 COLUMNS = (
-    "journey_id", "journey_version_id", "contact_id", "entry_key", "segment", "tier",
-    "holdout", "state", "current_step", "next_run_at", "entered_at", "finished_at",
-    "exit_reason", "context",
-)  # fmt: skip
+    "journey_id",
+    "journey_version_id",
+    "contact_id",
+    "entry_key",
+    "segment",
+    "tier",
+    "holdout",
+    "state",
+    "current_step",
+    "next_run_at",
+    "entered_at",
+    "finished_at",
+    "exit_reason",
+    "context",
+)
 """The enrollment columns one INSERT ... SELECT fills."""
 
 

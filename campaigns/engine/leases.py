@@ -247,7 +247,8 @@ class Lease:
         self.fail(
             session,
             enrollment_id,
-            f"stopped after {max_runs} runs in a row that did not finish (the worker died, timed out or lost its lease each time; see the worker's log)",
+            f"stopped after {max_runs} runs in a row that did not finish (the worker died, timed "
+            "out or lost its lease each time; see the worker's log)",
         )
         session.commit()
         return False
@@ -325,7 +326,8 @@ class Lease:
                     )
         except sa_exc.SQLAlchemyError as exc:
             log.warning(
-                "lease %s: could not hand back its enrollments (%s); they are claimed again when it runs out",
+                "lease %s: could not hand back its enrollments (%s); they are claimed again when "
+                "it runs out",
                 self.token,
                 type(exc).__name__,
             )

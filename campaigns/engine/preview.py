@@ -115,9 +115,15 @@ def render_preview(
         "links": {name: ctx.render(url) for name, url in (links or {}).items()},
     }
     rendered = renderer.personalise(
-        message=0, template=parts.template, locale=parts.locale, subject=ctx.render(parts.subject),
-        preheader=ctx.render(parts.preheader) if parts.preheader else None, context=context, survey=parts.survey, invite=parts.invite,
-    )  # fmt: skip
+        message=0,
+        template=parts.template,
+        locale=parts.locale,
+        subject=ctx.render(parts.subject),
+        preheader=ctx.render(parts.preheader) if parts.preheader else None,
+        context=context,
+        survey=parts.survey,
+        invite=parts.invite,
+    )
     compiled = renderer.compiled(parts.template, parts.locale)
     return Preview(
         journey.key,
@@ -141,9 +147,16 @@ def send_test(
     message_id = make_message_id(0, renderer.domain)
     subject = TEST_PREFIX + preview.subject
     raw = renderer.assemble(
-        message=0, message_id=message_id, to=to, to_name=None, subject=subject, html=preview.html, text=preview.text,
-        unsubscribe_url=renderer.tokens.unsubscribe_url(0), now=now,
-    )  # fmt: skip
+        message=0,
+        message_id=message_id,
+        to=to,
+        to_name=None,
+        subject=subject,
+        html=preview.html,
+        text=preview.text,
+        unsubscribe_url=renderer.tokens.unsubscribe_url(0),
+        now=now,
+    )
     transport.send(
         OutgoingEmail(
             message_id=message_id,

@@ -50,10 +50,17 @@ def message_row(ctx: StepContext, step_id: str, attempt_key: str, **columns: obj
     another worker meanwhile: the lease fences every commit.
     """
     values: dict[str, object] = dict(
-        enrollment_id=ctx.enrollment.id, contact_id=ctx.contact.id,
-        journey_id=ctx.enrollment.journey_id, step_id=step_id, attempt_key=attempt_key,
-        created_at=ctx.now, status=MessageStatus.PENDING, tries=0, links=[], **columns,
-    )  # fmt: skip
+        enrollment_id=ctx.enrollment.id,
+        contact_id=ctx.contact.id,
+        journey_id=ctx.enrollment.journey_id,
+        step_id=step_id,
+        attempt_key=attempt_key,
+        created_at=ctx.now,
+        status=MessageStatus.PENDING,
+        tries=0,
+        links=[],
+        **columns,
+    )
     return ctx.sending.message((ctx.enrollment.id, step_id, attempt_key), values)
 
 
@@ -72,9 +79,16 @@ def send(ctx: StepContext, mail: Mail) -> Outcome:
     """Send one message of a step exactly once: queued in the send batch, which marks it
     "sending" and hands it to the channel (the step runs again to see the result)."""
     message = message_row(
-        ctx, mail.step_id, mail.attempt_key, channel=mail.kind, category=mail.category,
-        variant=mail.variant, template=mail.template, locale=mail.locale, to_address=mail.to,
-    )  # fmt: skip
+        ctx,
+        mail.step_id,
+        mail.attempt_key,
+        channel=mail.kind,
+        category=mail.category,
+        variant=mail.variant,
+        template=mail.template,
+        locale=mail.locale,
+        to_address=mail.to,
+    )
     if message.status in DONE:
         return NEXT
     later = waiting(message, ctx, mail.step_id)

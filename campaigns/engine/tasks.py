@@ -67,12 +67,23 @@ class TaskItem:
     def to_json(self) -> dict[str, Any]:
         task = self.task
         return {
-            "id": task.id, "kind": task.kind, "title": task.title, "notes": task.notes, "status": task.status,
-            "owner_email": task.owner_email, "due_at": _iso(task.due_at), "created_at": _iso(task.created_at),
-            "completed_at": _iso(task.completed_at), "outcome": task.outcome, "account": self.account,
-            "contact": {"id": self.contact_id, "name": self.contact, "email": self.contact_email} if self.contact_id else None,
-            "journey": self.journey_key, "step": task.step_id,
-        }  # fmt: skip
+            "id": task.id,
+            "kind": task.kind,
+            "title": task.title,
+            "notes": task.notes,
+            "status": task.status,
+            "owner_email": task.owner_email,
+            "due_at": _iso(task.due_at),
+            "created_at": _iso(task.created_at),
+            "completed_at": _iso(task.completed_at),
+            "outcome": task.outcome,
+            "account": self.account,
+            "contact": {"id": self.contact_id, "name": self.contact, "email": self.contact_email}
+            if self.contact_id
+            else None,
+            "journey": self.journey_key,
+            "step": task.step_id,
+        }
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -123,9 +134,15 @@ def list_tasks(
             journey_key,
             journey_name,
         )
-        for task, account, contact, contact_name, contact_email, journey_key, journey_name in session.execute(
-            query
-        )
+        for (
+            task,
+            account,
+            contact,
+            contact_name,
+            contact_email,
+            journey_key,
+            journey_name,
+        ) in session.execute(query)
     ]
     return items, int(total)
 
@@ -192,10 +209,18 @@ def complete_task(
     note = (outcome or "").strip()[:OUTCOME_MAX] or None
     task.status, task.completed_at, task.outcome = TaskStatus.DONE, now, note
     record_event(
-        session, now, kind=EventKind.TASK_DONE, name=task.kind, value=note[:2048] if note else None, contact_id=task.contact_id,
-        account_id=task.account_id, enrollment_id=task.enrollment_id, journey_id=task.journey_id, step_id=task.step_id,
+        session,
+        now,
+        kind=EventKind.TASK_DONE,
+        name=task.kind,
+        value=note[:2048] if note else None,
+        contact_id=task.contact_id,
+        account_id=task.account_id,
+        enrollment_id=task.enrollment_id,
+        journey_id=task.journey_id,
+        step_id=task.step_id,
         data={"task": task.id, "by": by} if by else {"task": task.id},
-    )  # fmt: skip
+    )
     return task
 
 

@@ -141,10 +141,20 @@ def _journey(doc: object, ctx: Context) -> Journey | None:
         return None
     assert key is not None and name is not None and entry is not None
     return Journey(
-        key=key, name=name, segments=tuple(segments), entry=entry, steps=steps,
-        description=description, audience=audience, re_entry=re_entry, exit_when=exit_when,
-        goal=goal, sending_window=window, holdout=holdout, locale=locale,
-    )  # fmt: skip
+        key=key,
+        name=name,
+        segments=tuple(segments),
+        entry=entry,
+        steps=steps,
+        description=description,
+        audience=audience,
+        re_entry=re_entry,
+        exit_when=exit_when,
+        goal=goal,
+        sending_window=window,
+        holdout=holdout,
+        locale=locale,
+    )
 
 
 def _tiers(ctx: Context) -> tuple[str, ...] | None:

@@ -16,9 +16,20 @@ LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 ID_HINT = "use lowercase letters, digits and _, starting with a letter"
 
 TOP_KEYS = (
-    "journey", "name", "description", "segments", "audience", "entry", "re_entry",
-    "exit_when", "goal", "sending_window", "holdout", "locale", "steps",
-)  # fmt: skip
+    "journey",
+    "name",
+    "description",
+    "segments",
+    "audience",
+    "entry",
+    "re_entry",
+    "exit_when",
+    "goal",
+    "sending_window",
+    "holdout",
+    "locale",
+    "steps",
+)
 STEP_COMMON = ("id", "channel", "goal", "category", "send_time")
 STEP_TYPES = tuple(t.value for t in StepType)
 CHANNELS = ("email", "task", "in_app")

@@ -97,7 +97,8 @@ def set_password(session: Session, email: str, password: str) -> User:
 
 def end_sessions(session: Session, user_id: int) -> None:
     """End every dashboard session of this user, on every device and web process, copies of
-    the cookie included; the caller commits. Done in SQL (``+ 1``) so that two at once both count."""
+    the cookie included; the caller commits. Done in SQL (``+ 1``) so that two at once both
+    count."""
     session.execute(
         update(User).where(User.id == user_id).values(session_version=User.session_version + 1)
     )

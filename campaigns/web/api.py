@@ -163,7 +163,8 @@ def _event(obj: Any, index: int, where: str, now: datetime, problems: Problems) 
 
 @bp.post("/events")
 def post_events() -> ResponseReturnValue:
-    """Store product events (one, or ``{"events": [...]}``) and wake the journeys waiting on them."""
+    """Store product events (one, or ``{"events": [...]}``) and wake the journeys waiting on
+    them."""
     body = api_input.body()
     now = base.now()
     if isinstance(body, dict) and "events" in body:
@@ -171,7 +172,8 @@ def post_events() -> ResponseReturnValue:
         if extra:
             raise ApiError(
                 400,
-                f'{extra[0]}: unknown field beside "events"; send one event, or {{"events": [...]}} alone',
+                f'{extra[0]}: unknown field beside "events"; send one event, or '
+                '{"events": [...]} alone',
             )
         items = body["events"]
         if not isinstance(items, list):
@@ -251,9 +253,16 @@ def _store_events(
                 else None
             )
             record_event(
-                session, now, kind=EventKind.CUSTOM, name=e.name, contact_id=contact.id if contact else None, account_id=account_id,
-                dedupe_key=e.key, data=e.properties, occurred_at=e.occurred_at,
-            )  # fmt: skip
+                session,
+                now,
+                kind=EventKind.CUSTOM,
+                name=e.name,
+                contact_id=contact.id if contact else None,
+                account_id=account_id,
+                dedupe_key=e.key,
+                data=e.properties,
+                occurred_at=e.occurred_at,
+            )
             accepted += 1
     return accepted, duplicates
 
@@ -263,14 +272,21 @@ def _store_events(
 
 def _in_app(item: InAppMessage) -> dict[str, Any]:
     return {
-        "id": item.id, "title": item.title, "body": item.body, "url": item.url, "created_at": _iso(item.created_at),
-        "expires_at": _iso(item.expires_at), "seen_at": _iso(item.seen_at), "clicked_at": _iso(item.clicked_at),
-    }  # fmt: skip
+        "id": item.id,
+        "title": item.title,
+        "body": item.body,
+        "url": item.url,
+        "created_at": _iso(item.created_at),
+        "expires_at": _iso(item.expires_at),
+        "seen_at": _iso(item.seen_at),
+        "clicked_at": _iso(item.clicked_at),
+    }
 
 
 @bp.get("/contacts/<email>/in-app")
 def in_app_messages(email: str) -> ResponseReturnValue:
-    """The contact's in-app messages that have not expired, newest first; unseen ones unless ``?all=1``."""
+    """The contact's in-app messages that have not expired, newest first; unseen ones unless
+    ``?all=1``."""
     address, include_seen, now = api_input.path_email(email), api_input.flag("all"), base.now()
     with base.sessions()() as session:
         contact = base.contact_or_404(session, address)
@@ -290,13 +306,15 @@ def in_app_messages(email: str) -> ResponseReturnValue:
 
 @bp.post("/in-app/<int(max=2147483647):in_app_id>/seen")
 def in_app_seen(in_app_id: int) -> ResponseReturnValue:
-    """The product showed the message: ``seen_at`` is set the first time, and an ``in_app_seen`` event recorded."""
+    """The product showed the message: ``seen_at`` is set the first time, and an ``in_app_seen``
+    event recorded."""
     return _acknowledge(in_app_id, clicked=False)
 
 
 @bp.post("/in-app/<int(max=2147483647):in_app_id>/clicked")
 def in_app_clicked(in_app_id: int) -> ResponseReturnValue:
-    """The contact followed the message: ``clicked_at`` (and ``seen_at``, if unset) the first time."""
+    """The contact followed the message: ``clicked_at`` (and ``seen_at``, if unset) the first
+    time."""
     return _acknowledge(in_app_id, clicked=True)
 
 
@@ -320,9 +338,16 @@ def _acknowledge(in_app_id: int, *, clicked: bool) -> ResponseReturnValue:
                 session.execute(first.execution_options(synchronize_session=False)), "rowcount", 0
             ):
                 record_event(
-                    session, now, kind=EventKind.CUSTOM, name=name, contact_id=item.contact_id, enrollment_id=item.enrollment_id,
-                    journey_id=item.journey_id, step_id=item.step_id, data={"in_app_id": item.id},
-                )  # fmt: skip
+                    session,
+                    now,
+                    kind=EventKind.CUSTOM,
+                    name=name,
+                    contact_id=item.contact_id,
+                    enrollment_id=item.enrollment_id,
+                    journey_id=item.journey_id,
+                    step_id=item.step_id,
+                    data={"in_app_id": item.id},
+                )
                 stats.count_in_app(
                     session, item, stats.IN_APP_METRICS[column], now
                 )  # the first time only: the tuner's in-app responses
@@ -338,7 +363,8 @@ def _acknowledge(in_app_id: int, *, clicked: bool) -> ResponseReturnValue:
 
 @bp.get("/contacts/<email>")
 def contact(email: str) -> ResponseReturnValue:
-    """The contact, their account and their latest answers (survey scores, RSVPs); machine hits left out."""
+    """The contact, their account and their latest answers (survey scores, RSVPs); machine hits
+    left out."""
     address = api_input.path_email(email)
     with base.sessions()() as session:
         found = base.contact_or_404(session, address)
@@ -355,11 +381,25 @@ def contact(email: str) -> ResponseReturnValue:
             .limit(RECENT_ANSWERS)
         ).all()
         return jsonify(
-            email=found.email, name=found.name, locale=found.locale, time_zone=found.time_zone, subscribed=found.subscribed,
-            tags=list(found.tags or []), attributes=dict(found.attributes or {}),
+            email=found.email,
+            name=found.name,
+            locale=found.locale,
+            time_zone=found.time_zone,
+            subscribed=found.subscribed,
+            tags=list(found.tags or []),
+            attributes=dict(found.attributes or {}),
             account={"external_id": account.external_id, "name": account.name} if account else None,
-            answers=[{"kind": kind, "step_id": step, "journey": journey, "value": value, "occurred_at": _iso(at)} for kind, step, journey, value, at in answers],
-        )  # fmt: skip
+            answers=[
+                {
+                    "kind": kind,
+                    "step_id": step,
+                    "journey": journey,
+                    "value": value,
+                    "occurred_at": _iso(at),
+                }
+                for kind, step, journey, value, at in answers
+            ],
+        )
 
 
 # ---------------------------------------------------------------------------- GET /reports
@@ -393,10 +433,12 @@ def journey_report(journey: str) -> ResponseReturnValue:
         return jsonify(result.as_dict())
 
 
-# ---------------------------------------------------------------------------- POST /webhooks/bounces
+# ---------------------------------------------------------------------------- POST
+# /webhooks/bounces
 @bp.post("/webhooks/bounces")
 def bounce_webhook() -> ResponseReturnValue:
-    """Bounces and complaints from the mail relay: suppress the address, mark the message, record the event."""
+    """Bounces and complaints from the mail relay: suppress the address, mark the message, record
+    the event."""
     body = api_input.body()
     items = body if isinstance(body, list) else [body]
     if not 1 <= len(items) <= MAX_ITEMS:
@@ -421,7 +463,8 @@ def bounce_webhook() -> ResponseReturnValue:
                 problems.add(
                     index,
                     api_input.join(where, "Type"),
-                    "expected an SNS Notification with a Message string (or a SubscriptionConfirmation)",
+                    "expected an SNS Notification with a Message string (or a "
+                    "SubscriptionConfirmation)",
                 )
                 continue
             try:
@@ -465,7 +508,8 @@ def openapi_document() -> dict[str, Any]:
 
 @bp.get("/openapi.json")
 def openapi() -> ResponseReturnValue:
-    """The API's OpenAPI document (no key needed), with this installation's address as its server."""
+    """The API's OpenAPI document (no key needed), with this installation's address as its
+    server."""
     document = {
         **openapi_document(),
         "servers": [{"url": current_app.config["CAMPAIGNS"].base_url}],

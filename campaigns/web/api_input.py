@@ -1,9 +1,11 @@
 """Checking the product API's input: the JSON body, its fields, and the problems found.
 
-The field checks do not raise: each adds what is wrong, with its place (``events[3].contact.email``),
+The field checks do not raise: each adds what is wrong, with its place
+(``events[3].contact.email``),
 to a :class:`Problems` list and returns None, so a request's every problem is reported at once
 and nothing is stored while any stands. A body that cannot be read at all (not JSON, too large,
-too deep, not storable) is an :class:`ApiError` at once. ``body``, ``no_body``, ``path_email`` and ``flag`` read
+too deep, not storable) is an :class:`ApiError` at once. ``body``, ``no_body``, ``path_email`` and
+``flag`` read
 Flask's current request; the rest take plain values.
 """
 
@@ -41,7 +43,8 @@ _ADDRESS_CHAR = r"[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u20
 # spelt out character by character: Python's \s and JavaScript's (which JSON Schema uses) differ
 # on U+0085 and U+FEFF, and a client validating against the document must get our answer.
 EMAIL_PATTERN = f"^{_ADDRESS_CHAR}+@{_ADDRESS_CHAR}+$"
-"""An email address as the API takes it: one @, no spaces or control characters, at most 320 characters."""
+"""An email address as the API takes it: one @, no spaces or control characters, at most 320
+characters."""
 
 NOT_BLANK_PATTERN = f"[^{_SPACES}]"
 """A text field holds at least one character that is not white space."""
@@ -50,8 +53,10 @@ DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 """A day, ``YYYY-MM-DD`` (what JSON Schema's ``format: date`` is)."""
 
 DATE_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$"
-"""A time with its offset as RFC 3339 writes it (``format: date-time``); Python alone would also take
-``2026-04-01 09:30`` or ``20260401T0930+09``, which the document's readers would not expect to work."""
+"""A time with its offset as RFC 3339 writes it (``format: date-time``); Python alone would also
+take
+``2026-04-01 09:30`` or ``20260401T0930+09``, which the document's readers would not expect to
+work."""
 
 _EMAIL = re.compile(EMAIL_PATTERN)
 _NOT_BLANK = re.compile(NOT_BLANK_PATTERN)
@@ -124,7 +129,8 @@ def body(*, empty_ok: bool = False) -> Any:
 
 
 def loads(source: str, where: str) -> Any:
-    """``source`` as JSON, refused with a 400 naming ``where`` if it is not JSON, nests too deep or cannot be stored."""
+    """``source`` as JSON, refused with a 400 naming ``where`` if it is not JSON, nests too deep or
+    cannot be stored."""
 
     def constant(name: str) -> Any:
         raise ValueError(f"{name} is not a JSON number")
@@ -146,7 +152,8 @@ def loads(source: str, where: str) -> Any:
 
 
 def _check_storable(data: Any, where: str) -> None:
-    """Refuse deep nesting and what the databases cannot store (NUL, lone surrogates), naming the place."""
+    """Refuse deep nesting and what the databases cannot store (NUL, lone surrogates), naming the
+    place."""
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
     while stack:
         value, path = stack.pop()
@@ -164,7 +171,8 @@ def _check_storable(data: Any, where: str) -> None:
                 if _UNSTORABLE.search(key):
                     raise ApiError(
                         400,
-                        f"{_path(path) or where}: a field name contains a NUL character or an unpaired surrogate",
+                        f"{_path(path) or where}: a field name contains a NUL character or an "
+                        "unpaired surrogate",
                     )
                 if isinstance(item, str | dict | list):
                     stack.append((item, (*path, key)))
@@ -204,7 +212,8 @@ def kind(value: Any) -> str:
 def object_(
     value: Any, where: str, allowed: set[str], required: set[str], problems: Problems, index: int
 ) -> bool:
-    """Whether ``value`` is an object; its unknown and missing fields are problems, but do not make it False."""
+    """Whether ``value`` is an object; its unknown and missing fields are problems, but do not make
+    it False."""
     if not isinstance(value, dict):
         problems.add(index, where or "(item)", f"expected an object, got {kind(value)}")
         return False
@@ -220,7 +229,8 @@ def object_(
 def text(
     obj: dict[str, Any], key: str, where: str, problems: Problems, index: int, *, max_len: int
 ) -> str | None:
-    """``obj[key]`` if it is a non-blank string of at most ``max_len`` characters; None if absent or a problem."""
+    """``obj[key]`` if it is a non-blank string of at most ``max_len`` characters; None if absent
+    or a problem."""
     value = obj.get(key)
     place = join(where, key)
     if value is None:
@@ -258,7 +268,8 @@ def is_address(value: str) -> bool:
 def timestamp(
     value: Any, place: str, problems: Problems, index: int, now: datetime | None = None
 ) -> datetime | None:
-    """``value`` as an ISO 8601 time in UTC, or None and a problem; with ``now``, not more than a day ahead of it."""
+    """``value`` as an ISO 8601 time in UTC, or None and a problem; with ``now``, not more than a
+    day ahead of it."""
     hint = "expected an ISO 8601 time with a UTC offset, e.g. 2025-04-01T09:30:00+09:00"
     if not isinstance(value, str) or len(value) > 64:
         problems.add(index, place, f"{hint}, got {kind(value)}")
@@ -278,14 +289,16 @@ def timestamp(
 
 
 def parse_time(value: str) -> datetime:
-    """An RFC 3339 time (``2026-04-01T09:30:00+09:00``, ``...Z``) with its offset; ValueError otherwise.
+    """An RFC 3339 time (``2026-04-01T09:30:00+09:00``, ``...Z``) with its offset; ValueError
+    otherwise.
 
     A leap second (``23:59:60``) is read as the next second: Python's datetime has no second 60."""
     if not _DATE_TIME.fullmatch(value):
         if _DATE_TIME.fullmatch(value + "Z"):
             raise ValueError(f"no UTC offset in {value[:64]!r}; add Z or +09:00")
         raise ValueError(
-            f"expected an ISO 8601 time with a UTC offset, e.g. 2026-04-01T09:30:00+09:00, got {value[:64]!r}"
+            "expected an ISO 8601 time with a UTC offset, e.g. 2026-04-01T09:30:00+09:00, got "
+            f"{value[:64]!r}"
         )
     text = value.upper().replace("Z", "+00:00")
     leap = text[17:19] == "60"
@@ -294,7 +307,8 @@ def parse_time(value: str) -> datetime:
 
 
 def parse_day(value: str) -> date:
-    """A day written ``YYYY-MM-DD``; ValueError otherwise (``20260401`` and ``2026-W14`` included)."""
+    """A day written ``YYYY-MM-DD``; ValueError otherwise (``20260401`` and ``2026-W14``
+    included)."""
     if not _DATE.fullmatch(value):
         raise ValueError(f"expected a date YYYY-MM-DD, got {value[:20]!r}")
     return date.fromisoformat(value)

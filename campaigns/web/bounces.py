@@ -22,7 +22,8 @@ GENERIC_FIELDS = {"type", "email", "message_id", "bounce_type", "diagnostic"}
 
 
 def generic(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list[Notice]:
-    """Our own format, one recipient per object: ``{"type": "bounce", "email": ..., "bounce_type": "hard", ...}``;
+    """Our own format, one recipient per object: ``{"type": "bounce", "email": ..., "bounce_type":
+    "hard", ...}``;
     no notice when the object has a problem."""
     before = len(problems.items)
     api_input.object_(obj, where, GENERIC_FIELDS, {"type", "email"}, problems, index)
@@ -83,7 +84,8 @@ def ses(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list
     None for the kinds that are not bounces or complaints (Delivery, Send, ...)."""
     for key in ("notificationType", "eventType"):
         if key in obj and not isinstance(obj[key], str):
-            # A kind we do not know is ignored (SES adds kinds), but one that is not even a name is a broken sender.
+            # A kind we do not know is ignored (SES adds kinds), but one that is not even a name is
+            # a broken sender.
             problems.add(
                 index,
                 api_input.join(where, key),
@@ -195,7 +197,8 @@ def ses(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list
 
 
 def _ses_message_ids(mail: dict[str, Any]) -> tuple[str, ...]:
-    """Our Message-ID header as SES reports it (it sends under an id of its own, ``mail.messageId``)."""
+    """Our Message-ID header as SES reports it (it sends under an id of its own,
+    ``mail.messageId``)."""
     ids = []
     common = mail.get("commonHeaders")
     if isinstance(common, dict) and isinstance(common.get("messageId"), str):

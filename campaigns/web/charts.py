@@ -101,9 +101,13 @@ def funnel(
         ]
     )
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{ident}" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" aria-labelledby="{ident}-title {ident}-desc" font-family="{FONT}" font-size="12">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{ident}" viewBox="0 0 '
+        f'{WIDTH} {height}" width="100%" role="img" aria-labelledby="{ident}-title {ident}-desc" '
+        f'font-family="{FONT}" font-size="12">',
         f'<title id="{ident}-title">{text(title)}</title>',
-        f'<desc id="{ident}-desc">People who were sent, opened, clicked and answered, per step; machine opens and clicks (image proxies, link scanners) in a lighter shade, not counted in rates.</desc>',
+        f'<desc id="{ident}-desc">People who were sent, opened, clicked and answered, per step; '
+        "machine opens and clicks (image proxies, link scanners) in a lighter shade, not counted "
+        "in rates.</desc>",
         _legend(),
     ]
     if not steps:
@@ -118,7 +122,8 @@ def _legend() -> str:
     return (
         '<g class="legend">'
         '<rect x="0" y="6" width="12" height="12" fill="#2563eb"/><text x="18" y="16">people</text>'
-        f'<rect x="80" y="6" width="12" height="12" fill="#2563eb" fill-opacity="{MACHINE_OPACITY}"/><text x="98" y="16">machines (not in rates)</text>'
+        '<rect x="80" y="6" width="12" height="12" fill="#2563eb" '
+        f'fill-opacity="{MACHINE_OPACITY}"/><text x="98" y="16">machines (not in rates)</text>'
         "</g>"
     )
 
@@ -127,7 +132,8 @@ def _step(step: FunnelStep, top: int, scale: int) -> str:
     name = text(step.label)
     parts = [
         f'<g class="step" data-step="{name}">',
-        f'<text x="0" y="{top + 14}" font-weight="bold">{text(step.label, 48)}<title>{name}</title></text>',
+        f'<text x="0" y="{top + 14}" '
+        f'font-weight="bold">{text(step.label, 48)}<title>{name}</title></text>',
     ]
     for row, (metric, label, colour) in enumerate(BARS):
         y = top + HEADING + row * ROW
@@ -135,10 +141,12 @@ def _step(step: FunnelStep, top: int, scale: int) -> str:
         width = _width(value, scale)
         share = "" if metric == "sent" else _percent(value, step.sent)
         parts.append(
-            f'<text x="{LABEL - 8}" y="{y + BAR - 1}" text-anchor="end" fill="#52606d">{label}</text>'
+            f'<text x="{LABEL - 8}" y="{y + BAR - 1}" text-anchor="end" '
+            f'fill="#52606d">{label}</text>'
         )
         parts.append(
-            f'<rect class="bar human {metric}" x="{LABEL}" y="{y}" width="{width}" height="{BAR}" fill="{colour}"><title>{name}: {label} {value:,}{share}</title></rect>'
+            f'<rect class="bar human {metric}" x="{LABEL}" y="{y}" width="{width}" '
+            f'height="{BAR}" fill="{colour}"><title>{name}: {label} {value:,}{share}</title></rect>'
         )
         end = LABEL + width
         caption = f"{value:,}{share}"
@@ -147,8 +155,10 @@ def _step(step: FunnelStep, top: int, scale: int) -> str:
             machine = step.count(machine_metric)
             extra = _width(machine, scale)
             parts.append(
-                f'<rect class="bar machine {metric}" x="{end}" y="{y}" width="{extra}" height="{BAR}" fill="{colour}" fill-opacity="{MACHINE_OPACITY}">'
-                f"<title>{name}: {label} by machines {machine:,} (not counted in rates)</title></rect>"
+                f'<rect class="bar machine {metric}" x="{end}" y="{y}" width="{extra}" '
+                f'height="{BAR}" fill="{colour}" fill-opacity="{MACHINE_OPACITY}">'
+                f"<title>{name}: {label} by machines {machine:,} (not counted in "
+                "rates)</title></rect>"
             )
             end += extra
             if machine:
@@ -216,37 +226,46 @@ def lines(
         return round(top + PLOT_HEIGHT * (1 - (min(max(value, low), high) - low) / span), 1)
 
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{ident}" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" aria-labelledby="{ident}-title {ident}-desc" font-family="{FONT}" font-size="12">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{ident}" viewBox="0 0 '
+        f'{WIDTH} {height}" width="100%" role="img" aria-labelledby="{ident}-title {ident}-desc" '
+        f'font-family="{FONT}" font-size="12">',
         f'<title id="{ident}-title">{text(title)}</title>',
         f'<desc id="{ident}-desc">{text(description)}</desc>',
     ]
     for index, item in enumerate(series):
         lx, ly = (index % 4) * 180, 6 + (index // 4) * 18
         out.append(
-            f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{PALETTE[index % len(PALETTE)]}"/><text x="{lx + 18}" y="{ly + 10}">{text(item.label, 24)}</text>'
+            f'<rect x="{lx}" y="{ly}" width="12" height="12" '
+            f'fill="{PALETTE[index % len(PALETTE)]}"/><text x="{lx + 18}" '
+            f'y="{ly + 10}">{text(item.label, 24)}</text>'
         )
     for fraction in (0.0, 0.25, 0.5, 0.75, 1.0):
         level = low + span * fraction
         gy = y(level)
         out.append(
-            f'<line x1="{PLOT_LEFT}" x2="{PLOT_LEFT + width}" y1="{gy}" y2="{gy}" stroke="#e4e7eb"/>'
+            f'<line x1="{PLOT_LEFT}" x2="{PLOT_LEFT + width}" y1="{gy}" y2="{gy}" '
+            'stroke="#e4e7eb"/>'
         )
         out.append(
-            f'<text x="{PLOT_LEFT - 6}" y="{gy + 4}" text-anchor="end" fill="#616e7c">{level:g}{text(unit)}</text>'
+            f'<text x="{PLOT_LEFT - 6}" y="{gy + 4}" text-anchor="end" '
+            f'fill="#616e7c">{level:g}{text(unit)}</text>'
         )
     if zero and low < 0 < high:
         out.append(
-            f'<line class="zero" x1="{PLOT_LEFT}" x2="{PLOT_LEFT + width}" y1="{y(0)}" y2="{y(0)}" stroke="#9aa5b1" stroke-dasharray="4 3"/>'
+            f'<line class="zero" x1="{PLOT_LEFT}" x2="{PLOT_LEFT + width}" y1="{y(0)}" '
+            f'y2="{y(0)}" stroke="#9aa5b1" stroke-dasharray="4 3"/>'
         )
     step = max(1, -(-count // 12))  # at most about 12 labels
     for i, label in enumerate(x_labels):
         if i % step == 0:
             out.append(
-                f'<text x="{x(i)}" y="{top + PLOT_HEIGHT + 16}" text-anchor="middle" fill="#616e7c">{text(label, 12)}</text>'
+                f'<text x="{x(i)}" y="{top + PLOT_HEIGHT + 16}" text-anchor="middle" '
+                f'fill="#616e7c">{text(label, 12)}</text>'
             )
     if not count or not series:
         out.append(
-            f'<text x="{PLOT_LEFT + 10}" y="{top + PLOT_HEIGHT / 2}" fill="#616e7c">No data yet.</text>'
+            f'<text x="{PLOT_LEFT + 10}" y="{top + PLOT_HEIGHT / 2}" fill="#616e7c">No data '
+            "yet.</text>"
         )
     for index, item in enumerate(series):
         colour = PALETTE[index % len(PALETTE)]
@@ -256,17 +275,21 @@ def lines(
             if value is None:
                 if len(run) > 1:
                     parts.append(
-                        f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(run)}"/>'
+                        f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
+                        f'points="{" ".join(run)}"/>'
                     )
                 run = []
                 continue
             run.append(f"{x(i)},{y(value)}")
             parts.append(
-                f'<circle class="point" cx="{x(i)}" cy="{y(value)}" r="3" fill="{colour}"><title>{text(item.label)} {text(x_labels[i])}: {value:.1f}{text(unit)}</title></circle>'
+                f'<circle class="point" cx="{x(i)}" cy="{y(value)}" r="3" '
+                f'fill="{colour}"><title>{text(item.label)} {text(x_labels[i])}: '
+                f"{value:.1f}{text(unit)}</title></circle>"
             )
         if len(run) > 1:
             parts.append(
-                f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(run)}"/>'
+                f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
+                f'points="{" ".join(run)}"/>'
             )
         parts.append("</g>")
         out.append("".join(parts))

@@ -91,9 +91,18 @@ def tasks() -> ResponseReturnValue:
         counts = open_counts(session, now, owner)
         everyone = owners(session)
     return base.page(
-        "tasks.html", items=items, total=total, counts=counts, shown=status, due=due, owner=owner_choice, owners=everyone,
-        page=page, pages=max(1, -(-total // PAGE)), now=now,
-    )  # fmt: skip
+        "tasks.html",
+        items=items,
+        total=total,
+        counts=counts,
+        shown=status,
+        due=due,
+        owner=owner_choice,
+        owners=everyone,
+        page=page,
+        pages=max(1, -(-total // PAGE)),
+        now=now,
+    )
 
 
 def _back_to_tasks() -> ResponseReturnValue:
@@ -215,17 +224,30 @@ def contact(contact_id: int) -> ResponseReturnValue:
             .limit(50)
         ).all()
         view = {
-            "id": person.id, "email": person.email, "name": person.name, "role": person.role, "locale": person.locale,
-            "time_zone": person.time_zone, "subscribed": person.subscribed, "opt_out": list(person.opt_out or []),
-            "paused_until": person.paused_until, "tags": list(person.tags or []),
-        }  # fmt: skip
+            "id": person.id,
+            "email": person.email,
+            "name": person.name,
+            "role": person.role,
+            "locale": person.locale,
+            "time_zone": person.time_zone,
+            "subscribed": person.subscribed,
+            "opt_out": list(person.opt_out or []),
+            "paused_until": person.paused_until,
+            "tags": list(person.tags or []),
+        }
         company = None
         if account is not None:
             company = {
-                "name": account.name, "tier": account.tier, "plan": account.plan, "arr": account.arr, "currency": account.currency,
-                "renewal_date": account.renewal_date, "owner_email": account.owner_email, "health_score": account.health_score,
+                "name": account.name,
+                "tier": account.tier,
+                "plan": account.plan,
+                "arr": account.arr,
+                "currency": account.currency,
+                "renewal_date": account.renewal_date,
+                "owner_email": account.owner_email,
+                "health_score": account.health_score,
                 "contract_status": account.contract_status,
-            }  # fmt: skip
+            }
     older = entries[-1].at.isoformat() if len(entries) >= LIMIT else None
     return base.page(
         "contact.html",

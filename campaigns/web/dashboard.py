@@ -265,10 +265,22 @@ def _allocation_charts(session: Session, journey_id: int) -> list[dict[str, Any]
         ]
         latest = [r for r in rows if r.at == times[-1]]
         chart = lines(
-            labels, series, title=f"{step} ({segment or 'all segments'}): share of new sends per {dimension}",
-            description=f"How the bandit split new sends between the {dimension}s of step {step} over time; the better an arm's human response, the larger its share (never below the exploration floor).",
-            low=0, high=100, unit="%", chart_id=f"alloc-{step}-{segment}-{dimension}",
-        )  # fmt: skip
+            labels,
+            series,
+            title=f"{step} ({segment or 'all segments'}): share of new sends per {dimension}",
+            description=f"How the bandit split new sends between the {dimension}s of step {step} "
+            "over time; the "
+            "better an arm's "
+            "human response, the "
+            "larger its share "
+            "(never below the "
+            "exploration "
+            "floor).",
+            low=0,
+            high=100,
+            unit="%",
+            chart_id=f"alloc-{step}-{segment}-{dimension}",
+        )
         charts.append(
             {
                 "step": step,
@@ -302,10 +314,18 @@ def nps() -> ResponseReturnValue:
             abort(404, f"No journey {key!r}.")
         names = [(k, name) for _, k, name in report_journeys(session)]
     chart = lines(
-        [p.key for p in result.over_time], [Series("NPS", tuple(p.score for p in result.over_time))],
-        title=f"NPS per {bucket}", description="Net Promoter Score (% promoters minus % detractors) of the answers in each period.",
-        low=-100, high=100, chart_id="nps-over-time", zero=True,
-    )  # fmt: skip
+        [p.key for p in result.over_time],
+        [Series("NPS", tuple(p.score for p in result.over_time))],
+        title=f"NPS per {bucket}",
+        description="Net Promoter Score (% promoters minus % "
+        "detractors) of the "
+        "answers in each "
+        "period.",
+        low=-100,
+        high=100,
+        chart_id="nps-over-time",
+        zero=True,
+    )
     return base.page(
         "nps.html",
         result=result,

@@ -26,7 +26,11 @@ from campaigns.web import dashboard_base as base
 from campaigns.web.dashboard_base import CSP, bp
 
 PAGE_CSP = CSP.replace("default-src 'none'", "default-src 'none'; frame-src 'self'")
-EMAIL_CSP = "default-src 'none'; img-src 'self' data: https:; style-src 'unsafe-inline'; font-src https: data:; frame-ancestors 'self'; form-action 'none'; base-uri 'none'; sandbox allow-popups allow-popups-to-escape-sandbox"
+EMAIL_CSP = (
+    "default-src 'none'; img-src 'self' data: https:; style-src 'unsafe-inline'; "
+    "font-src https: data:; frame-ancestors 'self'; form-action 'none'; base-uri 'none'; sandbox "
+    "allow-popups allow-popups-to-escape-sandbox"
+)
 
 
 def _services() -> Services:

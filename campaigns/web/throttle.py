@@ -82,7 +82,8 @@ class Count:
 
 @dataclass(frozen=True)
 class Rule:
-    """Free attempts, then 2^k seconds between attempts up to ``cap``; forgotten after ``memory``."""
+    """Free attempts, then 2^k seconds between attempts up to ``cap``; forgotten after
+    ``memory``."""
 
     free: int
     cap: timedelta = CAP
@@ -298,7 +299,8 @@ class DatabaseAttempts:
                         if session.get_bind().dialect.name == "postgresql"
                         else sqlite_insert
                     )
-                    # On SQLite this write also takes the database's write lock before the read below.
+                    # On SQLite this write also takes the database's write lock before the read
+                    # below.
                     session.execute(
                         insert(SignInAttempts)
                         .values([{"key": k, "attempts": 0, "last_at": now} for k in names])

@@ -201,7 +201,8 @@ def _headers(response: Response) -> Response:
         nonce = getattr(request, "csp_nonce", None)
         script = f"'nonce-{nonce}'" if nonce else "'none'"
         response.headers["Content-Security-Policy"] = (
-            f"default-src 'none'; style-src 'unsafe-inline'; script-src {script}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+            f"default-src 'none'; style-src 'unsafe-inline'; script-src {script}; form-action "
+            "'self'; frame-ancestors 'none'; base-uri 'none'"
         )
         for key, value in NO_CACHE.items():
             response.headers[key] = value

@@ -25,14 +25,20 @@ def run_task(ctx: StepContext, step: Step, config: TaskStep) -> Outcome:
     address = config.assignee if assigned else (ctx.account.owner_email if ctx.account else None)
     receipt = ctx.tools.channels.task.push(
         task.Order(
-            session=ctx.session, enrollment_id=ctx.enrollment.id,
-            journey_id=ctx.enrollment.journey_id, step_id=step.id,
-            account_id=ctx.account.id if ctx.account else None, contact_id=ctx.contact.id,
+            session=ctx.session,
+            enrollment_id=ctx.enrollment.id,
+            journey_id=ctx.enrollment.journey_id,
+            step_id=step.id,
+            account_id=ctx.account.id if ctx.account else None,
+            contact_id=ctx.contact.id,
             owner_email=address or None,  # no owner: the task waits in the unassigned inbox
-            kind=config.kind, title=ctx.text(config.title), notes=ctx.text(config.notes) or None,
-            due_at=ctx.now + config.due, created_at=ctx.now,
+            kind=config.kind,
+            title=ctx.text(config.title),
+            notes=ctx.text(config.notes) or None,
+            due_at=ctx.now + config.due,
+            created_at=ctx.now,
         )
-    )  # fmt: skip
+    )
     row = ctx.session.get(Task, receipt.ref) if receipt.ref is not None else None
     if row is not None and row.owner_email and notify_owner(ctx, step, row).paused:
         return PAUSE  # the notice is queued in the send batch: come back once it went
@@ -57,30 +63,49 @@ def notify_owner(ctx: StepContext, step: Step, row: Task) -> Outcome:
     def compose(message: Message) -> OutgoingEmail:
         return channel.compose(
             owner.Notice(
-                message=message.id, message_id=message.message_id, to=to, to_name=name,
-                locale=locale, task=facts, due=due, contact_id=ctx.contact.id, context=ctx.values(),
+                message=message.id,
+                message_id=message.message_id,
+                to=to,
+                to_name=name,
+                locale=locale,
+                task=facts,
+                due=due,
+                contact_id=ctx.contact.id,
+                context=ctx.values(),
                 now=ctx.now,
             )
-        )  # fmt: skip
+        )
 
     mail = sending.Mail(
-        step_id=step.id, attempt_key="owner", channel=channel, kind=Channel.OWNER, to=to,
-        category="transactional", template=owner.TEMPLATE, locale=locale, marketing=False,
+        step_id=step.id,
+        attempt_key="owner",
+        channel=channel,
+        kind=Channel.OWNER,
+        to=to,
+        category="transactional",
+        template=owner.TEMPLATE,
+        locale=locale,
+        marketing=False,
         compose=compose,
-    )  # fmt: skip
+    )
     return sending.send(ctx, mail)
 
 
 def run_in_app(ctx: StepContext, step: Step, config: InAppStep) -> Outcome:
     ctx.tools.channels.in_app.push(
         in_app.Note(
-            session=ctx.session, enrollment_id=ctx.enrollment.id,
-            journey_id=ctx.enrollment.journey_id, step_id=step.id, contact_id=ctx.contact.id,
-            title=ctx.text(config.title), body=ctx.text(config.body),
-            url=ctx.render(config.url) if config.url else None, created_at=ctx.now,
+            session=ctx.session,
+            enrollment_id=ctx.enrollment.id,
+            journey_id=ctx.enrollment.journey_id,
+            step_id=step.id,
+            contact_id=ctx.contact.id,
+            title=ctx.text(config.title),
+            body=ctx.text(config.body),
+            url=ctx.render(config.url) if config.url else None,
+            created_at=ctx.now,
             expires_at=ctx.now + config.expires if config.expires else None,
         )
-    )  # fmt: skip
+    )
     return NEXT
 
 

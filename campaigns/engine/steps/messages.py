@@ -67,10 +67,15 @@ def choose_channel(ctx: StepContext, step: Step) -> str:
     if chosen.get(step.id) not in step.best_of:
         goal = step.goal or tuning.default_goal(step.best_of[0])
         chosen[step.id] = ctx.tools.tuner.choose(
-            ctx.session, journey_id=ctx.enrollment.journey_id, step_id=step.id,
-            segment=ctx.enrollment.segment, arms=step.best_of, dimension="channel", goal=goal,
+            ctx.session,
+            journey_id=ctx.enrollment.journey_id,
+            step_id=step.id,
+            segment=ctx.enrollment.segment,
+            arms=step.best_of,
+            dimension="channel",
+            goal=goal,
             now=ctx.now,
-        )  # fmt: skip
+        )
         ctx.enrollment.context = {**ctx.enrollment.context, "arms": chosen}
     return str(chosen[step.id])
 
@@ -85,10 +90,15 @@ def choose_variant(ctx: StepContext, step: Step, config: EmailStep) -> str | Non
     if variant in names:
         return variant
     return ctx.tools.tuner.choose(
-        ctx.session, journey_id=ctx.enrollment.journey_id, step_id=step.id,
-        segment=ctx.enrollment.segment, arms=names, dimension="variant",
-        goal=step.goal or tuning.default_goal(step.type.value), now=ctx.now,
-    )  # fmt: skip
+        ctx.session,
+        journey_id=ctx.enrollment.journey_id,
+        step_id=step.id,
+        segment=ctx.enrollment.segment,
+        arms=names,
+        dimension="variant",
+        goal=step.goal or tuning.default_goal(step.type.value),
+        now=ctx.now,
+    )
 
 
 def send_email(ctx: StepContext, step: Step, config: MessageConfig) -> Outcome:
@@ -107,18 +117,34 @@ def send_email(ctx: StepContext, step: Step, config: MessageConfig) -> Outcome:
         subject, preheader = ctx.render(parts.subject), parts.preheader
         return channel.compose(
             Draft(
-                message=message.id, message_id=message.message_id, to=to, to_name=to_name,
-                template=parts.template, locale=parts.locale, subject=subject,
-                preheader=ctx.render(preheader) if preheader else None, context=context,
-                now=ctx.now, survey=parts.survey, invite=parts.invite,
+                message=message.id,
+                message_id=message.message_id,
+                to=to,
+                to_name=to_name,
+                template=parts.template,
+                locale=parts.locale,
+                subject=subject,
+                preheader=ctx.render(preheader) if preheader else None,
+                context=context,
+                now=ctx.now,
+                survey=parts.survey,
+                invite=parts.invite,
             )
-        )  # fmt: skip
+        )
 
     mail = sending.Mail(
-        step_id=step.id, attempt_key="1", channel=channel, kind=Channel.EMAIL, to=to,
-        category=category, template=parts.template, locale=parts.locale, marketing=True,
-        compose=compose, variant=variant,
-    )  # fmt: skip
+        step_id=step.id,
+        attempt_key="1",
+        channel=channel,
+        kind=Channel.EMAIL,
+        to=to,
+        category=category,
+        template=parts.template,
+        locale=parts.locale,
+        marketing=True,
+        compose=compose,
+        variant=variant,
+    )
     return sending.send(ctx, mail)
 
 
@@ -148,9 +174,12 @@ def email_parts(ctx: StepContext, config: MessageConfig, variant: str | None = N
             survey = SurveySpec(config.scale, ctx.text(config.question) or None)
         case InviteStep():
             invite = InviteSpec(
-                ctx.text(config.event_name), config.starts_at, config.duration, config.url,
+                ctx.text(config.event_name),
+                config.starts_at,
+                config.duration,
+                config.url,
                 ctx.contact.time_zone,
-            )  # fmt: skip
+            )
         case _:
             assert_never(config)
     return EmailParts(
