@@ -24,9 +24,11 @@ migrate: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# ruff (lint and format) and import-linter (the arrows between the parts, docs/architecture.md).
 lint: $(STAMP)
-	$(BIN)/ruff check campaigns tests bench web.py worker.py
-	$(BIN)/ruff format --check campaigns tests bench web.py worker.py
+	$(BIN)/ruff check campaigns tests bench docs web.py worker.py
+	$(BIN)/ruff format --check campaigns tests bench docs web.py worker.py
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
