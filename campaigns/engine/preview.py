@@ -75,6 +75,21 @@ def email_steps(journey: Journey) -> list[EmailStepInfo]:
     return found
 
 
+def _variant(journey: Journey, step_id: str, variant: str | None) -> str | None:
+    """The variant to show: the one asked for, which the step must have, or its first."""
+    info = next((s for s in email_steps(journey) if s.id == step_id), None)
+    if info is None:
+        raise PreviewError(f"{journey.key} has no email, survey or invite step {step_id!r}.")
+    if variant is not None and variant not in info.variants:
+        raise PreviewError(
+            f"Step {step_id} has no variant {variant!r}"
+            + (f" (it has {', '.join(info.variants)})." if info.variants else " (it has none).")
+        )
+    if variant is None and info.variants:
+        return info.variants[0]
+    return variant
+
+
 def render_preview(
     session: Session,
     renderer: Renderer,
@@ -87,16 +102,7 @@ def render_preview(
     links: dict[str, str] | None = None,
 ) -> Preview:
     """``step_id``'s email for ``contact`` (nothing is written)."""
-    info = next((s for s in email_steps(journey) if s.id == step_id), None)
-    if info is None:
-        raise PreviewError(f"{journey.key} has no email, survey or invite step {step_id!r}.")
-    if variant is not None and variant not in info.variants:
-        raise PreviewError(
-            f"Step {step_id} has no variant {variant!r}"
-            + (f" (it has {', '.join(info.variants)})." if info.variants else " (it has none).")
-        )
-    if variant is None and info.variants:
-        variant = info.variants[0]
+    variant = _variant(journey, step_id, variant)
     account = session.get(Account, contact.account_id) if contact.account_id else None
     # The engine and the enrollment are not needed to render: the context's values come from
     # the contact, the account and the journey.

@@ -28,12 +28,11 @@ from typing import Any
 import yaml
 from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.insight import stats
 from campaigns.store.enums import Classification, EventKind
-from campaigns.store.models import Account, Event, InAppMessage, Journey
+from campaigns.store.models import Account, Event, Journey
 from campaigns.tracking.bounces import store_notices
 from campaigns.tracking.events import contacts_by_email, record_event, stored_keys
 from campaigns.web import api_base as base
@@ -49,9 +48,6 @@ MAX_PROPERTIES = 16 * 1024
 RECENT_ANSWERS = 50
 """Answers shown with a contact."""
 
-IN_APP_LIMIT = 100
-"""In-app messages returned for one contact, newest first."""
-
 EVENT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
@@ -59,10 +55,6 @@ EVENT_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 _existing_keys = stored_keys  # a module global: the race test replaces it
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 # ---------------------------------------------------------------------------- POST /events
@@ -267,97 +259,6 @@ def _store_events(
     return accepted, duplicates
 
 
-# ---------------------------------------------------------------------------- in-app messages
-
-
-def _in_app(item: InAppMessage) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "title": item.title,
-        "body": item.body,
-        "url": item.url,
-        "created_at": _iso(item.created_at),
-        "expires_at": _iso(item.expires_at),
-        "seen_at": _iso(item.seen_at),
-        "clicked_at": _iso(item.clicked_at),
-    }
-
-
-@bp.get("/contacts/<email>/in-app")
-def in_app_messages(email: str) -> ResponseReturnValue:
-    """The contact's in-app messages that have not expired, newest first; unseen ones unless
-    ``?all=1``."""
-    address, include_seen, now = api_input.path_email(email), api_input.flag("all"), base.now()
-    with base.sessions()() as session:
-        contact = base.contact_or_404(session, address)
-        query = select(InAppMessage).where(
-            InAppMessage.contact_id == contact.id,
-            InAppMessage.expires_at.is_(None) | (InAppMessage.expires_at > now),
-        )
-        if not include_seen:
-            query = query.where(InAppMessage.seen_at.is_(None))
-        items = session.scalars(
-            query.order_by(InAppMessage.created_at.desc(), InAppMessage.id.desc()).limit(
-                IN_APP_LIMIT
-            )
-        ).all()
-        return jsonify([_in_app(item) for item in items])
-
-
-@bp.post("/in-app/<int(max=2147483647):in_app_id>/seen")
-def in_app_seen(in_app_id: int) -> ResponseReturnValue:
-    """The product showed the message: ``seen_at`` is set the first time, and an ``in_app_seen``
-    event recorded."""
-    return _acknowledge(in_app_id, clicked=False)
-
-
-@bp.post("/in-app/<int(max=2147483647):in_app_id>/clicked")
-def in_app_clicked(in_app_id: int) -> ResponseReturnValue:
-    """The contact followed the message: ``clicked_at`` (and ``seen_at``, if unset) the first
-    time."""
-    return _acknowledge(in_app_id, clicked=True)
-
-
-def _acknowledge(in_app_id: int, *, clicked: bool) -> ResponseReturnValue:
-    api_input.no_body()
-    now = base.now()
-    marks = [("seen_at", "in_app_seen")] + ([("clicked_at", "in_app_clicked")] if clicked else [])
-
-    def work(session: Session) -> dict[str, Any]:
-        item = session.get(InAppMessage, in_app_id)
-        if item is None:
-            raise ApiError(404, f"no in-app message {in_app_id}")
-        for column, name in marks:
-            # A conditional UPDATE, so two requests at once still record the first time only.
-            first = (
-                update(InAppMessage)
-                .where(InAppMessage.id == in_app_id, getattr(InAppMessage, column).is_(None))
-                .values({column: now})
-            )
-            if getattr(
-                session.execute(first.execution_options(synchronize_session=False)), "rowcount", 0
-            ):
-                record_event(
-                    session,
-                    now,
-                    kind=EventKind.CUSTOM,
-                    name=name,
-                    contact_id=item.contact_id,
-                    enrollment_id=item.enrollment_id,
-                    journey_id=item.journey_id,
-                    step_id=item.step_id,
-                    data={"in_app_id": item.id},
-                )
-                stats.count_in_app(
-                    session, item, stats.IN_APP_METRICS[column], now
-                )  # the first time only: the tuner's in-app responses
-        session.flush()
-        session.refresh(item)
-        return _in_app(item)
-
-    return jsonify(base.transaction(work))
-
-
 # ---------------------------------------------------------------------------- GET /contacts/<email>
 
 
@@ -395,7 +296,7 @@ def contact(email: str) -> ResponseReturnValue:
                     "step_id": step,
                     "journey": journey,
                     "value": value,
-                    "occurred_at": _iso(at),
+                    "occurred_at": base.iso(at),
                 }
                 for kind, step, journey, value, at in answers
             ],

@@ -103,6 +103,11 @@ def no_store(response: Any) -> Any:
 # ---------------------------------------------------------------------------- shared helpers
 
 
+def iso(value: datetime | None) -> str | None:
+    """A time as the API writes it (ISO 8601), or None."""
+    return value.isoformat() if value else None
+
+
 def now() -> datetime:
     now: datetime = current_app.extensions["campaigns.clock"].now()
     return now
