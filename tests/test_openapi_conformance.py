@@ -37,7 +37,7 @@ from campaigns.store.models import (
     Message,
     Task,
 )
-from campaigns.web import api, api_input, create_app
+from campaigns.web import api, api_crm, api_in_app, api_input, create_app  # noqa: F401 (routes)
 
 KEY = "conformance-key-0123456789"
 NOW = datetime(2026, 4, 1, tzinfo=UTC)

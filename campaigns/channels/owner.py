@@ -18,6 +18,7 @@ from datetime import date, datetime
 
 from campaigns.channels.base import Receipt
 from campaigns.channels.transports import Transport, push_mail
+from campaigns.content.locale import format_date
 from campaigns.content.mime import OutgoingEmail, make_message_id
 from campaigns.content.render import Renderer
 
@@ -25,21 +26,6 @@ TEMPLATE = "owner_task_notification"
 
 SUBJECTS = {"en": "[Task] {title}", "ja": "[タスク] {title}"}
 """The notice's subject per language (the language of the owner, not of the customer)."""
-
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 
 HEADERS = ("Auto-Submitted: auto-generated", "X-Auto-Response-Suppress: All")
 """RFC 3834, and what Exchange reads instead: no automatic replies to a notice."""
@@ -57,11 +43,7 @@ def language(locale: str | None, default: str) -> str:
 
 def format_due(due: date | None, language: str) -> str:
     """The task's due date in the owner's words: ``2027年1月22日``, ``January 22, 2027``."""
-    if due is None:
-        return ""
-    if language == "ja":
-        return f"{due.year}年{due.month}月{due.day}日"
-    return f"{MONTHS[due.month - 1]} {due.day}, {due.year}"
+    return format_date(due, language) if due is not None else ""
 
 
 def dashboard_links(base_url: str, contact_id: int) -> dict[str, str]:

@@ -8,7 +8,7 @@ reads English. Plain values in, strings out: no clock, no templates.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 CSAT_WORDS = {
@@ -44,6 +44,13 @@ _MONTHS_EN = (
 def language(locale: str) -> str:
     """The language of a locale: ``ja_JP`` and ``ja-JP`` are ``ja``."""
     return locale.lower().replace("_", "-").split("-", 1)[0]
+
+
+def format_date(day: date, locale: str) -> str:
+    """A day in the reader's words: ``2027年1月22日``, ``January 22, 2027``."""
+    if language(locale) == "ja":
+        return f"{day.year}年{day.month}月{day.day}日"
+    return f"{_MONTHS_EN[day.month - 1]} {day.day}, {day.year}"
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -26,6 +26,7 @@ from campaigns.engine.ratelimit import RateLimiter
 from campaigns.engine.results import AdvanceResult
 from campaigns.engine.settings import EngineSettings
 from campaigns.insight import sendtime, tuning
+from campaigns.journeys.fields import ACCOUNT_FIELDS, DAY_COUNTS
 from campaigns.journeys.model import Journey, Text, text_for
 from campaigns.store.enums import Classification, EventKind, TaskStatus
 from campaigns.store.models import Account, Contact, Enrollment, Event, Message, Task
@@ -198,29 +199,11 @@ def owner_name(account: Account | None) -> str | None:
     return local.replace(".", " ").replace("csm ", "").title()
 
 
-ACCOUNT_FIELDS = (
-    "external_id",
-    "name",
-    "arr",
-    "ltv",
-    "currency",
-    "plan",
-    "contract_status",
-    "contract_start",
-    "renewal_date",
-    "industry",
-    "company_size",
-    "owner_email",
-    "health_score",
-    "tier",
-)
-
-
 def condition_values(contact: Contact, account: Account | None, now: datetime) -> dict[str, Value]:
     today = now.date()
     fields: dict[str, Value] = {}
     if account is not None:
-        for name in ACCOUNT_FIELDS:
+        for name in (n for n in ACCOUNT_FIELDS if n not in DAY_COUNTS):
             value = getattr(account, name)
             fields[name] = float(value) if name in ("arr", "ltv") and value is not None else value
         fields["days_to_renewal"] = (

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from campaigns.insight.stats import NOWHERE, Key, hourly, places, stat_key
+from campaigns.insight.stats import NOWHERE, Key, hourly, message_key, places
 from campaigns.store.enums import Classification, EventKind
 from campaigns.store.models import Event, Message
 
@@ -65,16 +65,7 @@ def count_hits(
 
     def key(message: Message, when: datetime, metric: str) -> Key:
         segment, tier = where.get(message.enrollment_id or 0, NOWHERE)[:2]
-        return stat_key(
-            message.journey_id,
-            message.step_id,
-            message.channel,
-            message.variant,
-            segment,
-            tier,
-            when,
-            metric,
-        )
+        return message_key(message, segment, tier, when, metric)
 
     def bump(message: Message, when: datetime, metric: str, n: int = 1) -> None:
         """Count a unique human response, and by the hour its message was sent if its step

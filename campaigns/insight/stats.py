@@ -152,6 +152,22 @@ def stat_key(
     )
 
 
+def message_key(
+    message: Message, segment: str | None, tier: str | None, when: datetime | date, metric: str
+) -> Key:
+    """The key of a count about one message: its journey, step, channel and variant."""
+    return stat_key(
+        message.journey_id,
+        message.step_id,
+        message.channel,
+        message.variant,
+        segment,
+        tier,
+        when,
+        metric,
+    )
+
+
 # ---------------------------------------------------------------------------- rollup
 
 
@@ -244,29 +260,15 @@ def rollup(session: Session, now: datetime, batch: int = BATCH) -> Counter[str]:
             continue
         if message.sent_at is not None:  # handed to the relay (even if it bounced later)
             for metric in hourly(message, place, "sent"):
-                counts[
-                    stat_key(
-                        message.journey_id,
-                        message.step_id,
-                        message.channel,
-                        message.variant,
-                        segment,
-                        tier,
-                        when,
-                        metric,
-                    )
-                ] += 1
+                counts[message_key(message, segment, tier, when, metric)] += 1
             if message.status == MessageStatus.BOUNCED:
                 # Bounced after it was sent: counted when the relay reported it
                 # (campaigns.tracking.bounces).
                 continue
         if message.status != MessageStatus.SENT:
             counts[
-                stat_key(
-                    message.journey_id,
-                    message.step_id,
-                    message.channel,
-                    message.variant,
+                message_key(
+                    message,
                     segment,
                     tier,
                     when,
@@ -386,19 +388,7 @@ def count_message(
     add(
         session,
         Counter(
-            {
-                stat_key(
-                    message.journey_id,
-                    message.step_id,
-                    message.channel,
-                    message.variant,
-                    place.segment,
-                    place.tier,
-                    when,
-                    metric,
-                ): 1
-                for metric in metrics
-            }
+            {message_key(message, place.segment, place.tier, when, metric): 1 for metric in metrics}
         ),
     )
 
