@@ -307,11 +307,11 @@ def test_bad_redis_urls_are_refused_before_anything_connects(value, message):
 @pytest.mark.parametrize(
     "value",
     [
-        "redis://cache.internal:6379/0",
+        "redis://cache.internal:6390/0",
         "redis://:pw@cache.internal/3",
         "rediss://cache.internal:6380",
         "unix:///run/redis.sock?db=2",
-        "redis://[2001:db8::1]:6379/0",
+        "redis://[2001:db8::1]:6390/0",
     ],
 )
 def test_good_redis_urls_are_kept(value):  # parsed only: nothing connects
