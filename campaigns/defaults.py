@@ -74,3 +74,14 @@ generated monster costs no memory."""
 MAX_SOURCE_DEPTH = 64
 """The deepest nesting of lists and mappings in those files (a journey needs under ten):
 deeper is refused where it starts, which keeps parsing free of deep recursion."""
+
+GLOBAL_CONTROL_PERCENT = 0.0
+"""The share of contacts (and of accounts) in the global control group
+(``GLOBAL_CONTROL_PERCENT``, 0 to 50, e.g. ``5`` or ``2.5``): no journey sends to them; each
+journey they qualify for enrols them as held out, so reports measure the lift of all the
+journeys together. 0, the default, turns it off."""
+
+HOLDOUT_WINDOW_DAYS = 30
+"""How long a held-out member (a journey's holdout or the global control) stays enrolled, and
+how long a goal counts, in a journey whose goal has no ``within`` (or that has no goal):
+both groups are watched over the same window. A goal's ``within`` replaces it."""

@@ -5,7 +5,7 @@ enrollment with the same entry key (the unique key ``journey, contact, entry_key
 second tick, or two ticks at once, harmless):
 
 - ``segment``: members of the journey's segments (and audience) enter once; with
-  ``re_entry: after N days`` once per N-day period.
+  ``re_entry: after N days`` again once N days have passed since their last entry.
 - ``date``: contacts whose account date plus the offset has come. For an offset *before*
   the date, anyone whose date is still ahead (a renewal journey deployed today reaches the
   renewals 60 days out); for an offset *after* it, only within a grace period (deploying a
@@ -14,7 +14,13 @@ second tick, or two ticks at once, harmless):
 - ``event``: contacts (or every contact of an account) with a matching product event
   recorded in the last grace period; the key is the event when re-entry is allowed.
 
-A share of entrants (``holdout``) is set aside: enrolled, finished at once, sent nothing,
+``re_entry: after N days`` counts from the **last** entry, whatever the trigger: nobody
+enters while an enrollment of theirs in the journey runs, or within N days of the start of
+their latest one (``entered_at``); an event trigger takes at most one of a contact's events
+per pass.
+
+A share of entrants (the journey's ``holdout``, and the global control group) is held out:
+enrolled, sent nothing, and kept until the goal window ends (:mod:`campaigns.engine.holdout`),
 so that reports can measure lift against them.
 """
 
@@ -26,7 +32,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Integer,
     Select,
     String,
     and_,
@@ -43,6 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import Subquery
 
+from campaigns.engine import holdout
 from campaigns.engine.audience import RuleCompiler
 from campaigns.journeys.expressions import parse
 from campaigns.journeys.model import Journey, Trigger
@@ -86,8 +92,10 @@ def enrol(
     version_id: int,
     segset: SegmentSet,
     now: datetime,
+    control: float = 0.0,
 ) -> EnrolResult:
-    """Enrol every contact who qualifies for ``journey`` now; return how many entered."""
+    """Enrol every contact who qualifies for ``journey`` now; return how many entered.
+    ``control`` is the share (0 to 1) of subjects in the global control group."""
     today = now.date()
     compiler = RuleCompiler(segset, today)
     audience = or_(*(compiler.where(name) for name in journey.segments))
@@ -113,17 +121,17 @@ def enrol(
         source = _by_date(base, journey, today)
     else:
         source = _by_event(base, journey, now)
-    rows = _rows(source.subquery(), journey, journey_id, version_id, now)
+    rows = _rows(source.subquery(), journey, journey_id, version_id, now, control)
     statement = insert(Enrollment).from_select(list(COLUMNS), rows).returning(Enrollment.id)
     return EnrolResult(journey.key, len(session.scalars(statement).all()))
 
 
 def _by_segment(base: Select[Any], journey: Journey, today: date) -> Select[Any]:
-    """Members enter once; with ``re_entry: after N days`` once per N-day period."""
+    """Members enter once; with ``re_entry: after N days`` again once N days have passed
+    since their last entry (the ``taken`` rule of :func:`_rows`), keyed by the day."""
     key = literal("segment")
     if journey.re_entry.policy == "after" and journey.re_entry.after:
-        period = max(1, journey.re_entry.after.days)
-        key = literal(f"segment:{today.toordinal() // period}")
+        key = literal(f"segment:{today.isoformat()}")
     return base.add_columns(key.label("entry_key"))
 
 
@@ -169,21 +177,36 @@ def _by_event(base: Select[Any], journey: Journey, now: datetime) -> Select[Any]
 
 
 def _rows(
-    entrants: Subquery, journey: Journey, journey_id: int, version_id: int, now: datetime
+    entrants: Subquery,
+    journey: Journey,
+    journey_id: int,
+    version_id: int,
+    now: datetime,
+    control: float = 0.0,
 ) -> Select[Any]:
-    """The new enrollments of ``entrants`` who hold none with the same entry key (nor a
-    running one); the holdout's share finished at once."""
+    """The new enrollments of ``entrants`` who hold none with the same entry key, nor a
+    running one, nor (``re_entry: after N days``) one that started less than N days ago. The
+    held-out share (the journey's holdout and the global control group) waits, sent nothing,
+    until its goal window ends."""
+    at = literal(now, type_=UTCDateTime())
+    recent = (
+        [Enrollment.entered_at > literal(now - journey.re_entry.after, type_=UTCDateTime())]
+        if journey.re_entry.policy == "after" and journey.re_entry.after
+        else []
+    )
     taken = exists().where(
         Enrollment.journey_id == journey_id,
         Enrollment.contact_id == entrants.c.contact_id,
         or_(
             Enrollment.entry_key == entrants.c.entry_key,
             Enrollment.state.in_([EnrollmentState.ACTIVE, EnrollmentState.WAITING]),
+            *recent,
         ),
     )
-    held = _holdout_on(entrants.c.contact_id, journey_id, journey.holdout)
-    at = literal(now, type_=UTCDateTime())
-    return (
+    in_control = holdout.global_control(entrants.c.contact_id, control)
+    held = or_(in_control, _holdout_on(entrants.c.contact_id, journey_id, journey.holdout))
+    until = literal(holdout.held_until(now, journey), type_=UTCDateTime())
+    rows: Select[Any] = (
         select(
             literal(journey_id).label("journey_id"),
             literal(version_id).label("journey_version_id"),
@@ -192,20 +215,28 @@ def _rows(
             entrants.c.segment,
             entrants.c.tier,
             held.label("holdout"),
-            case(
-                (held, literal(EnrollmentState.COMPLETED.value)),
-                else_=literal(EnrollmentState.ACTIVE.value),
-            ).label("state"),
+            literal(EnrollmentState.ACTIVE.value).label("state"),
             literal(journey.steps[0].id).label("current_step"),
-            case((held, null()), else_=at).label("next_run_at"),
+            case((held, until), else_=at).label("next_run_at"),
             at.label("entered_at"),
-            case((held, at), else_=null()).label("finished_at"),
-            case((held, literal("holdout")), else_=null()).label("exit_reason"),
-            literal({}, type_=JSONType).label("context"),
+            literal(None, type_=UTCDateTime()).label("finished_at"),
+            literal(None, type_=String()).label("exit_reason"),
+            case(
+                (in_control, literal(holdout.CONTROL_MARK, type_=JSONType)),
+                else_=literal({}, type_=JSONType),
+            ).label("context"),
         )
         .where(~taken)
         .distinct()
     )
+    if journey.entry.trigger == Trigger.EVENT and journey.re_entry.policy != "never":
+        # One entry per contact and pass, however many of its events came since the last.
+        first = func.min(entrants.c.entry_key).over(partition_by=entrants.c.contact_id)
+        each = rows.add_columns(first.label("first_key")).subquery()
+        rows = select(*(each.c[name] for name in COLUMNS)).where(
+            each.c.entry_key == each.c.first_key
+        )
+    return rows
 
 
 def _date_column(field: str) -> ColumnElement[date]:
@@ -218,6 +249,4 @@ def _date_column(field: str) -> ColumnElement[date]:
 def _holdout_on(
     contact_id: ColumnElement[int], journey_id: int, share: float
 ) -> ColumnElement[bool]:
-    if share <= 0:
-        return literal(False)
-    return ((cast(contact_id, Integer) * 7919 + journey_id * 104729) % 100) < round(share * 100)
+    return holdout.journey_holdout(contact_id, journey_id, share)

@@ -31,8 +31,11 @@ two places, both exact:
   (:func:`count_in_app`, after the ``UPDATE ... IS NULL`` that sets it). A ``best_of``
   step's in-app arm is tuned on them (:mod:`campaigns.insight.tuning`).
 
-Metrics: ``enrolled``, ``holdout`` (enrolled into the holdout group), ``goal``,
-``holdout_goal``, ``exited``, ``completed``, ``failed_enrollment``; per step ``sent``,
+Metrics: ``enrolled`` (treated entries), ``goal``, ``exited``, ``completed``,
+``failed_enrollment``; for the journey's holdout the same prefixed (``holdout`` for its entries,
+``holdout_goal``, ``holdout_exited``, ``holdout_completed``...), and for the global control
+group likewise (``control``, ``control_goal``, ``control_exited``, ``control_completed``...),
+so that a held-out member's end never counts among the treated ones; per step ``sent``,
 ``bounced``, ``bounced_after_send``, ``failed``, ``suppressed``, ``complained``; from hits
 ``opened``, ``clicked``, ``answered`` (unique, human), ``rsvp_yes``, ``rsvp_no``,
 ``unsubscribed``, ``commented``, ``score_0`` ... ``score_10`` (the first answer to a survey
@@ -193,7 +196,7 @@ def rollup(session: Session, now: datetime, batch: int = BATCH) -> Counter[str]:
                     enrollment.segment,
                     enrollment.tier,
                     enrollment.entered_at,
-                    "holdout" if enrollment.holdout else "enrolled",
+                    group_metric(enrollment.holdout, enrollment.context) or "enrolled",
                 )
             ] += 1
             flags |= 1
@@ -204,7 +207,8 @@ def rollup(session: Session, now: datetime, batch: int = BATCH) -> Counter[str]:
             else None
         )
         if ended and not flags & 2:
-            metric = "holdout_goal" if enrollment.holdout and ended == "goal" else ended
+            group = group_metric(enrollment.holdout, enrollment.context)
+            metric = f"{group}_{ended}" if group else ended
             counts[
                 stat_key(
                     enrollment.journey_id,
@@ -319,6 +323,20 @@ def rollup(session: Session, now: datetime, batch: int = BATCH) -> Counter[str]:
     session.flush()
     add(session, counts)
     return done
+
+
+CONTROL_MARK: dict[str, Any] = {"control": "global"}
+"""The context of an enrollment held out because its subject is in the global control group
+(:mod:`campaigns.engine.holdout` writes it at entry)."""
+
+
+def group_metric(held: bool, context: dict[str, Any] | None) -> str | None:
+    """The metric of a held-out enrollment's entry, and the prefix of its end's: ``control``
+    for the global control group (its context says so, see
+    :mod:`campaigns.engine.holdout`), ``holdout`` for the journey's holdout; None if treated."""
+    if not held:
+        return None
+    return "control" if (context or {}).get("control") == CONTROL_MARK["control"] else "holdout"
 
 
 class Place(NamedTuple):
