@@ -309,6 +309,7 @@ class Config:
     job_timeout: int = defaults.JOB_TIMEOUT
     api_keys: tuple[str, ...] = ()
     trusted_proxies: int = 0
+    global_control_percent: float = defaults.GLOBAL_CONTROL_PERCENT
 
     @property
     def segments_file(self) -> Path:
@@ -357,7 +358,22 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         ),
         api_keys=_api_keys(env.get("API_KEYS") or ""),
         trusted_proxies=_trusted_proxies(env.get("TRUSTED_PROXIES")),
+        global_control_percent=_global_control(env.get("GLOBAL_CONTROL_PERCENT")),
     )
+
+
+def _global_control(value: str | None) -> float:
+    """``GLOBAL_CONTROL_PERCENT``: the share of contacts and accounts no journey sends to, in
+    percent from 0 to 50 with at most two decimals (``5``, ``2.5``, ``0.25%``); 0 turns it off."""
+    if not value or not value.strip():
+        return defaults.GLOBAL_CONTROL_PERCENT
+    match = re.fullmatch(r"\s*([0-9]{1,2}(?:\.[0-9]{1,2})?)\s*%?\s*", value)
+    if not match or float(match.group(1)) > 50:
+        raise ConfigError(
+            f"GLOBAL_CONTROL_PERCENT: {value!r} is not a percentage from 0 to 50 (e.g. 5 or 2.5);"
+            " 0 turns the global control group off"
+        )
+    return float(match.group(1))
 
 
 def _trusted_proxies(value: str | None) -> int:

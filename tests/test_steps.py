@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from campaigns.clock import FakeClock
 from campaigns.engine.core import Engine
@@ -288,15 +288,37 @@ def test_a_date_entry_takes_renewals_inside_the_offset_and_not_beyond(db, smtp_s
     assert keys == {f"date:{today + timedelta(days=10)}", f"date:{today + timedelta(days=90)}"}
 
 
-def test_a_holdout_share_enters_but_is_sent_nothing(db, smtp_sink, build_engine):
+def test_a_holdout_share_stays_enrolled_sent_nothing_until_its_window_ends(
+    db, smtp_sink, build_engine
+):
     add_people(db, 200)
     deploy_text(db, HEAD + "entry: {trigger: segment}\nholdout: 20%\n" + STEPS)
-    engine = engine_for(build_engine, smtp_sink, FakeClock(START))
+    clock = FakeClock(START)
+    engine = engine_for(build_engine, smtp_sink, clock)
     engine.tick()
     with db.session() as s:
         held = s.scalars(select(Enrollment).where(Enrollment.holdout.is_(True))).all()
     assert 20 <= len(held) <= 60  # a stable 20% of ids, give or take
-    assert all(e.state == EnrollmentState.COMPLETED and e.exit_reason == "holdout" for e in held)
+    # No goal, so no `within`: held for the default window (30 days), sent nothing.
+    assert {(e.state, e.next_run_at, e.finished_at) for e in held} == {
+        (EnrollmentState.ACTIVE, START + timedelta(days=30), None)
+    }
+    assert len(smtp_sink.messages) == 200 - len(held)
+    clock.advance(timedelta(days=29))
+    engine.tick()
+    with db.session() as s:
+        assert s.scalar(
+            select(func.count()).where(Enrollment.holdout.is_(True), Enrollment.finished_at.is_(None))
+        ) == len(held)
+    clock.advance(timedelta(days=1))
+    engine.tick()
+    with db.session() as s:
+        ends = set(
+            s.execute(
+                select(Enrollment.state, Enrollment.exit_reason).where(Enrollment.holdout.is_(True))
+            )
+        )
+    assert ends == {(EnrollmentState.COMPLETED, "holdout: goal window ended")}
     assert len(smtp_sink.messages) == 200 - len(held)
 
 

@@ -180,7 +180,11 @@ class StepContext:
         )
         return status == TaskStatus.DONE
 
-    def event_since_entry(self, name: str, since: datetime | None = None) -> bool:
+    def event_since_entry(
+        self, name: str, since: datetime | None = None, until: datetime | None = None
+    ) -> bool:
+        """Whether a product event ``name`` of the contact (or its account) occurred since
+        entry (or ``since``), and no later than ``until`` if given."""
         since = since or self.enrollment.entered_at
         who = Event.contact_id == self.contact.id
         if self.account is not None:
@@ -188,6 +192,8 @@ class StepContext:
         query = select(Event.id).where(
             Event.kind == EventKind.CUSTOM, Event.name == name, Event.occurred_at >= since, who
         )
+        if until is not None:
+            query = query.where(Event.occurred_at <= until)
         return self.session.scalar(query.limit(1)) is not None
 
 

@@ -157,7 +157,15 @@ class Engine:
         segset = self.segments()
         for journey_id, version_id, journey in self._active():
             with self.sessions() as session, session.begin():
-                entered = enrol(session, journey, journey_id, version_id, segset, now)
+                entered = enrol(
+                    session,
+                    journey,
+                    journey_id,
+                    version_id,
+                    segset,
+                    now,
+                    self.settings.global_control,
+                )
             result.entered[journey.key] = entered.entered
         if self.dispatch is None:
             done = self.work()

@@ -1,4 +1,5 @@
-"""The engine's settings: batch and lease sizes, the frequency cap, the webhook secret.
+"""The engine's settings: batch and lease sizes, the frequency cap, the webhook secret, the
+global control group.
 
 Built from the configuration by the composition root (:mod:`campaigns.services`); tests
 build their own.
@@ -23,4 +24,5 @@ class EngineSettings:
     frequency_cap: int = 3
     frequency_period: timedelta = timedelta(days=7)
     webhook_secret: str = ""
+    global_control: float = 0.0  # the share (0 to 1) of subjects in the global control group
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
