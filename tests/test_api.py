@@ -1520,6 +1520,40 @@ def test_every_endpoint_is_in_the_api_guide():
 # ---------------------------------------------------------------------------- GET /reports
 
 
+def test_the_reports_overview_gives_the_global_control_groups_lift(client: Any, db: Any) -> None:
+    from collections import Counter
+
+    from campaigns.engine.deploy import deploy
+    from campaigns.insight import stats
+    from campaigns.journeys.parse import parse_journey
+
+    text = (
+        "journey: trial\nname: Trial\nsegments: [everyone]\nentry: {trigger: segment}\n"
+        "goal: {event: converted, within: 30 days}\nsteps:\n  - {id: pause, wait: 1 day}\n"
+    )
+    assert "global_control" not in client.get("/api/v1/reports", headers=AUTH).get_json()
+    with db.session() as s, s.begin():
+        deploy(s, parse_journey(text, "trial.yaml"), text, "trial.yaml")
+        journey = s.scalars(select(Journey.id).where(Journey.key == "trial")).one()
+        day = NOW.date()
+        counts = {"enrolled": 900, "goal": 270, "control": 100, "control_goal": 20}
+        stats.add(
+            s,
+            Counter({(journey, "", "", "", "", "", day, m): n for m, n in counts.items()}),
+        )
+    document = client.get("/api/v1/reports", headers=AUTH).get_json()
+    assert document["global_control"] == {
+        "treated": {"value": 0.3, "hits": 270, "n": 900, "low": 0.271, "high": 0.3307},
+        "control": {"value": 0.2, "hits": 20, "n": 100, "low": 0.1334, "high": 0.2888},
+        "lift": {"difference": 0.1, "low": 0.0065, "high": 0.1734, "relative": 0.5},
+    }
+    goal = client.get("/api/v1/reports/trial", headers=AUTH).get_json()["goal"]
+    assert (
+        goal["control"]["n"] == 100 and goal["control_lift"] == document["global_control"]["lift"]
+    )
+    assert "holdout" not in goal and "lift" not in goal
+
+
 def test_reports_give_the_same_numbers_as_the_stats(client: Any, db: Any, world: World) -> None:
     from collections import Counter
 

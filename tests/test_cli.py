@@ -105,6 +105,12 @@ def test_bad_configuration_values_are_one_line_errors(workdir):
     assert result.returncode == 2 and "SECRET_KEY: too short" in result.stderr
     result = run(workdir, "segments", MAIL_URL="carrier-pigeon://x")
     assert result.returncode == 2 and "MAIL_URL" in result.stderr
+    result = run(workdir, "segments", GLOBAL_CONTROL_PERCENT="75")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "campaigns: GLOBAL_CONTROL_PERCENT: '75' is not a percentage from 0 to 50 (e.g. 5 or"
+        " 2.5); 0 turns the global control group off"
+    ]
 
 
 @pytest.mark.parametrize(

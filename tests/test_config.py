@@ -35,6 +35,9 @@ def test_defaults_are_the_embedded_ones():
         "key-two-0123456789abc",
     )
     assert config.load({"TRUSTED_PROXIES": "2"}).trusted_proxies == 2
+    assert cfg.global_control_percent == 0
+    assert config.load({"GLOBAL_CONTROL_PERCENT": " 2.5% "}).global_control_percent == 2.5
+    assert config.load({"GLOBAL_CONTROL_PERCENT": "50"}).global_control_percent == 50
 
 
 def test_postgres_urls_get_the_psycopg_driver():
@@ -64,6 +67,10 @@ def test_postgres_urls_get_the_psycopg_driver():
         ({"SEND_BATCH": "0"}, "SEND_BATCH: '0' is not a whole number from 1 to 1000"),
         ({"SEND_BATCH": "1e3"}, "SEND_BATCH: '1e3' is not a whole number"),
         ({"SEND_BATCH": "１０"}, "SEND_BATCH: '１０' is not a whole number"),
+        ({"GLOBAL_CONTROL_PERCENT": "60"}, "GLOBAL_CONTROL_PERCENT: '60' is not a percentage"),
+        ({"GLOBAL_CONTROL_PERCENT": "-1"}, "GLOBAL_CONTROL_PERCENT: '-1' is not a percentage"),
+        ({"GLOBAL_CONTROL_PERCENT": "0.001"}, "GLOBAL_CONTROL_PERCENT: '0.001' is not a"),
+        ({"GLOBAL_CONTROL_PERCENT": "five"}, "GLOBAL_CONTROL_PERCENT: 'five' is not a"),
     ],
 )
 def test_bad_values_name_the_variable(env, message):
@@ -87,6 +94,7 @@ def test_bad_values_name_the_variable(env, message):
                 "SEND_BATCH",
                 "API_KEYS",
                 "TRUSTED_PROXIES",
+                "GLOBAL_CONTROL_PERCENT",
             ]
         ),
         st.text(max_size=40),

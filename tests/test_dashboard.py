@@ -418,6 +418,33 @@ def test_the_journey_page_shows_the_funnel_tables_goal_and_lift(signed_in, db, j
     assert "+30.0 points [-8.2, +59.9]" in html and "no clear effect yet" in html
 
 
+def test_the_global_control_groups_lift_shows_on_the_journeys_and_the_journey_page(signed_in, db):
+    goal = JOURNEY.replace("steps:", "goal: {event: converted, within: 30 days}\nsteps:")
+    with db.session() as s, s.begin():
+        deploy(s, parse_journey(goal, "counted.yaml"), goal, "counted.yaml")
+        other = JOURNEY.replace("counted", "no_goal")
+        deploy(s, parse_journey(other, "no_goal.yaml"), other, "no_goal.yaml")
+        ids = {key: id_ for key, id_ in s.execute(select(Journey.key, Journey.id))}
+    put(db, ids["counted"], {("", "enrolled"): 900, ("", "goal"): 270})
+    put(db, ids["counted"], {("", "control"): 100, ("", "control_goal"): 20})
+    # A journey without a goal is left out of the pooled numbers.
+    put(db, ids["no_goal"], {("", "enrolled"): 450, ("", "control"): 50})
+    html = page(signed_in, "/journeys")
+    # 270 of 900 against 20 of 100: +10.0 points, Newcombe [+0.7, +17.3].
+    assert '<span class="global-treated-rate">30.0% [27.1–33.1] n=900</span>' in html
+    assert '<span class="global-control-rate">20.0% [13.3–28.9] n=100</span>' in html
+    assert '<strong class="global-lift">+10.0 points [+0.7, +17.3]</strong>' in html
+    assert "the journeys help" in html
+    html = page(signed_in, "/journeys/counted")
+    assert '<span class="control-rate">20.0% [13.3–28.9] n=100</span>' in html
+    assert '<strong class="control-lift">+10.0 points [+0.7, +17.3]</strong>' in html
+    assert "holdout-rate" not in html  # no journey holdout here
+
+
+def test_no_global_control_card_without_its_members(signed_in, journey):
+    assert "Global control group" not in page(signed_in, "/journeys")
+
+
 def test_the_funnel_is_a_well_formed_svg_with_one_bar_group_per_step(signed_in, journey):
     svg = svg_of(page(signed_in, "/journeys/counted"))
     assert svg.tag == f"{SVG}svg" and svg.get("role") == "img"

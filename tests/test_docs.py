@@ -51,5 +51,6 @@ def test_every_setting_is_in_the_readme():
         "MAIL_FROM",
         "FREQUENCY_CAP",
         "DOMAIN_RATE_LIMITS",
+        "GLOBAL_CONTROL_PERCENT",
     ):
         assert f"`{variable}`" in README, variable

@@ -3,6 +3,7 @@ a clock; importing a module switches nothing on; a database behind the code is r
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -42,7 +43,12 @@ def test_build_wires_one_of_each_part_into_the_engine(sqlite_db, tmp_path):
     assert services.renderer.sender.address == services.config.mail_from.address
     assert isinstance(services.hits, DirectHitLog)  # no REDIS_URL: each hit written at once
     assert services.engine is engine  # built once
+    assert engine.settings.global_control == 0  # GLOBAL_CONTROL_PERCENT is off by default
     services.close()
+    cfg = dataclasses.replace(services.config, global_control_percent=2.5)
+    with_control = build(cfg, clock)
+    assert with_control.engine.settings.global_control == 0.025
+    with_control.close()
 
 
 def test_build_refuses_a_database_behind_naming_the_command(tmp_path):

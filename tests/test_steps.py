@@ -308,7 +308,9 @@ def test_a_holdout_share_stays_enrolled_sent_nothing_until_its_window_ends(
     engine.tick()
     with db.session() as s:
         assert s.scalar(
-            select(func.count()).where(Enrollment.holdout.is_(True), Enrollment.finished_at.is_(None))
+            select(func.count()).where(
+                Enrollment.holdout.is_(True), Enrollment.finished_at.is_(None)
+            )
         ) == len(held)
     clock.advance(timedelta(days=1))
     engine.tick()

@@ -49,6 +49,9 @@ def report(state: State, journey: str | None, by: str, since: Any, until: Any, f
         if journey is None:
             document: Any = {"journeys": reports.overview(session)}
             rows = [reports.Row(item["journey"], item["counts"]) for item in document["journeys"]]
+            overall = reports.global_control(session)
+            if overall is not None:
+                document["global_control"] = overall
         else:
             try:
                 result = reports.journey_report(
@@ -128,10 +131,30 @@ def report(state: State, journey: str | None, by: str, since: Any, until: Any, f
             rate = goal["rate"]
             line = f"goal: {rate['hits']} of {rate['n']} enrolled ({common.pct_dict(rate)})"
             if "lift" in goal:
-                lift_ = goal["lift"]
+                holdout = common.pct_dict(goal["holdout"])
+                line += f"; holdout {holdout}; lift {_points(goal['lift'])}"
+            if "control_lift" in goal:
                 line += (
-                    f"; holdout {common.pct_dict(goal['holdout'])};"
-                    f" lift {lift_['difference'] * 100:+.1f} points"
-                    f" [{lift_['low'] * 100:+.1f}, {lift_['high'] * 100:+.1f}]"
+                    f"; global control {common.pct_dict(goal['control'])};"
+                    f" lift {_points(goal['control_lift'])}"
                 )
             click.echo(line)
+    elif "global_control" in document:
+        overall = document["global_control"]
+        click.echo(
+            f"all journeys with a goal: treated {_rate_line(overall['treated'])},"
+            f" global control {_rate_line(overall['control'])};"
+            f" lift {_points(overall['lift'])}"
+        )
+
+
+def _points(lift: dict[str, Any]) -> str:
+    """A lift in points with its 95% interval: ``+10.2 points [+4.1, +16.0]``."""
+    return (
+        f"{lift['difference'] * 100:+.1f} points"
+        f" [{lift['low'] * 100:+.1f}, {lift['high'] * 100:+.1f}]"
+    )
+
+
+def _rate_line(rate: dict[str, Any]) -> str:
+    return f"{rate['hits']} of {rate['n']} reached the goal ({common.pct_dict(rate)})"

@@ -5,6 +5,12 @@ Rates count human signals only and come with their n and a 95% Wilson interval
 (:mod:`campaigns.insight.rates`); machine and unknown counts are shown beside them. The CLI
 (``campaigns report``), the JSON API and the dashboard all build on :func:`journey_report`,
 so they show the same numbers.
+
+The goal rate of the treated (``goal`` of ``enrolled``) is compared with the journey's holdout
+(``holdout_goal`` of ``holdout``) and with the global control group (``control_goal`` of
+``control``): both held-out groups are enrolled, sent nothing, and watched for the goal over
+the same window as the treated (:mod:`campaigns.engine.holdout`). :func:`global_lift` pools
+every journey that has a goal: the lift of all journeys together over the global control.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.insight.rates import Lift, Rate, lift
+from campaigns.journeys.model import Journey as ParsedJourney
 from campaigns.store.models import Journey, Stat
 
 BREAKDOWNS = ("step", "segment", "tier", "channel", "variant", "day")
@@ -95,6 +102,25 @@ def rate_dict(rate: Rate) -> dict[str, Any]:
     }
 
 
+def lift_dict(result: Lift) -> dict[str, Any]:
+    """A lift as JSON: the difference in points (0.02 is two) with its 95% interval, and the
+    relative lift; rounded to 4 places."""
+    low, high = result.interval or (0.0, 0.0)
+    relative = round(result.relative, 4) if result.relative is not None else None
+    return {
+        "difference": round(result.difference or 0.0, 4),
+        "low": round(low, 4),
+        "high": round(high, 4),
+        "relative": relative,
+    }
+
+
+def _held(totals: Row, group: str) -> Rate | None:
+    """The goal rate of a held-out group (``holdout`` or ``control``), None if it is empty."""
+    n = totals.count(group)
+    return Rate(min(totals.count(f"{group}_goal"), n), n) if n else None
+
+
 @dataclass
 class JourneyReport:
     journey: str
@@ -107,22 +133,19 @@ class JourneyReport:
     goal: Rate
     holdout_goal: Rate | None
     goal_lift: Lift | None
+    control_goal: Rate | None = None
+    control_lift: Lift | None = None
 
     def as_dict(self) -> dict[str, Any]:
         goal: dict[str, Any] = {"rate": rate_dict(self.goal)}
         if self.holdout_goal is not None:
             goal["holdout"] = rate_dict(self.holdout_goal)
         if self.goal_lift is not None and self.goal_lift.difference is not None:
-            low, high = self.goal_lift.interval or (0.0, 0.0)
-            relative = (
-                round(self.goal_lift.relative, 4) if self.goal_lift.relative is not None else None
-            )
-            goal["lift"] = {
-                "difference": round(self.goal_lift.difference, 4),
-                "low": round(low, 4),
-                "high": round(high, 4),
-                "relative": relative,
-            }
+            goal["lift"] = lift_dict(self.goal_lift)
+        if self.control_goal is not None:
+            goal["control"] = rate_dict(self.control_goal)
+        if self.control_lift is not None and self.control_lift.difference is not None:
+            goal["control_lift"] = lift_dict(self.control_lift)
         return {
             "journey": self.journey,
             "name": self.name,
@@ -179,11 +202,7 @@ def journey_report(
         groups.setdefault(key, Row(key)).counts[metric] = count
     rows = _ordered(session, row, groups, by)
     goal = Rate(min(totals.count("goal"), totals.count("enrolled")), totals.count("enrolled"))
-    holdout = (
-        Rate(min(totals.count("holdout_goal"), totals.count("holdout")), totals.count("holdout"))
-        if totals.count("holdout")
-        else None
-    )
+    holdout, control = _held(totals, "holdout"), _held(totals, "control")
     return JourneyReport(
         row.key,
         row.name,
@@ -195,32 +214,79 @@ def journey_report(
         goal,
         holdout,
         lift(goal, holdout) if holdout and goal.n else None,
+        control,
+        lift(goal, control) if control and goal.n else None,
     )
 
 
 def _ordered(session: Session, journey: Journey, groups: dict[str, Row], by: str) -> list[Row]:
     """Steps in the journey's order (the funnel); anything else by key."""
-    if by != "step" or journey.current_version_id is None:
+    parsed = _parsed(session, journey) if by == "step" else None
+    if parsed is None:
         return [groups[k] for k in sorted(groups)]
+    order = {step.id: i for i, step in enumerate(parsed.steps)}
+    return sorted(groups.values(), key=lambda r: (order.get(r.key, len(order)), r.key))
+
+
+def _parsed(session: Session, journey: Journey) -> ParsedJourney | None:
+    """The journey's current version, parsed; None without one, or for a version stored by an
+    older release that no longer parses."""
     from campaigns.exceptions import JourneyError
     from campaigns.journeys.parse import parse_journey
     from campaigns.store.models import JourneyVersion
 
+    if journey.current_version_id is None:
+        return None
     version = session.get(JourneyVersion, journey.current_version_id)
+    if version is None:
+        return None
     try:
-        order = (
-            {
-                step.id: i
-                for i, step in enumerate(
-                    parse_journey(version.source_text, version.source_path).steps
-                )
-            }
-            if version
-            else {}
+        return parse_journey(version.source_text, version.source_path)
+    except JourneyError:
+        return None
+
+
+def global_lift(session: Session) -> Lift | None:
+    """The goal rate of the treated in every journey with a goal, pooled, against the global
+    control group's in the same journeys; None while the group has nobody. Members are held
+    out by a hash of their id alone, so both groups meet the same mix of journeys."""
+    held = select(Stat.journey_id).where(Stat.metric == "control", Stat.count > 0).distinct()
+    measured = session.scalars(select(Journey).where(Journey.id.in_(held))).all()
+    goals = [j.id for j in measured if _has_goal(session, j)]  # parsed only while it has members
+    if not goals:
+        return None
+    totals = Row("global")
+    for metric, count in session.execute(
+        select(Stat.metric, func.sum(Stat.count))
+        .where(
+            Stat.journey_id.in_(goals),
+            Stat.metric.in_(["enrolled", "goal", "control", "control_goal"]),
         )
-    except JourneyError:  # a version stored by an older release that no longer parses: by name
-        order = {}
-    return sorted(groups.values(), key=lambda r: (order.get(r.key, len(order)), r.key))
+        .group_by(Stat.metric)
+    ):
+        totals.counts[metric] = int(count or 0)
+    control = _held(totals, "control")
+    treated = Rate(min(totals.count("goal"), totals.count("enrolled")), totals.count("enrolled"))
+    if control is None or not treated.n:
+        return None
+    return lift(treated, control)
+
+
+def global_control(session: Session) -> dict[str, Any] | None:
+    """:func:`global_lift` as JSON (``treated``, ``control``, ``lift``), or None."""
+    result = global_lift(session)
+    if result is None:
+        return None
+    return {
+        "treated": rate_dict(result.treated),
+        "control": rate_dict(result.control),
+        "lift": lift_dict(result),
+    }
+
+
+def _has_goal(session: Session, journey: Journey) -> bool:
+    parsed = _parsed(session, journey)
+    return parsed is not None and parsed.goal is not None
 
 
 def overview(session: Session) -> list[dict[str, Any]]:

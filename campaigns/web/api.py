@@ -313,7 +313,11 @@ def reports_overview() -> ResponseReturnValue:
 
     base.only_params(set())
     with base.sessions()() as session:
-        return jsonify(journeys=report.overview(session))
+        document: dict[str, Any] = {"journeys": report.overview(session)}
+        overall = report.global_control(session)
+        if overall is not None:
+            document["global_control"] = overall
+        return jsonify(document)
 
 
 @bp.get("/reports/<journey>")

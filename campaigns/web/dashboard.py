@@ -32,7 +32,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns.insight.report import JourneyReport, Row, journey_report, overview
+from campaigns.insight.report import JourneyReport, Row, global_lift, journey_report, overview
 from campaigns.insight.report import journeys as report_journeys
 from campaigns.store.models import Journey, JourneyVersion
 from campaigns.store.users import authenticate, end_sessions, normalise_email
@@ -167,6 +167,7 @@ def journeys() -> ResponseReturnValue:
     with base.sessions()() as session:
         items = overview(session)
         info = _journey_info(session)
+        overall = global_lift(session)
     rows = [
         {
             "key": item["journey"],
@@ -177,7 +178,7 @@ def journeys() -> ResponseReturnValue:
         }
         for item in items
     ]
-    return base.page("journeys.html", journeys=rows)
+    return base.page("journeys.html", journeys=rows, global_lift=overall)
 
 
 def _day(name: str) -> date | None:
