@@ -21,6 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.channels.registry import Channels
+from campaigns.content import filters
+from campaigns.content.locale import Reader, local_date
 from campaigns.engine.outgoing import Outgoing
 from campaigns.engine.ratelimit import RateLimiter
 from campaigns.engine.results import AdvanceResult
@@ -31,7 +33,7 @@ from campaigns.journeys.model import Journey, Text, text_for
 from campaigns.store.enums import Classification, EventKind, TaskStatus
 from campaigns.store.models import Account, Contact, Enrollment, Event, Message, Task
 
-_TEXT_ENV = SandboxedEnvironment(autoescape=False)
+_TEXT_ENV = filters.install(SandboxedEnvironment(autoescape=False))
 
 Value = object
 """A value of a condition or template field (a number, a string, a date, a dict of them)."""
@@ -136,13 +138,22 @@ class StepContext:
             "event": self.event_since_entry,
         }
 
-    def render(self, text: str | None) -> str:
+    def reader(self) -> Reader:
+        """Whose words and zone dates and numbers print in: the contact's."""
+        return Reader(self.contact.locale or "en", self.contact.time_zone or "UTC")
+
+    def render(self, text: str | None, reader: Reader | None = None) -> str:
         if not text:
             return ""
-        return _compiled(text).render(**self.values(), **self.functions())
+        found = {filters.READER: reader or self.reader()}
+        return _compiled(text).render(**self.values(), **self.functions(), **found)
 
     def text(self, value: Text | None) -> str:
-        return self.render(text_for(value, self.contact.locale.split("-")[0], self.journey.locale))
+        """A journey text in the contact's language (else the journey's), its dates and
+        numbers in the words of the language it is written in."""
+        language = self.contact.locale.split("-")[0]
+        chosen = text_for(value, language, self.journey.locale)
+        return self.render(chosen, self.reader().reading(text_language(value, chosen)))
 
     # -- engagement with earlier steps (human signals only)
 
@@ -191,6 +202,13 @@ class StepContext:
         return self.session.scalar(query.limit(1)) is not None
 
 
+def text_language(value: Text | None, chosen: str | None) -> str | None:
+    """The language of the text :func:`text_for` chose from ``value`` (None: a plain string)."""
+    if not isinstance(value, Mapping):
+        return None
+    return next((lang for lang, text in value.items() if text == chosen), None)
+
+
 def owner_name(account: Account | None) -> str | None:
     """A name for the account owner from their address, where no user row says better."""
     if account is None or not account.owner_email:
@@ -200,7 +218,9 @@ def owner_name(account: Account | None) -> str | None:
 
 
 def condition_values(contact: Contact, account: Account | None, now: datetime) -> dict[str, Value]:
-    today = now.date()
+    """The fields conditions and texts read; day counts (``days_to_renewal``) are counted
+    from today in the contact's time zone, at the time of the render."""
+    today = local_date(now, contact.time_zone)
     fields: dict[str, Value] = {}
     if account is not None:
         for name in (n for n in ACCOUNT_FIELDS if n not in DAY_COUNTS):

@@ -58,7 +58,7 @@ def notify_owner(ctx: StepContext, step: Step, row: Task) -> Outcome:
     locale = owner.language(user.locale if user else None, ctx.journey.locale)
     name = (user.name if user else None) or owner_name(ctx.account)
     facts: dict[str, Value] = {"title": row.title, "kind": row.kind, "notes": row.notes}
-    due = row.due_at.date() if row.due_at else None
+    due = row.due_at  # a moment: the notice shows its day in the owner's zone
 
     def compose(message: Message) -> OutgoingEmail:
         return channel.compose(
@@ -73,6 +73,7 @@ def notify_owner(ctx: StepContext, step: Step, row: Task) -> Outcome:
                 contact_id=ctx.contact.id,
                 context=ctx.values(),
                 now=ctx.now,
+                time_zone=ctx.contact.time_zone,
             )
         )
 
