@@ -36,12 +36,13 @@ from campaigns.content.locale import (
     format_money,
     format_number,
 )
+from campaigns.journeys.textfilters import TEXT_FILTERS
 
 READER = "_reader"
 """The context key of the render's :class:`Reader` (a name no template field uses)."""
 
-NAMES = ("date", "datetime", "number", "money", "days")
-"""The filters this module adds to Jinja's own."""
+NAMES = TEXT_FILTERS
+"""The filters this module adds to Jinja's own (``campaigns validate`` knows them too)."""
 
 
 def reader_of(values: Mapping[str, Any] | Context) -> Reader:
@@ -127,7 +128,7 @@ def days_filter(context: Context, value: object) -> str:
     return format_days(value, reader_of(context).locale)  # type: ignore[arg-type]
 
 
-FILTERS: dict[str, Callable[..., str]] = {
+FILTERS: dict[str, Callable[..., str]] = {  # one per name of TEXT_FILTERS
     "date": date_filter,
     "datetime": datetime_filter,
     "number": number_filter,

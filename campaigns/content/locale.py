@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,6 +28,8 @@ from babel import Locale, UnknownLocaleError
 from babel import dates as babel_dates
 from babel import numbers as babel_numbers
 from babel.units import format_unit
+
+from campaigns.journeys.textfilters import FORMATS
 
 CSAT_WORDS = {
     "en": ("Very dissatisfied", "Dissatisfied", "Neutral", "Satisfied", "Very satisfied"),
@@ -41,11 +43,11 @@ NPS_ENDS = {
 }
 """What the two ends of the NPS scale (0 and 10) mean, per language."""
 
-DATE_FORMATS = ("long", "full", "medium", "short")
+DATE_FORMATS = FORMATS["date"]
 """The ``date`` formats: ``long`` (the default) spells the month out, ``full`` adds the
 weekday, ``medium`` and ``short`` are the locale's compact forms (``2027/01/08``)."""
 
-DATETIME_FORMATS = ("long", "medium", "short", "time")
+DATETIME_FORMATS = FORMATS["datetime"]
 """The ``datetime`` formats: ``long`` (the default) is the weekday, the day, the time and
 the zone; ``medium`` and ``short`` shorten the day; ``time`` is the time and the zone."""
 
@@ -100,10 +102,19 @@ def zone(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+def local_time(moment: datetime, time_zone: str | None) -> datetime:
+    """``moment`` on the clocks of ``time_zone`` (a naive moment is UTC). At the ends of the
+    calendar (year 1, year 9999), where the zone's day would not exist, it stays as it is."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    try:
+        return aware.astimezone(zone(time_zone))
+    except OverflowError:
+        return aware
+
+
 def local_date(moment: datetime, time_zone: str | None) -> date:
     """The calendar day ``moment`` falls on in ``time_zone`` (a naive moment is UTC)."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(zone(time_zone)).date()
+    return local_time(moment, time_zone).date()
 
 
 # -- dates and moments ---------------------------------------------------------------------
@@ -175,8 +186,7 @@ def format_datetime(moment: datetime, time_zone: str, locale: str, format: str =
     ``4:00 PM JST``. A naive moment is read as UTC.
     """
     _check(format, DATETIME_FORMATS)
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    local = aware.astimezone(zone(time_zone))
+    local = local_time(moment, time_zone)
     where = babel_locale(locale)
     label = zone_label(local, locale)
     clock = _clean(babel_dates.format_time(local, "short", locale=where))
@@ -205,22 +215,27 @@ def format_starts_at(starts_at: datetime, time_zone: str, locale: str) -> str:
 # -- numbers, money and durations ----------------------------------------------------------
 
 
+MAX_DIGITS = 40
+"""Numbers with more integer digits than this print as they are (``1E+45``): no amount of
+money or count of anything has them, and grouping a million digits would be a long line."""
+
+
 def decimal(value: object) -> Decimal | None:
-    """``value`` as a finite Decimal (numbers and numeric strings), else None."""
+    """``value`` as a finite Decimal (numbers and numeric strings) of at most
+    :data:`MAX_DIGITS` integer digits, else None."""
     if isinstance(value, bool) or value is None:
         return None
     try:
         number = Decimal(value.strip()) if isinstance(value, str) else Decimal(str(value))
     except (InvalidOperation, ValueError, TypeError):
         return None
-    return number if number.is_finite() else None
+    if not number.is_finite() or number.adjusted() >= MAX_DIGITS:
+        return None
+    return number
 
 
 def _quantized(number: Decimal, digits: int) -> Decimal:
-    try:
-        return number.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
-    except InvalidOperation:  # more digits than the context holds: print it as it is
-        return number
+    return number.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
 
 
 def format_number(value: Decimal | float | int, locale: str, digits: int | None = None) -> str:
@@ -229,12 +244,14 @@ def format_number(value: Decimal | float | int, locale: str, digits: int | None 
     if number is None:
         return str(value)
     where = babel_locale(locale)
-    if digits is None:
-        return babel_numbers.format_decimal(number, locale=where)
-    digits = max(0, min(int(digits), 20))
-    pattern = copy.copy(where.decimal_formats[None])
-    pattern.frac_prec = (digits, digits)
-    return pattern.apply(_quantized(number, digits), where)
+    # Room for every digit of the number and its decimals (the default context holds 28).
+    with localcontext(prec=MAX_DIGITS + 25):
+        if digits is None:
+            return babel_numbers.format_decimal(number, locale=where)
+        digits = max(0, min(int(digits), 20))
+        pattern = copy.copy(where.decimal_formats[None])
+        pattern.frac_prec = (digits, digits)
+        return pattern.apply(_quantized(number, digits), where)
 
 
 def format_money(value: Decimal | float | int, currency: str | None, locale: str) -> str:
@@ -250,16 +267,17 @@ def format_money(value: Decimal | float | int, currency: str | None, locale: str
     code = (currency or "").strip().upper()
     if not code.isalpha() or len(code) != 3:
         return format_number(number, locale)
-    digits = babel_numbers.get_currency_precision(code)
-    amount = _quantized(number, digits)
-    if amount == amount.to_integral_value():
-        digits = 0
-    if language(locale) == "ja" and code == "JPY":
-        return f"{format_number(amount, 'ja', digits)}円"
-    where = babel_locale(locale)
-    pattern = copy.copy(where.currency_formats["standard"])
-    pattern.frac_prec = (digits, digits)
-    return pattern.apply(amount, where, currency=code, currency_digits=False)
+    with localcontext(prec=MAX_DIGITS + 25):
+        digits = babel_numbers.get_currency_precision(code)
+        amount = _quantized(number, digits)
+        if amount == amount.to_integral_value():
+            digits = 0
+        if language(locale) == "ja" and code == "JPY":
+            return f"{format_number(amount, 'ja', digits)}円"
+        where = babel_locale(locale)
+        pattern = copy.copy(where.currency_formats["standard"])
+        pattern.frac_prec = (digits, digits)
+        return pattern.apply(amount, where, currency=code, currency_digits=False)
 
 
 def format_days(value: int, locale: str) -> str:
@@ -270,7 +288,8 @@ def format_days(value: int, locale: str) -> str:
     count = int(number)
     if language(locale) == "ja":
         return f"{format_number(count, 'ja')}日"
-    return format_unit(count, "duration-day", length="long", locale=babel_locale(locale))
+    with localcontext(prec=MAX_DIGITS + 25):
+        return format_unit(count, "duration-day", length="long", locale=babel_locale(locale))
 
 
 def format_duration(duration: timedelta | None, locale: str) -> str:
