@@ -46,13 +46,15 @@ def format_due(due: date | None, language: str) -> str:
     return format_date(due, language) if due is not None else ""
 
 
-def dashboard_links(base_url: str, contact_id: int) -> dict[str, str]:
+def dashboard_links(base_url: str, contact_id: int | None) -> dict[str, str]:
     """The notice's links: the owner's task inbox, and the customer's page in the dashboard
-    (their account, open tasks and timeline). Both need the owner to be signed in."""
+    (their account, open tasks and timeline; the inbox when the account has no contact).
+    Both need the owner to be signed in."""
     base = base_url.rstrip("/")
+    customer = f"{base}/contacts/{int(contact_id)}" if contact_id else f"{base}/tasks?owner=me"
     return {
         "url": f"{base}/tasks?owner=me",
-        "account_url": f"{base}/contacts/{int(contact_id)}",
+        "account_url": customer,
         "inbox_url": f"{base}/tasks",
     }
 
@@ -70,7 +72,7 @@ class Notice:
     locale: str
     task: Mapping[str, object]
     due: date | None
-    contact_id: int
+    contact_id: int | None
     context: Mapping[str, object]
     now: datetime
 

@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from campaigns.journeys.emails import parse_email, parse_invite, parse_survey
 from campaigns.journeys.expressions import Scope
 from campaigns.journeys.hints import suggest
-from campaigns.journeys.model import BranchStep, ExitStep, Step, StepConfig, StepType
+from campaigns.journeys.model import BranchStep, ExitStep, Step, StepConfig, StepType, Unit
 from campaigns.journeys.reading import Context, read_choice, read_str
+from campaigns.journeys.recipients import check_step, read_recipients
 from campaigns.journeys.steps import (
     RawStep,
     StepSite,
@@ -84,7 +85,13 @@ def parse_steps(ctx: Context, doc: Map, top_scope: Scope) -> tuple[Step, ...]:
     steps: list[Step] = []
     for index, r in enumerate(raw):
         later = frozenset(order[index + 1 :])
-        scope = Scope(engagement=True, steps=dict(kinds), later_steps=later, tiers=top_scope.tiers)
+        scope = Scope(
+            engagement=True,
+            steps=dict(kinds),
+            later_steps=later,
+            tiers=top_scope.tiers,
+            account_journey=top_scope.account_journey,
+        )
         step = _step(ctx, r, scope, order, index)
         kinds[r.id] = step_kind(r.types)
         if step is not None:
@@ -202,10 +209,13 @@ def _step(ctx: Context, r: RawStep, scope: Scope, order: list[str], index: int) 
         ctx.report(r.m.at("goal"), f"goal '{goal}' needs a step that sends an email")
     category = read_choice(ctx, r.m, "category", CATEGORIES)
     send_time = _send_time(ctx, r)
+    unit = Unit.ACCOUNT if scope.account_journey else Unit.CONTACT
+    check_step(ctx, r.m, r.id, r.types, unit)
+    recipients = read_recipients(ctx, r.m, f"step '{r.id}'")
     if len(blocks) != len(r.types) or not set(best_of) <= set(blocks):
         return None
     step_type = StepType(best_of[0] if best_of else r.types[0])
-    return Step(r.id, step_type, blocks, r.pos.line, best_of, goal, category, send_time)
+    return Step(r.id, step_type, blocks, r.pos.line, best_of, goal, category, send_time, recipients)
 
 
 def _send_time(ctx: Context, r: RawStep) -> str | None:

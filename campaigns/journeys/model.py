@@ -115,6 +115,7 @@ class TaskStep:
     due: timedelta = timedelta(days=3)
     assignee: str = "owner"
     notes: Text | None = None
+    per: str = "account"  # account: one open task per account and step; contact: one each
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,30 @@ STEP_CONFIGS: Mapping[StepType, type[StepConfig]] = {
 """The class of each step type's configuration (the union's discriminator)."""
 
 
+class Unit(enum.StrEnum):
+    """What one enrollment of a journey is: a contact, or an account (a company)."""
+
+    CONTACT = "contact"
+    ACCOUNT = "account"
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """Whom an account journey's message step addresses among the account's contacts:
+    ``all`` of them, the ``primary`` contact, or those with one of ``roles`` (any role when
+    empty) for whom ``condition`` (over contact fields) holds."""
+
+    pick: str = "all"  # all | primary | roles
+    roles: tuple[str, ...] = ()
+    condition: str | None = None
+
+    def describe(self) -> str:
+        if self.pick == "primary":
+            return "the primary contact"
+        who = ", ".join(self.roles) if self.roles else "all contacts"
+        return f"{who} where {self.condition}" if self.condition else who
+
+
 @dataclass(frozen=True)
 class Step:
     """One step. ``blocks`` holds one config per channel the step may use: a plain step has
@@ -190,6 +215,7 @@ class Step:
     send_time: str | None = (
         None  # "best_hour": sent at the segment's learned hour (campaigns.insight.sendtime)
     )
+    recipients: Recipients | None = None  # an account journey's message step: whom it addresses
 
     @property
     def config(self) -> StepConfig:
@@ -246,6 +272,16 @@ class Journey:
     sending_window: SendingWindow | None = None
     holdout: float = 0.0
     locale: str = "en"
+    unit: Unit = Unit.CONTACT  # `enrol: account`: one enrollment per account
+    recipients: Recipients = Recipients()  # the default of an account journey's message steps
+
+    @property
+    def per_account(self) -> bool:
+        return self.unit == Unit.ACCOUNT
+
+    def recipients_of(self, step: Step) -> Recipients:
+        """Whom ``step`` addresses in an account journey."""
+        return step.recipients or self.recipients
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

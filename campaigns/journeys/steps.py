@@ -43,6 +43,7 @@ from campaigns.journeys.vocabulary import (
     KIND_TEXT,
     SETTABLE,
     TASK_KINDS,
+    TASK_PER,
     WAIT_SIGNALS,
 )
 from campaigns.journeys.yamlsource import Map, Pos, Seq
@@ -236,10 +237,11 @@ def parse_task(ctx: Context, site: StepSite) -> TaskStep | None:
     check_keys(
         ctx,
         m,
-        ("kind", "title", "notes", "due", "assignee"),
+        ("kind", "title", "notes", "due", "assignee", "per"),
         (),
         f"the task of step '{site.raw.id}'",
     )
+    per = read_choice(ctx, m, "per", TASK_PER) if "per" in m else "account"
     kind = read_choice(ctx, m, "kind", TASK_KINDS) if "kind" in m else "call"
     title = read_text(ctx, m, "title", required=True)
     notes = read_text(ctx, m, "notes")
@@ -252,9 +254,9 @@ def parse_task(ctx: Context, site: StepSite) -> TaskStep | None:
             "use 'owner' (the account's CSM) or an email address",
         )
         return None
-    if None in (kind, title, due):
+    if None in (kind, title, due, per):
         return None
-    return TaskStep(title, kind, due, assignee, notes)  # type: ignore[arg-type]
+    return TaskStep(title, kind, due, assignee, notes, per)  # type: ignore[arg-type]
 
 
 def parse_in_app(ctx: Context, site: StepSite) -> InAppStep | None:

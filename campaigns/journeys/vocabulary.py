@@ -28,9 +28,15 @@ TOP_KEYS = (
     "sending_window",
     "holdout",
     "locale",
+    "enrol",
+    "recipients",
     "steps",
 )
-STEP_COMMON = ("id", "channel", "goal", "category", "send_time")
+STEP_COMMON = ("id", "channel", "goal", "category", "send_time", "recipients")
+UNITS = ("contact", "account")
+RECIPIENT_WORDS = ("all", "primary")
+RECIPIENT_KEYS = ("roles", "when")
+TASK_PER = ("account", "contact")
 STEP_TYPES = tuple(t.value for t in StepType)
 CHANNELS = ("email", "task", "in_app")
 STEP_GOALS = ("opened", "clicked", "answered", "rsvp_yes")
