@@ -764,3 +764,40 @@ def test_mutated_date_waits_give_a_journey_or_located_problems(text):
                 assert s.config.offset % timedelta(days=1) == timedelta(0) or (
                     s.config.date.endswith(".starts_at") and s.config.at is None
                 )
+
+
+BLOCK_VALUES = st.one_of(
+    st.sampled_from(TOKENS),
+    st.sampled_from(["invite.starts_at", "60 days before", "1 day after", "2 hours after"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-1000, 100_000),
+    st.dates(),
+    st.text(max_size=12),
+    st.lists(st.sampled_from(TOKENS), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["date", "offset", "at", "if_past", "when", "timeout"]),
+        BLOCK_VALUES,
+        max_size=5,
+    ),
+    st.sampled_from(["tips", "last"]),
+)
+def test_any_date_wait_block_gives_a_journey_or_located_problems(block, where):
+    import yaml
+
+    text = BASE.format(block=yaml.safe_dump(block, default_flow_style=True, width=10_000).strip())
+    if where == "last":  # the date wait as the last step: skip has nothing to skip
+        text = "\n".join(text.split("\n")[:12]) + "\n"
+    try:
+        journey = parse_journey(text, "j.yaml", segments=SEGMENTS, templates=TEMPLATES)
+    except JourneyError as exc:
+        assert all(str(p).startswith("j.yaml:") and p.line >= 1 for p in exc.problems)
+    else:
+        config = journey.step("wait").config
+        assert isinstance(config, WaitUntilDateStep) and config.if_past in ("skip", "now", "exit")
+        assert not (where == "last" and config.if_past == "skip")

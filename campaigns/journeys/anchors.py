@@ -228,10 +228,10 @@ def time_of_day(step: WaitUntilDateStep, window: SendingWindow | None) -> time:
     return window.start if window is not None else DEFAULT_AT
 
 
-def day_of(value: object, zone_name: str | None) -> date | None:
+def day_of(value: object, tz_name: str | None) -> date | None:
     """An anchor's value as a day: a date, a datetime (its day in the zone), or ISO text."""
     if isinstance(value, datetime):
-        return value.astimezone(zone(zone_name)).date() if value.tzinfo else value.date()
+        return value.astimezone(zone(tz_name)).date() if value.tzinfo else value.date()
     if isinstance(value, date):
         return value
     if isinstance(value, str) and value.strip():
@@ -241,23 +241,23 @@ def day_of(value: object, zone_name: str | None) -> date | None:
         except ValueError:
             pass
         try:
-            return day_of(datetime.fromisoformat(text), zone_name)
+            return day_of(datetime.fromisoformat(text), tz_name)
         except ValueError:
             return None
     return None
 
 
 def fire_moment(
-    step: WaitUntilDateStep, value: object, window: SendingWindow | None, zone_name: str | None
+    step: WaitUntilDateStep, value: object, window: SendingWindow | None, tz_name: str | None
 ) -> datetime | None:
     """When the wait fires (UTC), or None when ``value`` is no date."""
     try:
         if step.offset % _DAY and isinstance(value, datetime) and value.tzinfo:
             return (value + step.offset).astimezone(UTC)
-        day = day_of(value, zone_name)
+        day = day_of(value, tz_name)
         if day is None:
             return None
-        local = datetime.combine(day + step.offset, time_of_day(step, window), zone(zone_name))
+        local = datetime.combine(day + step.offset, time_of_day(step, window), zone(tz_name))
         return local.astimezone(UTC)
     except OverflowError:
         return None
