@@ -28,6 +28,7 @@ class StepType(enum.StrEnum):
     EMAIL = "email"
     WAIT = "wait"
     WAIT_UNTIL = "wait_until"
+    WAIT_UNTIL_DATE = "wait_until_date"
     BRANCH = "branch"
     SURVEY = "survey"
     INVITE = "invite"
@@ -72,6 +73,18 @@ class WaitUntilStep:
     signal: str  # answered | opened | clicked | task_done | event
     target: str  # a step id, or an event name
     timeout: timedelta
+
+
+@dataclass(frozen=True)
+class WaitUntilDateStep:
+    """Wait until a date anchor: ``date`` (``renewal_date``, ``attributes.<name>``,
+    ``contact.attributes.<name>`` or ``<invite step>.starts_at``) plus ``offset``, at the
+    local time ``at`` (None: the sending window's opening); see :mod:`.anchors`."""
+
+    date: str
+    if_past: str  # skip | now | exit
+    offset: timedelta = timedelta(0)
+    at: time | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +161,7 @@ StepConfig = (
     EmailStep
     | WaitStep
     | WaitUntilStep
+    | WaitUntilDateStep
     | BranchStep
     | SurveyStep
     | InviteStep
@@ -164,6 +178,7 @@ STEP_CONFIGS: Mapping[StepType, type[StepConfig]] = {
     StepType.EMAIL: EmailStep,
     StepType.WAIT: WaitStep,
     StepType.WAIT_UNTIL: WaitUntilStep,
+    StepType.WAIT_UNTIL_DATE: WaitUntilDateStep,
     StepType.BRANCH: BranchStep,
     StepType.SURVEY: SurveyStep,
     StepType.INVITE: InviteStep,

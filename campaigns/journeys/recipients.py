@@ -118,6 +118,13 @@ def check_step(ctx: Context, m: Map, step_id: str, types: list[str], unit: Unit)
             )
     if unit != Unit.ACCOUNT:
         return
+    wait = m.get("wait_until_date")
+    if isinstance(wait, Map) and str(wait.get("date", "")).startswith("contact."):
+        ctx.report(
+            wait.at("date"),
+            f"step '{step_id}': an account journey waits for the account's dates",
+            "use renewal_date, contract_start or attributes.<name> (the account's)",
+        )
     if "in_app" in types:
         ctx.report(
             m.key_at("in_app"),

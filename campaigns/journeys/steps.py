@@ -10,8 +10,8 @@ type to its parser, the way the engine maps each config to its executor.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from campaigns.journeys.expressions import Scope
@@ -63,7 +63,8 @@ class RawStep:
 @dataclass(frozen=True)
 class StepSite:
     """Where a step type's block stands: the block as written and its place, the step it
-    belongs to, what a condition there may name, and the order of every step."""
+    belongs to, what a condition there may name, the order of every step and each step's
+    step types."""
 
     raw: RawStep
     value: object
@@ -71,6 +72,7 @@ class StepSite:
     scope: Scope
     order: Sequence[str]
     index: int
+    types: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 def block_of(ctx: Context, site: StepSite, name: str) -> Map | None:

@@ -46,6 +46,8 @@ TASK_KINDS = ("call", "meeting", "email", "review")
 WAIT_SIGNALS = ("answered", "opened", "clicked", "task_done", "event")
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DATE_FIELDS = ("renewal_date", "contract_start")
+DATE_WAIT_KEYS = ("date", "offset", "at", "if_past")
+IF_PAST = ("skip", "now", "exit")
 SETTABLE = ("health_score", "contact.locale")
 
 # What kind of step a signal or function needs: see expressions.ENGAGEMENT.
