@@ -423,3 +423,18 @@ def test_the_template_store_rejects_an_unknown_filter_with_its_line(tmp_path: Pa
 
 def test_the_filters_the_renderer_has_are_the_ones_validate_knows() -> None:
     assert tuple(filters.FILTERS) == filters.NAMES == TEXT_FILTERS
+
+
+def test_an_account_journeys_own_texts_read_in_its_contacts_common_language_and_zone() -> None:
+    account = Account(name="ACME", renewal_date=RENEWAL)
+    now = datetime(2026, 10, 20, 20, 0, tzinfo=UTC)  # Oct 21 in Tokyo, Oct 20 in New York
+    members = [
+        Contact(locale="ja", time_zone="Asia/Tokyo"),
+        Contact(locale="ja-JP", time_zone="Asia/Tokyo"),
+        Contact(locale="en", time_zone="America/New_York"),
+    ]
+    none = cast(Any, None)
+    journey = parse_journey(JOURNEY, "words.yaml")
+    ctx = StepContext(none, none, none, None, account, journey, now, members=members)
+    title = journey.step("call").config.title  # type: ignore[union-attr]
+    assert ctx.text(title) == "更新日 2027年1月8日（金）（あと79日）"

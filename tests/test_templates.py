@@ -41,6 +41,7 @@ SHIPPED = {
     "qbr_invite",
     "renewal_reminder",
     "usage_drop_nudge",
+    "webinar_day_before",
     "webinar_followup",
     "webinar_invite",
     "webinar_reminder",

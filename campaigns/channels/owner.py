@@ -52,13 +52,15 @@ def format_due(due: date | datetime | None, language: str, time_zone: str = "UTC
     return format_date(day, language)
 
 
-def dashboard_links(base_url: str, contact_id: int) -> dict[str, str]:
+def dashboard_links(base_url: str, contact_id: int | None) -> dict[str, str]:
     """The notice's links: the owner's task inbox, and the customer's page in the dashboard
-    (their account, open tasks and timeline). Both need the owner to be signed in."""
+    (their account, open tasks and timeline; the inbox when the account has no contact).
+    Both need the owner to be signed in."""
     base = base_url.rstrip("/")
+    customer = f"{base}/contacts/{int(contact_id)}" if contact_id else f"{base}/tasks?owner=me"
     return {
         "url": f"{base}/tasks?owner=me",
-        "account_url": f"{base}/contacts/{int(contact_id)}",
+        "account_url": customer,
         "inbox_url": f"{base}/tasks",
     }
 
@@ -78,7 +80,7 @@ class Notice:
     locale: str
     task: Mapping[str, object]
     due: date | datetime | None
-    contact_id: int
+    contact_id: int | None
     context: Mapping[str, object]
     now: datetime
     time_zone: str = "UTC"
