@@ -71,7 +71,7 @@ class Notice:
     owner as a user (address, name, language), the task, the contact it is about, and the
     rest of the template's context (the account and contact fields, the journey).
     ``time_zone`` is the zone the owner's dates are read in (users have none of their own:
-    the engine passes the zone of the contact the task is about)."""
+    the engine passes the zone of the contact the task is about, or of the account's contacts)."""
 
     message: int
     message_id: str | None
