@@ -19,7 +19,15 @@ from campaigns.insight import report, stats
 from campaigns.insight.rates import Rate, lift, newcombe, wilson
 from campaigns.journeys.parse import parse_journey
 from campaigns.store.enums import EnrollmentState, EventKind
-from campaigns.store.models import Account, Contact, Enrollment, InAppMessage, Message, Stat
+from campaigns.store.models import (
+    Account,
+    Contact,
+    Enrollment,
+    InAppMessage,
+    Message,
+    Stat,
+    Task,
+)
 from tests.kit import START
 
 # ---------------------------------------------------------------------------- the rates layer
@@ -405,7 +413,7 @@ def test_the_global_control_group_is_held_out_of_every_journey_and_reported_as_a
     assert json.loads(cli("report", "--format", "json").output)["global_control"] == document
     lines = cli("report", "trial").output.splitlines()
     assert "; global control 100.0% [" in lines[-1] and lines[-1].startswith(
-        f"goal: {n_treated} of {n_treated} enrolled"
+        f"goal: {n_treated} of {n_treated} contacts enrolled"
     )
 
 
@@ -426,3 +434,57 @@ def test_wilson_is_what_the_lift_builds_on():
     # A sanity anchor for the numbers above: 0 of 200 still gets an honest upper bound.
     low, high = wilson(0, 200)
     assert low == 0 and 0.018 < high < 0.019
+
+
+ACCOUNTS = """\
+journey: account_trial
+name: Account trial
+enrol: account
+recipients: all
+segments: [everyone]
+entry: {trigger: segment}
+goal: {event: renewed, within: 30 days}
+steps:
+  - {id: hi, email: {template: onboarding_tips, subject: Hi}}
+  - {id: call, task: {kind: call, title: "Call {{ account.name }}", due: 2 days}}
+"""
+
+
+def test_an_account_journey_holds_out_the_global_control_by_account_id(
+    db, smtp_sink, build_engine, clock
+):
+    with db.session() as s, s.begin():
+        accounts = []
+        for n in range(16):
+            account = Account(
+                external_id=f"A{n}", name=f"A{n}", arr=Decimal(1), owner_email="csm@example.com"
+            )
+            s.add(account)
+            s.flush()
+            accounts.append(account.id)
+            for k in range(2):
+                s.add(Contact(account_id=account.id, email=f"c{n}-{k}@example.com"))
+    deploy_text(db, ACCOUNTS, "account_trial.yaml")
+    engine = build_engine(transport=smtp_sink, settings={"global_control": 0.5})
+    engine.tick()
+    control = {a for a in accounts if holdout.in_global_control(a, 0.5)}
+    assert 0 < len(control) < 16
+    with db.session() as s:
+        rows = list(
+            s.execute(select(Enrollment.account_id, Enrollment.holdout, Enrollment.context))
+        )
+        task_accounts = set(s.scalars(select(Task.account_id)))
+        mailed = set(
+            s.scalars(select(Contact.account_id).join(Message, Message.contact_id == Contact.id))
+        )
+    assert len(rows) == 16  # one enrollment per account
+    assert {a for a, held, ctx in rows if stats.group_metric(held, ctx) == "control"} == control
+    assert task_accounts == mailed == set(accounts) - control
+    clock.advance(timedelta(days=3))
+    with db.session() as s, s.begin():
+        for account_id in accounts:
+            engine.record_event(s, kind=EventKind.CUSTOM, name="renewed", account_id=account_id)
+    engine.tick()
+    got = counts(db)
+    assert (got["enrolled"], got["goal"]) == (16 - len(control), 16 - len(control))
+    assert (got["control"], got["control_goal"]) == (len(control), len(control))

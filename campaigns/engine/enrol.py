@@ -14,9 +14,15 @@ second tick, or two ticks at once, harmless):
 - ``event``: contacts (or every contact of an account) with a matching product event
   recorded in the last grace period; the key is the event when re-entry is allowed.
 
+An account journey (``enrol: account``) enrols accounts instead, by the same triggers:
+an account is in a segment when the rule holds for the account (a rule over account fields)
+or for any of its contacts; a date is the account's; one event of the account or of any of
+its contacts is one entry. The key is (journey, account, entry key) among the enrollments
+without a contact.
+
 ``re_entry: after N days`` counts from the **last** entry, whatever the trigger: nobody
 enters while an enrollment of theirs in the journey runs, or within N days of the start of
-their latest one (``entered_at``); an event trigger takes at most one of a contact's events
+their latest one (``entered_at``); an event trigger takes at most one of a subject's events
 per pass.
 
 A share of entrants (the journey's ``holdout``, and the global control group) is held out:
@@ -32,6 +38,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
     String,
     and_,
@@ -70,6 +77,7 @@ COLUMNS = (
     "journey_id",
     "journey_version_id",
     "contact_id",
+    "account_id",
     "entry_key",
     "segment",
     "tier",
@@ -98,22 +106,10 @@ def enrol(
     ``control`` is the share (0 to 1) of subjects in the global control group."""
     today = now.date()
     compiler = RuleCompiler(segset, today)
-    audience = or_(*(compiler.where(name) for name in journey.segments))
-    if journey.audience:
-        audience = and_(audience, compiler.compile(parse(journey.audience)))
-    # The first of the journey's segments the contact is in, and the account's tier: the
-    # enrollment keeps them, and reports and the tuner break their numbers down by them.
-    segment = (
-        case(*[(compiler.where(name), literal(name)) for name in journey.segments], else_=null())
-        if journey.segments
-        else null()
-    )
-    base = (
-        select(Contact.id.label("contact_id"), segment.label("segment"), Account.tier.label("tier"))
-        .select_from(Contact)
-        .outerjoin(Account, Contact.account_id == Account.id)
-        .where(audience)
-    )
+    if journey.per_account:
+        base = _accounts(compiler, journey, segset)
+    else:
+        base = _contacts(compiler, journey)
     trigger = journey.entry.trigger
     if trigger == Trigger.SEGMENT:
         source = _by_segment(base, journey, today)
@@ -124,6 +120,62 @@ def enrol(
     rows = _rows(source.subquery(), journey, journey_id, version_id, now, control)
     statement = insert(Enrollment).from_select(list(COLUMNS), rows).returning(Enrollment.id)
     return EnrolResult(journey.key, len(session.scalars(statement).all()))
+
+
+def _contacts(compiler: RuleCompiler, journey: Journey) -> Select[Any]:
+    """The contacts in the journey's segments and audience, with the first segment each is
+    in and the account's tier (the enrollment keeps them; reports break down by them)."""
+    audience = or_(*(compiler.where(name) for name in journey.segments))
+    if journey.audience:
+        audience = and_(audience, compiler.compile(parse(journey.audience)))
+    # The first of the journey's segments the contact is in, and the account's tier: the
+    # enrollment keeps them, and reports and the tuner break their numbers down by them.
+    segment = (
+        case(*[(compiler.where(name), literal(name)) for name in journey.segments], else_=null())
+        if journey.segments
+        else null()
+    )
+    return (
+        select(
+            Contact.id.label("contact_id"),
+            Contact.account_id.label("account_id"),
+            segment.label("segment"),
+            Account.tier.label("tier"),
+        )
+        .select_from(Contact)
+        .outerjoin(Account, Contact.account_id == Account.id)
+        .where(audience)
+    )
+
+
+def _accounts(compiler: RuleCompiler, journey: Journey, segset: SegmentSet) -> Select[Any]:
+    """The accounts in the journey's segments (the rule holds for the account, or for any
+    of its contacts when it reads contact fields) and its audience (account fields)."""
+
+    def member(name: str) -> ColumnElement[bool]:
+        rule = compiler.where(name)
+        if name in segset and segset.reads_contacts(segset.get(name)):
+            return exists().where(Contact.account_id == Account.id, rule)
+        return rule
+
+    audience = or_(*(member(name) for name in journey.segments))
+    if journey.audience:
+        audience = and_(audience, compiler.compile(parse(journey.audience)))
+    segment = (
+        case(*[(member(name), literal(name)) for name in journey.segments], else_=null())
+        if journey.segments
+        else null()
+    )
+    return (
+        select(
+            cast(null(), Integer).label("contact_id"),
+            Account.id.label("account_id"),
+            segment.label("segment"),
+            Account.tier.label("tier"),
+        )
+        .select_from(Account)
+        .where(audience)
+    )
 
 
 def _by_segment(base: Select[Any], journey: Journey, today: date) -> Select[Any]:
@@ -158,16 +210,22 @@ def _by_date(base: Select[Any], journey: Journey, today: date) -> Select[Any]:
 
 
 def _by_event(base: Select[Any], journey: Journey, now: datetime) -> Select[Any]:
-    """Contacts (or every contact of an account) with a matching recent product event."""
+    """Contacts (or every contact of an account) with a matching recent product event; for
+    an account journey, accounts with one, of the account or of any of its contacts."""
     since = now - DATE_GRACE
+    if journey.per_account:
+        members = select(Contact.id).where(Contact.account_id == Account.id)
+        whose = or_(Event.account_id == Account.id, Event.contact_id.in_(members))
+    else:
+        whose = or_(
+            Event.contact_id == Contact.id,
+            and_(Event.contact_id.is_(None), Event.account_id == Contact.account_id),
+        )
     matches = and_(
         Event.kind == EventKind.CUSTOM,
         Event.name == journey.entry.event,
         Event.occurred_at >= since,
-        or_(
-            Event.contact_id == Contact.id,
-            and_(Event.contact_id.is_(None), Event.account_id == Contact.account_id),
-        ),
+        whose,
     )
     if journey.re_entry.policy == "never":
         return base.where(exists().where(matches)).add_columns(literal("event").label("entry_key"))
@@ -188,7 +246,11 @@ def _rows(
     running one, nor (``re_entry: after N days``) one that started less than N days ago. The
     held-out share (the journey's holdout and the global control group) waits, sent nothing,
     until its goal window ends."""
-    at = literal(now, type_=UTCDateTime())
+    subject = (
+        and_(Enrollment.contact_id.is_(None), Enrollment.account_id == entrants.c.account_id)
+        if journey.per_account
+        else Enrollment.contact_id == entrants.c.contact_id
+    )
     recent = (
         [Enrollment.entered_at > literal(now - journey.re_entry.after, type_=UTCDateTime())]
         if journey.re_entry.policy == "after" and journey.re_entry.after
@@ -196,21 +258,24 @@ def _rows(
     )
     taken = exists().where(
         Enrollment.journey_id == journey_id,
-        Enrollment.contact_id == entrants.c.contact_id,
+        subject,
         or_(
             Enrollment.entry_key == entrants.c.entry_key,
             Enrollment.state.in_([EnrollmentState.ACTIVE, EnrollmentState.WAITING]),
             *recent,
         ),
     )
-    in_control = holdout.global_control(entrants.c.contact_id, control)
-    held = or_(in_control, _holdout_on(entrants.c.contact_id, journey_id, journey.holdout))
+    who = entrants.c.account_id if journey.per_account else entrants.c.contact_id
+    in_control = holdout.global_control(who, control)
+    held = or_(in_control, _holdout_on(who, journey_id, journey.holdout))
+    at = literal(now, type_=UTCDateTime())
     until = literal(holdout.held_until(now, journey), type_=UTCDateTime())
     rows: Select[Any] = (
         select(
             literal(journey_id).label("journey_id"),
             literal(version_id).label("journey_version_id"),
             entrants.c.contact_id,
+            entrants.c.account_id,
             entrants.c.entry_key,
             entrants.c.segment,
             entrants.c.tier,
@@ -230,8 +295,8 @@ def _rows(
         .distinct()
     )
     if journey.entry.trigger == Trigger.EVENT and journey.re_entry.policy != "never":
-        # One entry per contact and pass, however many of its events came since the last.
-        first = func.min(entrants.c.entry_key).over(partition_by=entrants.c.contact_id)
+        # One entry per subject and pass, however many of its events came since the last.
+        first = func.min(entrants.c.entry_key).over(partition_by=who)
         each = rows.add_columns(first.label("first_key")).subquery()
         rows = select(*(each.c[name] for name in COLUMNS)).where(
             each.c.entry_key == each.c.first_key

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.insight.rates import Lift, Rate, lift
-from campaigns.journeys.model import Journey as ParsedJourney
-from campaigns.store.models import Journey, Stat
+from campaigns.store.enums import Channel, MessageStatus
+from campaigns.store.models import Journey, JourneyVersion, Message, Stat
 
 BREAKDOWNS = ("step", "segment", "tier", "channel", "variant", "day")
 """What a report's rows may be grouped by (``step`` is the funnel)."""
@@ -133,8 +133,15 @@ class JourneyReport:
     goal: Rate
     holdout_goal: Rate | None
     goal_lift: Lift | None
-    control_goal: Rate | None = None
+    unit: str = "contact"  # what one enrollment is: "contact", or "account" (enrol: account)
+    recipients: int = 0  # the distinct contacts its customer email reached (sent)
+    control_goal: Rate | None = None  # the global control group's, in this journey
     control_lift: Lift | None = None
+
+    @property
+    def entrants(self) -> str:
+        """What ``enrolled`` and the goal count: ``accounts`` or ``contacts``."""
+        return f"{self.unit}s"
 
     def as_dict(self) -> dict[str, Any]:
         goal: dict[str, Any] = {"rate": rate_dict(self.goal)}
@@ -152,6 +159,12 @@ class JourneyReport:
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat() if self.until else None,
             "by": self.by,
+            "unit": self.unit,
+            "counts": {
+                "entered": self.totals.count("enrolled") + self.totals.count("holdout"),
+                "entered_unit": self.entrants,
+                "recipients": self.recipients,
+            },
             "totals": self.totals.as_dict(),
             "rows": [row.as_dict() for row in self.rows],
             "goal": goal,
@@ -214,36 +227,36 @@ def journey_report(
         goal,
         holdout,
         lift(goal, holdout) if holdout and goal.n else None,
-        control,
-        lift(goal, control) if control and goal.n else None,
+        unit=_unit(session, row),
+        recipients=_recipients(session, row.id, since, until),
+        control_goal=control,
+        control_lift=lift(goal, control) if control and goal.n else None,
     )
 
 
-def _ordered(session: Session, journey: Journey, groups: dict[str, Row], by: str) -> list[Row]:
-    """Steps in the journey's order (the funnel); anything else by key."""
-    parsed = _parsed(session, journey) if by == "step" else None
-    if parsed is None:
-        return [groups[k] for k in sorted(groups)]
-    order = {step.id: i for i, step in enumerate(parsed.steps)}
-    return sorted(groups.values(), key=lambda r: (order.get(r.key, len(order)), r.key))
-
-
-def _parsed(session: Session, journey: Journey) -> ParsedJourney | None:
-    """The journey's current version, parsed; None without one, or for a version stored by an
-    older release that no longer parses."""
-    from campaigns.exceptions import JourneyError
-    from campaigns.journeys.parse import parse_journey
-    from campaigns.store.models import JourneyVersion
-
+def _unit(session: Session, journey: Journey) -> str:
+    """Whether the journey's current version enrols contacts or accounts."""
     if journey.current_version_id is None:
-        return None
+        return "contact"
     version = session.get(JourneyVersion, journey.current_version_id)
-    if version is None:
-        return None
-    try:
-        return parse_journey(version.source_text, version.source_path)
-    except JourneyError:
-        return None
+    unit = (version.definition or {}).get("unit") if version else None
+    return unit if unit in ("contact", "account") else "contact"
+
+
+def _recipients(session: Session, journey_id: int, since: date | None, until: date | None) -> int:
+    """The distinct contacts the journey's customer email reached in the days asked."""
+    where = [
+        Message.journey_id == journey_id,
+        Message.status == MessageStatus.SENT,
+        Message.channel == Channel.EMAIL,
+        Message.contact_id.is_not(None),
+    ]
+    if since is not None:
+        where.append(Message.sent_at >= datetime.combine(since, time(0), UTC))
+    if until is not None:
+        where.append(Message.sent_at < datetime.combine(until + timedelta(days=1), time(0), UTC))
+    found = session.scalar(select(func.count(func.distinct(Message.contact_id))).where(*where))
+    return int(found or 0)
 
 
 def global_lift(session: Session) -> Lift | None:
@@ -251,8 +264,12 @@ def global_lift(session: Session) -> Lift | None:
     control group's in the same journeys; None while the group has nobody. Members are held
     out by a hash of their id alone, so both groups meet the same mix of journeys."""
     held = select(Stat.journey_id).where(Stat.metric == "control", Stat.count > 0).distinct()
-    measured = session.scalars(select(Journey).where(Journey.id.in_(held))).all()
-    goals = [j.id for j in measured if _has_goal(session, j)]  # parsed only while it has members
+    versions = session.execute(
+        select(Journey.id, JourneyVersion.definition)
+        .join(JourneyVersion, JourneyVersion.id == Journey.current_version_id)
+        .where(Journey.id.in_(held))
+    )
+    goals = [journey_id for journey_id, definition in versions if (definition or {}).get("goal")]
     if not goals:
         return None
     totals = Row("global")
@@ -284,9 +301,29 @@ def global_control(session: Session) -> dict[str, Any] | None:
     }
 
 
-def _has_goal(session: Session, journey: Journey) -> bool:
-    parsed = _parsed(session, journey)
-    return parsed is not None and parsed.goal is not None
+def _ordered(session: Session, journey: Journey, groups: dict[str, Row], by: str) -> list[Row]:
+    """Steps in the journey's order (the funnel); anything else by key."""
+    if by != "step" or journey.current_version_id is None:
+        return [groups[k] for k in sorted(groups)]
+    from campaigns.exceptions import JourneyError
+    from campaigns.journeys.parse import parse_journey
+    from campaigns.store.models import JourneyVersion
+
+    version = session.get(JourneyVersion, journey.current_version_id)
+    try:
+        order = (
+            {
+                step.id: i
+                for i, step in enumerate(
+                    parse_journey(version.source_text, version.source_path).steps
+                )
+            }
+            if version
+            else {}
+        )
+    except JourneyError:  # a version stored by an older release that no longer parses: by name
+        order = {}
+    return sorted(groups.values(), key=lambda r: (order.get(r.key, len(order)), r.key))
 
 
 def overview(session: Session) -> list[dict[str, Any]]:
