@@ -18,7 +18,7 @@ from typing import Protocol
 
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.channels.registry import Channels
@@ -274,6 +274,7 @@ class StepContext:
         """A product event for the contact, or for its account (an account journey: for the
         account or any of its contacts), since entry (or ``since``)."""
         since = since or self.enrollment.entered_at
+        who: ColumnElement[bool]
         if self.contact is None:
             members = select(Contact.id).where(Contact.account_id == self.enrollment.account_id)
             who = (Event.account_id == self.enrollment.account_id) | Event.contact_id.in_(members)

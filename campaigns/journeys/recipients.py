@@ -49,8 +49,8 @@ def read_recipients(ctx: Context, m: Map, where: str) -> Recipients | None:
     if isinstance(value, str) and value in RECIPIENT_WORDS:
         return Recipients(pick=value)
     if isinstance(value, str | Seq):
-        roles = _roles(ctx, value, pos)
-        return Recipients(pick="roles", roles=roles) if roles is not None else None
+        named = _roles(ctx, value, pos)
+        return Recipients(pick="roles", roles=named) if named is not None else None
     if not isinstance(value, Map):
         ctx.report(pos, f"'recipients' of {where} cannot be {describe(value)}", _RECIPIENTS_HINT)
         return None
