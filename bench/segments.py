@@ -38,6 +38,8 @@ PLANS = ["starter", "growth", "business", "enterprise"]
 INDUSTRIES = ["manufacturing", "retail", "software", "finance", "healthcare", "logistics"]
 STATUSES = ["active"] * 8 + ["trial", "churned"]
 ROLES = ["admin", "user", "billing", "executive"]
+CURRENCIES = ["JPY", "USD", "EUR"]  # a Japanese vendor's book with some foreign accounts
+SCALE = {"JPY": 1, "USD": 150, "EUR": 160}  # amounts drawn in yen, written in their currency
 
 
 def generate(sessions, contacts: int, per_account: int, today: date, rng: random.Random) -> None:
@@ -47,12 +49,14 @@ def generate(sessions, contacts: int, per_account: int, today: date, rng: random
         for start in range(0, accounts, batch):
             rows = []
             for i in range(start, min(start + batch, accounts)):
-                arr = int(rng.lognormvariate(13.5, 1.3))
+                currency = rng.choices(CURRENCIES, weights=[85, 10, 5])[0]
+                arr = int(rng.lognormvariate(13.5, 1.3) / SCALE[currency])
                 rows.append(
                     {
                         "external_id": f"A{i:07d}",
                         "name": f"株式会社サンプル{i}" if i % 3 == 0 else f"Sample {i} Inc.",
                         "arr": Decimal(arr),
+                        "currency": currency,
                         "plan": rng.choices(PLANS, weights=[50, 30, 15, 5])[0],
                         "contract_status": rng.choice(STATUSES),
                         "contract_start": today - timedelta(days=rng.randint(10, 1500)),
