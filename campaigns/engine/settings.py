@@ -20,6 +20,7 @@ class EngineSettings:
     lease: timedelta = timedelta(seconds=defaults.LEASE_SECONDS)
     max_unfinished_runs: int = defaults.MAX_UNFINISHED_RUNS
     heartbeat: bool = True  # off where time is fake and sessions share one connection (simulate)
+    dry_run: bool = False  # channels with an outside effect are recording stand-ins (simulate)
     frequency_cap: int = 3
     frequency_period: timedelta = timedelta(days=7)
     webhook_secret: str = ""
