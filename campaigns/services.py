@@ -125,6 +125,7 @@ class Services:
                 frequency_cap=cfg.frequency_cap,
                 frequency_period=timedelta(days=cfg.frequency_days),
                 webhook_secret=cfg.secret_key,
+                currencies=cfg.currencies,
                 send_batch=cfg.send_batch,
                 lease=timedelta(seconds=cfg.lease_seconds),
                 # Simulated time jumps hours at a time and its sessions share one connection.

@@ -21,12 +21,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.channels.registry import Channels
+from campaigns.currency import DEFAULT as DEFAULT_CURRENCIES
+from campaigns.currency import Currencies
 from campaigns.engine.outgoing import Outgoing
 from campaigns.engine.ratelimit import RateLimiter
 from campaigns.engine.results import AdvanceResult
 from campaigns.engine.settings import EngineSettings
 from campaigns.insight import sendtime, tuning
-from campaigns.journeys.fields import ACCOUNT_FIELDS, DAY_COUNTS
+from campaigns.journeys.fields import ACCOUNT_FIELDS, DAY_COUNTS, IN_BASE_CURRENCY, LOCAL_AMOUNTS
 from campaigns.journeys.model import Journey, Text, text_for
 from campaigns.store.enums import Classification, EventKind, TaskStatus
 from campaigns.store.models import Account, Contact, Enrollment, Event, Message, Task
@@ -114,7 +116,9 @@ class StepContext:
     def values(self) -> dict[str, Value]:
         """Account fields (bare and as ``account``), ``contact`` and ``attributes``."""
         if self._values is None:
-            self._values = condition_values(self.contact, self.account, self.now)
+            self._values = condition_values(
+                self.contact, self.account, self.now, self.tools.settings.currencies
+            )
             self._values["owner"] = {
                 "email": self.account.owner_email if self.account else None,
                 "name": owner_name(self.account),
@@ -199,13 +203,26 @@ def owner_name(account: Account | None) -> str | None:
     return local.replace(".", " ").replace("csm ", "").title()
 
 
-def condition_values(contact: Contact, account: Account | None, now: datetime) -> dict[str, Value]:
+def condition_values(
+    contact: Contact,
+    account: Account | None,
+    now: datetime,
+    currencies: Currencies = DEFAULT_CURRENCIES,
+) -> dict[str, Value]:
+    """The fields a condition or a template reads, as the SQL of the segment rules reads them
+    (:class:`campaigns.engine.audience.RuleCompiler`): ``arr`` and ``ltv`` in the base
+    currency of ``currencies``, ``arr_local`` and ``ltv_local`` as stored, day counts from
+    ``now``'s date."""
     today = now.date()
     fields: dict[str, Value] = {}
     if account is not None:
         for name in (n for n in ACCOUNT_FIELDS if n not in DAY_COUNTS):
-            value = getattr(account, name)
-            fields[name] = float(value) if name in ("arr", "ltv") and value is not None else value
+            if name in IN_BASE_CURRENCY:
+                value = currencies.to_base(getattr(account, name), account.currency)
+            else:
+                value = getattr(account, LOCAL_AMOUNTS.get(name, name))
+            amount = name in IN_BASE_CURRENCY or name in LOCAL_AMOUNTS
+            fields[name] = float(value) if amount and value is not None else value
         fields["days_to_renewal"] = (
             (account.renewal_date - today).days if account.renewal_date else None
         )

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from campaigns import defaults
+from campaigns.currency import DEFAULT as DEFAULT_CURRENCIES
+from campaigns.currency import Currencies
 
 
 @dataclass(frozen=True)
@@ -24,4 +26,5 @@ class EngineSettings:
     frequency_cap: int = 3
     frequency_period: timedelta = timedelta(days=7)
     webhook_secret: str = ""
+    currencies: Currencies = DEFAULT_CURRENCIES  # journey conditions compare amounts in its base
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
