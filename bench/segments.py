@@ -101,7 +101,7 @@ def per_row_python(sessions, segset: seg.SegmentSet, today: date, sample: int) -
             select(Contact, Account).join(Account, Contact.account_id == Account.id).limit(sample)
         )
         for contact, account in rows:
-            values = condition_values(contact, account, now, segset.currencies)
+            values = condition_values(contact, account, now, currencies=segset.currencies)
             for _name, condition in conditions:
                 condition(values)
     return time.perf_counter() - started

@@ -38,7 +38,7 @@ JOURNEY = textwrap.dedent(
       - id: plan
         email: {template: onboarding_tips, subject: "Your plan: {{ contact.attributes.plan.name }}"}
       - id: call
-        task: {kind: call, title: "Call {{ contact.name }}"}
+        task: {kind: call, title: "Call {{ contact.name }}", per: contact}
       - id: ask
         survey: {scale: csat, template: csat_survey, subject: "How did we do?"}
     """

@@ -30,6 +30,7 @@ from campaigns.journeys.model import (
     TaskStep,
     UpdateStep,
     WaitStep,
+    WaitUntilDateStep,
     WaitUntilStep,
     WebhookStep,
 )
@@ -42,6 +43,7 @@ SAMPLES: dict[type, StepConfig] = {
     EmailStep: EmailStep(template="t", subject="s"),
     WaitStep: WaitStep(duration=timedelta(days=1)),
     WaitUntilStep: WaitUntilStep(signal="event", target="x", timeout=timedelta(days=1)),
+    WaitUntilDateStep: WaitUntilDateStep(date="renewal_date", if_past="skip"),
     BranchStep: BranchStep(arms=(Arm("true", "a"),)),
     SurveyStep: SurveyStep(scale="nps", template="t", subject="s"),
     InviteStep: InviteStep(

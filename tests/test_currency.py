@@ -158,10 +158,10 @@ def test_a_usd_60000_account_is_high_touch_beside_yen_accounts_of_its_value(db, 
     }
     # A journey condition says the same of each account.
     for account in accounts:
-        values = condition_values(contacts[account.id], account, NOW, cfg.currencies)
+        values = condition_values(contacts[account.id], account, NOW, currencies=cfg.currencies)
         tier = next(t.name for t in segset.tiers if Condition(t.rule)(values))
         assert tier == stored[account.external_id], account.external_id
-    values = condition_values(contacts[accounts[0].id], accounts[0], NOW, cfg.currencies)
+    values = condition_values(contacts[accounts[0].id], accounts[0], NOW, currencies=cfg.currencies)
     assert (values["arr"], values["arr_local"], values["currency"]) == (
         9_000_000.0,
         60_000.0,
@@ -203,8 +203,10 @@ def test_a_converted_amount_is_rounded_to_the_cent_in_sql_as_in_python(db, amoun
     with db.session() as s:
         counts = {c.name: c.accounts for c in audience.count(s, segset, TODAY)}
         account, contact = s.scalars(select(Account)).one(), s.scalars(select(Contact)).one()
-    assert Condition(rule)(condition_values(contact, account, NOW, TABLE))
+    assert Condition(rule)(condition_values(contact, account, NOW, currencies=TABLE))
     assert counts == {"s": 1}
+
+
 WHOLE = {"KRW", "TWD"}  # amounts without cents (a cent times these rates could be a tie)
 CODES = ["JPY", "USD", "EUR", "KRW", "TWD", "XAU"]
 
@@ -254,7 +256,7 @@ def test_sql_and_journey_conditions_convert_amounts_the_same_way(db, rows, data)
             for contact, account in s.execute(
                 select(Contact, Account).join(Account, Contact.account_id == Account.id)
             )
-            if condition(condition_values(contact, account, NOW, TABLE))
+            if condition(condition_values(contact, account, NOW, currencies=TABLE))
         }
     assert in_sql == in_python, (rule, rows)
 

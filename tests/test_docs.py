@@ -28,6 +28,8 @@ def test_every_top_level_key_and_step_option_is_documented():
         *vocabulary.STEP_GOALS,
         *vocabulary.CATEGORIES,
         *vocabulary.TASK_KINDS,
+        *vocabulary.DATE_WAIT_KEYS,
+        *vocabulary.IF_PAST,
     ):
         assert f"`{key}`" in DSL_DOC or f"{key}:" in DSL_DOC or f"| {key}" in DSL_DOC, key
 

@@ -54,7 +54,11 @@ JOURNEY = textwrap.dedent(
       - id: done
         exit: surveyed
       - id: call
-        task: {kind: call, title: "Call {{ contact.name }} at {{ account.name }}", due: 2 days}
+        task:
+          kind: call
+          title: "Call {{ contact.name }} at {{ account.name }}"
+          due: 2 days
+          per: contact              # a call per person (by default, one per account)
     """
 )
 

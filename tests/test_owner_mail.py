@@ -144,7 +144,7 @@ def test_a_japanese_owner_gets_japanese_and_an_english_owner_english(engine, smt
     assert str(japanese["To"]) == "鈴木 一郎 <suzuki@example.com>"
     html, text = parts(japanese)
     assert "タスクを開く" in html and "タスクを開く" in text and "鈴木 一郎さん" in text
-    assert "2026年11月26日" in text  # the due date in the owner's words
+    assert "2026年11月26日（木）" in text  # the due date in the owner's words, not the contact's
     assert str(english["Subject"]) == "[Task] Call Globex"
     html, text = parts(english)
     assert "Open the task" in html and "Hi Jane Doe," in text and "November 26, 2026" in text

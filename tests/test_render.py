@@ -350,7 +350,7 @@ def test_subject_and_preheader_can_use_the_invite(renderer: Renderer) -> None:
     )
     assert mail.subject == "ご招待：第1四半期 製品ウェビナー"
     _, _, html = parts(mail.raw)
-    assert "2027年1月20日(水) 16:00 開催" in html  # the preheader
+    assert "2027年1月20日（水）16:00（日本時間） 開催" in html  # the preheader
     assert "<title>ご招待：第1四半期 製品ウェビナー</title>" in html
 
 
@@ -448,7 +448,8 @@ def test_invite_has_yes_and_no_rsvp_links_and_a_tracked_join_link(
     ]
     assert all(url in text for url in answers)
     assert mail.links == ("https://webinar.example.com/q1-2027?utm_source=mail&x=1",)
-    assert "2027年1月20日(水) 16:00" in html and "2027年1月20日(水) 16:00" in text
+    starts = "2027年1月20日（水）16:00（日本時間）"
+    assert starts in html and starts in text
     assert "60分" in text
 
 
@@ -461,16 +462,18 @@ def test_invite_without_a_join_url_renders_without_it(renderer: Renderer) -> Non
 
 def test_invite_time_is_shown_in_the_recipients_zone_and_words() -> None:
     start = datetime(2027, 1, 20, 7, 0, tzinfo=UTC)
-    assert format_starts_at(start, "Asia/Tokyo", "ja") == "2027年1月20日(水) 16:00"
-    assert format_starts_at(start, "Europe/Berlin", "ja") == "2027年1月20日(水) 08:00 (CET)"
+    assert format_starts_at(start, "Asia/Tokyo", "ja") == "2027年1月20日（水）16:00（日本時間）"
+    assert format_starts_at(start, "Europe/Berlin", "ja") == (
+        "2027年1月20日（水）8:00（中央ヨーロッパ時間）"
+    )
     assert format_starts_at(start, "America/New_York", "en") == (
-        "Wednesday, January 20, 2027 at 2:00 AM (EST)"
+        "Wednesday, January 20, 2027 at 2:00 AM EST"
     )
     assert format_starts_at(start, "Asia/Tokyo", "en-GB") == (
-        "Wednesday, January 20, 2027 at 4:00 PM (JST)"
+        "Wednesday, 20 January 2027 at 16:00 JST"  # British order and clock
     )
     assert format_starts_at(start, "Not/AZone", "en") == (
-        "Wednesday, January 20, 2027 at 7:00 AM (UTC)"
+        "Wednesday, January 20, 2027 at 7:00 AM UTC"
     )
     with pytest.raises(ValueError):
         format_starts_at(datetime(2027, 1, 20, 7, 0), "UTC", "en")

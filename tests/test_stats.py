@@ -43,7 +43,7 @@ JOURNEY = textwrap.dedent(
     steps:
       - {id: hello, email: {template: onboarding_tips, subject: Tips}}
       - {id: ask, survey: {scale: nps, template: nps_survey, subject: NPS}}
-      - {id: call, task: {title: "Call {{ contact.name }}"}}
+      - {id: call, task: {title: "Call {{ contact.name }}", per: contact}}
     """
 )
 

@@ -1,7 +1,8 @@
 """Mail to account owners: the notice a CSM gets when a journey creates a task for them.
 
 It is mail to one of our own users, not marketing to a customer, so it is its own channel:
-addressed to the user (their name, in their language: ``users.locale``), with no
+addressed to the user (their name, in their language: ``users.locale``; dates and numbers
+in that language too, through the same filters as every template), with no
 List-Unsubscribe, no preference link, no tracking pixel and no tracked links (a click in it
 must not count as the customer's, and an unsubscribe in it must not unsubscribe the
 customer it is about). It says ``Auto-Submitted: auto-generated`` (RFC 3834) so that
@@ -18,7 +19,8 @@ from datetime import date, datetime
 
 from campaigns.channels.base import Receipt
 from campaigns.channels.transports import Transport, push_mail
-from campaigns.content.locale import format_date
+from campaigns.content.filters import READER
+from campaigns.content.locale import Reader, format_date, local_date
 from campaigns.content.mime import OutgoingEmail, make_message_id
 from campaigns.content.render import Renderer
 
@@ -41,18 +43,24 @@ def language(locale: str | None, default: str) -> str:
     return "en"
 
 
-def format_due(due: date | None, language: str) -> str:
-    """The task's due date in the owner's words: ``2027年1月22日``, ``January 22, 2027``."""
-    return format_date(due, language) if due is not None else ""
+def format_due(due: date | datetime | None, language: str, time_zone: str = "UTC") -> str:
+    """The task's due date in the owner's words: ``2027年1月22日（金）``, ``January 22, 2027``;
+    a due moment is read as its day in ``time_zone``."""
+    if due is None:
+        return ""
+    day = local_date(due, time_zone) if isinstance(due, datetime) else due
+    return format_date(day, language)
 
 
-def dashboard_links(base_url: str, contact_id: int) -> dict[str, str]:
+def dashboard_links(base_url: str, contact_id: int | None) -> dict[str, str]:
     """The notice's links: the owner's task inbox, and the customer's page in the dashboard
-    (their account, open tasks and timeline). Both need the owner to be signed in."""
+    (their account, open tasks and timeline; the inbox when the account has no contact).
+    Both need the owner to be signed in."""
     base = base_url.rstrip("/")
+    customer = f"{base}/contacts/{int(contact_id)}" if contact_id else f"{base}/tasks?owner=me"
     return {
         "url": f"{base}/tasks?owner=me",
-        "account_url": f"{base}/contacts/{int(contact_id)}",
+        "account_url": customer,
         "inbox_url": f"{base}/tasks",
     }
 
@@ -61,7 +69,9 @@ def dashboard_links(base_url: str, contact_id: int) -> dict[str, str]:
 class Notice:
     """One notice to an owner: the Message row (id, and on a retry its Message-ID), the
     owner as a user (address, name, language), the task, the contact it is about, and the
-    rest of the template's context (the account and contact fields, the journey)."""
+    rest of the template's context (the account and contact fields, the journey).
+    ``time_zone`` is the zone the owner's dates are read in (users have none of their own:
+    the engine passes the zone of the contact the task is about, or of the account's contacts)."""
 
     message: int
     message_id: str | None
@@ -69,10 +79,11 @@ class Notice:
     to_name: str | None
     locale: str
     task: Mapping[str, object]
-    due: date | None
-    contact_id: int
+    due: date | datetime | None
+    contact_id: int | None
     context: Mapping[str, object]
     now: datetime
+    time_zone: str = "UTC"
 
 
 class OwnerMail:
@@ -94,13 +105,15 @@ class OwnerMail:
         renderer = self.renderer
         task = {
             **notice.task,
-            "due": format_due(notice.due, notice.locale),
+            "due": format_due(notice.due, notice.locale, notice.time_zone),
             **dashboard_links(self.base_url, notice.contact_id),
         }
         context = {
             **notice.context,
             "owner": {"email": notice.to, "name": notice.to_name},
             "task": task,
+            # The owner reads the notice: their language, not the customer's.
+            READER: Reader(notice.locale, notice.time_zone),
         }
         title = str(task.get("title", ""))
         # The title was rendered once already (a journey text): a brace in it is literal.

@@ -123,10 +123,21 @@ def report(state: State, journey: str | None, by: str, since: Any, until: Any, f
         )
     common.table(headers, table)
     if journey:
+        counts = document["counts"]
+        click.echo(
+            f"entered: {counts['entered']:,} {counts['entered_unit']};"
+            f" email reached {counts['recipients']:,} contacts"
+            + (
+                " (the steps address each account's contacts)"
+                if document["unit"] == "account"
+                else ""
+            )
+        )
         goal = document["goal"]
         if goal["rate"]["n"]:
             rate = goal["rate"]
-            line = f"goal: {rate['hits']} of {rate['n']} enrolled ({common.pct_dict(rate)})"
+            unit = document["counts"]["entered_unit"]
+            line = f"goal: {rate['hits']} of {rate['n']} {unit} enrolled ({common.pct_dict(rate)})"
             if "lift" in goal:
                 lift_ = goal["lift"]
                 line += (

@@ -13,7 +13,10 @@ recipient and packs the result into a message ready for any transport, in three 
    (:mod:`campaigns.content.mime`).
 
 Survey and invite steps add their own values to the context (answer URLs, the event's time
-in the recipient's zone and words, from :mod:`campaigns.content.locale`).
+in the recipient's zone and words, from :mod:`campaigns.content.locale`). Dates, times,
+numbers and money print through the filters of :mod:`campaigns.content.filters` in the
+reader's words and zone: the context's reader (or its ``contact``), in the language of the
+template actually used.
 
 Nothing here touches the database, the network or the clock: ``now`` is passed in.
 """
@@ -30,7 +33,7 @@ from typing import Any, Generic, TypeVar
 from jinja2 import ChainableUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
-from campaigns.content import mime
+from campaigns.content import filters, mime
 from campaigns.content.links import track_links
 from campaigns.content.locale import (
     CSAT_WORDS,
@@ -109,9 +112,11 @@ def _finalize(value: object) -> object:
 
 
 def _environment(*, autoescape: bool) -> _Environment:
-    return _Environment(
+    env = _Environment(
         autoescape=autoescape, undefined=ChainableUndefined, finalize=_finalize, cache_size=0
     )
+    filters.install(env)
+    return env
 
 
 K = TypeVar("K", bound=Hashable)
@@ -246,17 +251,23 @@ class Renderer:
         survey: SurveySpec | None = None,
         invite: InviteSpec | None = None,
     ) -> Personalised:
-        """Stage 1: the subject and both bodies rendered for one recipient (Jinja)."""
+        """Stage 1: the subject and both bodies rendered for one recipient (Jinja).
+
+        Dates and numbers follow the context's reader (:func:`filters.reader_of`), in the
+        language of the template the store chose (a ``de`` contact reading the ``en``
+        template reads English dates in their own time zone)."""
         compiled = self.compiled(template, locale)
         html_template, text_template = self._templates(compiled)
         values = dict(context)
+        reader = filters.reader_of(values).reading(compiled.locale)
+        values[filters.READER] = reader
         unsubscribe_url = self.tokens.unsubscribe_url(message)
         values["unsubscribe_url"] = unsubscribe_url
         values["preferences_url"] = self.tokens.preferences_url(message)
         if survey is not None:
             values["survey"] = survey_context(survey, self.tokens, message, compiled.locale)
         if invite is not None:
-            values["invite"] = invite_context(invite, self.tokens, message, compiled.locale)
+            values["invite"] = invite_context(invite, self.tokens, message, reader.locale)
         # Subject and preheader may use everything above, e.g. {{ invite.event_name }}.
         values["subject"] = rendered_subject = self._line(subject, values)
         values["preheader"] = self._line(preheader, values) if preheader else ""
@@ -364,11 +375,17 @@ def survey_context(
     return {"scale": survey.scale, "question": survey.question, "options": options}
 
 
-def invite_context(invite: InviteSpec, tokens: Tokens, message: int, locale: str) -> dict[str, str]:
-    """``invite`` for the templates: times in the recipient's zone and words, RSVP URLs."""
+def invite_context(
+    invite: InviteSpec, tokens: Tokens, message: int, locale: str
+) -> dict[str, object]:
+    """``invite`` for the templates: times in the recipient's zone and words, RSVP URLs.
+
+    ``starts_at`` is the start as the ``datetime`` filter prints it; ``starts`` is the
+    moment itself, for other formats (``{{ invite.starts | datetime("time") }}``)."""
     return {
         "event_name": invite.event_name,
         "starts_at": format_starts_at(invite.starts_at, invite.time_zone, locale),
+        "starts": invite.starts_at,
         "duration": format_duration(invite.duration, locale),
         "join_url": invite.url or "",
         "rsvp_yes_url": tokens.answer_url(message, "yes"),

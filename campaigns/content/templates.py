@@ -34,6 +34,7 @@ from mjml import mjml2html
 
 from campaigns import defaults
 from campaigns.exceptions import CampaignsError
+from campaigns.journeys.textfilters import filter_problems
 
 MJML_SUFFIX = ".mjml"
 TEXT_SUFFIX = ".txt"
@@ -315,9 +316,11 @@ def _mjml_includes(mjml: str, path: Path) -> list[tuple[str, int]]:
 
 def _check_jinja(text: str, path: Path) -> None:
     try:
-        _SYNTAX.parse(text)
+        tree = _SYNTAX.parse(text)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"Jinja syntax: {exc.message}", path, exc.lineno) from exc
+    for problem in filter_problems(tree):  # else it fails only at send time
+        raise TemplateError(f"{problem.message} ({problem.hint})", path, problem.line)
 
 
 def _check_structure(mjml: str, path: Path) -> None:

@@ -97,8 +97,9 @@ class SendBatch:
         self.commit()
 
     def _contexts(self, ids: Sequence[int]) -> list[StepContext]:
-        """The due enrollments among ``ids``, each with its contact and account, loaded in a
-        few queries for the whole batch."""
+        """The due enrollments among ``ids``, each with its contact (or, for an account
+        enrollment, its account's contacts) and account, loaded in a few queries for the
+        whole batch."""
         session, now = self.session, self.now
         enrollments = session.scalars(select(Enrollment).where(Enrollment.id.in_(ids))).all()
         due = [
@@ -108,13 +109,16 @@ class SendBatch:
         ]
         if not due:
             return []
-        contacts = {
-            c.id: c
-            for c in session.scalars(
-                select(Contact).where(Contact.id.in_({e.contact_id for e in due}))
-            )
-        }
-        account_ids = {c.account_id for c in contacts.values() if c.account_id}
+        of_accounts = {e.account_id for e in due if e.contact_id is None and e.account_id}
+        wanted = Contact.id.in_({e.contact_id for e in due if e.contact_id is not None})
+        if of_accounts:
+            wanted = wanted | Contact.account_id.in_(of_accounts)
+        contacts = {c.id: c for c in session.scalars(select(Contact).where(wanted))}
+        members: dict[int, list[Contact]] = {}
+        for contact in sorted(contacts.values(), key=lambda c: c.id):
+            if contact.account_id in of_accounts:
+                members.setdefault(contact.account_id, []).append(contact)
+        account_ids = {c.account_id for c in contacts.values() if c.account_id} | of_accounts
         accounts = (
             {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))}
             if account_ids
@@ -123,9 +127,19 @@ class SendBatch:
         self._load(due, contacts)
         todo = []
         for enrollment in due:
+            journey = self.journeys(session, enrollment.journey_version_id)
+            if enrollment.contact_id is None:
+                account_id = enrollment.account_id
+                account = accounts.get(account_id) if account_id else None
+                people = members.get(account_id, []) if account_id else []
+                todo.append(
+                    StepContext(
+                        self.tools, session, enrollment, None, account, journey, now, self, people
+                    )
+                )
+                continue
             contact = contacts[enrollment.contact_id]
             account = accounts.get(contact.account_id) if contact.account_id else None
-            journey = self.journeys(session, enrollment.journey_version_id)
             todo.append(
                 StepContext(self.tools, session, enrollment, contact, account, journey, now, self)
             )
@@ -161,8 +175,8 @@ class SendBatch:
             self._messages[key] = message
         return message
 
-    def variant(self, enrollment_id: int, step_id: str) -> str | None:
-        message = self._messages.get((enrollment_id, step_id, "1"))
+    def variant(self, enrollment_id: int, step_id: str, attempt_key: str = "1") -> str | None:
+        message = self._messages.get((enrollment_id, step_id, attempt_key))
         return message.variant if message is not None else None
 
     def suppressed(self, address: str) -> bool:
@@ -178,7 +192,7 @@ class SendBatch:
 
     def queue(self, outgoing: Outgoing) -> None:
         self.outbox.append(outgoing)
-        if outgoing.marketing:  # counts against the cap for the rest of the batch
+        if outgoing.marketing and outgoing.contact_id is not None:  # counts against the cap
             self._recent.setdefault(outgoing.contact_id, []).append(self.now)
 
     def may_send(self) -> bool:

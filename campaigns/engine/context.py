@@ -9,18 +9,21 @@ until the batch has delivered the email the step queued. Nothing here refers bac
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Protocol
 
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.channels.registry import Channels
+from campaigns.content import filters
+from campaigns.content.locale import Reader, local_date
 from campaigns.currency import DEFAULT as DEFAULT_CURRENCIES
 from campaigns.currency import Currencies
 from campaigns.engine.outgoing import Outgoing
@@ -30,10 +33,10 @@ from campaigns.engine.settings import EngineSettings
 from campaigns.insight import sendtime, tuning
 from campaigns.journeys.fields import ACCOUNT_FIELDS, DAY_COUNTS, IN_BASE_CURRENCY, LOCAL_AMOUNTS
 from campaigns.journeys.model import Journey, Text, text_for
-from campaigns.store.enums import Classification, EventKind, TaskStatus
+from campaigns.store.enums import Channel, Classification, EventKind, MessageStatus, TaskStatus
 from campaigns.store.models import Account, Contact, Enrollment, Event, Message, Task
 
-_TEXT_ENV = SandboxedEnvironment(autoescape=False)
+_TEXT_ENV = filters.install(SandboxedEnvironment(autoescape=False))
 
 Value = object
 """A value of a condition or template field (a number, a string, a date, a dict of them)."""
@@ -81,7 +84,7 @@ class Batch(Protocol):
 
     def message(self, key: tuple[int, str, str], values: dict[str, object]) -> Message: ...
 
-    def variant(self, enrollment_id: int, step_id: str) -> str | None: ...
+    def variant(self, enrollment_id: int, step_id: str, attempt_key: str = "1") -> str | None: ...
 
     def suppressed(self, address: str) -> bool: ...
 
@@ -94,15 +97,50 @@ class Batch(Protocol):
 
 @dataclass
 class StepContext:
+    """One enrollment as its steps see it. A contact journey's has its ``contact``; an
+    account journey's has none, and ``members`` (the account's contacts) instead: its
+    message steps address some of them, each through :meth:`for_recipient`."""
+
     tools: Tools
     session: Session
     enrollment: Enrollment
-    contact: Contact
+    contact: Contact | None
     account: Account | None
     journey: Journey
     now: datetime
     batch: Batch | None = None  # None where nothing is sent (a preview)
+    members: Sequence[Contact] = ()
     _values: dict[str, Value] | None = field(default=None, repr=False)
+
+    def for_recipient(self, contact: Contact) -> StepContext:
+        """This account enrollment as seen when addressing ``contact``: texts render for
+        them, and the delivery policy (preferences, window, cap) is theirs."""
+        return replace(self, contact=contact, _values=None)
+
+    @property
+    def person(self) -> Contact:
+        """The contact a step addresses: the enrolled one, or the recipient being addressed."""
+        if self.contact is None:
+            raise LookupError("an account journey's step addresses its contacts one by one")
+        return self.contact
+
+    @property
+    def locale(self) -> str:
+        """The language of the enrollment's texts: the contact's; for an account, the one
+        most of its contacts read (the journey's when it has none)."""
+        if self.contact is not None:
+            return self.contact.locale.split("-")[0]
+        common = Counter(c.locale.split("-")[0] for c in self.members).most_common(1)
+        return common[0][0] if common else self.journey.locale
+
+    @property
+    def time_zone(self) -> str:
+        """The enrollment's time zone: the contact's; for an account, its contacts' most
+        common one (UTC when it has none)."""
+        if self.contact is not None:
+            return self.contact.time_zone or "UTC"
+        common = Counter(c.time_zone or "UTC" for c in self.members).most_common(1)
+        return common[0][0] if common else "UTC"
 
     @property
     def sending(self) -> Batch:
@@ -116,8 +154,14 @@ class StepContext:
     def values(self) -> dict[str, Value]:
         """Account fields (bare and as ``account``), ``contact`` and ``attributes``."""
         if self._values is None:
+            # A context lent no tools (a text rendered on its own) converts at the embedded rates.
+            settings = getattr(self.tools, "settings", None)
             self._values = condition_values(
-                self.contact, self.account, self.now, self.tools.settings.currencies
+                self.contact,
+                self.account,
+                self.now,
+                time_zone=self.time_zone,
+                currencies=settings.currencies if settings is not None else DEFAULT_CURRENCIES,
             )
             self._values["owner"] = {
                 "email": self.account.owner_email if self.account else None,
@@ -131,22 +175,40 @@ class StepContext:
         self._values = None
 
     def functions(self) -> dict[str, Callable[..., Value]]:
+        open_, click, answer = EventKind.OPEN, EventKind.CLICK, EventKind.ANSWER
         return {
-            "opened": lambda step: self.engaged(step, EventKind.OPEN),
-            "clicked": lambda step: self.engaged(step, EventKind.CLICK),
+            "opened": lambda step: self.engaged(step, open_),
+            "clicked": lambda step: self.engaged(step, click),
             "answered": lambda step: self.answer(step) is not None,
             "answer": self.answer,
             "task_done": self.task_done,
             "event": self.event_since_entry,
+            "opened_all": lambda step: self.share(step, open_) == 1.0,
+            "clicked_all": lambda step: self.share(step, click) == 1.0,
+            "answered_all": lambda step: self.share(step, answer) == 1.0,
+            "opened_share": lambda step: self.share(step, open_),
+            "clicked_share": lambda step: self.share(step, click),
+            "answered_share": lambda step: self.share(step, answer),
         }
 
-    def render(self, text: str | None) -> str:
+    def reader(self) -> Reader:
+        """Whose words and zone dates and numbers print in: the contact's; for an account
+        enrollment's own texts (its task), its contacts' most common ones."""
+        if self.contact is not None:
+            return Reader(self.contact.locale or "en", self.time_zone)
+        return Reader(self.locale, self.time_zone)
+
+    def render(self, text: str | None, reader: Reader | None = None) -> str:
         if not text:
             return ""
-        return _compiled(text).render(**self.values(), **self.functions())
+        found = {filters.READER: reader or self.reader()}
+        return _compiled(text).render(**self.values(), **self.functions(), **found)
 
     def text(self, value: Text | None) -> str:
-        return self.render(text_for(value, self.contact.locale.split("-")[0], self.journey.locale))
+        """A journey text in the enrollment's language (else the journey's), its dates and
+        numbers in the words of the language it is written in."""
+        chosen = text_for(value, self.locale, self.journey.locale)
+        return self.render(chosen, self.reader().reading(text_language(value, chosen)))
 
     # -- engagement with earlier steps (human signals only)
 
@@ -159,6 +221,38 @@ class StepContext:
             Event.classification == Classification.HUMAN,
         )
         return self.session.scalar(query.limit(1)) is not None
+
+    def share(self, step: str, kind: EventKind) -> float:
+        """The share (0 to 1) of the contacts ``step`` reached (its sent emails) who gave a
+        human ``kind`` signal; an answer counts answers and RSVPs, an open counts clicks."""
+        reached = self.session.scalar(
+            select(func.count(func.distinct(Message.contact_id))).where(
+                Message.enrollment_id == self.enrollment.id,
+                Message.step_id == step,
+                Message.status == MessageStatus.SENT,
+                Message.channel == Channel.EMAIL,
+            )
+        )
+        if not reached:
+            return 0.0
+        kinds = {
+            EventKind.OPEN: [EventKind.OPEN, EventKind.CLICK],
+            EventKind.ANSWER: [EventKind.ANSWER, EventKind.RSVP],
+        }.get(kind, [kind])
+        human = (
+            Event.classification != Classification.MACHINE
+            if kind == EventKind.ANSWER
+            else Event.classification == Classification.HUMAN
+        )
+        responded = self.session.scalar(
+            select(func.count(func.distinct(Event.contact_id))).where(
+                Event.enrollment_id == self.enrollment.id,
+                Event.step_id == step,
+                Event.kind.in_(kinds),
+                human,
+            )
+        )
+        return min(1.0, (responded or 0) / reached)
 
     def answer(self, step: str) -> int | str | None:
         value = self.session.scalar(
@@ -177,22 +271,35 @@ class StepContext:
         return int(value) if value.lstrip("-").isdigit() else value
 
     def task_done(self, step: str) -> bool:
-        status = self.session.scalar(
-            select(Task.status).where(
-                Task.enrollment_id == self.enrollment.id, Task.step_id == step
-            )
-        )
+        """The step's task is done: the one it opened, or the account's open one it joined
+        (a contact journey's task opens one per account and step)."""
+        joined = self.enrollment.context.get("tasks", {}).get(step)
+        mine = Task.id == joined if joined else Task.enrollment_id == self.enrollment.id
+        status = self.session.scalar(select(Task.status).where(mine, Task.step_id == step))
         return status == TaskStatus.DONE
 
     def event_since_entry(self, name: str, since: datetime | None = None) -> bool:
+        """A product event for the contact, or for its account (an account journey: for the
+        account or any of its contacts), since entry (or ``since``)."""
         since = since or self.enrollment.entered_at
-        who = Event.contact_id == self.contact.id
-        if self.account is not None:
+        if self.contact is None:
+            members = select(Contact.id).where(Contact.account_id == self.enrollment.account_id)
+            who = (Event.account_id == self.enrollment.account_id) | Event.contact_id.in_(members)
+        else:
+            who = Event.contact_id == self.contact.id
+        if self.contact is not None and self.account is not None:
             who = who | ((Event.contact_id.is_(None)) & (Event.account_id == self.account.id))
         query = select(Event.id).where(
             Event.kind == EventKind.CUSTOM, Event.name == name, Event.occurred_at >= since, who
         )
         return self.session.scalar(query.limit(1)) is not None
+
+
+def text_language(value: Text | None, chosen: str | None) -> str | None:
+    """The language of the text :func:`text_for` chose from ``value`` (None: a plain string)."""
+    if not isinstance(value, Mapping):
+        return None
+    return next((lang for lang, text in value.items() if text == chosen), None)
 
 
 def owner_name(account: Account | None) -> str | None:
@@ -204,16 +311,19 @@ def owner_name(account: Account | None) -> str | None:
 
 
 def condition_values(
-    contact: Contact,
+    contact: Contact | None,
     account: Account | None,
     now: datetime,
+    time_zone: str | None = None,
     currencies: Currencies = DEFAULT_CURRENCIES,
 ) -> dict[str, Value]:
-    """The fields a condition or a template reads, as the SQL of the segment rules reads them
+    """The fields conditions and texts read: the account's (bare and as ``account``) and,
+    when there is one contact, ``contact``. Day counts (``days_to_renewal``) are counted from
+    today in ``time_zone`` (by default the contact's), at the time of the render. Amounts
+    are read as the SQL of the segment rules reads them
     (:class:`campaigns.engine.audience.RuleCompiler`): ``arr`` and ``ltv`` in the base
-    currency of ``currencies``, ``arr_local`` and ``ltv_local`` as stored, day counts from
-    ``now``'s date."""
-    today = now.date()
+    currency of ``currencies``, ``arr_local`` and ``ltv_local`` as stored."""
+    today = local_date(now, time_zone or (contact.time_zone if contact is not None else None))
     fields: dict[str, Value] = {}
     if account is not None:
         for name in (n for n in ACCOUNT_FIELDS if n not in DAY_COUNTS):
@@ -232,6 +342,11 @@ def condition_values(
         fields["attributes"] = dict(account.attributes or {})
     else:
         fields["attributes"] = {}
+    account_view = dict(fields)
+    if account is not None:
+        account_view["renewal_date"] = account.renewal_date
+    if contact is None:
+        return {**fields, "account": account_view}
     contact_values = {
         "email": contact.email,
         "name": contact.name,
@@ -242,7 +357,4 @@ def condition_values(
         "tags": list(contact.tags or []),
         "attributes": dict(contact.attributes or {}),
     }
-    account_view = dict(fields)
-    if account is not None:
-        account_view["renewal_date"] = account.renewal_date
     return {**fields, "account": account_view, "contact": contact_values}

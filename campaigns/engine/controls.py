@@ -40,9 +40,9 @@ def declined(ctx: StepContext, address: str, category: str, marketing: bool) -> 
     preferences), or None. Preferences and unsubscribing bind marketing email only."""
     if ctx.sending.suppressed(address):
         return "address suppressed"
-    contact = ctx.contact
     if not marketing:
         return None
+    contact = ctx.person
     if not contact.subscribed:
         return "unsubscribed"
     if category in (contact.opt_out or []):
@@ -55,10 +55,10 @@ def declined(ctx: StepContext, address: str, category: str, marketing: bool) -> 
 def held(ctx: StepContext, step_id: str, first_attempt: bool) -> Hold | None:
     """When a marketing email must wait: the sending window in the contact's zone, the
     frequency cap, and (on a step's first attempt) its learned send hour."""
-    now, zone, settings = ctx.now, ctx.contact.time_zone, ctx.tools.settings
+    now, zone, settings = ctx.now, ctx.time_zone, ctx.tools.settings
     window = ctx.journey.sending_window
     opening = windows.next_opening(window, now, zone)
-    recent = ctx.sending.recent_sends(ctx.contact.id) if settings.frequency_cap > 0 else []
+    recent = ctx.sending.recent_sends(ctx.person.id) if settings.frequency_cap > 0 else []
     released = delivery.cap_release(
         list(recent), settings.frequency_cap, settings.frequency_period, now
     )
@@ -92,10 +92,10 @@ def best_hour(ctx: StepContext, step_id: str, base: datetime) -> sendtime.Timing
         goal=step.goal or tuning.default_goal(step.type.value),
         base=base,
         window=ctx.journey.sending_window,
-        time_zone=ctx.contact.time_zone,
+        time_zone=ctx.time_zone,
         now=ctx.now,
     )
-    decided[step_id] = timing.record(segment, ctx.contact.time_zone)
+    decided[step_id] = timing.record(segment, ctx.time_zone)
     ctx.enrollment.context = {**ctx.enrollment.context, "send_time": decided}
     return timing
 

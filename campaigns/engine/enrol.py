@@ -14,6 +14,12 @@ second tick, or two ticks at once, harmless):
 - ``event``: contacts (or every contact of an account) with a matching product event
   recorded in the last grace period; the key is the event when re-entry is allowed.
 
+An account journey (``enrol: account``) enrols accounts instead, by the same triggers:
+an account is in a segment when the rule holds for the account (a rule over account fields)
+or for any of its contacts; a date is the account's; one event of the account or of any of
+its contacts is one entry. The key is (journey, account, entry key) among the enrollments
+without a contact.
+
 A share of entrants (``holdout``) is set aside: enrolled, finished at once, sent nothing,
 so that reports can measure lift against them.
 """
@@ -64,6 +70,7 @@ COLUMNS = (
     "journey_id",
     "journey_version_id",
     "contact_id",
+    "account_id",
     "entry_key",
     "segment",
     "tier",
@@ -90,22 +97,10 @@ def enrol(
     """Enrol every contact who qualifies for ``journey`` now; return how many entered."""
     today = now.date()
     compiler = RuleCompiler(segset, today)
-    audience = or_(*(compiler.where(name) for name in journey.segments))
-    if journey.audience:
-        audience = and_(audience, compiler.compile(parse(journey.audience)))
-    # The first of the journey's segments the contact is in, and the account's tier: the
-    # enrollment keeps them, and reports and the tuner break their numbers down by them.
-    segment = (
-        case(*[(compiler.where(name), literal(name)) for name in journey.segments], else_=null())
-        if journey.segments
-        else null()
-    )
-    base = (
-        select(Contact.id.label("contact_id"), segment.label("segment"), Account.tier.label("tier"))
-        .select_from(Contact)
-        .outerjoin(Account, Contact.account_id == Account.id)
-        .where(audience)
-    )
+    if journey.per_account:
+        base = _accounts(compiler, journey, segset)
+    else:
+        base = _contacts(compiler, journey)
     trigger = journey.entry.trigger
     if trigger == Trigger.SEGMENT:
         source = _by_segment(base, journey, today)
@@ -116,6 +111,62 @@ def enrol(
     rows = _rows(source.subquery(), journey, journey_id, version_id, now)
     statement = insert(Enrollment).from_select(list(COLUMNS), rows).returning(Enrollment.id)
     return EnrolResult(journey.key, len(session.scalars(statement).all()))
+
+
+def _contacts(compiler: RuleCompiler, journey: Journey) -> Select[Any]:
+    """The contacts in the journey's segments and audience, with the first segment each is
+    in and the account's tier (the enrollment keeps them; reports break down by them)."""
+    audience = or_(*(compiler.where(name) for name in journey.segments))
+    if journey.audience:
+        audience = and_(audience, compiler.compile(parse(journey.audience)))
+    # The first of the journey's segments the contact is in, and the account's tier: the
+    # enrollment keeps them, and reports and the tuner break their numbers down by them.
+    segment = (
+        case(*[(compiler.where(name), literal(name)) for name in journey.segments], else_=null())
+        if journey.segments
+        else null()
+    )
+    return (
+        select(
+            Contact.id.label("contact_id"),
+            Contact.account_id.label("account_id"),
+            segment.label("segment"),
+            Account.tier.label("tier"),
+        )
+        .select_from(Contact)
+        .outerjoin(Account, Contact.account_id == Account.id)
+        .where(audience)
+    )
+
+
+def _accounts(compiler: RuleCompiler, journey: Journey, segset: SegmentSet) -> Select[Any]:
+    """The accounts in the journey's segments (the rule holds for the account, or for any
+    of its contacts when it reads contact fields) and its audience (account fields)."""
+
+    def member(name: str) -> ColumnElement[bool]:
+        rule = compiler.where(name)
+        if name in segset and segset.reads_contacts(segset.get(name)):
+            return exists().where(Contact.account_id == Account.id, rule)
+        return rule
+
+    audience = or_(*(member(name) for name in journey.segments))
+    if journey.audience:
+        audience = and_(audience, compiler.compile(parse(journey.audience)))
+    segment = (
+        case(*[(member(name), literal(name)) for name in journey.segments], else_=null())
+        if journey.segments
+        else null()
+    )
+    return (
+        select(
+            cast(null(), Integer).label("contact_id"),
+            Account.id.label("account_id"),
+            segment.label("segment"),
+            Account.tier.label("tier"),
+        )
+        .select_from(Account)
+        .where(audience)
+    )
 
 
 def _by_segment(base: Select[Any], journey: Journey, today: date) -> Select[Any]:
@@ -150,16 +201,22 @@ def _by_date(base: Select[Any], journey: Journey, today: date) -> Select[Any]:
 
 
 def _by_event(base: Select[Any], journey: Journey, now: datetime) -> Select[Any]:
-    """Contacts (or every contact of an account) with a matching recent product event."""
+    """Contacts (or every contact of an account) with a matching recent product event; for
+    an account journey, accounts with one, of the account or of any of its contacts."""
     since = now - DATE_GRACE
+    if journey.per_account:
+        members = select(Contact.id).where(Contact.account_id == Account.id)
+        whose = or_(Event.account_id == Account.id, Event.contact_id.in_(members))
+    else:
+        whose = or_(
+            Event.contact_id == Contact.id,
+            and_(Event.contact_id.is_(None), Event.account_id == Contact.account_id),
+        )
     matches = and_(
         Event.kind == EventKind.CUSTOM,
         Event.name == journey.entry.event,
         Event.occurred_at >= since,
-        or_(
-            Event.contact_id == Contact.id,
-            and_(Event.contact_id.is_(None), Event.account_id == Contact.account_id),
-        ),
+        whose,
     )
     if journey.re_entry.policy == "never":
         return base.where(exists().where(matches)).add_columns(literal("event").label("entry_key"))
@@ -173,21 +230,28 @@ def _rows(
 ) -> Select[Any]:
     """The new enrollments of ``entrants`` who hold none with the same entry key (nor a
     running one); the holdout's share finished at once."""
+    subject = (
+        and_(Enrollment.contact_id.is_(None), Enrollment.account_id == entrants.c.account_id)
+        if journey.per_account
+        else Enrollment.contact_id == entrants.c.contact_id
+    )
     taken = exists().where(
         Enrollment.journey_id == journey_id,
-        Enrollment.contact_id == entrants.c.contact_id,
+        subject,
         or_(
             Enrollment.entry_key == entrants.c.entry_key,
             Enrollment.state.in_([EnrollmentState.ACTIVE, EnrollmentState.WAITING]),
         ),
     )
-    held = _holdout_on(entrants.c.contact_id, journey_id, journey.holdout)
+    who = entrants.c.account_id if journey.per_account else entrants.c.contact_id
+    held = _holdout_on(who, journey_id, journey.holdout)
     at = literal(now, type_=UTCDateTime())
     return (
         select(
             literal(journey_id).label("journey_id"),
             literal(version_id).label("journey_version_id"),
             entrants.c.contact_id,
+            entrants.c.account_id,
             entrants.c.entry_key,
             entrants.c.segment,
             entrants.c.tier,

@@ -20,7 +20,7 @@ class Outgoing:
     channel: Channel[OutgoingEmail]
     render: Callable[[], OutgoingEmail]
     marketing: bool
-    contact_id: int
+    contact_id: int | None
     rendered: OutgoingEmail | None = None
 
     def prepare(self) -> None:

@@ -81,7 +81,7 @@ def ended(ctx: StepContext) -> tuple[EnrollmentState, str] | None:
             return (EnrollmentState.EXITED, f"event: {rule.event}")
         if rule.condition and Condition(rule.condition)(ctx.values(), ctx.functions()):
             return (EnrollmentState.EXITED, f"condition: {rule.condition}"[:255])
-        if rule.unsubscribed and not ctx.contact.subscribed:
+        if rule.unsubscribed and ctx.contact is not None and not ctx.contact.subscribed:
             return (EnrollmentState.EXITED, "unsubscribed")
     return None
 

@@ -51,7 +51,7 @@ def message_row(ctx: StepContext, step_id: str, attempt_key: str, **columns: obj
     """
     values: dict[str, object] = dict(
         enrollment_id=ctx.enrollment.id,
-        contact_id=ctx.contact.id,
+        contact_id=ctx.contact.id if ctx.contact is not None else None,
         journey_id=ctx.enrollment.journey_id,
         step_id=step_id,
         attempt_key=attempt_key,
@@ -98,7 +98,8 @@ def send(ctx: StepContext, mail: Mail) -> Outcome:
     if skip is not None:
         message.status, message.error = MessageStatus.SUPPRESSED, skip
         return NEXT
-    hold = controls.held(ctx, mail.step_id, mail.attempt_key == "1") if mail.marketing else None
+    first = mail.attempt_key == "1" or mail.attempt_key.startswith("to:")
+    hold = controls.held(ctx, mail.step_id, first) if mail.marketing else None
     hold = hold or controls.rate_limited(ctx.tools.rate_limiter, mail.to, ctx.now)
     if hold is not None:
         message.status, message.not_before = MessageStatus.DEFERRED, hold.until
@@ -106,7 +107,11 @@ def send(ctx: StepContext, mail: Mail) -> Outcome:
         ctx.sending.counts.deferred += 1
         return Outcome(goto=mail.step_id, wait_until=hold.until)
     outgoing = Outgoing(
-        message, mail.channel, lambda: mail.compose(message), mail.marketing, ctx.contact.id
+        message,
+        mail.channel,
+        lambda: mail.compose(message),
+        mail.marketing,
+        ctx.contact.id if ctx.contact is not None else None,
     )
     ctx.sending.queue(outgoing)
     return PAUSE

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.store.enums import EventKind, TaskStatus
 from campaigns.store.models import Account, Contact, Journey, Task
-from campaigns.tracking.events import record_event
+from campaigns.tracking.events import record_event, wake
 
 OUTCOME_MAX = 4_000
 """Characters kept of an outcome note."""
@@ -207,7 +207,10 @@ def complete_task(
     recorded and the journeys waiting on it woken."""
     task = _open_task(session, task_id)
     note = (outcome or "").strip()[:OUTCOME_MAX] or None
+    shared, task.open_key = task.open_key, None
     task.status, task.completed_at, task.outcome = TaskStatus.DONE, now, note
+    if shared and task.account_id:  # the account's other contacts joined it: wake them too
+        wake(session, now, kind=EventKind.TASK_DONE, account_id=task.account_id)
     record_event(
         session,
         now,
@@ -236,6 +239,7 @@ def cancel_task(
     task = _open_task(session, task_id)
     note = (reason or "").strip()[:OUTCOME_MAX] or None
     task.status, task.completed_at, task.outcome = TaskStatus.CANCELLED, now, note
+    task.open_key = None
     return task
 
 

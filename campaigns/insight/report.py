@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.insight.rates import Lift, Rate, lift
-from campaigns.store.models import Journey, Stat
+from campaigns.store.enums import Channel, MessageStatus
+from campaigns.store.models import Journey, JourneyVersion, Message, Stat
 
 BREAKDOWNS = ("step", "segment", "tier", "channel", "variant", "day")
 """What a report's rows may be grouped by (``step`` is the funnel)."""
@@ -107,6 +108,13 @@ class JourneyReport:
     goal: Rate
     holdout_goal: Rate | None
     goal_lift: Lift | None
+    unit: str = "contact"  # what one enrollment is: "contact", or "account" (enrol: account)
+    recipients: int = 0  # the distinct contacts its customer email reached (sent)
+
+    @property
+    def entrants(self) -> str:
+        """What ``enrolled`` and the goal count: ``accounts`` or ``contacts``."""
+        return f"{self.unit}s"
 
     def as_dict(self) -> dict[str, Any]:
         goal: dict[str, Any] = {"rate": rate_dict(self.goal)}
@@ -129,6 +137,12 @@ class JourneyReport:
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat() if self.until else None,
             "by": self.by,
+            "unit": self.unit,
+            "counts": {
+                "entered": self.totals.count("enrolled") + self.totals.count("holdout"),
+                "entered_unit": self.entrants,
+                "recipients": self.recipients,
+            },
             "totals": self.totals.as_dict(),
             "rows": [row.as_dict() for row in self.rows],
             "goal": goal,
@@ -195,7 +209,34 @@ def journey_report(
         goal,
         holdout,
         lift(goal, holdout) if holdout and goal.n else None,
+        unit=_unit(session, row),
+        recipients=_recipients(session, row.id, since, until),
     )
+
+
+def _unit(session: Session, journey: Journey) -> str:
+    """Whether the journey's current version enrols contacts or accounts."""
+    if journey.current_version_id is None:
+        return "contact"
+    version = session.get(JourneyVersion, journey.current_version_id)
+    unit = (version.definition or {}).get("unit") if version else None
+    return unit if unit in ("contact", "account") else "contact"
+
+
+def _recipients(session: Session, journey_id: int, since: date | None, until: date | None) -> int:
+    """The distinct contacts the journey's customer email reached in the days asked."""
+    where = [
+        Message.journey_id == journey_id,
+        Message.status == MessageStatus.SENT,
+        Message.channel == Channel.EMAIL,
+        Message.contact_id.is_not(None),
+    ]
+    if since is not None:
+        where.append(Message.sent_at >= datetime.combine(since, time(0), UTC))
+    if until is not None:
+        where.append(Message.sent_at < datetime.combine(until + timedelta(days=1), time(0), UTC))
+    found = session.scalar(select(func.count(func.distinct(Message.contact_id))).where(*where))
+    return int(found or 0)
 
 
 def _ordered(session: Session, journey: Journey, groups: dict[str, Row], by: str) -> list[Row]:

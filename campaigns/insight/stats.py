@@ -346,7 +346,7 @@ def places(session: Session, enrollment_ids: Iterable[int]) -> dict[int, Place]:
                 Contact.time_zone,
                 JourneyVersion.source_hash,
             )
-            .join(Contact, Contact.id == Enrollment.contact_id)
+            .outerjoin(Contact, Contact.id == Enrollment.contact_id)  # none: an account's
             .join(JourneyVersion, JourneyVersion.id == Enrollment.journey_version_id)
             .where(Enrollment.id.in_(ids[start : start + 5_000]))
         )

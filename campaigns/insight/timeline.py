@@ -22,7 +22,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.store.enums import Classification, EventKind, MessageStatus, TaskStatus
-from campaigns.store.models import Enrollment, Event, InAppMessage, Journey, Message, Task
+from campaigns.store.models import (
+    Contact,
+    Enrollment,
+    Event,
+    InAppMessage,
+    Journey,
+    Message,
+    Task,
+)
 
 LIMIT = 100
 """Entries per page."""
@@ -174,14 +182,18 @@ def contact_timeline(
             )
         )
 
-    enrollments = select(Enrollment).where(
-        Enrollment.contact_id == contact_id, *window(Enrollment.entered_at)
-    )
+    account_id = session.scalar(select(Contact.account_id).where(Contact.id == contact_id))
+    whose = Enrollment.contact_id == contact_id
+    if account_id is not None:  # the account journeys of their account, too
+        whose = whose | (Enrollment.contact_id.is_(None) & (Enrollment.account_id == account_id))
+    enrollments = select(Enrollment).where(whose, *window(Enrollment.entered_at))
     for enrollment in session.scalars(
         enrollments.order_by(Enrollment.entered_at.desc(), Enrollment.id.desc()).limit(limit)
     ):
         journey = keys.get(enrollment.journey_id)
         group = " (holdout: sent nothing)" if enrollment.holdout else ""
+        if enrollment.contact_id is None:
+            group += " (their account)"
         entries.append(
             Entry(
                 enrollment.entered_at,

@@ -29,8 +29,17 @@ ENGAGEMENT = {
     "answered": "answer",
     "answer": "answer",
     "task_done": "task",
+    "opened_all": "email",
+    "clicked_all": "email",
+    "answered_all": "answer",
+    "opened_share": "email",
+    "clicked_share": "email",
+    "answered_share": "answer",
 }
-"""Functions over an earlier step, and the kind of step each needs."""
+"""Functions over an earlier step, and the kind of step each needs. In an account journey
+``answered('s')`` holds when anyone the step addressed answered, ``answered_all('s')`` when
+everyone did, and ``answered_share('s')`` is the share (0 to 1) who did; in a contact journey
+the three agree on the one contact."""
 
 EVENT_FUNCTION = "event"
 ALLOWED_FILTERS = frozenset({"lower", "upper", "length", "int", "float", "default", "trim"})
@@ -53,6 +62,7 @@ class Scope:
     later_steps: frozenset[str] = frozenset()
     account_only: bool = False
     tiers: tuple[str, ...] | None = None  # None: not known here, so not checked
+    account_journey: bool = False  # an account journey's condition: account fields only
 
 
 def parse(source: str) -> nodes.Expr:
@@ -210,6 +220,14 @@ def _check_field(node: nodes.Node, scope: Scope, out: list[ExprProblem]) -> None
         out.append(
             ExprProblem("only fields can be read here", "e.g. contact.role or attributes.region")
         )
+    elif scope.account_journey and ref.scope.startswith("contact"):
+        out.append(
+            ExprProblem(
+                f"an account journey's conditions read the account, not contact.{ref.name}",
+                "choose contacts in a message step with recipients: {roles: [...], when: ...}",
+                ref.name,
+            )
+        )
     elif scope.account_only and ref.scope.startswith("contact"):
         out.append(
             ExprProblem(
@@ -268,8 +286,8 @@ def _check_filter(node: nodes.Filter, scope: Scope, out: list[ExprProblem]) -> N
 
 
 _FUNCTIONS_ONLY = (
-    "only the functions opened(), clicked(), answered(), answer(), task_done() and event()"
-    " can be called"
+    "only the functions opened(), clicked(), answered(), answer(), task_done(), event() and"
+    " their _all() and _share() forms can be called"
 )
 _KINDS = {
     "email": "an email, survey or invite step",

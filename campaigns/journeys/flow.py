@@ -8,14 +8,25 @@ the scope it stands in, and builds the typed :class:`~campaigns.journeys.model.S
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 
+from campaigns.journeys.anchors import parse_wait_until_date
 from campaigns.journeys.emails import parse_email, parse_invite, parse_survey
 from campaigns.journeys.expressions import Scope
 from campaigns.journeys.hints import suggest
-from campaigns.journeys.model import BranchStep, ExitStep, Step, StepConfig, StepType
+from campaigns.journeys.model import (
+    BranchStep,
+    ExitStep,
+    Step,
+    StepConfig,
+    StepType,
+    Unit,
+    WaitUntilDateStep,
+)
 from campaigns.journeys.reading import Context, read_choice, read_str
+from campaigns.journeys.recipients import check_step, read_recipients
 from campaigns.journeys.steps import (
     RawStep,
     StepSite,
@@ -45,6 +56,7 @@ PARSERS: Mapping[str, Callable[[Context, StepSite], StepConfig | None]] = {
     StepType.EMAIL: parse_email,
     StepType.WAIT: parse_wait,
     StepType.WAIT_UNTIL: parse_wait_until,
+    StepType.WAIT_UNTIL_DATE: parse_wait_until_date,
     StepType.BRANCH: parse_branch,
     StepType.SURVEY: parse_survey,
     StepType.INVITE: parse_invite,
@@ -80,12 +92,19 @@ def parse_steps(ctx: Context, doc: Map, top_scope: Scope) -> tuple[Step, ...]:
             continue
         raw.append(_raw_step(ctx, item, pos, index, ids))
     order = [r.id for r in raw]
+    types = {r.id: tuple(r.types) for r in raw}
     kinds: dict[str, str] = {}
     steps: list[Step] = []
     for index, r in enumerate(raw):
         later = frozenset(order[index + 1 :])
-        scope = Scope(engagement=True, steps=dict(kinds), later_steps=later, tiers=top_scope.tiers)
-        step = _step(ctx, r, scope, order, index)
+        scope = Scope(
+            engagement=True,
+            steps=dict(kinds),
+            later_steps=later,
+            tiers=top_scope.tiers,
+            account_journey=top_scope.account_journey,
+        )
+        step = _step(ctx, r, StepSite(r, None, r.pos, scope, order, index, types))
         kinds[r.id] = step_kind(r.types)
         if step is not None:
             steps.append(step)
@@ -176,7 +195,8 @@ def _channels(ctx: Context, r: RawStep) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _step(ctx: Context, r: RawStep, scope: Scope, order: list[str], index: int) -> Step | None:
+def _step(ctx: Context, r: RawStep, where: StepSite) -> Step | None:
+    """The step ``r``, its blocks read by their parsers at ``where`` (its scope and order)."""
     best_of: tuple[str, ...] = ()
     if "channel" in r.m:
         best_of = _channels(ctx, r)
@@ -190,7 +210,7 @@ def _step(ctx: Context, r: RawStep, scope: Scope, order: list[str], index: int) 
         return None
     blocks: dict[str, StepConfig] = {}
     for t in r.types:
-        config = PARSERS[t](ctx, StepSite(r, r.m[t], r.m.at(t), scope, order, index))
+        config = PARSERS[t](ctx, dataclasses.replace(where, value=r.m[t], pos=r.m.at(t)))
         if config is not None:
             blocks[t] = config
     goal = read_choice(ctx, r.m, "goal", STEP_GOALS)
@@ -202,10 +222,13 @@ def _step(ctx: Context, r: RawStep, scope: Scope, order: list[str], index: int) 
         ctx.report(r.m.at("goal"), f"goal '{goal}' needs a step that sends an email")
     category = read_choice(ctx, r.m, "category", CATEGORIES)
     send_time = _send_time(ctx, r)
+    unit = Unit.ACCOUNT if where.scope.account_journey else Unit.CONTACT
+    check_step(ctx, r.m, r.id, r.types, unit)
+    recipients = read_recipients(ctx, r.m, f"step '{r.id}'")
     if len(blocks) != len(r.types) or not set(best_of) <= set(blocks):
         return None
     step_type = StepType(best_of[0] if best_of else r.types[0])
-    return Step(r.id, step_type, blocks, r.pos.line, best_of, goal, category, send_time)
+    return Step(r.id, step_type, blocks, r.pos.line, best_of, goal, category, send_time, recipients)
 
 
 def _send_time(ctx: Context, r: RawStep) -> str | None:
@@ -252,6 +275,12 @@ def check_reachable(ctx: Context, raw: list[RawStep], steps: list[Step]) -> None
                 nexts.append(i + 1)
         elif i + 1 < len(steps):
             nexts.append(i + 1)
+            if (
+                isinstance(config, WaitUntilDateStep)
+                and config.if_past == "skip"
+                and i + 2 < len(steps)
+            ):
+                nexts.append(i + 2)  # a passed date skips the step after it
         for n in nexts:
             if n not in reached:
                 reached.add(n)

@@ -28,6 +28,7 @@ class StepType(enum.StrEnum):
     EMAIL = "email"
     WAIT = "wait"
     WAIT_UNTIL = "wait_until"
+    WAIT_UNTIL_DATE = "wait_until_date"
     BRANCH = "branch"
     SURVEY = "survey"
     INVITE = "invite"
@@ -75,6 +76,18 @@ class WaitUntilStep:
 
 
 @dataclass(frozen=True)
+class WaitUntilDateStep:
+    """Wait until a date anchor: ``date`` (``renewal_date``, ``attributes.<name>``,
+    ``contact.attributes.<name>`` or ``<invite step>.starts_at``) plus ``offset``, at the
+    local time ``at`` (None: the sending window's opening); see :mod:`.anchors`."""
+
+    date: str
+    if_past: str  # skip | now | exit
+    offset: timedelta = timedelta(0)
+    at: time | None = None
+
+
+@dataclass(frozen=True)
 class Arm:
     condition: str
     goto: str
@@ -115,6 +128,7 @@ class TaskStep:
     due: timedelta = timedelta(days=3)
     assignee: str = "owner"
     notes: Text | None = None
+    per: str = "account"  # account: one open task per account and step; contact: one each
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,7 @@ StepConfig = (
     EmailStep
     | WaitStep
     | WaitUntilStep
+    | WaitUntilDateStep
     | BranchStep
     | SurveyStep
     | InviteStep
@@ -163,6 +178,7 @@ STEP_CONFIGS: Mapping[StepType, type[StepConfig]] = {
     StepType.EMAIL: EmailStep,
     StepType.WAIT: WaitStep,
     StepType.WAIT_UNTIL: WaitUntilStep,
+    StepType.WAIT_UNTIL_DATE: WaitUntilDateStep,
     StepType.BRANCH: BranchStep,
     StepType.SURVEY: SurveyStep,
     StepType.INVITE: InviteStep,
@@ -173,6 +189,30 @@ STEP_CONFIGS: Mapping[StepType, type[StepConfig]] = {
     StepType.EXIT: ExitStep,
 }
 """The class of each step type's configuration (the union's discriminator)."""
+
+
+class Unit(enum.StrEnum):
+    """What one enrollment of a journey is: a contact, or an account (a company)."""
+
+    CONTACT = "contact"
+    ACCOUNT = "account"
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """Whom an account journey's message step addresses among the account's contacts:
+    ``all`` of them, the ``primary`` contact, or those with one of ``roles`` (any role when
+    empty) for whom ``condition`` (over contact fields) holds."""
+
+    pick: str = "all"  # all | primary | roles
+    roles: tuple[str, ...] = ()
+    condition: str | None = None
+
+    def describe(self) -> str:
+        if self.pick == "primary":
+            return "the primary contact"
+        who = ", ".join(self.roles) if self.roles else "all contacts"
+        return f"{who} where {self.condition}" if self.condition else who
 
 
 @dataclass(frozen=True)
@@ -190,6 +230,7 @@ class Step:
     send_time: str | None = (
         None  # "best_hour": sent at the segment's learned hour (campaigns.insight.sendtime)
     )
+    recipients: Recipients | None = None  # an account journey's message step: whom it addresses
 
     @property
     def config(self) -> StepConfig:
@@ -246,6 +287,16 @@ class Journey:
     sending_window: SendingWindow | None = None
     holdout: float = 0.0
     locale: str = "en"
+    unit: Unit = Unit.CONTACT  # `enrol: account`: one enrollment per account
+    recipients: Recipients = Recipients()  # the default of an account journey's message steps
+
+    @property
+    def per_account(self) -> bool:
+        return self.unit == Unit.ACCOUNT
+
+    def recipients_of(self, step: Step) -> Recipients:
+        """Whom ``step`` addresses in an account journey."""
+        return step.recipients or self.recipients
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

@@ -16,8 +16,9 @@ from pathlib import Path
 from campaigns.exceptions import JourneyError, Problem
 from campaigns.journeys.expressions import Scope
 from campaigns.journeys.flow import parse_steps
-from campaigns.journeys.model import Journey
+from campaigns.journeys.model import Journey, Recipients, Unit
 from campaigns.journeys.reading import Context, check_keys, read_condition, read_str
+from campaigns.journeys.recipients import read_recipients, read_unit
 from campaigns.journeys.segments import SegmentSet
 from campaigns.journeys.toplevel import (
     read_entry,
@@ -120,9 +121,18 @@ def _journey(doc: object, ctx: Context) -> Journey | None:
     )
     entry = read_entry(ctx, doc["entry"], doc.at("entry")) if "entry" in doc else None
     re_entry = read_re_entry(ctx, doc)
-    top_scope = Scope(engagement=True, steps={}, tiers=_tiers(ctx))
+    unit = read_unit(ctx, doc)
+    per_account = unit == Unit.ACCOUNT
+    recipients = read_recipients(ctx, doc, "the journey")
+    if recipients is not None and not per_account:
+        ctx.report(
+            doc.key_at("recipients"),
+            "'recipients' needs an account journey",
+            "add enrol: account, or remove it: a contact journey addresses its contact",
+        )
+    top_scope = Scope(engagement=True, steps={}, tiers=_tiers(ctx), account_journey=per_account)
     # The audience is compiled to SQL with the segment rules at enrolment: fields only.
-    audience_scope = Scope(engagement=False, tiers=top_scope.tiers)
+    audience_scope = Scope(engagement=False, tiers=top_scope.tiers, account_journey=per_account)
     audience = (
         read_condition(ctx, doc["audience"], doc.at("audience"), audience_scope, "audience")
         if "audience" in doc
@@ -154,6 +164,8 @@ def _journey(doc: object, ctx: Context) -> Journey | None:
         sending_window=window,
         holdout=holdout,
         locale=locale,
+        unit=unit,
+        recipients=recipients or Recipients(),
     )
 
 

@@ -23,6 +23,7 @@ from campaigns.journeys.durations import DurationError, parse_duration
 from campaigns.journeys.expressions import Scope
 from campaigns.journeys.hints import locate, suggest
 from campaigns.journeys.segments import SegmentSet
+from campaigns.journeys.textfilters import filter_problems
 from campaigns.journeys.vocabulary import EVENT_RE, LOCALE_RE
 from campaigns.journeys.yamlsource import Map, Pos, describe
 
@@ -114,9 +115,10 @@ def read_duration(ctx: Context, m: Map, key: str) -> timedelta | None:
 
 
 def check_template(ctx: Context, value: str, pos: Pos, key: str) -> bool:
-    """Check that a text value compiles as a Jinja template; report at its place if not."""
+    """Check that a text value compiles as a Jinja template and names only filters (and
+    date formats) that exist; report at its place if not."""
     try:
-        _TEMPLATE_ENV.parse(value)
+        tree = _TEMPLATE_ENV.parse(value)
     except TemplateSyntaxError as exc:
         ctx.report(
             Pos(pos.line + (exc.lineno or 1) - 1, pos.col),
@@ -124,7 +126,13 @@ def check_template(ctx: Context, value: str, pos: Pos, key: str) -> bool:
             "check the {{ }} and {% %} pairs",
         )
         return False
-    return True
+    found = filter_problems(tree)
+    offset = ctx.quote_offset(pos)
+    for problem in found:
+        line, col = locate(value, problem.needle)
+        where = Pos(pos.line + line, pos.col + offset + col if line == 0 else col + 1)
+        ctx.report(where, f"{problem.message} in '{key}'", problem.hint)
+    return not found
 
 
 def read_text(

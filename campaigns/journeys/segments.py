@@ -44,10 +44,13 @@ from campaigns.journeys.rules import (
     TierOf,
     compare_constants,
 )
-from campaigns.journeys.yamlsource import Map, Pos, YamlProblem, load, read
+from campaigns.journeys.yamlsource import Map, Pos, Seq, YamlProblem, load, read
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SECTION_KEYS = ("tiers", "segments")
+_TOP_KEYS = (*_SECTION_KEYS, "roles")
+DEFAULT_ROLES = ("admin", "user", "billing", "executive", "champion", "technical")
+"""The contact roles an account journey may address when ``segments.yaml`` lists none."""
 _ENTRY_KEYS = ("when", "label", "description")
 
 Report = Callable[[Pos, str, str | None], None]
@@ -79,6 +82,7 @@ class SegmentSet:
     tiers: tuple[Segment, ...]
     segments: tuple[Segment, ...]
     path: str = "segments.yaml"
+    roles: tuple[str, ...] = DEFAULT_ROLES  # the contact roles (``contact.role``) in use
     currencies: Currencies = DEFAULT_CURRENCIES
 
     @property
@@ -150,7 +154,9 @@ def parse_segments(
     def report(pos: Pos, message: str, hint: str | None = None) -> None:
         problems.append(Problem(path, pos.line, pos.col, message, hint))
 
-    entries = _entries(_document(text, path), report)
+    doc = _document(text, path)
+    entries = _entries(doc, report)
+    roles = _roles(doc, report)
     tier_names = tuple(e.name for e in entries if e.is_tier)
     tiers: list[Segment] = []
     segments: list[Segment] = []
@@ -162,7 +168,7 @@ def parse_segments(
             assert isinstance(item.entry, Map)
             positions[segment.name] = item.entry.at("when")
             (tiers if segment.is_tier else segments).append(segment)
-    segset = SegmentSet(tuple(tiers), tuple(segments), path, currencies)
+    segset = SegmentSet(tuple(tiers), tuple(segments), path, roles, currencies)
     if not problems:
         _check_lowering(segset, positions, report)
     if problems:
@@ -186,11 +192,11 @@ def _document(text: str, path: str) -> Map:
 def _entries(doc: Map, report: Report) -> list[_Entry]:
     """The named entries of both sections, tiers first, each with its place."""
     for key in doc:
-        if key not in _SECTION_KEYS:
+        if key not in _TOP_KEYS:
             report(
                 doc.key_at(key),
                 f"unknown key '{key}'",
-                suggest(key, _SECTION_KEYS) or "use 'tiers:' and 'segments:'",
+                suggest(key, _TOP_KEYS) or "use 'tiers:', 'segments:' and 'roles:'",
             )
     entries: list[_Entry] = []
     for section in _SECTION_KEYS:
@@ -203,6 +209,25 @@ def _entries(doc: Map, report: Report) -> list[_Entry]:
         for name, entry in block.items():
             entries.append(_Entry(name, entry, block.key_at(name), section == "tiers"))
     return entries
+
+
+def _roles(doc: Map, report: Report) -> tuple[str, ...]:
+    """``roles: [admin, billing, ...]``: the contact roles journeys may address by name."""
+    if "roles" not in doc:
+        return DEFAULT_ROLES
+    value = doc["roles"]
+    if not isinstance(value, Seq) or not value:
+        report(doc.at("roles"), "'roles' must be a non-empty list of role names", None)
+        return DEFAULT_ROLES
+    roles: list[str] = []
+    for item, pos in zip(value, value.item_pos, strict=True):
+        if not isinstance(item, str) or not NAME_RE.match(item):
+            report(pos, f"bad role {item!r}", "use lowercase letters, digits and _")
+        elif item in roles:
+            report(pos, f"role '{item}' is listed twice", None)
+        else:
+            roles.append(item)
+    return tuple(roles)
 
 
 def _segment(

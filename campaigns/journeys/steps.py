@@ -10,8 +10,8 @@ type to its parser, the way the engine maps each config to its executor.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from campaigns.journeys.expressions import Scope
@@ -43,6 +43,7 @@ from campaigns.journeys.vocabulary import (
     KIND_TEXT,
     SETTABLE,
     TASK_KINDS,
+    TASK_PER,
     WAIT_SIGNALS,
 )
 from campaigns.journeys.yamlsource import Map, Pos, Seq
@@ -62,7 +63,8 @@ class RawStep:
 @dataclass(frozen=True)
 class StepSite:
     """Where a step type's block stands: the block as written and its place, the step it
-    belongs to, what a condition there may name, and the order of every step."""
+    belongs to, what a condition there may name, the order of every step and each step's
+    step types."""
 
     raw: RawStep
     value: object
@@ -70,6 +72,7 @@ class StepSite:
     scope: Scope
     order: Sequence[str]
     index: int
+    types: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 def block_of(ctx: Context, site: StepSite, name: str) -> Map | None:
@@ -236,10 +239,11 @@ def parse_task(ctx: Context, site: StepSite) -> TaskStep | None:
     check_keys(
         ctx,
         m,
-        ("kind", "title", "notes", "due", "assignee"),
+        ("kind", "title", "notes", "due", "assignee", "per"),
         (),
         f"the task of step '{site.raw.id}'",
     )
+    per = read_choice(ctx, m, "per", TASK_PER) if "per" in m else "account"
     kind = read_choice(ctx, m, "kind", TASK_KINDS) if "kind" in m else "call"
     title = read_text(ctx, m, "title", required=True)
     notes = read_text(ctx, m, "notes")
@@ -252,9 +256,9 @@ def parse_task(ctx: Context, site: StepSite) -> TaskStep | None:
             "use 'owner' (the account's CSM) or an email address",
         )
         return None
-    if None in (kind, title, due):
+    if None in (kind, title, due, per):
         return None
-    return TaskStep(title, kind, due, assignee, notes)  # type: ignore[arg-type]
+    return TaskStep(title, kind, due, assignee, notes, per)  # type: ignore[arg-type]
 
 
 def parse_in_app(ctx: Context, site: StepSite) -> InAppStep | None:

@@ -28,9 +28,15 @@ TOP_KEYS = (
     "sending_window",
     "holdout",
     "locale",
+    "enrol",
+    "recipients",
     "steps",
 )
-STEP_COMMON = ("id", "channel", "goal", "category", "send_time")
+STEP_COMMON = ("id", "channel", "goal", "category", "send_time", "recipients")
+UNITS = ("contact", "account")
+RECIPIENT_WORDS = ("all", "primary")
+RECIPIENT_KEYS = ("roles", "when")
+TASK_PER = ("account", "contact")
 STEP_TYPES = tuple(t.value for t in StepType)
 CHANNELS = ("email", "task", "in_app")
 STEP_GOALS = ("opened", "clicked", "answered", "rsvp_yes")
@@ -40,6 +46,8 @@ TASK_KINDS = ("call", "meeting", "email", "review")
 WAIT_SIGNALS = ("answered", "opened", "clicked", "task_done", "event")
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DATE_FIELDS = ("renewal_date", "contract_start")
+DATE_WAIT_KEYS = ("date", "offset", "at", "if_past")
+IF_PAST = ("skip", "now", "exit")
 SETTABLE = ("health_score", "contact.locale")
 
 # What kind of step a signal or function needs: see expressions.ENGAGEMENT.

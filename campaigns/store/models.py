@@ -203,6 +203,16 @@ class Enrollment(Base):
     __tablename__ = "enrollments"
     __table_args__ = (
         UniqueConstraint("journey_id", "contact_id", "entry_key", name="uq_enrollments_entry"),
+        # An account journey's enrollments have no contact: one per account and entry key.
+        Index(
+            "uq_enrollments_account_entry",
+            "journey_id",
+            "account_id",
+            "entry_key",
+            unique=True,
+            sqlite_where=text("contact_id IS NULL"),
+            postgresql_where=text("contact_id IS NULL"),
+        ),
         Index("ix_enrollments_due", "state", "next_run_at"),
         Index(
             "ix_enrollments_uncounted",
@@ -215,7 +225,10 @@ class Enrollment(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     journey_id: Mapped[int] = mapped_column(ForeignKey("journeys.id"), index=True)
     journey_version_id: Mapped[int] = mapped_column(ForeignKey("journey_versions.id"), index=True)
-    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    # A contact journey's enrollment has both (account: the contact's, when it has one); an
+    # account journey's has the account only, and its steps address the account's contacts.
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     entry_key: Mapped[str] = mapped_column(String(128), default="segment")
     segment: Mapped[str | None] = mapped_column(String(64))
     tier: Mapped[str | None] = mapped_column(String(64))
@@ -240,7 +253,7 @@ class Enrollment(Base):
         SmallInteger, default=0, server_default="0"
     )  # stats: 1 entry counted, 2 end counted
 
-    contact: Mapped[Contact] = relationship()
+    contact: Mapped[Contact | None] = relationship()
     version: Mapped[JourneyVersion] = relationship()
 
 
@@ -266,7 +279,8 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"))
-    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    # The customer it went to or is about; none for an account journey's mail to its owner.
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     journey_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"), index=True)
     step_id: Mapped[str] = mapped_column(String(128))
     attempt_key: Mapped[str] = mapped_column(String(64), default="1")
@@ -354,6 +368,9 @@ class Task(Base):
     counted: Mapped[int] = mapped_column(
         SmallInteger, default=0, server_default="0"
     )  # stats: 1 creation counted, 2 completion counted
+    # While the task is open, "journey:step:account" for a task step that opens one task per
+    # account (the default): a second contact of the account finds it instead of a twin.
+    open_key: Mapped[str | None] = mapped_column(String(160), unique=True)
 
 
 class InAppMessage(Base):

@@ -73,16 +73,27 @@ def wake(
     account_id: int | None = None,
     contact_ids: list[int] | None = None,
 ) -> int:
-    """Make the waiting enrollments of these contacts (or of the account's contacts) due now."""
-    who: list[ColumnElement[bool]]
+    """Make the waiting enrollments an event concerns due now: a contact's own, and the
+    account journeys' enrollment of its account; for an event of an account (no contact),
+    every enrollment at the account."""
+    who: ColumnElement[bool]
+    account_wide = Enrollment.contact_id.is_(None)
     if contact_ids:
-        who = [Enrollment.contact_id.in_(contact_ids)]
+        accounts = select(Contact.account_id).where(Contact.id.in_(contact_ids))
+        who = Enrollment.contact_id.in_(contact_ids) | (
+            account_wide & Enrollment.account_id.in_(accounts)
+        )
     elif contact_id:
-        who = [Enrollment.contact_id == contact_id]
+        account = (
+            select(Contact.account_id).where(Contact.id == contact_id).scalar_subquery()
+            if account_id is None
+            else account_id
+        )
+        who = (Enrollment.contact_id == contact_id) | (
+            account_wide & (Enrollment.account_id == account)
+        )
     elif account_id:
-        who = [
-            Enrollment.contact_id.in_(select(Contact.id).where(Contact.account_id == account_id))
-        ]
+        who = Enrollment.account_id == account_id
     else:
         return 0
     states = [EnrollmentState.WAITING] + (
@@ -90,7 +101,7 @@ def wake(
     )
     result = session.execute(
         update(Enrollment)
-        .where(Enrollment.state.in_(states), Enrollment.next_run_at > now, *who)
+        .where(Enrollment.state.in_(states), Enrollment.next_run_at > now, who)
         .values(next_run_at=now)
     )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -219,7 +219,13 @@ def contact(contact_id: int) -> ResponseReturnValue:
                 Enrollment.segment,
             )
             .join(Journey, Journey.id == Enrollment.journey_id)
-            .where(Enrollment.contact_id == contact_id)
+            .where(
+                (Enrollment.contact_id == contact_id)
+                | (  # and the account journeys their account is in
+                    Enrollment.contact_id.is_(None)
+                    & (Enrollment.account_id == (person.account_id or 0))
+                )
+            )
             .order_by(Enrollment.entered_at.desc())
             .limit(50)
         ).all()

@@ -2,7 +2,7 @@
 
 - :mod:`.messages`: email, survey, invite (customer email; a ``best_of`` step draws its
   channel first);
-- :mod:`.waits`: wait, wait_until;
+- :mod:`.waits`: wait, wait_until, wait_until_date;
 - :mod:`.flow`: branch, update, exit;
 - :mod:`.actions`: task (and the notice to its owner), in_app, webhook.
 
@@ -33,6 +33,7 @@ from campaigns.journeys.model import (
     TaskStep,
     UpdateStep,
     WaitStep,
+    WaitUntilDateStep,
     WaitUntilStep,
     WebhookStep,
 )
@@ -49,6 +50,8 @@ def executor(config: StepConfig) -> Executor:
             return lambda ctx, step: waits.run_wait(ctx, step, config)
         case WaitUntilStep():
             return lambda ctx, step: waits.run_wait_until(ctx, step, config)
+        case WaitUntilDateStep():
+            return lambda ctx, step: waits.run_wait_until_date(ctx, step, config)
         case BranchStep():
             return lambda ctx, step: flow.run_branch(ctx, step, config)
         case UpdateStep():

@@ -20,9 +20,16 @@ from campaigns.store.models import Message, Task, User
 
 
 def run_task(ctx: StepContext, step: Step, config: TaskStep) -> Outcome:
-    """Create the task for the account owner (once) and tell the owner by email."""
+    """Create the task for the account owner (once) and tell the owner by email.
+
+    An account journey's task is one per account (its enrollment is). A contact journey's
+    opens one open task per account and step (``per: account``, the default): the account's
+    other contacts join that task, and its owner hears of it once; ``per: contact`` opens
+    one for each contact."""
     assigned = config.assignee != "owner"
     address = config.assignee if assigned else (ctx.account.owner_email if ctx.account else None)
+    shared = ctx.contact is not None and ctx.account is not None and config.per == "account"
+    open_key = f"{ctx.enrollment.journey_id}:{step.id}:{ctx.account.id}" if shared else None
     receipt = ctx.tools.channels.task.push(
         task.Order(
             session=ctx.session,
@@ -30,16 +37,22 @@ def run_task(ctx: StepContext, step: Step, config: TaskStep) -> Outcome:
             journey_id=ctx.enrollment.journey_id,
             step_id=step.id,
             account_id=ctx.account.id if ctx.account else None,
-            contact_id=ctx.contact.id,
+            contact_id=ctx.contact.id if ctx.contact else None,
             owner_email=address or None,  # no owner: the task waits in the unassigned inbox
             kind=config.kind,
             title=ctx.text(config.title),
             notes=ctx.text(config.notes) or None,
             due_at=ctx.now + config.due,
             created_at=ctx.now,
+            open_key=open_key,
         )
     )
     row = ctx.session.get(Task, receipt.ref) if receipt.ref is not None else None
+    if row is not None and row.enrollment_id != ctx.enrollment.id:
+        # Joined the account's open task: remember it (task_done reads it); no second notice.
+        tasks = {**ctx.enrollment.context.get("tasks", {}), step.id: row.id}
+        ctx.enrollment.context = {**ctx.enrollment.context, "tasks": tasks}
+        return NEXT
     if row is not None and row.owner_email and notify_owner(ctx, step, row).paused:
         return PAUSE  # the notice is queued in the send batch: come back once it went
     return NEXT
@@ -58,7 +71,8 @@ def notify_owner(ctx: StepContext, step: Step, row: Task) -> Outcome:
     locale = owner.language(user.locale if user else None, ctx.journey.locale)
     name = (user.name if user else None) or owner_name(ctx.account)
     facts: dict[str, Value] = {"title": row.title, "kind": row.kind, "notes": row.notes}
-    due = row.due_at.date() if row.due_at else None
+    due = row.due_at  # a moment: the notice shows its day in the owner's zone
+    about = ctx.contact or (ctx.members[0] if ctx.members else None)  # whose page the link opens
 
     def compose(message: Message) -> OutgoingEmail:
         return channel.compose(
@@ -70,9 +84,10 @@ def notify_owner(ctx: StepContext, step: Step, row: Task) -> Outcome:
                 locale=locale,
                 task=facts,
                 due=due,
-                contact_id=ctx.contact.id,
+                contact_id=about.id if about else None,
                 context=ctx.values(),
                 now=ctx.now,
+                time_zone=ctx.time_zone,
             )
         )
 
@@ -98,7 +113,7 @@ def run_in_app(ctx: StepContext, step: Step, config: InAppStep) -> Outcome:
             enrollment_id=ctx.enrollment.id,
             journey_id=ctx.enrollment.journey_id,
             step_id=step.id,
-            contact_id=ctx.contact.id,
+            contact_id=ctx.person.id,
             title=ctx.text(config.title),
             body=ctx.text(config.body),
             url=ctx.render(config.url) if config.url else None,
@@ -158,7 +173,7 @@ def webhook_payload(ctx: StepContext, step: Step, config: WebhookStep) -> bytes:
         "journey": ctx.journey.key,
         "step": step.id,
         "enrollment": ctx.enrollment.id,
-        "contact": {"email": ctx.contact.email, "name": ctx.contact.name},
+        "contact": {"email": ctx.contact.email, "name": ctx.contact.name} if ctx.contact else None,
         "account": {"external_id": account.external_id, "name": account.name} if account else None,
         "sent_at": ctx.now.isoformat(),
         "data": render(dict(config.payload)),

@@ -13,8 +13,8 @@ from typing import assert_never
 from campaigns.channels.email import Draft
 from campaigns.content.mime import OutgoingEmail
 from campaigns.content.render import InviteSpec, SurveySpec
-from campaigns.engine import sending
-from campaigns.engine.context import Outcome, StepContext
+from campaigns.engine import recipients, sending
+from campaigns.engine.context import NEXT, PAUSE, Outcome, StepContext
 from campaigns.engine.steps.actions import run_in_app, run_task
 from campaigns.insight import tuning
 from campaigns.journeys.model import (
@@ -55,6 +55,8 @@ def run_message(ctx: StepContext, step: Step) -> Outcome:
         case InAppStep():
             return run_in_app(ctx, step, config)
         case EmailStep() | SurveyStep() | InviteStep():
+            if ctx.contact is None:
+                return send_to_recipients(ctx, step, config)
             return send_email(ctx, step, config)
         case _:
             raise LookupError(f"step {step.id}: channel {channel} cannot carry a message")
@@ -80,13 +82,33 @@ def choose_channel(ctx: StepContext, step: Step) -> str:
     return str(chosen[step.id])
 
 
-def choose_variant(ctx: StepContext, step: Step, config: EmailStep) -> str | None:
+def send_to_recipients(ctx: StepContext, step: Step, config: MessageConfig) -> Outcome:
+    """An account journey's email, survey or invite: one message to each recipient (each
+    its own row, keyed ``to:<contact id>``, so a re-run sends none twice). The step is done
+    when every recipient's message is (sent, declined or failed); until then it waits for
+    the earliest deferred one, or pauses while the batch delivers."""
+    chosen = recipients.choose(ctx, ctx.journey.recipients_of(step))
+    if not chosen:
+        notes = dict(ctx.enrollment.context.get("no_recipients", {}))
+        notes[step.id] = ctx.journey.recipients_of(step).describe()
+        ctx.enrollment.context = {**ctx.enrollment.context, "no_recipients": notes}
+        return NEXT
+    outcomes = [send_email(ctx.for_recipient(c), step, config, f"to:{c.id}") for c in chosen]
+    if any(o.paused for o in outcomes):
+        return PAUSE
+    waits = [o.wait_until for o in outcomes if o.wait_until is not None]
+    return Outcome(goto=step.id, wait_until=min(waits)) if waits else NEXT
+
+
+def choose_variant(
+    ctx: StepContext, step: Step, config: EmailStep, attempt_key: str = "1"
+) -> str | None:
     """An email step's variant for this contact: the one its message was written with, or
     a new draw by the tuner."""
     if not config.variants:
         return None
     names = tuple(v.id for v in config.variants)
-    variant = ctx.sending.variant(ctx.enrollment.id, step.id)  # a re-run keeps its draw
+    variant = ctx.sending.variant(ctx.enrollment.id, step.id, attempt_key)  # a re-run keeps it
     if variant in names:
         return variant
     return ctx.tools.tuner.choose(
@@ -101,16 +123,20 @@ def choose_variant(ctx: StepContext, step: Step, config: EmailStep) -> str | Non
     )
 
 
-def send_email(ctx: StepContext, step: Step, config: MessageConfig) -> Outcome:
-    """Send the email of an email, survey or invite step, exactly once."""
-    variant = choose_variant(ctx, step, config) if isinstance(config, EmailStep) else None
+def send_email(
+    ctx: StepContext, step: Step, config: MessageConfig, attempt_key: str = "1"
+) -> Outcome:
+    """Send the email of an email, survey or invite step to ``ctx``'s contact, exactly once."""
+    variant = (
+        choose_variant(ctx, step, config, attempt_key) if isinstance(config, EmailStep) else None
+    )
     parts = email_parts(ctx, config, variant)  # the dashboard's preview renders the same parts
     category = step.category or (
         "survey" if parts.survey else "event" if parts.invite else "marketing"
     )
     channel = ctx.tools.channels.email
     links = ctx.tools.links
-    to, to_name = ctx.contact.email, ctx.contact.name
+    to, to_name = ctx.person.email, ctx.person.name
 
     def compose(message: Message) -> OutgoingEmail:
         context = {**ctx.values(), "links": {name: ctx.render(url) for name, url in links.items()}}
@@ -134,7 +160,7 @@ def send_email(ctx: StepContext, step: Step, config: MessageConfig) -> Outcome:
 
     mail = sending.Mail(
         step_id=step.id,
-        attempt_key="1",
+        attempt_key=attempt_key,
         channel=channel,
         kind=Channel.EMAIL,
         to=to,
@@ -159,7 +185,7 @@ def message_config(step: Step) -> MessageConfig:
 def email_parts(ctx: StepContext, config: MessageConfig, variant: str | None = None) -> EmailParts:
     """The parts of ``config``'s email for ``ctx``'s contact, with ``variant`` (one of the
     step's variant ids) applied; the engine sends these, the dashboard previews them."""
-    locale = ctx.contact.locale.split("-")[0]
+    locale = ctx.locale
     template, subject = config.template, config.subject
     preheader = config.preheader if isinstance(config, EmailStep) else None
     survey, invite = None, None
@@ -178,7 +204,7 @@ def email_parts(ctx: StepContext, config: MessageConfig, variant: str | None = N
                 config.starts_at,
                 config.duration,
                 config.url,
-                ctx.contact.time_zone,
+                ctx.time_zone,
             )
         case _:
             assert_never(config)

@@ -1,0 +1,61 @@
+"""account journeys: enrollments carry their account (filled from the contact for the
+enrollments there are) and may have no contact (an account journey's); one per account and
+entry key; tasks.open_key: one open task per account and step; messages.contact_id may be
+empty (an account journey's mail to its owner is about no one contact)
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("enrollments") as batch:
+        batch.add_column(sa.Column("account_id", sa.Integer(), nullable=True))
+        batch.alter_column("contact_id", existing_type=sa.Integer(), nullable=True)
+        batch.create_foreign_key(
+            op.f("fk_enrollments_account_id_accounts"), "accounts", ["account_id"], ["id"]
+        )
+    op.execute(
+        "UPDATE enrollments SET account_id = "
+        "(SELECT contacts.account_id FROM contacts WHERE contacts.id = enrollments.contact_id)"
+    )
+    op.create_index(op.f("ix_enrollments_account_id"), "enrollments", ["account_id"])
+    op.create_index(
+        "uq_enrollments_account_entry",
+        "enrollments",
+        ["journey_id", "account_id", "entry_key"],
+        unique=True,
+        sqlite_where=sa.text("contact_id IS NULL"),
+        postgresql_where=sa.text("contact_id IS NULL"),
+    )
+    with op.batch_alter_table("tasks") as batch:
+        batch.add_column(sa.Column("open_key", sa.String(length=160), nullable=True))
+        batch.create_unique_constraint(op.f("uq_tasks_open_key"), ["open_key"])
+    with op.batch_alter_table("messages") as batch:
+        batch.alter_column("contact_id", existing_type=sa.Integer(), nullable=True)
+
+
+def downgrade() -> None:
+    op.execute("DELETE FROM messages WHERE contact_id IS NULL")
+    with op.batch_alter_table("messages") as batch:
+        batch.alter_column("contact_id", existing_type=sa.Integer(), nullable=False)
+    with op.batch_alter_table("tasks") as batch:
+        batch.drop_constraint(op.f("uq_tasks_open_key"), type_="unique")
+        batch.drop_column("open_key")
+    op.drop_index("uq_enrollments_account_entry", table_name="enrollments")
+    op.drop_index(op.f("ix_enrollments_account_id"), table_name="enrollments")
+    op.execute("DELETE FROM enrollments WHERE contact_id IS NULL")
+    with op.batch_alter_table("enrollments") as batch:
+        batch.drop_constraint(op.f("fk_enrollments_account_id_accounts"), type_="foreignkey")
+        batch.alter_column("contact_id", existing_type=sa.Integer(), nullable=False)
+        batch.drop_column("account_id")
