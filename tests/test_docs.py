@@ -53,5 +53,7 @@ def test_every_setting_is_in_the_readme():
         "MAIL_FROM",
         "FREQUENCY_CAP",
         "DOMAIN_RATE_LIMITS",
+        "BASE_CURRENCY",
+        "CURRENCY_RATES",
     ):
         assert f"`{variable}`" in README, variable

@@ -42,7 +42,12 @@ def demo(state: State, accounts: int, on: Any) -> None:
     with tempfile.TemporaryDirectory(prefix="campaigns-demo-") as folder:
         accounts_csv, contacts_csv = write_samples(Path(folder), today, accounts=accounts)
         for kind, path in (("accounts", accounts_csv), ("contacts", contacts_csv)):
-            report = import_csv(kind, path, sessions)  # type: ignore[arg-type]
+            report = import_csv(
+                kind,  # type: ignore[arg-type]
+                path,
+                sessions,
+                currencies=state.config.currencies,
+            )
             for error in report.errors:
                 common.err(str(error))
             click.echo(
