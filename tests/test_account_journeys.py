@@ -439,3 +439,30 @@ def test_the_fuzzed_account_journey_is_valid_when_unmutated():
     journey = parse_journey(text, "fuzz.yaml")
     assert journey.per_account and journey.recipients.roles == ("billing", "executive")
     assert journey.recipients_of(journey.step("notice")).pick == "primary"
+
+
+def test_the_report_counts_accounts_and_recipients_and_says_which(db, build_engine, clock):
+    from campaigns.insight import report, stats
+
+    populate(db, accounts=2)
+    deploy_text(db, RENEWAL)
+    deploy_text(db, CONTACT_TASK, "usage_check.yaml")
+    run(build_engine(clock=clock), clock)
+    with db.session() as s:
+        stats.rollup(s, clock.now())
+        s.commit()
+        accounts = report.journey_report(s, "account_renewal")
+        contacts = report.journey_report(s, "usage_check")
+        listed = {item["journey"]: item["unit"] for item in report.overview(s)}
+    assert (accounts.unit, accounts.entrants) == ("account", "accounts")
+    assert accounts.totals.count("enrolled") == 2  # two accounts, eight contacts
+    assert accounts.recipients == 8  # the survey reached all eight; the notice four of them
+    assert accounts.totals.count("sent") == 4 + 8  # one message per recipient
+    document = accounts.as_dict()
+    assert document["counts"] == {"entered": 2, "entered_unit": "accounts", "recipients": 8}
+    assert (contacts.unit, contacts.totals.count("enrolled"), contacts.recipients) == (
+        "contact",
+        8,
+        0,
+    )
+    assert listed == {"account_renewal": "account", "usage_check": "contact"}
