@@ -1,7 +1,7 @@
 """Benchmark: tier 1M generated contacts on SQLite, set-based.
 
-Generates accounts and contacts into a fresh SQLite file (WAL), then times, with the shipped
-journeys/segments.yaml:
+Generates accounts and contacts into a fresh SQLite file (WAL), in JPY, USD and EUR, then
+times, with the shipped journeys/segments.yaml (amounts compared in yen at the embedded rates):
   1. tiering: one UPDATE that stores every account's tier (CASE over the tier rules);
   2. counting: accounts and contacts in every tier and segment (one scan per table);
 and, for comparison, the per-row way: loading contacts with their accounts and evaluating
@@ -19,7 +19,7 @@ import resource
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from campaigns.engine import audience  # noqa: E402
+from campaigns.engine.context import condition_values  # noqa: E402
 from campaigns.journeys import segments as seg  # noqa: E402
 from campaigns.journeys.expressions import Condition  # noqa: E402
 from campaigns.store.db import make_engine, make_sessionmaker, migrate  # noqa: E402
@@ -38,6 +39,8 @@ PLANS = ["starter", "growth", "business", "enterprise"]
 INDUSTRIES = ["manufacturing", "retail", "software", "finance", "healthcare", "logistics"]
 STATUSES = ["active"] * 8 + ["trial", "churned"]
 ROLES = ["admin", "user", "billing", "executive"]
+CURRENCIES = ["JPY", "USD", "EUR"]  # a Japanese vendor's book with some foreign accounts
+SCALE = {"JPY": 1, "USD": 150, "EUR": 160}  # amounts drawn in yen, written in their currency
 
 
 def generate(sessions, contacts: int, per_account: int, today: date, rng: random.Random) -> None:
@@ -47,12 +50,14 @@ def generate(sessions, contacts: int, per_account: int, today: date, rng: random
         for start in range(0, accounts, batch):
             rows = []
             for i in range(start, min(start + batch, accounts)):
-                arr = int(rng.lognormvariate(13.5, 1.3))
+                currency = rng.choices(CURRENCIES, weights=[85, 10, 5])[0]
+                arr = int(rng.lognormvariate(13.5, 1.3) / SCALE[currency])
                 rows.append(
                     {
                         "external_id": f"A{i:07d}",
                         "name": f"株式会社サンプル{i}" if i % 3 == 0 else f"Sample {i} Inc.",
                         "arr": Decimal(arr),
+                        "currency": currency,
                         "plan": rng.choices(PLANS, weights=[50, 30, 15, 5])[0],
                         "contract_status": rng.choice(STATUSES),
                         "contract_start": today - timedelta(days=rng.randint(10, 1500)),
@@ -82,47 +87,21 @@ def generate(sessions, contacts: int, per_account: int, today: date, rng: random
 
 
 def per_row_python(sessions, segset: seg.SegmentSet, today: date, sample: int) -> float:
-    """Seconds to load ``sample`` contacts with their accounts and evaluate every rule in Python."""
+    """Seconds to load ``sample`` contacts with their accounts and evaluate every rule in Python
+    (on the values journey conditions get: amounts converted to the base currency)."""
     conditions = [
         (s.name, Condition(s.rule))
         for s in (*segset.tiers, *segset.segments)
         if "tier" not in s.rule
     ]
+    now = datetime.combine(today, datetime.min.time(), UTC)
     started = time.perf_counter()
     with sessions() as s:
         rows = s.execute(
             select(Contact, Account).join(Account, Contact.account_id == Account.id).limit(sample)
         )
         for contact, account in rows:
-            values = {
-                c: getattr(account, c)
-                for c in (
-                    "arr",
-                    "plan",
-                    "contract_status",
-                    "industry",
-                    "company_size",
-                    "health_score",
-                    "renewal_date",
-                    "contract_start",
-                    "owner_email",
-                    "ltv",
-                    "name",
-                )
-            }
-            values["days_to_renewal"] = (
-                (account.renewal_date - today).days if account.renewal_date else None
-            )
-            values["days_since_start"] = (
-                (today - account.contract_start).days if account.contract_start else None
-            )
-            values["attributes"] = account.attributes
-            values["contact"] = {
-                "role": contact.role,
-                "locale": contact.locale,
-                "email": contact.email,
-                "attributes": contact.attributes,
-            }
+            values = condition_values(contact, account, now, currencies=segset.currencies)
             for _name, condition in conditions:
                 condition(values)
     return time.perf_counter() - started

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
 
-from campaigns import defaults
+from campaigns import currency, defaults
 from campaigns.exceptions import ConfigError
 
 _DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgres")
@@ -309,6 +309,7 @@ class Config:
     job_timeout: int = defaults.JOB_TIMEOUT
     api_keys: tuple[str, ...] = ()
     trusted_proxies: int = 0
+    currencies: currency.Currencies = currency.DEFAULT  # BASE_CURRENCY and CURRENCY_RATES
     global_control_percent: float = defaults.GLOBAL_CONTROL_PERCENT
 
     @property
@@ -358,6 +359,7 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         ),
         api_keys=_api_keys(env.get("API_KEYS") or ""),
         trusted_proxies=_trusted_proxies(env.get("TRUSTED_PROXIES")),
+        currencies=currency.parse(env.get("BASE_CURRENCY"), env.get("CURRENCY_RATES")),
         global_control_percent=_global_control(env.get("GLOBAL_CONTROL_PERCENT")),
     )
 

@@ -75,6 +75,18 @@ MAX_SOURCE_DEPTH = 64
 """The deepest nesting of lists and mappings in those files (a journey needs under ten):
 deeper is refused where it starts, which keeps parsing free of deep recursion."""
 
+BASE_CURRENCY = "JPY"
+"""The currency tier and segment rules compare ``arr`` and ``ltv`` in (``BASE_CURRENCY``)."""
+
+CURRENCY_RATES = (
+    "USD=150,EUR=160,GBP=190,CHF=170,CNY=21,HKD=19,TWD=4.7,KRW=0.11,SGD=112,AUD=98,NZD=90,"
+    "CAD=108,INR=1.8,THB=4.2"
+)
+"""The embedded rate table (``CURRENCY_RATES``), in JPY: one unit of each currency is that many
+yen. Round figures for the demo and for trying things out; a real deployment sets its own
+(finance's planning rates), and a different ``BASE_CURRENCY`` without a table of its own gets
+these divided by its rate."""
+
 GLOBAL_CONTROL_PERCENT = 0.0
 """The share of contacts (and of accounts) in the global control group
 (``GLOBAL_CONTROL_PERCENT``, 0 to 50, e.g. ``5`` or ``2.5``): no journey sends to them; each

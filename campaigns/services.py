@@ -22,7 +22,7 @@ from sqlalchemy import Engine as Database
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import config as settings
-from campaigns.channels.transports import Transport, transport_from_url
+from campaigns.channels.transports import RecordingTransport, Transport, transport_from_url
 from campaigns.clock import Clock, SystemClock
 from campaigns.content.mime import Sender
 from campaigns.content.project import Project
@@ -95,7 +95,8 @@ class Services:
         )
         self.links = self.project.links()
         self.journeys = ParsedJourneys()
-        # A dry run counts against no one's limits: its sends are not real.
+        # A dry run counts against no one's limits (and writes no Redis key): its sends are
+        # not real.
         self.rate_limiter = None if dry_run else _rate_limiter(config, redis)
         self._transport = transport
         self._dispatch = dispatch
@@ -103,8 +104,13 @@ class Services:
 
     @cached_property
     def transport(self) -> Transport:
-        """Where email goes: the transport given to :func:`build`, else ``MAIL_URL``'s."""
-        return self._transport or transport_from_url(self.config.mail_url)
+        """Where email goes: the transport given to :func:`build`, else ``MAIL_URL``'s (in a
+        dry run, a :class:`RecordingTransport`: nothing leaves the process)."""
+        if self._transport is not None:
+            return self._transport
+        if self._dry_run:
+            return RecordingTransport()
+        return transport_from_url(self.config.mail_url)
 
     @cached_property
     def engine(self) -> Engine:
@@ -119,11 +125,13 @@ class Services:
                 frequency_cap=cfg.frequency_cap,
                 frequency_period=timedelta(days=cfg.frequency_days),
                 webhook_secret=cfg.secret_key,
+                currencies=cfg.currencies,
                 global_control=cfg.global_control_percent / 100,
                 send_batch=cfg.send_batch,
                 lease=timedelta(seconds=cfg.lease_seconds),
                 # Simulated time jumps hours at a time and its sessions share one connection.
                 heartbeat=not self._dry_run,
+                dry_run=self._dry_run,
             ),
             self._dispatch,
             self.links,
@@ -157,9 +165,16 @@ def build(
     ``sessions`` replaces the database (``campaigns simulate`` runs on a throw-away copy);
     ``redis`` replaces the client made from ``REDIS_URL``; ``transport`` and ``hits`` replace
     the email transport and the hit log; ``dispatch`` is how the engine asks for jobs (the
-    worker's); ``dry_run`` turns off the rate limiter's counts and the lease heartbeat.
+    worker's).
+
+    ``dry_run`` (``campaigns simulate``) builds services whose only effect is on their
+    ``sessions``: email goes to a :class:`RecordingTransport` (``MAIL_URL`` is not opened),
+    webhooks to a recording stand-in, and ``REDIS_URL`` is never connected to (hits go to
+    the sessions' database; there is no rate limiter); the lease heartbeat is off.
     Raises :class:`SchemaBehind` when the database is not at the newest migration, unless
     ``check_schema`` is false (``campaigns migrate`` itself)."""
+    if dry_run and dispatch is not None:
+        raise ValueError("a dry run does its work in its own ticks: it takes no dispatch")
     clock = clock or SystemClock()
     database = None
     if sessions is None:
@@ -171,7 +186,7 @@ def build(
                 database.dispose()
                 raise
         sessions = make_sessionmaker(database)
-    if redis is None and config.redis_url:
+    if redis is None and config.redis_url and not dry_run:
         redis = Redis.from_url(config.redis_url)
     if hits is None:
         hits = RedisHitLog(redis) if redis is not None else DirectHitLog(sessions, now=clock.now)

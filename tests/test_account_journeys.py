@@ -11,6 +11,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from campaigns.engine.deploy import deploy
@@ -320,3 +322,147 @@ def test_recipients_are_checked_where_they_are_written(change, message):
     assert any(p.line == line and message in p.message for p in caught.value.problems), str(
         caught.value
     )
+
+
+# ---------------------------------------------------------------------------- hostile input
+
+FUZZ_BASE = """\
+journey: fuzz
+name: ファズ
+enrol: {enrol}
+{top}
+segments: [everyone]
+entry: {{trigger: segment}}
+steps:
+  - id: notice
+    {step}
+    survey: {{scale: nps, template: nps_survey, subject: "Hi {{{{ contact.name }}}}"}}
+  - id: route
+    branch:
+      - when: {condition}
+        goto: call
+      - else: done
+  - id: call
+    task: {{title: "{title}", per: {per}}}
+  - id: done
+    exit: completed
+"""
+
+FUZZ_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            "all",
+            "primary",
+            "[billing, executive]",
+            "billing",
+            "[billing, cfo]",
+            "[]",
+            "{roles: [admin], when: \"contact.locale == 'ja'\"}",
+            "{roles: [admin], when: \"opened('notice')\"}",
+            '{when: "contact.role =="}',
+            "{who: all}",
+            "12",
+            "null",
+            "account",
+            "contact",
+            "*a",
+            "&a x",
+            "[[billing]]",
+            "{roles: {x: 1}}",
+        ]
+    ),
+    st.text(alphabet="abc:[]{},'\" 日", max_size=12),
+)
+FUZZ_CONDITIONS = st.sampled_from(
+    [
+        "answered_share('notice') >= 0.5",
+        "answered_all('notice')",
+        "clicked_share('notice') > 0",
+        "contact.role == 'billing'",
+        "answered_share('notice'",
+        "answered_share('later') > 0",
+        "answered_all('notice', 2)",
+        "health_score < 40",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    enrol=st.sampled_from(["account", "contact", "accounts", "[account]", "null"]),
+    top=st.one_of(st.none(), FUZZ_VALUES),
+    step=st.one_of(st.none(), FUZZ_VALUES),
+    condition=FUZZ_CONDITIONS,
+    title=st.sampled_from(["Call {{ account.name }}", "Call {{ contact.name }}", "{{ x"]),
+    per=st.sampled_from(["account", "contact", "team", "[account]"]),
+)
+def test_account_journey_keys_give_a_journey_or_located_problems(
+    enrol, top, step, condition, title, per
+):
+    from campaigns.exceptions import JourneyError
+
+    text = FUZZ_BASE.format(
+        enrol=enrol,
+        top=f"recipients: {top}" if top is not None else "",
+        step=f"recipients: {step}" if step is not None else "",
+        condition=condition,
+        title=title,
+        per=per,
+    )
+    try:
+        journey = parse_journey(text, "fuzz.yaml")
+    except JourneyError as exc:
+        assert exc.problems
+        for problem in exc.problems:
+            assert str(problem).startswith("fuzz.yaml:") and problem.line >= 1
+            assert problem.col >= 1 and problem.message.strip()
+    else:
+        assert journey.per_account == (enrol == "account")
+        if journey.per_account:
+            # an account journey's conditions and task texts never read one contact
+            assert "contact." not in condition and "contact." not in title
+        for s in journey.steps:
+            recipients = journey.recipients_of(s)
+            assert recipients.pick in ("all", "primary", "roles")
+            assert set(recipients.roles) <= set(ROLES) | {"champion", "technical"}
+
+
+def test_the_fuzzed_account_journey_is_valid_when_unmutated():
+    text = FUZZ_BASE.format(
+        enrol="account",
+        top="recipients: [billing, executive]",
+        step="recipients: primary",
+        condition="answered_share('notice') >= 0.5",
+        title="Call {{ account.name }}",
+        per="account",
+    )
+    journey = parse_journey(text, "fuzz.yaml")
+    assert journey.per_account and journey.recipients.roles == ("billing", "executive")
+    assert journey.recipients_of(journey.step("notice")).pick == "primary"
+
+
+def test_the_report_counts_accounts_and_recipients_and_says_which(db, build_engine, clock):
+    from campaigns.insight import report, stats
+
+    populate(db, accounts=2)
+    deploy_text(db, RENEWAL)
+    deploy_text(db, CONTACT_TASK, "usage_check.yaml")
+    run(build_engine(clock=clock), clock)
+    with db.session() as s:
+        stats.rollup(s, clock.now())
+        s.commit()
+        accounts = report.journey_report(s, "account_renewal")
+        contacts = report.journey_report(s, "usage_check")
+        listed = {item["journey"]: item["unit"] for item in report.overview(s)}
+    assert (accounts.unit, accounts.entrants) == ("account", "accounts")
+    assert accounts.totals.count("enrolled") == 2  # two accounts, eight contacts
+    assert accounts.recipients == 8  # the survey reached all eight; the notice four of them
+    assert accounts.totals.count("sent") == 4 + 8  # one message per recipient
+    document = accounts.as_dict()
+    assert document["counts"] == {"entered": 2, "entered_unit": "accounts", "recipients": 8}
+    assert (contacts.unit, contacts.totals.count("enrolled"), contacts.recipients) == (
+        "contact",
+        8,
+        0,
+    )
+    assert listed == {"account_renewal": "account", "usage_check": "contact"}

@@ -53,6 +53,8 @@ def test_every_setting_is_in_the_readme():
         "MAIL_FROM",
         "FREQUENCY_CAP",
         "DOMAIN_RATE_LIMITS",
+        "BASE_CURRENCY",
+        "CURRENCY_RATES",
         "GLOBAL_CONTROL_PERCENT",
     ):
         assert f"`{variable}`" in README, variable

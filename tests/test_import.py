@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text, update
 
+from campaigns import currency
 from campaigns.exceptions import ImportRowError
 from campaigns.imports import kinds
 from campaigns.imports.importer import ImportReport, RowError, import_csv
@@ -727,8 +728,8 @@ def test_samples_import_cleanly_with_every_tier_and_japanese_contacts(db, tmp_pa
     found = accounts(db)
     assert len(found) == 60
 
-    def tier(a: Account) -> str:
-        arr = a.arr or 0
+    def tier(a: Account) -> str:  # the shipped tiers, in yen at the embedded rates
+        arr = currency.DEFAULT.to_base(a.arr, a.currency) or 0
         return (
             "high"
             if arr >= 5_000_000 or a.plan == "enterprise"
@@ -739,6 +740,7 @@ def test_samples_import_cleanly_with_every_tier_and_japanese_contacts(db, tmp_pa
 
     tiers = Counter(tier(a) for a in found.values())
     assert tiers == {"high": 6, "low": 18, "tech": 36}
+    assert {a.currency for a in found.values()} == {"JPY", "USD", "CAD", "GBP", "EUR", "AUD", "SGD"}
     assert (
         sum(a.name.startswith("株式会社") or a.name.endswith("株式会社") for a in found.values())
         == 20

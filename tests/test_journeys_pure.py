@@ -15,7 +15,13 @@ from sqlalchemy import inspect
 
 import campaigns.journeys
 from campaigns.journeys import segments as seg
-from campaigns.journeys.fields import ACCOUNT_FIELDS, CONTACT_FIELDS, CONTRACT_STATUSES, DAY_COUNTS
+from campaigns.journeys.fields import (
+    ACCOUNT_FIELDS,
+    CONTACT_FIELDS,
+    CONTRACT_STATUSES,
+    DAY_COUNTS,
+    LOCAL_AMOUNTS,
+)
 from campaigns.journeys.flow import PARSERS
 from campaigns.journeys.model import StepType
 from campaigns.journeys.rules import AllOf, Column, Compare, DaysFromToday, TierOf
@@ -54,7 +60,8 @@ def test_importing_every_module_of_the_language_loads_no_database_and_no_web():
 def test_the_fields_of_conditions_are_columns_of_the_store():
     account_columns = set(inspect(Account).columns.keys())
     contact_columns = set(inspect(Contact).columns.keys())
-    assert set(ACCOUNT_FIELDS) - set(DAY_COUNTS) <= account_columns
+    assert set(ACCOUNT_FIELDS) - set(DAY_COUNTS) - set(LOCAL_AMOUNTS) <= account_columns
+    assert set(LOCAL_AMOUNTS.values()) <= account_columns
     assert set(DAY_COUNTS.values()) <= account_columns
     assert set(CONTACT_FIELDS) <= contact_columns
 

@@ -17,6 +17,7 @@ from campaigns.journeys.model import (
     SurveyStep,
     TaskStep,
     Trigger,
+    WaitUntilDateStep,
     WaitUntilStep,
 )
 
@@ -56,6 +57,11 @@ def test_high_touch_renewal_brings_the_csm_in_at_120_days_and_invites_to_a_qbr(p
     assert isinstance(first_task.config, TaskStep) and first_task.config.assignee == "owner"
     assert StepType.INVITE in types(journey)
     assert journey.goal is not None and journey.goal.event == "renewed"
+    # one plan per account: an account journey, its notice on the date, 60 days out
+    assert journey.per_account
+    anchors = [s.config for s in journey.steps if isinstance(s.config, WaitUntilDateStep)]
+    assert [(a.date, a.offset) for a in anchors][:1] == [("renewal_date", -timedelta(days=60))]
+    assert not [s for s in journey.steps if s.type == StepType.WAIT]
 
 
 def test_low_touch_webinar_reminds_those_who_did_not_answer(playbooks):
@@ -64,6 +70,9 @@ def test_low_touch_webinar_reminds_those_who_did_not_answer(playbooks):
     waits = [s.config for s in journey.steps if isinstance(s.config, WaitUntilStep)]
     assert any(w.signal == "answered" and w.target == invite.id for w in waits)
     assert sum(1 for s in journey.steps if s.type in (StepType.EMAIL, StepType.INVITE)) >= 2
+    # and those who said yes the day before the event
+    anchors = [s.config for s in journey.steps if isinstance(s.config, WaitUntilDateStep)]
+    assert (f"{invite.id}.starts_at", -timedelta(days=1)) in [(a.date, a.offset) for a in anchors]
 
 
 def test_low_touch_nps_sends_detractors_to_the_csm(playbooks):
@@ -89,10 +98,15 @@ def straight_path(journey: Journey, start: str) -> list[StepType]:
 def test_low_touch_renewal_reminds_at_90_60_and_30_days(playbooks):
     journey = playbooks["low_touch_renewal"]
     assert journey.entry.offset == -timedelta(days=90)
+    assert journey.per_account
     emails = [s for s in journey.steps if "email" in s.blocks]
     assert len(emails) >= 3
-    waits = [s.config.duration for s in journey.steps if s.type == StepType.WAIT]  # type: ignore[union-attr]
-    assert waits[:2] == [timedelta(days=30), timedelta(days=30)]
+    anchors = [s.config for s in journey.steps if isinstance(s.config, WaitUntilDateStep)]
+    assert [(a.date, a.offset.days) for a in anchors] == [
+        ("renewal_date", -90),
+        ("renewal_date", -60),
+        ("renewal_date", -30),
+    ]
     assert any(s.best_of == ("email", "task") for s in journey.steps)
     assert journey.sending_window is not None and journey.sending_window.days == (0, 1, 2, 3, 4)
 

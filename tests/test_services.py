@@ -106,7 +106,7 @@ def test_importing_every_module_switches_on_no_session_listener():
 
 
 def test_the_web_app_and_its_preview_run_on_the_one_set_of_services(sqlite_db, tmp_path):
-    from campaigns.cli.simulate import RecordingTransport
+    from campaigns.channels.transports import RecordingTransport
     from campaigns.web import create_app, previews
 
     clock, transport = FakeClock(NOW), RecordingTransport()

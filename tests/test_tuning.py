@@ -63,7 +63,7 @@ CHANNELS = textwrap.dedent(
         channel: best_of [email, task]
         goal: clicked
         email: {template: onboarding_tips, subject: Tips}
-        task: {title: "Call {{ contact.name }}"}
+        task: {title: "Call {{ contact.name }}", per: contact}
     """
 )
 

@@ -45,9 +45,10 @@ class InAppChannel:
             select(InAppMessage.id).where(
                 InAppMessage.enrollment_id == item.enrollment_id,
                 InAppMessage.step_id == item.step_id,
+                InAppMessage.contact_id == item.contact_id,
             )
         )
-        if existing is not None:  # a re-run of the step: shown once
+        if existing is not None:  # a re-run of the step: shown once (to each recipient)
             return Receipt(Status.SENT, ref=existing)
         row = InAppMessage(
             enrollment_id=item.enrollment_id,
@@ -62,8 +63,8 @@ class InAppChannel:
         )
         session.add(row)
         session.flush()
-        # Counted in the inserting transaction: the row is unique per enrollment and step,
-        # and its count commits or rolls back with it.
+        # Counted in the inserting transaction: the row is unique per enrollment, step and
+        # contact, and its count commits or rolls back with it.
         stats.count_in_app(session, row, "in_app_created", item.created_at)
         return Receipt(Status.SENT, ref=row.id)
 

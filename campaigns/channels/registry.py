@@ -16,7 +16,7 @@ from campaigns.channels.in_app import InAppChannel
 from campaigns.channels.owner import OwnerMail
 from campaigns.channels.task import TaskChannel
 from campaigns.channels.transports import Transport
-from campaigns.channels.webhook import WebhookChannel
+from campaigns.channels.webhook import RecordingWebhook, WebhookChannel
 from campaigns.content.render import Renderer
 
 
@@ -43,14 +43,22 @@ NAMES = tuple(f.name for f in fields(Channels))
 """The channels there are, by name (``docs/channels.md`` describes each)."""
 
 
-def build(renderer: Renderer, transport: Transport, *, webhook_secret: str) -> Channels:
+def build(
+    renderer: Renderer, transport: Transport, *, webhook_secret: str, dry_run: bool = False
+) -> Channels:
     """The channels, given what they need: the renderer and the email transport (shared by
     customer email and owner mail: one connection per worker; owner mail links to the
-    dashboard at the renderer's ``BASE_URL``) and the webhook secret."""
+    dashboard at the renderer's ``BASE_URL``) and the webhook secret.
+
+    ``dry_run``: every channel with an effect outside the database is a recording stand-in
+    (the webhook here; the email channels are as dry as the transport they are given, a
+    :class:`~campaigns.channels.transports.RecordingTransport` in a dry run). In-app
+    messages and tasks are rows of the database the dry run writes to, its private copy."""
+    webhook = RecordingWebhook(webhook_secret) if dry_run else WebhookChannel(webhook_secret)
     return Channels(
         email=EmailChannel(renderer, transport),
         owner=OwnerMail(renderer, transport, renderer.tokens.base_url),
         in_app=InAppChannel(),
-        webhook=WebhookChannel(webhook_secret),
+        webhook=webhook,
         task=TaskChannel(),
     )

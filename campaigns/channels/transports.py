@@ -171,6 +171,26 @@ class FileTransport:
         self.close()
 
 
+# -- the dry run's stand-in ----------------------------------------------------------------
+
+
+class RecordingTransport:
+    """Keeps what would have been sent and sends nothing: the transport of a dry run
+    (``campaigns simulate``) and of tests that look at the messages themselves."""
+
+    def __init__(self) -> None:
+        self.sent: list[OutgoingEmail] = []
+
+    def send(self, mail: OutgoingEmail) -> None:
+        self.sent.append(mail)
+
+    def abort(self) -> None:
+        """Nothing is in flight: every send is a list append."""
+
+    def close(self) -> None:
+        self.sent.clear()
+
+
 # -- SMTP ----------------------------------------------------------------------------------
 
 

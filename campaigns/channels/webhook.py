@@ -4,6 +4,9 @@ The body is signed Stripe-style (``X-Campaigns-Signature: t=<unix time>,v1=<hex 
 of "t.body">``, with ``SECRET_KEY``) so the receiver can check it came from us. A 2xx is
 delivered; a 4xx other than 408/429 is refused for good; anything else (5xx, 408, 429, no
 answer) is worth another try, which the engine schedules with its backoff.
+
+A dry run (``campaigns simulate``) gets :class:`RecordingWebhook` instead: it keeps each call
+and posts nothing.
 """
 
 from __future__ import annotations
@@ -77,3 +80,19 @@ class WebhookChannel:
 
     def close(self) -> None:
         """Nothing to release: each POST opens its own connection."""
+
+
+class RecordingWebhook(WebhookChannel):
+    """The dry run's webhook: every call is kept and answered as delivered; nothing is
+    posted, so the receiver never hears of a simulation."""
+
+    def __init__(self, secret: str = "", timeout: float = TIMEOUT) -> None:
+        super().__init__(secret, timeout)
+        self.calls: list[Call] = []
+
+    def push(self, item: Call) -> Receipt:
+        self.calls.append(item)
+        return SENT
+
+    def close(self) -> None:
+        self.calls.clear()

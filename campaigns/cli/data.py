@@ -48,6 +48,7 @@ def import_(state: State, kind: str, file: Path, strict: bool, encoding: str) ->
             strict=strict,
             encoding=encoding,
             progress=bar.update,
+            currencies=state.config.currencies,
         )
     for warning in report.warnings:
         common.err(f"{warning} (warning)")
@@ -80,6 +81,13 @@ def segments(state: State, apply_: bool, on: Any, fmt: str) -> None:
     with state.sessions()() as session, session.begin():
         changed = audience.apply_tiers(session, segset, today) if apply_ else None
         counts = audience.count(session, segset, today)
+        unpriced = audience.unpriced(session, segset)
+    if unpriced:
+        common.err(
+            f"warning: {sum(unpriced.values())} account(s) in currencies without a rate"
+            f" ({', '.join(f'{code} {n}' for code, n in unpriced.items())}): their arr and ltv"
+            " match no rule; add the rates to CURRENCY_RATES"
+        )
     if fmt == "json":
         click.echo(json.dumps([c.__dict__ for c in counts], ensure_ascii=False, indent=2))
     else:

@@ -21,7 +21,7 @@ from campaigns.exceptions import CampaignsError
 from campaigns.journeys.model import Trigger
 from campaigns.journeys.parse import read_source
 from campaigns.journeys.segments import SegmentSet
-from campaigns.store.models import Account
+from campaigns.store.models import Account, Contact
 
 
 @click.command()
@@ -42,7 +42,12 @@ def demo(state: State, accounts: int, on: Any) -> None:
     with tempfile.TemporaryDirectory(prefix="campaigns-demo-") as folder:
         accounts_csv, contacts_csv = write_samples(Path(folder), today, accounts=accounts)
         for kind, path in (("accounts", accounts_csv), ("contacts", contacts_csv)):
-            report = import_csv(kind, path, sessions)  # type: ignore[arg-type]
+            report = import_csv(
+                kind,  # type: ignore[arg-type]
+                path,
+                sessions,
+                currencies=state.config.currencies,
+            )
             for error in report.errors:
                 common.err(str(error))
             click.echo(
@@ -89,12 +94,10 @@ def demo(state: State, accounts: int, on: Any) -> None:
                     ",".join(journey.segments),
                     entry,
                     len(journey.steps),
-                    eligible,
+                    f"{eligible} {'accounts' if journey.per_account else 'contacts'}",
                 ]
             )
-        common.table(
-            ["journey", "version", "segments", "entry", "steps", "eligible contacts"], rows
-        )
+        common.table(["journey", "version", "segments", "entry", "steps", "eligible"], rows)
     click.echo("")
     _demo_run(state, on)
     click.echo("")
@@ -119,14 +122,16 @@ def _demo_report(state: State) -> None:
     with sessions() as session, session.begin():
         stats.rollup(session, common.now())
     with sessions() as session:
-        rows = [reports.Row(item["journey"], item["counts"]) for item in reports.overview(session)]
+        items = reports.overview(session)
+    rows = [reports.Row(item["journey"], item["counts"]) for item in items]
+    units = {item["journey"]: item["unit"] for item in items}
     click.echo("Report (campaigns report): opens, clicks and answers arrive as recipients act")
     common.table(
         ["journey", "enrolled", "sent", "not sent", "tasks", "open rate", "answer rate"],
         [
             [
                 r.key,
-                r.count("enrolled"),
+                f"{r.count('enrolled')} {units[r.key]}s",
                 r.count("sent"),
                 r.count("suppressed"),
                 r.count("task_created"),
@@ -176,7 +181,8 @@ def _demo_run(state: State, on: Any) -> None:
 
 
 def _eligible(session: Session, segset: SegmentSet, journey: Any, today: date) -> int:
-    """Contacts in the journey's segments; for a date entry, those enrolment would take now."""
+    """Contacts in the journey's segments (accounts with one, for an account journey); for a
+    date entry, those enrolment would take now."""
     query = audience.members(segset, journey.segments, today)
     if journey.entry.trigger == Trigger.DATE and journey.entry.field in (
         "renewal_date",
@@ -190,4 +196,9 @@ def _eligible(session: Session, segset: SegmentSet, journey: Any, today: date) -
             query = query.where(column >= today)
         else:
             query = query.where(column >= today - journey.entry.offset - DATE_GRACE)
+    if journey.per_account:
+        accounts = select(func.count(func.distinct(Contact.account_id))).where(
+            Contact.id.in_(query.subquery().select())
+        )
+        return int(session.scalar(accounts) or 0)
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)

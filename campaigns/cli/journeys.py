@@ -78,9 +78,12 @@ def simulate(state: State, journey: str, days: int, start: Any) -> None:
     from datetime import UTC, datetime
 
     from campaigns.cli.simulate import simulate as run_simulation
+    from campaigns.services import check_schema
 
     began = start.replace(tzinfo=UTC) if start else datetime.now(UTC)
-    state.sessions()  # the copy is made from the real database: it must be at the newest schema
+    # The copy is made from the real database, which must be at the newest schema; nothing
+    # else is opened here (no Redis client, no transport): the dry run builds its own.
+    check_schema(state.config)
     report = run_simulation(state.config, journey, days, began)
     click.echo(
         f"Simulating {report.journey} for {days} day{'s' if days != 1 else ''}"

@@ -31,7 +31,8 @@ class Project:
         self.templates = TemplateStore(config.templates_dir, defaults.DEFAULT_LOCALE)
 
     def segments(self) -> SegmentSet:
-        return load_segments(self.config.segments_file)
+        """The segments file, its rules comparing amounts at the configured rates."""
+        return load_segments(self.config.segments_file, currencies=self.config.currencies)
 
     def links(self) -> dict[str, str]:
         """The named link destinations of ``templates/links.yaml`` (Jinja allowed).

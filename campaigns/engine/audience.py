@@ -6,6 +6,11 @@ The journey language lowers every segment rule to plain data
 who is in these segments (:func:`members`), how many are in each (:func:`count`), and which
 tier each account is in (:func:`apply_tiers`). A million contacts is one scan, on SQLite
 or PostgreSQL, however many segments there are.
+
+Amounts are compared in the base currency (:mod:`campaigns.currency`): ``arr`` and ``ltv``
+are spelled ``CASE accounts.currency WHEN 'JPY' THEN arr WHEN 'USD' THEN ROUND(arr * 150, 2)
+... END``, with the segment set's rates written into the statement, so a rule stays one
+statement and one scan; ``arr_local`` and ``ltv_local`` read the stored amounts.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from typing import Any
 from jinja2 import nodes
 from sqlalchemy import (
     ColumnElement,
+    Numeric,
     Select,
     and_,
     case,
     false,
     func,
+    literal_column,
     not_,
     null,
     or_,
@@ -32,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from campaigns.journeys.fields import IN_BASE_CURRENCY, LOCAL_AMOUNTS
 from campaigns.journeys.rules import (
     AllOf,
     Always,
@@ -62,6 +70,7 @@ class RuleCompiler:
         self.today = today
         self.lowering = Lowering(segset)
         self._tier_case: ColumnElement[Any] | None = None
+        self._in_base: dict[str, ColumnElement[Any]] = {}
 
     def where(self, name: str) -> ColumnElement[bool]:
         """The clause a contact (joined to its account) meets to be in segment ``name``."""
@@ -106,7 +115,12 @@ class RuleCompiler:
             return self.tier_case()
         table = Account if operand.table == "account" else Contact
         if operand.json is None:
-            mapped: ColumnElement[Any] = getattr(table, operand.name)
+            if table is Account and operand.name in IN_BASE_CURRENCY:
+                return self.in_base(operand.name)
+            name = (
+                LOCAL_AMOUNTS.get(operand.name, operand.name) if table is Account else operand.name
+            )
+            mapped: ColumnElement[Any] = getattr(table, name)
             return mapped
         element = table.attributes[operand.name]
         if operand.json == "bool":
@@ -114,6 +128,22 @@ class RuleCompiler:
         if operand.json == "number":
             return element.as_float()
         return element.as_string()
+
+    def in_base(self, name: str) -> ColumnElement[Any]:
+        """The account's amount ``name`` in the base currency, as
+        :meth:`campaigns.currency.Currencies.to_base` computes it: times its currency's rate,
+        rounded to the cent; NULL in a currency without a rate. The rates are numerals of
+        the checked table, written into the statement (a bound parameter would reach SQLite
+        as a float and PostgreSQL as an untyped value)."""
+        if name not in self._in_base:
+            amount: ColumnElement[Any] = getattr(Account, name)
+            currencies = self.segset.currencies
+            arms: dict[str, ColumnElement[Any]] = {currencies.base: amount}
+            for code, rate in currencies.rates:
+                numeral = literal_column(format(rate, "f"), Numeric())
+                arms[code] = func.round(amount * numeral, 2)
+            self._in_base[name] = case(arms, value=Account.currency, else_=null())
+        return self._in_base[name]
 
     def _days(self, rule: DaysFromToday) -> ColumnElement[bool]:
         column = self.column(rule.column)
@@ -216,6 +246,18 @@ def count(
         SegmentCount(s.name, s.is_tier, s.label_for(locale), account_counts[s.name], int(n))
         for s, n in zip(every, contact_row, strict=True)
     ]
+
+
+def unpriced(session: Session, segset: SegmentSet) -> dict[str, int]:
+    """Accounts per currency that has no rate in ``segset``'s table: their ``arr`` and
+    ``ltv`` compare with nothing (written before the table lost the rate, or by hand)."""
+    rows = session.execute(
+        select(Account.currency, func.count())
+        .where(Account.currency.not_in(segset.currencies.codes))
+        .group_by(Account.currency)
+        .order_by(Account.currency)
+    )
+    return {code: int(n) for code, n in rows}
 
 
 def apply_tiers(session: Session, segset: SegmentSet, today: date) -> int:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from campaigns.channels.base import Status
@@ -110,7 +110,9 @@ class SendBatch:
         if not due:
             return []
         of_accounts = {e.account_id for e in due if e.contact_id is None and e.account_id}
-        wanted = Contact.id.in_({e.contact_id for e in due if e.contact_id is not None})
+        wanted: ColumnElement[bool] = Contact.id.in_(
+            {e.contact_id for e in due if e.contact_id is not None}
+        )
         if of_accounts:
             wanted = wanted | Contact.account_id.in_(of_accounts)
         contacts = {c.id: c for c in session.scalars(select(Contact).where(wanted))}
@@ -161,7 +163,7 @@ class SendBatch:
         if settings.frequency_cap > 0:
             query = controls.recent_sends_query(list(contacts), self.now, settings.frequency_period)
             for contact_id, sent_at in session.execute(query):
-                if sent_at is not None:
+                if sent_at is not None and contact_id is not None:
                     self._recent.setdefault(contact_id, []).append(sent_at)
 
     # -- what the steps ask of the batch while they run

@@ -18,18 +18,20 @@ from typing import Protocol
 
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.channels.registry import Channels
 from campaigns.content import filters
 from campaigns.content.locale import Reader, local_date
+from campaigns.currency import DEFAULT as DEFAULT_CURRENCIES
+from campaigns.currency import Currencies
 from campaigns.engine.outgoing import Outgoing
 from campaigns.engine.ratelimit import RateLimiter
 from campaigns.engine.results import AdvanceResult
 from campaigns.engine.settings import EngineSettings
 from campaigns.insight import sendtime, tuning
-from campaigns.journeys.fields import ACCOUNT_FIELDS, DAY_COUNTS
+from campaigns.journeys.fields import ACCOUNT_FIELDS, DAY_COUNTS, IN_BASE_CURRENCY, LOCAL_AMOUNTS
 from campaigns.journeys.model import Journey, Text, text_for
 from campaigns.store.enums import Channel, Classification, EventKind, MessageStatus, TaskStatus
 from campaigns.store.models import Account, Contact, Enrollment, Event, Message, Task
@@ -152,8 +154,14 @@ class StepContext:
     def values(self) -> dict[str, Value]:
         """Account fields (bare and as ``account``), ``contact`` and ``attributes``."""
         if self._values is None:
+            # A context lent no tools (a text rendered on its own) converts at the embedded rates.
+            settings = getattr(self.tools, "settings", None)
             self._values = condition_values(
-                self.contact, self.account, self.now, time_zone=self.time_zone
+                self.contact,
+                self.account,
+                self.now,
+                time_zone=self.time_zone,
+                currencies=settings.currencies if settings is not None else DEFAULT_CURRENCIES,
             )
             self._values["owner"] = {
                 "email": self.account.owner_email if self.account else None,
@@ -277,6 +285,7 @@ class StepContext:
         account or any of its contacts), since entry (or ``since``), and no later than
         ``until`` if given."""
         since = since or self.enrollment.entered_at
+        who: ColumnElement[bool]
         if self.contact is None:
             members = select(Contact.id).where(Contact.account_id == self.enrollment.account_id)
             who = (Event.account_id == self.enrollment.account_id) | Event.contact_id.in_(members)
@@ -308,17 +317,28 @@ def owner_name(account: Account | None) -> str | None:
 
 
 def condition_values(
-    contact: Contact | None, account: Account | None, now: datetime, time_zone: str | None = None
+    contact: Contact | None,
+    account: Account | None,
+    now: datetime,
+    time_zone: str | None = None,
+    currencies: Currencies = DEFAULT_CURRENCIES,
 ) -> dict[str, Value]:
     """The fields conditions and texts read: the account's (bare and as ``account``) and,
     when there is one contact, ``contact``. Day counts (``days_to_renewal``) are counted from
-    today in ``time_zone`` (by default the contact's), at the time of the render."""
+    today in ``time_zone`` (by default the contact's), at the time of the render. Amounts
+    are read as the SQL of the segment rules reads them
+    (:class:`campaigns.engine.audience.RuleCompiler`): ``arr`` and ``ltv`` in the base
+    currency of ``currencies``, ``arr_local`` and ``ltv_local`` as stored."""
     today = local_date(now, time_zone or (contact.time_zone if contact is not None else None))
     fields: dict[str, Value] = {}
     if account is not None:
         for name in (n for n in ACCOUNT_FIELDS if n not in DAY_COUNTS):
-            value = getattr(account, name)
-            fields[name] = float(value) if name in ("arr", "ltv") and value is not None else value
+            if name in IN_BASE_CURRENCY:
+                value = currencies.to_base(getattr(account, name), account.currency)
+            else:
+                value = getattr(account, LOCAL_AMOUNTS.get(name, name))
+            amount = name in IN_BASE_CURRENCY or name in LOCAL_AMOUNTS
+            fields[name] = float(value) if amount and value is not None else value
         fields["days_to_renewal"] = (
             (account.renewal_date - today).days if account.renewal_date else None
         )

@@ -108,7 +108,7 @@ def rate_limited(limiter: RateLimiter | None, address: str, now: datetime) -> Ho
 
 def recent_sends_query(
     contact_ids: Sequence[int], now: datetime, period: timedelta
-) -> Select[int, datetime | None]:
+) -> Select[int | None, datetime | None]:
     """(contact id, sent at) of the marketing email sent to these contacts within the
     frequency cap's period."""
     return select(Message.contact_id, Message.sent_at).where(

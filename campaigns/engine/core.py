@@ -106,7 +106,10 @@ class Engine:
     def transport(self, transport: Transport) -> None:
         self._transport = transport
         self.channels = registry.build(
-            self.renderer, transport, webhook_secret=self.settings.webhook_secret
+            self.renderer,
+            transport,
+            webhook_secret=self.settings.webhook_secret,
+            dry_run=self.settings.dry_run,
         )
 
     @property

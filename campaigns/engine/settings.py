@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from campaigns import defaults
+from campaigns.currency import DEFAULT as DEFAULT_CURRENCIES
+from campaigns.currency import Currencies
 
 
 @dataclass(frozen=True)
@@ -21,8 +23,10 @@ class EngineSettings:
     lease: timedelta = timedelta(seconds=defaults.LEASE_SECONDS)
     max_unfinished_runs: int = defaults.MAX_UNFINISHED_RUNS
     heartbeat: bool = True  # off where time is fake and sessions share one connection (simulate)
+    dry_run: bool = False  # channels with an outside effect are recording stand-ins (simulate)
     frequency_cap: int = 3
     frequency_period: timedelta = timedelta(days=7)
     webhook_secret: str = ""
+    currencies: Currencies = DEFAULT_CURRENCIES  # journey conditions compare amounts in its base
     global_control: float = 0.0  # the share (0 to 1) of subjects in the global control group
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")

@@ -12,7 +12,7 @@ import difflib
 import re
 import unicodedata
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
 from functools import cache, lru_cache
@@ -178,7 +178,13 @@ _CURRENCY_ALIASES = {
 }
 
 
+_UNSHOWN = ("Cc", "Cf", "Cs", "Zl", "Zp")  # controls, format characters, line separators
+
+
 def parse_currency(value: str, name: str) -> str:
+    """An ISO 4217 code, upper-cased (``usd``, ``ＵＳＤ`` and ``$`` are USD), of any currency."""
+    if any(unicodedata.category(ch) in _UNSHOWN for ch in value):
+        raise CellError(f"control character or line break in {name}; write a code such as JPY")
     code = unicodedata.normalize("NFKC", value).upper()
     code = _CURRENCY_ALIASES.get(code, code)
     if not re.fullmatch(r"[A-Z]{3}", code):
@@ -186,6 +192,25 @@ def parse_currency(value: str, name: str) -> str:
             f"{name} '{short(value)}' is not a 3-letter currency code such as JPY or USD"
         )
     return code
+
+
+def parse_currency_in(known: Sequence[str]) -> Parser:
+    """:func:`parse_currency`, refusing a currency without a rate in ``known`` (the codes of
+    ``CURRENCY_RATES``): its amounts could not be compared with anyone's."""
+
+    def parse(value: str, name: str) -> str:
+        code = parse_currency(value, name)
+        if code in known:
+            return code
+        close = difflib.get_close_matches(code, known, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        listed = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
+        raise CellError(
+            f"unknown {name} '{short(value)}'{hint}: CURRENCY_RATES has no rate for {code};"
+            f" use one it has ({listed}) or add {code}=<rate> to it"
+        )
+
+    return parse
 
 
 _ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"

@@ -18,7 +18,8 @@ What a file means:
 - Amounts (``arr``, ``ltv``) are decimals of at least 0 with at most 2 decimal places,
   written ``5000000``, ``5,000,000`` or with a currency sign (``¥5,000,000``, ``5,000円``,
   ``$1,200``; a backslash is the yen sign of Shift_JIS), full-width digits allowed; the
-  sign must agree with ``currency``.
+  sign must agree with ``currency``. A ``currency`` (``usd`` is USD) must have a rate in
+  ``CURRENCY_RATES``; an empty one is the base currency.
 - Dates are ISO ``YYYY-MM-DD``. E-mail addresses are stored lower-case and must be plain
   ASCII (a Japanese domain gets a hint with its ``xn--`` form).
 - A bad row is reported as ``FILE:LINE: reason`` (the physical line where the row starts)
@@ -42,6 +43,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns import defaults
+from campaigns.currency import DEFAULT as DEFAULT_CURRENCIES
+from campaigns.currency import Currencies
 from campaigns.exceptions import ImportRowError
 from campaigns.imports.csvfile import (
     SUSPECT,
@@ -53,7 +56,7 @@ from campaigns.imports.csvfile import (
     undecodable,
 )
 from campaigns.imports.fields import CellError
-from campaigns.imports.kinds import KINDS, FileKind, Kind
+from campaigns.imports.kinds import KINDS, FileKind, Kind, for_currencies
 from campaigns.imports.report import ImportReport, RowError
 from campaigns.store.models import Account, utcnow
 
@@ -322,8 +325,12 @@ def import_csv(
     encoding: str = "utf-8-sig",
     batch_size: int = defaults.IMPORT_BATCH_SIZE,
     progress: Callable[[int], None] | None = None,
+    currencies: Currencies = DEFAULT_CURRENCIES,
 ) -> ImportReport:
     """Upsert the accounts or contacts of a CSV file; see the module's notes for the rules.
+
+    ``currencies`` is the configured rate table (``Config.currencies``): an account's
+    currency must have a rate in it, and an empty one is its base currency.
 
     ``progress`` is called with the number of bytes read since its last call. Whole-file
     problems (no file, empty, no header, a required column missing, an unknown kind or
@@ -332,6 +339,7 @@ def import_csv(
     spec = KINDS.get(kind)
     if spec is None:
         raise ImportRowError(f"unknown kind '{kind}'; use accounts or contacts")
+    spec = for_currencies(spec, currencies)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     path = Path(path)

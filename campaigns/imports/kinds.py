@@ -8,18 +8,21 @@ ignores and why, the checks across columns, and the column that names an account
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Literal
 
 from sqlalchemy import Table
 
 from campaigns import defaults
+from campaigns.currency import Currencies
 from campaigns.imports.fields import (
     SIGN_CURRENCIES,
     Parser,
     money_sign,
     parse_boolean,
     parse_currency,
+    parse_currency_in,
     parse_date,
     parse_email,
     parse_integer,
@@ -60,7 +63,9 @@ class FileKind:
         return tuple(f.name for f in self.fields if f.default is not None)
 
 
-def _check_account(values: dict[str, Any], cells: dict[str, str]) -> list[str]:
+def _check_account(
+    values: dict[str, Any], cells: dict[str, str], *, base: str = defaults.BASE_CURRENCY
+) -> list[str]:
     problems = []
     start, renewal = values.get("contract_start"), values.get("renewal_date")
     if start and renewal and renewal < start:
@@ -69,8 +74,8 @@ def _check_account(values: dict[str, Any], cells: dict[str, str]) -> list[str]:
         cell = cells.get(column, "")
         sign = None if cell.isascii() and cell.isdigit() else money_sign(cell)
         currency = values.get("currency")
-        if sign and (currency or "JPY") not in SIGN_CURRENCIES[sign]:
-            named = currency or "not given (JPY by default)"
+        if sign and (currency or base) not in SIGN_CURRENCIES[sign]:
+            named = currency or f"not given ({base} by default)"
             problems.append(
                 f"{column} '{short(cells[column])}' is in {sign} but currency is {named}"
             )
@@ -89,6 +94,20 @@ _SYSTEM = {
     "updated_at": "set by the database",
     "attributes": "other columns become attributes",
 }
+
+
+def for_currencies(kind: FileKind, currencies: Currencies) -> FileKind:
+    """``kind`` as an import with the rate table ``currencies`` reads it: a ``currency`` must
+    have a rate, and an empty one is the base currency (for a new row)."""
+    if not any(f.name == "currency" for f in kind.fields):
+        return kind
+    parse = parse_currency_in(currencies.codes)
+    fields = tuple(
+        replace(f, parse=parse, default=currencies.base) if f.name == "currency" else f
+        for f in kind.fields
+    )
+    return replace(kind, fields=fields, check=partial(_check_account, base=currencies.base))
+
 
 KINDS: dict[str, FileKind] = {
     "accounts": FileKind(

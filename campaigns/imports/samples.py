@@ -3,7 +3,9 @@
 A third of the companies are Japanese (株式会社… names, people like 山田 太郎 with locale
 ``ja`` in Asia/Tokyo), the rest English-speaking across the Americas, Europe and APAC. ARR is
 spread so that every touch tier exists: about 10% high touch (ARR ≥ 5,000,000 JPY or the
-enterprise plan), 30% low touch (ARR ≥ 1,000,000) and 60% tech touch. Renewal dates spread
+enterprise plan), 30% low touch (ARR ≥ 1,000,000) and 60% tech touch. Japanese companies
+pay in yen, the others in the currency of their place (USD, CAD, GBP, EUR, AUD, SGD), their
+amounts being the same yen figures at the embedded rates. Renewal dates spread
 over the 13 months after ``today``. Every address is at example.com or example.jp, domains
 reserved for examples, so nothing can reach a real person.
 
@@ -18,7 +20,10 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
+
+from campaigns.currency import DEFAULT as DEFAULT_CURRENCIES
 
 ACCOUNT_COLUMNS = (
     "external_id",
@@ -151,6 +156,17 @@ _EN_PLACES = (
     ("en-AU", "Australia/Sydney", "APAC"),
     ("en-SG", "Asia/Singapore", "APAC"),
 )
+_CURRENCIES = {
+    "America/New_York": "USD",
+    "America/Chicago": "USD",
+    "America/Los_Angeles": "USD",
+    "America/Toronto": "CAD",
+    "Europe/London": "GBP",
+    "Europe/Dublin": "EUR",
+    "Australia/Sydney": "AUD",
+    "Asia/Singapore": "SGD",
+}
+"""The currency an English-speaking account pays in, by its time zone (Japanese ones: JPY)."""
 _JP_OWNERS = ("csm.sato@example.com", "csm.suzuki@example.com", "csm.tanaka@example.com")
 _EN_OWNERS = ("csm.jones@example.com", "csm.garcia@example.com", "csm.lee@example.com")
 _DEPARTMENTS = {
@@ -186,6 +202,17 @@ def _place(number: int) -> tuple[str, str, str]:
     if _japanese(number):
         return "ja", "Asia/Tokyo", "APAC"
     return _EN_PLACES[number % len(_EN_PLACES)]
+
+
+def _local(yen: int, code: str) -> str:
+    """``yen`` written in ``code`` at the embedded rate, rounded up to the cent, so the account
+    converts back to at least ``yen`` and stays in its tier."""
+    rate = DEFAULT_CURRENCIES.rate(code)
+    assert rate is not None
+    if rate == 1:
+        return str(yen)
+    cents = (Decimal(yen) * 100 / rate).to_integral_value(ROUND_CEILING)
+    return str(cents / 100)
 
 
 def _external_id(number: int) -> str:
@@ -240,8 +267,9 @@ def make_account(number: int, today: date, seed: int = 7) -> SampleAccount:
             years += 1
     health = rng.randint(20, 45) if rng.random() < 0.2 else rng.randint(55, 98)
     ltv = arr * rng.randint(2, 5)
+    code = _CURRENCIES.get(_place(number)[1], "JPY")
     row = (
-        *(_external_id(number), name, str(arr), str(ltv), "JPY", plan, status),
+        *(_external_id(number), name, _local(arr, code), _local(ltv, code), code, plan, status),
         *(start.isoformat(), renewal.isoformat(), industry, str(size), owner, str(health)),
         _place(number)[2],
     )

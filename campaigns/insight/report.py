@@ -234,9 +234,9 @@ def journey_report(
     )
 
 
-def _unit(session: Session, journey: Journey) -> str:
+def _unit(session: Session, journey: Journey | None) -> str:
     """Whether the journey's current version enrols contacts or accounts."""
-    if journey.current_version_id is None:
+    if journey is None or journey.current_version_id is None:
         return "contact"
     version = session.get(JourneyVersion, journey.current_version_id)
     unit = (version.definition or {}).get("unit") if version else None
@@ -339,5 +339,6 @@ def overview(session: Session) -> list[dict[str, Any]]:
     result = []
     for journey_id, key, name in journeys(session):
         row = totals.get(journey_id, Row("total"))
-        result.append({"journey": key, "name": name, **row.as_dict(), "key": key})
+        unit = _unit(session, session.get(Journey, journey_id))
+        result.append({"journey": key, "name": name, "unit": unit, **row.as_dict(), "key": key})
     return result

@@ -21,6 +21,8 @@ ACCOUNT_FIELDS: dict[str, str] = {
     "name": STRING,
     "arr": NUMBER,
     "ltv": NUMBER,
+    "arr_local": NUMBER,
+    "ltv_local": NUMBER,
     "currency": STRING,
     "plan": STRING,
     "contract_status": STRING,
@@ -35,6 +37,13 @@ ACCOUNT_FIELDS: dict[str, str] = {
     "days_since_start": NUMBER,
 }
 """Fields of the account, usable bare (``arr``) or as ``account.arr``."""
+
+IN_BASE_CURRENCY = ("arr", "ltv")
+"""Amounts a rule reads in the base currency (:mod:`campaigns.currency`): the stored amount
+at its account's rate."""
+
+LOCAL_AMOUNTS: dict[str, str] = {"arr_local": "arr", "ltv_local": "ltv"}
+"""Amounts as stored, in the account's own ``currency``, and the column each one reads."""
 
 CONTACT_FIELDS: dict[str, str] = {
     "email": STRING,

@@ -23,7 +23,7 @@ from campaigns.journeys.segments import DEFAULT_ROLES
 from campaigns.journeys.vocabulary import RECIPIENT_KEYS, RECIPIENT_WORDS, UNITS
 from campaigns.journeys.yamlsource import Map, Pos, Seq, describe
 
-RECIPIENT_STEPS = ("email", "survey", "invite")
+RECIPIENT_STEPS = ("email", "survey", "invite", "in_app")
 """The step types that address an account's contacts in an account journey."""
 
 _NAMES_CONTACT = re.compile(r"(\{\{|\{%)[^}]*\bcontact\b")
@@ -49,8 +49,8 @@ def read_recipients(ctx: Context, m: Map, where: str) -> Recipients | None:
     if isinstance(value, str) and value in RECIPIENT_WORDS:
         return Recipients(pick=value)
     if isinstance(value, str | Seq):
-        roles = _roles(ctx, value, pos)
-        return Recipients(pick="roles", roles=roles) if roles is not None else None
+        named = _roles(ctx, value, pos)
+        return Recipients(pick="roles", roles=named) if named is not None else None
     if not isinstance(value, Map):
         ctx.report(pos, f"'recipients' of {where} cannot be {describe(value)}", _RECIPIENTS_HINT)
         return None
@@ -113,7 +113,8 @@ def check_step(ctx: Context, m: Map, step_id: str, types: list[str], unit: Unit)
         elif not set(types) & set(RECIPIENT_STEPS):
             ctx.report(
                 m.key_at("recipients"),
-                f"step '{step_id}': 'recipients' belongs on an email, survey or invite step",
+                f"step '{step_id}': 'recipients' belongs on a step that sends (email, survey,"
+                " invite, in_app)",
                 "tasks go to the account's owner; remove it here",
             )
     if unit != Unit.ACCOUNT:
@@ -124,12 +125,6 @@ def check_step(ctx: Context, m: Map, step_id: str, types: list[str], unit: Unit)
             wait.at("date"),
             f"step '{step_id}': an account journey waits for the account's dates",
             "use renewal_date, contract_start or attributes.<name> (the account's)",
-        )
-    if "in_app" in types:
-        ctx.report(
-            m.key_at("in_app"),
-            f"step '{step_id}': an in-app message is shown to one person",
-            "use an email step with recipients, or put the in-app message in a contact journey",
         )
     for block in ("task", "webhook", "update"):
         if block in types:

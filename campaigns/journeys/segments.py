@@ -19,6 +19,8 @@ from pathlib import Path
 
 from jinja2 import TemplateSyntaxError, nodes
 
+from campaigns.currency import DEFAULT as DEFAULT_CURRENCIES
+from campaigns.currency import Currencies
 from campaigns.exceptions import Problem, SegmentError
 from campaigns.journeys.expressions import Scope, check, parse
 from campaigns.journeys.fields import DAY_COUNTS, Ref, field_ref, referenced_fields
@@ -73,12 +75,15 @@ class Segment:
 
 @dataclass(frozen=True)
 class SegmentSet:
-    """The tiers (in order) and the segments of one segments file."""
+    """The tiers (in order) and the segments of one segments file, with the currencies its
+    rules compare ``arr`` and ``ltv`` in (the configured ones: see
+    :meth:`campaigns.content.project.Project.segments`)."""
 
     tiers: tuple[Segment, ...]
     segments: tuple[Segment, ...]
     path: str = "segments.yaml"
     roles: tuple[str, ...] = DEFAULT_ROLES  # the contact roles (``contact.role``) in use
+    currencies: Currencies = DEFAULT_CURRENCIES
 
     @property
     def names(self) -> list[str]:
@@ -105,8 +110,9 @@ class SegmentSet:
 # ---------------------------------------------------------------------------- loading
 
 
-def load_segments(path: Path) -> SegmentSet:
-    """Read and check a segments file; raise :class:`SegmentError` with every problem."""
+def load_segments(path: Path, *, currencies: Currencies = DEFAULT_CURRENCIES) -> SegmentSet:
+    """Read and check a segments file; raise :class:`SegmentError` with every problem.
+    ``currencies``: the base currency and rates its rules compare amounts in."""
     try:
         text = read(path)
     except YamlProblem as exc:
@@ -129,7 +135,7 @@ def load_segments(path: Path) -> SegmentSet:
         raise SegmentError(
             [Problem(str(path), 1, 1, f"cannot read the file: {exc}", "save it as UTF-8")]
         ) from None
-    return parse_segments(text, str(path))
+    return parse_segments(text, str(path), currencies=currencies)
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,9 @@ class _Entry:
     is_tier: bool
 
 
-def parse_segments(text: str, path: str = "segments.yaml") -> SegmentSet:
+def parse_segments(
+    text: str, path: str = "segments.yaml", *, currencies: Currencies = DEFAULT_CURRENCIES
+) -> SegmentSet:
     problems: list[Problem] = []
 
     def report(pos: Pos, message: str, hint: str | None = None) -> None:
@@ -160,7 +168,7 @@ def parse_segments(text: str, path: str = "segments.yaml") -> SegmentSet:
             assert isinstance(item.entry, Map)
             positions[segment.name] = item.entry.at("when")
             (tiers if segment.is_tier else segments).append(segment)
-    segset = SegmentSet(tuple(tiers), tuple(segments), path, roles)
+    segset = SegmentSet(tuple(tiers), tuple(segments), path, roles, currencies)
     if not problems:
         _check_lowering(segset, positions, report)
     if problems:

@@ -378,7 +378,8 @@ class InAppMessage(Base):
 
     __tablename__ = "in_app_messages"
     __table_args__ = (
-        UniqueConstraint("enrollment_id", "step_id", name="uq_in_app_messages_step"),
+        # One per recipient: an account journey shows it to each contact it addresses.
+        UniqueConstraint("enrollment_id", "step_id", "contact_id", name="uq_in_app_messages_step"),
         Index("ix_in_app_contact", "contact_id", "seen_at"),
     )
 

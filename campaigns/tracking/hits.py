@@ -191,15 +191,17 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
                 )
                 result.reclassified += 1
         for (hit_id, hit), verdict in zip(new, verdicts[len(old) :], strict=True):
-            rows.append(
-                _event_row(hit_id, hit, verdict, message, account_of.get(message.contact_id), now)
-            )
+            contact_id = message.contact_id
+            account = account_of.get(contact_id) if contact_id is not None else None
+            rows.append(_event_row(hit_id, hit, verdict, message, account, now))
+            if contact_id is None:
+                continue  # mail about no one contact (to an owner) carries no tracking
             if hit.kind == "unsubscribe":
                 # Always honoured: the one-click POST (RFC 8058) often comes from the mailbox
                 # provider's servers on the person's behalf, and scanners do not POST.
-                unsubscribed.add(message.contact_id)
+                unsubscribed.add(contact_id)
             if verdict.classification != Classification.MACHINE:
-                woken.add(message.contact_id)
+                woken.add(contact_id)
     if changed:
         session.execute(update(Event), changed)  # ORM bulk UPDATE by primary key: one executemany
     inserted: list[dict[str, Any]] = []

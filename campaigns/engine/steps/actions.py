@@ -28,8 +28,9 @@ def run_task(ctx: StepContext, step: Step, config: TaskStep) -> Outcome:
     one for each contact."""
     assigned = config.assignee != "owner"
     address = config.assignee if assigned else (ctx.account.owner_email if ctx.account else None)
-    shared = ctx.contact is not None and ctx.account is not None and config.per == "account"
-    open_key = f"{ctx.enrollment.journey_id}:{step.id}:{ctx.account.id}" if shared else None
+    open_key = None
+    if ctx.contact is not None and ctx.account is not None and config.per == "account":
+        open_key = f"{ctx.enrollment.journey_id}:{step.id}:{ctx.account.id}"
     receipt = ctx.tools.channels.task.push(
         task.Order(
             session=ctx.session,

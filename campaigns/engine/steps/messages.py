@@ -53,6 +53,10 @@ def run_message(ctx: StepContext, step: Step) -> Outcome:
         case TaskStep():
             return run_task(ctx, step, config)
         case InAppStep():
+            if ctx.contact is None:
+                for contact in recipients.choose(ctx, ctx.journey.recipients_of(step)):
+                    run_in_app(ctx.for_recipient(contact), step, config)
+                return NEXT
             return run_in_app(ctx, step, config)
         case EmailStep() | SurveyStep() | InviteStep():
             if ctx.contact is None:

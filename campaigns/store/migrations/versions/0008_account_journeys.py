@@ -1,7 +1,8 @@
 """account journeys: enrollments carry their account (filled from the contact for the
 enrollments there are) and may have no contact (an account journey's); one per account and
 entry key; tasks.open_key: one open task per account and step; messages.contact_id may be
-empty (an account journey's mail to its owner is about no one contact)
+empty (an account journey's mail to its owner is about no one contact); an in-app message is
+unique per enrollment, step and contact (an account journey shows it to each recipient)
 
 Revision ID: 0008
 Revises: 0007
@@ -43,9 +44,17 @@ def upgrade() -> None:
         batch.create_unique_constraint(op.f("uq_tasks_open_key"), ["open_key"])
     with op.batch_alter_table("messages") as batch:
         batch.alter_column("contact_id", existing_type=sa.Integer(), nullable=True)
+    with op.batch_alter_table("in_app_messages") as batch:
+        batch.drop_constraint("uq_in_app_messages_step", type_="unique")
+        batch.create_unique_constraint(
+            "uq_in_app_messages_step", ["enrollment_id", "step_id", "contact_id"]
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("in_app_messages") as batch:
+        batch.drop_constraint("uq_in_app_messages_step", type_="unique")
+        batch.create_unique_constraint("uq_in_app_messages_step", ["enrollment_id", "step_id"])
     op.execute("DELETE FROM messages WHERE contact_id IS NULL")
     with op.batch_alter_table("messages") as batch:
         batch.alter_column("contact_id", existing_type=sa.Integer(), nullable=False)
