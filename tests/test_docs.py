@@ -30,8 +30,29 @@ def test_every_top_level_key_and_step_option_is_documented():
         *vocabulary.TASK_KINDS,
         *vocabulary.DATE_WAIT_KEYS,
         *vocabulary.IF_PAST,
+        *vocabulary.UNITS,
+        *vocabulary.RECIPIENT_WORDS,
+        *vocabulary.RECIPIENT_KEYS,
+        *vocabulary.TASK_PER,
     ):
         assert f"`{key}`" in DSL_DOC or f"{key}:" in DSL_DOC or f"| {key}" in DSL_DOC, key
+
+
+def test_account_journeys_recipients_and_date_anchors_have_sections_with_examples():
+    for heading in ("## Account journeys", "### Recipients", "### `wait_until_date`"):
+        section = DSL_DOC.split(heading, 1)[1].split("\n## ", 1)[0]
+        assert "```yaml" in section, heading
+    assert "enrol: account" in DSL_DOC and "recipients: [billing, executive]" in DSL_DOC
+    assert "`per: contact`" in DSL_DOC and "`roles:`" in DSL_DOC
+
+
+def test_the_worked_account_journey_example_is_a_valid_journey():
+    from campaigns.journeys.parse import parse_journey
+
+    section = DSL_DOC.split("## Account journeys", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    journey = parse_journey(example, "docs/dsl.md")
+    assert journey.per_account and journey.recipients.roles == ("billing", "executive")
 
 
 def test_every_condition_field_and_function_is_documented():
