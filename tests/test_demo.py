@@ -78,7 +78,11 @@ def test_demo_delivers_first_steps_then_simulate_writes_nothing_and_tick_runs(tm
     # It ends with the report (the emails just sent, summed over the journeys) and the dashboard.
     reported = [
         int(m.group(1))
-        for m in re.finditer(r"^(?:high|low|tech)_touch_\w+\s+\d+\s+(\d+)\s", result.stdout, re.M)
+        for m in re.finditer(
+            r"^(?:high|low|tech)_touch_\w+\s+\d+ (?:accounts|contacts)\s+(\d+)\s",
+            result.stdout,
+            re.M,
+        )
     ]
     notices = int(
         re.search(r"tasks for account owners: (\d+)", result.stdout).group(1)

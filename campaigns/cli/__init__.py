@@ -21,7 +21,14 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from campaigns.cli import data, demo, journeys, people, report, run
-from campaigns.cli.common import EXIT_ERROR, EXIT_INTERNAL, EXIT_PROBLEMS, err, print_problems
+from campaigns.cli.common import (
+    EXIT_ERROR,
+    EXIT_INTERNAL,
+    EXIT_PROBLEMS,
+    State,
+    err,
+    print_problems,
+)
 from campaigns.exceptions import CampaignsError, JourneyError
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERNAL", "EXIT_PROBLEMS", "cli", "main"]
@@ -29,12 +36,14 @@ __all__ = ["EXIT_ERROR", "EXIT_INTERNAL", "EXIT_PROBLEMS", "cli", "main"]
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="campaigns")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Journeys and email for customer-success teams: high, low and tech touch.
 
     Configuration comes from DATABASE_URL, REDIS_URL, MAIL_URL, SECRET_KEY and BASE_URL;
     with none set, everything runs on a SQLite file and a file outbox in this folder.
     """
+    ctx.call_on_close(ctx.ensure_object(State).close)  # the pool closes with the command
 
 
 for command in (

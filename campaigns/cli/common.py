@@ -58,6 +58,12 @@ class State:
             return self._services
         return build(self.config, clock, sessions=self._services.sessions)
 
+    def close(self) -> None:
+        """Close what the run opened (the transport, the database's pool)."""
+        if self._services is not None:
+            self._services.close()
+            self._services = None
+
     def migrate(self) -> str:
         """Bring the schema to the newest migration; the one line that says what was done."""
         from alembic.util import CommandError as AlembicError
