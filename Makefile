@@ -21,7 +21,10 @@ demo: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/campaigns migrate
 
+# .ci/services first: Redis, PostgreSQL and Chromium answer (installed or started when
+# missing, or one line saying what is missing).
 test: $(STAMP)
+	.ci/services
 	$(BIN)/python -m pytest -q
 
 # ruff (lint and format) and import-linter (the arrows between the parts, docs/architecture.md).
