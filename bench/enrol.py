@@ -6,8 +6,8 @@ SQLite file (WAL) and a private PostgreSQL database on the shared server (droppe
 `--postgres-url` names the server, `--backends sqlite` skips it). Deploys two journeys over
 the shipped journeys/segments.yaml and times one call of the engine's enrolment
 (:func:`campaigns.engine.enrol.enrol`, one ``INSERT ... SELECT``) for each, with its commit:
-  1. an account journey (``enrol: account``, segment trigger, every active account);
-  2. a contact journey (segment trigger, every contact of an active account);
+  1. an account journey (``enrol: account``, segment trigger, all three tiers: every account);
+  2. a contact journey (segment trigger, all three tiers: every contact);
 then a second enrolment of each, which must enter nobody (the unique keys hold).
 
 Usage: python bench/enrol.py [--contacts 1000000] [--per-account 4] [--backends sqlite,postgresql]
@@ -48,7 +48,7 @@ ACCOUNT_JOURNEY = """\
 journey: bench_accounts
 name: Bench account journey
 enrol: account
-segments: [active_customers]
+segments: [high_touch, low_touch, tech_touch]
 entry: {trigger: segment}
 steps:
   - id: plan
@@ -58,7 +58,7 @@ steps:
 CONTACT_JOURNEY = """\
 journey: bench_contacts
 name: Bench contact journey
-segments: [active_customers]
+segments: [high_touch, low_touch, tech_touch]
 entry: {trigger: segment}
 steps:
   - id: hello

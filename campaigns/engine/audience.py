@@ -38,6 +38,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import CTE
 
 from campaigns.journeys.fields import IN_BASE_CURRENCY, LOCAL_AMOUNTS
 from campaigns.journeys.rules import (
@@ -65,11 +66,15 @@ class RuleCompiler:
     the date column with a constant, so indexes on the dates are used.
     """
 
-    def __init__(self, segset: SegmentSet, today: date) -> None:
+    def __init__(
+        self, segset: SegmentSet, today: date, tier: ColumnElement[Any] | None = None
+    ) -> None:
         self.segset = segset
         self.today = today
         self.lowering = Lowering(segset)
-        self._tier_case: ColumnElement[Any] | None = None
+        # ``tier``: a column that already holds each account's tier (the tier rules worked
+        # out once per account, see :func:`live_tiers`), read instead of the CASE.
+        self._tier_case: ColumnElement[Any] | None = tier
         self._in_base: dict[str, ColumnElement[Any]] = {}
 
     def where(self, name: str) -> ColumnElement[bool]:
@@ -159,6 +164,16 @@ class RuleCompiler:
             return self.today + timedelta(days=days)
         except OverflowError:
             return date.max if days > 0 else date.min
+
+
+def live_tiers(segset: SegmentSet, today: date) -> CTE:
+    """Each account's tier by the tier rules today (``id``, ``tier``), worked out once per
+    account: a rule that names a tier (``segments: [high_touch]``, ``tier == 'low_touch'``)
+    then reads this column instead of the whole CASE for each of the account's contacts.
+    Materialized, so that PostgreSQL does not fold the CASE back into every reference."""
+    compiler = RuleCompiler(segset, today)
+    query = select(Account.id.label("id"), compiler.tier_case().label("tier"))
+    return query.cte("live_tiers").prefix_with("MATERIALIZED")
 
 
 def _apply(column: ColumnElement[Any], op: str, value: object) -> ColumnElement[bool]:

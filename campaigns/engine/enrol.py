@@ -36,11 +36,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Column as SAColumn
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    MetaData,
     Select,
     String,
+    Table,
     and_,
     case,
     cast,
@@ -53,10 +56,10 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.selectable import Subquery
+from sqlalchemy.sql.selectable import CTE, Subquery
 
 from campaigns.engine import holdout
-from campaigns.engine.audience import RuleCompiler
+from campaigns.engine.audience import RuleCompiler, live_tiers
 from campaigns.journeys.expressions import parse
 from campaigns.journeys.model import Journey, Trigger
 from campaigns.journeys.segments import SegmentSet
@@ -105,11 +108,12 @@ def enrol(
     """Enrol every contact who qualifies for ``journey`` now; return how many entered.
     ``control`` is the share (0 to 1) of subjects in the global control group."""
     today = now.date()
-    compiler = RuleCompiler(segset, today)
+    tiers = live_tiers(segset, today)
+    compiler = RuleCompiler(segset, today, tier=tiers.c.tier)
     if journey.per_account:
-        base = _accounts(compiler, journey, segset)
+        base = _accounts(compiler, journey, segset, tiers)
     else:
-        base = _contacts(compiler, journey)
+        base = _contacts(compiler, journey, tiers)
     trigger = journey.entry.trigger
     if trigger == Trigger.SEGMENT:
         source = _by_segment(base, journey, today)
@@ -118,11 +122,42 @@ def enrol(
     else:
         source = _by_event(base, journey, now)
     rows = _rows(source.subquery(), journey, journey_id, version_id, now, control)
-    statement = insert(Enrollment).from_select(list(COLUMNS), rows).returning(Enrollment.id)
-    return EnrolResult(journey.key, len(session.scalars(statement).all()))
+    entered = _insert(session, rows)
+    return EnrolResult(journey.key, entered)
 
 
-def _contacts(compiler: RuleCompiler, journey: Journey) -> Select[Any]:
+def _insert(session: Session, rows: Select[Any]) -> int:
+    """Write ``rows`` (one per subject and entry key: no DISTINCT) into ``enrollments``; how
+    many were written.
+
+    On PostgreSQL the new rows are first worked out in full into a temporary table: the check
+    for an existing enrollment must not read the table while the same statement grows it (a
+    nested-loop check of each entrant then rescans the rows just written, invisible but there,
+    and the first enrolment of a large journey into an empty table takes minutes). SQLite
+    stages a statement that reads the table it writes by itself; there the new ids are
+    counted as they come back (SQLite reports no row count for a statement with a CTE).
+    """
+    conn = session.connection()
+    source: Select[Any] = rows
+    stage: Table | None = None
+    if conn.dialect.name == "postgresql":
+        table = Enrollment.__table__
+        columns = (SAColumn(name, table.c[name].type) for name in COLUMNS)
+        stage = Table("new_enrollments", MetaData(), *columns, prefixes=["TEMPORARY"])
+        stage.create(conn)  # an error rolls the transaction back, and the table with it
+        conn.execute(insert(stage).from_select(list(COLUMNS), rows))
+        source = select(*stage.c)
+    statement = insert(Enrollment).from_select(list(COLUMNS), source)
+    if stage is None:
+        entered = sum(1 for _ in conn.execute(statement.returning(Enrollment.id)))
+    else:
+        counted = conn.execute(statement, execution_options={"preserve_rowcount": True})
+        entered = int(counted.rowcount)  # no CTE here: the driver's count is the truth
+        stage.drop(conn)
+    return entered
+
+
+def _contacts(compiler: RuleCompiler, journey: Journey, tiers: CTE) -> Select[Any]:
     """The contacts in the journey's segments and audience, with the first segment each is
     in and the account's tier (the enrollment keeps them; reports break down by them)."""
     audience = or_(*(compiler.where(name) for name in journey.segments))
@@ -138,17 +173,22 @@ def _contacts(compiler: RuleCompiler, journey: Journey) -> Select[Any]:
     return (
         select(
             Contact.id.label("contact_id"),
-            Contact.account_id.label("account_id"),
+            # Only an account journey's enrollment names its account: a contact's is found
+            # through the contact (and a NULL costs no foreign-key check on a million rows).
+            cast(null(), Integer).label("account_id"),
             segment.label("segment"),
-            Account.tier.label("tier"),
+            tiers.c.tier.label("tier"),
         )
         .select_from(Contact)
         .outerjoin(Account, Contact.account_id == Account.id)
+        .outerjoin(tiers, tiers.c.id == Account.id)
         .where(audience)
     )
 
 
-def _accounts(compiler: RuleCompiler, journey: Journey, segset: SegmentSet) -> Select[Any]:
+def _accounts(
+    compiler: RuleCompiler, journey: Journey, segset: SegmentSet, tiers: CTE
+) -> Select[Any]:
     """The accounts in the journey's segments (the rule holds for the account, or for any
     of its contacts when it reads contact fields) and its audience (account fields)."""
 
@@ -171,9 +211,10 @@ def _accounts(compiler: RuleCompiler, journey: Journey, segset: SegmentSet) -> S
             cast(null(), Integer).label("contact_id"),
             Account.id.label("account_id"),
             segment.label("segment"),
-            Account.tier.label("tier"),
+            tiers.c.tier.label("tier"),
         )
         .select_from(Account)
+        .join(tiers, tiers.c.id == Account.id)
         .where(audience)
     )
 
@@ -270,30 +311,26 @@ def _rows(
     held = or_(in_control, _holdout_on(who, journey_id, journey.holdout))
     at = literal(now, type_=UTCDateTime())
     until = literal(holdout.held_until(now, journey), type_=UTCDateTime())
-    rows: Select[Any] = (
-        select(
-            literal(journey_id).label("journey_id"),
-            literal(version_id).label("journey_version_id"),
-            entrants.c.contact_id,
-            entrants.c.account_id,
-            entrants.c.entry_key,
-            entrants.c.segment,
-            entrants.c.tier,
-            held.label("holdout"),
-            literal(EnrollmentState.ACTIVE.value).label("state"),
-            literal(journey.steps[0].id).label("current_step"),
-            case((held, until), else_=at).label("next_run_at"),
-            at.label("entered_at"),
-            literal(None, type_=UTCDateTime()).label("finished_at"),
-            literal(None, type_=String()).label("exit_reason"),
-            case(
-                (in_control, literal(holdout.CONTROL_MARK, type_=JSONType)),
-                else_=literal({}, type_=JSONType),
-            ).label("context"),
-        )
-        .where(~taken)
-        .distinct()
-    )
+    rows: Select[Any] = select(
+        literal(journey_id).label("journey_id"),
+        literal(version_id).label("journey_version_id"),
+        entrants.c.contact_id,
+        entrants.c.account_id,
+        entrants.c.entry_key,
+        entrants.c.segment,
+        entrants.c.tier,
+        held.label("holdout"),
+        literal(EnrollmentState.ACTIVE.value).label("state"),
+        literal(journey.steps[0].id).label("current_step"),
+        case((held, until), else_=at).label("next_run_at"),
+        at.label("entered_at"),
+        literal(None, type_=UTCDateTime()).label("finished_at"),
+        literal(None, type_=String()).label("exit_reason"),
+        case(
+            (in_control, literal(holdout.CONTROL_MARK, type_=JSONType)),
+            else_=literal({}, type_=JSONType),
+        ).label("context"),
+    ).where(~taken)
     if journey.entry.trigger == Trigger.EVENT and journey.re_entry.policy != "never":
         # One entry per subject and pass, however many of its events came since the last.
         first = func.min(entrants.c.entry_key).over(partition_by=who)

@@ -93,7 +93,8 @@ def wake(
             account_wide & (Enrollment.account_id == account)
         )
     elif account_id:
-        who = Enrollment.account_id == account_id
+        members = select(Contact.id).where(Contact.account_id == account_id)
+        who = (Enrollment.account_id == account_id) | Enrollment.contact_id.in_(members)
     else:
         return 0
     states = [EnrollmentState.WAITING] + (
