@@ -167,7 +167,7 @@ def test_a_late_hard_bounce_keeps_sent_adds_bounced_once_however_often_the_relay
             row.segment,
             row.tier,
             row.day,
-        ) == (journey_id, "notice", "email", message.variant, "everyone", "", SENT.date())
+        ) == (journey_id, "notice", "email", message.variant, "everyone", "everyone", SENT.date())
     # The webhook repeats: nothing more. The relay reports it again under another id: nothing more.
     assert client.post("/api/v1/webhooks/bounces", json=body, headers=AUTH).get_json() == {
         "processed": 0,
