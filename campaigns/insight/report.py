@@ -307,7 +307,6 @@ def _ordered(session: Session, journey: Journey, groups: dict[str, Row], by: str
         return [groups[k] for k in sorted(groups)]
     from campaigns.exceptions import JourneyError
     from campaigns.journeys.parse import parse_journey
-    from campaigns.store.models import JourneyVersion
 
     version = session.get(JourneyVersion, journey.current_version_id)
     try:
