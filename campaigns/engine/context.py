@@ -357,6 +357,7 @@ def condition_values(
         "email": contact.email,
         "name": contact.name,
         "role": contact.role,
+        "title": contact.title,
         "locale": contact.locale,
         "time_zone": contact.time_zone,
         "subscribed": contact.subscribed,

@@ -129,7 +129,19 @@ KINDS: dict[str, FileKind] = {
             Field("owner_email", parse_email),
             Field("health_score", parse_integer(0, 100)),
         ),
-        ignored={**_SYSTEM, "tier": "computed from the segments file"},
+        ignored={
+            **_SYSTEM,
+            "tier": "computed from the segments file",
+            **{
+                name: "computed from the scorecards (journeys/scorecards.yaml)"
+                for name in (
+                    "health_band",
+                    "health_change_7d",
+                    "health_change_30d",
+                    "health_scored_on",
+                )
+            },
+        },
         check=_check_account,
     ),
     "contacts": FileKind(
@@ -141,6 +153,7 @@ KINDS: dict[str, FileKind] = {
             Field("account_external_id", parse_text(_ACCOUNTS_T, "external_id")),
             Field("name", parse_text(_CONTACTS_T, "name")),
             Field("role", parse_text(_CONTACTS_T, "role")),
+            Field("title", parse_text(_CONTACTS_T, "title")),
             Field("locale", parse_locale, default=defaults.DEFAULT_LOCALE),
             Field("time_zone", parse_time_zone, default=defaults.DEFAULT_TIME_ZONE),
             Field("subscribed", parse_boolean, default=True),

@@ -32,6 +32,9 @@ ACCOUNT_FIELDS: dict[str, str] = {
     "company_size": NUMBER,
     "owner_email": STRING,
     "health_score": NUMBER,
+    "health_band": STRING,
+    "health_change_7d": NUMBER,
+    "health_change_30d": NUMBER,
     "tier": STRING,
     "days_to_renewal": NUMBER,
     "days_since_start": NUMBER,
@@ -49,6 +52,7 @@ CONTACT_FIELDS: dict[str, str] = {
     "email": STRING,
     "name": STRING,
     "role": STRING,
+    "title": STRING,
     "locale": STRING,
     "time_zone": STRING,
     "subscribed": BOOL,
@@ -58,7 +62,13 @@ CONTACT_FIELDS: dict[str, str] = {
 CONTRACT_STATUSES = ("trial", "active", "renewing", "churned", "cancelled")
 """The values of ``contract_status``, as the store's ``ContractStatus`` spells them."""
 
-KNOWN_VALUES: dict[str, tuple[str, ...]] = {"contract_status": CONTRACT_STATUSES}
+HEALTH_BANDS = ("red", "yellow", "green")
+"""The values of ``health_band``, worst first, as the store's ``HealthBand`` spells them."""
+
+KNOWN_VALUES: dict[str, tuple[str, ...]] = {
+    "contract_status": CONTRACT_STATUSES,
+    "health_band": HEALTH_BANDS,
+}
 
 DAY_COUNTS: dict[str, str] = {
     "days_to_renewal": "renewal_date",

@@ -82,6 +82,30 @@ class TaskStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class TaskPriority(enum.StrEnum):
+    """How soon a task needs a person: it orders the inbox and sets the default SLA."""
+
+    URGENT = "urgent"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class TaskMail(enum.StrEnum):
+    """How a user hears of their tasks: one email each, or one daily digest."""
+
+    EACH = "each"
+    DIGEST = "digest"
+
+
+class HealthBand(enum.StrEnum):
+    """The three bands of a health score, worst first."""
+
+    RED = "red"
+    YELLOW = "yellow"
+    GREEN = "green"
+
+
 class SuppressionReason(enum.StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     HARD_BOUNCE = "hard_bounce"

@@ -42,6 +42,8 @@ from campaigns.store.enums import (
     EnrollmentState,
     JourneyStatus,
     MessageStatus,
+    TaskMail,
+    TaskPriority,
     TaskStatus,
     UserRole,
 )
@@ -111,6 +113,12 @@ class Account(Base):
     company_size: Mapped[int | None] = mapped_column(Integer)
     owner_email: Mapped[str | None] = mapped_column(String(320))
     health_score: Mapped[int | None] = mapped_column(Integer)
+    # The latest health (:mod:`campaigns.insight.health`): its band and how far the score
+    # moved over 7 and 30 days; ``health_scored_on`` is the day it was worked out.
+    health_band: Mapped[str | None] = mapped_column(String(16))
+    health_change_7d: Mapped[float | None] = mapped_column(Float)
+    health_change_30d: Mapped[float | None] = mapped_column(Float)
+    health_scored_on: Mapped[date | None] = mapped_column(Date)
     tier: Mapped[str | None] = mapped_column(String(64), index=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -129,6 +137,7 @@ class Contact(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(String(255))  # job title, for personas
     locale: Mapped[str] = mapped_column(String(16), default="en")
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -293,6 +302,7 @@ class Message(Base):
     channel: Mapped[str] = mapped_column(String(16), default=Channel.EMAIL)
     category: Mapped[str | None] = mapped_column(String(64))
     variant: Mapped[str | None] = mapped_column(String(64))
+    persona: Mapped[str | None] = mapped_column(String(64))  # the persona content was chosen for
     template: Mapped[str | None] = mapped_column(String(255))
     locale: Mapped[str | None] = mapped_column(String(16))
     to_address: Mapped[str | None] = mapped_column(String(320))
@@ -354,6 +364,7 @@ class Task(Base):
     __table_args__ = (
         UniqueConstraint("enrollment_id", "step_id", name="uq_tasks_step"),
         Index("ix_tasks_owner_status", "owner_email", "status", "due_at"),
+        Index("ix_tasks_status_due", "status", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -364,6 +375,10 @@ class Task(Base):
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     owner_email: Mapped[str | None] = mapped_column(String(320))
     kind: Mapped[str] = mapped_column(String(32), default="call")
+    priority: Mapped[str] = mapped_column(
+        String(8), default=TaskPriority.NORMAL, server_default=TaskPriority.NORMAL.value
+    )
+    trigger: Mapped[str | None] = mapped_column(String(64))  # the trigger point that opened it
     title: Mapped[str] = mapped_column(String(512))
     notes: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=TaskStatus.OPEN)
@@ -371,6 +386,10 @@ class Task(Base):
     due_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column()
+    # Overdue and escalated: when, and to whom (the owner's manager or team lead).
+    escalated_at: Mapped[datetime | None] = mapped_column()
+    escalated_to: Mapped[str | None] = mapped_column(String(320))
+    notified_at: Mapped[datetime | None] = mapped_column()  # mailed to its owner (or digested)
     counted: Mapped[int] = mapped_column(
         SmallInteger, default=0, server_default="0"
     )  # stats: 1 creation counted, 2 completion counted
@@ -486,6 +505,13 @@ class User(Base):
     # Copied into the signed session cookie at sign-in and compared on every request: adding
     # one (sign-out, a new password) ends every session of this user at once, on every worker.
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Task mail: ``each`` task by its own email, or one ``digest`` a day of new and overdue.
+    task_mail: Mapped[str] = mapped_column(
+        String(16), default=TaskMail.EACH, server_default=TaskMail.EACH.value
+    )
+    escalate_to: Mapped[str | None] = mapped_column(String(320))  # this user's manager
+    team: Mapped[str | None] = mapped_column(String(64))
+    digest_sent_at: Mapped[datetime | None] = mapped_column()
 
 
 class SignInAttempts(Base):
@@ -499,3 +525,33 @@ class SignInAttempts(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class UsageMetric(Base):
+    """One day of one product usage metric for an account (active users, logins, key-feature
+    use...), posted by the product (``POST /api/usage``); scorecards read them over a window."""
+
+    __tablename__ = "usage_metrics"
+    __table_args__ = (Index("ix_usage_metrics_day", "day"),)
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HealthScore(Base):
+    """An account's health on a day: the score (0-100), its band (red, yellow, green), the
+    scorecard that gave it and each measure's value, score, weight and contribution."""
+
+    __tablename__ = "health_scores"
+    __table_args__ = (Index("ix_health_scores_day_band", "day", "band"),)
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    scorecard: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float | None] = mapped_column(Float)
+    band: Mapped[str | None] = mapped_column(String(16))
+    measures: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
