@@ -52,6 +52,7 @@ from campaigns.journeys.rules import (
     IsTrue,
     Negation,
     Operand,
+    PersonaOf,
     Rule,
     TierOf,
 )
@@ -75,6 +76,7 @@ class RuleCompiler:
         # ``tier``: a column that already holds each account's tier (the tier rules worked
         # out once per account, see :func:`live_tiers`), read instead of the CASE.
         self._tier_case: ColumnElement[Any] | None = tier
+        self._persona_case: ColumnElement[Any] | None = None
         self._in_base: dict[str, ColumnElement[Any]] = {}
 
     def where(self, name: str) -> ColumnElement[bool]:
@@ -91,6 +93,15 @@ class RuleCompiler:
             whens = [(self.sql(rule), name) for rule, name in self.lowering.tiers()]
             self._tier_case = case(*whens, else_=None) if whens else null()
         return self._tier_case
+
+    def persona_case(self) -> ColumnElement[Any]:
+        """``CASE WHEN <persona 1> THEN 'name 1' ... END``: a contact's persona (over
+        ``contacts LEFT JOIN accounts``), first match wins; NULL when none holds. The same
+        answer as :func:`campaigns.engine.personas.persona_of` gives in Python."""
+        if self._persona_case is None:
+            whens = [(self.sql(rule), name) for rule, name in self.lowering.personas()]
+            self._persona_case = case(*whens, else_=None) if whens else null()
+        return self._persona_case
 
     def sql(self, rule: Rule) -> ColumnElement[bool]:
         """One lowered rule as a SQL clause."""
@@ -110,12 +121,14 @@ class RuleCompiler:
             return self.column(rule.operand).is_(True)
         if isinstance(rule, Compare):
             value = rule.value
-            right = self.column(value) if isinstance(value, Column | TierOf) else value
+            right = self.column(value) if isinstance(value, Column | TierOf | PersonaOf) else value
             return _apply(self.column(rule.operand), rule.op, right)
         return self._days(rule)
 
     def column(self, operand: Operand) -> ColumnElement[Any]:
-        """The SQL for a column of the join, or for the tier the tier rules give."""
+        """The SQL for a column of the join, or for the tier (or persona) the rules give."""
+        if isinstance(operand, PersonaOf):
+            return self.persona_case()
         if not isinstance(operand, Column):
             return self.tier_case()
         table = Account if operand.table == "account" else Contact
@@ -290,3 +303,19 @@ def members(segset: SegmentSet, names: Sequence[str], today: date) -> Select[int
     compiler = RuleCompiler(segset, today)
     clause = or_(*(compiler.where(n) for n in names)) if names else false()
     return select(Contact.id).outerjoin(Account, Contact.account_id == Account.id).where(clause)
+
+
+def persona_counts(
+    session: Session, segset: SegmentSet, today: date, names: Sequence[str] = ()
+) -> dict[str | None, int]:
+    """Contacts per persona (None: no persona's rule holds), among the members of the
+    segments ``names`` (every contact when none is named): one ``GROUP BY`` over the
+    persona ``CASE``."""
+    compiler = RuleCompiler(segset, today)
+    persona = compiler.persona_case().label("persona")
+    query = select(persona, func.count()).select_from(Contact)
+    query = query.outerjoin(Account, Contact.account_id == Account.id)
+    if names:
+        query = query.where(or_(*(compiler.where(n) for n in names)))
+    rows = session.execute(query.group_by(persona))
+    return {name: int(n) for name, n in rows}

@@ -16,11 +16,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
 
-from campaigns.journeys.fields import BOOL, DATE, KNOWN_VALUES, NUMBER, STRING, Ref, field_ref
+from campaigns.journeys.fields import (
+    BOOL,
+    DATE,
+    KNOWN_VALUES,
+    NUMBER,
+    PERSONA,
+    STRING,
+    Ref,
+    field_ref,
+)
 from campaigns.journeys.hints import ExprProblem, suggest
 
 ENGAGEMENT = {
@@ -46,6 +55,9 @@ ALLOWED_FILTERS = frozenset({"lower", "upper", "length", "int", "float", "defaul
 ALLOWED_TESTS = frozenset({"none", "defined", "undefined", "number", "string"})
 _CMP_OPS = {"eq", "ne", "lt", "lteq", "gt", "gteq", "in", "notin"}
 _ENV = SandboxedEnvironment()
+# A missing attribute (Jinja's Undefined) is a missing value, as NULL is in the rule's SQL:
+# `contact.attributes.team is none` holds for a contact without one.
+_ENV.tests["none"] = lambda value: value is None or isinstance(value, Undefined)
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,9 @@ class Scope:
     account_only: bool = False
     tiers: tuple[str, ...] | None = None  # None: not known here, so not checked
     account_journey: bool = False  # an account journey's condition: account fields only
+    personas: tuple[str, ...] | None = None  # the persona names; None: not known, not checked
+    persona_rule: bool = False  # a persona's own rule: no contact.persona, no tier
+    where: str = "a segment rule or audience"  # named when a function is called where none may be
 
 
 def parse(source: str) -> nodes.Expr:
@@ -157,6 +172,18 @@ def _value_problem(ref: Ref, value: object, scope: Scope) -> ExprProblem | None:
         return ExprProblem(
             f"unknown tier '{value}'", suggest(str(value), scope.tiers) or tiers, str(value)
         )
+    persona = ref.name == PERSONA and ref.scope == "contact"
+    if persona and scope.personas is not None and value not in scope.personas:
+        personas = (
+            f"personas: {', '.join(scope.personas)}"
+            if scope.personas
+            else "no personas are defined in segments.yaml"
+        )
+        return ExprProblem(
+            f"unknown persona '{value}'",
+            suggest(str(value), scope.personas) or personas,
+            str(value),
+        )
     return None
 
 
@@ -238,6 +265,22 @@ def _check_field(node: nodes.Node, scope: Scope, out: list[ExprProblem]) -> None
         )
     elif ref.name == "tier" and ref.scope == "account" and scope.account_only:
         out.append(ExprProblem("a tier rule cannot use 'tier'", None, "tier"))
+    elif scope.persona_rule and ref.scope == "contact" and ref.name == PERSONA:
+        out.append(
+            ExprProblem(
+                "a persona rule cannot use contact.persona",
+                "personas are tried in order: put the narrower persona first",
+                PERSONA,
+            )
+        )
+    elif scope.persona_rule and ref.scope == "account" and ref.name == "tier":
+        out.append(
+            ExprProblem(
+                "a persona rule cannot use 'tier'",
+                "say which personas a tier plans for with its 'personas: [...]' list",
+                "tier",
+            )
+        )
 
 
 def _check_compare(node: nodes.Compare, scope: Scope, out: list[ExprProblem]) -> None:
@@ -305,7 +348,7 @@ def _check_call(node: nodes.Call, scope: Scope, out: list[ExprProblem]) -> None:
     if not scope.engagement:
         out.append(
             ExprProblem(
-                f"{fname}() cannot be used in a segment rule or audience",
+                f"{fname}() cannot be used in {scope.where}",
                 "these use account and contact fields only",
                 fname,
             )
@@ -384,9 +427,10 @@ class Condition:
     ) -> bool:
         try:
             return bool(self._compiled(**values, **(functions or {})))
-        except TypeError:
-            # Comparing a missing value (None) with a number: the condition does not hold,
-            # as in SQL where a comparison with NULL is never true.
+        except (TypeError, UndefinedError):
+            # Comparing a missing value (None, or an attribute the contact lacks) with a
+            # number: the condition does not hold, as in SQL where a comparison with NULL
+            # is never true.
             return False
 
     def __repr__(self) -> str:

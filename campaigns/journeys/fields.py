@@ -59,6 +59,11 @@ CONTACT_FIELDS: dict[str, str] = {
 }
 """Fields of the contact, usable as ``contact.role``."""
 
+PERSONA = "persona"
+DERIVED_CONTACT_FIELDS: dict[str, str] = {PERSONA: STRING}
+"""Contact fields no column holds: ``contact.persona``, the first persona of
+``segments.yaml`` whose rule the contact meets (None when none does), worked out when read."""
+
 CONTRACT_STATUSES = ("trial", "active", "renewing", "churned", "cancelled")
 """The values of ``contract_status``, as the store's ``ContractStatus`` spells them."""
 
@@ -89,7 +94,7 @@ class Ref:
         if self.scope == "account":
             return ACCOUNT_FIELDS[self.name]
         if self.scope == "contact":
-            return CONTACT_FIELDS[self.name]
+            return CONTACT_FIELDS.get(self.name) or DERIVED_CONTACT_FIELDS[self.name]
         return None  # JSON attributes: any type
 
 
@@ -148,10 +153,11 @@ def _contact_ref(rest: list[str]) -> Ref | ExprProblem:
         if len(rest) != 2:
             return ExprProblem("write contact.attributes.<name>", None, "attributes")
         return Ref("contact_attr", rest[1])
-    if rest[0] not in CONTACT_FIELDS or len(rest) > 1:
+    known = [*CONTACT_FIELDS, *DERIVED_CONTACT_FIELDS]
+    if rest[0] not in known or len(rest) > 1:
         return ExprProblem(
             f"unknown contact field '{rest[0]}'",
-            suggest(rest[0], CONTACT_FIELDS) or f"contact fields: {', '.join(CONTACT_FIELDS)}",
+            suggest(rest[0], known) or f"contact fields: {', '.join(known)}",
             rest[0],
         )
     return Ref("contact", rest[0])

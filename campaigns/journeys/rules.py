@@ -36,7 +36,12 @@ class TierOf:
     """The account's tier as the tier rules decide it now (first match wins)."""
 
 
-Operand = Column | TierOf
+@dataclass(frozen=True)
+class PersonaOf:
+    """The contact's persona as the persona rules decide it now (first match wins)."""
+
+
+Operand = Column | TierOf | PersonaOf
 
 
 @dataclass(frozen=True)

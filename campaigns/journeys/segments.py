@@ -1,7 +1,13 @@
 """Segments and touch tiers: rules over account and contact fields, checked as plain data.
 
 ``journeys/segments.yaml`` lists the tiers (first match wins, so every account lands in at
-most one) and the segments journeys target. Each rule is a condition (see
+most one), the segments journeys target, and the personas: who a contact is (admin, end
+user, executive), rules over contact and account fields tried in order, the first that
+holds naming the contact's persona. A tier or segment may say which personas it plans for
+(``personas: [admin, end_user, executive]``); the steps of its journeys choose content for
+those (``by_persona``), and every other contact gets the step's own content.
+
+Each rule is a condition (see
 :mod:`campaigns.journeys.expressions`); :class:`Lowering` turns it into a
 :mod:`~campaigns.journeys.rules` rule, which the engine's :mod:`campaigns.engine.audience`
 spells as one SQL ``WHERE`` clause, so counting or tiering a million contacts is a single
@@ -23,7 +29,7 @@ from campaigns.currency import DEFAULT as DEFAULT_CURRENCIES
 from campaigns.currency import Currencies
 from campaigns.exceptions import Problem, SegmentError
 from campaigns.journeys.expressions import Scope, check, parse
-from campaigns.journeys.fields import DAY_COUNTS, Ref, field_ref, referenced_fields
+from campaigns.journeys.fields import DAY_COUNTS, PERSONA, Ref, field_ref, referenced_fields
 from campaigns.journeys.hints import ExprProblem, locate, suggest
 from campaigns.journeys.rules import (
     FLIP,
@@ -39,6 +45,7 @@ from campaigns.journeys.rules import (
     JsonType,
     Negation,
     Operand,
+    PersonaOf,
     Rule,
     Table,
     TierOf,
@@ -48,17 +55,19 @@ from campaigns.journeys.yamlsource import Map, Pos, Seq, YamlProblem, load, read
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SECTION_KEYS = ("tiers", "segments")
-_TOP_KEYS = (*_SECTION_KEYS, "roles")
+_TOP_KEYS = (*_SECTION_KEYS, "roles", "personas")
 DEFAULT_ROLES = ("admin", "user", "billing", "executive", "champion", "technical")
 """The contact roles an account journey may address when ``segments.yaml`` lists none."""
-_ENTRY_KEYS = ("when", "label", "description")
+_ENTRY_KEYS = ("when", "label", "description", "personas")
+_PERSONA_KEYS = ("when", "label", "description")
 
 Report = Callable[[Pos, str, str | None], None]
 
 
 @dataclass(frozen=True)
 class Segment:
-    """A named rule. ``is_tier``: one of the ordered, mutually exclusive touch tiers."""
+    """A named rule. ``is_tier``: one of the ordered, mutually exclusive touch tiers.
+    ``personas``: the personas its journeys plan content for (None: every persona)."""
 
     name: str
     rule: str
@@ -66,11 +75,31 @@ class Segment:
     is_tier: bool
     label: str | Mapping[str, str] | None = None
     description: str | None = None
+    personas: tuple[str, ...] | None = None
 
     def label_for(self, locale: str = "en") -> str:
-        if isinstance(self.label, Mapping):
-            return self.label.get(locale) or self.label.get("en") or self.name
-        return self.label or self.name
+        return _label(self.label, self.name, locale)
+
+
+@dataclass(frozen=True)
+class Persona:
+    """Who a contact is: a named rule over contact (and account) fields. The personas of a
+    file are tried in order; the first whose rule holds is the contact's persona."""
+
+    name: str
+    rule: str
+    expr: nodes.Expr
+    label: str | Mapping[str, str] | None = None
+    description: str | None = None
+
+    def label_for(self, locale: str = "en") -> str:
+        return _label(self.label, self.name, locale)
+
+
+def _label(label: str | Mapping[str, str] | None, name: str, locale: str) -> str:
+    if isinstance(label, Mapping):
+        return label.get(locale.split("-")[0]) or label.get("en") or name
+    return label or name
 
 
 @dataclass(frozen=True)
@@ -84,6 +113,27 @@ class SegmentSet:
     path: str = "segments.yaml"
     roles: tuple[str, ...] = DEFAULT_ROLES  # the contact roles (``contact.role``) in use
     currencies: Currencies = DEFAULT_CURRENCIES
+    personas: tuple[Persona, ...] = ()  # in order: the first whose rule holds
+
+    @property
+    def persona_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.personas)
+
+    def persona(self, name: str) -> Persona:
+        for persona in self.personas:
+            if persona.name == name:
+                return persona
+        raise KeyError(name)
+
+    def planned_personas(self, names: Sequence[str]) -> tuple[str, ...]:
+        """The personas a journey targeting the segments ``names`` plans content for: those
+        its segments list (in the file's order); every persona when one of them lists none,
+        or when the journey names no segment of this file."""
+        known = [self.get(n) for n in names if n in self]
+        if not known or any(s.personas is None for s in known):
+            return self.persona_names
+        listed = {p for s in known for p in s.personas or ()}
+        return tuple(p for p in self.persona_names if p in listed)
 
     @property
     def names(self) -> list[str]:
@@ -158,19 +208,21 @@ def parse_segments(
     entries = _entries(doc, report)
     roles = _roles(doc, report)
     tier_names = tuple(e.name for e in entries if e.is_tier)
+    personas, persona_positions = _personas(doc, tier_names, report, text)
+    persona_names = _persona_names(doc)  # a persona with a broken rule is still a name
     tiers: list[Segment] = []
     segments: list[Segment] = []
     positions: dict[str, Pos] = {}
     seen: dict[str, Pos] = {}
     for item in entries:
-        segment = _segment(item, seen, tier_names, report, text)
+        segment = _segment(item, seen, tier_names, persona_names, report, text)
         if segment is not None:
             assert isinstance(item.entry, Map)
             positions[segment.name] = item.entry.at("when")
             (tiers if segment.is_tier else segments).append(segment)
-    segset = SegmentSet(tuple(tiers), tuple(segments), path, roles, currencies)
+    segset = SegmentSet(tuple(tiers), tuple(segments), path, roles, currencies, personas)
     if not problems:
-        _check_lowering(segset, positions, report)
+        _check_lowering(segset, positions, persona_positions, report)
     if problems:
         raise SegmentError(sorted(problems, key=lambda p: (p.line, p.col)))
     return segset
@@ -196,7 +248,7 @@ def _entries(doc: Map, report: Report) -> list[_Entry]:
             report(
                 doc.key_at(key),
                 f"unknown key '{key}'",
-                suggest(key, _TOP_KEYS) or "use 'tiers:', 'segments:' and 'roles:'",
+                suggest(key, _TOP_KEYS) or "use 'tiers:', 'segments:', 'roles:' and 'personas:'",
             )
     entries: list[_Entry] = []
     for section in _SECTION_KEYS:
@@ -230,8 +282,111 @@ def _roles(doc: Map, report: Report) -> tuple[str, ...]:
     return tuple(roles)
 
 
+def _personas(
+    doc: Map, tier_names: tuple[str, ...], report: Report, text: str
+) -> tuple[tuple[Persona, ...], dict[str, Pos]]:
+    """``personas:``: a mapping of names to ``{label, when}``, in the order they are tried."""
+    if "personas" not in doc:
+        return (), {}
+    block = doc["personas"]
+    if not isinstance(block, Map) or not block:
+        report(
+            doc.at("personas"),
+            "'personas' must be a mapping of persona names to rules",
+            "e.g. personas: {admin: {when: \"contact.role == 'admin'\"}}",
+        )
+        return (), {}
+    personas: list[Persona] = []
+    positions: dict[str, Pos] = {}
+    scope = Scope(engagement=False, tiers=tier_names, persona_rule=True, where="a persona rule")
+    for name, entry in block.items():
+        pos = block.key_at(name)
+        if not NAME_RE.match(name):
+            report(
+                pos,
+                f"bad persona name '{name}'",
+                "use lowercase letters, digits and _, starting with a letter",
+            )
+            continue
+        if not isinstance(entry, Map):
+            report(pos, f"persona '{name}' must be a mapping with a 'when:' rule", None)
+            continue
+        for key in entry:
+            if key not in _PERSONA_KEYS:
+                report(
+                    entry.key_at(key),
+                    f"unknown key '{key}' in persona '{name}'",
+                    suggest(key, _PERSONA_KEYS) or "a persona has 'label:' and 'when:'",
+                )
+        rule = entry.get("when")
+        if rule is True:
+            rule = "true"
+        if not isinstance(rule, str):
+            report(
+                entry.at("when") if "when" in entry else pos,
+                f"persona '{name}' needs a 'when:' rule",
+                "e.g. when: contact.role == 'admin'",
+            )
+            continue
+        expr = _parse_rule(rule, scope, entry.at("when"), report, text)
+        label = entry.get("label")
+        if label is not None and not isinstance(label, str | Map):
+            report(entry.at("label"), "a label is text, or a mapping of locale to text", None)
+            label = None
+        if expr is not None:
+            positions[name] = entry.at("when")
+            personas.append(Persona(name, rule, expr, label, entry.get("description")))
+    return tuple(personas), positions
+
+
+def _persona_names(doc: Map) -> tuple[str, ...]:
+    block = doc.get("personas")
+    return tuple(n for n in block if NAME_RE.match(n)) if isinstance(block, Map) else ()
+
+
+def _planned(
+    entry: Map, name: str, persona_names: tuple[str, ...], report: Report
+) -> tuple[str, ...] | None:
+    """A segment's ``personas: [admin, end_user]``: the personas its journeys plan for."""
+    if "personas" not in entry:
+        return None
+    value = entry["personas"]
+    if not isinstance(value, Seq) or not value:
+        report(
+            entry.at("personas"),
+            f"'personas' of '{name}' must be a non-empty list of persona names",
+            "e.g. personas: [admin, end_user, executive]",
+        )
+        return None
+    planned: list[str] = []
+    for item, pos in zip(value, value.item_pos, strict=True):
+        if not isinstance(item, str):
+            report(pos, f"bad persona {item!r} in '{name}'", "name a persona of 'personas:'")
+        elif item not in persona_names:
+            report(
+                pos,
+                f"unknown persona '{item}' in '{name}'",
+                suggest(item, persona_names)
+                or (
+                    f"personas: {', '.join(persona_names)}"
+                    if persona_names
+                    else "define it under a top-level 'personas:' mapping"
+                ),
+            )
+        elif item in planned:
+            report(pos, f"persona '{item}' is listed twice in '{name}'", None)
+        else:
+            planned.append(item)
+    return tuple(planned)
+
+
 def _segment(
-    item: _Entry, seen: dict[str, Pos], tier_names: tuple[str, ...], report: Report, text: str
+    item: _Entry,
+    seen: dict[str, Pos],
+    tier_names: tuple[str, ...],
+    persona_names: tuple[str, ...],
+    report: Report,
+    text: str,
 ) -> Segment | None:
     name, entry, pos = item.name, item.entry, item.pos
     if not NAME_RE.match(name):
@@ -264,7 +419,10 @@ def _segment(
             "e.g. when: arr >= 5000000",
         )
         return None
-    scope = Scope(engagement=False, account_only=item.is_tier, tiers=tier_names)
+    scope = Scope(
+        engagement=False, account_only=item.is_tier, tiers=tier_names, personas=persona_names
+    )
+    planned = _planned(entry, name, persona_names, report)
     expr = _parse_rule(rule, scope, entry.at("when"), report, text)
     if expr is None:
         return None
@@ -272,12 +430,26 @@ def _segment(
     if label is not None and not isinstance(label, str | Map):
         report(entry.at("label"), "a label is text, or a mapping of locale to text", None)
         label = None
-    return Segment(name, rule, expr, item.is_tier, label, entry.get("description"))
+    return Segment(name, rule, expr, item.is_tier, label, entry.get("description"), planned)
 
 
-def _check_lowering(segset: SegmentSet, positions: Mapping[str, Pos], report: Report) -> None:
+def _check_lowering(
+    segset: SegmentSet,
+    positions: Mapping[str, Pos],
+    persona_positions: Mapping[str, Pos],
+    report: Report,
+) -> None:
     """The last check: every rule must have a set-based form (the engine runs it as SQL)."""
     lowering = Lowering(segset)
+    for persona in segset.personas:
+        try:
+            lowering.lower(persona.expr)
+        except ValueError as exc:
+            report(
+                persona_positions[persona.name],
+                f"persona '{persona.name}' cannot be turned into SQL: {exc}",
+                "compare fields with values, e.g. contact.role == 'admin'",
+            )
     for segment in (*segset.tiers, *segset.segments):
         try:
             lowering.where(segment.name)
@@ -337,6 +509,7 @@ class Lowering:
     def __init__(self, segset: SegmentSet) -> None:
         self.segset = segset
         self._tiers: tuple[tuple[Rule, str], ...] | None = None
+        self._personas: tuple[tuple[Rule, str], ...] | None = None
 
     def where(self, name: str) -> Rule:
         """The rule a contact (joined to its account) meets to be in segment ``name``."""
@@ -351,6 +524,12 @@ class Lowering:
         if self._tiers is None:
             self._tiers = tuple((self.lower(t.expr), t.name) for t in self.segset.tiers)
         return self._tiers
+
+    def personas(self) -> tuple[tuple[Rule, str], ...]:
+        """Each persona's rule and name, in order: the first that holds names the persona."""
+        if self._personas is None:
+            self._personas = tuple((self.lower(p.expr), p.name) for p in self.segset.personas)
+        return self._personas
 
     def lower(self, node: nodes.Node) -> Rule:
         """The rule for a checked condition (a segment's, or a journey's ``audience``)."""
@@ -427,6 +606,9 @@ class Lowering:
                 return Column("account", DAY_COUNTS[ref.name])
             return Column("account", ref.name)
         if ref.scope == "contact":
+            if ref.name == PERSONA:
+                self.personas()
+                return PersonaOf()
             return Column("contact", ref.name)
         table: Table = "account" if ref.scope == "account_attr" else "contact"
         return Column(table, ref.name, _json_type(sample))
