@@ -177,6 +177,10 @@ class SendBatch:
             self._messages[key] = message
         return message
 
+    def written(self, key: tuple[int, str, str]) -> Message | None:
+        """The row of ``key`` (enrollment, step, attempt) if one is written already."""
+        return self._messages.get(key)
+
     def variant(self, enrollment_id: int, step_id: str, attempt_key: str = "1") -> str | None:
         message = self._messages.get((enrollment_id, step_id, attempt_key))
         return message.variant if message is not None else None

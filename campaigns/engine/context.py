@@ -33,6 +33,7 @@ from campaigns.engine.settings import EngineSettings
 from campaigns.insight import sendtime, tuning
 from campaigns.journeys.fields import ACCOUNT_FIELDS, DAY_COUNTS, IN_BASE_CURRENCY, LOCAL_AMOUNTS
 from campaigns.journeys.model import Journey, Text, text_for
+from campaigns.journeys.segments import SegmentSet
 from campaigns.store.enums import Channel, Classification, EventKind, MessageStatus, TaskStatus
 from campaigns.store.models import Account, Contact, Enrollment, Event, Message, Task
 
@@ -74,6 +75,7 @@ class Tools:
     tuner: tuning.Tuner
     send_times: sendtime.SendTimes
     rate_limiter: RateLimiter | None = None
+    segments: SegmentSet | None = None  # the personas' rules (contact.persona) come from here
 
 
 class Batch(Protocol):
@@ -85,6 +87,8 @@ class Batch(Protocol):
     def message(self, key: tuple[int, str, str], values: dict[str, object]) -> Message: ...
 
     def variant(self, enrollment_id: int, step_id: str, attempt_key: str = "1") -> str | None: ...
+
+    def written(self, key: tuple[int, str, str]) -> Message | None: ...
 
     def suppressed(self, address: str) -> bool: ...
 
@@ -110,6 +114,7 @@ class StepContext:
     now: datetime
     batch: Batch | None = None  # None where nothing is sent (a preview)
     members: Sequence[Contact] = ()
+    segments: SegmentSet | None = None  # None: the tools' (a preview has no tools)
     _values: dict[str, Value] | None = field(default=None, repr=False)
 
     def for_recipient(self, contact: Contact) -> StepContext:
@@ -151,8 +156,15 @@ class StepContext:
 
     # -- data for conditions and templates
 
+    @property
+    def segset(self) -> SegmentSet | None:
+        """The segments file whose persona rules say who the contact is."""
+        return self.segments or getattr(self.tools, "segments", None)
+
     def values(self) -> dict[str, Value]:
-        """Account fields (bare and as ``account``), ``contact`` and ``attributes``."""
+        """Account fields (bare and as ``account``), ``contact`` and ``attributes``; for a
+        contact, their persona (``contact.persona``, and ``persona`` and ``persona_label``
+        for templates)."""
         if self._values is None:
             # A context lent no tools (a text rendered on its own) converts at the embedded rates.
             settings = getattr(self.tools, "settings", None)
@@ -168,7 +180,24 @@ class StepContext:
                 "name": owner_name(self.account),
             }
             self._values["journey"] = {"key": self.journey.key, "name": self.journey.name}
+            self._add_persona(self._values)
         return self._values
+
+    def _add_persona(self, values: dict[str, Value]) -> None:
+        segset, person = self.segset, values.get("contact")
+        persona = segset.persona_for(values) if segset and isinstance(person, dict) else None
+        if isinstance(person, dict):
+            person["persona"] = persona
+        values["persona"] = persona
+        values["persona_label"] = (
+            segset.persona(persona).label_for(self.locale) if segset and persona else None
+        )
+
+    @property
+    def persona(self) -> str | None:
+        """The persona of the contact addressed (None: none holds, or no contact)."""
+        persona = self.values().get("persona")
+        return persona if isinstance(persona, str) else None
 
     def forget_values(self) -> None:
         """The contact or account changed (an update step): read the values again."""

@@ -115,9 +115,21 @@ class Engine:
     @property
     def tools(self) -> Tools:
         """What the executors of a batch get: the channels, settings, tuner, rate limiter
-        (read when the batch starts: tests and the CLI may swap one in between)."""
+        (read when the batch starts: tests and the CLI may swap one in between), and the
+        segments file, whose persona rules choose each contact's content."""
+        try:
+            segset: SegmentSet | None = self.segments()
+        except JourneyError as exc:  # the tick reports it; the steps send their own content
+            log.error("the segments file does not load, personas are off: %s", exc)
+            segset = None
         return Tools(
-            self.channels, self.settings, self.links, self.tuner, self.send_times, self.rate_limiter
+            self.channels,
+            self.settings,
+            self.links,
+            self.tuner,
+            self.send_times,
+            self.rate_limiter,
+            segset,
         )
 
     # ------------------------------------------------------------------ journeys

@@ -13,24 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from functools import lru_cache
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.engine.context import condition_values
-from campaigns.journeys.expressions import Condition
 from campaigns.journeys.segments import SegmentSet
 from campaigns.store.models import Account, Contact
 
 _CHUNK = 500
 """Ids per ``IN (...)`` when contacts or accounts are loaded by id."""
-
-
-@lru_cache(maxsize=256)
-def _condition(rule: str) -> Condition:
-    """A persona rule, compiled once per process."""
-    return Condition(rule)
 
 
 def persona_of(
@@ -41,11 +33,7 @@ def persona_of(
     time zone, as their journey conditions do."""
     if not segset.personas:
         return None
-    values = condition_values(contact, account, now, currencies=segset.currencies)
-    for persona in segset.personas:
-        if _condition(persona.rule)(values):
-            return persona.name
-    return None
+    return segset.persona_for(condition_values(contact, account, now, currencies=segset.currencies))
 
 
 def personas_for(

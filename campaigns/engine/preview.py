@@ -27,6 +27,7 @@ from campaigns.content.render import Renderer
 from campaigns.engine.context import StepContext
 from campaigns.engine.steps.messages import email_parts, message_config
 from campaigns.journeys.model import EmailStep, InviteStep, Journey, SurveyStep
+from campaigns.journeys.segments import SegmentSet
 from campaigns.store.models import Account, Contact
 
 TEST_PREFIX = "[Test] "
@@ -55,6 +56,7 @@ class Preview:
     subject: str
     html: str
     text: str
+    persona: str | None = None  # the contact's persona, whose content (by_persona) is shown
 
 
 def email_steps(journey: Journey) -> list[EmailStepInfo]:
@@ -100,8 +102,10 @@ def render_preview(
     *,
     variant: str | None = None,
     links: dict[str, str] | None = None,
+    segments: SegmentSet | None = None,
 ) -> Preview:
-    """``step_id``'s email for ``contact`` (nothing is written)."""
+    """``step_id``'s email for ``contact`` (nothing is written); ``segments``: the file whose
+    persona rules say which ``by_persona`` content the contact gets."""
     variant = _variant(journey, step_id, variant)
     account = session.get(Account, contact.account_id) if contact.account_id else None
     # The engine and the enrollment are not needed to render: the context's values come from
@@ -114,6 +118,7 @@ def render_preview(
         account=account,
         journey=journey,
         now=now,
+        segments=segments,
     )
     parts = email_parts(ctx, message_config(journey.step(step_id)), variant)
     context = {
@@ -142,6 +147,7 @@ def render_preview(
         rendered.subject,
         rendered.html,
         rendered.text,
+        parts.persona,
     )
 
 

@@ -40,6 +40,7 @@ class Mail:
     marketing: bool
     compose: Callable[[Message], OutgoingEmail]
     variant: str | None = None
+    persona: str | None = None  # the contact's persona, whose content the email carries
 
 
 def message_row(ctx: StepContext, step_id: str, attempt_key: str, **columns: object) -> Message:
@@ -85,6 +86,7 @@ def send(ctx: StepContext, mail: Mail) -> Outcome:
         channel=mail.kind,
         category=mail.category,
         variant=mail.variant,
+        persona=mail.persona,
         template=mail.template,
         locale=mail.locale,
         to_address=mail.to,

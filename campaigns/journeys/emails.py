@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from campaigns.journeys.model import EmailStep, InviteStep, SurveyStep, Variant
+from campaigns.journeys.hints import suggest
+from campaigns.journeys.model import EmailStep, InviteStep, PersonaContent, SurveyStep, Variant
 from campaigns.journeys.reading import (
     Context,
     check_keys,
@@ -22,7 +23,7 @@ from campaigns.journeys.reading import (
 )
 from campaigns.journeys.steps import StepSite, block_of
 from campaigns.journeys.vocabulary import ID_HINT, ID_RE
-from campaigns.journeys.yamlsource import Map, Seq
+from campaigns.journeys.yamlsource import Map, Pos, Seq
 
 
 def parse_email(ctx: Context, site: StepSite) -> EmailStep | None:
@@ -32,7 +33,7 @@ def parse_email(ctx: Context, site: StepSite) -> EmailStep | None:
     check_keys(
         ctx,
         m,
-        ("template", "subject", "preheader", "variants", "from_name", "reply_to"),
+        ("template", "subject", "preheader", "variants", "from_name", "reply_to", "by_persona"),
         (),
         f"the email of step '{site.raw.id}'",
     )
@@ -40,6 +41,13 @@ def parse_email(ctx: Context, site: StepSite) -> EmailStep | None:
     subject = read_text(ctx, m, "subject", required=True)
     preheader = read_text(ctx, m, "preheader")
     variants = _variants(ctx, m)
+    by_persona = read_by_persona(ctx, m, ("template", "subject", "preheader"))
+    if variants and "by_persona" in m:
+        ctx.report(
+            m.key_at("by_persona"),
+            f"step '{site.raw.id}' chooses its content by variants and by persona",
+            "choose one: a branch on contact.persona can lead to a step with variants",
+        )
     from_name = read_str(ctx, m, "from_name")
     reply_to = read_str(
         ctx,
@@ -50,7 +58,7 @@ def parse_email(ctx: Context, site: StepSite) -> EmailStep | None:
     )
     if template is None or subject is None:
         return None
-    return EmailStep(template, subject, preheader, variants, from_name, reply_to)
+    return EmailStep(template, subject, preheader, variants, from_name, reply_to, by_persona)
 
 
 def _variants(ctx: Context, m: Map) -> tuple[Variant, ...]:
@@ -99,7 +107,7 @@ def parse_survey(ctx: Context, site: StepSite) -> SurveyStep | None:
     check_keys(
         ctx,
         m,
-        ("scale", "template", "subject", "question"),
+        ("scale", "template", "subject", "question", "by_persona"),
         ("scale",),
         f"the survey of step '{site.raw.id}'",
     )
@@ -107,9 +115,10 @@ def parse_survey(ctx: Context, site: StepSite) -> SurveyStep | None:
     template = read_template(ctx, m)
     subject = read_text(ctx, m, "subject", required=True)
     question = read_text(ctx, m, "question")
+    by_persona = read_by_persona(ctx, m, ("template", "subject"))
     if None in (scale, template, subject):
         return None
-    return SurveyStep(scale, template, subject, question)  # type: ignore[arg-type]
+    return SurveyStep(scale, template, subject, question, by_persona)  # type: ignore[arg-type]
 
 
 def parse_invite(ctx: Context, site: StepSite) -> InviteStep | None:
@@ -119,7 +128,7 @@ def parse_invite(ctx: Context, site: StepSite) -> InviteStep | None:
     check_keys(
         ctx,
         m,
-        ("event_name", "starts_at", "duration", "url", "template", "subject"),
+        ("event_name", "starts_at", "duration", "url", "template", "subject", "by_persona"),
         ("starts_at",),
         f"the invite of step '{site.raw.id}'",
     )
@@ -150,6 +159,86 @@ def parse_invite(ctx: Context, site: StepSite) -> InviteStep | None:
     url = read_url(ctx, m, "url")
     template = read_template(ctx, m)
     subject = read_text(ctx, m, "subject", required=True)
+    by_persona = read_by_persona(ctx, m, ("template", "subject"))
     if None in (event_name, starts_at, template, subject):
         return None
-    return InviteStep(event_name, starts_at, template, subject, duration, url)  # type: ignore[arg-type]
+    return InviteStep(
+        event_name,  # type: ignore[arg-type]
+        starts_at,  # type: ignore[arg-type]
+        template,  # type: ignore[arg-type]
+        subject,  # type: ignore[arg-type]
+        duration,
+        url,
+        by_persona,
+    )
+
+
+def read_by_persona(ctx: Context, m: Map, keys: tuple[str, ...]) -> dict[str, PersonaContent]:
+    """``by_persona``: persona name -> a template name, or ``{template, subject, ...}``.
+
+    Each name must be a persona of ``segments.yaml`` that the journey's segments plan for
+    (their ``personas:`` lists); a contact of any other persona, or of none, gets the
+    step's own content."""
+    if "by_persona" not in m:
+        return {}
+    block = m["by_persona"]
+    if not isinstance(block, Map) or not block:
+        ctx.report(
+            m.at("by_persona"),
+            "'by_persona' must be a mapping of persona names to templates",
+            "e.g. by_persona: {executive: webinar_invite_executive}",
+        )
+        return {}
+    out: dict[str, PersonaContent] = {}
+    for name, value in block.items():
+        _check_persona_name(ctx, name, block.key_at(name))
+        if isinstance(value, str):
+            template = read_template(ctx, block, name)
+            if template is not None:
+                out[name] = PersonaContent(template)
+            continue
+        if not isinstance(value, Map):
+            ctx.report(
+                block.at(name),
+                f"the content for persona '{name}' must be a template name or a mapping",
+                f"e.g. {name}: {{template: ..., subject: ...}}",
+            )
+            continue
+        check_keys(ctx, value, keys, (), f"the content for persona '{name}'")
+        content = PersonaContent(
+            read_template(ctx, value, required=False),
+            read_text(ctx, value, "subject"),
+            read_text(ctx, value, "preheader") if "preheader" in keys else None,
+        )
+        if content == PersonaContent():
+            ctx.report(
+                block.key_at(name),
+                f"the content for persona '{name}' changes nothing",
+                f"give it a {' or '.join(keys)}",
+            )
+            continue
+        out[name] = content
+    return out
+
+
+def _check_persona_name(ctx: Context, name: str, pos: Pos) -> None:
+    if ctx.segments is None:
+        return
+    known = ctx.segments.persona_names
+    if name not in known:
+        defined = (
+            f"personas: {', '.join(known)}"
+            if known
+            else "define personas in segments.yaml (a top-level 'personas:' mapping)"
+        )
+        ctx.report(pos, f"unknown persona '{name}'", suggest(name, known) or defined)
+        return
+    planned = ctx.segments.planned_personas(ctx.journey_segments)
+    if name not in planned:
+        segments = ", ".join(ctx.journey_segments)
+        ctx.report(
+            pos,
+            f"persona '{name}' is not one the journey's segments ({segments}) plan for",
+            f"add it to their 'personas:' list in segments.yaml, or use one of: "
+            f"{', '.join(planned) or 'none'}",
+        )

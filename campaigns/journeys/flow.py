@@ -103,6 +103,7 @@ def parse_steps(ctx: Context, doc: Map, top_scope: Scope) -> tuple[Step, ...]:
             later_steps=later,
             tiers=top_scope.tiers,
             account_journey=top_scope.account_journey,
+            personas=top_scope.personas,
         )
         step = _step(ctx, r, StepSite(r, None, r.pos, scope, order, index, types))
         kinds[r.id] = step_kind(r.types)

@@ -54,6 +54,16 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class PersonaContent:
+    """What an email, survey or invite step sends one persona instead of its own content
+    (``by_persona``): a template, a subject, a preheader; what is None stays the step's."""
+
+    template: str | None = None
+    subject: Text | None = None
+    preheader: Text | None = None
+
+
+@dataclass(frozen=True)
 class EmailStep:
     template: str
     subject: Text
@@ -61,6 +71,7 @@ class EmailStep:
     variants: tuple[Variant, ...] = ()
     from_name: str | None = None
     reply_to: str | None = None
+    by_persona: Mapping[str, PersonaContent] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,7 @@ class SurveyStep:
     template: str
     subject: Text
     question: Text | None = None
+    by_persona: Mapping[str, PersonaContent] = field(default_factory=dict)
 
     @property
     def scores(self) -> range:
@@ -119,6 +131,7 @@ class InviteStep:
     subject: Text
     duration: timedelta | None = None
     url: str | None = None
+    by_persona: Mapping[str, PersonaContent] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -311,6 +324,7 @@ class Journey:
             for block in step.blocks.values():
                 if isinstance(block, EmailStep | SurveyStep | InviteStep):
                     names.append(block.template)
+                    names.extend(c.template for c in block.by_persona.values() if c.template)
                 if isinstance(block, EmailStep):
                     names.extend(v.template for v in block.variants if v.template)
         return list(dict.fromkeys(names))

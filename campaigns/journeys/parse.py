@@ -115,6 +115,7 @@ def _journey(doc: object, ctx: Context) -> Journey | None:
     name = read_str(ctx, doc, "name")
     description = read_str(ctx, doc, "description")
     segments = read_segments(ctx, doc)
+    ctx.journey_segments = tuple(segments)
     locale = (
         read_str(ctx, doc, "locale", pattern=LOCALE_RE, hint="a language code such as en or ja")
         or "en"
@@ -130,9 +131,18 @@ def _journey(doc: object, ctx: Context) -> Journey | None:
             "'recipients' needs an account journey",
             "add enrol: account, or remove it: a contact journey addresses its contact",
         )
-    top_scope = Scope(engagement=True, steps={}, tiers=_tiers(ctx), account_journey=per_account)
+    personas = ctx.segments.persona_names if ctx.segments else None
+    top_scope = Scope(
+        engagement=True,
+        steps={},
+        tiers=_tiers(ctx),
+        account_journey=per_account,
+        personas=personas,
+    )
     # The audience is compiled to SQL with the segment rules at enrolment: fields only.
-    audience_scope = Scope(engagement=False, tiers=top_scope.tiers, account_journey=per_account)
+    audience_scope = Scope(
+        engagement=False, tiers=top_scope.tiers, account_journey=per_account, personas=personas
+    )
     audience = (
         read_condition(ctx, doc["audience"], doc.at("audience"), audience_scope, "audience")
         if "audience" in doc

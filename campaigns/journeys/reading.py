@@ -41,6 +41,7 @@ class Context:
     segments: SegmentSet | None
     templates: Collection[str] | None
     problems: list[Problem]
+    journey_segments: tuple[str, ...] = ()  # the journey's ``segments:`` (its planned personas)
 
     def report(self, pos: Pos, message: str, hint: str | None = None) -> None:
         self.problems.append(Problem(self.path, pos.line, pos.col, message, hint))

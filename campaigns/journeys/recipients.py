@@ -61,7 +61,10 @@ def read_recipients(ctx: Context, m: Map, where: str) -> Recipients | None:
     condition = None
     if "when" in value:
         # Over the contact's own fields and its account's (compiled for each contact).
-        scope = Scope(engagement=False)
+        scope = Scope(
+            engagement=False,
+            personas=ctx.segments.persona_names if ctx.segments is not None else None,
+        )
         condition = read_condition(ctx, value["when"], value.at("when"), scope, "when")
         if condition is None:
             return None

@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import TemplateSyntaxError, nodes
@@ -28,7 +29,7 @@ from jinja2 import TemplateSyntaxError, nodes
 from campaigns.currency import DEFAULT as DEFAULT_CURRENCIES
 from campaigns.currency import Currencies
 from campaigns.exceptions import Problem, SegmentError
-from campaigns.journeys.expressions import Scope, check, parse
+from campaigns.journeys.expressions import Condition, Scope, check, parse
 from campaigns.journeys.fields import DAY_COUNTS, PERSONA, Ref, field_ref, referenced_fields
 from campaigns.journeys.hints import ExprProblem, locate, suggest
 from campaigns.journeys.rules import (
@@ -125,6 +126,15 @@ class SegmentSet:
                 return persona
         raise KeyError(name)
 
+    def persona_for(self, values: Mapping[str, object]) -> str | None:
+        """The persona of the contact whose condition values (account fields, ``contact``,
+        ``attributes``) are ``values``: the first whose rule holds, evaluated as journey
+        conditions are; None when none holds."""
+        for persona in self.personas:
+            if _condition(persona.rule)(values):
+                return persona.name
+        return None
+
     def planned_personas(self, names: Sequence[str]) -> tuple[str, ...]:
         """The personas a journey targeting the segments ``names`` plans content for: those
         its segments list (in the file's order); every persona when one of them lists none,
@@ -155,6 +165,12 @@ class SegmentSet:
             for tier in self.tiers:
                 refs.extend(referenced_fields(tier.expr))
         return any(r.scope.startswith("contact") for r in refs)
+
+
+@lru_cache(maxsize=512)
+def _condition(rule: str) -> Condition:
+    """A persona rule, compiled once per process."""
+    return Condition(rule)
 
 
 # ---------------------------------------------------------------------------- loading

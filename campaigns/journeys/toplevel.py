@@ -26,7 +26,7 @@ from campaigns.journeys.yamlsource import Map, Pos, Seq, describe
 
 
 def _no_steps(scope: Scope) -> Scope:
-    return Scope(engagement=True, steps={}, tiers=scope.tiers)
+    return Scope(engagement=True, steps={}, tiers=scope.tiers, personas=scope.personas)
 
 
 def read_segments(ctx: Context, doc: Map) -> list[str]:

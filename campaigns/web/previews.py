@@ -16,7 +16,10 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from campaigns.content.mime import InvalidAddress
+from campaigns.content.project import Project
 from campaigns.engine.preview import Preview, PreviewError, email_steps, render_preview, send_test
+from campaigns.exceptions import JourneyError
+from campaigns.journeys.segments import SegmentSet
 from campaigns.services import Services
 from campaigns.store.enums import JourneyStatus
 from campaigns.store.models import Contact, JourneyVersion
@@ -103,6 +106,7 @@ def _build(session: Any, args: Any) -> tuple[list[dict[str, Any]], Preview | Non
             current_app.extensions["campaigns.clock"].now(),
             variant=variant,
             links=services.links,
+            segments=_segments(services.project),
         )
     except PreviewError as exc:
         return choices, None, str(exc)
@@ -172,3 +176,12 @@ def preview_send() -> ResponseReturnValue:
         return redirect(back)
     flash(f"Test sent to {to}: “{shown.subject}”.", "ok")
     return redirect(back)
+
+
+def _segments(project: Project) -> SegmentSet | None:
+    """The segments file for the persona of the previewed contact; None when it does not
+    load (the preview shows the step's own content, the journeys page says what is wrong)."""
+    try:
+        return project.segments()
+    except JourneyError:
+        return None

@@ -2,7 +2,9 @@
 
 A ``channel: best_of [email, task]`` step first draws its channel for the contact's segment
 (:mod:`campaigns.insight.tuning`), and an email step with variants draws its variant; both
-draws are kept, so a re-run takes the same one.
+draws are kept, so a re-run takes the same one. A step with ``by_persona`` sends each
+contact the content of their persona (the step's own when it has none for them); the
+message row keeps the persona, so a re-run sends the same content and reports count it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class EmailParts:
     preheader: str | None
     survey: SurveySpec | None = None
     invite: InviteSpec | None = None
+    persona: str | None = None  # the contact's persona (whether or not it chose the content)
 
 
 def run_message(ctx: StepContext, step: Step) -> Outcome:
@@ -134,7 +137,10 @@ def send_email(
     variant = (
         choose_variant(ctx, step, config, attempt_key) if isinstance(config, EmailStep) else None
     )
-    parts = email_parts(ctx, config, variant)  # the dashboard's preview renders the same parts
+    written = ctx.sending.written((ctx.enrollment.id, step.id, attempt_key))
+    persona = written.persona if written is not None else ctx.persona  # a re-run keeps it
+    # the dashboard's preview renders the same parts
+    parts = email_parts(ctx, config, variant, persona)
     category = step.category or (
         "survey" if parts.survey else "event" if parts.invite else "marketing"
     )
@@ -174,6 +180,7 @@ def send_email(
         marketing=True,
         compose=compose,
         variant=variant,
+        persona=parts.persona,
     )
     return sending.send(ctx, mail)
 
@@ -186,12 +193,24 @@ def message_config(step: Step) -> MessageConfig:
     return config
 
 
-def email_parts(ctx: StepContext, config: MessageConfig, variant: str | None = None) -> EmailParts:
+def email_parts(
+    ctx: StepContext,
+    config: MessageConfig,
+    variant: str | None = None,
+    persona: str | bool | None = True,
+) -> EmailParts:
     """The parts of ``config``'s email for ``ctx``'s contact, with ``variant`` (one of the
-    step's variant ids) applied; the engine sends these, the dashboard previews them."""
+    step's variant ids) applied, or the content of ``persona`` (True: the contact's own);
+    the engine sends these, the dashboard previews them."""
     locale = ctx.locale
     template, subject = config.template, config.subject
     preheader = config.preheader if isinstance(config, EmailStep) else None
+    who = ctx.persona if persona is True else persona or None
+    content = config.by_persona.get(who) if isinstance(who, str) else None
+    if content is not None:
+        template = content.template or template
+        subject = content.subject or subject
+        preheader = content.preheader or preheader
     survey, invite = None, None
     match config:
         case EmailStep():
@@ -219,4 +238,5 @@ def email_parts(ctx: StepContext, config: MessageConfig, variant: str | None = N
         text_for(preheader, locale, ctx.journey.locale),
         survey,
         invite,
+        who if isinstance(who, str) else None,
     )
