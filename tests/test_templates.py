@@ -40,10 +40,14 @@ SHIPPED = {
     "owner_task_notification",
     "qbr_invite",
     "renewal_reminder",
+    "renewal_reminder_admin",
+    "renewal_reminder_executive",
     "usage_drop_nudge",
     "webinar_day_before",
     "webinar_followup",
     "webinar_invite",
+    "webinar_invite_admin",
+    "webinar_invite_executive",
     "webinar_reminder",
 }
 INTERNAL = {"owner_task_notification"}  # sent to the CSM: no unsubscribe, no preferences
@@ -74,6 +78,8 @@ def sample_context(**changes: Any) -> dict[str, Any]:
         },
         "owner": {"name": "佐藤 花子", "email": "hanako@example.com"},
         "journey": {"name": "Low-touch renewal"},
+        "persona": "admin",
+        "persona_label": "管理者",
         "subject": "件名のテスト",
         "preheader": "プレヘッダーのテスト",
         "unsubscribe_url": UNSUBSCRIBE,

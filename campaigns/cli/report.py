@@ -17,10 +17,11 @@ from campaigns.exceptions import CampaignsError
 @click.argument("journey", required=False)
 @click.option(
     "--by",
-    type=click.Choice(["step", "segment", "tier", "channel", "variant", "day"]),
+    type=click.Choice(["step", "segment", "tier", "channel", "variant", "day", "persona"]),
     default="step",
     show_default=True,
-    help="How to group the rows (step: the funnel).",
+    help="How to group the rows (step: the funnel; persona: the emails by the persona they "
+    "went to).",
 )
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First day (UTC) to count.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day (UTC) to count.")
@@ -34,7 +35,7 @@ from campaigns.exceptions import CampaignsError
 @pass_state
 def report(state: State, journey: str | None, by: str, since: Any, until: Any, fmt: str) -> None:
     """Response rates: every journey's headline numbers, or JOURNEY's funnel (or its rows by
-    segment, tier, channel, variant or day). Human signals only, with n and a 95% interval;
+    segment, tier, channel, variant, day or persona). Human signals only, with n and a 95% interval;
     machine opens and clicks beside them."""
     import csv
     import json

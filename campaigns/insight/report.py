@@ -20,15 +20,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.insight.rates import Lift, Rate, lift
-from campaigns.store.enums import Channel, MessageStatus
-from campaigns.store.models import Journey, JourneyVersion, Message, Stat
+from campaigns.store.enums import Channel, Classification, EventKind, MessageStatus
+from campaigns.store.models import Event, Journey, JourneyVersion, Message, Stat
 
-BREAKDOWNS = ("step", "segment", "tier", "channel", "variant", "day")
-"""What a report's rows may be grouped by (``step`` is the funnel)."""
+BREAKDOWNS = ("step", "segment", "tier", "channel", "variant", "day", "persona")
+"""What a report's rows may be grouped by (``step`` is the funnel). ``persona`` counts the
+journey's customer emails by the persona each went to (``messages.persona``)."""
+
+NO_PERSONA = "(none)"
+"""The row of the emails to contacts whom no persona's rule matched."""
 
 RATES: tuple[tuple[str, str, str], ...] = (
     ("open_rate", "opened", "sent"),
@@ -194,7 +198,9 @@ def journey_report(
     )
     if row is None:
         raise LookupError(f"no journey {journey!r}")
-    column = Stat.day if by == "day" else getattr(Stat, "step_id" if by == "step" else by)
+    column = (
+        Stat.day if by in ("day", "persona") else getattr(Stat, "step_id" if by == "step" else by)
+    )
     where = [Stat.journey_id == row.id]
     if since is not None:
         where.append(Stat.day >= since)
@@ -213,7 +219,11 @@ def journey_report(
         if by == "step" and not key:
             continue  # journey-level metrics (enrolled, goal) have no step
         groups.setdefault(key, Row(key)).counts[metric] = count
-    rows = _ordered(session, row, groups, by)
+    rows = (
+        by_persona(session, row.id, since, until)
+        if by == "persona"
+        else _ordered(session, row, groups, by)
+    )
     goal = Rate(min(totals.count("goal"), totals.count("enrolled")), totals.count("enrolled"))
     holdout, control = _held(totals, "holdout"), _held(totals, "control")
     return JourneyReport(
@@ -257,6 +267,63 @@ def _recipients(session: Session, journey_id: int, since: date | None, until: da
         where.append(Message.sent_at < datetime.combine(until + timedelta(days=1), time(0), UTC))
     found = session.scalar(select(func.count(func.distinct(Message.contact_id))).where(*where))
     return int(found or 0)
+
+
+def by_persona(
+    session: Session, journey_id: int, since: date | None = None, until: date | None = None
+) -> list[Row]:
+    """The journey's customer emails by the persona they went to: sent, bounced, and the
+    unique human opens, clicks and answers (``opened_at``... of each message), with the
+    messages a machine opened or clicked beside them. One ``GROUP BY`` over the journey's
+    messages, the machine hits joined from one over its events; days by ``sent_at`` (UTC)."""
+    machine = (
+        select(
+            Event.message_id.label("message_id"),
+            func.max(case((Event.kind == EventKind.OPEN, 1), else_=0)).label("opened"),
+            func.max(case((Event.kind == EventKind.CLICK, 1), else_=0)).label("clicked"),
+        )
+        .where(
+            Event.journey_id == journey_id,
+            Event.classification == Classification.MACHINE,
+            Event.kind.in_([EventKind.OPEN, EventKind.CLICK]),
+        )
+        .group_by(Event.message_id)
+        .subquery("machine")
+    )
+    sent = Message.status == MessageStatus.SENT
+    where = [
+        Message.journey_id == journey_id,
+        Message.channel == Channel.EMAIL,
+        Message.status.in_([MessageStatus.SENT, MessageStatus.BOUNCED]),
+    ]
+    if since is not None:
+        where.append(Message.sent_at >= datetime.combine(since, time(0), UTC))
+    if until is not None:
+        where.append(Message.sent_at < datetime.combine(until + timedelta(days=1), time(0), UTC))
+    persona = func.coalesce(Message.persona, NO_PERSONA).label("persona")
+    query = (
+        select(
+            persona,
+            func.count(case((sent, 1))),
+            func.count(case((Message.status == MessageStatus.BOUNCED, 1))),
+            func.count(Message.opened_at),
+            func.count(Message.clicked_at),
+            func.count(Message.answered_at),
+            func.coalesce(func.sum(machine.c.opened), 0),
+            func.coalesce(func.sum(machine.c.clicked), 0),
+        )
+        .outerjoin(machine, machine.c.message_id == Message.id)
+        .where(*where)
+        .group_by(persona)
+        .order_by(persona)
+    )
+    names = ("sent", "bounced", "opened", "clicked", "answered")
+    rows = []
+    for key, *counts in session.execute(query):
+        row = Row(str(key), dict(zip(names, (int(n) for n in counts[:5]), strict=True)))
+        row.counts["opened_machine"], row.counts["clicked_machine"] = map(int, counts[5:])
+        rows.append(row)
+    return rows
 
 
 def global_lift(session: Session) -> Lift | None:

@@ -47,6 +47,7 @@ BREAKDOWNS: tuple[tuple[str, str], ...] = (
     ("tier", "By tier"),
     ("channel", "By channel"),
     ("variant", "By variant"),
+    ("persona", "By persona"),
 )
 """The tables under a journey's funnel: (``journey_report``'s ``by``, heading)."""
 
