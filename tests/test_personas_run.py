@@ -250,7 +250,8 @@ def test_a_branch_on_contact_persona_and_persona_template_variables(
         ),
         (
             (
-                'admin: {subject: {en: "Admin {{ persona }}", ja: "{{ persona_label }}の皆さまへ"}}',
+                'admin: {subject: {en: "Admin {{ persona }}", ja: "{{ persona_label }}'
+                'の皆さまへ"}}',
                 "admin: webinar_folowup",
             ),
             "x.yaml:16:16: unknown template 'webinar_folowup' (did you mean 'webinar_followup'?)",
