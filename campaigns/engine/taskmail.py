@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.channels import owner as owner_mail
 from campaigns.channels.base import Status
 from campaigns.channels.owner import Letter, Notice, OwnerMail
-from campaigns.content.locale import format_datetime, format_duration, local_time
+from campaigns.content.locale import format_datetime, format_days, format_duration, local_time
 from campaigns.content.mime import InvalidAddress, OutgoingEmail
 from campaigns.engine import delivery
 from campaigns.engine.context import condition_values
@@ -470,11 +470,15 @@ def _escalation(
 
 
 def _overdue_for(due: datetime | None, now: datetime, locale: str) -> str:
+    """How long past its due time a task is, in the reader's words: ``2 days``, ``3時間``."""
     if due is None:
         return ""
-    hours = max(1, int((now - due).total_seconds() // 3600))
-    span = timedelta(days=hours // 24) if hours >= 48 else timedelta(hours=hours)
-    return format_duration(span, locale)
+    late = now - due
+    if late >= timedelta(days=1):
+        return format_days(late.days, locale)
+    minutes = max(1, int(late.total_seconds() // 60))
+    step = 60 if minutes >= 60 else 1
+    return format_duration(timedelta(minutes=minutes - minutes % step), locale)
 
 
 PRIORITY_ORDER = {p: i for i, p in enumerate(PRIORITIES)}
