@@ -177,7 +177,7 @@ def test_the_next_days_digest_lists_only_what_is_new_or_still_overdue(
         )
     clock.advance(timedelta(days=1))
     engine.tick()
-    first, second = mail_to(smtp_sink, DIGEST)
+    _first, second = mail_to(smtp_sink, DIGEST)
     text = text_of(second)
     assert "tomorrow's new" in text and "overdue, told before" in text
     assert "new low" not in text and "new urgent" not in text
