@@ -445,7 +445,9 @@ def _escalation(
         f"{channel.base_url.rstrip('/')}/tasks?owner={task.owner_email or 'all'}&escalated=1"
     )
     owner_name = _name(owner, task.owner_email)
+    contact = session.get(Contact, task.contact_id) if task.contact_id else None
     context = {
+        "contact": {"name": contact.name, "email": contact.email} if contact else {},
         "manager": {"email": message.to_address, "name": _name(manager, message.to_address)},
         "owner": {"email": task.owner_email, "name": owner_name},
         "task": facts,
