@@ -3,8 +3,9 @@ timeline (routes on the dashboard blueprint, behind its sign-in and CSRF checks)
 
 ``/tasks`` is an account owner's inbox: their open tasks, oldest due first, overdue ones
 marked, each with its priority and, once escalated, to whom and when; filtered by owner
-(``me`` by default for a CSM, everyone's for an admin), status, due date and escalation; each open task has a form to mark it done with an outcome note (a ``task_done``
-event: the journey waiting on it goes on) or to cancel it. ``/contacts`` finds a person by
+(``me`` by default for a CSM, everyone's for an admin), status, due date and escalation;
+each open task has a form to mark it done with an outcome note (a ``task_done`` event: the
+journey waiting on it goes on) or to cancel it. ``/contacts`` finds a person by
 address, name or account; ``/contacts/<id>`` is their timeline (:mod:`campaigns.insight.timeline`),
 their open tasks and the journeys they are in. ``/settings`` is the signed-in user's own
 task mail: one email per task or a daily digest, and where their overdue tasks escalate.
