@@ -311,6 +311,8 @@ class Config:
     trusted_proxies: int = 0
     currencies: currency.Currencies = currency.DEFAULT  # BASE_CURRENCY and CURRENCY_RATES
     global_control_percent: float = defaults.GLOBAL_CONTROL_PERCENT
+    task_digest_hour: int = defaults.TASK_DIGEST_HOUR
+    task_time_zone: str = defaults.TASK_TIME_ZONE
 
     @property
     def segments_file(self) -> Path:
@@ -361,7 +363,36 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         trusted_proxies=_trusted_proxies(env.get("TRUSTED_PROXIES")),
         currencies=currency.parse(env.get("BASE_CURRENCY"), env.get("CURRENCY_RATES")),
         global_control_percent=_global_control(env.get("GLOBAL_CONTROL_PERCENT")),
+        task_digest_hour=_digest_hour(env.get("TASK_DIGEST_HOUR")),
+        task_time_zone=_time_zone("TASK_TIME_ZONE", env.get("TASK_TIME_ZONE")),
     )
+
+
+def _digest_hour(value: str | None) -> int:
+    """``TASK_DIGEST_HOUR``: the hour (0 to 23, in ``TASK_TIME_ZONE``) daily digests go at."""
+    if not value or not value.strip():
+        return defaults.TASK_DIGEST_HOUR
+    if not re.fullmatch(r"\s*[0-9]{1,2}\s*", value) or int(value) > 23:
+        raise ConfigError(
+            f"TASK_DIGEST_HOUR: {value!r} is not an hour from 0 to 23 (8: digests go at 8:00)"
+        )
+    return int(value)
+
+
+def _time_zone(name: str, value: str | None) -> str:
+    """An IANA time zone name (``Asia/Tokyo``, ``Europe/London``, ``UTC``)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not value or not value.strip():
+        return defaults.TASK_TIME_ZONE
+    zone = value.strip()
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{name}: {value!r} is not a time zone; write an IANA name such as Asia/Tokyo or UTC"
+        ) from None
+    return zone
 
 
 def _global_control(value: str | None) -> float:

@@ -97,3 +97,11 @@ HOLDOUT_WINDOW_DAYS = 30
 """How long a held-out member (a journey's holdout or the global control) stays enrolled, and
 how long a goal counts, in a journey whose goal has no ``within`` (or that has no goal):
 both groups are watched over the same window. A goal's ``within`` replaces it."""
+
+TASK_DIGEST_HOUR = 8
+"""The hour of the day (0-23, in ``TASK_TIME_ZONE``) at which users who take a daily digest of
+their tasks (``users.task_mail = digest``) get it (``TASK_DIGEST_HOUR``)."""
+
+TASK_TIME_ZONE = "UTC"
+"""The team's time zone (``TASK_TIME_ZONE``): the digest hour and the business days of task
+SLAs (``due: 2 business days``) are read in it, and task mail prints its dates in it."""

@@ -127,6 +127,8 @@ class Services:
                 webhook_secret=cfg.secret_key,
                 currencies=cfg.currencies,
                 global_control=cfg.global_control_percent / 100,
+                task_time_zone=cfg.task_time_zone,
+                task_digest_hour=cfg.task_digest_hour,
                 send_batch=cfg.send_batch,
                 lease=timedelta(seconds=cfg.lease_seconds),
                 # Simulated time jumps hours at a time and its sessions share one connection.
@@ -137,6 +139,7 @@ class Services:
             self.links,
             self.rate_limiter,
             journeys=self.journeys,
+            triggers=self.project.triggers,
         )
 
     def close(self) -> None:

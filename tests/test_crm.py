@@ -268,7 +268,12 @@ def test_the_inbox_filters_by_owner_status_and_due_date(db, clock):
         assert titles(owner=OWNER, status="done") == ["done"]
         assert len(titles(status="all")) == 7
         assert list_tasks(s, now, owner=OWNER, limit=2)[1] == 5
-        assert open_counts(s, now, OWNER) == {"open": 5, "overdue": 1, "due_today": 2}
+        assert open_counts(s, now, OWNER) == {
+            "open": 5,
+            "overdue": 1,
+            "due_today": 2,
+            "escalated": 0,
+        }
         with pytest.raises(ValueError, match="status"):
             list_tasks(s, now, status="finished")
 

@@ -37,6 +37,8 @@ SHIPPED = {
     "onboarding_tips",
     "onboarding_welcome",
     "onboarding_welcome_video",
+    "owner_task_digest",
+    "owner_task_escalation",
     "owner_task_notification",
     "qbr_invite",
     "renewal_reminder",
@@ -50,7 +52,11 @@ SHIPPED = {
     "webinar_invite_executive",
     "webinar_reminder",
 }
-INTERNAL = {"owner_task_notification"}  # sent to the CSM: no unsubscribe, no preferences
+INTERNAL = {  # sent to the CSM (or their manager): no unsubscribe, no preferences
+    "owner_task_digest",
+    "owner_task_escalation",
+    "owner_task_notification",
+}
 
 UNSUBSCRIBE = "https://t.example.com/u/tok?sig=a&n=1"
 LINK_NAMES = ["app", "docs", "help", "renew", "review", "video", "webinar"]
@@ -102,7 +108,43 @@ def sample_context(**changes: Any) -> dict[str, Any]:
             "url": "https://cs.example.com/tasks/7",
             "account_url": "https://cs.example.com/accounts/1",
             "inbox_url": "https://cs.example.com/tasks",
+            "priority": "urgent",
+            "trigger": "health_red",
+            "escalated_to": "manager@example.com",
+            "escalated_on": "2027年1月23日（土）",
+            "due_at": "2027年1月22日（金）18:00（日本時間）",
         },
+        # Owner mail beyond the notice: escalations (to the manager) and daily digests.
+        "manager": {"name": "高橋 部長", "email": "manager@example.com"},
+        "overdue_for": "2日",
+        "inbox_url": "https://cs.example.com/tasks",
+        "day": "2027年1月23日（土）",
+        "counts": {"new": 1, "overdue": 1, "total": 2},
+        "groups": [
+            {
+                "account": "株式会社サンプル",
+                "tasks": [
+                    {
+                        "title": "株式会社サンプルへ電話：NPS 3点",
+                        "priority": "urgent",
+                        "due": "2027年1月22日",
+                        "overdue": True,
+                        "new": False,
+                        "escalated_to": "manager@example.com",
+                        "escalated_on": "2027年1月23日（土）",
+                    },
+                    {
+                        "title": "QBRの準備",
+                        "priority": "normal",
+                        "due": "2027年1月29日",
+                        "overdue": False,
+                        "new": True,
+                        "escalated_to": None,
+                        "escalated_on": "",
+                    },
+                ],
+            }
+        ],
     }
     context.update(changes)
     return context
@@ -204,12 +246,12 @@ def test_html_is_accessible_and_escapes_the_context(
     store: TemplateStore, name: str, locale: str
 ) -> None:
     compiled = store.compile(name, locale)
-    html, _ = render(
-        compiled,
-        sample_context(
-            contact={"name": "<b>Eve</b>", "email": "e@x.jp", "role": None, "locale": locale}
-        ),
-    )
+    changes: dict[str, Any] = {
+        "contact": {"name": "<b>Eve</b>", "email": "e@x.jp", "role": None, "locale": locale}
+    }
+    if name == "owner_task_digest":  # names accounts, not contacts
+        changes = {"groups": [{"account": "<b>Eve</b>", "tasks": []}]}
+    html, _ = render(compiled, sample_context(**changes))
     assert "<b>Eve</b>" not in html and "&lt;b&gt;Eve&lt;/b&gt;" in html
     for img in re.findall(r"<img\b[^>]*>", html):
         assert re.search(r'alt="[^"]+"', img), img
@@ -308,7 +350,9 @@ def _template_names(node: Any) -> Iterator[str]:
 
 
 def _journey_files() -> list[Path]:
-    return sorted(p for p in JOURNEYS.glob("*.yaml") if p.name != "segments.yaml")
+    return sorted(
+        p for p in JOURNEYS.glob("*.yaml") if p.name not in ("segments.yaml", "triggers.yaml")
+    )
 
 
 def test_the_playbooks_are_shipped() -> None:

@@ -1,4 +1,6 @@
-"""Mail to account owners: the notice a CSM gets when a journey creates a task for them.
+"""Mail to account owners: the notice a CSM gets when a journey or a trigger point opens a
+task for them, the escalation their manager gets when it is overdue (the owner in Cc), and
+the daily digest of new and overdue tasks a user may take instead of one notice each.
 
 It is mail to one of our own users, not marketing to a customer, so it is its own channel:
 addressed to the user (their name, in their language: ``users.locale``; dates and numbers
@@ -21,13 +23,28 @@ from campaigns.channels.base import Receipt
 from campaigns.channels.transports import Transport, push_mail
 from campaigns.content.filters import READER
 from campaigns.content.locale import Reader, format_date, local_date
-from campaigns.content.mime import OutgoingEmail, make_message_id
+from campaigns.content.mime import OutgoingEmail, address_field, check_address, make_message_id
 from campaigns.content.render import Renderer
 
 TEMPLATE = "owner_task_notification"
+ESCALATION_TEMPLATE = "owner_task_escalation"
+DIGEST_TEMPLATE = "owner_task_digest"
+TEMPLATES = (TEMPLATE, ESCALATION_TEMPLATE, DIGEST_TEMPLATE)
 
 SUBJECTS = {"en": "[Task] {title}", "ja": "[タスク] {title}"}
 """The notice's subject per language (the language of the owner, not of the customer)."""
+
+ESCALATION_SUBJECTS = {
+    "en": "[Overdue] {title} ({owner})",
+    "ja": "[期限超過] {title}（担当：{owner}）",
+}
+"""The escalation's subject, in the manager's language."""
+
+DIGEST_SUBJECTS = {
+    "en": "Your tasks, {day}: {new} new, {overdue} overdue",
+    "ja": "タスクのお知らせ（{day}）：新規{new}件・期限超過{overdue}件",
+}
+"""The daily digest's subject, in the owner's language."""
 
 HEADERS = ("Auto-Submitted: auto-generated", "X-Auto-Response-Suppress: All")
 """RFC 3834, and what Exchange reads instead: no automatic replies to a notice."""
@@ -84,6 +101,24 @@ class Notice:
     context: Mapping[str, object]
     now: datetime
     time_zone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class Letter:
+    """Any other mail to a user: a template, a subject already written (literal text), the
+    context the template reads, and copies (``cc``: the owner of an escalated task)."""
+
+    message: int
+    message_id: str | None
+    template: str
+    subject: str
+    to: str
+    to_name: str | None
+    locale: str
+    context: Mapping[str, object]
+    now: datetime
+    time_zone: str = "UTC"
+    cc: tuple[tuple[str, str | None], ...] = ()  # (address, name)
 
 
 class OwnerMail:
@@ -146,6 +181,55 @@ class OwnerMail:
             subject=parts.subject,
             raw=raw,
             links=(),
+        )
+
+    def has(self, template: str) -> bool:
+        """Whether the project has ``template`` (escalations and digests need theirs)."""
+        return self.renderer.store.exists(template)
+
+    def compose_letter(self, letter: Letter) -> OutgoingEmail:
+        """An escalation or a digest: rendered in the reader's language and zone, untracked,
+        ``Auto-Submitted``, with its copies in Cc and in the envelope."""
+        renderer = self.renderer
+        context = {
+            **letter.context,
+            "inbox_url": f"{self.base_url.rstrip('/')}/tasks",
+            READER: Reader(letter.locale, letter.time_zone),
+        }
+        parts = renderer.personalise(
+            message=letter.message,
+            template=letter.template,
+            locale=letter.locale,
+            subject=letter.subject.replace("{", "{{ '{' }}"),
+            preheader=None,
+            context=context,
+        )
+        message_id = letter.message_id or make_message_id(letter.message, renderer.domain)
+        copies = tuple((check_address(a), n) for a, n in letter.cc if a.lower() != letter.to)
+        headers: tuple[str, ...] = HEADERS
+        if copies:
+            cc = ", ".join(address_field("Cc", name, address) for address, name in copies)
+            headers = (*HEADERS, f"Cc: {cc}")
+        raw = renderer.assemble(
+            message=letter.message,
+            message_id=message_id,
+            to=letter.to,
+            to_name=letter.to_name,
+            subject=parts.subject,
+            html=parts.html,
+            text=parts.text,
+            unsubscribe_url=None,
+            now=letter.now,
+            headers=headers,
+        )
+        return OutgoingEmail(
+            message_id=message_id,
+            to=letter.to,
+            mail_from=renderer.sender.address,
+            subject=parts.subject,
+            raw=raw,
+            links=(),
+            cc=tuple(address for address, _ in copies),
         )
 
     def push(self, item: OutgoingEmail) -> Receipt:

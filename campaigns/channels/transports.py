@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import os
 import re
 import smtplib
@@ -53,6 +54,8 @@ STARTTLS_MODES = ("auto", "off", "required")
 
 _ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._@+=-]")
+
+log = logging.getLogger("campaigns.transport")
 
 
 class DeliveryError(Exception):
@@ -308,6 +311,10 @@ class SMTPTransport:
             code, reply = connection.rcpt(mail.to)
             if code not in (250, 251):
                 raise self._refused(connection, code, reply, "rcpt")
+            for copy in mail.cc:  # a refused copy leaves the message to its main recipient
+                code, reply = connection.rcpt(copy)
+                if code not in (250, 251):
+                    log.warning("%s: RCPT %s refused: %s", self._where(), copy, _text(code, reply))
             stage = "data"
             code, reply = connection.data(mail.raw)
         except smtplib.SMTPResponseException as exc:  # DATA answered with other than 354

@@ -62,6 +62,7 @@ for command in (
     demo.demo,
 ):
     cli.add_command(command)
+cli.add_command(people.user, "users")  # `campaigns users set ...` reads as well
 
 
 @contextmanager

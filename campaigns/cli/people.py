@@ -40,16 +40,18 @@ def tasks(ctx: click.Context, owner: str | None, status: str, due: str | None) -
                 i.task.id,
                 i.task.due_at.strftime("%Y-%m-%d") if i.task.due_at else "-",
                 ("! " if i.overdue(now) else "") + i.task.title,
+                i.task.priority,
                 i.account or "-",
                 i.task.owner_email or "-",
-                i.task.status,
+                i.task.status
+                + (f" (escalated to {i.task.escalated_to})" if i.task.escalated_at else ""),
             ]
             for i in items
         ]
     if not rows:
         click.echo(f"no {status if status != 'all' else ''} tasks".replace("  ", " "))
         return
-    common.table(["id", "due", "task", "account", "owner", "status"], rows)
+    common.table(["id", "due", "task", "priority", "account", "owner", "status"], rows)
     if total > len(rows):
         click.echo(f"... and {total - len(rows)} more")
 
@@ -78,7 +80,8 @@ def tasks_done(state: State, task_id: int, outcome: str, by: str | None) -> None
 
 @click.group()
 def user() -> None:
-    """Dashboard users: add them, list them, set a password."""
+    """Dashboard users: add them, list them, set a password, set how they hear of tasks
+    (`campaigns users` is the same group)."""
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -127,6 +130,42 @@ def user_password(state: State, email: str, password_stdin: bool) -> None:
         click.echo(f"new password set for {changed.email}; their dashboard sessions have ended")
 
 
+@user.command("set")
+@click.argument("email")
+@click.option(
+    "--task-mail",
+    type=click.Choice(["each", "digest"]),
+    help="each: one email per new task; digest: one email a day of new and overdue tasks.",
+)
+@click.option(
+    "--escalate-to",
+    metavar="EMAIL",
+    help="Where this user's overdue tasks escalate (their manager); '' clears it.",
+)
+@click.option(
+    "--team",
+    help="The user's team: its escalation address in journeys/triggers.yaml applies; '' clears.",
+)
+@pass_state
+def user_set(
+    state: State, email: str, task_mail: str | None, escalate_to: str | None, team: str | None
+) -> None:
+    """Set how EMAIL hears of their tasks, and where their overdue tasks escalate."""
+    from campaigns.store.users import set_task_mail
+
+    if task_mail is None and escalate_to is None and team is None:
+        common.err("nothing to set: give --task-mail, --escalate-to or --team")
+        raise SystemExit(1)
+    with state.sessions()() as session, session.begin():
+        changed = set_task_mail(
+            session, email, task_mail=task_mail, escalate_to=escalate_to, team=team
+        )
+        click.echo(
+            f"{changed.email}: task mail {changed.task_mail}, escalates to "
+            f"{changed.escalate_to or '(team or default)'}, team {changed.team or '-'}"
+        )
+
+
 @user.command("list")
 @pass_state
 def user_list(state: State) -> None:
@@ -146,7 +185,13 @@ def user_list(state: State) -> None:
             u.role,
             u.created_at.strftime(stamp),
             u.last_login_at.strftime(stamp) if u.last_login_at else "never",
+            u.task_mail,
+            u.escalate_to or "-",
+            u.team or "-",
         ]
         for u in users
     ]
-    common.table(["email", "name", "role", "added", "last sign-in"], rows)
+    common.table(
+        ["email", "name", "role", "added", "last sign-in", "task mail", "escalates to", "team"],
+        rows,
+    )

@@ -56,6 +56,7 @@ class OutgoingEmail:
     subject: str
     raw: bytes
     links: tuple[str, ...]
+    cc: tuple[str, ...] = ()  # further envelope recipients, named in the Cc header
 
 
 _ASCII_BYTES = bytes(range(128))

@@ -12,8 +12,12 @@ from campaigns.content.templates import TemplateError, TemplateStore
 from campaigns.exceptions import CampaignsError, JourneyError, Problem
 from campaigns.journeys.model import Journey
 from campaigns.journeys.segments import SegmentSet, load_segments
+from campaigns.journeys.triggers import TRIGGERS_FILE, TriggerSet, load_triggers
 from campaigns.journeys.validate import validate_files
 from campaigns.journeys.yamlsource import YamlProblem, load, read
+
+_NOT_JOURNEYS = (defaults.SEGMENTS_FILE, TRIGGERS_FILE)
+"""Files of the journeys folder that are not journeys (checked on their own)."""
 
 
 @dataclass
@@ -33,6 +37,14 @@ class Project:
     def segments(self) -> SegmentSet:
         """The segments file, its rules comparing amounts at the configured rates."""
         return load_segments(self.config.segments_file, currencies=self.config.currencies)
+
+    def triggers(self, segments: SegmentSet | None = None) -> TriggerSet:
+        """The trigger points of ``journeys/triggers.yaml`` (none when there is no file);
+        raises :class:`JourneyError` with every problem of the file."""
+        return load_triggers(
+            self.config.journeys_dir / TRIGGERS_FILE,
+            segments if segments is not None else self.segments(),
+        )
 
     def links(self) -> dict[str, str]:
         """The named link destinations of ``templates/links.yaml`` (Jinja allowed).
@@ -60,10 +72,8 @@ class Project:
         files: list[Path] = []
         for path in paths:
             if path.is_dir():
-                files.extend(
-                    p for p in sorted(path.glob("*.y*ml")) if p.name != defaults.SEGMENTS_FILE
-                )
-            elif path.name != defaults.SEGMENTS_FILE:
+                files.extend(p for p in sorted(path.glob("*.y*ml")) if p.name not in _NOT_JOURNEYS)
+            elif path.name not in _NOT_JOURNEYS:
                 files.append(path)
         return files
 
@@ -81,6 +91,11 @@ class Project:
         )
         checked.problems.extend(problems)
         checked.problems.extend(self.check_templates(j for j, _ in checked.journeys))
+        if checked.segments is not None:
+            try:
+                self.triggers(checked.segments)
+            except JourneyError as exc:
+                checked.problems.extend(exc.problems)
         try:
             self.links()
         except JourneyError as exc:

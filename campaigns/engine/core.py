@@ -29,7 +29,7 @@ from campaigns.channels import registry
 from campaigns.channels.transports import Transport
 from campaigns.clock import Clock
 from campaigns.content.render import Renderer
-from campaigns.engine import leases
+from campaigns.engine import leases, taskpass
 from campaigns.engine.batch import Pace, SendBatch
 from campaigns.engine.context import Tools
 from campaigns.engine.enrol import enrol
@@ -41,6 +41,7 @@ from campaigns.exceptions import JourneyError
 from campaigns.insight import sendtime, stats, tuning
 from campaigns.journeys.model import Journey
 from campaigns.journeys.segments import SegmentSet
+from campaigns.journeys.triggers import TriggerSet
 from campaigns.store.enums import EventKind, JourneyStatus
 from campaigns.store.models import Event
 from campaigns.store.models import Journey as JourneyRow
@@ -81,6 +82,7 @@ class Engine:
         tuner: tuning.Tuner | None = None,
         send_times: sendtime.SendTimes | None = None,
         journeys: ParsedJourneys | None = None,
+        triggers: Callable[[], TriggerSet] | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -93,6 +95,7 @@ class Engine:
         self.tuner = tuner or tuning.Tuner()
         self.send_times = send_times or sendtime.SendTimes()
         self.journeys = journeys or ParsedJourneys()
+        self.triggers = triggers  # journeys/triggers.yaml: the trigger points and escalation
         self.pace = Pace()
         self._next_probe = 0.0  # when to look again for a dead worker's rows
         self.transport = transport  # and the channels that use it
@@ -188,6 +191,14 @@ class Engine:
             result.sent, result.deferred, result.failed = done.sent, done.deferred, done.failed
         else:
             result.due, result.batches = self.dispatch_due()
+        result.tasks = taskpass.run(
+            self.sessions,
+            self.clock.now(),
+            self.channels.owner,
+            self.triggers,
+            segset,
+            self.settings,
+        )
         with self.sessions() as session, session.begin():  # what happened, into the report
             stats.rollup(session, self.clock.now())
         return result

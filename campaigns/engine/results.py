@@ -6,6 +6,18 @@ from dataclasses import dataclass, field
 
 
 @dataclass
+class TaskPassResult:
+    """What a tick's people pass did (:mod:`campaigns.engine.taskpass`)."""
+
+    opened: dict[str, int] = field(default_factory=dict)  # tasks opened, by trigger
+    notices: int = 0
+    escalations: int = 0
+    digests: int = 0
+    sent: int = 0
+    failed: int = 0
+
+
+@dataclass
 class TickResult:
     entered: dict[str, int] = field(default_factory=dict)
     claimed: int = 0
@@ -14,6 +26,7 @@ class TickResult:
     deferred: int = 0
     failed: int = 0
     due: int = 0  # when jobs carry the work: the due enrollments counted for them
+    tasks: TaskPassResult | None = None  # trigger tasks opened, escalations, digests
 
 
 @dataclass

@@ -29,4 +29,6 @@ class EngineSettings:
     webhook_secret: str = ""
     currencies: Currencies = DEFAULT_CURRENCIES  # journey conditions compare amounts in its base
     global_control: float = 0.0  # the share (0 to 1) of subjects in the global control group
+    task_time_zone: str = "UTC"  # business days of SLAs and the digest hour are read in it
+    task_digest_hour: int = defaults.TASK_DIGEST_HOUR  # the hour daily task digests go at
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")

@@ -3,8 +3,9 @@
 A ``task`` step writes a :class:`~campaigns.store.models.Task` (and emails its owner); this module
 is what the people do with it afterwards, for the dashboard's inbox, the API and the CLI:
 
-- :func:`list_tasks` filters by owner, status (open, done, cancelled) and due date (overdue,
-  due today, this week), oldest due first, with the account, contact and journey beside each;
+- :func:`list_tasks` filters by owner, status (open, done, cancelled), due date (overdue,
+  due today, this week) and escalation, oldest due first, with the account, contact and
+  journey (or the trigger point that opened it) beside each;
 - :func:`complete_task` marks a task done with an outcome note and records a ``task_done``
   event: the journey that made the task, waiting on it (``wait_until: {signal: task_done}``),
   is woken and goes on at once, and the rollup counts it (``task_done`` in the reports);
@@ -69,6 +70,8 @@ class TaskItem:
         return {
             "id": task.id,
             "kind": task.kind,
+            "priority": task.priority,
+            "trigger": task.trigger,
             "title": task.title,
             "notes": task.notes,
             "status": task.status,
@@ -77,6 +80,8 @@ class TaskItem:
             "created_at": _iso(task.created_at),
             "completed_at": _iso(task.completed_at),
             "outcome": task.outcome,
+            "escalated_at": _iso(task.escalated_at),
+            "escalated_to": task.escalated_to,
             "account": self.account,
             "contact": {"id": self.contact_id, "name": self.contact, "email": self.contact_email}
             if self.contact_id
@@ -98,14 +103,18 @@ def list_tasks(
     status: str = TaskStatus.OPEN,
     due: Due | str | None = None,
     contact_id: int | None = None,
+    escalated: bool = False,
     limit: int = 200,
     offset: int = 0,
 ) -> tuple[list[TaskItem], int]:
-    """The tasks matching the filters (``status`` ``"all"`` for every status) and how many
-    match in all. Open tasks come oldest due first (undated last); closed ones latest first."""
+    """The tasks matching the filters (``status`` ``"all"`` for every status; ``escalated``:
+    only those escalated to a manager) and how many match in all. Open tasks come oldest due
+    first (undated last); closed ones latest first."""
     if status != "all" and status not in TaskStatus.__members__.values():
         raise ValueError(f"status: expected one of open, done, cancelled, all; got {status!r}")
     where = _filters(now, owner, status, Due(due) if due else None, contact_id)
+    if escalated:
+        where.append(Task.escalated_at.is_not(None))
     total = session.scalar(select(func.count()).select_from(Task).where(*where)) or 0
     order: list[Any]
     if status == TaskStatus.OPEN or due:
@@ -244,7 +253,7 @@ def cancel_task(
 
 
 def open_counts(session: Session, now: datetime, owner: str | None = None) -> dict[str, int]:
-    """Open, overdue and due-today counts (for the inbox's heading)."""
+    """Open, overdue, due-today and escalated counts (for the inbox's heading)."""
     where: list[Any] = [Task.status == TaskStatus.OPEN]
     if owner:
         where.append(func.lower(Task.owner_email) == owner.strip().lower())
@@ -254,6 +263,12 @@ def open_counts(session: Session, now: datetime, owner: str | None = None) -> di
             func.count(),
             func.count().filter(Task.due_at < now),
             func.count().filter(Task.due_at < tomorrow),
+            func.count().filter(Task.escalated_at.is_not(None)),
         ).where(*where)
     ).one()
-    return {"open": int(row[0]), "overdue": int(row[1]), "due_today": int(row[2])}
+    return {
+        "open": int(row[0]),
+        "overdue": int(row[1]),
+        "due_today": int(row[2]),
+        "escalated": int(row[3]),
+    }

@@ -290,6 +290,16 @@ class Message(Base):
             sqlite_where=text("counted = 0"),
             postgresql_where=text("NOT counted"),
         ),
+        # Mail about no enrollment (an escalation, a digest, a trigger task's notice) is keyed
+        # by its step and attempt key alone: ``escalation:<task>``, ``digest:<user>:<day>``.
+        Index(
+            "uq_messages_unenrolled",
+            "step_id",
+            "attempt_key",
+            unique=True,
+            sqlite_where=text("enrollment_id IS NULL"),
+            postgresql_where=text("enrollment_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -555,3 +565,14 @@ class HealthScore(Base):
     band: Mapped[str | None] = mapped_column(String(16))
     measures: Mapped[dict[str, Any]] = mapped_column(default=dict)
     computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TriggerMark(Base):
+    """The last event a trigger point has read (:mod:`campaigns.engine.triggers`): each pass
+    reads only the events after it, so a rerun opens nothing twice."""
+
+    __tablename__ = "trigger_marks"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from campaigns.exceptions import CampaignsError
-from campaigns.store.enums import UserRole
+from campaigns.store.enums import TaskMail, UserRole
 from campaigns.store.models import User
 
 MIN_PASSWORD = 10
@@ -102,6 +102,45 @@ def end_sessions(session: Session, user_id: int) -> None:
     session.execute(
         update(User).where(User.id == user_id).values(session_version=User.session_version + 1)
     )
+
+
+_TEAM = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+
+def set_task_mail(
+    session: Session,
+    email: str,
+    *,
+    task_mail: str | None = None,
+    escalate_to: str | None = None,
+    team: str | None = None,
+) -> User:
+    """Change how a user hears of their tasks (``each`` or ``digest``), who their overdue
+    tasks escalate to (an address; ``""`` clears it) and their team (``""`` clears it); a
+    value left None stays as it is. The caller commits. Raises :class:`UserError`."""
+    user = find_user(session, email)
+    if user is None:
+        raise UserError(f"no user with email {normalise_email(email)}")
+    if task_mail is not None:
+        if task_mail not in set(TaskMail):
+            raise UserError(f"task mail must be one of {', '.join(TaskMail)}, not {task_mail!r}")
+        user.task_mail = task_mail
+    if escalate_to is not None:
+        address = normalise_email(escalate_to)
+        if address and (not _EMAIL.fullmatch(address) or "." not in address.rsplit("@", 1)[-1]):
+            raise UserError(f"not an email address: {escalate_to!r}")
+        if address == user.email:
+            raise UserError("a user's tasks cannot escalate to themselves")
+        user.escalate_to = address or None
+    if team is not None:
+        name = team.strip().lower()
+        if name and not _TEAM.fullmatch(name):
+            raise UserError(
+                f"bad team {team!r}: lowercase letters, digits, - and _, starting with a letter"
+            )
+        user.team = name or None
+    session.flush()
+    return user
 
 
 def find_user(session: Session, email: str) -> User | None:

@@ -2,11 +2,13 @@
 timeline (routes on the dashboard blueprint, behind its sign-in and CSRF checks).
 
 ``/tasks`` is an account owner's inbox: their open tasks, oldest due first, overdue ones
-marked, filtered by owner (``me`` by default for a CSM, everyone's for an admin), status and
-due date; each open task has a form to mark it done with an outcome note (a ``task_done``
-event: the journey waiting on it goes on) or to cancel it. ``/contacts`` finds a person by
+marked, each with its priority and, once escalated, to whom and when; filtered by owner
+(``me`` by default for a CSM, everyone's for an admin), status, due date and escalation;
+each open task has a form to mark it done with an outcome note (a ``task_done`` event: the
+journey waiting on it goes on) or to cancel it. ``/contacts`` finds a person by
 address, name or account; ``/contacts/<id>`` is their timeline (:mod:`campaigns.insight.timeline`),
-their open tasks and the journeys they are in.
+their open tasks and the journeys they are in. ``/settings`` is the signed-in user's own
+task mail: one email per task or a daily digest, and where their overdue tasks escalate.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from campaigns.engine.tasks import (
     owners,
 )
 from campaigns.insight.timeline import LIMIT, contact_timeline
-from campaigns.store.enums import TaskStatus, UserRole
+from campaigns.store.enums import TaskMail, TaskStatus, UserRole
 from campaigns.store.models import Account, Contact, Enrollment, Journey, Task
+from campaigns.store.users import UserError, set_task_mail
 from campaigns.web import dashboard_base as base
 from campaigns.web.dashboard_base import bp
 
@@ -73,6 +76,7 @@ def tasks() -> ResponseReturnValue:
     user = g.user
     status = _choice("status", STATUSES, "open")
     due = _choice("due", ("", *(d.value for d in Due)), "")
+    escalated = _choice("escalated", ("", "1"), "") == "1"
     default_owner = "all" if user.role == UserRole.ADMIN else "me"
     owner_choice = _text("owner", 320) or default_owner
     owner = None if owner_choice == "all" else user.email if owner_choice == "me" else owner_choice
@@ -85,6 +89,7 @@ def tasks() -> ResponseReturnValue:
             owner=owner,
             status=status,
             due=due or None,
+            escalated=escalated,
             limit=PAGE,
             offset=(page - 1) * PAGE,
         )
@@ -97,6 +102,7 @@ def tasks() -> ResponseReturnValue:
         counts=counts,
         shown=status,
         due=due,
+        escalated=escalated,
         owner=owner_choice,
         owners=everyone,
         page=page,
@@ -143,6 +149,39 @@ def cancel(task_id: int) -> ResponseReturnValue:
         "reason",
         "Cancelled",
     )
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+@bp.get("/settings")
+def settings() -> ResponseReturnValue:
+    return base.page("settings.html", me=g.user, modes=[m.value for m in TaskMail])
+
+
+@bp.post("/settings")
+def save_settings() -> ResponseReturnValue:
+    """The signed-in user's task mail, escalation address and team (CSRF-checked by the
+    blueprint's guard); a bad value says why and changes nothing."""
+    mode = request.form.get("task_mail", "")
+    if mode not in {m.value for m in TaskMail}:
+        abort(400, "task_mail: expected each or digest.")
+    escalate_to, team = _form_text("escalate_to", 320), _form_text("team", 64)
+    try:
+        with base.sessions()() as session, session.begin():  # an error rolls it all back
+            set_task_mail(session, g.user.email, task_mail=mode, escalate_to=escalate_to, team=team)
+    except UserError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("dashboard.settings"))
+    flash("Saved: " + ("a daily digest" if mode == TaskMail.DIGEST else "one email per task"), "ok")
+    return redirect(url_for("dashboard.settings"))
+
+
+def _form_text(name: str, limit: int) -> str:
+    value = request.form.get(name, "")
+    if len(value) > limit or any(ch < " " or ch == "\x7f" for ch in value):
+        abort(400, f"{name}: at most {limit} characters, on one line.")
+    return value.strip()
 
 
 # ---------------------------------------------------------------------------- contacts

@@ -15,7 +15,7 @@ from campaigns.content.mime import OutgoingEmail
 from campaigns.engine import controls, delivery, sending
 from campaigns.engine.context import NEXT, PAUSE, Outcome, StepContext, Value, owner_name
 from campaigns.journeys.model import InAppStep, Step, TaskStep, WebhookStep
-from campaigns.store.enums import Channel, MessageStatus
+from campaigns.store.enums import Channel, MessageStatus, TaskMail
 from campaigns.store.models import Message, Task, User
 
 
@@ -67,11 +67,20 @@ def notify_owner(ctx: StepContext, step: Step, row: Task) -> Outcome:
     if not to or not channel.available():
         return NEXT
     user = ctx.session.execute(
-        select(User.name, User.locale).where(User.email == to.lower())
+        select(User.name, User.locale, User.task_mail).where(User.email == to.lower())
     ).first()
+    if user is not None and user.task_mail == TaskMail.DIGEST:
+        return NEXT  # the owner takes a daily digest (campaigns.engine.taskmail) instead
+    if row.notified_at is None:
+        row.notified_at = ctx.now  # mailed on its own: a later digest does not list it as new
     locale = owner.language(user.locale if user else None, ctx.journey.locale)
     name = (user.name if user else None) or owner_name(ctx.account)
-    facts: dict[str, Value] = {"title": row.title, "kind": row.kind, "notes": row.notes}
+    facts: dict[str, Value] = {
+        "title": row.title,
+        "kind": row.kind,
+        "notes": row.notes,
+        "priority": row.priority,
+    }
     due = row.due_at  # a moment: the notice shows its day in the owner's zone
     about = ctx.contact or (ctx.members[0] if ctx.members else None)  # whose page the link opens
 
