@@ -137,6 +137,7 @@ class Services:
             self.links,
             self.rate_limiter,
             journeys=self.journeys,
+            scorecards=self.project.scorecards,
         )
 
     def close(self) -> None:

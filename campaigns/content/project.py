@@ -11,6 +11,7 @@ from campaigns.config import Config
 from campaigns.content.templates import TemplateError, TemplateStore
 from campaigns.exceptions import CampaignsError, JourneyError, Problem
 from campaigns.journeys.model import Journey
+from campaigns.journeys.scorecards import ScorecardSet, load_scorecards
 from campaigns.journeys.segments import SegmentSet, load_segments
 from campaigns.journeys.validate import validate_files
 from campaigns.journeys.yamlsource import YamlProblem, load, read
@@ -25,6 +26,10 @@ class Checked:
     segments: SegmentSet | None = None
 
 
+_NOT_JOURNEYS = (defaults.SEGMENTS_FILE, defaults.SCORECARDS_FILE)
+"""The files of the journeys folder that are not journeys."""
+
+
 class Project:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -33,6 +38,14 @@ class Project:
     def segments(self) -> SegmentSet:
         """The segments file, its rules comparing amounts at the configured rates."""
         return load_segments(self.config.segments_file, currencies=self.config.currencies)
+
+    def scorecards(self, segments: SegmentSet | None = None) -> ScorecardSet | None:
+        """The health scorecards (``journeys/scorecards.yaml``), checked against the tiers of
+        ``segments`` (default: the segments file); None when there is no such file."""
+        path = self.config.scorecards_file
+        if not path.exists():
+            return None
+        return load_scorecards(path, segments if segments is not None else self.segments())
 
     def links(self) -> dict[str, str]:
         """The named link destinations of ``templates/links.yaml`` (Jinja allowed).
@@ -60,10 +73,8 @@ class Project:
         files: list[Path] = []
         for path in paths:
             if path.is_dir():
-                files.extend(
-                    p for p in sorted(path.glob("*.y*ml")) if p.name != defaults.SEGMENTS_FILE
-                )
-            elif path.name != defaults.SEGMENTS_FILE:
+                files.extend(p for p in sorted(path.glob("*.y*ml")) if p.name not in _NOT_JOURNEYS)
+            elif path.name not in _NOT_JOURNEYS:
                 files.append(path)
         return files
 
@@ -80,6 +91,11 @@ class Project:
             templates=set(self.templates.names()),
         )
         checked.problems.extend(problems)
+        if checked.segments is not None:
+            try:
+                self.scorecards(checked.segments)
+            except JourneyError as exc:
+                checked.problems.extend(exc.problems)
         checked.problems.extend(self.check_templates(j for j, _ in checked.journeys))
         try:
             self.links()
