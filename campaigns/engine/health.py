@@ -28,6 +28,7 @@ scored day (usage rows by their ``day``; answers and emails by their UTC time).
 from __future__ import annotations
 
 import logging
+import time as time_
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     true,
     union_all,
     update,
@@ -110,6 +112,7 @@ class HealthRun:
     bands: dict[tuple[str | None, str | None], int] = field(default_factory=dict)
     events: Counter[str] = field(default_factory=Counter)  # band-change events recorded
     previous_day: date | None = None  # the day the bands were compared with
+    seconds: dict[str, float] = field(default_factory=dict)  # per statement, for benchmarks
 
     @property
     def changed(self) -> int:
@@ -156,10 +159,20 @@ def compute(
     if not cards.scorecards:
         return run
     spell = _Spell(session, cards, segset, day, now)
+    if spell.postgres:
+        # The statements are wide (a CASE per measure and scorecard): PostgreSQL's JIT spends
+        # seconds compiling them, more than running them takes. For this transaction only.
+        session.execute(text("SET LOCAL jit = off"))
+    clock = time_.perf_counter
+    started = clock()
     spell.upsert_scores()
+    run.seconds["scores"], started = clock() - started, clock()
     run.updated = spell.update_accounts()
+    run.seconds["accounts"], started = clock() - started, clock()
     run.previous_day, run.events = spell.record_changes()
+    run.seconds["band changes"], started = clock() - started, clock()
     run.bands = spell.band_counts()
+    run.seconds["counts"] = clock() - started
     run.scored = sum(run.bands.values())
     return run
 
