@@ -385,7 +385,7 @@ steps:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     values=st.lists(
@@ -423,8 +423,8 @@ def test_the_sql_scores_as_the_scorecard_says(sqlite_db, values, low, span, weig
         row = session.scalars(select(HealthScore)).one()
     points = {m.name: m.points(values[i]) for i, m in enumerate(card.measures)}
     expected = card.combine(points)
-    assert row.score == (pytest.approx(expected, abs=0.051) if expected is not None else None)
+    assert row.score == (pytest.approx(expected, abs=0.101) if expected is not None else None)
     for m in card.measures:
         got = row.measures[m.name]["score"]
         want = points[m.name]
-        assert got == (pytest.approx(want, abs=0.051) if want is not None else None)
+        assert got == (pytest.approx(want, abs=0.101) if want is not None else None)

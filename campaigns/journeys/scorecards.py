@@ -822,13 +822,24 @@ def _one_of(
     if isinstance(value, str) and value in options:
         return value
     shown = value if isinstance(value, str) else describe(value)
-    ctx.report(
-        pos,
-        f"unknown {key} '{shown}'",
-        (suggest(value, options) if isinstance(value, str) else None)
-        or f"one of: {', '.join(options)}",
-    )
+    hint = suggest(value, options) if isinstance(value, str) else None
+    synonym = _SYNONYMS.get(value) if isinstance(value, str) else None
+    if hint is None and synonym in options:
+        hint = f"did you mean '{synonym}'?"
+    ctx.report(pos, f"unknown {key} '{shown}'", hint or f"one of: {', '.join(options)}")
     return None
+
+
+_SYNONYMS = {
+    "mean": "avg",
+    "average": "avg",
+    "total": "sum",
+    "latest": "last",
+    "maximum": "max",
+    "minimum": "min",
+    "clicks_rate": "click_rate",
+    "opens_rate": "open_rate",
+}
 
 
 def _number(value: object) -> float | None:
