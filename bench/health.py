@@ -3,8 +3,8 @@
 Makes a private PostgreSQL database on the shared server (dropped at the end; `--postgres-url`
 names the server) and fills it with COPY: 250k accounts, 1M contacts (4 each), 10M usage rows
 (active users and logins, one row per account, metric and day over 20 days), NPS and CSAT
-answers (one event per 5 contacts), 2M customer emails (8 per account) (opened and clicked in part) and 100k
-tasks. Then scores every account with the shipped journeys/scorecards.yaml over
+answers (one event per 5 contacts), 2M customer emails (8 per account; opened and clicked in
+part) and 100k tasks. Then scores every account with the shipped journeys/scorecards.yaml over
 journeys/segments.yaml (:func:`campaigns.engine.health.compute`): yesterday first (no band
 change to compare with), then today (band changes against yesterday, as events), then today
 again (a rerun replaces the day's rows and records nothing). Prints the seconds of each

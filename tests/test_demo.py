@@ -37,7 +37,11 @@ def test_demo_seeds_tiers_and_deploys_every_playbook_and_can_run_again(tmp_path)
     for tier in ("high_touch", "low_touch", "tech_touch"):
         row = re.search(rf"^{tier}\s+(\d+)\s+(\d+)", out, re.M)
         assert row and int(row.group(1)) > 0 and int(row.group(2)) > 0, (tier, out)
-    journeys = sorted(p.stem for p in (ROOT / "journeys").glob("*.yaml") if p.stem not in ("segments", "scorecards"))
+    journeys = sorted(
+        p.stem
+        for p in (ROOT / "journeys").glob("*.yaml")
+        if p.stem not in ("segments", "scorecards")
+    )
     for key in journeys:
         assert re.search(rf"^{key}\s+v1\s", out, re.M), (key, out)
     assert "Traceback" not in first.stderr

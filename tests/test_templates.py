@@ -302,7 +302,9 @@ def _template_names(node: Any) -> Iterator[str]:
 
 
 def _journey_files() -> list[Path]:
-    return sorted(p for p in JOURNEYS.glob("*.yaml") if p.name not in ("segments.yaml", "scorecards.yaml"))
+    return sorted(
+        p for p in JOURNEYS.glob("*.yaml") if p.name not in ("segments.yaml", "scorecards.yaml")
+    )
 
 
 def test_the_playbooks_are_shipped() -> None:

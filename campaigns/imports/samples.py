@@ -6,13 +6,13 @@ spread so that every touch tier exists: about 10% high touch (ARR ≥ 5,000,000 
 enterprise plan), 30% low touch (ARR ≥ 1,000,000) and 60% tech touch. Japanese companies
 pay in yen, the others in the currency of their place (USD, CAD, GBP, EUR, AUD, SGD), their
 amounts being the same yen figures at the embedded rates. Renewal dates spread
-over the 13 months after ``today``. Contacts have job titles that go with their roles (情報システム部
-課長 / IT Manager for an admin, 代表取締役 / CEO for an executive...).
+over the 13 months after ``today``. Contacts have job titles that go with their roles
+(情報システム部 課長 / IT Manager for an admin, 代表取締役 / CEO for an executive...).
 
 :func:`usage_for` and :func:`nps_for` give each account's product usage over the past weeks
 (growing, flat or dropping, by its number) and its NPS answers, so that the demo's health
-scores come out in all three bands and move between them. Every address is at example.com or example.jp, domains
-reserved for examples, so nothing can reach a real person.
+scores come out in all three bands and move between them. Every address is at example.com or
+example.jp, domains reserved for examples, so nothing can reach a real person.
 
 The same seed and day always give the same files, byte for byte; rows are written as they
 are made, so files of a million rows need no memory.
