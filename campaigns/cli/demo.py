@@ -174,7 +174,8 @@ def _demo_health(state: State, segset: SegmentSet, on: Any, today: date) -> None
             ).all()
             by_account: dict[int, list[int]] = {}
             for contact_id, account_id in contacts:
-                by_account.setdefault(account_id, []).append(contact_id)
+                if account_id is not None:
+                    by_account.setdefault(account_id, []).append(contact_id)
             numbers = {a.id: int(a.external_id[4:]) - 1 for a in accounts}
             answered = datetime.combine(today - timedelta(days=12), time(2, 0), UTC)
             keys = {
