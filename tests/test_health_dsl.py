@@ -335,3 +335,27 @@ def test_garbage_shaped_like_a_scorecard_is_refused_not_crashed_on(tree):
     else:
         for card in cards.scorecards:
             assert sum(m.weight for m in card.measures) > 0 or not card.measures
+
+
+def test_the_docs_worked_example_and_the_shipped_scorecards_are_valid():
+    from pathlib import Path
+
+    from campaigns.journeys.scorecards import load_scorecards
+    from campaigns.journeys.segments import load_segments
+
+    root = Path(__file__).resolve().parent.parent
+    shipped = load_segments(root / "journeys" / "segments.yaml")
+    doc = (root / "docs" / "health.md").read_text(encoding="utf-8")
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    card = parse_scorecards(example, "docs/health.md", shipped).get("tech_touch")
+    assert [m.name for m in card.measures] == ["active_users", "nps", "overdue"]
+    # the arithmetic of the docs' example: 6 users, NPS 33, 1 overdue -> 70.0
+    points = {"active_users": 60.0, "nps": 100.0, "overdue": 50.0}
+    assert [m.points(v) for m, v in zip(card.measures, (6, 33.3, 1), strict=True)] == list(
+        points.values()
+    )
+    assert card.combine(points) == 70.0 and card.bands.band(70.0) == "green"
+    cards = load_scorecards(root / "journeys" / "scorecards.yaml", shipped)
+    assert {t for c in cards.scorecards for t in c.tiers} == {t.name for t in shipped.tiers}
+    for key in ("field", "contacts", "usage", "survey", "email", "tasks", "missing", "when"):
+        assert f"`{key}" in doc, key
