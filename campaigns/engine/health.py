@@ -59,7 +59,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.sql import ColumnElement
-from sqlalchemy.sql.selectable import Subquery
+from sqlalchemy.sql.selectable import CTE, Subquery
 
 from campaigns.engine.audience import RuleCompiler
 from campaigns.exceptions import JourneyError
@@ -162,7 +162,9 @@ def compute(
     if spell.postgres:
         # The statements are wide (a CASE per measure and scorecard): PostgreSQL's JIT spends
         # seconds compiling them, more than running them takes. For this transaction only.
+        # And the GROUP BYs over millions of rows sort in memory rather than on disk.
         session.execute(text("SET LOCAL jit = off"))
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
     clock = time_.perf_counter
     started = clock()
     spell.upsert_scores()
@@ -251,7 +253,7 @@ class _Spell:
 
     # ------------------------------------------------------------------ values
 
-    def values(self) -> Subquery:
+    def values(self) -> CTE:
         """Per account with a scorecard: its tier, scorecard and every measure's value."""
         scoped = self.scoped()
         joined: Any = scoped.join(Account, Account.id == scoped.c.account_id)
@@ -268,23 +270,28 @@ class _Spell:
             select(scoped.c.account_id, scoped.c.tier, scoped.c.card, *columns)
             .select_from(joined)
             .where(scoped.c.card.is_not(None))
-            .subquery("measure_values")
+            .cte("measure_values")
+            .prefix_with("MATERIALIZED")
         )
 
     # ------------------------------------------------------------------ scores
 
-    def scores(self) -> Subquery:
+    def scores(self) -> CTE:
         values = self.values()
         columns: list[ColumnElement[Any]] = []
         for index, (_, measure) in enumerate(self.measures):
             v = values.c[f"v{index}"]
             columns.append(v.label(f"v{index}"))
             columns.append(_points(measure, v).label(f"s{index}"))
-        return select(values.c.account_id, values.c.tier, values.c.card, *columns).subquery(
-            "measure_scores"
+        # Materialized, each layer: folded into one another, every score's CASE would be
+        # spelled again inside every weight sum and contribution that reads it.
+        return (
+            select(values.c.account_id, values.c.tier, values.c.card, *columns)
+            .cte("measure_scores")
+            .prefix_with("MATERIALIZED")
         )
 
-    def totals(self) -> Subquery:
+    def totals(self) -> CTE:
         """Per account: the weights of its measures with data (``den``) and the weighted mean
         of their scores (``raw``)."""
         scores = self.scores()
@@ -304,14 +311,18 @@ class _Spell:
         den_case = case({_text(k): v for k, v in den_arms.items()}, value=scores.c.card)
         raw_case = case({_text(k): v for k, v in num_arms.items()}, value=scores.c.card)
         passthrough = [c for c in scores.c if c.name not in ("account_id", "tier", "card")]
-        return select(
-            scores.c.account_id,
-            scores.c.tier,
-            scores.c.card,
-            *passthrough,
-            den_case.label("den"),
-            raw_case.label("raw"),
-        ).subquery("measure_totals")
+        return (
+            select(
+                scores.c.account_id,
+                scores.c.tier,
+                scores.c.card,
+                *passthrough,
+                den_case.label("den"),
+                raw_case.label("raw"),
+            )
+            .cte("measure_totals")
+            .prefix_with("MATERIALIZED")
+        )
 
     def final(self) -> Any:
         """The rows of ``health_scores`` for the day."""
@@ -329,7 +340,7 @@ class _Spell:
             literal(self.now, UTCDateTime()).label("computed_at"),
         ).where(totals.c.account_id.is_not(None))
 
-    def measures_json(self, card: Scorecard, totals: Subquery) -> ColumnElement[Any]:
+    def measures_json(self, card: Scorecard, totals: CTE) -> ColumnElement[Any]:
         pairs: list[ColumnElement[Any]] = []
         for index, (owner, measure) in enumerate(self.measures):
             if owner is not card:
