@@ -318,6 +318,10 @@ class Config:
     def segments_file(self) -> Path:
         return self.journeys_dir / defaults.SEGMENTS_FILE
 
+    @property
+    def scorecards_file(self) -> Path:
+        return self.journeys_dir / defaults.SCORECARDS_FILE
+
 
 def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> Config:
     """Read the settings from ``env`` (default: ``os.environ``)."""

@@ -25,6 +25,8 @@ TEMPLATES_DIR = "templates"
 """Where MJML and text templates live, relative to the working folder."""
 
 SEGMENTS_FILE = "segments.yaml"
+SCORECARDS_FILE = "scorecards.yaml"
+"""The health scorecards, beside the segments file (docs/health.md); optional."""
 """The segment and tier definitions, inside :data:`JOURNEYS_DIR`."""
 
 LOCALES = ("en", "ja")

@@ -53,3 +53,7 @@ class ImportRowError(CampaignsError):
 
 class UnknownJourney(CampaignsError):
     """A command named a journey that has not been deployed."""
+
+
+class ScorecardError(JourneyError):
+    """The scorecards file (``journeys/scorecards.yaml``) has problems; carries every one."""

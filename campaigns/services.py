@@ -140,6 +140,7 @@ class Services:
             self.rate_limiter,
             journeys=self.journeys,
             triggers=self.project.triggers,
+            scorecards=self.project.scorecards,
         )
 
     def close(self) -> None:

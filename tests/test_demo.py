@@ -38,7 +38,9 @@ def test_demo_seeds_tiers_and_deploys_every_playbook_and_can_run_again(tmp_path)
         row = re.search(rf"^{tier}\s+(\d+)\s+(\d+)", out, re.M)
         assert row and int(row.group(1)) > 0 and int(row.group(2)) > 0, (tier, out)
     journeys = sorted(
-        p.stem for p in (ROOT / "journeys").glob("*.yaml") if p.stem not in ("segments", "triggers")
+        p.stem
+        for p in (ROOT / "journeys").glob("*.yaml")
+        if p.stem not in ("segments", "triggers", "scorecards")
     )
     for key in journeys:
         assert re.search(rf"^{key}\s+v1\s", out, re.M), (key, out)
@@ -89,7 +91,7 @@ def test_demo_delivers_first_steps_then_simulate_writes_nothing_and_tick_runs(tm
     notices = int(
         re.search(r"tasks for account owners: (\d+)", result.stdout).group(1)
     )  # each with an email to its owner
-    assert len(reported) == 7 and sum(reported) == sent - notices, result.stdout
+    assert len(reported) == 8 and sum(reported) == sent - notices, result.stdout
     assert "Dashboard: http://127.0.0.1:5000/journeys" in result.stdout
     before = message_count(db)
 

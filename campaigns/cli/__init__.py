@@ -20,7 +20,7 @@ import click
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from campaigns.cli import data, demo, journeys, people, report, run
+from campaigns.cli import data, demo, health, journeys, people, report, run
 from campaigns.cli.common import (
     EXIT_ERROR,
     EXIT_INTERNAL,
@@ -52,6 +52,7 @@ for command in (
     journeys.simulate,
     data.import_,
     data.segments,
+    health.health,
     run.migrate,
     run.tick,
     run.flush,

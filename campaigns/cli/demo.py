@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from campaigns.cli import common
@@ -99,6 +99,8 @@ def demo(state: State, accounts: int, on: Any) -> None:
             )
         common.table(["journey", "version", "segments", "entry", "steps", "eligible"], rows)
     click.echo("")
+    _demo_health(state, segset, on, today)
+    click.echo("")
     _demo_run(state, on)
     click.echo("")
     _demo_report(state)
@@ -111,6 +113,108 @@ def demo(state: State, accounts: int, on: Any) -> None:
         "Next: `campaigns simulate low_touch_nps --days 14`, `campaigns report low_touch_nps`,"
         " `campaigns run`; see README.md."
     )
+
+
+HEALTH_HISTORY = 35
+"""Days of health the demo works out before today, so that changes over 7 and 30 days show."""
+
+
+def _demo_health(state: State, segset: SegmentSet, on: Any, today: date) -> None:
+    """Usage for the past weeks and NPS answers per sample account (their trends differ),
+    then the health scores of the past days and of today: every band, and some changes."""
+    from datetime import UTC, datetime, time, timedelta
+
+    from sqlalchemy import delete
+
+    from campaigns.cli.health import show
+    from campaigns.engine import health
+    from campaigns.imports.samples import nps_for, usage_for
+    from campaigns.store.enums import EventKind
+    from campaigns.store.models import Event, JourneyVersion, UsageMetric
+    from campaigns.store.models import Journey as JourneyRow
+
+    cards = state.project.scorecards(segset)
+    if cards is None:
+        return
+    sessions = state.sessions()
+    with sessions() as session, session.begin():
+        accounts = session.execute(
+            select(Account.id, Account.external_id, Account.tier).where(
+                Account.external_id.like("ACC-%")
+            )
+        ).all()
+        ids = [a.id for a in accounts]
+        session.execute(delete(UsageMetric).where(UsageMetric.account_id.in_(ids)))
+        rows = [
+            {"account_id": a.id, "metric": metric, "day": day, "value": value}
+            for a in accounts
+            for metric, day, value in usage_for(
+                int(a.external_id[4:]) - 1, a.tier or "tech_touch", today
+            )
+        ]
+        session.execute(insert(UsageMetric), rows)
+        survey = session.execute(
+            select(JourneyRow.id, JourneyVersion.definition)
+            .join(JourneyVersion, JourneyVersion.id == JourneyRow.current_version_id)
+            .where(JourneyRow.key == "low_touch_nps")
+        ).first()
+        step = next(
+            (
+                s["id"]
+                for s in (survey.definition.get("steps", []) if survey else [])
+                if isinstance(s, dict) and "survey" in (s.get("blocks") or {})
+            ),
+            None,
+        )
+        if survey is not None and step is not None:
+            contacts = session.execute(
+                select(Contact.id, Contact.account_id)
+                .where(Contact.account_id.in_(ids))
+                .order_by(Contact.account_id, Contact.id)
+            ).all()
+            by_account: dict[int, list[int]] = {}
+            for contact_id, account_id in contacts:
+                if account_id is not None:
+                    by_account.setdefault(account_id, []).append(contact_id)
+            numbers = {a.id: int(a.external_id[4:]) - 1 for a in accounts}
+            answered = datetime.combine(today - timedelta(days=12), time(2, 0), UTC)
+            keys = {
+                k
+                for (k,) in session.execute(
+                    select(Event.dedupe_key).where(Event.dedupe_key.like("demo:nps:%"))
+                )
+            }
+            for account_id, people in by_account.items():
+                for contact_id, score in zip(
+                    people, nps_for(numbers[account_id], len(people)), strict=False
+                ):
+                    key = f"demo:nps:{contact_id}"
+                    if key in keys:
+                        continue
+                    session.add(
+                        Event(
+                            kind=EventKind.ANSWER,
+                            contact_id=contact_id,
+                            account_id=account_id,
+                            journey_id=survey.id,
+                            step_id=step,
+                            value=str(score),
+                            dedupe_key=key,
+                            occurred_at=answered,
+                        )
+                    )
+    now = datetime.combine(on.date(), time(1, 0), UTC) if on else common.now()
+    for back in range(HEALTH_HISTORY, 0, -1):
+        day = today - timedelta(days=back)
+        with sessions() as session, session.begin():
+            health.compute(session, cards, segset, day, datetime.combine(day, time(23), UTC))
+    with sessions() as session, session.begin():
+        run = health.compute(session, cards, segset, today, now)
+    click.echo(
+        f"Usage for the past weeks and NPS answers added; health worked out for the"
+        f" {HEALTH_HISTORY} days before today and today (journeys/scorecards.yaml):"
+    )
+    show(run, [t.name for t in segset.tiers])
 
 
 def _demo_report(state: State) -> None:

@@ -11,12 +11,13 @@ from campaigns.config import Config
 from campaigns.content.templates import TemplateError, TemplateStore
 from campaigns.exceptions import CampaignsError, JourneyError, Problem
 from campaigns.journeys.model import Journey
+from campaigns.journeys.scorecards import ScorecardSet, load_scorecards
 from campaigns.journeys.segments import SegmentSet, load_segments
 from campaigns.journeys.triggers import TRIGGERS_FILE, TriggerSet, load_triggers
 from campaigns.journeys.validate import validate_files
 from campaigns.journeys.yamlsource import YamlProblem, load, read
 
-_NOT_JOURNEYS = (defaults.SEGMENTS_FILE, TRIGGERS_FILE)
+_NOT_JOURNEYS = (defaults.SEGMENTS_FILE, defaults.SCORECARDS_FILE, TRIGGERS_FILE)
 """Files of the journeys folder that are not journeys (checked on their own)."""
 
 
@@ -45,6 +46,14 @@ class Project:
             self.config.journeys_dir / TRIGGERS_FILE,
             segments if segments is not None else self.segments(),
         )
+
+    def scorecards(self, segments: SegmentSet | None = None) -> ScorecardSet | None:
+        """The health scorecards (``journeys/scorecards.yaml``), checked against the tiers of
+        ``segments`` (default: the segments file); None when there is no such file."""
+        path = self.config.scorecards_file
+        if not path.exists():
+            return None
+        return load_scorecards(path, segments if segments is not None else self.segments())
 
     def links(self) -> dict[str, str]:
         """The named link destinations of ``templates/links.yaml`` (Jinja allowed).
@@ -90,6 +99,11 @@ class Project:
             templates=set(self.templates.names()),
         )
         checked.problems.extend(problems)
+        if checked.segments is not None:
+            try:
+                self.scorecards(checked.segments)
+            except JourneyError as exc:
+                checked.problems.extend(exc.problems)
         checked.problems.extend(self.check_templates(j for j, _ in checked.journeys))
         if checked.segments is not None:
             try:

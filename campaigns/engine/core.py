@@ -29,7 +29,7 @@ from campaigns.channels import registry
 from campaigns.channels.transports import Transport
 from campaigns.clock import Clock
 from campaigns.content.render import Renderer
-from campaigns.engine import leases, taskpass
+from campaigns.engine import health, leases, taskpass
 from campaigns.engine.batch import Pace, SendBatch
 from campaigns.engine.context import Tools
 from campaigns.engine.enrol import enrol
@@ -40,6 +40,7 @@ from campaigns.engine.settings import EngineSettings
 from campaigns.exceptions import JourneyError
 from campaigns.insight import sendtime, stats, tuning
 from campaigns.journeys.model import Journey
+from campaigns.journeys.scorecards import ScorecardSet
 from campaigns.journeys.segments import SegmentSet
 from campaigns.journeys.triggers import TriggerSet
 from campaigns.store.enums import EventKind, JourneyStatus
@@ -62,7 +63,8 @@ DUE_COUNT_CAP = 100_000
 
 class Engine:
     """Runs journeys. Every dependency is passed in: the database, a clock, the segments,
-    a renderer and a transport for email, and (optionally) ``dispatch``, which asks for jobs
+    a renderer and a transport for email, (optionally) the health ``scorecards`` (see
+    :mod:`campaigns.engine.health`), and ``dispatch``, which asks for jobs
     to do the due work: given how many send batches are due, it enqueues up to that many
     ``campaigns.worker.jobs.advance`` jobs and returns how many it enqueued. Without it, a
     tick does the work itself. The channels (:mod:`campaigns.channels.registry`) are built
@@ -83,6 +85,7 @@ class Engine:
         send_times: sendtime.SendTimes | None = None,
         journeys: ParsedJourneys | None = None,
         triggers: Callable[[], TriggerSet] | None = None,
+        scorecards: Callable[[], ScorecardSet | None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -96,6 +99,7 @@ class Engine:
         self.send_times = send_times or sendtime.SendTimes()
         self.journeys = journeys or ParsedJourneys()
         self.triggers = triggers  # journeys/triggers.yaml: the trigger points and escalation
+        self.scorecards = scorecards  # health: the first tick of each day scores it
         self.pace = Pace()
         self._next_probe = 0.0  # when to look again for a dead worker's rows
         self.transport = transport  # and the channels that use it
@@ -173,6 +177,7 @@ class Engine:
         result = TickResult()
         now = self.clock.now()
         segset = self.segments()
+        result.health = health.on_tick(self.sessions, self.scorecards, segset, now)
         for journey_id, version_id, journey in self._active():
             with self.sessions() as session, session.begin():
                 entered = enrol(

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from campaigns.engine.health import HealthRun
 
 
 @dataclass
@@ -27,6 +31,7 @@ class TickResult:
     failed: int = 0
     due: int = 0  # when jobs carry the work: the due enrollments counted for them
     tasks: TaskPassResult | None = None  # trigger tasks opened, escalations, digests
+    health: HealthRun | None = None  # the day's health scores, on the first tick of a day
 
 
 @dataclass

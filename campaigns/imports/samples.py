@@ -6,8 +6,13 @@ spread so that every touch tier exists: about 10% high touch (ARR ≥ 5,000,000 
 enterprise plan), 30% low touch (ARR ≥ 1,000,000) and 60% tech touch. Japanese companies
 pay in yen, the others in the currency of their place (USD, CAD, GBP, EUR, AUD, SGD), their
 amounts being the same yen figures at the embedded rates. Renewal dates spread
-over the 13 months after ``today``. Every address is at example.com or example.jp, domains
-reserved for examples, so nothing can reach a real person.
+over the 13 months after ``today``. Contacts have job titles that go with their roles
+(情報システム部 課長 / IT Manager for an admin, 代表取締役 / CEO for an executive...).
+
+:func:`usage_for` and :func:`nps_for` give each account's product usage over the past weeks
+(growing, flat or dropping, by its number) and its NPS answers, so that the demo's health
+scores come out in all three bands and move between them. Every address is at example.com or
+example.jp, domains reserved for examples, so nothing can reach a real person.
 
 The same seed and day always give the same files, byte for byte; rows are written as they
 are made, so files of a million rows need no memory.
@@ -46,6 +51,7 @@ CONTACT_COLUMNS = (
     "account_external_id",
     "name",
     "role",
+    "title",
     "locale",
     "time_zone",
     "subscribed",
@@ -176,6 +182,13 @@ _DEPARTMENTS = {
     "executive": ("経営企画室", "Management"),
 }
 _TAGS = ("beta", "webinar", "newsletter", "champion")
+_TITLES = {
+    "admin": (("情報システム部 課長", "IT Manager"), ("システム管理者", "Systems Administrator")),
+    "user": (("営業担当", "Account Executive"), ("マーケティング担当", "Marketing Specialist")),
+    "billing": (("経理部 主任", "Accounts Payable Lead"), ("経理担当", "Finance Manager")),
+    "executive": (("代表取締役", "CEO"), ("執行役員 事業部長", "VP of Operations")),
+}
+"""Job titles by role (Japanese, English): personas read role and title together."""
 
 
 @dataclass(frozen=True)
@@ -290,8 +303,10 @@ def _contact_row(number: int, rng: random.Random, role: str, suffix: str) -> tup
     subscribed = "false" if rng.random() < 0.05 else "true"
     tags = ";".join(sorted(rng.sample(_TAGS, k=rng.choice((0, 0, 0, 1, 2)))))
     department = _DEPARTMENTS[role][0 if japanese else 1]
+    # A generator of its own: the other columns stay what they were before titles came.
+    title = random.Random(f"title:{suffix}").choice(_TITLES[role])[0 if japanese else 1]
     external_id = _external_id(number)
-    return (email, external_id, name, role, locale, time_zone, subscribed, tags, department)
+    return (email, external_id, name, role, title, locale, time_zone, subscribed, tags, department)
 
 
 def contacts_for(account: SampleAccount, seed: int = 7) -> Iterator[tuple[str, ...]]:
@@ -349,3 +364,54 @@ def generate_contacts_csv(path: Path, n: int, *, accounts: int, seed: int = 7) -
             role = ROLES[k // accounts % len(ROLES)]
             writer.writerow(_contact_row(k % accounts, rng, role, str(k + 1)))
     return path
+
+
+TRENDS = ("growing", "flat", "dropping", "flat", "collapsing")
+"""How an account's usage moves over the weeks before ``today``, by its number."""
+
+
+def trend_of(number: int) -> str:
+    return TRENDS[number % len(TRENDS)]
+
+
+def usage_for(
+    number: int, tier: str, today: date, days: int = 60
+) -> Iterator[tuple[str, date, float]]:
+    """Account ``number``'s daily usage for the ``days`` up to ``today``: (metric, day,
+    value) for ``active_users``, ``logins`` and ``reports_created``, following its trend: a
+    growing one gains a third over the period, a dropping one loses half, a collapsing one
+    falls to almost nothing in the last three weeks."""
+    rng = random.Random(f"usage:{number}")
+    seats = {"high_touch": 30, "low_touch": 12, "tech_touch": 6}[tier]
+    seats = max(2, int(seats * rng.uniform(0.6, 1.4)))
+    trend = trend_of(number)
+    for back in range(days - 1, -1, -1):
+        day = today - timedelta(days=back)
+        progress = (days - 1 - back) / max(1, days - 1)  # 0 at the start, 1 today
+        if trend == "growing":
+            level = 0.7 + 0.3 * progress
+        elif trend == "dropping":
+            level = 1.0 - 0.5 * progress
+        elif trend == "collapsing":
+            level = 1.0 if back > 21 else 0.08
+        else:
+            level = 0.85
+        if day.weekday() >= 5:
+            level *= 0.3
+        users = max(0.0, round(seats * level * rng.uniform(0.85, 1.15)))
+        yield "active_users", day, users
+        yield "logins", day, round(users * rng.uniform(1.5, 3.0))
+        yield "reports_created", day, round(users * rng.uniform(0.0, 0.6))
+
+
+def nps_for(number: int, contacts: int) -> list[int]:
+    """The NPS answers (0-10) of account ``number``'s first contacts: promoters where usage
+    grows, detractors where it collapses, a mix elsewhere."""
+    rng = random.Random(f"nps:{number}")
+    low, high = {
+        "growing": (8, 10),
+        "flat": (6, 10),
+        "dropping": (4, 8),
+        "collapsing": (0, 6),
+    }[trend_of(number)]
+    return [rng.randint(low, high) for _ in range(min(contacts, 2))]
