@@ -35,7 +35,7 @@ from campaigns.store.models import (
     Message,
     Suppression,
 )
-from campaigns.web import api, api_base, api_crm, api_in_app  # noqa: F401 (their routes)
+from campaigns.web import api, api_accounts, api_base, api_crm, api_in_app  # noqa: F401 (their routes)
 
 KEY = "test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}

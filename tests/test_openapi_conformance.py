@@ -37,7 +37,14 @@ from campaigns.store.models import (
     Message,
     Task,
 )
-from campaigns.web import api, api_crm, api_in_app, api_input, create_app  # noqa: F401 (routes)
+from campaigns.web import (  # noqa: F401 (routes)
+    api,
+    api_accounts,
+    api_crm,
+    api_in_app,
+    api_input,
+    create_app,
+) (routes)
 
 KEY = "conformance-key-0123456789"
 NOW = datetime(2026, 4, 1, tzinfo=UTC)

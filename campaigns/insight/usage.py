@@ -71,9 +71,10 @@ def account_ids(session: Session, external_ids: Iterable[str]) -> dict[str, int]
     for start in range(0, len(wanted), 1000):
         chunk = wanted[start : start + 1000]
         found.update(
-            session.execute(
+            (external_id, id)
+            for external_id, id in session.execute(
                 select(Account.external_id, Account.id).where(Account.external_id.in_(chunk))
-            ).tuples()
+            )
         )
     return found
 
