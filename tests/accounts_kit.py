@@ -59,13 +59,13 @@ def band_of(score: float) -> str:
 
 
 def health_rows(account_id: int, today: date, days: int = 60) -> list[HealthScore]:
-    """``days`` daily rows up to ``today``: usage falls from 90 to 30 over the last 30 days
-    (the account drops from green to red), NPS and renewal stay."""
+    """``days`` daily rows up to ``today``: usage falls from 100 to 20 over the last 30 days
+    (the score from 75 to 35: green to red), NPS and renewal stay at 50."""
     rows = []
     for back in range(days - 1, -1, -1):
         day = today - timedelta(days=back)
-        usage = 90.0 if back >= 30 else 30.0 + 60.0 * back / 30
-        m = measures(usage, 60.0, 50.0)
+        usage = 100.0 if back >= 30 else 20.0 + 80.0 * back / 30
+        m = measures(usage, 50.0, 50.0)
         score = round(sum(v["contribution"] for v in m.values()), 2)
         rows.append(
             HealthScore(

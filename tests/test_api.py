@@ -55,7 +55,13 @@ def _blueprint_rules() -> list[Any]:
 
 
 RULES = _blueprint_rules()
-SAMPLE_ARGS = {"email": "taro@example.co.jp", "in_app_id": 1, "journey": "onboarding", "task_id": 1}
+SAMPLE_ARGS = {
+    "email": "taro@example.co.jp",
+    "in_app_id": 1,
+    "journey": "onboarding",
+    "task_id": 1,
+    "external_id": "ACME-1",
+}
 PRIVATE = [r for r in RULES if r.endpoint not in api_base.NO_AUTH]
 
 

@@ -158,14 +158,14 @@ def health_overview(session: Session, today: date, *, owner: str | None = None) 
     bands this month: each account's band on the month's first scored day against its band
     now. Two grouped statements over the accounts, one over that day's scores."""
     where = [Account.owner_email == owner.strip().lower()] if owner else []
-    band = func.coalesce(Account.health_band, "none")
     by_tier: dict[str, dict[str, int]] = {}
-    for tier, b, n in session.execute(
-        select(func.coalesce(Account.tier, ""), band, func.count())
+    for tier, band, n in session.execute(
+        select(Account.tier, Account.health_band, func.count())
         .where(*where)
-        .group_by(func.coalesce(Account.tier, ""), band)
+        .group_by(Account.tier, Account.health_band)
     ):
-        by_tier.setdefault(tier, {})[b] = n
+        bands = by_tier.setdefault(tier or "", {})
+        bands[band or "none"] = bands.get(band or "none", 0) + n
     first = today.replace(day=1)
     since = session.scalar(
         select(func.min(HealthScore.day)).where(HealthScore.day >= first, HealthScore.day <= today)
