@@ -401,3 +401,32 @@ def test_the_band_charts_write_their_numbers_beside_the_shapes():
     moves = str(band_moves({("green", "red"): 2, ("red", "red"): 5}, since="2026-11-01"))
     assert moves.count('class="cell"') == 9
     assert "0 moved up, 2 moved down, 5 stayed" in moves
+
+
+# ---------------------------------------------------------------------------- the CLI
+
+
+def test_campaigns_account_prints_the_page_and_its_json(cli, db):
+    now = datetime.now(UTC)
+    with db.session() as s, s.begin():
+        seed_account(s, now)
+    cli.env["DATABASE_URL"] = db.url
+    result = cli("account", "SAKURA", "--locale", "ja")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.startswith("株式会社さくら製作所 (SAKURA)")
+    assert "3,600,000円" in out and "45日" in out
+    assert "Health over 60 days:" in out and "製品の利用: -40.0 points" in out
+    assert "山田 太郎" in out and "executive" in out and "情報システム部 部長" in out
+    assert "escalated to manager@example.com" in out
+    assert "3 detractor" in out
+    assert "the account: Product event: health_band_changed" in out
+    as_json = cli("account", "SAKURA", "--json")
+    assert as_json.exit_code == 0
+    import json
+
+    body = json.loads(as_json.output)
+    assert body["external_id"] == "SAKURA" and len(body["health"]["history"]) == 60
+    missing = cli("account", "NOPE")
+    assert missing.exit_code != 0
+    assert "no account with external_id 'NOPE'" in str(missing.exception)

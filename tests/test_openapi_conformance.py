@@ -44,7 +44,7 @@ from campaigns.web import (  # noqa: F401 (routes)
     api_in_app,
     api_input,
     create_app,
-) (routes)
+)
 
 KEY = "conformance-key-0123456789"
 NOW = datetime(2026, 4, 1, tzinfo=UTC)
