@@ -4,11 +4,16 @@ event, and daily health rows in the scorer's shape."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from campaigns.store.enums import (
@@ -29,6 +34,8 @@ from campaigns.store.models import (
     Message,
     Task,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MEASURES = {
     "usage": ("Product usage", "製品の利用", 0.5),
@@ -270,3 +277,97 @@ def seed_account(
         account.health_scored_on = today
     s.flush()
     return Seeded(account.id, {k: v.id for k, v in people.items()}, journey.id)
+
+
+# ---------------------------------------------------------------------------- after the demo
+
+DEMO_OWNER = "csm.sato@example.com"
+"""One of the demo's account owners (campaigns/imports/samples.py)."""
+
+PERSONAS = {"admin": "admin", "champion": "admin", "user": "end_user", "executive": "executive"}
+"""Contact role -> persona, as the personas' rules in the sample segments give them: mail
+the playbooks sent is tagged with it (until the demo's scorer and personas do it themselves)."""
+
+
+def run_demo(database_url: str, today: date, folder: Path) -> None:
+    """``campaigns demo`` on ``database_url`` (a file outbox under ``folder``), as the README
+    runs it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "SECRET_KEY")}
+    env.update(DATABASE_URL=database_url, MAIL_URL=f"file://{folder / 'outbox'}")
+    done = subprocess.run(
+        [sys.executable, "-m", "campaigns", "demo", "--date", today.isoformat()],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode:
+        raise RuntimeError(f"campaigns demo failed: {done.stderr[-2000:]}")
+
+
+def score_the_demo(s: Session, now: datetime, days: int = 60) -> int:
+    """Daily health rows for every account of the demo (each its own level and trend, so
+    the bands and the order vary), the accounts' latest health, a ``health_band_changed``
+    event where the band moved, and the persona on the mail the playbooks sent. Returns the
+    id of :data:`DEMO_OWNER`'s account whose health fell the most (the page to look at)."""
+    today = now.date()
+    accounts = s.scalars(select(Account).order_by(Account.id)).all()
+    falling: tuple[float, int] | None = None
+    for index, account in enumerate(accounts):
+        level = 35.0 + (index * 37) % 60  # 35..94
+        slope = ((index * 13) % 9 - 5) * 1.0  # points of usage per 10 days
+        rows = []
+        for back in range(days - 1, -1, -1):
+            usage = min(max(level + slope * (days - back) / 10, 0.0), 100.0)
+            nps = min(max(level + 10 - (index % 3) * 10, 0.0), 100.0)
+            renewal = (
+                80.0
+                if account.renewal_date is None
+                else min(max((account.renewal_date - today).days / 3.65, 0.0), 100.0)
+            )
+            m = measures(usage, nps, renewal)
+            score = round(sum(v["contribution"] for v in m.values()), 2)
+            rows.append(
+                HealthScore(
+                    account_id=account.id,
+                    day=today - timedelta(days=back),
+                    scorecard=account.tier or "default",
+                    score=score,
+                    band=band_of(score),
+                    measures=m,
+                )
+            )
+        s.add_all(rows)
+        first, last = rows[0], rows[-1]
+        month_ago = rows[-31] if len(rows) > 30 else first
+        week_ago = rows[-8] if len(rows) > 7 else first
+        account.health_score = round(last.score or 0)
+        account.health_band = last.band
+        account.health_change_30d = round((last.score or 0) - (month_ago.score or 0), 1)
+        account.health_change_7d = round((last.score or 0) - (week_ago.score or 0), 1)
+        account.health_scored_on = today
+        if month_ago.band != last.band:
+            s.add(
+                Event(
+                    kind=EventKind.CUSTOM,
+                    name="health_band_changed",
+                    account_id=account.id,
+                    value=f"{month_ago.band} → {last.band}",
+                    data={"from": month_ago.band, "to": last.band},
+                    occurred_at=now - timedelta(days=3),
+                )
+            )
+        drop = (month_ago.score or 0) - (last.score or 0)
+        if account.owner_email == DEMO_OWNER and (falling is None or drop > falling[0]):
+            falling = (drop, account.id)
+    for role, persona in PERSONAS.items():
+        s.execute(
+            update(Message)
+            .where(Message.contact_id.in_(select(Contact.id).where(Contact.role == role)))
+            .values(persona=persona)
+        )
+    s.flush()
+    if falling is None:
+        raise RuntimeError(f"the demo gave {DEMO_OWNER} no account")
+    return falling[1]
