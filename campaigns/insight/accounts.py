@@ -472,10 +472,12 @@ def _measure_names(history: list[HealthDay]) -> list[tuple[str, str]]:
 def _contacts(
     session: Session, account_id: int, personas: Mapping[int, str | None] | None
 ) -> tuple[list[ContactRow], int]:
-    total = session.scalar(select(func.count()).where(Contact.account_id == account_id)) or 0
     people = session.scalars(
         select(Contact).where(Contact.account_id == account_id).order_by(Contact.id).limit(CONTACTS)
     ).all()
+    total = len(people)
+    if total == CONTACTS:  # only then may there be more
+        total = session.scalar(select(func.count()).where(Contact.account_id == account_id)) or 0
     if not people:
         return [], total
     ids = [p.id for p in people]
