@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -459,6 +459,22 @@ def measure(url: str, ids: list[int], samples: int, rng: random.Random) -> None:
         "/login", data={"csrf": token.group(1), "email": OWNERS[0], "password": PASSWORD}
     )
     assert signed.status_code == 302, signed.status_code
+    statements: dict[str, list[float]] = {}
+    db_engine = app.extensions["campaigns.engine"]
+
+    @event.listens_for(db_engine, "before_cursor_execute")
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info["started"] = time.perf_counter()
+
+    @event.listens_for(db_engine, "after_cursor_execute")
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        where = (
+            statement.split(" WHERE ")[0][-60:] + " WHERE " + statement.split(" WHERE ")[-1][:60]
+        )
+        statements.setdefault(" ".join(where.split()), []).append(
+            time.perf_counter() - conn.info["started"]
+        )
+
     picked = rng.sample(ids, min(samples, len(ids)))
     for account_id in picked[:10]:  # warm the caches and the connection pool
         client.get(f"/accounts/{account_id}")
@@ -479,6 +495,10 @@ def measure(url: str, ids: list[int], samples: int, rng: random.Random) -> None:
     print(summary("account page, data (account_page)", data, TARGET_MS))
     print(summary("account page, rendered HTML (GET /accounts/<id>)", html, TARGET_MS))
     print(f"  page size: median {statistics.median(sizes) / 1024:.0f} KB")
+    print("  the page's statements, slowest first (server round trip, median):")
+    slowest = sorted(statements.items(), key=lambda kv: -statistics.median(kv[1]))
+    for statement, times in slowest[:8]:
+        print(f"    {statistics.median(times) * 1000:6.2f} ms  x{len(times):<5} {statement}")
     for label, path in (
         ("My accounts, 12,500 of an owner's by health", "/accounts"),
         ("My accounts, 12,500 of an owner's by ARR", "/accounts?sort=arr&order=desc"),
