@@ -468,10 +468,9 @@ def measure(url: str, ids: list[int], samples: int, rng: random.Random) -> None:
 
     @event.listens_for(db_engine, "after_cursor_execute")
     def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        where = (
-            statement.split(" WHERE ")[0][-60:] + " WHERE " + statement.split(" WHERE ")[-1][:60]
-        )
-        statements.setdefault(" ".join(where.split()), []).append(
+        flat = " ".join(statement.split())
+        table = flat.split(" FROM ", 1)[-1].split(" ", 1)[0]
+        statements.setdefault(f"{table}: ...{flat[-70:]}", []).append(
             time.perf_counter() - conn.info["started"]
         )
 
