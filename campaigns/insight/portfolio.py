@@ -100,7 +100,7 @@ def list_accounts(
     rows = session.scalars(
         select(Account)
         .where(*where)
-        .order_by(key.is_(None), ordered, Account.id if direction == "asc" else Account.id.desc())
+        .order_by(ordered.nulls_last(), Account.id if direction == "asc" else Account.id.desc())
         .limit(limit)
         .offset(offset)
     ).all()
