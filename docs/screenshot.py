@@ -1,4 +1,5 @@
-"""Take the README's screenshot of a journey's page: docs/img/journey.png.
+"""Take the README's screenshot of a journey's page (docs/img/journey.png), or with
+``--page account`` the dashboard guide's screenshot of an account's page (docs/img/account.png).
 
 Seeds a throw-away SQLite database with a demo-like journey (four steps, four segments, four
 weeks of sends, opens, clicks and answers, an A/B test on the first email and a holdout),
@@ -6,6 +7,11 @@ serves the dashboard on loopback, signs in with headless Chromium (cut off from 
 as in the browser tests) and saves the page from its top to the table by segment.
 
     .venv/bin/python docs/screenshot.py [--out docs/img/journey.png]
+    .venv/bin/python docs/screenshot.py --page account [--out docs/img/account.png]
+
+The account page is shown as a CSM sees it after ``campaigns demo``: the demo's database with
+60 days of health scored for its accounts (tests/accounts_kit.py, as the browser tests do),
+signed in as one of its owners, from the top to the contacts.
 
 Needs ``chromium`` and ``chromium-driver`` (``apt-get install chromium chromium-driver``)
 and a Japanese font for the names (``apt-get install fonts-noto-cjk``). The numbers come
@@ -34,8 +40,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from campaigns import config as settings_module  # noqa: E402
-from campaigns import stats  # noqa: E402
 from campaigns.engine.deploy import deploy  # noqa: E402
+from campaigns.insight import stats  # noqa: E402
 from campaigns.journeys.parse import parse_journey  # noqa: E402
 from campaigns.store.db import make_engine, make_sessionmaker, migrate  # noqa: E402
 from campaigns.store.models import Journey  # noqa: E402
@@ -43,6 +49,7 @@ from campaigns.store.users import add_user  # noqa: E402
 from campaigns.web import create_app  # noqa: E402
 
 OUT = ROOT / "docs" / "img" / "journey.png"
+ACCOUNT_OUT = ROOT / "docs" / "img" / "account.png"
 WIDTH = 1280
 MAX_BYTES = 300_000
 """The README's image stays small."""
@@ -188,13 +195,16 @@ def japanese_font() -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--page", choices=["journey", "account"], default="journey")
     parser.add_argument(
         "--out",
         type=Path,
-        default=OUT,
-        help=f"where to save the PNG (default: {OUT.relative_to(ROOT)})",
+        help=f"where to save the PNG (default: {OUT.relative_to(ROOT)}, or "
+        f"{ACCOUNT_OUT.relative_to(ROOT)} for the account page)",
     )
     args = parser.parse_args()
+    if args.out is None:
+        args.out = ACCOUNT_OUT if args.page == "account" else OUT
     problem = missing()
     if problem:
         print(f"screenshot: {problem}", file=sys.stderr)
@@ -207,6 +217,8 @@ def main() -> int:
         )
         return 1
     now = datetime.now(UTC)
+    if args.page == "account":
+        return account_page(args.out, now)
     with tempfile.TemporaryDirectory(prefix="campaigns-screenshot-") as folder:
         url = f"sqlite:///{Path(folder) / 'campaigns.db'}"
         engine = make_engine(url)
@@ -257,6 +269,55 @@ def main() -> int:
             finally:
                 driver.quit()
             app.extensions["campaigns.engine"].dispose()
+    return checked(args.out)
+
+
+def account_page(out: Path, now: datetime) -> int:
+    """The account page of the demo owner's account whose health fell the most."""
+    from accounts_kit import DEMO_OWNER, falling_account, run_demo
+
+    with tempfile.TemporaryDirectory(prefix="campaigns-screenshot-") as folder:
+        url = f"sqlite:///{Path(folder) / 'campaigns.db'}"
+        run_demo(url, now.date(), Path(folder))
+        engine = make_engine(url)
+        with make_sessionmaker(engine)() as session, session.begin():
+            account_id = falling_account(session)
+            add_user(session, DEMO_OWNER, PASSWORD, now, name="佐藤 美咲", role="csm")
+        engine.dispose()
+
+        def build(base: str) -> Flask:
+            cfg = dataclasses.replace(
+                settings_module.load({}), secret_key=SECRET, base_url=base, redis_url=None
+            )
+            return create_app({"DATABASE_URL": url, "CAMPAIGNS": cfg, "SECRET_KEY": SECRET})
+
+        with serving(build) as (base, app):
+            driver = chromium()
+            try:
+                sign_in(driver, base, DEMO_OWNER, PASSWORD, page=f"/accounts/{account_id}")
+                bottom = driver.find_element(By.CSS_SELECTOR, "table.contacts").rect
+                height = int(bottom["y"] + bottom["height"]) + 28
+                driver.set_window_size(WIDTH, height)
+                inner = int(driver.execute_script("return window.innerHeight"))
+                driver.set_window_size(WIDTH, 2 * height - inner)
+                driver.execute_script("window.scrollTo(0, 0)")
+                errors = console_errors(driver)
+                if errors:
+                    print(f"screenshot: the page logged errors: {errors}", file=sys.stderr)
+                    return 1
+                out.parent.mkdir(parents=True, exist_ok=True)
+                if not driver.save_screenshot(str(out)):
+                    print(f"screenshot: could not write {out}", file=sys.stderr)
+                    return 1
+            finally:
+                driver.quit()
+            app.extensions["campaigns.engine"].dispose()
+    return checked(out)
+
+
+def checked(out: Path) -> int:
+    """Say what was written; 1 if it is too large for the docs."""
+    args = argparse.Namespace(out=out)
     width, shown = png_size(args.out)
     size = args.out.stat().st_size
     print(f"wrote {args.out} ({width}x{shown}, {size / 1000:.0f} KB)")

@@ -35,7 +35,7 @@ from campaigns.store.models import (
     Message,
     Suppression,
 )
-from campaigns.web import api, api_base, api_crm, api_in_app  # noqa: F401 (their routes)
+from campaigns.web import api, api_accounts, api_base, api_crm, api_in_app  # noqa: F401 (their routes)
 
 KEY = "test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -55,7 +55,13 @@ def _blueprint_rules() -> list[Any]:
 
 
 RULES = _blueprint_rules()
-SAMPLE_ARGS = {"email": "taro@example.co.jp", "in_app_id": 1, "journey": "onboarding", "task_id": 1}
+SAMPLE_ARGS = {
+    "email": "taro@example.co.jp",
+    "in_app_id": 1,
+    "journey": "onboarding",
+    "task_id": 1,
+    "external_id": "ACME-1",
+}
 PRIVATE = [r for r in RULES if r.endpoint not in api_base.NO_AUTH]
 
 

@@ -398,7 +398,7 @@ def test_every_command_is_in_the_readmes_table(project_root):
     readme = (project_root / "README.md").read_text(encoding="utf-8")
     assert set(cli.commands) == {
         *("validate", "import", "segments", "deploy", "tick", "simulate", "report", "user"),
-        *("tasks", "flush", "run", "demo", "migrate", "users", "health"),
+        *("tasks", "flush", "run", "demo", "migrate", "users", "health", "account"),
     }
     for name in cli.commands:
         assert f"| `campaigns {name}" in readme, name

@@ -37,7 +37,14 @@ from campaigns.store.models import (
     Message,
     Task,
 )
-from campaigns.web import api, api_crm, api_in_app, api_input, create_app  # noqa: F401 (routes)
+from campaigns.web import (  # noqa: F401 (routes)
+    api,
+    api_accounts,
+    api_crm,
+    api_in_app,
+    api_input,
+    create_app,
+)
 
 KEY = "conformance-key-0123456789"
 NOW = datetime(2026, 4, 1, tzinfo=UTC)
@@ -47,13 +54,17 @@ per database; the module runs in about 25 s on two cores)."""
 
 # A 422 on schema-valid input is right only where the document cannot say what is wrong: an event
 # naming a contact or account that does not exist (or a contact of another account), a time more
-# than a day ahead, properties over 16 KB; a bounce notification inside an SNS Message string.
+# than a day ahead, properties over 16 KB; a bounce notification inside an SNS Message string; a
+# usage row for an account that does not exist, or a day more than a day ahead.
 # Anything else refused with 422 is the document and the app disagreeing.
 _SEMANTIC_PROBLEMS: dict[str, Callable[[dict[str, Any]], object]] = {
     "POST /api/v1/events": lambda p: re.search(
         r"^no contact with email |^no account with external_id | is not a contact of account |is "
         r"more than a day in the future$|^larger than \d+ bytes as JSON$",
         p["message"],
+    ),
+    "POST /api/v1/usage": lambda p: re.search(
+        r"^no account with external_id | is more than a day ahead$", p["message"]
     ),
     "POST /api/v1/webhooks/bounces": lambda p: re.match(
         r"(\[\d+\]\.)?Message(\.|\[|$)", p["field"]
@@ -109,7 +120,7 @@ CONFIG_RAW: dict[str, Any] = {
         {
             # Their 422s may come from what the document cannot say (see _SEMANTIC_PROBLEMS),
             # which only_what_the_schema_cannot_say then holds to exactly that.
-            "include-operation-id": ["postEvents", "postBounces"],
+            "include-operation-id": ["postEvents", "postBounces", "postUsage"],
             "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}},
         }
     ],

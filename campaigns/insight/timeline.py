@@ -9,16 +9,20 @@ because "the scanner clicked every link" is something a CSM should be able to se
 mistake for interest.
 
 It reads a few indexed queries per page (each bounded by ``limit``) and merges them by
-time; ``before`` pages further back.
+time; ``before`` pages further back. :func:`account_timeline` is the same for a whole
+account: its contacts' entries (each naming the person), the account's own events (a
+health band that changed, a product event about the account) and its tasks and journeys.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, false, select
 from sqlalchemy.orm import Session
 
 from campaigns.insight.stats import group_metric
@@ -52,9 +56,12 @@ class Entry:
     machine: bool = False  # a machine's hit, shown apart
     reason: str | None = None  # the classifier's reason, for hits
     data: dict[str, Any] = field(default_factory=dict)
+    who: str | None = None  # on an account's timeline: the contact (or "the account")
 
     def to_json(self) -> dict[str, Any]:
+        extra = {"who": self.who} if self.who is not None else {}
         return {
+            **extra,
             "at": self.at.isoformat(),
             "kind": self.kind,
             "title": self.title,
@@ -81,60 +88,101 @@ def contact_timeline(
     session: Session, contact_id: int, *, before: datetime | None = None, limit: int = LIMIT
 ) -> list[Entry]:
     """The contact's newest ``limit`` entries (older than ``before``, if given)."""
+    account_id = session.scalar(select(Contact.account_id).where(Contact.id == contact_id))
+    whose = Enrollment.contact_id == contact_id
+    if account_id is not None:  # the account journeys of their account, too
+        whose = whose | (Enrollment.contact_id.is_(None) & (Enrollment.account_id == account_id))
+    return _merged(
+        session,
+        messages=Message.contact_id == contact_id,
+        events=Event.contact_id == contact_id,
+        tasks=Task.contact_id == contact_id,
+        in_app=InAppMessage.contact_id == contact_id,
+        enrollments=whose,
+        before=before,
+        limit=limit,
+    )
+
+
+def account_timeline(
+    session: Session,
+    account_id: int,
+    contacts: Mapping[int, str],
+    *,
+    before: datetime | None = None,
+    limit: int = LIMIT,
+) -> list[Entry]:
+    """An account's newest ``limit`` entries: everything of its ``contacts`` (id -> the name
+    shown with each entry), the events of the account itself (``health_band_changed``, an
+    account's product events: no contact), its tasks, and its journeys (its contacts' and
+    the account journeys'). Each query is bounded by ``limit`` and indexed."""
+    ids = sorted(contacts)
+    of_contacts = Message.contact_id.in_(ids) if ids else false()
+    own: ColumnElement[bool] = (Event.account_id == account_id) & Event.contact_id.is_(None)
+    events = (Event.contact_id.in_(ids) | own) if ids else own
+    enrollments = (Enrollment.contact_id.is_(None) & (Enrollment.account_id == account_id)) | (
+        Enrollment.contact_id.in_(ids) if ids else false()
+    )
+    return _merged(
+        session,
+        messages=of_contacts,
+        events=events,
+        tasks=Task.account_id == account_id,
+        in_app=InAppMessage.contact_id.in_(ids) if ids else false(),
+        enrollments=enrollments,
+        before=before,
+        limit=limit,
+        who=contacts,
+    )
+
+
+def _merged(
+    session: Session,
+    *,
+    messages: ColumnElement[bool],
+    events: ColumnElement[bool],
+    tasks: ColumnElement[bool],
+    in_app: ColumnElement[bool],
+    enrollments: ColumnElement[bool],
+    before: datetime | None,
+    limit: int,
+    who: Mapping[int, str] | None = None,
+) -> list[Entry]:
+    """The newest ``limit`` entries of the rows each condition picks, merged by time."""
     keys = dict(session.execute(select(Journey.id, Journey.key)).all())
+    names = who or {}
     entries: list[Entry] = []
 
     def window(column: Any) -> list[Any]:
         return [column < before] if before is not None else []
 
-    messages = select(Message).where(
-        Message.contact_id == contact_id,
-        Message.attempt_key != "owner",
-        *window(Message.created_at),
+    def person(contact_id: int | None) -> str | None:
+        return names.get(contact_id) if who is not None and contact_id is not None else None
+
+    q_messages = select(Message).where(
+        messages, Message.attempt_key != "owner", *window(Message.created_at)
     )
     for message in session.scalars(
-        messages.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
+        q_messages.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
     ):
-        state = _MESSAGE_STATES.get(MessageStatus(message.status), message.status)
-        what = "In-app" if message.channel == "in_app" else message.channel.capitalize()
-        detail = message.subject or message.template or ""
-        if (
-            message.status
-            in (
-                MessageStatus.SUPPRESSED,
-                MessageStatus.BOUNCED,
-                MessageStatus.FAILED,
-                MessageStatus.DEFERRED,
-            )
-            and message.error
-        ):
-            detail = f"{detail} ({message.error[:200]})" if detail else message.error[:200]
-        variant = f", variant {message.variant}" if message.variant else ""
         entries.append(
-            Entry(
-                message.sent_at or message.created_at,
-                "message",
-                f"{what} {state.lower()}{variant}",
-                detail,
-                keys.get(message.journey_id or 0),
-                message.step_id,
-                data={"message": message.id, "status": message.status},
-            )
+            dataclasses.replace(_message_entry(message, keys), who=person(message.contact_id))
         )
 
-    events = select(Event).where(
-        Event.contact_id == contact_id,
-        Event.kind != EventKind.DELIVERED,
-        *window(Event.occurred_at),
+    q_events = select(Event).where(
+        events, Event.kind != EventKind.DELIVERED, *window(Event.occurred_at)
     )
     for event in session.scalars(
-        events.order_by(Event.occurred_at.desc(), Event.id.desc()).limit(limit)
+        q_events.order_by(Event.occurred_at.desc(), Event.id.desc()).limit(limit)
     ):
-        entries.append(_event_entry(event, keys))
+        entry = _event_entry(event, keys)
+        if who is not None and event.contact_id is None:
+            entry = dataclasses.replace(entry, who="the account")
+        entries.append(dataclasses.replace(entry, who=entry.who or person(event.contact_id)))
 
-    tasks = select(Task).where(Task.contact_id == contact_id, *window(Task.created_at))
+    q_tasks = select(Task).where(tasks, *window(Task.created_at))
     for task in session.scalars(
-        tasks.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit)
+        q_tasks.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit)
     ):
         due = f"due {task.due_at:%Y-%m-%d}" if task.due_at else "no due date"
         entries.append(
@@ -146,6 +194,7 @@ def contact_timeline(
                 keys.get(task.journey_id or 0),
                 task.step_id,
                 data={"task": task.id},
+                who=person(task.contact_id),
             )
         )
         if (
@@ -162,14 +211,26 @@ def contact_timeline(
                     keys.get(task.journey_id or 0),
                     task.step_id,
                     data={"task": task.id},
+                    who=person(task.contact_id),
+                )
+            )
+        if task.escalated_at and (before is None or task.escalated_at < before):
+            entries.append(
+                Entry(
+                    task.escalated_at,
+                    "escalated",
+                    f"Task escalated to {task.escalated_to or 'nobody'}: {task.title}",
+                    "overdue",
+                    keys.get(task.journey_id or 0),
+                    task.step_id,
+                    data={"task": task.id},
+                    who=person(task.contact_id),
                 )
             )
 
-    in_app = select(InAppMessage).where(
-        InAppMessage.contact_id == contact_id, *window(InAppMessage.created_at)
-    )
+    q_in_app = select(InAppMessage).where(in_app, *window(InAppMessage.created_at))
     for item in session.scalars(
-        in_app.order_by(InAppMessage.created_at.desc(), InAppMessage.id.desc()).limit(limit)
+        q_in_app.order_by(InAppMessage.created_at.desc(), InAppMessage.id.desc()).limit(limit)
     ):
         seen = "clicked" if item.clicked_at else "seen" if item.seen_at else "not seen yet"
         entries.append(
@@ -180,16 +241,13 @@ def contact_timeline(
                 seen,
                 keys.get(item.journey_id or 0),
                 item.step_id,
+                who=person(item.contact_id),
             )
         )
 
-    account_id = session.scalar(select(Contact.account_id).where(Contact.id == contact_id))
-    whose = Enrollment.contact_id == contact_id
-    if account_id is not None:  # the account journeys of their account, too
-        whose = whose | (Enrollment.contact_id.is_(None) & (Enrollment.account_id == account_id))
-    enrollments = select(Enrollment).where(whose, *window(Enrollment.entered_at))
+    q_enrollments = select(Enrollment).where(enrollments, *window(Enrollment.entered_at))
     for enrollment in session.scalars(
-        enrollments.order_by(Enrollment.entered_at.desc(), Enrollment.id.desc()).limit(limit)
+        q_enrollments.order_by(Enrollment.entered_at.desc(), Enrollment.id.desc()).limit(limit)
     ):
         journey = keys.get(enrollment.journey_id)
         held = group_metric(enrollment.holdout, enrollment.context)
@@ -197,7 +255,7 @@ def contact_timeline(
             f" ({'global control' if held == 'control' else held}: sent nothing)" if held else ""
         )
         if enrollment.contact_id is None:
-            group += " (their account)"
+            group += " (their account)" if who is None else " (the account)"
         entries.append(
             Entry(
                 enrollment.entered_at,
@@ -205,6 +263,7 @@ def contact_timeline(
                 f"Entered {journey}{group}",
                 f"segment {enrollment.segment}" if enrollment.segment else "",
                 journey,
+                who=person(enrollment.contact_id),
             )
         )
         if enrollment.finished_at and (before is None or enrollment.finished_at < before):
@@ -217,11 +276,40 @@ def contact_timeline(
                     "",
                     journey,
                     enrollment.current_step,
+                    who=person(enrollment.contact_id),
                 )
             )
 
     entries.sort(key=lambda e: e.at, reverse=True)
     return entries[:limit]
+
+
+def _message_entry(message: Message, keys: dict[int, str]) -> Entry:
+    state = _MESSAGE_STATES.get(MessageStatus(message.status), message.status)
+    what = "In-app" if message.channel == "in_app" else message.channel.capitalize()
+    detail = message.subject or message.template or ""
+    if (
+        message.status
+        in (
+            MessageStatus.SUPPRESSED,
+            MessageStatus.BOUNCED,
+            MessageStatus.FAILED,
+            MessageStatus.DEFERRED,
+        )
+        and message.error
+    ):
+        detail = f"{detail} ({message.error[:200]})" if detail else message.error[:200]
+    variant = f", variant {message.variant}" if message.variant else ""
+    persona = f", for {message.persona}" if message.persona else ""
+    return Entry(
+        message.sent_at or message.created_at,
+        "message",
+        f"{what} {state.lower()}{variant}{persona}",
+        detail,
+        keys.get(message.journey_id or 0),
+        message.step_id,
+        data={"message": message.id, "status": message.status},
+    )
 
 
 def _event_entry(event: Event, keys: dict[int, str]) -> Entry:

@@ -98,6 +98,7 @@ class Account(Base):
     """A customer company: its value decides its touch tier."""
 
     __tablename__ = "accounts"
+    __table_args__ = (Index("ix_accounts_owner_health", "owner_email", "health_score"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     external_id: Mapped[str] = mapped_column(String(128), unique=True)
@@ -346,6 +347,14 @@ class Event(Base):
         Index("ix_events_contact_kind", "contact_id", "kind", "occurred_at"),
         Index("ix_events_message_kind", "message_id", "kind"),
         Index("ix_events_name", "name", "occurred_at"),
+        # An account's own events (no contact): the account page's timeline.
+        Index(
+            "ix_events_account_occurred",
+            "account_id",
+            "occurred_at",
+            sqlite_where=text("contact_id IS NULL"),
+            postgresql_where=text("contact_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -92,7 +92,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     # Each blueprint's route modules add their routes to the blueprint of its base module,
     # which imports none of them; importing them here, before registering, is the wiring.
-    from campaigns.web import api, api_crm, api_in_app, crm, dashboard, previews  # noqa: F401
+    from campaigns.web import (  # noqa: F401
+        accounts,
+        api,
+        api_accounts,
+        api_crm,
+        api_in_app,
+        crm,
+        dashboard,
+        previews,
+    )
     from campaigns.web.api_base import bp as api_bp
     from campaigns.web.dashboard_base import bp as dashboard_bp
 

@@ -295,3 +295,278 @@ def lines(
         out.append("".join(parts))
     out.append("</svg>")
     return Markup("\n".join(out))
+
+
+# ---------------------------------------------------------------------------- health
+
+BAND_COLOURS = {"red": "#dc2626", "yellow": "#d97706", "green": "#059669", "none": "#9aa5b1"}
+BAND_NAMES = {"red": "red", "yellow": "yellow", "green": "green", "none": "not scored"}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One measure's contribution (points of the score) per day, stacked under the score."""
+
+    label: str
+    values: tuple[float | None, ...]
+
+
+def _svg_open(ident: str, height: int, title: str, description: str) -> list[str]:
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{ident}" viewBox="0 0 '
+        f'{WIDTH} {height}" width="100%" role="img" aria-labelledby="{ident}-title {ident}-desc" '
+        f'font-family="{FONT}" font-size="12">',
+        f'<title id="{ident}-title">{text(title)}</title>',
+        f'<desc id="{ident}-desc">{text(description)}</desc>',
+    ]
+
+
+def health_trend(
+    days: Sequence[str],
+    scores: Sequence[float | None],
+    layers: Sequence[Layer],
+    thresholds: Sequence[tuple[str, float]],
+    *,
+    title: str = "Health over time",
+    chart_id: str = "health-trend",
+) -> Markup:
+    """The health score per day (0-100) as a line over each measure's contribution as stacked
+    areas, with the bands' thresholds as dashed lines labelled at the right, and a legend.
+    The score line is ``<g class="score">`` with a dot per day (its ``<title>`` gives the
+    score); each area a ``<path class="layer">``; each threshold a ``<line class="threshold">``;
+    the latest score is written beside the line's end."""
+    ident = re.sub(r"[^A-Za-z0-9_-]", "", chart_id) or "chart"
+    entries = [("score", "#1f2933")] + [
+        (layer.label, PALETTE[i % len(PALETTE)]) for i, layer in enumerate(layers)
+    ]
+    legend_rows = -(-len(entries) // 4)
+    top = PLOT_TOP + (legend_rows - 1) * 18
+    height = top + PLOT_HEIGHT + PLOT_BOTTOM
+    width = WIDTH - PLOT_LEFT - 70  # room at the right for the thresholds' and the score's labels
+    count = len(days)
+    latest = next((s for s in reversed(scores) if s is not None), None)
+    description = (
+        f"Health score per day over {count} days"
+        + (f", {latest:.0f} on the latest day" if latest is not None else "")
+        + "; the coloured areas are each measure's contribution to the score; dashed lines are "
+        "where the bands start ("
+        + ", ".join(f"{BAND_NAMES.get(b, b)} from {v:g}" for b, v in thresholds)
+        + ")."
+    )
+    out = _svg_open(ident, height, title, description)
+
+    def x(i: int) -> float:
+        return round(PLOT_LEFT + (width * (i + 0.5) / count if count else 0), 1)
+
+    def y(value: float) -> float:
+        return round(top + PLOT_HEIGHT * (1 - min(max(value, 0.0), 100.0) / 100.0), 1)
+
+    out.append('<g class="legend">')
+    for index, (label, colour) in enumerate(entries):
+        lx, ly = (index % 4) * 180, 6 + (index // 4) * 18
+        shape = (
+            f'<line x1="{lx}" x2="{lx + 12}" y1="{ly + 6}" y2="{ly + 6}" stroke="{colour}" '
+            'stroke-width="3"/>'
+            if index == 0
+            else f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{colour}" '
+            'fill-opacity="0.55"/>'
+        )
+        out.append(f'{shape}<text x="{lx + 18}" y="{ly + 10}">{text(label, 24)}</text>')
+    out.append("</g>")
+    for level in (0, 25, 50, 75, 100):
+        gy = y(level)
+        out.append(
+            f'<line x1="{PLOT_LEFT}" x2="{PLOT_LEFT + width}" y1="{gy}" y2="{gy}" '
+            'stroke="#e4e7eb"/>'
+            f'<text x="{PLOT_LEFT - 6}" y="{gy + 4}" text-anchor="end" '
+            f'fill="#616e7c">{level}</text>'
+        )
+    if not count:
+        out.append(
+            f'<text x="{PLOT_LEFT + 10}" y="{top + PLOT_HEIGHT / 2}" fill="#616e7c">No health '
+            "scores yet.</text></svg>"
+        )
+        return Markup("\n".join(out))
+    base = [0.0] * count
+    for index, layer in enumerate(layers):
+        colour = PALETTE[index % len(PALETTE)]
+        upper = [base[i] + max(layer.values[i] or 0.0, 0.0) for i in range(count)]
+        if any(upper[i] > base[i] for i in range(count)):
+            forward = " ".join(f"{x(i)},{y(upper[i])}" for i in range(count))
+            back = " ".join(f"{x(i)},{y(base[i])}" for i in reversed(range(count)))
+            out.append(
+                f'<path class="layer" data-measure="{text(layer.label)}" d="M{forward} L{back} Z" '
+                f'fill="{colour}" fill-opacity="0.55" stroke="none"><title>{text(layer.label)}: '
+                f"{layer.values[-1] or 0:.1f} points on the latest day</title></path>"
+            )
+        base = upper
+    for band, value in thresholds:
+        ty = y(value)
+        colour = BAND_COLOURS.get(band, "#616e7c")
+        out.append(
+            f'<line class="threshold" data-band="{text(band)}" x1="{PLOT_LEFT}" '
+            f'x2="{PLOT_LEFT + width}" y1="{ty}" y2="{ty}" stroke="{colour}" '
+            f'stroke-dasharray="5 4"/><text x="{PLOT_LEFT + width + 4}" y="{ty + 4}" '
+            f'fill="{colour}">{text(BAND_NAMES.get(band, band))} {value:g}</text>'
+        )
+    step = max(1, -(-count // 10))
+    for i, label in enumerate(days):
+        if i % step == 0:
+            out.append(
+                f'<text x="{x(i)}" y="{top + PLOT_HEIGHT + 16}" text-anchor="middle" '
+                f'fill="#616e7c">{text(label[5:] if len(label) == 10 else label, 12)}</text>'
+            )
+    parts = ['<g class="score">']
+    run: list[str] = []
+    for i, score in enumerate(scores[:count]):
+        if score is None:
+            if len(run) > 1:
+                parts.append(
+                    f'<polyline fill="none" stroke="#1f2933" stroke-width="2.5" '
+                    f'points="{" ".join(run)}"/>'
+                )
+            run = []
+            continue
+        run.append(f"{x(i)},{y(score)}")
+        parts.append(
+            f'<circle class="point" cx="{x(i)}" cy="{y(score)}" r="2.5" fill="#1f2933">'
+            f"<title>{text(days[i])}: score {score:.1f}</title></circle>"
+        )
+    if len(run) > 1:
+        parts.append(
+            f'<polyline fill="none" stroke="#1f2933" stroke-width="2.5" points="{" ".join(run)}"/>'
+        )
+    parts.append("</g>")
+    out.append("".join(parts))
+    if latest is not None:
+        last = max(i for i, s in enumerate(scores[:count]) if s is not None)
+        out.append(
+            f'<text class="latest" x="{x(last) + 6}" y="{y(latest) - 6}" font-weight="bold" '
+            f'fill="#1f2933">{latest:.0f}</text>'
+        )
+    out.append("</svg>")
+    return Markup("\n".join(out))
+
+
+def band_bars(
+    by_group: Sequence[tuple[str, dict[str, int]]],
+    *,
+    title: str = "Health bands per tier",
+    chart_id: str = "bands-by-tier",
+) -> Markup:
+    """One horizontal bar per group (tier), split into its accounts per band, red first;
+    each part a ``<rect class="part {band}">`` with its count written inside or beside it,
+    and the group's total at the end."""
+    ident = re.sub(r"[^A-Za-z0-9_-]", "", chart_id) or "chart"
+    bands = ("red", "yellow", "green", "none")
+    row = 28
+    height = TOP + max(len(by_group), 1) * row + 10
+    scale = max([1, *(sum(counts.values()) for _, counts in by_group)])
+    total_accounts = sum(sum(c.values()) for _, c in by_group)
+    description = (
+        f"Accounts per tier split by health band, {total_accounts:,} accounts in all: "
+        + (
+            "; ".join(
+                f"{group or 'no tier'}: "
+                + ", ".join(f"{counts.get(b, 0):,} {BAND_NAMES[b]}" for b in bands if counts.get(b))
+                for group, counts in by_group
+            )
+            or "none"
+        )
+    )
+    out = _svg_open(ident, height, title, description)
+    out.append('<g class="legend">')
+    for index, band in enumerate(bands):
+        lx = index * 110
+        out.append(
+            f'<rect x="{lx}" y="6" width="12" height="12" fill="{BAND_COLOURS[band]}"/>'
+            f'<text x="{lx + 18}" y="16">{BAND_NAMES[band]}</text>'
+        )
+    out.append("</g>")
+    if not by_group:
+        out.append(f'<text x="0" y="{TOP + 16}" fill="#616e7c">No accounts yet.</text>')
+    for index, (group, counts) in enumerate(by_group):
+        y = TOP + index * row
+        name = text(group or "no tier")
+        parts = [
+            f'<g class="group" data-group="{name}">',
+            f'<text x="{LABEL - 8}" y="{y + 15}" text-anchor="end">{text(group or "no tier", 26)}'
+            "</text>",
+        ]
+        left = float(LABEL)
+        for band in bands:
+            n = counts.get(band, 0)
+            if not n:
+                continue
+            w = max(n / scale * (BAR_MAX + 120), 2.0)
+            parts.append(
+                f'<rect class="part {band}" x="{left:.1f}" y="{y}" width="{w:.1f}" height="20" '
+                f'fill="{BAND_COLOURS[band]}"><title>{name}: {n:,} {BAND_NAMES[band]}'
+                "</title></rect>"
+            )
+            if w >= 8 * len(f"{n:,}") + 6:
+                parts.append(
+                    f'<text x="{left + w / 2:.1f}" y="{y + 14}" text-anchor="middle" '
+                    f'fill="#fff">{n:,}</text>'
+                )
+            left += w
+        parts.append(
+            f'<text class="total" x="{left + 6:.1f}" y="{y + 15}" fill="#1f2933">'
+            f"{sum(counts.values()):,}</text></g>"
+        )
+        out.append("".join(parts))
+    out.append("</svg>")
+    return Markup("\n".join(out))
+
+
+def band_moves(
+    moves: dict[tuple[str, str], int],
+    *,
+    since: str,
+    title: str = "Movement between bands this month",
+    chart_id: str = "band-moves",
+) -> Markup:
+    """A 3x3 matrix: rows the band on ``since`` (the month's first scored day), columns the
+    band now; each cell a ``<rect class="cell" data-from data-to>`` shaded by its share of the
+    accounts, with its count written in it. The diagonal is the accounts that stayed."""
+    ident = re.sub(r"[^A-Za-z0-9_-]", "", chart_id) or "chart"
+    bands = ("red", "yellow", "green")
+    cell, left, top = 90, 150, 50
+    height = top + 3 * cell + 20
+    total = sum(moves.values())
+    worse = sum(n for (a, b), n in moves.items() if bands.index(b) < bands.index(a))
+    better = sum(n for (a, b), n in moves.items() if bands.index(b) > bands.index(a))
+    description = (
+        f"Accounts by their band on {since} (rows) and now (columns): {total:,} accounts, "
+        f"{better:,} moved up, {worse:,} moved down, {total - better - worse:,} stayed. "
+        + "; ".join(f"{a} to {b}: {n:,}" for (a, b), n in sorted(moves.items()) if n)
+    )
+    out = _svg_open(ident, height, title, description)
+    out.append(
+        f'<text x="{left + 1.5 * cell}" y="16" text-anchor="middle" fill="#616e7c">now</text>'
+        f'<text x="10" y="{top + 1.5 * cell}" fill="#616e7c">on {text(since)}</text>'
+    )
+    for j, band in enumerate(bands):
+        out.append(
+            f'<text x="{left + j * cell + cell / 2}" y="{top - 10}" text-anchor="middle" '
+            f'fill="{BAND_COLOURS[band]}" font-weight="bold">{band}</text>'
+            f'<text x="{left - 8}" y="{top + j * cell + cell / 2 + 4}" text-anchor="end" '
+            f'fill="{BAND_COLOURS[band]}" font-weight="bold">{band}</text>'
+        )
+    biggest = max([1, *moves.values()])
+    for i, then in enumerate(bands):
+        for j, now in enumerate(bands):
+            n = moves.get((then, now), 0)
+            colour = "#9aa5b1" if i == j else BAND_COLOURS[now]
+            opacity = 0.08 + 0.72 * (n / biggest) if n else 0.04
+            x, y = left + j * cell, top + i * cell
+            out.append(
+                f'<rect class="cell" data-from="{then}" data-to="{now}" x="{x}" y="{y}" '
+                f'width="{cell - 4}" height="{cell - 4}" fill="{colour}" '
+                f'fill-opacity="{opacity:.2f}"><title>{then} to {now}: {n:,} accounts</title>'
+                "</rect>"
+                f'<text x="{x + (cell - 4) / 2}" y="{y + (cell - 4) / 2 + 5}" text-anchor="middle" '
+                f'font-size="15" fill="#1f2933">{n:,}</text>'
+            )
+    out.append("</svg>")
+    return Markup("\n".join(out))

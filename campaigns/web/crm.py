@@ -283,6 +283,7 @@ def contact(contact_id: int) -> ResponseReturnValue:
         company = None
         if account is not None:
             company = {
+                "id": account.id,
                 "name": account.name,
                 "tier": account.tier,
                 "plan": account.plan,
