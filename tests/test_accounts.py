@@ -197,6 +197,10 @@ def test_band_thresholds_come_from_the_scores_when_they_are_consistent():
     ]
     assert thresholds(days) == (("yellow", 45.0), ("green", 72.0))
     assert thresholds([]) == (("yellow", 40.0), ("green", 70.0))
+    # The scorecard's own bands win over what the history suggests.
+    card = {days[-1].scorecard: {"yellow": 50.0, "green": 80.0}}
+    assert thresholds(days, card) == (("yellow", 50.0), ("green", 80.0))
+    assert thresholds(days, {"another card": {"yellow": 1.0, "green": 2.0}}) == thresholds(days)
 
 
 def test_my_accounts_sort_by_health_renewal_and_arr_in_the_base_currency(db, seeded):

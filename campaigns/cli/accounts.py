@@ -12,7 +12,7 @@ from campaigns.cli.common import State, pass_state
 from campaigns.content.locale import format_date, format_days, format_money
 from campaigns.engine.personas import personas_for
 from campaigns.exceptions import CampaignsError
-from campaigns.insight.accounts import AccountPage, account_page, find_account
+from campaigns.insight.accounts import AccountPage, account_page, find_account, scorecard_view
 
 TIMELINE = 20
 """Timeline entries printed (``--json`` gives the page's 100)."""
@@ -35,12 +35,7 @@ def account(state: State, external_id: str, as_json: bool, locale: str) -> None:
             raise CampaignsError(f"no account with external_id {external_id!r}")
         project = state.project
         segset = project.segments()
-        cards = project.scorecards(segset)
-        labels = (
-            {m.name: m.label for card in cards.scorecards for m in card.measures if m.label}
-            if cards is not None
-            else {}
-        )
+        marks = scorecard_view(project.scorecards(segset))
         view = account_page(
             session,
             found,
@@ -49,7 +44,7 @@ def account(state: State, external_id: str, as_json: bool, locale: str) -> None:
             personas=(lambda people: personas_for(session, segset, people, now))
             if segset.personas
             else None,
-            labels=labels,
+            **marks,
         )
     if as_json:
         click.echo(json.dumps(view.to_json(), ensure_ascii=False, indent=1))

@@ -63,7 +63,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import column as column_clause
 from sqlalchemy.sql.expression import table as table_clause
-from sqlalchemy.sql.selectable import CTE, FromClause, Select, Subquery
+from sqlalchemy.sql.selectable import CTE, FromClause, Select
 
 from campaigns.engine.audience import RuleCompiler
 from campaigns.exceptions import JourneyError
@@ -234,11 +234,11 @@ class _Spell:
         self.measures: list[tuple[Scorecard, Measure]] = [
             (card, m) for card in cards.scorecards for m in card.measures
         ]
-        self._scoped: Subquery | None = None
+        self._scoped: FromClause | None = None
 
     # ------------------------------------------------------------------ accounts
 
-    def scoped(self) -> Subquery:
+    def scoped(self) -> FromClause:
         """Each account's id, tier (by the tier rules on the day) and scorecard."""
         if self._scoped is None:
             tier = self.compiler.tier_case()
@@ -250,9 +250,12 @@ class _Spell:
                 if arms
                 else other
             )
-            self._scoped = select(
-                Account.id.label("account_id"), tier.label("tier"), card.label("card")
-            ).subquery("scoped")
+            # Staged on PostgreSQL: the scoring and the band counts both read it, and the
+            # tier rules are worked out once per account.
+            self._scoped = self.stage(
+                select(Account.id.label("account_id"), tier.label("tier"), card.label("card")),
+                "scoped",
+            )
         return self._scoped
 
     # ------------------------------------------------------------------ values

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.insight.nps import nps_steps
 from campaigns.insight.timeline import Entry, account_timeline
+from campaigns.journeys.scorecards import ScorecardSet
 from campaigns.store.enums import (
     Classification,
     EnrollmentState,
@@ -315,12 +316,14 @@ def account_page(
     locale: str = "en",
     personas: Personas | None = None,
     labels: Mapping[str, Any] | None = None,
+    bands: Mapping[str, Mapping[str, float]] | None = None,
 ) -> AccountPage:
     """The page of ``account`` on ``now``'s day (UTC). ``personas`` gives the contacts shown
     their persona (contact id -> persona, by the segments' persona rules:
     :func:`campaigns.engine.personas.personas_for`); a contact it leaves out shows the persona
     their latest mail was chosen for. ``labels`` (measure name -> label, from the
-    scorecards) names the measures of the health chart."""
+    scorecards) names the measures of the health chart, and ``bands`` (scorecard -> band ->
+    lower bound) marks where its bands start."""
     today = now.date()
     history = health_history(session, account.id, today, locale=locale, labels=labels)
     contacts, total = _contacts(session, account.id, personas)
@@ -330,7 +333,7 @@ def account_page(
         today=today,
         history=history,
         changes=what_changed(history),
-        thresholds=thresholds(history),
+        thresholds=thresholds(history, bands),
         contacts=contacts,
         contacts_total=total,
         journeys=_journeys(session, account.id, names),
@@ -464,9 +467,30 @@ def what_changed(
     return moved[:top]
 
 
-def thresholds(history: list[HealthDay]) -> tuple[tuple[str, float], ...]:
-    """Where yellow and green start: the lowest score seen in each band (when the history's
-    bands are consistent with it), else :data:`BAND_THRESHOLDS`."""
+def scorecard_view(cards: ScorecardSet | None) -> dict[str, Any]:
+    """What the account page takes from the scorecards (:func:`account_page`'s ``labels``
+    and ``bands``): each measure's label, and where each scorecard's bands start."""
+    if cards is None:
+        return {}
+    return {
+        "labels": {m.name: m.label for c in cards.scorecards for m in c.measures if m.label},
+        "bands": {
+            c.name: {"yellow": c.bands.yellow, "green": c.bands.green} for c in cards.scorecards
+        },
+    }
+
+
+def thresholds(
+    history: list[HealthDay], bands: Mapping[str, Mapping[str, float]] | None = None
+) -> tuple[tuple[str, float], ...]:
+    """Where yellow and green start: the latest day's scorecard's (``bands``: scorecard ->
+    band -> lower bound, from the scorecards file), else the lowest score seen in each band
+    (when the history's bands are consistent with it), else :data:`BAND_THRESHOLDS`."""
+    latest = history[-1].scorecard if history else None
+    if bands and latest is not None and latest in bands:
+        card = bands[latest]
+        if all(str(b) in card for b, _ in BAND_THRESHOLDS):
+            return tuple((str(b), float(card[str(b)])) for b, _ in BAND_THRESHOLDS)
     found = []
     for band, default in BAND_THRESHOLDS:
         scores = [h.score for h in history if h.band == band and h.score is not None]

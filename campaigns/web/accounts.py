@@ -28,7 +28,13 @@ from sqlalchemy.orm import Session
 from campaigns.content.locale import format_date, format_days, format_money
 from campaigns.engine.personas import personas_for
 from campaigns.exceptions import JourneyError
-from campaigns.insight.accounts import AccountPage, Personas, account_page, find_account
+from campaigns.insight.accounts import (
+    AccountPage,
+    Personas,
+    account_page,
+    find_account,
+    scorecard_view,
+)
 from campaigns.insight.portfolio import PER_PAGE, SORTS, health_overview, list_accounts, tiers
 from campaigns.store.enums import HealthBand
 from campaigns.web import dashboard_base as base
@@ -72,8 +78,9 @@ def _formatters(locale: str) -> dict[str, Any]:
     return {"money": money, "day": day, "days": days, "locale": locale}
 
 
-def measure_labels() -> dict[str, Any]:
-    """Measure name -> label, from the scorecards file (empty when it does not load)."""
+def scorecard_marks() -> dict[str, Any]:
+    """From the scorecards file, for the health chart: ``labels`` (measure name -> label) and
+    ``bands`` (scorecard -> band -> lower bound); empty when the file does not load."""
     services = current_app.extensions.get("campaigns.services")
     if services is None:
         return {}
@@ -81,9 +88,7 @@ def measure_labels() -> dict[str, Any]:
         cards = services.project.scorecards()
     except JourneyError:
         return {}
-    if cards is None:
-        return {}
-    return {m.name: m.label for card in cards.scorecards for m in card.measures if m.label}
+    return scorecard_view(cards)
 
 
 def personas_source(session: Session, now: datetime) -> Personas | None:
@@ -208,7 +213,7 @@ def account(account_id: int) -> ResponseReturnValue:
             now,
             locale=locale,
             personas=personas_source(session, now),
-            labels=measure_labels(),
+            **scorecard_marks(),
         )
     return base.page(
         "account.html",

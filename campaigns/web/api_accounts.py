@@ -29,7 +29,7 @@ from campaigns.insight.usage import (
 from campaigns.store.enums import HealthBand
 from campaigns.web import api_base as base
 from campaigns.web import api_input
-from campaigns.web.accounts import measure_labels, personas_source
+from campaigns.web.accounts import personas_source, scorecard_marks
 from campaigns.web.api_base import bp
 from campaigns.web.api_input import FUTURE_SLACK, MAX_ITEMS, ApiError, Problems
 
@@ -200,6 +200,6 @@ def account(external_id: str) -> ResponseReturnValue:
             found,
             now,
             personas=personas_source(session, now),
-            labels=measure_labels(),
+            **scorecard_marks(),
         )
         return jsonify(page.to_json())
