@@ -63,7 +63,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import column as column_clause
 from sqlalchemy.sql.expression import table as table_clause
-from sqlalchemy.sql.selectable import CTE, FromClause, Select
+from sqlalchemy.sql.selectable import CTE, FromClause
 
 from campaigns.engine.audience import RuleCompiler
 from campaigns.exceptions import JourneyError
@@ -461,50 +461,60 @@ class _Spell:
             return case({_text(b): n for b, n in BAND_ORDER.items()}, value=band)
 
         when = day_start(self.day) if self.day < self.now.astimezone(UTC).date() else self.now
-        changed = and_(
-            cur.day == self.day,
-            cur.band.is_not(None),
-            prev.band.is_not(None),
-            cur.band != prev.band,
+        # The accounts whose band changed, found once (on PostgreSQL, into a temporary
+        # table): the three kinds of event below are each a pass over them, not a join of
+        # the day's rows with the previous day's each.
+        ch = self.stage(
+            select(
+                cur.account_id.label("account_id"),
+                cur.band.label("band"),
+                cur.score.label("score"),
+                prev.band.label("previous_band"),
+                prev.score.label("previous_score"),
+            )
+            .select_from(cur)
+            .join(prev, and_(prev.account_id == cur.account_id, prev.day == previous))
+            .where(
+                cur.day == self.day,
+                cur.band.is_not(None),
+                prev.band.is_not(None),
+                cur.band != prev.band,
+            ),
+            "band_changes",
         )
         data = self.json(
             _text("from"),
-            prev.band,
+            ch.c.previous_band,
             _text("to"),
-            cur.band,
+            ch.c.band,
             _text("score"),
-            cur.score,
+            ch.c.score,
             _text("previous_score"),
-            prev.score,
+            ch.c.previous_score,
         )
 
         def rows(name: ColumnElement[Any], *where: ColumnElement[bool]) -> Any:
             key = (
                 literal("health:")
-                + cast(cur.account_id, String)
+                + cast(ch.c.account_id, String)
                 + literal(f":{self.day.isoformat()}:")
                 + name
             )
-            return (
-                select(
-                    _text(EventKind.CUSTOM.value).label("kind"),
-                    name.label("name"),
-                    cur.account_id.label("account_id"),
-                    _text(Classification.HUMAN.value).label("classification"),
-                    key.label("dedupe_key"),
-                    data.label("data"),
-                    literal(when, UTCDateTime()).label("occurred_at"),
-                    literal(self.now, UTCDateTime()).label("recorded_at"),
-                )
-                .select_from(cur)
-                .join(prev, and_(prev.account_id == cur.account_id, prev.day == previous))
-                .where(changed, *where)
-            )
+            return select(
+                _text(EventKind.CUSTOM.value).label("kind"),
+                name.label("name"),
+                ch.c.account_id.label("account_id"),
+                _text(Classification.HUMAN.value).label("classification"),
+                key.label("dedupe_key"),
+                data.label("data"),
+                literal(when, UTCDateTime()).label("occurred_at"),
+                literal(self.now, UTCDateTime()).label("recorded_at"),
+            ).where(true(), *where)  # a WHERE: SQLite reads "ON CONFLICT" after it only
 
         every = union_all(
             rows(_text(EVENT_CHANGED)),
-            rows(_text(EVENT_DROPPED), rank(cur.band) < rank(prev.band)),
-            rows(literal_column("'health_'", String()) + cur.band),
+            rows(_text(EVENT_DROPPED), rank(ch.c.band) < rank(ch.c.previous_band)),
+            rows(literal_column("'health_'", String()) + ch.c.band),
         )
         names = [
             "kind",
@@ -563,7 +573,7 @@ class _Spell:
 
     # ------------------------------------------------------------------ dialect
 
-    def stage(self, query: Select[Any], name: str) -> FromClause:
+    def stage(self, query: Any, name: str) -> FromClause:
         """One kind's aggregate, to join to the accounts. On PostgreSQL it is worked out
         first, on its own, into a temporary table (``CREATE TEMPORARY TABLE ... AS``, dropped
         at commit): there it runs once, as a parallel aggregate; as a subquery of the
