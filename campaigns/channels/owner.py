@@ -24,7 +24,7 @@ from campaigns.channels.transports import Transport, push_mail
 from campaigns.content.filters import READER
 from campaigns.content.locale import Reader, format_date, local_date
 from campaigns.content.mime import OutgoingEmail, address_field, check_address, make_message_id
-from campaigns.content.render import Renderer
+from campaigns.content.render import Personalised, Renderer
 
 TEMPLATE = "owner_task_notification"
 ESCALATION_TEMPLATE = "owner_task_escalation"
@@ -162,25 +162,8 @@ class OwnerMail:
             context=context,
         )
         message_id = notice.message_id or make_message_id(notice.message, renderer.domain)
-        raw = renderer.assemble(
-            message=notice.message,
-            message_id=message_id,
-            to=notice.to,
-            to_name=notice.to_name,
-            subject=parts.subject,
-            html=parts.html,
-            text=parts.text,
-            unsubscribe_url=None,
-            now=notice.now,
-            headers=HEADERS,
-        )
-        return OutgoingEmail(
-            message_id=message_id,
-            to=notice.to,
-            mail_from=renderer.sender.address,
-            subject=parts.subject,
-            raw=raw,
-            links=(),
+        return self._assemble(
+            notice.message, message_id, notice.to, notice.to_name, parts, notice.now, ()
         )
 
     def has(self, template: str) -> bool:
@@ -206,26 +189,42 @@ class OwnerMail:
         )
         message_id = letter.message_id or make_message_id(letter.message, renderer.domain)
         copies = tuple((check_address(a), n) for a, n in letter.cc if a.lower() != letter.to)
+        return self._assemble(
+            letter.message, message_id, letter.to, letter.to_name, parts, letter.now, copies
+        )
+
+    def _assemble(
+        self,
+        message: int,
+        message_id: str,
+        to: str,
+        to_name: str | None,
+        parts: Personalised,
+        now: datetime,
+        copies: tuple[tuple[str, str | None], ...],
+    ) -> OutgoingEmail:
+        """The MIME message of a notice or letter: untracked, no unsubscribe, ``Auto-Submitted``,
+        its ``copies`` in Cc and in the envelope."""
         headers: tuple[str, ...] = HEADERS
         if copies:
             cc = ", ".join(address_field("Cc", name, address) for address, name in copies)
             headers = (*HEADERS, f"Cc: {cc}")
-        raw = renderer.assemble(
-            message=letter.message,
+        raw = self.renderer.assemble(
+            message=message,
             message_id=message_id,
-            to=letter.to,
-            to_name=letter.to_name,
+            to=to,
+            to_name=to_name,
             subject=parts.subject,
             html=parts.html,
             text=parts.text,
             unsubscribe_url=None,
-            now=letter.now,
+            now=now,
             headers=headers,
         )
         return OutgoingEmail(
             message_id=message_id,
-            to=letter.to,
-            mail_from=renderer.sender.address,
+            to=to,
+            mail_from=self.renderer.sender.address,
             subject=parts.subject,
             raw=raw,
             links=(),
