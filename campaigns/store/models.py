@@ -297,15 +297,15 @@ class Message(Base):
             sqlite_where=text("counted = 0"),
             postgresql_where=text("NOT counted"),
         ),
-        # Mail about no enrollment (an escalation, a digest, a trigger task's notice) is keyed
+        # Owner mail about no enrollment (an escalation, a digest, a trigger task's notice) is keyed
         # by its step and attempt key alone: ``escalation:<task>``, ``digest:<user>:<day>``.
         Index(
             "uq_messages_unenrolled",
             "step_id",
             "attempt_key",
             unique=True,
-            sqlite_where=text("enrollment_id IS NULL"),
-            postgresql_where=text("enrollment_id IS NULL"),
+            sqlite_where=text("enrollment_id IS NULL AND channel = 'owner'"),
+            postgresql_where=text("enrollment_id IS NULL AND channel = 'owner'"),
         ),
     )
 

@@ -1,6 +1,6 @@
 """trigger points and mail to owners about no enrollment: ``trigger_marks`` keeps, per
 trigger point, the last event it has read (the next pass reads only later ones); a message
-with no enrollment (a trigger task's notice, an escalation, a daily digest) is unique by its
+to an owner with no enrollment (a trigger task's notice, an escalation, a daily digest) is unique by its
 step and attempt key (``escalation:<task>``, ``digest:<user>:<day>``), so it is written once
 
 Revision ID: 0010
@@ -31,8 +31,8 @@ def upgrade() -> None:
         "messages",
         ["step_id", "attempt_key"],
         unique=True,
-        sqlite_where=sa.text("enrollment_id IS NULL"),
-        postgresql_where=sa.text("enrollment_id IS NULL"),
+        sqlite_where=sa.text("enrollment_id IS NULL AND channel = 'owner'"),
+        postgresql_where=sa.text("enrollment_id IS NULL AND channel = 'owner'"),
     )
 
 
