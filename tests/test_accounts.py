@@ -438,3 +438,23 @@ def test_campaigns_account_prints_the_page_and_its_json(cli, db):
     missing = cli("account", "NOPE")
     assert missing.exit_code != 0
     assert "no account with external_id 'NOPE'" in str(missing.exception)
+
+
+def test_files_read_for_the_pages_are_read_again_only_when_they_change(tmp_path):
+    from campaigns.web.accounts import _read_once
+
+    path = tmp_path / "segments.yaml"
+    path.write_text("a: 1\n", encoding="utf-8")
+    loads: list[str] = []
+
+    def load() -> str:
+        loads.append(path.read_text(encoding="utf-8"))
+        return loads[-1]
+
+    assert _read_once((path,), load) == "a: 1\n"
+    assert _read_once((path,), load) == "a: 1\n"
+    assert len(loads) == 1  # kept while the file stays the same
+    path.write_text("a: 22\n", encoding="utf-8")  # another size: read again
+    assert _read_once((path,), load) == "a: 22\n"
+    path.unlink()
+    assert _read_once((path,), lambda: "gone") == "gone"

@@ -16,9 +16,12 @@ Amounts, days and dates are written in the signed-in user's language (their ``lo
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from flask import abort, current_app, g, request
 from flask.typing import ResponseReturnValue
@@ -36,6 +39,7 @@ from campaigns.insight.accounts import (
     scorecard_view,
 )
 from campaigns.insight.portfolio import PER_PAGE, SORTS, health_overview, list_accounts, tiers
+from campaigns.journeys.segments import SegmentSet
 from campaigns.store.enums import HealthBand
 from campaigns.web import dashboard_base as base
 from campaigns.web.charts import Layer, band_bars, band_moves, health_trend
@@ -78,17 +82,56 @@ def _formatters(locale: str) -> dict[str, Any]:
     return {"money": money, "day": day, "days": days, "locale": locale}
 
 
+_LOADED: dict[tuple[str, ...], tuple[tuple[tuple[int, int], ...], Any]] = {}
+"""Files read for the pages, by their paths: kept while their times and sizes stay the same
+(read again on every page, the segments and scorecards files were three quarters of its
+time: bench/account_page.py)."""
+
+
+def _read_once(paths: tuple[Path, ...], load: Callable[[], Any]) -> Any:
+    """``load()``, or what it gave the last time, when none of ``paths`` has changed since.
+    A file with problems raises every time (what it raises is not kept)."""
+    stamp = tuple(
+        (st.st_mtime_ns, st.st_size) if (st := _stat(p)) is not None else (0, -1) for p in paths
+    )
+    key = tuple(str(p) for p in paths)
+    kept = _LOADED.get(key)
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    value = load()
+    _LOADED[key] = (stamp, value)
+    return value
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:
+        return None
+
+
+def _segments(services: Any) -> SegmentSet:
+    config = services.project.config
+    return cast(SegmentSet, _read_once((config.segments_file,), services.project.segments))
+
+
 def scorecard_marks() -> dict[str, Any]:
     """From the scorecards file, for the health chart: ``labels`` (measure name -> label) and
     ``bands`` (scorecard -> band -> lower bound); empty when the file does not load."""
     services = current_app.extensions.get("campaigns.services")
     if services is None:
         return {}
+    config = services.project.config
     try:
-        cards = services.project.scorecards()
+        return cast(
+            dict[str, Any],
+            _read_once(
+                (config.segments_file, config.scorecards_file),
+                lambda: scorecard_view(services.project.scorecards(_segments(services))),
+            ),
+        )
     except JourneyError:
         return {}
-    return scorecard_view(cards)
 
 
 def personas_source(session: Session, now: datetime) -> Personas | None:
@@ -98,7 +141,7 @@ def personas_source(session: Session, now: datetime) -> Personas | None:
     if services is None:
         return None
     try:
-        segset = services.project.segments()
+        segset = _segments(services)
     except JourneyError:
         return None
     if not segset.personas:
