@@ -74,7 +74,7 @@ def _print(view: AccountPage, locale: str) -> None:
                 "-"
                 if f.health_score is None
                 else f"{f.health_score} {f.health_band or ''}".strip()
-                + (f" ({f.health_change_30d:+.0f} in 30 days)" if f.health_change_30d else ""),
+                + (f" ({f.health_change_30d:+.1f} in 30 days)" if f.health_change_30d else ""),
             ],
         ],
     )
