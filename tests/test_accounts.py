@@ -299,7 +299,16 @@ def test_my_accounts_lists_mine_sorted_by_health_and_the_header_flips_the_order(
 
 @pytest.mark.parametrize(
     "query",
-    ["sort=size", "order=up", "band=blue", "owner=bob", "page=0", "page=x", "tier=" + "x" * 65],
+    [
+        "sort=size",
+        "order=up",
+        "band=blue",
+        "owner=bob",
+        "page=0",
+        "page=x",
+        "page=²",
+        "tier=" + "x" * 65,
+    ],
 )
 def test_bad_list_parameters_are_400s(client, query):
     assert client.get(f"/accounts?{query}").status_code == 400

@@ -436,6 +436,7 @@ def test_marking_done_from_the_contact_page_goes_back_there(app, db, engine):
         "/tasks?due=tomorrow",
         "/tasks?page=0",
         "/tasks?page=x",
+        "/tasks?page=²",  # a digit to str.isdigit, not to int()
         "/contacts/2147483648",
         "/contacts/1?before=yesterday",
         "/contacts/1?before=2026-11-24T00:00",

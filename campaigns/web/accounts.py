@@ -160,7 +160,7 @@ def _arg(name: str, allowed: tuple[str, ...], default: str | None) -> str | None
 
 def _page_number() -> int:
     raw = request.args.get("page", "1")
-    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 10_000:  # not "²"
         abort(400, "page: expected a whole number from 1.")
     return int(raw)
 

@@ -63,7 +63,7 @@ def _text(name: str, limit: int) -> str:
 
 def _page_number() -> int:
     raw = request.args.get("page", "1")
-    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 10_000:  # not "²"
         abort(400, "page: expected a whole number from 1.")
     return int(raw)
 
@@ -114,7 +114,7 @@ def tasks() -> ResponseReturnValue:
 def _back_to_tasks() -> ResponseReturnValue:
     """Back where the form was (the inbox or a contact's page), never anywhere else."""
     back = request.form.get("back", "")
-    if back.startswith("/contacts/") and back[10:].isdigit():
+    if back.startswith("/contacts/") and back[10:].isascii() and back[10:].isdigit():
         return redirect(back)
     return redirect(url_for("dashboard.tasks"))
 
