@@ -159,7 +159,7 @@ def _only(session: Session, key: str) -> tuple[_Seen, int]:
         update(JourneyRow).where(JourneyRow.id != journey_id).values(status=JourneyStatus.PAUSED)
     )
     session.execute(
-        update(JourneyRow).where(JourneyRow.id == journey_id).values(status=JourneyStatus.ACTIVE)
+        update(JourneyRow).where(JourneyRow.id == journey_id).values(status=JourneyStatus.LIVE)
     )
     session.execute(
         update(Enrollment)

@@ -151,7 +151,7 @@ class Engine:
         with self.sessions() as session:
             rows = session.execute(
                 select(JourneyRow.id, JourneyRow.current_version_id).where(
-                    JourneyRow.status == JourneyStatus.ACTIVE,
+                    JourneyRow.status == JourneyStatus.LIVE,
                     JourneyRow.current_version_id.is_not(None),
                 )
             ).all()

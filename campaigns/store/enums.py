@@ -18,7 +18,12 @@ class ContractStatus(enum.StrEnum):
 
 
 class JourneyStatus(enum.StrEnum):
-    ACTIVE = "active"
+    """A journey's lifecycle: ``draft`` is stored but runs nothing, ``live`` enrols and sends,
+    ``paused`` holds every step (nobody enters, nothing is sent, waits keep their place) and
+    ``archived`` is done with: its enrollments end and it leaves the lists."""
+
+    DRAFT = "draft"
+    LIVE = "live"
     PAUSED = "paused"
     ARCHIVED = "archived"
 
@@ -114,7 +119,29 @@ class SuppressionReason(enum.StrEnum):
 
 
 class UserRole(enum.StrEnum):
-    """What a dashboard user may do: ``admin`` manages users, ``csm`` reads the reports."""
+    """What a dashboard user may do (:mod:`campaigns.web.roles` has the table):
+
+    - ``admin``: everything, users included;
+    - ``marketer``: journeys: edit, deploy, pause, resume, take people out, export;
+    - ``csm``: accounts, contacts and their own tasks; reads the journeys' reports;
+    - ``viewer``: the reports only, no personal data.
+    """
 
     ADMIN = "admin"
+    MARKETER = "marketer"
     CSM = "csm"
+    VIEWER = "viewer"
+
+
+class AuditAction(enum.StrEnum):
+    """What the audit log records (:mod:`campaigns.store.audit`)."""
+
+    DEPLOY = "deploy"
+    EDIT = "edit"  # a new version saved from the browser's editor
+    PAUSE = "pause"
+    RESUME = "resume"
+    ARCHIVE = "archive"
+    DRAFT = "draft"  # stored as a draft, or a live journey taken back to draft
+    REMOVE = "remove"  # a contact or account taken out of a journey
+    EXPORT = "export"  # enrollments exported as CSV
+    USER = "user"  # a user added or changed

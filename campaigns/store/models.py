@@ -168,7 +168,9 @@ class Journey(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(128), unique=True)
     name: Mapped[str] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16), default=JourneyStatus.ACTIVE)
+    status: Mapped[str] = mapped_column(String(16), default=JourneyStatus.LIVE)
+    # Since when the journey is paused (None unless paused): resuming knows how long it held.
+    paused_at: Mapped[datetime | None] = mapped_column()
     current_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("journey_versions.id", use_alter=True)
     )
@@ -593,3 +595,20 @@ class TriggerMark(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     event_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what to what, and when (:mod:`campaigns.store.audit`): deploys, edits, pauses,
+    resumes, archives, people taken out of journeys, exports, user changes. Written in the
+    same transaction as the change it records; never updated."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_target", "target_kind", "target", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(320))  # a user's email, or "cli:<os user>"
+    action: Mapped[str] = mapped_column(String(16))  # an AuditAction
+    target_kind: Mapped[str] = mapped_column(String(16))  # journey, user
+    target: Mapped[str] = mapped_column(String(320))  # the journey's key, the user's email
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -127,7 +127,7 @@ def preview() -> ResponseReturnValue:
         problem=problem,
         args=args,
         sample=sample,
-        active=[c["key"] for c in choices if c["status"] == JourneyStatus.ACTIVE],
+        active=[c["key"] for c in choices if c["status"] == JourneyStatus.LIVE],
     )
     response.headers["Content-Security-Policy"] = PAGE_CSP
     return response
