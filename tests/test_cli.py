@@ -253,6 +253,30 @@ def test_garbage_arguments_never_raise(workdir, monkeypatch, capsys, argv):
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate", "\x00"],
+        ["validate", "journeys/a\x00b.yaml"],
+        ["deploy", "\x00"],
+        ["import", "contacts", "a\x00.csv"],
+        ["account", "\x00"],
+        ["report", "x\x00"],
+        ["validate", ""],
+        ["import", "contacts", ""],
+    ],
+)
+def test_a_nul_byte_or_an_empty_path_is_a_usage_error(workdir, monkeypatch, capsys, argv):
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{workdir / 'nul.db'}")
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    assert "internal error" not in err and "Traceback" not in err
+    assert "NUL byte" in err or "empty file name" in err
+
+
 def test_validate_compiles_the_templates_a_journey_names(workdir):
     (workdir / "templates" / "en" / "hello.mjml").write_text(
         "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ contact.name "

@@ -92,9 +92,14 @@ def _errors() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``campaigns`` console script."""
+    args = sys.argv[1:] if argv is None else argv
+    for number, arg in enumerate(args, 1):  # only a caller in Python can pass one
+        if "\x00" in arg:
+            err(f"campaigns: argument {number} contains a NUL byte")
+            sys.exit(2)
     try:
         with _errors():
-            cli.main(args=argv, prog_name="campaigns", standalone_mode=False)
+            cli.main(args=args, prog_name="campaigns", standalone_mode=False)
     except click.exceptions.Abort:
         err("aborted")
         sys.exit(130)

@@ -4,6 +4,7 @@ services), the exit statuses, and printing (errors, problems, tables, rates)."""
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -145,3 +146,21 @@ def display_width(text: str) -> int:
     import unicodedata
 
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+class PathArg(click.Path):
+    """A file or folder argument: an empty name or one with a NUL byte (which no file can
+    have, and which ``os.stat`` answers with a ValueError) is a usage error, exit 2."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("path_type", Path)
+        super().__init__(**kwargs)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str | bytes):
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            if not text.strip():
+                self.fail("an empty file name", param, ctx)
+            if "\x00" in text:
+                self.fail(f"{text!r} contains a NUL byte", param, ctx)
+        return super().convert(value, param, ctx)

@@ -19,7 +19,7 @@ from campaigns.exceptions import ImportRowError
 
 @click.command("import")
 @click.argument("kind", type=click.Choice(["accounts", "contacts"]))
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("file", type=common.PathArg(dir_okay=False))
 @click.option("--strict", is_flag=True, help="All or nothing: import no row if any row is bad.")
 @click.option(
     "--encoding",

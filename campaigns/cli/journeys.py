@@ -17,7 +17,7 @@ from campaigns.journeys.parse import read_source
 
 
 @click.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=common.PathArg())
 @pass_state
 def validate(state: State, paths: tuple[Path, ...]) -> None:
     """Check journey files (default: every file in journeys/) and the segments and
@@ -40,7 +40,7 @@ def validate(state: State, paths: tuple[Path, ...]) -> None:
 
 
 @click.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=common.PathArg())
 @pass_state
 def deploy(state: State, paths: tuple[Path, ...]) -> None:
     """Validate journeys and load them as new versions (unchanged files are left as they are)."""
