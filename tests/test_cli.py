@@ -277,6 +277,17 @@ def test_a_nul_byte_or_an_empty_path_is_a_usage_error(workdir, monkeypatch, caps
     assert "NUL byte" in err or "empty file name" in err
 
 
+@pytest.mark.parametrize(
+    "flags", [["--by", "segment"], ["--since", "2026-01-01"], ["--until", "2026-12-31"]]
+)
+def test_report_flags_without_a_journey_are_refused_not_ignored(workdir, flags):
+    result = run(workdir, "report", *flags)
+    assert result.returncode == 2, result.stderr
+    assert f"{flags[0]} need a JOURNEY" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert run(workdir, "report", "--format", "json").returncode == 0  # the overview still works
+
+
 def test_validate_compiles_the_templates_a_journey_names(workdir):
     (workdir / "templates" / "en" / "hello.mjml").write_text(
         "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ contact.name "

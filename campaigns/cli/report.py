@@ -43,6 +43,18 @@ def report(state: State, journey: str | None, by: str, since: Any, until: Any, f
     from campaigns.insight import report as reports
     from campaigns.insight import stats
 
+    if journey is None:
+        given = [
+            f"--{name}"
+            for name in ("by", "since", "until")
+            if click.get_current_context().get_parameter_source(name)
+            != click.core.ParameterSource.DEFAULT
+        ]
+        if given:  # the overview is every journey's totals to date: refuse, don't ignore
+            raise click.UsageError(
+                f"{', '.join(given)} need a JOURNEY (the overview has no breakdown or dates):"
+                f" campaigns report JOURNEY {' '.join(given)} ...; `campaigns report` lists them"
+            )
     sessions = state.sessions()
     with sessions() as session, session.begin():
         stats.rollup(session, common.now())  # count what happened since the last scheduler pass
