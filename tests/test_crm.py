@@ -278,6 +278,35 @@ def test_the_inbox_filters_by_owner_status_and_due_date(db, clock):
             list_tasks(s, now, status="finished")
 
 
+@pytest.mark.parametrize(
+    ("zone", "due_at", "this_week"),
+    [
+        # START is Tuesday 2026-11-24 01:00 UTC (10:00 in Tokyo).
+        ("UTC", START + timedelta(days=7), True),  # exactly 7 days on: the week includes it
+        ("UTC", datetime(2026, 12, 1, 23, 59, tzinfo=UTC), True),  # the 7th day's last minute
+        ("UTC", datetime(2026, 12, 2, 0, 0, tzinfo=UTC), False),  # the 8th day
+        ("Asia/Tokyo", datetime(2026, 12, 1, 14, 59, tzinfo=UTC), True),  # 23:59 on Dec 1 JST
+        ("Asia/Tokyo", datetime(2026, 12, 1, 15, 0, tzinfo=UTC), False),  # Dec 2 in Tokyo
+    ],
+)
+def test_due_this_week_is_today_and_the_next_seven_days_in_the_team_zone(
+    db, zone, due_at, this_week
+):
+    with db.session() as s, s.begin():
+        s.add(Task(title="t", owner_email=OWNER, due_at=due_at, created_at=START))
+    with db.session() as s:
+        found = list_tasks(s, START, owner=OWNER, due=Due.WEEK, zone=zone)[0]
+        assert bool(found) is this_week
+
+
+def test_due_today_ends_at_midnight_in_the_team_zone(db):
+    with db.session() as s, s.begin():  # 23:30 in Tokyo on the 24th, 14:30 UTC
+        s.add(Task(title="t", owner_email=OWNER, due_at=START + timedelta(hours=13, minutes=30)))
+    with db.session() as s:
+        assert open_counts(s, START, OWNER, "Asia/Tokyo")["due_today"] == 1
+        assert open_counts(s, START, OWNER, "Pacific/Honolulu")["due_today"] == 0  # 24th 04:30
+
+
 # ---------------------------------------------------------------------------- the pages
 
 
@@ -332,8 +361,19 @@ def test_a_csm_sees_their_own_tasks_and_an_admin_everyones(app, db):
     everyone = signed_in(app, "admin@example.com").get("/tasks").get_data(as_text=True)
     assert "mine" in everyone and "theirs" in everyone
     assert "theirs" in signed_in(app).get("/tasks?owner=all").get_data(as_text=True)
+    assert "none-mine" not in mine
     only = signed_in(app).get("/tasks?owner=other@example.com").get_data(as_text=True)
     assert "theirs" in only and ">mine<" not in only
+
+
+def test_a_csm_without_tasks_starts_on_everyones_and_is_told_so(app, db):
+    with db.session() as s, s.begin():
+        s.add(Task(title="theirs", owner_email="other@example.com", created_at=START))
+    page = signed_in(app).get("/tasks").get_data(as_text=True)
+    assert "theirs" in page and 'class="card none-mine"' in page
+    assert "No open tasks are assigned to you (suzuki@example.com)" in page
+    mine = signed_in(app).get("/tasks?owner=me").get_data(as_text=True)
+    assert "theirs" not in mine and "none-mine" not in mine  # "Mine" chosen: only theirs
 
 
 def test_the_timeline_shows_what_the_person_did_and_machines_apart(app, db, engine, clock):

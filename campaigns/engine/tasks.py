@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
@@ -106,13 +107,15 @@ def list_tasks(
     escalated: bool = False,
     limit: int = 200,
     offset: int = 0,
+    zone: str = "UTC",
 ) -> tuple[list[TaskItem], int]:
     """The tasks matching the filters (``status`` ``"all"`` for every status; ``escalated``:
     only those escalated to a manager) and how many match in all. Open tasks come oldest due
-    first (undated last); closed ones latest first."""
+    first (undated last); closed ones latest first. "Today" and "this week" are days in
+    ``zone`` (the team's TASK_TIME_ZONE): this week is today and the 7 days after it."""
     if status != "all" and status not in TaskStatus.__members__.values():
         raise ValueError(f"status: expected one of open, done, cancelled, all; got {status!r}")
-    where = _filters(now, owner, status, Due(due) if due else None, contact_id)
+    where = _filters(now, owner, status, Due(due) if due else None, contact_id, zone)
     if escalated:
         where.append(Task.escalated_at.is_not(None))
     total = session.scalar(select(func.count()).select_from(Task).where(*where)) or 0
@@ -157,7 +160,12 @@ def list_tasks(
 
 
 def _filters(
-    now: datetime, owner: str | None, status: str, due: Due | None, contact_id: int | None
+    now: datetime,
+    owner: str | None,
+    status: str,
+    due: Due | None,
+    contact_id: int | None,
+    zone: str = "UTC",
 ) -> list[ColumnElement[bool]]:
     """The WHERE clauses of the inbox's filters."""
     where: list[ColumnElement[bool]] = []
@@ -168,11 +176,10 @@ def _filters(
     if contact_id is not None:
         where.append(Task.contact_id == contact_id)
     if due:
-        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         limit_at = {
             Due.OVERDUE: now,
-            Due.TODAY: midnight + timedelta(days=1),
-            Due.WEEK: midnight + timedelta(days=7),
+            Due.TODAY: day_end(now, zone, 0),
+            Due.WEEK: day_end(now, zone, 7),  # a task due in exactly 7 days is due this week
         }[due]
         where += [Task.status == TaskStatus.OPEN, Task.due_at.is_not(None), Task.due_at < limit_at]
     return where
@@ -252,12 +259,21 @@ def cancel_task(
     return task
 
 
-def open_counts(session: Session, now: datetime, owner: str | None = None) -> dict[str, int]:
-    """Open, overdue, due-today and escalated counts (for the inbox's heading)."""
+def day_end(now: datetime, zone: str, days: int) -> datetime:
+    """The end (the next midnight, as UTC) of the day ``days`` after ``now``'s day in ``zone``."""
+    local = now.astimezone(ZoneInfo(zone)).date() + timedelta(days=days + 1)
+    return datetime(local.year, local.month, local.day, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def open_counts(
+    session: Session, now: datetime, owner: str | None = None, zone: str = "UTC"
+) -> dict[str, int]:
+    """Open, overdue, due-today and escalated counts (for the inbox's heading); today is a
+    day in ``zone``."""
     where: list[Any] = [Task.status == TaskStatus.OPEN]
     if owner:
         where.append(func.lower(Task.owner_email) == owner.strip().lower())
-    tomorrow = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    tomorrow = day_end(now, zone, 0)
     row = session.execute(
         select(
             func.count(),

@@ -77,12 +77,19 @@ def tasks() -> ResponseReturnValue:
     status = _choice("status", STATUSES, "open")
     due = _choice("due", ("", *(d.value for d in Due)), "")
     escalated = _choice("escalated", ("", "1"), "") == "1"
-    default_owner = "all" if user.role == UserRole.ADMIN else "me"
-    owner_choice = _text("owner", 320) or default_owner
-    owner = None if owner_choice == "all" else user.email if owner_choice == "me" else owner_choice
+    zone = current_app.config["CAMPAIGNS"].task_time_zone
     page = _page_number()
     now = _now()
     with base.sessions()() as session:
+        # Mine by default, but a user who owns no open task (a new CSM, a manager) starts on
+        # everyone's rather than on an empty page; the page says so.
+        chosen = _text("owner", 320)
+        none_mine = not chosen and open_counts(session, now, user.email, zone)["open"] == 0
+        default_owner = "all" if user.role == UserRole.ADMIN or none_mine else "me"
+        owner_choice = chosen or default_owner
+        owner = (
+            None if owner_choice == "all" else user.email if owner_choice == "me" else owner_choice
+        )
         items, total = list_tasks(
             session,
             now,
@@ -92,8 +99,9 @@ def tasks() -> ResponseReturnValue:
             escalated=escalated,
             limit=PAGE,
             offset=(page - 1) * PAGE,
+            zone=zone,
         )
-        counts = open_counts(session, now, owner)
+        counts = open_counts(session, now, owner, zone)
         everyone = owners(session)
     return base.page(
         "tasks.html",
@@ -104,6 +112,8 @@ def tasks() -> ResponseReturnValue:
         due=due,
         escalated=escalated,
         owner=owner_choice,
+        none_mine=none_mine and user.role != UserRole.ADMIN,
+        zone=zone,
         owners=everyone,
         page=page,
         pages=max(1, -(-total // PAGE)),
