@@ -673,3 +673,12 @@ def test_tasks_on_the_command_line(db, engine, tmp_path):
         and "Call 株式会社アクメ" in run(db, tmp_path, "tasks", "--status", "done").stdout
     )
     assert run(db, tmp_path, "tasks", "--due", "someday").returncode == 2
+
+
+def test_a_journey_without_a_goal_says_so_instead_of_a_goal_rate_of_nothing(app, db, engine):
+    engine.tick()  # one contact enrolled in kickoff, which has no goal
+    page = signed_in(app, "admin@example.com").get("/journeys/kickoff").get_data(as_text=True)
+    assert 'class="muted no-goal"' in page and "Reached by" not in page
+    with db.session() as s:
+        report = journey_report(s, "kickoff")
+    assert report.has_goal is False and report.as_dict()["goal"]["defined"] is False

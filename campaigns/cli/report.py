@@ -150,7 +150,9 @@ def report(state: State, journey: str | None, by: str, since: Any, until: Any, f
             )
         )
         goal = document["goal"]
-        if goal["rate"]["n"]:
+        if not goal["defined"]:
+            click.echo("goal: none (add goal: to the journey to measure one)")
+        elif goal["rate"]["n"]:
             rate = goal["rate"]
             unit = document["counts"]["entered_unit"]
             line = f"goal: {rate['hits']} of {rate['n']} {unit} enrolled ({common.pct_dict(rate)})"

@@ -141,6 +141,7 @@ class JourneyReport:
     recipients: int = 0  # the distinct contacts its customer email reached (sent)
     control_goal: Rate | None = None  # the global control group's, in this journey
     control_lift: Lift | None = None
+    has_goal: bool = True  # whether the current version names a goal
 
     @property
     def entrants(self) -> str:
@@ -148,7 +149,7 @@ class JourneyReport:
         return f"{self.unit}s"
 
     def as_dict(self) -> dict[str, Any]:
-        goal: dict[str, Any] = {"rate": rate_dict(self.goal)}
+        goal: dict[str, Any] = {"defined": self.has_goal, "rate": rate_dict(self.goal)}
         if self.holdout_goal is not None:
             goal["holdout"] = rate_dict(self.holdout_goal)
         if self.goal_lift is not None and self.goal_lift.difference is not None:
@@ -241,6 +242,7 @@ def journey_report(
         recipients=_recipients(session, row.id, since, until),
         control_goal=control,
         control_lift=lift(goal, control) if control and goal.n else None,
+        has_goal=_has_goal(session, row),
     )
 
 
@@ -251,6 +253,14 @@ def _unit(session: Session, journey: Journey | None) -> str:
     version = session.get(JourneyVersion, journey.current_version_id)
     unit = (version.definition or {}).get("unit") if version else None
     return unit if unit in ("contact", "account") else "contact"
+
+
+def _has_goal(session: Session, journey: Journey) -> bool:
+    """Whether the journey's current version names a goal (a goal of nothing reads 0%)."""
+    if journey.current_version_id is None:
+        return False
+    version = session.get(JourneyVersion, journey.current_version_id)
+    return bool(version is not None and (version.definition or {}).get("goal"))
 
 
 def _recipients(session: Session, journey_id: int, since: date | None, until: date | None) -> int:
