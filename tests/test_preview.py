@@ -233,3 +233,34 @@ def test_a_test_send_arrives_over_smtp_marked_and_untracked(app, db, smtp_sink):
     assert "Not sent" in bad.get_data(as_text=True), bad.get_data(as_text=True)[-1500:]
     assert len(smtp_sink.messages) == 1
     nothing_written(db)
+
+
+SECOND = textwrap.dedent(
+    """\
+    journey: renewal
+    name: 更新のご案内
+    segments: [everyone]
+    entry: {trigger: segment}
+    steps:
+      - id: remind
+        email: {template: renewal_reminder, subject: {en: Renewal, ja: 更新のご案内}}
+    """
+)
+
+
+def test_the_step_list_is_the_chosen_journeys_and_follows_a_new_choice(app, db):
+    with db.session() as s, s.begin():
+        deploy(s, parse_journey(SECOND, "renewal.yaml"), SECOND, "renewal.yaml")
+    client = signed_in(app)
+
+    def steps(html: str) -> list[str]:
+        form = html[html.index('<select name="step">') :]
+        return re.findall(r'<option value="([^"]+)"', form[: form.index("</select>")])
+
+    first = client.get("/preview").get_data(as_text=True)  # none chosen: the first, by key
+    assert steps(first) == ["remind"] and "Step of 更新のご案内" in first
+    chosen = client.get("/preview", query_string={"journey": "welcome"}).get_data(as_text=True)
+    assert steps(chosen) == ["hello", "ask"] and "Step of ようこそ" in chosen
+    assert '<input type="hidden" name="journey" value="welcome">' in chosen
+    back = client.get("/preview", query_string={"journey": "renewal", "step": "hello"})
+    assert steps(back.get_data(as_text=True)) == ["remind"]  # another journey's step: not kept

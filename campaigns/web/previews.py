@@ -127,6 +127,10 @@ def preview() -> ResponseReturnValue:
         problem=problem,
         args=args,
         sample=sample,
+        # The step list is the chosen journey's (the first one until one is chosen): the
+        # page has no script, so choosing a journey reloads it.
+        selected=next((c for c in choices if c["key"] == args["journey"]), None)
+        or (choices[0] if choices else None),
         active=[c["key"] for c in choices if c["status"] == JourneyStatus.LIVE],
     )
     response.headers["Content-Security-Policy"] = PAGE_CSP
