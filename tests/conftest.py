@@ -14,7 +14,8 @@
 - ``cli``: click's CliRunner on ``campaigns`` in a project folder under ``tmp_path``.
 
 Nothing is written into the checkout: databases, outboxes and project folders are under
-``tmp_path``, and the CLI runs with the project folder as its working folder.
+``tmp_path``, and the CLI runs with the project folder as its working folder; a run that
+leaves a new file in the checkout (``outbox/``, a database; ignored ones too) fails and names it.
 """
 
 from __future__ import annotations
@@ -423,3 +424,58 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CLI:
         "MAIL_FROM": None,
     }
     return CLI(folder, env)
+
+
+# ---------------------------------------------------------------------------- the checkout
+
+
+_CHECKOUT = pytest.StashKey[dict[str, int] | None]()
+
+
+def _checkout_entries() -> dict[str, int] | None:
+    """What ``git status`` lists in the checkout, ignored entries (``outbox/``, a stray
+    database) included, each with its modification time: a file added inside a folder that
+    is already there changes the folder's time. None outside a git checkout."""
+    import subprocess
+
+    try:
+        listed = subprocess.run(
+            ["git", "status", "--porcelain", "--ignored", "-z"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    entries: dict[str, int] = {}
+    for item in listed.split("\0"):
+        if not item.startswith(("?? ", "!! ")):
+            continue  # a change to a tracked file is someone's edit, not a test's output
+        path = item[3:]
+        if not path or path.startswith((".venv", ".mypy_cache", ".ruff_cache")):
+            continue
+        if "__pycache__" in path or path.endswith((".pyc", ".egg-info/")):
+            continue
+        try:
+            entries[path] = (ROOT / path).stat().st_mtime_ns
+        except OSError:
+            entries[path] = -1
+    return entries
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_CHECKOUT] = _checkout_entries()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when the tests wrote into the checkout (they write under tmp_path)."""
+    before = session.config.stash.get(_CHECKOUT, None)
+    after = _checkout_entries()
+    if before is None or after is None or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    written = sorted(path for path, stamp in after.items() if before.get(path) != stamp)
+    if written:
+        print(f"\nthe tests wrote into the checkout ({ROOT}): {', '.join(written)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
