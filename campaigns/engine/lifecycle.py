@@ -140,7 +140,8 @@ def _move(
     before = row.status
     if before not in allowed:
         hint = _HINT.get((target, JourneyStatus(before)), f"it is {before}")
-        raise LifecycleError(f"journey {key}: cannot {action} ({hint})")
+        verb = "go live" if target == JourneyStatus.LIVE and action == AuditAction.LIVE else action
+        raise LifecycleError(f"journey {key}: cannot {verb} ({hint})")
     row.status = target
     row.updated_at = now
     detail: dict[str, object] = {"from": before, "to": str(target)}
