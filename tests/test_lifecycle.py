@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import textwrap
 from collections import Counter
+from itertools import pairwise
 from datetime import timedelta
 
 import pytest
@@ -209,7 +210,7 @@ def test_resume_releases_fifty_due_contacts_through_the_frequency_cap(db, build_
         ).all()
     for email in emails:
         mine = sorted(at for to, at in times if to == email)
-        assert all(later - earlier >= timedelta(days=1) for earlier, later in zip(mine, mine[1:]))
+        assert all(later - earlier >= timedelta(days=1) for earlier, later in pairwise(mine))
 
 
 def test_resume_releases_through_the_domain_rate_limit(db, build_engine, clock):
