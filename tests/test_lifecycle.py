@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import textwrap
 from collections import Counter
-from itertools import pairwise
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 from sqlalchemy import func, select
