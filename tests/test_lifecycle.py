@@ -421,3 +421,25 @@ def test_remove_refuses_someone_unknown_or_not_in_the_journey(
     with pytest.raises(lifecycle.LifecycleError, match=message), db.session() as s, s.begin():
         lifecycle.remove(s, key, ACTOR, clock.now(), **who)
     assert actions(db, key) == []
+
+
+def test_a_batch_holding_a_removed_enrollment_writes_and_sends_nothing_more(
+    db, build_engine, clock
+):
+    emails = people(db, 3)
+    key = put(db, WAITS)
+    engine = build_engine(links=LINKS, settings={"heartbeat": False})
+    engine.tick()
+    clock.set(START + timedelta(days=3))
+    lease = engine.claim()
+    assert lease is not None and len(lease.ids) == 3
+    with db.session() as s, s.begin():
+        lifecycle.remove(s, key, ACTOR, clock.now(), contact=emails[0])
+    with pytest.raises(leases.LeaseLost):  # its fence is broken: the batch stops
+        engine.advance(lease)
+    assert sent(db, "again") == []
+    engine.tick()  # the others are taken again at once, one at a time
+    assert sorted(sent(db, "again")) == sorted(emails[1:])
+    with db.session() as s:
+        gone = s.scalars(select(Enrollment).join(Contact).where(Contact.email == emails[0])).one()
+        assert (gone.state, gone.exit_reason) == (EnrollmentState.EXITED, f"removed by {ACTOR}")
