@@ -12,8 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 from browser import WAIT, chromium, console_errors, missing, path_of, serving, sign_in
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 
@@ -57,8 +59,11 @@ def status_of(driver: WebDriver) -> str:
 
 
 def click(driver: WebDriver, action: str, expected: str) -> None:
+    """Press the ``action`` button and wait for the next page to show ``expected``."""
+    old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.CSS_SELECTOR, f"button[name=do][value={action}]").click()
-    WebDriverWait(driver, WAIT).until(
+    WebDriverWait(driver, WAIT).until(staleness_of(old))  # the form's answer has loaded
+    WebDriverWait(driver, WAIT, ignored_exceptions=(WebDriverException,)).until(
         lambda d: status_of(d) == expected,
         message=f"after {action} the badge did not say {expected}",
     )
@@ -76,8 +81,10 @@ def test_pause_and_resume_from_the_journey_page(db, build_app, driver):
     with serving(lambda base: build_app(base_url=base)) as (base, _):
         driver.delete_all_cookies()
         sign_in(driver, base, EMAIL, PASSWORD, page="/journeys/renewal_ja")
+        WebDriverWait(driver, WAIT, ignored_exceptions=(WebDriverException,)).until(
+            lambda d: status_of(d) == "live"
+        )
         assert driver.find_element(By.TAG_NAME, "h1").text == "契約更新のご案内"
-        assert status_of(driver) == "live"
 
         click(driver, "pause", "paused")
         assert stored() == "paused" and path_of(driver) == "/journeys/renewal_ja"
@@ -87,8 +94,10 @@ def test_pause_and_resume_from_the_journey_page(db, build_app, driver):
         click(driver, "resume", "live")
         assert stored() == "live"
 
+        old = driver.find_element(By.TAG_NAME, "html")
         driver.find_element(By.LINK_TEXT, "Audit").click()  # from the nav
-        WebDriverWait(driver, WAIT).until(lambda d: path_of(d) == "/audit")
+        WebDriverWait(driver, WAIT).until(staleness_of(old))
+        assert path_of(driver) == "/audit"
         rows = driver.find_elements(By.CSS_SELECTOR, "table.audit tbody tr")
         seen = [
             (r.get_attribute("data-action"), r.find_elements(By.TAG_NAME, "td")[1].text)
