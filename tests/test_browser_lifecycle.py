@@ -98,7 +98,9 @@ def test_pause_and_resume_from_the_journey_page(db, build_app, driver):
         driver.find_element(By.LINK_TEXT, "Audit").click()  # from the nav
         WebDriverWait(driver, WAIT).until(staleness_of(old))
         assert path_of(driver) == "/audit"
-        rows = driver.find_elements(By.CSS_SELECTOR, "table.audit tbody tr")
+        rows = WebDriverWait(driver, WAIT, ignored_exceptions=(WebDriverException,)).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "table.audit tbody tr[data-action]")
+        )
         seen = [
             (r.get_attribute("data-action"), r.find_elements(By.TAG_NAME, "td")[1].text)
             for r in rows
