@@ -51,6 +51,8 @@ for command in (
     journeys.validate,
     journeys.deploy,
     journeys.simulate,
+    journeys.journey,
+    journeys.audit,
     data.import_,
     data.segments,
     health.health,

@@ -13,6 +13,11 @@ Every commit of the session is fenced by the lease (:meth:`Lease.fence`). Before
 the batch checks that its lease is still good and that the send can end before the job's
 ``deadline``; if not, it stops: what was not handed to the channel goes back to pending, and
 the enrollments are released for the next job.
+
+A journey paused while its batch runs (:mod:`campaigns.engine.lifecycle`) is seen when a
+round has been marked "sending" and at every commit of its results: its messages not yet
+handed to the channel go back to pending, keeping their Message-IDs, and its enrollments stop
+where they are, due, for the resume.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from campaigns.channels.base import Status
-from campaigns.engine import controls, delivery, leases
+from campaigns.engine import controls, delivery, leases, lifecycle
 from campaigns.engine.context import StepContext, Tools
 from campaigns.engine.leases import Lease
 from campaigns.engine.outgoing import Outgoing
@@ -79,6 +84,8 @@ class SendBatch:
         self.unrecorded: list[int] = []
         """Messages the channel accepted whose "sent" is not committed yet."""
         self.stopped: str | None = None
+        self.held: set[int] = set()
+        """Enrollments whose journey was paused while the batch ran: they run no further."""
         self._messages: dict[tuple[int, str, str], Message] = {}
         self._known: set[str] = set()
         self._suppressed: set[str] = set()
@@ -90,6 +97,7 @@ class SendBatch:
         for _ in range(MAX_STEPS_PER_RUN):
             todo = [ctx for ctx in todo if run_steps(ctx)]
             self.flush()
+            todo = [ctx for ctx in todo if ctx.enrollment.id not in self.held]
             if not todo or self.stopped:
                 break
         self.counts.stopped = self.stopped is not None
@@ -107,6 +115,8 @@ class SendBatch:
             for e in enrollments
             if e.state in leases.RUNNABLE and e.next_run_at is not None and e.next_run_at <= now
         ]
+        live = lifecycle.live_among(session, {e.journey_id for e in due}) if due else set()
+        due = [e for e in due if e.journey_id in live]  # paused since the claim: it waits
         if not due:
             return []
         of_accounts = {e.account_id for e in due if e.contact_id is None and e.account_id}
@@ -226,18 +236,37 @@ class SendBatch:
         self.commit()
         committed = time.monotonic()
         with session.no_autoflush:  # no write transaction stays open while the relay is slow
-            for index, outgoing in enumerate(outbox):
+            todo = deque(self._live(outbox))
+            while todo:
                 if not self.may_send():
-                    for rest in outbox[index:]:
+                    for rest in todo:
                         rest.unprepare()
                     break
-                self.deliver(outgoing)
+                self.deliver(todo.popleft())
                 if time.monotonic() - committed >= RESULTS_COMMIT_SECONDS:
                     self.commit()
                     committed = time.monotonic()
+                    todo = deque(self._live(todo))
         # Recorded now, before the next round runs: a step that raises there makes the batch
         # run again one enrollment at a time, and must find these sends done.
         self.commit()
+
+    def _live(self, outgoings: Sequence[Outgoing]) -> list[Outgoing]:
+        """The prepared messages whose journey is still live; the others go back to pending
+        (with their Message-IDs) and their enrollments are held where they are."""
+        if not outgoings:
+            return []
+        live = lifecycle.live_among(self.session, {o.message.journey_id for o in outgoings})
+        going = []
+        for outgoing in outgoings:
+            journey_id = outgoing.message.journey_id
+            if journey_id is None or journey_id in live:
+                going.append(outgoing)
+                continue
+            outgoing.unprepare()
+            if outgoing.message.enrollment_id is not None:
+                self.held.add(outgoing.message.enrollment_id)
+        return going
 
     def deliver(self, outgoing: Outgoing) -> None:
         """Hand a prepared ("sending") message to its channel and record what happened

@@ -45,6 +45,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.clock import Clock
+from campaigns.engine.lifecycle import live_ids
 from campaigns.outages import is_outage
 from campaigns.store.enums import EnrollmentState, MessageStatus
 from campaigns.store.models import Base
@@ -349,12 +350,16 @@ def claim(
     finish (a *suspect* lease: its rows are run one at a time, see :meth:`Lease.begin_alone`),
     else free ones, whose run starts now (counted in ``unfinished_runs``). Safe with many
     workers (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, one atomic ``UPDATE ... RETURNING``
-    on SQLite). ``suspects=False`` skips the look for unfinished rows (it costs a statement)."""
+    on SQLite). ``suspects=False`` skips the look for unfinished rows (it costs a statement).
+    Only live journeys' enrollments are claimed: a paused or draft journey's wait, due or not,
+    keeps its place (:mod:`campaigns.engine.lifecycle`)."""
     now = clock.now()
     until = now + duration
     token = secrets.randbits(62) + 1
     c = _enrollments.c
-    due = and_(c.state.in_(RUNNABLE), c.next_run_at <= now)
+    due = and_(
+        c.state.in_(RUNNABLE), c.next_run_at <= now, c.journey_id.in_(live_ids().scalar_subquery())
+    )
     unfinished = and_(c.claimed_until < now, c.unfinished_runs > 0)
     free = or_(c.claimed_until.is_(None), and_(c.claimed_until < now, c.unfinished_runs == 0))
     stamp = {"claimed_until": until, "claimed_by": owner[:128], "lease_token": token}
@@ -383,12 +388,14 @@ def claim(
 
 
 def count_due(sessions: sessionmaker[Session], now: datetime, cap: int) -> int:
-    """How many due enrollments a claim could take now (counted up to ``cap``)."""
+    """How many due enrollments a claim could take now (counted up to ``cap``): those of live
+    journeys only, so a paused journey asks for no jobs."""
     c = _enrollments.c
     claimable = or_(c.claimed_until.is_(None), c.claimed_until < now)
+    live = c.journey_id.in_(live_ids().scalar_subquery())
     inner = (
         select(c.id)
-        .where(c.state.in_(RUNNABLE), c.next_run_at <= now, claimable)
+        .where(c.state.in_(RUNNABLE), c.next_run_at <= now, claimable, live)
         .limit(cap)
         .subquery()
     )

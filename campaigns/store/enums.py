@@ -137,6 +137,7 @@ class AuditAction(enum.StrEnum):
     """What the audit log records (:mod:`campaigns.store.audit`)."""
 
     DEPLOY = "deploy"
+    LIVE = "live"  # a draft made live
     EDIT = "edit"  # a new version saved from the browser's editor
     PAUSE = "pause"
     RESUME = "resume"

@@ -179,7 +179,18 @@ def journeys() -> ResponseReturnValue:
         }
         for item in items
     ]
-    return base.page("journeys.html", journeys=rows, global_lift=overall)
+    # lifecycle: archived journeys leave the default list (?archived=1 shows them)
+    show_archived = request.args.get("archived", "") == "1"
+    archived = sum(1 for r in rows if r["status"] == "archived")
+    if not show_archived:
+        rows = [r for r in rows if r["status"] != "archived"]
+    return base.page(
+        "journeys.html",
+        journeys=rows,
+        global_lift=overall,
+        archived=archived,
+        show_archived=show_archived,
+    )
 
 
 def _day(name: str) -> date | None:
