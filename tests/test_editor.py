@@ -261,7 +261,7 @@ def test_a_problem_is_shown_under_its_line_and_the_text_is_kept(app, db, deploye
         "template: onboarding_tips", "template: onboarding_tipz"
     )
     response = post_edit(signed_in(app), broken)
-    assert response.status_code == 422
+    assert response.status_code == 200
     text = response.get_data(as_text=True)
     area = re.search(r"<textarea[^>]*>\n(.*?)</textarea>", text, flags=re.DOTALL).group(1)
     assert html.unescape(area) == broken  # nothing lost
@@ -331,13 +331,13 @@ def test_deploying_the_running_text_again_changes_nothing(app, db, deployed):
 
 def test_deploy_with_a_problem_deploys_nothing(app, db, deployed):
     response = post_edit(signed_in(app), V2.replace("3 days", "three days"), "deploy")
-    assert response.status_code == 422 and current(db) == (2, V2)
+    assert response.status_code == 200 and current(db) == (2, V2)
     assert "nothing deployed" in response.get_data(as_text=True)
 
 
 def test_the_journey_id_cannot_change_in_the_editor(app, db, deployed):
     response = post_edit(signed_in(app), V2.replace("journey: welcome", "journey: other"), "deploy")
-    assert response.status_code == 422 and current(db) == (2, V2)
+    assert response.status_code == 200 and current(db) == (2, V2)
     page = html.unescape(re.sub("<.*?>", "", response.get_data(as_text=True)))
     assert "1:1: this page edits journey 'welcome', not 'other'" in page
 
@@ -347,7 +347,7 @@ def test_a_yaml_bomb_through_the_form_is_a_problem_at_its_line(app, db, deployed
     for n in range(1, 12):
         rows.append(f"  b{n}: &b{n} [{','.join(['*' + ('a' if n == 1 else f'b{n - 1}')] * 9)}]")
     response = post_edit(signed_in(app), "\n".join(rows) + "\n", "deploy")
-    assert response.status_code == 422 and current(db) == (2, V2)
+    assert response.status_code == 200 and current(db) == (2, V2)
     page = html.unescape(response.get_data(as_text=True))
     [problem] = re.findall(r'<tr class="problem" data-line="(\d+)">(.*?)</tr>', page, re.DOTALL)
     assert problem[0] == "4" and "YAML anchor '&a' is not allowed" in problem[1]
@@ -390,7 +390,7 @@ def test_a_bad_action_is_a_400(app, deployed):
 )
 def test_garbage_in_the_editor_is_never_a_500(client, source, action):
     response = post_edit(client, source, action or "validate")
-    assert response.status_code in (200, 302, 400, 413, 422), response.get_data(as_text=True)[:500]
+    assert response.status_code in (200, 302, 400, 413), response.get_data(as_text=True)[:500]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))

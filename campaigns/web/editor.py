@@ -395,7 +395,6 @@ def edit_submit(key: str) -> ResponseReturnValue:
     if action == "validate" or checked.journey is None:
         return base.page(
             "edit.html",
-            status=422 if checked.count else 200,
             journey=view,
             text=text,
             checked=checked,
