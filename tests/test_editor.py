@@ -403,3 +403,18 @@ def test_garbage_diff_parameters_are_never_a_500(client, params):
     for path in ("diff", "source"):
         response = client.get(f"/journeys/{KEY}/{path}", query_string=params)
         assert response.status_code in (200, 400, 404), response.get_data(as_text=True)[:500]
+
+
+def test_the_source_page_says_when_there_is_no_file(app, deployed, project):
+    (project / "welcome.yaml").unlink()
+    text = signed_in(app).get(f"/journeys/{KEY}/source").get_data(as_text=True)
+    assert "There is no file <code>welcome.yaml</code>" in text
+
+
+def test_a_problem_in_another_file_is_listed_above_the_text(client, project, db):
+    (project / "segments.yaml").write_text("tiers:\n  everyone: {when: tru}\n", encoding="utf-8")
+    response = post_edit(client, V2.replace("3 days", "4 days"), "deploy")
+    page = html.unescape(re.sub("<.*?>", "", response.get_data(as_text=True)))
+    assert response.status_code == 200 and "In the project's other files" in page
+    assert str(project / "segments.yaml") + ":2:" in page
+    assert current(db) == (2, V2)  # nothing deployed while the project has problems

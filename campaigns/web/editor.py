@@ -39,6 +39,7 @@ from campaigns.engine.deploy import deploy, source_hash
 from campaigns.exceptions import CampaignsError, JourneyError, Problem
 from campaigns.journeys.model import Journey
 from campaigns.journeys.parse import parse_journey
+from campaigns.journeys.yamlsource import YamlProblem, read
 from campaigns.services import Services
 from campaigns.store import audit
 from campaigns.store.enums import AuditAction
@@ -269,10 +270,10 @@ def _file_state(version: JourneyVersion) -> tuple[str, str]:
     name = Path(version.source_path.replace("\\", "/")).name
     if not re.fullmatch(r"[A-Za-z0-9_.-]+\.ya?ml", name):
         return "missing", name
-    path = _services().config.journeys_dir / name
     try:
-        data = path.read_bytes()[: MAX_SOURCE * 4 + 1]
-        text = data.decode("utf-8")
+        text = read(_services().config.journeys_dir / name)  # at most MAX_SOURCE_BYTES
+    except YamlProblem:  # too large to be the running text
+        return "differs", name
     except (OSError, UnicodeDecodeError):
         return "missing", name
     return ("same" if source_hash(text) == version.source_hash else "differs"), name
