@@ -15,7 +15,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.errors import ObsoleteHeaderDefect
 from email.headerregistry import AddressHeader, HeaderRegistry
 from pathlib import Path
@@ -308,6 +308,8 @@ class Config:
     lease_seconds: int = defaults.LEASE_SECONDS
     job_timeout: int = defaults.JOB_TIMEOUT
     api_keys: tuple[str, ...] = ()
+    # The role of each API key given as ``role:KEY`` (a key not named here is an admin's).
+    api_key_roles: Mapping[str, str] = field(default_factory=dict)
     trusted_proxies: int = 0
     currencies: currency.Currencies = currency.DEFAULT  # BASE_CURRENCY and CURRENCY_RATES
     global_control_percent: float = defaults.GLOBAL_CONTROL_PERCENT
@@ -343,6 +345,7 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
     secret, ephemeral = _secret_key(env.get("SECRET_KEY"))
     mail_from = parse_mail_from(env.get("MAIL_FROM") or defaults.MAIL_FROM)
     cap, days = _frequency(env.get("FREQUENCY_CAP"))
+    api_keys = _api_keys(env.get("API_KEYS") or "")
     return Config(
         database_url=database_url,
         redis_url=redis_url,
@@ -363,7 +366,8 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         job_timeout=_seconds(
             "JOB_TIMEOUT", env.get("JOB_TIMEOUT"), defaults.JOB_TIMEOUT, 4, 86_400
         ),
-        api_keys=_api_keys(env.get("API_KEYS") or ""),
+        api_keys=tuple(api_keys),
+        api_key_roles={key: role for key, role in api_keys.items() if role},
         trusted_proxies=_trusted_proxies(env.get("TRUSTED_PROXIES")),
         currencies=currency.parse(env.get("BASE_CURRENCY"), env.get("CURRENCY_RATES")),
         global_control_percent=_global_control(env.get("GLOBAL_CONTROL_PERCENT")),
@@ -423,15 +427,32 @@ def _trusted_proxies(value: str | None) -> int:
     return int(value)
 
 
-def _api_keys(value: str) -> tuple[str, ...]:
-    """``API_KEYS``: comma-separated keys for the product API (``Authorization: Bearer KEY``)."""
-    keys = tuple(k.strip() for k in value.split(",") if k.strip())
-    for key in keys:
+API_KEY_ROLES = ("admin", "marketer", "csm", "viewer")
+"""The roles an API key may have (``API_KEYS=marketer:KEY``): the dashboard's roles."""
+
+
+def _api_keys(value: str) -> dict[str, str]:
+    """``API_KEYS``: comma-separated keys for the product API (``Authorization: Bearer KEY``),
+    each optionally with its role (``viewer:KEY``); a bare key is an admin's. Key -> role
+    ('' for a bare key), in the order given."""
+    keys: dict[str, str] = {}
+    for entry in (k.strip() for k in value.split(",")):
+        if not entry:
+            continue
+        role, colon, key = entry.rpartition(":")
+        role = role.strip()
+        key = key.strip()
+        if colon and role not in API_KEY_ROLES:
+            raise ConfigError(
+                f"API_KEYS: unknown role {role[:20]!r} before a key; write role:KEY with a role"
+                f" of {', '.join(API_KEY_ROLES)}, or the key alone (an admin's)"
+            )
         if len(key) < 16 or not re.fullmatch(r"[A-Za-z0-9_.~+/=-]+", key):
             raise ConfigError(
                 "API_KEYS: each key must be 16+ characters of letters, digits and - _ . ~ + / =, "
-                "separated by commas"
+                "separated by commas (optionally after its role: viewer:KEY)"
             )
+        keys[key] = role
     return keys
 
 

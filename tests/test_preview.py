@@ -74,7 +74,7 @@ def setup(db):
             Contact(account_id=account.id, email="jane@example.com", name="Jane Doe", locale="en")
         )
         deploy(s, parse_journey(JOURNEY, "welcome.yaml"), JOURNEY, "welcome.yaml")
-        add_user(s, USER, PASSWORD, NOW)
+        add_user(s, USER, PASSWORD, NOW, role="marketer")  # a test send steers
 
 
 @pytest.fixture

@@ -9,6 +9,9 @@ import click
 from campaigns.cli import common
 from campaigns.cli.common import State, pass_state
 
+ROLES = ("admin", "marketer", "csm", "viewer")
+"""The dashboard's roles (:class:`campaigns.store.enums.UserRole`)."""
+
 
 @click.group(invoke_without_command=True)
 @click.option("--owner", help="Only this owner's tasks (an email address).")
@@ -93,7 +96,14 @@ def _read_password(from_stdin: bool) -> str:
 @user.command("add")
 @click.argument("email")
 @click.option("--name", default="", help="The name shown in the dashboard.")
-@click.option("--role", type=click.Choice(["admin", "csm"]), default="csm", show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="csm",
+    show_default=True,
+    help="admin: everything; marketer: journeys (edit, deploy, steer); csm: accounts, contacts"
+    " and tasks; viewer: the reports only.",
+)
 @click.option(
     "--password-stdin",
     is_flag=True,
@@ -101,13 +111,23 @@ def _read_password(from_stdin: bool) -> str:
 )
 @pass_state
 def user_add(state: State, email: str, name: str, role: str, password_stdin: bool) -> None:
-    """Add a user who can sign in to the dashboard as EMAIL."""
+    """Add a user who can sign in to the dashboard as EMAIL (the audit log records it)."""
+    from campaigns.store import audit
+    from campaigns.store.enums import AuditAction
     from campaigns.store.users import add_user, check_password
 
     password = _read_password(password_stdin)
     check_password(password)  # before opening the database: a typo costs nothing
     with state.sessions()() as session, session.begin():
         added = add_user(session, email, password, common.now(), name=name, role=role)
+        audit.record(
+            session,
+            audit.cli_actor(),
+            AuditAction.USER,
+            added.email,
+            kind=audit.USER,
+            detail={"change": "added", "role": added.role},
+        )
         click.echo(f"added {added.role} {added.email}")
 
 
@@ -146,17 +166,43 @@ def user_password(state: State, email: str, password_stdin: bool) -> None:
     "--team",
     help="The user's team: its escalation address in journeys/triggers.yaml applies; '' clears.",
 )
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    help="The user's role (the audit log records the change; it applies at their next page).",
+)
 @pass_state
 def user_set(
-    state: State, email: str, task_mail: str | None, escalate_to: str | None, team: str | None
+    state: State,
+    email: str,
+    task_mail: str | None,
+    escalate_to: str | None,
+    team: str | None,
+    role: str | None,
 ) -> None:
-    """Set how EMAIL hears of their tasks, and where their overdue tasks escalate."""
-    from campaigns.store.users import set_task_mail
+    """Set EMAIL's role, how they hear of their tasks, and where their overdue tasks escalate."""
+    from campaigns.store import audit
+    from campaigns.store.enums import AuditAction
+    from campaigns.store.users import set_role, set_task_mail
 
-    if task_mail is None and escalate_to is None and team is None:
-        common.err("nothing to set: give --task-mail, --escalate-to or --team")
+    if task_mail is None and escalate_to is None and team is None and role is None:
+        common.err("nothing to set: give --role, --task-mail, --escalate-to or --team")
         raise SystemExit(1)
     with state.sessions()() as session, session.begin():
+        if role is not None:
+            user, before = set_role(session, email, role)
+            if before != role:
+                audit.record(
+                    session,
+                    audit.cli_actor(),
+                    AuditAction.USER,
+                    user.email,
+                    kind=audit.USER,
+                    detail={"change": "role", "from": before, "to": role},
+                )
+            click.echo(f"{user.email}: role {role}" + ("" if before != role else " (unchanged)"))
+            if task_mail is None and escalate_to is None and team is None:
+                return
         changed = set_task_mail(
             session, email, task_mail=task_mail, escalate_to=escalate_to, team=team
         )

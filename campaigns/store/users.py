@@ -95,6 +95,19 @@ def set_password(session: Session, email: str, password: str) -> User:
     return user
 
 
+def set_role(session: Session, email: str, role: str) -> tuple[User, str]:
+    """Give an existing user another role (:class:`UserRole`); the caller commits. Returns the
+    user and their role before. Raises :class:`UserError` for an unknown user or role."""
+    user = find_user(session, email)
+    if user is None:
+        raise UserError(f"no user with email {normalise_email(email)}")
+    if role not in set(UserRole):
+        raise UserError(f"unknown role {role!r}; one of {', '.join(UserRole)}")
+    before, user.role = user.role, role
+    session.flush()
+    return user, before
+
+
 def end_sessions(session: Session, user_id: int) -> None:
     """End every dashboard session of this user, on every device and web process, copies of
     the cookie included; the caller commits. Done in SQL (``+ 1``) so that two at once both

@@ -32,7 +32,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     :class:`~campaigns.services.SchemaBehind` when the database is not migrated; ``web.py``
     turns them into one line on stderr. It never changes the schema."""
     cfg = settings.load()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no static files: every route is a marked view
     app.url_map.merge_slashes = False  # "/t/c//evil.example.com" is a 404, not a redirect
     app.config.from_mapping(SECRET_KEY=cfg.secret_key, DATABASE_URL=cfg.database_url, CAMPAIGNS=cfg)
     app.config.from_mapping(  # the dashboard's sign-in cookie
@@ -100,6 +100,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         api_in_app,
         crm,
         dashboard,
+        editor,
         lifecycle,
         previews,
     )

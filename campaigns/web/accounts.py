@@ -44,6 +44,7 @@ from campaigns.store.enums import HealthBand
 from campaigns.web import dashboard_base as base
 from campaigns.web.charts import Layer, band_bars, band_moves, health_trend
 from campaigns.web.dashboard_base import bp
+from campaigns.web.roles import READ_PEOPLE, READ_REPORTS, needs
 
 BANDS = (*(b.value for b in HealthBand), "none")
 DEFAULT_ORDER = {"health": "asc", "renewal": "asc", "arr": "desc", "name": "asc"}
@@ -169,6 +170,7 @@ def _page_number() -> int:
 
 
 @bp.get("/accounts")
+@needs(READ_PEOPLE)
 def accounts() -> ResponseReturnValue:
     user = g.user
     whose = _arg("owner", ("me", "all"), "me") or "me"
@@ -243,6 +245,7 @@ def trend_chart(view: AccountPage) -> Markup:
 
 
 @bp.get("/accounts/<int(max=2147483647):account_id>")
+@needs(READ_PEOPLE)
 def account(account_id: int) -> ResponseReturnValue:
     now = _now()
     locale = _locale()
@@ -272,6 +275,7 @@ def account(account_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/health")
+@needs(READ_REPORTS)
 def health() -> ResponseReturnValue:
     whose = _arg("owner", ("me", "all"), "all") or "all"
     now = _now()

@@ -39,6 +39,7 @@ from campaigns.web import api_base as base
 from campaigns.web import api_input, bounces
 from campaigns.web.api_base import bp
 from campaigns.web.api_input import MAX_ITEMS, ApiError, Problems
+from campaigns.web.roles import INGEST, PUBLIC, READ_PEOPLE, READ_REPORTS, needs
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,7 @@ def _event(obj: Any, index: int, where: str, now: datetime, problems: Problems) 
 
 
 @bp.post("/events")
+@needs(INGEST)
 def post_events() -> ResponseReturnValue:
     """Store product events (one, or ``{"events": [...]}``) and wake the journeys waiting on
     them."""
@@ -263,6 +265,7 @@ def _store_events(
 
 
 @bp.get("/contacts/<email>")
+@needs(READ_PEOPLE)
 def contact(email: str) -> ResponseReturnValue:
     """The contact, their account and their latest answers (survey scores, RSVPs); machine hits
     left out."""
@@ -307,6 +310,7 @@ def contact(email: str) -> ResponseReturnValue:
 
 
 @bp.get("/reports")
+@needs(READ_REPORTS)
 def reports_overview() -> ResponseReturnValue:
     """Every journey's headline counts and rates (the same numbers as ``campaigns report``)."""
     from campaigns.insight import report
@@ -321,6 +325,7 @@ def reports_overview() -> ResponseReturnValue:
 
 
 @bp.get("/reports/<journey>")
+@needs(READ_REPORTS)
 def journey_report(journey: str) -> ResponseReturnValue:
     """One journey's funnel, or its rows ``by`` segment, tier, channel, variant or day."""
     from campaigns.insight import report
@@ -341,6 +346,7 @@ def journey_report(journey: str) -> ResponseReturnValue:
 # ---------------------------------------------------------------------------- POST
 # /webhooks/bounces
 @bp.post("/webhooks/bounces")
+@needs(INGEST)
 def bounce_webhook() -> ResponseReturnValue:
     """Bounces and complaints from the mail relay: suppress the address, mark the message, record
     the event."""
@@ -412,6 +418,7 @@ def openapi_document() -> dict[str, Any]:
 
 
 @bp.get("/openapi.json")
+@needs(PUBLIC)
 def openapi() -> ResponseReturnValue:
     """The API's OpenAPI document (no key needed), with this installation's address as its
     server."""

@@ -32,6 +32,7 @@ from campaigns.web import api_input
 from campaigns.web.accounts import personas_source, scorecard_marks
 from campaigns.web.api_base import bp
 from campaigns.web.api_input import FUTURE_SLACK, MAX_ITEMS, ApiError, Problems
+from campaigns.web.roles import INGEST, READ_PEOPLE, needs
 
 ROW_FIELDS = {"account", "day", "metrics"}
 BANDS = (*(b.value for b in HealthBand), "none")
@@ -91,6 +92,7 @@ def _row(obj: Any, index: int, today: date, problems: Problems) -> UsageRow | No
 
 
 @bp.post("/usage")
+@needs(INGEST)
 def post_usage() -> ResponseReturnValue:
     """Store daily usage per account: ``{"usage": [{"account", "day", "metrics"}]}``, 1 to
     1000 rows; a day posted again replaces its values."""
@@ -150,6 +152,7 @@ def _choice(name: str, allowed: tuple[str, ...], default: str | None) -> str | N
 
 
 @bp.get("/accounts")
+@needs(READ_PEOPLE)
 def accounts() -> ResponseReturnValue:
     """A page of accounts (an ``owner``'s, or everyone's), sorted by health, renewal date, ARR
     (in the base currency) or name, filtered by tier and band."""
@@ -184,6 +187,7 @@ def accounts() -> ResponseReturnValue:
 
 
 @bp.get("/accounts/<external_id>")
+@needs(READ_PEOPLE)
 def account(external_id: str) -> ResponseReturnValue:
     """One account's page: facts, health and its history, contacts, journeys, tasks, NPS
     answers and the timeline."""

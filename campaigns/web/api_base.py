@@ -16,9 +16,10 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from campaigns.store.enums import UserRole
 from campaigns.store.models import Contact
 from campaigns.tracking.events import contacts_by_email
-from campaigns.web import api_input
+from campaigns.web import api_input, roles
 from campaigns.web.api_input import MAX_BODY, ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -26,7 +27,6 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 ATTEMPTS = 3
 """Tries of a write that lost a race on a unique key (the next try sees the winner's row)."""
 
-NO_AUTH = {"api.openapi"}
 SNS_AUTH = {
     "api.bounce_webhook"
 }  # Amazon SNS can send credentials only as Basic auth (https://user:KEY@host/...)
@@ -51,9 +51,13 @@ def api_error(exc: ApiError) -> ResponseReturnValue:
 
 @bp.before_request
 def authenticate() -> None:
-    """Every endpoint but the OpenAPI document needs ``Authorization: Bearer <one of API_KEYS>``."""
+    """Every endpoint but the OpenAPI document (marked :data:`~campaigns.web.roles.PUBLIC`)
+    needs ``Authorization: Bearer <one of API_KEYS>``, and the key's role the permission the
+    endpoint is marked with (:mod:`campaigns.web.roles`; 403 when it lacks it)."""
     request.max_content_length = MAX_BODY
-    if request.endpoint in NO_AUTH:
+    view = current_app.view_functions.get(request.endpoint or "")
+    permission = roles.required(view, request.method)
+    if permission == roles.PUBLIC:
         return
     keys: tuple[str, ...] = current_app.config["CAMPAIGNS"].api_keys
     if not keys:
@@ -80,10 +84,11 @@ def authenticate() -> None:
             headers=challenge,
         )
     given = token.strip().encode("utf-8", "replace")
-    matched = False
+    matched: str | None = None
     for key in keys:  # compare with every key, so the time taken says nothing about which is close
-        matched |= hmac.compare_digest(key.encode(), given)
-    if not matched:
+        if hmac.compare_digest(key.encode(), given):
+            matched = key
+    if matched is None:
         raise ApiError(
             401,
             "invalid API key",
@@ -91,6 +96,11 @@ def authenticate() -> None:
                 ("WWW-Authenticate", 'Bearer realm="campaigns", error="invalid_token"'),
                 *challenge[1:],
             ],
+        )
+    role = current_app.config["CAMPAIGNS"].api_key_roles.get(matched) or UserRole.ADMIN
+    if view is not None and not roles.may(role, permission):
+        raise ApiError(
+            403, f"this API key's role ({role}) may not {roles.WORDS.get(permission, permission)}"
         )
 
 

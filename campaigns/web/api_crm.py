@@ -14,6 +14,7 @@ from campaigns.web import api_base as base
 from campaigns.web import api_input
 from campaigns.web.api_base import bp
 from campaigns.web.api_input import ApiError
+from campaigns.web.roles import READ_PEOPLE, READ_REPORTS, WORK_TASKS, needs
 
 MAX_LIMIT = 500
 
@@ -30,6 +31,7 @@ def _int(name: str, default: int, low: int, high: int) -> int:
 
 
 @bp.get("/tasks")
+@needs(READ_PEOPLE)
 def tasks() -> ResponseReturnValue:
     """Tasks by owner, status and due date; open ones oldest due first."""
     base.only_params({"owner", "status", "due", "limit", "offset"})
@@ -53,6 +55,7 @@ def tasks() -> ResponseReturnValue:
 
 
 @bp.post("/tasks/<int(max=2147483647):task_id>/complete")
+@needs(WORK_TASKS)
 def complete(task_id: int) -> ResponseReturnValue:
     """Mark an open task done with an optional ``outcome`` (and who did it, ``by``): a
     ``task_done`` event, and the journey waiting on it goes on."""
@@ -85,6 +88,7 @@ def complete(task_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/contacts/<email>/timeline")
+@needs(READ_PEOPLE)
 def timeline(email: str) -> ResponseReturnValue:
     """The contact's timeline, newest first (``before`` an ISO time pages back)."""
     base.only_params({"before", "limit"})
@@ -105,6 +109,7 @@ def timeline(email: str) -> ResponseReturnValue:
 
 
 @bp.get("/nps")
+@needs(READ_REPORTS)
 def nps() -> ResponseReturnValue:
     """NPS in all, per period, per segment and per journey (``journey`` narrows it to one)."""
     base.only_params({"journey", "bucket", "since", "until"})

@@ -21,6 +21,7 @@ from campaigns.web import api_base as base
 from campaigns.web import api_input
 from campaigns.web.api_base import bp
 from campaigns.web.api_input import ApiError
+from campaigns.web.roles import INGEST, READ_PEOPLE, needs
 
 IN_APP_LIMIT = 100
 """In-app messages returned for one contact, newest first."""
@@ -40,6 +41,7 @@ def _in_app(item: InAppMessage) -> dict[str, Any]:
 
 
 @bp.get("/contacts/<email>/in-app")
+@needs(READ_PEOPLE)
 def in_app_messages(email: str) -> ResponseReturnValue:
     """The contact's in-app messages that have not expired, newest first; unseen ones unless
     ``?all=1``."""
@@ -61,6 +63,7 @@ def in_app_messages(email: str) -> ResponseReturnValue:
 
 
 @bp.post("/in-app/<int(max=2147483647):in_app_id>/seen")
+@needs(INGEST)
 def in_app_seen(in_app_id: int) -> ResponseReturnValue:
     """The product showed the message: ``seen_at`` is set the first time, and an ``in_app_seen``
     event recorded."""
@@ -68,6 +71,7 @@ def in_app_seen(in_app_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/in-app/<int(max=2147483647):in_app_id>/clicked")
+@needs(INGEST)
 def in_app_clicked(in_app_id: int) -> ResponseReturnValue:
     """The contact followed the message: ``clicked_at`` (and ``seen_at``, if unset) the first
     time."""

@@ -36,6 +36,7 @@ from campaigns.store.models import Account, Contact, Enrollment, Journey, Task
 from campaigns.store.users import UserError, set_task_mail
 from campaigns.web import dashboard_base as base
 from campaigns.web.dashboard_base import bp
+from campaigns.web.roles import READ_PEOPLE, SIGNED_IN, WORK_TASKS, needs
 
 PAGE = 50
 """Tasks per page of the inbox."""
@@ -72,6 +73,7 @@ def _page_number() -> int:
 
 
 @bp.get("/tasks")
+@needs(READ_PEOPLE)
 def tasks() -> ResponseReturnValue:
     user = g.user
     status = _choice("status", STATUSES, "open")
@@ -142,6 +144,7 @@ def _close(task_id: int, action: Callable[..., Task], note: str, said: str) -> R
 
 
 @bp.post("/tasks/<int(max=2147483647):task_id>/complete")
+@needs(WORK_TASKS)
 def complete(task_id: int) -> ResponseReturnValue:
     return _close(
         task_id,
@@ -152,6 +155,7 @@ def complete(task_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/tasks/<int(max=2147483647):task_id>/cancel")
+@needs(WORK_TASKS)
 def cancel(task_id: int) -> ResponseReturnValue:
     return _close(
         task_id,
@@ -165,11 +169,13 @@ def cancel(task_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/settings")
+@needs(SIGNED_IN)
 def settings() -> ResponseReturnValue:
     return base.page("settings.html", me=g.user, modes=[m.value for m in TaskMail])
 
 
 @bp.post("/settings")
+@needs(SIGNED_IN)
 def save_settings() -> ResponseReturnValue:
     """The signed-in user's task mail, escalation address and team (CSRF-checked by the
     blueprint's guard); a bad value says why and changes nothing."""
@@ -198,6 +204,7 @@ def _form_text(name: str, limit: int) -> str:
 
 
 @bp.get("/contacts")
+@needs(READ_PEOPLE)
 def contacts() -> ResponseReturnValue:
     query = _text("q", 200)
     found: list[Any] = []
@@ -246,6 +253,7 @@ def _before() -> datetime | None:
 
 
 @bp.get("/contacts/<int(max=2147483647):contact_id>")
+@needs(READ_PEOPLE)
 def contact(contact_id: int) -> ResponseReturnValue:
     before = _before()
     now = _now()

@@ -40,6 +40,7 @@ from campaigns.web import dashboard_base as base
 from campaigns.web.auth import safe_next, sign_in, sign_out
 from campaigns.web.charts import FunnelStep, Series, funnel, lines
 from campaigns.web.dashboard_base import bp
+from campaigns.web.roles import PUBLIC, READ_REPORTS, SIGNED_IN, needs
 from campaigns.web.throttle import SignInThrottle, ThrottleUnavailable, client_key
 
 BREAKDOWNS: tuple[tuple[str, str], ...] = (
@@ -81,6 +82,7 @@ def _in_words(seconds: int) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@needs(PUBLIC)
 def login() -> ResponseReturnValue:
     target = safe_next(request.values.get("next"))
     if request.method == "GET":
@@ -136,6 +138,7 @@ def login() -> ResponseReturnValue:
 
 
 @bp.post("/logout")
+@needs(SIGNED_IN)
 def logout() -> ResponseReturnValue:
     """Sign out: every session of this user ends, here and on every other device, so a
     copy of the cookie (kept by a shared computer, a proxy's log) is worth nothing after."""
@@ -149,6 +152,7 @@ def logout() -> ResponseReturnValue:
 
 
 @bp.get("/")
+@needs(SIGNED_IN)
 def index() -> ResponseReturnValue:
     return redirect(url_for("dashboard.journeys"))
 
@@ -164,6 +168,7 @@ def _journey_info(session: Session, key: str | None = None) -> dict[str, tuple[s
 
 
 @bp.get("/journeys")
+@needs(READ_REPORTS)
 def journeys() -> ResponseReturnValue:
     with base.sessions()() as session:
         items = overview(session)
@@ -206,6 +211,7 @@ def _day(name: str) -> date | None:
 
 
 @bp.get("/journeys/<key>")
+@needs(READ_REPORTS)
 def journey(key: str) -> ResponseReturnValue:
     if not _KEY.fullmatch(key):
         abort(404, "No such journey.")
@@ -308,6 +314,7 @@ def _allocation_charts(session: Session, journey_id: int) -> list[dict[str, Any]
 
 
 @bp.get("/nps")
+@needs(READ_REPORTS)
 def nps() -> ResponseReturnValue:
     from campaigns.insight.nps import BUCKETS, summary
 

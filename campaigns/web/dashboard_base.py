@@ -1,5 +1,5 @@
-"""The dashboard blueprint and what every page on it shares: the sign-in and CSRF guard run
-before each request, the security headers, the error page, and the page renderer.
+"""The dashboard blueprint and what every page on it shares: the sign-in, CSRF and role
+guard run before each request, the security headers, the error page, and the page renderer.
 
 The pages themselves are in :mod:`campaigns.web.dashboard` (signing in, journeys and their
 reports), :mod:`campaigns.web.crm` (tasks, contacts) and :mod:`campaigns.web.previews`; each
@@ -9,7 +9,8 @@ they have added their routes.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from flask import (
@@ -28,16 +29,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
 from campaigns.insight.rates import Rate
+from campaigns.web import roles
 from campaigns.web.auth import csrf_ok, csrf_token, current_user, safe_next
 
 bp = Blueprint("dashboard", __name__, template_folder="templates")
 
 PUBLIC = frozenset({"dashboard.login"})
-"""Endpoints open without signing in."""
+"""Endpoints open without signing in (those marked :data:`~campaigns.web.roles.PUBLIC`)."""
 
 BAD_FORM = (
     "This form has expired or did not come from this site. Go back, reload the page and try again."
 )
+
+F = TypeVar("F", bound=Callable[..., object])
+
+_BODY_LIMIT = "_campaigns_body_limit"
 
 CSP = (
     "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
@@ -75,12 +81,29 @@ def _here() -> str | None:
     return safe_next(f"{path}?{query}" if query else path)
 
 
+def body_limit(limit: int) -> Callable[[F], F]:
+    """Mark a view with the largest request body it takes, in bytes (413 beyond), in place of
+    the app's ``MAX_CONTENT_LENGTH``: the guard applies it before it reads the form."""
+
+    def mark(view: F) -> F:
+        setattr(view, _BODY_LIMIT, limit)
+        return view
+
+    return mark
+
+
 @bp.before_request
 def _guard() -> ResponseReturnValue | None:
-    """CSRF on every POST, then a signed-in user on every page but the public ones."""
+    """CSRF on every POST, then a signed-in user on every page but the public ones, then
+    the permission the page is marked with (:mod:`campaigns.web.roles`): 403 without it."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    limit = getattr(view, _BODY_LIMIT, None)
+    if isinstance(limit, int):
+        request.max_content_length = limit
     if request.method == "POST" and not csrf_ok():
         abort(400, BAD_FORM)
-    if request.endpoint in PUBLIC:
+    permission = roles.required(view, request.method)
+    if request.endpoint in PUBLIC or permission == roles.PUBLIC:
         return None
     with sessions()() as session:
         g.user = current_user(session)
@@ -88,7 +111,18 @@ def _guard() -> ResponseReturnValue | None:
         return redirect(
             url_for("dashboard.login", next=_here() if request.method == "GET" else None)
         )
+    if not roles.may(g.user.role, permission):
+        abort(403, roles.refusal(g.user.role, permission))
     return None
+
+
+@bp.app_template_global("may")
+def may(permission: str) -> bool:
+    """Whether the signed-in user may do ``permission`` (templates hide what they may not)."""
+    if permission not in roles.PERMISSIONS:
+        raise ValueError(f"unknown permission {permission!r}")
+    user = g.get("user")
+    return user is not None and roles.may(user.role, permission)
 
 
 @bp.after_request

@@ -8,10 +8,13 @@ from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from campaigns.web.roles import PUBLIC, needs
+
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@needs(PUBLIC)
 def healthz() -> Any:
     try:
         with current_app.extensions["campaigns.sessions"]() as session:

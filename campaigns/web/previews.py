@@ -27,6 +27,7 @@ from campaigns.store.models import Journey as JourneyRow
 from campaigns.tracking.events import contacts_by_email
 from campaigns.web import dashboard_base as base
 from campaigns.web.dashboard_base import CSP, bp
+from campaigns.web.roles import READ_PEOPLE, STEER, needs
 
 PAGE_CSP = CSP.replace("default-src 'none'", "default-src 'none'; frame-src 'self'")
 EMAIL_CSP = (
@@ -114,6 +115,7 @@ def _build(session: Any, args: Any) -> tuple[list[dict[str, Any]], Preview | Non
 
 
 @bp.get("/preview")
+@needs(READ_PEOPLE)
 def preview() -> ResponseReturnValue:
     with base.sessions()() as session:
         choices, shown, problem = _build(session, request.args)
@@ -138,6 +140,7 @@ def preview() -> ResponseReturnValue:
 
 
 @bp.get("/preview/email")
+@needs(READ_PEOPLE)
 def preview_email() -> ResponseReturnValue:
     """The previewed HTML alone, for the sandboxed frame."""
     with base.sessions()() as session:
@@ -151,6 +154,7 @@ def preview_email() -> ResponseReturnValue:
 
 
 @bp.post("/preview/send")
+@needs(STEER)
 def preview_send() -> ResponseReturnValue:
     to = (request.form.get("to", "") or g.user.email).strip()[:320]
     fields: dict[str, Any] = {

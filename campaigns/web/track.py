@@ -35,6 +35,7 @@ from campaigns.store.models import Contact, Message
 from campaigns.tracking.events import record_event
 from campaigns.tracking.hits import Hit, HitLog
 from campaigns.tracking.tokens import TRAP_LINK, Tokens, canonical
+from campaigns.web.roles import PUBLIC, needs
 
 bp = Blueprint("track", __name__, url_prefix="/t", template_folder="templates")
 
@@ -242,6 +243,7 @@ def _page(name: str, contact: Contact | None, status: int = 200, **values: Any) 
 
 
 @bp.route("/o/<token>.gif", methods=["GET", "HEAD"])
+@needs(PUBLIC)
 def open_pixel(token: str) -> Response:
     payload = _payload("open", token)
     _hit("open", payload["m"])
@@ -249,6 +251,7 @@ def open_pixel(token: str) -> Response:
 
 
 @bp.route("/c/<token>", methods=["GET", "HEAD"])
+@needs(PUBLIC)
 def click(token: str) -> Any:
     payload = _payload("click", token, "l")
     link = payload["l"]
@@ -279,6 +282,7 @@ def _answer_value(payload: dict[str, Any]) -> str:
 
 
 @bp.route("/a/<token>", methods=["GET", "HEAD"])
+@needs(PUBLIC)
 def answer_page(token: str) -> Response:
     """Not an answer yet: a page that posts it (scanners GET links; people press buttons)."""
     payload = _payload("answer", token, "v")
@@ -293,6 +297,7 @@ def answer_page(token: str) -> Response:
 
 
 @bp.post("/a/<token>")
+@needs(PUBLIC)
 def answer(token: str) -> Response:
     payload = _payload("answer", token, "v")
     value = _answer_value(payload)
@@ -310,6 +315,7 @@ def answer(token: str) -> Response:
 
 
 @bp.post("/a/<token>/comment")
+@needs(PUBLIC)
 def comment(token: str) -> Response:
     payload = _payload("answer", token, "v")
     message, contact = _contact(payload["m"])
@@ -325,6 +331,7 @@ def comment(token: str) -> Response:
 
 
 @bp.route("/u/<token>", methods=["GET", "HEAD"])
+@needs(PUBLIC)
 def unsubscribe_page(token: str) -> Response:
     payload = _payload("unsub", token)
     if request.method == "HEAD":
@@ -340,6 +347,7 @@ def unsubscribe_page(token: str) -> Response:
 
 
 @bp.post("/u/<token>")
+@needs(PUBLIC)
 def unsubscribe(token: str) -> Response:
     payload = _payload("unsub", token)
     if request.form.get("List-Unsubscribe") == "One-Click":  # RFC 8058, from the mail client
@@ -356,6 +364,7 @@ def unsubscribe(token: str) -> Response:
 
 
 @bp.route("/p/<token>", methods=["GET", "HEAD"])
+@needs(PUBLIC)
 def preferences_page(token: str) -> Response:
     payload = _payload("prefs", token)
     if request.method == "HEAD":
@@ -373,6 +382,7 @@ def preferences_page(token: str) -> Response:
 
 
 @bp.post("/p/<token>")
+@needs(PUBLIC)
 def preferences(token: str) -> Response:
     """Saved at once (a rare, deliberate act on a form; not a tracking hit)."""
     payload = _payload("prefs", token)
