@@ -100,6 +100,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         api_in_app,
         crm,
         dashboard,
+        journey_steps,
         previews,
     )
     from campaigns.web.api_base import bp as api_bp

@@ -212,6 +212,7 @@ def journey(key: str) -> ResponseReturnValue:
         status, version = _journey_info(session, key).get(key, ("", None))
         journey_id = session.scalar(select(Journey.id).where(Journey.key == key))
         allocations = _allocation_charts(session, journey_id) if journey_id is not None else []
+        drawn = _flowchart(session, key, reports["step"])
     steps = reports["step"]
     chart = funnel(
         [
@@ -242,7 +243,29 @@ def journey(key: str) -> ResponseReturnValue:
         since=since,
         until=until,
         allocations=allocations,
+        flow=drawn,
     )
+
+
+def _flowchart(session: Session, key: str, report: JourneyReport) -> dict[str, Any] | None:
+    """The journey's flowchart with its live counts (:mod:`campaigns.web.flowchart`), and
+    the counts themselves for the table of held messages beside it; None without a version."""
+    from campaigns.insight.flow import current, flow
+    from campaigns.web.flowchart import layout, render
+
+    found = current(session, key)
+    if found is None:
+        return None
+    journey_id, definition = found
+    counts = flow(session, journey_id, definition)
+    chart = render(
+        layout(definition),
+        counts.steps,
+        lambda step: url_for("dashboard.journey_step", key=key, step=step),
+        title=f"{report.name}: the steps and who is where now",
+        converted=counts.totals.converted if definition.goal is not None else None,
+    )
+    return {"chart": chart, "counts": counts}
 
 
 def _allocation_charts(session: Session, journey_id: int) -> list[dict[str, Any]]:
