@@ -145,9 +145,9 @@ def test_render_escapes_names_cuts_long_conditions_and_keeps_them_in_a_tooltip()
 
 @pytest.fixture
 def run(db, build_engine, clock):
-    """The journey deployed to six Tokyo contacts (one of them capped (one email a day) by an earlier send,
-    two at a domain that takes one email a minute) and two in London (outside the window at
-    10:00 Tokyo), and one tick at the kit's start: Tuesday 10:00 in Tokyo."""
+    """The journey deployed to six Tokyo contacts (one capped, at one email a day, by an
+    earlier send; two at a domain that takes one email a minute) and two in London (outside
+    the window at 10:00 Tokyo), and one tick at the kit's start: Tuesday 10:00 in Tokyo."""
     with db.session() as s, s.begin():
         account = Account(external_id="A", name="株式会社テスト")
         s.add(account)
