@@ -143,11 +143,10 @@ def test_render_escapes_names_cuts_long_conditions_and_keeps_them_in_a_tooltip()
 # ---------------------------------------------------------------------------- live counts
 
 
-@pytest.fixture
-def run(db, build_engine, clock):
+def seed(db) -> None:
     """The journey deployed to six Tokyo contacts (one capped, at one email a day, by an
     earlier send; two at a domain that takes one email a minute) and two in London (outside
-    the window at 10:00 Tokyo), and one tick at the kit's start: Tuesday 10:00 in Tokyo."""
+    the window at 10:00 Tokyo, the kit's start)."""
     with db.session() as s, s.begin():
         account = Account(external_id="A", name="株式会社テスト")
         s.add(account)
@@ -177,10 +176,21 @@ def run(db, build_engine, clock):
             )
         )
         deploy(s, parse_journey(JOURNEY, "flowtest.yaml"), JOURNEY, "flowtest.yaml")
-    engine = build_engine(
+
+
+def engine_for(build_engine):
+    """The engine of :func:`seed`'s scenario: one email a day, one a minute to slow.example."""
+    return build_engine(
         settings={"frequency_cap": 1, "frequency_period": timedelta(days=1)},
         rate_limiter=DomainRateLimiter({"slow.example": Limit(1, 60)}),
     )
+
+
+@pytest.fixture
+def run(db, build_engine):
+    """:func:`seed`, and one tick at the kit's start: Tuesday 10:00 in Tokyo."""
+    seed(db)
+    engine = engine_for(build_engine)
     engine.tick()
     return engine
 
