@@ -165,10 +165,14 @@ def _journey_info(session: Session, key: str | None = None) -> dict[str, tuple[s
 
 @bp.get("/journeys")
 def journeys() -> ResponseReturnValue:
+    from campaigns.insight.flow import Totals, totals
+
     with base.sessions()() as session:
         items = overview(session)
         info = _journey_info(session)
         overall = global_lift(session)
+        live = totals(session)
+        ids = {k: i for k, i in session.execute(select(Journey.key, Journey.id))}
     rows = [
         {
             "key": item["journey"],
@@ -176,6 +180,7 @@ def journeys() -> ResponseReturnValue:
             "status": info.get(item["journey"], ("", None))[0],
             "version": info.get(item["journey"], ("", None))[1],
             "row": Row(item["journey"], item["counts"]),
+            "live": live.get(ids.get(item["journey"], 0), Totals()),
         }
         for item in items
     ]
