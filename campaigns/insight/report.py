@@ -241,7 +241,8 @@ def journey_report(
             continue  # journey-level metrics (enrolled, goal) have no step
         groups.setdefault(key, Row(key)).counts[metric] = count
     held = held_now(session, row.id)
-    totals.counts["held"] = sum(n for reasons in held.values() for n in reasons.values())
+    if held:  # (a count that is zero is left out, as the stats' are)
+        totals.counts["held"] = sum(n for reasons in held.values() for n in reasons.values())
     if by == "step":
         for step_id, reasons in held.items():
             groups.setdefault(step_id, Row(step_id)).counts["held"] = sum(reasons.values())
@@ -453,8 +454,10 @@ def overview(session: Session) -> list[dict[str, Any]]:
     for journey_id, key, name in journeys(session):
         row = totals.get(journey_id, Row("total"))
         now = live.get(journey_id)
-        if now is not None:  # live: the enrollments in progress and the messages held now
-            row.counts["in_progress"], row.counts["held"] = now.in_progress, now.held
+        if now is not None and now.in_progress:  # live: in progress now (zero is left out)
+            row.counts["in_progress"] = now.in_progress
+        if now is not None and now.held:  # and the messages held now
+            row.counts["held"] = now.held
         unit = _unit(session, session.get(Journey, journey_id))
         result.append({"journey": key, "name": name, "unit": unit, **row.as_dict(), "key": key})
     return result
