@@ -166,10 +166,10 @@ def flow(session: Session, journey_id: int, journey: Definition) -> Flow:
         return steps.get(step_id) or StepCounts()
 
     goal_at: dict[str | None, int] = {}
-    for step_id, state, held_out, n in session.execute(
-        select(Enrollment.current_step, Enrollment.state, Enrollment.holdout, func.count())
+    for state, step_id, held_out, n in session.execute(  # from ix_enrollments_flow alone
+        select(Enrollment.state, Enrollment.current_step, Enrollment.holdout, func.count())
         .where(Enrollment.journey_id == journey_id)
-        .group_by(Enrollment.current_step, Enrollment.state, Enrollment.holdout)
+        .group_by(Enrollment.state, Enrollment.current_step, Enrollment.holdout)
     ):
         n = int(n)
         if held_out:
@@ -183,39 +183,37 @@ def flow(session: Session, journey_id: int, journey: Definition) -> Flow:
             result.finished[state] = result.finished.get(state, 0) + n
         if state == EnrollmentState.GOAL:
             goal_at[step_id] = goal_at.get(step_id, 0) + n
-    mail = (
-        select(
-            Message.step_id.label("step_id"),
-            Message.status.label("status"),
-            case((Message.status == MessageStatus.DEFERRED, reason_of())).label("reason"),
-        )
-        .where(
-            Message.journey_id == journey_id,
-            Message.status.in_([MessageStatus.SENT, MessageStatus.DEFERRED]),
-        )
-        .subquery("mail")
+    for step_id, n in session.execute(  # from ix_messages_flow alone
+        select(Message.step_id, func.count())
+        .where(Message.journey_id == journey_id, Message.status == MessageStatus.SENT)
+        .group_by(Message.step_id)
+    ):
+        at(step_id).sent += int(n)
+        totals.sent += int(n)
+    deferred = (
+        select(Message.step_id.label("step_id"), reason_of().label("reason"))
+        .where(Message.journey_id == journey_id, Message.status == MessageStatus.DEFERRED)
+        .subquery("deferred")
     )
-    for step_id, status, reason, n in session.execute(
-        select(mail.c.step_id, mail.c.status, mail.c.reason, func.count()).group_by(
-            mail.c.step_id, mail.c.status, mail.c.reason
+    for step_id, reason, n in session.execute(
+        select(deferred.c.step_id, deferred.c.reason, func.count()).group_by(
+            deferred.c.step_id, deferred.c.reason
         )
     ):
-        n = int(n)
         for counts in (at(step_id), totals):
-            if status == MessageStatus.SENT:
-                counts.sent += n
-            else:
-                counts.reasons[reason] = counts.reasons.get(reason, 0) + n
+            counts.reasons[reason] = counts.reasons.get(reason, 0) + int(n)
     passed: dict[str, int] = {
         step_id: int(n)
         for step_id, n in session.execute(
+            # from the goal's enrollments (ix_enrollments_flow) to their messages
             select(Message.step_id, func.count(func.distinct(Message.enrollment_id)))
-            .join(Enrollment, Enrollment.id == Message.enrollment_id)
+            .select_from(Enrollment)
+            .join(Message, Message.enrollment_id == Enrollment.id)
             .where(
-                Message.journey_id == journey_id,
-                Message.status.in_(FINISHED),
+                Enrollment.journey_id == journey_id,
                 Enrollment.state == EnrollmentState.GOAL,
                 Enrollment.holdout.is_(False),
+                Message.status.in_(FINISHED),
             )
             .group_by(Message.step_id)
         )
