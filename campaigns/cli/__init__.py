@@ -21,7 +21,7 @@ import click
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from campaigns.cli import accounts, data, demo, health, journeys, people, report, run
+from campaigns.cli import accounts, data, demo, enrollments, health, journeys, people, report, run
 from campaigns.cli.common import (
     EXIT_ERROR,
     EXIT_INTERNAL,
@@ -61,6 +61,7 @@ for command in (
     run.flush,
     run.run,
     report.report,
+    enrollments.enrollments,
     people.tasks,
     people.user,
     accounts.account,

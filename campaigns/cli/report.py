@@ -87,6 +87,7 @@ def report(state: State, journey: str | None, by: str, since: Any, until: Any, f
     headers = [
         by if journey else "journey",
         "sent",
+        "held now",
         "opened",
         "open rate",
         "clicked",
@@ -102,6 +103,7 @@ def report(state: State, journey: str | None, by: str, since: Any, until: Any, f
         [
             row.key,
             row.count("sent"),
+            row.count("held"),
             row.count("opened"),
             common.pct(row.rate("open_rate")),
             row.count("clicked"),
@@ -118,13 +120,19 @@ def report(state: State, journey: str | None, by: str, since: Any, until: Any, f
     if fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(
-            ["group", *[f"{m}" for m in reports.COLUMNS], *[name for name, _, _ in reports.RATES]]
+            [
+                "group",
+                *[f"{m}" for m in reports.COLUMNS],
+                "held",
+                *[name for name, _, _ in reports.RATES],
+            ]
         )
         for row in rows:
             writer.writerow(
                 [
                     row.key,
                     *[row.count(m) for m in reports.COLUMNS],
+                    row.count("held"),
                     *[
                         f"{row.rate(name).value:.4f}" if row.rate(name).n else ""
                         for name, _, _ in reports.RATES
@@ -149,6 +157,11 @@ def report(state: State, journey: str | None, by: str, since: Any, until: Any, f
                 else ""
             )
         )
+        held = document["held"]
+        if held["total"]:
+            click.echo(f"held now: {held['total']:,} ({_reasons(held['by_reason'])})")
+            for step in held["steps"]:
+                click.echo(f"  {step['step']}: {step['held']:,} ({_reasons(step['by_reason'])})")
         goal = document["goal"]
         if not goal["defined"]:
             click.echo("goal: none (add goal: to the journey to measure one)")
@@ -172,6 +185,11 @@ def report(state: State, journey: str | None, by: str, since: Any, until: Any, f
             f" global control {_rate_line(overall['control'])};"
             f" lift {_points(overall['lift'])}"
         )
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    """``sending window 2, frequency cap 1``: why messages are held, most first."""
+    return ", ".join(f"{reason} {n:,}" for reason, n in sorted(counts.items(), key=lambda i: -i[1]))
 
 
 def _points(lift: dict[str, Any]) -> str:

@@ -23,6 +23,8 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from campaigns.insight.flow import reason_of
+from campaigns.insight.flow import totals as live_totals
 from campaigns.insight.rates import Lift, Rate, lift
 from campaigns.store.enums import Channel, Classification, EventKind, MessageStatus
 from campaigns.store.models import Event, Journey, JourneyVersion, Message, Stat
@@ -142,6 +144,17 @@ class JourneyReport:
     control_goal: Rate | None = None  # the global control group's, in this journey
     control_lift: Lift | None = None
     has_goal: bool = True  # whether the current version names a goal
+    held: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Messages held back now (deferred), per step and reason (:func:`held_now`): live, not
+    limited to the report's days."""
+
+    def held_total(self) -> dict[str, int]:
+        """The messages held now by reason, over every step."""
+        total: dict[str, int] = {}
+        for reasons in self.held.values():
+            for reason, n in reasons.items():
+                total[reason] = total.get(reason, 0) + n
+        return total
 
     @property
     def entrants(self) -> str:
@@ -173,6 +186,14 @@ class JourneyReport:
             "totals": self.totals.as_dict(),
             "rows": [row.as_dict() for row in self.rows],
             "goal": goal,
+            "held": {
+                "total": sum(self.held_total().values()),
+                "by_reason": self.held_total(),
+                "steps": [
+                    {"step": step, "held": sum(reasons.values()), "by_reason": reasons}
+                    for step, reasons in self.held.items()
+                ],
+            },
         }
 
 
@@ -220,6 +241,12 @@ def journey_report(
         if by == "step" and not key:
             continue  # journey-level metrics (enrolled, goal) have no step
         groups.setdefault(key, Row(key)).counts[metric] = count
+    held = held_now(session, row.id)
+    if held:  # (a count that is zero is left out, as the stats' are)
+        totals.counts["held"] = sum(n for reasons in held.values() for n in reasons.values())
+    if by == "step":
+        for step_id, reasons in held.items():
+            groups.setdefault(step_id, Row(step_id)).counts["held"] = sum(reasons.values())
     rows = (
         by_persona(session, row.id, since, until)
         if by == "persona"
@@ -243,7 +270,27 @@ def journey_report(
         control_goal=control,
         control_lift=lift(goal, control) if control and goal.n else None,
         has_goal=_has_goal(session, row),
+        held={step: held[step] for step in [r.key for r in rows if r.key in held] + sorted(held)},
     )
+
+
+def held_now(session: Session, journey_id: int) -> dict[str, dict[str, int]]:
+    """The journey's messages deferred now, per step and reason (sending window, frequency
+    cap, send time, rate limit, retry after a failure; :data:`campaigns.insight.flow.
+    HOLD_REASONS`): one ``GROUP BY``."""
+    deferred = (
+        select(Message.step_id.label("step_id"), reason_of().label("reason"))
+        .where(Message.journey_id == journey_id, Message.status == MessageStatus.DEFERRED)
+        .subquery("deferred")
+    )
+    result: dict[str, dict[str, int]] = {}
+    for step_id, reason, n in session.execute(
+        select(deferred.c.step_id, deferred.c.reason, func.count()).group_by(
+            deferred.c.step_id, deferred.c.reason
+        )
+    ):
+        result.setdefault(step_id, {})[reason] = int(n)
+    return result
 
 
 def _unit(session: Session, journey: Journey | None) -> str:
@@ -412,9 +459,15 @@ def overview(session: Session) -> list[dict[str, Any]]:
         )
     ):
         totals[journey_id].counts[metric] = int(count or 0)
+    live = live_totals(session)
     result = []
     for journey_id, key, name in journeys(session):
         row = totals.get(journey_id, Row("total"))
+        now = live.get(journey_id)
+        if now is not None and now.in_progress:  # live: in progress now (zero is left out)
+            row.counts["in_progress"] = now.in_progress
+        if now is not None and now.held:  # and the messages held now
+            row.counts["held"] = now.held
         unit = _unit(session, session.get(Journey, journey_id))
         result.append({"journey": key, "name": name, "unit": unit, **row.as_dict(), "key": key})
     return result

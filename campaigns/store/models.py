@@ -232,6 +232,8 @@ class Enrollment(Base):
             postgresql_where=text("contact_id IS NULL"),
         ),
         Index("ix_enrollments_due", "state", "next_run_at"),
+        # Who is where in a journey (campaigns.insight.flow), read from the index alone.
+        Index("ix_enrollments_flow", "journey_id", "state", "current_step", "holdout"),
         Index(
             "ix_enrollments_uncounted",
             "id",
@@ -293,6 +295,7 @@ class Message(Base):
         UniqueConstraint("enrollment_id", "step_id", "attempt_key", name="uq_messages_attempt"),
         Index("ix_messages_contact_created", "contact_id", "created_at"),
         Index("ix_messages_status", "status"),
+        Index("ix_messages_flow", "journey_id", "status", "step_id"),  # sent and held per step
         Index(
             "ix_messages_uncounted",
             "id",

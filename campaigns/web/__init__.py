@@ -102,6 +102,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         dashboard,
         editor,
         lifecycle,
+        journey_steps,
         previews,
     )
     from campaigns.web.api_base import bp as api_bp

@@ -170,10 +170,14 @@ def _journey_info(session: Session, key: str | None = None) -> dict[str, tuple[s
 @bp.get("/journeys")
 @needs(READ_REPORTS)
 def journeys() -> ResponseReturnValue:
+    from campaigns.insight.flow import Totals, totals
+
     with base.sessions()() as session:
         items = overview(session)
         info = _journey_info(session)
         overall = global_lift(session)
+        live = totals(session)
+        ids = {k: i for k, i in session.execute(select(Journey.key, Journey.id))}
     rows = [
         {
             "key": item["journey"],
@@ -181,6 +185,7 @@ def journeys() -> ResponseReturnValue:
             "status": info.get(item["journey"], ("", None))[0],
             "version": info.get(item["journey"], ("", None))[1],
             "row": Row(item["journey"], item["counts"]),
+            "live": live.get(ids.get(item["journey"], 0), Totals()),
         }
         for item in items
     ]
@@ -229,6 +234,7 @@ def journey(key: str) -> ResponseReturnValue:
         status, version = _journey_info(session, key).get(key, ("", None))
         journey_id = session.scalar(select(Journey.id).where(Journey.key == key))
         allocations = _allocation_charts(session, journey_id) if journey_id is not None else []
+        drawn = _flowchart(session, key, reports["step"])
     steps = reports["step"]
     chart = funnel(
         [
@@ -259,7 +265,29 @@ def journey(key: str) -> ResponseReturnValue:
         since=since,
         until=until,
         allocations=allocations,
+        flow=drawn,
     )
+
+
+def _flowchart(session: Session, key: str, report: JourneyReport) -> dict[str, Any] | None:
+    """The journey's flowchart with its live counts (:mod:`campaigns.web.flowchart`), and
+    the counts themselves for the table of held messages beside it; None without a version."""
+    from campaigns.insight.flow import current, flow
+    from campaigns.web.flowchart import layout, render
+
+    found = current(session, key)
+    if found is None:
+        return None
+    journey_id, definition = found
+    counts = flow(session, journey_id, definition)
+    chart = render(
+        layout(definition),
+        counts.steps,
+        lambda step: url_for("dashboard.journey_step", key=key, step=step),
+        title=f"{report.name}: the steps and who is where now",
+        converted=counts.totals.converted if definition.goal is not None else None,
+    )
+    return {"chart": chart, "counts": counts}
 
 
 def _allocation_charts(session: Session, journey_id: int) -> list[dict[str, Any]]:
