@@ -101,8 +101,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         crm,
         dashboard,
         editor,
-        lifecycle,
         journey_steps,
+        lifecycle,
         previews,
     )
     from campaigns.web.api_base import bp as api_bp
