@@ -268,7 +268,7 @@ def test_the_instance_folder_follows_the_sqlite_file_and_an_explicit_secret_key_
         {"CAMPAIGNS_INSTANCE": str(tmp_path / "third"), "SECRET_KEY": "abcdefgh" * 2}
     )
     assert given.secret_key == "abcdefgh" * 2 and not (tmp_path / "third").exists()
-    with pytest.raises(ConfigError, match="^SECRET_KEY: too short"):
+    with pytest.raises(ConfigError, match=r"^SECRET_KEY: too short"):
         config.load({"CAMPAIGNS_INSTANCE": str(tmp_path / "third"), "SECRET_KEY": "short"})
     assert config.instance_folder({}, "postgresql+psycopg://u@h/db", tmp_path) == (
         tmp_path / "instance"
