@@ -350,7 +350,7 @@ def _demo_weeks(
     try:
         if weeks:
             bar: Any = click.progressbar(
-                length=world.hours(),
+                length=world.passes(),
                 label=f"Simulating {weeks} week{'s' if weeks != 1 else ''}",
                 file=sys.stderr,
             )
@@ -384,7 +384,7 @@ def _demo_weeks(
     if weeks:
         click.echo(
             f"Simulated {weeks} week{'s' if weeks != 1 else ''}, {start:%Y-%m-%d %H:%M} to"
-            f" {end:%Y-%m-%d %H:%M} UTC, one pass an hour: {result.advanced} enrollments"
+            f" {end:%Y-%m-%d %H:%M} UTC, a pass every 2 hours: {result.advanced} enrollments"
             f" advanced, {result.arrivals} new customers signed up"
         )
     else:

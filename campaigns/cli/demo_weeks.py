@@ -49,6 +49,10 @@ from campaigns.tracking.hits import Hit, write_hits
 
 HOUR = timedelta(hours=1)
 
+PASS = timedelta(hours=2)
+"""Simulated time between two scheduler passes: sending windows and send-time counts still
+see most hours of the day, in half the passes of one an hour."""
+
 HUMAN_AGENTS = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
     " Version/17.4 Safari/605.1.15",
@@ -105,7 +109,7 @@ MPP = 0.3
 SCANNED = 0.15
 """Share of the accounts whose mail passes a link scanner."""
 
-TUNING_REFRESH = timedelta(hours=12).total_seconds()
+TUNING_REFRESH = timedelta(days=1).total_seconds()
 """Simulated seconds the tuner and the send-time ranking reuse their counts."""
 
 DROPS = 0.35
@@ -225,11 +229,11 @@ class DemoWeeks:
 
     # ---------------------------------------------------------------- the loop
 
-    def hours(self) -> int:
-        return int((self.end - self.start) / HOUR)
+    def passes(self) -> int:
+        return int((self.end - self.start) / PASS)
 
     def run(self, progress: Callable[[int], None] | None = None) -> WeeksResult:
-        """Hour by hour: sign up the new customers due, run the actions due, tick, and react to
+        """Pass by pass (every :data:`PASS`): sign up the new customers due, run the actions due, tick, and react to
         what the tick sent and to who entered."""
         with self.services.sessions() as session:
             self._last_message = session.scalar(select(Message.id).order_by(Message.id.desc())) or 0
@@ -242,7 +246,7 @@ class DemoWeeks:
             ).all()
         for account_id, started in drops:
             self._plan_drop(account_id, started)
-        for _ in range(self.hours()):
+        for _ in range(self.passes()):
             self._arrive()
             self._run_due()
             result = self.engine.tick()
@@ -251,7 +255,7 @@ class DemoWeeks:
             self._react()
             self._run_due()
             self.hits.flush()
-            self.clock.advance(HOUR)
+            self.clock.advance(PASS)
             if progress is not None:
                 progress(1)
         self._run_due()
