@@ -233,8 +233,8 @@ class DemoWeeks:
         return int((self.end - self.start) / PASS)
 
     def run(self, progress: Callable[[int], None] | None = None) -> WeeksResult:
-        """Pass by pass (every :data:`PASS`): sign up the new customers due, run the actions due, tick, and react to
-        what the tick sent and to who entered."""
+        """Pass by pass (every :data:`PASS`): sign up the new customers due, run the actions
+        due, tick, and react to what the tick sent and to who entered."""
         with self.services.sessions() as session:
             self._last_message = session.scalar(select(Message.id).order_by(Message.id.desc())) or 0
             self._last_enrollment = (
