@@ -13,9 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# `campaigns demo` migrates the database first, once.
+# `campaigns demo` migrates the database first, runs the playbooks over six simulated weeks,
+# then serves the dashboard with a demo sign-in (printed) until Ctrl-C.
 demo: $(STAMP)
-	$(BIN)/campaigns demo
+	$(BIN)/campaigns demo --serve
 
 # The web app and the worker refuse a database behind the code: run this after an upgrade.
 migrate: $(STAMP)

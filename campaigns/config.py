@@ -10,9 +10,11 @@ process starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
+import tempfile
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -138,6 +140,11 @@ SECRET_MIN_LENGTH = 16
 SECRET_MIN_DISTINCT = 8
 
 
+SECRET_FILE = "secret_key"
+"""The file in the instance folder that keeps the generated ``SECRET_KEY`` of an installation
+that sets none (:func:`instance_secret`)."""
+
+
 def _secret_key(value: str | None) -> tuple[str, bool]:
     """``SECRET_KEY`` and whether it was made up for this process (unset or empty).
 
@@ -148,27 +155,75 @@ def _secret_key(value: str | None) -> tuple[str, bool]:
     """
     if not value:
         return secrets.token_urlsafe(32), True
+    return _checked_secret(value, "SECRET_KEY"), False
+
+
+def _checked_secret(value: str, name: str) -> str:
     advice = (
         "use 16+ random characters, e.g. python -c 'import secrets; "
         "print(secrets.token_urlsafe(32))'"
     )
     if not value.strip():
-        raise ConfigError(f"SECRET_KEY: only whitespace; {advice}")
+        raise ConfigError(f"{name}: only whitespace; {advice}")
     if value != value.strip():
         raise ConfigError(
-            "SECRET_KEY: starts or ends with whitespace (a stray space or newline?); remove it"
+            f"{name}: starts or ends with whitespace (a stray space or newline?); remove it"
         )
     if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
         raise ConfigError(
-            f"SECRET_KEY: contains control characters or bytes that are not UTF-8; {advice}"
+            f"{name}: contains control characters or bytes that are not UTF-8; {advice}"
         )
     if len(value) < SECRET_MIN_LENGTH:
-        raise ConfigError(f"SECRET_KEY: too short ({len(value)} characters); {advice}")
+        raise ConfigError(f"{name}: too short ({len(value)} characters); {advice}")
     if len(set(value)) < SECRET_MIN_DISTINCT:
         raise ConfigError(
-            f"SECRET_KEY: only {len(set(value))} different characters, too easy to guess; {advice}"
+            f"{name}: only {len(set(value))} different characters, too easy to guess; {advice}"
         )
-    return value, False
+    return value
+
+
+def instance_folder(env: Mapping[str, str], database_url: str, root: Path) -> Path:
+    """Where an installation keeps what it generates for itself (the secret, the demo's
+    sign-in): ``CAMPAIGNS_INSTANCE``, else ``instance/`` beside the SQLite file, else
+    ``instance/`` in ``root`` (the working folder)."""
+    if env.get("CAMPAIGNS_INSTANCE"):
+        return Path(env["CAMPAIGNS_INSTANCE"])
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        return Path(url.database).parent / "instance"
+    return root / "instance"
+
+
+def instance_secret(folder: Path) -> str:
+    """The secret kept in ``folder``'s :data:`SECRET_FILE`, generated on first use.
+
+    Created atomically: the key is written to a file of its own (mode 0600), then linked to
+    its name, which fails if another process got there first; both then read the one that
+    won. So two processes starting together agree, and every later one reads the same key:
+    links signed by ``campaigns demo`` open under ``campaigns run``."""
+    path = folder / SECRET_FILE
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            fd, draft = tempfile.mkstemp(prefix=".secret-", dir=folder)  # mode 0600
+            try:
+                with os.fdopen(fd, "w", encoding="ascii") as handle:
+                    handle.write(secrets.token_urlsafe(32) + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                with contextlib.suppress(FileExistsError):  # another process won: read theirs
+                    os.link(draft, path)
+            finally:
+                os.unlink(draft)
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(
+            f"SECRET_KEY is unset and {path} cannot be made or read"
+            f" ({getattr(exc, 'strerror', None) or exc}); set SECRET_KEY or CAMPAIGNS_INSTANCE"
+        ) from None
+    return _checked_secret(text.rstrip("\n"), str(path))
 
 
 # -- URLs ----------------------------------------------------------------------------------
@@ -300,6 +355,8 @@ class Config:
     journeys_dir: Path
     templates_dir: Path
     secret_is_ephemeral: bool = False
+    instance_dir: Path = Path("instance")
+    """Where the installation keeps what it generates (:func:`instance_folder`)."""
     mail_from: Mailbox = _DEFAULT_MAIL_FROM
     frequency_cap: int = defaults.FREQUENCY_CAP
     frequency_days: int = defaults.FREQUENCY_DAYS
@@ -326,7 +383,13 @@ class Config:
 
 
 def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> Config:
-    """Read the settings from ``env`` (default: ``os.environ``)."""
+    """Read the settings from ``env`` (default: ``os.environ``).
+
+    Without ``SECRET_KEY``, the settings of the process's environment take the instance
+    folder's secret (:func:`instance_secret`, generated once), so that every process of the
+    installation signs and checks links alike; a mapping passed in (a test's, a tool's) writes
+    no file and gets a random key of its own unless it names ``CAMPAIGNS_INSTANCE``."""
+    from_process = env is None or env is os.environ
     env = os.environ if env is None else env
     root = root or Path()  # relative: messages show journeys/x.yaml, not a long path
     database_url = normalise_database_url(env.get("DATABASE_URL") or defaults.DATABASE_URL)
@@ -343,6 +406,9 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         raise ConfigError(f"MAIL_URL: bad port in {redact_url(mail_url)!r}") from None
     base_url = _check_url("BASE_URL", env.get("BASE_URL") or defaults.BASE_URL, ("http", "https"))
     secret, ephemeral = _secret_key(env.get("SECRET_KEY"))
+    instance = instance_folder(env, database_url, root)
+    if ephemeral and (from_process or env.get("CAMPAIGNS_INSTANCE")):
+        secret, ephemeral = instance_secret(instance), False
     mail_from = parse_mail_from(env.get("MAIL_FROM") or defaults.MAIL_FROM)
     cap, days = _frequency(env.get("FREQUENCY_CAP"))
     api_keys = _api_keys(env.get("API_KEYS") or "")
@@ -355,6 +421,7 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         journeys_dir=Path(env.get("CAMPAIGNS_JOURNEYS") or root / defaults.JOURNEYS_DIR),
         templates_dir=Path(env.get("CAMPAIGNS_TEMPLATES") or root / defaults.TEMPLATES_DIR),
         secret_is_ephemeral=ephemeral,
+        instance_dir=instance,
         mail_from=mail_from,
         frequency_cap=cap,
         frequency_days=days,

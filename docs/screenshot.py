@@ -1,34 +1,33 @@
-"""Take the README's screenshot of a journey's page (docs/img/journey.png), or with
-``--page account`` the dashboard guide's screenshot of an account's page (docs/img/account.png).
+"""Take the README's screenshots from the demo: the journeys list (docs/img/journeys.png), a
+shipped journey's page (docs/img/journey.png), the NPS page (docs/img/nps.png) and an
+account's page (docs/img/account.png, for the dashboard guide).
 
-Seeds a throw-away SQLite database with a demo-like journey (four steps, four segments, four
-weeks of sends, opens, clicks and answers, an A/B test on the first email and a holdout),
-serves the dashboard on loopback, signs in with headless Chromium (cut off from the network,
-as in the browser tests) and saves the page from its top to the table by segment.
+Runs ``campaigns demo`` (the shipped playbooks over simulated weeks with synthetic
+recipients, as ``make demo`` does) on a throw-away SQLite database, serves the dashboard on
+loopback, signs in with headless Chromium (cut off from the network, as in the browser tests)
+and saves each page from its top to its last table.
 
-    .venv/bin/python docs/screenshot.py [--out docs/img/journey.png]
-    .venv/bin/python docs/screenshot.py --page account [--out docs/img/account.png]
+    .venv/bin/python docs/screenshot.py                 # every page
+    .venv/bin/python docs/screenshot.py --page nps [--out docs/img/nps.png]
 
-The account page is shown as a CSM sees it after ``campaigns demo``: the demo's database with
-60 days of health scored for its accounts (tests/accounts_kit.py, as the browser tests do),
-signed in as one of its owners, from the top to the contacts.
+The account page is shown as a CSM sees it: the demo owner's account whose health fell the
+most (tests/accounts_kit.py, as the browser tests do), from the top to the contacts.
 
 Needs ``chromium`` and ``chromium-driver`` (``apt-get install chromium chromium-driver``)
-and a Japanese font for the names (``apt-get install fonts-noto-cjk``). The numbers come
-from a seeded random generator, so the picture only changes when the pages do.
+and a Japanese font for the names (``apt-get install fonts-noto-cjk``). The demo is seeded,
+so the pictures only change when the pages, the playbooks or the demo do (and the day).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import random
+import os
 import subprocess
 import sys
 import tempfile
-import textwrap
-from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,146 +36,30 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the app, and the browser help
 from browser import chromium, console_errors, missing, png_size, serving, sign_in  # noqa: E402
 from flask import Flask  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from sqlalchemy import select  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 
 from campaigns import config as settings_module  # noqa: E402
-from campaigns.engine.deploy import deploy  # noqa: E402
-from campaigns.insight import stats  # noqa: E402
-from campaigns.journeys.parse import parse_journey  # noqa: E402
-from campaigns.store.db import make_engine, make_sessionmaker, migrate  # noqa: E402
-from campaigns.store.models import Journey  # noqa: E402
+from campaigns.store.db import make_engine, make_sessionmaker  # noqa: E402
 from campaigns.store.users import add_user  # noqa: E402
 from campaigns.web import create_app  # noqa: E402
 
-OUT = ROOT / "docs" / "img" / "journey.png"
-ACCOUNT_OUT = ROOT / "docs" / "img" / "account.png"
+IMG = ROOT / "docs" / "img"
 WIDTH = 1280
 MAX_BYTES = 300_000
-"""The README's image stays small."""
+"""The README's images stay small."""
 
 EMAIL = "hanako@example.com"
 PASSWORD = "screenshot only, thrown away"
 SECRET = "screenshot-secret-0123456789abcdef"
-DAYS = 28
-KEY = "onboarding_nps"
-JOURNEY = textwrap.dedent(
-    f"""\
-    journey: {KEY}
-    name: Onboarding and first NPS
-    description: Welcome (two variants), tips and a check-in over the first weeks,
-      then an NPS survey.
-    segments: [healthcare, retail, it_services, finance]
-    entry: {{trigger: segment}}
-    holdout: 10
-    goal: {{event: first_report_created, within: 30 days}}
-    steps:
-      - id: welcome
-        email:
-          template: onboarding_welcome
-          subject: {{en: "Welcome: your workspace is ready", ja: ご利用開始のご案内}}
-          variants:
-            - id: short
-              subject: {{en: Get started in 5 minutes, ja: 5分で始められます}}
-            - id: video
-              template: onboarding_welcome_video
-              subject: {{en: Your five-minute video tour, ja: 5分でわかる動画ガイド}}
-      - {{id: wait_tips, wait: 3 days}}
-      - id: tips
-        email: {{template: onboarding_tips, subject: {{en: Three habits of successful teams,
-            ja: 活用が進むチームの3つの習慣}}}}
-      - {{id: wait_checkin, wait: 5 days}}
-      - id: checkin
-        email: {{template: onboarding_checkin, subject: {{en: "How is it going so far?",
-            ja: ご利用状況はいかがでしょうか}}}}
-      - {{id: wait_nps, wait: 14 days}}
-      - id: ask_nps
-        survey: {{scale: nps, template: nps_survey,
-            subject: {{en: "How likely are you to recommend us?",
-                ja: サービスのおすすめ度を教えてください}}}}
-    """
-)
+JOURNEY = "tech_touch_onboarding"
+"""The journey page shown: a shipped playbook with a branch, two variants and a send time."""
 
-
-@dataclasses.dataclass(frozen=True)
-class Audience:
-    """A segment: its touch tier, how many enter a day, and how readily they respond."""
-
-    segment: str
-    tier: str
-    per_day: int
-    engagement: float
-
-
-AUDIENCES = (
-    Audience("healthcare", "low_touch", 3, 1.15),
-    Audience("retail", "tech_touch", 5, 0.8),
-    Audience("it_services", "tech_touch", 4, 1.3),
-    Audience("finance", "high_touch", 2, 1.0),
-)
-
-# Per step: (metric, share of the step's sends, of what), applied in order; "video" opens better.
-STEPS: tuple[tuple[str, float, tuple[tuple[str, float], ...]], ...] = (
-    ("welcome", 0.97, (("opened", 0.52), ("clicked", 0.22))),
-    ("tips", 0.9, (("opened", 0.41), ("clicked", 0.12))),
-    ("checkin", 0.7, (("opened", 0.45), ("clicked", 0.1))),
-    ("ask_nps", 0.85, (("opened", 0.48), ("answered", 0.27))),
-)
-
-
-def seed_counts(journey_id: int, today: date, rng: random.Random) -> Counter[stats.Key]:
-    """Four weeks of counts, per day, segment, step and variant, as the scheduler and the
-    flusher would have written them."""
-    counts: Counter[stats.Key] = Counter()
-
-    def add(
-        step: str, channel: str, variant: str, audience: Audience, day: date, metric: str, n: int
-    ) -> None:
-        if n:
-            counts[
-                (journey_id, step, channel, variant, audience.segment, audience.tier, day, metric)
-            ] += n
-
-    def some(n: int, p: float) -> int:
-        return sum(rng.random() < min(p, 0.98) for _ in range(n))
-
-    for offset in range(DAYS, 0, -1):
-        day = today - timedelta(days=offset)
-        for audience in AUDIENCES:
-            entered = max(0, round(rng.gauss(audience.per_day, audience.per_day / 4)))
-            held_out = some(entered, 0.1)
-            add("", "", "", audience, day, "enrolled", entered - held_out)
-            add("", "", "", audience, day, "holdout", held_out)
-            add("", "", "", audience, day, "holdout_goal", some(held_out, 0.12))
-            reached = entered - held_out
-            add("", "", "", audience, day, "goal", some(reached, 0.22 + 0.1 * audience.engagement))
-            for step, reach, funnel in STEPS:
-                reached = some(reached, reach)
-                variants = ("short", "video") if step == "welcome" else ("",)
-                for variant in variants:
-                    sent = reached // len(variants) + (
-                        reached % len(variants) if variant == variants[0] else 0
-                    )
-                    lift = 1.15 if variant == "video" else 1.0
-                    add(step, "email", variant, audience, day, "sent", sent)
-                    add(step, "email", variant, audience, day, "bounced", some(sent, 0.01))
-                    add(step, "email", variant, audience, day, "opened_machine", some(sent, 0.08))
-                    base = sent
-                    for metric, share in funnel:
-                        hits = some(base, share * audience.engagement * lift)
-                        add(step, "email", variant, audience, day, metric, hits)
-                        if metric == "clicked":
-                            add(
-                                step,
-                                "email",
-                                variant,
-                                audience,
-                                day,
-                                "clicked_machine",
-                                some(sent, 0.02),
-                            )
-                        base = hits if metric == "opened" else base
-                    add(step, "email", variant, audience, day, "unsubscribed", some(sent, 0.004))
-    return counts
+PAGES: dict[str, tuple[str, str]] = {
+    "journeys": ("/journeys", "main table"),
+    "journey": (f"/journeys/{JOURNEY}", "table.report[data-by='segment']"),
+    "nps": ("/nps", "table.nps-table"),
+}
+"""Each page: its path and the last element the picture shows (the last one that matches)."""
 
 
 def japanese_font() -> bool:
@@ -195,16 +78,11 @@ def japanese_font() -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--page", choices=["journey", "account"], default="journey")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help=f"where to save the PNG (default: {OUT.relative_to(ROOT)}, or "
-        f"{ACCOUNT_OUT.relative_to(ROOT)} for the account page)",
-    )
+    parser.add_argument("--page", choices=[*PAGES, "account", "all"], default="all")
+    parser.add_argument("--out", type=Path, help="where to save the PNG (one page only)")
     args = parser.parse_args()
-    if args.out is None:
-        args.out = ACCOUNT_OUT if args.page == "account" else OUT
+    if args.out is not None and args.page == "all":
+        parser.error("--out names one picture: pick its --page")
     problem = missing()
     if problem:
         print(f"screenshot: {problem}", file=sys.stderr)
@@ -217,59 +95,90 @@ def main() -> int:
         )
         return 1
     now = datetime.now(UTC)
-    if args.page == "account":
-        return account_page(args.out, now)
+    pages = [*PAGES, "account"] if args.page == "all" else [args.page]
+    failed = 0
+    if "account" in pages:
+        failed |= account_page(args.out or IMG / "account.png", now)
+    wanted = [p for p in pages if p in PAGES]
+    if wanted:
+        failed |= demo_pages({p: args.out or IMG / f"{p}.png" for p in wanted}, now)
+    return failed
+
+
+def demo_pages(outs: dict[str, Path], now: datetime) -> int:
+    """The dashboard's pages after ``campaigns demo`` (its default weeks)."""
     with tempfile.TemporaryDirectory(prefix="campaigns-screenshot-") as folder:
         url = f"sqlite:///{Path(folder) / 'campaigns.db'}"
+        drop = ("REDIS_URL", "SECRET_KEY", "CAMPAIGNS_INSTANCE", "GLOBAL_CONTROL_PERCENT")
+        env = {k: v for k, v in os.environ.items() if k not in drop}
+        env.update(DATABASE_URL=url, MAIL_URL=f"file://{Path(folder) / 'outbox'}")
+        done = subprocess.run(
+            [sys.executable, "-m", "campaigns", "demo"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode:
+            print(f"screenshot: campaigns demo failed: {done.stderr[-2000:]}", file=sys.stderr)
+            return 1
         engine = make_engine(url)
-        migrate(engine)
         with make_sessionmaker(engine)() as session, session.begin():
-            add_user(session, EMAIL, PASSWORD, now, name="佐藤 花子", role="csm")
-            deploy(
-                session,
-                parse_journey(JOURNEY, f"journeys/{KEY}.yaml"),
-                JOURNEY,
-                f"journeys/{KEY}.yaml",
-            )
-            journey_id = session.scalar(select(Journey.id).where(Journey.key == KEY))
-            assert journey_id is not None
-            stats.add(session, seed_counts(journey_id, now.date(), random.Random(20261124)))
+            add_user(session, EMAIL, PASSWORD, now, name="佐藤 花子", role="admin")
         engine.dispose()
-
-        def build(base: str) -> Flask:
-            cfg = dataclasses.replace(
-                settings_module.load({}), secret_key=SECRET, base_url=base, redis_url=None
-            )
-            return create_app({"DATABASE_URL": url, "CAMPAIGNS": cfg, "SECRET_KEY": SECRET})
-
-        with serving(build) as (base, app):
+        failed = 0
+        with serving(_builder(url)) as (base, app):
             driver = chromium()
             try:
-                sign_in(driver, base, EMAIL, PASSWORD, page=f"/journeys/{KEY}")
-                bottom = driver.find_element(
-                    By.CSS_SELECTOR, "table.report[data-by='segment']"
-                ).rect
-                height = int(bottom["y"] + bottom["height"]) + 28
-                driver.set_window_size(WIDTH, height)
-                inner = int(driver.execute_script("return window.innerHeight"))
-                driver.set_window_size(
-                    WIDTH, 2 * height - inner
-                )  # the window is taller than the page it shows
-                driver.execute_script("window.scrollTo(0, 0)")
-                errors = [
-                    e for e in console_errors(driver) if not e.startswith(f"{base}/favicon.ico ")
-                ]
-                if errors:
-                    print(f"screenshot: the page logged errors: {errors}", file=sys.stderr)
-                    return 1
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                if not driver.save_screenshot(str(args.out)):
-                    print(f"screenshot: could not write {args.out}", file=sys.stderr)
-                    return 1
+                sign_in(driver, base, EMAIL, PASSWORD, page="/journeys")
+                for page, out in outs.items():
+                    path, last = PAGES[page]
+                    failed |= _shoot(driver, base, path, lambda d, s=last: _bottom(d, s), out)
             finally:
                 driver.quit()
             app.extensions["campaigns.engine"].dispose()
-    return checked(args.out)
+    return failed
+
+
+def _builder(url: str) -> Callable[[str], Flask]:
+    def build(base: str) -> Flask:
+        cfg = dataclasses.replace(
+            settings_module.load({}), secret_key=SECRET, base_url=base, redis_url=None
+        )
+        return create_app({"DATABASE_URL": url, "CAMPAIGNS": cfg, "SECRET_KEY": SECRET})
+
+    return build
+
+
+def _bottom(driver: WebDriver, selector: str) -> int:
+    found = driver.find_elements(By.CSS_SELECTOR, selector)
+    if not found:
+        raise LookupError(f"no {selector} on {driver.current_url}")
+    rect = found[-1].rect
+    return int(rect["y"] + rect["height"]) + 28
+
+
+def _shoot(
+    driver: WebDriver, base: str, path: str, bottom: Callable[[WebDriver], int], out: Path
+) -> int:
+    """Open ``path``, size the window to show it down to ``bottom``, save it to ``out``."""
+    driver.set_window_size(WIDTH, 2000)
+    driver.get(base + path)
+    height = bottom(driver)
+    driver.set_window_size(WIDTH, height)
+    inner = int(driver.execute_script("return window.innerHeight"))
+    driver.set_window_size(WIDTH, 2 * height - inner)  # the window is taller than the page it shows
+    driver.execute_script("window.scrollTo(0, 0)")
+    errors = [e for e in console_errors(driver) if not e.startswith(f"{base}/favicon.ico ")]
+    if errors:
+        print(f"screenshot: {path} logged errors: {errors}", file=sys.stderr)
+        return 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not driver.save_screenshot(str(out)):
+        print(f"screenshot: could not write {out}", file=sys.stderr)
+        return 1
+    return checked(out)
 
 
 def account_page(out: Path, now: datetime) -> int:
@@ -284,35 +193,16 @@ def account_page(out: Path, now: datetime) -> int:
             account_id = falling_account(session)
             add_user(session, DEMO_OWNER, PASSWORD, now, name="佐藤 美咲", role="csm")
         engine.dispose()
-
-        def build(base: str) -> Flask:
-            cfg = dataclasses.replace(
-                settings_module.load({}), secret_key=SECRET, base_url=base, redis_url=None
-            )
-            return create_app({"DATABASE_URL": url, "CAMPAIGNS": cfg, "SECRET_KEY": SECRET})
-
-        with serving(build) as (base, app):
+        with serving(_builder(url)) as (base, app):
             driver = chromium()
             try:
-                sign_in(driver, base, DEMO_OWNER, PASSWORD, page=f"/accounts/{account_id}")
-                bottom = driver.find_element(By.CSS_SELECTOR, "table.contacts").rect
-                height = int(bottom["y"] + bottom["height"]) + 28
-                driver.set_window_size(WIDTH, height)
-                inner = int(driver.execute_script("return window.innerHeight"))
-                driver.set_window_size(WIDTH, 2 * height - inner)
-                driver.execute_script("window.scrollTo(0, 0)")
-                errors = console_errors(driver)
-                if errors:
-                    print(f"screenshot: the page logged errors: {errors}", file=sys.stderr)
-                    return 1
-                out.parent.mkdir(parents=True, exist_ok=True)
-                if not driver.save_screenshot(str(out)):
-                    print(f"screenshot: could not write {out}", file=sys.stderr)
-                    return 1
+                page = f"/accounts/{account_id}"
+                sign_in(driver, base, DEMO_OWNER, PASSWORD, page=page)
+                failed = _shoot(driver, base, page, lambda d: _bottom(d, "table.contacts"), out)
             finally:
                 driver.quit()
             app.extensions["campaigns.engine"].dispose()
-    return checked(out)
+    return failed
 
 
 def checked(out: Path) -> int:

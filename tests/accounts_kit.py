@@ -291,7 +291,8 @@ def run_demo(database_url: str, today: date, folder: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "SECRET_KEY")}
     env.update(DATABASE_URL=database_url, MAIL_URL=f"file://{folder / 'outbox'}")
     done = subprocess.run(
-        [sys.executable, "-m", "campaigns", "demo", "--date", today.isoformat()],
+        # One simulated week: mail on the timelines, quickly.
+        [sys.executable, "-m", "campaigns", "demo", "--date", today.isoformat(), "--weeks", "1"],
         cwd=ROOT,
         env=env,
         capture_output=True,

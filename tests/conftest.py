@@ -36,6 +36,12 @@ import pytest
 os.environ.setdefault(
     "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "campaigns-hypothesis")
 )
+# Processes that read the environment's settings without SECRET_KEY keep a generated one in
+# the instance folder (campaigns.config.instance_secret): the temporary folder's, not the
+# checkout's.
+os.environ.setdefault(
+    "CAMPAIGNS_INSTANCE", os.path.join(tempfile.gettempdir(), f"campaigns-instance-{os.getpid()}")
+)
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine as DatabaseEngine
 from sqlalchemy import text

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import email
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
@@ -217,10 +220,65 @@ def test_a_secret_key_of_16_characters_with_8_different_ones_is_enough():
     )
 
 
-def test_an_unset_or_empty_secret_key_gets_a_random_one_per_process():
+def test_a_mapping_without_secret_key_gets_a_random_one_and_writes_no_file():
     first, second = config.load({}), config.load({"SECRET_KEY": ""})
     assert first.secret_is_ephemeral and second.secret_is_ephemeral
     assert first.secret_key != second.secret_key and len(set(first.secret_key)) >= 8
+
+
+_PRINT_SECRET = "from campaigns import config; print(config.load().secret_key)"
+
+
+def _secret_of_a_process(env: dict[str, str]) -> subprocess.Popen[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "CAMPAIGNS_INSTANCE")}
+    return subprocess.Popen(
+        [sys.executable, "-c", _PRINT_SECRET],
+        cwd=ROOT,
+        env={**environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_processes_started_together_without_secret_key_agree_on_the_instance_secret(tmp_path):
+    instance = tmp_path / "instance"
+    started = [_secret_of_a_process({"CAMPAIGNS_INSTANCE": str(instance)}) for _ in range(4)]
+    keys = set()
+    for process in started:
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        keys.add(out.strip())
+    assert len(keys) == 1 and len(keys.pop()) >= 32
+    secret = instance / config.SECRET_FILE
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in instance.iterdir()] == [config.SECRET_FILE]  # no draft left behind
+    later = _secret_of_a_process({"CAMPAIGNS_INSTANCE": str(instance)}).communicate(timeout=60)
+    assert later[0].strip() == secret.read_text().strip()
+
+
+def test_the_instance_folder_follows_the_sqlite_file_and_an_explicit_secret_key_wins(tmp_path):
+    db = tmp_path / "project" / "campaigns.db"
+    out, _ = _secret_of_a_process({"DATABASE_URL": f"sqlite:///{db}"}).communicate(timeout=60)
+    assert out.strip() == (tmp_path / "project" / "instance" / "secret_key").read_text().strip()
+    cfg = config.load({"CAMPAIGNS_INSTANCE": str(tmp_path / "elsewhere")})
+    assert cfg.instance_dir == tmp_path / "elsewhere" and not cfg.secret_is_ephemeral
+    assert cfg.secret_key == (tmp_path / "elsewhere" / "secret_key").read_text().strip()
+    given = config.load(
+        {"CAMPAIGNS_INSTANCE": str(tmp_path / "third"), "SECRET_KEY": "abcdefgh" * 2}
+    )
+    assert given.secret_key == "abcdefgh" * 2 and not (tmp_path / "third").exists()
+    with pytest.raises(ConfigError, match=r"^SECRET_KEY: too short"):
+        config.load({"CAMPAIGNS_INSTANCE": str(tmp_path / "third"), "SECRET_KEY": "short"})
+    assert config.instance_folder({}, "postgresql+psycopg://u@h/db", tmp_path) == (
+        tmp_path / "instance"
+    )
+
+
+def test_a_damaged_instance_secret_is_one_line_naming_the_file(tmp_path):
+    (tmp_path / "secret_key").write_text("aaaa\n")
+    with pytest.raises(ConfigError, match=r"secret_key: too short \(4 characters\)"):
+        config.load({"CAMPAIGNS_INSTANCE": str(tmp_path)})
 
 
 # -- DATABASE_URL ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ def demo(db: Path) -> subprocess.CompletedProcess[str]:
         f"file://{db.parent / 'outbox'}"
     )
     return subprocess.run(
-        [sys.executable, "-m", "campaigns", "demo", "--date", "2026-11-23"],
+        [sys.executable, "-m", "campaigns", "demo", "--date", "2026-11-23", "--weeks", "0"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -66,6 +66,18 @@ def campaigns(db: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
+def sent_by_journeys(db: Path) -> int:
+    """Emails the journeys sent to customers (owner notices aside), bounced later or not."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM messages WHERE sent_at IS NOT NULL AND channel = 'email'"
+            ).fetchone()[0]
+        )
+
+
 def message_count(db: Path) -> int:
     import sqlite3
 
@@ -75,7 +87,7 @@ def message_count(db: Path) -> int:
 
 def test_demo_delivers_first_steps_then_simulate_writes_nothing_and_tick_runs(tmp_path):
     db = tmp_path / "demo.db"
-    result = campaigns(db, "demo", "--date", "2026-11-24")
+    result = campaigns(db, "demo", "--date", "2026-11-24", "--weeks", "1", "--arrivals", "10")
     assert result.returncode == 0, result.stderr
     sent = int(re.search(r"emails sent: (\d+)", result.stdout).group(1))
     assert sent > 0 and len(list((tmp_path / "outbox").glob("*.eml"))) == sent
@@ -88,10 +100,8 @@ def test_demo_delivers_first_steps_then_simulate_writes_nothing_and_tick_runs(tm
             re.M,
         )
     ]
-    notices = int(
-        re.search(r"tasks for account owners: (\d+)", result.stdout).group(1)
-    )  # each with an email to its owner
-    assert len(reported) == 8 and sum(reported) == sent - notices, result.stdout
+    assert len(reported) == 8 and sum(reported) == sent_by_journeys(db), result.stdout
+    assert "Simulated 1 week, 2026-11-17 01:00 to 2026-11-24 01:00 UTC" in result.stdout
     assert "Dashboard: http://127.0.0.1:5000/journeys" in result.stdout
     before = message_count(db)
 
@@ -153,3 +163,77 @@ def test_run_serves_the_web_app_and_stops_on_ctrl_c(tmp_path):
     assert process.returncode == 0, err
     assert "web on http://127.0.0.1:" in out and "stopping" in out
     assert "Traceback" not in err
+
+
+def test_demo_serve_prints_the_address_and_a_sign_in_kept_in_the_instance_folder(tmp_path):
+    import signal
+    import urllib.parse
+    import urllib.request
+    from http.cookiejar import CookieJar
+
+    from conftest import free_port
+
+    port = free_port()
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "SECRET_KEY", "CAMPAIGNS_INSTANCE")
+    }
+    environ.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'demo.db'}", MAIL_URL=f"file://{tmp_path / 'outbox'}"
+    )
+
+    def serve() -> tuple[str, str]:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "campaigns",
+                "demo",
+                "--weeks",
+                "0",
+                "--serve",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            lines = []
+            for line in process.stdout:
+                lines.append(line)
+                if line.startswith("campaigns running: web on"):
+                    break
+            out = "".join(lines)
+            assert f"Dashboard: http://127.0.0.1:{port}/journeys" in out, out
+            signed = re.search(r"Sign in as demo@example.com with the password (\S+)", out)
+            assert signed, out
+            password = signed.group(1)
+            jar = CookieJar()
+            opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+            page = opener.open(f"http://127.0.0.1:{port}/login", timeout=5).read().decode()
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+            form = {"email": "demo@example.com", "password": password, "next": "/journeys"}
+            if csrf:
+                form["csrf"] = csrf.group(1)
+            landed = opener.open(
+                f"http://127.0.0.1:{port}/login",
+                data=urllib.parse.urlencode(form).encode(),
+                timeout=10,
+            )
+            assert landed.status == 200 and urllib.parse.urlsplit(landed.url).path == "/journeys"
+            return password, out
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.communicate(timeout=30)
+
+    first, _ = serve()
+    kept = tmp_path / "instance" / "demo-password"
+    assert kept.read_text().strip() == first and kept.stat().st_mode & 0o777 == 0o600
+    second, _ = serve()
+    assert second == first

@@ -1,10 +1,15 @@
-"""``campaigns demo``: a sample project end to end (migrate, import, tier, deploy, one pass,
-the report), for a first look."""
+"""``campaigns demo``: a sample project end to end (migrate, import, tier, deploy, health,
+then weeks of the shipped playbooks on a fake clock with synthetic recipients, the report),
+for a first look; ``--serve`` then serves the dashboard with a demo sign-in."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import secrets
+import sys
 import tempfile
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +28,60 @@ from campaigns.journeys.parse import read_source
 from campaigns.journeys.segments import SegmentSet
 from campaigns.store.models import Account, Contact
 
+DEMO_USER = "demo@example.com"
+"""The dashboard sign-in ``campaigns demo --serve`` makes (an admin)."""
+
+DEMO_PASSWORD_FILE = "demo-password"
+"""Its password, generated once, in the instance folder beside the secret."""
+
+DEMO_CONTROL_PERCENT = 10.0
+"""The global control group of the demo's weeks when ``GLOBAL_CONTROL_PERCENT`` is unset: the
+lift of the journeys with a goal shows against it."""
+
+ARRIVALS_PER_WEEK = 40
+"""New tech-touch customers signing up each simulated week (the onboarding's entrants)."""
+
 
 @click.command()
 @click.option(
     "--accounts", default=60, show_default=True, help="How many sample accounts to create."
 )
 @click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="Pretend today is this day.")
+@click.option(
+    "--weeks",
+    default=6,
+    show_default=True,
+    type=click.IntRange(0, 26),
+    help="Simulated weeks of the playbooks before today (0: one pass today).",
+)
+@click.option(
+    "--arrivals",
+    default=ARRIVALS_PER_WEEK,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="New customers signing up per simulated week.",
+)
+@click.option("--serve", is_flag=True, help="Then serve the dashboard (as `campaigns run`).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="The dashboard's port with --serve (default: BASE_URL's, else 5000).",
+)
+@click.pass_context
 @pass_state
-def demo(state: State, accounts: int, on: Any) -> None:
+def demo(
+    state: State,
+    ctx: click.Context,
+    accounts: int,
+    on: Any,
+    weeks: int,
+    arrivals: int,
+    serve: bool,
+    port: int | None,
+) -> None:
     """Seed sample accounts and contacts, tier them, validate and deploy the shipped
-    journeys, and print a summary per tier and journey."""
+    journeys, run them over simulated weeks with synthetic recipients, and print a summary
+    per tier and journey."""
     from campaigns.imports.importer import import_csv
     from campaigns.imports.samples import write_samples
 
@@ -101,13 +150,19 @@ def demo(state: State, accounts: int, on: Any) -> None:
     click.echo("")
     _demo_health(state, segset, on, today)
     click.echo("")
-    _demo_run(state, on)
+    _demo_weeks(state, segset, on, weeks, arrivals, first_number=accounts)
     click.echo("")
     _demo_report(state)
     click.echo("")
+    _demo_learning(state)
+    click.echo("")
+    if serve:
+        _serve(ctx, state, port)
+        return
     click.echo(
         f"Dashboard: {state.config.base_url}/journeys once `campaigns run` serves it"
-        " (create a sign-in first: `campaigns user add you@example.com`)."
+        " (create a sign-in first: `campaigns user add you@example.com`), or run"
+        " `campaigns demo --serve` (`make demo`)."
     )
     click.echo(
         "Next: `campaigns simulate low_touch_nps --days 14`, `campaigns report low_touch_nps`,"
@@ -247,34 +302,96 @@ def _demo_report(state: State) -> None:
     )
 
 
-def _demo_run(state: State, on: Any) -> None:
-    """One scheduler pass over the deployed playbooks: their first steps go out."""
-    from datetime import UTC, datetime, time
-
-    from campaigns.clock import FakeClock, SystemClock
+def _demo_weeks(
+    state: State, segset: SegmentSet, on: Any, weeks: int, per_week: int, *, first_number: int
+) -> None:
+    """The shipped playbooks over ``weeks`` simulated weeks up to now (10:00 in Tokyo on
+    ``--date``), hour by hour, with synthetic recipients (:mod:`campaigns.cli.demo_weeks`)."""
+    from campaigns.cli.demo_weeks import BufferedHitLog, DemoWeeks, arrivals_between, import_samples
+    from campaigns.clock import FakeClock
+    from campaigns.services import build
     from campaigns.store.enums import MessageStatus
     from campaigns.store.models import InAppMessage, Task
     from campaigns.store.models import Message as MessageRow
+    from campaigns.web import create_app
 
-    # With --date, the pass runs at 10:00 in Tokyo that day (01:00 UTC), so that runs of
-    # the demo on different days print the same thing; otherwise now.
-    clock = FakeClock(datetime.combine(on.date(), time(1, 0), UTC)) if on else SystemClock()
-    services = state.services(clock)
-    result = services.engine.tick()
-    services.transport.close()
-    with state.sessions()() as session:
+    # With --date, the weeks end at 10:00 in Tokyo that day (01:00 UTC), so that runs of the
+    # demo on different days print the same thing; otherwise at the start of this hour.
+    end = (
+        datetime.combine(on.date(), time(1, 0), UTC)
+        if on
+        else common.now().replace(minute=0, second=0, microsecond=0)
+    )
+    start = end - timedelta(weeks=weeks)
+    cfg = state.config
+    if not os.environ.get("GLOBAL_CONTROL_PERCENT"):
+        cfg = dataclasses.replace(cfg, global_control_percent=DEMO_CONTROL_PERCENT)
+    clock = FakeClock(start)
+    sessions = state.sessions()
+    hits = BufferedHitLog(sessions, clock.now)
+    services = build(cfg, clock, sessions=sessions, hits=hits)
+    app = create_app({"CAMPAIGNS": cfg, "CLOCK": clock, "HITS": hits, "TESTING": True})
+    crm = import_samples(sessions, cfg.currencies)
+
+    def sign_up(accounts: list[Any]) -> None:
+        crm(accounts)
+        with sessions() as session, session.begin():
+            audience.apply_tiers(session, segset, clock.now().date())
+
+    world = DemoWeeks(
+        services,
+        app,
+        hits,
+        start,
+        end,
+        arrivals=list(arrivals_between(start, end, first_number, per_week)),
+        import_accounts=sign_up,
+    )
+    try:
+        if weeks:
+            bar: Any = click.progressbar(
+                length=world.passes(),
+                label=f"Simulating {weeks} week{'s' if weeks != 1 else ''}",
+                file=sys.stderr,
+            )
+            with bar:
+                result = world.run(bar.update)
+        else:
+            result = world.run()
+            result.advanced = services.engine.tick().claimed
+    finally:
+        services.transport.close()
+        app.extensions["campaigns.services"].close()
+    with sessions() as session:
         counts = dict(
             session.execute(
-                select(MessageRow.status, func.count()).group_by(MessageRow.status)
+                select(MessageRow.status, func.count())
+                .where(MessageRow.sent_at.is_(None) | (MessageRow.status != MessageStatus.BOUNCED))
+                .group_by(MessageRow.status)
             ).all()
+        )
+        sent = session.scalar(
+            select(func.count()).where(
+                MessageRow.sent_at.is_not(None),
+                MessageRow.status.in_([MessageStatus.SENT, MessageStatus.BOUNCED]),
+            )
+        )
+        bounced = session.scalar(
+            select(func.count()).where(MessageRow.status == MessageStatus.BOUNCED)
         )
         tasks = session.scalar(select(func.count()).select_from(Task)) or 0
         in_app = session.scalar(select(func.count()).select_from(InAppMessage)) or 0
-    click.echo(
-        f"First steps run at {clock.now():%Y-%m-%d %H:%M} UTC:"
-        f" {result.claimed} enrollments advanced"
-    )
-    click.echo(f"  emails sent: {counts.get(MessageStatus.SENT, 0)} (to {state.config.mail_url})")
+    if weeks:
+        click.echo(
+            f"Simulated {weeks} week{'s' if weeks != 1 else ''}, {start:%Y-%m-%d %H:%M} to"
+            f" {end:%Y-%m-%d %H:%M} UTC, a pass every 2 hours: {result.advanced} enrollments"
+            f" advanced, {result.arrivals} new customers signed up"
+        )
+    else:
+        click.echo(
+            f"First steps run at {end:%Y-%m-%d %H:%M} UTC: {result.advanced} enrollments advanced"
+        )
+    click.echo(f"  emails sent: {sent or 0} (to {cfg.mail_url})")
     click.echo(
         f"  held for sending windows or the frequency cap: {counts.get(MessageStatus.DEFERRED, 0)}"
     )
@@ -282,6 +399,112 @@ def _demo_run(state: State, on: Any) -> None:
         f"  not sent (unsubscribed or suppressed): {counts.get(MessageStatus.SUPPRESSED, 0)}"
     )
     click.echo(f"  tasks for account owners: {tasks}; in-app messages: {in_app}")
+    if weeks:
+        click.echo(
+            f"  recipients' hits on tracking links: {result.hits}; product events:"
+            f" {result.events}; bounces reported: {bounced or 0}"
+        )
+
+
+def _demo_learning(state: State) -> None:
+    """What the weeks taught: the welcome email's allocation, the human and machine opens,
+    NPS, and the lift over the global control group."""
+    from campaigns.insight import report as reports
+    from campaigns.insight import tuning
+    from campaigns.insight.nps import summary as nps_summary
+    from campaigns.store.enums import Classification, EventKind
+    from campaigns.store.models import Event, Stat
+    from campaigns.store.models import Journey as JourneyRow
+
+    with state.sessions()() as session:
+        opens = dict(
+            session.execute(
+                select(Event.classification, func.count())
+                .where(Event.kind == EventKind.OPEN)
+                .group_by(Event.classification)
+            ).all()
+        )
+        onboarding = session.scalar(
+            select(JourneyRow.id).where(JourneyRow.key == "tech_touch_onboarding")
+        )
+        history = tuning.history(session, onboarding, "welcome") if onboarding else []
+        nps = nps_summary(session)
+        hours: dict[int, tuple[int, int]] = {}
+        for metric, count in session.execute(
+            select(Stat.metric, func.sum(Stat.count))
+            .where(
+                Stat.journey_id == onboarding,
+                Stat.step_id == "tips",
+                Stat.metric.like("%@%"),
+            )
+            .group_by(Stat.metric)
+        ):
+            name, _, hour = metric.partition("@")
+            sent, clicked = hours.get(int(hour), (0, 0))
+            if name == "sent":
+                sent += int(count)
+            elif name == "clicked":
+                clicked += int(count)
+            hours[int(hour)] = (sent, clicked)
+        lift = reports.global_lift(session)
+    click.echo("What the weeks show (the dashboard has the same):")
+    click.echo(
+        f"  opens: {opens.get(Classification.HUMAN, 0)} by people,"
+        f" {opens.get(Classification.MACHINE, 0)} by machines (Apple MPP, scanners),"
+        f" {opens.get(Classification.UNKNOWN, 0)} unknown"
+    )
+    if history:
+        latest = max(row.at for row in history)
+        split = ", ".join(
+            f"{row.arm} {row.share * 100:.0f}% ({row.successes} clicks of {row.trials})"
+            for row in sorted(history, key=lambda r: r.arm)
+            if row.at == latest
+        )
+        click.echo(f"  tech_touch_onboarding welcome, the tuner's split now: {split}")
+    if hours:
+        rates = ", ".join(
+            f"{hour:02d}:00 {clicked}/{sent}"
+            for hour, (sent, clicked) in sorted(hours.items())
+            if sent
+        )
+        click.echo(f"  tech_touch_onboarding tips by the recipient's hour, clicks/sent: {rates}")
+    if nps.total.n and nps.total.score is not None:
+        total = nps.total
+        click.echo(
+            f"  NPS {total.score:+.0f} from {total.n} answers: {total.promoters} promoters,"
+            f" {total.passives} passives, {total.detractors} detractors"
+        )
+    if lift is not None and lift.difference is not None:
+        click.echo(f"  lift over the global control group: {lift.difference * 100:+.1f} points")
+
+
+def _serve(ctx: click.Context, state: State, port: int | None) -> None:
+    """The demo sign-in (made once, its password kept in the instance folder), then
+    ``campaigns run`` until Ctrl-C."""
+    from urllib.parse import urlsplit
+
+    from campaigns.cli.run import run
+    from campaigns.store.users import add_user, find_user, set_password
+
+    folder = state.config.instance_dir
+    path = folder / DEMO_PASSWORD_FILE
+    if path.exists():
+        password = path.read_text(encoding="utf-8").strip()
+    else:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        password = secrets.token_urlsafe(12)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(password + "\n")
+    with state.sessions()() as session, session.begin():
+        if find_user(session, DEMO_USER) is None:
+            add_user(session, DEMO_USER, password, common.now(), name="Demo", role="admin")
+        else:
+            set_password(session, DEMO_USER, password)
+    listen = port or urlsplit(state.config.base_url).port or 5000
+    click.echo(f"Dashboard: http://127.0.0.1:{listen}/journeys")
+    click.echo(f"Sign in as {DEMO_USER} with the password {password} (kept in {path})")
+    ctx.invoke(run, host="127.0.0.1", port=listen, interval=30)
 
 
 def _eligible(session: Session, segset: SegmentSet, journey: Any, today: date) -> int:

@@ -30,22 +30,48 @@ class Checked:
     segments: SegmentSet | None = None
 
 
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells one version of a file from the next (None when it cannot be read)."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size, found.st_ino
+
+
 class Project:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.templates = TemplateStore(config.templates_dir, defaults.DEFAULT_LOCALE)
+        # The engine asks for the segments and triggers on every pass and batch: each file is
+        # parsed again only when it changed (a pass parsed them a few times over, most of an
+        # idle pass's time).
+        self._segments: tuple[tuple[int, int, int], SegmentSet] | None = None
+        self._triggers: tuple[tuple[int, int, int] | None, SegmentSet, TriggerSet] | None = None
 
     def segments(self) -> SegmentSet:
         """The segments file, its rules comparing amounts at the configured rates."""
-        return load_segments(self.config.segments_file, currencies=self.config.currencies)
+        path = self.config.segments_file
+        stamp = _stamp(path)
+        if stamp is not None and self._segments is not None and self._segments[0] == stamp:
+            return self._segments[1]
+        found = load_segments(path, currencies=self.config.currencies)
+        if stamp is not None:
+            self._segments = (stamp, found)
+        return found
 
     def triggers(self, segments: SegmentSet | None = None) -> TriggerSet:
         """The trigger points of ``journeys/triggers.yaml`` (none when there is no file);
         raises :class:`JourneyError` with every problem of the file."""
-        return load_triggers(
-            self.config.journeys_dir / TRIGGERS_FILE,
-            segments if segments is not None else self.segments(),
-        )
+        path = self.config.journeys_dir / TRIGGERS_FILE
+        segset = segments if segments is not None else self.segments()
+        stamp = _stamp(path)
+        cached = self._triggers
+        if cached is not None and cached[0] == stamp and cached[1] is segset:
+            return cached[2]
+        found = load_triggers(path, segset)
+        self._triggers = (stamp, segset, found)
+        return found
 
     def scorecards(self, segments: SegmentSet | None = None) -> ScorecardSet | None:
         """The health scorecards (``journeys/scorecards.yaml``), checked against the tiers of

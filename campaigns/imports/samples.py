@@ -289,6 +289,51 @@ def make_account(number: int, today: date, seed: int = 7) -> SampleAccount:
     return SampleAccount(number, tier, row)
 
 
+def make_arrival(number: int, start: date, seed: int = 7) -> SampleAccount:
+    """A new tech-touch customer whose contract starts on ``start``: the demo's simulated
+    weeks sign these up as they go, so the onboarding journey gets entrants all along. Named
+    and placed as account ``number`` of :func:`make_account`, on the starter or growth plan,
+    active, renewing a year after ``start``."""
+    base = make_account(number, start, seed)
+    rng = random.Random(f"{seed}:arrival:{number}")
+    arr = rng.randrange(12, 99) * 10_000
+    code = base.row[4]
+    renewal = start + timedelta(days=365)
+    row = (
+        *base.row[:2],
+        _local(arr, code),
+        _local(arr * rng.randint(2, 5), code),
+        code,
+        rng.choice(("starter", "growth")),
+        "active",
+        start.isoformat(),
+        renewal.isoformat(),
+        *base.row[9:12],
+        str(rng.randint(55, 90)),
+        base.row[13],
+    )
+    return SampleAccount(number, "tech_touch", row)
+
+
+def write_arrivals(folder: Path, arrivals: list[SampleAccount], seed: int = 7) -> tuple[Path, Path]:
+    """``accounts.csv`` and ``contacts.csv`` of ``arrivals`` (from :func:`make_arrival`) in
+    ``folder``, as :func:`write_samples` writes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    accounts_csv, contacts_csv = folder / "accounts.csv", folder / "contacts.csv"
+    with (
+        accounts_csv.open("w", encoding="utf-8-sig", newline="") as a,
+        contacts_csv.open("w", encoding="utf-8-sig", newline="") as c,
+    ):
+        account_writer = csv.writer(a, lineterminator="\r\n")
+        contact_writer = csv.writer(c, lineterminator="\r\n")
+        account_writer.writerow(ACCOUNT_COLUMNS)
+        contact_writer.writerow(CONTACT_COLUMNS)
+        for account in arrivals:
+            account_writer.writerow(account.row)
+            contact_writer.writerows(contacts_for(account, seed))
+    return accounts_csv, contacts_csv
+
+
 def _contact_row(number: int, rng: random.Random, role: str, suffix: str) -> tuple[str, ...]:
     """A contact at account ``number``; ``suffix`` keeps the address unique."""
     japanese = _japanese(number)

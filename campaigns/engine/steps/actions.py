@@ -12,7 +12,7 @@ from sqlalchemy import select
 from campaigns.channels import in_app, owner, task, webhook
 from campaigns.channels.base import Status
 from campaigns.content.mime import OutgoingEmail
-from campaigns.engine import controls, delivery, sending
+from campaigns.engine import controls, delivery, recipients, sending
 from campaigns.engine.context import NEXT, PAUSE, Outcome, StepContext, Value, owner_name
 from campaigns.journeys.model import InAppStep, Step, TaskStep, WebhookStep
 from campaigns.store.enums import Channel, MessageStatus, TaskMail
@@ -117,6 +117,12 @@ def notify_owner(ctx: StepContext, step: Step, row: Task) -> Outcome:
 
 
 def run_in_app(ctx: StepContext, step: Step, config: InAppStep) -> Outcome:
+    """Show the message in the product: to the contact, or in an account journey to each of
+    the step's recipients."""
+    if ctx.contact is None:
+        for contact in recipients.choose(ctx, ctx.journey.recipients_of(step)):
+            run_in_app(ctx.for_recipient(contact), step, config)
+        return NEXT
     ctx.tools.channels.in_app.push(
         in_app.Note(
             session=ctx.session,
