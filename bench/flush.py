@@ -8,13 +8,13 @@ stream in one pipeline, then one :meth:`campaigns.tracking.hitlog.RedisHitLog.fl
 table
 holds exactly the hits sent.
 
-Usage: python bench/flush.py [--hits 40000] [--messages 1000] [--redis-url
-redis://127.0.0.1:6379/14]
+Usage: python bench/flush.py [--hits 40000] [--messages 1000] [--redis-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import uuid
@@ -31,7 +31,11 @@ def main() -> None:
     )
     parser.add_argument("--hits", type=int, default=40_000)
     parser.add_argument("--messages", type=int, default=1_000)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+        help="a Redis database it may empty (default: $TEST_REDIS_URL, as the tests')",
+    )
     args = parser.parse_args()
 
     from redis import Redis

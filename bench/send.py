@@ -108,7 +108,11 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database-url", default=None)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+        help="a Redis database it may empty (default: $TEST_REDIS_URL, as the tests')",
+    )
     args = parser.parse_args()
     n = args.recipients
 

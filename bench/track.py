@@ -27,7 +27,7 @@ exactly its hits; and the peak RSS (VmHWM) of the real app's gunicorn workers.
 
 Usage: python bench/track.py [--seconds 3 | --requests 20000] [--rounds 4] [--processes 2]
 [--connections 4]
-       [--messages 1000] [--warmup 500] [--database-url URL] [--redis-url redis://127.0.0.1:6379/14]
+       [--messages 1000] [--warmup 500] [--database-url URL] [--redis-url URL]
        (default database: a throw-away PostgreSQL database on the local server; the Redis
        database is flushed first)
 """
@@ -567,7 +567,11 @@ def main() -> None:
         help="requests per endpoint and app before measuring (default 500)",
     )
     parser.add_argument("--database-url", default=None)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+        help="a Redis database it may empty (default: $TEST_REDIS_URL, as the tests')",
+    )
     args = parser.parse_args()
     seconds = None if args.requests else args.seconds
     signal.signal(

@@ -341,9 +341,10 @@ BuildApp = Callable[..., Any]
 
 
 @pytest.fixture
-def build_app(db: Database, clock: FakeClock) -> Iterator[BuildApp]:
-    """Flask apps on ``db``, with the fake clock and no Redis (hits and sign-in counts in the
-    database); each one's services are closed afterwards (transport, connection pool).
+def build_app(db: Database, clock: FakeClock, tmp_path: Path) -> Iterator[BuildApp]:
+    """Flask apps on ``db``, with the fake clock, no Redis (hits and sign-in counts in the
+    database) and a file outbox under ``tmp_path`` (the default, ``./outbox``, would be the
+    checkout's); each one's services are closed afterwards (transport, connection pool).
 
     Keyword arguments are :class:`~campaigns.config.Config` fields on top of the kit's
     (``secret_key`` :data:`TEST_SECRET`, ``base_url`` :data:`TEST_BASE_URL`), e.g.
@@ -359,6 +360,7 @@ def build_app(db: Database, clock: FakeClock) -> Iterator[BuildApp]:
             "secret_key": TEST_SECRET,
             "base_url": TEST_BASE_URL,
             "redis_url": None,
+            "mail_url": f"file://{tmp_path / 'outbox'}",
             **settings,
         }
         cfg = dataclasses.replace(settings_module.load({}), **settings)

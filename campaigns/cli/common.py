@@ -148,9 +148,20 @@ def display_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
+class Refused(click.ClickException):
+    """A command-line value refused before the command runs: one line, ``campaigns: ...``,
+    and :data:`EXIT_ERROR`, whether the command runs from ``main`` or click's own runner
+    (a usage error would print the usage and a blank line above it)."""
+
+    exit_code = EXIT_ERROR
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"campaigns: {self.format_message()}", err=True, file=file)
+
+
 class PathArg(click.Path):
     """A file or folder argument: an empty name or one with a NUL byte (which no file can
-    have, and which ``os.stat`` answers with a ValueError) is a usage error, exit 2."""
+    have, and which ``os.stat`` answers with a ValueError) is refused in one line, exit 2."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("path_type", Path)
@@ -159,8 +170,9 @@ class PathArg(click.Path):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str | bytes):
             text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            name = param.human_readable_name if param is not None else "path"
             if not text.strip():
-                self.fail("an empty file name", param, ctx)
+                raise Refused(f"{name}: an empty file name")
             if "\x00" in text:
-                self.fail(f"{text!r} contains a NUL byte", param, ctx)
+                raise Refused(f"{name}: {text!r} contains a NUL byte")
         return super().convert(value, param, ctx)

@@ -24,7 +24,8 @@ ROLES = ("admin", "marketer", "csm", "viewer")
 @click.option(
     "--due",
     type=click.Choice(["overdue", "today", "week"]),
-    help="Only open tasks due before now, by the end of today (UTC), or within 7 days.",
+    help="Only open tasks due before now, by the end of today, or by the end of the 7th day"
+    " from today (days in TASK_TIME_ZONE).",
 )
 @click.pass_context
 def tasks(ctx: click.Context, owner: str | None, status: str, due: str | None) -> None:
@@ -32,16 +33,23 @@ def tasks(ctx: click.Context, owner: str | None, status: str, due: str | None) -
     one done."""
     if ctx.invoked_subcommand is not None:
         return
+    from zoneinfo import ZoneInfo
+
     from campaigns.engine.tasks import list_tasks
 
     state: State = ctx.ensure_object(State)
     now = common.now()
+    zone = state.config.task_time_zone  # the days --due counts, as the inbox's
     with state.sessions()() as session:
-        items, total = list_tasks(session, now, owner=owner, status=status, due=due, limit=500)
+        items, total = list_tasks(
+            session, now, owner=owner, status=status, due=due, limit=500, zone=zone
+        )
         rows = [
             [
                 i.task.id,
-                i.task.due_at.strftime("%Y-%m-%d") if i.task.due_at else "-",
+                i.task.due_at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d")
+                if i.task.due_at
+                else "-",
                 ("! " if i.overdue(now) else "") + i.task.title,
                 i.task.priority,
                 i.account or "-",

@@ -51,10 +51,15 @@ def report(state: State, journey: str | None, by: str, since: Any, until: Any, f
             != click.core.ParameterSource.DEFAULT
         ]
         if given:  # the overview is every journey's totals to date: refuse, don't ignore
-            raise click.UsageError(
+            raise common.Refused(
                 f"{', '.join(given)} need a JOURNEY (the overview has no breakdown or dates):"
                 f" campaigns report JOURNEY {' '.join(given)} ...; `campaigns report` lists them"
             )
+    if since and until and since > until:  # an empty window would print an empty report
+        raise common.Refused(
+            f"--since {since:%Y-%m-%d} comes after --until {until:%Y-%m-%d}; nothing is"
+            " counted between them"
+        )
     sessions = state.sessions()
     with sessions() as session, session.begin():
         stats.rollup(session, common.now())  # count what happened since the last scheduler pass

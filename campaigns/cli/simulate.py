@@ -216,6 +216,8 @@ def _journey_key(project: Project, sessions: sessionmaker[Session], ref: str) ->
             from campaigns.exceptions import JourneyError
 
             raise JourneyError(checked.problems)
+        if not checked.journeys:  # segments.yaml, triggers.yaml, scorecards.yaml
+            raise UnknownJourney(f"{path}: holds no journey; name a journey's file or key")
         journey, _ = checked.journeys[0]
         with sessions() as session, session.begin():
             deploy(session, journey, read_source(path), str(path))

@@ -335,6 +335,8 @@ def journey_report(journey: str) -> ResponseReturnValue:
     if by not in report.BREAKDOWNS:
         raise ApiError(400, f"by: one of {', '.join(report.BREAKDOWNS)}")
     since, until = (base.day_param(name) for name in ("since", "until"))
+    if since and until and since > until:  # an empty window, as the dashboard's: refused
+        raise ApiError(400, "since: the first day comes after the last (until)")
     with base.sessions()() as session:
         try:
             result = report.journey_report(session, journey, by=by, since=since, until=until)
