@@ -56,7 +56,7 @@ JOURNEY = "tech_touch_onboarding"
 
 PAGES: dict[str, tuple[str, str]] = {
     "journeys": ("/journeys", "main table"),
-    "journey": (f"/journeys/{JOURNEY}", "table.report[data-by='segment']"),
+    "journey": (f"/journeys/{JOURNEY}", "table.held"),
     "nps": ("/nps", "table.nps-table"),
 }
 """Each page: its path and the last element the picture shows (the last one that matches)."""
