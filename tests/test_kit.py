@@ -92,9 +92,8 @@ def redis_databases_named(text: str) -> list[tuple[int, str]]:
 
 
 def test_the_redis_scan_finds_a_hard_coded_database():
-    assert redis_databases_named('REDIS = "redis://127.0.0.1:6379/13"\n') == [
-        (1, 'REDIS = "redis://127.0.0.1:6379/13"')
-    ]
+    sample = 'REDIS = "redis://127.0.0.1:6379' + '/13"'  # in two parts: not itself a find
+    assert redis_databases_named(sample + "\n") == [(1, sample)]
     assert redis_databases_named("conn = Redis(host='x', db=13)\nredis-cli -n 13 flushdb\n") == [
         (1, "conn = Redis(host='x', db=13)"),
         (2, "redis-cli -n 13 flushdb"),
