@@ -97,6 +97,21 @@ def chromium(window: tuple[int, int] = WINDOW) -> WebDriver:
     return webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
 
 
+def browser_fixture() -> Iterator[WebDriver]:
+    """The body of each browser test module's ``driver`` fixture (``yield from`` it): one
+    headless Chromium, quit at the end; the test fails (never skips) when it is missing."""
+    import pytest
+
+    problem = missing()
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    browser = chromium()
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
 @contextmanager
 def serving(build: Callable[[str], App]) -> Iterator[tuple[str, App]]:
     """Serve ``build(base_url)`` (a WSGI app) with werkzeug on a free loopback port, in a

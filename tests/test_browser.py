@@ -24,9 +24,8 @@ from urllib.parse import urlsplit
 import pytest
 from browser import (
     artifacts_dir,
-    chromium,
+    browser_fixture,
     console_errors,
-    missing,
     path_of,
     png_size,
     serving,
@@ -151,14 +150,7 @@ class Site:
 @pytest.fixture(scope="module")
 def driver() -> Iterator[WebDriver]:
     """One headless Chromium for the whole module; fails (never skips) without it."""
-    problem = missing()
-    if problem:
-        pytest.fail(problem, pytrace=False)
-    browser = chromium()
-    try:
-        yield browser
-    finally:
-        browser.quit()
+    yield from browser_fixture()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -16,7 +16,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from browser import artifacts_dir, chromium, console_errors, missing, path_of, serving, sign_in
+from browser import (
+    artifacts_dir,
+    browser_fixture,
+    console_errors,
+    path_of,
+    serving,
+    sign_in,
+)
 from conftest import BACKENDS, Database, _postgres_database
 from flask import Flask
 from selenium.webdriver.common.by import By
@@ -80,14 +87,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def driver() -> Iterator[WebDriver]:
-    problem = missing()
-    if problem:
-        pytest.fail(problem, pytrace=False)
-    browser = chromium()
-    try:
-        yield browser
-    finally:
-        browser.quit()
+    yield from browser_fixture()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from browser import WAIT, chromium, console_errors, missing, path_of, serving, sign_in
+from browser import (
+    WAIT,
+    browser_fixture,
+    console_errors,
+    path_of,
+    serving,
+    sign_in,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -32,14 +39,7 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture
 def driver() -> Iterator[WebDriver]:
-    problem = missing()
-    if problem:
-        pytest.fail(problem, pytrace=False)
-    browser = chromium()
-    try:
-        yield browser
-    finally:
-        browser.quit()
+    yield from browser_fixture()
 
 
 def _from_rows(db) -> dict[str, tuple[int, int, int, int]]:

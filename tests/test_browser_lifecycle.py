@@ -11,7 +11,14 @@ import textwrap
 from collections.abc import Iterator
 
 import pytest
-from browser import WAIT, chromium, console_errors, missing, path_of, serving, sign_in
+from browser import (
+    WAIT,
+    browser_fixture,
+    console_errors,
+    path_of,
+    serving,
+    sign_in,
+)
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -44,14 +51,7 @@ JOURNEY = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def driver() -> Iterator[WebDriver]:
-    problem = missing()
-    if problem:
-        pytest.fail(problem, pytrace=False)
-    browser = chromium()
-    try:
-        yield browser
-    finally:
-        browser.quit()
+    yield from browser_fixture()
 
 
 def status_of(driver: WebDriver) -> str:
