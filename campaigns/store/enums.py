@@ -146,3 +146,49 @@ class AuditAction(enum.StrEnum):
     REMOVE = "remove"  # a contact or account taken out of a journey
     EXPORT = "export"  # enrollments exported as CSV
     USER = "user"  # a user added or changed
+    CONSENT = "consent"  # a contact's consent recorded or withdrawn by a user or the API
+    DATA_EXPORT = "data_export"  # all data about a contact exported (GDPR, APPI)
+    ERASE = "erase"  # a contact erased: personal data gone, a hashed suppression kept
+    DELETE = "delete"  # an account or contact deleted through the API
+    REPLAY = "replay"  # dead outgoing events handed back for delivery
+
+
+class ConsentBasis(enum.StrEnum):
+    """Why a contact may get marketing mail (docs/compliance.md). Japan's law on specified
+    electronic mail (特定電子メール法) asks for ``opt_in`` for this kind of mail; the other two
+    are its exceptions, which some countries' rules accept."""
+
+    OPT_IN = "opt_in"  # they agreed: with the source, the time and the wording's version
+    BUSINESS_RELATIONSHIP = "business_relationship"  # an existing customer relationship
+    PUBLISHED_ADDRESS = "published_address"  # an address the business itself publishes
+
+
+class ConsentAction(enum.StrEnum):
+    """One entry of a contact's consent history (``consent_records``)."""
+
+    GRANTED = "granted"
+    WITHDRAWN = "withdrawn"
+
+
+class OutboundStatus(enum.StrEnum):
+    """Where an outgoing event stands for one subscriber (``outbound_events``)."""
+
+    PENDING = "pending"  # to be posted (again) at next_attempt_at
+    DELIVERED = "delivered"  # the subscriber answered 2xx
+    DEAD = "dead"  # retries ran out: on the dead-letter list until replayed
+
+
+class OutboundType(enum.StrEnum):
+    """The outgoing event types (docs/api.md "Outgoing events")."""
+
+    MESSAGE_SENT = "message.sent"
+    MESSAGE_DELIVERED = "message.delivered"
+    MESSAGE_BOUNCED = "message.bounced"
+    MESSAGE_OPENED = "message.opened"
+    MESSAGE_CLICKED = "message.clicked"
+    MESSAGE_ANSWERED = "message.answered"
+    CONTACT_UNSUBSCRIBED = "contact.unsubscribed"
+    TASK_CREATED = "task.created"
+    TASK_DONE = "task.done"
+    JOURNEY_ENTERED = "journey.entered"
+    JOURNEY_EXITED = "journey.exited"

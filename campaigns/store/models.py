@@ -38,10 +38,12 @@ from sqlalchemy.types import TypeDecorator
 from campaigns.store.enums import (
     Channel,
     Classification,
+    ConsentAction,
     ContractStatus,
     EnrollmentState,
     JourneyStatus,
     MessageStatus,
+    OutboundStatus,
     TaskMail,
     TaskPriority,
     TaskStatus,
@@ -127,6 +129,7 @@ class Account(Base):
     health_change_30d: Mapped[float | None] = mapped_column(Float)
     health_scored_on: Mapped[date | None] = mapped_column(Date)
     tier: Mapped[str | None] = mapped_column(String(64), index=True)
+    country: Mapped[str | None] = mapped_column(String(2))  # ISO 3166-1 alpha-2, upper case
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -153,6 +156,16 @@ class Contact(Base):
     )  # message categories they chose not to get
     paused_until: Mapped[datetime | None] = mapped_column()  # no marketing email before this
     tags: Mapped[list[str]] = mapped_column(default=list)
+    # The country whose rule on marketing mail applies (ISO 3166-1 alpha-2); None: the
+    # account's, else CONSENT_DEFAULT_COUNTRY.
+    country: Mapped[str | None] = mapped_column(String(2))
+    # The current basis for marketing mail (a ConsentBasis; None: none recorded) and, for an
+    # opt-in, where and when it was given and which wording was shown. The history, withdrawals
+    # included, is in consent_records.
+    consent_basis: Mapped[str | None] = mapped_column(String(24))
+    consent_source: Mapped[str | None] = mapped_column(String(255))
+    consent_at: Mapped[datetime | None] = mapped_column()
+    consent_wording: Mapped[str | None] = mapped_column(String(64))
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -615,3 +628,66 @@ class AuditEntry(Base):
     target_kind: Mapped[str] = mapped_column(String(16))  # journey, user
     target: Mapped[str] = mapped_column(String(320))  # the journey's key, the user's email
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ConsentRecord(Base):
+    """One entry of a contact's consent history: granted (with its basis, source, time and
+    the wording's version) or withdrawn. Never updated. Kept at least a month after the last
+    send to the address (特定電子メール法); erasing the contact clears ``contact_id`` and keeps
+    the row under ``email_hash`` alone (:mod:`campaigns.store.consent`)."""
+
+    __tablename__ = "consent_records"
+    __table_args__ = (Index("ix_consent_records_contact", "contact_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    email_hash: Mapped[str] = mapped_column(String(64), index=True)  # sha256 of the address
+    action: Mapped[str] = mapped_column(String(16), default=ConsentAction.GRANTED)
+    basis: Mapped[str | None] = mapped_column(String(24))  # a ConsentBasis
+    source: Mapped[str | None] = mapped_column(String(255))  # import:<file>, api, preferences
+    wording: Mapped[str | None] = mapped_column(String(64))  # the version of the words shown
+    at: Mapped[datetime] = mapped_column()  # when it was given or withdrawn
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(320))  # a user, an API key's role, cli:<user>
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ErasedAddress(Base):
+    """The hashed suppression an erased contact leaves: the sha256 of the address (lower
+    case), so that it is never mailed again, with no personal data kept."""
+
+    __tablename__ = "erased_addresses"
+
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboundEvent(Base):
+    """One outgoing event for one subscriber (:mod:`campaigns.store.outbox`): written in the
+    transaction of the change it reports, posted by the worker, retried with backoff until
+    the subscriber answers 2xx, then ``delivered``; ``dead`` once retries run out, until
+    replayed. ``uid`` is the event's id, the same for every subscriber: receivers deduplicate
+    on it (delivery is at least once)."""
+
+    __tablename__ = "outbound_events"
+    __table_args__ = (
+        UniqueConstraint("uid", "subscriber", name="uq_outbound_events_uid"),
+        Index("ix_outbound_events_due", "status", "next_attempt_at"),
+        Index("ix_outbound_events_contact", "contact_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    uid: Mapped[str] = mapped_column(String(36))
+    subscriber: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))  # an OutboundType
+    occurred_at: Mapped[datetime] = mapped_column()
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    contact_id: Mapped[int | None] = mapped_column(Integer)  # no foreign key: erasure scrubs
+    status: Mapped[str] = mapped_column(String(12), default=OutboundStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column()  # a deliverer's lease
+    last_status: Mapped[int | None] = mapped_column(Integer)  # the last HTTP status, if any
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column()
