@@ -372,6 +372,7 @@ class Config:
     global_control_percent: float = defaults.GLOBAL_CONTROL_PERCENT
     task_digest_hour: int = defaults.TASK_DIGEST_HOUR
     task_time_zone: str = defaults.TASK_TIME_ZONE
+    dkim: DkimKey | None = None  # DKIM_PRIVATE_KEY_FILE, DKIM_SELECTOR, DKIM_DOMAIN
 
     @property
     def segments_file(self) -> Path:
@@ -440,7 +441,90 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         global_control_percent=_global_control(env.get("GLOBAL_CONTROL_PERCENT")),
         task_digest_hour=_digest_hour(env.get("TASK_DIGEST_HOUR")),
         task_time_zone=_time_zone("TASK_TIME_ZONE", env.get("TASK_TIME_ZONE")),
+        dkim=_dkim(env),
     )
+
+
+# -- DKIM ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """The DKIM signing key, read and checked at start: ``key`` as dkimpy takes it (PEM for
+    RSA, the base64 seed for Ed25519) and its ``algorithm`` (``rsa-sha256``,
+    ``ed25519-sha256``)."""
+
+    selector: str
+    domain: str
+    key: bytes
+    algorithm: str
+    path: Path
+
+
+_DKIM_VARS = ("DKIM_PRIVATE_KEY_FILE", "DKIM_SELECTOR", "DKIM_DOMAIN")
+_SELECTOR = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})*")
+# The DER prefix of a PKCS#8 Ed25519 private key (RFC 8410); the 32-byte seed follows it.
+_ED25519_PKCS8 = bytes.fromhex("302e020100300506032b657004220420")
+
+
+def _dkim(env: Mapping[str, str]) -> DkimKey | None:
+    """``DKIM_PRIVATE_KEY_FILE``, ``DKIM_SELECTOR`` and ``DKIM_DOMAIN``: all three or none."""
+    given = {name: (env.get(name) or "").strip() for name in _DKIM_VARS}
+    if not any(given.values()):
+        return None
+    missing = [name for name, value in given.items() if not value]
+    if missing:
+        raise ConfigError(
+            f"{missing[0]}: not set; DKIM signing needs DKIM_PRIVATE_KEY_FILE, DKIM_SELECTOR "
+            "and DKIM_DOMAIN together (or none of them)"
+        )
+    selector, domain = given["DKIM_SELECTOR"], given["DKIM_DOMAIN"].lower().rstrip(".")
+    if not _SELECTOR.fullmatch(selector) or len(selector) > 253:
+        raise ConfigError(f"DKIM_SELECTOR: {selector!r} is not a selector; e.g. mail2026")
+    if _mail_domain(domain) is None:
+        raise ConfigError(f"DKIM_DOMAIN: {domain!r} is not a domain name; e.g. example.com")
+    path = Path(given["DKIM_PRIVATE_KEY_FILE"])
+    try:
+        data = path.read_bytes()[:65_536]
+    except OSError as exc:
+        raise ConfigError(
+            f"DKIM_PRIVATE_KEY_FILE: cannot read {str(path)!r}: {exc.strerror or exc}"
+        ) from None
+    key, algorithm = _dkim_key(data)
+    if key is None:
+        raise ConfigError(
+            f"DKIM_PRIVATE_KEY_FILE: {str(path)!r} is not an RSA or Ed25519 private key (PEM, or "
+            "the base64 Ed25519 key dknewkey writes)"
+        )
+    return DkimKey(selector, _mail_domain(domain) or domain, key, algorithm, path)
+
+
+def _dkim_key(data: bytes) -> tuple[bytes | None, str]:
+    """The key as dkimpy signs with it, and its algorithm; None when it is neither kind."""
+    import base64
+    import binascii
+
+    from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+
+    text = data.strip()
+    if b"-----BEGIN" in text:
+        body = b"".join(line for line in text.splitlines() if not line.startswith(b"-----"))
+        try:
+            der = base64.b64decode(body, validate=False)
+        except binascii.Error:
+            return None, ""
+        if der.startswith(_ED25519_PKCS8) and len(der) == len(_ED25519_PKCS8) + 32:
+            return base64.b64encode(der[-32:]), "ed25519-sha256"
+        try:
+            parse_pem_private_key(text)
+        except (UnparsableKeyError, ValueError, IndexError, TypeError):
+            return None, ""
+        return text, "rsa-sha256"
+    try:
+        seed = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        return None, ""
+    return (text, "ed25519-sha256") if len(seed) == 32 else (None, "")
 
 
 def _digest_hour(value: str | None) -> int:

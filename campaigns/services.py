@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns import config as settings
 from campaigns.channels.transports import RecordingTransport, Transport, transport_from_url
 from campaigns.clock import Clock, SystemClock
+from campaigns.content.dkim import Signer
 from campaigns.content.mime import Sender
 from campaigns.content.project import Project
 from campaigns.content.render import Renderer
@@ -90,8 +91,15 @@ class Services:
         self.project = Project(config)
         self.tokens = Tokens(config.secret_key, config.base_url)
         origin = sender(config)
+        # templates/sender.yaml: From, Reply-To and the legal footer per brand and locale.
+        self.senders = self.project.senders()
         self.renderer = Renderer(
-            self.project.templates, self.tokens, origin, domain=origin.address.rsplit("@", 1)[-1]
+            self.project.templates,
+            self.tokens,
+            origin,
+            domain=origin.address.rsplit("@", 1)[-1],
+            senders=self.senders,
+            signer=Signer(config.dkim) if config.dkim is not None else None,
         )
         self.links = self.project.links()
         self.journeys = ParsedJourneys()

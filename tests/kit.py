@@ -10,6 +10,7 @@ from pathlib import Path
 
 from campaigns.content.mime import Sender
 from campaigns.content.render import Renderer
+from campaigns.content.sender import SENDER_FILE, load_senders
 from campaigns.content.templates import TemplateStore
 from campaigns.tracking.tokens import Tokens
 
@@ -36,10 +37,12 @@ def make_renderer(
     templates: Path = ROOT / "templates",
 ) -> Renderer:
     """The renderer every engine test uses: the shipped templates, tokens signed with
-    ``secret`` and links under ``base_url``, mail from ``cs@example.com``."""
+    ``secret`` and links under ``base_url``, mail from ``cs@example.com``, the brands of the
+    folder's ``sender.yaml``."""
     return Renderer(
         TemplateStore(templates),
         Tokens(secret, base_url),
         sender or Sender("cs@example.com"),
         domain=domain,
+        senders=load_senders(templates / SENDER_FILE),
     )

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ROOT / ".ci" / "services"
-PACKAGES = ["redis-server", "postgresql", "make", "chromium", "chromium-driver"]
+PACKAGES = ["redis-server", "postgresql", "make", "chromium", "chromium-driver", "spamassassin"]
 
 
 def fake_machine(tmp_path: Path, uid: int, apt_get: str | None = None) -> Path:
@@ -67,12 +67,13 @@ def test_services_says_in_one_line_when_apt_get_fails(tmp_path):
     ]
 
 
-def test_services_looks_for_the_browser_where_the_browser_tests_do():
+def test_services_looks_for_the_browser_and_spamassassin_where_the_tests_do():
     from tests.browser import CHROMEDRIVER, CHROMIUM
 
     script = SERVICES.read_text(encoding="utf-8")
     assert f'[ -x "${{CI_ROOT:-}}{CHROMIUM}" ] || need_apt+=(chromium)' in script
     assert f'[ -x "${{CI_ROOT:-}}{CHROMEDRIVER}" ] || need_apt+=(chromium-driver)' in script
+    assert '[ -x "${CI_ROOT:-}/usr/bin/spamassassin" ] || need_apt+=(spamassassin)' in script
 
 
 def test_services_can_be_skipped(tmp_path):
@@ -91,7 +92,7 @@ def test_make_test_and_ci_run_bring_the_services_up_first():
     assert os.access(SERVICES, os.X_OK) and os.access(ROOT / ".ci" / "run", os.X_OK)
 
 
-@pytest.mark.parametrize("package", PACKAGES[:2] + PACKAGES[3:])
+@pytest.mark.parametrize("package", PACKAGES[:2] + PACKAGES[3:5])
 def test_the_readme_says_what_the_tests_need(package):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("`make test` runs pytest", 1)[1].split("\n## ", 1)[0]

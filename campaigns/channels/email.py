@@ -15,7 +15,7 @@ from datetime import datetime
 from campaigns.channels.base import Receipt
 from campaigns.channels.transports import Transport, push_mail
 from campaigns.content.mime import OutgoingEmail
-from campaigns.content.render import InviteSpec, Renderer, SurveySpec
+from campaigns.content.render import InviteSpec, Origin, Renderer, SurveySpec
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Draft:
     now: datetime
     survey: SurveySpec | None = None
     invite: InviteSpec | None = None
+    origin: Origin | None = None  # the brand, the account owner, the journey and step
 
 
 class EmailChannel:
@@ -60,6 +61,7 @@ class EmailChannel:
             survey=draft.survey,
             invite=draft.invite,
             now=draft.now,
+            origin=draft.origin,
         )
 
     def push(self, item: OutgoingEmail) -> Receipt:

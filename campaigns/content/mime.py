@@ -103,21 +103,35 @@ def assemble(
     unsubscribe_url: str | None,
     now: datetime,
     headers: Sequence[str] = (),
+    unsubscribe_mailto: str | None = None,
+    list_id: str | None = None,
+    feedback_id: str | None = None,
 ) -> bytes:
     """The message bytes: ``origin`` (from :func:`origin_headers`), the recipient's headers
     and the two bodies. Without an ``unsubscribe_url`` (mail to our own staff) there is no
-    List-Unsubscribe; ``headers`` are further ASCII header lines (``Auto-Submitted: ...``)."""
+    List-Unsubscribe; ``unsubscribe_mailto`` (``mailto:...``) goes first in it when given.
+    ``list_id`` is a whole List-Id value (:func:`list_id_field`), ``feedback_id`` Google's
+    four fields; ``headers`` are further ASCII header lines (``Auto-Submitted: ...``).
+
+    A CR or LF in any value given here is refused (:class:`ValueError`): it would end the
+    header and start one of the sender's choosing."""
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)  # a naive clock is taken to be UTC
+    _one_header_line(unsubscribe_url, unsubscribe_mailto, list_id, feedback_id, *headers)
     boundary = "=_" + secrets.token_hex(12)  # "=_" cannot occur in QP or base64 bodies
-    unsubscribe = (
-        (
-            f"List-Unsubscribe: <{unsubscribe_url}>",
+    unsubscribe: tuple[str, ...] = ()
+    if unsubscribe_url is not None:
+        uris = f"<{unsubscribe_url}>"
+        if unsubscribe_mailto is not None:
+            uris = f"<{unsubscribe_mailto}>,\r\n <{unsubscribe_url}>"
+        unsubscribe = (
+            f"List-Unsubscribe: {uris}",
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         )
-        if unsubscribe_url is not None
-        else ()
-    )
+    if list_id is not None:
+        unsubscribe = (f"List-Id: {list_id}", *unsubscribe)
+    if feedback_id is not None:
+        unsubscribe = (*unsubscribe, f"Feedback-ID: {feedback_id}")
     head = "\r\n".join(
         (
             origin,
@@ -147,6 +161,33 @@ def assemble(
             b"--\r\n",
         )
     )
+
+
+def _one_header_line(*values: str | None) -> None:
+    for value in values:
+        if value is not None and ("\r" in value or "\n" in value):
+            raise ValueError(f"a header value may not contain CR or LF: {value[:60]!r}")
+
+
+def list_id_field(name: str | None, list_id: str) -> str:
+    """A List-Id value (RFC 2919): ``Name <list-id>``, the name RFC 2047 encoded when it is
+    not plain ASCII; ``list_id`` is a domain-like identifier (``customers.example.com``)."""
+    if not DOMAIN.fullmatch(list_id) or "." not in list_id:
+        raise ValueError(f"{list_id!r} is not a List-Id (a domain-like name, RFC 2919)")
+    display = one_line(name) if name else ""
+    if not display:
+        return f"<{list_id}>"
+    if display.isascii() and "=?" not in display:
+        quoted = formataddr((display, "x@x")).rsplit(" <", 1)[0]
+        return f"{quoted} <{list_id}>"
+    return f"{text_field('List-Id', display)} <{list_id}>"
+
+
+def feedback_id(*fields: str) -> str:
+    """Google's Feedback-ID, ``a:b:c:SenderId``: each field without ':' (those that are not
+    letters, digits, '.', '-' or '_' become '_')."""
+    cleaned = [re.sub(r"[^A-Za-z0-9._-]", "_", f)[:64] or "_" for f in fields]
+    return ":".join(cleaned)
 
 
 def _body(content_type: str, body: str) -> bytes:

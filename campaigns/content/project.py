@@ -8,6 +8,10 @@ from pathlib import Path
 
 from campaigns import defaults
 from campaigns.config import Config
+from campaigns.content import footer
+from campaigns.content.mime import Sender
+from campaigns.content.render import Renderer
+from campaigns.content.sender import SENDER_FILE, SenderSet, load_senders
 from campaigns.content.templates import TemplateError, TemplateStore
 from campaigns.exceptions import CampaignsError, JourneyError, Problem
 from campaigns.journeys.model import Journey
@@ -16,6 +20,7 @@ from campaigns.journeys.segments import SegmentSet, load_segments
 from campaigns.journeys.triggers import TRIGGERS_FILE, TriggerSet, load_triggers
 from campaigns.journeys.validate import validate_files
 from campaigns.journeys.yamlsource import YamlProblem, load, read
+from campaigns.tracking.tokens import Tokens
 
 _NOT_JOURNEYS = (defaults.SEGMENTS_FILE, defaults.SCORECARDS_FILE, TRIGGERS_FILE)
 """Files of the journeys folder that are not journeys (checked on their own)."""
@@ -101,6 +106,11 @@ class Project:
             raise JourneyError([Problem(str(path), 1, 1, "write one 'name: https://...' per line")])
         return {str(k): v for k, v in data.items()}
 
+    def senders(self) -> SenderSet:
+        """The brands of ``templates/sender.yaml`` (none when there is no file); raises
+        :class:`JourneyError` with every problem of the file."""
+        return load_senders(self.config.templates_dir / SENDER_FILE)
+
     def journey_files(self, paths: Iterable[Path] = ()) -> list[Path]:
         """The journey files named, folders expanded; the journeys folder when none is named."""
         paths = list(paths) or [self.config.journeys_dir]
@@ -119,12 +129,24 @@ class Project:
             checked.segments = self.segments()
         except JourneyError as exc:
             checked.problems.extend(exc.problems)
+        senders: SenderSet | None = None
+        try:
+            senders = self.senders()
+        except JourneyError as exc:
+            checked.problems.extend(exc.problems)
+        except CampaignsError as exc:
+            checked.problems.append(
+                Problem(str(self.config.templates_dir / SENDER_FILE), 1, 1, str(exc))
+            )
         checked.journeys, problems = validate_files(
             self.journey_files(paths),
             segments=checked.segments,
             templates=set(self.templates.names()),
+            brands=senders.names if senders is not None else None,
         )
         checked.problems.extend(problems)
+        if senders is not None:
+            checked.problems.extend(self.check_footers(checked.journeys, senders))
         if checked.segments is not None:
             try:
                 self.scorecards(checked.segments)
@@ -147,6 +169,38 @@ class Project:
                 )
             )
         return checked
+
+    def check_footers(
+        self, journeys: Iterable[tuple[Journey, Path]], senders: SenderSet
+    ) -> list[Problem]:
+        """The legal footer of each Japanese template the journeys send (in their brand):
+        one problem per item a part lacks (:mod:`campaigns.content.footer`)."""
+        mail_from = self.config.mail_from
+        renderer = Renderer(
+            self.templates,
+            Tokens("validate-footers", self.config.base_url),
+            Sender(mail_from.address, mail_from.name),
+            senders=senders,
+        )
+        problems: list[Problem] = []
+        seen: set[tuple[str, str | None]] = set()
+        for journey, _path in journeys:
+            for name in journey.templates():
+                if (name, journey.brand) in seen or "ja" not in self.templates.locales(name):
+                    continue
+                seen.add((name, journey.brand))
+                try:
+                    found = footer.lacks(renderer, name, "ja", journey.brand)
+                except TemplateError:
+                    continue  # check_templates names it
+                for lack in found:
+                    path = self.config.templates_dir / "ja" / f"{name}.{lack.part}"
+                    hint = lack.hint.replace("sender.yaml", str(senders.path))
+                    brand = f" (brand '{journey.brand}')" if journey.brand else ""
+                    problem = Problem(str(path), 1, 1, lack.message + brand, hint)
+                    if problem not in problems:
+                        problems.append(problem)
+        return problems
 
     def check_templates(self, journeys: Iterable[Journey]) -> list[Problem]:
         """Compile every template the journeys name, in every locale it exists in."""

@@ -10,7 +10,13 @@ recipient and packs the result into a message ready for any transport, in three 
    on a dict a key wins over a method of the same name (``{{ account.values }}`` is the key).
 2. **Links**: click URLs and the open pixel (:mod:`campaigns.content.links`).
 3. **MIME**: the message bytes from a skeleton prepared once per sender
-   (:mod:`campaigns.content.mime`).
+   (:mod:`campaigns.content.mime`), signed with DKIM when a key is configured
+   (:mod:`campaigns.content.dkim`).
+
+Who the message is from comes from ``templates/sender.yaml`` (:mod:`campaigns.content.sender`),
+per brand and locale: the From and Reply-To (``reply_to: owner``: the account owner's address),
+``sender.*`` in the templates' context (the legal footer), List-Id, Feedback-ID and the
+``mailto:`` of List-Unsubscribe. ``MAIL_FROM`` is the sender where it says nothing.
 
 Survey and invite steps add their own values to the context (answer URLs, the event's time
 in the recipient's zone and words, from :mod:`campaigns.content.locale`). Dates, times,
@@ -34,6 +40,7 @@ from jinja2 import ChainableUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from campaigns.content import filters, mime
+from campaigns.content.dkim import Signer
 from campaigns.content.links import track_links
 from campaigns.content.locale import (
     CSAT_WORDS,
@@ -43,6 +50,7 @@ from campaigns.content.locale import (
     language,
 )
 from campaigns.content.mime import OutgoingEmail, Sender, check_address, make_message_id
+from campaigns.content.sender import EMPTY, Identity, SenderSet
 from campaigns.content.templates import CompiledTemplate, TemplateStore
 from campaigns.tracking.tokens import Tokens
 
@@ -56,6 +64,10 @@ slow per recipient; an edited template reaches new messages within this many sec
 
 JINJA_CACHE_SIZE = 256
 """Compiled Jinja templates kept per renderer (per template version, and per subject line)."""
+
+ORIGIN_CACHE_SIZE = 4096
+"""Senders whose header skeleton a renderer keeps: one per brand, locale and Reply-To (with
+``reply_to: owner``, one per account owner)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,20 @@ class Personalised:
     html: str
     text: str
     unsubscribe_url: str
+    unsubscribe_mailto: str | None = None
+    identity: Identity | None = None
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a customer email comes from: the journey's ``brand`` (None: ``default``), the
+    account owner's address (for ``reply_to: owner``) and the journey and step, which
+    Feedback-ID names."""
+
+    brand: str | None = None
+    owner_email: str | None = None
+    journey: str | None = None
+    step: str | None = None
 
 
 # -- Jinja -------------------------------------------------------------------------------
@@ -163,6 +189,8 @@ class Renderer:
         *,
         domain: str = "campaigns.local",
         recheck_seconds: float = TEMPLATE_RECHECK_SECONDS,
+        senders: SenderSet = EMPTY,
+        signer: Signer | None = None,
     ) -> None:
         if not mime.DOMAIN.fullmatch(domain):
             raise ValueError(f"{domain!r} is not a domain name for Message-IDs")
@@ -177,8 +205,17 @@ class Renderer:
         self._lines: _LRU[str, Template] = _LRU(JINJA_CACHE_SIZE * 4)
         self._compiled: dict[tuple[str, str], tuple[float, CompiledTemplate]] = {}
         self._track_prefix = f"{tokens.base_url}/t/"
-        # The skeleton: header lines that are the same for every message from this sender.
+        self.senders = senders
+        self.signer = signer
+        # The skeleton: header lines that are the same for every message from a sender, kept
+        # per sender (brand, locale and Reply-To): building them costs more than the rest of
+        # the headers together.
         self._mail_from, self._origin_headers = mime.origin_headers(sender)
+        self._origins: dict[Sender, tuple[str, str]] = {
+            sender: (self._mail_from, self._origin_headers)
+        }
+        self._contexts: dict[Identity, dict[str, object]] = {}
+        self._list_ids: dict[Identity, str] = {}
 
     # -- the three stages -----------------------------------------------------------
 
@@ -197,13 +234,16 @@ class Renderer:
         survey: SurveySpec | None = None,
         invite: InviteSpec | None = None,
         now: datetime,
+        origin: Origin | None = None,
     ) -> OutgoingEmail:
         """The email for one recipient of one step; ``message`` is the Message row id.
 
         ``subject`` and ``preheader`` are Jinja strings in the recipient's locale, rendered
         with the same context as the bodies. Pass the stored ``message_id`` on a retry.
+        ``origin`` names the brand, the account owner and the journey and step.
         """
         to = check_address(to)
+        origin = origin or Origin()
         parts = self.personalise(
             message=message,
             template=template,
@@ -213,13 +253,25 @@ class Renderer:
             context=context,
             survey=survey,
             invite=invite,
+            brand=origin.brand,
         )
+        identity = parts.identity or self.senders.identity(origin.brand, locale)
+        mail_from, origin_headers = self.origin(identity.sender(self.sender, origin.owner_email))
         html, text, links = track_links(
             parts.html, parts.text, self.tokens, message, skip=self._track_prefix
         )
         message_id = mime.check_message_id(message_id) if message_id else None
         message_id = message_id or make_message_id(message, self.domain)
-        raw = self.assemble(
+        feedback = None
+        if origin.journey and origin.step:
+            feedback = mime.feedback_id(
+                origin.journey,
+                origin.step,
+                identity.brand,
+                identity.sender_id or identity.domain(self.sender),
+            )
+        raw = mime.assemble(
+            origin_headers,
             message=message,
             message_id=message_id,
             to=to,
@@ -228,12 +280,17 @@ class Renderer:
             html=html,
             text=text,
             unsubscribe_url=parts.unsubscribe_url,
+            unsubscribe_mailto=parts.unsubscribe_mailto,
+            list_id=self._list_id(identity),
+            feedback_id=feedback,
             now=now,
         )
+        if self.signer is not None:
+            raw = self.signer.sign(raw)
         return OutgoingEmail(
             message_id=message_id,
             to=to,
-            mail_from=self._mail_from,
+            mail_from=mail_from,
             subject=parts.subject,
             raw=raw,
             links=links,
@@ -250,6 +307,7 @@ class Renderer:
         context: Mapping[str, object],
         survey: SurveySpec | None = None,
         invite: InviteSpec | None = None,
+        brand: str | None = None,
     ) -> Personalised:
         """Stage 1: the subject and both bodies rendered for one recipient (Jinja).
 
@@ -263,6 +321,16 @@ class Renderer:
         values[filters.READER] = reader
         unsubscribe_url = self.tokens.unsubscribe_url(message)
         values["unsubscribe_url"] = unsubscribe_url
+        identity = self.senders.identity(brand, compiled.locale)
+        mailto = self.tokens.unsubscribe_mailto(
+            message, identity.unsubscribe_domain or identity.domain(self.sender)
+        )
+        values["unsubscribe_mailto"] = mailto
+        values["sender"] = {
+            **self._sender_context(identity),
+            "unsubscribe_mailto": mailto,
+            "unsubscribe_address": mailto[len("mailto:") :].split("?", 1)[0],
+        }
         values["preferences_url"] = self.tokens.preferences_url(message)
         if survey is not None:
             values["survey"] = survey_context(survey, self.tokens, message, compiled.locale)
@@ -276,6 +344,8 @@ class Renderer:
             html=html_template.render(values),
             text=text_template.render(values),
             unsubscribe_url=unsubscribe_url,
+            unsubscribe_mailto=mailto,
+            identity=identity,
         )
 
     def assemble(
@@ -309,6 +379,33 @@ class Renderer:
         )
 
     # -- caches ------------------------------------------------------------------
+
+    def origin(self, sender: Sender) -> tuple[str, str]:
+        """The checked envelope sender and the From/Reply-To lines of ``sender``, prepared
+        once per sender (:func:`mime.origin_headers`)."""
+        found = self._origins.get(sender)
+        if found is None:
+            found = mime.origin_headers(sender)
+            if len(self._origins) >= ORIGIN_CACHE_SIZE:
+                self._origins.pop(next(iter(self._origins)))
+            self._origins[sender] = found
+        return found
+
+    def _sender_context(self, identity: Identity) -> dict[str, object]:
+        found = self._contexts.get(identity)
+        if found is None:
+            found = self._contexts[identity] = identity.context()
+        return found
+
+    def _list_id(self, identity: Identity) -> str:
+        """List-Id (RFC 2919): the brand's name and its ``list_id`` (default: the brand's key
+        under the From domain)."""
+        found = self._list_ids.get(identity)
+        if found is None:
+            domain = identity.list_id or f"{identity.brand}.{identity.domain(self.sender)}"
+            name = identity.list_name or identity.product or identity.name or identity.brand
+            found = self._list_ids[identity] = mime.list_id_field(name, domain)
+        return found
 
     def compiled(self, template: str, locale: str) -> CompiledTemplate:
         """The compiled template, asking the store again only every ``recheck_seconds``."""

@@ -302,6 +302,7 @@ class Journey:
     locale: str = "en"
     unit: Unit = Unit.CONTACT  # `enrol: account`: one enrollment per account
     recipients: Recipients = Recipients()  # the default of an account journey's message steps
+    brand: str | None = None  # the sender identity of templates/sender.yaml (None: default)
 
     @property
     def per_account(self) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from campaigns.exceptions import JourneyError, Problem
 from campaigns.journeys.expressions import Scope
 from campaigns.journeys.flow import parse_steps
+from campaigns.journeys.hints import suggest
 from campaigns.journeys.model import Journey, Recipients, Unit
 from campaigns.journeys.reading import Context, check_keys, read_condition, read_str
 from campaigns.journeys.recipients import read_recipients, read_unit
@@ -29,7 +30,7 @@ from campaigns.journeys.toplevel import (
     read_segments,
     read_window,
 )
-from campaigns.journeys.vocabulary import ID_HINT, ID_RE, LOCALE_RE, TOP_KEYS
+from campaigns.journeys.vocabulary import BRAND_RE, ID_HINT, ID_RE, LOCALE_RE, TOP_KEYS
 from campaigns.journeys.yamlsource import Map, Pos, YamlProblem, load, read
 
 
@@ -39,13 +40,14 @@ def parse_journey(
     *,
     segments: SegmentSet | None = None,
     templates: Collection[str] | None = None,
+    brands: Collection[str] | None = None,
 ) -> Journey:
     """Check ``text`` and build the journey; raise :class:`JourneyError` listing every problem.
 
-    ``segments`` and ``templates`` (names known to exist) enable the cross-checks; pass None
-    to skip them.
+    ``segments``, ``templates`` and ``brands`` (names known to exist) enable the
+    cross-checks; pass None to skip them.
     """
-    ctx = Context(path, text, segments, templates, [])
+    ctx = Context(path, text, segments, templates, [], brands=brands)
     journey: Journey | None = None
     try:
         doc = load(text)
@@ -67,9 +69,12 @@ def load_journey(
     *,
     segments: SegmentSet | None = None,
     templates: Collection[str] | None = None,
+    brands: Collection[str] | None = None,
 ) -> Journey:
     """Read and check the journey file at ``path`` (see :func:`parse_journey`)."""
-    return parse_journey(read_source(path), str(path), segments=segments, templates=templates)
+    return parse_journey(
+        read_source(path), str(path), segments=segments, templates=templates, brands=brands
+    )
 
 
 def read_source(path: Path) -> str:
@@ -156,6 +161,16 @@ def _journey(doc: object, ctx: Context) -> Journey | None:
         else None
     )
     holdout = read_holdout(ctx, doc)
+    brand = read_str(
+        ctx, doc, "brand", pattern=BRAND_RE, hint="a brand key of templates/sender.yaml"
+    )
+    if brand is not None and ctx.brands is not None and brand not in ctx.brands:
+        ctx.report(
+            doc.at("brand"),
+            f"unknown brand '{brand}'",
+            suggest(brand, tuple(ctx.brands))
+            or f"brands in templates/sender.yaml: {', '.join(ctx.brands) or 'none'}",
+        )
     steps = parse_steps(ctx, doc, top_scope) if "steps" in doc else ()
     if ctx.problems or None in (key, name, entry) or not steps:
         return None
@@ -176,6 +191,7 @@ def _journey(doc: object, ctx: Context) -> Journey | None:
         locale=locale,
         unit=unit,
         recipients=recipients or Recipients(),
+        brand=brand,
     )
 
 

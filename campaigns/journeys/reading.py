@@ -42,6 +42,7 @@ class Context:
     templates: Collection[str] | None
     problems: list[Problem]
     journey_segments: tuple[str, ...] = ()  # the journey's ``segments:`` (its planned personas)
+    brands: Collection[str] | None = None  # the brands of templates/sender.yaml, when known
 
     def report(self, pos: Pos, message: str, hint: str | None = None) -> None:
         self.problems.append(Problem(self.path, pos.line, pos.col, message, hint))

@@ -21,6 +21,7 @@ def validate_files(
     *,
     segments: SegmentSet | None = None,
     templates: Collection[str] | None = None,
+    brands: Collection[str] | None = None,
 ) -> tuple[list[tuple[Journey, Path]], list[Problem]]:
     """Check many journey files; also that no two files share a journey id."""
     journeys: list[tuple[Journey, Path]] = []
@@ -28,7 +29,7 @@ def validate_files(
     seen: dict[str, str] = {}
     for path in paths:
         try:
-            journey = load_journey(path, segments=segments, templates=templates)
+            journey = load_journey(path, segments=segments, templates=templates, brands=brands)
         except JourneyError as exc:
             problems.extend(exc.problems)
             continue

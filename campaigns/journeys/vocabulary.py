@@ -12,6 +12,8 @@ from campaigns.journeys.model import StepType
 
 ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 EVENT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$")
+BRAND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+"""A brand key of templates/sender.yaml (``brand: KEY``)."""
 LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 ID_HINT = "use lowercase letters, digits and _, starting with a letter"
 
@@ -30,6 +32,7 @@ TOP_KEYS = (
     "locale",
     "enrol",
     "recipients",
+    "brand",
     "steps",
 )
 STEP_COMMON = ("id", "channel", "goal", "category", "send_time", "recipients")

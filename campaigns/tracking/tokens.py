@@ -193,9 +193,44 @@ class Tokens:
         """The unsubscribe page, which also takes the RFC 8058 one-click POST."""
         return f"{self.base_url}/t/u/{self._sign('unsub', _ids(message))}"
 
+    def unsubscribe_token(self, message: int) -> str:
+        """The token of :meth:`unsubscribe_url`, which the mailto address carries too."""
+        return self._sign("unsub", _ids(message))
+
+    def unsubscribe_mailto(self, message: int, domain: str) -> str:
+        """The ``mailto:`` of List-Unsubscribe: ``unsubscribe+TOKEN@domain``, the token of the
+        https link; ``campaigns inbound`` reads the mail sent there (:func:`mailto_token`)."""
+        return mailto_uri(self.unsubscribe_token(message), domain)
+
     def preferences_url(self, message: int) -> str:
         """The page where a recipient picks the categories of email they want."""
         return f"{self.base_url}/t/p/{self._sign('prefs', _ids(message))}"
+
+
+UNSUBSCRIBE_MAILBOX = "unsubscribe"
+"""The local part of the unsubscribe address, before ``+TOKEN``."""
+
+
+def mailto_uri(token: str, domain: str) -> str:
+    """``mailto:unsubscribe+TOKEN@domain?subject=unsubscribe`` (RFC 8058 asks for both URIs)."""
+    return f"mailto:{UNSUBSCRIBE_MAILBOX}+{token}@{domain}?subject=unsubscribe"
+
+
+def mailto_token(address: str) -> str | None:
+    """The token in an ``unsubscribe+TOKEN@domain`` address (angle brackets, a display name
+    or a ``mailto:`` prefix allowed); None when it is not one. Not verified: pass it to
+    :meth:`Tokens.loads` with the ``unsub`` purpose."""
+    text = address.strip()
+    if "<" in text and text.endswith(">"):
+        text = text[text.rindex("<") + 1 : -1]
+    if text.lower().startswith("mailto:"):
+        text = text[7:].split("?", 1)[0]
+    local, at, _domain = text.rpartition("@")
+    prefix = UNSUBSCRIBE_MAILBOX + "+"
+    if not at or not local.lower().startswith(prefix):
+        return None
+    token = local[len(prefix) :]
+    return token if token and len(token) <= MAX_TOKEN_LENGTH else None
 
 
 def _encode(data: bytes) -> bytes:

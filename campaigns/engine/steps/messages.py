@@ -14,7 +14,7 @@ from typing import assert_never
 
 from campaigns.channels.email import Draft
 from campaigns.content.mime import OutgoingEmail
-from campaigns.content.render import InviteSpec, SurveySpec
+from campaigns.content.render import InviteSpec, Origin, SurveySpec
 from campaigns.engine import recipients, sending
 from campaigns.engine.context import NEXT, PAUSE, Outcome, StepContext
 from campaigns.engine.steps.actions import run_in_app, run_task
@@ -147,6 +147,12 @@ def send_email(
     channel = ctx.tools.channels.email
     links = ctx.tools.links
     to, to_name = ctx.person.email, ctx.person.name
+    origin = Origin(
+        brand=ctx.journey.brand,
+        owner_email=ctx.account.owner_email if ctx.account is not None else None,
+        journey=ctx.journey.key,
+        step=step.id,
+    )
 
     def compose(message: Message) -> OutgoingEmail:
         context = {**ctx.values(), "links": {name: ctx.render(url) for name, url in links.items()}}
@@ -165,6 +171,7 @@ def send_email(
                 now=ctx.now,
                 survey=parts.survey,
                 invite=parts.invite,
+                origin=origin,
             )
         )
 
