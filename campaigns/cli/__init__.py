@@ -21,7 +21,18 @@ import click
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from campaigns.cli import accounts, data, demo, enrollments, health, journeys, people, report, run
+from campaigns.cli import (
+    accounts,
+    data,
+    demo,
+    enrollments,
+    health,
+    inbound,
+    journeys,
+    people,
+    report,
+    run,
+)
 from campaigns.cli.common import (
     EXIT_ERROR,
     EXIT_INTERNAL,
@@ -59,6 +70,7 @@ for command in (
     run.migrate,
     run.tick,
     run.flush,
+    inbound.inbound,
     run.run,
     report.report,
     enrollments.enrollments,
