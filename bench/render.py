@@ -9,15 +9,25 @@ and, for the same personalised bodies, the standard library's ways to build the 
   EmailMessage   email.message.EmailMessage + set_content/add_alternative + bytes (policy SMTP)
   email.mime     MIMEMultipart + two MIMEText parts + as_bytes()
 
+Messages are from the shipped templates/sender.yaml (brand default, Reply-To the account owner:
+one of 50 owners per message, each its own cached header skeleton), with List-Id, Feedback-ID
+and both List-Unsubscribe URIs. ``--dkim rsa`` or ``--dkim ed25519`` signs every message with a
+fresh key (RSA-2048 made by openssl) and adds a ``dkim`` column: the signing cost alone.
+
 Usage: python bench/render.py [-n 5000] [--template onboarding_welcome --template nps_survey]
+                              [--dkim rsa|ed25519]
 Target (issue 3): a message costs well under 1 ms beyond Jinja.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,9 +43,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from campaigns.config import load as load_config  # noqa: E402
+from campaigns.content.dkim import Signer  # noqa: E402
 from campaigns.content.links import track_links  # noqa: E402
 from campaigns.content.mime import Sender, make_message_id  # noqa: E402
-from campaigns.content.render import Personalised, Renderer, SurveySpec  # noqa: E402
+from campaigns.content.render import Origin, Personalised, Renderer, SurveySpec  # noqa: E402
+from campaigns.content.sender import SENDER_FILE, load_senders  # noqa: E402
 from campaigns.content.templates import TemplateStore  # noqa: E402
 from campaigns.tracking.tokens import Tokens  # noqa: E402
 
@@ -71,6 +84,9 @@ def recipient(locale: str, i: int) -> dict[str, Any]:
             "journey": {"name": "Onboarding"},
             "links": LINKS,
         },
+        "origin": Origin(
+            owner_email=f"owner{i % 50}@example.com", journey="onboarding", step="welcome"
+        ),
     }
 
 
@@ -135,6 +151,7 @@ def bench(renderer: Renderer, template: str, locale: str, n: int) -> dict[str, f
         n,
         lambda i: renderer.personalise(message=i, context=people[i]["context"], **common),
     )
+    signer = renderer.signer
     links, tracked = per_message(
         n, lambda i: track_links(parts[i].html, parts[i].text, renderer.tokens, i)
     )
@@ -159,7 +176,11 @@ def bench(renderer: Renderer, template: str, locale: str, n: int) -> dict[str, f
     stdlib_n = max(n // 5, 200)  # the slow way, on fewer messages
     stdlib, _ = per_message(stdlib_n, lambda i: stdlib_message(renderer, people, parts, i), 1)
     email_mime, _ = per_message(stdlib_n, lambda i: mime_message(renderer, people, parts, i), 1)
+    dkim = 0.0
+    if signer is not None:
+        dkim, _ = per_message(n, lambda i: signer.sign(raws[i]))
     return {
+        "dkim": dkim,
         "jinja": jinja,
         "links": links,
         "mime": mime,
@@ -176,6 +197,7 @@ def main() -> None:
     )
     parser.add_argument("-n", type=int, default=5000, help="messages per template and locale")
     parser.add_argument("--template", action="append", help="shipped template name (repeatable)")
+    parser.add_argument("--dkim", choices=("rsa", "ed25519"), help="sign with a fresh key")
     args = parser.parse_args()
     templates = args.template or ["onboarding_welcome", "nps_survey"]
 
@@ -183,10 +205,12 @@ def main() -> None:
         TemplateStore(ROOT / "templates"),
         Tokens("bench-secret-0123456789abcdef", "https://t.example.com"),
         Sender("cs@example.com", "Example カスタマーサクセス", reply_to="support@example.com"),
+        senders=load_senders(ROOT / "templates" / SENDER_FILE),
+        signer=signer(args.dkim) if args.dkim else None,
     )
     print(f"{args.n} messages per row; ms per message (best of 3 runs)\n")
     header = (
-        f"{'template':<20}{'locale':<7}{'jinja':>7}{'links':>7}{'mime':>7}{'render':>8}"
+        f"{'template':<20}{'locale':<7}{'jinja':>7}{'links':>7}{'mime':>7}{'dkim':>7}{'render':>8}"
         f"{'msg/s':>8}{'EmailMessage':>14}{'email.mime':>12}{'size kB':>9}"
     )
     print(header)
@@ -196,6 +220,7 @@ def main() -> None:
             r = bench(renderer, template, locale, args.n)
             print(
                 f"{template:<20}{locale:<7}{r['jinja']:>7.3f}{r['links']:>7.3f}{r['mime']:>7.3f}"
+                f"{r['dkim']:>7.3f}"
                 f"{r['render']:>8.3f}{1000 / r['render']:>8.0f}{r['EmailMessage']:>14.3f}"
                 f"{r['email.mime']:>12.3f}{r['kB']:>9.1f}"
             )
@@ -204,6 +229,22 @@ def main() -> None:
         "Jinja;\nEmailMessage / email.mime build the same message from the same bodies (the mime "
         "column's job)."
     )
+
+
+def signer(kind: str) -> Signer:
+    """A signer with a fresh key of ``kind`` in a temporary folder (the key is read back
+    through the configuration's checks, as at start)."""
+    folder = tempfile.mkdtemp(prefix="bench-dkim-")
+    path = os.path.join(folder, "key")
+    if kind == "rsa":
+        subprocess.run(["openssl", "genrsa", "-out", path, "2048"], check=True, capture_output=True)
+    else:
+        with open(path, "wb") as file:
+            file.write(base64.b64encode(os.urandom(32)))
+    env = {"DKIM_PRIVATE_KEY_FILE": path, "DKIM_SELECTOR": "bench", "DKIM_DOMAIN": "example.com"}
+    key = load_config(env).dkim
+    assert key is not None
+    return Signer(key)
 
 
 if __name__ == "__main__":
