@@ -50,7 +50,9 @@ JOURNEY = textwrap.dedent(
       - id: invite
         email:
           template: webinar_invite
-          subject: {en: "Join us, {{ contact.name }}", ja: "{{ contact.name }}様、ウェビナーのご案内"}
+          subject:
+            en: "Join us, {{ contact.name }}"
+            ja: "{{ contact.name }}様、ウェビナーのご案内"
     """
 )
 
