@@ -16,6 +16,7 @@ from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from campaigns.content import filters
+from campaigns.content.sender import SENDER_FILE, load_senders
 from campaigns.content.templates import (
     CompiledTemplate,
     TemplateError,
@@ -90,6 +91,12 @@ def sample_context(**changes: Any) -> dict[str, Any]:
         "preheader": "プレヘッダーのテスト",
         "unsubscribe_url": UNSUBSCRIBE,
         "preferences_url": "https://t.example.com/p/tok",
+        "unsubscribe_mailto": "mailto:unsubscribe+tok@example.com?subject=unsubscribe",
+        "sender": {
+            **load_senders(ROOT / "templates" / SENDER_FILE).identity(None, "ja").context(),
+            "unsubscribe_mailto": "mailto:unsubscribe+tok@example.com?subject=unsubscribe",
+            "unsubscribe_address": "unsubscribe+tok@example.com",
+        },
         "survey": {"scale": "nps", "question": None, "options": options("nps")},
         "invite": {
             "event_name": "第1四半期 製品ウェビナー",
@@ -461,11 +468,11 @@ def test_compile_recompiles_when_a_shared_partial_changes(tree: Path, partial: s
     first = store.compile("onboarding_tips", "ja")
     path = tree / "ja" / partial
     path.write_text(
-        path.read_text(encoding="utf-8").replace("丸の内1-2-3", "丸の内9-9-9"), encoding="utf-8"
+        path.read_text(encoding="utf-8").replace("送信者：", "発信者："), encoding="utf-8"
     )
     second = store.compile("onboarding_tips", "ja")
     assert second.hash != first.hash
-    assert "丸の内9-9-9" in (second.html if partial.endswith(".mjml") else second.text)
+    assert "発信者：" in (second.html if partial.endswith(".mjml") else second.text)
 
 
 def test_the_text_part_has_its_footer_included(store: TemplateStore) -> None:
