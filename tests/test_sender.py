@@ -481,3 +481,67 @@ def test_dkim_settings_are_checked_at_start_in_one_line(tmp_path, env, message):
 
 def test_no_dkim_settings_means_no_signature():
     assert config.load({}).dkim is None
+
+
+def test_the_composition_root_signs_and_sends_as_the_sender_file_says(db, tmp_path):
+    from campaigns.services import build
+
+    path, record = _rsa_key(tmp_path)
+    cfg = config.load(
+        {
+            "DKIM_PRIVATE_KEY_FILE": str(path),
+            "DKIM_SELECTOR": "mail2026",
+            "DKIM_DOMAIN": "example.com",
+            "CAMPAIGNS_TEMPLATES": str(ROOT / "templates"),
+            "CAMPAIGNS_JOURNEYS": str(ROOT / "journeys"),
+        }
+    )
+    services = build(cfg, database_url=db.url)
+    try:
+        renderer = services.renderer
+        assert renderer.signer is not None and "default" in renderer.senders.names
+        mail = renderer.render(
+            message=5,
+            message_id=None,
+            to="pat@example.com",
+            to_name="Pat",
+            template="onboarding_tips",
+            locale="en",
+            subject="Tips",
+            preheader=None,
+            context={"contact": {"name": "Pat"}, "account": {"name": "Acme"}},
+            now=START,
+        )
+        assert mail.raw.startswith(b"DKIM-Signature: ")
+        assert dkim.verify(mail.raw, dnsfunc=_dns(record))
+    finally:
+        services.close()
+
+
+def test_a_bad_dkim_key_stops_a_command_in_one_line_with_exit_2(tmp_path):
+    import os
+    import sys
+
+    key = tmp_path / "not-a-key.pem"
+    key.write_text("hello\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DKIM_", "DATABASE_"))}
+    env.update(
+        DKIM_PRIVATE_KEY_FILE=str(key),
+        DKIM_SELECTOR="mail2026",
+        DKIM_DOMAIN="example.com",
+        CAMPAIGNS_TEMPLATES=str(ROOT / "templates"),
+        CAMPAIGNS_JOURNEYS=str(ROOT / "journeys"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "campaigns", "validate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"campaigns: DKIM_PRIVATE_KEY_FILE: '{key}' is not an RSA or Ed25519 private key (PEM, "
+        "or the base64 Ed25519 key dknewkey writes)"
+    ]
