@@ -134,6 +134,7 @@ def render_preview(
         context=context,
         survey=parts.survey,
         invite=parts.invite,
+        brand=journey.brand,  # the footer shows the journey's sender identity
     )
     compiled = renderer.compiled(parts.template, parts.locale)
     return Preview(
