@@ -3,8 +3,8 @@ prints. Every failure is one clear line on stderr and a non-zero exit, never a t
 
 The commands live in modules by area (:mod:`~campaigns.cli.journeys`, :mod:`~campaigns.cli.data`,
 :mod:`~campaigns.cli.run`, :mod:`~campaigns.cli.report`, :mod:`~campaigns.cli.people`,
-:mod:`~campaigns.cli.demo`, :mod:`~campaigns.cli.accounts`); this module is the group, which adds
-them, and :func:`main`.
+:mod:`~campaigns.cli.demo`, :mod:`~campaigns.cli.accounts`, :mod:`~campaigns.cli.events`); this
+module is the group, which adds them, and :func:`main`.
 Every command but ``migrate`` (and ``validate``, which opens no database) refuses, in the one
 line ``the database schema is behind ...; run `campaigns migrate```, a database that is not
 at the newest migration.
@@ -21,7 +21,18 @@ import click
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from campaigns.cli import accounts, data, demo, enrollments, health, journeys, people, report, run
+from campaigns.cli import (
+    accounts,
+    data,
+    demo,
+    enrollments,
+    events,
+    health,
+    journeys,
+    people,
+    report,
+    run,
+)
 from campaigns.cli.common import (
     EXIT_ERROR,
     EXIT_INTERNAL,
@@ -65,6 +76,7 @@ for command in (
     people.tasks,
     people.user,
     accounts.account,
+    events.events,
     demo.demo,
 ):
     cli.add_command(command)
