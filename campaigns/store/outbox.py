@@ -161,7 +161,7 @@ def emit_many(session: Session, items: Sequence[Item]) -> list[str]:
                     "contact_id": item.contact_id,
                     "status": OutboundStatus.PENDING,
                     "attempts": 0,
-                    "next_attempt_at": now,
+                    "next_attempt_at": occurred,  # due at once (in the event's own time)
                     "created_at": now,
                 }
             )
