@@ -275,11 +275,12 @@ class _Names:
         journey_ids = {self._journey_id(i) for i in items} - {None}
         self.journeys: dict[int, str] = {}
         if journey_ids:
-            self.journeys = dict(
-                session.execute(select(Journey.id, Journey.key).where(Journey.id.in_(journey_ids)))
-                .tuples()
-                .all()
-            )
+            self.journeys = {
+                int(row.id): str(row.key)
+                for row in session.execute(
+                    select(Journey.id, Journey.key).where(Journey.id.in_(journey_ids))
+                )
+            }
 
     def _enrollment(self, item: Item) -> tuple[int | None, int | None, int | None]:
         enrollment_id = item.enrollment_id
