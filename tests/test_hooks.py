@@ -272,9 +272,7 @@ def test_a_500_is_retried_with_backoff_and_later_events_wait_behind_it(db, recei
     assert [r.attempts for r in rows(db)] == [2, 2]
 
 
-def test_a_receiver_slower_than_the_timeout_counts_as_a_failure_and_is_retried(
-    db, receiver, clock
-):
+def test_a_receiver_slower_than_the_timeout_counts_as_a_failure_and_is_retried(db, receiver, clock):
     receiver.answer = lambda n: ("sleep", 2.5, 200) if n == 0 else 200
     sub = receiver.subscriber()
     sessions = attach(db.sessions, Outbox([sub]))
@@ -282,7 +280,11 @@ def test_a_receiver_slower_than_the_timeout_counts_as_a_failure_and_is_retried(
     d = deliverer(sessions, [sub], clock, timeout=1, backoff_base=10)
     assert d.deliver().retried == 1
     [row] = rows(db)
-    assert (row.status, row.last_status, row.last_error) == ("pending", None, "no answer within 1 s")
+    assert (row.status, row.last_status, row.last_error) == (
+        "pending",
+        None,
+        "no answer within 1 s",
+    )
     clock.advance(timedelta(seconds=11))
     assert d.deliver().delivered == 1
     assert receiver.uids() == [uid, uid]  # the same id: the receiver deduplicates on it
@@ -349,7 +351,9 @@ def test_dead_letters_are_listed_and_replayed_through_the_api(db, receiver, cloc
     assert d.run().delivered == 2
     assert set(receiver.uids()) == set(uids)
     with db.session() as s:
-        actions = list(s.scalars(select(AuditEntry.action).where(AuditEntry.target_kind == "events")))
+        actions = list(
+            s.scalars(select(AuditEntry.action).where(AuditEntry.target_kind == "events"))
+        )
     assert actions == [AuditAction.REPLAY, AuditAction.REPLAY]
 
 

@@ -201,7 +201,9 @@ def test_a_task_done_and_a_bounce_report_are_announced(db, cfg, clock, build_app
         complete_task(s, task_id, clock.now(), by="sato@example.com", outcome="話せました")
     services.close()
     [done] = of_type(db, "task.done")
-    assert done["data"]["task"]["outcome"] == "話せました" and done["data"]["by"] == "sato@example.com"
+    assert (
+        done["data"]["task"]["outcome"] == "話せました" and done["data"]["by"] == "sato@example.com"
+    )
 
     app = build_app(api_keys=(KEY,), event_subscribers=cfg.event_subscribers)
     with db.session() as s:
