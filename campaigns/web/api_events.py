@@ -54,6 +54,13 @@ def outgoing_events() -> ResponseReturnValue:
     )
 
 
+def _whole(value: Any) -> bool:
+    """A row id: a whole number from 1 (JSON's 42.0 is 42, as JSON Schema reads it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return float(value).is_integer() and 0 < value < 2**63
+
+
 @bp.post("/events/outgoing/replay")
 @needs(STEER)
 def replay_outgoing_events() -> ResponseReturnValue:
@@ -70,13 +77,11 @@ def replay_outgoing_events() -> ResponseReturnValue:
     subscriber = data.get("subscriber")
     if not isinstance(every, bool):
         raise ApiError(400, f"all: expected true/false, got {api_input.kind(every)}")
-    if ids is not None and (
-        not isinstance(ids, list)
-        or len(ids) > MAX_IDS
-        or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63 for i in ids)
-    ):
-        raise ApiError(400, f"ids: expected a list of up to {MAX_IDS} event ids (numbers)")
-    if subscriber is not None and (not isinstance(subscriber, str) or len(subscriber) > 64):
+    if "ids" in data:
+        if not isinstance(ids, list) or len(ids) > MAX_IDS or not all(_whole(i) for i in ids):
+            raise ApiError(400, f"ids: expected a list of up to {MAX_IDS} event ids (numbers)")
+        ids = [int(i) for i in ids]
+    if "subscriber" in data and (not isinstance(subscriber, str) or len(subscriber) > 64):
         raise ApiError(400, "subscriber: expected a subscriber's name")
     if (ids is None) == (not every) or (ids is not None and every):
         raise ApiError(400, "send either ids (a list of dead events' ids) or all: true")
