@@ -420,3 +420,22 @@ def test_replay_window_and_payload_reach_the_receiver_unchanged(db, receiver, cl
     deliverer(sessions, [sub], clock).run()
     [got] = receiver.received
     assert got.signed and got.uid == uid and got.body == rows(db)[0].payload
+
+
+def test_the_worker_schedules_delivery_only_when_there_are_subscribers():
+    from campaigns.worker import cron, jobs
+
+    class Scheduler:
+        def __init__(self):
+            self.jobs = []
+
+        def register(self, func, **options):
+            self.jobs.append((func, options["interval"]))
+
+    bare = settings.load({})
+    with_one = dataclasses.replace(bare, event_subscribers=(Subscriber("a", "https://a/", SECRET),))
+    without, with_subscribers = Scheduler(), Scheduler()
+    cron.schedule(without, bare)
+    cron.schedule(with_subscribers, with_one)
+    assert jobs.deliver_events not in [f for f, _ in without.jobs]
+    assert (jobs.deliver_events, 5) in with_subscribers.jobs
