@@ -223,3 +223,43 @@ def test_a_task_done_and_a_bounce_report_are_announced(db, cfg, clock, build_app
     [bounced] = of_type(db, "message.bounced")
     assert bounced["data"]["hard"] is True
     assert bounced["data"]["message"]["message_id"] == message.message_id
+
+
+def test_archiving_a_journey_announces_its_running_enrollments_exited(db, cfg, clock):
+    from campaigns.engine import lifecycle
+
+    text = JOURNEY.replace("  - id: hello\n", "  - {id: rest, wait: 2 days}\n  - id: hello\n")
+    assert "rest" in text
+    with db.session() as s, s.begin():
+        account = Account(external_id="ACME-JP", name="株式会社アクメ")
+        s.add(account)
+        s.flush()
+        s.add(Contact(account_id=account.id, email="taro@example.co.jp", name="山田 太郎"))
+        deploy(s, parse_journey(text, "welcome_hooks.yaml"), text, "welcome_hooks.yaml")
+    run_journey(db, cfg, clock)  # entered, now waiting two days
+    services = build(cfg, clock, sessions=db.sessions)
+    with services.sessions() as s, s.begin():
+        lifecycle.archive(s, "welcome_hooks", "cli:test", clock.now())
+    services.close()
+    [exited] = of_type(db, "journey.exited")
+    assert exited["data"]["state"] == "exited"
+    assert exited["data"]["contact"]["name"] == "山田 太郎"
+    assert exited["data"]["journey"] == "welcome_hooks"
+
+
+def test_unsubscribing_from_all_on_the_preference_page_is_announced(db, cfg, clock, build_app):
+    seed(db)
+    run_journey(db, cfg, clock)
+    app = build_app(event_subscribers=cfg.event_subscribers)
+    with db.session() as s:
+        message = s.scalar(select(Message))
+    with app.app_context():
+        form = app.extensions["campaigns.tracking"].form_token(message.id, "prefs")
+    url = Tokens(TEST_SECRET, TEST_BASE_URL).preferences_url(message.id)
+    response = app.test_client().post(
+        urlsplit(url).path, data={"csrf": form, "unsubscribe": "all", "pause": "0"}
+    )
+    assert response.status_code == 200
+    [unsubscribed] = of_type(db, "contact.unsubscribed")
+    assert unsubscribed["data"]["source"] == "preference page"
+    assert unsubscribed["data"]["contact"]["email"] == "hanako@example.co.jp"
