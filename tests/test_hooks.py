@@ -89,13 +89,13 @@ def test_a_signature_verifies_only_with_its_secret_body_and_time():
         assert not verify(SECRET, bad, body, now=1_800_000_000)
 
 
-def test_the_six_line_check_in_the_docs_agrees_with_verify():
+def test_the_short_check_in_the_docs_agrees_with_verify():
     import time
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text("utf-8")
     code = re.search(r"```python\n(import hashlib, hmac, time\n.*?)```", doc, re.DOTALL)
-    assert code and len(code.group(1).strip().splitlines()) == 6
+    assert code and len([line for line in code.group(1).splitlines() if line.strip()]) <= 7
     scope: dict = {}
     exec(code.group(1), scope)  # the receiver's code, as printed
     body = body_of({"id": "e2", "type": "task.done", "data": {"name": "山田 花子"}})
