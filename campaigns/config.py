@@ -342,6 +342,99 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
+# -- EVENT_SUBSCRIBERS -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One receiver of outgoing events (``EVENT_SUBSCRIBERS``): its name (the outbox rows
+    carry it), the URL events are POSTed to, the secret they are signed with, the types it
+    wants (empty: all) and whether it wants opens and clicks a machine made."""
+
+    name: str
+    url: str
+    secret: str = field(repr=False)
+    types: tuple[str, ...] = ()
+    machine: bool = True
+
+    def wants(self, type_: str) -> bool:
+        """Whether this subscriber takes events of ``type_`` (``message.*`` takes a family)."""
+        if not self.types:
+            return True
+        return any(
+            t == type_ or t == "*" or (t.endswith(".*") and type_.startswith(t[:-1]))
+            for t in self.types
+        )
+
+
+_SUBSCRIBER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_SUBSCRIBERS_EXAMPLE = (
+    "write name=https://host/path|secret=16+chars[|types=message.*,task.done][|machine=no], "
+    "subscribers separated by ';' or spaces"
+)
+
+
+def parse_subscribers(value: str) -> tuple[Subscriber, ...]:
+    """``EVENT_SUBSCRIBERS``: ``crm=https://crm.example/hooks|secret=S|types=message.*``, one
+    entry per subscriber separated by ``;`` or whitespace. ``types`` is a comma list of event
+    types or families (``message.*``), all by default; ``machine=no`` leaves out the opens and
+    clicks of image proxies and link scanners. Errors never show a secret."""
+    name = "EVENT_SUBSCRIBERS"
+    _no_controls(name, value.replace("\n", " ").replace("\t", " "))
+    found: dict[str, Subscriber] = {}
+    for entry in re.split(r"[;\s]+", value):
+        if not entry:
+            continue
+        head, *options = entry.split("|")
+        label, eq, url = head.partition("=")
+        if not eq or not _SUBSCRIBER_NAME.fullmatch(label):
+            raise ConfigError(
+                f"{name}: {label[:40]!r} is not a subscriber name (lower-case letters, digits,"
+                f" - and _); {_SUBSCRIBERS_EXAMPLE}"
+            )
+        if label in found:
+            raise ConfigError(f"{name}: the subscriber {label!r} is named twice")
+        where = f"{name} ({label})"
+        _check_url(where, url, ("http", "https"))
+        if not urlsplit(url).hostname:
+            raise ConfigError(f"{where}: no host in {redact_url(url)!r}")
+        seen: dict[str, str] = {}
+        for option in options:
+            key, eq, setting = option.partition("=")
+            if key not in ("secret", "types", "machine") or not eq:
+                shown = key[:20] if eq else "(no '=')"
+                raise ConfigError(
+                    f"{where}: unknown option {shown!r}; the options are secret=, types= and"
+                    " machine="
+                )
+            if key in seen:
+                raise ConfigError(f"{where}: {key}= is given twice")
+            seen[key] = setting
+        if "secret" not in seen:
+            raise ConfigError(f"{where}: no secret=; {_SUBSCRIBERS_EXAMPLE}")
+        secret = _checked_secret(seen["secret"], f"{where} secret")
+        types = tuple(t.strip() for t in seen.get("types", "").split(",") if t.strip())
+        for pattern in types:
+            family = pattern[:-1] if pattern.endswith(".*") else None
+            known = pattern == "*" or (
+                any(t.startswith(family) for t in defaults.OUTBOUND_TYPES)
+                if family
+                else pattern in defaults.OUTBOUND_TYPES
+            )
+            if not known:
+                raise ConfigError(
+                    f"{where}: unknown event type {pattern[:40]!r}; use"
+                    f" {', '.join(defaults.OUTBOUND_TYPES)} or a family such as message.*"
+                )
+        machine = seen.get("machine", "yes").strip().lower()
+        if machine not in ("yes", "no", "true", "false", "1", "0"):
+            raise ConfigError(f"{where}: machine= takes yes or no, got {machine[:20]!r}")
+        found[label] = Subscriber(
+            label, url, secret, types, machine=machine in ("yes", "true", "1")
+        )
+    return tuple(found.values())
+
+
 _DEFAULT_MAIL_FROM = parse_mail_from(defaults.MAIL_FROM)
 
 
@@ -373,6 +466,12 @@ class Config:
     task_digest_hour: int = defaults.TASK_DIGEST_HOUR
     task_time_zone: str = defaults.TASK_TIME_ZONE
     dkim: DkimKey | None = None  # DKIM_PRIVATE_KEY_FILE, DKIM_SELECTOR, DKIM_DOMAIN
+    event_subscribers: tuple[Subscriber, ...] = ()
+    event_max_attempts: int = defaults.EVENT_MAX_ATTEMPTS
+    event_backoff_base: int = defaults.EVENT_BACKOFF_BASE
+    event_backoff_cap: int = defaults.EVENT_BACKOFF_CAP
+    event_timeout: int = defaults.EVENT_TIMEOUT
+    event_replay_window: int = defaults.EVENT_REPLAY_WINDOW
 
     @property
     def segments_file(self) -> Path:
@@ -442,7 +541,51 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
         task_digest_hour=_digest_hour(env.get("TASK_DIGEST_HOUR")),
         task_time_zone=_time_zone("TASK_TIME_ZONE", env.get("TASK_TIME_ZONE")),
         dkim=_dkim(env),
+        event_subscribers=parse_subscribers(env.get("EVENT_SUBSCRIBERS") or ""),
+        event_max_attempts=_count("EVENT_MAX_ATTEMPTS", env.get("EVENT_MAX_ATTEMPTS"), 1, 100),
+        event_backoff_base=_seconds(
+            "EVENT_BACKOFF_BASE",
+            env.get("EVENT_BACKOFF_BASE"),
+            defaults.EVENT_BACKOFF_BASE,
+            1,
+            3600,
+        ),
+        event_backoff_cap=_backoff_cap(env),
+        event_timeout=_seconds(
+            "EVENT_TIMEOUT", env.get("EVENT_TIMEOUT"), defaults.EVENT_TIMEOUT, 1, 120
+        ),
+        event_replay_window=_seconds(
+            "EVENT_REPLAY_WINDOW",
+            env.get("EVENT_REPLAY_WINDOW"),
+            defaults.EVENT_REPLAY_WINDOW,
+            30,
+            86_400,
+        ),
     )
+
+
+def _count(name: str, value: str | None, low: int, high: int) -> int:
+    """``EVENT_MAX_ATTEMPTS``: a whole number from ``low`` to ``high``."""
+    if not value or not value.strip():
+        return defaults.EVENT_MAX_ATTEMPTS
+    if not re.fullmatch(r"\s*[0-9]{1,4}\s*", value) or not low <= int(value) <= high:
+        raise ConfigError(f"{name}: {value!r} is not a whole number from {low} to {high}")
+    return int(value)
+
+
+def _backoff_cap(env: Mapping[str, str]) -> int:
+    """``EVENT_BACKOFF_CAP``: seconds, no less than ``EVENT_BACKOFF_BASE``."""
+    base = _seconds(
+        "EVENT_BACKOFF_BASE", env.get("EVENT_BACKOFF_BASE"), defaults.EVENT_BACKOFF_BASE, 1, 3600
+    )
+    cap = _seconds(
+        "EVENT_BACKOFF_CAP", env.get("EVENT_BACKOFF_CAP"), defaults.EVENT_BACKOFF_CAP, 1, 86_400
+    )
+    if cap < base:
+        raise ConfigError(
+            f"EVENT_BACKOFF_CAP: {cap} s is less than EVENT_BACKOFF_BASE ({base} s); raise it"
+        )
+    return cap
 
 
 # -- DKIM ----------------------------------------------------------------------------------

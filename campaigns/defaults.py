@@ -107,3 +107,44 @@ their tasks (``users.task_mail = digest``) get it (``TASK_DIGEST_HOUR``)."""
 TASK_TIME_ZONE = "UTC"
 """The team's time zone (``TASK_TIME_ZONE``): the digest hour and the business days of task
 SLAs (``due: 2 business days``) are read in it, and task mail prints its dates in it."""
+
+OUTBOUND_TYPES = (
+    "message.sent",
+    "message.delivered",
+    "message.bounced",
+    "message.opened",
+    "message.clicked",
+    "message.answered",
+    "contact.unsubscribed",
+    "task.created",
+    "task.done",
+    "journey.entered",
+    "journey.exited",
+)
+"""The outgoing event types a subscriber may ask for (``types=message.*,task.done``); the same
+as :class:`campaigns.store.enums.OutboundType`, named here so the settings check them."""
+
+EVENT_MAX_ATTEMPTS = 8
+"""POSTs of one outgoing event to one subscriber before it goes to the dead-letter list
+(``EVENT_MAX_ATTEMPTS``)."""
+
+EVENT_BACKOFF_BASE = 30
+"""Seconds before the first retry of a failed POST (``EVENT_BACKOFF_BASE``); each later one
+waits twice as long, with jitter, up to ``EVENT_BACKOFF_CAP``. With the defaults, the eight
+attempts span about two hours."""
+
+EVENT_BACKOFF_CAP = 3600
+"""The longest wait between two POSTs of one event (``EVENT_BACKOFF_CAP``, seconds)."""
+
+EVENT_TIMEOUT = 10
+"""Seconds a subscriber has to answer one POST (``EVENT_TIMEOUT``); slower counts as failed."""
+
+EVENT_REPLAY_WINDOW = 300
+"""How old (seconds) a signature's timestamp may be before a receiver refuses it
+(``EVENT_REPLAY_WINDOW``); :func:`campaigns.engine.hooks.verify` takes it as its default."""
+
+EVENT_DELIVER_SECONDS = 5
+"""How often the worker's scheduler posts due outgoing events (when subscribers exist)."""
+
+EVENT_CLAIM = 100
+"""Outgoing events one deliverer claims at a time."""

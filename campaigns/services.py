@@ -1,8 +1,9 @@
 """The composition root: the one place the parts are built from the configuration.
 
 :func:`build` takes the settings and a clock and returns :class:`Services`: the database and
-its sessions, the project folder, the tokens, the renderer, the email transport, the hit
-log, the domain rate limiter, the cache of parsed journeys and the engine over them. The web
+its sessions (which carry the outgoing events' subscribers: :mod:`campaigns.store.outbox`), the
+project folder, the tokens, the renderer, the email transport, the deliverer of those events,
+the hit log, the domain rate limiter, the cache of parsed journeys and the engine over them. The web
 app (:func:`campaigns.web.create_app`), every CLI command, ``worker.py`` and its RQ jobs, the
 dashboard's preview and ``campaigns simulate`` call it; nothing else builds these. Tests pass
 their own clock, transport, hit log or sessions in the same call.
@@ -29,9 +30,12 @@ from campaigns.content.mime import Sender
 from campaigns.content.project import Project
 from campaigns.content.render import Renderer
 from campaigns.engine.core import Engine, EngineSettings
+from campaigns.engine.hooks import Deliverer
+from campaigns.engine.hooks import Settings as HookSettings
 from campaigns.engine.ratelimit import DomainRateLimiter
 from campaigns.exceptions import CampaignsError
 from campaigns.store.db import make_engine, make_sessionmaker, schema_problem
+from campaigns.store.outbox import Outbox, attach
 from campaigns.store.versions import ParsedJourneys
 from campaigns.tracking.hitlog import DirectHitLog, RedisHitLog
 from campaigns.tracking.hits import HitLog
@@ -121,6 +125,16 @@ class Services:
         return transport_from_url(self.config.mail_url)
 
     @cached_property
+    def deliverer(self) -> Deliverer:
+        """Posts the outbox's events to ``EVENT_SUBSCRIBERS`` (:mod:`campaigns.engine.hooks`)."""
+        return Deliverer(
+            self.sessions,
+            self.config.event_subscribers,
+            self.clock,
+            HookSettings.from_config(self.config),
+        )
+
+    @cached_property
     def engine(self) -> Engine:
         cfg = self.config
         return Engine(
@@ -198,6 +212,9 @@ def build(
                 database.dispose()
                 raise
         sessions = make_sessionmaker(database)
+    # Every session carries the subscribers, so each change can write its events in its own
+    # transaction (campaigns.store.outbox); a dry run's changes are not real and announce none.
+    sessions = attach(sessions, Outbox(() if dry_run else config.event_subscribers))
     if redis is None and config.redis_url and not dry_run:
         redis = Redis.from_url(config.redis_url)
     if hits is None:

@@ -40,6 +40,7 @@ from campaigns.web import (  # noqa: F401 (their routes)
     api_accounts,
     api_base,
     api_crm,
+    api_events,
     api_in_app,
     roles,
 )

@@ -31,7 +31,15 @@ from campaigns.journeys.parse import parse_journey
 from campaigns.store.enums import JourneyStatus
 from campaigns.store.models import Allocation, Journey, User
 from campaigns.store.users import UserError, add_user, set_password
-from campaigns.web import accounts, crm, editor, journey_steps, lifecycle, previews  # noqa: F401
+from campaigns.web import (  # noqa: F401
+    accounts,
+    crm,
+    editor,
+    events,
+    journey_steps,
+    lifecycle,
+    previews,
+)
 from campaigns.web.auth import safe_next
 from campaigns.web.charts import FunnelStep, funnel
 from campaigns.web.dashboard import BAD_LOGIN

@@ -41,6 +41,7 @@ from campaigns.web import (  # noqa: F401 (routes)
     api,
     api_accounts,
     api_crm,
+    api_events,
     api_in_app,
     api_input,
     create_app,

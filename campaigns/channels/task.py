@@ -18,7 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from campaigns.channels.base import Receipt, Status
+from campaigns.store.enums import OutboundType
 from campaigns.store.models import Task
+from campaigns.store.outbox import emit_task
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class TaskChannel:
             if shared is None:
                 raise
             return Receipt(Status.SENT, ref=shared)
+        emit_task(session, OutboundType.TASK_CREATED, task, item.created_at)
         return Receipt(Status.SENT, ref=task.id)
 
     @staticmethod

@@ -3,8 +3,8 @@ prints. Every failure is one clear line on stderr and a non-zero exit, never a t
 
 The commands live in modules by area (:mod:`~campaigns.cli.journeys`, :mod:`~campaigns.cli.data`,
 :mod:`~campaigns.cli.run`, :mod:`~campaigns.cli.report`, :mod:`~campaigns.cli.people`,
-:mod:`~campaigns.cli.demo`, :mod:`~campaigns.cli.accounts`); this module is the group, which adds
-them, and :func:`main`.
+:mod:`~campaigns.cli.demo`, :mod:`~campaigns.cli.accounts`, :mod:`~campaigns.cli.events`); this
+module is the group, which adds them, and :func:`main`.
 Every command but ``migrate`` (and ``validate``, which opens no database) refuses, in the one
 line ``the database schema is behind ...; run `campaigns migrate```, a database that is not
 at the newest migration.
@@ -26,6 +26,7 @@ from campaigns.cli import (
     data,
     demo,
     enrollments,
+    events,
     health,
     inbound,
     journeys,
@@ -77,6 +78,7 @@ for command in (
     people.tasks,
     people.user,
     accounts.account,
+    events.events,
     demo.demo,
 ):
     cli.add_command(command)

@@ -144,6 +144,8 @@ def run(state: State, host: str, port: int, interval: int) -> None:
             if hits is not None:
                 hits.flush(engine.sessions)
             result = engine.tick()
+            if cfg.event_subscribers:
+                services.deliverer.run()
             if result.claimed or any(result.entered.values()):
                 entered = sum(result.entered.values())
                 click.echo(f"tick: {entered} entered, {result.claimed} enrollments advanced")

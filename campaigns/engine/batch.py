@@ -39,8 +39,9 @@ from campaigns.engine.outgoing import Outgoing
 from campaigns.engine.results import AdvanceResult
 from campaigns.engine.runner import MAX_STEPS_PER_RUN, run_steps
 from campaigns.journeys.model import Journey
-from campaigns.store.enums import MessageStatus, SuppressionReason
+from campaigns.store.enums import MessageStatus, OutboundType, SuppressionReason
 from campaigns.store.models import Account, Contact, Enrollment, Message, Suppression
+from campaigns.store.outbox import Item, emit_many, wants
 
 RESULTS_COMMIT_SECONDS = 0.5
 """While a batch is being delivered, its results so far are committed at least this often,
@@ -83,6 +84,10 @@ class SendBatch:
         self.outbox: list[Outgoing] = []
         self.unrecorded: list[int] = []
         """Messages the channel accepted whose "sent" is not committed yet."""
+        self.announced: list[Item] = []
+        """Outgoing events of this round's results, written with them (at the commit)."""
+        self._announce_sent = wants(session, OutboundType.MESSAGE_SENT)
+        self._announce_bounced = wants(session, OutboundType.MESSAGE_BOUNCED)
         self.stopped: str | None = None
         self.held: set[int] = set()
         """Enrollments whose journey was paused while the batch ran: they run no further."""
@@ -283,6 +288,10 @@ class SendBatch:
             message.status, message.sent_at, message.error = MessageStatus.SENT, self.now, None
             counts.sent += 1
             self.unrecorded.append(message.id)
+            if self._announce_sent:
+                self.announced.append(
+                    Item(OutboundType.MESSAGE_SENT, self.now, message_id=message.id)
+                )
         elif receipt.status == Status.RETRY:
             wait = delivery.backoff(message.tries)
             controls.backoff(message, receipt.error or "", self.now, wait)
@@ -292,6 +301,15 @@ class SendBatch:
                 counts.deferred += 1
         else:
             message.status, message.error = MessageStatus.BOUNCED, (receipt.error or "")[:2000]
+            if self._announce_bounced:
+                self.announced.append(
+                    Item(
+                        OutboundType.MESSAGE_BOUNCED,
+                        self.now,
+                        message_id=message.id,
+                        data={"hard": bool(receipt.bad_address), "source": "smtp"},
+                    )
+                )
             if receipt.bad_address:  # a 5xx about the content or the sender says nothing
                 controls.suppress(
                     self.session,
@@ -304,6 +322,10 @@ class SendBatch:
             self._known.discard(rendered.to.lower())  # look again: it may be suppressed now
 
     def commit(self) -> None:
-        """Commit (fenced by the lease): what the channels accepted is recorded."""
+        """Commit (fenced by the lease): what the channels accepted is recorded, and the
+        outgoing events that say so."""
+        if self.announced:
+            announced, self.announced = self.announced, []
+            emit_many(self.session, announced)
         self.session.commit()
         self.unrecorded.clear()

@@ -63,8 +63,9 @@ from campaigns.engine.audience import RuleCompiler, live_tiers
 from campaigns.journeys.expressions import parse
 from campaigns.journeys.model import Journey, Trigger
 from campaigns.journeys.segments import SegmentSet
-from campaigns.store.enums import EnrollmentState, EventKind
+from campaigns.store.enums import EnrollmentState, EventKind, OutboundType
 from campaigns.store.models import Account, Contact, Enrollment, Event, JSONType, UTCDateTime
+from campaigns.store.outbox import Item, emit_many, wants
 
 DATE_GRACE = timedelta(days=7)
 """How late a date- or event-triggered entry may still happen (a tick that was down)."""
@@ -122,13 +123,30 @@ def enrol(
     else:
         source = _by_event(base, journey, now)
     rows = _rows(source.subquery(), journey, journey_id, version_id, now, control)
-    entered = _insert(session, rows)
+    announce = wants(session, OutboundType.JOURNEY_ENTERED)
+    entered, ids = _insert(session, rows, returning=announce)
+    if ids:  # one bulk insert into the outbox, in the enrolment's transaction
+        emit_many(
+            session,
+            [
+                Item(
+                    OutboundType.JOURNEY_ENTERED,
+                    now,
+                    enrollment_id=i,
+                    journey_id=journey_id,
+                    data={"version": version_id, "trigger": str(trigger)},
+                )
+                for i in ids
+            ],
+        )
     return EnrolResult(journey.key, entered)
 
 
-def _insert(session: Session, rows: Select[Any]) -> int:
+def _insert(
+    session: Session, rows: Select[Any], *, returning: bool = False
+) -> tuple[int, list[int]]:
     """Write ``rows`` (one per subject and entry key: no DISTINCT) into ``enrollments``; how
-    many were written.
+    many were written, and (``returning``) their ids.
 
     On PostgreSQL the new rows are first worked out in full into a temporary table: the check
     for an existing enrollment must not read the table while the same statement grows it (a
@@ -148,13 +166,19 @@ def _insert(session: Session, rows: Select[Any]) -> int:
         conn.execute(insert(stage).from_select(list(COLUMNS), rows))
         source = select(*stage.c)
     statement = insert(Enrollment).from_select(list(COLUMNS), source)
+    ids: list[int] = []
     if stage is None:
-        entered = sum(1 for _ in conn.execute(statement.returning(Enrollment.id)))
+        ids = list(conn.execute(statement.returning(Enrollment.id)).scalars())
+        entered = len(ids)
+    elif returning:  # the new ids are wanted for their outgoing events
+        ids = list(conn.execute(statement.returning(Enrollment.id)).scalars())
+        entered = len(ids)
+        stage.drop(conn)
     else:
         counted = conn.execute(statement, execution_options={"preserve_rowcount": True})
         entered = int(counted.rowcount)  # no CTE here: the driver's count is the truth
         stage.drop(conn)
-    return entered
+    return entered, (ids if returning else [])
 
 
 def _contacts(compiler: RuleCompiler, journey: Journey, tiers: CTE) -> Select[Any]:

@@ -47,8 +47,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.clock import Clock
 from campaigns.engine.lifecycle import live_ids
 from campaigns.outages import is_outage
-from campaigns.store.enums import EnrollmentState, MessageStatus
+from campaigns.store.enums import EnrollmentState, MessageStatus, OutboundType
 from campaigns.store.models import Base
+from campaigns.store.outbox import Item, emit_many
 
 log = logging.getLogger("campaigns.leases")
 
@@ -267,6 +268,17 @@ class Lease:
                 next_run_at=None,
             )
         )
+        emit_many(
+            session,
+            [
+                Item(
+                    OutboundType.JOURNEY_EXITED,
+                    self.clock.now(),
+                    enrollment_id=enrollment_id,
+                    data={"state": str(EnrollmentState.FAILED), "reason": error[:255]},
+                )
+            ],
+        )
         self.release([enrollment_id])
 
     def _release_in(self, session: Session) -> None:
@@ -316,7 +328,7 @@ class Lease:
                     )
                 )
                 if sent and mine:
-                    session.execute(
+                    recorded = session.scalars(
                         update(_messages)
                         .where(
                             _messages.c.id.in_(sorted(sent)),
@@ -324,6 +336,11 @@ class Lease:
                             _messages.c.enrollment_id.in_(mine),
                         )
                         .values(status=MessageStatus.SENT, sent_at=now, error=None)
+                        .returning(_messages.c.id)
+                    ).all()
+                    emit_many(
+                        session,
+                        [Item(OutboundType.MESSAGE_SENT, now, message_id=m) for m in recorded],
                     )
         except sa_exc.SQLAlchemyError as exc:
             log.warning(

@@ -35,9 +35,16 @@ from sqlalchemy.orm import Session
 
 from campaigns.exceptions import CampaignsError, UnknownJourney
 from campaigns.store import audit
-from campaigns.store.enums import AuditAction, EnrollmentState, JourneyStatus, MessageStatus
+from campaigns.store.enums import (
+    AuditAction,
+    EnrollmentState,
+    JourneyStatus,
+    MessageStatus,
+    OutboundType,
+)
 from campaigns.store.models import Account, Contact, Enrollment, Message
 from campaigns.store.models import Journey as JourneyRow
+from campaigns.store.outbox import Item, emit_many, wants
 
 RUNNING = (EnrollmentState.ACTIVE, EnrollmentState.WAITING)
 """The states of an enrollment that has not ended."""
@@ -320,4 +327,17 @@ def _end(
             .execution_options(synchronize_session=False)
         )
         withdrawn += int(getattr(result, "rowcount", 0) or 0)
+    if wants(session, OutboundType.JOURNEY_EXITED):
+        emit_many(
+            session,
+            [
+                Item(
+                    OutboundType.JOURNEY_EXITED,
+                    now,
+                    enrollment_id=i,
+                    data={"state": str(EnrollmentState.EXITED), "reason": reason[:255]},
+                )
+                for i in ids
+            ],
+        )
     return len(ids), withdrawn

@@ -17,7 +17,8 @@ from campaigns.engine.context import Outcome, StepContext
 from campaigns.engine.steps import execute, next_step
 from campaigns.journeys.expressions import Condition
 from campaigns.journeys.model import Step
-from campaigns.store.enums import EnrollmentState
+from campaigns.store.enums import EnrollmentState, OutboundType
+from campaigns.store.outbox import Item, emit_many, wants
 
 MAX_STEPS_PER_RUN = 64
 """Steps one enrollment may run in one go (a journey without waits ends well before)."""
@@ -135,3 +136,19 @@ def finish(ctx: StepContext, state: EnrollmentState, reason: str) -> None:
     ctx.enrollment.finished_at = ctx.now
     ctx.enrollment.next_run_at = None
     ctx.sending.counts.finished += 1
+    if wants(ctx.session, OutboundType.JOURNEY_EXITED):  # written with the change, in its commit
+        emit_many(
+            ctx.session,
+            [
+                Item(
+                    OutboundType.JOURNEY_EXITED,
+                    ctx.now,
+                    contact_id=ctx.enrollment.contact_id,
+                    account_id=ctx.enrollment.account_id,
+                    journey_id=ctx.enrollment.journey_id,
+                    enrollment_id=ctx.enrollment.id,
+                    step=ctx.enrollment.current_step,
+                    data={"state": str(state), "reason": reason[:255]},
+                )
+            ],
+        )

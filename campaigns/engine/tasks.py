@@ -27,8 +27,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from campaigns.store.enums import EventKind, TaskStatus
+from campaigns.store.enums import EventKind, OutboundType, TaskStatus
 from campaigns.store.models import Account, Contact, Journey, Task
+from campaigns.store.outbox import emit_task
 from campaigns.tracking.events import record_event, wake
 
 OUTCOME_MAX = 4_000
@@ -240,6 +241,7 @@ def complete_task(
         step_id=task.step_id,
         data={"task": task.id, "by": by} if by else {"task": task.id},
     )
+    emit_task(session, OutboundType.TASK_DONE, task, now, by=by)
     return task
 
 

@@ -52,7 +52,7 @@ from campaigns.journeys.triggers import (
     TriggerSet,
     UsageOn,
 )
-from campaigns.store.enums import Classification, EventKind, TaskStatus
+from campaigns.store.enums import Classification, EventKind, OutboundType, TaskStatus
 from campaigns.store.models import (
     Account,
     Contact,
@@ -63,6 +63,7 @@ from campaigns.store.models import (
     UsageMetric,
     User,
 )
+from campaigns.store.outbox import emit_task
 
 log = logging.getLogger("campaigns.triggers")
 
@@ -379,6 +380,7 @@ def _open(
                 session.add(task)
         except IntegrityError:
             continue
+        emit_task(session, OutboundType.TASK_CREATED, task, now)
         opened += 1
     if opened:
         log.info("trigger %s opened %d task(s)", trigger.key, opened)

@@ -22,7 +22,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from campaigns.insight import stats
-from campaigns.store.enums import Classification, EventKind, MessageStatus, SuppressionReason
+from campaigns.store import outbox
+from campaigns.store.enums import (
+    Classification,
+    EventKind,
+    MessageStatus,
+    OutboundType,
+    SuppressionReason,
+)
 from campaigns.store.models import Contact, Event, Message, Suppression
 from campaigns.tracking.events import contacts_by_email, record_event, stored_keys
 
@@ -70,6 +77,7 @@ def store_notices(session: Session, notices: list[Notice], now: datetime) -> tup
     }
     stored = stored_keys(session, {n.key for n in notices if n.key})
     complained: set[int] = set()  # messages whose complaint this request counted
+    announced: list[outbox.Item] = []
     processed = duplicates = 0
     with session.no_autoflush:
         for n in notices:
@@ -139,8 +147,34 @@ def store_notices(session: Session, notices: list[Notice], now: datetime) -> tup
                 data={k: v for k, v in n.detail.items() if v is not None},
                 occurred_at=n.occurred_at,
             )
+            type_ = _OUTBOUND.get(n.kind)
+            if type_ is not None and outbox.wants(session, type_):
+                announced.append(
+                    outbox.Item(
+                        type_,
+                        n.occurred_at or now,
+                        contact_id=contact.id if contact else None,
+                        account_id=contact.account_id if contact else None,
+                        message_id=message.id if message else None,
+                        data=_notice_data(n),
+                    )
+                )
             processed += 1
+    outbox.emit_many(session, announced)
     return processed, duplicates
+
+
+_OUTBOUND = {EventKind.BOUNCE: OutboundType.MESSAGE_BOUNCED}
+"""The notices announced as outgoing events (a complaint is not one of the types; the relays'
+reports taken here carry no deliveries, so ``message.delivered`` has no source yet)."""
+
+
+def _notice_data(n: Notice) -> dict[str, Any]:
+    data: dict[str, Any] = {"source": n.source, "email": n.email}
+    if n.kind == EventKind.BOUNCE:
+        data["hard"] = bool(n.hard)
+        data["diagnostic"] = (n.diagnostic or "")[:500] or None
+    return data
 
 
 def _bounce(session: Session, message: Message, error: str) -> None:

@@ -26,7 +26,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from campaigns.insight import hitcounts, stats
-from campaigns.store.enums import Channel, Classification, EventKind
+from campaigns.store import outbox
+from campaigns.store.enums import Channel, Classification, EventKind, OutboundType
 from campaigns.store.models import Contact, Event, Message
 from campaigns.tracking.classify import HitView, Verdict, classify_hits
 from campaigns.tracking.events import wake
@@ -212,6 +213,8 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
         result.duplicates += len(rows) - len(inserted)
         for row in inserted:
             result.by_class[row["classification"]] += 1
+    if inserted:
+        _announce(session, inserted, messages)
     if inserted or reclassified:
         stats.add(session, hitcounts.count_hits(session, inserted, reclassified, messages, now))
     if unsubscribed:
@@ -221,6 +224,60 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
     if woken:
         wake(session, now, kind=EventKind.CLICK, contact_ids=sorted(woken))
     return result
+
+
+_OUTBOUND = {
+    EventKind.OPEN: OutboundType.MESSAGE_OPENED,
+    EventKind.CLICK: OutboundType.MESSAGE_CLICKED,
+    EventKind.ANSWER: OutboundType.MESSAGE_ANSWERED,
+    EventKind.RSVP: OutboundType.MESSAGE_ANSWERED,
+    EventKind.UNSUBSCRIBE: OutboundType.CONTACT_UNSUBSCRIBED,
+}
+
+
+def _announce(session: Session, rows: list[dict[str, Any]], messages: dict[int, Message]) -> None:
+    """The outgoing events of the hits just stored, in the same transaction. Opens and clicks
+    carry their ``classification`` as it is now (a later burst may reclassify them)."""
+    if outbox.outbox_of(session) is None:
+        return
+    items = []
+    for row in rows:
+        type_ = _OUTBOUND.get(row["kind"])
+        if type_ is None:
+            continue
+        data: dict[str, Any] = {}
+        if type_ in (OutboundType.MESSAGE_OPENED, OutboundType.MESSAGE_CLICKED):
+            data["classification"] = row["classification"]
+            data["reason"] = row["reason"]
+        if type_ == OutboundType.MESSAGE_CLICKED:
+            message_links = messages[row["message_id"]].links or []
+            link = row["data"].get("link")
+            data["link"] = link
+            if isinstance(link, int) and 0 <= link < len(message_links):
+                data["url"] = message_links[link]
+            if row["data"].get("trap"):
+                data["trap"] = True
+        if type_ == OutboundType.MESSAGE_ANSWERED:
+            data["kind"] = row["kind"]  # answer (a score) or rsvp (yes/no)
+            data["value"] = row["value"]
+        if type_ == OutboundType.CONTACT_UNSUBSCRIBED:
+            one_click = row["data"].get("method") == "POST"
+            data["source"] = "one-click" if one_click else "link"
+        items.append(
+            outbox.Item(
+                type_,
+                row["occurred_at"],
+                contact_id=row["contact_id"],
+                account_id=row["account_id"],
+                journey_id=row["journey_id"],
+                message_id=row["message_id"],
+                enrollment_id=row["enrollment_id"],
+                step=row["step_id"],
+                data=data,
+                machine=row["classification"] == Classification.MACHINE,
+            )
+        )
+    outbox.emit_many(session, items)
 
 
 def _valid_link(message: Message, link: int | None) -> bool:

@@ -30,7 +30,8 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import select
 from werkzeug.urls import iri_to_uri
 
-from campaigns.store.enums import Channel, EventKind
+from campaigns.store import outbox
+from campaigns.store.enums import Channel, EventKind, OutboundType
 from campaigns.store.models import Contact, Message
 from campaigns.tracking.events import record_event
 from campaigns.tracking.hits import Hit, HitLog
@@ -416,6 +417,14 @@ def preferences(token: str) -> Response:
                 journey_id=message.journey_id,
                 step_id=message.step_id,
                 reason="preference page",
+            )
+            outbox.emit(
+                session,
+                OutboundType.CONTACT_UNSUBSCRIBED,
+                now,
+                {"source": "preference page"},
+                contact_id=row.id,
+                message_id=message.id,
             )
         elif not everything_off and not row.subscribed and wanted:
             row.subscribed = True  # choosing categories again is opting back in

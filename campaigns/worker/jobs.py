@@ -4,6 +4,8 @@
   ask for advance jobs for the due work, roll the report counts up.
 - :func:`dispatch`, every :data:`~campaigns.defaults.DISPATCH_SECONDS`: ask for advance jobs
   for due work that no job is queued for (a worker died; Redis was flushed or restarted).
+- :func:`deliver_events`, every :data:`~campaigns.defaults.EVENT_DELIVER_SECONDS` when
+  ``EVENT_SUBSCRIBERS`` names any: post the due outgoing events (:mod:`campaigns.engine.hooks`).
 - :func:`advance`: claim due enrollments a send batch at a time and advance them, for up to
   :data:`~campaigns.defaults.JOB_BUDGET_SECONDS`; then hand what is left to a fresh job.
 
@@ -25,6 +27,7 @@ from rq import Queue, Retry, Worker
 from campaigns import config as settings
 from campaigns import defaults
 from campaigns.engine.core import Engine
+from campaigns.engine.hooks import Deliverer
 from campaigns.queue import QUEUE_NAMES
 
 ADVANCE_QUEUE = QUEUE_NAMES[1]
@@ -40,6 +43,7 @@ class Runtime:
     config: settings.Config
     connection: Redis
     engine: Engine
+    deliverer: Deliverer
 
 
 @cache
@@ -57,7 +61,7 @@ def runtime() -> Runtime:
         redis=connection,
         dispatch=lambda wanted: enqueue_advance(connection, cfg, wanted),
     )
-    return Runtime(cfg, connection, services.engine)
+    return Runtime(cfg, connection, services.engine, services.deliverer)
 
 
 def enqueue_advance(connection: Redis, cfg: settings.Config, wanted: int) -> int:
@@ -117,3 +121,20 @@ def tick() -> dict[str, int]:
     """One scheduler pass: enrol, ask for advance jobs, roll up the report counts."""
     result = runtime().engine.tick()
     return {"entered": sum(result.entered.values()), "due": result.due, "enqueued": result.batches}
+
+
+def deliver_events() -> dict[str, int]:
+    """Post the due outgoing events, claim after claim, for up to the job's budget. A job
+    that dies mid-way loses nothing: its claims run out and the next job takes them."""
+    rt = runtime()
+    if not rt.config.event_subscribers:
+        return {"claimed": 0}
+    deadline = time.monotonic() + max(1.0, defaults.EVENT_DELIVER_SECONDS * 6 - 5)
+    result = rt.deliverer.run(deadline=deadline)
+    return {
+        "claimed": result.claimed,
+        "delivered": result.delivered,
+        "retried": result.retried,
+        "dead": result.dead,
+        "deferred": result.deferred,
+    }
