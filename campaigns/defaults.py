@@ -107,3 +107,19 @@ their tasks (``users.task_mail = digest``) get it (``TASK_DIGEST_HOUR``)."""
 TASK_TIME_ZONE = "UTC"
 """The team's time zone (``TASK_TIME_ZONE``): the digest hour and the business days of task
 SLAs (``due: 2 business days``) are read in it, and task mail prints its dates in it."""
+
+CONSENT_RULES = (
+    "JP=opt_in,EU=opt_in,US=opt_in|business_relationship|published_address,"
+    "*=opt_in|business_relationship"
+)
+"""Which consent bases let marketing mail go, per country (``CONSENT_RULES``; see
+docs/compliance.md "Consent"): Japan and the EU/EEA opt-in only, the US any basis, elsewhere
+opt-in or an existing business relationship."""
+
+CONSENT_DEFAULT_COUNTRY = "JP"
+"""The country of a contact whose own and whose account's country are unknown: the product is
+Japanese first, so Japan's rule (the strictest shipped) applies."""
+
+CONSENT_RETENTION_DAYS = 31
+"""Consent records of an erased contact are kept this many days after the last send to the
+address (``CONSENT_RETENTION_DAYS``); the law asks for at least a month, so less is refused."""

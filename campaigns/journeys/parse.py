@@ -17,7 +17,7 @@ from campaigns.exceptions import JourneyError, Problem
 from campaigns.journeys.expressions import Scope
 from campaigns.journeys.flow import parse_steps
 from campaigns.journeys.model import Journey, Recipients, Unit
-from campaigns.journeys.reading import Context, check_keys, read_condition, read_str
+from campaigns.journeys.reading import Context, check_keys, read_condition, read_purpose, read_str
 from campaigns.journeys.recipients import read_recipients, read_unit
 from campaigns.journeys.segments import SegmentSet
 from campaigns.journeys.toplevel import (
@@ -156,6 +156,7 @@ def _journey(doc: object, ctx: Context) -> Journey | None:
         else None
     )
     holdout = read_holdout(ctx, doc)
+    ctx.journey_purpose = read_purpose(ctx, doc) or "marketing"
     steps = parse_steps(ctx, doc, top_scope) if "steps" in doc else ()
     if ctx.problems or None in (key, name, entry) or not steps:
         return None
@@ -176,6 +177,7 @@ def _journey(doc: object, ctx: Context) -> Journey | None:
         locale=locale,
         unit=unit,
         recipients=recipients or Recipients(),
+        purpose=ctx.journey_purpose,
     )
 
 
