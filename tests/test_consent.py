@@ -32,7 +32,7 @@ DEFAULT = config.parse_consent_rules(None)
 
 
 def test_the_bases_the_configuration_knows_are_the_stores():
-    assert config.CONSENT_BASES == tuple(b.value for b in ConsentBasis)
+    assert tuple(b.value for b in ConsentBasis) == config.CONSENT_BASES
 
 
 def test_japan_accepts_only_an_opt_in_by_default():
