@@ -567,9 +567,9 @@ def import_samples(
 
 
 def record_sample_consent(sessions: sessionmaker[Session], at: datetime) -> int:
-    """Give the subscribed sample contacts that have no consent basis an opt-in (as if they had ticked
-    the box on a sign-up form), recorded in their consent history, so that the demo's
-    marketing mail reaches them under the default rules; the number recorded."""
+    """Give the subscribed sample contacts that have no consent basis an opt-in (as if they
+    had ticked the box on a sign-up form), recorded in their consent history, so that the
+    demo's marketing mail reaches them under the default rules; the number recorded."""
     with sessions() as session, session.begin():
         contacts = session.scalars(
             select(Contact).where(Contact.consent_basis.is_(None), Contact.subscribed)
