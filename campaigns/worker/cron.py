@@ -28,10 +28,19 @@ DISPATCH = {
     "name": "campaigns-dispatch",
 }
 
+PURGE_CONSENT = {
+    "queue_name": QUEUE_NAMES[0],
+    "interval": 86_400,  # daily: retention counts in days
+    "job_timeout": 600,
+    "name": "campaigns-purge-consent",
+}
+
 cron.register(jobs.tick, **TICK)  # type: ignore[arg-type]
 cron.register(jobs.dispatch, **DISPATCH)  # type: ignore[arg-type]
+cron.register(jobs.purge_consent, **PURGE_CONSENT)  # type: ignore[arg-type]
 
 
 def schedule(scheduler: Any) -> None:
     scheduler.register(jobs.tick, **TICK)
     scheduler.register(jobs.dispatch, **DISPATCH)
+    scheduler.register(jobs.purge_consent, **PURGE_CONSENT)

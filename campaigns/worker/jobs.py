@@ -117,3 +117,17 @@ def tick() -> dict[str, int]:
     """One scheduler pass: enrol, ask for advance jobs, roll up the report counts."""
     result = runtime().engine.tick()
     return {"entered": sum(result.entered.values()), "due": result.due, "enqueued": result.batches}
+
+
+def purge_consent() -> dict[str, int]:
+    """Daily: delete the consent records the retention rule lets go (erased contacts, last
+    send more than ``CONSENT_RETENTION_DAYS`` ago; :func:`campaigns.store.consent.purge`)."""
+    from datetime import timedelta
+
+    from campaigns.store import consent
+
+    run = runtime()
+    keep = timedelta(days=run.config.consent_retention_days)
+    with run.engine.sessions() as session, session.begin():
+        done = consent.purge(session, run.engine.clock.now(), keep)
+    return {"deleted": done.deleted, "kept": done.kept}
