@@ -436,6 +436,7 @@ def test_every_command_is_in_the_readmes_table(project_root):
         *("tasks", "flush", "run", "demo", "migrate", "users", "health", "account"),
         *("journey", "audit"),
         "enrollments",
+        "consent",
     }
     for name in cli.commands:
         assert f"| `campaigns {name}" in readme, name

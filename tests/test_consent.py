@@ -365,3 +365,20 @@ def test_operational_mail_is_neither_held_nor_counted_by_the_frequency_cap(
     got = received(smtp_sink)
     # With a cap of one marketing email, the notice does not use it up: the tips still go.
     assert got[people["jp_optin"]] == ["【ご契約更新のご案内】", "活用のヒント"]
+
+
+def test_the_consent_settings_and_commands_are_documented(project_root):
+    compliance = (project_root / "docs" / "compliance.md").read_text(encoding="utf-8")
+    for needed in (
+        "`CONSENT_RULES`",
+        "`CONSENT_DEFAULT_COUNTRY`",
+        "`CONSENT_RETENTION_DAYS`",
+        "campaigns consent show",
+        "campaigns consent set",
+        "campaigns consent purge",
+        "特定電子メール法 §3",
+        "purpose: operational",
+    ):
+        assert needed in compliance, needed
+    for basis in config.CONSENT_BASES:
+        assert f"`{basis}`" in compliance, basis
