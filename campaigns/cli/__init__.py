@@ -4,8 +4,7 @@ prints. Every failure is one clear line on stderr and a non-zero exit, never a t
 The commands live in modules by area (:mod:`~campaigns.cli.journeys`, :mod:`~campaigns.cli.data`,
 :mod:`~campaigns.cli.run`, :mod:`~campaigns.cli.report`, :mod:`~campaigns.cli.people`,
 :mod:`~campaigns.cli.demo`, :mod:`~campaigns.cli.accounts`, :mod:`~campaigns.cli.consent`); this
-module is the group, which adds
-them, and :func:`main`.
+module is the group, which adds them, and :func:`main`.
 Every command but ``migrate`` (and ``validate``, which opens no database) refuses, in the one
 line ``the database schema is behind ...; run `campaigns migrate```, a database that is not
 at the newest migration.
