@@ -426,3 +426,27 @@ def test_campaigns_consent_purge_uses_the_retention_setting(cli, db, message):
     assert kept.exit_code == 0 and "0 deleted, 1 of erased contacts kept" in kept.output
     cli.env["CONSENT_RETENTION_DAYS"] = "31"
     assert "1 deleted, 0 of erased contacts kept" in cli("consent", "purge").output
+
+
+# -- the demo --------------------------------------------------------------------------------------
+
+
+def test_the_demos_sample_contacts_opt_in_unless_they_unsubscribed(db, message):
+    from campaigns.cli.demo_weeks import record_sample_consent
+
+    with db.session() as s, s.begin():
+        gone = Contact(email="gone@example.jp", subscribed=False)
+        kept = Contact(email="kept@example.jp")
+        s.add_all([gone, kept])
+        without_consent(s, gone)  # kept keeps the kit's opt_in: nothing to record for it
+    assert record_sample_consent(db.sessions, NOW) == 1  # taro, who has none
+    with db.session() as s:
+        bases = dict(s.execute(select(Contact.email, Contact.consent_basis)).all())
+    assert bases == {
+        "taro@example.jp": "opt_in",
+        "gone@example.jp": None,
+        "kept@example.jp": "opt_in",
+    }
+    assert history(db) == [
+        ("granted", "opt_in", "demo:sign-up form", defaults.CONSENT_WORDING_VERSION)
+    ]
