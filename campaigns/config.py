@@ -435,6 +435,77 @@ def parse_subscribers(value: str) -> tuple[Subscriber, ...]:
     return tuple(found.values())
 
 
+# -- CONSENT_RULES -------------------------------------------------------------------------
+
+CONSENT_BASES = ("opt_in", "business_relationship", "published_address")
+"""The bases of :class:`campaigns.store.enums.ConsentBasis`, by value (this module imports
+nothing of the store; tests/test_consent.py holds the two to each other)."""
+
+CONSENT_GROUPS = ("EU", "*")
+"""Rule keys that are not one country: ``EU`` (the member states of the EU and the EEA) and
+``*`` (every country no other key names)."""
+
+
+@dataclass(frozen=True)
+class ConsentRules:
+    """``CONSENT_RULES`` and ``CONSENT_DEFAULT_COUNTRY`` parsed: for each key (an ISO
+    3166-1 alpha-2 country, ``EU`` or ``*``) the bases that let marketing mail go. The rule
+    of a contact is worked out by :mod:`campaigns.engine.consent`."""
+
+    rules: Mapping[str, tuple[str, ...]]
+    default_country: str = defaults.CONSENT_DEFAULT_COUNTRY
+
+
+def parse_consent_rules(text: str | None, default_country: str | None = None) -> ConsentRules:
+    """``"JP=opt_in,US=opt_in|business_relationship,*=opt_in"``: each key, its bases. Unset
+    or empty: :data:`campaigns.defaults.CONSENT_RULES`. A key given twice is refused (which
+    one would win is a guess)."""
+    example = "e.g. JP=opt_in,US=opt_in|business_relationship,*=opt_in"
+    rules: dict[str, tuple[str, ...]] = {}
+    source = text if text and text.strip() else defaults.CONSENT_RULES
+    _no_controls("CONSENT_RULES", source)
+    for part in source.split(","):
+        if not part.strip():
+            continue
+        key, equals, value = part.partition("=")
+        key = key.strip().upper()
+        if not equals or not (re.fullmatch(r"[A-Z]{2}", key) or key in CONSENT_GROUPS):
+            raise ConfigError(
+                f"CONSENT_RULES: {part.strip()[:40]!r} is not 'COUNTRY=basis|basis' with a"
+                f" two-letter country, EU or *; {example}"
+            )
+        bases = tuple(b.strip().lower() for b in value.split("|"))
+        unknown = [b for b in bases if b not in CONSENT_BASES]
+        if unknown or not bases:
+            raise ConfigError(
+                f"CONSENT_RULES: {key}: unknown basis {unknown[0][:40] if unknown else ''!r};"
+                f" use {', '.join(CONSENT_BASES)} joined by |"
+            )
+        if key in rules:
+            raise ConfigError(f"CONSENT_RULES: {key} is given twice; keep one rule per country")
+        rules[key] = tuple(dict.fromkeys(bases))
+    country = (default_country or defaults.CONSENT_DEFAULT_COUNTRY).strip().upper()
+    if not re.fullmatch(r"[A-Z]{2}", country):
+        raise ConfigError(
+            f"CONSENT_DEFAULT_COUNTRY: {(default_country or '')[:40]!r} is not a two-letter"
+            " country code (ISO 3166-1 alpha-2), e.g. JP"
+        )
+    return ConsentRules(rules=rules, default_country=country)
+
+
+def _retention_days(value: str | None) -> int:
+    """``CONSENT_RETENTION_DAYS``: 31 or more (the law asks for a month after the last send)."""
+    if not value or not value.strip():
+        return defaults.CONSENT_RETENTION_DAYS
+    low = defaults.CONSENT_RETENTION_DAYS
+    if not re.fullmatch(r"\s*[0-9]{1,5}\s*", value) or int(value) < low:
+        raise ConfigError(
+            f"CONSENT_RETENTION_DAYS: {value[:40]!r} is not a whole number of days of {low} or"
+            " more (records are kept at least a month after the last send)"
+        )
+    return int(value)
+
+
 _DEFAULT_MAIL_FROM = parse_mail_from(defaults.MAIL_FROM)
 
 
@@ -472,6 +543,8 @@ class Config:
     event_backoff_cap: int = defaults.EVENT_BACKOFF_CAP
     event_timeout: int = defaults.EVENT_TIMEOUT
     event_replay_window: int = defaults.EVENT_REPLAY_WINDOW
+    consent_rules: ConsentRules = field(default_factory=lambda: parse_consent_rules(None))
+    consent_retention_days: int = defaults.CONSENT_RETENTION_DAYS
 
     @property
     def segments_file(self) -> Path:
@@ -561,6 +634,10 @@ def load(env: Mapping[str, str] | None = None, *, root: Path | None = None) -> C
             30,
             86_400,
         ),
+        consent_rules=parse_consent_rules(
+            env.get("CONSENT_RULES"), env.get("CONSENT_DEFAULT_COUNTRY")
+        ),
+        consent_retention_days=_retention_days(env.get("CONSENT_RETENTION_DAYS")),
     )
 
 

@@ -148,3 +148,34 @@ EVENT_DELIVER_SECONDS = 5
 
 EVENT_CLAIM = 100
 """Outgoing events one deliverer claims at a time."""
+CONSENT_RULES = (
+    "JP=opt_in,EU=opt_in,US=opt_in|business_relationship|published_address,"
+    "*=opt_in|business_relationship"
+)
+"""Which consent bases let marketing mail go, per country (``CONSENT_RULES``; see
+docs/compliance.md "Consent"): Japan and the EU/EEA opt-in only, the US any basis, elsewhere
+opt-in or an existing business relationship."""
+
+CONSENT_DEFAULT_COUNTRY = "JP"
+"""The country of a contact whose own and whose account's country are unknown: the product is
+Japanese first, so Japan's rule (the strictest shipped) applies."""
+
+CONSENT_RETENTION_DAYS = 31
+"""Consent records of an erased contact are kept this many days after the last send to the
+address (``CONSENT_RETENTION_DAYS``); the law asks for at least a month, so less is refused."""
+
+CONSENT_WORDING_VERSION = "optin-2026-12"
+"""The version of the opt-in wording the preference page shows (:data:`CONSENT_WORDING`),
+kept with every opt-in given there: change it whenever the words change."""
+
+CONSENT_WORDING = {
+    "en": (
+        "Yes, send me news, tips, surveys and event invitations by email. I can withdraw"
+        " this at any time on this page or with the unsubscribe link in every email."
+    ),
+    "ja": (
+        "お知らせ・活用のヒント・アンケート・イベントのご案内をメールで受け取ることに同意します。"
+        "この同意は、このページまたは各メールの配信停止リンクからいつでも撤回できます。"
+    ),
+}
+"""The opt-in wording of version :data:`CONSENT_WORDING_VERSION`, per locale."""

@@ -151,6 +151,7 @@ class Services:
                 global_control=cfg.global_control_percent / 100,
                 task_time_zone=cfg.task_time_zone,
                 task_digest_hour=cfg.task_digest_hour,
+                consent_rules=cfg.consent_rules,
                 send_batch=cfg.send_batch,
                 lease=timedelta(seconds=cfg.lease_seconds),
                 # Simulated time jumps hours at a time and its sessions share one connection.

@@ -7,6 +7,8 @@
 - ``redis_conn`` / ``redis_url``: the tests' one Redis database, from ``TEST_REDIS_URL``,
   flushed around each test (as rq's own tests do). No test names a database number.
 - ``smtp_sink``: a real SMTP server (aiosmtpd) on loopback that keeps what it accepts.
+- contacts have an ``opt_in`` consent basis unless a test takes it away (the gate on
+  marketing mail, :mod:`campaigns.engine.consent`, would stop the others' mail).
 - ``clock``: a fake clock at :data:`START`; a module may define its own ``clock`` fixture.
 - ``build_engine`` / ``engine``: an :class:`~campaigns.engine.core.Engine` on ``db`` with the
   fake clock, the shipped templates and a file outbox under ``tmp_path`` (or the SMTP sink).
@@ -47,6 +49,7 @@ from sqlalchemy import Engine as DatabaseEngine
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.schema import ColumnDefault
 
 from campaigns import config as settings_module
 from campaigns.channels.transports import FileTransport, Transport, transport_from_url
@@ -55,8 +58,8 @@ from campaigns.content.mime import Sender
 from campaigns.engine.core import Engine, EngineSettings
 from campaigns.journeys.segments import SegmentSet, parse_segments
 from campaigns.store.db import make_engine, make_sessionmaker, migrate
-from campaigns.store.models import Base
-from tests.kit import EVERYONE, START, TEST_BASE_URL, TEST_SECRET, make_renderer
+from campaigns.store.models import Base, Contact
+from tests.kit import EVERYONE, KIT_CONSENT, START, TEST_BASE_URL, TEST_SECRET, make_renderer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,6 +118,19 @@ def _postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _contacts_consent_by_default() -> Iterator[None]:
+    """The kit's contacts may get marketing mail: a contact written without a consent basis
+    (by the ORM, a Core insert or an import in this process) gets ``opt_in``, so the tests of
+    sending need not each record one. A test of the consent gate takes it away after the
+    insert (``tests.kit.without_consent``) or records a withdrawal."""
+    column = Contact.__table__.c.consent_basis
+    before = column.default
+    column.default = ColumnDefault(KIT_CONSENT)
+    yield
+    column.default = before
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -8,10 +8,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from campaigns.content.mime import Sender
 from campaigns.content.render import Renderer
 from campaigns.content.sender import SENDER_FILE, load_senders
 from campaigns.content.templates import TemplateStore
+from campaigns.store.models import Contact
 from campaigns.tracking.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,8 +27,20 @@ it, or pass their own to both."""
 TEST_BASE_URL = "https://cs.example.com"
 EVERYONE = "tiers:\n  everyone: {when: true}\n"
 """The segments file most engine tests need: one segment that holds every contact."""
+KIT_CONSENT = "opt_in"
+"""The consent basis every contact the tests write gets unless it says otherwise (the
+``_contacts_consent_by_default`` fixture): marketing mail reaches them under every rule."""
 LINKS = {"docs": "https://docs.example.com/", "help": "https://help.example.com/"}
 """The ``links`` the shipped templates use; pass them to ``build_engine(links=LINKS)``."""
+
+
+def without_consent(session: Session, *contacts: Contact) -> None:
+    """Take the kit's default consent away from ``contacts`` (written already): as a contact
+    imported with no basis, they get no marketing mail under any shipped rule."""
+    session.flush()
+    for contact in contacts:
+        contact.consent_basis = None
+    session.flush()
 
 
 def make_renderer(

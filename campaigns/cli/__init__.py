@@ -3,8 +3,8 @@ prints. Every failure is one clear line on stderr and a non-zero exit, never a t
 
 The commands live in modules by area (:mod:`~campaigns.cli.journeys`, :mod:`~campaigns.cli.data`,
 :mod:`~campaigns.cli.run`, :mod:`~campaigns.cli.report`, :mod:`~campaigns.cli.people`,
-:mod:`~campaigns.cli.demo`, :mod:`~campaigns.cli.accounts`, :mod:`~campaigns.cli.events`); this
-module is the group, which adds them, and :func:`main`.
+:mod:`~campaigns.cli.demo`, :mod:`~campaigns.cli.accounts`, :mod:`~campaigns.cli.events`,
+:mod:`~campaigns.cli.consent`); this module is the group, which adds them, and :func:`main`.
 Every command but ``migrate`` (and ``validate``, which opens no database) refuses, in the one
 line ``the database schema is behind ...; run `campaigns migrate```, a database that is not
 at the newest migration.
@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from campaigns.cli import (
     accounts,
+    consent,
     data,
     demo,
     enrollments,
@@ -79,6 +80,7 @@ for command in (
     people.user,
     accounts.account,
     events.events,
+    consent.consent,
     demo.demo,
 ):
     cli.add_command(command)

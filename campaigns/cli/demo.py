@@ -82,6 +82,7 @@ def demo(
     """Seed sample accounts and contacts, tier them, validate and deploy the shipped
     journeys, run them over simulated weeks with synthetic recipients, and print a summary
     per tier and journey."""
+    from campaigns.cli.demo_weeks import record_sample_consent
     from campaigns.imports.importer import import_csv
     from campaigns.imports.samples import write_samples
 
@@ -103,6 +104,11 @@ def demo(
                 f"imported {kind}: {report.inserted} new, {report.updated} updated,"
                 f" {report.skipped} skipped"
             )
+    # The sample contacts opted in to marketing mail a year ago, before the simulated weeks
+    # (the consent gate sends marketing mail only to contacts with a basis).
+    signed_up = datetime.combine(today - timedelta(days=365), time(0, 0), UTC)
+    recorded = record_sample_consent(sessions, signed_up)
+    click.echo(f"recorded consent: {recorded} opt-ins")
     checked = state.project.check()
     if checked.problems:
         common.print_problems(checked.problems)
@@ -331,7 +337,7 @@ def _demo_weeks(
     hits = BufferedHitLog(sessions, clock.now)
     services = build(cfg, clock, sessions=sessions, hits=hits)
     app = create_app({"CAMPAIGNS": cfg, "CLOCK": clock, "HITS": hits, "TESTING": True})
-    crm = import_samples(sessions, cfg.currencies)
+    crm = import_samples(sessions, cfg.currencies, clock)
 
     def sign_up(accounts: list[Any]) -> None:
         crm(accounts)

@@ -39,9 +39,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from campaigns import defaults
+from campaigns.clock import Clock
 from campaigns.insight import sendtime, tuning
 from campaigns.services import Services
-from campaigns.store.enums import Channel, EventKind, MessageStatus
+from campaigns.store import consent
+from campaigns.store.enums import Channel, ConsentBasis, EventKind, MessageStatus
 from campaigns.store.models import Account, Contact, Enrollment, JourneyVersion, Message
 from campaigns.store.models import Journey as JourneyRow
 from campaigns.tracking.bounces import Notice, store_notices
@@ -545,8 +548,11 @@ def arrivals_between(
         yield Arrival(at, make_arrival(first_number + i, at.date(), seed))
 
 
-def import_samples(sessions: sessionmaker[Session], currencies: Any) -> Callable[[list[Any]], None]:
-    """A CRM import of some sample accounts and their contacts (what a sync each hour does)."""
+def import_samples(
+    sessions: sessionmaker[Session], currencies: Any, clock: Clock
+) -> Callable[[list[Any]], None]:
+    """A CRM import of some sample accounts and their contacts (what a sync each hour does),
+    who opted in on the way (:func:`record_sample_consent`)."""
     from campaigns.imports.importer import import_csv
     from campaigns.imports.samples import write_arrivals
 
@@ -555,5 +561,27 @@ def import_samples(sessions: sessionmaker[Session], currencies: Any) -> Callable
             accounts_csv, contacts_csv = write_arrivals(Path(folder), accounts)
             import_csv("accounts", accounts_csv, sessions, currencies=currencies)
             import_csv("contacts", contacts_csv, sessions, currencies=currencies)
+        record_sample_consent(sessions, clock.now())
 
     return run
+
+
+def record_sample_consent(sessions: sessionmaker[Session], at: datetime) -> int:
+    """Give the subscribed sample contacts that have no consent basis an opt-in (as if they
+    had ticked the box on a sign-up form), recorded in their consent history, so that the
+    demo's marketing mail reaches them under the default rules; the number recorded."""
+    with sessions() as session, session.begin():
+        contacts = session.scalars(
+            select(Contact).where(Contact.consent_basis.is_(None), Contact.subscribed)
+        ).all()
+        for contact in contacts:
+            consent.record(
+                session,
+                contact,
+                ConsentBasis.OPT_IN,
+                at=at,
+                source="demo:sign-up form",
+                wording=defaults.CONSENT_WORDING_VERSION,
+                actor="cli:demo",
+            )
+    return len(contacts)

@@ -1,8 +1,9 @@
 """The delivery policy, engine-wide: may this email go, and when.
 
 Functions, not methods of the engine, so every channel that sends email asks the same
-questions in the same order: is the address suppressed; has the contact unsubscribed,
-opted out of the category or paused (marketing email only); does the sending window or the
+questions in the same order: is the address suppressed; has the contact unsubscribed, no
+consent under their country's rule (:mod:`campaigns.engine.consent`), opted out of the
+category or paused (marketing email only); does the sending window or the
 frequency cap hold it (marketing only); does a ``send_time: best_hour`` step wait for its
 hour; does the per-domain rate limit hold it (every email). The pure arithmetic of windows,
 the cap and backoff is :mod:`campaigns.engine.delivery`, of windows
@@ -18,13 +19,17 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from campaigns.engine import delivery
+from campaigns.engine import consent, delivery
 from campaigns.engine.context import StepContext
 from campaigns.engine.ratelimit import RateLimiter
 from campaigns.insight import sendtime, tuning
 from campaigns.journeys import windows
 from campaigns.store.enums import Channel, MessageStatus, SuppressionReason
-from campaigns.store.models import Message, Suppression
+from campaigns.store.models import Contact, Message, Suppression
+
+NOT_MARKETING = ("transactional", "operational")
+"""Message categories that are not marketing mail: task mail to owners and operational steps
+(``purpose: operational``); the frequency cap does not count them."""
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,9 @@ class Hold:
 
 
 def declined(ctx: StepContext, address: str, category: str, marketing: bool) -> str | None:
-    """Why this email must not go (suppressed address, unsubscribed, the contact's
-    preferences), or None. Preferences and unsubscribing bind marketing email only."""
+    """Why this email must not go (suppressed address, unsubscribed, no consent under the
+    contact's country's rule, the contact's preferences), or None. Preferences,
+    unsubscribing and consent bind marketing email only; suppression binds every email."""
     if ctx.sending.suppressed(address):
         return "address suppressed"
     if not marketing:
@@ -45,11 +51,26 @@ def declined(ctx: StepContext, address: str, category: str, marketing: bool) -> 
     contact = ctx.person
     if not contact.subscribed:
         return "unsubscribed"
+    no_consent = without_consent(ctx, contact)
+    if no_consent is not None:
+        return no_consent
     if category in (contact.opt_out or []):
         return f"opted out of {category}"
     if contact.paused_until is not None and contact.paused_until > ctx.now:
         return f"paused until {contact.paused_until.date().isoformat()}"
     return None
+
+
+def without_consent(ctx: StepContext, contact: Contact) -> str | None:
+    """Why ``contact`` may not get marketing mail under their country's rule, or None."""
+    rules = ctx.tools.settings.consent_rules
+    account = (
+        ctx.account if ctx.account is not None and ctx.account.id == contact.account_id else None
+    )
+    country = consent.country_of(
+        contact.country, account.country if account is not None else None, rules.default_country
+    )
+    return consent.refusal(rules, country, contact.consent_basis)
 
 
 def held(ctx: StepContext, step_id: str, first_attempt: bool) -> Hold | None:
@@ -115,7 +136,7 @@ def recent_sends_query(
         Message.contact_id.in_(contact_ids),
         Message.channel == Channel.EMAIL,
         Message.status == MessageStatus.SENT,
-        Message.category.is_distinct_from("transactional"),
+        Message.category.not_in(NOT_MARKETING) | Message.category.is_(None),
         Message.sent_at > now - period,
     )
 

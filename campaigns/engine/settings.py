@@ -1,5 +1,5 @@
 """The engine's settings: batch and lease sizes, the frequency cap, the webhook secret, the
-global control group.
+global control group, the consent rules.
 
 Built from the configuration by the composition root (:mod:`campaigns.services`); tests
 build their own.
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from campaigns import defaults
+from campaigns.config import ConsentRules, parse_consent_rules
 from campaigns.currency import DEFAULT as DEFAULT_CURRENCIES
 from campaigns.currency import Currencies
 
@@ -31,4 +32,6 @@ class EngineSettings:
     global_control: float = 0.0  # the share (0 to 1) of subjects in the global control group
     task_time_zone: str = "UTC"  # business days of SLAs and the digest hour are read in it
     task_digest_hour: int = defaults.TASK_DIGEST_HOUR  # the hour daily task digests go at
+    # Which consent bases let marketing mail go, per country (campaigns.engine.consent).
+    consent_rules: ConsentRules = field(default_factory=lambda: parse_consent_rules(None))
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")

@@ -26,8 +26,15 @@ from sqlalchemy import ColumnElement, false, select
 from sqlalchemy.orm import Session
 
 from campaigns.insight.stats import group_metric
-from campaigns.store.enums import Classification, EventKind, MessageStatus, TaskStatus
+from campaigns.store.enums import (
+    Classification,
+    ConsentAction,
+    EventKind,
+    MessageStatus,
+    TaskStatus,
+)
 from campaigns.store.models import (
+    ConsentRecord,
     Contact,
     Enrollment,
     Event,
@@ -47,7 +54,7 @@ class Entry:
 
     at: datetime
     # message, open, click, answer, rsvp, comment, unsubscribe, bounce, complaint, event,
-    # task, task_done, in_app, entered, left
+    # task, task_done, in_app, entered, left, consent
     kind: str
     title: str
     detail: str = ""
@@ -99,6 +106,7 @@ def contact_timeline(
         tasks=Task.contact_id == contact_id,
         in_app=InAppMessage.contact_id == contact_id,
         enrollments=whose,
+        consents=ConsentRecord.contact_id == contact_id,
         before=before,
         limit=limit,
     )
@@ -130,6 +138,7 @@ def account_timeline(
         tasks=Task.account_id == account_id,
         in_app=InAppMessage.contact_id.in_(ids) if ids else false(),
         enrollments=enrollments,
+        consents=ConsentRecord.contact_id.in_(ids) if ids else false(),
         before=before,
         limit=limit,
         who=contacts,
@@ -144,6 +153,7 @@ def _merged(
     tasks: ColumnElement[bool],
     in_app: ColumnElement[bool],
     enrollments: ColumnElement[bool],
+    consents: ColumnElement[bool],
     before: datetime | None,
     limit: int,
     who: Mapping[int, str] | None = None,
@@ -280,8 +290,42 @@ def _merged(
                 )
             )
 
+    q_consents = select(ConsentRecord).where(consents, *window(ConsentRecord.at))
+    for record in session.scalars(
+        q_consents.order_by(ConsentRecord.at.desc(), ConsentRecord.id.desc()).limit(limit)
+    ):
+        entries.append(dataclasses.replace(consent_entry(record), who=person(record.contact_id)))
+
     entries.sort(key=lambda e: e.at, reverse=True)
     return entries[:limit]
+
+
+def consent_entry(record: ConsentRecord) -> Entry:
+    """A grant (``Consent to marketing mail: opt_in``) or a withdrawal, with where it came
+    from, the wording's version and who recorded it."""
+    granted = record.action == ConsentAction.GRANTED
+    title = (
+        f"Consent to marketing mail: {record.basis}"
+        if granted
+        else "Consent to marketing mail withdrawn"
+    )
+    parts = [
+        f"source {record.source}" if record.source else "",
+        f"wording {record.wording}" if record.wording else "",
+        f"by {record.actor}" if record.actor else "",
+    ]
+    return Entry(
+        record.at,
+        "consent",
+        title,
+        ", ".join(p for p in parts if p),
+        data={
+            "action": record.action,
+            "basis": record.basis,
+            "source": record.source,
+            "wording": record.wording,
+        },
+    )
 
 
 def _message_entry(message: Message, keys: dict[int, str]) -> Entry:

@@ -25,7 +25,7 @@ from campaigns.journeys.model import (
     Unit,
     WaitUntilDateStep,
 )
-from campaigns.journeys.reading import Context, read_choice, read_str
+from campaigns.journeys.reading import Context, read_choice, read_purpose, read_str
 from campaigns.journeys.recipients import check_step, read_recipients
 from campaigns.journeys.steps import (
     RawStep,
@@ -226,10 +226,53 @@ def _step(ctx: Context, r: RawStep, where: StepSite) -> Step | None:
     unit = Unit.ACCOUNT if where.scope.account_journey else Unit.CONTACT
     check_step(ctx, r.m, r.id, r.types, unit)
     recipients = read_recipients(ctx, r.m, f"step '{r.id}'")
+    purpose = _purpose(ctx, r, category, send_time)
     if len(blocks) != len(r.types) or not set(best_of) <= set(blocks):
         return None
     step_type = StepType(best_of[0] if best_of else r.types[0])
-    return Step(r.id, step_type, blocks, r.pos.line, best_of, goal, category, send_time, recipients)
+    return Step(
+        r.id,
+        step_type,
+        blocks,
+        r.pos.line,
+        best_of,
+        goal,
+        category,
+        send_time,
+        recipients,
+        purpose,
+    )
+
+
+def _purpose(ctx: Context, r: RawStep, category: str | None, send_time: str | None) -> str | None:
+    """``purpose: marketing | operational`` on a step that sends an email; operational mail
+    has no preference category and no learned send hour (it goes whatever the preferences,
+    as soon as it is due)."""
+    purpose = read_purpose(ctx, r.m)
+    sends = bool({"email", "survey", "invite"} & set(r.types))
+    if purpose is not None and not sends:
+        ctx.report(
+            r.m.key_at("purpose"),
+            f"step '{r.id}': 'purpose' belongs on a step that sends an email",
+            "email, survey and invite steps are marketing or operational; remove it here",
+        )
+        return None
+    if not sends or (purpose or ctx.journey_purpose) != "operational":
+        return purpose
+    where = "" if purpose else " (the journey's purpose)"
+    if category is not None:
+        ctx.report(
+            r.m.key_at("category"),
+            f"step '{r.id}' is operational{where}: nobody can opt out of it by category",
+            "remove 'category', or make the step purpose: marketing",
+        )
+    if send_time is not None:
+        ctx.report(
+            r.m.key_at("send_time"),
+            f"step '{r.id}' is operational{where}: it goes when due, not at a learned hour",
+            "remove 'send_time', or make the step purpose: marketing",
+        )
+    return purpose
 
 
 def _send_time(ctx: Context, r: RawStep) -> str | None:

@@ -244,6 +244,7 @@ class Step:
         None  # "best_hour": sent at the segment's learned hour (campaigns.insight.sendtime)
     )
     recipients: Recipients | None = None  # an account journey's message step: whom it addresses
+    purpose: str | None = None  # marketing | operational; None: the journey's
 
     @property
     def config(self) -> StepConfig:
@@ -303,6 +304,7 @@ class Journey:
     unit: Unit = Unit.CONTACT  # `enrol: account`: one enrollment per account
     recipients: Recipients = Recipients()  # the default of an account journey's message steps
     brand: str | None = None  # the sender identity of templates/sender.yaml (None: default)
+    purpose: str = "marketing"  # the default of its email steps: marketing | operational
 
     @property
     def per_account(self) -> bool:
@@ -311,6 +313,13 @@ class Journey:
     def recipients_of(self, step: Step) -> Recipients:
         """Whom ``step`` addresses in an account journey."""
         return step.recipients or self.recipients
+
+    def purpose_of(self, step: Step) -> str:
+        """What ``step``'s email is for: ``marketing`` or ``operational`` (docs/compliance.md)."""
+        return step.purpose or self.purpose
+
+    def is_marketing(self, step: Step) -> bool:
+        return self.purpose_of(step) != "operational"
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

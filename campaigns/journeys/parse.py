@@ -18,7 +18,7 @@ from campaigns.journeys.expressions import Scope
 from campaigns.journeys.flow import parse_steps
 from campaigns.journeys.hints import suggest
 from campaigns.journeys.model import Journey, Recipients, Unit
-from campaigns.journeys.reading import Context, check_keys, read_condition, read_str
+from campaigns.journeys.reading import Context, check_keys, read_condition, read_purpose, read_str
 from campaigns.journeys.recipients import read_recipients, read_unit
 from campaigns.journeys.segments import SegmentSet
 from campaigns.journeys.toplevel import (
@@ -171,6 +171,7 @@ def _journey(doc: object, ctx: Context) -> Journey | None:
             suggest(brand, tuple(ctx.brands))
             or f"brands in templates/sender.yaml: {', '.join(ctx.brands) or 'none'}",
         )
+    ctx.journey_purpose = read_purpose(ctx, doc) or "marketing"
     steps = parse_steps(ctx, doc, top_scope) if "steps" in doc else ()
     if ctx.problems or None in (key, name, entry) or not steps:
         return None
@@ -192,6 +193,7 @@ def _journey(doc: object, ctx: Context) -> Journey | None:
         unit=unit,
         recipients=recipients or Recipients(),
         brand=brand,
+        purpose=ctx.journey_purpose,
     )
 
 

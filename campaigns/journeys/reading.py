@@ -24,7 +24,7 @@ from campaigns.journeys.expressions import Scope
 from campaigns.journeys.hints import locate, suggest
 from campaigns.journeys.segments import SegmentSet
 from campaigns.journeys.textfilters import filter_problems
-from campaigns.journeys.vocabulary import EVENT_RE, LOCALE_RE
+from campaigns.journeys.vocabulary import EVENT_RE, LOCALE_RE, PURPOSES
 from campaigns.journeys.yamlsource import Map, Pos, describe
 
 _TEMPLATE_ENV = SandboxedEnvironment(autoescape=True)
@@ -43,6 +43,7 @@ class Context:
     problems: list[Problem]
     journey_segments: tuple[str, ...] = ()  # the journey's ``segments:`` (its planned personas)
     brands: Collection[str] | None = None  # the brands of templates/sender.yaml, when known
+    journey_purpose: str = "marketing"  # the journey's ``purpose:``, its email steps' default
 
     def report(self, pos: Pos, message: str, hint: str | None = None) -> None:
         self.problems.append(Problem(self.path, pos.line, pos.col, message, hint))
@@ -101,6 +102,29 @@ def read_choice(ctx: Context, m: Map, key: str, options: tuple[str, ...]) -> str
             m.at(key),
             f"unknown {key} '{value}'",
             suggest(value, options) or f"one of: {', '.join(options)}",
+        )
+        return None
+    return value
+
+
+PURPOSE_HINT = (
+    "write purpose: operational for renewal notices, invoices, security and service changes,"
+    " or purpose: marketing (the default) for everything else"
+)
+
+
+def read_purpose(ctx: Context, m: Map) -> str | None:
+    """``purpose:`` (a step's or the journey's): ``marketing`` or ``operational``."""
+    if "purpose" not in m:
+        return None
+    value = m["purpose"]
+    if not isinstance(value, str) or value not in PURPOSES:
+        shown = value if isinstance(value, str) else None
+        hint = suggest(shown, PURPOSES) if shown else None
+        ctx.report(
+            m.at("purpose"),
+            f"unknown purpose '{shown}'" if shown else "'purpose' must be a word",
+            f"{hint} {PURPOSE_HINT}" if hint else PURPOSE_HINT,
         )
         return None
     return value

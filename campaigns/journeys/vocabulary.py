@@ -33,9 +33,10 @@ TOP_KEYS = (
     "enrol",
     "recipients",
     "brand",
+    "purpose",
     "steps",
 )
-STEP_COMMON = ("id", "channel", "goal", "category", "send_time", "recipients")
+STEP_COMMON = ("id", "channel", "goal", "category", "send_time", "recipients", "purpose")
 UNITS = ("contact", "account")
 RECIPIENT_WORDS = ("all", "primary")
 RECIPIENT_KEYS = ("roles", "when")
@@ -44,6 +45,10 @@ STEP_TYPES = tuple(t.value for t in StepType)
 CHANNELS = ("email", "task", "in_app")
 STEP_GOALS = ("opened", "clicked", "answered", "rsvp_yes")
 SEND_TIMES = ("now", "best_hour")
+PURPOSES = ("marketing", "operational")
+"""What a step's email is for (``purpose:``): ``marketing`` (the default) needs the contact's
+consent and follows their preferences, the cap and the window; ``operational`` (renewal
+notices, invoices, security, service changes) goes to every address not suppressed."""
 CATEGORIES = ("newsletter", "product", "renewal", "survey", "event", "onboarding", "transactional")
 TASK_KINDS = ("call", "meeting", "email", "review")
 WAIT_SIGNALS = ("answered", "opened", "clicked", "task_done", "event")

@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from campaigns.insight import stats
-from campaigns.store import outbox
+from campaigns.store import consent, outbox
 from campaigns.store.enums import (
     Classification,
     EventKind,
@@ -120,6 +120,16 @@ def store_notices(session: Session, notices: list[Notice], now: datetime) -> tup
             if n.hard and message is not None:
                 _bounce(session, message, (n.diagnostic or "hard bounce")[:2000])
             if n.kind == EventKind.COMPLAINT and contact is not None:
+                if contact.subscribed or contact.consent_basis is not None:
+                    # A complaint refuses marketing mail as an unsubscribe does.
+                    consent.record(
+                        session,
+                        contact,
+                        None,
+                        at=n.occurred_at or now,
+                        source=f"complaint:{n.source}",
+                        detail={"message_id": message.id if message else None},
+                    )
                 contact.subscribed = False
             if (
                 n.kind == EventKind.COMPLAINT

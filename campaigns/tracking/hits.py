@@ -26,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from campaigns.insight import hitcounts, stats
-from campaigns.store import outbox
+from campaigns.store import consent, outbox
 from campaigns.store.enums import Channel, Classification, EventKind, OutboundType
 from campaigns.store.models import Contact, Event, Message
 from campaigns.tracking.classify import HitView, Verdict, classify_hits
@@ -218,6 +218,7 @@ def write_hits(session: Session, hits: Sequence[tuple[str, Hit]], now: datetime)
     if inserted or reclassified:
         stats.add(session, hitcounts.count_hits(session, inserted, reclassified, messages, now))
     if unsubscribed:
+        _withdraw(session, inserted)
         session.execute(
             update(Contact).where(Contact.id.in_(unsubscribed)).values(subscribed=False)
         )
@@ -278,6 +279,36 @@ def _announce(session: Session, rows: list[dict[str, Any]], messages: dict[int, 
             )
         )
     outbox.emit_many(session, items)
+
+
+def _withdraw(session: Session, inserted: Sequence[dict[str, Any]]) -> None:
+    """Record the withdrawal of consent of each contact who unsubscribed in ``inserted`` (new
+    events only: a repeated hit records nothing) and still had a basis or was subscribed:
+    unsubscribing refuses all marketing mail (特定電子メール法 §3: no mail after a refusal)."""
+    first: dict[int, dict[str, Any]] = {}
+    for row in inserted:
+        if row["kind"] == EventKind.UNSUBSCRIBE and row["contact_id"] is not None:
+            first.setdefault(row["contact_id"], row)
+    if not first:
+        return
+    contacts = session.scalars(select(Contact).where(Contact.id.in_(first))).all()
+    for contact in contacts:
+        if contact.consent_basis is None and not contact.subscribed:
+            continue  # nothing to withdraw: unsubscribed already, with no basis
+        row = first[contact.id]
+        one_click = row["data"].get("method") == "POST" and row["reason"].startswith("one-click")
+        consent.record(
+            session,
+            contact,
+            None,
+            at=row["occurred_at"],
+            source=UNSUBSCRIBE_SOURCE,
+            detail={"message_id": row["message_id"], "one_click": one_click},
+        )
+
+
+UNSUBSCRIBE_SOURCE = "unsubscribe"
+"""The source of a withdrawal recorded by an unsubscribe link (page or RFC 8058 one-click)."""
 
 
 def _valid_link(message: Message, link: int | None) -> bool:

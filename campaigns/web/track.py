@@ -30,8 +30,9 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import select
 from werkzeug.urls import iri_to_uri
 
-from campaigns.store import outbox
-from campaigns.store.enums import Channel, EventKind, OutboundType
+from campaigns import defaults
+from campaigns.store import consent, outbox
+from campaigns.store.enums import Channel, ConsentBasis, EventKind, OutboundType
 from campaigns.store.models import Contact, Message
 from campaigns.tracking.events import record_event
 from campaigns.tracking.hits import Hit, HitLog
@@ -87,6 +88,8 @@ TEXT: dict[str, dict[str, str]] = {
         "pause_30": "30 days",
         "pause_90": "90 days",
         "unsubscribe_all": "Unsubscribe from all marketing email",
+        "consent_legend": "Your consent",
+        "consent_version": "Wording version {version}",
         "save": "Save",
         "saved": "Your preferences are saved.",
         "invalid": "This link is not valid.",
@@ -118,6 +121,8 @@ TEXT: dict[str, dict[str, str]] = {
         "pause_30": "30日間",
         "pause_90": "90日間",
         "unsubscribe_all": "お知らせメールをすべて停止する",
+        "consent_legend": "メール受信への同意",
+        "consent_version": "同意文言の版: {version}",
         "save": "保存する",
         "saved": "設定を保存しました。",
         "invalid": "このリンクは無効です。",
@@ -371,6 +376,7 @@ def preferences_page(token: str) -> Response:
     if request.method == "HEAD":
         return Response(status=200, mimetype="text/html")
     message, contact = _contact(payload["m"])
+    locale = _text(contact)["lang"]
     return _page(
         "preferences",
         contact,
@@ -379,6 +385,9 @@ def preferences_page(token: str) -> Response:
         pauses=PAUSES,
         csrf=tracking().form_token(message.id, "prefs"),
         email=_masked(contact.email),
+        opted_in=contact.consent_basis == ConsentBasis.OPT_IN,
+        wording=defaults.CONSENT_WORDING[locale],
+        wording_version=defaults.CONSENT_WORDING_VERSION,
     )
 
 
@@ -398,6 +407,10 @@ def preferences(token: str) -> Response:
     if pause not in PAUSES or not wanted <= set(CATEGORIES):
         abort(400, "unknown category or pause")
     everything_off = request.form.get("unsubscribe") == "all"
+    agrees = request.form.get("consent") == "yes"
+    if agrees and request.form.get("wording", "") != defaults.CONSENT_WORDING_VERSION:
+        # The page showed other words than those an opt-in would now record: show it again.
+        return _page("message", contact, status=400, key="expired")
     now = current_app.extensions["campaigns.clock"].now()
     with tracking().sessions() as session, session.begin():
         row = session.get(Contact, contact.id)
@@ -405,6 +418,7 @@ def preferences(token: str) -> Response:
             abort(404)
         row.opt_out = [c for c in CATEGORIES if c not in wanted]
         row.paused_until = now + timedelta(days=pause) if pause else None
+        _record_consent(session, row, message, agrees and not everything_off, everything_off, now)
         if everything_off and row.subscribed:
             row.subscribed = False
             record_event(
@@ -426,11 +440,42 @@ def preferences(token: str) -> Response:
                 contact_id=row.id,
                 message_id=message.id,
             )
-        elif not everything_off and not row.subscribed and wanted:
-            row.subscribed = True  # choosing categories again is opting back in
+        elif not everything_off and not row.subscribed and (wanted or agrees):
+            row.subscribed = True  # choosing categories again (or opting in) is opting back in
     return _page(
         "message",
         contact,
         key="unsubscribed" if everything_off else "saved",
         email=_masked(contact.email),
     )
+
+
+PREFERENCES_SOURCE = "preferences"
+"""The source of consent given or withdrawn on the preference page."""
+
+
+def _record_consent(
+    session: Any, row: Contact, message: Message, agrees: bool, unsubscribes: bool, now: Any
+) -> None:
+    """The preference page's consent: ticking the box records an opt-in with the wording's
+    version; clearing it (after an opt-in) or unsubscribing from everything records a
+    withdrawal. Nothing is recorded when nothing changes."""
+    detail = {"message_id": message.id}
+    if agrees and row.consent_basis != ConsentBasis.OPT_IN:
+        consent.record(
+            session,
+            row,
+            ConsentBasis.OPT_IN,
+            at=now,
+            source=PREFERENCES_SOURCE,
+            wording=defaults.CONSENT_WORDING_VERSION,
+            detail={**detail, "locale": _text(row)["lang"]},
+        )
+        return
+    withdraws = (
+        (row.consent_basis is not None or row.subscribed)
+        if unsubscribes
+        else (not agrees and row.consent_basis == ConsentBasis.OPT_IN)
+    )
+    if withdraws:
+        consent.record(session, row, None, at=now, source=PREFERENCES_SOURCE, detail=detail)

@@ -51,8 +51,16 @@ def subscribed(cfg: settings.Config | None = None) -> bool:
         return False
 
 
+PURGE_CONSENT = {
+    "queue_name": QUEUE_NAMES[0],
+    "interval": 86_400,  # daily: retention counts in days
+    "job_timeout": 600,
+    "name": "campaigns-purge-consent",
+}
+
 cron.register(jobs.tick, **TICK)  # type: ignore[arg-type]
 cron.register(jobs.dispatch, **DISPATCH)  # type: ignore[arg-type]
+cron.register(jobs.purge_consent, **PURGE_CONSENT)  # type: ignore[arg-type]
 if subscribed():
     cron.register(jobs.deliver_events, **EVENTS)  # type: ignore[arg-type]
 
@@ -60,5 +68,6 @@ if subscribed():
 def schedule(scheduler: Any, cfg: settings.Config | None = None) -> None:
     scheduler.register(jobs.tick, **TICK)
     scheduler.register(jobs.dispatch, **DISPATCH)
+    scheduler.register(jobs.purge_consent, **PURGE_CONSENT)
     if subscribed(cfg):
         scheduler.register(jobs.deliver_events, **EVENTS)

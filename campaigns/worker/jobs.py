@@ -138,3 +138,17 @@ def deliver_events() -> dict[str, int]:
         "dead": result.dead,
         "deferred": result.deferred,
     }
+
+
+def purge_consent() -> dict[str, int]:
+    """Daily: delete the consent records the retention rule lets go (erased contacts, last
+    send more than ``CONSENT_RETENTION_DAYS`` ago; :func:`campaigns.store.consent.purge`)."""
+    from datetime import timedelta
+
+    from campaigns.store import consent
+
+    run = runtime()
+    keep = timedelta(days=run.config.consent_retention_days)
+    with run.engine.sessions() as session, session.begin():
+        done = consent.purge(session, run.engine.clock.now(), keep)
+    return {"deleted": done.deleted, "kept": done.kept}

@@ -33,6 +33,10 @@ from campaigns.store.models import Message
 
 MessageConfig = EmailStep | SurveyStep | InviteStep
 
+OPERATIONAL = "operational"
+"""The category of an operational step's messages (``purpose: operational``): no preference
+binds it, and the frequency cap neither holds nor counts it."""
+
 
 @dataclass(frozen=True)
 class EmailParts:
@@ -141,8 +145,11 @@ def send_email(
     persona = written.persona if written is not None else ctx.persona  # a re-run keeps it
     # the dashboard's preview renders the same parts
     parts = email_parts(ctx, config, variant, persona)
-    category = step.category or (
-        "survey" if parts.survey else "event" if parts.invite else "marketing"
+    marketing = ctx.journey.is_marketing(step)
+    category = (
+        (step.category or ("survey" if parts.survey else "event" if parts.invite else "marketing"))
+        if marketing
+        else OPERATIONAL
     )
     channel = ctx.tools.channels.email
     links = ctx.tools.links
@@ -184,7 +191,7 @@ def send_email(
         category=category,
         template=parts.template,
         locale=parts.locale,
-        marketing=True,
+        marketing=marketing,
         compose=compose,
         variant=variant,
         persona=parts.persona,
