@@ -24,6 +24,7 @@ from campaigns.engine.ratelimit import RateLimiter
 from campaigns.insight import sendtime, tuning
 from campaigns.journeys import windows
 from campaigns.store.enums import Channel, MessageStatus, SuppressionReason
+from campaigns.store import erased
 from campaigns.store.models import Message, Suppression
 
 
@@ -37,7 +38,10 @@ class Hold:
 
 def declined(ctx: StepContext, address: str, category: str, marketing: bool) -> str | None:
     """Why this email must not go (suppressed address, unsubscribed, the contact's
-    preferences), or None. Preferences and unsubscribing bind marketing email only."""
+    preferences), or None. Preferences and unsubscribing bind marketing email only; an
+    erased address (:mod:`campaigns.store.erased`) is refused whatever the mail."""
+    if ctx.sending.erased(address):
+        return "address erased"
     if ctx.sending.suppressed(address):
         return "address suppressed"
     if not marketing:
@@ -121,10 +125,12 @@ def recent_sends_query(
 
 
 def is_suppressed(session: Session, address: str) -> bool:
+    """Whether ``address`` is on the suppression list, or was erased (its hash is in
+    ``erased_addresses``: an erased address is suppressed without being written down)."""
     found = session.scalar(
         select(Suppression.id).where(Suppression.email == address.lower()).limit(1)
     )
-    return found is not None
+    return found is not None or erased.is_erased(session, address)
 
 
 def suppress(

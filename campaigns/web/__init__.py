@@ -98,6 +98,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         api_accounts,
         api_crm,
         api_in_app,
+        api_people,
         crm,
         dashboard,
         editor,
