@@ -23,8 +23,8 @@ from campaigns.engine.context import StepContext
 from campaigns.engine.ratelimit import RateLimiter
 from campaigns.insight import sendtime, tuning
 from campaigns.journeys import windows
-from campaigns.store.enums import Channel, MessageStatus, SuppressionReason
 from campaigns.store import erased
+from campaigns.store.enums import Channel, MessageStatus, SuppressionReason
 from campaigns.store.models import Message, Suppression
 
 

@@ -94,9 +94,7 @@ def _json(value: Any) -> Any:
 def _row(obj: Any, *, leave: Iterable[str] = ()) -> dict[str, Any]:
     table: Table = obj.__table__
     skipped = set(leave)
-    return {
-        c.key: _json(getattr(obj, c.key)) for c in table.columns if c.key not in skipped
-    }
+    return {c.key: _json(getattr(obj, c.key)) for c in table.columns if c.key not in skipped}
 
 
 def export(session: Session, email: str, *, actor: str, now: datetime) -> dict[str, Any]:
@@ -157,7 +155,8 @@ def export(session: Session, email: str, *, actor: str, now: datetime) -> dict[s
             )
         ],
         "suppressions": [
-            _row(s) for s in session.scalars(select(Suppression).where(Suppression.email == address))
+            _row(s)
+            for s in session.scalars(select(Suppression).where(Suppression.email == address))
         ],
         "outbound_events": [
             _row(o, leave=("claimed_until",))
@@ -263,8 +262,9 @@ def erase(session: Session, email: str, actor: str, *, now: datetime) -> Erasure
     )
     result.count(
         "suppressions",
-        session.execute(delete(Suppression).where(func.lower(Suppression.email) == address))
-        .rowcount,  # type: ignore[attr-defined]
+        session.execute(
+            delete(Suppression).where(func.lower(Suppression.email) == address)
+        ).rowcount,  # type: ignore[attr-defined]
     )
     session.flush()
     for table in Base.metadata.sorted_tables:
@@ -355,9 +355,7 @@ def _erase_linked(
     result.count(
         "outbound_events",
         session.execute(
-            delete(OutboundEvent).where(
-                outbound, OutboundEvent.status != OutboundStatus.DELIVERED
-            )
+            delete(OutboundEvent).where(outbound, OutboundEvent.status != OutboundStatus.DELIVERED)
         ).rowcount,  # type: ignore[attr-defined]
     )
     delivered = session.execute(
@@ -386,16 +384,16 @@ def _sweep(session: Session, table: Table, address: str, needles: Sequence[str])
     keys = list(table.primary_key.columns)
     if not columns or not keys:
         return 0
-    mentions = or_(
-        *(func.lower(cast(c, Text)).contains(address, autoescape=True) for c in columns)
-    )
+    mentions = or_(*(func.lower(cast(c, Text)).contains(address, autoescape=True) for c in columns))
     changed = 0
     for row in session.execute(select(*keys, *columns).where(mentions)).mappings().all():
         values: dict[str, Any] = {}
         for column in columns:
             old = row[column.name]
-            new = scrub_json(old, needles) if isinstance(column.type, JSON) else scrub_text(
-                old, needles
+            new = (
+                scrub_json(old, needles)
+                if isinstance(column.type, JSON)
+                else scrub_text(old, needles)
             )
             if new != old:
                 values[column.name] = new
@@ -459,8 +457,12 @@ def delete_account(
     ended = session.execute(
         update(Enrollment)
         .where(Enrollment.account_id == aid, Enrollment.state.in_(_LIVE))
-        .values(state=EnrollmentState.EXITED, exit_reason="account deleted", finished_at=now,
-                next_run_at=None)
+        .values(
+            state=EnrollmentState.EXITED,
+            exit_reason="account deleted",
+            finished_at=now,
+            next_run_at=None,
+        )
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     for model in (Enrollment, Task, Event):
@@ -474,7 +476,8 @@ def delete_account(
     session.execute(delete(HealthScore).where(HealthScore.account_id == aid))
     session.delete(account)
     detail = {"contacts": len(people), "erased": erased, "enrollments_ended": ended}
-    audit.record(session, actor, AuditAction.DELETE, external_id, kind=ACCOUNT, detail=detail,
-                 at=now)
+    audit.record(
+        session, actor, AuditAction.DELETE, external_id, kind=ACCOUNT, detail=detail, at=now
+    )
     session.flush()
     return detail

@@ -61,9 +61,7 @@ def parse_country(value: str, name: str) -> str:
     code = unicodedata.normalize("NFKC", value).upper()
     if len(code) == 2 and code.isascii() and code.isalpha():
         return code
-    raise CellError(
-        f"{name} '{short(value)}' is not a two-letter ISO 3166-1 code such as JP or US"
-    )
+    raise CellError(f"{name} '{short(value)}' is not a two-letter ISO 3166-1 code such as JP or US")
 
 
 @dataclass(frozen=True)
@@ -159,9 +157,7 @@ def read(
         if name in kind.ignored:
             problems.append((place(name), f"not accepted: {kind.ignored[name]}"))
         else:
-            problems.append(
-                (place(name), "unknown field; put fields of your own in attributes")
-            )
+            problems.append((place(name), "unknown field; put fields of your own in attributes"))
     change = Change(index, "")
     for name, spec in fields.items():
         value = obj.get(name, MISSING)
@@ -312,11 +308,11 @@ def _check(
         for spec in kind.fields:
             if spec.required and spec.name != kind.key and change.values.get(spec.name) is None:
                 problems.append((f"{place}.{spec.name}", "required for a new " + kind.name[:-1]))
-    if kind.reference and (ref := change.values.get(kind.reference)) is not None:
-        if ref not in accounts:
-            problems.append(
-                (f"{place}.{kind.reference}", f"no account with external_id {short(ref)!r}")
-            )
+    ref = change.values.get(kind.reference) if kind.reference else None
+    if kind.reference and ref is not None and ref not in accounts:
+        problems.append(
+            (f"{place}.{kind.reference}", f"no account with external_id {short(ref)!r}")
+        )
     merged = {
         spec.name: _current(row, spec.name)
         for spec in kind.fields

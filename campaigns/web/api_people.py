@@ -215,16 +215,14 @@ def delete_account(external_id: str) -> ResponseReturnValue:
     choice = request.args.get("contacts")
     if choice is not None and choice not in ("detach", "erase"):
         raise ApiError(400, "contacts: expected detach or erase")
-    how: Literal["detach", "erase"] | None = "erase" if choice == "erase" else (
-        "detach" if choice == "detach" else None
+    how: Literal["detach", "erase"] | None = (
+        "erase" if choice == "erase" else ("detach" if choice == "detach" else None)
     )
     key = _path_key(_kind("accounts"), external_id)
 
     def work(session: Session) -> dict[str, Any] | None:
         try:
-            return rights.delete_account(
-                session, key, base.actor(), now=base.now(), contacts=how
-            )
+            return rights.delete_account(session, key, base.actor(), now=base.now(), contacts=how)
         except rights.AccountHasContacts as exc:
             raise ApiError(
                 409,
