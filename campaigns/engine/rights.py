@@ -109,7 +109,7 @@ def export(session: Session, email: str, *, actor: str, now: datetime) -> dict[s
     enrollments = session.scalars(
         select(Enrollment).where(Enrollment.contact_id == cid).order_by(Enrollment.id)
     ).all()
-    journeys = dict(session.execute(select(Journey.id, Journey.key)).tuples().all())
+    journeys = {id_: key for id_, key in session.execute(select(Journey.id, Journey.key))}
     messages = session.scalars(
         select(Message)
         .where(or_(Message.contact_id == cid, Message.to_address == address))

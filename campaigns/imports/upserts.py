@@ -266,7 +266,7 @@ def apply(
             query = select(Account.external_id, Account.id).where(
                 Account.external_id.in_(sorted(wanted))
             )
-            accounts = dict(session.execute(query).tuples().all())
+            accounts = {external: id_ for external, id_ in session.execute(query)}
     fields = fields_of(kind)
     result = Applied()
     for change in changes:

@@ -152,11 +152,11 @@ def _upsert_batch(name: Kind) -> ResponseReturnValue:
         for i, item in enumerate(items)
         if (c := _read(kind, item, i, f"{name}[{i}]", problems)) is not None
     ]
-    if not partial:
-        problems.raise_if_any(len(items), name)
 
     def store(session: Session) -> tuple[upserts.Applied, Problems]:
-        found = problems.copy()
+        found = (
+            problems.copy()
+        )  # every problem is reported, those found against the stored rows too
         applied = upserts.apply(
             session, kind, changes, actor=base.actor(), now=base.now(), where=name
         )
