@@ -21,7 +21,18 @@ import click
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from campaigns.cli import accounts, data, demo, enrollments, health, journeys, people, report, run
+from campaigns.cli import (
+    accounts,
+    contacts,
+    data,
+    demo,
+    enrollments,
+    health,
+    journeys,
+    people,
+    report,
+    run,
+)
 from campaigns.cli.common import (
     EXIT_ERROR,
     EXIT_INTERNAL,
@@ -65,6 +76,7 @@ for command in (
     people.tasks,
     people.user,
     accounts.account,
+    contacts.contact,
     demo.demo,
 ):
     cli.add_command(command)

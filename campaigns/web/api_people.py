@@ -154,7 +154,7 @@ def _upsert_batch(name: Kind) -> ResponseReturnValue:
     ]
 
     def store(session: Session) -> tuple[upserts.Applied, Problems]:
-        found = (
+        found = problems.copy()  # all problems, those found against stored rows too
             problems.copy()
         )  # every problem is reported, those found against the stored rows too
         applied = upserts.apply(
