@@ -155,8 +155,6 @@ def _upsert_batch(name: Kind) -> ResponseReturnValue:
 
     def store(session: Session) -> tuple[upserts.Applied, Problems]:
         found = problems.copy()  # all problems, those found against stored rows too
-            problems.copy()
-        )  # every problem is reported, those found against the stored rows too
         applied = upserts.apply(
             session, kind, changes, actor=base.actor(), now=base.now(), where=name
         )
