@@ -1,5 +1,5 @@
 """API upserts of accounts and contacts (``PUT /accounts/<id>``, ``PUT /contacts/<email>``,
-``POST /accounts/batch``, ``POST /contacts/batch``) and account deletion, through the real app
+``POST /accounts``, ``POST /contacts``) and account deletion, through the real app
 on SQLite and PostgreSQL: the CSV importer's rules, partial updates, idempotence, all or
 nothing (or ``?partial=true``), per-object errors by index; garbage gets 4xx, never 500, and
 writes nothing."""
@@ -164,7 +164,7 @@ def test_consent_null_withdraws_it_once(client, db):
 
 def test_batch_upserts_accounts_and_contacts_and_counts_them(client, db):
     accounts = client.post(
-        "/api/v1/accounts/batch",
+        "/api/v1/accounts",
         json={
             "accounts": [
                 {"external_id": "さくら", "name": "株式会社さくら", "arr": 1200000},
@@ -176,7 +176,7 @@ def test_batch_upserts_accounts_and_contacts_and_counts_them(client, db):
     assert accounts.status_code == 200, accounts.get_json()
     assert accounts.get_json()["created"] == 2
     contacts = client.post(
-        "/api/v1/contacts/batch",
+        "/api/v1/contacts",
         json={
             "contacts": [
                 {
@@ -194,7 +194,7 @@ def test_batch_upserts_accounts_and_contacts_and_counts_them(client, db):
     assert (body["created"], body["updated"], body["failed"]) == (50, 0, 0)
     assert [r["index"] for r in body["results"]] == list(range(50))
     moved = client.post(
-        "/api/v1/contacts/batch",
+        "/api/v1/contacts",
         json={
             "contacts": [
                 {"email": "user0@example.jp", "account_external_id": "B-2"},
@@ -218,7 +218,7 @@ def test_a_bad_object_refuses_the_whole_batch_with_each_problem_by_index(client,
         "/api/v1/accounts/OLD", json={"name": "旧社", "contract_start": "2026-04-01"}, headers=AUTH
     )
     response = client.post(
-        "/api/v1/accounts/batch",
+        "/api/v1/accounts",
         json={
             "accounts": [
                 {"external_id": "OK-1", "name": "良い会社"},
@@ -248,7 +248,7 @@ def test_a_bad_object_refuses_the_whole_batch_with_each_problem_by_index(client,
 
 def test_partial_true_writes_the_good_objects_and_reports_the_bad(client, db):
     response = client.post(
-        "/api/v1/contacts/batch?partial=true",
+        "/api/v1/contacts?partial=true",
         json={
             "contacts": [
                 {"email": "good@example.com", "name": "良"},
@@ -274,7 +274,7 @@ def test_partial_true_writes_the_good_objects_and_reports_the_bad(client, db):
 
 def test_a_repeated_key_in_one_batch_applies_in_order(client, db):
     response = client.post(
-        "/api/v1/accounts/batch",
+        "/api/v1/accounts",
         json={"accounts": [{"external_id": "R", "name": "一"}, {"external_id": "R", "plan": "p"}]},
         headers=AUTH,
     )
@@ -287,7 +287,7 @@ def test_more_than_a_thousand_objects_is_413_and_a_viewer_key_is_refused(build_a
     app = build_app(api_keys=(KEY, "viewer-key"), api_key_roles={"viewer-key": "viewer"})
     client = app.test_client()
     many = client.post(
-        "/api/v1/contacts/batch",
+        "/api/v1/contacts",
         json={"contacts": [{"email": f"u{i}@e.jp"} for i in range(1001)]},
         headers=AUTH,
     )
@@ -304,7 +304,7 @@ def test_the_url_key_and_the_body_key_must_agree(client, db):
         "/api/v1/contacts/a@example.com", json={"email": "b@example.com"}, headers=AUTH
     )
     assert response.status_code == 422
-    assert client.put("/api/v1/contacts/not-an-address", json={}, headers=AUTH).status_code == 400
+    assert client.put("/api/v1/contacts/not-an-address", json={}, headers=AUTH).status_code == 422
     assert counts(db) == (0, 0, 0)
 
 
@@ -407,10 +407,10 @@ def test_garbage_gets_4xx_never_500_and_a_refused_batch_writes_nothing(
     before = counts(db)
     if raw is not None:
         response = client.post(
-            f"/api/v1/{kind}/batch", data=raw, headers={**AUTH, "Content-Type": "application/json"}
+            f"/api/v1/{kind}", data=raw, headers={**AUTH, "Content-Type": "application/json"}
         )
     else:
-        response = client.post(f"/api/v1/{kind}/batch", json={kind: items}, headers=AUTH)
+        response = client.post(f"/api/v1/{kind}", json={kind: items}, headers=AUTH)
     assert response.status_code < 500, response.get_data(as_text=True)
     if response.status_code >= 400:
         assert counts(db) == before

@@ -42,6 +42,9 @@ from campaigns.store.models import Account, Contact
 MAX_ATTRIBUTES = 100
 """Keys in one object's ``attributes``."""
 
+MAX_TAGS = 100
+"""Tags in one object's ``tags``."""
+
 MAX_ATTRIBUTE_TEXT = 1000
 """Characters of one attribute's value (or key: 64)."""
 
@@ -55,6 +58,9 @@ class _Missing:
 
 MISSING: Any = _Missing()
 """A field the object left out (as opposed to ``null``)."""
+
+
+_TEXT_ONLY = {"email", "tags"}  # fields a number cannot stand for
 
 
 def parse_country(value: str, name: str) -> str:
@@ -169,7 +175,14 @@ def read(
             else:
                 change.values[name] = None  # the caller puts a default back
             continue
+        if name in _TEXT_ONLY and not isinstance(value, str | list if name == "tags" else str):
+            what = "an array of strings or a string" if name == "tags" else "a string"
+            problems.append((place(name), f"{name}: expected {what}"))
+            continue
         if name == "tags" and isinstance(value, list):
+            if len(value) > MAX_TAGS:
+                problems.append((place(name), f"expected at most {MAX_TAGS} tags"))
+                continue
             tags: list[str] = []
             for i, tag in enumerate(value):
                 if not isinstance(tag, str):
