@@ -297,6 +297,11 @@ def test_an_erased_address_is_never_mailed_again_reimported_or_upserted(
     _setup(db, client, build_engine, smtp_sink, clock)
     assert client.delete(f"/api/v1/contacts/{EMAIL}", headers=AUTH).status_code == 200
     delivered = len(smtp_sink.messages)
+    late = client.post(
+        "/api/v1/webhooks/bounces", json={"type": "complaint", "email": EMAIL}, headers=AUTH
+    )
+    assert late.status_code == 200, late.get_json()
+    assert _mentions(db) == []  # a late complaint does not write the address down again
 
     csv = tmp_path / "contacts.csv"
     csv.write_text(f"email,name,account_external_id\n{EMAIL},{NAME},ACME\n", encoding="utf-8")
@@ -318,3 +323,17 @@ def test_an_erased_address_is_never_mailed_again_reimported_or_upserted(
             select(Message).where(Message.to_address == EMAIL, Message.channel == "email")
         ).one()
         assert (refused.status, refused.error) == (MessageStatus.SUPPRESSED, "address erased")
+
+
+def test_the_gate_finds_erased_addresses_by_hash_across_chunks_and_tombstones(db):
+    from campaigns.engine import controls
+    from campaigns.store.erased import erased_among, tombstone_address
+
+    addresses = [f"person{i}@example.jp" for i in range(1200)]
+    with db.session() as s, s.begin():
+        s.add_all(ErasedAddress(email_hash=email_hash(a), erased_at=START) for a in addresses[::7])
+    with db.session() as s:
+        found = erased_among(s, [a.upper() for a in addresses] + [tombstone_address(9)])
+        assert found == {a for a in addresses[::7]} | {tombstone_address(9)}
+        assert controls.is_suppressed(s, "PERSON0@example.jp")
+        assert not controls.is_suppressed(s, "person1@example.jp")
