@@ -41,6 +41,7 @@ from campaigns.web import (  # noqa: F401 (their routes)
     api_base,
     api_crm,
     api_in_app,
+    api_people,
     roles,
 )
 
