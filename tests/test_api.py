@@ -42,6 +42,7 @@ from campaigns.web import (  # noqa: F401 (their routes)
     api_crm,
     api_events,
     api_in_app,
+    api_people,
     roles,
 )
 

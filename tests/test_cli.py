@@ -435,7 +435,7 @@ def test_every_command_is_in_the_readmes_table(project_root):
         *("validate", "import", "segments", "deploy", "tick", "simulate", "report", "user"),
         *("tasks", "flush", "run", "demo", "migrate", "users", "health", "account"),
         *("journey", "audit"),
-        *("enrollments", "inbound", "consent", "events"),
+        *("enrollments", "inbound", "consent", "events", "contact"),
     }
     for name in sorted(cli.commands):
         assert f"| `campaigns {name}" in readme, name

@@ -44,6 +44,7 @@ from campaigns.web import (  # noqa: F401 (routes)
     api_events,
     api_in_app,
     api_input,
+    api_people,
     create_app,
 )
 
@@ -71,6 +72,19 @@ _SEMANTIC_PROBLEMS: dict[str, Callable[[dict[str, Any]], object]] = {
         r"(\[\d+\]\.)?Message(\.|\[|$)", p["field"]
     ),
 }
+# The upserts apply the CSV importer's rules, which JSON Schema cannot say (a date that exists,
+# an IANA time zone, a currency with a rate, an address the importer takes, a renewal after the
+# stored contract start, an account that exists, a non-blank value...); a problem of the shape
+# (an unknown field, a wrong type) is still the document and the app disagreeing.
+_UPSERT_RULES = re.compile(r"^(?!unknown field|expected an object|expected a string, got null)")
+for _operation in (
+    "PUT /api/v1/accounts/{external_id}",
+    "PUT /api/v1/contacts/{email}",
+    "POST /api/v1/accounts",
+    "POST /api/v1/contacts",
+    "DELETE /api/v1/accounts/{external_id}",
+):
+    _SEMANTIC_PROBLEMS[_operation] = lambda p: _UPSERT_RULES.match(p["message"])
 
 # Bodies over 1 MB (413) and URLs over 4000 bytes (414) are refused whatever the schema says of
 # their content: documented limits that JSON Schema cannot express, so they count as accepting
@@ -121,7 +135,16 @@ CONFIG_RAW: dict[str, Any] = {
         {
             # Their 422s may come from what the document cannot say (see _SEMANTIC_PROBLEMS),
             # which only_what_the_schema_cannot_say then holds to exactly that.
-            "include-operation-id": ["postEvents", "postBounces", "postUsage"],
+            "include-operation-id": [
+                "postEvents",
+                "postBounces",
+                "postUsage",
+                "putAccount",
+                "putContact",
+                "postAccountsBatch",
+                "postContactsBatch",
+                "deleteAccount",
+            ],
             "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}},
         }
     ],

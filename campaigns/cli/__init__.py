@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from campaigns.cli import (
     accounts,
     consent,
+    contacts,
     data,
     demo,
     enrollments,
@@ -81,6 +82,7 @@ for command in (
     accounts.account,
     events.events,
     consent.consent,
+    contacts.contact,
     demo.demo,
 ):
     cli.add_command(command)

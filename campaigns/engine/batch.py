@@ -39,6 +39,7 @@ from campaigns.engine.outgoing import Outgoing
 from campaigns.engine.results import AdvanceResult
 from campaigns.engine.runner import MAX_STEPS_PER_RUN, run_steps
 from campaigns.journeys.model import Journey
+from campaigns.store import erased
 from campaigns.store.enums import MessageStatus, OutboundType, SuppressionReason
 from campaigns.store.models import Account, Contact, Enrollment, Message, Suppression
 from campaigns.store.outbox import Item, emit_many, wants
@@ -94,6 +95,7 @@ class SendBatch:
         self._messages: dict[tuple[int, str, str], Message] = {}
         self._known: set[str] = set()
         self._suppressed: set[str] = set()
+        self._erased: set[str] = set()
         self._recent: dict[int, list[datetime]] = {}
 
     def run(self, ids: Sequence[int]) -> None:
@@ -174,6 +176,7 @@ class SendBatch:
         self._suppressed = set(
             session.scalars(select(Suppression.email).where(Suppression.email.in_(self._known)))
         )
+        self._erased = erased.erased_among(session, self._known)  # by hash, one query
         settings = self.tools.settings
         if settings.frequency_cap > 0:
             query = controls.recent_sends_query(list(contacts), self.now, settings.frequency_period)
@@ -204,9 +207,18 @@ class SendBatch:
         address = address.lower()
         if address not in self._known:
             self._known.add(address)
-            if controls.is_suppressed(self.session, address):
+            if erased.is_erased(self.session, address):
+                self._erased.add(address)
+            elif controls.is_suppressed(self.session, address):
                 self._suppressed.add(address)
         return address in self._suppressed
+
+    def erased(self, address: str) -> bool:
+        """Whether ``address`` was erased (preloaded by hash for the batch's contacts)."""
+        address = address.lower()
+        if address not in self._known:
+            self.suppressed(address)  # looks it up, and remembers both answers
+        return address in self._erased
 
     def recent_sends(self, contact_id: int) -> list[datetime]:
         return self._recent.get(contact_id, [])

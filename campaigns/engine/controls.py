@@ -24,6 +24,7 @@ from campaigns.engine.context import StepContext
 from campaigns.engine.ratelimit import RateLimiter
 from campaigns.insight import sendtime, tuning
 from campaigns.journeys import windows
+from campaigns.store import erased
 from campaigns.store.enums import Channel, MessageStatus, SuppressionReason
 from campaigns.store.models import Contact, Message, Suppression
 
@@ -41,9 +42,12 @@ class Hold:
 
 
 def declined(ctx: StepContext, address: str, category: str, marketing: bool) -> str | None:
-    """Why this email must not go (suppressed address, unsubscribed, no consent under the
-    contact's country's rule, the contact's preferences), or None. Preferences,
-    unsubscribing and consent bind marketing email only; suppression binds every email."""
+    """Why this email must not go (an erased or suppressed address, unsubscribed, no consent
+    under the contact's country's rule, the contact's preferences), or None. Preferences,
+    unsubscribing and consent bind marketing email only; an erased address
+    (:mod:`campaigns.store.erased`) and suppression bind every email."""
+    if ctx.sending.erased(address):
+        return "address erased"
     if ctx.sending.suppressed(address):
         return "address suppressed"
     if not marketing:
@@ -142,10 +146,12 @@ def recent_sends_query(
 
 
 def is_suppressed(session: Session, address: str) -> bool:
+    """Whether ``address`` is on the suppression list, or was erased (its hash is in
+    ``erased_addresses``: an erased address is suppressed without being written down)."""
     found = session.scalar(
         select(Suppression.id).where(Suppression.email == address.lower()).limit(1)
     )
-    return found is not None
+    return found is not None or erased.is_erased(session, address)
 
 
 def suppress(

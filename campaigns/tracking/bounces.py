@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from campaigns.insight import stats
-from campaigns.store import consent, outbox
+from campaigns.store import consent, erased, outbox
 from campaigns.store.enums import (
     Classification,
     EventKind,
@@ -76,6 +76,9 @@ def store_notices(session: Session, notices: list[Notice], now: datetime) -> tup
         for s in session.scalars(select(Suppression).where(Suppression.email.in_(emails)))
     }
     stored = stored_keys(session, {n.key for n in notices if n.key})
+    # An erased address is suppressed by its hash already; a late bounce must not write it
+    # down again (in a suppression or an event).
+    gone = erased.erased_among(session, emails)
     complained: set[int] = set()  # messages whose complaint this request counted
     announced: list[outbox.Item] = []
     processed = duplicates = 0
@@ -96,6 +99,9 @@ def store_notices(session: Session, notices: list[Notice], now: datetime) -> tup
             )
             if repeat:
                 duplicates += 1
+                continue
+            if n.email in gone:
+                processed += 1
                 continue
             if n.key:
                 stored.add(n.key)

@@ -99,6 +99,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         api_crm,
         api_events,
         api_in_app,
+        api_people,
         crm,
         dashboard,
         editor,

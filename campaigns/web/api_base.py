@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -98,6 +98,7 @@ def authenticate() -> None:
             ],
         )
     role = current_app.config["CAMPAIGNS"].api_key_roles.get(matched) or UserRole.ADMIN
+    g.api_role = role  # the actor of what this request records (consent, audit): see actor()
     if view is not None and not roles.may(role, permission):
         raise ApiError(
             403, f"this API key's role ({role}) may not {roles.WORDS.get(permission, permission)}"
@@ -121,6 +122,12 @@ def iso(value: datetime | None) -> str | None:
 def now() -> datetime:
     now: datetime = current_app.extensions["campaigns.clock"].now()
     return now
+
+
+def actor() -> str:
+    """Who a write through the API is, for consent records and the audit log: ``api:<the
+    key's role>``."""
+    return f"api:{getattr(g, 'api_role', None) or 'unknown'}"
 
 
 def sessions() -> sessionmaker[Session]:
