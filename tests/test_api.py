@@ -1005,12 +1005,8 @@ def test_an_ses_complaint_through_sns_suppresses_and_unsubscribes(client, db, wo
     )
 
 
-def test_deliveries_subscription_confirmations_and_not_spam_are_ignored(client, db, world):
-    delivery = {
-        "notificationType": "Delivery",
-        "mail": {"messageId": "x"},
-        "delivery": {"recipients": ["taro@example.co.jp"]},
-    }
+def test_subscription_confirmations_sends_and_not_spam_are_ignored(client, db, world):
+    send = {"notificationType": "Send", "mail": {"messageId": "x"}, "send": {}}
     not_spam = {
         "notificationType": "Complaint",
         "complaint": {
@@ -1019,7 +1015,7 @@ def test_deliveries_subscription_confirmations_and_not_spam_are_ignored(client, 
         },
         "mail": {},
     }
-    for body in (sns(delivery), sns({}, "SubscriptionConfirmation"), json.dumps(not_spam).encode()):
+    for body in (sns(send), sns({}, "SubscriptionConfirmation"), json.dumps(not_spam).encode()):
         response = client.post(
             "/api/v1/webhooks/bounces", data=body, content_type="text/plain", headers=AUTH
         )

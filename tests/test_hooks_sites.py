@@ -11,15 +11,23 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from campaigns import config as settings
 from campaigns.engine.deploy import deploy
 from campaigns.engine.tasks import complete_task
 from campaigns.journeys.parse import parse_journey
 from campaigns.services import build
-from campaigns.store.enums import MessageStatus
-from campaigns.store.models import Account, Contact, Message, OutboundEvent, Task
+from campaigns.store.enums import EventKind, MessageStatus
+from campaigns.store.models import (
+    Account,
+    Contact,
+    Event,
+    Message,
+    OutboundEvent,
+    Suppression,
+    Task,
+)
 from campaigns.tracking.tokens import Tokens
 from tests.hooks_kit import SECRET
 from tests.kit import EVERYONE, TEST_BASE_URL, TEST_SECRET
@@ -223,6 +231,45 @@ def test_a_task_done_and_a_bounce_report_are_announced(db, cfg, clock, build_app
     [bounced] = of_type(db, "message.bounced")
     assert bounced["data"]["hard"] is True
     assert bounced["data"]["message"]["message_id"] == message.message_id
+
+
+def test_a_delivery_notice_is_recorded_and_announced_once(db, cfg, clock, build_app):
+    seed(db)
+    run_journey(db, cfg, clock)
+    app = build_app(api_keys=(KEY,), event_subscribers=cfg.event_subscribers)
+    with db.session() as s:
+        message = s.scalar(select(Message))
+    # An Amazon SES Delivery notification, raw (SES writes our Message-ID in commonHeaders).
+    notice = {
+        "notificationType": "Delivery",
+        "mail": {"messageId": "0100018e-ses", "commonHeaders": {"messageId": message.message_id}},
+        "delivery": {
+            "timestamp": "2026-04-01T00:00:05.000Z",
+            "recipients": [message.to_address],
+            "smtpResponse": "250 2.0.0 OK",
+        },
+    }
+    headers = {"Authorization": f"Bearer {KEY}"}
+    client = app.test_client()
+    first = client.post("/api/v1/webhooks/bounces", json=notice, headers=headers)
+    again = client.post("/api/v1/webhooks/bounces", json=notice, headers=headers)
+    assert first.get_json() == {"processed": 1, "duplicates": 0, "ignored": 0}
+    assert again.get_json() == {"processed": 0, "duplicates": 1, "ignored": 0}
+    [delivered] = of_type(db, "message.delivered")
+    assert delivered["data"]["message"]["message_id"] == message.message_id
+    assert delivered["data"]["smtp_response"] == "250 2.0.0 OK"
+    assert delivered["occurred_at"].startswith("2026-04-01T00:00:05")
+    with db.session() as s:
+        [event] = s.scalars(select(Event).where(Event.kind == EventKind.DELIVERED)).all()
+        assert (event.message_id, event.reason) == (message.id, "delivered")
+        assert s.get(Message, message.id).status == MessageStatus.SENT  # type: ignore[union-attr]
+        assert s.scalar(select(func.count()).select_from(Suppression)) == 0
+    # The generic format says the same with type "delivery".
+    generic = {"type": "delivery", "email": message.to_address, "message_id": "<other@x.example>"}
+    response = client.post("/api/v1/webhooks/bounces", json=generic, headers=headers)
+    assert response.get_json() == {"processed": 1, "duplicates": 0, "ignored": 0}
+    bad = dict(generic, bounce_type="hard")
+    assert client.post("/api/v1/webhooks/bounces", json=bad, headers=headers).status_code == 422
 
 
 def test_archiving_a_journey_announces_its_running_enrollments_exited(db, cfg, clock):

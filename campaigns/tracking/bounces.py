@@ -36,10 +36,10 @@ from campaigns.tracking.events import contacts_by_email, record_event, stored_ke
 
 @dataclass
 class Notice:
-    """One recipient's bounce or complaint, from either format."""
+    """One recipient's bounce, complaint or delivery, from either format."""
 
     index: int  # the notification's place in the request, for its problems
-    kind: EventKind  # BOUNCE or COMPLAINT
+    kind: EventKind  # BOUNCE, COMPLAINT or DELIVERED
     email: str
     hard: bool
     message_ids: tuple[str, ...]
@@ -146,6 +146,7 @@ def store_notices(session: Session, notices: list[Notice], now: datetime) -> tup
                 complained.add(message.id)
                 stats.count_message(session, message, ("complained",), n.occurred_at or now)
             bounce = n.kind == EventKind.BOUNCE
+            delivered = n.kind == EventKind.DELIVERED
             record_event(
                 session,
                 now,
@@ -156,8 +157,16 @@ def store_notices(session: Session, notices: list[Notice], now: datetime) -> tup
                 enrollment_id=message.enrollment_id if message else None,
                 journey_id=message.journey_id if message else None,
                 step_id=message.step_id if message else None,
-                classification=Classification.UNKNOWN if bounce else Classification.HUMAN,
-                reason=("hard bounce" if n.hard else "soft bounce") if bounce else "complaint",
+                classification=(
+                    Classification.UNKNOWN if bounce or delivered else Classification.HUMAN
+                ),
+                reason=(
+                    ("hard bounce" if n.hard else "soft bounce")
+                    if bounce
+                    else "delivered"
+                    if delivered
+                    else "complaint"
+                ),
                 value=n.diagnostic[:2048] if n.diagnostic else None,
                 dedupe_key=n.key,
                 data={k: v for k, v in n.detail.items() if v is not None},
@@ -180,9 +189,12 @@ def store_notices(session: Session, notices: list[Notice], now: datetime) -> tup
     return processed, duplicates
 
 
-_OUTBOUND = {EventKind.BOUNCE: OutboundType.MESSAGE_BOUNCED}
-"""The notices announced as outgoing events (a complaint is not one of the types; the relays'
-reports taken here carry no deliveries, so ``message.delivered`` has no source yet)."""
+_OUTBOUND = {
+    EventKind.BOUNCE: OutboundType.MESSAGE_BOUNCED,
+    EventKind.DELIVERED: OutboundType.MESSAGE_DELIVERED,
+}
+"""The notices announced as outgoing events (a complaint is not one of the types: it shows
+as ``contact.unsubscribed`` where it unsubscribes)."""
 
 
 def _notice_data(n: Notice) -> dict[str, Any]:
@@ -190,6 +202,8 @@ def _notice_data(n: Notice) -> dict[str, Any]:
     if n.kind == EventKind.BOUNCE:
         data["hard"] = bool(n.hard)
         data["diagnostic"] = (n.diagnostic or "")[:500] or None
+    if n.kind == EventKind.DELIVERED:
+        data["smtp_response"] = (n.diagnostic or "")[:500] or None
     return data
 
 

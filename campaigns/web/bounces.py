@@ -23,16 +23,16 @@ GENERIC_FIELDS = {"type", "email", "message_id", "bounce_type", "diagnostic"}
 
 def generic(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list[Notice]:
     """Our own format, one recipient per object: ``{"type": "bounce", "email": ..., "bounce_type":
-    "hard", ...}``;
-    no notice when the object has a problem."""
+    "hard", ...}``, ``{"type": "complaint", ...}`` or ``{"type": "delivery", ...}`` (the
+    receiving server accepted it); no notice when the object has a problem."""
     before = len(problems.items)
     api_input.object_(obj, where, GENERIC_FIELDS, {"type", "email"}, problems, index)
     kind = obj.get("type")
-    if "type" in obj and kind not in ("bounce", "complaint"):
+    if "type" in obj and kind not in ("bounce", "complaint", "delivery"):
         problems.add(
             index,
             api_input.join(where, "type"),
-            f"expected 'bounce' or 'complaint', got {str(kind)[:20]!r}",
+            f"expected 'bounce', 'complaint' or 'delivery', got {str(kind)[:20]!r}",
         )
     email = (
         api_input.address(obj.get("email"), api_input.join(where, "email"), problems, index)
@@ -47,12 +47,16 @@ def generic(obj: dict[str, Any], index: int, where: str, problems: Problems) -> 
             api_input.join(where, "bounce_type"),
             f"expected 'hard' or 'soft' for a bounce, got {str(bounce_type)[:20]!r}",
         )
-    if kind == "complaint" and "bounce_type" in obj:
+    if kind in ("complaint", "delivery") and "bounce_type" in obj:
         problems.add(index, api_input.join(where, "bounce_type"), "only for bounces")
     diagnostic = api_input.text(obj, "diagnostic", where, problems, index, max_len=2000)
     if len(problems.items) > before or email is None:
         return []
-    event_kind = EventKind.BOUNCE if kind == "bounce" else EventKind.COMPLAINT
+    event_kind = {
+        "bounce": EventKind.BOUNCE,
+        "complaint": EventKind.COMPLAINT,
+        "delivery": EventKind.DELIVERED,
+    }[str(kind)]
     key = (
         f"webhook:{_digest(event_kind, str(bounce_type), email, message_id.strip().strip('<>'))}"
         if message_id
@@ -80,8 +84,8 @@ def generic(obj: dict[str, Any], index: int, where: str, problems: Problems) -> 
 
 
 def ses(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list[Notice] | None:
-    """An Amazon SES notification (``notificationType``, or ``eventType`` from event publishing);
-    None for the kinds that are not bounces or complaints (Delivery, Send, ...)."""
+    """An Amazon SES notification (``notificationType``, or ``eventType`` from event publishing):
+    a bounce, a complaint or a delivery; None for the other kinds (Send, Reject, ...)."""
     for key in ("notificationType", "eventType"):
         if key in obj and not isinstance(obj[key], str):
             # A kind we do not know is ignored (SES adds kinds), but one that is not even a name is
@@ -93,7 +97,7 @@ def ses(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list
             )
             return []
     kind = obj.get("notificationType", obj.get("eventType"))
-    if kind not in ("Bounce", "Complaint"):
+    if kind not in ("Bounce", "Complaint", "Delivery"):
         return None
     mail = obj.get("mail", {})
     if not isinstance(mail, dict):
@@ -107,6 +111,8 @@ def ses(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list
     if not isinstance(part, dict):
         problems.add(index, place, f"expected an object, got {api_input.kind(part)}")
         return []
+    if kind == "Delivery":
+        return _ses_delivery(part, ids, index, place, problems)
     list_name = "bouncedRecipients" if kind == "Bounce" else "complainedRecipients"
     recipients = part.get(list_name)
     if not isinstance(recipients, list) or not recipients:
@@ -193,6 +199,42 @@ def ses(obj: dict[str, Any], index: int, where: str, problems: Problems) -> list
             else (f"ses:{_digest(kind, str(bounce_type), email, *ids)}" if ids else None)
         )
         notices.append(notice)
+    return notices
+
+
+def _ses_delivery(
+    part: dict[str, Any], ids: tuple[str, ...], index: int, place: str, problems: Problems
+) -> list[Notice]:
+    """An SES Delivery notification: the receiving server accepted the message for each of
+    ``delivery.recipients`` (plain addresses)."""
+    recipients = part.get("recipients")
+    where = api_input.join(place, "recipients")
+    if not isinstance(recipients, list) or not recipients:
+        problems.add(index, where, f"expected a non-empty array, got {api_input.kind(recipients)}")
+        return []
+    when = api_input.timestamp(part.get("timestamp"), "timestamp", Problems(), index)
+    notices = []
+    for i, raw in enumerate(recipients):
+        if isinstance(raw, str) and "<" in raw and not api_input.is_address(raw):
+            raw = parseaddr(raw)[1]
+        email = api_input.address(raw, f"{where}[{i}]", problems, index)
+        if email is None:
+            continue
+        smtp = part.get("smtpResponse") if isinstance(part.get("smtpResponse"), str) else None
+        notices.append(
+            Notice(
+                index,
+                EventKind.DELIVERED,
+                email,
+                False,
+                ids,
+                smtp[:2000] if smtp else None,
+                "ses",
+                f"ses:{_digest('Delivery', email, *ids)}" if ids else None,
+                when,
+                {"source": "ses", "smtp_response": smtp},
+            )
+        )
     return notices
 
 
