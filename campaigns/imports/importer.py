@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, select
+import psycopg
+from sqlalchemy import ColumnElement, String, any_, bindparam, case, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,6 +46,7 @@ from campaigns import defaults
 from campaigns.currency import DEFAULT as DEFAULT_CURRENCIES
 from campaigns.currency import Currencies
 from campaigns.exceptions import ImportRowError
+from campaigns.imports import consent
 from campaigns.imports.csvfile import (
     SUSPECT,
     UNDECODED,
@@ -56,18 +57,10 @@ from campaigns.imports.csvfile import (
     undecodable,
 )
 from campaigns.imports.fields import CellError
-from campaigns.imports.kinds import KINDS, FileKind, Kind, for_currencies
+from campaigns.imports.kinds import KINDS, FileKind, Kind, Row, for_currencies
 from campaigns.imports.report import ImportReport, RowError
-from campaigns.store.models import Account, utcnow
-
-
-@dataclass(slots=True)
-class _Row:
-    line: int
-    key: str
-    values: dict[str, Any]
-    attributes: dict[str, str]
-    repeat: bool = False  # the key was already written from an earlier line of this file
+from campaigns.imports.staging import Staging
+from campaigns.store.models import Account, ConsentRecord, Contact, utcnow
 
 
 def _merge_json(dialect: str, stored: Any, new: Any) -> ColumnElement[Any]:
@@ -82,20 +75,30 @@ def _upsert(kind: FileKind, dialect: str, merge_attributes: bool) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(table).values(created_at=stamp, updated_at=stamp)
     new = stmt.excluded
-    columns = [
-        c.name
-        for c in table.c
-        if c.name not in ("id", "tier", "created_at", "attributes", kind.key)
-    ]
     changes: dict[str, Any] = {}
-    for name in columns:
+    for name in kind.written:
         column = table.c[name]
+        if kind.consent and name in consent.COLUMNS:
+            # One fact: a row that changes the consent writes all four columns (see
+            # campaigns.imports.consent); one that leaves it arrives without a basis.
+            changes[name] = case((new.consent_basis.is_(None), column), else_=new[name])
+            continue
         # An empty cell never erases: nullable columns keep what is stored; NOT NULL ones
-        # arrive already filled with the stored value (see _Import._params).
+        # arrive already filled with the stored value (see _Import.params).
         changes[name] = func.coalesce(new[name], column) if column.nullable else new[name]
+    changes["updated_at"] = new.updated_at
     if merge_attributes:
         changes["attributes"] = _merge_json(dialect, table.c.attributes, new.attributes)
     return stmt.on_conflict_do_update(index_elements=[table.c[kind.key]], set_=changes)
+
+
+def _record_insert() -> Any:
+    """One consent_records entry for the contact of ``email``, run once per changed row."""
+    table = ConsentRecord.__table__
+    names = ("email_hash", "action", "basis", "source", "wording", "at", "recorded_at", "detail")
+    values = [bindparam(name, type_=table.c[name].type) for name in names]  # type: ignore[attr-defined]
+    query = select(Contact.id, *values).where(Contact.email == bindparam("email"))
+    return insert(ConsentRecord).from_select(["contact_id", *names], query)
 
 
 def _db_reason(exc: Exception) -> str:
@@ -125,11 +128,15 @@ class _Import:
         # hash(key) -> first line; ints keep this index small on files of a million rows
         self.first_line: dict[int, int] = {}
         self.warned_unnamed: set[int] = set()
-        self.blank: dict[str, Any] = {
-            c.name: None
-            for c in kind.table.c
-            if c.name not in ("id", "tier", "created_at", "updated_at")
-        }
+        self.blank: dict[str, Any] = dict.fromkeys(kind.written)
+        # Rows that set consent_basis may change the contact's consent and add to its history.
+        self.consent = kind.consent and any(f.name == "consent_basis" for _, f in header.fields)
+        self.source = consent.source_of(path)
+        self.name = self.source.removeprefix("import:")
+        self.records = _record_insert() if self.consent else None
+        self.staging: Staging | None = None
+        if self.dialect == "postgresql":
+            self.staging = Staging(kind, merge_attributes=bool(header.attributes))
 
     # rows -> values
 
@@ -139,7 +146,7 @@ class _Import:
         if self.strict:
             self.dry = True
 
-    def parse(self, line: int, cells: list[str]) -> _Row | None:
+    def parse(self, line: int, cells: list[str]) -> Row | None:
         joined = "".join(cells)
         if not joined.strip():
             return None  # a blank line or a row of commas
@@ -198,7 +205,7 @@ class _Import:
         attributes = {
             name: cells[i].strip() for i, name in self.header.attributes if cells[i].strip()
         }
-        return _Row(line, values.pop(self.kind.key), values, attributes)
+        return Row(line, values.pop(self.kind.key), values, attributes)
 
     def suspect_reason(self, cells: list[str]) -> str:
         names = {i: spec.name for i, spec in self.header.fields} | dict(self.header.attributes)
@@ -215,19 +222,46 @@ class _Import:
 
     # values -> database
 
-    def flush(self, rows: list[_Row]) -> None:
+    def flush(self, rows: list[Row]) -> None:
         if self.kind.reference:
             rows = self.resolve(rows)
         rows = self.dedupe(rows)
-        if rows and not self.dry:
-            self.store(rows, self.existing([r.key for r in rows]))
+        if not rows or self.dry:
+            return
+        if self.staging is not None and self.copy(rows):
+            return
+        self.store(rows, self.existing([r.key for r in rows]))
 
-    def resolve(self, rows: list[_Row]) -> list[_Row]:
+    def copy(self, rows: list[Row]) -> bool:
+        """Write the batch through the staging table (PostgreSQL); False if the database
+        refused it, which is then rolled back for :meth:`store` to find the rows at fault."""
+        assert self.staging is not None
+        try:
+            inserted, updated = self.staging.write(
+                self.session, rows, now=self.now, source=self.source, file=self.name
+            )
+        except (IntegrityError, DataError, psycopg.DataError, psycopg.IntegrityError):
+            self.session.rollback()
+            if self.strict:
+                self.dry = True
+            return False
+        if not self.strict:
+            self.session.commit()
+        self.report.inserted += inserted
+        self.report.updated += updated
+        return True
+
+    def resolve(self, rows: list[Row]) -> list[Row]:
         """Replace each account_external_id by the account's id, with one SELECT per batch."""
         assert self.kind.reference
         wanted = {r.values[self.kind.reference] for r in rows if self.kind.reference in r.values}
         ids: dict[str, int] = {}
-        if wanted:
+        if wanted and self.dialect == "postgresql":
+            # one array parameter, not thousands of them in an IN list
+            many = bindparam("wanted", sorted(wanted), type_=postgresql.ARRAY(String))
+            query = select(Account.external_id, Account.id).where(Account.external_id == any_(many))
+            ids = {external: id_ for external, id_ in self.session.execute(query)}
+        elif wanted:
             query = select(Account.external_id, Account.id).where(
                 Account.external_id.in_(sorted(wanted))
             )
@@ -245,13 +279,13 @@ class _Import:
             kept.append(row)
         return kept
 
-    def dedupe(self, rows: list[_Row]) -> list[_Row]:
+    def dedupe(self, rows: list[Row]) -> list[Row]:
         """Keep one row per key in a batch; warn about every repeat.
 
         The later row wins the way a second import would: its filled cells replace the
         earlier row's, its empty cells leave them be.
         """
-        latest: dict[str, _Row] = {}
+        latest: dict[str, Row] = {}
         for row in rows:
             first = self.first_line.setdefault(hash(row.key), row.line)
             if first != row.line:
@@ -275,10 +309,12 @@ class _Import:
         """The stored NOT NULL values of the keys already in the table, with one SELECT."""
         table = self.kind.table
         columns = [table.c[self.kind.key], *(table.c[name] for name in self.kind.defaulted)]
+        if self.consent:
+            columns += [table.c[name] for name in consent.COLUMNS]
         found = self.session.execute(select(*columns).where(columns[0].in_(keys))).mappings()
         return {row[self.kind.key]: dict(row) for row in found}
 
-    def params(self, row: _Row, stored: dict[str, Any] | None) -> dict[str, Any]:
+    def params(self, row: Row, stored: dict[str, Any] | None) -> dict[str, Any]:
         params = self.blank | row.values
         for spec in self.kind.fields:
             if spec.default is not None and row.values.get(spec.name) is None:
@@ -288,10 +324,33 @@ class _Import:
         params["stamp"] = self.now
         return params
 
-    def store(self, rows: list[_Row], existing: dict[str, dict[str, Any]]) -> None:
+    def consent_of(self, row: Row, stored: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The consent the row writes (and the params updated to write it), or None."""
+        if not self.consent:
+            return None
+        return consent.change(row.values, stored, source=self.source, now=self.now)
+
+    def store(self, rows: list[Row], existing: dict[str, dict[str, Any]]) -> None:
         """Upsert rows; if the database refuses the batch, find the rows it refuses by halves."""
+        params, records = [], []
+        for row in rows:
+            stored = existing.get(row.key)
+            values = self.params(row, stored)
+            if self.consent:
+                given = self.consent_of(row, stored)
+                values.update(given or dict.fromkeys(consent.COLUMNS))
+                if given is not None:
+                    records.append(
+                        consent.record_params(
+                            row.key, given, now=self.now, path=self.name, line=row.line
+                        )
+                    )
+            params.append(values)
         try:
-            self.session.execute(self.stmt, [self.params(r, existing.get(r.key)) for r in rows])
+            self.session.execute(self.stmt, params)
+            if records:
+                assert self.records is not None
+                self.session.execute(self.records, records)
         except (IntegrityError, DataError) as exc:
             self.session.rollback()
             if self.strict:
@@ -323,7 +382,7 @@ def import_csv(
     *,
     strict: bool = False,
     encoding: str = "utf-8-sig",
-    batch_size: int = defaults.IMPORT_BATCH_SIZE,
+    batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
     currencies: Currencies = DEFAULT_CURRENCIES,
 ) -> ImportReport:
@@ -340,7 +399,7 @@ def import_csv(
     if spec is None:
         raise ImportRowError(f"unknown kind '{kind}'; use accounts or contacts")
     spec = for_currencies(spec, currencies)
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     path = Path(path)
     shown = str(path)
@@ -374,7 +433,12 @@ def import_csv(
             job = _Import(
                 spec, shown, session, header, strict=strict, encoding=encoding, report=report
             )
-            batch: list[_Row] = []
+            if batch_size is None:
+                postgres = job.dialect == "postgresql"
+                batch_size = (
+                    defaults.IMPORT_COPY_BATCH_SIZE if postgres else defaults.IMPORT_BATCH_SIZE
+                )
+            batch: list[Row] = []
             for read, (line, cells, problem) in enumerate(rows, 1):
                 if problem is not None:
                     job.bad(line, [problem])
