@@ -40,16 +40,18 @@ Parser = Callable[[str, str], Any]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _BREAK = re.compile(r"[\r\n]")
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def parse_text(table: Table, column: str) -> Parser:
     limit = table.c[column].type.length  # type: ignore[attr-defined]
 
     def parse(value: str, name: str) -> str:
-        if _BREAK.search(value):
-            raise CellError(f"line break inside {name}; keep {name} on one line")
-        if bad := _CONTROL.search(value):
-            raise CellError(f"control character U+{ord(bad.group()):04X} in {name}")
+        if _UNPRINTABLE.search(value):  # one search for the usual clean cell
+            if _BREAK.search(value):
+                raise CellError(f"line break inside {name}; keep {name} on one line")
+            if bad := _CONTROL.search(value):
+                raise CellError(f"control character U+{ord(bad.group()):04X} in {name}")
         if len(value) > limit:
             raise CellError(
                 f"{name} is {len(value)} characters long; the most it can hold is {limit}"

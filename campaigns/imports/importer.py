@@ -128,6 +128,7 @@ class _Import:
         # hash(key) -> first line; ints keep this index small on files of a million rows
         self.first_line: dict[int, int] = {}
         self.warned_unnamed: set[int] = set()
+        self.plan = [(i, f.name, f.parse, f.required) for i, f in header.fields]
         self.blank: dict[str, Any] = dict.fromkeys(kind.written)
         # Rows that set consent_basis may change the contact's consent and add to its history.
         self.consent = kind.consent and any(f.name == "consent_basis" for _, f in header.fields)
@@ -175,15 +176,15 @@ class _Import:
         problems: list[str] = []
         values: dict[str, Any] = {}
         raw: dict[str, str] = {}
-        for index, spec in self.header.fields:
+        for index, name, parse, required in self.plan:
             cell = cells[index].strip()
             if not cell:
-                if spec.required:
-                    problems.append(f"empty {spec.name}; every row needs one")
+                if required:
+                    problems.append(f"empty {name}; every row needs one")
                 continue
-            raw[spec.name] = cell
+            raw[name] = cell
             try:
-                values[spec.name] = spec.parse(cell, spec.name)
+                values[name] = parse(cell, name)
             except CellError as exc:
                 problems.append(str(exc))
         if not problems:

@@ -108,15 +108,16 @@ def _check_account(
 CONSENT_DETAILS = ("consent_source", "consent_at", "consent_wording")
 
 
+_BASES = ", ".join(b.value for b in ConsentBasis)
+
+
 def _check_contact(values: dict[str, Any], cells: dict[str, str]) -> list[str]:
     if "consent_basis" in values:
         return []
-    bases = ", ".join(b.value for b in ConsentBasis)
-    return [
-        f"{name} without consent_basis; say which basis ({bases}) the consent is"
-        for name in CONSENT_DETAILS
-        if name in values
-    ][:1]
+    for name in CONSENT_DETAILS:
+        if name in values:
+            return [f"{name} without consent_basis; say which basis ({_BASES}) the consent is"]
+    return []
 
 
 _ACCOUNTS_T: Table = Account.__table__  # type: ignore[assignment]
