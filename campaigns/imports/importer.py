@@ -1,8 +1,10 @@
 """CSV import of accounts and contacts: streamed, checked row by row, upserted in batches.
 
 The file is read with :mod:`csv` one row at a time and written ``batch_size`` rows at a time
-with one ``INSERT ... ON CONFLICT DO UPDATE`` keyed on the natural key (``external_id`` for
-accounts, ``email`` for contacts), so a file of any size imports in flat memory. The only
+with an ``INSERT ... ON CONFLICT DO UPDATE`` keyed on the natural key (``external_id`` for
+accounts, ``email`` for contacts): on SQLite an ``executemany`` of it, on PostgreSQL a COPY
+into a staging table and one ``INSERT ... SELECT`` from it (:mod:`campaigns.imports.staging`).
+A file of any size imports in flat memory. The only
 thing that grows with the file is the index used to name the first line of a duplicate key
 (about 100 bytes a row).
 
@@ -20,8 +22,11 @@ What a file means:
   ``$1,200``; a backslash is the yen sign of Shift_JIS), full-width digits allowed; the
   sign must agree with ``currency``. A ``currency`` (``usd`` is USD) must have a rate in
   ``CURRENCY_RATES``; an empty one is the base currency.
-- Dates are ISO ``YYYY-MM-DD``. E-mail addresses are stored lower-case and must be plain
-  ASCII (a Japanese domain gets a hint with its ``xn--`` form).
+- Contacts may carry their consent to marketing mail (``consent_basis`` and its source, time
+  and wording); a row that changes it adds an entry to ``consent_records`` in the same
+  transaction (:mod:`campaigns.imports.consent`). ``country`` is an ISO alpha-2 code.
+- Dates are ISO ``YYYY-MM-DD`` (or ``2026年4月1日``). E-mail addresses are stored lower-case
+  and must be plain ASCII (a Japanese domain gets a hint with its ``xn--`` form).
 - A bad row is reported as ``FILE:LINE: reason`` (the physical line where the row starts)
   and skipped; the good rows are kept, committed batch by batch. ``strict=True`` checks
   every row, reports every problem and writes nothing if there is one.
@@ -37,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import ColumnElement, String, any_, bindparam, case, func, insert, select
+from sqlalchemy import ColumnElement, String, Table, any_, bindparam, case, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -94,11 +99,12 @@ def _upsert(kind: FileKind, dialect: str, merge_attributes: bool) -> Any:
 
 def _record_insert() -> Any:
     """One consent_records entry for the contact of ``email``, run once per changed row."""
-    table = ConsentRecord.__table__
+    table: Table = ConsentRecord.__table__  # type: ignore[assignment]
     names = ("email_hash", "action", "basis", "source", "wording", "at", "recorded_at", "detail")
-    values = [bindparam(name, type_=table.c[name].type) for name in names]  # type: ignore[attr-defined]
-    query = select(Contact.id, *values).where(Contact.email == bindparam("email"))
-    return insert(ConsentRecord).from_select(["contact_id", *names], query)
+    values = [bindparam(name, type_=table.c[name].type) for name in names]
+    contacts: Table = Contact.__table__  # type: ignore[assignment]
+    query = select(contacts.c.id, *values).where(contacts.c.email == bindparam("email"))
+    return insert(table).from_select(["contact_id", *names], query)
 
 
 def _db_reason(exc: Exception) -> str:
@@ -386,8 +392,15 @@ def import_csv(
     batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
     currencies: Currencies = DEFAULT_CURRENCIES,
+    copy: bool = True,
 ) -> ImportReport:
     """Upsert the accounts or contacts of a CSV file; see the module's notes for the rules.
+
+    On PostgreSQL each batch (``batch_size`` rows, by default
+    :data:`~campaigns.defaults.IMPORT_COPY_BATCH_SIZE`) goes through COPY into a staging table
+    and one upsert (:mod:`campaigns.imports.staging`); ``copy=False`` uses the batched
+    ``executemany`` of SQLite instead (:data:`~campaigns.defaults.IMPORT_BATCH_SIZE` rows),
+    which gives the same result, more slowly.
 
     ``currencies`` is the configured rate table (``Config.currencies``): an account's
     currency must have a rate in it, and an empty one is its base currency.
@@ -434,8 +447,10 @@ def import_csv(
             job = _Import(
                 spec, shown, session, header, strict=strict, encoding=encoding, report=report
             )
+            if not copy:
+                job.staging = None
             if batch_size is None:
-                postgres = job.dialect == "postgresql"
+                postgres = job.staging is not None
                 batch_size = (
                     defaults.IMPORT_COPY_BATCH_SIZE if postgres else defaults.IMPORT_BATCH_SIZE
                 )
