@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from campaigns.imports import consent
 from campaigns.imports.kinds import FileKind, Row
 
-_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+_DIALECT = postgresql.dialect()
 
 
 def _quote(name: str) -> str:
