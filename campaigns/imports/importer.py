@@ -37,7 +37,9 @@ What a file means:
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +133,7 @@ class _Import:
         self.stmt = _upsert(kind, self.dialect, bool(header.attributes))
         self.now = utcnow()
         self.dry = False  # strict mode after a problem: go on checking, write nothing more
+        self.lock = threading.Lock()
         # hash(key) -> first line; ints keep this index small on files of a million rows
         self.first_line: dict[int, int] = {}
         self.warned_unnamed: set[int] = set()
@@ -148,10 +151,11 @@ class _Import:
     # rows -> values
 
     def bad(self, line: int, reasons: Sequence[str]) -> None:
-        self.report.errors.extend(RowError(self.path, line, r) for r in reasons)
-        self.report.skipped += 1
-        if self.strict:
-            self.dry = True
+        with self.lock:  # the reading thread and the writing one (see _Pipeline) both report
+            self.report.errors.extend(RowError(self.path, line, r) for r in reasons)
+            self.report.skipped += 1
+            if self.strict:
+                self.dry = True
 
     def parse(self, line: int, cells: list[str]) -> Row | None:
         joined = "".join(cells)
@@ -382,6 +386,40 @@ class _Import:
                     self.report.inserted += 1
 
 
+class _Pipeline:
+    """Writes each batch in a thread of its own while the next one is read and checked.
+
+    On PostgreSQL the database's work on a batch (COPY, upsert, commit) takes as long as
+    checking it in Python; the GIL is free while psycopg waits, so the two overlap. One batch
+    is written at a time, in file order, and the reader waits for it before handing over the
+    next: memory holds two batches at most, and each is committed before the bar moves past it.
+    """
+
+    def __init__(self, job: _Import, advance: Callable[[int], None]) -> None:
+        self.job, self.advance = job, advance
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer")
+        self.pending: Future[None] | None = None
+
+    def _write(self, batch: list[Row], position: int) -> None:
+        self.job.flush(batch)
+        self.advance(position)
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()  # re-raises what went wrong in the writer
+
+    def submit(self, batch: list[Row], position: int) -> None:
+        self.wait()
+        self.pending = self.pool.submit(self._write, batch, position)
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 def import_csv(
     kind: Kind,
     path: Path,
@@ -420,12 +458,17 @@ def import_csv(
     report = ImportReport(kind=kind)
     raw = open_csv(path, encoding)
     sent = 0
+    moving = threading.Lock()
 
-    def advance() -> None:
+    def advance(done: int | None = None) -> None:
+        """Report the bytes consumed up to ``done`` (by default, up to where the file is
+        read); called by the writing thread, once its batch is committed, too."""
         nonlocal sent
-        if progress is not None and (done := raw.tell()) > sent:
-            progress(done - sent)
-            sent = done
+        with moving:
+            done = raw.tell() if done is None else done
+            if progress is not None and done > sent:
+                progress(done - sent)
+                sent = done
 
     with (
         raw,
@@ -455,17 +498,25 @@ def import_csv(
                     defaults.IMPORT_COPY_BATCH_SIZE if postgres else defaults.IMPORT_BATCH_SIZE
                 )
             batch: list[Row] = []
-            for read, (line, cells, problem) in enumerate(rows, 1):
-                if problem is not None:
-                    job.bad(line, [problem])
-                elif (row := job.parse(line, cells or [])) is not None:
-                    batch.append(row)
-                if len(batch) >= batch_size:
-                    job.flush(batch)
-                    batch = []
-                    advance()
-                elif read % batch_size == 0:
-                    advance()  # a file of bad rows moves the bar too
+            writer = _Pipeline(job, advance) if job.staging is not None else None
+            try:
+                for read, (line, cells, problem) in enumerate(rows, 1):
+                    if problem is not None:
+                        job.bad(line, [problem])
+                    elif (row := job.parse(line, cells or [])) is not None:
+                        batch.append(row)
+                    if len(batch) >= batch_size:
+                        if writer is not None:
+                            writer.submit(batch, raw.tell())
+                        else:
+                            job.flush(batch)
+                            advance()
+                        batch = []
+                    elif read % batch_size == 0:
+                        advance()  # a file of bad rows moves the bar too
+            finally:
+                if writer is not None:
+                    writer.close()
             job.flush(batch)
             if strict and not job.dry:
                 session.commit()
