@@ -359,8 +359,27 @@ def test_garbage_contact_files_never_crash_either_path(db, tmp_path, content, st
     except ImportRowError as exc:
         assert str(exc)
         return
-    lines = content.count("\n") + 1
+    lines = content.count("\n") + content.count("\r") + 1
     for problem in report.errors + report.warnings:
         assert isinstance(problem, RowError) and 1 <= problem.line <= lines
     if strict and report.errors:
         assert not report.committed and report.inserted == report.updated == 0
+
+
+def test_a_file_with_many_odd_attribute_columns_keeps_them_all(db, tmp_path):
+    names = [f"col {i}" for i in range(60)] + ["100%", "it's", '"q"', "部署"]
+    header = "email," + ",".join(f'"{n}"' if '"' not in n else '"""q"""' for n in names)
+    row = "a@example.jp," + ",".join(f"v{i}" for i in range(len(names)))
+    import_csv("contacts", write(tmp_path, f"{header}\n{row}\n", "wide.csv"), db.sessions)
+    again = "email,部署,col 0\na@example.jp,営業,\n"
+    import_csv("contacts", write(tmp_path, again, "again.csv"), db.sessions)
+    with db.session() as s:
+        stored = s.scalars(select(Contact.attributes)).one()
+    assert len(stored) == len(names)
+    assert (stored["col_59"], stored["100%"], stored["it's"], stored['"q"']) == (
+        "v59",
+        "v60",
+        "v61",
+        "v62",
+    )
+    assert (stored["部署"], stored["col_0"]) == ("営業", "v0"), "merged; an empty cell keeps"

@@ -146,7 +146,7 @@ class _Import:
         self.records = _record_insert() if self.consent else None
         self.staging: Staging | None = None
         if self.dialect == "postgresql":
-            self.staging = Staging(kind, merge_attributes=bool(header.attributes))
+            self.staging = Staging(kind, attributes=[name for _, name in header.attributes])
 
     # rows -> values
 

@@ -38,18 +38,27 @@ from campaigns.imports import consent
 from campaigns.imports.kinds import FileKind, Row
 
 _DIALECT = postgresql.dialect()
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _literal(text: str) -> str:
+    """A SQL string literal; ``%`` doubled, as the statement goes through psycopg's
+    parameter formatting."""
+    return "'" + text.replace("'", "''").replace("%", "%%") + "'"
+
+
 class Staging:
     """The staging table of one kind of file and the statement that writes it."""
 
-    def __init__(self, kind: FileKind, *, merge_attributes: bool) -> None:
+    def __init__(self, kind: FileKind, *, attributes: Sequence[str]) -> None:
         self.kind = kind
-        self.merge_attributes = merge_attributes
+        # the file's attribute columns, staged as text and built into JSON by the database
+        self.attributes = list(attributes)
+        self.merge_attributes = bool(self.attributes)
         self.table = f"import_staging_{kind.name}"
         table = kind.table
         self.columns = list(kind.written)
@@ -65,7 +74,7 @@ class Staging:
             "repeated boolean",
             f"{_quote(kind.key)} {table.c[kind.key].type.compile(dialect=_DIALECT)}",
             *(f"{_quote(name)} {types[name]}" for name in self.columns),
-            "attributes jsonb",
+            *(f"a_{i} text" for i in range(len(self.attributes))),
         ]
         self.create = (
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.table} ({', '.join(staged)})"
@@ -73,7 +82,8 @@ class Staging:
         )
         self.copy_sql = (
             f"COPY {self.table} (line, repeated, {_quote(kind.key)},"
-            f" {', '.join(_quote(n) for n in self.columns)}, attributes) FROM STDIN (FORMAT csv)"
+            f" {', '.join(_quote(n) for n in self.columns)}"
+            f"{''.join(f', a_{i}' for i in range(len(self.attributes)))}) FROM STDIN (FORMAT csv)"
         )
         self.upsert = self._upsert()
 
@@ -83,17 +93,23 @@ class Staging:
         per value is not."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        columns, json_columns = self.columns, self.json
-        dumps = json.dumps
+        columns, json_columns, attributes = self.columns, self.json, self.attributes
+        dumps = _ENCODER.encode
+        written: dict[tuple[str, ...], str] = {}  # tags: the same few lists on every row
         for row in rows:
             values = row.values
             cells: list[Any] = [row.line, row.repeat, row.key]
             for name in columns:
                 value = values.get(name)
                 if value is not None and name in json_columns:
-                    value = dumps(value, ensure_ascii=False)
+                    if isinstance(value, list):
+                        key = tuple(value)
+                        value = written.get(key) or written.setdefault(key, dumps(value))
+                    else:
+                        value = dumps(value)
                 cells.append(value)
-            cells.append(dumps(row.attributes, ensure_ascii=False) if row.attributes else None)
+            if attributes:
+                cells.extend(map(row.attributes.get, attributes))
             writer.writerow(cells)
         return out.getvalue()
 
@@ -130,7 +146,10 @@ class Staging:
                 values.append(f"coalesce({col}, {old})")
         attributes = "coalesce(t_attributes, '{}'::jsonb)"
         if self.merge_attributes:
-            attributes += " || coalesce(attributes, '{}'::jsonb)"
+            pairs = [f"{_literal(name)}, a_{i}" for i, name in enumerate(self.attributes)]
+            for start in range(0, len(pairs), 50):  # a function takes 100 arguments at most
+                chunk = ", ".join(pairs[start : start + 50])
+                attributes += f" || jsonb_strip_nulls(jsonb_build_object({chunk}))"
         names = ", ".join(_quote(n) for n in self.columns)
         sets = [f"{_quote(n)} = EXCLUDED.{_quote(n)}" for n in self.columns]
         sets.append("updated_at = EXCLUDED.updated_at")
