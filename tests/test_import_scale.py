@@ -383,3 +383,27 @@ def test_a_file_with_many_odd_attribute_columns_keeps_them_all(db, tmp_path):
         "v62",
     )
     assert (stored["部署"], stored["col_0"]) == ("営業", "v0"), "merged; an empty cell keeps"
+
+
+def test_sample_contacts_with_consent_columns_import_cleanly_and_once(db, tmp_path):
+    from datetime import date
+
+    from campaigns.imports.samples import generate_accounts_csv, generate_contacts_csv
+
+    import_csv(
+        "accounts", generate_accounts_csv(tmp_path / "a.csv", 10, date(2026, 5, 1)), db.sessions
+    )
+    path = generate_contacts_csv(tmp_path / "c.csv", 200, accounts=10, consent=True)
+    first = import_csv("contacts", path, db.sessions, batch_size=50)
+    assert (first.inserted, first.skipped, first.errors) == (200, 0, [])
+    again = import_csv("contacts", path, db.sessions, batch_size=50)
+    assert (again.updated, again.errors) == (200, [])
+    with db.session() as s:
+        bases = dict(
+            s.execute(select(Contact.country, func.count()).group_by(Contact.country)).all()
+        )
+        assert s.scalar(select(func.count()).select_from(ConsentRecord)) == 200
+        japanese = s.scalars(select(Contact).where(Contact.country == "JP")).first()
+    assert sum(bases.values()) == 200 and set(bases) <= {"JP", "US"}
+    assert japanese is not None and japanese.consent_basis == "opt_in"
+    assert japanese.consent_at == datetime(2026, 4, 1, tzinfo=UTC)
