@@ -18,6 +18,10 @@ DEFAULT_TIME_ZONE = "UTC"
 IMPORT_BATCH_SIZE = 2_000
 """Rows per upsert statement when importing CSV files (memory stays flat on big files)."""
 
+IMPORT_COPY_BATCH_SIZE = 20_000
+"""Rows per COPY into the staging table and upsert from it when importing CSV files into
+PostgreSQL: bigger batches cost fewer statements; memory holds one batch of checked rows."""
+
 JOURNEYS_DIR = "journeys"
 """Where journey files and ``segments.yaml`` live, relative to the working folder."""
 

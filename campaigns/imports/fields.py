@@ -13,14 +13,14 @@ import re
 import unicodedata
 import zoneinfo
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import Table
 
-from campaigns.store.enums import ContractStatus
+from campaigns.store.enums import ConsentBasis, ContractStatus
 
 
 class CellError(Exception):
@@ -40,16 +40,18 @@ Parser = Callable[[str, str], Any]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _BREAK = re.compile(r"[\r\n]")
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def parse_text(table: Table, column: str) -> Parser:
     limit = table.c[column].type.length  # type: ignore[attr-defined]
 
     def parse(value: str, name: str) -> str:
-        if _BREAK.search(value):
-            raise CellError(f"line break inside {name}; keep {name} on one line")
-        if bad := _CONTROL.search(value):
-            raise CellError(f"control character U+{ord(bad.group()):04X} in {name}")
+        if _UNPRINTABLE.search(value):  # one search for the usual clean cell
+            if _BREAK.search(value):
+                raise CellError(f"line break inside {name}; keep {name} on one line")
+            if bad := _CONTROL.search(value):
+                raise CellError(f"control character U+{ord(bad.group()):04X} in {name}")
         if len(value) > limit:
             raise CellError(
                 f"{name} is {len(value)} characters long; the most it can hold is {limit}"
@@ -133,6 +135,7 @@ def parse_integer(low: int, high: int) -> Parser:
 
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_JAPANESE_DATE = re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日")
 _SLASH_DATE = re.compile(r"(\d{4})[/.](\d{1,2})[/.](\d{1,2})")
 
 
@@ -147,7 +150,10 @@ def parse_date(value: str, name: str) -> date:
         if not 1900 <= day.year <= 2199:
             raise CellError(f"date {short(value)} in {name} is out of range (years 1900 to 2199)")
         return day
-    if m := _SLASH_DATE.fullmatch(text):
+    if m := _JAPANESE_DATE.fullmatch(text):
+        with contextlib.suppress(ValueError):
+            return _in_range(date(*map(int, m.groups())), value, name)
+    elif m := _SLASH_DATE.fullmatch(text):
         with contextlib.suppress(ValueError):
             hint += f" ({date(*map(int, m.groups())).isoformat()})"
     elif _ISO_DATE.match(text):
@@ -155,9 +161,62 @@ def parse_date(value: str, name: str) -> date:
     raise CellError(f"bad date {short(value)} in {name}; {hint}")
 
 
+def _in_range(day: date, value: str, name: str) -> date:
+    if not 1900 <= day.year <= 2199:
+        raise CellError(f"date {short(value)} in {name} is out of range (years 1900 to 2199)")
+    return day
+
+
+def parse_datetime(value: str, name: str) -> datetime:
+    """A moment in UTC: an ISO date (midnight UTC), an ISO date and time with or without an
+    offset (without one it is UTC), or a Japanese date such as 2026年4月1日."""
+    text = unicodedata.normalize("NFKC", value)
+    hint = "use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS+09:00"
+    if _ISO_DATE.fullmatch(text) or _JAPANESE_DATE.fullmatch(text):
+        day = parse_date(value, name)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    if not _ISO_DATE.match(text):
+        raise CellError(f"bad date and time {short(value)} in {name}; {hint}")
+    try:
+        moment = datetime.fromisoformat(text.replace(" ", "T", 1))
+    except ValueError:
+        raise CellError(f"bad date and time {short(value)} in {name}; {hint}") from None
+    _in_range(moment.date(), value, name)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+_BASES = tuple(b.value for b in ConsentBasis)
+
+
+@lru_cache(maxsize=64)
+def parse_consent_basis(value: str, name: str) -> str:
+    basis = unicodedata.normalize("NFKC", value).lower().replace("-", "_").replace(" ", "_")
+    if basis in _BASES:
+        return basis
+    close = difflib.get_close_matches(basis, _BASES, n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise CellError(f"unknown {name} '{short(value)}'{hint}; use one of {', '.join(_BASES)}")
+
+
+_COUNTRY = re.compile(r"[A-Z]{2}")
+
+
+@lru_cache(maxsize=512)
+def parse_country(value: str, name: str) -> str:
+    """An ISO 3166-1 alpha-2 code, upper-cased (``jp``, ``ＪＰ`` are JP)."""
+    code = unicodedata.normalize("NFKC", value).upper()
+    if _COUNTRY.fullmatch(code):
+        return code
+    hint = " (JP for Japan)" if code in ("JPN", "JAPAN", "日本") else ""
+    raise CellError(
+        f"{name} '{short(value)}' is not a 2-letter country code such as JP or US{hint}"
+    )
+
+
 _STATUSES = tuple(s.value for s in ContractStatus)
 
 
+@lru_cache(maxsize=1024)
 def parse_status(value: str, name: str) -> str:
     status = unicodedata.normalize("NFKC", value).lower()
     if status in _STATUSES:
@@ -274,6 +333,7 @@ _LOCALE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})*", re.IGNORECASE)
 _LANGUAGES = {"japanese": "ja", "日本語": "ja", "english": "en", "英語": "en"}
 
 
+@lru_cache(maxsize=1024)
 def parse_locale(value: str, name: str) -> str:
     text = unicodedata.normalize("NFKC", value).replace("_", "-")
     if text.lower() in _LANGUAGES:
@@ -302,6 +362,7 @@ def _zones() -> dict[str, str]:
 _ZONE_HINTS = {"jst": "Asia/Tokyo", "pst": "America/Los_Angeles", "est": "America/New_York"}
 
 
+@lru_cache(maxsize=1024)
 def parse_time_zone(value: str, name: str) -> str:
     text = unicodedata.normalize("NFKC", value).replace(" ", "_")
     if zone := _zones().get(text.lower()):
@@ -329,6 +390,7 @@ _TRUE = {"true", "1", "yes", "y", "t", "on"}
 _FALSE = {"false", "0", "no", "n", "f", "off"}
 
 
+@lru_cache(maxsize=1024)
 def parse_boolean(value: str, name: str) -> bool:
     word = unicodedata.normalize("NFKC", value).lower()
     if word in _TRUE or word in _FALSE:

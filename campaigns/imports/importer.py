@@ -1,8 +1,10 @@
 """CSV import of accounts and contacts: streamed, checked row by row, upserted in batches.
 
 The file is read with :mod:`csv` one row at a time and written ``batch_size`` rows at a time
-with one ``INSERT ... ON CONFLICT DO UPDATE`` keyed on the natural key (``external_id`` for
-accounts, ``email`` for contacts), so a file of any size imports in flat memory. The only
+with an ``INSERT ... ON CONFLICT DO UPDATE`` keyed on the natural key (``external_id`` for
+accounts, ``email`` for contacts): on SQLite an ``executemany`` of it, on PostgreSQL a COPY
+into a staging table and one ``INSERT ... SELECT`` from it (:mod:`campaigns.imports.staging`).
+A file of any size imports in flat memory. The only
 thing that grows with the file is the index used to name the first line of a duplicate key
 (about 100 bytes a row).
 
@@ -20,8 +22,11 @@ What a file means:
   ``$1,200``; a backslash is the yen sign of Shift_JIS), full-width digits allowed; the
   sign must agree with ``currency``. A ``currency`` (``usd`` is USD) must have a rate in
   ``CURRENCY_RATES``; an empty one is the base currency.
-- Dates are ISO ``YYYY-MM-DD``. E-mail addresses are stored lower-case and must be plain
-  ASCII (a Japanese domain gets a hint with its ``xn--`` form).
+- Contacts may carry their consent to marketing mail (``consent_basis`` and its source, time
+  and wording); a row that changes it adds an entry to ``consent_records`` in the same
+  transaction (:mod:`campaigns.imports.consent`). ``country`` is an ISO alpha-2 code.
+- Dates are ISO ``YYYY-MM-DD`` (or ``2026年4月1日``). E-mail addresses are stored lower-case
+  and must be plain ASCII (a Japanese domain gets a hint with its ``xn--`` form).
 - A bad row is reported as ``FILE:LINE: reason`` (the physical line where the row starts)
   and skipped; the good rows are kept, committed batch by batch. ``strict=True`` checks
   every row, reports every problem and writes nothing if there is one.
@@ -32,12 +37,14 @@ What a file means:
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, select
+import psycopg
+from sqlalchemy import ColumnElement, String, Table, any_, bindparam, case, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,6 +53,7 @@ from campaigns import defaults
 from campaigns.currency import DEFAULT as DEFAULT_CURRENCIES
 from campaigns.currency import Currencies
 from campaigns.exceptions import ImportRowError
+from campaigns.imports import consent
 from campaigns.imports.csvfile import (
     SUSPECT,
     UNDECODED,
@@ -56,18 +64,10 @@ from campaigns.imports.csvfile import (
     undecodable,
 )
 from campaigns.imports.fields import CellError
-from campaigns.imports.kinds import KINDS, FileKind, Kind, for_currencies
+from campaigns.imports.kinds import KINDS, FileKind, Kind, Row, for_currencies
 from campaigns.imports.report import ImportReport, RowError
-from campaigns.store.models import Account, utcnow
-
-
-@dataclass(slots=True)
-class _Row:
-    line: int
-    key: str
-    values: dict[str, Any]
-    attributes: dict[str, str]
-    repeat: bool = False  # the key was already written from an earlier line of this file
+from campaigns.imports.staging import Staging
+from campaigns.store.models import Account, ConsentRecord, Contact, utcnow
 
 
 def _merge_json(dialect: str, stored: Any, new: Any) -> ColumnElement[Any]:
@@ -82,20 +82,31 @@ def _upsert(kind: FileKind, dialect: str, merge_attributes: bool) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(table).values(created_at=stamp, updated_at=stamp)
     new = stmt.excluded
-    columns = [
-        c.name
-        for c in table.c
-        if c.name not in ("id", "tier", "created_at", "attributes", kind.key)
-    ]
     changes: dict[str, Any] = {}
-    for name in columns:
+    for name in kind.written:
         column = table.c[name]
+        if kind.consent and name in consent.COLUMNS:
+            # One fact: a row that changes the consent writes all four columns (see
+            # campaigns.imports.consent); one that leaves it arrives without a basis.
+            changes[name] = case((new.consent_basis.is_(None), column), else_=new[name])
+            continue
         # An empty cell never erases: nullable columns keep what is stored; NOT NULL ones
-        # arrive already filled with the stored value (see _Import._params).
+        # arrive already filled with the stored value (see _Import.params).
         changes[name] = func.coalesce(new[name], column) if column.nullable else new[name]
+    changes["updated_at"] = new.updated_at
     if merge_attributes:
         changes["attributes"] = _merge_json(dialect, table.c.attributes, new.attributes)
     return stmt.on_conflict_do_update(index_elements=[table.c[kind.key]], set_=changes)
+
+
+def _record_insert() -> Any:
+    """One consent_records entry for the contact of ``email``, run once per changed row."""
+    table: Table = ConsentRecord.__table__  # type: ignore[assignment]
+    names = ("email_hash", "action", "basis", "source", "wording", "at", "recorded_at", "detail")
+    values = [bindparam(name, type_=table.c[name].type) for name in names]
+    contacts: Table = Contact.__table__  # type: ignore[assignment]
+    query = select(contacts.c.id, *values).where(contacts.c.email == bindparam("email"))
+    return insert(table).from_select(["contact_id", *names], query)
 
 
 def _db_reason(exc: Exception) -> str:
@@ -122,24 +133,31 @@ class _Import:
         self.stmt = _upsert(kind, self.dialect, bool(header.attributes))
         self.now = utcnow()
         self.dry = False  # strict mode after a problem: go on checking, write nothing more
+        self.lock = threading.Lock()
         # hash(key) -> first line; ints keep this index small on files of a million rows
         self.first_line: dict[int, int] = {}
         self.warned_unnamed: set[int] = set()
-        self.blank: dict[str, Any] = {
-            c.name: None
-            for c in kind.table.c
-            if c.name not in ("id", "tier", "created_at", "updated_at")
-        }
+        self.plan = [(i, f.name, f.parse, f.required) for i, f in header.fields]
+        self.blank: dict[str, Any] = dict.fromkeys(kind.written)
+        # Rows that set consent_basis may change the contact's consent and add to its history.
+        self.consent = kind.consent and any(f.name == "consent_basis" for _, f in header.fields)
+        self.source = consent.source_of(path)
+        self.name = self.source.removeprefix("import:")
+        self.records = _record_insert() if self.consent else None
+        self.staging: Staging | None = None
+        if self.dialect == "postgresql":
+            self.staging = Staging(kind, attributes=[name for _, name in header.attributes])
 
     # rows -> values
 
     def bad(self, line: int, reasons: Sequence[str]) -> None:
-        self.report.errors.extend(RowError(self.path, line, r) for r in reasons)
-        self.report.skipped += 1
-        if self.strict:
-            self.dry = True
+        with self.lock:  # the reading thread and the writing one (see _Pipeline) both report
+            self.report.errors.extend(RowError(self.path, line, r) for r in reasons)
+            self.report.skipped += 1
+            if self.strict:
+                self.dry = True
 
-    def parse(self, line: int, cells: list[str]) -> _Row | None:
+    def parse(self, line: int, cells: list[str]) -> Row | None:
         joined = "".join(cells)
         if not joined.strip():
             return None  # a blank line or a row of commas
@@ -168,15 +186,15 @@ class _Import:
         problems: list[str] = []
         values: dict[str, Any] = {}
         raw: dict[str, str] = {}
-        for index, spec in self.header.fields:
+        for index, name, parse, required in self.plan:
             cell = cells[index].strip()
             if not cell:
-                if spec.required:
-                    problems.append(f"empty {spec.name}; every row needs one")
+                if required:
+                    problems.append(f"empty {name}; every row needs one")
                 continue
-            raw[spec.name] = cell
+            raw[name] = cell
             try:
-                values[spec.name] = spec.parse(cell, spec.name)
+                values[name] = parse(cell, name)
             except CellError as exc:
                 problems.append(str(exc))
         if not problems:
@@ -198,7 +216,7 @@ class _Import:
         attributes = {
             name: cells[i].strip() for i, name in self.header.attributes if cells[i].strip()
         }
-        return _Row(line, values.pop(self.kind.key), values, attributes)
+        return Row(line, values.pop(self.kind.key), values, attributes)
 
     def suspect_reason(self, cells: list[str]) -> str:
         names = {i: spec.name for i, spec in self.header.fields} | dict(self.header.attributes)
@@ -215,19 +233,46 @@ class _Import:
 
     # values -> database
 
-    def flush(self, rows: list[_Row]) -> None:
+    def flush(self, rows: list[Row]) -> None:
         if self.kind.reference:
             rows = self.resolve(rows)
         rows = self.dedupe(rows)
-        if rows and not self.dry:
-            self.store(rows, self.existing([r.key for r in rows]))
+        if not rows or self.dry:
+            return
+        if self.staging is not None and self.copy(rows):
+            return
+        self.store(rows, self.existing([r.key for r in rows]))
 
-    def resolve(self, rows: list[_Row]) -> list[_Row]:
+    def copy(self, rows: list[Row]) -> bool:
+        """Write the batch through the staging table (PostgreSQL); False if the database
+        refused it, which is then rolled back for :meth:`store` to find the rows at fault."""
+        assert self.staging is not None
+        try:
+            inserted, updated = self.staging.write(
+                self.session, rows, now=self.now, source=self.source, file=self.name
+            )
+        except (IntegrityError, DataError, psycopg.DataError, psycopg.IntegrityError):
+            self.session.rollback()
+            if self.strict:
+                self.dry = True
+            return False
+        if not self.strict:
+            self.session.commit()
+        self.report.inserted += inserted
+        self.report.updated += updated
+        return True
+
+    def resolve(self, rows: list[Row]) -> list[Row]:
         """Replace each account_external_id by the account's id, with one SELECT per batch."""
         assert self.kind.reference
         wanted = {r.values[self.kind.reference] for r in rows if self.kind.reference in r.values}
         ids: dict[str, int] = {}
-        if wanted:
+        if wanted and self.dialect == "postgresql":
+            # one array parameter, not thousands of them in an IN list
+            many = bindparam("wanted", sorted(wanted), type_=postgresql.ARRAY(String))
+            query = select(Account.external_id, Account.id).where(Account.external_id == any_(many))
+            ids = {external: id_ for external, id_ in self.session.execute(query)}
+        elif wanted:
             query = select(Account.external_id, Account.id).where(
                 Account.external_id.in_(sorted(wanted))
             )
@@ -245,13 +290,13 @@ class _Import:
             kept.append(row)
         return kept
 
-    def dedupe(self, rows: list[_Row]) -> list[_Row]:
+    def dedupe(self, rows: list[Row]) -> list[Row]:
         """Keep one row per key in a batch; warn about every repeat.
 
         The later row wins the way a second import would: its filled cells replace the
         earlier row's, its empty cells leave them be.
         """
-        latest: dict[str, _Row] = {}
+        latest: dict[str, Row] = {}
         for row in rows:
             first = self.first_line.setdefault(hash(row.key), row.line)
             if first != row.line:
@@ -275,10 +320,12 @@ class _Import:
         """The stored NOT NULL values of the keys already in the table, with one SELECT."""
         table = self.kind.table
         columns = [table.c[self.kind.key], *(table.c[name] for name in self.kind.defaulted)]
+        if self.consent:
+            columns += [table.c[name] for name in consent.COLUMNS]
         found = self.session.execute(select(*columns).where(columns[0].in_(keys))).mappings()
         return {row[self.kind.key]: dict(row) for row in found}
 
-    def params(self, row: _Row, stored: dict[str, Any] | None) -> dict[str, Any]:
+    def params(self, row: Row, stored: dict[str, Any] | None) -> dict[str, Any]:
         params = self.blank | row.values
         for spec in self.kind.fields:
             if spec.default is not None and row.values.get(spec.name) is None:
@@ -288,10 +335,33 @@ class _Import:
         params["stamp"] = self.now
         return params
 
-    def store(self, rows: list[_Row], existing: dict[str, dict[str, Any]]) -> None:
+    def consent_of(self, row: Row, stored: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The consent the row writes (and the params updated to write it), or None."""
+        if not self.consent:
+            return None
+        return consent.change(row.values, stored, source=self.source, now=self.now)
+
+    def store(self, rows: list[Row], existing: dict[str, dict[str, Any]]) -> None:
         """Upsert rows; if the database refuses the batch, find the rows it refuses by halves."""
+        params, records = [], []
+        for row in rows:
+            stored = existing.get(row.key)
+            values = self.params(row, stored)
+            if self.consent:
+                given = self.consent_of(row, stored)
+                values.update(given or dict.fromkeys(consent.COLUMNS))
+                if given is not None:
+                    records.append(
+                        consent.record_params(
+                            row.key, given, now=self.now, path=self.name, line=row.line
+                        )
+                    )
+            params.append(values)
         try:
-            self.session.execute(self.stmt, [self.params(r, existing.get(r.key)) for r in rows])
+            self.session.execute(self.stmt, params)
+            if records:
+                assert self.records is not None
+                self.session.execute(self.records, records)
         except (IntegrityError, DataError) as exc:
             self.session.rollback()
             if self.strict:
@@ -316,6 +386,40 @@ class _Import:
                     self.report.inserted += 1
 
 
+class _Pipeline:
+    """Writes each batch in a thread of its own while the next one is read and checked.
+
+    On PostgreSQL the database's work on a batch (COPY, upsert, commit) takes as long as
+    checking it in Python; the GIL is free while psycopg waits, so the two overlap. One batch
+    is written at a time, in file order, and the reader waits for it before handing over the
+    next: memory holds two batches at most, and each is committed before the bar moves past it.
+    """
+
+    def __init__(self, job: _Import, advance: Callable[[int], None]) -> None:
+        self.job, self.advance = job, advance
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer")
+        self.pending: Future[None] | None = None
+
+    def _write(self, batch: list[Row], position: int) -> None:
+        self.job.flush(batch)
+        self.advance(position)
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()  # re-raises what went wrong in the writer
+
+    def submit(self, batch: list[Row], position: int) -> None:
+        self.wait()
+        self.pending = self.pool.submit(self._write, batch, position)
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 def import_csv(
     kind: Kind,
     path: Path,
@@ -323,11 +427,18 @@ def import_csv(
     *,
     strict: bool = False,
     encoding: str = "utf-8-sig",
-    batch_size: int = defaults.IMPORT_BATCH_SIZE,
+    batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
     currencies: Currencies = DEFAULT_CURRENCIES,
+    copy: bool = True,
 ) -> ImportReport:
     """Upsert the accounts or contacts of a CSV file; see the module's notes for the rules.
+
+    On PostgreSQL each batch (``batch_size`` rows, by default
+    :data:`~campaigns.defaults.IMPORT_COPY_BATCH_SIZE`) goes through COPY into a staging table
+    and one upsert (:mod:`campaigns.imports.staging`); ``copy=False`` uses the batched
+    ``executemany`` of SQLite instead (:data:`~campaigns.defaults.IMPORT_BATCH_SIZE` rows),
+    which gives the same result, more slowly.
 
     ``currencies`` is the configured rate table (``Config.currencies``): an account's
     currency must have a rate in it, and an empty one is its base currency.
@@ -340,19 +451,24 @@ def import_csv(
     if spec is None:
         raise ImportRowError(f"unknown kind '{kind}'; use accounts or contacts")
     spec = for_currencies(spec, currencies)
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     path = Path(path)
     shown = str(path)
     report = ImportReport(kind=kind)
     raw = open_csv(path, encoding)
     sent = 0
+    moving = threading.Lock()
 
-    def advance() -> None:
+    def advance(done: int | None = None) -> None:
+        """Report the bytes consumed up to ``done`` (by default, up to where the file is
+        read); called by the writing thread, once its batch is committed, too."""
         nonlocal sent
-        if progress is not None and (done := raw.tell()) > sent:
-            progress(done - sent)
-            sent = done
+        with moving:
+            done = raw.tell() if done is None else done
+            if progress is not None and done > sent:
+                progress(done - sent)
+                sent = done
 
     with (
         raw,
@@ -374,18 +490,33 @@ def import_csv(
             job = _Import(
                 spec, shown, session, header, strict=strict, encoding=encoding, report=report
             )
-            batch: list[_Row] = []
-            for read, (line, cells, problem) in enumerate(rows, 1):
-                if problem is not None:
-                    job.bad(line, [problem])
-                elif (row := job.parse(line, cells or [])) is not None:
-                    batch.append(row)
-                if len(batch) >= batch_size:
-                    job.flush(batch)
-                    batch = []
-                    advance()
-                elif read % batch_size == 0:
-                    advance()  # a file of bad rows moves the bar too
+            if not copy:
+                job.staging = None
+            if batch_size is None:
+                postgres = job.staging is not None
+                batch_size = (
+                    defaults.IMPORT_COPY_BATCH_SIZE if postgres else defaults.IMPORT_BATCH_SIZE
+                )
+            batch: list[Row] = []
+            writer = _Pipeline(job, advance) if job.staging is not None else None
+            try:
+                for read, (line, cells, problem) in enumerate(rows, 1):
+                    if problem is not None:
+                        job.bad(line, [problem])
+                    elif (row := job.parse(line, cells or [])) is not None:
+                        batch.append(row)
+                    if len(batch) >= batch_size:
+                        if writer is not None:
+                            writer.submit(batch, raw.tell())
+                        else:
+                            job.flush(batch)
+                            advance()
+                        batch = []
+                    elif read % batch_size == 0:
+                        advance()  # a file of bad rows moves the bar too
+            finally:
+                if writer is not None:
+                    writer.close()
             job.flush(batch)
             if strict and not job.dry:
                 session.commit()

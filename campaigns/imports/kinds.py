@@ -21,9 +21,12 @@ from campaigns.imports.fields import (
     Parser,
     money_sign,
     parse_boolean,
+    parse_consent_basis,
+    parse_country,
     parse_currency,
     parse_currency_in,
     parse_date,
+    parse_datetime,
     parse_email,
     parse_integer,
     parse_locale,
@@ -34,7 +37,7 @@ from campaigns.imports.fields import (
     parse_time_zone,
     short,
 )
-from campaigns.store.enums import ContractStatus
+from campaigns.store.enums import ConsentBasis, ContractStatus
 from campaigns.store.models import Account, Contact
 
 Kind = Literal["accounts", "contacts"]
@@ -48,6 +51,17 @@ class Field:
     default: Any = None  # for a NOT NULL column: what a new row gets from an empty cell
 
 
+@dataclass(slots=True)
+class Row:
+    """A checked row of a file: its line, key, typed values (by column) and attributes."""
+
+    line: int
+    key: str
+    values: dict[str, Any]
+    attributes: dict[str, str]
+    repeat: bool = False  # the key was already written from an earlier line of this file
+
+
 @dataclass(frozen=True)
 class FileKind:
     name: str
@@ -57,6 +71,15 @@ class FileKind:
     ignored: dict[str, str]  # column -> why it is not imported
     check: Callable[[dict[str, Any], dict[str, str]], list[str]]  # problems across columns
     reference: str | None = None  # a column naming an account, resolved per batch
+    consent: bool = False  # rows that set consent_basis add to consent_records
+
+    @property
+    def written(self) -> tuple[str, ...]:
+        """The table's columns an import writes (besides the key and ``attributes``): its
+        fields', and ``account_id`` for the column naming an account. The others (a
+        contact's ``opt_out``, an account's health) are never touched by an import."""
+        names = [f.name for f in self.fields if f.name not in (self.key, self.reference)]
+        return tuple(names + (["account_id"] if self.reference else []))
 
     @property
     def defaulted(self) -> tuple[str, ...]:
@@ -82,7 +105,18 @@ def _check_account(
     return problems
 
 
-def _no_check(values: dict[str, Any], cells: dict[str, str]) -> list[str]:
+CONSENT_DETAILS = ("consent_source", "consent_at", "consent_wording")
+
+
+_BASES = ", ".join(b.value for b in ConsentBasis)
+
+
+def _check_contact(values: dict[str, Any], cells: dict[str, str]) -> list[str]:
+    if "consent_basis" in values:
+        return []
+    for name in CONSENT_DETAILS:
+        if name in values:
+            return [f"{name} without consent_basis; say which basis ({_BASES}) the consent is"]
     return []
 
 
@@ -128,6 +162,7 @@ KINDS: dict[str, FileKind] = {
             Field("company_size", parse_integer(0, 2**31 - 1)),
             Field("owner_email", parse_email),
             Field("health_score", parse_integer(0, 100)),
+            Field("country", parse_country),
         ),
         ignored={
             **_SYSTEM,
@@ -158,9 +193,15 @@ KINDS: dict[str, FileKind] = {
             Field("time_zone", parse_time_zone, default=defaults.DEFAULT_TIME_ZONE),
             Field("subscribed", parse_boolean, default=True),
             Field("tags", parse_tags, default=[]),
+            Field("country", parse_country),
+            Field("consent_basis", parse_consent_basis),
+            Field("consent_source", parse_text(_CONTACTS_T, "consent_source")),
+            Field("consent_at", parse_datetime),
+            Field("consent_wording", parse_text(_CONTACTS_T, "consent_wording")),
         ),
         ignored={**_SYSTEM, "account_id": "use account_external_id"},
-        check=_no_check,
+        check=_check_contact,
         reference="account_external_id",
+        consent=True,
     ),
 }

@@ -398,16 +398,32 @@ def generate_accounts_csv(path: Path, n: int, today: date, *, seed: int = 7) -> 
     return path
 
 
-def generate_contacts_csv(path: Path, n: int, *, accounts: int, seed: int = 7) -> Path:
+CONSENT_COLUMNS = ("country", "consent_basis", "consent_source", "consent_at", "consent_wording")
+"""The consent columns :func:`generate_contacts_csv` adds when asked to."""
+
+
+def _consent_row(row: tuple[str, ...]) -> tuple[str, ...]:
+    # Japanese contacts opted in on a web form (Japan asks for opt-in); the others are
+    # customers' staff, mailed on the business relationship.
+    if row[0].endswith(".jp"):
+        return ("JP", "opt_in", "web-form", "2026年4月1日", "v1")
+    return ("US", "business_relationship", "", "", "")
+
+
+def generate_contacts_csv(
+    path: Path, n: int, *, accounts: int, seed: int = 7, consent: bool = False
+) -> Path:
     """Write ``n`` contacts spread evenly over the first ``accounts`` sample accounts, row
-    by row, so benchmarks can make files of any size. Import those accounts first."""
+    by row, so benchmarks can make files of any size. Import those accounts first.
+    ``consent`` adds :data:`CONSENT_COLUMNS` (every row sets a basis)."""
     rng = random.Random(f"{seed}:bulk")
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\r\n")
-        writer.writerow(CONTACT_COLUMNS)
+        writer.writerow(CONTACT_COLUMNS + (CONSENT_COLUMNS if consent else ()))
         for k in range(n):
             role = ROLES[k // accounts % len(ROLES)]
-            writer.writerow(_contact_row(k % accounts, rng, role, str(k + 1)))
+            row = _contact_row(k % accounts, rng, role, str(k + 1))
+            writer.writerow(row + _consent_row(row) if consent else row)
     return path
 
 
