@@ -162,6 +162,18 @@ def test_consent_null_withdraws_it_once(client, db):
     assert actions == ["granted", "withdrawn"]
 
 
+def test_consent_goes_only_as_its_object_never_as_loose_fields(client, db):
+    for field in ("consent_basis", "consent_source", "consent_at", "consent_wording"):
+        response = client.put(
+            "/api/v1/contacts/a@example.com", json={field: "opt_in"}, headers=AUTH
+        )
+        assert response.status_code == 422, response.get_json()
+        assert "consent:" in response.get_data(as_text=True)
+    assert contact(db, "a@example.com") is None
+    with db.session() as s:
+        assert s.scalars(select(ConsentRecord)).first() is None
+
+
 def test_batch_upserts_accounts_and_contacts_and_counts_them(client, db):
     accounts = client.post(
         "/api/v1/accounts",

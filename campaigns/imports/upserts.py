@@ -33,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.currency import Currencies
+from campaigns.imports import consent as import_consent
 from campaigns.imports.fields import CellError, parse_boolean, parse_tags, short
 from campaigns.imports.kinds import KINDS, Field, FileKind, Kind, for_currencies
 from campaigns.store import consent as consent_store
@@ -116,9 +117,15 @@ def kind_for(name: Kind, currencies: Currencies) -> FileKind:
     return for_currencies(KINDS[name], currencies)
 
 
+CONSENT_COLUMNS = frozenset(import_consent.COLUMNS)
+"""The importer's consent columns: an object gives its consent as one ``consent`` object,
+which records a history entry, never as loose fields."""
+
+
 def fields_of(kind: FileKind) -> dict[str, Field]:
-    """The fields an object of ``kind`` may set: the importer's, and ``country``."""
-    fields = {f.name: f for f in kind.fields}
+    """The fields an object of ``kind`` may set: the importer's but its consent columns, and
+    ``country``."""
+    fields = {f.name: f for f in kind.fields if f.name not in CONSENT_COLUMNS}
     fields.setdefault("country", Field("country", parse_country))
     return fields
 
@@ -160,7 +167,14 @@ def read(
 
     allowed = set(fields) | {"attributes", *extra}
     for name in sorted(obj.keys() - allowed):
-        if name in kind.ignored:
+        if name in CONSENT_COLUMNS:
+            problems.append(
+                (
+                    place(name),
+                    "not a field here: give consent as consent: {basis, source, at, wording}",
+                )
+            )
+        elif name in kind.ignored:
             problems.append((place(name), f"not accepted: {kind.ignored[name]}"))
         else:
             problems.append((place(name), "unknown field; put fields of your own in attributes"))
