@@ -24,22 +24,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import random
 import re
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from pgkit import postgres_database  # noqa: E402
 
 from campaigns import config as settings_module  # noqa: E402
 from campaigns.clock import FakeClock  # noqa: E402
@@ -57,21 +56,6 @@ MEASURES = (
     ("nps", "NPS回答", 0.3),
     ("renewal", "更新までの日数", 0.2),
 )
-
-
-def postgres_database(server: str) -> tuple[str, Any]:
-    admin = make_engine(server, isolation_level="AUTOCOMMIT")
-    name = f"campaigns_bench_account_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return url, drop
 
 
 def copy(raw: Any, table: str, columns: tuple[str, ...], rows: Any) -> int:
@@ -529,7 +513,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     rng = random.Random(13)
-    url, drop = postgres_database(args.postgres_url)
+    url, drop = postgres_database(args.postgres_url, "account")
     try:
         ids = load(url, args.accounts, args.per_account, args.scored, rng)
         measure(url, ids, args.samples, rng)

@@ -17,23 +17,21 @@ Target (issue 12): 250k accounts < 10 s; 1M contacts < 20 s; on both databases.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import resource
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from pgkit import postgres_database  # noqa: E402
 from segments import generate  # noqa: E402
 
 from campaigns.engine.deploy import deploy  # noqa: E402
@@ -114,21 +112,6 @@ def run(url: str, backend: str, args: argparse.Namespace, segset: seg.SegmentSet
     engine.dispose()
 
 
-def postgres_database(server: str) -> tuple[str, object]:
-    admin = make_engine(server, isolation_level="AUTOCOMMIT")
-    name = f"campaigns_bench_enrol_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return url, drop
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -148,7 +131,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as folder:
                 run(f"sqlite:///{folder}/bench.db", backend, args, segset)
         elif backend == "postgresql":
-            url, drop = postgres_database(args.postgres_url)
+            url, drop = postgres_database(args.postgres_url, "enrol")
             try:
                 run(url, backend, args, segset)
             finally:

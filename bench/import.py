@@ -24,16 +24,14 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import uuid
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from pgkit import postgres_database  # noqa: E402
 
 from campaigns import defaults  # noqa: E402
 from campaigns.imports.importer import ImportReport, import_csv  # noqa: E402
@@ -44,22 +42,6 @@ from campaigns.store.db import make_engine, make_sessionmaker, migrate  # noqa: 
 def rss_mb() -> float:
     """Peak resident set size of this process so far (ru_maxrss is in KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def postgres_database(server: str) -> tuple[str, Callable[[], None]]:
-    """A new, empty database on the server, and the function that drops it."""
-    admin = make_engine(server, isolation_level="AUTOCOMMIT")
-    name = f"campaigns_bench_import_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return url, drop
 
 
 def run(
@@ -130,7 +112,7 @@ def main() -> None:
         )
         drop: Callable[[], None] = lambda: None  # noqa: E731
         if args.database == "postgres":
-            url, drop = postgres_database(args.postgres_url)
+            url, drop = postgres_database(args.postgres_url, "import")
             batch = args.batch_size or defaults.IMPORT_COPY_BATCH_SIZE
             label = "PostgreSQL (COPY into a staging table, one upsert per batch)"
         else:
