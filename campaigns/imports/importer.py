@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import ColumnElement, String, Table, any_, bindparam, case, func, insert, select
+from sqlalchemy import ColumnElement, Table, bindparam, case, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -268,10 +268,16 @@ class _Import:
         wanted = {r.values[self.kind.reference] for r in rows if self.kind.reference in r.values}
         ids: dict[str, int] = {}
         if wanted and self.dialect == "postgresql":
-            # one array parameter, not thousands of them in an IN list
-            many = bindparam("wanted", sorted(wanted), type_=postgresql.ARRAY(String))
-            query = select(Account.external_id, Account.id).where(Account.external_id == any_(many))
-            ids = {external: id_ for external, id_ in self.session.execute(query)}
+            # One array parameter, not thousands of them in an IN list, through the driver's
+            # cursor: SQLAlchemy's processing of the array and the rows was most of the time.
+            raw = self.session.connection().connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cursor:
+                cursor.execute(
+                    "SELECT external_id, id FROM accounts WHERE external_id = ANY(%s::text[])",
+                    (list(wanted),),
+                )
+                ids = dict(cursor.fetchall())
         elif wanted:
             query = select(Account.external_id, Account.id).where(
                 Account.external_id.in_(sorted(wanted))
