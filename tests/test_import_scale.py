@@ -182,6 +182,79 @@ def test_the_copy_path_gives_what_the_batched_path_gives_for_a_tricky_file(
     )
 
 
+# Files without consent columns take the COPY path's plain statement, which merges with the
+# stored row in its conflict clause and joins the stored row in only for the NOT NULL columns
+# a file has: each of these files exercises one shape of it over rows stored by the one before.
+PLAIN = {
+    "accounts.csv": "external_id,name,plan,currency\nACC-1,株式会社サンプル,pro,jpy\n"
+    "ACC-2,Example Inc,,\n",
+    "first.csv": "email,account_external_id,name,locale,tags,部署\n"
+    "taro@example.jp,ACC-1,山田 太郎,ja,vip;beta,営業部\n"
+    "emily@example.com,ACC-2,Emily Wilson,en-US,,\n"
+    "hanako@example.jp,ACC-9,佐藤 花子,ja,,\n"
+    "jiro@example.jp,,鈴木 次郎,,,\n"
+    "TARO@example.jp,,,,gold,経営企画\n",
+    # defaulted columns with empty cells over stored rows: the stored values stay
+    "defaulted.csv": "email,locale,time_zone,subscribed,tags\n"
+    "taro@example.jp,,Asia/Tokyo,,\n"
+    "emily@example.com,en-GB,,no,\n"
+    "new@example.jp,,,,\n",
+    # no NOT NULL column at all (nothing joined) and no attributes: only title and account
+    "narrow.csv": "email,title,account_external_id\n"
+    "taro@example.jp,課長,\n"
+    "jiro@example.jp,,ACC-2\n"
+    "emily@example.com,Director,ACC-1\n"
+    "jiro@example.jp,部長,\n",
+    "accounts-again.csv": "external_id,name,country\nACC-2,Example Incorporated,us\n",
+}
+
+
+@pytest.mark.parametrize("batch_size", [None, 2], ids=["one-batch", "batches-of-2"])
+def test_files_without_consent_columns_give_the_same_on_both_paths(db, tmp_path, batch_size):
+    since = datetime.now(UTC).replace(microsecond=0)
+
+    def run(copy: bool) -> list[tuple[Any, ...]]:
+        return [
+            summary(
+                import_csv(
+                    "accounts" if name.startswith("accounts") else "contacts",
+                    write(tmp_path, content, name),
+                    db.sessions,
+                    copy=copy,
+                    batch_size=batch_size,
+                )
+            )
+            for name, content in PLAIN.items()
+        ]
+
+    batched = run(copy=False)
+    stored = snapshot(db, since)
+    db.clear()
+    assert run(copy=True) == batched
+    assert snapshot(db, since) == stored
+
+    counts = [b[:3] for b in batched]
+    assert counts == [(2, 0, 0), (3, 0, 1), (1, 2, 0), (0, 3, 0), (0, 1, 0)]
+    people = stored["contacts"]
+    taro, emily = people["taro@example.jp"], people["emily@example.com"]
+    assert (taro["locale"], taro["time_zone"], taro["tags"]) == ("ja", "Asia/Tokyo", ["gold"])
+    assert taro["attributes"] == {"部署": "経営企画"} and taro["account"] == "ACC-1"
+    assert (emily["locale"], emily["subscribed"], emily["account"]) == ("en-GB", False, "ACC-1")
+    assert emily["attributes"] == {} and emily["name"] == "Emily Wilson"
+    new = people["new@example.jp"]
+    assert (new["locale"], new["time_zone"], new["subscribed"], new["tags"]) == (
+        "en",
+        "UTC",
+        True,
+        [],
+    ), "a new row gets each column's default"
+    jiro = people["jiro@example.jp"]
+    assert (jiro["account"], jiro["name"]) == ("ACC-2", "鈴木 次郎")
+    with db.session() as s:
+        assert s.scalar(select(Contact.title).where(Contact.email == "jiro@example.jp")) == "部長"
+    assert stored["accounts"]["ACC-2"] == ("Example Incorporated", "US", {})
+
+
 def consent_file(folder: Path, rows: str, name: str = "consent.csv") -> Path:
     header = "email,name,consent_basis,consent_source,consent_at,consent_wording\n"
     return write(folder, header + rows, name)

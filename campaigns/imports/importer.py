@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import ColumnElement, Table, bindparam, case, func, insert, select
+from sqlalchemy import ColumnElement, Engine, Table, bindparam, case, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -144,9 +144,22 @@ class _Import:
         self.source = consent.source_of(path)
         self.name = self.source.removeprefix("import:")
         self.records = _record_insert() if self.consent else None
+        # account external_id -> id (None: no such account), kept for the whole file; a
+        # file names each account once however many of its contacts it holds
+        self.accounts: dict[str, int | None] = {}
+        self.lookup: Any = None  # the reading thread's own connection (see _Pipeline)
         self.staging: Staging | None = None
         if self.dialect == "postgresql":
-            self.staging = Staging(kind, attributes=[name for _, name in header.attributes])
+            named = {f.name for _, f in header.fields}
+            present = [n for n in kind.written if n in named]
+            if kind.reference in named:
+                present.append("account_id")
+            self.staging = Staging(
+                kind,
+                attributes=[name for _, name in header.attributes],
+                present=present,
+                consent=self.consent,
+            )
 
     # rows -> values
 
@@ -233,23 +246,36 @@ class _Import:
 
     # values -> database
 
-    def flush(self, rows: list[Row]) -> None:
+    def prepare(self, rows: list[Row]) -> list[Row]:
+        """The batch as it is written: accounts resolved, one row per key."""
         if self.kind.reference:
             rows = self.resolve(rows)
-        rows = self.dedupe(rows)
-        if not rows or self.dry:
-            return
-        if self.staging is not None and self.copy(rows):
+        return self.dedupe(rows)
+
+    def flush(self, rows: list[Row]) -> None:
+        rows = self.prepare(rows)
+        if rows and not self.dry:
+            self.write(rows)
+
+    def write(self, rows: list[Row], payload: bytes | None = None) -> None:
+        """Write a prepared batch: through the staging table on PostgreSQL (``payload`` is
+        its COPY data, if already encoded), else, or if the database refuses it, row by row."""
+        if self.staging is not None and self.copy(rows, payload):
             return
         self.store(rows, self.existing([r.key for r in rows]))
 
-    def copy(self, rows: list[Row]) -> bool:
+    def copy(self, rows: list[Row], payload: bytes | None = None) -> bool:
         """Write the batch through the staging table (PostgreSQL); False if the database
         refused it, which is then rolled back for :meth:`store` to find the rows at fault."""
         assert self.staging is not None
         try:
             inserted, updated = self.staging.write(
-                self.session, rows, now=self.now, source=self.source, file=self.name
+                self.session,
+                self.staging.encode(rows) if payload is None else payload,
+                repeated=[r.key for r in rows if r.repeat],
+                now=self.now,
+                source=self.source,
+                file=self.name,
             )
         except (IntegrityError, DataError, psycopg.DataError, psycopg.IntegrityError):
             self.session.rollback()
@@ -263,38 +289,43 @@ class _Import:
         return True
 
     def resolve(self, rows: list[Row]) -> list[Row]:
-        """Replace each account_external_id by the account's id, with one SELECT per batch."""
-        assert self.kind.reference
-        wanted = {r.values[self.kind.reference] for r in rows if self.kind.reference in r.values}
-        ids: dict[str, int] = {}
-        if wanted and self.dialect == "postgresql":
-            # One array parameter, not thousands of them in an IN list, through the driver's
-            # cursor: SQLAlchemy's processing of the array and the rows was most of the time.
-            raw = self.session.connection().connection.driver_connection
-            assert raw is not None
-            with raw.cursor() as cursor:
-                cursor.execute(
-                    "SELECT external_id, id FROM accounts WHERE external_id = ANY(%s::text[])",
-                    (list(wanted),),
-                )
-                ids = dict(cursor.fetchall())
-        elif wanted:
-            query = select(Account.external_id, Account.id).where(
-                Account.external_id.in_(sorted(wanted))
-            )
-            ids = {external: id_ for external, id_ in self.session.execute(query)}
+        """Replace each account_external_id by the account's id; the accounts the file has
+        not named before are looked up with one SELECT per batch."""
+        reference, ids = self.kind.reference, self.accounts
+        assert reference
+        wanted = {r.values[reference] for r in rows if reference in r.values}
+        if wanted := wanted.difference(ids):
+            ids.update(dict.fromkeys(wanted))
+            ids.update(self.find_accounts(list(wanted)))
         kept = []
         for row in rows:
-            ref = row.values.pop(self.kind.reference, None)
-            if ref is not None and ref not in ids:
-                self.bad(
-                    row.line, [f"unknown {self.kind.reference} '{ref}'; import that account first"]
-                )
-                continue
-            if ref is not None:
-                row.values["account_id"] = ids[ref]
-            kept.append(row)
+            ref = row.values.pop(reference, None)
+            if ref is None:
+                kept.append(row)
+            elif (found := ids[ref]) is None:
+                self.bad(row.line, [f"unknown {reference} '{ref}'; import that account first"])
+            else:
+                row.values["account_id"] = found
+                kept.append(row)
         return kept
+
+    def find_accounts(self, wanted: list[str]) -> dict[str, int]:
+        if self.lookup is None and self.dialect != "postgresql":
+            query = select(Account.external_id, Account.id).where(Account.external_id.in_(wanted))
+            return {external: id_ for external, id_ in self.session.execute(query)}
+        # One array parameter, not thousands of them in an IN list, through the driver's
+        # cursor: SQLAlchemy's processing of the array and the rows was most of the time.
+        raw = (self.lookup or self.session.connection().connection).driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor:
+            cursor.execute(
+                "SELECT external_id, id FROM accounts WHERE external_id = ANY(%s::text[])",
+                (wanted,),
+            )
+            found = dict(cursor.fetchall())
+        if self.lookup is not None:
+            raw.commit()  # end the read, so no transaction stays open while the file is read
+        return found
 
     def dedupe(self, rows: list[Row]) -> list[Row]:
         """Keep one row per key in a batch; warn about every repeat.
@@ -396,18 +427,23 @@ class _Pipeline:
     """Writes each batch in a thread of its own while the next one is read and checked.
 
     On PostgreSQL the database's work on a batch (COPY, upsert, commit) takes as long as
-    checking it in Python; the GIL is free while psycopg waits, so the two overlap. One batch
-    is written at a time, in file order, and the reader waits for it before handing over the
-    next: memory holds two batches at most, and each is committed before the bar moves past it.
+    checking it in Python, or longer. The reading thread does all the Python work: it checks
+    the rows, resolves their accounts (through a connection of its own), deduplicates them and
+    encodes the COPY data. The writing thread only hands that to the database and waits, with
+    the GIL free, so the two overlap. One batch is written at a time, in file order, and the
+    reader waits for it before handing over the next: memory holds two batches at most, and
+    each is committed before the bar moves past it.
     """
 
     def __init__(self, job: _Import, advance: Callable[[int], None]) -> None:
         self.job, self.advance = job, advance
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer")
         self.pending: Future[None] | None = None
+        bind = job.session.get_bind()
+        job.lookup = (bind if isinstance(bind, Engine) else bind.engine).raw_connection()
 
-    def _write(self, batch: list[Row], position: int) -> None:
-        self.job.flush(batch)
+    def _write(self, batch: list[Row], payload: bytes, position: int) -> None:
+        self.job.write(batch, payload)
         self.advance(position)
 
     def wait(self) -> None:
@@ -416,14 +452,26 @@ class _Pipeline:
             pending.result()  # re-raises what went wrong in the writer
 
     def submit(self, batch: list[Row], position: int) -> None:
+        job = self.job
+        batch = job.prepare(batch)
+        if not batch or job.dry:
+            self.wait()
+            self.advance(position)
+            return
+        assert job.staging is not None
+        payload = job.staging.encode(batch)
         self.wait()
-        self.pending = self.pool.submit(self._write, batch, position)
+        if job.dry:  # the batch before this one failed a strict import
+            return
+        self.pending = self.pool.submit(self._write, batch, payload, position)
 
     def close(self) -> None:
         try:
             self.wait()
         finally:
             self.pool.shutdown(wait=True)
+            lookup, self.job.lookup = self.job.lookup, None
+            lookup.close()
 
 
 def import_csv(

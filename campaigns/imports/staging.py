@@ -54,14 +54,27 @@ def _literal(text: str) -> str:
 class Staging:
     """The staging table of one kind of file and the statement that writes it."""
 
-    def __init__(self, kind: FileKind, *, attributes: Sequence[str]) -> None:
+    def __init__(
+        self,
+        kind: FileKind,
+        *,
+        attributes: Sequence[str],
+        present: Sequence[str] | None = None,
+        consent: bool = True,
+    ) -> None:
+        """``present``: the written columns the file has (by default all of them);
+        ``consent``: whether it has ``consent_basis``, so rows may change the consent."""
         self.kind = kind
         # the file's attribute columns, staged as text and built into JSON by the database
         self.attributes = list(attributes)
         self.merge_attributes = bool(self.attributes)
         self.table = f"import_staging_{kind.name}"
         table = kind.table
-        self.columns = list(kind.written)
+        self.consent = kind.consent and consent
+        given = set(kind.written if present is None else present)
+        # A file that cannot change consent stages only its own columns; one that can stages
+        # them all, as the consent rule reads the four columns together.
+        self.columns = [n for n in kind.written if self.consent or n in given]
         self.json = {
             name
             for name in self.columns
@@ -80,38 +93,42 @@ class Staging:
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.table} ({', '.join(staged)})"
             " ON COMMIT DROP"
         )
-        self.copy_sql = (
-            f"COPY {self.table} (line, repeated, {_quote(kind.key)},"
-            f" {', '.join(_quote(n) for n in self.columns)}"
-            f"{''.join(f', a_{i}' for i in range(len(self.attributes)))}) FROM STDIN (FORMAT csv)"
-        )
-        self.upsert = self._upsert()
+        copied = [
+            "line",
+            "repeated",
+            _quote(kind.key),
+            *map(_quote, self.columns),
+            *(f"a_{i}" for i in range(len(self.attributes))),
+        ]
+        self.copy_sql = f"COPY {self.table} ({', '.join(copied)}) FROM STDIN (FORMAT csv)"
+        self.upsert = self._upsert() if self.consent else self._plain_upsert()
 
-    def _csv(self, rows: Sequence[Row]) -> str:
-        """The rows as COPY's CSV: an unquoted empty field is NULL (the parsers never give an
-        empty string), JSON columns as JSON text; :mod:`csv`'s writer is C, ``write_row``
-        per value is not."""
+    def encode(self, rows: Sequence[Row]) -> bytes:
+        """The rows as COPY's CSV in UTF-8: an unquoted empty field is NULL (the parsers never
+        give an empty string), JSON columns as JSON text. Done by the reading thread, so the
+        writing one only waits on the database; :mod:`csv`'s writer is C, ``write_row`` per
+        value is not."""
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        columns, json_columns, attributes = self.columns, self.json, self.attributes
+        write = csv.writer(out, lineterminator="\n").writerow
+        columns, attributes = self.columns, self.attributes
+        json_at = [3 + i for i, name in enumerate(columns) if name in self.json]
         dumps = _ENCODER.encode
         written: dict[tuple[str, ...], str] = {}  # tags: the same few lists on every row
         for row in rows:
-            values = row.values
-            cells: list[Any] = [row.line, row.repeat, row.key]
-            for name in columns:
-                value = values.get(name)
-                if value is not None and name in json_columns:
-                    if isinstance(value, list):
-                        key = tuple(value)
-                        value = written.get(key) or written.setdefault(key, dumps(value))
-                    else:
-                        value = dumps(value)
-                cells.append(value)
+            cells: list[Any] = [row.line, row.repeat, row.key, *map(row.values.get, columns)]
+            for at in json_at:
+                value = cells[at]
+                if value is None:
+                    continue
+                if isinstance(value, list):
+                    key = tuple(value)
+                    cells[at] = written.get(key) or written.setdefault(key, dumps(value))
+                else:
+                    cells[at] = dumps(value)
             if attributes:
                 cells.extend(map(row.attributes.get, attributes))
-            writer.writerow(cells)
-        return out.getvalue()
+            write(cells)
+        return out.getvalue().encode()
 
     def _value(self, name: str, value: Any) -> Any:
         if value is None:
@@ -146,10 +163,7 @@ class Staging:
                 values.append(f"coalesce({col}, {old})")
         attributes = "coalesce(t_attributes, '{}'::jsonb)"
         if self.merge_attributes:
-            pairs = [f"{_literal(name)}, a_{i}" for i, name in enumerate(self.attributes)]
-            for start in range(0, len(pairs), 50):  # a function takes 100 arguments at most
-                chunk = ", ".join(pairs[start : start + 50])
-                attributes += f" || jsonb_strip_nulls(jsonb_build_object({chunk}))"
+            attributes += f" || {self._new_attributes()}"
         names = ", ".join(_quote(n) for n in self.columns)
         sets = [f"{_quote(n)} = EXCLUDED.{_quote(n)}" for n in self.columns]
         sets.append("updated_at = EXCLUDED.updated_at")
@@ -184,22 +198,85 @@ SELECT (SELECT count(*) FILTER (WHERE inserted) FROM up)
         - (SELECT count(*) FROM src WHERE repeated AND t_id IS NOT NULL)
 """
 
+    def _new_attributes(self) -> str:
+        """The JSON object of the row's attribute cells (empty ones left out)."""
+        pairs = [f"{_literal(name)}, a_{i}" for i, name in enumerate(self.attributes)]
+        chunks = [  # a function takes 100 arguments at most
+            f"jsonb_strip_nulls(jsonb_build_object({', '.join(pairs[start : start + 50])}))"
+            for start in range(0, len(pairs), 50)
+        ]
+        return " || ".join(chunks) or "'{}'::jsonb"
+
+    def _plain_upsert(self) -> str:
+        """The statement for a file that leaves consent alone: the conflict clause merges with
+        the stored row itself, and the stored row is joined in only for the NOT NULL columns
+        the file has, whose empty cells keep the stored value (the inserted row must not be
+        NULL there)."""
+        kind, target = self.kind, self.kind.table.name
+        key, table = _quote(kind.key), kind.table
+        required = {f.name for f in kind.fields if f.required}
+        stored = [n for n in self.columns if not table.c[n].nullable and n not in required]
+        values, sets = [], []
+        for name in kind.written:
+            col = _quote(name)
+            if name not in self.columns:
+                # absent from the file: a new row gets the default, a stored one is left be
+                values.append(f"%(d_{name})s" if name in self.defaults else "NULL")
+                continue
+            if name in stored:
+                fallback = f", %(d_{name})s" if name in self.defaults else ""
+                values.append(f"coalesce(s.{col}, t.{col}{fallback})")
+                sets.append(f"{col} = EXCLUDED.{col}")
+            else:
+                values.append(f"s.{col}")
+                sets.append(f"{col} = coalesce(EXCLUDED.{col}, {target}.{col})")
+        sets.append("updated_at = EXCLUDED.updated_at")
+        if self.merge_attributes:
+            sets.append(f"attributes = {target}.attributes || EXCLUDED.attributes")
+        join = f" LEFT JOIN {target} t ON t.{key} = s.{key}" if stored else ""
+        names = ", ".join(_quote(n) for n in kind.written)
+        return f"""
+WITH up AS (
+    INSERT INTO {target} ({key}, {names}, attributes, created_at, updated_at)
+    SELECT s.{key}, {", ".join(values)}, {self._new_attributes()}, %(now)s, %(now)s
+    FROM {self.table} s{join}
+    ON CONFLICT ({key}) DO UPDATE SET {", ".join(sets)}
+    RETURNING {key}, (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted AND NOT repeated),
+    count(*) FILTER (WHERE NOT inserted AND NOT repeated)
+FROM (SELECT inserted, {key} = ANY(%(repeated)s::text[]) AS repeated FROM up) AS written
+"""
+
     def write(
-        self, session: Session, rows: Sequence[Row], *, now: datetime, source: str, file: str
+        self,
+        session: Session,
+        payload: bytes,
+        *,
+        repeated: Sequence[str],
+        now: datetime,
+        source: str,
+        file: str,
     ) -> tuple[int, int]:
-        """Write ``rows`` in the session's transaction; (inserted, updated), not counting
-        rows whose key an earlier batch of the file wrote already."""
+        """Write a batch (``payload`` from :meth:`encode`) in the session's transaction;
+        (inserted, updated), not counting the ``repeated`` keys, which an earlier batch of
+        the file wrote already."""
         raw = session.connection().connection.driver_connection
         assert raw is not None
         with raw.cursor() as cursor:
             cursor.execute(self.create)
             cursor.execute(f"TRUNCATE {self.table}")
             with cursor.copy(self.copy_sql) as copy:
-                copy.write(self._csv(rows))
+                copy.write(payload)
             # JIT compiling this statement costs a second per batch, more than it saves
             cursor.execute("SET LOCAL jit = off")
             cursor.execute("SET LOCAL work_mem = '256MB'")
-            params: dict[str, Any] = {"now": now, "source": source, "file": file}
+            params: dict[str, Any] = {
+                "now": now,
+                "source": source,
+                "file": file,
+                "repeated": list(repeated),
+            }
             params.update(
                 (f"d_{name}", self._value(name, value)) for name, value in self.defaults.items()
             )
