@@ -480,3 +480,27 @@ def test_sample_contacts_with_consent_columns_import_cleanly_and_once(db, tmp_pa
     assert sum(bases.values()) == 200 and set(bases) <= {"JP", "US"}
     assert japanese is not None and japanese.consent_basis == "opt_in"
     assert japanese.consent_at == datetime(2026, 4, 1, tzinfo=UTC)
+
+
+def test_a_reimport_on_postgresql_rewrites_only_the_rows_that_changed(db, tmp_path):
+    if db.backend != "postgresql":
+        pytest.skip("the COPY path is PostgreSQL's; the batched path rewrites every row")
+    header = "email,name,locale,tags,team\n"
+    rows = "".join(f"p{i}@example.jp,人{i},ja,vip,sales\n" for i in range(6))
+    first = import_csv("contacts", write(tmp_path, header + rows, "a.csv"), db.sessions)
+    assert (first.inserted, first.updated) == (6, 0)
+
+    def versions() -> dict[str, Any]:
+        with db.session() as s:
+            return {e: u for e, u in s.execute(select(Contact.email, Contact.updated_at))}
+
+    before = versions()
+    changed = rows.replace("p2@example.jp,人2,ja,vip,sales", "p2@example.jp,人2,ja,vip,support")
+    changed = changed.replace("p4@example.jp,人4,ja,vip", "p4@example.jp,人4,,gold")
+    again = import_csv("contacts", write(tmp_path, header + changed, "b.csv"), db.sessions)
+    assert (again.inserted, again.updated, again.skipped) == (0, 6, 0), "matched rows count"
+    after = versions()
+    assert {e for e in before if after[e] != before[e]} == {"p2@example.jp", "p4@example.jp"}
+    with db.session() as s:
+        p4 = s.scalars(select(Contact).where(Contact.email == "p4@example.jp")).one()
+        assert (p4.locale, p4.tags, p4.attributes) == ("ja", ["gold"], {"team": "sales"})

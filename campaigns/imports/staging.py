@@ -211,12 +211,15 @@ SELECT (SELECT count(*) FILTER (WHERE inserted) FROM up)
         """The statement for a file that leaves consent alone: the conflict clause merges with
         the stored row itself, and the stored row is joined in only for the NOT NULL columns
         the file has, whose empty cells keep the stored value (the inserted row must not be
-        NULL there)."""
+        NULL there). A stored row the file leaves as it is gets no new version: re-importing
+        last night's export rewrites only the rows that changed. Such a row still counts as
+        updated, as on the batched path."""
         kind, target = self.kind, self.kind.table.name
         key, table = _quote(kind.key), kind.table
         required = {f.name for f in kind.fields if f.required}
         stored = [n for n in self.columns if not table.c[n].nullable and n not in required]
-        values, sets = [], []
+        values: list[str] = []
+        sets: dict[str, str] = {}  # column -> its new value on a stored row
         for name in kind.written:
             col = _quote(name)
             if name not in self.columns:
@@ -226,13 +229,18 @@ SELECT (SELECT count(*) FILTER (WHERE inserted) FROM up)
             if name in stored:
                 fallback = f", %(d_{name})s" if name in self.defaults else ""
                 values.append(f"coalesce(s.{col}, t.{col}{fallback})")
-                sets.append(f"{col} = EXCLUDED.{col}")
+                sets[col] = f"EXCLUDED.{col}"
             else:
                 values.append(f"s.{col}")
-                sets.append(f"{col} = coalesce(EXCLUDED.{col}, {target}.{col})")
-        sets.append("updated_at = EXCLUDED.updated_at")
+                sets[col] = f"coalesce(EXCLUDED.{col}, {target}.{col})"
         if self.merge_attributes:
-            sets.append(f"attributes = {target}.attributes || EXCLUDED.attributes")
+            sets["attributes"] = f"{target}.attributes || EXCLUDED.attributes"
+        changed = (
+            f"({', '.join(f'{target}.{col}' for col in sets)})"
+            f" IS DISTINCT FROM ({', '.join(sets.values())})"
+        )
+        assignments = [f"{col} = {new}" for col, new in sets.items()]
+        assignments.append("updated_at = EXCLUDED.updated_at")
         join = f" LEFT JOIN {target} t ON t.{key} = s.{key}" if stored else ""
         names = ", ".join(_quote(n) for n in kind.written)
         return f"""
@@ -240,12 +248,13 @@ WITH up AS (
     INSERT INTO {target} ({key}, {names}, attributes, created_at, updated_at)
     SELECT s.{key}, {", ".join(values)}, {self._new_attributes()}, %(now)s, %(now)s
     FROM {self.table} s{join}
-    ON CONFLICT ({key}) DO UPDATE SET {", ".join(sets)}
+    ON CONFLICT ({key}) DO UPDATE SET {", ".join(assignments)}
+    WHERE {changed if sets else "false"}
     RETURNING {key}, (xmax = 0) AS inserted
+), new AS (
+    SELECT count(*) AS n FROM up WHERE inserted AND {key} <> ALL(%(repeated)s::text[])
 )
-SELECT count(*) FILTER (WHERE inserted AND NOT repeated),
-    count(*) FILTER (WHERE NOT inserted AND NOT repeated)
-FROM (SELECT inserted, {key} = ANY(%(repeated)s::text[]) AS repeated FROM up) AS written
+SELECT new.n, (SELECT count(*) FROM {self.table} WHERE NOT repeated) - new.n FROM new
 """
 
     def write(
