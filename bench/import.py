@@ -10,7 +10,12 @@ the process, how much the imports added to it, and (with ``--tracemalloc``) the 
 Python allocations during the import.
 
 Usage: python bench/import.py [--database sqlite|postgres] [--contacts 1000000]
-[--per-account 4] [--batch-size N] [--consent] [--tracemalloc]
+[--per-account 4] [--batch-size N] [--consent] [--tracemalloc] [--floor]
+
+Machines differ: the first line printed is a yardstick of this one's speed (a fixed Python
+loop), and ``--floor`` adds PostgreSQL's own time for the same number of bare contact rows
+(one ``INSERT ... SELECT`` from ``generate_series``, with the table's indexes and foreign key,
+no CSV and no Python), the most any importer could reach on this machine.
 Target (issue 15): 1M contacts in under 30 s on PostgreSQL (COPY into a staging table, then
 one upsert per batch); batched on SQLite; memory flat (nothing held per row).
 """
@@ -23,10 +28,13 @@ import resource
 import sys
 import tempfile
 import time
+import timeit
 import tracemalloc
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -69,6 +77,52 @@ def run(
     return report
 
 
+def yardstick_ms() -> float:
+    """The best of 5 runs of a fixed Python loop, in ms."""
+    runs = timeit.repeat("sum(i * i for i in range(1_000_000))", number=1, repeat=5)
+    return min(runs) * 1000
+
+
+def floor(server: str, contacts: int, per_account: int) -> None:
+    """Time PostgreSQL inserting ``contacts`` bare rows, in a database of its own."""
+    url, drop = postgres_database(server, "import_floor")
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+        accounts = max(1, contacts // per_account)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO accounts (external_id, name, currency, contract_status,"
+                    " attributes, created_at, updated_at) SELECT 'ACC-' || g, 'Account ' || g,"
+                    " 'JPY', 'active', '{}'::jsonb, now(), now() FROM generate_series(1, :n) g"
+                ),
+                {"n": accounts},
+            )
+            first = conn.execute(text("SELECT min(id) FROM accounts")).scalar_one()
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO contacts (email, account_id, name, role, locale, time_zone,"
+                    " subscribed, tags, attributes, opt_out, created_at, updated_at)"
+                    " SELECT 'p' || g || '@example.jp', :first + g % :accounts, '名前 ' || g,"
+                    " 'admin', 'ja', 'Asia/Tokyo', true, '[]'::jsonb, '{}'::jsonb, '[]'::jsonb,"
+                    " now(), now() FROM generate_series(1, :n) g"
+                ),
+                {"first": first, "accounts": accounts, "n": contacts},
+            )
+        elapsed = time.perf_counter() - started
+        print(
+            f"PostgreSQL's floor: {contacts:,} bare contact rows by one INSERT ... SELECT in"
+            f" {elapsed:.2f} s = {contacts / elapsed:,.0f} rows/s (indexes and foreign key"
+            " included; no CSV, no checks, no Python)"
+        )
+    finally:
+        engine.dispose()
+        drop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -94,7 +148,16 @@ def main() -> None:
     parser.add_argument(
         "--tracemalloc", action="store_true", help="also trace Python allocations (slower)"
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time PostgreSQL inserting as many bare contact rows (--database postgres)",
+    )
     args = parser.parse_args()
+    print(
+        f"this machine: {os.cpu_count()} cores; a fixed Python loop takes"
+        f" {yardstick_ms():.0f} ms (a yardstick to compare machines by)"
+    )
 
     today = date(2026, 11, 23)
     accounts = max(1, args.contacts // args.per_account)
@@ -142,6 +205,8 @@ def main() -> None:
         )
         engine.dispose()
         drop()
+        if args.floor and args.database == "postgres":
+            floor(args.postgres_url, args.contacts, args.per_account)
     print(f"peak RSS of the whole run: {rss_mb():.0f} MB")
 
 

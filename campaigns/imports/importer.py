@@ -4,9 +4,9 @@ The file is read with :mod:`csv` one row at a time and written ``batch_size`` ro
 with an ``INSERT ... ON CONFLICT DO UPDATE`` keyed on the natural key (``external_id`` for
 accounts, ``email`` for contacts): on SQLite an ``executemany`` of it, on PostgreSQL a COPY
 into a staging table and one ``INSERT ... SELECT`` from it (:mod:`campaigns.imports.staging`).
-A file of any size imports in flat memory. The only
-thing that grows with the file is the index used to name the first line of a duplicate key
-(about 100 bytes a row).
+A file of any size imports in flat memory. What grows with the file is the index used to
+name the first line of a duplicate key (about 100 bytes a row) and the ids of the accounts it
+names, each looked up once (about 100 bytes an account).
 
 What a file means:
 
